@@ -1,0 +1,39 @@
+"""What the instance layer hands the kernel to boot a LibOS and run one program (pure data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True, frozen=True)
+class MountSpec:
+    """One entry of the mount table, already validated and with host paths made absolute.
+
+    ``fs_type`` is one of ``hostfs``, ``ramfs``, ``devfs``, ``procfs`` (the root is given by
+    ``RunSpec.root_dir``). ``source`` is the host directory for ``hostfs``, else ``None``.
+    """
+
+    target: str
+    fs_type: str
+    source: str | None = None
+    readonly: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class RunSpec:
+    """Everything ``occlum run`` needs: the built root, the mounts, the program and its environment."""
+
+    instance_dir: str
+    root_dir: str  # host directory holding the built, read-only root file system
+    argv: tuple[str, ...]  # argv[0] is the absolute path of the program inside the LibOS
+    env: tuple[tuple[str, str], ...]
+    mounts: tuple[MountSpec, ...] = ()
+    cwd: str = "/"
+    umask: int = 0o022
+    hostname: str = "occlum"
+    max_threads: int = 64
+    user_space_size: int = 256 << 20
+    default_stack_size: int = 8 << 20
+    default_heap_size: int = 32 << 20
+    log_level: str = "warn"
+    extra: dict[str, str] = field(default_factory=dict)
