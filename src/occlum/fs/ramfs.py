@@ -1,0 +1,362 @@
+"""ramfs: the in-memory file system of ``/tmp`` and ``/dev/shm``.
+
+Owns directories, symlinks, hard links, FIFOs and device nodes held in Python objects, and
+regular-file contents held in one memfd per file: the page cache.  Every open gets a fresh open
+file description of that memfd (reopened through ``/proc/self/fd``), so offsets are per open
+while all openers, in every process, share the same pages and ``MAP_SHARED`` stays coherent.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import time
+
+from occlum.abi.errors import SyscallError
+from occlum.abi.fsabi import (
+    RENAME_EXCHANGE,
+    RENAME_NOREPLACE,
+    S_IFCHR,
+    S_IFDIR,
+    S_IFIFO,
+    S_IFLNK,
+    S_IFMT,
+    S_IFREG,
+    S_IFSOCK,
+    TMPFS_MAGIC,
+    StatFs,
+    dtype_of_mode,
+)
+from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, Stat
+from occlum.vfs.mount import FileSystem
+
+__all__ = ["RamFs"]
+
+# Character devices a ramfs/devfs node may stand for, and the harmless host device behind
+# each: opening the node opens the host device, never anything else.
+HOST_CHAR_DEVICES: dict[int, str] = {
+    os.makedev(1, 3): "/dev/null",
+    os.makedev(1, 5): "/dev/zero",
+    os.makedev(1, 7): "/dev/full",
+    os.makedev(1, 8): "/dev/random",
+    os.makedev(1, 9): "/dev/urandom",
+    os.makedev(5, 0): "/dev/tty",
+}
+
+
+def open_host_device(rdev: int, flags: int) -> int:
+    path = HOST_CHAR_DEVICES.get(rdev)
+    if path is None:
+        raise SyscallError(errno.ENXIO, "no such device")
+    try:
+        return os.open(path, (flags & HOST_OPEN_MASK) | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as e:
+        raise SyscallError(e.errno or errno.EIO, f"host {path}: {e.strerror}")
+
+
+class RamInode(Inode):
+    """Metadata common to every ramfs inode."""
+
+    fs: RamFs
+
+    def __init__(self, fs: RamFs, mode: int, uid: int, gid: int, rdev: int = 0) -> None:
+        super().__init__(fs, next(fs.inos), mode)
+        now = time.time_ns()
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.rdev = rdev
+        self.nlink = 1
+        self.atime_ns = self.mtime_ns = self.ctime_ns = now
+
+    def _size(self) -> int:
+        return 0
+
+    def getattr(self) -> Stat:
+        size = self._size()
+        return Stat(
+            dev=self.fs.dev,
+            ino=self.ino,
+            mode=self.mode,
+            nlink=self.nlink,
+            uid=self.uid,
+            gid=self.gid,
+            rdev=self.rdev,
+            size=size,
+            blksize=4096,
+            blocks=(size + 511) // 512,
+            atime_ns=self.atime_ns,
+            mtime_ns=self.mtime_ns,
+            ctime_ns=self.ctime_ns,
+        )
+
+    def setattr(
+        self,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        size: int | None = None,
+        atime_ns: int | None = None,
+        mtime_ns: int | None = None,
+    ) -> None:
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS, "read-only file system")
+        if size is not None:
+            self._truncate(size)
+            self.mtime_ns = time.time_ns()
+        if mode is not None:
+            self.mode = (self.mode & S_IFMT) | (mode & 0o7777)
+        if uid is not None:
+            self.uid = uid
+        if gid is not None:
+            self.gid = gid
+        if atime_ns is not None:
+            self.atime_ns = atime_ns
+        if mtime_ns is not None:
+            self.mtime_ns = mtime_ns
+        self.ctime_ns = time.time_ns()
+
+    def _truncate(self, size: int) -> None:
+        if self.is_dir:
+            raise SyscallError(errno.EISDIR, "truncate of a directory")
+        raise SyscallError(errno.EINVAL, "truncate of a non-regular file")
+
+    def dropped(self) -> None:
+        """Called when the last name goes away."""
+
+    def open_host_fd(self, flags: int) -> int:
+        if self.ftype == S_IFCHR:
+            return open_host_device(self.rdev, flags)
+        return super().open_host_fd(flags)
+
+
+class RamFile(RamInode):
+    """A regular file whose pages live in a memfd owned by this inode."""
+
+    def __init__(self, fs: RamFs, mode: int, uid: int, gid: int) -> None:
+        super().__init__(fs, mode, uid, gid)
+        self.memfd: int | None = os.memfd_create(f"ramfs:{self.ino}", os.MFD_CLOEXEC)
+
+    def _fd(self) -> int:
+        if self.memfd is None:
+            raise SyscallError(errno.ESTALE, "file contents already freed")
+        return self.memfd
+
+    def _size(self) -> int:
+        return os.fstat(self._fd()).st_size if self.memfd is not None else 0
+
+    def _truncate(self, size: int) -> None:
+        if size < 0:
+            raise SyscallError(errno.EINVAL, "negative size")
+        os.ftruncate(self._fd(), size)
+
+    def open_host_fd(self, flags: int) -> int:
+        fd = self._fd()
+        self.atime_ns = time.time_ns()
+        # reopening through /proc gives a new open description (own offset), same pages
+        return os.open(f"/proc/self/fd/{fd}", (flags & HOST_OPEN_MASK) | os.O_CLOEXEC)
+
+    def dropped(self) -> None:
+        # descriptors already donated keep the memfd's file alive in the host kernel
+        if self.memfd is not None:
+            os.close(self.memfd)
+            self.memfd = None
+
+
+class RamSymlink(RamInode):
+    def __init__(self, fs: RamFs, target: bytes, uid: int, gid: int) -> None:
+        super().__init__(fs, S_IFLNK | 0o777, uid, gid)
+        self.target = target
+
+    def _size(self) -> int:
+        return len(self.target)
+
+    def readlink(self) -> bytes:
+        return self.target
+
+
+class RamDir(RamInode):
+    """A directory: a dict from name to inode; ``parent`` gives nlink bookkeeping."""
+
+    def __init__(self, fs: RamFs, mode: int, uid: int, gid: int) -> None:
+        super().__init__(fs, S_IFDIR | (mode & 0o7777), uid, gid)
+        self.children: dict[bytes, RamInode] = {}
+        self.nlink = 2
+
+    def _size(self) -> int:
+        return 4096
+
+    def _touch(self) -> None:
+        self.mtime_ns = self.ctime_ns = time.time_ns()
+
+    def lookup(self, name: bytes) -> Inode:
+        try:
+            return self.children[name]
+        except KeyError:
+            raise SyscallError(errno.ENOENT, "no such file or directory")
+
+    def readdir(self) -> list[DirEntry]:
+        return [DirEntry(n, i.ino, dtype_of_mode(i.mode)) for n, i in self.children.items()]
+
+    def _writable(self, name: bytes) -> None:
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS, "read-only file system")
+        if self.nlink == 0:
+            raise SyscallError(errno.ENOENT, "directory was removed")
+        if name in self.children:
+            raise SyscallError(errno.EEXIST, "file exists")
+
+    def _add(self, name: bytes, inode: RamInode) -> RamInode:
+        self.children[name] = inode
+        self._touch()
+        return inode
+
+    def create(self, name: bytes, mode: int, uid: int, gid: int) -> Inode:
+        self._writable(name)
+        return self._add(name, RamFile(self.fs, S_IFREG | (mode & 0o7777), uid, gid))
+
+    def mkdir(self, name: bytes, mode: int, uid: int, gid: int) -> Inode:
+        self._writable(name)
+        d = RamDir(self.fs, mode, uid, gid)
+        self.nlink += 1
+        return self._add(name, d)
+
+    def mknod(self, name: bytes, mode: int, rdev: int, uid: int, gid: int) -> Inode:
+        kind = mode & S_IFMT
+        if kind in (0, S_IFREG):
+            return self.create(name, mode, uid, gid)
+        if kind not in (S_IFIFO, S_IFCHR, S_IFSOCK, 0o060000):
+            raise SyscallError(errno.EINVAL, "bad file type for mknod")
+        self._writable(name)
+        node = RamInode(self.fs, kind | (mode & 0o7777), uid, gid, rdev if kind != S_IFIFO else 0)
+        return self._add(name, node)
+
+    def symlink(self, name: bytes, target: bytes, uid: int, gid: int) -> Inode:
+        self._writable(name)
+        return self._add(name, RamSymlink(self.fs, target, uid, gid))
+
+    def link(self, name: bytes, target: Inode) -> None:
+        if not isinstance(target, RamInode) or target.fs is not self.fs:
+            raise SyscallError(errno.EXDEV, "hard link across file systems")
+        if target.is_dir:
+            raise SyscallError(errno.EPERM, "hard link to a directory")
+        self._writable(name)
+        if target.nlink == 0:
+            raise SyscallError(errno.ENOENT, "linking a removed file")
+        target.nlink += 1
+        target.ctime_ns = time.time_ns()
+        self._add(name, target)
+
+    def _get(self, name: bytes) -> RamInode:
+        try:
+            return self.children[name]
+        except KeyError:
+            raise SyscallError(errno.ENOENT, "no such file or directory")
+
+    def _drop(self, inode: RamInode) -> None:
+        inode.nlink -= 1
+        inode.ctime_ns = time.time_ns()
+        if inode.nlink == 0:
+            inode.dropped()
+
+    def unlink(self, name: bytes) -> None:
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS, "read-only file system")
+        inode = self._get(name)
+        if inode.is_dir:
+            raise SyscallError(errno.EISDIR, "unlink of a directory")
+        del self.children[name]
+        self._touch()
+        self._drop(inode)
+
+    def rmdir(self, name: bytes) -> None:
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS, "read-only file system")
+        inode = self._get(name)
+        if not isinstance(inode, RamDir):
+            raise SyscallError(errno.ENOTDIR, "rmdir of a non-directory")
+        if inode.children:
+            raise SyscallError(errno.ENOTEMPTY, "directory not empty")
+        del self.children[name]
+        self.nlink -= 1
+        self._touch()
+        inode.nlink = 0
+        inode.ctime_ns = time.time_ns()
+
+    def _is_ancestor_of(self, d: RamDir) -> bool:
+        """True if ``self`` is ``d`` or contains it: moving ``self`` below ``d`` is a loop."""
+        stack: list[RamDir] = [self]
+        while stack:
+            cur = stack.pop()
+            if cur is d:
+                return True
+            stack.extend(c for c in cur.children.values() if isinstance(c, RamDir))
+        return False
+
+    def rename(self, oldname: bytes, new_dir: Inode, newname: bytes, flags: int) -> None:
+        if not isinstance(new_dir, RamDir) or new_dir.fs is not self.fs:
+            raise SyscallError(errno.EXDEV, "rename across file systems")
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS, "read-only file system")
+        if (
+            flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)
+            or flags == RENAME_NOREPLACE | RENAME_EXCHANGE
+        ):
+            raise SyscallError(errno.EINVAL, "bad rename flags")
+        src = self._get(oldname)
+        dst = new_dir.children.get(newname)
+        if isinstance(src, RamDir) and src._is_ancestor_of(new_dir):
+            raise SyscallError(errno.EINVAL, "moving a directory below itself")
+        if flags & RENAME_EXCHANGE:
+            if dst is None:
+                raise SyscallError(errno.ENOENT, "exchange target does not exist")
+            if isinstance(dst, RamDir) and dst._is_ancestor_of(self):
+                raise SyscallError(errno.EINVAL, "moving a directory below itself")
+            self.children[oldname], new_dir.children[newname] = dst, src
+            if src.is_dir != dst.is_dir and self is not new_dir:
+                delta = 1 if src.is_dir else -1
+                self.nlink -= delta
+                new_dir.nlink += delta
+            self._touch()
+            new_dir._touch()
+            return
+        if dst is src:
+            return  # same inode under both names: rename(2) does nothing
+        if dst is not None:
+            if flags & RENAME_NOREPLACE:
+                raise SyscallError(errno.EEXIST, "target exists")
+            if src.is_dir and not dst.is_dir:
+                raise SyscallError(errno.ENOTDIR, "directory over a non-directory")
+            if not src.is_dir and dst.is_dir:
+                raise SyscallError(errno.EISDIR, "non-directory over a directory")
+            if isinstance(dst, RamDir):
+                if dst.children:
+                    raise SyscallError(errno.ENOTEMPTY, "target directory not empty")
+                new_dir.nlink -= 1
+                dst.nlink = 0
+            else:
+                self._drop(dst)
+        del self.children[oldname]
+        new_dir.children[newname] = src
+        if src.is_dir:
+            self.nlink -= 1
+            new_dir.nlink += 1
+        src.ctime_ns = time.time_ns()
+        self._touch()
+        new_dir._touch()
+
+
+class RamFs(FileSystem):
+    """An in-memory file system instance; ``mode`` is the root directory's permission bits."""
+
+    fstype = "tmpfs"
+    root: RamDir
+
+    def __init__(self, *, mode: int = 0o1777, uid: int = 0, gid: int = 0, readonly: bool = False):
+        super().__init__(readonly=readonly)
+        self.inos = itertools.count(1)
+        self.root = RamDir(self, mode, uid, gid)
+
+    def statfs(self) -> StatFs:
+        return StatFs(f_type=TMPFS_MAGIC, flags=1 if self.readonly else 0, namelen=255)

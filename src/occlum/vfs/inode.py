@@ -1,0 +1,171 @@
+"""The inode interface every LibOS file system implements, with errno-correct defaults.
+
+Owns :class:`Inode` (the per-file operations the VFS calls) and the credential/permission
+rules (:class:`Cred`, :func:`check_access`).  A file system overrides only what it supports;
+everything else raises what Linux would raise for that kind of file.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from occlum.abi.errors import SyscallError
+from occlum.abi.fsabi import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, Stat, StatFs
+
+if TYPE_CHECKING:
+    from occlum.vfs.mount import FileSystem
+    from occlum.vfs.path import Location
+
+__all__ = ["HOST_OPEN_MASK", "Cred", "DirEntry", "Inode", "Stat", "StatFs", "check_access"]
+
+# The file-status flags an independent host open description carries over from open(2).
+HOST_OPEN_MASK = os.O_ACCMODE | os.O_APPEND | os.O_NONBLOCK
+
+MAY_EXEC = 1
+MAY_WRITE = 2
+MAY_READ = 4
+
+
+@dataclass(slots=True, frozen=True)
+class Cred:
+    """Who is asking: effective (fs) uid/gid and supplementary groups."""
+
+    uid: int = 0
+    gid: int = 0
+    groups: frozenset[int] = field(default_factory=frozenset)
+
+
+ROOT = Cred()
+
+
+def check_access(st: Stat, cred: Cred, want: int) -> None:
+    """Raise EACCES unless ``cred`` may ``want`` (MAY_* bits) on a file with ``st``.
+
+    root bypasses read/write always, and exec/search when it is a directory or some exec bit is
+    set, exactly as Linux's generic_permission does with CAP_DAC_OVERRIDE.
+    """
+    if cred.uid == 0:
+        if not (want & MAY_EXEC) or (st.mode & S_IFMT) == S_IFDIR or st.mode & 0o111:
+            return
+        raise SyscallError(errno.EACCES, "no exec bit set")
+    if st.uid == cred.uid:
+        bits = (st.mode >> 6) & 7
+    elif st.gid == cred.gid or st.gid in cred.groups:
+        bits = (st.mode >> 3) & 7
+    else:
+        bits = st.mode & 7
+    if want & ~bits:
+        raise SyscallError(errno.EACCES, "permission denied by mode bits")
+
+
+@dataclass(slots=True, frozen=True)
+class DirEntry:
+    """One name in a directory as a file system reports it (never ``.`` or ``..``)."""
+
+    name: bytes
+    ino: int
+    dtype: int
+
+
+class Inode:
+    """A file of some file system; the type bits (``ftype``) never change for an inode.
+
+    ``ino`` and ``ftype`` are plain attributes so that path resolution does not need a
+    ``getattr`` per component.
+    """
+
+    fs: FileSystem
+    ino: int
+    ftype: int
+    # procfs-style links whose target is an object, not a path (openat2 RESOLVE_NO_MAGICLINKS)
+    is_magic_link: bool = False
+
+    def __init__(self, fs: FileSystem, ino: int, ftype: int) -> None:
+        self.fs = fs
+        self.ino = ino
+        self.ftype = ftype & S_IFMT
+
+    @property
+    def is_dir(self) -> bool:
+        return self.ftype == S_IFDIR
+
+    @property
+    def is_symlink(self) -> bool:
+        return self.ftype == S_IFLNK
+
+    @property
+    def is_regular(self) -> bool:
+        return self.ftype == S_IFREG
+
+    # --- the defaults: what Linux says when a file system lacks an operation --------------
+
+    def _dir_op(self, what: str) -> SyscallError:
+        if not self.is_dir:
+            return SyscallError(errno.ENOTDIR, f"{what}: not a directory")
+        if self.fs.readonly:
+            return SyscallError(errno.EROFS, f"{what}: read-only file system")
+        return SyscallError(errno.EPERM, f"{what}: not supported by {self.fs.fstype}")
+
+    def getattr(self) -> Stat:
+        raise NotImplementedError
+
+    def lookup(self, name: bytes) -> Inode:
+        if not self.is_dir:
+            raise SyscallError(errno.ENOTDIR, "lookup in a non-directory")
+        raise SyscallError(errno.ENOENT, "no such entry")
+
+    def readdir(self) -> list[DirEntry]:
+        raise SyscallError(errno.ENOTDIR, "readdir of a non-directory")
+
+    def create(self, name: bytes, mode: int, uid: int, gid: int) -> Inode:
+        raise self._dir_op("create")
+
+    def mkdir(self, name: bytes, mode: int, uid: int, gid: int) -> Inode:
+        raise self._dir_op("mkdir")
+
+    def mknod(self, name: bytes, mode: int, rdev: int, uid: int, gid: int) -> Inode:
+        raise self._dir_op("mknod")
+
+    def symlink(self, name: bytes, target: bytes, uid: int, gid: int) -> Inode:
+        raise self._dir_op("symlink")
+
+    def link(self, name: bytes, target: Inode) -> None:
+        raise self._dir_op("link")
+
+    def unlink(self, name: bytes) -> None:
+        raise self._dir_op("unlink")
+
+    def rmdir(self, name: bytes) -> None:
+        raise self._dir_op("rmdir")
+
+    def rename(self, oldname: bytes, new_dir: Inode, newname: bytes, flags: int) -> None:
+        raise self._dir_op("rename")
+
+    def readlink(self) -> bytes:
+        raise SyscallError(errno.EINVAL, "not a symbolic link")
+
+    def setattr(
+        self,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        size: int | None = None,
+        atime_ns: int | None = None,
+        mtime_ns: int | None = None,
+    ) -> None:
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS, "setattr on a read-only file system")
+        raise SyscallError(errno.EPERM, f"setattr not supported by {self.fs.fstype}")
+
+    def open_host_fd(self, flags: int) -> int:
+        """A NEW host descriptor with its own open file description, owned by the caller."""
+        if self.is_dir:
+            raise SyscallError(errno.EISDIR, "directories have no host descriptor")
+        raise SyscallError(errno.ENXIO, "no host object behind this file")
+
+    def magic_target(self) -> Location | None:
+        """For a magic link: the location it jumps to, or None to resolve its text instead."""
+        return None

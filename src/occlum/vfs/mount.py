@@ -1,0 +1,148 @@
+"""File systems as mounted objects: the :class:`FileSystem` base and the :class:`MountTable`.
+
+Owns which file system is visible where: the root file system, the mounts over it (``/tmp``,
+``/proc``, ``/dev``, ``/host``...), which directories they cover, and the listing behind
+``/proc/mounts``.  Path resolution (``vfs/path.py``) asks the table when it crosses a mount.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from occlum.abi.errors import SyscallError
+from occlum.abi.fsabi import StatFs
+
+if TYPE_CHECKING:
+    from occlum.vfs.inode import Inode
+    from occlum.vfs.path import Location
+
+# Anonymous devices use major 0 like Linux's tmpfs/proc; minors are unique per instance.
+_next_minor = itertools.count(16)
+
+
+def allocate_dev() -> int:
+    """A fresh ``st_dev`` value for a new file-system instance."""
+    return os.makedev(0, next(_next_minor))
+
+
+class FileSystem:
+    """One instance of a file system type; subclasses set ``root`` in ``__init__``."""
+
+    fstype: str = "none"
+    root: Inode
+
+    def __init__(self, *, readonly: bool = False) -> None:
+        self.readonly = readonly
+        self.dev = allocate_dev()
+
+    def statfs(self) -> StatFs:
+        return StatFs(f_type=0, flags=1 if self.readonly else 0)
+
+    def sync(self) -> None:
+        """Write back dirty state; nothing to do for file systems without backing storage."""
+
+
+@dataclass(slots=True, eq=False)
+class Mount:
+    """One mounted file system; ``mountpoint`` is None only for the root mount."""
+
+    table: MountTable
+    mount_id: int
+    fs: FileSystem
+    mountpoint: Location | None
+    source: bytes
+    target: bytes
+    options: str
+
+    def root_location(self) -> Location:
+        from occlum.vfs.path import Location
+
+        return Location(self, self.fs.root, None, b"/")
+
+
+@dataclass(slots=True, frozen=True)
+class MountInfo:
+    """One line of ``/proc/mounts``."""
+
+    source: bytes
+    target: bytes
+    fstype: str
+    options: str
+
+    def line(self) -> bytes:
+        return b"%s %s %s %s 0 0\n" % (
+            self.source,
+            self.target,
+            self.fstype.encode(),
+            self.options.encode(),
+        )
+
+
+class MountTable:
+    """All mounts of one LibOS instance; the root file system is given at construction."""
+
+    def __init__(
+        self, root_fs: FileSystem, *, source: bytes = b"rootfs", options: str = ""
+    ) -> None:
+        self._ids = itertools.count(1)
+        self._covering: dict[tuple[int, int], Mount] = {}
+        self.root_mount = Mount(
+            self, next(self._ids), root_fs, None, source, b"/", options or _opts(root_fs)
+        )
+        self._mounts: list[Mount] = [self.root_mount]
+
+    def root(self) -> Location:
+        return self.root_mount.root_location()
+
+    def mount(
+        self, fs: FileSystem, target: bytes, *, source: bytes = b"none", options: str = ""
+    ) -> Mount:
+        """Mount ``fs`` on the directory at absolute path ``target`` (resolved from the root)."""
+        from occlum.vfs.path import resolve
+
+        root = self.root()
+        where = resolve(root, root, target, follow_final=True)
+        return self.mount_at(where, fs, source=source, options=options)
+
+    def mount_at(
+        self, where: Location, fs: FileSystem, *, source: bytes = b"none", options: str = ""
+    ) -> Mount:
+        if not where.inode.is_dir:
+            raise SyscallError(errno.ENOTDIR, "mount point is not a directory")
+        m = Mount(
+            self, next(self._ids), fs, where, source, where.absolute_path(), options or _opts(fs)
+        )
+        self._covering[(where.mount.mount_id, where.inode.ino)] = m
+        self._mounts.append(m)
+        return m
+
+    def umount(self, target: Location) -> None:
+        """Unmount the file system whose root is ``target``."""
+        m = target.mount
+        if target.parent is not None or m.mountpoint is None:
+            raise SyscallError(errno.EINVAL, "not a mount point")
+        if any(o.mountpoint is not None and o.mountpoint.mount is m for o in self._mounts):
+            raise SyscallError(errno.EBUSY, "other file systems are mounted below")
+        mp = m.mountpoint
+        del self._covering[(mp.mount.mount_id, mp.inode.ino)]
+        self._mounts.remove(m)
+        m.fs.sync()
+
+    def covering(self, mount: Mount, ino: int) -> Mount | None:
+        """The mount stacked on directory ``ino`` of ``mount``, if any."""
+        return self._covering.get((mount.mount_id, ino))
+
+    def mounts(self) -> list[MountInfo]:
+        return [MountInfo(m.source, m.target, m.fs.fstype, m.options) for m in self._mounts]
+
+    def sync_all(self) -> None:
+        for m in self._mounts:
+            m.fs.sync()
+
+
+def _opts(fs: FileSystem) -> str:
+    return "ro" if fs.readonly else "rw"

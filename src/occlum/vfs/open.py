@@ -1,0 +1,161 @@
+"""open(2)/openat2(2) semantics on top of path resolution.
+
+Owns the rules that decide what an open does: O_CREAT/O_EXCL, O_NOFOLLOW, O_DIRECTORY,
+O_TRUNC, O_PATH, EISDIR/EROFS/EACCES.  The result tells the syscall layer what it got: a
+location and, for regular files and character devices, a fresh host descriptor to donate.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections import deque
+from dataclasses import dataclass
+
+from occlum.abi.errors import SyscallError
+from occlum.abi.fsabi import S_IFCHR, S_IFDIR, S_IFREG
+from occlum.vfs.inode import MAY_READ, MAY_WRITE, ROOT, Cred, check_access
+from occlum.vfs.path import Location, resolve, walk_to_parent
+
+__all__ = ["OpenResult", "open_path"]
+
+O_PATH = os.O_PATH
+# O_TMPFILE includes O_DIRECTORY's bit, so test it as a whole
+O_TMPFILE = os.O_TMPFILE
+
+
+@dataclass(slots=True)
+class OpenResult:
+    """What an open produced.
+
+    ``kind`` is the S_IF* type of the file.  ``host_fd`` is set for regular files and
+    character devices (unless O_PATH): the caller owns it and closes its copy after donating.
+    Directories, FIFOs, sockets and O_PATH opens have ``host_fd`` None: the syscall layer makes
+    its own object (an :class:`~occlum.vfs.dirfile.OpenDirectory`, a pipe, ...).
+    """
+
+    location: Location
+    kind: int
+    host_fd: int | None
+    created: bool
+    flags: int
+
+
+def open_path(
+    root: Location,
+    cwd: Location,
+    base: Location | None,
+    path: bytes,
+    flags: int,
+    mode: int = 0,
+    umask: int = 0o022,
+    cred: Cred = ROOT,
+    *,
+    resolve_flags: int = 0,
+) -> OpenResult:
+    """Open ``path`` like ``openat(base or AT_FDCWD, path, flags, mode)``."""
+    if flags & O_TMPFILE == O_TMPFILE:
+        raise SyscallError(errno.EOPNOTSUPP, "O_TMPFILE is not supported")
+    if flags & O_PATH:
+        flags &= O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    creat = bool(flags & os.O_CREAT)
+    if creat and flags & os.O_DIRECTORY:
+        raise SyscallError(errno.EINVAL, "O_CREAT with O_DIRECTORY")
+    follow = not flags & os.O_NOFOLLOW and not (creat and flags & os.O_EXCL)
+    created = False
+    if creat:
+        loc, created = _open_creat(root, cwd, base, path, flags, mode, umask, cred, resolve_flags)
+    else:
+        loc = resolve(
+            root,
+            cwd,
+            path,
+            follow_final=follow,
+            dir_fd_base=base,
+            resolve_flags=resolve_flags,
+            cred=cred,
+        )
+    inode = loc.inode
+    kind = inode.ftype
+    if flags & O_PATH:
+        if flags & os.O_DIRECTORY and kind != S_IFDIR:
+            raise SyscallError(errno.ENOTDIR, "O_DIRECTORY on a non-directory")
+        return OpenResult(loc, kind, None, created, flags)
+    if inode.is_symlink:
+        raise SyscallError(errno.ELOOP, "final component is a symlink and O_NOFOLLOW")
+    if flags & os.O_DIRECTORY and kind != S_IFDIR:
+        raise SyscallError(errno.ENOTDIR, "O_DIRECTORY on a non-directory")
+    acc = flags & os.O_ACCMODE
+    if acc == os.O_ACCMODE:
+        raise SyscallError(errno.EINVAL, "invalid access mode")
+    want = 0
+    if acc in (os.O_RDONLY, os.O_RDWR):
+        want |= MAY_READ
+    if acc in (os.O_WRONLY, os.O_RDWR) or flags & os.O_TRUNC:
+        want |= MAY_WRITE
+    if kind == S_IFDIR:
+        if creat:
+            raise SyscallError(errno.EISDIR, "O_CREAT on a directory")
+        if want & MAY_WRITE:
+            raise SyscallError(errno.EISDIR, "directory opened for writing")
+    if not created:
+        check_access(inode.getattr(), cred, want)
+    if want & MAY_WRITE and inode.fs.readonly and kind in (S_IFREG, S_IFDIR):
+        raise SyscallError(errno.EROFS, "write access on a read-only file system")
+    host_fd: int | None = None
+    if kind == S_IFREG:
+        if flags & os.O_TRUNC and acc != os.O_RDONLY and not created:
+            inode.setattr(size=0)
+        host_fd = inode.open_host_fd(flags)
+    elif kind == S_IFCHR:
+        host_fd = inode.open_host_fd(flags)
+    return OpenResult(loc, kind, host_fd, created, flags)
+
+
+def _open_creat(
+    root: Location,
+    cwd: Location,
+    base: Location | None,
+    path: bytes,
+    flags: int,
+    mode: int,
+    umask: int,
+    cred: Cred,
+    resolve_flags: int,
+) -> tuple[Location, bool]:
+    w, pn = walk_to_parent(root, cwd, path, base, resolve_flags, cred)
+    if pn.trailing_slash or pn.name in (b".", b".."):
+        raise SyscallError(errno.EISDIR, "O_CREAT on a directory path")
+    excl = bool(flags & os.O_EXCL)
+    parent, name = pn.parent, pn.name
+    while True:
+        try:
+            loc = w.step(parent, name)
+        except SyscallError as e:
+            if e.errno != errno.ENOENT:
+                raise
+        else:
+            if excl:
+                raise SyscallError(errno.EEXIST, "O_CREAT|O_EXCL on an existing file")
+            if loc.inode.is_symlink and not flags & os.O_NOFOLLOW:
+                # a dangling symlink: create its target, wherever it points
+                queue: deque[bytes] = deque()
+                start = w.follow(parent, loc, queue)
+                if loc.inode.is_magic_link and not queue:
+                    return start, False
+                target = loc.inode.readlink()
+                if not queue or target.endswith(b"/"):
+                    raise SyscallError(errno.EISDIR, "O_CREAT through a symlink to a directory")
+                name = queue.pop()
+                parent = w.walk(start, queue, follow_final=True, dir_final=True)
+                w.search(parent)
+                continue
+            return loc, False
+        pst = parent.inode.getattr()
+        check_access(pst, cred, MAY_WRITE | 1)
+        if parent.inode.fs.readonly:
+            raise SyscallError(errno.EROFS, "create on a read-only file system")
+        # setgid directories hand their group down, as on Linux
+        gid = pst.gid if pst.mode & 0o2000 else cred.gid
+        inode = parent.inode.create(name, mode & 0o7777 & ~umask, cred.uid, gid)
+        return Location(parent.mount, inode, parent, name), True
