@@ -1,0 +1,245 @@
+"""The ``occlum`` command: new, init, build, run, status (Occlum's user interface)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from occlum import __version__
+from occlum.abi.errors import UserError
+from occlum.cli._errors import UserErrorGroup, warn
+from occlum.instance.config import to_run_spec
+from occlum.instance.layout import (
+    Instance,
+    build_instance,
+    format_time,
+    init_instance,
+    instance_status,
+    new_instance,
+)
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+PROGRESS_MIN_BYTES = 32 << 20
+PROGRESS_MIN_FILES = 2000
+
+
+@dataclass(slots=True)
+class Options:
+    instance_dir: str
+
+
+@click.group(cls=UserErrorGroup, context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="occlum")
+@click.option(
+    "--instance-dir",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default="the current directory",
+    help="The Occlum instance directory to work on.",
+)
+@click.pass_context
+def cli(ctx: click.Context, instance_dir: str) -> None:
+    """Occlum for Python: run unmodified Linux programs inside a library OS.
+
+    \b
+    Example:
+      occlum new myapp && cd myapp
+      cp /path/to/hello image/bin/     # or: copy_bom -f app.yaml --root image
+      occlum build
+      occlum run /bin/hello arg1 arg2
+    """
+    ctx.obj = Options(instance_dir=instance_dir)
+
+
+def _instance(ctx: click.Context) -> Instance:
+    opts: Options = ctx.find_object(Options)  # type: ignore[assignment]
+    return Instance.at(opts.instance_dir if opts is not None else ".")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("directory", type=click.Path())
+@click.pass_context
+def new(ctx: click.Context, directory: str) -> None:
+    """Create a new instance directory DIRECTORY (it must not exist).
+
+    It gets a default Occlum.json, an image/ to put programs in, initfs/, build/ and run/.
+    A relative DIRECTORY is taken relative to --instance-dir.
+
+    \b
+    Example:
+      occlum new myapp
+    """
+    base = _instance(ctx).path
+    inst = new_instance(os.path.join(base, directory))
+    click.echo(f"Created Occlum instance {inst.path}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Make the instance directory (default: the current one) an Occlum instance.
+
+    \b
+    Example:
+      mkdir myapp && cd myapp && occlum init
+    """
+    inst = init_instance(_instance(ctx).path)
+    click.echo(f"Initialized Occlum instance {inst.path}")
+
+
+class _RichBuildProgress:
+    def __init__(self) -> None:
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def start(self, total_bytes: int, total_files: int) -> None:
+        console = Console(stderr=True)
+        if not console.is_terminal:
+            return
+        if total_bytes < PROGRESS_MIN_BYTES and total_files < PROGRESS_MIN_FILES:
+            return
+        self._progress = Progress(
+            TextColumn("copying image/"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("copy", total=total_bytes)
+
+    def advance(self, nbytes: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, nbytes)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("-f", "--force", is_flag=True, help="Copy every file again, even unchanged ones.")
+@click.pass_context
+def build(ctx: click.Context, force: bool) -> None:
+    """Validate Occlum.json and build image/ into the runnable build/image/.
+
+    Unchanged files (same size, mtime and mode) are not copied again unless --force is given.
+    A failed build leaves the previous build intact.
+
+    \b
+    Example:
+      occlum build
+      occlum build -f
+    """
+    inst = _instance(ctx)
+    progress = _RichBuildProgress()
+    try:
+        report = build_instance(inst, force=force, progress=progress)
+    finally:
+        progress.stop()
+    for w in report.warnings:
+        warn("occlum", w)
+    mib = report.bytes_copied / (1 << 20)
+    click.echo(
+        f"Built {inst.path}: {report.files_copied} files copied ({mib:.1f} MiB), "
+        f"{report.files_reused} unchanged, {report.symlinks} symlinks, {report.dirs} directories"
+    )
+
+
+@cli.command(
+    context_settings={
+        **CONTEXT,
+        "ignore_unknown_options": True,
+        "allow_interspersed_args": False,
+    }
+)
+@click.option("--strace", is_flag=True, help="Log every system call (log level trace).")
+@click.argument("program")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def run(ctx: click.Context, strace: bool, program: str, args: tuple[str, ...]) -> None:
+    """Boot the LibOS of a built instance and run PROGRAM with ARGS in it.
+
+    PROGRAM is an absolute path inside the LibOS and must lie under one of the entry_points
+    of Occlum.json. The program sees env.default plus the host variables named in
+    env.untrusted. The exit status is the program's (128+N if killed by signal N).
+    OCCLUM_LOG_LEVEL=off|error|warn|info|debug|trace sets the LibOS log level.
+
+    \b
+    Example:
+      occlum run /bin/hello_world
+      OCCLUM_LOG_LEVEL=debug occlum run /bin/ls -l /
+    """
+    inst = _instance(ctx)
+    spec = to_run_spec(inst, (program, *args), os.environ, log_level="trace" if strace else None)
+    boot = _import_boot()
+    with inst.running():
+        try:
+            code = int(boot.run(spec))
+        except KeyboardInterrupt:
+            code = 130
+    ctx.exit(code)
+
+
+def _import_boot() -> Any:
+    try:
+        return importlib.import_module("occlum.kernel.boot")
+    except ImportError as e:
+        if e.name in ("occlum.kernel.boot", "occlum.kernel"):
+            raise UserError("the LibOS kernel (occlum.kernel.boot) is not available in this build")
+        raise
+
+
+@cli.command(context_settings=CONTEXT)
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Show whether the instance is built and whether it is running.
+
+    \b
+    Example:
+      occlum status
+      occlum --instance-dir myapp status
+    """
+    st = instance_status(_instance(ctx))
+    table = Table(title="Occlum instance", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("directory", st.instance_dir)
+    table.add_row("Occlum.json", "valid" if st.config_ok else f"[red]{st.config_problem}[/red]")
+    if st.built and st.built_at is not None:
+        built = f"yes, at {format_time(st.built_at)}"
+        if st.config_changed_since_build:
+            built += " (Occlum.json changed since: run `occlum build`)"
+    else:
+        built = "no (run `occlum build`)"
+    table.add_row("built", built)
+    running = ", ".join(f"pid {p}" for p in st.running_pids) if st.running_pids else "no"
+    table.add_row("running", running)
+    Console(width=max(100, Console().width)).print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(args=argv, prog_name="occlum")
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

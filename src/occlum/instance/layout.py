@@ -1,0 +1,439 @@
+"""The instance directory: ``occlum new``/``init``, ``occlum build`` and ``occlum status``.
+
+An instance directory looks like Occlum's::
+
+    Occlum.json              the configuration the user edits
+    .__occlum_status         "initialized" or "built" (Occlum's own marker file)
+    image/                   the root file system as the user prepares it (cp, copy_bom)
+    initfs/                  the init stage's file system (reserved: our init is built in)
+    build/image/             the built, read-only root that ``occlum run`` boots from
+    build/Occlum.json.built  the validated configuration, every default filled in
+    run/pids/<pid>           one file per running ``occlum run``
+
+``occlum build`` copies ``image/`` into a fresh temporary directory next to ``build/image`` and
+renames it into place only when everything was copied, so a failed build leaves the previous
+build usable. Files whose size, mtime and mode did not change since the previous build are hard
+linked from it instead of copied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from occlum.abi.errors import UserError
+from occlum.instance.config import (
+    CONFIG_NAME,
+    LoadedConfig,
+    default_config_text,
+    load_config,
+    normalized_config_text,
+    plan_mounts,
+)
+
+STATUS_FILE = ".__occlum_status"
+IMAGE_DIRS = ("bin", "lib", "lib64", "etc", "tmp", "proc", "dev", "host", "root", "sbin")
+INITFS_DIRS = ("bin", "lib", "dev", "proc", "etc")
+
+
+@dataclass(slots=True, frozen=True)
+class Instance:
+    """An Occlum instance directory (which need not exist yet)."""
+
+    path: Path
+
+    @classmethod
+    def at(cls, path: str | os.PathLike[str]) -> Instance:
+        return cls(Path(os.path.abspath(path)))
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_NAME
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / STATUS_FILE
+
+    @property
+    def image_dir(self) -> Path:
+        return self.path / "image"
+
+    @property
+    def initfs_dir(self) -> Path:
+        return self.path / "initfs"
+
+    @property
+    def build_dir(self) -> Path:
+        return self.path / "build"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path / "run"
+
+    @property
+    def built_image_dir(self) -> Path:
+        return self.build_dir / "image"
+
+    @property
+    def built_config_path(self) -> Path:
+        return self.build_dir / (CONFIG_NAME + ".built")
+
+    @property
+    def pids_dir(self) -> Path:
+        return self.run_dir / "pids"
+
+    def is_instance(self) -> bool:
+        return self.config_path.is_file() or self.status_path.is_file()
+
+    def require(self) -> None:
+        if not self.config_path.is_file():
+            raise UserError(
+                f"not an Occlum instance directory: {self.path} (no {CONFIG_NAME}; "
+                "create one with `occlum new DIR` or `occlum init`)"
+            )
+
+    def load_config(self) -> LoadedConfig:
+        self.require()
+        return load_config(self.config_path)
+
+    def is_built(self) -> bool:
+        return self.built_config_path.is_file() and self.built_image_dir.is_dir()
+
+    def load_built_config(self) -> LoadedConfig:
+        self.require()
+        if not self.is_built():
+            raise UserError("instance not built: run `occlum build` first")
+        return load_config(self.built_config_path, label=f"build/{CONFIG_NAME}.built")
+
+    def running_pids(self) -> list[int]:
+        """Pids of live ``occlum run`` processes of this instance (stale pid files are removed)."""
+        pids: list[int] = []
+        try:
+            names = os.listdir(self.pids_dir)
+        except OSError:
+            return pids
+        for name in names:
+            if not name.isdigit():
+                continue
+            pid = int(name)
+            if _alive(pid):
+                pids.append(pid)
+            else:
+                with contextlib.suppress(OSError):
+                    (self.pids_dir / name).unlink()
+        return sorted(pids)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Mark this process as running the instance for the duration of the block."""
+        pid_file: Path | None = self.pids_dir / str(os.getpid())
+        try:
+            self.pids_dir.mkdir(parents=True, exist_ok=True)
+            (self.pids_dir / str(os.getpid())).write_text(f"{os.getpid()}\n")
+        except OSError:
+            pid_file = None  # a read-only instance still runs, it just does not show as running
+        try:
+            yield
+        finally:
+            if pid_file is not None:
+                with contextlib.suppress(OSError):
+                    pid_file.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- new / init -----------------------------------------------------------------------------
+
+
+def new_instance(path: str | os.PathLike[str]) -> Instance:
+    """``occlum new DIR``: DIR must not exist."""
+    inst = Instance.at(path)
+    if os.path.lexists(inst.path):
+        raise UserError(f"destination {inst.path} already exists")
+    try:
+        inst.path.mkdir(parents=True)
+    except OSError as e:
+        raise UserError(f"cannot create {inst.path}: {e.strerror}")
+    _populate(inst)
+    return inst
+
+
+def init_instance(path: str | os.PathLike[str]) -> Instance:
+    """``occlum init``: make an existing directory an instance."""
+    inst = Instance.at(path)
+    if not inst.path.is_dir():
+        raise UserError(f"{inst.path} is not a directory")
+    if inst.is_instance():
+        raise UserError(f"{inst.path} is already an Occlum instance")
+    _populate(inst)
+    return inst
+
+
+def _populate(inst: Instance) -> None:
+    try:
+        for d in IMAGE_DIRS:
+            (inst.image_dir / d).mkdir(parents=True, exist_ok=True)
+        for d in INITFS_DIRS:
+            (inst.initfs_dir / d).mkdir(parents=True, exist_ok=True)
+        inst.build_dir.mkdir(exist_ok=True)
+        inst.run_dir.mkdir(exist_ok=True)
+        hosts = inst.image_dir / "etc" / "hosts"
+        if not hosts.exists():
+            hosts.write_text("127.0.0.1   localhost\n::1         localhost\n")
+        localtime = Path("/etc/localtime")
+        target = inst.image_dir / "etc" / "localtime"
+        if localtime.exists() and not os.path.lexists(target):
+            with contextlib.suppress(OSError):
+                shutil.copyfile(localtime, target)  # follows the host's symlink, as cp does
+        inst.config_path.write_text(default_config_text())
+        inst.status_path.write_text("initialized\n")
+    except OSError as e:
+        raise UserError(f"cannot create the instance in {inst.path}: {e.strerror}: {e.filename}")
+
+
+# --- build ----------------------------------------------------------------------------------
+
+
+class BuildProgress(Protocol):
+    def start(self, total_bytes: int, total_files: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+
+
+@dataclass(slots=True)
+class BuildReport:
+    files_copied: int = 0
+    files_reused: int = 0
+    bytes_copied: int = 0
+    symlinks: int = 0
+    dirs: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def build_instance(
+    inst: Instance, *, force: bool = False, progress: BuildProgress | None = None
+) -> BuildReport:
+    """``occlum build``: validate the config and copy ``image/`` into ``build/image/``."""
+    loaded = inst.load_config()
+    plan_mounts(loaded.config, inst.path)  # rejects mounts the kernel cannot provide yet
+    report = BuildReport(warnings=list(loaded.warnings))
+    if not inst.image_dir.is_dir():
+        raise UserError(f"{inst.image_dir} is missing: the instance has no image to build")
+    try:
+        inst.build_dir.mkdir(exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create {inst.build_dir}: {e.strerror}")
+    _remove_leftovers(inst.build_dir)
+
+    entries = _scan_image(inst.image_dir)
+    if progress is not None:
+        progress.start(
+            sum(st.st_size for _, st in entries if stat.S_ISREG(st.st_mode)), len(entries)
+        )
+    old = inst.built_image_dir if inst.built_image_dir.is_dir() and not force else None
+    tmp = inst.build_dir / f".image.tmp-{os.getpid()}"
+    try:
+        _copy_tree(inst.image_dir, tmp, entries, old, report, progress)
+        _swap_into_place(tmp, inst.built_image_dir)
+        _write_atomically(inst.built_config_path, normalized_config_text(loaded.config))
+        inst.status_path.write_text("built\n")
+    finally:
+        if tmp.exists():
+            _rmtree(tmp)
+    return report
+
+
+def _remove_leftovers(build_dir: Path) -> None:
+    for p in build_dir.iterdir():
+        if p.name.startswith((".image.tmp-", ".image.old-")):
+            pid = p.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+                raise UserError(f"another `occlum build` (pid {pid}) is running in this instance")
+            _rmtree(p)
+
+
+def _rmtree(path: Path) -> None:
+    # a directory copied with mode 0555 cannot be emptied until it is writable again
+    for dirpath, dirnames, _ in os.walk(path):
+        for d in dirnames:
+            p = os.path.join(dirpath, d)
+            if not os.path.islink(p):
+                with contextlib.suppress(OSError):
+                    os.chmod(p, 0o700)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o700)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _scan_image(image: Path) -> list[tuple[str, os.stat_result]]:
+    """Every entry below ``image`` as (relative path, lstat), parents before children."""
+    out: list[tuple[str, os.stat_result]] = []
+
+    def walk(rel: str) -> None:
+        full = os.path.join(image, rel) if rel else str(image)
+        try:
+            names = sorted(os.listdir(full))
+        except OSError as e:
+            raise UserError(f"cannot read directory image/{rel}: {e.strerror}")
+        for name in names:
+            r = os.path.join(rel, name) if rel else name
+            st = os.lstat(os.path.join(image, r))
+            out.append((r, st))
+            if stat.S_ISDIR(st.st_mode):
+                walk(r)
+
+    walk("")
+    return out
+
+
+def _copy_tree(
+    src: Path,
+    dst: Path,
+    entries: list[tuple[str, os.stat_result]],
+    old: Path | None,
+    report: BuildReport,
+    progress: BuildProgress | None,
+) -> None:
+    dst.mkdir(mode=0o755)
+    dirs: list[tuple[Path, os.stat_result]] = [(dst, os.stat(src))]
+    for rel, st in entries:
+        s, d = src / rel, dst / rel
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            d.mkdir(mode=0o700)
+            dirs.append((d, st))
+            report.dirs += 1
+        elif stat.S_ISLNK(mode):
+            os.symlink(os.readlink(s), d)
+            report.symlinks += 1
+        elif stat.S_ISREG(mode):
+            if old is not None and _reuse(old / rel, d, st):
+                report.files_reused += 1
+            else:
+                _copy_file(s, d, st, f"image/{rel}")
+                report.files_copied += 1
+                report.bytes_copied += st.st_size
+            if progress is not None:
+                progress.advance(st.st_size)
+        else:
+            kind = "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a fifo or socket"
+            raise UserError(
+                f"image/{rel} is {kind}: only files, directories and symlinks can go in the image "
+                "(devices come from devfs)"
+            )
+    for d, st in reversed(dirs):  # children first: a 0555 parent would block them
+        os.chmod(d, stat.S_IMODE(st.st_mode))
+        os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _reuse(old_file: Path, d: Path, st: os.stat_result) -> bool:
+    try:
+        ost = os.lstat(old_file)
+    except OSError:
+        return False
+    same = (
+        stat.S_ISREG(ost.st_mode)
+        and ost.st_size == st.st_size
+        and ost.st_mtime_ns == st.st_mtime_ns
+        and ost.st_mode == st.st_mode
+    )
+    if not same:
+        return False
+    try:
+        os.link(old_file, d)
+    except OSError:
+        return False
+    return True
+
+
+def _copy_file(s: Path, d: Path, st: os.stat_result, name: str) -> None:
+    try:
+        fsrc = open(s, "rb")  # noqa: SIM115 - closed below, its errors name the file
+    except PermissionError:
+        raise UserError(f"{name} is not readable: cannot put it in the image (fix its permissions)")
+    except OSError as e:
+        raise UserError(f"cannot read {name}: {e.strerror}")
+    with fsrc, open(d, "wb") as fdst:
+        try:
+            shutil.copyfileobj(fsrc, fdst, 1 << 20)
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise UserError(f"no space left on the device while copying {name}")
+            raise UserError(f"cannot copy {name}: {e.strerror}")
+    os.chmod(d, stat.S_IMODE(st.st_mode))
+    os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _swap_into_place(tmp: Path, final: Path) -> None:
+    old = final.with_name(f".image.old-{os.getpid()}")
+    if final.exists():
+        os.rename(final, old)
+    os.rename(tmp, final)
+    if old.exists():
+        _rmtree(old)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# --- status ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Status:
+    instance_dir: str
+    config_ok: bool
+    config_problem: str
+    built: bool
+    built_at: float | None
+    config_changed_since_build: bool
+    running_pids: list[int]
+
+
+def instance_status(inst: Instance) -> Status:
+    inst.require()
+    problem = ""
+    changed = False
+    try:
+        current = normalized_config_text(inst.load_config().config)
+    except UserError as e:
+        problem, current = str(e), ""
+    built = inst.is_built()
+    built_at = None
+    if built:
+        built_at = inst.built_config_path.stat().st_mtime
+        try:
+            changed = not problem and current != inst.built_config_path.read_text()
+        except OSError:
+            changed = True
+    return Status(
+        instance_dir=str(inst.path),
+        config_ok=not problem,
+        config_problem=problem,
+        built=built,
+        built_at=built_at,
+        config_changed_since_build=changed,
+        running_pids=inst.running_pids(),
+    )
+
+
+def format_time(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
