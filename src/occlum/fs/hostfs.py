@@ -1,0 +1,331 @@
+"""hostfs: a host directory shown inside the LibOS, confined below its source directory.
+
+Owns every access to host files.  An inode is a path *relative to the source* made of names
+already checked to be real directories; every operation walks it again from a held descriptor
+of the source, one component at a time with ``O_PATH | O_NOFOLLOW`` opens relative to the
+parent (an openat2 ``RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`` done by hand, since Python's ``os``
+has no openat2).  Host symlinks are never followed here: they are shown to the VFS as symlinks,
+and the VFS resolves them inside the LibOS namespace, so a link to ``/etc/passwd`` means the
+LibOS's ``/etc/passwd``.  If a directory of the walk is swapped for a symlink on the host, the
+walk fails rather than escaping.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as pystat
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from occlum.abi.errors import SyscallError
+from occlum.abi.fsabi import (
+    EXT4_SUPER_MAGIC,
+    RENAME_EXCHANGE,
+    RENAME_NOREPLACE,
+    S_IFIFO,
+    S_IFMT,
+    S_IFREG,
+    ST_RDONLY,
+    StatFs,
+    dtype_of_mode,
+)
+from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, Stat
+from occlum.vfs.mount import FileSystem
+
+__all__ = ["HostFs"]
+
+_WALK = os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+@contextmanager
+def _host(what: str) -> Iterator[None]:
+    """Turn a host OSError into the one error channel, keeping its errno."""
+    try:
+        yield
+    except OSError as e:
+        raise SyscallError(e.errno or errno.EIO, f"hostfs {what}: {e.strerror}")
+
+
+def _check_name(name: bytes) -> None:
+    if not name or b"/" in name or name in (b".", b"..") or b"\0" in name:
+        raise SyscallError(errno.EINVAL, "hostfs: bad name")
+
+
+class HostInode(Inode):
+    """A host file known by its path relative to the mount source (``()`` is the root)."""
+
+    fs: HostFs
+
+    def __init__(self, fs: HostFs, rel: tuple[bytes, ...], st: os.stat_result) -> None:
+        super().__init__(fs, st.st_ino, st.st_mode)
+        self.rel = rel
+
+    # --- walking ------------------------------------------------------------------------
+
+    @contextmanager
+    def _dirfd(self, rel: tuple[bytes, ...] | None = None) -> Iterator[int]:
+        """An O_PATH descriptor of directory ``rel`` (default: this inode), walked safely."""
+        fd = os.dup(self.fs.root_fd)
+        try:
+            with _host("walk"):
+                for name in self.rel if rel is None else rel:
+                    nfd = os.open(name, _WALK, dir_fd=fd)
+                    os.close(fd)
+                    fd = nfd
+            yield fd
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def _parent(self) -> Iterator[tuple[int, bytes]]:
+        if not self.rel:
+            raise SyscallError(errno.EBUSY, "hostfs: operation on the mount root")
+        with self._dirfd(self.rel[:-1]) as d:
+            yield d, self.rel[-1]
+
+    def _ro(self) -> None:
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS, "read-only file system")
+
+    def _stat(self) -> os.stat_result:
+        with _host("stat"):
+            if not self.rel:
+                return os.fstat(self.fs.root_fd)
+            with self._parent() as (d, name):
+                return os.stat(name, dir_fd=d, follow_symlinks=False)
+
+    def getattr(self) -> Stat:
+        st = self._stat()
+        # the mount's own device number, so st_dev is consistent inside the LibOS
+        return Stat(
+            dev=self.fs.dev, ino=st.st_ino, mode=st.st_mode, nlink=st.st_nlink, uid=st.st_uid,
+            gid=st.st_gid, rdev=st.st_rdev, size=st.st_size, blksize=st.st_blksize,
+            blocks=st.st_blocks, atime_ns=st.st_atime_ns, mtime_ns=st.st_mtime_ns,
+            ctime_ns=st.st_ctime_ns,
+        )  # fmt: skip
+
+    # --- directory operations -------------------------------------------------------------
+
+    def _child(self, d: int, name: bytes) -> HostInode:
+        with _host("lookup"):
+            st = os.stat(name, dir_fd=d, follow_symlinks=False)
+        return HostInode(self.fs, (*self.rel, name), st)
+
+    def lookup(self, name: bytes) -> Inode:
+        if not self.is_dir:
+            raise SyscallError(errno.ENOTDIR, "lookup in a non-directory")
+        _check_name(name)
+        with self._dirfd() as d:
+            return self._child(d, name)
+
+    def readdir(self) -> list[DirEntry]:
+        if not self.is_dir:
+            raise SyscallError(errno.ENOTDIR, "readdir of a non-directory")
+        out: list[DirEntry] = []
+        with self._dirfd() as d, _host("readdir"):
+            fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=d)
+            try:
+                with os.scandir(fd) as it:
+                    for e in it:
+                        st = e.stat(follow_symlinks=False)
+                        out.append(
+                            DirEntry(os.fsencode(e.name), e.inode(), dtype_of_mode(st.st_mode))
+                        )
+            finally:
+                os.close(fd)
+        return out
+
+    def _mutate_dir(self, name: bytes) -> None:
+        if not self.is_dir:
+            raise SyscallError(errno.ENOTDIR, "not a directory")
+        self._ro()
+        _check_name(name)
+
+    def create(self, name: bytes, mode: int, uid: int, gid: int) -> Inode:
+        self._mutate_dir(name)
+        with self._dirfd() as d:
+            with _host("create"):
+                # O_EXCL: never creates through a symlink planted on the host
+                fd = os.open(
+                    name,
+                    os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                    mode & 0o7777,
+                    dir_fd=d,
+                )
+                os.close(fd)
+            return self._child(d, name)
+
+    def mkdir(self, name: bytes, mode: int, uid: int, gid: int) -> Inode:
+        self._mutate_dir(name)
+        with self._dirfd() as d:
+            with _host("mkdir"):
+                os.mkdir(name, mode & 0o7777, dir_fd=d)
+            return self._child(d, name)
+
+    def mknod(self, name: bytes, mode: int, rdev: int, uid: int, gid: int) -> Inode:
+        kind = mode & S_IFMT
+        if kind in (0, S_IFREG):
+            return self.create(name, mode, uid, gid)
+        if kind != S_IFIFO:
+            # device nodes on the host would be a way out of the sandbox
+            raise SyscallError(errno.EPERM, "hostfs: only FIFOs and regular files")
+        self._mutate_dir(name)
+        with self._dirfd() as d:
+            with _host("mkfifo"):
+                os.mkfifo(name, mode & 0o7777, dir_fd=d)
+            return self._child(d, name)
+
+    def symlink(self, name: bytes, target: bytes, uid: int, gid: int) -> Inode:
+        self._mutate_dir(name)
+        with self._dirfd() as d:
+            with _host("symlink"):
+                os.symlink(target, name, dir_fd=d)
+            return self._child(d, name)
+
+    def link(self, name: bytes, target: Inode) -> None:
+        if not isinstance(target, HostInode) or target.fs is not self.fs:
+            raise SyscallError(errno.EXDEV, "hard link across file systems")
+        self._mutate_dir(name)
+        if target.is_dir:
+            raise SyscallError(errno.EPERM, "hard link to a directory")
+        with target._parent() as (sd, sname), self._dirfd() as d, _host("link"):
+            os.link(sname, name, src_dir_fd=sd, dst_dir_fd=d, follow_symlinks=False)
+
+    def unlink(self, name: bytes) -> None:
+        self._mutate_dir(name)
+        with self._dirfd() as d, _host("unlink"):
+            os.unlink(name, dir_fd=d)
+
+    def rmdir(self, name: bytes) -> None:
+        self._mutate_dir(name)
+        with self._dirfd() as d, _host("rmdir"):
+            os.rmdir(name, dir_fd=d)
+
+    def rename(self, oldname: bytes, new_dir: Inode, newname: bytes, flags: int) -> None:
+        if not isinstance(new_dir, HostInode) or new_dir.fs is not self.fs:
+            raise SyscallError(errno.EXDEV, "rename across file systems")
+        self._mutate_dir(oldname)
+        new_dir._mutate_dir(newname)
+        if (
+            flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)
+            or flags == RENAME_NOREPLACE | RENAME_EXCHANGE
+        ):
+            raise SyscallError(errno.EINVAL, "bad rename flags")
+        with self._dirfd() as sd, new_dir._dirfd() as dd, _host("rename"):
+            os.stat(oldname, dir_fd=sd, follow_symlinks=False)
+            exists = _exists(newname, dd)
+            # Python has no renameat2: both flags are emulated (not atomic against the host)
+            if flags & RENAME_NOREPLACE:
+                if exists:
+                    raise SyscallError(errno.EEXIST, "target exists")
+            elif flags & RENAME_EXCHANGE:
+                if not exists:
+                    raise SyscallError(errno.ENOENT, "exchange target does not exist")
+                tmp = b".occlum-exchange-%d" % os.getpid()
+                os.rename(oldname, tmp, src_dir_fd=sd, dst_dir_fd=sd)
+                os.rename(newname, oldname, src_dir_fd=dd, dst_dir_fd=sd)
+                os.rename(tmp, newname, src_dir_fd=sd, dst_dir_fd=dd)
+                return
+            os.rename(oldname, newname, src_dir_fd=sd, dst_dir_fd=dd)
+
+    def readlink(self) -> bytes:
+        if not self.is_symlink:
+            raise SyscallError(errno.EINVAL, "not a symbolic link")
+        with self._parent() as (d, name), _host("readlink"):
+            return os.readlink(name, dir_fd=d)
+
+    @contextmanager
+    def _opath(self) -> Iterator[int]:
+        if not self.rel:
+            yield self.fs.root_fd
+            return
+        with self._parent() as (d, name), _host("open"):
+            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=d)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def setattr(
+        self,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        size: int | None = None,
+        atime_ns: int | None = None,
+        mtime_ns: int | None = None,
+    ) -> None:
+        self._ro()
+        if self.is_symlink:
+            raise SyscallError(errno.EPERM, "hostfs: attributes of a symlink")
+        with self._opath() as fd, _host("setattr"):
+            # /proc/self/fd/N of an O_PATH descriptor names exactly the file we walked to
+            proc = f"/proc/self/fd/{fd}"
+            if size is not None:
+                if self.is_dir:
+                    raise SyscallError(errno.EISDIR, "truncate of a directory")
+                if not self.is_regular:
+                    raise SyscallError(errno.EINVAL, "truncate of a non-regular file")
+                os.truncate(proc, size)
+            if mode is not None:
+                os.chmod(proc, mode & 0o7777)
+            if uid is not None or gid is not None:
+                os.chown(proc, -1 if uid is None else uid, -1 if gid is None else gid)
+            if atime_ns is not None or mtime_ns is not None:
+                st = os.stat(proc)
+                os.utime(proc, ns=(
+                    st.st_atime_ns if atime_ns is None else atime_ns,
+                    st.st_mtime_ns if mtime_ns is None else mtime_ns,
+                ))  # fmt: skip
+
+    def open_host_fd(self, flags: int) -> int:
+        if self.is_dir:
+            raise SyscallError(errno.EISDIR, "directories have no host descriptor")
+        if flags & os.O_ACCMODE != os.O_RDONLY:
+            self._ro()
+        with self._opath() as fd:
+            with _host("open"):
+                st = os.fstat(fd)
+            if not pystat.S_ISREG(st.st_mode):
+                # host devices, FIFOs and sockets stay out of reach
+                raise SyscallError(errno.ENXIO, "hostfs: only regular files are opened")
+            with _host("open"):
+                return os.open(
+                    f"/proc/self/fd/{fd}", (flags & HOST_OPEN_MASK) | os.O_CLOEXEC | os.O_NOCTTY
+                )
+
+
+def _exists(name: bytes, d: int) -> bool:
+    try:
+        os.stat(name, dir_fd=d, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+class HostFs(FileSystem):
+    """The host directory ``source`` mounted in the LibOS; ``readonly`` for the built image."""
+
+    fstype = "hostfs"
+    root: HostInode
+
+    def __init__(self, source: str | bytes, *, readonly: bool = False) -> None:
+        super().__init__(readonly=readonly)
+        with _host(f"mount {os.fsdecode(source)}"):
+            self.root_fd = os.open(source, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            st = os.fstat(self.root_fd)
+        self.source = os.fsencode(source)
+        self.root = HostInode(self, (), st)
+
+    def statfs(self) -> StatFs:
+        with _host("statfs"):
+            v = os.fstatvfs(self.root_fd)
+        return StatFs(
+            f_type=EXT4_SUPER_MAGIC, bsize=v.f_bsize, blocks=v.f_blocks, bfree=v.f_bfree,
+            bavail=v.f_bavail, files=v.f_files, ffree=v.f_ffree, namelen=v.f_namemax,
+            frsize=v.f_frsize, flags=ST_RDONLY if self.readonly else 0,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        os.close(self.root_fd)

@@ -1,0 +1,394 @@
+"""procfs: the LibOS ``/proc``, generated from the kernel's process table.
+
+Owns the names and contents of ``/proc``.  It knows processes only through the small
+:class:`ProcessRegistry` protocol, so it can be tested with a fake.  Each open of a regular
+proc file renders its content into a fresh memfd (a snapshot per open, roughly as Linux does
+with ``seq_file``) and hands out a descriptor of it.  ``exe``, ``cwd``, ``root`` and ``fd/N``
+are magic links: readlink gives LibOS paths, and ``fd/N`` jumps to the open file itself
+when the registry can say where it is.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from occlum.abi.errors import SyscallError
+from occlum.abi.fsabi import PROC_SUPER_MAGIC, S_IFDIR, S_IFLNK, S_IFREG, StatFs, dtype_of_mode
+from occlum.vfs.inode import DirEntry, Inode, Stat
+from occlum.vfs.mount import FileSystem, MountInfo
+
+if TYPE_CHECKING:
+    from occlum.vfs.path import Location
+
+__all__ = ["ProcFs", "ProcessInfo", "ProcessRegistry"]
+
+
+@dataclass(slots=True)
+class ProcessInfo:
+    """A snapshot of one LibOS process, as ``/proc/<pid>`` shows it.
+
+    ``host_pid`` (optional) lets procfs take memory numbers from the host's
+    ``/proc/<host_pid>/{stat,statm,status}``; ``maps`` overrides the host's maps (which may show
+    host paths).  ``fd_location`` lets ``/proc/<pid>/fd/N`` jump to the open file's location.
+    """
+
+    pid: int
+    ppid: int = 0
+    tgid: int = 0
+    pgid: int = 0
+    sid: int = 0
+    comm: bytes = b""
+    cmdline: bytes = b""
+    environ: bytes = b""
+    exe: bytes = b""
+    cwd: bytes = b"/"
+    root: bytes = b"/"
+    state: str = "R"
+    threads: int = 1
+    uid: int = 0
+    gid: int = 0
+    fds: dict[int, bytes] = field(default_factory=dict)
+    host_pid: int | None = None
+    maps: Callable[[], bytes] | None = None
+    fd_location: Callable[[int], Location | None] | None = None
+
+
+class ProcessRegistry(Protocol):
+    """What procfs needs from the kernel's process table."""
+
+    def current_pid(self) -> int: ...
+
+    def pids(self) -> list[int]: ...
+
+    def info(self, pid: int) -> ProcessInfo | None: ...
+
+
+_STATE_NAMES = {"R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped", "Z": "zombie"}
+
+
+def _host_read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _memfd_of(content: bytes, flags: int) -> int:
+    mfd = os.memfd_create("procfs", os.MFD_CLOEXEC)
+    try:
+        os.write(mfd, content)
+        return os.open(f"/proc/self/fd/{mfd}", (flags & os.O_ACCMODE) | os.O_CLOEXEC)
+    finally:
+        os.close(mfd)
+
+
+class ProcInode(Inode):
+    fs: ProcFs
+
+    def __init__(self, fs: ProcFs, key: tuple[object, ...], ftype: int, perm: int, owner: int = 0):
+        super().__init__(fs, fs.ino_for(key), ftype)
+        self.perm = perm
+        self.owner = owner
+
+    def getattr(self) -> Stat:
+        t = self.fs.boot_ns
+        return Stat(
+            dev=self.fs.dev, ino=self.ino, mode=self.ftype | self.perm,
+            nlink=2 if self.is_dir else 1, uid=self.owner, gid=self.owner,
+            atime_ns=t, mtime_ns=t, ctime_ns=t,
+        )  # fmt: skip
+
+
+class ProcFile(ProcInode):
+    def __init__(
+        self, fs: ProcFs, key: tuple[object, ...], gen: Callable[[], bytes], owner: int = 0
+    ):
+        super().__init__(fs, key, S_IFREG, 0o444, owner)
+        self.gen = gen
+
+    def open_host_fd(self, flags: int) -> int:
+        if flags & os.O_ACCMODE != os.O_RDONLY:
+            raise SyscallError(errno.EACCES, "proc file is read-only")
+        return _memfd_of(self.gen(), flags)
+
+
+class ProcLink(ProcInode):
+    def __init__(
+        self,
+        fs: ProcFs,
+        key: tuple[object, ...],
+        target: Callable[[], bytes],
+        *,
+        magic: bool = False,
+        where: Callable[[], Location | None] | None = None,
+        owner: int = 0,
+    ) -> None:
+        super().__init__(fs, key, S_IFLNK, 0o777, owner)
+        self.target = target
+        self.is_magic_link = magic
+        self.where = where
+
+    def readlink(self) -> bytes:
+        return self.target()
+
+    def magic_target(self) -> Location | None:
+        return self.where() if self.where is not None else None
+
+
+Factory = Callable[[], Inode]
+
+
+class ProcDir(ProcInode):
+    def __init__(
+        self,
+        fs: ProcFs,
+        key: tuple[object, ...],
+        entries: Callable[[], dict[bytes, Factory]],
+        owner: int = 0,
+    ) -> None:
+        super().__init__(fs, key, S_IFDIR, 0o555, owner)
+        self.entries = entries
+
+    def lookup(self, name: bytes) -> Inode:
+        f = self.entries().get(name)
+        if f is None:
+            raise SyscallError(errno.ENOENT, "no such proc entry")
+        return f()
+
+    def readdir(self) -> list[DirEntry]:
+        out = []
+        for name, f in self.entries().items():
+            i = f()
+            out.append(DirEntry(name, i.ino, dtype_of_mode(i.ftype)))
+        return out
+
+
+class ProcFs(FileSystem):
+    """``/proc`` for one LibOS instance."""
+
+    fstype = "proc"
+    root: ProcDir
+
+    def __init__(
+        self,
+        registry: ProcessRegistry,
+        *,
+        mounts: Callable[[], list[MountInfo]] | None = None,
+        hostname: Callable[[], bytes] | None = None,
+    ) -> None:
+        super().__init__()
+        self.registry = registry
+        self.mounts = mounts or (lambda: [])
+        self.hostname = hostname or (lambda: b"occlum")
+        self.boot_ns = time.time_ns()
+        self._boot_mono = time.monotonic()
+        self._inos: dict[tuple[object, ...], int] = {}
+        self.root = ProcDir(self, ("root",), self._root_entries)
+
+    def ino_for(self, key: tuple[object, ...]) -> int:
+        # stable inode numbers per name, so repeated stats agree
+        ino = self._inos.get(key)
+        if ino is None:
+            ino = self._inos[key] = len(self._inos) + 1
+        return ino
+
+    def statfs(self) -> StatFs:
+        return StatFs(f_type=PROC_SUPER_MAGIC)
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _file(self, key: tuple[object, ...], gen: Callable[[], bytes], owner: int = 0) -> Factory:
+        return lambda: ProcFile(self, key, gen, owner)
+
+    def _info(self, pid: int) -> ProcessInfo:
+        info = self.registry.info(pid)
+        if info is None:
+            raise SyscallError(errno.ESRCH, "process is gone")
+        return info
+
+    # --- /proc ----------------------------------------------------------------------------
+
+    def _root_entries(self) -> dict[bytes, Factory]:
+        me = self.registry.current_pid()
+        e: dict[bytes, Factory] = {
+            b"self": lambda: ProcLink(self, ("self",), lambda: b"%d" % me),
+            b"thread-self": lambda: ProcLink(
+                self, ("thread-self",), lambda: b"%d/task/%d" % (me, me)
+            ),
+            b"mounts": self._file(("mounts",), self._mounts_text),
+            b"cpuinfo": self._file(("cpuinfo",), lambda: _host_read("/proc/cpuinfo")),
+            b"meminfo": self._file(("meminfo",), lambda: _host_read("/proc/meminfo")),
+            b"stat": self._file(("stat",), lambda: _host_read("/proc/stat")),
+            b"uptime": self._file(("uptime",), self._uptime),
+            b"loadavg": self._file(("loadavg",), self._loadavg),
+            b"filesystems": self._file(
+                ("filesystems",),
+                lambda: b"nodev\ttmpfs\nnodev\tproc\nnodev\tdevtmpfs\nnodev\thostfs\n",
+            ),
+            b"version": self._file(
+                ("version",), lambda: b"Linux version %s (occlum)\n" % os.uname().release.encode()
+            ),
+            b"sys": lambda: ProcDir(self, ("sys",), self._sys_entries),
+        }
+        for pid in self.registry.pids():
+            e[b"%d" % pid] = self._pid_dir_factory(pid)
+        return e
+
+    def _pid_dir_factory(self, pid: int, tid: bool = False) -> Factory:
+        def make() -> Inode:
+            owner = self._info(pid).uid
+            return ProcDir(self, ("pid", pid, tid), lambda: self._pid_entries(pid), owner)
+
+        return make
+
+    def _mounts_text(self) -> bytes:
+        return b"".join(m.line() for m in self.mounts())
+
+    def _uptime(self) -> bytes:
+        up = time.monotonic() - self._boot_mono
+        return b"%.2f %.2f\n" % (up, up * (os.cpu_count() or 1))
+
+    def _loadavg(self) -> bytes:
+        host = _host_read("/proc/loadavg").split()
+        avgs = b" ".join(host[:3]) if len(host) >= 3 else b"0.00 0.00 0.00"
+        pids = self.registry.pids()
+        return b"%s 1/%d %d\n" % (avgs, len(pids), max(pids, default=0))
+
+    def _sys_entries(self) -> dict[bytes, Factory]:
+        def const(v: bytes) -> Callable[[], bytes]:
+            return lambda: v + b"\n"
+
+        kernel: dict[bytes, Factory] = {
+            b"hostname": self._file(("sys", "hostname"), lambda: self.hostname() + b"\n"),
+            b"ostype": self._file(("sys", "ostype"), const(b"Linux")),
+            b"osrelease": self._file(("sys", "osrelease"), const(os.uname().release.encode())),
+            b"pid_max": self._file(("sys", "pid_max"), const(b"4194304")),
+            b"ngroups_max": self._file(("sys", "ngroups_max"), const(b"65536")),
+        }
+        vm: dict[bytes, Factory] = {
+            b"overcommit_memory": self._file(
+                ("sys", "overcommit"),
+                lambda: _host_read("/proc/sys/vm/overcommit_memory") or b"0\n",
+            ),
+        }
+        return {
+            b"kernel": lambda: ProcDir(self, ("sys", "kernel"), lambda: kernel),
+            b"vm": lambda: ProcDir(self, ("sys", "vm"), lambda: vm),
+        }
+
+    # --- /proc/<pid> ----------------------------------------------------------------------
+
+    def _pid_entries(self, pid: int) -> dict[bytes, Factory]:
+        info = self._info(pid)
+        u = info.uid
+
+        def f(name: str, gen: Callable[[ProcessInfo], bytes]) -> Factory:
+            return self._file(("p", pid, name), lambda: gen(self._info(pid)), u)
+
+        def link(name: str, text: Callable[[ProcessInfo], bytes]) -> Factory:
+            return lambda: ProcLink(
+                self, ("p", pid, name), lambda: text(self._info(pid)), magic=True, owner=u
+            )
+
+        return {
+            b"exe": link("exe", lambda i: i.exe),
+            b"cwd": link("cwd", lambda i: i.cwd),
+            b"root": link("root", lambda i: i.root),
+            b"cmdline": f("cmdline", lambda i: i.cmdline),
+            b"comm": f("comm", lambda i: i.comm[:15] + b"\n"),
+            b"environ": f("environ", lambda i: i.environ),
+            b"stat": f("stat", _stat_text),
+            b"status": f("status", _status_text),
+            b"statm": f(
+                "statm",
+                lambda i: (
+                    _host_read(f"/proc/{i.host_pid}/statm") if i.host_pid else b"0 0 0 0 0 0 0\n"
+                ),
+            ),
+            b"maps": f("maps", _maps_text),
+            b"mounts": self._file(("p", pid, "mounts"), self._mounts_text, u),
+            b"fd": lambda: ProcDir(self, ("p", pid, "fd"), lambda: self._fd_entries(pid), u),
+            b"fdinfo": lambda: ProcDir(
+                self, ("p", pid, "fdinfo"), lambda: self._fdinfo_entries(pid), u
+            ),
+            b"task": lambda: ProcDir(
+                self, ("p", pid, "task"), lambda: {b"%d" % pid: self._pid_dir_factory(pid, True)}, u
+            ),
+        }
+
+    def _fd_entries(self, pid: int) -> dict[bytes, Factory]:
+        info = self._info(pid)
+        out: dict[bytes, Factory] = {}
+        for fd, text in info.fds.items():
+            where = info.fd_location
+
+            def make(
+                fd: int = fd,
+                text: bytes = text,
+                where: Callable[[int], Location | None] | None = where,
+            ) -> Inode:
+                return ProcLink(
+                    self, ("p", pid, "fd", fd), lambda: text, magic=True,
+                    where=(lambda: where(fd)) if where is not None else None, owner=info.uid,
+                )  # fmt: skip
+
+            out[b"%d" % fd] = make
+        return out
+
+    def _fdinfo_entries(self, pid: int) -> dict[bytes, Factory]:
+        info = self._info(pid)
+        return {
+            b"%d" % fd: self._file(
+                ("p", pid, "fdinfo", fd), lambda: b"pos:\t0\nflags:\t02\nmnt_id:\t0\n", info.uid
+            )
+            for fd in info.fds
+        }
+
+
+def _stat_text(i: ProcessInfo) -> bytes:
+    rest: list[bytes] = []
+    if i.host_pid:
+        host = _host_read(f"/proc/{i.host_pid}/stat")
+        if b")" in host:
+            rest = host[host.rindex(b")") + 2 :].split()
+    if len(rest) < 50:
+        rest = [b"0"] * 50
+    # fields after comm: state ppid pgrp session, then the host's numbers
+    rest[0:4] = [i.state.encode(), b"%d" % i.ppid, b"%d" % i.pgid, b"%d" % i.sid]
+    rest[17] = b"%d" % i.threads
+    return b"%d (%s) %s\n" % (i.pid, i.comm[:15], b" ".join(rest))
+
+
+def _status_text(i: ProcessInfo) -> bytes:
+    lines = [
+        b"Name:\t%s" % i.comm[:15],
+        b"Umask:\t0022",
+        b"State:\t%s (%s)" % (i.state.encode(), _STATE_NAMES.get(i.state, "running").encode()),
+        b"Tgid:\t%d" % (i.tgid or i.pid),
+        b"Ngid:\t0",
+        b"Pid:\t%d" % i.pid,
+        b"PPid:\t%d" % i.ppid,
+        b"TracerPid:\t0",
+        b"Uid:\t%d\t%d\t%d\t%d" % (i.uid, i.uid, i.uid, i.uid),
+        b"Gid:\t%d\t%d\t%d\t%d" % (i.gid, i.gid, i.gid, i.gid),
+        b"FDSize:\t%d" % max(64, len(i.fds)),
+        b"Groups:\t",
+    ]
+    if i.host_pid:
+        for line in _host_read(f"/proc/{i.host_pid}/status").splitlines():
+            if line.startswith((b"Vm", b"Rss")):
+                lines.append(line)
+    lines.append(b"Threads:\t%d" % i.threads)
+    return b"\n".join(lines) + b"\n"
+
+
+def _maps_text(i: ProcessInfo) -> bytes:
+    if i.maps is not None:
+        return i.maps()
+    return _host_read(f"/proc/{i.host_pid}/maps") if i.host_pid else b""
