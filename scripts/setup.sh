@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Idempotent machine setup for Occlum for Python: system packages the LibOS and its test
+# suites need (installed with apt-get only when something is missing), then the project's
+# virtual environment in .venv with the package installed in editable mode.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# name of the Debian package -> a file it installs (cheap presence check, no dpkg query per run)
+declare -A PKG_FILES=(
+    [busybox-static]=/bin/busybox
+    [sqlite3]=/usr/bin/sqlite3
+    [python3]=/usr/bin/python3
+    [gcc]=/usr/bin/gcc
+    [libc6-dev]=/usr/include/stdio.h
+    [make]=/usr/bin/make
+    [musl-tools]=/usr/bin/musl-gcc
+    [tar]=/bin/tar
+    [gzip]=/bin/gzip
+    [findutils]=/usr/bin/find
+    [grep]=/bin/grep
+    [coreutils]=/bin/ls
+    [dash]=/bin/dash
+    [bash]=/bin/bash
+    [procps]=/bin/ps
+    [util-linux]=/usr/bin/taskset
+    [file]=/usr/bin/file
+    [proot]=/usr/bin/proot
+    [hyperfine]=/usr/bin/hyperfine
+)
+# packages whose absence does not fail the setup (benchmark peers and helpers)
+OPTIONAL=" proot hyperfine "
+
+missing=()
+for pkg in "${!PKG_FILES[@]}"; do
+    [[ -e "${PKG_FILES[$pkg]}" ]] || missing+=("$pkg")
+done
+# Debian splits venv support out of python3
+if [[ -x /usr/bin/python3 ]] && ! /usr/bin/python3 -c 'import ensurepip' 2>/dev/null; then
+    missing+=(python3-venv)
+fi
+
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]] && ! command -v sudo >/dev/null; then
+        echo "setup: missing system packages (${missing[*]}) and not root: install them by hand" >&2
+        exit 1
+    fi
+    SUDO=()
+    [[ $(id -u) -eq 0 ]] || SUDO=(sudo)
+    echo "setup: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    "${SUDO[@]}" apt-get update -qq
+    required=()
+    optional=()
+    for pkg in "${missing[@]}"; do
+        if [[ "$OPTIONAL" == *" $pkg "* ]]; then optional+=("$pkg"); else required+=("$pkg"); fi
+    done
+    if ((${#required[@]})); then
+        "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${required[@]}" </dev/null
+    fi
+    for pkg in "${optional[@]}"; do
+        "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "$pkg" </dev/null \
+            || echo "setup: optional package $pkg not installed (benchmarks skip it)" >&2
+    done
+fi
+
+# The project's virtual environment. Any python3 >= 3.11 with venv works.
+PY="${PYTHON:-python3}"
+if [[ ! -x .venv/bin/python ]]; then
+    "$PY" -m venv .venv
+fi
+stamp=.venv/.occlum-setup-stamp
+if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]] || ! .venv/bin/python -c "import occlum, pytest, ruff, mypy" 2>/dev/null; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+    touch "$stamp"
+fi
