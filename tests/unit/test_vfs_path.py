@@ -29,7 +29,7 @@ from occlum.abi.fsabi import (
 from occlum.fs.hostfs import HostFs
 from occlum.fs.ramfs import RamFs
 from occlum.vfs.dirfile import OpenDirectory
-from occlum.vfs.inode import Cred
+from occlum.vfs.inode import ROOT, Cred
 from occlum.vfs.mount import MountTable
 from occlum.vfs.open import open_path
 from occlum.vfs.path import Location, resolve, resolve_parent
@@ -174,13 +174,13 @@ def test_resolve_parent(vfs: tuple[MountTable, Location]) -> None:
 def test_open_flags(vfs: tuple[MountTable, Location]) -> None:
     _, r = vfs
 
-    def op(path: bytes, flags: int, cred: Cred = Cred()) -> int:
+    def op(path: bytes, flags: int, cred: Cred = ROOT) -> int:
         o = open_path(r, r, None, path, flags, 0o644, 0o022, cred)
         if o.host_fd is not None:
             os.close(o.host_fd)
         return o.kind
 
-    def fails(path: bytes, flags: int, want: int, cred: Cred = Cred()) -> None:
+    def fails(path: bytes, flags: int, want: int, cred: Cred = ROOT) -> None:
         with pytest.raises(SyscallError) as e:
             op(path, flags, cred)
         assert err(e) == want, (path, flags)

@@ -187,8 +187,6 @@ class HostInode(Inode):
         if not isinstance(target, HostInode) or target.fs is not self.fs:
             raise SyscallError(errno.EXDEV, "hard link across file systems")
         self._mutate_dir(name)
-        if target.is_dir:
-            raise SyscallError(errno.EPERM, "hard link to a directory")
         with target._parent() as (sd, sname), self._dirfd() as d, _host("link"):
             os.link(sname, name, src_dir_fd=sd, dst_dir_fd=d, follow_symlinks=False)
 

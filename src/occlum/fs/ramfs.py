@@ -239,9 +239,9 @@ class RamDir(RamInode):
     def link(self, name: bytes, target: Inode) -> None:
         if not isinstance(target, RamInode) or target.fs is not self.fs:
             raise SyscallError(errno.EXDEV, "hard link across file systems")
+        self._writable(name)
         if target.is_dir:
             raise SyscallError(errno.EPERM, "hard link to a directory")
-        self._writable(name)
         if target.nlink == 0:
             raise SyscallError(errno.ENOENT, "linking a removed file")
         target.nlink += 1
