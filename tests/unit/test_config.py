@@ -1,0 +1,288 @@
+"""Occlum.json validation, env semantics, entry points and the RunSpec built from a config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from occlum.abi.errors import UserError
+from occlum.cli.main import cli
+from occlum.instance.config import (
+    DEFAULT_CONFIG,
+    build_env,
+    check_entry_point,
+    log_level_from_env,
+    parse_config,
+    plan_mounts,
+    to_run_spec,
+)
+from occlum.instance.layout import Instance, build_instance, new_instance
+from occlum.kernel.spec import MountSpec
+
+ROOT = {"target": "/", "type": "unionfs", "options": {"layers": [{"target": "/", "type": "sefs"}]}}
+
+
+def with_mounts(*extra: dict[str, Any]) -> dict[str, Any]:
+    return {"mount": [ROOT, *extra]}
+
+
+# (config, the exact message after "Occlum.json: ")
+MALFORMED: list[tuple[Any, str]] = [
+    (
+        {"resource_limits": {"user_space_size": "12XB"}},
+        'resource_limits.user_space_size: "12XB" is not a size (use e.g. "256MB")',
+    ),
+    (
+        {"resource_limits": {"user_space_size": 256}},
+        'resource_limits.user_space_size: 256 is not a size (use a string such as "256MB")',
+    ),
+    (
+        {"resource_limits": {"kernel_space_heap_size": "MB"}},
+        'resource_limits.kernel_space_heap_size: "MB" is not a size (use e.g. "256MB")',
+    ),
+    (
+        {"resource_limits": {"max_num_of_threads": "32"}},
+        'resource_limits.max_num_of_threads: "32" must be an integer',
+    ),
+    (
+        {"resource_limits": {"max_num_of_threads": 0}},
+        "resource_limits.max_num_of_threads: 0 is too small (minimum 1)",
+    ),
+    (
+        {"resource_limits": {"user_space_size": "1GB", "user_space_max_size": "512MB"}},
+        'resource_limits.user_space_max_size: "512MB" must not be smaller than user_space_size (1GB)',
+    ),
+    (
+        {"resource_limits": {"max_num_of_threads": 4, "init_num_of_threads": 8}},
+        "resource_limits.init_num_of_threads: 8 must not exceed max_num_of_threads (4)",
+    ),
+    (
+        {"process": {"default_stack_size": "4 MiB"}},
+        'process.default_stack_size: "4 MiB" is not a size (use e.g. "256MB")',
+    ),
+    ({"entry_points": "/bin"}, 'entry_points: "/bin" must be a list'),
+    (
+        {"entry_points": ["bin"]},
+        'entry_points[0]: "bin" is not an absolute path (it must start with /)',
+    ),
+    ({"env": {"default": ["OCCLUM"]}}, 'env.default[0]: "OCCLUM" is not an assignment (use "NAME=value")'),
+    ({"env": {"untrusted": ["A=B"]}}, 'env.untrusted[0]: "A=B" is not an environment variable name'),
+    ({"env": {"default": [1]}}, "env.default[0]: 1 must be a string"),
+    ({"metadata": {"debuggable": "yes"}}, 'metadata.debuggable: "yes" must be true or false'),
+    ({"metadata": {"product_id": 70000}}, "metadata.product_id: 70000 is too large (maximum 65535)"),
+    (
+        {"metadata": {"family_id": {"high": "12", "low": "0x0"}}},
+        'metadata.family_id.high: "12" is not a 64-bit hex number (use e.g. "0x0")',
+    ),
+    ({"feature": {"amx": 3}}, "feature.amx: 3 is too large (maximum 2)"),
+    ({"feature": {"enable_edmm": 1}}, "feature.enable_edmm: 1 must be true or false"),
+    ({"mount": {}}, "mount: {} must be a list"),
+    (
+        with_mounts({"target": "/data", "type": "nfs"}),
+        "mount[1].type: \"nfs\" is not allowed (use one of 'hostfs', 'ramfs', 'sefs', "
+        "'unionfs', 'devfs', 'procfs' or 'ext2')",
+    ),
+    (with_mounts({"type": "ramfs"}), "mount[1].target: is required"),
+    (
+        with_mounts({"target": "data", "type": "ramfs"}),
+        'mount[1].target: "data" is not an absolute path (it must start with /)',
+    ),
+    (
+        with_mounts({"target": "/host", "type": "hostfs"}),
+        "mount[1].source: is required for a hostfs mount (the host directory to expose)",
+    ),
+    (
+        {"mount": [{"target": "/", "type": "unionfs"}]},
+        "mount[0].options.layers: is required for a unionfs mount (a list of sefs layers)",
+    ),
+    (
+        with_mounts({"target": "/tmp", "type": "ramfs"}, {"target": "/tmp", "type": "ramfs"}),
+        'mount[2].target: mounts "/tmp" a second time (each target may appear once)',
+    ),
+    (
+        {"mount": [{"target": "/tmp", "type": "ramfs"}]},
+        'mount: has no file system at "/" (add a unionfs or sefs mount with target "/")',
+    ),
+    (
+        with_mounts({"target": "/t", "type": "ramfs", "options": {"layers": []}}),
+        "mount[1].options.layers: is only allowed for a unionfs mount, not ramfs",
+    ),
+    ([1, 2], "the top level must be a JSON object {...}"),
+]
+
+
+@pytest.mark.parametrize(("config", "message"), MALFORMED)
+def test_malformed_config_gives_one_precise_line(config: Any, message: str) -> None:
+    with pytest.raises(UserError) as e:
+        parse_config(json.dumps(config))
+    assert str(e.value) == f"Occlum.json: {message}"
+
+
+@pytest.mark.parametrize(("config", "message"), MALFORMED)
+def test_malformed_config_through_the_cli(tmp_path: Path, config: Any, message: str) -> None:
+    inst = new_instance(tmp_path / "app")
+    inst.config_path.write_text(json.dumps(config))
+    result = CliRunner().invoke(cli, ["--instance-dir", str(inst.path), "build"])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stderr == f"occlum: error: Occlum.json: {message}\n"
+    assert "Traceback" not in result.output
+
+
+def test_invalid_json_names_line_and_column() -> None:
+    with pytest.raises(UserError, match=r"^Occlum\.json: line 3, column 2: invalid JSON: Extra data$"):
+        parse_config('{\n  "entry_points": ["/bin"]\n}}')
+    with pytest.raises(UserError, match=r"line 1, column 19: invalid JSON"):
+        parse_config('{"entry_points": [,]}')
+
+
+def test_default_template_is_valid_and_matches_occlum_shape() -> None:
+    loaded = parse_config(json.dumps(DEFAULT_CONFIG))
+    assert loaded.warnings == ()
+    c = loaded.config
+    assert c.entry_points == ["/bin"]
+    assert c.resource_limits.user_space_size == 300 << 20
+    assert c.process.default_stack_size == 4 << 20
+    assert [m.target for m in c.mount] == ["/", "/host", "/proc", "/dev", "/tmp"]
+    assert c.mount[0].options.layers is not None and len(c.mount[0].options.layers) == 2
+
+
+def test_empty_config_gets_the_defaults() -> None:
+    c = parse_config("{}").config
+    assert c.env.default == ["OCCLUM=yes"]
+    assert c.mount[0].target == "/"
+
+
+def test_unknown_keys_warn_but_load() -> None:
+    loaded = parse_config(
+        json.dumps({"resource_limits": {"foo": 1}, "bar": {}, "mount": [ROOT | {"extra": 1}]})
+    )
+    assert loaded.warnings == (
+        "Occlum.json: unknown key bar (ignored)",
+        "Occlum.json: unknown key resource_limits.foo (ignored)",
+        "Occlum.json: unknown key mount[0].extra (ignored)",
+    )
+
+
+def test_unknown_keys_are_shown_by_build(tmp_path: Path) -> None:
+    inst = new_instance(tmp_path / "app")
+    inst.config_path.write_text(json.dumps({"fancy": 1}))
+    result = CliRunner().invoke(cli, ["--instance-dir", str(inst.path), "build"])
+    assert result.exit_code == 0, result.output
+    assert "occlum: warning: Occlum.json: unknown key fancy (ignored)" in result.stderr
+
+
+def test_legacy_env_list_and_sizes() -> None:
+    c = parse_config(
+        json.dumps({"env": ["A=1"], "resource_limits": {"user_space_size": "2GB"}})
+    ).config
+    assert c.env.default == ["A=1"]
+    assert c.resource_limits.user_space_size == 2 << 30
+    c = parse_config(json.dumps({"process": {"default_heap_size": "4096B"}})).config
+    assert c.process.default_heap_size == 4096
+
+
+# --- env semantics ------------------------------------------------------------------------
+
+
+def test_only_default_and_named_untrusted_vars_reach_the_program() -> None:
+    c = parse_config(
+        json.dumps({"env": {"default": ["OCCLUM=yes", "HOME=/root", "X=a=b"], "untrusted": ["HOME", "EXTRA", "NOTSET"]}})
+    ).config
+    host = {"HOME": "/home/me", "EXTRA": "1", "PATH": "/usr/bin", "SECRET": "s"}
+    env = dict(build_env(c, host))
+    assert env == {"OCCLUM": "yes", "HOME": "/home/me", "X": "a=b", "EXTRA": "1"}
+
+
+def test_default_order_is_kept_and_untrusted_override_in_place() -> None:
+    c = parse_config(json.dumps({"env": {"default": ["A=1", "B=2"], "untrusted": ["A"]}})).config
+    assert build_env(c, {"A": "host"}) == (("A", "host"), ("B", "2"))
+
+
+# --- entry points -------------------------------------------------------------------------
+
+
+def test_entry_points() -> None:
+    c = parse_config(json.dumps({"entry_points": ["/bin", "/opt/app/"]})).config
+    assert check_entry_point(c, "/bin/ls") == "/bin/ls"
+    assert check_entry_point(c, "/opt/app/bin/x") == "/opt/app/bin/x"
+    assert check_entry_point(c, "/bin/sub/../ls") == "/bin/ls"
+    for bad in ("/binx/ls", "/usr/bin/ls", "/bin/../etc/x", "/opt/application"):
+        with pytest.raises(UserError, match="is not under any entry point"):
+            check_entry_point(c, bad)
+    with pytest.raises(UserError, match="must be absolute"):
+        check_entry_point(c, "ls")
+
+
+def test_entry_point_root_allows_everything() -> None:
+    c = parse_config(json.dumps({"entry_points": ["/"]})).config
+    assert check_entry_point(c, "/usr/bin/x") == "/usr/bin/x"
+
+
+# --- mounts and the RunSpec ---------------------------------------------------------------
+
+
+def test_plan_mounts_adds_proc_and_dev_like_occlum(tmp_path: Path) -> None:
+    c = parse_config(json.dumps(with_mounts({"target": "/host", "type": "hostfs", "source": "data"}))).config
+    mounts = plan_mounts(c, tmp_path)
+    assert mounts == (
+        MountSpec("/proc", "procfs"),
+        MountSpec("/dev", "devfs"),
+        MountSpec("/host", "hostfs", str(tmp_path.resolve() / "data")),
+    )
+
+
+def test_unsupported_mount_types_are_clear_errors(tmp_path: Path) -> None:
+    c = parse_config(json.dumps(with_mounts({"target": "/data", "type": "sefs"}))).config
+    with pytest.raises(UserError, match=r"^mount type sefs at /data is not supported yet$"):
+        plan_mounts(c, tmp_path)
+    c = parse_config(json.dumps({"mount": [{"target": "/", "type": "ramfs"}]})).config
+    with pytest.raises(UserError, match='mount type ramfs at "/" is not supported'):
+        plan_mounts(c, tmp_path)
+
+
+def test_log_level() -> None:
+    assert log_level_from_env({}) == "warn"
+    assert log_level_from_env({"OCCLUM_LOG_LEVEL": "TRACE"}) == "trace"
+    with pytest.raises(UserError, match="OCCLUM_LOG_LEVEL='loud' is not a log level"):
+        log_level_from_env({"OCCLUM_LOG_LEVEL": "loud"})
+
+
+def test_to_run_spec_uses_the_built_config(tmp_path: Path) -> None:
+    inst = new_instance(tmp_path / "app")
+    with pytest.raises(UserError, match=r"^instance not built: run `occlum build` first$"):
+        to_run_spec(inst, ["/bin/hello"], {})
+    config = json.loads(inst.config_path.read_text())
+    config["env"] = {"default": ["OCCLUM=yes"], "untrusted": ["TERM"]}
+    config["resource_limits"]["max_num_of_threads"] = 7
+    inst.config_path.write_text(json.dumps(config))
+    build_instance(inst)
+    inst.config_path.write_text("{ broken")  # not read by run: the built config is
+    spec = to_run_spec(inst, ["/bin/hello", "a", "b"], {"TERM": "xterm", "HOME": "/x"})
+    assert spec.argv == ("/bin/hello", "a", "b")
+    assert spec.root_dir == str(inst.built_image_dir)
+    assert spec.instance_dir == str(inst.path)
+    assert dict(spec.env) == {"OCCLUM": "yes", "TERM": "xterm"}
+    assert spec.max_threads == 7
+    assert spec.user_space_size == 300 << 20
+    assert spec.default_stack_size == 4 << 20
+    assert spec.log_level == "warn"
+    targets = [m.target for m in spec.mounts]
+    assert targets == ["/host", "/proc", "/dev", "/tmp"]
+    assert spec.mounts[0].source == str(inst.path)
+    assert to_run_spec(inst, ["/bin/x"], {"OCCLUM_LOG_LEVEL": "debug"}).log_level == "debug"
+    assert to_run_spec(Instance.at(inst.path), ["/bin/x"], {}, log_level="trace").log_level == "trace"
+
+
+def test_missing_hostfs_source_is_reported_at_run(tmp_path: Path) -> None:
+    inst = new_instance(tmp_path / "app")
+    inst.config_path.write_text(
+        json.dumps(with_mounts({"target": "/data", "type": "hostfs", "source": "./nope"}))
+    )
+    build_instance(inst)
+    with pytest.raises(UserError, match=r"mount /data: host directory .*/nope does not exist"):
+        to_run_spec(inst, ["/bin/x"], {})
