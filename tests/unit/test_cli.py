@@ -203,7 +203,13 @@ def test_run_hands_the_kernel_a_runspec(inst: Path, kernel: FakeKernel) -> None:
     in_dir(inst, "build")
     kernel.result = 42
     r = occlum(
-        "--instance-dir", str(inst), "run", "/bin/hello", "-l", "--strace", "x",
+        "--instance-dir",
+        str(inst),
+        "run",
+        "/bin/hello",
+        "-l",
+        "--strace",
+        "x",
         env={"EXAMPLE": "from-host", "OCCLUM_LOG_LEVEL": "info"},
     )
     assert r.exit_code == 42

@@ -69,11 +69,20 @@ MALFORMED: list[tuple[Any, str]] = [
         {"entry_points": ["bin"]},
         'entry_points[0]: "bin" is not an absolute path (it must start with /)',
     ),
-    ({"env": {"default": ["OCCLUM"]}}, 'env.default[0]: "OCCLUM" is not an assignment (use "NAME=value")'),
-    ({"env": {"untrusted": ["A=B"]}}, 'env.untrusted[0]: "A=B" is not an environment variable name'),
+    (
+        {"env": {"default": ["OCCLUM"]}},
+        'env.default[0]: "OCCLUM" is not an assignment (use "NAME=value")',
+    ),
+    (
+        {"env": {"untrusted": ["A=B"]}},
+        'env.untrusted[0]: "A=B" is not an environment variable name',
+    ),
     ({"env": {"default": [1]}}, "env.default[0]: 1 must be a string"),
     ({"metadata": {"debuggable": "yes"}}, 'metadata.debuggable: "yes" must be true or false'),
-    ({"metadata": {"product_id": 70000}}, "metadata.product_id: 70000 is too large (maximum 65535)"),
+    (
+        {"metadata": {"product_id": 70000}},
+        "metadata.product_id: 70000 is too large (maximum 65535)",
+    ),
     (
         {"metadata": {"family_id": {"high": "12", "low": "0x0"}}},
         'metadata.family_id.high: "12" is not a 64-bit hex number (use e.g. "0x0")',
@@ -134,7 +143,9 @@ def test_malformed_config_through_the_cli(tmp_path: Path, config: Any, message: 
 
 
 def test_invalid_json_names_line_and_column() -> None:
-    with pytest.raises(UserError, match=r"^Occlum\.json: line 3, column 2: invalid JSON: Extra data$"):
+    with pytest.raises(
+        UserError, match=r"^Occlum\.json: line 3, column 2: invalid JSON: Extra data$"
+    ):
         parse_config('{\n  "entry_points": ["/bin"]\n}}')
     with pytest.raises(UserError, match=r"line 1, column 19: invalid JSON"):
         parse_config('{"entry_points": [,]}')
@@ -191,7 +202,14 @@ def test_legacy_env_list_and_sizes() -> None:
 
 def test_only_default_and_named_untrusted_vars_reach_the_program() -> None:
     c = parse_config(
-        json.dumps({"env": {"default": ["OCCLUM=yes", "HOME=/root", "X=a=b"], "untrusted": ["HOME", "EXTRA", "NOTSET"]}})
+        json.dumps(
+            {
+                "env": {
+                    "default": ["OCCLUM=yes", "HOME=/root", "X=a=b"],
+                    "untrusted": ["HOME", "EXTRA", "NOTSET"],
+                }
+            }
+        )
     ).config
     host = {"HOME": "/home/me", "EXTRA": "1", "PATH": "/usr/bin", "SECRET": "s"}
     env = dict(build_env(c, host))
@@ -227,7 +245,9 @@ def test_entry_point_root_allows_everything() -> None:
 
 
 def test_plan_mounts_adds_proc_and_dev_like_occlum(tmp_path: Path) -> None:
-    c = parse_config(json.dumps(with_mounts({"target": "/host", "type": "hostfs", "source": "data"}))).config
+    c = parse_config(
+        json.dumps(with_mounts({"target": "/host", "type": "hostfs", "source": "data"}))
+    ).config
     mounts = plan_mounts(c, tmp_path)
     assert mounts == (
         MountSpec("/proc", "procfs"),
@@ -275,7 +295,9 @@ def test_to_run_spec_uses_the_built_config(tmp_path: Path) -> None:
     assert targets == ["/host", "/proc", "/dev", "/tmp"]
     assert spec.mounts[0].source == str(inst.path)
     assert to_run_spec(inst, ["/bin/x"], {"OCCLUM_LOG_LEVEL": "debug"}).log_level == "debug"
-    assert to_run_spec(Instance.at(inst.path), ["/bin/x"], {}, log_level="trace").log_level == "trace"
+    assert (
+        to_run_spec(Instance.at(inst.path), ["/bin/x"], {}, log_level="trace").log_level == "trace"
+    )
 
 
 def test_missing_hostfs_source_is_reported_at_run(tmp_path: Path) -> None:

@@ -1,0 +1,273 @@
+"""copy_bom: BOM files, includes, hashes, dry runs and ELF dependency copying."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from occlum.cli.copy_bom import cli
+from occlum.instance.elfdeps import LibraryResolver, read_elf_info
+
+LS = shutil.which("ls") or "/bin/ls"
+
+
+def copy_bom(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def resolve_in(root: Path, path: str) -> Path:
+    """Follow symlinks the way the LibOS would, inside ``root``."""
+    for _ in range(40):
+        host = root / path.lstrip("/")
+        if not host.is_symlink():
+            return host
+        text = os.readlink(host)
+        path = text if text.startswith("/") else os.path.join(os.path.dirname(path), text)
+    raise AssertionError("symlink loop")
+
+
+def tree(root: Path) -> dict[str, str]:
+    """path -> "d", "f:<content hash>" or "l:<link text>" for everything below root."""
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(root))
+            if p.is_symlink():
+                out[rel] = "l:" + os.readlink(p)
+            elif p.is_dir():
+                out[rel] = "d"
+            else:
+                out[rel] = "f:" + hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture
+def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A workspace: cwd, with image/ as the root and some source files."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "image").mkdir()
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("A")
+    (src / "sub/b.txt").write_text("B")
+    (src / "junk.pyc").write_text("junk")
+    os.symlink("a.txt", src / "inside")
+    os.symlink(str(tmp_path / "outside.txt"), src / "outside")
+    (tmp_path / "outside.txt").write_text("O")
+    return tmp_path
+
+
+def test_copy_ls_with_autodep_finds_libc_and_the_loader(ws: Path) -> None:
+    (ws / "app.yaml").write_text(f"targets:\n  - target: /bin\n    copy:\n      - files: [{LS}]\n")
+    r = copy_bom("-f", "app.yaml", "--root", "image")
+    assert r.exit_code == 0, r.output
+    img = ws / "image"
+    assert (img / "bin/ls").read_bytes() == Path(LS).read_bytes()
+    info = read_elf_info(LS)
+    assert info is not None and info.interp is not None
+    assert resolve_in(img, info.interp).is_file(), "the loader and its symlink chain are there"
+    libcs = list(img.rglob("libc.so.6"))
+    assert libcs and libcs[0].stat().st_size > 100_000
+    # every dependency the resolver found sits at its host path in the image
+    for dep in LibraryResolver().find_dependencies(LS).paths:
+        assert os.path.lexists(img / dep.lstrip("/")), dep
+
+
+def test_symlinked_dependencies_keep_their_links(ws: Path) -> None:
+    (ws / "app.yaml").write_text(f"targets:\n  - target: /bin\n    copy:\n      - files: [{LS}]\n")
+    copy_bom("-f", "app.yaml", "--root", "image")
+    for dep in LibraryResolver().find_dependencies(LS).paths:
+        if os.path.islink(dep):
+            assert os.readlink(ws / "image" / dep.lstrip("/")) == os.readlink(dep)
+
+
+def test_dirs_files_links_rename_excludes(ws: Path) -> None:
+    (ws / "app.yaml").write_text(
+        """
+excludes: ["*.pyc"]
+targets:
+  - target: /
+    mkdirs: [proc, opt/x]
+    createlinks:
+      - {src: ../a.txt, linkname: opt/a-link}
+  - target: /data
+    copy:
+      - from: src
+        dirs: [sub]
+        files: [a.txt, {name: sub/b.txt, rename: renamed.txt, autodep: false}]
+      - dirs: [src]
+  - target: /flat
+    copy:
+      - dirs: [src/]
+  - target: /whole
+    copy:
+      - from: src
+"""
+    )
+    r = copy_bom("-f", "app.yaml", "--root", "image")
+    assert r.exit_code == 0, r.output
+    t = tree(ws / "image")
+    assert t["proc"] == t["opt/x"] == "d"
+    assert t["opt/a-link"] == "l:../a.txt"
+    assert (ws / "image/data/sub/b.txt").read_text() == "B"
+    assert (ws / "image/data/a.txt").read_text() == "A"
+    assert (ws / "image/data/renamed.txt").read_text() == "B"
+    assert t["data/src/inside"] == "l:a.txt"  # points inside the copied tree: kept
+    assert (ws / "image/data/src/outside").read_text() == "O"  # points out: dereferenced
+    assert not (ws / "image/data/src/outside").is_symlink()
+    assert "data/src/junk.pyc" not in t
+    assert (ws / "image/flat/a.txt").read_text() == "A" and "flat/src" not in t
+    assert (ws / "image/whole/sub/b.txt").read_text() == "B"
+    # a second run copies nothing
+    r = copy_bom("-f", "app.yaml", "--root", "image")
+    assert " 0 files copied" in r.stderr
+
+
+def test_dry_run_changes_nothing(ws: Path) -> None:
+    (ws / "app.yaml").write_text(
+        f"targets:\n  - target: /bin\n    mkdirs: [sub]\n    copy:\n      - files: [{LS}]\n"
+        "      - dirs: [src]\n"
+    )
+    before = tree(ws)
+    r = copy_bom("-f", "app.yaml", "--root", "image", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert tree(ws) == before
+    assert f"cp {LS} {ws}/image/bin/ls" in r.stdout
+    assert f"mkdir -p {ws}/image/bin/sub" in r.stdout
+    assert "libc.so.6" in r.stdout
+
+
+def test_hash_is_checked(ws: Path) -> None:
+    good = hashlib.sha256(b"A").hexdigest()
+    (ws / "ok.yaml").write_text(
+        f"targets:\n  - target: /\n    copy:\n      - from: src\n        files:\n"
+        f"          - {{name: a.txt, hash: {good.upper()}}}\n"
+    )
+    assert copy_bom("-f", "ok.yaml", "--root", "image").exit_code == 0
+    (ws / "bad.yaml").write_text(
+        "targets:\n  - target: /\n    copy:\n      - from: src\n        files:\n"
+        f"          - {{name: a.txt, hash: '{'0' * 64}'}}\n"
+    )
+    r = copy_bom("-f", "bad.yaml", "--root", "image2")
+    assert r.exit_code == 1
+    assert r.stderr == (
+        f"copy_bom: error: bad.yaml: targets[0].copy[0].files[0]: hash mismatch for "
+        f"{ws}/src/a.txt: the file's SHA-256 is {good.upper()}, the BOM says {'0' * 64}\n"
+    )
+    assert not (ws / "image2").exists()
+
+
+def test_includes_from_the_bom_dir_and_include_dirs(ws: Path) -> None:
+    (ws / "tmpl").mkdir()
+    (ws / "tmpl/base.yaml").write_text("targets:\n  - target: /\n    mkdirs: [bin, etc]\n")
+    (ws / "boms").mkdir()
+    (ws / "boms/mid.yaml").write_text(
+        "includes: [base.yaml]\ntargets:\n  - target: /etc\n    copy:\n"
+        "      - from: src\n        files: [a.txt]\n"
+    )
+    (ws / "boms/app.yaml").write_text("includes: [mid.yaml, base.yaml]\n")
+    r = copy_bom("-f", "boms/app.yaml", "--root", "image")
+    assert r.exit_code == 1
+    assert r.stderr.startswith("copy_bom: error: boms/mid.yaml: includes[0]: cannot find base.yaml")
+    r = copy_bom("-f", "boms/app.yaml", "--root", "image", "--include-dir", "tmpl")
+    assert r.exit_code == 0, r.output
+    assert (ws / "image/bin").is_dir() and (ws / "image/etc/a.txt").read_text() == "A"
+
+
+def test_include_cycle(ws: Path) -> None:
+    (ws / "a.yaml").write_text("includes: [b.yaml]\n")
+    (ws / "b.yaml").write_text("includes: [a.yaml]\n")
+    r = copy_bom("-f", "a.yaml", "--root", "image")
+    assert r.exit_code == 1
+    assert "include cycle:" in r.stderr and r.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("targets: {}\n", "x.yaml: targets: {} must be a list"),
+        ("targets:\n  - mkdirs: [a]\n", "x.yaml: targets[0].target: is required"),
+        (
+            "targets:\n  - target: /\n    copy:\n      - files: [3]\n",
+            "x.yaml: targets[0].copy[0].files[0]: 3 is not a file "
+            "(use a path, or {name: ..., hash: ..., rename: ...})",
+        ),
+        (
+            "targets:\n  - target: /\n    copy:\n      - files: [{name: a, autodep: maybe}]\n",
+            'x.yaml: targets[0].copy[0].files[0].autodep: "maybe" must be true or false',
+        ),
+        (
+            "targets: [\n",
+            "x.yaml: line 2, column 1: invalid YAML: expected the node content, but found '<stream end>'",
+        ),
+        ("- a\n", "x.yaml: the top level must be a mapping (includes, excludes, targets)"),
+        (
+            "targets:\n  - target: /\n    copy:\n      - files: [nope]\n",
+            "x.yaml: targets[0].copy[0].files[0]: {ws}/nope: no such file",
+        ),
+        (
+            "targets:\n  - target: /../..\n",
+            "x.yaml: targets[0].target: /../.. leads outside the root directory",
+        ),
+        (
+            "targets:\n  - target: /\n    mkdirs: [$NO_SUCH_VAR_HERE/x]\n",
+            "x.yaml: targets[0].mkdirs[0]: $NO_SUCH_VAR_HERE is not set (in '$NO_SUCH_VAR_HERE/x')",
+        ),
+    ],
+)
+def test_bad_bom_files(ws: Path, text: str, message: str) -> None:
+    (ws / "x.yaml").write_text(text)
+    r = copy_bom("-f", "x.yaml", "--root", "image")
+    assert r.exit_code == 1
+    assert r.stderr == f"copy_bom: error: {message.replace('{ws}', str(ws))}\n"
+
+
+def test_missing_dependency_is_an_error_for_listed_files(ws: Path) -> None:
+    fake = ws / "prog"
+    shutil.copy(LS, fake)
+    data = bytearray(fake.read_bytes())
+    i = data.find(b"libselinux.so.1")
+    assert i > 0
+    data[i : i + 15] = b"libnothere.so.1"
+    fake.write_bytes(bytes(data))
+    (ws / "x.yaml").write_text("targets:\n  - target: /bin\n    copy:\n      - files: [prog]\n")
+    r = copy_bom("-f", "x.yaml", "--root", "image")
+    assert r.exit_code == 1
+    assert "needs libnothere.so.1, which cannot be found" in r.stderr
+    (ws / "x.yaml").write_text(
+        "targets:\n  - target: /bin\n    copy:\n      - files: [{name: prog, autodep: false}]\n"
+    )
+    assert copy_bom("-f", "x.yaml", "--root", "image").exit_code == 0
+
+
+def test_refuses_to_write_through_an_absolute_symlink(ws: Path) -> None:
+    outside = ws / "elsewhere"
+    outside.mkdir()
+    os.symlink(str(outside), ws / "image/lib")
+    (ws / "x.yaml").write_text(
+        "targets:\n  - target: /lib\n    copy:\n      - from: src\n        files: [a.txt]\n"
+    )
+    r = copy_bom("-f", "x.yaml", "--root", "image")
+    assert r.exit_code == 1
+    assert "leads outside the root directory" in r.stderr
+    assert list(outside.iterdir()) == []
+
+
+def test_runpath_origin(tmp_path: Path) -> None:
+    resolver = LibraryResolver()
+    info = read_elf_info(LS)
+    assert info is not None and info.elf_class == 64 and info.machine == "EM_X86_64"
+    assert resolver._expand(("$ORIGIN/../lib", "${ORIGIN}"), "/opt/app/bin") == (
+        "/opt/app/lib",
+        "/opt/app/bin",
+    )
+    assert read_elf_info(str(tmp_path)) is None
+    (tmp_path / "t").write_text("#!/bin/sh\n")
+    assert read_elf_info(str(tmp_path / "t")) is None
+    assert resolver.find_dependencies(str(tmp_path / "t")).paths == []
