@@ -76,7 +76,7 @@ int main(int argc, char **argv)
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     CHECK(pthread_create(&o, &attr, adder, (void *)1L) == 0);
     pthread_attr_destroy(&attr);
-    printf("join of a detached thread fails: %d\n", pthread_join(o, NULL) != 0);
     usleep(100000);
+    printf("detached thread ran: %d\n", counter == 900000);
     return t_finish();
 }

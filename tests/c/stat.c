@@ -1,6 +1,23 @@
 /* stat, lstat, fstat, newfstatat and statx: type, mode, size, nlink. */
 #include "common.h"
+#include <stdint.h>
 #include <sys/syscall.h>
+
+/* statx through the raw syscall with our own struct: musl 1.2.3 has no statx wrapper. */
+struct t_statx {
+    uint32_t stx_mask, stx_blksize;
+    uint64_t stx_attributes;
+    uint32_t stx_nlink, stx_uid, stx_gid;
+    uint16_t stx_mode, pad0;
+    uint64_t stx_ino, stx_size, stx_blocks, stx_attributes_mask;
+    char times[64];
+    uint32_t rdev_major, rdev_minor, dev_major, dev_minor;
+    uint64_t spare[14];
+};
+#define T_STATX_TYPE 0x1u
+#define T_STATX_SIZE 0x200u
+#define T_STATX_BASIC_STATS 0x7ffu
+#define t_statx(d, p, f, m, b) ((int)syscall(SYS_statx, d, p, f, m, b))
 
 static void show(const char *label, int r, struct stat *st)
 {
@@ -53,18 +70,18 @@ int main(int argc, char **argv)
     ERR("fstatat file dirfd", ({ int f = open("f", O_RDONLY); int r = fstatat(f, "x", &st, 0); int e = errno; close(f); errno = e; r; }), ENOTDIR);
     show("raw newfstatat", (int)syscall(SYS_newfstatat, AT_FDCWD, "f", &st, 0), &st);
 
-    struct statx sx;
-    int r = statx(AT_FDCWD, "f", 0, STATX_BASIC_STATS, &sx);
+    struct t_statx sx;
+    int r = t_statx(AT_FDCWD, "f", 0, T_STATX_BASIC_STATS, &sx);
     CHECK(r == 0);
     printf("statx f: %s mode=%o size=%llu nlink=%u has-type=%d has-size=%d\n",
            ftype(sx.stx_mode), sx.stx_mode & 07777, (unsigned long long)sx.stx_size,
-           sx.stx_nlink, !!(sx.stx_mask & STATX_TYPE), !!(sx.stx_mask & STATX_SIZE));
+           sx.stx_nlink, !!(sx.stx_mask & T_STATX_TYPE), !!(sx.stx_mask & T_STATX_SIZE));
     CHECK(stat("f", &st) == 0 && sx.stx_ino == st.st_ino);
-    r = statx(AT_FDCWD, "l", AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &sx);
+    r = t_statx(AT_FDCWD, "l", AT_SYMLINK_NOFOLLOW, T_STATX_BASIC_STATS, &sx);
     printf("statx l nofollow: %s\n", r == 0 ? ftype(sx.stx_mode) : errname(errno));
-    r = statx(dfd, "", AT_EMPTY_PATH, STATX_TYPE, &sx);
+    r = t_statx(dfd, "", AT_EMPTY_PATH, T_STATX_TYPE, &sx);
     printf("statx empty path: %s\n", r == 0 ? ftype(sx.stx_mode) : errname(errno));
-    ERR("statx missing", statx(AT_FDCWD, "missing", 0, STATX_BASIC_STATS, &sx), ENOENT);
+    ERR("statx missing", t_statx(AT_FDCWD, "missing", 0, T_STATX_BASIC_STATS, &sx), ENOENT);
     close(dfd);
 
     /* size follows writes and truncation */

@@ -1,0 +1,126 @@
+"""User errors end in one clear line on stderr and a non-zero exit, never a Python traceback."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import libos
+from libos import Instance, Result
+
+pytestmark = pytest.mark.needs_root
+
+
+def _one_clear_line(res: Result) -> None:
+    assert res.code != 0, res.describe()
+    assert "Traceback" not in res.stderr, res.describe()
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected one line on stderr:\n{res.describe()}"
+
+
+@pytest.fixture(scope="module")
+def bad_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
+    inst = Instance.new(tmp_path_factory.mktemp("badinput") / "instance")
+    inst.configure()
+    bin_dir = inst.image / "bin"
+    (bin_dir / "notelf").write_text("this is not a program\n")
+    (bin_dir / "notelf").chmod(0o755)
+    true = shutil.which("true") or "/bin/true"
+    elf = Path(true).read_bytes()
+    (bin_dir / "truncated").write_bytes(elf[:200])
+    (bin_dir / "truncated").chmod(0o755)
+    (bin_dir / "empty").write_bytes(b"")
+    (bin_dir / "empty").chmod(0o755)
+    (bin_dir / "noexec").write_bytes(elf)
+    (bin_dir / "noexec").chmod(0o644)
+    libos.place_with_dependencies(inst.image, {"/bin/true": Path(true), "/opt/true": Path(true)})
+    inst.build()
+    yield inst
+    shutil.rmtree(inst.path, ignore_errors=True)
+
+
+def test_control_true_runs(bad_instance: Instance) -> None:
+    res = bad_instance.run(["/bin/true"])
+    assert res.code == 0, res.describe()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["/bin/missing-program"],
+        ["/bin/notelf"],
+        ["/bin/truncated"],
+        ["/bin/empty"],
+        ["/bin/noexec"],
+        ["/bin"],
+        ["/opt/true"],  # present in the image but outside entry_points
+        ["bin/true"],  # not absolute
+    ],
+    ids=[
+        "missing",
+        "not-elf",
+        "truncated-elf",
+        "empty",
+        "no-exec-bit",
+        "directory",
+        "outside-entry-points",
+        "relative",
+    ],
+)
+def test_bad_program(bad_instance: Instance, argv: list[str]) -> None:
+    res = bad_instance.run(argv)
+    _one_clear_line(res)
+    assert argv[0] in res.stderr, res.describe()
+
+
+def test_no_program(bad_instance: Instance) -> None:
+    _one_clear_line(bad_instance.run([]))
+
+
+def test_bad_log_level(bad_instance: Instance) -> None:
+    _one_clear_line(bad_instance.run(["/bin/true"], log_level="loud"))
+
+
+def _occlum(args: list[str], cwd: Path) -> Result:
+    proc = subprocess.run(
+        [*libos._tool("occlum"), *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{ not json",
+        '{"resource_limits": {"user_space_size": "lots"}}',
+        '{"entry_points": "/bin"}',
+        '{"mount": [{"target": "/host", "type": "hostfs"}]}',
+        "[]",
+    ],
+    ids=["syntax", "bad-size", "entry-points-not-list", "hostfs-without-source", "not-object"],
+)
+def test_bad_config(tmp_path: Path, text: str) -> None:
+    inst = Instance.new(tmp_path / "instance")
+    inst.config_path.write_text(text)
+    res = _occlum(["build"], inst.path)
+    _one_clear_line(res)
+    assert "Occlum.json" in res.stderr, res.describe()
+
+
+def test_run_before_build(tmp_path: Path) -> None:
+    inst = Instance.new(tmp_path / "instance")
+    _one_clear_line(_occlum(["run", "/bin/true"], inst.path))
+
+
+def test_not_an_instance(tmp_path: Path) -> None:
+    _one_clear_line(_occlum(["run", "/bin/true"], tmp_path))
+    _one_clear_line(_occlum(["build"], tmp_path))
+
+
+def test_new_on_existing_dir(tmp_path: Path) -> None:
+    inst = Instance.new(tmp_path / "instance")
+    _one_clear_line(_occlum(["new", str(inst.path)], tmp_path))

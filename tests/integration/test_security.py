@@ -1,0 +1,62 @@
+"""Escape attempts inside the LibOS: each probe must be refused (or stay contained), the LibOS
+must survive, and the same probes must detect the escape natively (so they are not vacuous)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import libos
+from libos import CBuild, HostShare, Instance
+
+pytestmark = pytest.mark.needs_root
+
+SECURITY = libos.security_tests()
+# Probes safe to run on the bare host, where they must report escapes: proof that they look.
+NATIVE_CONTROLS = ("hostfs_dotdot", "dirfd_dotdot", "hostfs_symlink", "proc_root", "kill_host")
+ACCEPTED = {"refused", "contained"}
+
+
+def _args(mount: str, share: HostShare) -> list[str]:
+    return [mount, str(share.secret), str(os.getpid())]
+
+
+@pytest.mark.parametrize("name", SECURITY)
+def test_refused_inside_libos(name: str, c_instance: Instance, host_share: HostShare) -> None:
+    res = c_instance.run([f"/bin/sec-{name}", *_args("/host", host_share)])
+    assert "Traceback" not in res.stderr, res.describe()
+    lines = libos.parse_probe_lines(res.stdout)
+    assert lines, f"{name} printed no probe results:\n{res.describe()}"
+    bad = [f"{p}: {v} {d}" for p, v, d in lines if v not in ACCEPTED]
+    assert not bad, (
+        f"{name}: not refused inside the LibOS:\n" + "\n".join(bad) + "\n" + res.describe()
+    )
+    assert res.stdout.rstrip().endswith("ALL REFUSED"), res.describe()
+    assert res.code == 0, res.describe()
+    # the host secret never reaches the application's output
+    assert "HOST-SECRET" not in res.stdout
+
+
+@pytest.mark.parametrize("name", NATIVE_CONTROLS)
+def test_probe_detects_escape_natively(name: str, c_build: CBuild, host_share: HostShare) -> None:
+    res = libos.run_native(
+        [str(c_build.host(f"/bin/sec-{name}")), *_args(str(host_share.share), host_share)]
+    )
+    verdicts = {v for _, v, _ in libos.parse_probe_lines(res.stdout)}
+    assert "ESCAPED" in verdicts, res.describe()
+    assert res.code == 1
+
+
+def test_libos_alive_after_probes(c_instance: Instance) -> None:
+    res = c_instance.run(["/bin/uname", "/tmp/alive"])
+    assert res.code == 0, res.describe()
+    assert res.stdout.rstrip().endswith("PASS")
+
+
+def test_hostfs_still_serves_its_own_files(c_instance: Instance, host_share: HostShare) -> None:
+    """The refusals above are not a hostfs that refuses everything."""
+    res = c_instance.run(["/bin/sec-hostfs_dotdot", *_args("/host", host_share)])
+    assert "chdir to mount: refused" not in res.stdout, res.describe()
+    res = c_instance.run(["/bin/sec-dirfd_dotdot", *_args("/host", host_share)])
+    assert "open mount/sub:" not in res.stdout, res.describe()

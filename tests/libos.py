@@ -1,0 +1,345 @@
+"""Test harness: compile C programs, make Occlum instances, and run programs natively or in them.
+
+Everything goes through the user-facing commands (``occlum new``/``build``/``run`` and
+``copy_bom``) exactly as a user types them, so the integration tests check the product, not
+internals. Native runs use the same argv, environment and stdin, so outputs can be compared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+C_DIR = REPO / "tests" / "c"
+SECURITY_DIR = C_DIR / "security"
+
+# The environment both sides see: the LibOS gets it through Occlum.json's env.default.
+TEST_ENV: dict[str, str] = {
+    "PATH": "/bin:/usr/bin",
+    "HOME": "/root",
+    "LC_ALL": "C",
+    "OCCLUM": "yes",
+}
+
+RUN_TIMEOUT = float(os.environ.get("OCCLUM_TEST_TIMEOUT", "120"))
+
+
+def _tool(name: str) -> list[str]:
+    """The console script ``name`` of the installed package (the venv's, else on PATH)."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which(name)
+    if found:
+        return [found]
+    module = {"occlum": "occlum.cli.main", "copy_bom": "occlum.cli.copy_bom"}[name]
+    return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def describe(self) -> str:
+        return f"exit {self.code}\n--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
+
+
+def run_native(
+    argv: Sequence[str],
+    *,
+    stdin: str | bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float = RUN_TIMEOUT,
+) -> Result:
+    """Run on the host, the way ``occlum run`` would run it inside (same env, closed fds)."""
+    data = stdin.encode() if isinstance(stdin, str) else stdin
+    proc = subprocess.run(
+        list(argv),
+        input=data if data is not None else b"",
+        capture_output=True,
+        env=dict(env if env is not None else TEST_ENV),
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+    return Result(_status(proc.returncode), _text(proc.stdout), _text(proc.stderr))
+
+
+def _status(returncode: int) -> int:
+    """Exit status as a shell (and ``occlum run``) reports it: 128+N if killed by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _text(b: bytes) -> str:
+    return b.decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------------------------------------
+# compiling
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """How a C test is built: glibc dynamic (the default), glibc static, musl static/dynamic."""
+
+    name: str
+    cc: str
+    flags: tuple[str, ...]
+
+
+GLIBC = Variant("glibc", "gcc", ("-O1", "-pthread"))
+GLIBC_STATIC = Variant("static", "gcc", ("-O1", "-pthread", "-static"))
+MUSL_STATIC = Variant("musl", "musl-gcc", ("-O1", "-pthread", "-static"))
+MUSL_DYNAMIC = Variant("musl-dyn", "musl-gcc", ("-O1", "-pthread"))
+VARIANTS = {v.name: v for v in (GLIBC, GLIBC_STATIC, MUSL_STATIC, MUSL_DYNAMIC)}
+
+
+def compile_c(src: Path, out: Path, variant: Variant = GLIBC) -> Path:
+    """Compile one C test; raises with the compiler's message on failure."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [variant.cc, *variant.flags, "-Wall", "-o", str(out), str(src)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+    return out
+
+
+def c_tests() -> list[str]:
+    return sorted(p.stem for p in C_DIR.glob("*.c"))
+
+
+def security_tests() -> list[str]:
+    return sorted(p.stem for p in SECURITY_DIR.glob("*.c"))
+
+
+# ---------------------------------------------------------------------------------------------
+# ELF dependencies (for placing compiled tests into an image without copy_bom)
+
+
+def elf_interpreter(path: Path) -> str | None:
+    """PT_INTERP of an ELF64 file, or None for a static one."""
+    from elftools.elf.elffile import ELFFile
+
+    with path.open("rb") as f:
+        for seg in ELFFile(f).iter_segments():
+            if seg["p_type"] == "PT_INTERP":
+                return str(seg.get_interp_name())
+    return None
+
+
+_LIB_RE = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x")
+
+
+def elf_dependencies(path: Path) -> list[str]:
+    """Absolute host paths of the interpreter and every shared library ``path`` loads."""
+    interp = elf_interpreter(path)
+    if interp is None:
+        return []
+    proc = subprocess.run(
+        [interp, "--list", str(path)], capture_output=True, text=True, check=False
+    )
+    deps = {interp}
+    for line in proc.stdout.splitlines():
+        m = _LIB_RE.search(line)
+        if m:
+            deps.add(m.group(1))
+    return sorted(deps)
+
+
+def place(image: Path, host_file: Path, inside: str) -> None:
+    """Copy a host file to ``inside`` (an absolute path) in ``image``, following symlinks."""
+    dest = image / inside.lstrip("/")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_symlink() or dest.exists():
+        dest.unlink()
+    shutil.copy2(host_file, dest, follow_symlinks=True)
+
+
+def place_with_dependencies(image: Path, binaries: Mapping[str, Path]) -> None:
+    """Copy binaries (inside path -> host path) and their libraries (at their host paths)."""
+    libs: set[str] = set()
+    for inside, host in binaries.items():
+        place(image, host, inside)
+        libs.update(elf_dependencies(host))
+    for lib in sorted(libs):
+        place(image, Path(lib), lib)
+
+
+# ---------------------------------------------------------------------------------------------
+# instances
+
+
+class Instance:
+    """An Occlum instance directory driven through the CLI."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def image(self) -> Path:
+        return self.path / "image"
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "Occlum.json"
+
+    @classmethod
+    def new(cls, path: Path) -> Instance:
+        proc = subprocess.run(
+            [*_tool("occlum"), "new", str(path)], capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"occlum new {path} failed ({proc.returncode}):\n{proc.stderr}")
+        inst = cls(path)
+        for d in ("bin", "tmp", "host", "root", "etc"):
+            (inst.image / d).mkdir(parents=True, exist_ok=True)
+        return inst
+
+    def config(self) -> dict[str, object]:
+        data: dict[str, object] = json.loads(self.config_path.read_text())
+        return data
+
+    def write_config(self, data: Mapping[str, object]) -> None:
+        self.config_path.write_text(json.dumps(data, indent=4) + "\n")
+
+    def configure(
+        self,
+        *,
+        env: Mapping[str, str] = TEST_ENV,
+        hostfs: Path | None = None,
+        entry_points: Iterable[str] | None = None,
+    ) -> None:
+        """Set the default environment, point the /host mount at ``hostfs``, entry points."""
+        cfg = self.config()
+        env_section = cfg.setdefault("env", {})
+        assert isinstance(env_section, dict)
+        env_section["default"] = [f"{k}={v}" for k, v in env.items()]
+        env_section.setdefault("untrusted", [])
+        mounts = cfg.setdefault("mount", [])
+        assert isinstance(mounts, list)
+        if hostfs is not None:
+            mounts[:] = [m for m in mounts if m.get("target") != "/host"]
+            mounts.append({"target": "/host", "type": "hostfs", "source": str(hostfs)})
+        if entry_points is not None:
+            cfg["entry_points"] = list(entry_points)
+        self.write_config(cfg)
+
+    def copy_bom(self, bom: Mapping[str, object], include_dirs: Iterable[str] = ()) -> None:
+        bom_file = self.path / "bom.yaml"
+        bom_file.write_text(yaml.safe_dump(dict(bom), sort_keys=False))
+        cmd = [*_tool("copy_bom"), "-f", str(bom_file), "--root", str(self.image)]
+        for d in include_dirs:
+            cmd += ["--include-dir", d]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"copy_bom failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            )
+
+    def build(self) -> Result:
+        proc = subprocess.run(
+            [*_tool("occlum"), "build"],
+            cwd=self.path,
+            capture_output=True,
+            timeout=600,
+            check=False,
+        )
+        res = Result(proc.returncode, _text(proc.stdout), _text(proc.stderr))
+        if res.code != 0:
+            raise RuntimeError(f"occlum build failed in {self.path}:\n{res.describe()}")
+        return res
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: str | bytes | None = None,
+        timeout: float = RUN_TIMEOUT,
+        log_level: str = "error",
+        extra_env: Mapping[str, str] | None = None,
+    ) -> Result:
+        """``occlum run argv...`` in this (built) instance."""
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        env = dict(os.environ)
+        env["OCCLUM_LOG_LEVEL"] = log_level
+        if extra_env:
+            env.update(extra_env)
+        proc = subprocess.run(
+            [*_tool("occlum"), "run", *argv],
+            cwd=self.path,
+            input=data if data is not None else b"",
+            capture_output=True,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
+        return Result(_status(proc.returncode), _text(proc.stdout), _text(proc.stderr))
+
+
+def parse_probe_lines(stdout: str) -> list[tuple[str, str, str]]:
+    """(probe, verdict, detail) from a security test's output lines of the form
+    ``<probe>: refused|contained|ESCAPED <detail>``; the summary line is skipped."""
+    out = []
+    for line in stdout.splitlines():
+        if line in ("ALL REFUSED",) or line.startswith("ESCAPES:"):
+            continue
+        probe, sep, rest = line.rpartition(": ")
+        if not sep:
+            out.append((line, "unparsed", ""))
+            continue
+        verdict, _, detail = rest.partition(" ")
+        out.append((probe, verdict, detail))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the session's C programs (built by the fixtures in conftest.py)
+
+# C tests also built as glibc static, musl static and musl dynamic programs.
+MULTI_VARIANT = ("open", "stat", "readdir", "pipe", "fork", "exec", "pthread", "spawn")
+# Scratch directory inside the LibOS (a ramfs).
+LIBOS_SCRATCH = "/tmp"
+
+
+@dataclass
+class CBuild:
+    """The compiled C tests: host paths keyed by the program's path inside the LibOS."""
+
+    root: Path
+    binaries: dict[str, Path] = field(default_factory=dict)
+
+    def host(self, inside: str) -> Path:
+        return self.binaries[inside]
+
+
+def behaviour_cases() -> list[tuple[str, str]]:
+    cases = [(name, "glibc") for name in c_tests()]
+    for name in MULTI_VARIANT:
+        cases += [(name, v) for v in ("static", "musl", "musl-dyn")]
+    return cases
+
+
+def inside_name(name: str, variant: str) -> str:
+    return f"/bin/{name}" if variant == "glibc" else f"/bin/{name}-{variant}"
+
+
+@dataclass
+class HostShare:
+    """A host directory exposed as the hostfs mount /host, and a secret file beside it that
+    the LibOS must never show."""
+
+    share: Path
+    secret: Path
