@@ -1,0 +1,438 @@
+"""One LibOS instance: its file systems, its processes and the loop that serves their calls.
+
+Everything runs on one thread. A notification is received, its task found (or discovered: a
+new process is known by its first served call), its handler run, and the answer sent; no
+handler blocks. Exits of processes arrive as readable pidfds in the same loop.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import signal
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from occlum.abi.errors import SyscallError, UserError
+from occlum.abi.syscalls import NAME
+from occlum.fs.devfs import DevFs
+from occlum.fs.hostfs import HostFs
+from occlum.fs.procfs import ProcessInfo, ProcFs
+from occlum.fs.ramfs import RamFs
+from occlum.kernel.log import Log
+from occlum.kernel.objects import ObjectRegistry
+from occlum.kernel.process import Process, Task
+from occlum.kernel.spec import RunSpec
+from occlum.platform import launch as launcher
+from occlum.platform import native
+from occlum.platform.seccomp import Listener
+from occlum.platform.stub import STUB_NR, build_stub
+from occlum.vfs.mount import MountTable
+from occlum.vfs.path import Location, resolve
+
+
+class Proceed:
+    """Handler result: let the kernel run the call as made (its arguments are plain values)."""
+
+
+PROCEED = Proceed()
+
+
+@dataclass(slots=True)
+class Donate:
+    """Handler result: install ``host_fd`` into the caller and return its number."""
+
+    host_fd: int
+    cloexec: bool
+
+
+Result = int | Proceed | Donate
+Handler = Callable[..., Result]
+
+
+@dataclass(slots=True, frozen=True)
+class Entry:
+    name: str
+    handler: Handler
+    nargs: int
+    level: str  # "full", "partial", "refused"
+    note: str = ""
+
+
+SIGNAMES = {s.value: s.name for s in signal.Signals}
+
+
+class LibOS:
+    def __init__(self, spec: RunSpec) -> None:
+        from occlum.syscalls.table import build_table
+
+        self.spec = spec
+        self.log = Log(spec.log_level)
+        self.hostname = spec.hostname.encode()
+        self.mounts = self._build_mounts(spec)
+        self.objects = ObjectRegistry()
+        self.procs: dict[int, Process] = {}  # by host tgid
+        self.tasks: dict[int, Task] = {}  # by host tid
+        self.by_pid: dict[int, Process] = {}  # by LibOS pid
+        self.table: dict[int, Entry] = build_table()
+        self.warned: set[int] = set()
+        self.current: Task | None = None
+        self.stub = build_stub()
+        self.shadow_fd = -1
+        self.shadow_paths: set[bytes] = set()
+        self.init_pid = 0
+        self.first_status: int | None = None
+        self.sel = selectors.DefaultSelector()
+
+    # -- file systems -------------------------------------------------------------------
+    def _build_mounts(self, spec: RunSpec) -> MountTable:
+        table = MountTable(HostFs(spec.root_dir, readonly=True), source=b"image", options="ro")
+        have = {m.target for m in spec.mounts}
+        for m in spec.mounts:
+            if m.fs_type == "hostfs":
+                assert m.source is not None
+                fs: HostFs | RamFs | DevFs | ProcFs = HostFs(m.source, readonly=m.readonly)
+                source = m.source.encode()
+            elif m.fs_type == "ramfs":
+                fs, source = RamFs(), b"ramfs"
+            elif m.fs_type == "devfs":
+                fs, source = DevFs(), b"devfs"
+            elif m.fs_type == "procfs":
+                fs, source = self._procfs(table), b"proc"
+            else:
+                raise UserError(f"mount type {m.fs_type} at {m.target} is not supported")
+            self._mount(table, fs, m.target, source)
+        for target, make in (("/dev", DevFs), ("/proc", None), ("/tmp", RamFs)):
+            if target not in have:
+                fs = self._procfs(table) if make is None else make()
+                self._mount(table, fs, target, target.strip("/").encode())
+        if "/dev/shm" not in have:
+            self._mount(table, RamFs(), "/dev/shm", b"shm")
+        return table
+
+    def _procfs(self, table: MountTable) -> ProcFs:
+        return ProcFs(self, mounts=table.mounts, hostname=lambda: self.hostname)
+
+    def _mount(self, table: MountTable, fs: object, target: str, source: bytes) -> None:
+        try:
+            table.mount(fs, target.encode(), source=source)  # type: ignore[arg-type]
+        except SyscallError as exc:
+            raise UserError(f"cannot mount {source.decode()} at {target}: {exc} (the directory must exist in image/)")
+
+    # -- the process registry procfs reads --------------------------------------------------
+    def current_pid(self) -> int:
+        return self.current.process.pid if self.current else 1
+
+    def pids(self) -> list[int]:
+        return sorted(self.by_pid)
+
+    def info(self, pid: int) -> ProcessInfo | None:
+        p = self.by_pid.get(pid)
+        if p is None:
+            return None
+        from occlum.kernel.procinfo import process_info
+
+        return process_info(self, p)
+
+    # -- running --------------------------------------------------------------------------
+    def run(self) -> int:
+        spec = self.spec
+        argv = [a.encode() for a in spec.argv]
+        env = [f"{k}={v}".encode() for k, v in spec.env]
+        self._check_program(argv[0])
+        launched = launcher.launch(
+            self.stub, argv[0], argv, env, hostname=self.hostname, new_net=False
+        )
+        self.init_pid = launched.init_pid
+        self.shadow_fd = launched.shadow_root_fd
+        self.listener = Listener(launched.listener_fd)
+        self.control = launched.control
+        self.sel.register(self.listener.fd, selectors.EVENT_READ, "listener")
+        self.sel.register(self.control, selectors.EVENT_READ, "control")
+        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
+        for s in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, self._forward_signal)
+        try:
+            self._loop()
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            self._shutdown()
+        return self._exit_code()
+
+    def _forward_signal(self, signum: int, _frame: object) -> None:
+        try:
+            os.kill(self.init_pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def _check_program(self, path: bytes) -> None:
+        """Fail early, with one clear line, when the program cannot be started."""
+        from occlum.syscalls.exec import prepare_exec
+
+        root = self.mounts.root()
+        try:
+            req = prepare_exec(self, root, root, path, [path], [])
+        except SyscallError as exc:
+            what = {
+                errno.ENOENT: "no such file in the instance",
+                errno.ENOEXEC: exc.why or "not an executable",
+                errno.EACCES: "permission denied (not executable)",
+            }.get(exc.errno, str(exc))
+            raise UserError(f"cannot run {path.decode(errors='replace')}: {what}", 127)
+        req.close()
+
+    def _loop(self) -> None:
+        listener_open = True
+        while listener_open or self.first_status is None:
+            for key, _ in self.sel.select():
+                what = key.data
+                if what == "listener":
+                    if not self._serve_one():
+                        self.sel.unregister(self.listener.fd)
+                        listener_open = False
+                elif what == "control":
+                    self._control_message()
+                    if self.first_status is not None:
+                        return
+                else:
+                    assert isinstance(what, Process)
+                    self._process_exited(what)
+
+    def _control_message(self) -> None:
+        try:
+            msg = self.control.recv(64)
+        except OSError:
+            msg = b""
+        if msg.startswith(b"S"):
+            self.first_status = struct.unpack("<i", msg[1:5])[0]
+        elif not msg:
+            self.sel.unregister(self.control)
+            if self.first_status is None:
+                self.first_status = 127 << 8
+
+    def _exit_code(self) -> int:
+        status = self.first_status if self.first_status is not None else (127 << 8)
+        if os.WIFSIGNALED(status):
+            return 128 + os.WTERMSIG(status)
+        return os.WEXITSTATUS(status)
+
+    def report_crash(self, p: Process, sig: int, addr: int | None) -> None:
+        where = f" at {addr:#x}" if addr is not None else ""
+        self.log.error(
+            f"{p.exe_path.decode(errors='replace')} (pid {p.pid}) killed by {SIGNAMES.get(sig, sig)}{where}"
+        )
+
+    def _shutdown(self) -> None:
+        try:
+            os.kill(self.init_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(self.init_pid, 0)
+        except ChildProcessError:
+            pass
+        for p in list(self.procs.values()):
+            p.release()
+        self.mounts.sync_all()
+
+    # -- serving ---------------------------------------------------------------------------
+    def _serve_one(self) -> bool:
+        try:
+            nid, tid, nr, _ip, args = self.listener.receive()
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.EINTR):
+                return True
+            return False  # every filtered process is gone
+        t = self.tasks.get(tid)
+        if t is None:
+            t = self._discover(tid)
+            if t is None:
+                self.listener.respond(nid, 0, -errno.ESRCH)
+                return True
+        t.notif_id = nid
+        t.nr = nr
+        self.current = t
+        entry = self.table.get(nr)
+        try:
+            if entry is None:
+                res: Result = self.missing(t, nr)
+            else:
+                res = entry.handler(self, t, *args[: entry.nargs])
+        except SyscallError as exc:
+            res = -exc.errno
+            if self.log.trace_on:
+                self.log.trace(f"[{t.process.pid}] {self._name(nr)} -> {exc}")
+        if type(res) is int:
+            if self.log.trace_on and res >= -4095:
+                self._trace(t, nr, entry, args, res)
+            if res < 0:
+                self.listener.respond(nid, 0, res)
+            else:
+                self.listener.respond(nid, res)
+        elif isinstance(res, Donate):
+            try:
+                fd = self.listener.add_fd(nid, res.host_fd, res.cloexec, send=True)
+            except OSError:
+                fd = -1
+            finally:
+                os.close(res.host_fd)
+            if self.log.trace_on:
+                self._trace(t, nr, entry, args, fd)
+        elif res is PROCEED:
+            if self.log.trace_on:
+                self._trace(t, nr, entry, args, "(continues in the host kernel)")
+            self.listener.proceed(nid)
+        self.current = None
+        return True
+
+    def _name(self, nr: int) -> str:
+        return "stub" if nr == STUB_NR else NAME.get(nr, f"syscall_{nr}")
+
+    def _trace(self, t: Task, nr: int, entry: Entry | None, args: tuple[int, ...], res: object) -> None:
+        n = entry.nargs if entry else 6
+        shown = ", ".join(hex(a) if a > 0xFFFF else str(a) for a in args[:n])
+        if isinstance(res, int) and res < 0:
+            res = f"-1 {errno.errorcode.get(-res, -res)}"
+        self.log.trace(f"[{t.process.pid}] {self._name(nr)}({shown}) = {res}")
+
+    def missing(self, t: Task, nr: int) -> int:
+        if nr not in self.warned:
+            self.warned.add(nr)
+            self.log.warn(
+                f"{self._name(nr)} is not supported by the LibOS (ENOSYS), called by "
+                f"{t.process.exe_path.decode(errors='replace')} (pid {t.process.pid})"
+            )
+        return -errno.ENOSYS
+
+    # -- processes -------------------------------------------------------------------------
+    def _read_status(self, tid: int) -> dict[str, str]:
+        fields: dict[str, str] = {}
+        with open(f"/proc/{tid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                fields[k] = v.strip()
+        return fields
+
+    def _discover(self, tid: int) -> Task | None:
+        """A thread we have not seen: a new thread of a known process, or a new process."""
+        try:
+            st = self._read_status(tid)
+            tgid = int(st["Tgid"])
+            if tgid != tid:
+                st = self._read_status(tgid)
+            ppid_host = int(st["PPid"])
+            ns_pid = int(st["NSpid"].split()[-1])
+        except (OSError, KeyError, ValueError):
+            return None
+        p = self.procs.get(tgid)
+        if p is None:
+            p = self._new_process(tgid, ns_pid, ppid_host)
+            if p is None:
+                return None
+        p.tids.add(tid)
+        t = Task(tid, p)
+        self.tasks[tid] = t
+        return t
+
+    def _new_process(self, tgid: int, ns_pid: int, ppid_host: int) -> Process | None:
+        parent = self.procs.get(ppid_host)
+        root = self.mounts.root()
+        if parent is None:
+            try:
+                cwd = resolve(root, root, self.spec.cwd.encode())
+            except SyscallError:
+                cwd = root
+            p = Process(tgid, ns_pid, 1 if ppid_host == self.init_pid else 0, root, cwd, self.spec.umask)
+        else:
+            p = Process(tgid, ns_pid, parent.pid, parent.root, parent.cwd, parent.umask)
+            p.exe_path, p.argv, p.envp = parent.exe_path, parent.argv, parent.envp
+        try:
+            p.pidfd = native.pidfd_open(tgid)
+        except OSError:
+            return None
+        self.procs[tgid] = p
+        self.by_pid[ns_pid] = p
+        self.sel.register(p.pidfd, selectors.EVENT_READ, p)
+        return p
+
+    def settle_children(self, p: Process) -> None:
+        """Before ``p`` changes what children inherit (cwd, root, umask, exe), register every
+        child it forked that the LibOS has not met yet, with the state it was forked with."""
+        for tid in list(p.tids) or [p.host_pid]:
+            try:
+                with open(f"/proc/{p.host_pid}/task/{tid}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                continue
+            for kid in kids:
+                if kid not in self.procs:
+                    try:
+                        st = self._read_status(kid)
+                        ns_pid = int(st["NSpid"].split()[-1])
+                    except (OSError, KeyError, ValueError):
+                        continue
+                    self._new_process(kid, ns_pid, p.host_pid)
+
+    def _process_exited(self, p: Process) -> None:
+        self.sel.unregister(p.pidfd)
+        # orphans re-parented to init inherit from the process that just died, so settle first
+        self.settle_children(p)
+        p.release()
+        p.exited = True
+        self.procs.pop(p.host_pid, None)
+        if self.by_pid.get(p.pid) is p:
+            del self.by_pid[p.pid]
+        for tid in p.tids:
+            self.tasks.pop(tid, None)
+
+    def forget_threads(self, p: Process, keep: int) -> None:
+        """After exec only the thread that called it survives (it becomes the leader)."""
+        for tid in list(p.tids):
+            if tid != keep and tid != p.host_pid:
+                self.tasks.pop(tid, None)
+                p.tids.discard(tid)
+
+    # -- the exec shadow tree ----------------------------------------------------------------
+    def shadow_stub(self, path: bytes) -> None:
+        """Make the kernel find the stub at ``path`` (as the program wrote it) in the instance's
+        otherwise empty mount namespace, where the kernel resolves execve paths."""
+        parts = [c for c in path.split(b"/") if c and c != b"."]
+        norm: list[bytes] = []
+        for c in parts:
+            if c == b"..":
+                if norm:
+                    norm.pop()
+            else:
+                norm.append(c)
+        key = b"/".join(norm)
+        if key in self.shadow_paths or not norm:
+            return
+        dfd = os.dup(self.shadow_fd)
+        try:
+            for comp in norm[:-1]:
+                try:
+                    os.mkdir(comp, 0o755, dir_fd=dfd)
+                except FileExistsError:
+                    pass
+                nfd = os.open(comp, os.O_DIRECTORY | os.O_NOFOLLOW | os.O_RDONLY, dir_fd=dfd)
+                os.close(dfd)
+                dfd = nfd
+            try:
+                os.link(launcher.STUB_NAME, norm[-1], src_dir_fd=self.shadow_fd, dst_dir_fd=dfd)
+            except FileExistsError:
+                pass
+        except OSError as exc:
+            raise SyscallError(exc.errno or errno.ENOENT, f"cannot prepare exec of {path!r}")
+        finally:
+            os.close(dfd)
+        self.shadow_paths.add(key)
+
+
+def run(spec: RunSpec) -> int:
+    """Boot a LibOS for ``spec``, run its program, return the exit status ``occlum run`` gives."""
+    if os.geteuid() != 0:
+        raise UserError("occlum run needs root in this version (namespaces and seccomp listeners)")
+    return LibOS(spec).run()

@@ -1,0 +1,120 @@
+"""LibOS processes and threads: the per-process state the host kernel cannot hold for us.
+
+Application processes are real host processes in the instance's PID namespace, so pids, signals,
+``wait4`` and process groups are the kernel's. What the LibOS adds is the state that names its
+file systems (root, cwd, umask), the program it loaded (exe, argv), and an exec in progress.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from occlum.platform.memory import TaskMemory
+from occlum.vfs.inode import Cred
+
+if TYPE_CHECKING:
+    from occlum.loader.elf import ElfImage
+    from occlum.vfs.path import Location
+
+
+@dataclass(slots=True)
+class ExecRequest:
+    """An ``execve`` the LibOS accepted; carried out when the stub asks for it."""
+
+    exe_path: bytes  # absolute LibOS path of the program
+    execfn: bytes  # the path as the caller gave it (AT_EXECFN)
+    argv: list[bytes]
+    envp: list[bytes]
+    prog_fd: int
+    prog: ElfImage
+    interp_fd: int | None
+    interp: ElfImage | None
+
+    def close(self) -> None:
+        os.close(self.prog_fd)
+        if self.interp_fd is not None:
+            os.close(self.interp_fd)
+
+
+@dataclass(slots=True)
+class ForkState:
+    """What a child inherits at fork: taken when the parent traps in fork/vfork/clone."""
+
+    root: Location
+    cwd: Location
+    umask: int
+    exe_path: bytes
+    argv: list[bytes]
+    envp: list[bytes]
+
+
+@dataclass(slots=True, eq=False)
+class Process:
+    host_pid: int
+    pid: int
+    ppid: int
+    root: Location
+    cwd: Location
+    umask: int = 0o022
+    exe_path: bytes = b""
+    argv: list[bytes] = field(default_factory=list)
+    envp: list[bytes] = field(default_factory=list)
+    pidfd: int = -1
+    _mem: TaskMemory | None = None
+    pending_exec: ExecRequest | None = None
+    fork_states: deque[ForkState] = field(default_factory=deque)
+    tids: set[int] = field(default_factory=set)
+    cred: Cred = field(default_factory=Cred)
+    exited: bool = False
+
+    @property
+    def mem(self) -> TaskMemory:
+        m = self._mem
+        if m is None:
+            m = self._mem = TaskMemory(self.host_pid)
+        return m
+
+    def new_address_space(self) -> None:
+        """After exec the old ``/proc/PID/mem`` handle reads a dead address space."""
+        if self._mem is not None:
+            self._mem.close()
+            self._mem = None
+
+    def fork_state(self) -> ForkState:
+        return ForkState(self.root, self.cwd, self.umask, self.exe_path, self.argv, self.envp)
+
+    def inherit(self, st: ForkState) -> None:
+        self.root, self.cwd, self.umask = st.root, st.cwd, st.umask
+        self.exe_path, self.argv, self.envp = st.exe_path, st.argv, st.envp
+
+    @property
+    def comm(self) -> bytes:
+        return os.path.basename(self.exe_path)[:15]
+
+    def release(self) -> None:
+        if self._mem is not None:
+            self._mem.close()
+            self._mem = None
+        if self.pending_exec is not None:
+            self.pending_exec.close()
+            self.pending_exec = None
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+
+@dataclass(slots=True, eq=False)
+class Task:
+    """One thread making one system call; handlers receive it as ``t``."""
+
+    tid: int
+    process: Process
+    notif_id: int = 0
+    nr: int = 0
+
+    @property
+    def mem(self) -> TaskMemory:
+        return self.process.mem

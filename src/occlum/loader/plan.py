@@ -1,0 +1,122 @@
+"""The load plan: the system calls that map a program (and its interpreter) into the stub,
+and the initial stack the program starts with (argv, envp, auxv), as the kernel would build it."""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+
+from occlum.abi.syscalls import NR
+from occlum.loader.elf import PROT_WRITE, ElfImage
+
+PAGE = 4096
+MAP_PRIVATE = 0x02
+MAP_FIXED = 0x10
+MAP_ANONYMOUS = 0x20
+MAP_FIXED_NOREPLACE = 0x100000
+PROT_NONE = 0
+MEMSET = -1
+
+# where load biases are drawn from (page-aligned, 2^28 pages of randomness each); far from the
+# stub (0x6f00_0000_0000), the stack and the vDSO at the top of the address space.
+PIE_BASE = 0x5500_0000_0000
+INTERP_BASE = 0x7E00_0000_0000
+RANDOM_PAGES = 1 << 28
+
+AT_NULL, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_BASE, AT_FLAGS, AT_ENTRY = 0, 3, 4, 5, 6, 7, 8, 9
+AT_UID, AT_EUID, AT_GID, AT_EGID, AT_PLATFORM, AT_HWCAP, AT_CLKTCK = 11, 12, 13, 14, 15, 16, 17
+AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_EXECFN, AT_SYSINFO_EHDR = 23, 25, 26, 31, 33
+AT_MINSIGSTKSZ = 51
+# auxv entries the kernel gave the stub that stay true for the loaded program
+INHERITED_AUXV = (AT_HWCAP, AT_HWCAP2, AT_CLKTCK, AT_SYSINFO_EHDR, AT_MINSIGSTKSZ, 27, 28,
+                  AT_UID, AT_EUID, AT_GID, AT_EGID)  # fmt: skip
+
+
+@dataclass(slots=True)
+class LoadPlan:
+    commands: list[tuple[int, ...]] = field(default_factory=list)
+    entry: int = 0
+    auxv: list[tuple[int, int]] = field(default_factory=list)
+
+    def syscall(self, name: str, *args: int) -> None:
+        self.commands.append((NR[name], *args, *([0] * (6 - len(args)))))
+
+    def memset(self, addr: int, length: int) -> None:
+        self.commands.append((MEMSET, addr, 0, length, 0, 0, 0))
+
+
+def random_bias(base: int) -> int:
+    return base + (int.from_bytes(os.urandom(4), "little") % RANDOM_PAGES) * PAGE
+
+
+def map_image(plan: LoadPlan, image: ElfImage, fd: int, bias: int) -> None:
+    """Reserve the image's span, then map each PT_LOAD over it, zeroing .bss as the kernel does."""
+    lo, hi = image.span
+    flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE
+    plan.syscall("mmap", bias + lo, hi - lo, PROT_NONE, flags, -1 & 0xFFFFFFFFFFFFFFFF, 0)
+    for seg in image.segments:
+        start = (seg.vaddr & ~(PAGE - 1)) + bias
+        file_end = seg.vaddr + seg.filesz + bias
+        mem_end = seg.vaddr + seg.memsz + bias
+        delta = seg.vaddr & (PAGE - 1)
+        if seg.filesz:
+            length = seg.filesz + delta
+            plan.syscall("mmap", start, length, seg.prot, MAP_PRIVATE | MAP_FIXED, fd, seg.offset - delta)
+        if seg.memsz > seg.filesz:
+            zero_page_end = (file_end + PAGE - 1) & ~(PAGE - 1)
+            if seg.filesz and file_end < zero_page_end and seg.prot & PROT_WRITE:
+                plan.memset(file_end, zero_page_end - file_end)  # as the kernel: to the page end
+            anon_start = zero_page_end if seg.filesz else start
+            anon_end = (mem_end + PAGE - 1) & ~(PAGE - 1)
+            if anon_end > anon_start:
+                plan.syscall("mmap", anon_start, anon_end - anon_start, seg.prot,
+                             MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1 & 0xFFFFFFFFFFFFFFFF, 0)  # fmt: skip
+
+
+def build_stack(
+    top: int, argv: list[bytes], envp: list[bytes], auxv: list[tuple[int, int]], execfn: bytes
+) -> tuple[int, bytes]:
+    """The initial process stack laid out below ``top``: returns (rsp, bytes to write at rsp)."""
+    strings = bytearray()
+    offsets: list[int] = []  # offset of each string from the start of the string area
+
+    def put(s: bytes) -> int:
+        offsets.append(len(strings))
+        strings.extend(s + b"\0")
+        return len(offsets) - 1
+
+    arg_idx = [put(a) for a in argv]
+    env_idx = [put(e) for e in envp]
+    execfn_idx = put(execfn)
+    platform_idx = put(b"x86_64")
+    rand_off = len(strings)
+    strings.extend(os.urandom(16))
+    strings_start = (top - len(strings)) & ~0xF
+    full_aux = [*auxv, (AT_RANDOM, strings_start + rand_off),
+                (AT_EXECFN, strings_start + offsets[execfn_idx]),
+                (AT_PLATFORM, strings_start + offsets[platform_idx]), (AT_NULL, 0)]  # fmt: skip
+    words = [len(argv)]
+    words += [strings_start + offsets[i] for i in arg_idx] + [0]
+    words += [strings_start + offsets[i] for i in env_idx] + [0]
+    for k, v in full_aux:
+        words += [k, v]
+    table = struct.pack(f"<{len(words)}Q", *words)
+    rsp = (strings_start - len(table)) & ~0xF
+    blob = table + b"\0" * (strings_start - rsp - len(table)) + bytes(strings)
+    return rsp, blob
+
+
+def parse_kernel_auxv(stack: bytes) -> dict[int, int]:
+    """The auxv the kernel placed on the stub's stack (``stack`` read from its initial rsp)."""
+    words = struct.unpack_from(f"<{len(stack) // 8}Q", stack)
+    argc = words[0]
+    i = 1 + argc + 1
+    while i < len(words) and words[i] != 0:
+        i += 1
+    i += 1
+    aux: dict[int, int] = {}
+    while i + 1 < len(words) and words[i] != AT_NULL:
+        aux[words[i]] = words[i + 1]
+        i += 2
+    return aux

@@ -1,0 +1,193 @@
+"""Starting an instance's process tree: namespaces, the empty root, the filter, the listener.
+
+    supervisor ──fork──► setup child: unshare(mnt, pid, uts, ipc[, net]); tmpfs root; pivot_root
+                              └──fork──► init (pid 1 of the instance): reaps, forwards signals
+                                             └──fork──► first program (pid 2): no capabilities,
+                                                        no_new_privs, seccomp filter with a
+                                                        listener handed to the supervisor, execve
+
+The mount namespace's root is a small tmpfs holding nothing but the loader stub: even a hole in
+the filter shows the program no host file. ``execve`` paths resolve there too: the supervisor
+hard-links the stub at each path a program executes, so the kernel only ever runs the stub.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import signal
+import socket
+import struct
+import sys
+from dataclasses import dataclass
+
+from occlum.platform import native
+from occlum.platform.seccomp import (
+    SECCOMP_FILTER_FLAG_NEW_LISTENER,
+    SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+    build_filter,
+)
+
+STUB_NAME = ".occlum-stub"
+
+
+@dataclass(slots=True)
+class Launched:
+    init_pid: int  # host pid of the instance's init
+    listener_fd: int
+    shadow_root_fd: int  # directory fd of the tmpfs root of the instance's mount namespace
+    control: socket.socket  # init reports the first program's fate here
+
+
+def _send_fds(sock: socket.socket, data: bytes, fds: list[int]) -> None:
+    sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+
+
+def _recv_fds(sock: socket.socket, size: int = 256, maxfds: int = 4) -> tuple[bytes, list[int]]:
+    fds = array.array("i")
+    msg, anc, _flags, _addr = sock.recvmsg(size, socket.CMSG_LEN(maxfds * fds.itemsize))
+    for level, typ, data in anc:
+        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    return msg, list(fds)
+
+
+def _die(sock: socket.socket, stage: str, exc: BaseException) -> None:
+    try:
+        sock.send(f"E{stage}: {exc}".encode())
+    finally:
+        os._exit(126)
+
+
+def launch(
+    stub: bytes,
+    exec_path: bytes,
+    argv: list[bytes],
+    env: list[bytes],
+    *,
+    hostname: bytes,
+    new_net: bool,
+    stdio: tuple[int, int, int] = (0, 1, 2),
+) -> Launched:
+    """Start the tree; the first program's ``execve(exec_path)`` is the first notification."""
+    parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    native.prctl(native.PR_SET_CHILD_SUBREAPER, 1)
+    filter_prog = build_filter()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    setup_pid = os.fork()
+    if setup_pid == 0:
+        parent_sock.close()
+        _setup_child(child_sock, stub, exec_path, argv, env, hostname, new_net, filter_prog)
+        os._exit(127)  # not reached
+    child_sock.close()
+    got: dict[bytes, tuple[bytes, int]] = {}
+    try:
+        while len(got) < 2:  # "P" (init pid, root dir) and "L" (listener) arrive in any order
+            msg, fds = _recv_fds(parent_sock)
+            if not msg or msg.startswith(b"E"):
+                why = msg[1:].decode(errors="replace") if msg else "setup process died"
+                raise OSError(f"cannot start the instance: {why}")
+            got[msg[:1]] = (msg[1:], fds[0])
+    finally:
+        try:
+            os.waitpid(setup_pid, 0)
+        except ChildProcessError:
+            pass
+    init_pid = struct.unpack("<i", got[b"P"][0][:4])[0]
+    shadow_fd, listener_fd = got[b"P"][1], got[b"L"][1]
+    return Launched(init_pid, listener_fd, shadow_fd, parent_sock)
+
+
+def _setup_child(
+    sock: socket.socket,
+    stub: bytes,
+    exec_path: bytes,
+    argv: list[bytes],
+    env: list[bytes],
+    hostname: bytes,
+    new_net: bool,
+    filter_prog: bytes,
+) -> None:
+    try:
+        native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
+        flags = native.CLONE_NEWNS | native.CLONE_NEWPID | native.CLONE_NEWUTS | native.CLONE_NEWIPC
+        if new_net:
+            flags |= native.CLONE_NEWNET
+        native.unshare(flags)
+        native.mount(b"none", b"/", None, native.MS_REC | native.MS_PRIVATE, None)
+        work = b"/tmp"
+        native.mount(b"occlum", work, b"tmpfs", native.MS_NOSUID | native.MS_NODEV, b"mode=0755,size=8m")
+        fd = os.open(os.path.join(work, STUB_NAME.encode()), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
+        os.write(fd, stub)
+        os.close(fd)
+        os.chdir(work)
+        native.pivot_root(b".", b".")
+        native.umount2(b".", native.MNT_DETACH)
+        os.chdir(b"/")
+        native.sethostname(hostname)
+    except OSError as exc:
+        _die(sock, "namespaces", exc)
+    init_pid = os.fork()  # pid 1 of the new PID namespace
+    if init_pid:
+        root_fd = os.open(b"/", os.O_DIRECTORY | os.O_RDONLY)
+        _send_fds(sock, b"P" + struct.pack("<i", init_pid), [root_fd])
+        os._exit(0)
+    _init(sock, exec_path, argv, env, filter_prog)
+
+
+def _init(sock: socket.socket, exec_path: bytes, argv: list[bytes], env: list[bytes], filter_prog: bytes) -> None:
+    """pid 1: start the first program, reap orphans, report how the first program ended."""
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_IGN)
+    pid = os.fork()
+    if pid == 0:
+        _first_program(sock, exec_path, argv, env, filter_prog)
+    forwarded = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in forwarded:
+        signal.signal(sig, forward)
+    while True:
+        try:
+            reaped, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(0)
+        except InterruptedError:
+            continue
+        if reaped == pid:
+            try:
+                sock.send(b"S" + struct.pack("<i", status))
+            except OSError:
+                pass
+            os._exit(0)
+
+
+def _first_program(sock: socket.socket, exec_path: bytes, argv: list[bytes], env: list[bytes], filter_prog: bytes) -> None:
+    try:
+        for sig in range(1, signal.NSIG):
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        native.prctl(native.PR_SET_NO_NEW_PRIVS, 1)
+        native.drop_all_capabilities()
+        listener = native.seccomp_set_filter(
+            SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, filter_prog
+        )
+    except OSError as exc:
+        _die(sock, "seccomp", exc)
+    _send_fds(sock, b"L", [listener])
+    os.close(listener)
+    sock.close()
+    try:
+        os.execve(exec_path, argv, dict(e.split(b"=", 1) for e in env if b"=" in e))  # type: ignore[misc]
+    except OSError as exc:
+        os.write(2, f"occlum: cannot start {exec_path.decode(errors='replace')}: {exc.strerror}\n".encode())
+    os._exit(127)

@@ -1,0 +1,105 @@
+"""Reading and writing a traced process's memory through ``/proc/PID/mem``.
+
+``process_vm_writev`` refuses read-only pages, ``/proc/PID/mem`` does not (the loader writes
+``.bss`` and stacks through it). A handle belongs to one address space: reopen after exec.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from occlum.abi.errors import SyscallError
+
+PAGE = 4096
+
+
+class TaskMemory:
+    __slots__ = ("fd", "pid")
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.fd = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def read(self, addr: int, size: int) -> bytes:
+        if addr == 0 and size:
+            raise SyscallError(errno.EFAULT, "NULL pointer")
+        try:
+            data = os.pread(self.fd, size, addr)
+        except (OSError, OverflowError):
+            raise SyscallError(errno.EFAULT, f"bad address {addr:#x}")
+        if len(data) != size:
+            raise SyscallError(errno.EFAULT, f"bad address {addr + len(data):#x}")
+        return data
+
+    def read_some(self, addr: int, size: int) -> bytes:
+        """Up to ``size`` bytes, stopping early at an unmapped page."""
+        out = bytearray()
+        while len(out) < size:
+            chunk = min(size - len(out), PAGE - (addr + len(out)) % PAGE)
+            try:
+                data = os.pread(self.fd, chunk, addr + len(out))
+            except (OSError, OverflowError):
+                break
+            out += data
+            if len(data) < chunk:
+                break
+        return bytes(out)
+
+    def read_cstring(self, addr: int, limit: int = 4096) -> bytes:
+        """A NUL-terminated string; ENAMETOOLONG past ``limit``, EFAULT on a bad pointer."""
+        if addr == 0:
+            raise SyscallError(errno.EFAULT, "NULL string pointer")
+        out = bytearray()
+        pos = addr
+        while len(out) <= limit:
+            chunk = PAGE - pos % PAGE
+            try:
+                data = os.pread(self.fd, chunk, pos)
+            except (OSError, OverflowError):
+                data = b""
+            if not data:
+                raise SyscallError(errno.EFAULT, f"bad string pointer {addr:#x}")
+            nul = data.find(b"\0")
+            if nul >= 0:
+                out += data[:nul]
+                break
+            out += data
+            pos += len(data)
+        if len(out) > limit:
+            raise SyscallError(errno.ENAMETOOLONG, "string too long")
+        return bytes(out)
+
+    def read_pointer_array(self, addr: int, limit: int = 1 << 17) -> list[int]:
+        """A NULL-terminated array of pointers (argv, envp)."""
+        ptrs: list[int] = []
+        if addr == 0:
+            return ptrs
+        pos = addr
+        while True:
+            raw = self.read(pos, 8 * 64) if (pos % PAGE) <= PAGE - 512 else self.read(pos, 8)
+            for i in range(0, len(raw), 8):
+                p = int.from_bytes(raw[i : i + 8], "little")
+                if p == 0:
+                    return ptrs
+                ptrs.append(p)
+                if len(ptrs) > limit:
+                    raise SyscallError(errno.E2BIG, "argument list too long")
+            pos += len(raw)
+
+    def write(self, addr: int, data: bytes) -> None:
+        if not data:
+            return
+        if addr == 0:
+            raise SyscallError(errno.EFAULT, "NULL pointer")
+        try:
+            n = os.pwrite(self.fd, data, addr)
+        except (OSError, OverflowError):
+            raise SyscallError(errno.EFAULT, f"bad address {addr:#x}")
+        if n != len(data):
+            raise SyscallError(errno.EFAULT, f"bad address {addr + n:#x}")

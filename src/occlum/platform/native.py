@@ -1,0 +1,99 @@
+"""Raw system calls the standard library lacks, through ctypes. The only ctypes user besides
+the rest of ``platform/``; everything here takes and returns plain ints and bytes."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from occlum.abi.syscalls import NR
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+
+
+def syscall(nr: int, *args: int | bytes | ctypes.Array[ctypes.c_char] | None) -> int:
+    """Call system call ``nr``; raise ``OSError`` on failure like ``os`` functions do."""
+    cargs = [ctypes.c_long(a) if isinstance(a, int) else a for a in args]
+    res = int(_syscall(ctypes.c_long(nr), *cargs))
+    if res == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return res
+
+
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
+PR_CAPBSET_DROP = 24
+PR_SET_SECUREBITS = 28
+PR_SET_DUMPABLE = 4
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWCGROUP = 0x02000000
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return syscall(NR["prctl"], option, arg2, arg3, arg4, arg5)
+
+
+def unshare(flags: int) -> None:
+    syscall(NR["unshare"], flags)
+
+
+def mount(source: bytes, target: bytes, fstype: bytes | None, flags: int, data: bytes | None) -> None:
+    syscall(NR["mount"], source, target, fstype, flags, data)
+
+
+def umount2(target: bytes, flags: int) -> None:
+    syscall(NR["umount2"], target, flags)
+
+
+def pivot_root(new_root: bytes, put_old: bytes) -> None:
+    syscall(NR["pivot_root"], new_root, put_old)
+
+
+def pidfd_open(pid: int) -> int:
+    return syscall(NR["pidfd_open"], pid, 0)
+
+
+def pidfd_getfd(pidfd: int, fd: int) -> int:
+    return syscall(NR["pidfd_getfd"], pidfd, fd, 0)
+
+
+def sethostname(name: bytes) -> None:
+    syscall(NR["sethostname"], name, len(name))
+
+
+def drop_all_capabilities() -> None:
+    """Empty the bounding, effective, permitted and inheritable sets of this process."""
+    for cap in range(64):
+        try:
+            prctl(PR_CAPBSET_DROP, cap)
+        except OSError:
+            break
+    # struct __user_cap_header_struct {u32 version; int pid}; version 3 takes two data structs.
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)
+    data = (ctypes.c_uint32 * 6)()
+    syscall(NR["capset"], ctypes.addressof(header), ctypes.addressof(data))
+
+
+def seccomp_set_filter(flags: int, program: bytes) -> int:
+    """seccomp(SECCOMP_SET_MODE_FILTER, flags, &sock_fprog); returns the listener fd if asked."""
+    n = len(program) // 8
+    buf = ctypes.create_string_buffer(program, len(program))
+    fprog = (ctypes.c_uint64 * 2)(n, ctypes.addressof(buf))
+    return syscall(NR["seccomp"], 1, flags, ctypes.addressof(fprog))

@@ -1,0 +1,180 @@
+"""The seccomp filter that sorts every system call of a program, and the notification listener.
+
+Three classes (DESIGN 3.1): *native* calls run in the host kernel at full speed; everything else
+goes to the supervisor by user notification, which serves it, refuses it, or (for a few calls
+whose arguments are plain values) lets the kernel continue. Calls of another architecture
+(``int 0x80``) and of the x32 ABI fail with ``ENOSYS`` in the filter itself.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import struct
+from collections.abc import Iterable
+
+from occlum.abi.syscalls import NR
+
+AUDIT_ARCH_X86_64 = 0xC000003E
+X32_SYSCALL_BIT = 0x40000000
+
+SECCOMP_RET_KILL_PROCESS = 0x80000000
+SECCOMP_RET_ERRNO = 0x00050000
+SECCOMP_RET_USER_NOTIF = 0x7FC00000
+SECCOMP_RET_ALLOW = 0x7FFF0000
+
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
+SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV = 1 << 5
+
+SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1
+SECCOMP_ADDFD_FLAG_SETFD = 1
+SECCOMP_ADDFD_FLAG_SEND = 2
+SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP = 1
+
+
+def _iowr(nr: int, size: int) -> int:
+    return (3 << 30) | (size << 16) | (ord("!") << 8) | nr
+
+
+def _iow(nr: int, size: int) -> int:
+    return (1 << 30) | (size << 16) | (ord("!") << 8) | nr
+
+
+NOTIF_SIZE = 80
+RESP_SIZE = 24
+IOCTL_NOTIF_RECV = _iowr(0, NOTIF_SIZE)
+IOCTL_NOTIF_SEND = _iowr(1, RESP_SIZE)
+IOCTL_NOTIF_ID_VALID = _iow(2, 8)
+IOCTL_NOTIF_ADDFD = _iow(3, 24)
+IOCTL_NOTIF_SET_FLAGS = _iow(4, 8)
+
+# Calls that never name a path, a process outside the caller's reach, or the machine: they run
+# natively. Anything not listed is served (or refused) by the supervisor.
+NATIVE_SYSCALLS: tuple[str, ...] = (
+    "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2",
+    "pwritev2", "lseek", "close", "dup", "dup2", "dup3", "fcntl", "flock", "ioctl",
+    "mmap", "mprotect", "munmap", "mremap", "msync", "madvise", "mincore", "mlock", "mlock2",
+    "munlock", "mlockall", "munlockall", "brk", "membarrier", "memfd_create", "pkey_alloc",
+    "pkey_free", "pkey_mprotect", "get_mempolicy", "set_mempolicy", "mbind",
+    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigpending", "rt_sigtimedwait",
+    "rt_sigsuspend", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "sigaltstack", "pause", "alarm",
+    "kill", "tgkill", "tkill", "pidfd_send_signal",
+    "pipe", "pipe2", "poll", "ppoll", "select", "pselect6", "epoll_create", "epoll_create1",
+    "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd", "eventfd2",
+    "timerfd_create", "timerfd_settime", "timerfd_gettime", "signalfd", "signalfd4",
+    "sendfile", "splice", "tee", "vmsplice", "copy_file_range", "fadvise64", "fallocate",
+    "ftruncate", "fsync", "fdatasync", "sync_file_range", "readahead",
+    "sched_yield", "sched_getaffinity", "sched_setaffinity", "sched_getparam",
+    "sched_setparam", "sched_getscheduler", "sched_setscheduler", "sched_get_priority_max",
+    "sched_get_priority_min", "sched_rr_get_interval", "sched_getattr", "sched_setattr",
+    "getpriority", "setpriority", "ioprio_get", "ioprio_set", "getcpu",
+    "nanosleep", "clock_nanosleep", "clock_gettime", "clock_getres", "gettimeofday", "time",
+    "times", "getitimer", "setitimer", "timer_create", "timer_settime", "timer_gettime",
+    "timer_getoverrun", "timer_delete",
+    "getpid", "getppid", "gettid", "getuid", "geteuid", "getgid", "getegid", "getgroups",
+    "getresuid", "getresgid", "setuid", "setgid", "setreuid", "setregid", "setresuid",
+    "setresgid", "setfsuid", "setfsgid", "setgroups", "capget", "capset",
+    "getpgrp", "getpgid", "setpgid", "getsid", "setsid", "wait4", "waitid",
+    "exit", "exit_group", "futex", "futex_waitv", "set_robust_list", "get_robust_list",
+    "set_tid_address", "arch_prctl", "rseq", "prctl", "personality", "getrandom",
+    "getrusage", "getrlimit", "setrlimit", "prlimit64", "seccomp", "restart_syscall",
+    "socketpair", "sendmsg", "recvmsg", "sendto", "recvfrom", "sendmmsg", "recvmmsg",
+    "shutdown", "bind", "connect", "listen", "accept", "accept4", "getsockopt", "setsockopt", "getsockname", "getpeername",
+    "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
+    "close_range", "pidfd_open", "cachestat", "fork", "vfork",
+)  # fmt: skip
+
+
+def _stmt(code: int, k: int) -> bytes:
+    return struct.pack("<HBBI", code, 0, 0, k)
+
+
+def _jump(code: int, k: int, jt: int, jf: int) -> bytes:
+    return struct.pack("<HBBI", code, jt, jf, k)
+
+
+# CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET (the low byte is the exit signal)
+CLONE_NAMESPACE_FLAGS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000
+
+_LD_W_ABS = 0x20
+_JEQ_K = 0x15
+_JSET_K = 0x45
+_RET_K = 0x06
+
+
+def build_filter(native: Iterable[str] = NATIVE_SYSCALLS) -> bytes:
+    """Assemble the classic-BPF program: arch check, x32 refusal, native list, else notify."""
+    numbers = sorted({NR[name] for name in native if name in NR})
+    prog = [
+        _stmt(_LD_W_ABS, 4),  # seccomp_data.arch
+        _jump(_JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
+        _stmt(_RET_K, SECCOMP_RET_ERRNO | 38),  # ENOSYS for int 0x80 and other ABIs
+        _stmt(_LD_W_ABS, 0),  # seccomp_data.nr
+        _jump(_JSET_K, X32_SYSCALL_BIT, 0, 1),
+        _stmt(_RET_K, SECCOMP_RET_ERRNO | 38),
+        # clone: native unless it asks for new namespaces (the supervisor refuses those)
+        _jump(_JEQ_K, NR["clone"], 0, 4),
+        _stmt(_LD_W_ABS, 16),  # low word of args[0], the clone flags
+        _jump(_JSET_K, CLONE_NAMESPACE_FLAGS, 0, 1),
+        _stmt(_RET_K, SECCOMP_RET_USER_NOTIF),
+        _stmt(_RET_K, SECCOMP_RET_ALLOW),
+        _stmt(_LD_W_ABS, 0),
+    ]
+    count = len(numbers)
+    for i, nr in enumerate(numbers):
+        # jump forward to the ALLOW return that follows the last comparison
+        prog.append(_jump(_JEQ_K, nr, count - i, 0))
+    prog.append(_stmt(_RET_K, SECCOMP_RET_USER_NOTIF))
+    prog.append(_stmt(_RET_K, SECCOMP_RET_ALLOW))
+    return b"".join(prog)
+
+
+_NOTIF = struct.Struct("<QIIiIQ6Q")
+_RESP = struct.Struct("<QqiI")
+_ADDFD = struct.Struct("<QIIII")
+
+
+class Listener:
+    """The supervisor's end of the notification channel of one LibOS instance."""
+
+    __slots__ = ("_buf", "fd")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buf = bytearray(NOTIF_SIZE)
+        try:
+            fcntl.ioctl(fd, IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
+        except OSError:
+            pass  # kernel < 6.6: correct, only slower wake-ups
+
+    def receive(self) -> tuple[int, int, int, int, tuple[int, ...]]:
+        """Return (id, pid, nr, instruction_pointer, args); raises OSError (ENOENT: caller died)."""
+        buf = self._buf
+        buf[:] = bytes(NOTIF_SIZE)  # the kernel insists on a zeroed struct
+        fcntl.ioctl(self.fd, IOCTL_NOTIF_RECV, buf, True)
+        f = _NOTIF.unpack(buf)
+        return f[0], f[1], f[3], f[5], f[6:12]
+
+    def respond(self, notif_id: int, value: int = 0, error: int = 0, flags: int = 0) -> None:
+        """Answer a notification: value on success or error as a negative errno."""
+        try:
+            fcntl.ioctl(self.fd, IOCTL_NOTIF_SEND, _RESP.pack(notif_id, value, error, flags))
+        except OSError:
+            pass  # ENOENT: the process died or was interrupted meanwhile; nothing to answer
+
+    def proceed(self, notif_id: int) -> None:
+        """Let the kernel run the call as the program made it (values only, never pointers)."""
+        self.respond(notif_id, 0, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE)
+
+    def id_valid(self, notif_id: int) -> bool:
+        try:
+            fcntl.ioctl(self.fd, IOCTL_NOTIF_ID_VALID, struct.pack("<Q", notif_id))
+            return True
+        except OSError:
+            return False
+
+    def add_fd(self, notif_id: int, fd: int, cloexec: bool, send: bool) -> int:
+        """Install our ``fd`` into the caller; with ``send`` it also answers with the number."""
+        flags = SECCOMP_ADDFD_FLAG_SEND if send else 0
+        newfd_flags = 0o2000000 if cloexec else 0
+        arg = bytearray(_ADDFD.pack(notif_id, flags, fd, 0, newfd_flags))
+        return fcntl.ioctl(self.fd, IOCTL_NOTIF_ADDFD, arg, True)

@@ -1,0 +1,63 @@
+"""Argument decoding shared by the syscall families: signed ints, dirfds, paths."""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from occlum.abi.errors import SyscallError
+from occlum.kernel.objects import FileRef
+
+if TYPE_CHECKING:
+    from occlum.kernel.libos import LibOS
+    from occlum.kernel.process import Task
+    from occlum.vfs.path import Location
+
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_REMOVEDIR = 0x200
+AT_SYMLINK_FOLLOW = 0x400
+AT_NO_AUTOMOUNT = 0x800
+AT_EMPTY_PATH = 0x1000
+AT_EACCESS = 0x200
+
+
+def s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def s64(v: int) -> int:
+    return v - (1 << 64) if v & (1 << 63) else v
+
+
+def fd_ref(libos: LibOS, t: Task, fd: int) -> FileRef | None:
+    """The LibOS object behind ``fd``; None for host-only objects; EBADF if not open."""
+    if fd < 0:
+        raise SyscallError(errno.EBADF, "negative descriptor")
+    try:
+        return libos.objects.lookup(t.process.host_pid, fd)
+    except OSError:
+        raise SyscallError(errno.EBADF, f"descriptor {fd} is not open")
+
+
+def dirfd_base(libos: LibOS, t: Task, dirfd: int) -> Location:
+    dirfd = s32(dirfd)
+    if dirfd == AT_FDCWD:
+        return t.process.cwd
+    ref = fd_ref(libos, t, dirfd)
+    if ref is None:
+        raise SyscallError(errno.ENOTDIR, "descriptor is not a directory")
+    if not ref.location.inode.is_dir:
+        raise SyscallError(errno.ENOTDIR, "descriptor is not a directory")
+    return ref.location
+
+
+def fd_location(libos: LibOS, t: Task, fd: int) -> Location:
+    """The location behind ``fd`` for AT_EMPTY_PATH and f* calls; EBADF/EINVAL otherwise."""
+    if s32(fd) == AT_FDCWD:
+        return t.process.cwd
+    ref = fd_ref(libos, t, s32(fd))
+    if ref is None:
+        raise SyscallError(errno.EOPNOTSUPP, "not a LibOS file (a pipe, socket or other host object)")
+    return ref.location

@@ -1,0 +1,555 @@
+"""The path and file family: open, stat, directories, links, names, attributes.
+
+Handlers decode arguments (user memory through ``t.mem``), resolve through the VFS and answer;
+regular files and devices are donated as host descriptors (DESIGN 3.2), directories and O_PATH
+opens as handle descriptors whose identity leads back to the LibOS object.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+from typing import TYPE_CHECKING
+
+from occlum.abi.errors import SyscallError
+from occlum.abi.fsabi import (
+    RENAME_EXCHANGE,
+    RENAME_NOREPLACE,
+    RENAME_WHITEOUT,
+    RESOLVE_ALL,
+    S_IFCHR,
+    S_IFDIR,
+    S_IFIFO,
+    S_IFMT,
+    S_IFREG,
+    S_IFSOCK,
+    pack_stat,
+    pack_statfs,
+    pack_statx,
+)
+from occlum.kernel.objects import FileRef
+from occlum.syscalls.common import (
+    AT_EACCESS,
+    AT_EMPTY_PATH,
+    AT_REMOVEDIR,
+    AT_SYMLINK_FOLLOW,
+    AT_SYMLINK_NOFOLLOW,
+    dirfd_base,
+    fd_location,
+    fd_ref,
+    s32,
+    s64,
+)
+from occlum.vfs import OpenDirectory, check_access, open_path, resolve, resolve_parent
+from occlum.vfs.inode import MAY_EXEC, MAY_READ, MAY_WRITE
+
+if TYPE_CHECKING:
+    from occlum.kernel.libos import LibOS, Result
+    from occlum.kernel.process import Task
+    from occlum.vfs.path import Location
+
+O_CLOEXEC = os.O_CLOEXEC
+O_PATH = os.O_PATH
+UTIME_NOW = (1 << 30) - 1
+UTIME_OMIT = (1 << 30) - 2
+
+
+def _path(t: Task, addr: int) -> bytes:
+    return t.mem.read_cstring(addr)
+
+
+def _resolve_at(libos: LibOS, t: Task, dirfd: int, path: bytes, flags: int, *, follow: bool = True) -> Location:
+    """The common *at() resolution: AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW and a dirfd base."""
+    p = t.process
+    if not path:
+        if flags & AT_EMPTY_PATH:
+            return fd_location(libos, t, dirfd)
+        raise SyscallError(errno.ENOENT, "empty path")
+    base = None if path.startswith(b"/") else dirfd_base(libos, t, dirfd)
+    return resolve(p.root, p.cwd, path, follow_final=follow and not flags & AT_SYMLINK_NOFOLLOW,
+                   dir_fd_base=base, cred=p.cred)  # fmt: skip
+
+
+def _parent_at(libos: LibOS, t: Task, dirfd: int, path: bytes):  # type: ignore[no-untyped-def]
+    p = t.process
+    if not path:
+        raise SyscallError(errno.ENOENT, "empty path")
+    base = None if path.startswith(b"/") else dirfd_base(libos, t, dirfd)
+    pn = resolve_parent(p.root, p.cwd, path, dir_fd_base=base, cred=p.cred)
+    if p.cred.uid != 0:
+        check_access(pn.parent.inode.getattr(), p.cred, MAY_WRITE | MAY_EXEC)
+    return pn
+
+
+# -- open ------------------------------------------------------------------------------------
+def do_open(libos: LibOS, t: Task, dirfd: int, path: bytes, flags: int, mode: int, resolve_flags: int = 0) -> Result:
+    from occlum.kernel.libos import Donate
+
+    p = t.process
+    base = None if path.startswith(b"/") else (dirfd_base(libos, t, dirfd) if path else None)
+    res = open_path(p.root, p.cwd, base, path, flags, mode & 0o7777, p.umask, p.cred, resolve_flags=resolve_flags)
+    cloexec = bool(flags & O_CLOEXEC)
+    if res.host_fd is not None:
+        if res.kind == S_IFREG or res.kind == S_IFCHR:
+            libos.objects.register(res.host_fd, FileRef(res.location))
+        return Donate(res.host_fd, cloexec)
+    if res.kind == S_IFIFO and not flags & O_PATH:
+        raise SyscallError(errno.ENXIO, "FIFOs arrive with the IPC work (issue 4)")
+    if res.kind == S_IFSOCK and not flags & O_PATH:
+        raise SyscallError(errno.ENXIO, "cannot open a socket")
+    handle = libos.objects.make_handle("occlum-dir" if res.kind == S_IFDIR else "occlum-path")
+    if res.kind == S_IFDIR and not flags & O_PATH:
+        ref = FileRef(res.location, OpenDirectory(res.location))
+    else:
+        ref = FileRef(res.location, None, path_only=True)
+    libos.objects.register(handle, ref)
+    return Donate(handle, cloexec)
+
+
+def sys_open(libos: LibOS, t: Task, path: int, flags: int, mode: int) -> Result:
+    return do_open(libos, t, -100, _path(t, path), s32(flags), mode)
+
+
+def sys_creat(libos: LibOS, t: Task, path: int, mode: int) -> Result:
+    return do_open(libos, t, -100, _path(t, path), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, mode)
+
+
+def sys_openat(libos: LibOS, t: Task, dirfd: int, path: int, flags: int, mode: int) -> Result:
+    return do_open(libos, t, s32(dirfd), _path(t, path), s32(flags), mode)
+
+
+def sys_openat2(libos: LibOS, t: Task, dirfd: int, path: int, how: int, size: int) -> Result:
+    if size < 24:
+        raise SyscallError(errno.EINVAL, "open_how too small")
+    raw = t.mem.read(how, min(size, 4096))
+    flags, mode, rflags = struct.unpack_from("<QQQ", raw)
+    if any(raw[24:]):
+        raise SyscallError(errno.E2BIG, "unknown open_how fields")
+    if rflags & ~RESOLVE_ALL or flags >> 32:
+        raise SyscallError(errno.EINVAL, "unknown flags")
+    if mode and not flags & (os.O_CREAT | os.O_TMPFILE):
+        raise SyscallError(errno.EINVAL, "mode without O_CREAT")
+    return do_open(libos, t, s32(dirfd), _path(t, path), flags, mode, rflags)
+
+
+# -- stat ------------------------------------------------------------------------------------
+def _stat_loc(loc: Location) -> bytes:
+    return pack_stat(loc.inode.getattr())
+
+
+def sys_stat(libos: LibOS, t: Task, path: int, buf: int) -> int:
+    t.mem.write(buf, _stat_loc(_resolve_at(libos, t, -100, _path(t, path), 0)))
+    return 0
+
+
+def sys_lstat(libos: LibOS, t: Task, path: int, buf: int) -> int:
+    t.mem.write(buf, _stat_loc(_resolve_at(libos, t, -100, _path(t, path), AT_SYMLINK_NOFOLLOW)))
+    return 0
+
+
+def sys_fstat(libos: LibOS, t: Task, fd: int, buf: int) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    ref = fd_ref(libos, t, s32(fd))
+    if ref is None:
+        return PROCEED  # a pipe, socket or other host object: the kernel's answer is right
+    t.mem.write(buf, _stat_loc(ref.location))
+    return 0
+
+
+def sys_newfstatat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, flags: int) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    name = _path(t, path)
+    if not name and flags & AT_EMPTY_PATH and s32(dirfd) != -100 and fd_ref(libos, t, s32(dirfd)) is None:
+        return PROCEED
+    t.mem.write(buf, _stat_loc(_resolve_at(libos, t, dirfd, name, flags)))
+    return 0
+
+
+def sys_statx(libos: LibOS, t: Task, dirfd: int, path: int, flags: int, mask: int, buf: int) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    name = _path(t, path)
+    if not name and flags & AT_EMPTY_PATH and s32(dirfd) != -100 and fd_ref(libos, t, s32(dirfd)) is None:
+        return PROCEED
+    loc = _resolve_at(libos, t, dirfd, name, flags)
+    t.mem.write(buf, pack_statx(loc.inode.getattr(), mask, loc.mount.mount_id))
+    return 0
+
+
+def sys_statfs(libos: LibOS, t: Task, path: int, buf: int) -> int:
+    loc = _resolve_at(libos, t, -100, _path(t, path), 0)
+    t.mem.write(buf, pack_statfs(loc.inode.fs.statfs()))
+    return 0
+
+
+def sys_fstatfs(libos: LibOS, t: Task, fd: int, buf: int) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    ref = fd_ref(libos, t, s32(fd))
+    if ref is None:
+        return PROCEED
+    t.mem.write(buf, pack_statfs(ref.location.inode.fs.statfs()))
+    return 0
+
+
+# -- access, readlink --------------------------------------------------------------------------
+def _access(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flags: int) -> int:
+    if mode & ~7:
+        raise SyscallError(errno.EINVAL, "bad access mode")
+    loc = _resolve_at(libos, t, dirfd, _path(t, path), flags & ~AT_EACCESS)
+    st = loc.inode.getattr()
+    want = (MAY_READ if mode & 4 else 0) | (MAY_WRITE if mode & 2 else 0) | (MAY_EXEC if mode & 1 else 0)
+    if want:
+        check_access(st, t.process.cred, want)
+    if mode & 2 and loc.inode.fs.readonly and (st.mode & S_IFMT) in (S_IFREG, S_IFDIR):
+        raise SyscallError(errno.EROFS, "read-only file system")
+    return 0
+
+
+def sys_access(libos: LibOS, t: Task, path: int, mode: int) -> int:
+    return _access(libos, t, -100, path, mode, 0)
+
+
+def sys_faccessat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int) -> int:
+    return _access(libos, t, dirfd, path, mode, 0)
+
+
+def sys_faccessat2(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flags: int) -> int:
+    return _access(libos, t, dirfd, path, mode, flags)
+
+
+def _readlink(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, size: int) -> int:
+    if s32(size) <= 0:
+        raise SyscallError(errno.EINVAL, "bad buffer size")
+    loc = _resolve_at(libos, t, dirfd, _path(t, path), AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, follow=False)
+    if not loc.inode.is_symlink:
+        raise SyscallError(errno.EINVAL, "not a symbolic link")
+    target = loc.inode.readlink()[:size]
+    t.mem.write(buf, target)
+    return len(target)
+
+
+def sys_readlink(libos: LibOS, t: Task, path: int, buf: int, size: int) -> int:
+    return _readlink(libos, t, -100, path, buf, size)
+
+
+def sys_readlinkat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, size: int) -> int:
+    return _readlink(libos, t, dirfd, path, buf, size)
+
+
+# -- directories ----------------------------------------------------------------------------
+def sys_getdents64(libos: LibOS, t: Task, fd: int, buf: int, count: int) -> int:
+    ref = fd_ref(libos, t, s32(fd))
+    if ref is None or ref.path_only:
+        raise SyscallError(errno.EBADF if ref else errno.ENOTDIR, "not a directory descriptor")
+    od = ref.directory
+    if od is None:
+        raise SyscallError(errno.ENOTDIR, "not a directory")
+    # The directory position is the handle's own file offset, so that lseek/rewinddir (native
+    # calls) and dup'd descriptors behave as on Linux.
+    from occlum.platform import native
+
+    copy = native.pidfd_getfd(t.process.pidfd, s32(fd))
+    try:
+        od.pos = os.lseek(copy, 0, os.SEEK_CUR)
+        data = od.getdents64(min(count, 1 << 20))
+        os.lseek(copy, od.pos, os.SEEK_SET)
+    finally:
+        os.close(copy)
+    t.mem.write(buf, data)
+    return len(data)
+
+
+def sys_mkdirat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int) -> int:
+    p = t.process
+    pn = _parent_at(libos, t, dirfd, _path(t, path))
+    if pn.name in (b".", b".."):
+        raise SyscallError(errno.EEXIST, "exists")
+    pn.parent.inode.mkdir(pn.name, mode & 0o7777 & ~p.umask, p.cred.uid, p.cred.gid)
+    return 0
+
+
+def sys_mkdir(libos: LibOS, t: Task, path: int, mode: int) -> int:
+    return sys_mkdirat(libos, t, -100, path, mode)
+
+
+def sys_mknodat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, dev: int) -> int:
+    p = t.process
+    kind = mode & S_IFMT or S_IFREG
+    if kind == S_IFDIR:
+        raise SyscallError(errno.EPERM, "use mkdir")
+    if kind not in (S_IFREG, S_IFIFO, S_IFSOCK):
+        raise SyscallError(errno.EPERM, "device nodes cannot be created in the LibOS")
+    pn = _parent_at(libos, t, dirfd, _path(t, path))
+    if pn.name in (b".", b".."):
+        raise SyscallError(errno.EEXIST, "exists")
+    perm = mode & 0o7777 & ~p.umask
+    if kind == S_IFREG:
+        pn.parent.inode.create(pn.name, perm, p.cred.uid, p.cred.gid)
+    else:
+        pn.parent.inode.mknod(pn.name, kind | perm, 0, p.cred.uid, p.cred.gid)
+    return 0
+
+
+def sys_mknod(libos: LibOS, t: Task, path: int, mode: int, dev: int) -> int:
+    return sys_mknodat(libos, t, -100, path, mode, dev)
+
+
+def sys_unlinkat(libos: LibOS, t: Task, dirfd: int, path: int, flags: int) -> int:
+    if flags & ~AT_REMOVEDIR:
+        raise SyscallError(errno.EINVAL, "bad flags")
+    pn = _parent_at(libos, t, dirfd, _path(t, path))
+    if flags & AT_REMOVEDIR:
+        if pn.name == b".":
+            raise SyscallError(errno.EINVAL, "cannot remove '.'")
+        if pn.name == b"..":
+            raise SyscallError(errno.ENOTEMPTY, "cannot remove '..'")
+        child = pn.parent.inode.lookup(pn.name)
+        if child.is_dir and pn.parent.mount.table.covering(pn.parent.mount, child.ino):
+            raise SyscallError(errno.EBUSY, "a file system is mounted there")
+        pn.parent.inode.rmdir(pn.name)
+    else:
+        if pn.trailing_slash:
+            child = pn.parent.inode.lookup(pn.name)
+            raise SyscallError(errno.EISDIR if child.is_dir else errno.ENOTDIR, "trailing slash")
+        if pn.name in (b".", b".."):
+            raise SyscallError(errno.EISDIR, "is a directory")
+        pn.parent.inode.unlink(pn.name)
+    return 0
+
+
+def sys_unlink(libos: LibOS, t: Task, path: int) -> int:
+    return sys_unlinkat(libos, t, -100, path, 0)
+
+
+def sys_rmdir(libos: LibOS, t: Task, path: int) -> int:
+    return sys_unlinkat(libos, t, -100, path, AT_REMOVEDIR)
+
+
+def sys_renameat2(libos: LibOS, t: Task, olddirfd: int, oldpath: int, newdirfd: int, newpath: int, flags: int) -> int:
+    if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT) or (
+        flags & RENAME_EXCHANGE and flags & (RENAME_NOREPLACE | RENAME_WHITEOUT)
+    ):
+        raise SyscallError(errno.EINVAL, "bad rename flags")
+    if flags & RENAME_WHITEOUT:
+        raise SyscallError(errno.EINVAL, "RENAME_WHITEOUT is not supported")
+    old = _parent_at(libos, t, olddirfd, _path(t, oldpath))
+    new = _parent_at(libos, t, newdirfd, _path(t, newpath))
+    if old.name in (b".", b"..") or new.name in (b".", b".."):
+        raise SyscallError(errno.EBUSY if old.name == b"." or new.name == b"." else errno.EINVAL, "bad name")
+    if old.parent.mount is not new.parent.mount:
+        raise SyscallError(errno.EXDEV, "rename across mounts")
+    old.parent.inode.rename(old.name, new.parent.inode, new.name, flags)
+    return 0
+
+
+def sys_renameat(libos: LibOS, t: Task, olddirfd: int, oldpath: int, newdirfd: int, newpath: int) -> int:
+    return sys_renameat2(libos, t, olddirfd, oldpath, newdirfd, newpath, 0)
+
+
+def sys_rename(libos: LibOS, t: Task, oldpath: int, newpath: int) -> int:
+    return sys_renameat2(libos, t, -100, oldpath, -100, newpath, 0)
+
+
+def sys_linkat(libos: LibOS, t: Task, olddirfd: int, oldpath: int, newdirfd: int, newpath: int, flags: int) -> int:
+    if flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL, "bad flags")
+    src = _resolve_at(libos, t, olddirfd, _path(t, oldpath), flags & AT_EMPTY_PATH,
+                      follow=bool(flags & AT_SYMLINK_FOLLOW))  # fmt: skip
+    if src.inode.is_dir:
+        raise SyscallError(errno.EPERM, "hard link to a directory")
+    pn = _parent_at(libos, t, newdirfd, _path(t, newpath))
+    if pn.name in (b".", b"..") or pn.trailing_slash:
+        raise SyscallError(errno.EEXIST, "exists")
+    if src.mount is not pn.parent.mount:
+        raise SyscallError(errno.EXDEV, "link across mounts")
+    pn.parent.inode.link(pn.name, src.inode)
+    return 0
+
+
+def sys_link(libos: LibOS, t: Task, oldpath: int, newpath: int) -> int:
+    return sys_linkat(libos, t, -100, oldpath, -100, newpath, 0)
+
+
+def sys_symlinkat(libos: LibOS, t: Task, target: int, newdirfd: int, linkpath: int) -> int:
+    p = t.process
+    text = _path(t, target)
+    if not text:
+        raise SyscallError(errno.ENOENT, "empty target")
+    pn = _parent_at(libos, t, newdirfd, _path(t, linkpath))
+    if pn.name in (b".", b"..") or pn.trailing_slash:
+        raise SyscallError(errno.EEXIST, "exists")
+    pn.parent.inode.symlink(pn.name, text, p.cred.uid, p.cred.gid)
+    return 0
+
+
+def sys_symlink(libos: LibOS, t: Task, target: int, linkpath: int) -> int:
+    return sys_symlinkat(libos, t, target, -100, linkpath)
+
+
+# -- cwd and root ----------------------------------------------------------------------------
+def _set_cwd(libos: LibOS, t: Task, loc: Location) -> int:
+    if not loc.inode.is_dir:
+        raise SyscallError(errno.ENOTDIR, "not a directory")
+    check_access(loc.inode.getattr(), t.process.cred, MAY_EXEC)
+    libos.settle_children(t.process)
+    t.process.cwd = loc
+    return 0
+
+
+def sys_chdir(libos: LibOS, t: Task, path: int) -> int:
+    return _set_cwd(libos, t, _resolve_at(libos, t, -100, _path(t, path), 0))
+
+
+def sys_fchdir(libos: LibOS, t: Task, fd: int) -> int:
+    ref = fd_ref(libos, t, s32(fd))
+    if ref is None:
+        raise SyscallError(errno.ENOTDIR, "not a directory")
+    return _set_cwd(libos, t, ref.location)
+
+
+def sys_chroot(libos: LibOS, t: Task, path: int) -> int:
+    loc = _resolve_at(libos, t, -100, _path(t, path), 0)
+    if not loc.inode.is_dir:
+        raise SyscallError(errno.ENOTDIR, "not a directory")
+    libos.settle_children(t.process)
+    t.process.root = loc
+    return 0
+
+
+def sys_getcwd(libos: LibOS, t: Task, buf: int, size: int) -> int:
+    p = t.process
+    path = p.cwd.absolute_path(p.root) + b"\0"
+    if size < len(path):
+        raise SyscallError(errno.ERANGE, "buffer too small")
+    t.mem.write(buf, path)
+    return len(path)
+
+
+def sys_umask(libos: LibOS, t: Task, mask: int) -> int:
+    p = t.process
+    old = p.umask
+    libos.settle_children(p)
+    p.umask = mask & 0o777
+    return old
+
+
+# -- attributes ------------------------------------------------------------------------------
+def _chmod(t: Task, loc: Location, mode: int) -> int:
+    st = loc.inode.getattr()
+    cred = t.process.cred
+    if cred.uid != 0 and cred.uid != st.uid:
+        raise SyscallError(errno.EPERM, "not the owner")
+    loc.inode.setattr(mode=mode & 0o7777)
+    return 0
+
+
+def sys_chmod(libos: LibOS, t: Task, path: int, mode: int) -> int:
+    return _chmod(t, _resolve_at(libos, t, -100, _path(t, path), 0), mode)
+
+
+def sys_fchmod(libos: LibOS, t: Task, fd: int, mode: int) -> int:
+    return _chmod(t, fd_location(libos, t, fd), mode)
+
+
+def sys_fchmodat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int) -> int:
+    return _chmod(t, _resolve_at(libos, t, dirfd, _path(t, path), 0), mode)
+
+
+def sys_fchmodat2(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flags: int) -> int:
+    loc = _resolve_at(libos, t, dirfd, _path(t, path), flags)
+    if loc.inode.is_symlink:
+        raise SyscallError(errno.EOPNOTSUPP, "cannot chmod a symlink")
+    return _chmod(t, loc, mode)
+
+
+def _chown(t: Task, loc: Location, uid: int, gid: int) -> int:
+    uid, gid = s32(uid), s32(gid)
+    if t.process.cred.uid != 0:
+        raise SyscallError(errno.EPERM, "only root may change owners")
+    loc.inode.setattr(uid=None if uid == -1 else uid, gid=None if gid == -1 else gid)
+    return 0
+
+
+def sys_chown(libos: LibOS, t: Task, path: int, uid: int, gid: int) -> int:
+    return _chown(t, _resolve_at(libos, t, -100, _path(t, path), 0), uid, gid)
+
+
+def sys_lchown(libos: LibOS, t: Task, path: int, uid: int, gid: int) -> int:
+    return _chown(t, _resolve_at(libos, t, -100, _path(t, path), AT_SYMLINK_NOFOLLOW), uid, gid)
+
+
+def sys_fchown(libos: LibOS, t: Task, fd: int, uid: int, gid: int) -> int:
+    return _chown(t, fd_location(libos, t, fd), uid, gid)
+
+
+def sys_fchownat(libos: LibOS, t: Task, dirfd: int, path: int, uid: int, gid: int, flags: int) -> int:
+    return _chown(t, _resolve_at(libos, t, dirfd, _path(t, path), flags), uid, gid)
+
+
+def _times(loc: Location, atime: int | None, mtime: int | None) -> int:
+    loc.inode.setattr(atime_ns=atime, mtime_ns=mtime)
+    return 0
+
+
+def _ts(sec: int, nsec: int, now: int) -> int | None:
+    if nsec == UTIME_OMIT:
+        return None
+    if nsec == UTIME_NOW:
+        return now
+    if not 0 <= nsec < 1_000_000_000:
+        raise SyscallError(errno.EINVAL, "bad tv_nsec")
+    return sec * 1_000_000_000 + nsec
+
+
+def sys_utimensat(libos: LibOS, t: Task, dirfd: int, path: int, times: int, flags: int) -> int:
+    import time
+
+    now = time.time_ns()
+    if path == 0:
+        loc = fd_location(libos, t, dirfd)
+    else:
+        loc = _resolve_at(libos, t, dirfd, _path(t, path), flags)
+    if times == 0:
+        return _times(loc, now, now)
+    a_s, a_ns, m_s, m_ns = struct.unpack("<qqqq", t.mem.read(times, 32))
+    return _times(loc, _ts(a_s, a_ns, now), _ts(m_s, m_ns, now))
+
+
+def sys_utimes(libos: LibOS, t: Task, path: int, times: int) -> int:
+    import time
+
+    loc = _resolve_at(libos, t, -100, _path(t, path), 0)
+    if times == 0:
+        now = time.time_ns()
+        return _times(loc, now, now)
+    a_s, a_us, m_s, m_us = struct.unpack("<qqqq", t.mem.read(times, 32))
+    return _times(loc, a_s * 10**9 + a_us * 1000, m_s * 10**9 + m_us * 1000)
+
+
+def sys_utime(libos: LibOS, t: Task, path: int, times: int) -> int:
+    import time
+
+    loc = _resolve_at(libos, t, -100, _path(t, path), 0)
+    if times == 0:
+        now = time.time_ns()
+        return _times(loc, now, now)
+    a, m = struct.unpack("<qq", t.mem.read(times, 16))
+    return _times(loc, a * 10**9, m * 10**9)
+
+
+def sys_truncate(libos: LibOS, t: Task, path: int, length: int) -> int:
+    length = s64(length)
+    if length < 0:
+        raise SyscallError(errno.EINVAL, "negative length")
+    loc = _resolve_at(libos, t, -100, _path(t, path), 0)
+    if loc.inode.is_dir:
+        raise SyscallError(errno.EISDIR, "is a directory")
+    check_access(loc.inode.getattr(), t.process.cred, MAY_WRITE)
+    if loc.inode.fs.readonly:
+        raise SyscallError(errno.EROFS, "read-only file system")
+    loc.inode.setattr(size=length)
+    return 0

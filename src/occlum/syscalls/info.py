@@ -1,0 +1,61 @@
+"""The machine as a program sees it: uname, sysinfo, hostname."""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+from typing import TYPE_CHECKING
+
+from occlum.abi.errors import SyscallError
+
+if TYPE_CHECKING:
+    from occlum.kernel.libos import LibOS
+    from occlum.kernel.process import Task
+
+UTS_FIELD = 65
+
+
+def sys_uname(libos: LibOS, t: Task, buf: int) -> int:
+    host = os.uname()
+    fields = (b"Linux", libos.hostname, host.release.encode(), host.version.encode(),
+              b"x86_64", b"(none)")  # fmt: skip
+    t.mem.write(buf, b"".join(f[: UTS_FIELD - 1].ljust(UTS_FIELD, b"\0") for f in fields))
+    return 0
+
+
+def sys_sethostname(libos: LibOS, t: Task, name: int, length: int) -> int:
+    if length > 64:
+        raise SyscallError(errno.EINVAL, "name too long")
+    if t.process.cred.uid != 0:
+        raise SyscallError(errno.EPERM, "not root")
+    libos.hostname = t.mem.read(name, length)
+    return 0
+
+
+def sys_sysinfo(libos: LibOS, t: Task, buf: int) -> int:
+    with open("/proc/meminfo") as f:
+        mem = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f if line.split()[1:]}
+    with open("/proc/uptime") as f:
+        uptime = int(float(f.read().split()[0]))
+    loads = os.getloadavg()
+    total = min(mem.get("MemTotal", 0), libos.spec.user_space_size) or mem.get("MemTotal", 0)
+    free = min(mem.get("MemAvailable", 0), total)
+    procs = max(len(libos.procs), 1)
+    data = struct.pack(
+        "<q3QQQQQQQH2xQQI",
+        uptime,
+        *(int(x * 65536) for x in loads),
+        total,
+        free,
+        0,
+        0,
+        0,
+        0,
+        procs,
+        0,
+        0,
+        1,
+    )
+    t.mem.write(buf, data.ljust(112, b"\0"))
+    return 0

@@ -1,0 +1,54 @@
+"""Process-creation calls the filter does not let through natively, and refused calls."""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from occlum.abi.errors import SyscallError
+from occlum.abi.syscalls import NAME
+
+if TYPE_CHECKING:
+    from occlum.kernel.libos import LibOS, Result
+    from occlum.kernel.process import Task
+
+AF_UNIX = 1
+AF_INET = 2
+AF_INET6 = 10
+
+
+def sys_clone(libos: LibOS, t: Task, flags: int, *_: int) -> int:
+    # The filter only sends clone here when it asks for new namespaces.
+    raise SyscallError(errno.EPERM, "new namespaces are not available inside the LibOS")
+
+
+def sys_clone3(libos: LibOS, t: Task, args: int, size: int) -> int:
+    # clone3 passes its flags in memory, where the filter cannot check them; C libraries fall
+    # back to clone, which it can.
+    return -errno.ENOSYS
+
+
+def refuse(err: int):  # type: ignore[no-untyped-def]
+    """A handler for calls no program inside may make: logged once, then ``err``."""
+
+    def handler(libos: LibOS, t: Task, *_: int) -> int:
+        if t.nr not in libos.warned:
+            libos.warned.add(t.nr)
+            libos.log.warn(
+                f"{NAME.get(t.nr, t.nr)} is refused inside the LibOS ({errno.errorcode[err]}), "
+                f"called by {t.process.exe_path.decode(errors='replace')} (pid {t.process.pid})"
+            )
+        return -err
+
+    return handler
+
+
+def sys_socket(libos: LibOS, t: Task, domain: int, kind: int, protocol: int) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    if domain in (AF_INET, AF_INET6):
+        return PROCEED  # values only; the host network is the instance's network for now
+    if t.nr not in libos.warned:
+        libos.warned.add(t.nr)
+        libos.log.warn(f"socket family {domain} is not supported yet (EAFNOSUPPORT)")
+    return -errno.EAFNOSUPPORT
