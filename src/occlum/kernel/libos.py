@@ -143,7 +143,7 @@ class LibOS:
         env = [f"{k}={v}".encode() for k, v in spec.env]
         self._check_program(argv[0])
         launched = launcher.launch(
-            self.stub, argv[0], argv, env, hostname=self.hostname, new_net=False
+            self.stub, argv[0], argv, env, hostname=self.hostname, new_net=True
         )
         self.init_pid = launched.init_pid
         self.shadow_fd = launched.shadow_root_fd

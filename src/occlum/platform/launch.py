@@ -14,6 +14,7 @@ hard-links the stub at each path a program executes, so the kernel only ever run
 from __future__ import annotations
 
 import array
+import fcntl
 import os
 import signal
 import socket
@@ -99,6 +100,16 @@ def launch(
     return Launched(init_pid, listener_fd, shadow_fd, parent_sock)
 
 
+def _loopback_up() -> None:
+    """The instance's own network namespace starts with ``lo`` down; programs expect it up."""
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = bytearray(struct.pack("16sH22x", b"lo", 0))
+        fcntl.ioctl(s.fileno(), siocgifflags, req, True)
+        flags = struct.unpack_from("H", req, 16)[0] | iff_up
+        fcntl.ioctl(s.fileno(), siocsifflags, struct.pack("16sH22x", b"lo", flags))
+
+
 def _setup_child(
     sock: socket.socket,
     stub: bytes,
@@ -126,6 +137,8 @@ def _setup_child(
         native.umount2(b".", native.MNT_DETACH)
         os.chdir(b"/")
         native.sethostname(hostname)
+        if new_net:
+            _loopback_up()
     except OSError as exc:
         _die(sock, "namespaces", exc)
     init_pid = os.fork()  # pid 1 of the new PID namespace

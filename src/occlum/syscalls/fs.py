@@ -553,3 +553,56 @@ def sys_truncate(libos: LibOS, t: Task, path: int, length: int) -> int:
         raise SyscallError(errno.EROFS, "read-only file system")
     loc.inode.setattr(size=length)
     return 0
+
+
+# -- extended attributes: LibOS file systems keep none ----------------------------------------
+def _xattr_target(libos: LibOS, t: Task, path: int, follow: bool) -> Location:
+    return _resolve_at(libos, t, -100, _path(t, path), 0 if follow else AT_SYMLINK_NOFOLLOW)
+
+
+def sys_getxattr(libos: LibOS, t: Task, path: int, name: int, value: int, size: int) -> int:
+    _xattr_target(libos, t, path, t.nr != _NR_LGETXATTR)
+    raise SyscallError(errno.ENODATA, "no extended attributes")
+
+
+def sys_fgetxattr(libos: LibOS, t: Task, fd: int, name: int, value: int, size: int) -> int:
+    fd_ref(libos, t, s32(fd))
+    raise SyscallError(errno.ENODATA, "no extended attributes")
+
+
+def sys_listxattr(libos: LibOS, t: Task, path: int, buf: int, size: int) -> int:
+    _xattr_target(libos, t, path, t.nr != _NR_LLISTXATTR)
+    return 0
+
+
+def sys_flistxattr(libos: LibOS, t: Task, fd: int, buf: int, size: int) -> int:
+    fd_ref(libos, t, s32(fd))
+    return 0
+
+
+def sys_setxattr(libos: LibOS, t: Task, path: int, name: int, value: int, size: int, flags: int) -> int:
+    _xattr_target(libos, t, path, t.nr != _NR_LSETXATTR)
+    raise SyscallError(errno.EOPNOTSUPP, "extended attributes are not supported")
+
+
+def sys_fsetxattr(libos: LibOS, t: Task, fd: int, name: int, value: int, size: int, flags: int) -> int:
+    fd_ref(libos, t, s32(fd))
+    raise SyscallError(errno.EOPNOTSUPP, "extended attributes are not supported")
+
+
+def sys_removexattr(libos: LibOS, t: Task, path: int, name: int) -> int:
+    _xattr_target(libos, t, path, t.nr != _NR_LREMOVEXATTR)
+    raise SyscallError(errno.ENODATA, "no extended attributes")
+
+
+def sys_fremovexattr(libos: LibOS, t: Task, fd: int, name: int) -> int:
+    fd_ref(libos, t, s32(fd))
+    raise SyscallError(errno.ENODATA, "no extended attributes")
+
+
+from occlum.abi.syscalls import NR as _NR  # noqa: E402
+
+_NR_LGETXATTR = _NR["lgetxattr"]
+_NR_LLISTXATTR = _NR["llistxattr"]
+_NR_LSETXATTR = _NR["lsetxattr"]
+_NR_LREMOVEXATTR = _NR["lremovexattr"]

@@ -9,13 +9,8 @@ from occlum.abi.errors import SyscallError
 from occlum.abi.syscalls import NAME
 
 if TYPE_CHECKING:
-    from occlum.kernel.libos import LibOS, Result
+    from occlum.kernel.libos import LibOS
     from occlum.kernel.process import Task
-
-AF_UNIX = 1
-AF_INET = 2
-AF_INET6 = 10
-
 
 def sys_clone(libos: LibOS, t: Task, flags: int, *_: int) -> int:
     # The filter only sends clone here when it asks for new namespaces.
@@ -41,14 +36,3 @@ def refuse(err: int):  # type: ignore[no-untyped-def]
         return -err
 
     return handler
-
-
-def sys_socket(libos: LibOS, t: Task, domain: int, kind: int, protocol: int) -> Result:
-    from occlum.kernel.libos import PROCEED
-
-    if domain in (AF_INET, AF_INET6):
-        return PROCEED  # values only; the host network is the instance's network for now
-    if t.nr not in libos.warned:
-        libos.warned.add(t.nr)
-        libos.log.warn(f"socket family {domain} is not supported yet (EAFNOSUPPORT)")
-    return -errno.EAFNOSUPPORT
