@@ -7,10 +7,12 @@ internals. Native runs use the same argv, environment and stdin, so outputs can 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -76,6 +78,37 @@ def run_native(
         check=False,
     )
     return Result(_status(proc.returncode), _text(proc.stdout), _text(proc.stderr))
+
+
+def run_killable(
+    argv: Sequence[str],
+    *,
+    cwd: str | os.PathLike[str] | None,
+    stdin: bytes | None,
+    env: Mapping[str, str],
+    timeout: float,
+) -> Result:
+    """Run in a new session; on timeout kill the whole process group (the LibOS and every
+    process it started) and report exit 124 with a note on stderr, so a hang fails one test
+    and leaves nothing behind."""
+    proc = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(env),
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(stdin or b"", timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        note = f"\n[harness] {' '.join(argv)} timed out after {timeout:.0f} s and was killed\n"
+        return Result(124, _text(out), _text(err) + note)
+    return Result(_status(proc.returncode), _text(out), _text(err))
 
 
 def _status(returncode: int) -> int:
@@ -277,16 +310,9 @@ class Instance:
         env["OCCLUM_LOG_LEVEL"] = log_level
         if extra_env:
             env.update(extra_env)
-        proc = subprocess.run(
-            [*_tool("occlum"), "run", *argv],
-            cwd=self.path,
-            input=data if data is not None else b"",
-            capture_output=True,
-            env=env,
-            timeout=timeout,
-            check=False,
+        return run_killable(
+            [*_tool("occlum"), "run", *argv], cwd=self.path, stdin=data, env=env, timeout=timeout
         )
-        return Result(_status(proc.returncode), _text(proc.stdout), _text(proc.stderr))
 
 
 def parse_probe_lines(stdout: str) -> list[tuple[str, str, str]]:

@@ -78,7 +78,11 @@ def test_bad_program(bad_instance: Instance, argv: list[str]) -> None:
 
 
 def test_no_program(bad_instance: Instance) -> None:
-    _one_clear_line(bad_instance.run([]))
+    """A usage error: the CLI's usage text is fine here, a traceback is not."""
+    res = bad_instance.run([])
+    assert res.code != 0, res.describe()
+    assert "Traceback" not in res.stderr, res.describe()
+    assert "PROGRAM" in res.stderr or "program" in res.stderr, res.describe()
 
 
 def test_bad_log_level(bad_instance: Instance) -> None:
