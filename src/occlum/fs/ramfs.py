@@ -146,6 +146,31 @@ class RamFile(RamInode):
     def _size(self) -> int:
         return os.fstat(self._fd()).st_size if self.memfd is not None else 0
 
+    def getattr(self) -> Stat:
+        st = super().getattr()
+        if self.memfd is not None:
+            # programs write through donated descriptors natively: the memfd's own size and
+            # modification times are the true ones
+            host = os.fstat(self.memfd)
+            st.mtime_ns = host.st_mtime_ns
+            st.ctime_ns = max(self.ctime_ns, host.st_ctime_ns)
+        return st
+
+    def setattr(
+        self,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        size: int | None = None,
+        atime_ns: int | None = None,
+        mtime_ns: int | None = None,
+    ) -> None:
+        super().setattr(mode, uid, gid, size, atime_ns, mtime_ns)
+        if mtime_ns is not None and self.memfd is not None:
+            # set the memfd's own times, so later native writes move them forward as on Linux
+            host = os.fstat(self.memfd)
+            os.utime(self.memfd, ns=(host.st_atime_ns, mtime_ns))
+
     def _truncate(self, size: int) -> None:
         if size < 0:
             raise SyscallError(errno.EINVAL, "negative size")

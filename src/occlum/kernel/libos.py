@@ -94,7 +94,7 @@ class LibOS:
             if m.fs_type == "hostfs":
                 assert m.source is not None
                 fs: HostFs | RamFs | DevFs | ProcFs = HostFs(m.source, readonly=m.readonly)
-                source = m.source.encode()
+                source = b"hostfs"  # the host path itself is not the program's business
             elif m.fs_type == "ramfs":
                 fs, source = RamFs(), b"ramfs"
             elif m.fs_type == "devfs":
@@ -126,12 +126,16 @@ class LibOS:
         return self.current.process.pid if self.current else 1
 
     def pids(self) -> list[int]:
+        self.settle_all()
         return sorted(self.by_pid)
 
     def info(self, pid: int) -> ProcessInfo | None:
         p = self.by_pid.get(pid)
         if p is None:
-            return None
+            self.settle_all()  # a child forked natively that has not called the LibOS yet
+            p = self.by_pid.get(pid)
+            if p is None:
+                return None
         from occlum.kernel.procinfo import process_info
 
         return process_info(self, p)
@@ -147,6 +151,8 @@ class LibOS:
         )
         self.init_pid = launched.init_pid
         self.shadow_fd = launched.shadow_root_fd
+        os.mkdir(".handles", 0o700, dir_fd=self.shadow_fd)
+        self.objects.scratch_fd = os.open(".handles", os.O_RDONLY | os.O_DIRECTORY, dir_fd=self.shadow_fd)
         self.listener = Listener(launched.listener_fd)
         self.control = launched.control
         self.sel.register(self.listener.fd, selectors.EVENT_READ, "listener")
@@ -275,8 +281,10 @@ class LibOS:
         elif isinstance(res, Donate):
             try:
                 fd = self.listener.add_fd(nid, res.host_fd, res.cloexec, send=True)
-            except OSError:
-                fd = -1
+            except OSError as exc:
+                # EMFILE (RLIMIT_NOFILE) and the like: the call fails, unanswered otherwise
+                fd = -(exc.errno or errno.EMFILE)
+                self.listener.respond(nid, 0, fd)
             finally:
                 os.close(res.host_fd)
             if self.log.trace_on:
@@ -375,6 +383,10 @@ class LibOS:
                     except (OSError, KeyError, ValueError):
                         continue
                     self._new_process(kid, ns_pid, p.host_pid)
+
+    def settle_all(self) -> None:
+        for p in list(self.procs.values()):
+            self.settle_children(p)
 
     def _process_exited(self, p: Process) -> None:
         self.sel.unregister(p.pidfd)

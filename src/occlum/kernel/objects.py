@@ -23,10 +23,12 @@ class FileRef:
 
 
 class ObjectRegistry:
-    __slots__ = ("_by_key",)
+    __slots__ = ("_by_key", "_counter", "scratch_fd")
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[int, int], FileRef] = {}
+        self._counter = 0
+        self.scratch_fd = -1  # a directory on a private tmpfs, for directory handles
 
     def register(self, host_fd: int, ref: FileRef) -> None:
         st = os.fstat(host_fd)
@@ -34,10 +36,33 @@ class ObjectRegistry:
 
     def lookup(self, host_pid: int, fd: int) -> FileRef | None:
         """The LibOS object behind descriptor ``fd`` of a process, or None for host-only objects
-        (pipes, sockets, eventfds). Raises FileNotFoundError if ``fd`` is not open."""
+        (pipes, sockets, eventfds). Raises OSError if ``fd`` is not open."""
         st = os.stat(f"/proc/{host_pid}/fd/{fd}")
         return self._by_key.get((st.st_dev, st.st_ino))
 
-    def make_handle(self, name: str) -> int:
-        """A fresh host object to stand for a directory or O_PATH descriptor."""
-        return os.memfd_create(name, os.MFD_CLOEXEC)
+    def lookup_stat(self, host_pid: int, fd: int) -> tuple[FileRef | None, os.stat_result]:
+        """Like :meth:`lookup`, also giving the host object's own stat (sizes and times of
+        page-cache memfds and hostfs files change by native writes)."""
+        st = os.stat(f"/proc/{host_pid}/fd/{fd}")
+        return self._by_key.get((st.st_dev, st.st_ino)), st
+
+    def make_dir_handle(self) -> int:
+        """A directory descriptor for a LibOS directory: an empty, already removed directory of
+        a private tmpfs, so that native read/write/mmap/ftruncate fail as on a directory
+        (EISDIR, ENODEV, EINVAL) while its identity leads back here."""
+        self._counter += 1
+        name = f"d{self._counter}"
+        os.mkdir(name, 0o500, dir_fd=self.scratch_fd)
+        try:
+            return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.scratch_fd)
+        finally:
+            os.rmdir(name, dir_fd=self.scratch_fd)
+
+    def make_path_handle(self) -> int:
+        """An O_PATH descriptor of a fresh anonymous inode: read, write and mmap fail with
+        EBADF as on Linux's O_PATH descriptors."""
+        mfd = os.memfd_create("occlum-path", os.MFD_CLOEXEC)
+        try:
+            return os.open(f"/proc/self/fd/{mfd}", os.O_PATH | os.O_CLOEXEC)
+        finally:
+            os.close(mfd)

@@ -5,12 +5,18 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+import errno
+
+from occlum.abi.errors import SyscallError
+from occlum.abi.fsabi import S_IFCHR, Stat
 from occlum.fs.procfs import ProcessInfo
+from occlum.vfs.inode import HOST_OPEN_MASK, Inode
+from occlum.vfs.mount import FileSystem
+from occlum.vfs.path import Location
 
 if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS
     from occlum.kernel.process import Process
-    from occlum.vfs.path import Location
 
 
 def _fd_texts(libos: LibOS, p: Process) -> dict[int, bytes]:
@@ -33,17 +39,60 @@ def _fd_texts(libos: LibOS, p: Process) -> dict[int, bytes]:
             except OSError:
                 continue
             # host objects keep their kernel names (pipe:[N], socket:[N], anon_inode:...)
-            out[fd] = text.encode() if not text.startswith("/") else b"anon_inode:[host]"
+            # host files are never named; host devices (the terminal, /dev/null) may be
+            out[fd] = text.encode() if not text.startswith("/") or text.startswith("/dev/") else b"anon_inode:[host]"
     return out
+
+
+class HostObjects(FileSystem):
+    """Where the host objects a program holds (pipes, sockets, terminals, eventfds) appear
+    when it names them through ``/proc/<pid>/fd/N``."""
+
+    fstype = "anon"
+
+
+class HostObjectInode(Inode):
+    """``/proc/<pid>/fd/N`` of a host object: opening it reopens that object, as on Linux.
+
+    Its type is reported as a character device to the VFS so that opening it asks for a host
+    descriptor; ``getattr`` shows the object's true type.
+    """
+
+    def __init__(self, fs: HostObjects, host_pid: int, fd: int, st: os.stat_result) -> None:
+        super().__init__(fs, st.st_ino, S_IFCHR)
+        self.host_pid, self.fd, self.st = host_pid, fd, st
+
+    def getattr(self) -> Stat:
+        st = self.st
+        return Stat(dev=st.st_dev, ino=st.st_ino, mode=st.st_mode, nlink=st.st_nlink, uid=st.st_uid,
+                    gid=st.st_gid, rdev=st.st_rdev, size=st.st_size, blocks=st.st_blocks,
+                    atime_ns=st.st_atime_ns, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns)  # fmt: skip
+
+    def open_host_fd(self, flags: int) -> int:
+        if (self.st.st_mode & 0o170000) == 0o140000:
+            raise SyscallError(errno.ENXIO, "cannot open a socket")
+        try:
+            return os.open(f"/proc/{self.host_pid}/fd/{self.fd}", (flags & HOST_OPEN_MASK) | os.O_CLOEXEC)
+        except OSError as exc:
+            raise SyscallError(exc.errno or errno.ENOENT, "cannot reopen the descriptor")
+
+
+_HOST_OBJECTS: HostObjects | None = None
 
 
 def _fd_location(libos: LibOS, p: Process):  # type: ignore[no-untyped-def]
     def get(fd: int) -> Location | None:
+        global _HOST_OBJECTS
         try:
-            ref = libos.objects.lookup(p.host_pid, fd)
+            ref, st = libos.objects.lookup_stat(p.host_pid, fd)
         except OSError:
             return None
-        return ref.location if ref is not None else None
+        if ref is not None:
+            return ref.location
+        if _HOST_OBJECTS is None:
+            _HOST_OBJECTS = HostObjects()
+        inode = HostObjectInode(_HOST_OBJECTS, p.host_pid, fd, st)
+        return Location(libos.mounts.root_mount, inode, None, b"%d" % fd)
 
     return get
 

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import (
+    AT_STATX_SYNC_TYPE,
+    RESOLVE_BENEATH,
+    RESOLVE_IN_ROOT,
     RENAME_EXCHANGE,
     RENAME_NOREPLACE,
     RENAME_WHITEOUT,
@@ -24,6 +27,7 @@ from occlum.abi.fsabi import (
     S_IFMT,
     S_IFREG,
     S_IFSOCK,
+    Stat,
     pack_stat,
     pack_statfs,
     pack_statx,
@@ -32,6 +36,7 @@ from occlum.kernel.objects import FileRef
 from occlum.syscalls.common import (
     AT_EACCESS,
     AT_EMPTY_PATH,
+    AT_NO_AUTOMOUNT,
     AT_REMOVEDIR,
     AT_SYMLINK_FOLLOW,
     AT_SYMLINK_NOFOLLOW,
@@ -91,17 +96,18 @@ def do_open(libos: LibOS, t: Task, dirfd: int, path: bytes, flags: int, mode: in
     res = open_path(p.root, p.cwd, base, path, flags, mode & 0o7777, p.umask, p.cred, resolve_flags=resolve_flags)
     cloexec = bool(flags & O_CLOEXEC)
     if res.host_fd is not None:
-        if res.kind == S_IFREG or res.kind == S_IFCHR:
+        if res.location.inode.fs.fstype != "anon":  # not a reopened pipe, terminal, ...
             libos.objects.register(res.host_fd, FileRef(res.location))
         return Donate(res.host_fd, cloexec)
     if res.kind == S_IFIFO and not flags & O_PATH:
         raise SyscallError(errno.ENXIO, "FIFOs arrive with the IPC work (issue 4)")
     if res.kind == S_IFSOCK and not flags & O_PATH:
         raise SyscallError(errno.ENXIO, "cannot open a socket")
-    handle = libos.objects.make_handle("occlum-dir" if res.kind == S_IFDIR else "occlum-path")
     if res.kind == S_IFDIR and not flags & O_PATH:
+        handle = libos.objects.make_dir_handle()
         ref = FileRef(res.location, OpenDirectory(res.location))
     else:
+        handle = libos.objects.make_path_handle()
         ref = FileRef(res.location, None, path_only=True)
     libos.objects.register(handle, ref)
     return Donate(handle, cloexec)
@@ -128,6 +134,8 @@ def sys_openat2(libos: LibOS, t: Task, dirfd: int, path: int, how: int, size: in
         raise SyscallError(errno.E2BIG, "unknown open_how fields")
     if rflags & ~RESOLVE_ALL or flags >> 32:
         raise SyscallError(errno.EINVAL, "unknown flags")
+    if rflags & RESOLVE_BENEATH and rflags & RESOLVE_IN_ROOT:
+        raise SyscallError(errno.EINVAL, "RESOLVE_BENEATH with RESOLVE_IN_ROOT")
     if mode and not flags & (os.O_CREAT | os.O_TMPFILE):
         raise SyscallError(errno.EINVAL, "mode without O_CREAT")
     return do_open(libos, t, s32(dirfd), _path(t, path), flags, mode, rflags)
@@ -151,16 +159,34 @@ def sys_lstat(libos: LibOS, t: Task, path: int, buf: int) -> int:
 def sys_fstat(libos: LibOS, t: Task, fd: int, buf: int) -> Result:
     from occlum.kernel.libos import PROCEED
 
-    ref = fd_ref(libos, t, s32(fd))
+    fd = s32(fd)
+    if fd < 0:
+        raise SyscallError(errno.EBADF, "negative descriptor")
+    try:
+        ref, host = libos.objects.lookup_stat(t.process.host_pid, fd)
+    except OSError:
+        raise SyscallError(errno.EBADF, f"descriptor {fd} is not open")
     if ref is None:
         return PROCEED  # a pipe, socket or other host object: the kernel's answer is right
-    t.mem.write(buf, _stat_loc(ref.location))
+    t.mem.write(buf, pack_stat(_fd_stat(ref, host)))
     return 0
+
+
+def _fd_stat(ref: FileRef, host: os.stat_result) -> Stat:
+    """A descriptor's stat: the LibOS inode, with the size and times of the host object that
+    native writes change (page-cache memfd, hostfs file), even after the last name is gone."""
+    st = ref.location.inode.getattr()
+    if (st.mode & S_IFMT) == S_IFREG and not ref.path_only:
+        st.size, st.blocks = host.st_size, host.st_blocks
+        st.mtime_ns, st.ctime_ns = host.st_mtime_ns, host.st_ctime_ns
+    return st
 
 
 def sys_newfstatat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, flags: int) -> Result:
     from occlum.kernel.libos import PROCEED
 
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT):
+        raise SyscallError(errno.EINVAL, "bad flags")
     name = _path(t, path)
     if not name and flags & AT_EMPTY_PATH and s32(dirfd) != -100 and fd_ref(libos, t, s32(dirfd)) is None:
         return PROCEED
@@ -171,6 +197,12 @@ def sys_newfstatat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, flags
 def sys_statx(libos: LibOS, t: Task, dirfd: int, path: int, flags: int, mask: int, buf: int) -> Result:
     from occlum.kernel.libos import PROCEED
 
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE) or (
+        flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE
+    ):
+        raise SyscallError(errno.EINVAL, "bad flags")
+    if mask & 0x80000000:
+        raise SyscallError(errno.EINVAL, "reserved statx mask bit")
     name = _path(t, path)
     if not name and flags & AT_EMPTY_PATH and s32(dirfd) != -100 and fd_ref(libos, t, s32(dirfd)) is None:
         return PROCEED
@@ -197,6 +229,8 @@ def sys_fstatfs(libos: LibOS, t: Task, fd: int, buf: int) -> Result:
 
 # -- access, readlink --------------------------------------------------------------------------
 def _access(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flags: int) -> int:
+    if flags & ~(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL, "bad flags")
     if mode & ~7:
         raise SyscallError(errno.EINVAL, "bad access mode")
     loc = _resolve_at(libos, t, dirfd, _path(t, path), flags & ~AT_EACCESS)

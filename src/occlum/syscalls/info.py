@@ -43,7 +43,7 @@ def sys_sysinfo(libos: LibOS, t: Task, buf: int) -> int:
     free = min(mem.get("MemAvailable", 0), total)
     procs = max(len(libos.procs), 1)
     data = struct.pack(
-        "<q3QQQQQQQH2xQQI",
+        "<q3Q6QH6xQQI",
         uptime,
         *(int(x * 65536) for x in loads),
         total,
