@@ -59,10 +59,11 @@ class ObjectRegistry:
             os.rmdir(name, dir_fd=self.scratch_fd)
 
     def make_path_handle(self) -> int:
-        """An O_PATH descriptor of a fresh anonymous inode: read, write and mmap fail with
-        EBADF as on Linux's O_PATH descriptors."""
+        """A descriptor for an O_PATH open: a fresh anonymous inode opened with neither read nor
+        write access (access mode 3), so read and write fail with EBADF as on O_PATH
+        descriptors. (A real O_PATH descriptor cannot be installed by SECCOMP_ADDFD.)"""
         mfd = os.memfd_create("occlum-path", os.MFD_CLOEXEC)
         try:
-            return os.open(f"/proc/self/fd/{mfd}", os.O_PATH | os.O_CLOEXEC)
+            return os.open(f"/proc/self/fd/{mfd}", os.O_ACCMODE | os.O_CLOEXEC)
         finally:
             os.close(mfd)

@@ -156,9 +156,8 @@ def sys_lstat(libos: LibOS, t: Task, path: int, buf: int) -> int:
     return 0
 
 
-def sys_fstat(libos: LibOS, t: Task, fd: int, buf: int) -> Result:
-    from occlum.kernel.libos import PROCEED
-
+def _fd_stat_or_none(libos: LibOS, t: Task, fd: int) -> Stat | None:
+    """The stat of descriptor ``fd``; None for host objects (the kernel's answer is right)."""
     fd = s32(fd)
     if fd < 0:
         raise SyscallError(errno.EBADF, "negative descriptor")
@@ -166,9 +165,16 @@ def sys_fstat(libos: LibOS, t: Task, fd: int, buf: int) -> Result:
         ref, host = libos.objects.lookup_stat(t.process.host_pid, fd)
     except OSError:
         raise SyscallError(errno.EBADF, f"descriptor {fd} is not open")
-    if ref is None:
-        return PROCEED  # a pipe, socket or other host object: the kernel's answer is right
-    t.mem.write(buf, pack_stat(_fd_stat(ref, host)))
+    return None if ref is None else _fd_stat(ref, host)
+
+
+def sys_fstat(libos: LibOS, t: Task, fd: int, buf: int) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    st = _fd_stat_or_none(libos, t, fd)
+    if st is None:
+        return PROCEED  # a pipe, socket or other host object
+    t.mem.write(buf, pack_stat(st))
     return 0
 
 
@@ -188,8 +194,12 @@ def sys_newfstatat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, flags
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT):
         raise SyscallError(errno.EINVAL, "bad flags")
     name = _path(t, path)
-    if not name and flags & AT_EMPTY_PATH and s32(dirfd) != -100 and fd_ref(libos, t, s32(dirfd)) is None:
-        return PROCEED
+    if not name and flags & AT_EMPTY_PATH and s32(dirfd) != -100:
+        st = _fd_stat_or_none(libos, t, dirfd)
+        if st is None:
+            return PROCEED
+        t.mem.write(buf, pack_stat(st))
+        return 0
     t.mem.write(buf, _stat_loc(_resolve_at(libos, t, dirfd, name, flags)))
     return 0
 
@@ -204,10 +214,15 @@ def sys_statx(libos: LibOS, t: Task, dirfd: int, path: int, flags: int, mask: in
     if mask & 0x80000000:
         raise SyscallError(errno.EINVAL, "reserved statx mask bit")
     name = _path(t, path)
-    if not name and flags & AT_EMPTY_PATH and s32(dirfd) != -100 and fd_ref(libos, t, s32(dirfd)) is None:
-        return PROCEED
-    loc = _resolve_at(libos, t, dirfd, name, flags)
-    t.mem.write(buf, pack_statx(loc.inode.getattr(), mask, loc.mount.mount_id))
+    if not name and flags & AT_EMPTY_PATH and s32(dirfd) != -100:
+        st = _fd_stat_or_none(libos, t, dirfd)
+        if st is None:
+            return PROCEED
+        loc = fd_location(libos, t, dirfd)
+    else:
+        loc = _resolve_at(libos, t, dirfd, name, flags)
+        st = loc.inode.getattr()
+    t.mem.write(buf, pack_statx(st, mask, loc.mount.mount_id))
     return 0
 
 
