@@ -30,7 +30,7 @@ from occlum.platform import native
 from occlum.platform.seccomp import Listener
 from occlum.platform.stub import STUB_NR, build_stub
 from occlum.vfs.mount import MountTable
-from occlum.vfs.path import Location, resolve
+from occlum.vfs.path import resolve
 
 
 class Proceed:
@@ -119,7 +119,9 @@ class LibOS:
         try:
             table.mount(fs, target.encode(), source=source)  # type: ignore[arg-type]
         except SyscallError as exc:
-            raise UserError(f"cannot mount {source.decode()} at {target}: {exc} (the directory must exist in image/)")
+            raise UserError(
+                f"cannot mount {source.decode()} at {target}: {exc} (the directory must exist in image/)"
+            )
 
     # -- the process registry procfs reads --------------------------------------------------
     def current_pid(self) -> int:
@@ -152,7 +154,9 @@ class LibOS:
         self.init_pid = launched.init_pid
         self.shadow_fd = launched.shadow_root_fd
         os.mkdir(".handles", 0o700, dir_fd=self.shadow_fd)
-        self.objects.scratch_fd = os.open(".handles", os.O_RDONLY | os.O_DIRECTORY, dir_fd=self.shadow_fd)
+        self.objects.scratch_fd = os.open(
+            ".handles", os.O_RDONLY | os.O_DIRECTORY, dir_fd=self.shadow_fd
+        )
         self.listener = Listener(launched.listener_fd)
         self.control = launched.control
         self.sel.register(self.listener.fd, selectors.EVENT_READ, "listener")
@@ -249,9 +253,8 @@ class LibOS:
         try:
             nid, tid, nr, _ip, args = self.listener.receive()
         except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.EINTR):
-                return True
-            return False  # every filtered process is gone
+            # ENOENT: the caller died meanwhile; anything else: every filtered process is gone
+            return exc.errno in (errno.ENOENT, errno.EINTR)
         t = self.tasks.get(tid)
         if t is None:
             t = self._discover(tid)
@@ -299,7 +302,9 @@ class LibOS:
     def _name(self, nr: int) -> str:
         return "stub" if nr == STUB_NR else NAME.get(nr, f"syscall_{nr}")
 
-    def _trace(self, t: Task, nr: int, entry: Entry | None, args: tuple[int, ...], res: object) -> None:
+    def _trace(
+        self, t: Task, nr: int, entry: Entry | None, args: tuple[int, ...], res: object
+    ) -> None:
         n = entry.nargs if entry else 6
         shown = ", ".join(hex(a) if a > 0xFFFF else str(a) for a in args[:n])
         if isinstance(res, int) and res < 0:
@@ -353,7 +358,9 @@ class LibOS:
                 cwd = resolve(root, root, self.spec.cwd.encode())
             except SyscallError:
                 cwd = root
-            p = Process(tgid, ns_pid, 1 if ppid_host == self.init_pid else 0, root, cwd, self.spec.umask)
+            p = Process(
+                tgid, ns_pid, 1 if ppid_host == self.init_pid else 0, root, cwd, self.spec.umask
+            )
         else:
             p = Process(tgid, ns_pid, parent.pid, parent.root, parent.cwd, parent.umask)
             p.exe_path, p.argv, p.envp = parent.exe_path, parent.argv, parent.envp

@@ -54,7 +54,9 @@ class ObjectRegistry:
         name = f"d{self._counter}"
         os.mkdir(name, 0o500, dir_fd=self.scratch_fd)
         try:
-            return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.scratch_fd)
+            return os.open(
+                name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.scratch_fd
+            )
         finally:
             os.rmdir(name, dir_fd=self.scratch_fd)
 

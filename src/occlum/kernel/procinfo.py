@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import TYPE_CHECKING
-
-import errno
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFCHR, Stat
@@ -40,7 +39,11 @@ def _fd_texts(libos: LibOS, p: Process) -> dict[int, bytes]:
                 continue
             # host objects keep their kernel names (pipe:[N], socket:[N], anon_inode:...)
             # host files are never named; host devices (the terminal, /dev/null) may be
-            out[fd] = text.encode() if not text.startswith("/") or text.startswith("/dev/") else b"anon_inode:[host]"
+            out[fd] = (
+                text.encode()
+                if not text.startswith("/") or text.startswith("/dev/")
+                else b"anon_inode:[host]"
+            )
     return out
 
 
@@ -72,7 +75,9 @@ class HostObjectInode(Inode):
         if (self.st.st_mode & 0o170000) == 0o140000:
             raise SyscallError(errno.ENXIO, "cannot open a socket")
         try:
-            return os.open(f"/proc/{self.host_pid}/fd/{self.fd}", (flags & HOST_OPEN_MASK) | os.O_CLOEXEC)
+            return os.open(
+                f"/proc/{self.host_pid}/fd/{self.fd}", (flags & HOST_OPEN_MASK) | os.O_CLOEXEC
+            )
         except OSError as exc:
             raise SyscallError(exc.errno or errno.ENOENT, "cannot reopen the descriptor")
 

@@ -99,7 +99,13 @@ def parse_elf(fd: int, name: str = "") -> ElfImage:
                 if h["p_offset"] + h["p_filesz"] > st.st_size:
                     raise SyscallError(errno.ENOEXEC, f"{name}: truncated ELF (segment past end)")
                 segments.append(
-                    Segment(h["p_vaddr"], h["p_memsz"], h["p_offset"], h["p_filesz"], _prot(h["p_flags"]))
+                    Segment(
+                        h["p_vaddr"],
+                        h["p_memsz"],
+                        h["p_offset"],
+                        h["p_filesz"],
+                        _prot(h["p_flags"]),
+                    )
                 )
             elif ptype == "PT_INTERP":
                 raw = os.pread(fd, h["p_filesz"], h["p_offset"])

@@ -24,7 +24,16 @@ PIE_BASE = 0x5500_0000_0000
 INTERP_BASE = 0x7E00_0000_0000
 RANDOM_PAGES = 1 << 28
 
-AT_NULL, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_BASE, AT_FLAGS, AT_ENTRY = 0, 3, 4, 5, 6, 7, 8, 9
+AT_NULL, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_BASE, AT_FLAGS, AT_ENTRY = (
+    0,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+)
 AT_UID, AT_EUID, AT_GID, AT_EGID, AT_PLATFORM, AT_HWCAP, AT_CLKTCK = 11, 12, 13, 14, 15, 16, 17
 AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_EXECFN, AT_SYSINFO_EHDR = 23, 25, 26, 31, 33
 AT_MINSIGSTKSZ = 51
@@ -62,7 +71,9 @@ def map_image(plan: LoadPlan, image: ElfImage, fd: int, bias: int) -> None:
         delta = seg.vaddr & (PAGE - 1)
         if seg.filesz:
             length = seg.filesz + delta
-            plan.syscall("mmap", start, length, seg.prot, MAP_PRIVATE | MAP_FIXED, fd, seg.offset - delta)
+            plan.syscall(
+                "mmap", start, length, seg.prot, MAP_PRIVATE | MAP_FIXED, fd, seg.offset - delta
+            )
         if seg.memsz > seg.filesz:
             zero_page_end = (file_end + PAGE - 1) & ~(PAGE - 1)
             if seg.filesz and file_end < zero_page_end and seg.prot & PROT_WRITE:

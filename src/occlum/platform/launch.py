@@ -128,8 +128,12 @@ def _setup_child(
         native.unshare(flags)
         native.mount(b"none", b"/", None, native.MS_REC | native.MS_PRIVATE, None)
         work = b"/tmp"
-        native.mount(b"occlum", work, b"tmpfs", native.MS_NOSUID | native.MS_NODEV, b"mode=0755,size=8m")
-        fd = os.open(os.path.join(work, STUB_NAME.encode()), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
+        native.mount(
+            b"occlum", work, b"tmpfs", native.MS_NOSUID | native.MS_NODEV, b"mode=0755,size=8m"
+        )
+        fd = os.open(
+            os.path.join(work, STUB_NAME.encode()), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755
+        )
         os.write(fd, stub)
         os.close(fd)
         os.chdir(work)
@@ -149,7 +153,9 @@ def _setup_child(
     _init(sock, exec_path, argv, env, filter_prog)
 
 
-def _init(sock: socket.socket, exec_path: bytes, argv: list[bytes], env: list[bytes], filter_prog: bytes) -> None:
+def _init(
+    sock: socket.socket, exec_path: bytes, argv: list[bytes], env: list[bytes], filter_prog: bytes
+) -> None:
     """pid 1: start the first program, reap orphans, report how the first program ended."""
     for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(sig, signal.SIG_IGN)
@@ -181,7 +187,9 @@ def _init(sock: socket.socket, exec_path: bytes, argv: list[bytes], env: list[by
             os._exit(0)
 
 
-def _first_program(sock: socket.socket, exec_path: bytes, argv: list[bytes], env: list[bytes], filter_prog: bytes) -> None:
+def _first_program(
+    sock: socket.socket, exec_path: bytes, argv: list[bytes], env: list[bytes], filter_prog: bytes
+) -> None:
     try:
         for sig in range(1, signal.NSIG):
             try:
@@ -202,5 +210,8 @@ def _first_program(sock: socket.socket, exec_path: bytes, argv: list[bytes], env
     try:
         os.execve(exec_path, argv, dict(e.split(b"=", 1) for e in env if b"=" in e))  # type: ignore[misc]
     except OSError as exc:
-        os.write(2, f"occlum: cannot start {exec_path.decode(errors='replace')}: {exc.strerror}\n".encode())
+        os.write(
+            2,
+            f"occlum: cannot start {exec_path.decode(errors='replace')}: {exc.strerror}\n".encode(),
+        )
     os._exit(127)

@@ -54,7 +54,9 @@ def unshare(flags: int) -> None:
     syscall(NR["unshare"], flags)
 
 
-def mount(source: bytes, target: bytes, fstype: bytes | None, flags: int, data: bytes | None) -> None:
+def mount(
+    source: bytes, target: bytes, fstype: bytes | None, flags: int, data: bytes | None
+) -> None:
     syscall(NR["mount"], source, target, fstype, flags, data)
 
 

@@ -93,7 +93,9 @@ def _jump(code: int, k: int, jt: int, jf: int) -> bytes:
 
 
 # CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET (the low byte is the exit signal)
-CLONE_NAMESPACE_FLAGS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000
+CLONE_NAMESPACE_FLAGS = (
+    0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000
+)
 
 _LD_W_ABS = 0x20
 _JEQ_K = 0x15
@@ -177,4 +179,4 @@ class Listener:
         flags = SECCOMP_ADDFD_FLAG_SEND if send else 0
         newfd_flags = 0o2000000 if cloexec else 0
         arg = bytearray(_ADDFD.pack(notif_id, flags, fd, 0, newfd_flags))
-        return fcntl.ioctl(self.fd, IOCTL_NOTIF_ADDFD, arg, True)
+        return int(fcntl.ioctl(self.fd, IOCTL_NOTIF_ADDFD, arg, True))

@@ -59,5 +59,7 @@ def fd_location(libos: LibOS, t: Task, fd: int) -> Location:
         return t.process.cwd
     ref = fd_ref(libos, t, s32(fd))
     if ref is None:
-        raise SyscallError(errno.EOPNOTSUPP, "not a LibOS file (a pipe, socket or other host object)")
+        raise SyscallError(
+            errno.EOPNOTSUPP, "not a LibOS file (a pipe, socket or other host object)"
+        )
     return ref.location

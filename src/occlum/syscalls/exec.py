@@ -17,9 +17,6 @@ from occlum.abi.errors import SyscallError
 from occlum.kernel.process import ExecRequest, Task
 from occlum.loader.elf import ElfImage, parse_elf
 from occlum.loader.plan import (
-    INHERITED_AUXV,
-    INTERP_BASE,
-    PIE_BASE,
     AT_BASE,
     AT_ENTRY,
     AT_FLAGS,
@@ -28,6 +25,9 @@ from occlum.loader.plan import (
     AT_PHENT,
     AT_PHNUM,
     AT_SECURE,
+    INHERITED_AUXV,
+    INTERP_BASE,
+    PIE_BASE,
     LoadPlan,
     build_stack,
     map_image,
@@ -36,7 +36,7 @@ from occlum.loader.plan import (
 )
 from occlum.platform.stub import BUFFER_ADDR, COMMANDS_OFFSET, MAX_COMMANDS
 from occlum.syscalls.common import AT_FDCWD, dirfd_base
-from occlum.vfs.inode import MAY_EXEC, check_access
+from occlum.vfs.inode import MAY_EXEC, ROOT, check_access
 from occlum.vfs.open import open_path
 
 if TYPE_CHECKING:
@@ -53,17 +53,11 @@ def _open_exec(libos: LibOS, root: Location, cwd: Location, path: bytes) -> tupl
     if res.host_fd is None:
         raise SyscallError(errno.EACCES, f"{path!r} is not a regular file")
     try:
-        check_access(res.location.inode.getattr(), libos_cred(), MAY_EXEC)
+        check_access(res.location.inode.getattr(), ROOT, MAY_EXEC)
     except SyscallError:
         os.close(res.host_fd)
         raise
     return res.location.absolute_path(), res.host_fd
-
-
-def libos_cred():  # type: ignore[no-untyped-def]
-    from occlum.vfs.inode import ROOT
-
-    return ROOT
 
 
 def prepare_exec(
@@ -137,7 +131,9 @@ def sys_execve(libos: LibOS, t: Task, path: int, argv: int, envp: int) -> Result
     return do_execve(libos, t, t.mem.read_cstring(path), argv, envp)
 
 
-def sys_execveat(libos: LibOS, t: Task, dirfd: int, path: int, argv: int, envp: int, flags: int) -> Result:
+def sys_execveat(
+    libos: LibOS, t: Task, dirfd: int, path: int, argv: int, envp: int, flags: int
+) -> Result:
     name = t.mem.read_cstring(path)
     dirfd = dirfd - (1 << 32) if dirfd >= 1 << 31 else dirfd
     if flags & AT_EMPTY_PATH and not name:
@@ -174,7 +170,6 @@ def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
     p = t.process
     mem = t.mem
     kernel_aux = parse_kernel_auxv(mem.read_some(rsp0, 1 << 16))
-    libos.log.debug(f"kernel auxv {[(k, hex(v)) for k, v in kernel_aux.items()]}")
     listener = libos.listener
     prog_fd = listener.add_fd(t.notif_id, req.prog_fd, True, send=False)
     plan = LoadPlan()

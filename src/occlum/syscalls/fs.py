@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import (
     AT_STATX_SYNC_TYPE,
-    RESOLVE_BENEATH,
-    RESOLVE_IN_ROOT,
     RENAME_EXCHANGE,
     RENAME_NOREPLACE,
     RENAME_WHITEOUT,
     RESOLVE_ALL,
-    S_IFCHR,
+    RESOLVE_BENEATH,
+    RESOLVE_IN_ROOT,
     S_IFDIR,
     S_IFIFO,
     S_IFMT,
@@ -64,7 +63,9 @@ def _path(t: Task, addr: int) -> bytes:
     return t.mem.read_cstring(addr)
 
 
-def _resolve_at(libos: LibOS, t: Task, dirfd: int, path: bytes, flags: int, *, follow: bool = True) -> Location:
+def _resolve_at(
+    libos: LibOS, t: Task, dirfd: int, path: bytes, flags: int, *, follow: bool = True
+) -> Location:
     """The common *at() resolution: AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW and a dirfd base."""
     p = t.process
     if not path:
@@ -88,12 +89,24 @@ def _parent_at(libos: LibOS, t: Task, dirfd: int, path: bytes):  # type: ignore[
 
 
 # -- open ------------------------------------------------------------------------------------
-def do_open(libos: LibOS, t: Task, dirfd: int, path: bytes, flags: int, mode: int, resolve_flags: int = 0) -> Result:
+def do_open(
+    libos: LibOS, t: Task, dirfd: int, path: bytes, flags: int, mode: int, resolve_flags: int = 0
+) -> Result:
     from occlum.kernel.libos import Donate
 
     p = t.process
     base = None if path.startswith(b"/") else (dirfd_base(libos, t, dirfd) if path else None)
-    res = open_path(p.root, p.cwd, base, path, flags, mode & 0o7777, p.umask, p.cred, resolve_flags=resolve_flags)
+    res = open_path(
+        p.root,
+        p.cwd,
+        base,
+        path,
+        flags,
+        mode & 0o7777,
+        p.umask,
+        p.cred,
+        resolve_flags=resolve_flags,
+    )
     cloexec = bool(flags & O_CLOEXEC)
     if res.host_fd is not None:
         if res.location.inode.fs.fstype != "anon":  # not a reopened pipe, terminal, ...
@@ -204,7 +217,9 @@ def sys_newfstatat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, flags
     return 0
 
 
-def sys_statx(libos: LibOS, t: Task, dirfd: int, path: int, flags: int, mask: int, buf: int) -> Result:
+def sys_statx(
+    libos: LibOS, t: Task, dirfd: int, path: int, flags: int, mask: int, buf: int
+) -> Result:
     from occlum.kernel.libos import PROCEED
 
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE) or (
@@ -250,7 +265,11 @@ def _access(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flags: int)
         raise SyscallError(errno.EINVAL, "bad access mode")
     loc = _resolve_at(libos, t, dirfd, _path(t, path), flags & ~AT_EACCESS)
     st = loc.inode.getattr()
-    want = (MAY_READ if mode & 4 else 0) | (MAY_WRITE if mode & 2 else 0) | (MAY_EXEC if mode & 1 else 0)
+    want = (
+        (MAY_READ if mode & 4 else 0)
+        | (MAY_WRITE if mode & 2 else 0)
+        | (MAY_EXEC if mode & 1 else 0)
+    )
     if want:
         check_access(st, t.process.cred, want)
     if mode & 2 and loc.inode.fs.readonly and (st.mode & S_IFMT) in (S_IFREG, S_IFDIR):
@@ -273,7 +292,9 @@ def sys_faccessat2(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flag
 def _readlink(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, size: int) -> int:
     if s32(size) <= 0:
         raise SyscallError(errno.EINVAL, "bad buffer size")
-    loc = _resolve_at(libos, t, dirfd, _path(t, path), AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, follow=False)
+    loc = _resolve_at(
+        libos, t, dirfd, _path(t, path), AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, follow=False
+    )
     if not loc.inode.is_symlink:
         raise SyscallError(errno.EINVAL, "not a symbolic link")
     target = loc.inode.readlink()[:size]
@@ -378,7 +399,9 @@ def sys_rmdir(libos: LibOS, t: Task, path: int) -> int:
     return sys_unlinkat(libos, t, -100, path, AT_REMOVEDIR)
 
 
-def sys_renameat2(libos: LibOS, t: Task, olddirfd: int, oldpath: int, newdirfd: int, newpath: int, flags: int) -> int:
+def sys_renameat2(
+    libos: LibOS, t: Task, olddirfd: int, oldpath: int, newdirfd: int, newpath: int, flags: int
+) -> int:
     if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT) or (
         flags & RENAME_EXCHANGE and flags & (RENAME_NOREPLACE | RENAME_WHITEOUT)
     ):
@@ -388,14 +411,18 @@ def sys_renameat2(libos: LibOS, t: Task, olddirfd: int, oldpath: int, newdirfd: 
     old = _parent_at(libos, t, olddirfd, _path(t, oldpath))
     new = _parent_at(libos, t, newdirfd, _path(t, newpath))
     if old.name in (b".", b"..") or new.name in (b".", b".."):
-        raise SyscallError(errno.EBUSY if old.name == b"." or new.name == b"." else errno.EINVAL, "bad name")
+        raise SyscallError(
+            errno.EBUSY if old.name == b"." or new.name == b"." else errno.EINVAL, "bad name"
+        )
     if old.parent.mount is not new.parent.mount:
         raise SyscallError(errno.EXDEV, "rename across mounts")
     old.parent.inode.rename(old.name, new.parent.inode, new.name, flags)
     return 0
 
 
-def sys_renameat(libos: LibOS, t: Task, olddirfd: int, oldpath: int, newdirfd: int, newpath: int) -> int:
+def sys_renameat(
+    libos: LibOS, t: Task, olddirfd: int, oldpath: int, newdirfd: int, newpath: int
+) -> int:
     return sys_renameat2(libos, t, olddirfd, oldpath, newdirfd, newpath, 0)
 
 
@@ -403,7 +430,9 @@ def sys_rename(libos: LibOS, t: Task, oldpath: int, newpath: int) -> int:
     return sys_renameat2(libos, t, -100, oldpath, -100, newpath, 0)
 
 
-def sys_linkat(libos: LibOS, t: Task, olddirfd: int, oldpath: int, newdirfd: int, newpath: int, flags: int) -> int:
+def sys_linkat(
+    libos: LibOS, t: Task, olddirfd: int, oldpath: int, newdirfd: int, newpath: int, flags: int
+) -> int:
     if flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH):
         raise SyscallError(errno.EINVAL, "bad flags")
     src = _resolve_at(libos, t, olddirfd, _path(t, oldpath), flags & AT_EMPTY_PATH,
@@ -535,7 +564,9 @@ def sys_fchown(libos: LibOS, t: Task, fd: int, uid: int, gid: int) -> int:
     return _chown(t, fd_location(libos, t, fd), uid, gid)
 
 
-def sys_fchownat(libos: LibOS, t: Task, dirfd: int, path: int, uid: int, gid: int, flags: int) -> int:
+def sys_fchownat(
+    libos: LibOS, t: Task, dirfd: int, path: int, uid: int, gid: int, flags: int
+) -> int:
     return _chown(t, _resolve_at(libos, t, dirfd, _path(t, path), flags), uid, gid)
 
 
@@ -629,12 +660,16 @@ def sys_flistxattr(libos: LibOS, t: Task, fd: int, buf: int, size: int) -> int:
     return 0
 
 
-def sys_setxattr(libos: LibOS, t: Task, path: int, name: int, value: int, size: int, flags: int) -> int:
+def sys_setxattr(
+    libos: LibOS, t: Task, path: int, name: int, value: int, size: int, flags: int
+) -> int:
     _xattr_target(libos, t, path, t.nr != _NR_LSETXATTR)
     raise SyscallError(errno.EOPNOTSUPP, "extended attributes are not supported")
 
 
-def sys_fsetxattr(libos: LibOS, t: Task, fd: int, name: int, value: int, size: int, flags: int) -> int:
+def sys_fsetxattr(
+    libos: LibOS, t: Task, fd: int, name: int, value: int, size: int, flags: int
+) -> int:
     fd_ref(libos, t, s32(fd))
     raise SyscallError(errno.EOPNOTSUPP, "extended attributes are not supported")
 

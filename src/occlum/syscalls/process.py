@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS
     from occlum.kernel.process import Task
 
+
 def sys_clone(libos: LibOS, t: Task, flags: int, *_: int) -> int:
     # The filter only sends clone here when it asks for new namespaces.
     raise SyscallError(errno.EPERM, "new namespaces are not available inside the LibOS")
