@@ -27,6 +27,7 @@ from occlum.kernel.process import Process, Task
 from occlum.kernel.spec import RunSpec
 from occlum.platform import launch as launcher
 from occlum.platform import native
+from occlum.platform.faults import FaultLog
 from occlum.platform.seccomp import Listener
 from occlum.platform.stub import STUB_NR, build_stub
 from occlum.vfs.mount import MountTable
@@ -74,6 +75,8 @@ class LibOS:
         self.mounts = self._build_mounts(spec)
         self.objects = ObjectRegistry()
         self.procs: dict[int, Process] = {}  # by host tgid
+        # host pid -> (program, LibOS pid), kept after exit for crash reports
+        self.procs_by_host_pid_ever: dict[int, tuple[bytes, int]] = {}
         self.tasks: dict[int, Task] = {}  # by host tid
         self.by_pid: dict[int, Process] = {}  # by LibOS pid
         self.table: dict[int, Entry] = build_table()
@@ -85,6 +88,9 @@ class LibOS:
         self.init_pid = 0
         self.first_status: int | None = None
         self.sel = selectors.DefaultSelector()
+        self.faults = FaultLog()
+        self.reported: set[int] = set()  # host pids whose crash was reported
+        self.first_host_pid = 0
 
     # -- file systems -------------------------------------------------------------------
     def _build_mounts(self, spec: RunSpec) -> MountTable:
@@ -161,6 +167,8 @@ class LibOS:
         self.control = launched.control
         self.sel.register(self.listener.fd, selectors.EVENT_READ, "listener")
         self.sel.register(self.control, selectors.EVENT_READ, "control")
+        if self.faults.fd >= 0:
+            self.sel.register(self.faults.fd, selectors.EVENT_READ, "faults")
         old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
         for s in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, self._forward_signal)
@@ -203,6 +211,8 @@ class LibOS:
                     if not self._serve_one():
                         self.sel.unregister(self.listener.fd)
                         listener_open = False
+                elif what == "faults":
+                    self._report_faults()
                 elif what == "control":
                     self._control_message()
                     if self.first_status is not None:
@@ -226,14 +236,35 @@ class LibOS:
     def _exit_code(self) -> int:
         status = self.first_status if self.first_status is not None else (127 << 8)
         if os.WIFSIGNALED(status):
-            return 128 + os.WTERMSIG(status)
+            sig = os.WTERMSIG(status)
+            if sig not in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGKILL, signal.SIGHUP):
+                self._report_faults()  # the kernel's line may still be on its way
+                first = self._known(self.first_host_pid)
+                if self.first_host_pid not in self.reported and first is not None:
+                    self.report_crash(self.first_host_pid, first, sig, None)
+            return 128 + sig
         return os.WEXITSTATUS(status)
 
-    def report_crash(self, p: Process, sig: int, addr: int | None) -> None:
+    def _report_faults(self) -> None:
+        for f in self.faults.read():
+            known = self._known(f.host_pid)
+            if known is not None and f.host_pid not in self.reported:
+                self.report_crash(f.host_pid, known, f.signal, f.address)
+
+    def _known(self, host_pid: int) -> tuple[bytes, int] | None:
+        p = self.procs.get(host_pid)
+        return (p.exe_path, p.pid) if p is not None else self.procs_by_host_pid_ever.get(host_pid)
+
+    def report_crash(self, host_pid: int, who: tuple[bytes, int], sig: int, addr: int | None) -> None:
+        """One line, whatever the log level: which program, which pid, which signal, where."""
+        self.reported.add(host_pid)
+        exe, pid = who
         where = f" at {addr:#x}" if addr is not None else ""
-        self.log.error(
-            f"{p.exe_path.decode(errors='replace')} (pid {p.pid}) killed by {SIGNAMES.get(sig, sig)}{where}"
-        )
+        name = SIGNAMES.get(sig, str(sig))
+        try:
+            os.write(2, f"occlum: {exe.decode(errors='replace')} (pid {pid}) killed by {name}{where}\n".encode())
+        except OSError:
+            pass
 
     def _shutdown(self) -> None:
         try:
@@ -370,6 +401,8 @@ class LibOS:
             return None
         self.procs[tgid] = p
         self.by_pid[ns_pid] = p
+        if parent is None and not self.first_host_pid:
+            self.first_host_pid = tgid
         self.sel.register(p.pidfd, selectors.EVENT_READ, p)
         return p
 
@@ -397,6 +430,7 @@ class LibOS:
 
     def _process_exited(self, p: Process) -> None:
         self.sel.unregister(p.pidfd)
+        self.procs_by_host_pid_ever[p.host_pid] = (p.exe_path, p.pid)
         # orphans re-parented to init inherit from the process that just died, so settle first
         self.settle_children(p)
         p.release()

@@ -1,4 +1,4 @@
-"""Parsing the parts of an ELF executable the loader needs (pyelftools), with a cache.
+"""Parsing the parts of an ELF executable the loader needs, with a cache.
 
 Programs are read from the LibOS file system through a host descriptor; the parsed header is
 cached by the file's identity so a second ``execve`` of the same program costs a dict lookup.
@@ -7,12 +7,9 @@ cached by the file's identity so a second ``execve`` of the same program costs a
 from __future__ import annotations
 
 import errno
-import io
 import os
+import struct
 from dataclasses import dataclass
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
 
 from occlum.abi.errors import SyscallError
 
@@ -65,59 +62,63 @@ def _prot(flags: int) -> int:
     )
 
 
+_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
+_PHDR = struct.Struct("<IIQQQQQQ")
+PT_LOAD, PT_INTERP, PT_PHDR = 1, 3, 6
+
+
 def parse_elf(fd: int, name: str = "") -> ElfImage:
-    """Parse the ELF program behind host descriptor ``fd``; ENOEXEC with a reason if unusable."""
+    """Parse the ELF program behind host descriptor ``fd``; ENOEXEC with a reason if unusable.
+
+    The loader reads only the ELF header and the program headers. They are decoded here with
+    ``struct`` rather than pyelftools (which copy_bom uses for its deeper analysis): this runs
+    on every ``execve``, where importing and walking pyelftools' object model costs more than
+    the whole exec should.
+    """
     st = os.fstat(fd)
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     hit = _cache.get(key)
     if hit is not None:
         return hit
-    head = os.pread(fd, 64, 0)
+    head = os.pread(fd, 4096, 0)
     if head[:4] != b"\x7fELF":
         raise SyscallError(errno.ENOEXEC, f"{name}: not an ELF file")
+    if len(head) < _EHDR.size:
+        raise SyscallError(errno.ENOEXEC, f"{name}: truncated ELF header")
     if head[4] != 2 or head[5] != 1:
         raise SyscallError(errno.ENOEXEC, f"{name}: not a 64-bit little-endian ELF")
-    try:
-        data = os.pread(fd, min(st.st_size, 1 << 16), 0)
-        phoff = int.from_bytes(head[32:40], "little")
-        phnum = int.from_bytes(head[56:58], "little")
-        if phoff + 56 * phnum > len(data):
-            data = os.pread(fd, phoff + 56 * phnum, 0)
-        elf = ELFFile(io.BytesIO(data + b"\0" * max(0, 64 - len(data))))
-        if elf["e_machine"] != "EM_X86_64":
-            raise SyscallError(errno.ENOEXEC, f"{name}: not an x86-64 program")
-        etype = {"ET_EXEC": ET_EXEC, "ET_DYN": ET_DYN}.get(elf["e_type"])
-        if etype is None:
-            raise SyscallError(errno.ENOEXEC, f"{name}: not an executable ({elf['e_type']})")
-        segments: list[Segment] = []
-        interp: bytes | None = None
-        phdr_vaddr = -1
-        for i in range(elf.num_segments()):
-            h = elf._get_segment_header(i)
-            ptype = h["p_type"]
-            if ptype == "PT_LOAD" and h["p_memsz"]:
-                if h["p_offset"] + h["p_filesz"] > st.st_size:
-                    raise SyscallError(errno.ENOEXEC, f"{name}: truncated ELF (segment past end)")
-                segments.append(
-                    Segment(
-                        h["p_vaddr"],
-                        h["p_memsz"],
-                        h["p_offset"],
-                        h["p_filesz"],
-                        _prot(h["p_flags"]),
-                    )
-                )
-            elif ptype == "PT_INTERP":
-                raw = os.pread(fd, h["p_filesz"], h["p_offset"])
-                if len(raw) != h["p_filesz"]:
-                    raise SyscallError(errno.ENOEXEC, f"{name}: truncated ELF (interpreter)")
-                interp = raw.split(b"\0", 1)[0]
-            elif ptype == "PT_PHDR":
-                phdr_vaddr = h["p_vaddr"]
-    except ELFError as exc:
-        raise SyscallError(errno.ENOEXEC, f"{name}: malformed ELF ({exc})")
-    except (ValueError, KeyError, OSError) as exc:
-        raise SyscallError(errno.ENOEXEC, f"{name}: truncated or malformed ELF ({exc})")
+    (_ident, etype, machine, _ver, entry, phoff, _shoff, _flags, _ehsize, phentsize, phnum,
+     _shentsize, _shnum, _shstrndx) = _EHDR.unpack_from(head)  # fmt: skip
+    if machine != EM_X86_64:
+        raise SyscallError(errno.ENOEXEC, f"{name}: not an x86-64 program")
+    if etype not in (ET_EXEC, ET_DYN):
+        raise SyscallError(errno.ENOEXEC, f"{name}: not an executable (e_type {etype})")
+    if phentsize != _PHDR.size or not 0 < phnum <= 256:
+        raise SyscallError(errno.ENOEXEC, f"{name}: malformed program headers")
+    table_end = phoff + phnum * phentsize
+    table = head if table_end <= len(head) else os.pread(fd, table_end, 0)
+    if len(table) < table_end:
+        raise SyscallError(errno.ENOEXEC, f"{name}: truncated ELF (program headers)")
+    segments: list[Segment] = []
+    interp: bytes | None = None
+    phdr_vaddr = -1
+    for i in range(phnum):
+        ptype, pflags, offset, vaddr, _paddr, filesz, memsz, _align = _PHDR.unpack_from(
+            table, phoff + i * phentsize
+        )
+        if ptype == PT_LOAD and memsz:
+            if offset + filesz > st.st_size or filesz > memsz:
+                raise SyscallError(errno.ENOEXEC, f"{name}: truncated ELF (segment past end)")
+            if (offset - vaddr) % 4096:
+                raise SyscallError(errno.ENOEXEC, f"{name}: misaligned segment")
+            segments.append(Segment(vaddr, memsz, offset, filesz, _prot(pflags)))
+        elif ptype == PT_INTERP:
+            raw = os.pread(fd, min(filesz, 4096), offset)
+            if len(raw) != min(filesz, 4096) or b"\0" not in raw:
+                raise SyscallError(errno.ENOEXEC, f"{name}: truncated ELF (interpreter)")
+            interp = raw.split(b"\0", 1)[0]
+        elif ptype == PT_PHDR:
+            phdr_vaddr = vaddr
     if not segments:
         raise SyscallError(errno.ENOEXEC, f"{name}: ELF without loadable segments")
     if phdr_vaddr < 0:
@@ -127,9 +128,9 @@ def parse_elf(fd: int, name: str = "") -> ElfImage:
                 break
     image = ElfImage(
         etype=etype,
-        entry=elf["e_entry"],
+        entry=entry,
         phoff=phoff,
-        phentsize=elf["e_phentsize"],
+        phentsize=phentsize,
         phnum=phnum,
         phdr_vaddr=max(phdr_vaddr, 0),
         segments=tuple(segments),
