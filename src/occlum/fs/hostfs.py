@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import stat as pystat
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -36,6 +37,8 @@ from occlum.vfs.mount import FileSystem
 __all__ = ["HostFs"]
 
 _WALK = os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
+_MISSING = object()
+DIR_FD_CACHE = 512
 
 
 @contextmanager
@@ -65,17 +68,10 @@ class HostInode(Inode):
 
     @contextmanager
     def _dirfd(self, rel: tuple[bytes, ...] | None = None) -> Iterator[int]:
-        """An O_PATH descriptor of directory ``rel`` (default: this inode), walked safely."""
-        fd = os.dup(self.fs.root_fd)
-        try:
-            with _host("walk"):
-                for name in self.rel if rel is None else rel:
-                    nfd = os.open(name, _WALK, dir_fd=fd)
-                    os.close(fd)
-                    fd = nfd
-            yield fd
-        finally:
-            os.close(fd)
+        """An O_PATH descriptor of directory ``rel`` (default: this inode), walked safely;
+        borrowed from the file system's cache, never to be closed by the caller."""
+        with _host("walk"):
+            yield self.fs.dir_fd(self.rel if rel is None else rel)
 
     @contextmanager
     def _parent(self) -> Iterator[tuple[int, bytes]]:
@@ -116,6 +112,23 @@ class HostInode(Inode):
         if not self.is_dir:
             raise SyscallError(errno.ENOTDIR, "lookup in a non-directory")
         _check_name(name)
+        cache = self.fs.lookups
+        if cache is not None:
+            key = (self.rel, name)
+            hit = cache.get(key, _MISSING)
+            if hit is None:
+                raise SyscallError(errno.ENOENT, "hostfs lookup: no such file")
+            if hit is not _MISSING:
+                return hit  # type: ignore[return-value]
+            try:
+                with self._dirfd() as d:
+                    child = self._child(d, name)
+            except SyscallError as exc:
+                if exc.errno == errno.ENOENT:
+                    cache[key] = None
+                raise
+            cache[key] = child
+            return child
         with self._dirfd() as d:
             return self._child(d, name)
 
@@ -199,6 +212,7 @@ class HostInode(Inode):
         self._mutate_dir(name)
         with self._dirfd() as d, _host("rmdir"):
             os.rmdir(name, dir_fd=d)
+        self.fs.forget_dirs()
 
     def rename(self, oldname: bytes, new_dir: Inode, newname: bytes, flags: int) -> None:
         if not isinstance(new_dir, HostInode) or new_dir.fs is not self.fs:
@@ -210,6 +224,7 @@ class HostInode(Inode):
             or flags == RENAME_NOREPLACE | RENAME_EXCHANGE
         ):
             raise SyscallError(errno.EINVAL, "bad rename flags")
+        self.fs.forget_dirs()
         with self._dirfd() as sd, new_dir._dirfd() as dd, _host("rename"):
             os.stat(oldname, dir_fd=sd, follow_symlinks=False)
             exists = _exists(newname, dd)
@@ -315,6 +330,36 @@ class HostFs(FileSystem):
             st = os.fstat(self.root_fd)
         self.source = os.fsencode(source)
         self.root = HostInode(self, (), st)
+        # O_PATH descriptors of walked directories, most recently used last. Walking from the
+        # root one O_NOFOLLOW component at a time confines every access below the source; the
+        # cache keeps that walk from costing an open per component on every call.
+        self._dir_fds: OrderedDict[tuple[bytes, ...], int] = OrderedDict()
+        # a read-only source (the built image) never changes: lookups, misses included, cached
+        self.lookups: dict[tuple[tuple[bytes, ...], bytes], HostInode | None] | None = (
+            {} if readonly else None
+        )
+
+    def dir_fd(self, rel: tuple[bytes, ...]) -> int:
+        if not rel:
+            return self.root_fd
+        cache = self._dir_fds
+        fd = cache.get(rel)
+        if fd is not None:
+            cache.move_to_end(rel)
+            return fd
+        parent = self.dir_fd(rel[:-1])
+        fd = os.open(rel[-1], _WALK, dir_fd=parent)
+        cache[rel] = fd
+        if len(cache) > DIR_FD_CACHE:
+            _old, old_fd = cache.popitem(last=False)
+            os.close(old_fd)
+        return fd
+
+    def forget_dirs(self) -> None:
+        """After a rename or rmdir through the LibOS, cached walks may name the wrong thing."""
+        for fd in self._dir_fds.values():
+            os.close(fd)
+        self._dir_fds.clear()
 
     def statfs(self) -> StatFs:
         with _host("statfs"):
@@ -326,4 +371,5 @@ class HostFs(FileSystem):
         )  # fmt: skip
 
     def close(self) -> None:
+        self.forget_dirs()
         os.close(self.root_fd)

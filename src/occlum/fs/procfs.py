@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -52,7 +52,7 @@ class ProcessInfo:
     threads: int = 1
     uid: int = 0
     gid: int = 0
-    fds: dict[int, bytes] = field(default_factory=dict)
+    fds: Mapping[int, bytes] = field(default_factory=dict)
     host_pid: int | None = None
     maps: Callable[[], bytes] | None = None
     fd_location: Callable[[int], Location | None] | None = None

@@ -23,6 +23,7 @@ import errno
 import os
 import shutil
 import stat
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -249,6 +250,7 @@ def build_instance(
     tmp = inst.build_dir / f".image.tmp-{os.getpid()}"
     try:
         _copy_tree(inst.image_dir, tmp, entries, old, report, progress)
+        _make_loader_cache(tmp, report)
         _swap_into_place(tmp, inst.built_image_dir)
         _write_atomically(inst.built_config_path, normalized_config_text(loaded.config))
         inst.status_path.write_text("built\n")
@@ -256,6 +258,24 @@ def build_instance(
         if tmp.exists():
             _rmtree(tmp)
     return report
+
+
+def _make_loader_cache(root: Path, report: BuildReport) -> None:
+    """Give the built root an ``/etc/ld.so.cache`` listing its own libraries, unless image/
+    brings one: without it the dynamic loader probes every directory of its search path for
+    each library, and in the LibOS each probe is a served call."""
+    cache = root / "etc" / "ld.so.cache"
+    if cache.exists() or cache.is_symlink() or os.geteuid() != 0:
+        return
+    ldconfig = shutil.which("ldconfig") or (
+        "/sbin/ldconfig" if os.path.exists("/sbin/ldconfig") else None
+    )
+    if ldconfig is None or not (root / "etc").is_dir():
+        return
+    try:
+        subprocess.run([ldconfig, "-r", str(root)], check=True, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        report.warnings.append(f"no /etc/ld.so.cache in the image (ldconfig failed: {exc})")
 
 
 def _remove_leftovers(build_dir: Path) -> None:

@@ -237,7 +237,13 @@ class LibOS:
         status = self.first_status if self.first_status is not None else (127 << 8)
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
-            if sig not in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGKILL, signal.SIGHUP):
+            if sig not in (
+                signal.SIGINT,
+                signal.SIGTERM,
+                signal.SIGPIPE,
+                signal.SIGKILL,
+                signal.SIGHUP,
+            ):
                 self._report_faults()  # the kernel's line may still be on its way
                 first = self._known(self.first_host_pid)
                 if self.first_host_pid not in self.reported and first is not None:
@@ -255,14 +261,19 @@ class LibOS:
         p = self.procs.get(host_pid)
         return (p.exe_path, p.pid) if p is not None else self.procs_by_host_pid_ever.get(host_pid)
 
-    def report_crash(self, host_pid: int, who: tuple[bytes, int], sig: int, addr: int | None) -> None:
+    def report_crash(
+        self, host_pid: int, who: tuple[bytes, int], sig: int, addr: int | None
+    ) -> None:
         """One line, whatever the log level: which program, which pid, which signal, where."""
         self.reported.add(host_pid)
         exe, pid = who
         where = f" at {addr:#x}" if addr is not None else ""
         name = SIGNAMES.get(sig, str(sig))
         try:
-            os.write(2, f"occlum: {exe.decode(errors='replace')} (pid {pid}) killed by {name}{where}\n".encode())
+            os.write(
+                2,
+                f"occlum: {exe.decode(errors='replace')} (pid {pid}) killed by {name}{where}\n".encode(),
+            )
         except OSError:
             pass
 
@@ -488,4 +499,14 @@ def run(spec: RunSpec) -> int:
     """Boot a LibOS for ``spec``, run its program, return the exit status ``occlum run`` gives."""
     if os.geteuid() != 0:
         raise UserError("occlum run needs root in this version (namespaces and seccomp listeners)")
-    return LibOS(spec).run()
+    libos = LibOS(spec)
+    profile_to = os.environ.get("OCCLUM_PROFILE")
+    if not profile_to:
+        return libos.run()
+    import cProfile  # the supervisor's own profile, for LibOS developers
+
+    prof = cProfile.Profile()
+    try:
+        return prof.runcall(libos.run)
+    finally:
+        prof.dump_stats(profile_to)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
@@ -85,6 +86,29 @@ class HostObjectInode(Inode):
 _HOST_OBJECTS: HostObjects | None = None
 
 
+class _LazyFds(Mapping[int, bytes]):
+    """The fd table of a process, read only when /proc/<pid>/fd (or status) is listed: most
+    procfs lookups (``/proc/self/exe``) never need it."""
+
+    def __init__(self, libos: LibOS, p: Process) -> None:
+        self._libos, self._p = libos, p
+        self._table: dict[int, bytes] | None = None
+
+    def _get(self) -> dict[int, bytes]:
+        if self._table is None:
+            self._table = _fd_texts(self._libos, self._p)
+        return self._table
+
+    def __getitem__(self, fd: int) -> bytes:
+        return self._get()[fd]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
 def _fd_location(libos: LibOS, p: Process):  # type: ignore[no-untyped-def]
     def get(fd: int) -> Location | None:
         global _HOST_OBJECTS
@@ -127,7 +151,7 @@ def process_info(libos: LibOS, p: Process) -> ProcessInfo:
         cwd=p.cwd.absolute_path(p.root),
         root=p.root.absolute_path(),
         threads=threads,
-        fds=_fd_texts(libos, p),
+        fds=_LazyFds(libos, p),
         host_pid=p.host_pid,
         maps=lambda: _maps(p.host_pid),
         fd_location=_fd_location(libos, p),

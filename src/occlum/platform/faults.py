@@ -15,7 +15,9 @@ import signal
 from dataclasses import dataclass
 
 _SEGV = re.compile(rb"\S+\[(\d+)\]: segfault at ([0-9a-f]+) ip ([0-9a-f]+)")
-_TRAP = re.compile(rb"traps: \S+\[(\d+)\] (general protection fault|trap [a-z0-9 ]+?) ip:([0-9a-f]+)")
+_TRAP = re.compile(
+    rb"traps: \S+\[(\d+)\] (general protection fault|trap [a-z0-9 ]+?) ip:([0-9a-f]+)"
+)
 _TRAP_SIGNALS = {
     b"general protection fault": signal.SIGSEGV,
     b"trap divide error": signal.SIGFPE,

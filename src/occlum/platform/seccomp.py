@@ -113,6 +113,10 @@ def build_filter(native: Iterable[str] = NATIVE_SYSCALLS) -> bytes:
         _stmt(_LD_W_ABS, 0),  # seccomp_data.nr
         _jump(_JSET_K, X32_SYSCALL_BIT, 0, 1),
         _stmt(_RET_K, SECCOMP_RET_ERRNO | 38),
+        # clone3 keeps its flags in memory, out of the filter's sight: ENOSYS makes C libraries
+        # fall back to clone, whose flags the filter can check
+        _jump(_JEQ_K, NR["clone3"], 0, 1),
+        _stmt(_RET_K, SECCOMP_RET_ERRNO | 38),
         # clone: native unless it asks for new namespaces (the supervisor refuses those)
         _jump(_JEQ_K, NR["clone"], 0, 4),
         _stmt(_LD_W_ABS, 16),  # low word of args[0], the clone flags

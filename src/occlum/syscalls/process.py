@@ -18,12 +18,6 @@ def sys_clone(libos: LibOS, t: Task, flags: int, *_: int) -> int:
     raise SyscallError(errno.EPERM, "new namespaces are not available inside the LibOS")
 
 
-def sys_clone3(libos: LibOS, t: Task, args: int, size: int) -> int:
-    # clone3 passes its flags in memory, where the filter cannot check them; C libraries fall
-    # back to clone, which it can.
-    return -errno.ENOSYS
-
-
 def refuse(err: int):  # type: ignore[no-untyped-def]
     """A handler for calls no program inside may make: logged once, then ``err``."""
 

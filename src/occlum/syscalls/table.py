@@ -84,7 +84,6 @@ SERVED: dict[str, tuple[Handler, int, str, str]] = {
     "sethostname": (info.sys_sethostname, 2, FULL, "the instance's own name"),
     "sysinfo": (info.sys_sysinfo, 1, FULL, "memory bounded by user_space_size"),
     "clone": (process.sys_clone, 1, PARTIAL, "no new namespaces"),
-    "clone3": (process.sys_clone3, 2, PARTIAL, "ENOSYS: C libraries fall back to clone"),
 }
 
 REFUSED_CALLS: dict[str, int] = {
