@@ -25,6 +25,7 @@ from occlum.kernel.log import Log
 from occlum.kernel.objects import ObjectRegistry
 from occlum.kernel.process import Process, Task
 from occlum.kernel.spec import RunSpec
+from occlum.kernel.strace import format_call, format_result
 from occlum.platform import launch as launcher
 from occlum.platform import native
 from occlum.platform.faults import FaultLog
@@ -57,7 +58,7 @@ Handler = Callable[..., Result]
 class Entry:
     name: str
     handler: Handler
-    nargs: int
+    kinds: tuple[str, ...]  # how the trace shows each argument; its length is the arity
     level: str  # "full", "partial", "refused"
     note: str = ""
 
@@ -307,51 +308,43 @@ class LibOS:
         t.nr = nr
         self.current = t
         entry = self.table.get(nr)
+        tracing = self.log.trace_on
+        if tracing:  # decoded before the call: an exec replaces the memory it reads
+            call = format_call(t, self._name(nr), entry.kinds if entry else (), args)
+        why = ""
         try:
             if entry is None:
                 res: Result = self.missing(t, nr)
             else:
-                res = entry.handler(self, t, *args[: entry.nargs])
+                res = entry.handler(self, t, *args[: len(entry.kinds)])
         except SyscallError as exc:
             res = -exc.errno
-            if self.log.trace_on:
-                self.log.trace(f"[{t.process.pid}] {self._name(nr)} -> {exc}")
+            why = exc.why
         if type(res) is int:
-            if self.log.trace_on and res >= -4095:
-                self._trace(t, nr, entry, args, res)
             if res < 0:
                 self.listener.respond(nid, 0, res)
             else:
                 self.listener.respond(nid, res)
         elif isinstance(res, Donate):
+            host_fd = res.host_fd
             try:
-                fd = self.listener.add_fd(nid, res.host_fd, res.cloexec, send=True)
+                res = self.listener.add_fd(nid, host_fd, res.cloexec, send=True)
             except OSError as exc:
                 # EMFILE (RLIMIT_NOFILE) and the like: the call fails, unanswered otherwise
-                fd = -(exc.errno or errno.EMFILE)
-                self.listener.respond(nid, 0, fd)
+                res = -(exc.errno or errno.EMFILE)
+                self.listener.respond(nid, 0, res)
             finally:
-                os.close(res.host_fd)
-            if self.log.trace_on:
-                self._trace(t, nr, entry, args, fd)
+                os.close(host_fd)
         elif res is PROCEED:
-            if self.log.trace_on:
-                self._trace(t, nr, entry, args, "(continues in the host kernel)")
             self.listener.proceed(nid)
+        if tracing:
+            shown = "(continues in the host kernel)" if res is PROCEED else format_result(res, why)
+            self.log.trace(f"[{t.process.pid}] {call} = {shown}")
         self.current = None
         return True
 
     def _name(self, nr: int) -> str:
         return "stub" if nr == STUB_NR else NAME.get(nr, f"syscall_{nr}")
-
-    def _trace(
-        self, t: Task, nr: int, entry: Entry | None, args: tuple[int, ...], res: object
-    ) -> None:
-        n = entry.nargs if entry else 6
-        shown = ", ".join(hex(a) if a > 0xFFFF else str(a) for a in args[:n])
-        if isinstance(res, int) and res < 0:
-            res = f"-1 {errno.errorcode.get(-res, -res)}"
-        self.log.trace(f"[{t.process.pid}] {self._name(nr)}({shown}) = {res}")
 
     def missing(self, t: Task, nr: int) -> int:
         if nr not in self.warned:

@@ -1,0 +1,80 @@
+"""strace-style rendering of served calls for ``OCCLUM_LOG_LEVEL=trace`` / ``occlum run --strace``.
+
+Only runs when tracing is on: the hot path never formats anything.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import TYPE_CHECKING
+
+from occlum.abi.errors import SyscallError
+
+if TYPE_CHECKING:
+    from occlum.kernel.process import Task
+
+_OFLAGS = [
+    (os.O_WRONLY, "O_WRONLY"), (os.O_RDWR, "O_RDWR"), (os.O_CREAT, "O_CREAT"), (os.O_EXCL, "O_EXCL"),
+    (os.O_NOCTTY, "O_NOCTTY"), (os.O_TRUNC, "O_TRUNC"), (os.O_APPEND, "O_APPEND"),
+    (os.O_NONBLOCK, "O_NONBLOCK"), (os.O_DIRECTORY, "O_DIRECTORY"), (os.O_NOFOLLOW, "O_NOFOLLOW"),
+    (os.O_CLOEXEC, "O_CLOEXEC"), (os.O_PATH, "O_PATH"), (os.O_TMPFILE & ~os.O_DIRECTORY, "__O_TMPFILE"),
+]  # fmt: skip
+_ATFLAGS = [(0x100, "AT_SYMLINK_NOFOLLOW"), (0x200, "AT_REMOVEDIR|AT_EACCESS"), (0x400, "AT_SYMLINK_FOLLOW"),
+            (0x800, "AT_NO_AUTOMOUNT"), (0x1000, "AT_EMPTY_PATH")]  # fmt: skip
+
+
+def _flags(v: int, table: list[tuple[int, str]], base: str) -> str:
+    names = [base] if base else []
+    rest = v
+    for bit, name in table:
+        if v & bit:
+            names.append(name)
+            rest &= ~bit
+    if rest:
+        names.append(hex(rest))
+    return "|".join(names) or "0"
+
+
+def _signed(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def _string(t: Task, addr: int) -> str:
+    try:
+        raw = t.mem.read_cstring(addr, 4096)
+    except SyscallError:
+        return hex(addr)
+    text = raw[:96].decode(errors="backslashreplace")
+    return f'"{text}"' + ("..." if len(raw) > 96 else "")
+
+
+def format_arg(t: Task, kind: str, v: int) -> str:
+    if kind in ("path", "str"):
+        return _string(t, v)
+    if kind == "dirfd":
+        return "AT_FDCWD" if _signed(v) == -100 else str(_signed(v))
+    if kind == "fd":
+        return str(_signed(v))
+    if kind == "oflags":
+        return _flags(v, _OFLAGS, "" if v & 3 else "O_RDONLY")
+    if kind == "atflags":
+        return _flags(v, _ATFLAGS, "")
+    if kind == "mode":
+        return oct(v)
+    if kind == "int":
+        return str(v if v < 1 << 63 else v - (1 << 64))
+    return hex(v)  # ptr, hex, argv, envp
+
+
+def format_call(t: Task, name: str, kinds: tuple[str, ...], args: tuple[int, ...]) -> str:
+    shown = ", ".join(format_arg(t, k, a) for k, a in zip(kinds, args, strict=False))
+    return f"{name}({shown})"
+
+
+def format_result(res: object, why: str = "") -> str:
+    if isinstance(res, int) and res < 0:
+        name = errno.errorcode.get(-res, str(-res))
+        return f"-1 {name} ({why or os.strerror(-res)})"
+    return str(res)

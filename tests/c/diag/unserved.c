@@ -1,0 +1,16 @@
+/* Calls a syscall number no kernel has, twice, then an unserved real one: ENOSYS each time. */
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+int main(void)
+{
+    for (int i = 0; i < 2; i++) {
+        long rc = syscall(1000);
+        printf("syscall 1000: %ld %s\n", rc, errno == ENOSYS ? "ENOSYS" : "other");
+    }
+    long rc = syscall(SYS_fanotify_mark, -1, 0, 0, -100, "/");
+    printf("fanotify_mark: %ld %s\n", rc, errno == ENOSYS ? "ENOSYS" : "other");
+    return 0;
+}
