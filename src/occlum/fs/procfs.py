@@ -151,12 +151,15 @@ class ProcDir(ProcInode):
         key: tuple[object, ...],
         entries: Callable[[], dict[bytes, Factory]],
         owner: int = 0,
+        lookup_one: Callable[[bytes], Factory | None] | None = None,
     ) -> None:
         super().__init__(fs, key, S_IFDIR, 0o555, owner)
         self.entries = entries
+        # a way to find one name without building the whole listing (the root's pids)
+        self.lookup_one = lookup_one
 
     def lookup(self, name: bytes) -> Inode:
-        f = self.entries().get(name)
+        f = self.lookup_one(name) if self.lookup_one is not None else self.entries().get(name)
         if f is None:
             raise SyscallError(errno.ENOENT, "no such proc entry")
         return f()
@@ -189,7 +192,8 @@ class ProcFs(FileSystem):
         self.boot_ns = time.time_ns()
         self._boot_mono = time.monotonic()
         self._inos: dict[tuple[object, ...], int] = {}
-        self.root = ProcDir(self, ("root",), self._root_entries)
+        self._static_root: dict[bytes, Factory] | None = None
+        self.root = ProcDir(self, ("root",), self._root_entries, lookup_one=self._root_lookup)
 
     def ino_for(self, key: tuple[object, ...]) -> int:
         # stable inode numbers per name, so repeated stats agree
@@ -214,12 +218,26 @@ class ProcFs(FileSystem):
 
     # --- /proc ----------------------------------------------------------------------------
 
+    def _root_lookup(self, name: bytes) -> Factory | None:
+        if name.isdigit():
+            pid = int(name)
+            return self._pid_dir_factory(pid) if self.registry.info(pid) is not None else None
+        if self._static_root is None:
+            self._static_root = self._root_static_entries()
+        return self._static_root.get(name)
+
     def _root_entries(self) -> dict[bytes, Factory]:
-        me = self.registry.current_pid()
+        e = dict(self._root_static_entries())
+        for pid in self.registry.pids():
+            e[b"%d" % pid] = self._pid_dir_factory(pid)
+        return e
+
+    def _root_static_entries(self) -> dict[bytes, Factory]:
+        cur = self.registry.current_pid
         e: dict[bytes, Factory] = {
-            b"self": lambda: ProcLink(self, ("self",), lambda: b"%d" % me),
+            b"self": lambda: ProcLink(self, ("self",), lambda: b"%d" % cur()),
             b"thread-self": lambda: ProcLink(
-                self, ("thread-self",), lambda: b"%d/task/%d" % (me, me)
+                self, ("thread-self",), lambda: b"%d/task/%d" % (cur(), cur())
             ),
             b"mounts": self._file(("mounts",), self._mounts_text),
             b"cpuinfo": self._file(("cpuinfo",), lambda: _host_read("/proc/cpuinfo")),
@@ -236,8 +254,6 @@ class ProcFs(FileSystem):
             ),
             b"sys": lambda: ProcDir(self, ("sys",), self._sys_entries),
         }
-        for pid in self.registry.pids():
-            e[b"%d" % pid] = self._pid_dir_factory(pid)
         return e
 
     def _pid_dir_factory(self, pid: int, tid: bool = False) -> Factory:

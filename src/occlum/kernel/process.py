@@ -20,6 +20,14 @@ if TYPE_CHECKING:
     from occlum.vfs.path import Location
 
 
+@dataclass(slots=True, frozen=True)
+class CachedProgram:
+    """An executable of a read-only file system, kept open for repeated execs."""
+
+    exe_path: bytes
+    fd: int
+
+
 @dataclass(slots=True)
 class ExecRequest:
     """An ``execve`` the LibOS accepted; carried out when the stub asks for it."""
@@ -32,11 +40,12 @@ class ExecRequest:
     prog: ElfImage
     interp_fd: int | None
     interp: ElfImage | None
+    owned_fds: list[int] = field(default_factory=list)  # the others belong to the exec cache
 
     def close(self) -> None:
-        os.close(self.prog_fd)
-        if self.interp_fd is not None:
-            os.close(self.interp_fd)
+        for fd in self.owned_fds:
+            os.close(fd)
+        self.owned_fds.clear()
 
 
 @dataclass(slots=True)

@@ -128,9 +128,12 @@ def _fd_location(libos: LibOS, p: Process):  # type: ignore[no-untyped-def]
 
 def _host_stat_fields(host_pid: int) -> tuple[int, int, int]:
     try:
-        with open(f"/proc/{host_pid}/stat") as f:
-            text = f.read()
-        rest = text[text.rindex(")") + 2 :].split()
+        fd = os.open(f"/proc/{host_pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            text = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        rest = text[text.rindex(b")") + 2 :].split()
         return int(rest[2]), int(rest[3]), int(rest[17])  # pgrp, session, num_threads
     except (OSError, ValueError, IndexError):
         return 0, 0, 1

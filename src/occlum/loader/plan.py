@@ -118,16 +118,20 @@ def build_stack(
     return rsp, blob
 
 
-def parse_kernel_auxv(stack: bytes) -> dict[int, int]:
-    """The auxv the kernel placed on the stub's stack (``stack`` read from its initial rsp)."""
+def parse_kernel_auxv(stack: bytes) -> dict[int, int] | None:
+    """The auxv the kernel placed on the stub's stack (``stack`` read from its initial rsp);
+    None if ``stack`` ends before the auxv does."""
     words = struct.unpack_from(f"<{len(stack) // 8}Q", stack)
-    argc = words[0]
-    i = 1 + argc + 1
+    if not words:
+        return None
+    i = 1 + words[0] + 1
     while i < len(words) and words[i] != 0:
         i += 1
     i += 1
     aux: dict[int, int] = {}
-    while i + 1 < len(words) and words[i] != AT_NULL:
+    while i + 1 < len(words):
+        if words[i] == AT_NULL:
+            return aux
         aux[words[i]] = words[i + 1]
         i += 2
-    return aux
+    return None

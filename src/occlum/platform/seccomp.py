@@ -135,6 +135,7 @@ def build_filter(native: Iterable[str] = NATIVE_SYSCALLS) -> bytes:
 
 
 _NOTIF = struct.Struct("<QIIiIQ6Q")
+_ZERO_NOTIF = bytes(NOTIF_SIZE)
 _RESP = struct.Struct("<QqiI")
 _ADDFD = struct.Struct("<QIIII")
 
@@ -155,7 +156,7 @@ class Listener:
     def receive(self) -> tuple[int, int, int, int, tuple[int, ...]]:
         """Return (id, pid, nr, instruction_pointer, args); raises OSError (ENOENT: caller died)."""
         buf = self._buf
-        buf[:] = bytes(NOTIF_SIZE)  # the kernel insists on a zeroed struct
+        buf[:] = _ZERO_NOTIF  # the kernel insists on a zeroed struct
         fcntl.ioctl(self.fd, IOCTL_NOTIF_RECV, buf, True)
         f = _NOTIF.unpack(buf)
         return f[0], f[1], f[3], f[5], f[6:12]

@@ -14,7 +14,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
-from occlum.kernel.process import ExecRequest, Task
+from occlum.kernel.process import CachedProgram, ExecRequest, Task
 from occlum.loader.elf import ElfImage, parse_elf
 from occlum.loader.plan import (
     AT_BASE,
@@ -38,6 +38,7 @@ from occlum.platform.stub import BUFFER_ADDR, COMMANDS_OFFSET, MAX_COMMANDS
 from occlum.syscalls.common import AT_FDCWD, dirfd_base
 from occlum.vfs.inode import MAY_EXEC, ROOT, check_access
 from occlum.vfs.open import open_path
+from occlum.vfs.path import resolve
 
 if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS, Result
@@ -48,7 +49,25 @@ AT_EMPTY_PATH = 0x1000
 MASK64 = (1 << 64) - 1
 
 
-def _open_exec(libos: LibOS, root: Location, cwd: Location, path: bytes) -> tuple[bytes, int]:
+EXEC_CACHE_SIZE = 64
+
+
+def _open_exec(libos: LibOS, root: Location, cwd: Location, path: bytes) -> tuple[bytes, int, bool]:
+    """(absolute path, host descriptor, whether the caller owns it) of an executable file.
+
+    Programs of read-only file systems (the image) cannot change while the instance runs:
+    their descriptors stay open in a small cache, so a repeated exec of the same program costs
+    a path walk and a dict lookup.
+    """
+    loc = resolve(root, cwd, path, follow_final=True)
+    readonly = loc.inode.fs.readonly
+    key = (loc.mount.mount_id, loc.inode.ino)
+    cache = libos.exec_cache
+    if readonly:
+        hit = cache.get(key)
+        if hit is not None:
+            cache.move_to_end(key)
+            return hit.exe_path, hit.fd, False
     res = open_path(root, cwd, None, path, os.O_RDONLY)
     if res.host_fd is None:
         raise SyscallError(errno.EACCES, f"{path!r} is not a regular file")
@@ -57,7 +76,14 @@ def _open_exec(libos: LibOS, root: Location, cwd: Location, path: bytes) -> tupl
     except SyscallError:
         os.close(res.host_fd)
         raise
-    return res.location.absolute_path(), res.host_fd
+    exe_path = res.location.absolute_path()
+    if not readonly:
+        return exe_path, res.host_fd, True
+    cache[key] = CachedProgram(exe_path, res.host_fd)
+    if len(cache) > EXEC_CACHE_SIZE:
+        _old, gone = cache.popitem(last=False)
+        os.close(gone.fd)
+    return exe_path, res.host_fd, False
 
 
 def prepare_exec(
@@ -66,10 +92,12 @@ def prepare_exec(
     """Everything an exec needs, checked now so that a failing execve returns an error."""
     execfn = path
     for _depth in range(MAX_SCRIPT_DEPTH):
-        exe_path, fd = _open_exec(libos, root, cwd, path)
+        exe_path, fd, owned = _open_exec(libos, root, cwd, path)
+        owned_fds = [fd] if owned else []
         head = os.pread(fd, 256, 0)
         if head.startswith(b"#!"):
-            os.close(fd)
+            if owned:
+                os.close(fd)
             line = head[2:].split(b"\n", 1)[0].strip()
             if not line:
                 raise SyscallError(errno.ENOEXEC, f"{path!r}: empty #! line")
@@ -84,7 +112,7 @@ def prepare_exec(
             interp_img: ElfImage | None = None
             if prog.interp is not None:
                 try:
-                    _ipath, interp_fd = _open_exec(libos, root, root, prog.interp)
+                    _ipath, interp_fd, interp_owned = _open_exec(libos, root, root, prog.interp)
                 except SyscallError as exc:
                     if exc.errno == errno.ENOENT:
                         raise SyscallError(
@@ -93,11 +121,16 @@ def prepare_exec(
                             f"{prog.interp.decode(errors='replace')} is missing in the instance",
                         )
                     raise
+                if interp_owned:
+                    owned_fds.append(interp_fd)
                 interp_img = parse_elf(interp_fd, prog.interp.decode(errors="replace"))
         except BaseException:
-            os.close(fd)
+            for ofd in owned_fds:
+                os.close(ofd)
             raise
-        return ExecRequest(exe_path, execfn, argv, envp, fd, prog, interp_fd, interp_img)
+        return ExecRequest(
+            exe_path, execfn, argv, envp, fd, prog, interp_fd, interp_img, owned_fds
+        )
     raise SyscallError(errno.ELOOP, "too many levels of #! interpreters")
 
 
@@ -169,7 +202,11 @@ def sys_stub(libos: LibOS, t: Task, buffer: int, rsp0: int) -> int:
 def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
     p = t.process
     mem = t.mem
-    kernel_aux = parse_kernel_auxv(mem.read_some(rsp0, 1 << 16))
+    # argc, argv, envp and auxv the kernel placed above rsp0: a page is usually enough
+    start_block = mem.read_some(rsp0, 4096 - rsp0 % 4096 + 4096)
+    kernel_aux = parse_kernel_auxv(start_block)
+    if kernel_aux is None:  # a large environment: read on
+        kernel_aux = parse_kernel_auxv(mem.read_some(rsp0, 1 << 20)) or {}
     listener = libos.listener
     prog_fd = listener.add_fd(t.notif_id, req.prog_fd, True, send=False)
     plan = LoadPlan()

@@ -16,11 +16,18 @@ if TYPE_CHECKING:
 UTS_FIELD = 65
 
 
+_HOST = os.uname()
+_utsname: tuple[bytes, bytes] = (b"", b"")  # (hostname, packed struct utsname)
+
+
 def sys_uname(libos: LibOS, t: Task, buf: int) -> int:
-    host = os.uname()
-    fields = (b"Linux", libos.hostname, host.release.encode(), host.version.encode(),
-              b"x86_64", b"(none)")  # fmt: skip
-    t.mem.write(buf, b"".join(f[: UTS_FIELD - 1].ljust(UTS_FIELD, b"\0") for f in fields))
+    global _utsname
+    if _utsname[0] != libos.hostname:
+        fields = (b"Linux", libos.hostname, _HOST.release.encode(), _HOST.version.encode(),
+                  b"x86_64", b"(none)")  # fmt: skip
+        packed = b"".join(f[: UTS_FIELD - 1].ljust(UTS_FIELD, b"\0") for f in fields)
+        _utsname = (libos.hostname, packed)
+    t.mem.write(buf, _utsname[1])
     return 0
 
 
