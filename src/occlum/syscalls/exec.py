@@ -128,9 +128,7 @@ def prepare_exec(
             for ofd in owned_fds:
                 os.close(ofd)
             raise
-        return ExecRequest(
-            exe_path, execfn, argv, envp, fd, prog, interp_fd, interp_img, owned_fds
-        )
+        return ExecRequest(exe_path, execfn, argv, envp, fd, prog, interp_fd, interp_img, owned_fds)
     raise SyscallError(errno.ELOOP, "too many levels of #! interpreters")
 
 
