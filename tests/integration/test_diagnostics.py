@@ -56,7 +56,11 @@ def test_strace_decodes_paths_flags_and_results(diag_instance: Instance) -> None
     res = diag_instance.run(["/bin/ls", "/nope", "/bin"], log_level="trace")
     assert res.code == 2  # ls: one operand missing
     trace = res.stderr
-    assert re.search(r'\[2\] (statx|newfstatat|lstat)\(AT_FDCWD, "/nope", .*\) = -1 ENOENT', trace), trace
-    assert re.search(r'\[2\] openat\(AT_FDCWD, "/bin", O_RDONLY\|.*O_DIRECTORY.*\) = \d+', trace), trace
+    assert re.search(
+        r'\[2\] (statx|newfstatat|lstat)\(AT_FDCWD, "/nope", .*\) = -1 ENOENT', trace
+    ), trace
+    assert re.search(r'\[2\] openat\(AT_FDCWD, "/bin", O_RDONLY\|.*O_DIRECTORY.*\) = \d+', trace), (
+        trace
+    )
     assert re.search(r"\[2\] getdents64\(\d+, 0x[0-9a-f]+, \d+\) = \d+", trace), trace
     assert "segv" in res.stdout and "unserved" in res.stdout

@@ -100,6 +100,14 @@ def launch(
     return Launched(init_pid, listener_fd, shadow_fd, parent_sock)
 
 
+def _write(path: bytes, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
 def _loopback_up() -> None:
     """The instance's own network namespace starts with ``lo`` down; programs expect it up."""
     siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
@@ -125,7 +133,19 @@ def _setup_child(
         flags = native.CLONE_NEWNS | native.CLONE_NEWPID | native.CLONE_NEWUTS | native.CLONE_NEWIPC
         if new_net:
             flags |= native.CLONE_NEWNET
+        uid, gid = os.geteuid(), os.getegid()
+        if uid != 0:
+            # /proc/self/{uid,gid}_map and the supervisor's /proc/PID/mem need a dumpable
+            # process (a process that changed its uids is not, by default)
+            native.prctl(native.PR_SET_DUMPABLE, 1)
+            # without root, a user namespace of our own grants what the others need; the
+            # instance's root (uid 0 inside) is the invoking user outside
+            flags |= native.CLONE_NEWUSER
         native.unshare(flags)
+        if uid != 0:
+            _write(b"/proc/self/setgroups", b"deny")
+            _write(b"/proc/self/uid_map", b"0 %d 1" % uid)
+            _write(b"/proc/self/gid_map", b"0 %d 1" % gid)
         native.mount(b"none", b"/", None, native.MS_REC | native.MS_PRIVATE, None)
         work = b"/tmp"
         native.mount(

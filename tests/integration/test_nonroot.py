@@ -1,0 +1,93 @@
+"""Without root the LibOS runs in a user namespace of its own and still confines the program."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import libos
+from libos import Instance
+
+pytestmark = pytest.mark.needs_root  # root is needed to become another user for the test
+
+NOBODY = 65534
+
+# Run in a fresh interpreter that drops to an unprivileged user before booting the LibOS;
+# everything is imported first, since the interpreter's own files may not be readable by it.
+_DRIVER = """
+import os, sys
+import occlum.kernel.boot, occlum.kernel.libos, occlum.kernel.procinfo, occlum.kernel.strace
+import occlum.syscalls.table, occlum.syscalls.exec, occlum.syscalls.fs, occlum.syscalls.info
+from occlum.kernel.spec import MountSpec, RunSpec
+root, share, *argv = sys.argv[1:]
+os.setgroups([])
+os.setresgid(65534, 65534, 65534)
+os.setresuid(65534, 65534, 65534)
+os.chdir("/")
+spec = RunSpec(instance_dir=root, root_dir=root, argv=tuple(argv), env=(("PATH", "/bin"),),
+               mounts=(MountSpec("/host", "hostfs", share),), log_level="error")
+sys.exit(occlum.kernel.boot.run(spec))
+"""
+
+
+@pytest.fixture()
+def open_tmp() -> Iterator[Path]:
+    """A scratch directory the unprivileged user can reach (pytest's own is private)."""
+    path = Path(tempfile.mkdtemp(prefix="occlum-nonroot-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_unprivileged_user_runs_programs_confined(open_tmp: Path) -> None:
+    tmp_path = open_tmp
+    inst = Instance.new(tmp_path / "instance")
+    inst.configure()
+    libos.place_with_dependencies(
+        inst.image,
+        {"/bin/sh": Path("/bin/dash"), "/bin/ls": Path("/bin/ls"), "/bin/cat": Path("/bin/cat")},
+    )
+    inst.build()
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "hello.txt").write_text("from the host\n")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("host secret\n")
+    for p in (tmp_path, inst.path, share):
+        os.chmod(p, 0o755)
+    os.chmod(share, 0o777)
+    subprocess.run(["chmod", "-R", "a+rX", str(inst.path / "build")], check=True)
+    script = (
+        "ls /; cat /host/hello.txt; echo made > /host/out.txt; cd /tmp && echo x > f && cat f; "
+        f"cat /host/../secret.txt 2>/dev/null || echo refused; cat {secret} 2>/dev/null || echo refused"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _DRIVER,
+            str(inst.path / "build" / "image"),
+            str(share),
+            "/bin/sh",
+            "-c",
+            script,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "bin" in lines and "tmp" in lines
+    assert "from the host" in lines and "x" in lines
+    assert lines[-2:] == ["refused", "refused"]
+    assert (share / "out.txt").read_text() == "made\n"
+    assert (share / "out.txt").stat().st_uid == NOBODY
+    assert "Traceback" not in proc.stderr
