@@ -21,6 +21,9 @@ from contextlib import contextmanager
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import (
+    DT_DIR,
+    DT_LNK,
+    DT_REG,
     EXT4_SUPER_MAGIC,
     RENAME_EXCHANGE,
     RENAME_NOREPLACE,
@@ -48,6 +51,17 @@ def _host(what: str) -> Iterator[None]:
         yield
     except OSError as e:
         raise SyscallError(e.errno or errno.EIO, f"hostfs {what}: {e.strerror}")
+
+
+def _dtype(e: os.DirEntry[str]) -> int:
+    """The entry's type from the directory itself (d_type): no stat per entry."""
+    if e.is_symlink():
+        return DT_LNK
+    if e.is_dir(follow_symlinks=False):
+        return DT_DIR
+    if e.is_file(follow_symlinks=False):
+        return DT_REG
+    return dtype_of_mode(e.stat(follow_symlinks=False).st_mode)
 
 
 def _check_name(name: bytes) -> None:
@@ -143,19 +157,22 @@ class HostInode(Inode):
     def readdir(self) -> list[DirEntry]:
         if not self.is_dir:
             raise SyscallError(errno.ENOTDIR, "readdir of a non-directory")
+        if self._listing is not None:
+            return self._listing
         out: list[DirEntry] = []
         with self._dirfd() as d, _host("readdir"):
             fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=d)
             try:
                 with os.scandir(fd) as it:
                     for e in it:
-                        st = e.stat(follow_symlinks=False)
-                        out.append(
-                            DirEntry(os.fsencode(e.name), e.inode(), dtype_of_mode(st.st_mode))
-                        )
+                        out.append(DirEntry(os.fsencode(e.name), e.inode(), _dtype(e)))
             finally:
                 os.close(fd)
+        if self.fs.readonly:
+            self._listing = out  # the image never changes
         return out
+
+    _listing: list[DirEntry] | None = None
 
     def _mutate_dir(self, name: bytes) -> None:
         if not self.is_dir:

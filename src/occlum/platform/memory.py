@@ -75,6 +75,42 @@ class TaskMemory:
             raise SyscallError(errno.ENAMETOOLONG, "string too long")
         return bytes(out)
 
+    def read_cstrings(self, ptrs: list[int], limit: int = 1 << 17) -> list[bytes]:
+        """Many NUL-terminated strings (argv, envp), reading each page once: they usually
+        share a few pages, and a read of the process's memory costs a system call."""
+        pages: dict[int, bytes] = {}
+        out: list[bytes] = []
+        fd = self.fd
+        for addr in ptrs:
+            if addr == 0:
+                raise SyscallError(errno.EFAULT, "NULL string pointer")
+            parts: list[bytes] = []
+            size = 0
+            pos = addr
+            while True:
+                page = pos & ~(PAGE - 1)
+                data = pages.get(page)
+                if data is None:
+                    try:
+                        data = os.pread(fd, PAGE, page)
+                    except (OSError, OverflowError):
+                        data = b""
+                    if not data:
+                        raise SyscallError(errno.EFAULT, f"bad string pointer {addr:#x}")
+                    pages[page] = data
+                off = pos - page
+                nul = data.find(b"\0", off)
+                if nul >= 0:
+                    parts.append(data[off:nul])
+                    break
+                parts.append(data[off:])
+                size += len(data) - off
+                if size > limit:
+                    raise SyscallError(errno.E2BIG, "argument too long")
+                pos = page + PAGE
+            out.append(b"".join(parts))
+        return out
+
     def read_pointer_array(self, addr: int, limit: int = 1 << 17) -> list[int]:
         """A NULL-terminated array of pointers (argv, envp)."""
         ptrs: list[int] = []

@@ -134,7 +134,7 @@ def prepare_exec(
 
 def _read_strings(t: Task, addr: int) -> list[bytes]:
     mem = t.mem
-    return [mem.read_cstring(p, 1 << 17) for p in mem.read_pointer_array(addr)]
+    return mem.read_cstrings(mem.read_pointer_array(addr))
 
 
 def do_execve(libos: LibOS, t: Task, path: bytes, argv_ptr: int, envp_ptr: int) -> Result:
