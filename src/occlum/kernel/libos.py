@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import select
 import selectors
 import signal
 import struct
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,6 +79,7 @@ class LibOS:
         self.hostname = spec.hostname.encode()
         self.mounts = self._build_mounts(spec)
         self.objects = ObjectRegistry()
+        self.objects.live_keys = self._live_keys
         self.exec_cache: OrderedDict[tuple[int, int], CachedProgram] = OrderedDict()
         self.procs: dict[int, Process] = {}  # by host tgid
         # host pid -> (program, LibOS pid), kept after exit for crash reports
@@ -164,6 +167,7 @@ class LibOS:
             self.stub, argv[0], argv, env, hostname=self.hostname, new_net=True
         )
         self.init_pid = launched.init_pid
+        _raise_fd_limit()  # after the fork: the programs keep the limits they were given
         self.shadow_fd = launched.shadow_root_fd
         os.mkdir(".handles", 0o700, dir_fd=self.shadow_fd)
         self.objects.scratch_fd = os.open(
@@ -349,6 +353,13 @@ class LibOS:
         except SyscallError as exc:
             res = -exc.errno
             why = exc.why
+        except OSError as exc:  # a host operation of the supervisor failed (EMFILE, ENOMEM, ...)
+            res = -(exc.errno or errno.EIO)
+            why = f"host: {exc.strerror}"
+        except Exception as exc:  # a LibOS bug: the program gets EIO, the instance lives on
+            res = -errno.EIO
+            why = "internal error"
+            self._internal_error(t, nr, exc)
         if type(res) is int:
             if res < 0:
                 self.listener.respond(nid, 0, res)
@@ -371,6 +382,15 @@ class LibOS:
             self.log.trace(f"[{t.process.pid}] {call} = {shown}")
         self.current = None
         return True
+
+    def _internal_error(self, t: Task, nr: int, exc: Exception) -> None:
+        self.log.error(
+            f"internal error serving {self._name(nr)} for "
+            f"{t.process.exe_path.decode(errors='replace')} (pid {t.process.pid}): {exc!r}; "
+            "the call fails with EIO"
+        )
+        if self.log.level >= 4:
+            self.log.debug("".join(traceback.format_exception(exc)))
 
     def _name(self, nr: int) -> str:
         return "stub" if nr == STUB_NR else NAME.get(nr, f"syscall_{nr}")
@@ -458,6 +478,23 @@ class LibOS:
                         continue
                     self._new_process(kid, ns_pid, p.host_pid)
 
+    def _live_keys(self) -> set[tuple[int, int]]:
+        """(st_dev, st_ino) of every descriptor every process of the instance holds."""
+        live: set[tuple[int, int]] = set()
+        for p in list(self.procs.values()):
+            base = f"/proc/{p.host_pid}/fd"
+            try:
+                names = os.listdir(base)
+            except OSError:
+                continue
+            for name in names:
+                try:
+                    st = os.stat(f"{base}/{name}")
+                except OSError:
+                    continue
+                live.add((st.st_dev, st.st_ino))
+        return live
+
     def settle_all(self) -> None:
         for p in list(self.procs.values()):
             self.settle_children(p)
@@ -516,6 +553,13 @@ class LibOS:
         finally:
             os.close(dfd)
         self.shadow_paths.add(key)
+
+
+def _raise_fd_limit() -> None:
+    """The supervisor holds descriptors for many programs (caches, handles, pidfds)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _read_proc(path: str) -> bytes:

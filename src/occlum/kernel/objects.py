@@ -9,6 +9,7 @@ of ``/proc/PID/fd/N`` — which the program cannot forge, instead of by descript
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from occlum.vfs.dirfile import OpenDirectory
@@ -22,17 +23,31 @@ class FileRef:
     path_only: bool = False  # an O_PATH handle
 
 
+PRUNE_AT = 8192
+
+
 class ObjectRegistry:
-    __slots__ = ("_by_key", "_counter", "scratch_fd")
+    __slots__ = ("_by_key", "_counter", "live_keys", "prune_at", "scratch_fd")
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[int, int], FileRef] = {}
+        self.prune_at = PRUNE_AT
+        # identities of every host object the instance's processes hold now (set by the kernel)
+        self.live_keys: Callable[[], set[tuple[int, int]]] | None = None
         self._counter = 0
         self.scratch_fd = -1  # a directory on a private tmpfs, for directory handles
 
     def register(self, host_fd: int, ref: FileRef) -> None:
         st = os.fstat(host_fd)
         self._by_key[(st.st_dev, st.st_ino)] = ref
+        if len(self._by_key) > self.prune_at and self.live_keys is not None:
+            self.prune(self.live_keys())
+
+    def prune(self, live: set[tuple[int, int]]) -> None:
+        """Forget objects no process holds any more (an entry outlives its descriptors, since
+        the programs close them natively); the next pruning waits for twice as many."""
+        self._by_key = {k: v for k, v in self._by_key.items() if k in live}
+        self.prune_at = max(PRUNE_AT, 2 * len(self._by_key))
 
     def lookup(self, host_pid: int, fd: int) -> FileRef | None:
         """The LibOS object behind descriptor ``fd`` of a process, or None for host-only objects

@@ -59,6 +59,8 @@ class OpenDirectory:
             out.append(pack_dirent64(e.ino, pos, e.dtype, e.name))
             used += reclen
         self.pos = pos
+        if not out:
+            self._entries = None  # at the end: let the listing go (rewinding re-reads anyway)
         return b"".join(out)
 
     def seek(self, offset: int, whence: int) -> int:
