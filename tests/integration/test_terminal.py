@@ -1,0 +1,86 @@
+"""stdin, stdout, stderr and a controlling terminal pass through to the program."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import select
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import libos
+from libos import Instance
+
+pytestmark = pytest.mark.needs_root
+
+OCCLUM = str(Path(sys.executable).parent / "occlum")
+
+
+@pytest.fixture(scope="module")
+def shell_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
+    inst = Instance.new(tmp_path_factory.mktemp("term") / "instance")
+    inst.configure()
+    libos.place_with_dependencies(
+        inst.image, {"/bin/sh": Path("/bin/dash"), "/bin/cat": Path("/bin/cat")}
+    )
+    inst.build()
+    yield inst
+
+
+def _take_terminal() -> None:
+    """A new session whose controlling terminal is the pty on stdin, as a login shell has."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _run_on_pty(inst: Instance, argv: list[str], typed: bytes) -> tuple[int, bytes]:
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [OCCLUM, "run", *argv], cwd=inst.path, stdin=slave, stdout=slave, stderr=slave,
+        preexec_fn=_take_terminal, env={**os.environ, "OCCLUM_LOG_LEVEL": "error"},
+    )  # fmt: skip
+    os.close(slave)
+    out = b""
+    sent = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        if not sent and b"ready" in out:
+            os.write(master, typed)
+            sent = True
+        if proc.poll() is not None and not ready:
+            break
+    code = proc.wait(timeout=10)
+    os.close(master)
+    return code, out
+
+
+def test_terminal_passes_through(shell_instance: Instance) -> None:
+    script = 'test -t 0 && test -t 1 && echo "on a tty"; echo ready; read line; echo "got [$line]"; echo to-tty > /dev/tty'
+    code, out = _run_on_pty(shell_instance, ["/bin/sh", "-c", script], b"typed text\n")
+    text = out.decode(errors="replace").replace("\r\n", "\n")
+    assert code == 0, text
+    assert "on a tty" in text
+    assert "got [typed text]" in text
+    assert "to-tty" in text
+
+
+def test_pipes_pass_through(shell_instance: Instance) -> None:
+    res = shell_instance.run(["/bin/cat"], stdin="line one\nline two\n")
+    assert res.code == 0
+    assert res.stdout == "line one\nline two\n"
