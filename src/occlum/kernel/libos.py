@@ -89,6 +89,7 @@ class LibOS:
         self.table: dict[int, Entry] = build_table()
         self.warned: set[int] = set()
         self.current: Task | None = None
+        self._info_cache: tuple[tuple[int, int], ProcessInfo | None] | None = None
         self.stub = build_stub()
         self.shadow_fd = -1
         self.shadow_paths: set[bytes] = set()
@@ -146,6 +147,16 @@ class LibOS:
         return sorted(self.by_pid)
 
     def info(self, pid: int) -> ProcessInfo | None:
+        # one path walk through /proc asks several times; a snapshot serves the whole call
+        key = (pid, self.current.notif_id if self.current else -1)
+        cached = self._info_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        found = self._info(pid)
+        self._info_cache = (key, found)
+        return found
+
+    def _info(self, pid: int) -> ProcessInfo | None:
         self._poll_events(0)
         p = self.by_pid.get(pid)
         if p is None:
@@ -405,24 +416,23 @@ class LibOS:
         return -errno.ENOSYS
 
     # -- processes -------------------------------------------------------------------------
-    def _read_status(self, tid: int) -> dict[str, str]:
-        # os.open/os.read: a text-mode open() costs several times more, on every new process
-        fields: dict[str, str] = {}
-        for line in _read_proc(f"/proc/{tid}/status").decode(errors="replace").splitlines():
-            k, _, v = line.partition(":")
-            fields[k] = v.strip()
-        return fields
+    @staticmethod
+    def _status_ids(tid: int) -> tuple[int, int, int]:
+        """(Tgid, PPid, the innermost NSpid) of a host thread, from /proc/TID/status."""
+        text = _read_proc(f"/proc/{tid}/status")
+        tgid = int(text[text.index(b"\nTgid:") + 6 : text.index(b"\n", text.index(b"\nTgid:") + 1)])
+        ppid = int(text[text.index(b"\nPPid:") + 6 : text.index(b"\n", text.index(b"\nPPid:") + 1)])
+        at = text.index(b"\nNSpid:") + 7
+        nspid = int(text[at : text.index(b"\n", at)].split()[-1])
+        return tgid, ppid, nspid
 
     def _discover(self, tid: int) -> Task | None:
         """A thread we have not seen: a new thread of a known process, or a new process."""
         try:
-            st = self._read_status(tid)
-            tgid = int(st["Tgid"])
+            tgid, ppid_host, ns_pid = self._status_ids(tid)
             if tgid != tid:
-                st = self._read_status(tgid)
-            ppid_host = int(st["PPid"])
-            ns_pid = int(st["NSpid"].split()[-1])
-        except (OSError, KeyError, ValueError):
+                _tgid, ppid_host, ns_pid = self._status_ids(tgid)
+        except (OSError, ValueError):
             return None
         p = self.procs.get(tgid)
         if p is None:
@@ -449,7 +459,7 @@ class LibOS:
             p = Process(tgid, ns_pid, parent.pid, parent.root, parent.cwd, parent.umask)
             p.exe_path, p.argv, p.envp = parent.exe_path, parent.argv, parent.envp
         try:
-            p.pidfd = native.pidfd_open(tgid)
+            p.pidfd = os.pidfd_open(tgid)
         except OSError:
             return None
         self.procs[tgid] = p
@@ -472,9 +482,8 @@ class LibOS:
             for kid in kids:
                 if kid not in self.procs:
                     try:
-                        st = self._read_status(kid)
-                        ns_pid = int(st["NSpid"].split()[-1])
-                    except (OSError, KeyError, ValueError):
+                        ns_pid = self._status_ids(kid)[2]
+                    except (OSError, ValueError):
                         continue
                     self._new_process(kid, ns_pid, p.host_pid)
 
