@@ -31,7 +31,6 @@ from occlum.kernel.process import CachedProgram, Process, Task
 from occlum.kernel.spec import RunSpec
 from occlum.kernel.strace import format_call, format_result
 from occlum.platform import launch as launcher
-from occlum.platform import native
 from occlum.platform.faults import FaultLog
 from occlum.platform.seccomp import Listener
 from occlum.platform.stub import STUB_NR, build_stub
