@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +18,8 @@ from libos import Instance
 DIAG = Path(__file__).resolve().parent.parent / "c" / "diag"
 
 pytestmark = pytest.mark.needs_root
+
+OCCLUM = str(Path(sys.executable).parent / "occlum")
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +70,42 @@ def test_strace_decodes_paths_flags_and_results(diag_instance: Instance) -> None
     )
     assert re.search(r"\[2\] getdents64\(\d+, 0x[0-9a-f]+, \d+\) = \d+", trace), trace
     assert "segv" in res.stdout and "unserved" in res.stdout
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for kid in children.get(todo.pop(), []):
+            if kid not in found:
+                found.add(kid)
+                todo.append(kid)
+    return found
+
+
+def test_no_program_outlives_a_killed_supervisor(diag_instance: Instance) -> None:
+    proc = subprocess.Popen(
+        [OCCLUM, "run", "/bin/linger"], cwd=diag_instance.path, stdout=subprocess.PIPE,
+        env={**os.environ, "OCCLUM_LOG_LEVEL": "off"},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"
+    inside = _descendants(proc.pid)
+    assert len(inside) >= 4  # init, the program, its child and grandchild
+    proc.kill()
+    proc.wait(timeout=10)
+    proc.stdout.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in inside):
+        time.sleep(0.05)
+    assert not [p for p in inside if os.path.exists(f"/proc/{p}")]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import array
 import fcntl
 import os
+import select
 import signal
 import socket
 import struct
@@ -192,19 +193,45 @@ def _init(
 
     for sig in forwarded:
         signal.signal(sig, forward)
-    while True:
-        try:
-            reaped, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            os._exit(0)
-        except InterruptedError:
-            continue
-        if reaped == pid:
+    # SIGCHLD wakes the loop through a pipe; the socket to the supervisor tells if it died
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda _s, _f: None)
+    first_status: int | None = None
+    while first_status is None:
+        while True:  # reap every child that ended: the first program and orphans alike
             try:
-                sock.send(b"S" + struct.pack("<i", status))
+                reaped, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                reaped = 0
+            if reaped == 0:
+                break
+            if reaped == pid:
+                first_status = status
+        if first_status is not None:
+            break
+        ready, _, _ = select.select([sock.fileno(), wake_r], [], [])
+        if sock.fileno() in ready:
+            try:
+                gone = not sock.recv(16, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                gone = False
             except OSError:
+                gone = True
+            if gone:
+                # the supervisor died: no program may outlive it (nothing would serve it)
+                os.kill(-1, signal.SIGKILL)
+                os._exit(137)
+        if wake_r in ready:
+            try:
+                os.read(wake_r, 512)
+            except BlockingIOError:
                 pass
-            os._exit(0)
+    try:
+        sock.send(b"S" + struct.pack("<i", first_status))
+    except OSError:
+        pass
+    os._exit(0)
 
 
 def _first_program(
