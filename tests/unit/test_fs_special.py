@@ -134,6 +134,10 @@ def test_procfs() -> None:
     assert stat[:6] == [b"7", b"(prog)", b"R", b"1", b"7", b"1"]
     assert b"PPid:\t1" in read_all(r, b"/proc/self/status")
     assert b"/proc proc" in read_all(r, b"/proc/mounts")
+    info = read_all(r, b"/proc/self/mountinfo").splitlines()
+    assert info[0].split()[:5] == [b"1", b"1", info[0].split()[2], b"/", b"/"]
+    fields = info[1].split()
+    assert fields[1] == b"1" and fields[4] == b"/proc" and fields[6:9] == [b"-", b"proc", b"proc"]
     assert read_all(r, b"/proc/sys/kernel/ostype") == b"Linux\n"
     assert read_all(r, b"/proc/thread-self/environ") == b"A=1\0"
     exe = resolve(r, r, b"/proc/self/exe", follow_final=False).inode

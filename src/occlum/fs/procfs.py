@@ -266,6 +266,9 @@ class ProcFs(FileSystem):
     def _mounts_text(self) -> bytes:
         return b"".join(m.line() for m in self.mounts())
 
+    def _mountinfo_text(self) -> bytes:
+        return b"".join(m.mountinfo_line() for m in self.mounts())
+
     def _uptime(self) -> bytes:
         up = time.monotonic() - self._boot_mono
         return b"%.2f %.2f\n" % (up, up * (os.cpu_count() or 1))
@@ -329,6 +332,7 @@ class ProcFs(FileSystem):
             ),
             b"maps": f("maps", _maps_text),
             b"mounts": self._file(("p", pid, "mounts"), self._mounts_text, u),
+            b"mountinfo": self._file(("p", pid, "mountinfo"), self._mountinfo_text, u),
             b"fd": lambda: ProcDir(self, ("p", pid, "fd"), lambda: self._fd_entries(pid), u),
             b"fdinfo": lambda: ProcDir(
                 self, ("p", pid, "fdinfo"), lambda: self._fdinfo_entries(pid), u

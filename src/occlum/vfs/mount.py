@@ -72,12 +72,29 @@ class MountInfo:
     target: bytes
     fstype: str
     options: str
+    mount_id: int = 0
+    parent_id: int = 0
+    dev: int = 0
 
     def line(self) -> bytes:
         return b"%s %s %s %s 0 0\n" % (
             self.source,
             self.target,
             self.fstype.encode(),
+            self.options.encode(),
+        )
+
+    def mountinfo_line(self) -> bytes:
+        """One line of ``/proc/<pid>/mountinfo`` (proc(5))."""
+        return b"%d %d %d:%d / %s %s - %s %s %s\n" % (
+            self.mount_id,
+            self.parent_id,
+            os.major(self.dev),
+            os.minor(self.dev),
+            self.target,
+            self.options.encode(),
+            self.fstype.encode(),
+            self.source,
             self.options.encode(),
         )
 
@@ -137,7 +154,13 @@ class MountTable:
         return self._covering.get((mount.mount_id, ino))
 
     def mounts(self) -> list[MountInfo]:
-        return [MountInfo(m.source, m.target, m.fs.fstype, m.options) for m in self._mounts]
+        return [
+            MountInfo(
+                m.source, m.target, m.fs.fstype, m.options, m.mount_id,
+                m.mountpoint.mount.mount_id if m.mountpoint is not None else m.mount_id, m.fs.dev,
+            )  # fmt: skip
+            for m in self._mounts
+        ]
 
     def sync_all(self) -> None:
         for m in self._mounts:
