@@ -56,6 +56,14 @@ class ProcessInfo:
     host_pid: int | None = None
     maps: Callable[[], bytes] | None = None
     fd_location: Callable[[int], Location | None] | None = None
+    umask: int = 0o022
+    # (pgid, sid, threads) computed on demand, when the kernel's answer costs a read
+    ids: Callable[[], tuple[int, int, int]] | None = None
+
+    def settle_ids(self) -> None:
+        if self.ids is not None:
+            self.pgid, self.sid, self.threads = self.ids()
+            self.ids = None
 
 
 class ProcessRegistry(Protocol):
@@ -380,6 +388,7 @@ def _stat_text(i: ProcessInfo) -> bytes:
     if len(rest) < 50:
         rest = [b"0"] * 50
     # fields after comm: state ppid pgrp session, then the host's numbers
+    i.settle_ids()
     rest[0:4] = [i.state.encode(), b"%d" % i.ppid, b"%d" % i.pgid, b"%d" % i.sid]
     rest[17] = b"%d" % i.threads
     return b"%d (%s) %s\n" % (i.pid, i.comm[:15], b" ".join(rest))
@@ -388,7 +397,7 @@ def _stat_text(i: ProcessInfo) -> bytes:
 def _status_text(i: ProcessInfo) -> bytes:
     lines = [
         b"Name:\t%s" % i.comm[:15],
-        b"Umask:\t0022",
+        b"Umask:\t%04o" % i.umask,
         b"State:\t%s (%s)" % (i.state.encode(), _STATE_NAMES.get(i.state, "running").encode()),
         b"Tgid:\t%d" % (i.tgid or i.pid),
         b"Ngid:\t0",
@@ -404,6 +413,7 @@ def _status_text(i: ProcessInfo) -> bytes:
         for line in _host_read(f"/proc/{i.host_pid}/status").splitlines():
             if line.startswith((b"Vm", b"Rss")):
                 lines.append(line)
+    i.settle_ids()
     lines.append(b"Threads:\t%d" % i.threads)
     return b"\n".join(lines) + b"\n"
 

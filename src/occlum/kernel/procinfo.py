@@ -140,24 +140,26 @@ def _host_stat_fields(host_pid: int) -> tuple[int, int, int]:
 
 
 def process_info(libos: LibOS, p: Process) -> ProcessInfo:
-    pgrp_host, sid_host, threads = _host_stat_fields(p.host_pid)
+    def ids() -> tuple[int, int, int]:
+        pgrp_host, sid_host, threads = _host_stat_fields(p.host_pid)
+        return _ns_pid(libos, pgrp_host), _ns_pid(libos, sid_host), threads
+
     return ProcessInfo(
         pid=p.pid,
         ppid=p.ppid,
         tgid=p.pid,
-        pgid=_ns_pid(libos, pgrp_host),
-        sid=_ns_pid(libos, sid_host),
         comm=p.comm,
         cmdline=b"".join(a + b"\0" for a in p.argv),
         environ=b"".join(e + b"\0" for e in p.envp),
         exe=p.exe_path,
         cwd=p.cwd.absolute_path(p.root),
         root=p.root.absolute_path(),
-        threads=threads,
+        umask=p.umask,
         fds=_LazyFds(libos, p),
         host_pid=p.host_pid,
         maps=lambda: _maps(p.host_pid),
         fd_location=_fd_location(libos, p),
+        ids=ids,
     )
 
 
