@@ -59,7 +59,28 @@ def random_bias(base: int) -> int:
     return base + (int.from_bytes(os.urandom(4), "little") % RANDOM_PAGES) * PAGE
 
 
+_FD_SLOT = -2  # stands for the program's descriptor in a cached template
+_templates: dict[ElfImage, list[tuple[int, ...]]] = {}
+
+
 def map_image(plan: LoadPlan, image: ElfImage, fd: int, bias: int) -> None:
+    """Add the commands that map ``image`` at ``bias`` from descriptor ``fd``.
+
+    The commands are worked out once per image (at bias 0) and then only shifted: every
+    command's first argument is an address (mmap's, or memset's destination).
+    """
+    template = _templates.get(image)
+    if template is None:
+        scratch = LoadPlan()
+        _map_image(scratch, image, _FD_SLOT, 0)
+        template = _templates[image] = scratch.commands
+    plan.commands.extend(
+        (nr, a1 + bias, a2, a3, a4, fd if a5 == _FD_SLOT else a5, a6)
+        for nr, a1, a2, a3, a4, a5, a6 in template
+    )
+
+
+def _map_image(plan: LoadPlan, image: ElfImage, fd: int, bias: int) -> None:
     """Reserve the image's span, then map each PT_LOAD over it, zeroing .bss as the kernel does."""
     lo, hi = image.span
     flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE

@@ -154,13 +154,13 @@ class MountTable:
         return self._covering.get((mount.mount_id, ino))
 
     def mounts(self) -> list[MountInfo]:
-        return [
-            MountInfo(
-                m.source, m.target, m.fs.fstype, m.options, m.mount_id,
-                m.mountpoint.mount.mount_id if m.mountpoint is not None else m.mount_id, m.fs.dev,
-            )  # fmt: skip
-            for m in self._mounts
-        ]
+        out = []
+        for m in self._mounts:
+            parent = m.mountpoint.mount.mount_id if m.mountpoint is not None else m.mount_id
+            out.append(
+                MountInfo(m.source, m.target, m.fs.fstype, m.options, m.mount_id, parent, m.fs.dev)
+            )
+        return out
 
     def sync_all(self) -> None:
         for m in self._mounts:
