@@ -1,0 +1,1 @@
+"""The simulated enclave: measurement (MRENCLAVE), signer identity (MRSIGNER), sealing keys."""
