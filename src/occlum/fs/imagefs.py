@@ -1,0 +1,298 @@
+"""imagefs: the read-only file system that serves an integrity-only image, verified.
+
+Owns mounting an image built by :mod:`occlum.instance.image_format` and every check between
+its bytes on the host and what a program reads.  At mount the header and the inode table are
+hashed and compared with the root hash the caller measured; nothing of an image is trusted
+before that.  A regular file's contents are checked on their first open, all of them: the
+file's leaf hashes are checked against its Merkle root (in the verified inode table), then
+every block read from the image against its leaf, before one byte reaches the page cache.  A
+mismatch is ``EIO`` naming the file and block; wrong data is never returned.
+
+The page cache is one sealed memfd per file (``F_SEAL_WRITE | GROW | SHRINK | SEAL``), so no
+one, the LibOS included, can change verified pages afterwards.  Every open gets its own open
+description of that memfd (reopened through ``/proc/self/fd``), as ramfs does.  The memfds
+are kept in a cache bounded by total bytes; an evicted memfd is closed here, while programs
+that opened it keep its pages alive in the host kernel.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hmac
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+from occlum.abi.errors import SyscallError
+from occlum.abi.fsabi import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, ST_RDONLY, StatFs, dtype_of_mode
+from occlum.crypto.merkle import BLOCK_SIZE, HASH_SIZE, block_count, leaves_of, root_of_leaves
+from occlum.instance.image_format import (
+    HEADER_SIZE,
+    IMAGEFS_MAGIC,
+    ImageHeader,
+    InodeRecord,
+    decode_inode_table,
+    image_root,
+)
+from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, Stat
+from occlum.vfs.mount import FileSystem
+
+__all__ = ["DEFAULT_CACHE_BYTES", "ImageFs"]
+
+DEFAULT_CACHE_BYTES = 256 << 20
+_VERIFY_CHUNK = 1 << 20  # bytes read and checked at a time; a multiple of BLOCK_SIZE
+_SEALS = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL
+
+
+def _eio(why: str) -> SyscallError:
+    return SyscallError(errno.EIO, why)
+
+
+class ImageInode(Inode):
+    """An inode of the image: attributes straight from the verified table."""
+
+    fs: ImageFs
+
+    def __init__(self, fs: ImageFs, rec: InodeRecord) -> None:
+        super().__init__(fs, rec.ino, rec.mode)
+        self.rec = rec
+
+    def getattr(self) -> Stat:
+        r = self.rec
+        return Stat(
+            dev=self.fs.dev,
+            ino=r.ino,
+            mode=r.mode,
+            nlink=r.nlink,
+            uid=r.uid,
+            gid=r.gid,
+            size=r.size,
+            blksize=BLOCK_SIZE,
+            blocks=block_count(r.size) * (BLOCK_SIZE // 512) if self.is_regular else 0,
+            atime_ns=r.mtime_ns,
+            mtime_ns=r.mtime_ns,
+            ctime_ns=r.mtime_ns,
+        )
+
+
+class ImageDir(ImageInode):
+    def __init__(self, fs: ImageFs, rec: InodeRecord) -> None:
+        super().__init__(fs, rec)
+        self._listing: list[DirEntry] | None = None
+
+    def lookup(self, name: bytes) -> Inode:
+        ino = self.rec.entries.get(name)
+        if ino is None:
+            raise SyscallError(errno.ENOENT, "no such file or directory")
+        return self.fs.inode(ino)
+
+    def readdir(self) -> list[DirEntry]:
+        if self._listing is None:
+            recs = self.fs.records
+            self._listing = [
+                DirEntry(name, ino, dtype_of_mode(recs[ino - 1].mode))
+                for name, ino in self.rec.entries.items()
+            ]
+        return list(self._listing)
+
+
+class ImageSymlink(ImageInode):
+    def readlink(self) -> bytes:
+        return self.rec.target
+
+
+class ImageFile(ImageInode):
+    def open_host_fd(self, flags: int) -> int:
+        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
+            raise SyscallError(errno.EROFS, "write access on a read-only file system")
+        memfd, cached = self.fs.page_cache_fd(self.rec)
+        try:
+            # a new open description (own offset) of the same verified, sealed pages
+            return os.open(f"/proc/self/fd/{memfd}", (flags & HOST_OPEN_MASK) | os.O_CLOEXEC)
+        finally:
+            if not cached:
+                os.close(memfd)
+
+
+class ImageFs(FileSystem):
+    """The image file at ``path`` whose measured root hash is ``root_hash`` (hex), read-only.
+
+    Raises ``SyscallError(EIO)`` if the image does not match ``root_hash`` or is malformed,
+    and the open error if the image file cannot be read.
+    """
+
+    fstype = "imagefs"
+
+    def __init__(
+        self, path: str | Path, root_hash: str, *, cache_bytes: int = DEFAULT_CACHE_BYTES
+    ) -> None:
+        super().__init__(readonly=True)
+        self.path = Path(path)
+        self.cache_bytes = cache_bytes
+        try:
+            want = bytes.fromhex(root_hash)
+        except ValueError:
+            raise SyscallError(errno.EINVAL, f"root hash {root_hash!r} is not hex")
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise SyscallError(e.errno or errno.EIO, f"image {self.path}: {e.strerror}")
+        try:
+            self.header, self.records = self._load(want)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        self._inodes: list[ImageInode | None] = [None] * len(self.records)
+        self.paths = self._first_paths()
+        self.root = self.inode(1)
+        # ino -> (memfd, size), least recently used first
+        self._cache: OrderedDict[int, tuple[int, int]] = OrderedDict()
+        self._cached_bytes = 0
+
+    def _pread(self, length: int, offset: int) -> bytes:
+        try:
+            return os.pread(self.fd, length, offset)
+        except OSError as e:
+            raise _eio(f"image {self.path}: {e.strerror}")
+
+    def _load(self, want: bytes) -> tuple[ImageHeader, list[InodeRecord]]:
+        mismatch = _eio("image metadata does not match its measured root hash")
+        raw = self._pread(HEADER_SIZE, 0)
+        try:
+            header = ImageHeader.unpack(raw)
+        except ValueError:
+            raise mismatch
+        size = os.fstat(self.fd).st_size
+        if header.table_off + header.table_len > size:
+            raise mismatch
+        table = self._pread(header.table_len, header.table_off)
+        if not hmac.compare_digest(image_root(raw, table), want):
+            raise mismatch
+        if size != header.image_size:
+            raise _eio(f"image {self.path}: {size} bytes, built as {header.image_size}")
+        try:
+            return header, decode_inode_table(table, header)
+        except ValueError as e:
+            raise _eio(f"image metadata is malformed: {e}")
+
+    def _first_paths(self) -> dict[int, bytes]:
+        """One path of every inode (the first found from the root), for error messages."""
+        paths = {1: b"/"}
+        todo = [1]
+        while todo:
+            ino = todo.pop()
+            base = paths[ino].rstrip(b"/")
+            for name, child in self.records[ino - 1].entries.items():
+                if child not in paths:
+                    paths[child] = base + b"/" + name
+                    if self.records[child - 1].mode & S_IFMT == S_IFDIR:
+                        todo.append(child)
+        return paths
+
+    def inode(self, ino: int) -> ImageInode:
+        node = self._inodes[ino - 1]
+        if node is None:
+            rec = self.records[ino - 1]
+            kind = rec.mode & S_IFMT
+            if kind == S_IFDIR:
+                node = ImageDir(self, rec)
+            elif kind == S_IFLNK:
+                node = ImageSymlink(self, rec)
+            else:
+                assert kind == S_IFREG
+                node = ImageFile(self, rec)
+            self._inodes[ino - 1] = node
+        return node
+
+    # --- the page cache ------------------------------------------------------------------
+
+    def page_cache_fd(self, rec: InodeRecord) -> tuple[int, bool]:
+        """A sealed memfd of ``rec``'s verified contents, and whether the cache keeps it.
+
+        The caller closes a memfd the cache did not keep (a file bigger than the cache).
+        """
+        hit = self._cache.get(rec.ino)
+        if hit is not None:
+            self._cache.move_to_end(rec.ino)
+            return hit[0], True
+        memfd = self._fill(rec)
+        if rec.size > self.cache_bytes:
+            return memfd, False
+        while self._cached_bytes + rec.size > self.cache_bytes and self._cache:
+            _ino, (old_fd, old_size) = self._cache.popitem(last=False)
+            os.close(old_fd)
+            self._cached_bytes -= old_size
+        self._cache[rec.ino] = (memfd, rec.size)
+        self._cached_bytes += rec.size
+        return memfd, True
+
+    def _fill(self, rec: InodeRecord) -> int:
+        path = os.fsdecode(self.paths.get(rec.ino, b"?"))
+        n = block_count(rec.size)
+        table = self._pread(n * HASH_SIZE, rec.hash_off) if n else b""
+        expected = [table[i : i + HASH_SIZE] for i in range(0, len(table), HASH_SIZE)]
+        if len(expected) != n or not hmac.compare_digest(root_of_leaves(expected), rec.root):
+            raise _eio(f"{path}: block hash table fails verification")
+        memfd = os.memfd_create(f"imagefs:{rec.ino}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            self._copy_verified(rec, path, expected, memfd)
+            fcntl.fcntl(memfd, fcntl.F_ADD_SEALS, _SEALS)
+        except BaseException:
+            os.close(memfd)
+            raise
+        return memfd
+
+    def _copy_verified(
+        self, rec: InodeRecord, path: str, expected: list[bytes], memfd: int
+    ) -> None:
+        buf = bytearray(min(_VERIFY_CHUNK, len(expected) * BLOCK_SIZE))
+        view = memoryview(buf)
+        left = rec.size
+        first = 0
+        while first < len(expected):
+            count = min(len(buf) // BLOCK_SIZE, len(expected) - first)
+            want = count * BLOCK_SIZE
+            chunk = view[:want]
+            try:
+                got = os.preadv(self.fd, [chunk], rec.data_off + first * BLOCK_SIZE)
+            except OSError as e:
+                raise _eio(f"{path}: {e.strerror} reading the image")
+            if got != want:
+                raise _eio(f"{path}: block {first + got // BLOCK_SIZE} fails verification")
+            leaves = leaves_of(chunk, first)
+            if leaves != expected[first : first + count]:
+                bad = next(
+                    i for i, (a, b) in enumerate(zip(leaves, expected[first:], strict=False))
+                    if a != b
+                )  # fmt: skip
+                raise _eio(f"{path}: block {first + bad} fails verification")
+            out = chunk[: min(want, left)]
+            while out:
+                out = out[os.write(memfd, out) :]
+            left -= min(want, left)
+            first += count
+
+    # --- FileSystem ----------------------------------------------------------------------
+
+    def statfs(self) -> StatFs:
+        h = self.header
+        return StatFs(
+            f_type=IMAGEFS_MAGIC,
+            bsize=BLOCK_SIZE,
+            blocks=(h.image_size + BLOCK_SIZE - 1) // BLOCK_SIZE,
+            files=h.inode_count,
+            namelen=255,
+            frsize=BLOCK_SIZE,
+            flags=ST_RDONLY,
+        )
+
+    def close(self) -> None:
+        """Drop the page cache and the image descriptor (donated descriptors stay valid)."""
+        for memfd, _size in self._cache.values():
+            os.close(memfd)
+        self._cache.clear()
+        self._cached_bytes = 0
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
