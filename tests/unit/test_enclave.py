@@ -352,8 +352,10 @@ def test_seal_build_with_a_given_key(tmp_path: Path, key_a: bytes) -> None:
 
 def test_seal_build_with_a_bad_key(tmp_path: Path) -> None:
     with pytest.raises(UserError) as e:
-        seal_build(tmp_path, CONFIG, IMAGES, META, b"-----BEGIN NONSENSE-----\n")
-    assert "not a PEM private key" in one_line(e)
+        seal_build(
+            tmp_path, CONFIG, IMAGES, META, b"-----BEGIN NONSENSE-----\n", sign_key_source="k.pem"
+        )
+    assert one_line(e).startswith("k.pem is not a PEM private key")
     assert not (tmp_path / SIGSTRUCT_NAME).exists()
 
 

@@ -37,11 +37,14 @@ def seal_build(
     image_root_hashes: Mapping[str, str],
     metadata: Mapping[str, object],
     sign_key_pem: bytes | None,
+    *,
+    sign_key_source: str = "the signing key",
 ) -> Sigstruct:
     """Measure and sign the build, write ``build_dir/sigstruct.json``, return the SIGSTRUCT.
 
     ``config_bytes`` must be the exact bytes ``verify_build`` will be given at run time (the
-    measured configuration), ``metadata`` Occlum.json's ``metadata`` section.
+    measured configuration), ``metadata`` Occlum.json's ``metadata`` section. Errors about a
+    given key name it as ``sign_key_source`` (pass the --sign-key path).
     """
     measured = Measured(
         libos_digest=libos_digest().hex(),
@@ -55,7 +58,7 @@ def seal_build(
             f"the development key {build_dir / DEV_KEY_NAME}",
         )
     else:
-        key_pem, source = sign_key_pem, "the signing key"
+        key_pem, source = sign_key_pem, sign_key_source
     sig = sign_enclave(mre, metadata, key_pem, measured=measured, key_source=source)
     _write_atomically(build_dir / SIGSTRUCT_NAME, sig.to_json().encode(), 0o644)
     return sig
