@@ -1,0 +1,303 @@
+"""The SEFS object store: opaque, sealed objects in a host directory and the atomic superblock.
+
+Owns everything SEFS puts on the host and how it gets there.  The host directory holds only
+
+- ``<32 hex digits>``: one *object* per file chunk or metadata version, named by a random
+  128-bit id that is never reused.  Its contents are the plaintext zero-padded to a multiple
+  of :data:`PAD` (so the host learns sizes only to 4 KiB) and sealed with AES-256-GCM
+  (``mac_only``: authenticated with HMAC-SHA256, not encrypted) under a key derived by HKDF
+  from the volume key and the object's id, with the id as associated data.  Whoever refers to
+  an object records its id and its tag; reading checks both, so no object can be swapped for
+  another, replaced by an older version, or edited.
+- ``superblock``: a short clear header (magic, version, mode, a key-check value so that a
+  wrong key gets its own message) and a sealed body naming the current metadata object (id,
+  tag, length) and a generation number.  It is the root of the volume's tree of tags.
+- ``superblock.tmp`` and ``formatting``: transient files of a commit and of the first format.
+
+A commit writes new objects under new names and fsyncs them and the directory, then replaces
+the superblock atomically (temporary file, fsync, rename, fsync directory), and only then
+removes objects the new state no longer names.  A crash anywhere leaves the old or the new
+superblock, each naming objects that are all durable.
+
+Not covered here: replaying the *whole* directory (superblock and all its objects) to an older
+copy.  Issue 3 binds the generation to a monotonic counter later; until then that rollback is
+undetectable, while any single object's rollback or swap is detected.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from occlum.abi.errors import SyscallError
+from occlum.crypto.aead import (
+    IntegrityError,
+    authenticate,
+    open_authenticated,
+    open_sealed,
+    seal,
+    tag_of,
+)
+from occlum.crypto.kdf import derive_key
+
+__all__ = ["PAD", "ObjectRef", "ObjectStore", "Superblock"]
+
+PAD = 4096
+OBJECT_ID_SIZE = 16
+SUPERBLOCK = "superblock"
+SUPERBLOCK_TMP = "superblock.tmp"
+FORMATTING = "formatting"
+_OBJECT_NAME = re.compile(r"[0-9a-f]{32}")
+
+_MAGIC = b"OCCLSEFS"
+_VERSION = 1
+_FLAG_MAC_ONLY = 1
+_HEADER = struct.Struct("<8sII16s")  # magic, version, flags, key check
+_BODY = struct.Struct("<QQ16sB")  # generation, metadata length, metadata id, tag length
+
+_OBJECT_LABEL = b"occlum-sefs object"
+_MAC_OBJECT_LABEL = b"occlum-sefs mac object"
+_SUPERBLOCK_LABEL = b"occlum-sefs superblock"
+_KEY_CHECK_LABEL = b"occlum-sefs key check"
+
+
+@dataclass(slots=True, frozen=True)
+class ObjectRef:
+    """How a referrer names one object: its id and the tag that ends its sealed blob."""
+
+    oid: bytes
+    tag: bytes
+
+    @property
+    def name(self) -> str:
+        return self.oid.hex()
+
+
+@dataclass(slots=True, frozen=True)
+class Superblock:
+    """The decoded superblock: which metadata object is current, and the commit count."""
+
+    generation: int
+    meta: ObjectRef
+    meta_len: int
+
+
+def padded(n: int) -> int:
+    return -(-n // PAD) * PAD
+
+
+class ObjectStore:
+    """Sealed objects and the superblock in one host directory, reached through a directory fd.
+
+    ``on_step`` is called with a step name after each durable step of a commit; tests copy the
+    directory there to stand for a crash at that moment.
+    """
+
+    def __init__(self, root: Path, key: bytes, *, mac_only: bool) -> None:
+        self.root = root
+        self.mac_only = mac_only
+        self._key = key
+        self._sb_key = derive_key(key, _SUPERBLOCK_LABEL, b"")
+        self._key_check = derive_key(key, _KEY_CHECK_LABEL, b"")[:16]
+        self._label = _MAC_OBJECT_LABEL if mac_only else _OBJECT_LABEL
+        self.on_step: Callable[[str], None] | None = None
+        # ids written since the last commit: garbage if that commit does not name them
+        self.written: set[bytes] = set()
+        try:
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._dirfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise self.error(f"cannot open the storage directory: {e.strerror}", e.errno)
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def error(self, why: str, err: int | None = errno.EIO) -> SyscallError:
+        return SyscallError(err or errno.EIO, f"SEFS {self.root}: {why}")
+
+    def close(self) -> None:
+        if self._dirfd >= 0:
+            os.close(self._dirfd)
+            self._dirfd = -1
+
+    def _step(self, name: str) -> None:
+        if self.on_step is not None:
+            self.on_step(name)
+
+    def _write_file(self, name: str, data: bytes) -> None:
+        fd = os.open(
+            name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=self._dirfd
+        )
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _read_file(self, name: str) -> bytes:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=self._dirfd)
+        try:
+            size = os.fstat(fd).st_size
+            parts = []
+            while size > 0 and (part := os.read(fd, size)):
+                parts.append(part)
+                size -= len(part)
+            return b"".join(parts)
+        finally:
+            os.close(fd)
+
+    def sync_dir(self) -> None:
+        os.fsync(self._dirfd)
+
+    def listing(self) -> list[str]:
+        return os.listdir(self._dirfd)
+
+    def object_ids(self, names: Iterable[str]) -> set[bytes]:
+        return {bytes.fromhex(n) for n in names if _OBJECT_NAME.fullmatch(n)}
+
+    # --- objects -------------------------------------------------------------------------------
+
+    def _object_key(self, oid: bytes) -> bytes:
+        # one key per object id, and ids are random and never reused: no key seals twice
+        return derive_key(self._key, self._label, oid)
+
+    def put(self, data: bytes | memoryview) -> ObjectRef:
+        """Seal ``data`` (padded) as a new object, durable on return (the directory is not)."""
+        oid = os.urandom(OBJECT_ID_SIZE)
+        n = len(data)
+        body = bytes(data) + bytes(padded(n) - n) if n % PAD else data
+        key = self._object_key(oid)
+        blob = authenticate(key, body, oid) if self.mac_only else seal(key, body, oid)
+        try:
+            self._write_file(oid.hex(), blob)
+        except OSError as e:
+            raise self.error(f"writing object {oid.hex()}: {e.strerror}", e.errno)
+        self.written.add(oid)
+        self._step("object")
+        return ObjectRef(oid, tag_of(blob, mac_only=self.mac_only))
+
+    def get(self, ref: ObjectRef, length: int, what: str) -> bytes:
+        """The first ``length`` bytes of the object ``ref`` names, verified, or EIO.
+
+        ``what`` says whose object it is (``metadata``, ``contents of inode 12``) for the error.
+        """
+        try:
+            blob = self._read_file(ref.name)
+        except FileNotFoundError:
+            raise self.error(f"{what}: object {ref.name} is missing")
+        except OSError as e:
+            raise self.error(f"{what}: reading object {ref.name}: {e.strerror}")
+        try:
+            if tag_of(blob, mac_only=self.mac_only) != ref.tag:
+                raise IntegrityError("not the version the metadata names")
+            key = self._object_key(ref.oid)
+            if self.mac_only:
+                body = open_authenticated(key, blob, ref.oid)
+            else:
+                body = open_sealed(key, blob, ref.oid)
+        except IntegrityError as e:
+            raise self.error(
+                f"{what}: object {ref.name} fails verification ({e}; tampered, swapped or replayed)"
+            )
+        if len(body) != padded(length):
+            raise self.error(f"{what}: object {ref.name} has the wrong length")
+        return body if len(body) == length else body[:length]
+
+    def remove(self, oids: Iterable[bytes]) -> None:
+        """Remove objects no committed state names; a failure only leaves garbage behind."""
+        for oid in oids:
+            try:
+                os.unlink(oid.hex(), dir_fd=self._dirfd)
+            except OSError:
+                pass
+        self._step("removed")
+
+    # --- superblock --------------------------------------------------------------------------------
+
+    def _header(self) -> bytes:
+        flags = _FLAG_MAC_ONLY if self.mac_only else 0
+        return _HEADER.pack(_MAGIC, _VERSION, flags, self._key_check)
+
+    def read_superblock(self) -> Superblock | None:
+        """The current superblock, None if there is none, or EIO saying what is wrong with it."""
+        try:
+            raw = self._read_file(SUPERBLOCK)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise self.error(f"reading the superblock: {e.strerror}")
+        if len(raw) < _HEADER.size:
+            raise self.error("superblock is truncated")
+        header = raw[: _HEADER.size]
+        magic, version, flags, check = _HEADER.unpack(header)
+        if magic != _MAGIC:
+            raise self.error("superblock is not a SEFS superblock (corrupted?)")
+        if version != _VERSION:
+            raise self.error(f"superblock has unsupported version {version}")
+        if bool(flags & _FLAG_MAC_ONLY) != self.mac_only:
+            have = "integrity-only (MAC)" if flags & _FLAG_MAC_ONLY else "encrypted"
+            raise self.error(f"volume is {have}; mount it with the matching MAC option")
+        if check != self._key_check:
+            raise self.error("wrong key for this volume")
+        body_blob = raw[_HEADER.size :]
+        try:
+            if self.mac_only:
+                body = open_authenticated(self._sb_key, body_blob, header)
+            else:
+                body = open_sealed(self._sb_key, body_blob, header)
+        except IntegrityError:
+            raise self.error("superblock fails verification (corrupted or tampered)")
+        if len(body) < _BODY.size:
+            raise self.error("superblock body is malformed")
+        generation, meta_len, meta_id, tag_len = _BODY.unpack(body[: _BODY.size])
+        tag = body[_BODY.size :]
+        if len(tag) != tag_len:
+            raise self.error("superblock body is malformed")
+        return Superblock(generation, ObjectRef(meta_id, tag), meta_len)
+
+    def write_superblock(self, sb: Superblock) -> None:
+        """Replace the superblock atomically: a crash leaves the old one or this one."""
+        header = self._header()
+        body = _BODY.pack(sb.generation, sb.meta_len, sb.meta.oid, len(sb.meta.tag)) + sb.meta.tag
+        if self.mac_only:
+            blob = authenticate(self._sb_key, body, header)
+        else:
+            # the superblock key seals many superblocks; each gets a fresh random nonce
+            blob = seal(self._sb_key, body, header)
+        try:
+            try:
+                os.unlink(SUPERBLOCK_TMP, dir_fd=self._dirfd)
+            except FileNotFoundError:
+                pass
+            self._write_file(SUPERBLOCK_TMP, header + blob)
+            self._step("superblock-written")
+            os.rename(SUPERBLOCK_TMP, SUPERBLOCK, src_dir_fd=self._dirfd, dst_dir_fd=self._dirfd)
+            self._step("superblock-renamed")
+            self.sync_dir()
+        except OSError as e:
+            raise self.error(f"writing the superblock: {e.strerror}", e.errno)
+        self._step("superblock-synced")
+
+    # --- the format marker -------------------------------------------------------------------------
+
+    def has_marker(self) -> bool:
+        return FORMATTING in self.listing()
+
+    def set_marker(self) -> None:
+        """Say "a format is under way": a crash before its superblock may then be re-formatted."""
+        fd = os.open(FORMATTING, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600, dir_fd=self._dirfd)
+        os.fsync(fd)
+        os.close(fd)
+        self.sync_dir()
+
+    def clear_marker(self) -> None:
+        try:
+            os.unlink(FORMATTING, dir_fd=self._dirfd)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,523 @@
+"""SEFS without a process: persistence, secrecy, tamper detection and crash atomicity."""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import random
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from occlum.abi.errors import SyscallError
+from occlum.abi.fsabi import S_IFIFO, S_IFMT
+from occlum.fs.sefs import CHUNK, SEFS_MAGIC, SefsFs
+from occlum.fs.sefs.store import PAD, SUPERBLOCK
+from occlum.fs.sefs.volume import SefsFile
+from occlum.vfs.inode import Inode
+
+KEY = bytes(range(32))
+OTHER_KEY = bytes(range(1, 33))
+
+Snapshot = dict[bytes, tuple[object, ...]]
+
+
+@pytest.fixture
+def vol(tmp_path: Path) -> Path:
+    return tmp_path / "vol"
+
+
+@pytest.fixture
+def mounts() -> Iterator[list[SefsFs]]:
+    """Every volume a test mounts, closed (without committing) at the end."""
+    opened: list[SefsFs] = []
+    yield opened
+    for fs in opened:
+        fs.close(commit=False)
+
+
+def mount(opened: list[SefsFs], d: Path, key: bytes = KEY, **kw: bool) -> SefsFs:
+    fs = SefsFs(d, key, **kw)
+    opened.append(fs)
+    return fs
+
+
+def write(inode: Inode, data: bytes, off: int = 0) -> None:
+    fd = inode.open_host_fd(os.O_RDWR)
+    try:
+        os.pwrite(fd, data, off)
+    finally:
+        os.close(fd)
+
+
+def read(inode: Inode) -> bytes:
+    fd = inode.open_host_fd(os.O_RDONLY)
+    try:
+        out = b""
+        while chunk := os.read(fd, 1 << 20):
+            out += chunk
+        return out
+    finally:
+        os.close(fd)
+
+
+def snapshot(fs: SefsFs, *, contents: bool = True) -> Snapshot:
+    """Everything a program could observe, by path (atime aside: reading it changes it)."""
+    out: Snapshot = {}
+
+    def walk(d: Inode, prefix: bytes) -> None:
+        for e in sorted(d.readdir(), key=lambda e: e.name):
+            node = d.lookup(e.name)
+            st = node.getattr()
+            extra: object = None
+            if node.is_regular and contents:
+                extra = read(node)
+            elif node.is_symlink:
+                extra = node.readlink()
+            path = prefix + e.name
+            out[path] = (node.ino, st.mode, st.uid, st.gid, st.nlink, st.size, st.mtime_ns, extra)
+            if node.is_dir:
+                walk(node, path + b"/")
+
+    st = fs.root.getattr()
+    out[b"/"] = (fs.root.ino, st.mode, st.uid, st.gid, st.nlink, st.mtime_ns)
+    walk(fs.root, b"/")
+    return out
+
+
+def host_bytes(d: Path) -> list[tuple[str, bytes]]:
+    return [(p.name, p.read_bytes()) for p in sorted(d.iterdir()) if p.is_file()]
+
+
+def objects(d: Path) -> set[str]:
+    return {p.name for p in d.iterdir() if len(p.name) == 32}
+
+
+def populate(fs: SefsFs) -> None:
+    """A tree that uses every kind of node and operation the VFS offers."""
+    r = fs.root
+    big = r.create(b"big", 0o644, 1000, 1000)
+    write(big, os.urandom(CHUNK * 2 + 1234))
+    write(big, b"\0" * CHUNK, CHUNK)  # a hole-like all-zero chunk in the middle
+    small = r.create(b"small", 0o600, 0, 0)
+    write(small, b"hello world")
+    d = r.mkdir(b"dir", 0o750, 5, 6)
+    sub = d.mkdir(b"sub", 0o700, 0, 0)
+    sub.create(b"empty", 0o644, 0, 0)
+    d.link(b"small-link", small)
+    d.symlink(b"sym", b"../small", 0, 0)
+    d.mknod(b"fifo", S_IFIFO | 0o644, 0, 0, 0)
+    t = r.create(b"truncated", 0o644, 0, 0)
+    write(t, b"x" * 10000)
+    t.setattr(size=100)
+    grow = r.create(b"grown", 0o644, 0, 0)
+    grow.setattr(size=CHUNK + 7)
+    r.create(b"old-name", 0o644, 0, 0)
+    r.rename(b"old-name", d, b"new-name", 0)
+    r.create(b"gone", 0o644, 0, 0)
+    r.unlink(b"gone")
+    r.mkdir(b"gone-dir", 0o755, 0, 0)
+    r.rmdir(b"gone-dir")
+    small.setattr(mode=0o640, uid=7, gid=8)
+    small.setattr(atime_ns=1_000_000_000, mtime_ns=2_000_000_000)
+
+
+# --- persistence ---------------------------------------------------------------------------------
+
+
+def test_round_trip_across_remount(vol: Path, mounts: list[SefsFs]) -> None:
+    fs = mount(mounts, vol)
+    populate(fs)
+    before = snapshot(fs)
+    fs.close()
+    fs2 = mount(mounts, vol)
+    assert snapshot(fs2) == before
+    small = fs2.root.lookup(b"small")
+    assert small is fs2.root.lookup(b"dir").lookup(b"small-link")
+    assert small.getattr().mtime_ns == 2_000_000_000
+    assert fs2.root.lookup(b"dir").lookup(b"fifo").getattr().mode & S_IFMT == S_IFIFO
+    # changes after a remount persist too, and new inode numbers do not collide
+    n = fs2.root.create(b"new", 0o644, 0, 0)
+    assert n.ino not in {v[0] for v in before.values()}
+    write(n, b"second generation")
+    fs2.root.unlink(b"big")
+    after = snapshot(fs2)
+    fs2.close()
+    assert snapshot(mount(mounts, vol)) == after
+
+
+def test_native_writes_through_mmap_are_committed(vol: Path, mounts: list[SefsFs]) -> None:
+    fs = mount(mounts, vol)
+    f = fs.root.create(b"mapped", 0o644, 0, 0)
+    f.setattr(size=8192)
+    fd = f.open_host_fd(os.O_RDWR)
+    m = mmap.mmap(fd, 8192)
+    os.close(fd)
+    fs.sync()
+    m[4096:4101] = b"store"  # no write(2): only the shared mapping changes the page
+    m.close()
+    fs.close()
+    assert read(mount(mounts, vol).root.lookup(b"mapped"))[4096:4101] == b"store"
+
+
+def test_unlinked_open_file_keeps_working_and_is_not_persisted(
+    vol: Path, mounts: list[SefsFs]
+) -> None:
+    fs = mount(mounts, vol)
+    f = fs.root.create(b"tmp", 0o644, 0, 0)
+    fd = f.open_host_fd(os.O_RDWR)
+    fs.root.unlink(b"tmp")
+    os.write(fd, b"still writable")
+    fs.sync()
+    assert os.pread(fd, 100, 0) == b"still writable"
+    os.close(fd)
+    fs.close()
+    assert mount(mounts, vol).root.readdir() == []
+
+
+def test_only_changed_chunks_are_rewritten(vol: Path, mounts: list[SefsFs]) -> None:
+    fs = mount(mounts, vol)
+    big = fs.root.create(b"big", 0o644, 0, 0)
+    write(big, os.urandom(CHUNK * 4))
+    small = fs.root.create(b"small", 0o644, 0, 0)
+    write(small, b"a")
+    fs.sync()
+    first = objects(vol)
+    assert len(first) == 4 + 1 + 1  # big's chunks, small, metadata
+    write(small, b"b")
+    fs.sync()
+    second = objects(vol)
+    assert len(first - second) == 2 and len(second - first) == 2  # small's chunk, metadata
+    write(big, b"!", CHUNK * 2 + 5)
+    fs.sync()
+    third = objects(vol)
+    assert len(second - third) == 2 and len(third - second) == 2
+    fs.sync()
+    assert objects(vol) == third  # nothing changed: no commit at all
+
+
+def test_sync_without_changes_does_not_commit(vol: Path, mounts: list[SefsFs]) -> None:
+    fs = mount(mounts, vol)
+    fs.root.create(b"f", 0o644, 0, 0)
+    fs.sync()
+    g = fs.generation
+    fs.sync()
+    assert fs.generation == g
+    fs.close()
+    fs2 = mount(mounts, vol)
+    fs2.sync()
+    assert fs2.generation == g
+
+
+def test_statfs_and_fstype(vol: Path, mounts: list[SefsFs]) -> None:
+    fs = mount(mounts, vol)
+    s = fs.statfs()
+    assert s.f_type == SEFS_MAGIC and s.blocks > 0 and s.namelen == 255
+    assert fs.fstype == "sefs"
+
+
+def test_bad_key_length(vol: Path) -> None:
+    with pytest.raises(SyscallError) as e:
+        SefsFs(vol, b"short")
+    assert e.value.errno == errno.EINVAL
+
+
+# --- what the host sees ------------------------------------------------------------------------
+
+
+def test_no_plaintext_reaches_the_host(vol: Path, mounts: list[SefsFs]) -> None:
+    secrets = [b"KNOWN-CONTENT-", b"SECRET-FILE-NAME", b"SECRET-DIR-NAME", b"/SECRET/TARGET"]
+    fs = mount(mounts, vol)
+    d = fs.root.mkdir(secrets[2], 0o755, 0, 0)
+    f = d.create(secrets[1], 0o644, 0, 0)
+    write(f, secrets[0] * 50000)
+    d.symlink(b"link", secrets[3], 0, 0)
+    fs.close()
+    for name, data in host_bytes(vol):
+        for s in secrets:
+            assert s not in data and s.decode() not in name
+        # only sizes rounded to PAD leak
+        if name != SUPERBLOCK:
+            assert (len(data) - 28) % PAD == 0
+    # the same volume MAC-only is readable on the host, but still verified
+    mac = vol.parent / "mac"
+    fs = mount(mounts, mac, mac_only=True)
+    write(fs.root.create(b"visible", 0o644, 0, 0), secrets[0])
+    fs.close()
+    assert any(secrets[0] in data for _, data in host_bytes(mac))
+    assert read(mount(mounts, mac, mac_only=True).root.lookup(b"visible")) == secrets[0]
+
+
+def test_wrong_key_and_wrong_mode(vol: Path, mounts: list[SefsFs]) -> None:
+    mount(mounts, vol).close()
+    with pytest.raises(SyscallError) as e:
+        SefsFs(vol, OTHER_KEY)
+    assert e.value.errno == errno.EIO and "wrong key" in e.value.why and str(vol) in e.value.why
+    with pytest.raises(SyscallError) as e:
+        SefsFs(vol, KEY, mac_only=True)
+    assert e.value.errno == errno.EIO and "MAC" in e.value.why
+
+
+def test_missing_superblock_is_not_reformatted(vol: Path, mounts: list[SefsFs]) -> None:
+    fs = mount(mounts, vol)
+    fs.root.create(b"f", 0o644, 0, 0)
+    fs.close()
+    (vol / SUPERBLOCK).unlink()
+    with pytest.raises(SyscallError) as e:
+        SefsFs(vol, KEY)
+    assert e.value.errno == errno.EIO and "superblock is missing" in e.value.why
+    assert objects(vol)  # nothing was deleted by the failed attempt
+
+
+# --- tampering -----------------------------------------------------------------------------------
+
+
+def build_tamper_volume(d: Path, mac_only: bool = False) -> dict[bytes, bytes]:
+    fs = SefsFs(d, KEY, mac_only=mac_only)
+    expected = {b"big": os.urandom(CHUNK * 2 + 10), b"small": b"small file", b"other": b"other"}
+    for name, data in expected.items():
+        write(fs.root.create(name, 0o644, 0, 0), data)
+    fs.close()
+    return expected
+
+
+def check_detected(d: Path, expected: dict[bytes, bytes], mac_only: bool = False) -> None:
+    """The mount fails with EIO, or every file reads its true contents or fails with EIO; and
+    something fails."""
+    try:
+        fs = SefsFs(d, KEY, mac_only=mac_only)
+    except SyscallError as e:
+        assert e.errno == errno.EIO, e
+        assert str(d) in e.why
+        return
+    failed = 0
+    try:
+        for name, data in expected.items():
+            try:
+                got = read(fs.root.lookup(name))
+            except SyscallError as e:
+                assert e.errno == errno.EIO, e
+                failed += 1
+                continue
+            assert got == data, f"{name!r}: wrong data"
+    finally:
+        fs.close(commit=False)
+    assert failed, "tampering went unnoticed"
+
+
+Tamper = Callable[[Path, str], None]
+
+
+def flip_start(d: Path, name: str) -> None:
+    b = bytearray((d / name).read_bytes())
+    b[0] ^= 1
+    (d / name).write_bytes(b)
+
+
+def flip_middle(d: Path, name: str) -> None:
+    b = bytearray((d / name).read_bytes())
+    b[len(b) // 2] ^= 0x40
+    (d / name).write_bytes(b)
+
+
+def flip_end(d: Path, name: str) -> None:
+    b = bytearray((d / name).read_bytes())
+    b[-1] ^= 0x80
+    (d / name).write_bytes(b)
+
+
+def truncate(d: Path, name: str) -> None:
+    b = (d / name).read_bytes()
+    (d / name).write_bytes(b[: len(b) - 1])
+
+
+def truncate_empty(d: Path, name: str) -> None:
+    (d / name).write_bytes(b"")
+
+
+def delete(d: Path, name: str) -> None:
+    (d / name).unlink()
+
+
+TAMPERS: list[Tamper] = [flip_start, flip_middle, flip_end, truncate, truncate_empty, delete]
+
+
+@pytest.mark.parametrize("mac_only", [False, True])
+@pytest.mark.parametrize("tamper", TAMPERS, ids=lambda t: t.__name__)
+def test_tampering_with_any_object_is_detected(
+    tmp_path: Path, tamper: Tamper, mac_only: bool
+) -> None:
+    base = tmp_path / "base"
+    expected = build_tamper_volume(base, mac_only)
+    names = [p.name for p in base.iterdir()]
+    assert len(names) == 3 + 1 + 1 + 1 + 1  # big: 3 chunks, small, other, metadata, superblock
+    for name in [*names]:
+        d = tmp_path / f"t-{name}"
+        shutil.copytree(base, d)
+        tamper(d, name)
+        check_detected(d, expected, mac_only)
+
+
+def test_swapping_objects_is_detected(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    expected = build_tamper_volume(base)
+    names = sorted(objects(base))
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            d = tmp_path / f"s-{a}-{b}"
+            shutil.copytree(base, d)
+            (d / a).rename(d / "x")
+            (d / b).rename(d / a)
+            (d / "x").rename(d / b)
+            check_detected(d, expected)
+
+
+def test_replaying_an_older_object_is_detected(tmp_path: Path, mounts: list[SefsFs]) -> None:
+    vol = tmp_path / "vol"
+    fs = mount(mounts, vol)
+    f = fs.root.create(b"f", 0o644, 0, 0)
+    write(f, b"version one")
+    fs.sync()
+    old = {n: (vol / n).read_bytes() for n in objects(vol)}
+    write(f, b"version TWO")
+    fs.sync()
+    fs.close()
+    new = objects(vol) - set(old)
+    assert len(new) == 2  # f's chunk and the metadata
+    for target in new:
+        for source, blob in old.items():
+            d = tmp_path / f"r-{target}-{source}"
+            shutil.copytree(vol, d)
+            (d / target).write_bytes(blob)  # an older object in the newer one's place
+            check_detected(d, {b"f": b"version TWO"})
+
+
+def test_replaying_an_older_superblock_is_detected(tmp_path: Path, mounts: list[SefsFs]) -> None:
+    vol = tmp_path / "vol"
+    fs = mount(mounts, vol)
+    f = fs.root.create(b"f", 0o644, 0, 0)
+    write(f, b"version one")
+    fs.sync()
+    old_sb = (vol / SUPERBLOCK).read_bytes()
+    write(f, b"version two")
+    fs.close()
+    (vol / SUPERBLOCK).write_bytes(old_sb)
+    with pytest.raises(SyscallError) as e:
+        SefsFs(vol, KEY)
+    assert e.value.errno == errno.EIO and "metadata" in e.value.why
+
+
+def test_a_damaged_file_does_not_break_the_rest(vol: Path, mounts: list[SefsFs]) -> None:
+    expected = build_tamper_volume(vol)
+    fs = mount(mounts, vol)
+    small = fs.root.lookup(b"small")
+    assert isinstance(small, SefsFile) and small.chunks[0] is not None
+    flip_middle(vol, small.chunks[0].ref.name)
+    with pytest.raises(SyscallError) as e:
+        small.open_host_fd(os.O_RDONLY)
+    assert e.value.errno == errno.EIO and "contents of inode" in e.value.why
+    assert read(fs.root.lookup(b"big")) == expected[b"big"]
+    # the damaged file can still be removed, and its object then goes away
+    fs.root.unlink(b"small")
+    fs.close()
+    fs2 = mount(mounts, vol)
+    assert sorted(e.name for e in fs2.root.readdir()) == [b"big", b"other"]
+    assert len(objects(vol)) == 3 + 1 + 1
+
+
+# --- crash atomicity -----------------------------------------------------------------------------
+
+
+def mutate(fs: SefsFs, rng: random.Random) -> None:
+    """A handful of random changes to the tree made by :func:`populate`."""
+    r = fs.root
+    for _ in range(rng.randint(1, 6)):
+        op = rng.randrange(6)
+        names = [e.name for e in r.readdir()]
+        if op == 0:
+            write(
+                r.create(b"n%d" % rng.randrange(1 << 30), 0o644, 0, 0),
+                os.urandom(rng.randrange(1, 3 * CHUNK)),
+            )
+        elif op == 1 and b"big" in names:
+            write(r.lookup(b"big"), os.urandom(100), rng.randrange(3 * CHUNK))
+        elif op == 2:
+            victim = rng.choice(names)
+            if not r.lookup(victim).is_dir:
+                r.unlink(victim)
+        elif op == 3 and b"small" in names:
+            r.rename(b"small", r, b"small%d" % rng.randrange(100), 0)
+        elif op == 4:
+            r.mkdir(b"d%d" % rng.randrange(1 << 30), 0o755, 0, 0)
+        elif op == 5 and b"truncated" in names:
+            r.lookup(b"truncated").setattr(size=rng.randrange(2 * CHUNK))
+
+
+def test_a_crash_at_any_step_of_a_commit_leaves_old_or_new(
+    tmp_path: Path, mounts: list[SefsFs]
+) -> None:
+    rng = random.Random(1234)
+    vol = tmp_path / "vol"
+    fs = mount(mounts, vol)
+    populate(fs)
+    fs.sync()
+    crashes: list[Path] = []
+
+    def crash_here(step: str) -> None:
+        d = tmp_path / f"crash{len(crashes)}-{step}"
+        shutil.copytree(vol, d)
+        crashes.append(d)
+
+    states = [snapshot(fs)]
+    for _ in range(4):
+        mutate(fs, rng)
+        fs.store.on_step = crash_here
+        fs.sync()
+        fs.store.on_step = None
+        states.append(snapshot(fs))
+    fs.close()
+    assert len(crashes) > 12
+    mounted = set()
+    for d in crashes:
+        # a crash may also leave a torn temporary superblock and half an object behind
+        if rng.random() < 0.5:
+            (d / "superblock.tmp").write_bytes(os.urandom(40))
+        (d / os.urandom(16).hex()).write_bytes(os.urandom(100))
+        crashed = mount(mounts, d)
+        snap = snapshot(crashed)
+        assert snap in states, f"{d.name}: neither the old nor the new state"
+        mounted.add(states.index(snap))
+        # the next commit cleans up whatever the crash left
+        crashed.root.create(b"after-crash", 0o644, 0, 0)
+        crashed.sync()
+        assert objects(d) == {oid.hex() for oid in crashed._committed}
+        assert not (d / "superblock.tmp").exists()
+    assert mounted == {0, 1, 2, 3, 4}
+
+
+def test_a_crash_during_the_first_format(tmp_path: Path, mounts: list[SefsFs]) -> None:
+    vol = tmp_path / "vol"
+    crashes: list[Path] = []
+    original = SefsFs.sync
+
+    def sync_with_crashes(self: SefsFs) -> None:
+        def crash_here(step: str) -> None:
+            d = tmp_path / f"crash{len(crashes)}"
+            shutil.copytree(vol, d)
+            crashes.append(d)
+
+        self.store.on_step = crash_here
+        original(self)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SefsFs, "sync", sync_with_crashes)
+        SefsFs(vol, KEY).close(commit=False)
+    assert crashes
+    for d in crashes:
+        fs = mount(mounts, d)
+        assert fs.root.readdir() == []
+        fs.close()
+        assert set(os.listdir(d)) == {SUPERBLOCK} | objects(d) and len(objects(d)) == 1
