@@ -26,7 +26,7 @@ from occlum.crypto.merkle import (
 )
 from occlum.fs.imagefs import ImageFs
 from occlum.fs.ramfs import RamFs
-from occlum.instance.image_format import IMAGEFS_MAGIC, ImageHeader, build_image
+from occlum.instance.image_format import IMAGEFS_MAGIC, ImageHeader, LeafCache, build_image
 from occlum.vfs.mount import MountTable
 from occlum.vfs.open import open_path
 from occlum.vfs.path import Location, resolve
@@ -487,3 +487,34 @@ def test_random_trees_round_trip(tree: dict[str, object], seed: int) -> None:
             check_round_trip(src, fs)
         finally:
             fs.close()
+
+
+def test_incremental_build_with_leaf_cache(tree: Path, tmp_path: Path) -> None:
+    full = build_image(tree, tmp_path / "full.img")
+    cache = LeafCache()
+    assert build_image(tree, tmp_path / "a.img", cache=cache) == full and cache.hits == 0
+    saved = tmp_path / "leaves"
+    cache.save(saved)
+    cache = LeafCache.load(saved)
+    assert build_image(tree, tmp_path / "b.img", cache=cache) == full
+    assert cache.hits == 5  # every regular file inode, none hashed again
+    assert (tmp_path / "b.img").read_bytes() == (tmp_path / "full.img").read_bytes()
+    # a rewrite that even restores size and mtime is seen (ctime moved) and hashed again
+    f = tree / "bin" / "big"
+    st0 = f.stat()
+    data = bytearray(f.read_bytes())
+    data[7] ^= 1
+    f.write_bytes(bytes(data))
+    os.utime(f, ns=(st0.st_atime_ns, st0.st_mtime_ns))
+    (tree / "etc" / "empty").unlink()
+    changed = build_image(tree, tmp_path / "c.img", cache=cache)
+    assert cache.hits == 3
+    assert changed == build_image(tree, tmp_path / "d.img") != full
+    assert b"/etc/empty" not in b"".join(cache.entries)
+    fs = ImageFs(tmp_path / "c.img", changed)
+    check_round_trip(tree, fs)
+    fs.close()
+    # a damaged cache file is an empty cache, not an error
+    saved.write_bytes(saved.read_bytes()[:100])
+    assert LeafCache.load(saved).entries == {}
+    assert LeafCache.load(tmp_path / "missing").entries == {}

@@ -32,6 +32,7 @@ unreadable file stops the build with a :class:`~occlum.abi.errors.UserError` nam
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import stat as pystat
@@ -53,6 +54,7 @@ __all__ = [
     "VERSION",
     "ImageHeader",
     "InodeRecord",
+    "LeafCache",
     "ProgressCallback",
     "build_image",
     "decode_inode_table",
@@ -294,8 +296,98 @@ def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
         mv = mv[os.write(fd, mv) :]
 
 
-def _copy_file(node: _Node, out: int, buf: bytearray, leaves: list[bytes]) -> int:
-    """Append ``node``'s padded blocks to ``out``; its leaves to ``leaves``; bytes copied."""
+def _stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class LeafCache:
+    """Leaf hashes of files hashed by an earlier build, so that an incremental build skips them.
+
+    An entry is keyed by the file's path and what ``stat`` says of it (device, inode, size,
+    mtime, ctime): a file whose stat is unchanged is taken to have unchanged contents, the rule
+    of make and rsync.  ctime cannot be set back by a user, so even a rewrite in place that
+    restores the old mtime is seen.  ``occlum build -f`` builds without a cache.  A build
+    leaves in the cache exactly the files of the tree it built.
+    """
+
+    _MAGIC = b"OCCLUMLEAVES1\n"
+    _RECORD = struct.Struct("<I5QQ")  # path length, stat key, leaf bytes length
+
+    def __init__(self) -> None:
+        self.entries: dict[bytes, tuple[tuple[int, int, int, int, int], bytes]] = {}
+        self.hits = 0  # files of the last build that were not hashed again
+
+    def get(self, path: bytes, st: os.stat_result) -> bytes | None:
+        hit = self.entries.get(path)
+        return hit[1] if hit is not None and hit[0] == _stat_key(st) else None
+
+    @classmethod
+    def load(cls, path: Path) -> LeafCache:
+        """The cache saved at ``path``; an empty one if it is missing or unreadable."""
+        cache = cls()
+        try:
+            raw = Path(path).read_bytes()
+            if not raw.startswith(cls._MAGIC):
+                return cache
+            pos = len(cls._MAGIC)
+            while pos < len(raw):
+                plen, dev, ino, size, mtime, ctime, llen = cls._RECORD.unpack_from(raw, pos)
+                pos += cls._RECORD.size
+                name = raw[pos : pos + plen]
+                leaves = raw[pos + plen : pos + plen + llen]
+                pos += plen + llen
+                if len(leaves) != llen or llen != block_count(size) * HASH_SIZE:
+                    return cls()
+                cache.entries[name] = ((dev, ino, size, mtime, ctime), leaves)
+        except (OSError, struct.error):
+            return cls()
+        return cache
+
+    def save(self, path: Path) -> None:
+        """Write the cache to ``path`` atomically."""
+        parts = [self._MAGIC]
+        for name, (key, leaves) in sorted(self.entries.items()):
+            parts.append(self._RECORD.pack(len(name), *key, len(leaves)))
+            parts.append(name)
+            parts.append(leaves)
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            tmp.write_bytes(b"".join(parts))
+            os.replace(tmp, path)
+        except OSError as e:
+            raise UserError(f"{path}: cannot write the build cache: {e.strerror}")
+
+
+def _kernel_copy(src: int, out: int, size: int) -> int:
+    """Copy ``size`` bytes from ``src`` (at 0) to ``out`` (at its offset) in the kernel."""
+    done = 0
+    use_cfr = True
+    while done < size:
+        n = 0
+        if use_cfr:
+            try:
+                n = os.copy_file_range(src, out, size - done, done)
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    raise
+                use_cfr = False  # across file systems: sendfile still avoids user space
+        if not use_cfr:
+            n = os.sendfile(out, src, done, size - done)
+        if n == 0:
+            break
+        done += n
+    return done
+
+
+def _copy_file(
+    node: _Node, out: int, buf: bytearray, cache: LeafCache | None, fresh: LeafCache | None
+) -> bytes:
+    """Append ``node``'s padded blocks to ``out``; return its leaves, joined.
+
+    With a cache entry for an unchanged file, the blocks are copied by the kernel and the
+    cached leaves used; otherwise every block is read and hashed.
+    """
     path, size = node.path, node.st.st_size
     changed = UserError(f"{_show(path)}: changed while the image was being built")
     try:
@@ -304,23 +396,33 @@ def _copy_file(node: _Node, out: int, buf: bytearray, leaves: list[bytes]) -> in
         raise UserError(f"{_show(path)}: cannot read: {e.strerror}")
     try:
         st = os.fstat(fd)
-        if (st.st_dev, st.st_ino, st.st_size) != (node.st.st_dev, node.st.st_ino, size):
+        key = _stat_key(st)
+        if key[:3] != (node.st.st_dev, node.st.st_ino, size):
             raise changed
-        view = memoryview(buf)
-        done = 0
-        while done < size:
-            want = min(len(buf), size - done)
-            got = 0
-            while got < want:
-                n = os.readv(fd, [view[got:want]])
-                if n == 0:
-                    raise changed
-                got += n
-            chunk = view[:want]
-            leaves.extend(leaves_of(chunk, done // BLOCK_SIZE))
-            _write_all(out, chunk)
-            done += want
-        if os.read(fd, 1):
+        joined = cache.get(path, st) if cache is not None else None
+        if cache is not None and joined is not None:
+            if _kernel_copy(fd, out, size) != size:
+                raise changed
+            cache.hits += 1
+        else:
+            leaves: list[bytes] = []
+            view = memoryview(buf)
+            done = 0
+            while done < size:
+                want = min(len(buf), size - done)
+                got = 0
+                while got < want:
+                    n = os.readv(fd, [view[got:want]])
+                    if n == 0:
+                        raise changed
+                    got += n
+                chunk = view[:want]
+                leaves.extend(leaves_of(chunk, done // BLOCK_SIZE))
+                _write_all(out, chunk)
+                done += want
+            joined = b"".join(leaves)
+        # a write while we copied moves mtime/ctime (and maybe the size)
+        if os.pread(fd, 1, size) or _stat_key(os.fstat(fd)) != key:
             raise changed
     except OSError as e:
         raise UserError(f"{_show(path)}: cannot read: {e.strerror}")
@@ -329,7 +431,9 @@ def _copy_file(node: _Node, out: int, buf: bytearray, leaves: list[bytes]) -> in
     pad = -size % BLOCK_SIZE
     if pad:
         _write_all(out, bytes(pad))
-    return size
+    if fresh is not None:
+        fresh.entries[path] = (key, joined)
+    return joined
 
 
 def _encode_inode(node: _Node) -> bytes:
@@ -354,16 +458,27 @@ def _encode_inode(node: _Node) -> bytes:
     return b"".join(parts)
 
 
-def build_image(src_dir: Path, out_path: Path, *, progress: ProgressCallback | None = None) -> str:
+def build_image(
+    src_dir: Path,
+    out_path: Path,
+    *,
+    progress: ProgressCallback | None = None,
+    cache: LeafCache | None = None,
+) -> str:
     """Write the image of the tree at ``src_dir`` to ``out_path``; return its hex root hash.
 
     The image appears atomically (a temporary file in the same directory, then a rename), so
     a failed build leaves any previous image untouched.  Contents are streamed: one chunk of a
     file is in memory at a time, plus 32 bytes of leaf hash per block of the whole tree.
+    With ``cache``, files unchanged since the build that filled it are not hashed again, and
+    after a successful build the cache holds this build's files (for the caller to save).
     """
     nodes = _collect(os.fsencode(src_dir))
     files = [n for n in nodes if pystat.S_ISREG(n.st.st_mode)]
     total = sum(n.st.st_size for n in files)
+    fresh = LeafCache() if cache is not None else None
+    if cache is not None:
+        cache.hits = 0
     out_path = Path(out_path)
     try:
         fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
@@ -375,24 +490,25 @@ def build_image(src_dir: Path, out_path: Path, *, progress: ProgressCallback | N
         # the data region, collecting each file's leaves for the hash table behind it
         buf = bytearray(_READ_CHUNK)
         offset = HEADER_SIZE
-        all_leaves: list[list[bytes]] = []
+        all_leaves: list[bytes] = []
         done = 0
         for node in files:
-            leaves: list[bytes] = []
             node.data_off = offset
-            copied = _copy_file(node, fd, buf, leaves)
-            offset += len(leaves) * BLOCK_SIZE
-            node.root = root_of_leaves(leaves)
-            all_leaves.append(leaves)
-            done += copied
+            joined = _copy_file(node, fd, buf, cache, fresh)
+            offset += block_count(node.st.st_size) * BLOCK_SIZE
+            node.root = root_of_leaves(
+                [joined[i : i + HASH_SIZE] for i in range(0, len(joined), HASH_SIZE)]
+            )
+            all_leaves.append(joined)
+            done += node.st.st_size
             if progress is not None:
                 progress(done, total)
         data_len = offset - HEADER_SIZE
         hash_off = offset
-        for node, leaves in zip(files, all_leaves, strict=True):
+        for node, joined in zip(files, all_leaves, strict=True):
             node.hash_off = offset
-            _write_all(fd, b"".join(leaves))
-            offset += len(leaves) * HASH_SIZE
+            _write_all(fd, joined)
+            offset += len(joined)
         hash_len = offset - hash_off
         del all_leaves
         table = b"".join(_encode_inode(n) for n in nodes)
@@ -414,6 +530,8 @@ def build_image(src_dir: Path, out_path: Path, *, progress: ProgressCallback | N
             os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)  # gone after a successful rename
+    if cache is not None and fresh is not None:
+        cache.entries = fresh.entries
     if progress is not None and not files:
         progress(0, 0)
     return image_root(header, table).hex()
