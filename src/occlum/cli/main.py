@@ -6,6 +6,7 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -133,23 +134,33 @@ class _RichBuildProgress:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("-f", "--force", is_flag=True, help="Copy every file again, even unchanged ones.")
+@click.option(
+    "-f", "--force", is_flag=True, help="Copy and hash every file again, even unchanged ones."
+)
+@click.option(
+    "--sign-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="RSA-3072 (e=3) PEM key that signs the enclave; a per-instance development key if absent.",
+)
 @click.pass_context
-def build(ctx: click.Context, force: bool) -> None:
-    """Validate Occlum.json and build image/ into the runnable build/image/.
+def build(ctx: click.Context, force: bool, sign_key: Path | None) -> None:
+    """Validate Occlum.json, build image/ and initfs/ into integrity-only images, and measure
+    and sign the enclave (MRENCLAVE covers the LibOS, the configuration and every byte of the
+    images; MRSIGNER is the signing key's).
 
-    Unchanged files (same size, mtime and mode) are not copied again unless --force is given.
-    A failed build leaves the previous build intact.
+    Unchanged files (same size, mtime and mode) are not copied or hashed again unless --force
+    is given. A failed build leaves the previous build intact.
 
     \b
     Example:
       occlum build
-      occlum build -f
+      occlum build -f --sign-key release-key.pem
     """
     inst = _instance(ctx)
     progress = _RichBuildProgress()
     try:
-        report = build_instance(inst, force=force, progress=progress)
+        report = build_instance(inst, force=force, progress=progress, sign_key=sign_key)
     finally:
         progress.stop()
     for w in report.warnings:
@@ -159,6 +170,7 @@ def build(ctx: click.Context, force: bool) -> None:
         f"Built {inst.path}: {report.files_copied} files copied ({mib:.1f} MiB), "
         f"{report.files_reused} unchanged, {report.symlinks} symlinks, {report.dirs} directories"
     )
+    click.echo(f"MRENCLAVE {report.mrenclave}")
 
 
 @cli.command(

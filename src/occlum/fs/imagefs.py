@@ -1,6 +1,6 @@
 """imagefs: the read-only file system that serves an integrity-only image, verified.
 
-Owns mounting an image built by :mod:`occlum.instance.image_format` and every check between
+Owns mounting an image built by :mod:`occlum.fs.image_format` and every check between
 its bytes on the host and what a program reads.  At mount the header and the inode table are
 hashed and compared with the root hash the caller measured; nothing of an image is trusted
 before that.  A regular file's contents are checked on their first open, all of them: the
@@ -27,7 +27,7 @@ from pathlib import Path
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, ST_RDONLY, StatFs, dtype_of_mode
 from occlum.crypto.merkle import BLOCK_SIZE, HASH_SIZE, block_count, leaves_of, root_of_leaves
-from occlum.instance.image_format import (
+from occlum.fs.image_format import (
     HEADER_SIZE,
     IMAGEFS_MAGIC,
     ImageHeader,

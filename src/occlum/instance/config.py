@@ -444,8 +444,10 @@ def to_run_spec(
     inst = instance if isinstance(instance, Instance) else Instance(Path(instance))
     if not argv:
         raise UserError("no program given (e.g. occlum run /bin/hello)")
-    config = inst.load_built_config().config
+    loaded = inst.load_built_config()
+    config = loaded.config
     program = check_entry_point(config, argv[0])
+    root_image, root_hash = _verified_root(inst)
     mounts = plan_mounts(config, inst.path)
     for m in mounts:
         if m.source is not None and not os.path.isdir(m.source):
@@ -470,4 +472,26 @@ def to_run_spec(
         default_heap_size=config.process.default_heap_size,
         log_level=log_level or log_level_from_env(host_env),
         extra=extra,
+        root_image=root_image,
+        root_hash=root_hash,
     )
+
+
+def _verified_root(inst: Any) -> tuple[str, str]:
+    """The root image and its hash, after checking that the build's measurement still holds:
+    the LibOS, the built configuration and the image hashes give the MRENCLAVE that was
+    signed at ``occlum build`` (a tampered hash file or configuration stops here; a tampered
+    image stops when it is mounted)."""
+    from occlum.enclave.build_seal import verify_build
+
+    try:
+        hashes = json.loads(inst.image_hashes_path.read_text())
+        config_bytes = inst.built_config_path.read_bytes()
+    except (OSError, ValueError):
+        raise UserError("instance not built (no image hashes): run `occlum build` first")
+    if not isinstance(hashes, dict) or not all(isinstance(v, str) for v in hashes.values()):
+        raise UserError(f"{inst.image_hashes_path}: malformed; run `occlum build`")
+    verify_build(inst.build_dir, config_bytes, hashes)
+    if "image" not in hashes or not inst.root_image_path.is_file():
+        raise UserError(f"{inst.root_image_path} is missing: run `occlum build`")
+    return str(inst.root_image_path), hashes["image"]

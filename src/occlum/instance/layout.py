@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -82,6 +84,14 @@ class Instance:
     @property
     def built_image_dir(self) -> Path:
         return self.build_dir / "image"
+
+    @property
+    def root_image_path(self) -> Path:
+        return self.build_dir / "image.img"
+
+    @property
+    def image_hashes_path(self) -> Path:
+        return self.build_dir / "image_hashes.json"
 
     @property
     def built_config_path(self) -> Path:
@@ -224,12 +234,23 @@ class BuildReport:
     symlinks: int = 0
     dirs: int = 0
     warnings: list[str] = field(default_factory=list)
+    mrenclave: str = ""
 
 
 def build_instance(
-    inst: Instance, *, force: bool = False, progress: BuildProgress | None = None
+    inst: Instance,
+    *,
+    force: bool = False,
+    progress: BuildProgress | None = None,
+    sign_key: Path | None = None,
 ) -> BuildReport:
-    """``occlum build``: validate the config and copy ``image/`` into ``build/image/``."""
+    """``occlum build``: validate the config, stage ``image/`` into ``build/image/``, turn it
+    and ``initfs/`` into integrity-only images, and measure and sign the result.
+
+    The staged tree gets an ``/etc/ld.so.cache`` of its own; the images are what the LibOS
+    mounts (``build/image.img`` as the root), and their root hashes, the built configuration
+    and the LibOS itself make MRENCLAVE (``build/sigstruct.json``).
+    """
     loaded = inst.load_config()
     plan_mounts(loaded.config, inst.path)  # rejects mounts the kernel cannot provide yet
     report = BuildReport(warnings=list(loaded.warnings))
@@ -252,12 +273,57 @@ def build_instance(
         _copy_tree(inst.image_dir, tmp, entries, old, report, progress)
         _make_loader_cache(tmp, report)
         _swap_into_place(tmp, inst.built_image_dir)
-        _write_atomically(inst.built_config_path, normalized_config_text(loaded.config))
+        config_text = normalized_config_text(loaded.config)
+        hashes = _build_images(inst, force)
+        key_pem = _read_sign_key(sign_key)
+        metadata = loaded.config.metadata.model_dump()
+        _write_atomically(inst.built_config_path, config_text)
+        _write_atomically(
+            inst.image_hashes_path, json.dumps(hashes, indent=2, sort_keys=True) + "\n"
+        )
+        from occlum.enclave.build_seal import seal_build
+
+        sig = seal_build(
+            inst.build_dir, config_text.encode(), hashes, metadata, key_pem,
+            sign_key_source=str(sign_key) if sign_key else "the signing key",
+        )  # fmt: skip
+        report.mrenclave = sig.mrenclave.hex()
         inst.status_path.write_text("built\n")
     finally:
         if tmp.exists():
             _rmtree(tmp)
     return report
+
+
+def _build_images(inst: Instance, force: bool) -> dict[str, str]:
+    """The integrity-only images of the staged root and of ``initfs/``: name -> root hash."""
+    from occlum.fs.image_format import LeafCache, build_image
+
+    hashes: dict[str, str] = {}
+    for name, tree in (("image", inst.built_image_dir), ("initfs", inst.initfs_dir)):
+        leaves_path = inst.build_dir / f"{name}.leaves"
+        cache = LeafCache() if force else LeafCache.load(leaves_path)
+        if tree.is_dir():
+            hashes[name] = build_image(tree, inst.build_dir / f"{name}.img", cache=cache)
+        else:  # an instance without initfs/ gets an empty one
+            with tempfile.TemporaryDirectory() as empty:
+                os.chmod(empty, 0o755)
+                os.utime(empty, ns=(0, 0))  # the same empty image every time
+                hashes[name] = build_image(Path(empty), inst.build_dir / f"{name}.img", cache=cache)
+        try:
+            cache.save(leaves_path)
+        except OSError:
+            pass  # only the next build's speed depends on it
+    return hashes
+
+
+def _read_sign_key(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise UserError(f"--sign-key {path}: {e.strerror}")
 
 
 def _make_loader_cache(root: Path, report: BuildReport) -> None:
@@ -272,10 +338,18 @@ def _make_loader_cache(root: Path, report: BuildReport) -> None:
     )
     if ldconfig is None or not (root / "etc").is_dir():
         return
+    etc = os.stat(root / "etc")
     try:
         subprocess.run([ldconfig, "-r", str(root)], check=True, capture_output=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as exc:
         report.warnings.append(f"no /etc/ld.so.cache in the image (ldconfig failed: {exc})")
+    else:
+        # keep the measurement a function of image/ alone: no build-time timestamps
+        os.utime(cache, ns=(etc.st_mtime_ns, etc.st_mtime_ns))
+        for aux in (root / "var" / "cache" / "ldconfig" / "aux-cache",):
+            with contextlib.suppress(OSError):
+                aux.unlink()
+    os.utime(root / "etc", ns=(etc.st_atime_ns, etc.st_mtime_ns))
 
 
 def _remove_leftovers(build_dir: Path) -> None:
@@ -340,6 +414,8 @@ def _copy_tree(
             report.dirs += 1
         elif stat.S_ISLNK(mode):
             os.symlink(os.readlink(s), d)
+            # the image records times: same tree, same image, same measurement
+            os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
             report.symlinks += 1
         elif stat.S_ISREG(mode):
             if old is not None and _reuse(old / rel, d, st):

@@ -23,6 +23,7 @@ from occlum.abi.errors import SyscallError, UserError
 from occlum.abi.syscalls import NAME
 from occlum.fs.devfs import DevFs
 from occlum.fs.hostfs import HostFs
+from occlum.fs.imagefs import ImageFs
 from occlum.fs.procfs import ProcessInfo, ProcFs
 from occlum.fs.ramfs import RamFs
 from occlum.kernel.log import Log
@@ -34,7 +35,7 @@ from occlum.platform import launch as launcher
 from occlum.platform.faults import FaultLog
 from occlum.platform.seccomp import Listener
 from occlum.platform.stub import STUB_NR, build_stub
-from occlum.vfs.mount import MountTable
+from occlum.vfs.mount import FileSystem, MountTable
 from occlum.vfs.path import resolve
 
 
@@ -87,6 +88,7 @@ class LibOS:
         self.by_pid: dict[int, Process] = {}  # by LibOS pid
         self.table: dict[int, Entry] = build_table()
         self.warned: set[int] = set()
+        self.eio_reported: set[str] = set()
         self.current: Task | None = None
         self._info_cache: tuple[tuple[int, int], ProcessInfo | None] | None = None
         self.stub = build_stub()
@@ -101,7 +103,7 @@ class LibOS:
 
     # -- file systems -------------------------------------------------------------------
     def _build_mounts(self, spec: RunSpec) -> MountTable:
-        table = MountTable(HostFs(spec.root_dir, readonly=True), source=b"image", options="ro")
+        table = MountTable(self._root_fs(spec), source=b"image", options="ro")
         have = {m.target for m in spec.mounts}
         for m in spec.mounts:
             if m.fs_type == "hostfs":
@@ -124,6 +126,18 @@ class LibOS:
         if "/dev/shm" not in have:
             self._mount(table, RamFs(), "/dev/shm", b"shm")
         return table
+
+    @staticmethod
+    def _root_fs(spec: RunSpec) -> FileSystem:
+        if spec.root_image is None or spec.root_hash is None:
+            return HostFs(spec.root_dir, readonly=True)
+        try:
+            return ImageFs(spec.root_image, spec.root_hash)
+        except SyscallError as exc:
+            raise UserError(
+                f"the root image {spec.root_image} cannot be used: {exc.why or exc} "
+                "(corrupted or changed since `occlum build`)"
+            )
 
     def _procfs(self, table: MountTable) -> ProcFs:
         return ProcFs(self, mounts=table.mounts, hostname=lambda: self.hostname)
@@ -363,6 +377,12 @@ class LibOS:
         except SyscallError as exc:
             res = -exc.errno
             why = exc.why
+            if exc.errno == errno.EIO and why not in self.eio_reported:
+                # integrity failures are news for the user, not only for the program
+                self.eio_reported.add(why)
+                self.log.error(
+                    f"{self._name(nr)} by {t.process.exe_path.decode(errors='replace')}: {why}"
+                )
         except OSError as exc:  # a host operation of the supervisor failed (EMFILE, ENOMEM, ...)
             res = -(exc.errno or errno.EIO)
             why = f"host: {exc.strerror}"

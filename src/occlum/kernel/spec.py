@@ -24,7 +24,7 @@ class RunSpec:
     """Everything ``occlum run`` needs: the built root, the mounts, the program and its environment."""
 
     instance_dir: str
-    root_dir: str  # host directory holding the built, read-only root file system
+    root_dir: str  # host directory holding the staged root (used when there is no root image)
     argv: tuple[str, ...]  # argv[0] is the absolute path of the program inside the LibOS
     env: tuple[tuple[str, str], ...]
     mounts: tuple[MountSpec, ...] = ()
@@ -36,4 +36,6 @@ class RunSpec:
     default_stack_size: int = 8 << 20
     default_heap_size: int = 32 << 20
     log_level: str = "warn"
+    root_image: str | None = None  # the integrity-only image mounted as the root
+    root_hash: str | None = None  # its measured root hash (hex)
     extra: dict[str, str] = field(default_factory=dict)
