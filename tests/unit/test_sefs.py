@@ -16,7 +16,7 @@ from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFIFO, S_IFMT
 from occlum.fs.sefs import CHUNK, SEFS_MAGIC, SefsFs
 from occlum.fs.sefs.store import PAD, SUPERBLOCK
-from occlum.fs.sefs.volume import SefsFile
+from occlum.fs.sefs.volume import EXTENT_CHUNKS, SefsFile
 from occlum.vfs.inode import Inode
 
 KEY = bytes(range(32))
@@ -45,7 +45,7 @@ def mount(opened: list[SefsFs], d: Path, key: bytes = KEY, **kw: bool) -> SefsFs
     return fs
 
 
-def write(inode: Inode, data: bytes, off: int = 0) -> None:
+def write(inode: Inode, data: bytes | bytearray, off: int = 0) -> None:
     fd = inode.open_host_fd(os.O_RDWR)
     try:
         os.pwrite(fd, data, off)
@@ -181,22 +181,31 @@ def test_unlinked_open_file_keeps_working_and_is_not_persisted(
 def test_only_changed_chunks_are_rewritten(vol: Path, mounts: list[SefsFs]) -> None:
     fs = mount(mounts, vol)
     big = fs.root.create(b"big", 0o644, 0, 0)
-    write(big, os.urandom(CHUNK * 4))
+    data = bytearray(os.urandom(CHUNK * (EXTENT_CHUNKS + 4)))
+    write(big, data)
     small = fs.root.create(b"small", 0o644, 0, 0)
     write(small, b"a")
     fs.sync()
     first = objects(vol)
-    assert len(first) == 4 + 1 + 1  # big's chunks, small, metadata
+    assert len(first) == 2 + 1 + 1  # big's two extents, small, metadata
     write(small, b"b")
     fs.sync()
     second = objects(vol)
     assert len(first - second) == 2 and len(second - first) == 2  # small's chunk, metadata
-    write(big, b"!", CHUNK * 2 + 5)
+    # one changed chunk: one new object; the old extent still holds the other chunks
+    data[CHUNK * 2 + 5] ^= 1
+    write(big, data[CHUNK * 2 + 5 : CHUNK * 2 + 6], CHUNK * 2 + 5)
     fs.sync()
     third = objects(vol)
-    assert len(second - third) == 2 and len(third - second) == 2
+    assert len(second - third) == 1 and len(third - second) == 2  # metadata; chunk, metadata
     fs.sync()
     assert objects(vol) == third  # nothing changed: no commit at all
+    # rewriting the whole first extent frees it
+    data[: CHUNK * EXTENT_CHUNKS] = os.urandom(CHUNK * EXTENT_CHUNKS)
+    write(big, data)
+    fs.close()
+    assert len(objects(vol)) == 2 + 1 + 1
+    assert read(mount(mounts, vol).root.lookup(b"big")) == data
 
 
 def test_sync_without_changes_does_not_commit(vol: Path, mounts: list[SefsFs]) -> None:
@@ -353,7 +362,7 @@ def test_tampering_with_any_object_is_detected(
     base = tmp_path / "base"
     expected = build_tamper_volume(base, mac_only)
     names = [p.name for p in base.iterdir()]
-    assert len(names) == 3 + 1 + 1 + 1 + 1  # big: 3 chunks, small, other, metadata, superblock
+    assert len(names) == 5  # big's extent, small, other, metadata, superblock
     for name in [*names]:
         d = tmp_path / f"t-{name}"
         shutil.copytree(base, d)
@@ -425,7 +434,7 @@ def test_a_damaged_file_does_not_break_the_rest(vol: Path, mounts: list[SefsFs])
     fs.close()
     fs2 = mount(mounts, vol)
     assert sorted(e.name for e in fs2.root.readdir()) == [b"big", b"other"]
-    assert len(objects(vol)) == 3 + 1 + 1
+    assert len(objects(vol)) == 3  # big, other, metadata
 
 
 # --- crash atomicity -----------------------------------------------------------------------------
@@ -521,3 +530,35 @@ def test_a_crash_during_the_first_format(tmp_path: Path, mounts: list[SefsFs]) -
         assert fs.root.readdir() == []
         fs.close()
         assert set(os.listdir(d)) == {SUPERBLOCK} | objects(d) and len(objects(d)) == 1
+
+
+def test_a_failed_commit_leaves_the_old_state_and_can_be_retried(
+    vol: Path, mounts: list[SefsFs], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = mount(mounts, vol)
+    write(fs.root.create(b"f", 0o644, 0, 0), b"old")
+    fs.sync()
+    write(fs.root.lookup(b"f"), os.urandom(CHUNK * EXTENT_CHUNKS * 3))
+    real = fs.store._write_file
+    calls = 0
+
+    def failing(name: str, data: bytes | bytearray) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(name, data)
+
+    monkeypatch.setattr(fs.store, "_write_file", failing)
+    with pytest.raises(SyscallError) as e:
+        fs.sync()
+    assert e.value.errno == errno.ENOSPC and str(vol) in e.value.why
+    shutil.copytree(vol, vol.parent / "after-failure")
+    old = mount(mounts, vol.parent / "after-failure")
+    assert read(old.root.lookup(b"f")) == b"old"
+    monkeypatch.undo()
+    expected = snapshot(fs)
+    fs.close()
+    fs2 = mount(mounts, vol)
+    assert snapshot(fs2) == expected
+    assert objects(vol) == {oid.hex() for oid in fs2._committed}

@@ -128,7 +128,7 @@ class ObjectStore:
         if self.on_step is not None:
             self.on_step(name)
 
-    def _write_file(self, name: str, data: bytes) -> None:
+    def _write_file(self, name: str, data: bytes | bytearray) -> None:
         fd = os.open(
             name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=self._dirfd
         )
@@ -168,7 +168,10 @@ class ObjectStore:
         return derive_key(self._key, self._label, oid)
 
     def put(self, data: bytes | memoryview) -> ObjectRef:
-        """Seal ``data`` (padded) as a new object, durable on return (the directory is not)."""
+        """Seal ``data`` (padded) as a new object, durable on return (the directory is not).
+
+        Safe to call from several threads at once (sealing and file I/O release the GIL).
+        """
         oid = os.urandom(OBJECT_ID_SIZE)
         n = len(data)
         body = bytes(data) + bytes(padded(n) - n) if n % PAD else data
@@ -265,6 +268,7 @@ class ObjectStore:
         """Replace the superblock atomically: a crash leaves the old one or this one."""
         header = self._header()
         body = _BODY.pack(sb.generation, sb.meta_len, sb.meta.oid, len(sb.meta.tag)) + sb.meta.tag
+        blob: bytes | bytearray
         if self.mac_only:
             blob = authenticate(self._sb_key, body, header)
         else:
