@@ -2,7 +2,7 @@
 
 Owns everything SEFS puts on the host and how it gets there.  The host directory holds only
 
-- ``<32 hex digits>``: one *object* per file chunk or metadata version, named by a random
+- ``<32 hex digits>``: one *object* per file extent or metadata version, named by a random
   128-bit id that is never reused.  Its contents are the plaintext zero-padded to a multiple
   of :data:`PAD` (so the host learns sizes only to 4 KiB) and sealed with AES-256-GCM
   (``mac_only``: authenticated with HMAC-SHA256, not encrypted) under a key derived by HKDF
