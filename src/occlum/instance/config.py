@@ -10,6 +10,7 @@ is allowed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import posixpath
@@ -182,6 +183,7 @@ class MountOptions(_Section):
     cache_size: Size | None = None
     disk_size: Size | None = None
     readonly: bool = False  # ours: a read-only hostfs
+    temporary: bool = False  # sefs: contents discarded at exit (Occlum's /tmp)
 
 
 class Mount(_Section):
@@ -354,7 +356,7 @@ def normalized_config_text(config: OcclumConfig) -> str:
 # --- from configuration to a RunSpec ------------------------------------------------------
 
 LOG_LEVELS = ("off", "error", "warn", "info", "debug", "trace")
-_SUPPORTED_MOUNTS = ("hostfs", "ramfs", "devfs", "procfs")
+_SUPPORTED_MOUNTS = ("hostfs", "sefs", "ramfs", "devfs", "procfs")
 # Occlum mounts these itself in the application stage (gen_internal_conf adds them).
 _IMPLICIT_MOUNTS = (MountSpec("/proc", "procfs"), MountSpec("/dev", "devfs"))
 
@@ -381,7 +383,16 @@ def plan_mounts(
         if m.type == "hostfs":
             assert m.source is not None  # checked by Mount._per_type
             source = str((base / os.path.expandvars(m.source)).resolve())
-        specs.append(MountSpec(m.target, m.type, source, m.options.readonly))
+        elif m.type == "sefs":
+            default = "./run/mount/" + (m.target.strip("/").replace("/", "_") or "__ROOT")
+            source = str((base / os.path.expandvars(m.source or default)).resolve())
+        specs.append(
+            MountSpec(
+                m.target, m.type, source, m.options.readonly,
+                temporary=m.options.temporary,
+                mac_only=bool(m.options.integrity_only) or m.options.MAC is not None,
+            )
+        )  # fmt: skip
     targets = {s.target for s in specs}
     implicit = [s for s in _IMPLICIT_MOUNTS if s.target not in targets]
     return (*implicit, *specs)
@@ -450,8 +461,9 @@ def to_run_spec(
     root_image, root_hash = _verified_root(inst)
     mounts = plan_mounts(config, inst.path)
     for m in mounts:
-        if m.source is not None and not os.path.isdir(m.source):
+        if m.fs_type == "hostfs" and m.source is not None and not os.path.isdir(m.source):
             raise UserError(f"mount {m.target}: host directory {m.source} does not exist")
+    mounts = tuple(_with_sefs_key(inst, config, m) for m in mounts)
     rl = config.resource_limits
     extra = {
         "config": str(inst.built_config_path),
@@ -475,6 +487,30 @@ def to_run_spec(
         root_image=root_image,
         root_hash=root_hash,
     )
+
+
+def _with_sefs_key(inst: Any, config: OcclumConfig, m: MountSpec) -> MountSpec:
+    """A SEFS mount gets its volume key: a fresh random one for a temporary volume, else the
+    sealing key of this enclave (``autokey_policy`` 1: the signer's, MRSIGNER; otherwise this
+    very build's, MRENCLAVE) under the simulated platform key, one per mount target."""
+    if m.fs_type != "sefs":
+        return m
+    if m.temporary:
+        return dataclasses.replace(m, key=os.urandom(32))
+    from occlum.enclave.build_seal import read_sigstruct
+    from occlum.enclave.keys import load_platform_key, sealing_key
+
+    sig = read_sigstruct(inst.build_dir)
+    policy = next((o.options.autokey_policy for o in config.mount if o.target == m.target), None)
+    key = sealing_key(
+        load_platform_key(),
+        "MRSIGNER" if policy == 1 else "MRENCLAVE",
+        sig.mrenclave,
+        sig.mrsigner,
+        b"sefs:" + m.target.encode(),
+        isv_prod_id=sig.isv_prod_id,
+    )
+    return dataclasses.replace(m, key=key)
 
 
 def _verified_root(inst: Any) -> tuple[str, str]:

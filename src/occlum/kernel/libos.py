@@ -12,8 +12,10 @@ import os
 import resource
 import select
 import selectors
+import shutil
 import signal
 import struct
+import tempfile
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
@@ -26,10 +28,11 @@ from occlum.fs.hostfs import HostFs
 from occlum.fs.imagefs import ImageFs
 from occlum.fs.procfs import ProcessInfo, ProcFs
 from occlum.fs.ramfs import RamFs
+from occlum.fs.sefs import SefsFs
 from occlum.kernel.log import Log
 from occlum.kernel.objects import ObjectRegistry
 from occlum.kernel.process import CachedProgram, Process, Task
-from occlum.kernel.spec import RunSpec
+from occlum.kernel.spec import MountSpec, RunSpec
 from occlum.kernel.strace import format_call, format_result
 from occlum.platform import launch as launcher
 from occlum.platform.faults import FaultLog
@@ -77,6 +80,8 @@ class LibOS:
         self.spec = spec
         self.log = Log(spec.log_level)
         self.hostname = spec.hostname.encode()
+        self.temporary_dirs: list[str] = []  # storage of temporary SEFS volumes, removed at exit
+        self.temporary_fs: list[FileSystem] = []
         self.mounts = self._build_mounts(spec)
         self.objects = ObjectRegistry()
         self.objects.live_keys = self._live_keys
@@ -108,8 +113,10 @@ class LibOS:
         for m in spec.mounts:
             if m.fs_type == "hostfs":
                 assert m.source is not None
-                fs: HostFs | RamFs | DevFs | ProcFs = HostFs(m.source, readonly=m.readonly)
+                fs: FileSystem = HostFs(m.source, readonly=m.readonly)
                 source = b"hostfs"  # the host path itself is not the program's business
+            elif m.fs_type == "sefs":
+                fs, source = self._sefs(m), b"sefs"
             elif m.fs_type == "ramfs":
                 fs, source = RamFs(), b"ramfs"
             elif m.fs_type == "devfs":
@@ -138,6 +145,48 @@ class LibOS:
                 f"the root image {spec.root_image} cannot be used: {exc.why or exc} "
                 "(corrupted or changed since `occlum build`)"
             )
+
+    def _sefs(self, m: MountSpec) -> SefsFs:
+        assert m.source is not None and m.key is not None
+        storage = m.source
+        if m.temporary:
+            os.makedirs(self.spec.instance_dir + "/run", exist_ok=True)
+            storage = tempfile.mkdtemp(prefix="sefs-tmp-", dir=self.spec.instance_dir + "/run")
+            self.temporary_dirs.append(storage)
+        else:
+            try:
+                os.makedirs(storage, mode=0o700, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"mount {m.target}: cannot create {storage}: {exc.strerror}")
+        try:
+            fs = SefsFs(storage, m.key, mac_only=m.mac_only)
+        except SyscallError as exc:
+            raise UserError(
+                f"mount {m.target}: {exc.why or exc} (wrong key, a different enclave, or "
+                "tampered storage)"
+            )
+        if m.temporary:
+            self.temporary_fs.append(fs)
+        return fs
+
+    def sync_file_systems(self) -> None:
+        """Commit every writable protected file system; a failure is logged, never fatal."""
+        for fs in self._writable_persistent():
+            try:
+                fs.sync()
+            except SyscallError as exc:
+                self.log.error(f"cannot write back {fs.fstype}: {exc.why or exc}")
+
+    def persistent_file_systems(self) -> list[FileSystem]:
+        return self._writable_persistent()
+
+    def _writable_persistent(self) -> list[FileSystem]:
+        seen: list[FileSystem] = []
+        for mount in self.mounts.all_mounts():
+            fs = mount.fs
+            if isinstance(fs, SefsFs) and fs not in self.temporary_fs and fs not in seen:
+                seen.append(fs)
+        return seen
 
     def _procfs(self, table: MountTable) -> ProcFs:
         return ProcFs(self, mounts=table.mounts, hostname=lambda: self.hostname)
@@ -345,7 +394,9 @@ class LibOS:
             pass
         for p in list(self.procs.values()):
             p.release()
-        self.mounts.sync_all()
+        self.sync_file_systems()
+        for storage in self.temporary_dirs:
+            shutil.rmtree(storage, ignore_errors=True)
 
     # -- serving ---------------------------------------------------------------------------
     def _serve_one(self) -> bool:

@@ -9,14 +9,18 @@ from dataclasses import dataclass, field
 class MountSpec:
     """One entry of the mount table, already validated and with host paths made absolute.
 
-    ``fs_type`` is one of ``hostfs``, ``ramfs``, ``devfs``, ``procfs`` (the root is given by
-    ``RunSpec.root_dir``). ``source`` is the host directory for ``hostfs``, else ``None``.
+    ``fs_type`` is one of ``hostfs``, ``sefs``, ``ramfs``, ``devfs``, ``procfs`` (the root is
+    given by ``RunSpec.root_image``). ``source`` is the host directory of ``hostfs`` and the
+    storage directory of ``sefs``, else ``None``.
     """
 
     target: str
     fs_type: str
     source: str | None = None
     readonly: bool = False
+    key: bytes | None = None  # sefs: the volume key (already derived or unsealed)
+    temporary: bool = False  # sefs: contents discarded at exit
+    mac_only: bool = False  # sefs: integrity only, no encryption
 
 
 @dataclass(slots=True, frozen=True)

@@ -62,7 +62,7 @@ NATIVE_SYSCALLS: tuple[str, ...] = (
     "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd", "eventfd2",
     "timerfd_create", "timerfd_settime", "timerfd_gettime", "signalfd", "signalfd4",
     "sendfile", "splice", "tee", "vmsplice", "copy_file_range", "fadvise64", "fallocate",
-    "ftruncate", "fsync", "fdatasync", "sync_file_range", "readahead",
+    "ftruncate", "sync_file_range", "readahead",
     "sched_yield", "sched_getaffinity", "sched_setaffinity", "sched_getparam",
     "sched_setparam", "sched_getscheduler", "sched_setscheduler", "sched_get_priority_max",
     "sched_get_priority_min", "sched_rr_get_interval", "sched_getattr", "sched_setattr",

@@ -690,3 +690,34 @@ _NR_LGETXATTR = _NR["lgetxattr"]
 _NR_LLISTXATTR = _NR["llistxattr"]
 _NR_LSETXATTR = _NR["lsetxattr"]
 _NR_LREMOVEXATTR = _NR["lremovexattr"]
+
+
+# -- write-back ----------------------------------------------------------------------------------
+def _commit_if_protected(libos: LibOS, t: Task, fd: int) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    ref = fd_ref(libos, t, s32(fd))
+    if ref is not None and ref.location.inode.fs in libos.persistent_file_systems():
+        # a SEFS file: its volume commits (encrypts and writes) now, atomically
+        ref.location.inode.fs.sync()
+        return 0
+    return PROCEED  # host files and host objects: the kernel's own fsync
+
+
+def sys_fsync(libos: LibOS, t: Task, fd: int) -> Result:
+    return _commit_if_protected(libos, t, fd)
+
+
+def sys_fdatasync(libos: LibOS, t: Task, fd: int) -> Result:
+    return _commit_if_protected(libos, t, fd)
+
+
+def sys_syncfs(libos: LibOS, t: Task, fd: int) -> Result:
+    return _commit_if_protected(libos, t, fd)
+
+
+def sys_sync(libos: LibOS, t: Task) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    libos.sync_file_systems()
+    return PROCEED  # and the host's own sync, for hostfs

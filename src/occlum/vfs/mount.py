@@ -153,6 +153,9 @@ class MountTable:
         """The mount stacked on directory ``ino`` of ``mount``, if any."""
         return self._covering.get((mount.mount_id, ino))
 
+    def all_mounts(self) -> list[Mount]:
+        return list(self._mounts)
+
     def mounts(self) -> list[MountInfo]:
         out = []
         for m in self._mounts:
