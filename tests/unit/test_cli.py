@@ -147,11 +147,11 @@ def test_build_rejects_special_files(inst: Path) -> None:
 
 def test_build_rejects_unsupported_mounts(inst: Path) -> None:
     cfg = json.loads((inst / "Occlum.json").read_text())
-    cfg["mount"].append({"target": "/data", "type": "sefs"})
+    cfg["mount"].append({"target": "/data", "type": "ext2", "source": "disk.img"})
     (inst / "Occlum.json").write_text(json.dumps(cfg))
     r = in_dir(inst, "build")
     assert r.exit_code == 1
-    assert r.stderr == "occlum: error: mount type sefs at /data is not supported yet\n"
+    assert r.stderr == "occlum: error: mount type ext2 at /data is not supported yet\n"
 
 
 def test_status(inst: Path) -> None:

@@ -257,9 +257,16 @@ def test_plan_mounts_adds_proc_and_dev_like_occlum(tmp_path: Path) -> None:
 
 
 def test_unsupported_mount_types_are_clear_errors(tmp_path: Path) -> None:
-    c = parse_config(json.dumps(with_mounts({"target": "/data", "type": "sefs"}))).config
-    with pytest.raises(UserError, match=r"^mount type sefs at /data is not supported yet$"):
+    c = parse_config(
+        json.dumps(with_mounts({"target": "/data", "type": "ext2", "source": "d"}))
+    ).config
+    with pytest.raises(UserError, match=r"^mount type ext2 at /data is not supported yet$"):
         plan_mounts(c, tmp_path)
+    sefs = plan_mounts(
+        parse_config(json.dumps(with_mounts({"target": "/data", "type": "sefs"}))).config, tmp_path
+    )
+    data = next(m for m in sefs if m.target == "/data")
+    assert data.fs_type == "sefs" and data.source == str((tmp_path / "run/mount/data").resolve())
     c = parse_config(json.dumps({"mount": [{"target": "/", "type": "ramfs"}]})).config
     with pytest.raises(UserError, match='mount type ramfs at "/" is not supported'):
         plan_mounts(c, tmp_path)
