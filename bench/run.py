@@ -2,9 +2,11 @@
 
 Each workload is a small C program that measures itself (so LibOS boot time is not counted),
 run R times per mode; the table shows medians and ratios against native with the targets of
-DESIGN.md section 4. Results are also written as JSON under bench/out/.
+DESIGN.md section 4. Results are also written as JSON under bench/out/.  The file system rows
+run on a SEFS mount (/data) in the LibOS and on a host tmp directory natively; the `occlum build`
+rows are timed here, as whole commands (see bench/README.md for every method).
 
-    .venv/bin/python bench/run.py [--quick] [--repeat N] [--modes native,libos,...]
+    .venv/bin/python bench/run.py [--quick] [--repeat N] [--modes native,libos,...] [--only ...]
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import libos  # noqa: E402  (the test harness: compile, instances, copy_bom)
 
 PYTHON = "/usr/bin/python3"
 PY_STDLIB = "/usr/lib/python3.11"
+SQLITE3 = "/usr/bin/sqlite3"
 
 
 @dataclass
@@ -40,9 +43,28 @@ class Workload:
     name: str
     unit: str
     higher_is_better: bool
-    argv: list[str]  # "{bin}" is replaced by the directory of the bench programs
+    argv: list[str]  # placeholders: see PLACES
     target: float | None  # ratio against native (max for times, min for throughput)
     quick_argv: list[str] | None = None
+    kind: str = "program"  # "program" (prints its figure), "build-full", "build-incremental"
+    only_modes: tuple[str, ...] | None = None  # None: every mode
+    abs_target: float | None = None  # an absolute figure the LibOS must reach (or beat)
+    abs_note: str = ""
+
+
+# Placeholders in argv, per side.  {disk}: a host tmp directory on disk natively; {tmpfs}:
+# /dev/shm natively (sqlite's target is against native on tmpfs); both are the SEFS mount
+# /data in the LibOS.  {share}: the SQL scripts.
+SEFS_DIR = "/data"
+OCCLUM_SEFS_WRITE = 64.0  # MiB/s, Occlum's published SEFS fio figures (the issue's reference)
+OCCLUM_SEFS_READ = 156.0
+SEFS_FACTOR = 5.0
+
+
+def sqlite_argv(script: str) -> list[str]:
+    """`sqlite3 DB < script` on a fresh DB (and no journal left over), timed by timeit."""
+    db = "{tmpfs}/bench.db"
+    return ["{bin}/timeit", "-u", db, "-u", f"{db}-journal", f"{{share}}/{script}", SQLITE3, db]
 
 
 WORKLOADS = [
@@ -101,6 +123,57 @@ WORKLOADS = [
         0.95,
         ["{bin}/pipe", "128"],
     ),
+    Workload(
+        "SEFS seq write 256 MiB + fsync",
+        "MiB/s",
+        True,
+        ["{bin}/seqio", "write", "{disk}/seqio.dat", "256"],
+        None,
+        ["{bin}/seqio", "write", "{disk}/seqio.dat", "64"],
+        abs_target=SEFS_FACTOR * OCCLUM_SEFS_WRITE,
+        abs_note=f"≥ {SEFS_FACTOR:g}x Occlum's {OCCLUM_SEFS_WRITE:g}",
+    ),
+    Workload(
+        "SEFS seq read 256 MiB (next run)",
+        "MiB/s",
+        True,
+        ["{bin}/seqio", "read", "{disk}/seqio.dat"],
+        None,
+        abs_target=SEFS_FACTOR * OCCLUM_SEFS_READ,
+        abs_note=f"≥ {SEFS_FACTOR:g}x Occlum's {OCCLUM_SEFS_READ:g}",
+    ),
+    Workload(
+        "sqlite3 10k inserts, 1 transaction",
+        "ms",
+        False,
+        sqlite_argv("insert10k.sql"),
+        1.5,
+    ),
+    Workload(
+        "sqlite3 200 transactions (1 insert each)",
+        "ms",
+        False,
+        sqlite_argv("tx200.sql"),
+        1.5,
+    ),
+    Workload(
+        "occlum build -f, python3 image",
+        "s",
+        False,
+        [],
+        None,
+        kind="build-full",
+        only_modes=("libos",),
+    ),
+    Workload(
+        "occlum build, incremental (1 file changed)",
+        "s",
+        False,
+        [],
+        None,
+        kind="build-incremental",
+        only_modes=("libos",),
+    ),
 ]
 
 MODES = ["native", "native-pinned", "libos", "libos-pinned", "proot"]
@@ -118,15 +191,54 @@ class Measurement:
         return statistics.median(self.samples) if self.samples else None
 
 
+SHARE = OUT / "share"
+BUILD_INSTANCE = OUT / "build-instance"
+
+
+def native_places() -> dict[str, str]:
+    disk = Path("/tmp") / f"occlum-bench-{os.getuid()}"
+    shm = Path("/dev/shm")
+    tmpfs = shm / f"occlum-bench-{os.getuid()}" if shm.is_dir() else disk
+    for d in (disk, tmpfs):
+        d.mkdir(parents=True, exist_ok=True)
+    return {"{bin}": str(BIN), "{disk}": str(disk), "{tmpfs}": str(tmpfs), "{share}": str(SHARE)}
+
+
+LIBOS_PLACES = {"{bin}": "/bin", "{disk}": SEFS_DIR, "{tmpfs}": SEFS_DIR, "{share}": "/bench"}
+
+
+def write_sql() -> None:
+    """The sqlite3 workloads, as scripts for the sqlite3 CLI."""
+    SHARE.mkdir(parents=True, exist_ok=True)
+    table = "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, v INTEGER);\n"
+    rows = [
+        f"INSERT INTO t(name, v) VALUES('name-{i:06d}', {i * 7919 % 100003});\n"
+        for i in range(10000)
+    ]
+    (SHARE / "insert10k.sql").write_text(table + "BEGIN;\n" + "".join(rows) + "COMMIT;\n")
+    (SHARE / "tx200.sql").write_text(table + "".join(rows[:200]))  # autocommit: 200 commits
+
+
 def build_programs() -> None:
     BIN.mkdir(parents=True, exist_ok=True)
+    write_sql()
     flags = ("-O2",)
-    for name in ("syscall_loop", "spawn", "pipe"):
+    for name in ("syscall_loop", "spawn", "pipe", "seqio", "timeit"):
         libos.compile_c(HERE / "c" / f"{name}.c", BIN / name, libos.Variant("o2", "gcc", flags))
     libos.compile_c(HERE / "c" / "true.c", BIN / "true_dyn", libos.Variant("d", "gcc", flags))
     libos.compile_c(
         HERE / "c" / "true.c", BIN / "true_static", libos.Variant("s", "gcc", (*flags, "-static"))
     )
+
+
+PYTHON_BOM = [
+    {"target": "/usr/bin", "copy": [{"files": [PYTHON]}]},
+    {"target": "/usr/lib", "copy": [{"dirs": [PY_STDLIB]}]},
+    {
+        "target": f"{PY_STDLIB}/lib-dynload",
+        "copy": [{"files": sorted(str(p) for p in Path(PY_STDLIB, "lib-dynload").glob("*.so"))}],
+    },
+]
 
 
 def build_instance() -> libos.Instance:
@@ -135,29 +247,77 @@ def build_instance() -> libos.Instance:
         shutil.rmtree(path)
     inst = libos.Instance.new(path)
     inst.configure(entry_points=["/bin", "/usr/bin"])
+    cfg = inst.config()
+    mounts = cfg["mount"]
+    assert isinstance(mounts, list)
+    mounts.append({"target": SEFS_DIR, "type": "sefs", "source": "./run/mount/data"})
+    inst.write_config(cfg)
     bom = {
         "targets": [
             {"target": "/bin", "copy": [{"files": [str(p) for p in sorted(BIN.iterdir())]}]},
-            {"target": "/usr/bin", "copy": [{"files": [PYTHON]}]},
-            {"target": "/usr/lib", "copy": [{"dirs": [PY_STDLIB]}]},
-            {
-                "target": f"{PY_STDLIB}/lib-dynload",
-                "copy": [
-                    {"files": sorted(str(p) for p in Path(PY_STDLIB, "lib-dynload").glob("*.so"))}
-                ],
-            },
+            {"target": "/bench", "copy": [{"files": [str(p) for p in sorted(SHARE.iterdir())]}]},
+            {"target": "/usr/bin", "copy": [{"files": [SQLITE3]}]},
+            *PYTHON_BOM,
         ]
     }
     inst.copy_bom(bom)
+    (inst.image / SEFS_DIR.lstrip("/")).mkdir(exist_ok=True)
     inst.build()
     return inst
+
+
+def build_python_instance() -> libos.Instance:
+    """A separate instance holding python3 and its standard library, for the build times."""
+    if BUILD_INSTANCE.exists():
+        shutil.rmtree(BUILD_INSTANCE)
+    inst = libos.Instance.new(BUILD_INSTANCE)
+    inst.configure(entry_points=["/usr/bin"])
+    inst.copy_bom({"targets": PYTHON_BOM})
+    return inst
+
+
+def measure_build(w: Workload, repeat: int, inst: libos.Instance | None) -> Measurement:
+    """Wall time of `occlum build -f`, or of `occlum build` after one image file changed."""
+    m = Measurement(w.name, "libos")
+    if inst is None:
+        m.error = "no python3 instance"
+        return m
+    force = w.kind == "build-full"
+    if not force:  # start from an up-to-date build (untimed)
+        subprocess.run([*libos._tool("occlum"), "build"], cwd=inst.path, capture_output=True)
+    for i in range(repeat):
+        if not force:
+            (inst.image / "etc").mkdir(exist_ok=True)
+            (inst.image / "etc" / "bench-stamp").write_text(f"{time.time_ns()} {i}\n")
+        a = time.monotonic()
+        proc = subprocess.run(
+            [*libos._tool("occlum"), "build", *(["-f"] if force else [])],
+            cwd=inst.path,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+        )
+        elapsed = time.monotonic() - a
+        if proc.returncode != 0:
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            m.error = f"exit {proc.returncode}: {lines[-1] if lines else 'no output'}"[:120]
+            break
+        m.samples.append(elapsed)
+    return m
+
+
+def substitute(arg: str, places: dict[str, str]) -> str:
+    for key, value in places.items():
+        arg = arg.replace(key, value)
+    return arg
 
 
 def command(w: Workload, mode: str, quick: bool, inst: libos.Instance | None) -> list[str]:
     argv = w.quick_argv if quick and w.quick_argv else w.argv
     inside = mode.startswith("libos")
-    bin_dir = "/bin" if inside else str(BIN)
-    args = [a.replace("{bin}", bin_dir) for a in argv]
+    places = LIBOS_PLACES if inside else native_places()
+    args = [substitute(a, places) for a in argv]
     if inside:
         args = [*libos._tool("occlum"), "run", *args]
     elif mode == "proot":
@@ -204,10 +364,15 @@ def ratio(w: Workload, native: Measurement | None, other: Measurement) -> float 
     return other.median / native.median
 
 
-def verdict(w: Workload, r: float | None) -> str:
-    if w.target is None or r is None:
+def verdict(w: Workload, r: float | None, libos_median: float | None = None) -> str:
+    if w.abs_target is not None:
+        if libos_median is None:
+            return ""
+        ok = libos_median >= w.abs_target if w.higher_is_better else libos_median <= w.abs_target
+    elif w.target is None or r is None:
         return ""
-    ok = r >= w.target if w.higher_is_better else r <= w.target
+    else:
+        ok = r >= w.target if w.higher_is_better else r <= w.target
     return "[green]meets[/green]" if ok else "[red]misses[/red]"
 
 
@@ -218,7 +383,12 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="smaller iteration counts")
     ap.add_argument("--repeat", type=int, default=5, help="runs per workload and mode (median)")
     ap.add_argument("--modes", default=",".join(MODES), help=f"comma list of {MODES}")
+    ap.add_argument(
+        "--only", default="", help="comma list of substrings: run only workloads named so"
+    )
     args = ap.parse_args()
+    only = [o.strip().lower() for o in args.only.split(",") if o.strip()]
+    workloads = [w for w in WORKLOADS if not only or any(o in w.name.lower() for o in only)]
     modes = [m for m in args.modes.split(",") if m]
     if "proot" in modes and not shutil.which("proot"):
         modes.remove("proot")
@@ -234,9 +404,23 @@ def main() -> int:
             instance_error = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
             console.print(f"[red]LibOS instance could not be built:[/red] {instance_error}")
 
+    build_inst: libos.Instance | None = None
+    if "libos" in modes and any(w.kind != "program" for w in workloads):
+        try:
+            build_inst = build_python_instance()
+        except Exception as e:
+            console.print(f"[red]python3 build instance could not be made:[/red] {e}")
+
     results: list[Measurement] = []
-    for w in WORKLOADS:
+    for w in workloads:
         for mode in modes:
+            if w.only_modes is not None and mode not in w.only_modes:
+                results.append(Measurement(w.name, mode, error="—"))
+                continue
+            if w.kind != "program":
+                console.print(f"[dim]{w.name} / {mode}[/dim]")
+                results.append(measure_build(w, args.repeat, build_inst))
+                continue
             if mode.startswith("libos") and inst is None:
                 results.append(Measurement(w.name, mode, error=f"no instance: {instance_error}"))
                 continue
@@ -254,7 +438,7 @@ def main() -> int:
     table.add_column("libos")
     by = {(m.workload, m.mode): m for m in results}
     rows = []
-    for w in WORKLOADS:
+    for w in workloads:
         cells = [w.name, w.unit]
         row: dict[str, object] = {
             "workload": w.name,
@@ -263,24 +447,39 @@ def main() -> int:
             "higher_is_better": w.higher_is_better,
             "modes": {},
         }
-        libos_ratio = None
+        libos_ratio = libos_median = None
         for mode in modes:
             m = by[(w.name, mode)]
             base = by.get((w.name, "native-pinned" if mode.endswith("pinned") else "native"))
             r = ratio(w, base, m)
-            cells.append(
-                f"{m.median:.1f}" if m.median is not None else f"[red]{m.error or 'n/a'}[/red]"
-            )
+            if m.median is not None:
+                cells.append(f"{m.median:.2f}" if w.unit == "s" else f"{m.median:.1f}")
+            elif m.error == "—":
+                cells.append("—")
+            else:
+                cells.append(f"[red]{m.error or 'n/a'}[/red]")
             if mode not in ("native", "native-pinned"):
                 cells.append(f"{r:.2f}x" if r is not None else "")
             if mode == "libos":
-                libos_ratio = r
+                libos_ratio, libos_median = r, m.median
             row["modes"][mode] = {**asdict(m), "median": m.median, "ratio": r}  # type: ignore[index]
-        t = "" if w.target is None else ("≥ " if w.higher_is_better else "≤ ") + f"{w.target}x"
-        cells += [t, verdict(w, libos_ratio)]
+        if w.abs_target is not None:
+            t = f"≥ {w.abs_target:g} {w.unit} ({w.abs_note})"
+            row["abs_target"] = w.abs_target
+        else:
+            t = "" if w.target is None else ("≥ " if w.higher_is_better else "≤ ") + f"{w.target}x"
+        cells += [t, verdict(w, libos_ratio, libos_median)]
         table.add_row(*cells)
         rows.append(row)
     console.print(table)
+    console.print(
+        f"SEFS reference (the issue's): Occlum's published SEFS fio figures are "
+        f"{OCCLUM_SEFS_WRITE:g} MiB/s write and {OCCLUM_SEFS_READ:g} MiB/s read; the target is "
+        f"≥ {SEFS_FACTOR:g}x those ({SEFS_FACTOR * OCCLUM_SEFS_WRITE:g} / "
+        f"{SEFS_FACTOR * OCCLUM_SEFS_READ:g} MiB/s).  Native SEFS rows: the same program on a "
+        f"host tmp directory ({native_places()['{disk}']}); sqlite native on "
+        f"{native_places()['{tmpfs}']}; the LibOS on the SEFS mount {SEFS_DIR}."
+    )
 
     OUT.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
