@@ -111,6 +111,12 @@ def test_sign_key_sets_mrsigner(copy: Path) -> None:
     assert res.returncode == 0, res.stderr
     release = occlum(copy, "print", "mrsigner").stdout.strip()
     assert release != dev and len(release) == 64
+    # the root's writable layer is sealed to the signer: a new signer cannot open the old one
+    if (copy / "run" / "mount" / "__ROOT").exists():
+        refused = occlum(copy, "run", "/bin/cat", "/etc/data.txt")
+        assert refused.returncode == 1 and "wrong key" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+        shutil.rmtree(copy / "run" / "mount")
     assert occlum(copy, "run", "/bin/cat", "/etc/data.txt").returncode == 0
     (copy / "bad.pem").write_text("not a key")
     bad = occlum(copy, "build", "--sign-key", str(copy / "bad.pem"))

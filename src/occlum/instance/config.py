@@ -464,6 +464,10 @@ def to_run_spec(
         if m.fs_type == "hostfs" and m.source is not None and not os.path.isdir(m.source):
             raise UserError(f"mount {m.target}: host directory {m.source} does not exist")
     mounts = tuple(_with_sefs_key(inst, config, m) for m in mounts)
+    root_upper = _root_upper_layer(config, inst.path)
+    root_upper_key = None
+    if root_upper is not None:
+        root_upper_key = _with_sefs_key(inst, config, MountSpec("/", "sefs", root_upper)).key
     rl = config.resource_limits
     extra = {
         "config": str(inst.built_config_path),
@@ -486,13 +490,29 @@ def to_run_spec(
         extra=extra,
         root_image=root_image,
         root_hash=root_hash,
+        root_upper=root_upper,
+        root_upper_key=root_upper_key,
     )
+
+
+def _root_upper_layer(config: OcclumConfig, instance_dir: Path) -> str | None:
+    """The storage of the root's writable layer: the unionfs layer that is not the image (the
+    one without ``MAC``), Occlum's ``./run/mount/__ROOT``; None if the root has no such layer."""
+    root = next((m for m in config.mount if m.target == "/"), None)
+    if root is None or root.type != "unionfs" or not root.options.layers:
+        return None
+    writable = [layer for layer in root.options.layers if layer.options.MAC is None]
+    if not writable:
+        return None
+    source = writable[-1].source or "./run/mount/__ROOT"
+    return str((Path(instance_dir) / os.path.expandvars(source)).resolve())
 
 
 def _with_sefs_key(inst: Any, config: OcclumConfig, m: MountSpec) -> MountSpec:
     """A SEFS mount gets its volume key: a fresh random one for a temporary volume, else the
-    sealing key of this enclave (``autokey_policy`` 1: the signer's, MRSIGNER; otherwise this
-    very build's, MRENCLAVE) under the simulated platform key, one per mount target."""
+    sealing key of this enclave under the simulated platform key, one per mount target:
+    ``autokey_policy`` 0 seals to this very build (MRENCLAVE); otherwise to the signer
+    (MRSIGNER), so that rebuilds signed by the same key keep their data."""
     if m.fs_type != "sefs":
         return m
     if m.temporary:
@@ -502,9 +522,13 @@ def _with_sefs_key(inst: Any, config: OcclumConfig, m: MountSpec) -> MountSpec:
 
     sig = read_sigstruct(inst.build_dir)
     policy = next((o.options.autokey_policy for o in config.mount if o.target == m.target), None)
+    if m.target == "/":  # the root's writable layer carries its own options
+        root = next((o for o in config.mount if o.target == "/"), None)
+        layers = (root.options.layers or []) if root is not None else []
+        policy = next((la.options.autokey_policy for la in layers if la.options.MAC is None), None)
     key = sealing_key(
         load_platform_key(),
-        "MRSIGNER" if policy == 1 else "MRENCLAVE",
+        "MRENCLAVE" if policy == 0 else "MRSIGNER",
         sig.mrenclave,
         sig.mrsigner,
         b"sefs:" + m.target.encode(),

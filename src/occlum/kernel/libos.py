@@ -29,6 +29,7 @@ from occlum.fs.imagefs import ImageFs
 from occlum.fs.procfs import ProcessInfo, ProcFs
 from occlum.fs.ramfs import RamFs
 from occlum.fs.sefs import SefsFs
+from occlum.fs.unionfs import UnionFs
 from occlum.kernel.log import Log
 from occlum.kernel.objects import ObjectRegistry
 from occlum.kernel.process import CachedProgram, Process, Task
@@ -108,7 +109,8 @@ class LibOS:
 
     # -- file systems -------------------------------------------------------------------
     def _build_mounts(self, spec: RunSpec) -> MountTable:
-        table = MountTable(self._root_fs(spec), source=b"image", options="ro")
+        root = self._root_fs(spec)
+        table = MountTable(root, source=b"unionfs" if isinstance(root, UnionFs) else b"image")
         have = {m.target for m in spec.mounts}
         for m in spec.mounts:
             if m.fs_type == "hostfs":
@@ -134,17 +136,20 @@ class LibOS:
             self._mount(table, RamFs(), "/dev/shm", b"shm")
         return table
 
-    @staticmethod
-    def _root_fs(spec: RunSpec) -> FileSystem:
+    def _root_fs(self, spec: RunSpec) -> FileSystem:
         if spec.root_image is None or spec.root_hash is None:
             return HostFs(spec.root_dir, readonly=True)
         try:
-            return ImageFs(spec.root_image, spec.root_hash)
+            image: FileSystem = ImageFs(spec.root_image, spec.root_hash)
         except SyscallError as exc:
             raise UserError(
                 f"the root image {spec.root_image} cannot be used: {exc.why or exc} "
                 "(corrupted or changed since `occlum build`)"
             )
+        if spec.root_upper is None or spec.root_upper_key is None:
+            return image
+        upper = self._sefs(MountSpec("/", "sefs", spec.root_upper, key=spec.root_upper_key))
+        return UnionFs(upper, image)
 
     def _sefs(self, m: MountSpec) -> SefsFs:
         assert m.source is not None and m.key is not None
@@ -184,8 +189,8 @@ class LibOS:
         seen: list[FileSystem] = []
         for mount in self.mounts.all_mounts():
             fs = mount.fs
-            if isinstance(fs, SefsFs) and fs not in self.temporary_fs and fs not in seen:
-                seen.append(fs)
+            if isinstance(fs, SefsFs | UnionFs) and fs not in self.temporary_fs and fs not in seen:
+                seen.append(fs)  # a union's sync is its writable layer's
         return seen
 
     def _procfs(self, table: MountTable) -> ProcFs:

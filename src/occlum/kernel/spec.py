@@ -42,4 +42,8 @@ class RunSpec:
     log_level: str = "warn"
     root_image: str | None = None  # the integrity-only image mounted as the root
     root_hash: str | None = None  # its measured root hash (hex)
+    # the writable encrypted layer over the image (Occlum's run/mount/__ROOT), if the root is a
+    # unionfs: its storage directory and volume key
+    root_upper: str | None = None
+    root_upper_key: bytes | None = None
     extra: dict[str, str] = field(default_factory=dict)

@@ -14,6 +14,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
+from occlum.fs.unionfs import UnionInode
 from occlum.kernel.process import CachedProgram, ExecRequest, Task
 from occlum.loader.elf import ElfImage, parse_elf
 from occlum.loader.plan import (
@@ -60,8 +61,11 @@ def _open_exec(libos: LibOS, root: Location, cwd: Location, path: bytes) -> tupl
     a path walk and a dict lookup.
     """
     loc = resolve(root, cwd, path, follow_final=True)
-    readonly = loc.inode.fs.readonly
-    key = (loc.mount.mount_id, loc.inode.ino)
+    backing = loc.inode
+    if isinstance(backing, UnionInode) and backing.upper is None and backing.lower is not None:
+        backing = backing.lower  # not copied up: still the image's file
+    readonly = backing.fs.readonly
+    key = (id(backing.fs), backing.ino)
     cache = libos.exec_cache
     if readonly:
         hit = cache.get(key)
