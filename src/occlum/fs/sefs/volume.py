@@ -76,8 +76,31 @@ def _chunk_record(c: Chunk | None, referenced: set[bytes]) -> list[Any] | None:
     return [c.ref.oid.hex(), c.ref.tag.hex(), c.object_len, c.slot, c.phash.hex()]
 
 
+class _RawJson:
+    """Already-serialized JSON text to splice into the metadata document."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
 class SefsFile(RamFile):
     """A regular file whose memfd is filled from its objects on first use."""
+
+    # (chunks list, size, its JSON, the objects it names): recomputed only when a flush or
+    # truncate replaces the chunk list, so a commit costs what changed, not the volume's size
+    _encoded: tuple[list[Chunk | None], int, str, frozenset[bytes]] | None = None
+
+    def encoded_chunks(self, referenced: set[bytes]) -> str:
+        enc = self._encoded
+        if enc is None or enc[0] is not self.chunks or enc[1] != self.size:
+            oids: set[bytes] = set()
+            records = [_chunk_record(c, oids) for c in self.chunks]
+            text = json.dumps([self.size, records], separators=(",", ":"))
+            enc = self._encoded = (self.chunks, self.size, text, frozenset(oids))
+        referenced |= enc[3]
+        return enc[2]
 
     fs: SefsFs
 
@@ -388,7 +411,7 @@ class SefsFs(RamFs):
                     if node.needs_flush():
                         writer = writer or ThreadPoolExecutor(1, thread_name_prefix="sefs")
                         node.flush(self.store, writer)
-                    extra = [node.size, [_chunk_record(c, referenced) for c in node.chunks]]
+                    extra = _RawJson(node.encoded_chunks(referenced))
                 elif isinstance(node, RamDir):
                     extra = [[n.decode("latin-1"), c.ino] for n, c in node.children.items()]
                     stack.extend(reversed(node.children.values()))
@@ -402,8 +425,19 @@ class SefsFs(RamFs):
         finally:
             if writer is not None:
                 writer.shutdown()
-        doc = {"format": _FORMAT, "root": self.root.ino, "inodes": records}
-        return json.dumps(doc, separators=(",", ":")).encode(), referenced
+        # the same text json.dumps(doc, separators=(",", ":")) gives, with each file's chunk
+        # list serialized once per change instead of at every commit
+        head = json.dumps({"format": _FORMAT, "root": self.root.ino}, separators=(",", ":"))
+        parts = []
+        for rec in records:
+            extra = rec[-1]
+            if isinstance(extra, _RawJson):
+                parts.append(
+                    json.dumps(rec[:-1], separators=(",", ":"))[:-1] + "," + extra.text + "]"
+                )
+            else:
+                parts.append(json.dumps(rec, separators=(",", ":")))
+        return (head[:-1] + ',"inodes":[' + ",".join(parts) + "]}").encode(), referenced
 
     def sync(self) -> None:
         """Commit the tree and every changed file atomically; nothing to do if nothing changed.
