@@ -214,6 +214,9 @@ class RamDir(RamInode):
 
     def _touch(self) -> None:
         self.mtime_ns = self.ctime_ns = time.time_ns()
+        self.changes += 1
+
+    changes = 0  # bumped at every change of the entries (stacked file systems cache on it)
 
     def lookup(self, name: bytes) -> Inode:
         try:

@@ -266,9 +266,20 @@ class UnionDir(UnionInode):
     def getattr(self) -> Stat:
         st = super().getattr()
         if self.upper is not None and self.lower is not None:
-            # neither layer's count is right for the merged listing
-            st.nlink = 2 + sum(1 for e in self.readdir() if e.dtype == DT_DIR)
+            # neither layer's count is right for the merged listing; counting reads the whole
+            # listing, so the count is kept until the upper directory changes (the lower never
+            # does, and whiteouts, opaque markers and copy-ups are all changes of the upper)
+            key = (self.upper, getattr(self.upper, "changes", None))
+            cached = self._nlink
+            if cached is None or cached[0] != key or key[1] is None:
+                cached = self._nlink = (
+                    key,
+                    2 + sum(1 for e in self.readdir() if e.dtype == DT_DIR),
+                )
+            st.nlink = cached[1]
         return st
+
+    _nlink: tuple[tuple[object, int | None], int] | None = None
 
     # --- changes -----------------------------------------------------------------------------
 
