@@ -139,23 +139,27 @@ def lower_fs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FileSys
         fs.close()
 
 
+def _make_env(kind: str, tmp_path: Path, lower_fs: FileSystem) -> Env:
+    upper: FileSystem = RamFs(mode=0o755) if kind == "ram" else SefsFs(tmp_path / "sefs", KEY)
+    fs = UnionFs(upper, lower_fs)
+    return Env(tmp_path, kind, lower_fs, upper, fs, MountTable(fs).root())
+
+
 @pytest.fixture(params=["ram", "sefs"])
 def env(request: pytest.FixtureRequest, tmp_path: Path, lower_fs: FileSystem) -> Iterator[Env]:
-    upper: FileSystem = (
-        RamFs(mode=0o755) if request.param == "ram" else SefsFs(tmp_path / "sefs", KEY)
-    )
-    fs = UnionFs(upper, lower_fs)
-    e = Env(tmp_path, request.param, lower_fs, upper, fs, MountTable(fs).root())
+    e = _make_env(request.param, tmp_path, lower_fs)
     yield e
     if isinstance(e.upper, SefsFs):
         e.upper.close()
 
 
 @pytest.fixture
-def sefs_env(env: Env) -> Env:
-    if env.upper_kind != "sefs":
-        pytest.skip("persistence needs a SEFS upper")
-    return env
+def sefs_env(tmp_path: Path, lower_fs: FileSystem) -> Iterator[Env]:
+    """Persistence needs a SEFS upper: these tests run with that one only."""
+    e = _make_env("sefs", tmp_path, lower_fs)
+    yield e
+    if isinstance(e.upper, SefsFs):
+        e.upper.close()
 
 
 def lower_bytes(e: Env, path: str) -> bytes:
