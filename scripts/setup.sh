@@ -26,6 +26,7 @@ declare -A PKG_FILES=(
     [procps]=/bin/ps
     [util-linux]=/usr/bin/taskset
     [file]=/usr/bin/file
+    [openssl]=/usr/bin/openssl
     [diffutils]=/usr/bin/cmp
     [proot]=/usr/bin/proot
     [hyperfine]=/usr/bin/hyperfine
