@@ -100,3 +100,23 @@ def test_fsync_survives_a_killed_libos(inst: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[0] == "kept"
     assert "durable.unsynced" not in res.stdout  # written after the last fsync: gone
+
+
+def test_missing_platform_key_is_named(inst: Path, tmp_path: Path) -> None:
+    key = tmp_path / "platform.key"
+    env = {**os.environ, "OCCLUM_PLATFORM_KEY": str(key), "OCCLUM_LOG_LEVEL": "error"}
+    first = subprocess.run(
+        [OCCLUM, "run", "/bin/sh", "-c", "echo kept > /data/f"], cwd=inst, env=env,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
+    key.unlink()
+    res = subprocess.run(
+        [OCCLUM, "run", "/bin/cat", "/data/f"], cwd=inst, env=env,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert res.returncode == 1 and res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "platform key" in lines[0] and "missing" in lines[0], res.stderr
+    assert not key.exists()  # nothing was created that could never open the volume

@@ -518,8 +518,15 @@ def _with_sefs_key(inst: Any, config: OcclumConfig, m: MountSpec) -> MountSpec:
     if m.temporary:
         return dataclasses.replace(m, key=os.urandom(32))
     from occlum.enclave.build_seal import read_sigstruct
-    from occlum.enclave.keys import load_platform_key, sealing_key
+    from occlum.enclave.keys import load_platform_key, platform_key_path, sealing_key
 
+    key_path = platform_key_path()
+    if m.source is not None and not key_path.exists() and (Path(m.source) / "superblock").exists():
+        # a new platform key would be created and could never open the existing volume
+        raise UserError(
+            f"mount {m.target}: the volume in {m.source} is sealed with the platform key "
+            f"{key_path}, which is missing (restore it, or remove the volume to start empty)"
+        )
     sig = read_sigstruct(inst.build_dir)
     policy = next((o.options.autokey_policy for o in config.mount if o.target == m.target), None)
     if m.target == "/":  # the root's writable layer carries its own options
