@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -120,3 +121,32 @@ def test_missing_platform_key_is_named(inst: Path, tmp_path: Path) -> None:
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "platform key" in lines[0] and "missing" in lines[0], res.stderr
     assert not key.exists()  # nothing was created that could never open the volume
+
+
+def test_mount_syscalls_inside(inst: Path, tmp_path: Path) -> None:
+    exe = libos.compile_c(DIAG / "mounter.c", tmp_path / "mounter")
+    shutil.copy(exe, inst / "image" / "bin" / "mounter")
+    assert occlum(inst, "build").returncode == 0
+    res = occlum(inst, "run", "/bin/mounter")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "mount ramfs: ok",
+        "/tmp/mnt/x: in ramfs",
+        "umount: ok",
+        "/tmp/mnt/x: No such file or directory",
+        "mount sefs vol1: ok",
+        "umount: ok",
+        "mount hostfs: Operation not permitted",
+        "mount sefs outside run/mount: Operation not permitted",
+        "remount: Invalid argument",
+        "unknown type: No such device",
+        "umount /: Device or resource busy",
+        "umount non-mount: Invalid argument",
+    ]
+    again = occlum(inst, "run", "/bin/mounter", "again")
+    assert again.stdout.splitlines() == [
+        "mount sefs vol1 again: ok",
+        "/tmp/mnt/kept: in sefs",
+        "umount: ok",
+    ]
+    assert b"in sefs" not in _host_bytes(inst / "run")

@@ -193,6 +193,9 @@ class LibOS:
                 seen.append(fs)  # a union's sync is its writable layer's
         return seen
 
+    def new_procfs(self) -> ProcFs:
+        return self._procfs(self.mounts)
+
     def _procfs(self, table: MountTable) -> ProcFs:
         return ProcFs(self, mounts=table.mounts, hostname=lambda: self.hostname)
 

@@ -13,6 +13,7 @@ from occlum.kernel.libos import Entry, Handler
 from occlum.platform.stub import STUB_NR
 from occlum.syscalls import exec as ex
 from occlum.syscalls import fs, info, process
+from occlum.syscalls import mount as mnt
 
 FULL, PARTIAL, REFUSED = "full", "partial", "refused"
 
@@ -89,6 +90,13 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "removexattr": (fs.sys_removexattr, "path str", PARTIAL, "ENODATA"),
     "lremovexattr": (fs.sys_removexattr, "path str", PARTIAL, "ENODATA"),
     "fremovexattr": (fs.sys_fremovexattr, "fd str", PARTIAL, "ENODATA"),
+    "mount": (
+        mnt.sys_mount,
+        "str path str hex str",
+        PARTIAL,
+        "ramfs, sefs (storage under run/mount/), procfs, devfs; no remount/bind/move",
+    ),
+    "umount2": (mnt.sys_umount2, "path hex", FULL, ""),
     "uname": (info.sys_uname, "ptr", FULL, ""),
     "sethostname": (info.sys_sethostname, "ptr int", FULL, "the instance's own name"),
     "sysinfo": (info.sys_sysinfo, "ptr", FULL, "memory bounded by user_space_size"),
@@ -100,7 +108,7 @@ REFUSED_CALLS: dict[str, int] = {
     for name in (
         "ptrace", "process_vm_readv", "process_vm_writev", "bpf", "perf_event_open",
         "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
-        "reboot", "swapon", "swapoff", "mount", "umount2", "pivot_root", "unshare", "setns",
+        "reboot", "swapon", "swapoff", "pivot_root", "unshare", "setns",
         "iopl", "ioperm", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
         "acct", "quotactl", "open_by_handle_at", "name_to_handle_at", "keyctl", "add_key",
         "request_key", "fanotify_init", "pidfd_getfd", "userfaultfd", "syslog", "vhangup",

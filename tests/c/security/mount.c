@@ -4,8 +4,24 @@
 
 static char dir1[] = "/tmp/sec-mount-a", dir2[] = "/tmp/sec-mount-b";
 
-static long m_tmpfs(void) { return mount("none", dir1, "tmpfs", 0, NULL); }
-static long m_proc(void) { return mount("proc", dir1, "proc", 0, NULL); }
+/* A mount the LibOS grants is its own file system: empty (tmpfs), or the LibOS's procfs, whose
+ * self/root is the LibOS root. Either way the host secret must stay out of reach. */
+static void mounted_fs_shows_no_host(const char *label, const char *type)
+{
+    if (mount("none", dir1, type, 0, NULL) != 0) {
+        printf("%s: refused %s\n", label, errname(errno));
+        return;
+    }
+    char p[PATH_MAX * 2];
+    snprintf(p, sizeof p, "%s/self/root%s", dir1, SECRET);
+    try_open(label, AT_FDCWD, p);
+    snprintf(p, sizeof p, "%s%s", dir1, SECRET);
+    int fd = open(p, O_RDONLY);
+    if (fd >= 0)
+        judge_fd(label, fd);
+    umount2(dir1, 0);
+}
+static long m_hostfs(void) { return mount("/", dir1, "hostfs", 0, NULL); }
 static long m_umount_root(void) { return umount2("/", MNT_DETACH); }
 static long m_move(void) { return mount("/host", dir1, NULL, MS_MOVE, NULL); }
 static long m_new_api(void) { return syscall(428 /* open_tree */, AT_FDCWD, "/", 1 /* OPEN_TREE_CLONE */); }
@@ -26,8 +42,9 @@ int main(int argc, char **argv)
     } else {
         printf("bind mount of /: refused %s\n", errname(errno));
     }
-    PROBE("mount tmpfs", m_tmpfs);
-    PROBE("mount proc", m_proc);
+    mounted_fs_shows_no_host("mount tmpfs", "tmpfs");
+    mounted_fs_shows_no_host("mount proc", "proc");
+    PROBE("mount hostfs", m_hostfs);
     PROBE("umount2(/)", m_umount_root);
     PROBE("mount MS_MOVE", m_move);
     PROBE("open_tree(/, CLONE)", m_new_api);

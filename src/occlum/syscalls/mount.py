@@ -1,0 +1,126 @@
+"""mount(2) and umount2(2) inside the LibOS: new ramfs, SEFS, procfs and devfs mounts at run time.
+
+The file systems a program may mount are the instance's own: in memory, or SEFS volumes whose
+storage lies under the instance's ``run/mount/`` directory. hostfs comes only from
+Occlum.json: a program never names a host path. The root cannot be replaced or unmounted.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import TYPE_CHECKING
+
+from occlum.abi.errors import SyscallError
+from occlum.crypto.kdf import derive_key
+from occlum.fs.devfs import DevFs
+from occlum.fs.ramfs import RamFs
+from occlum.fs.sefs import SefsFs
+from occlum.syscalls.common import s32
+from occlum.vfs import resolve
+from occlum.vfs.mount import FileSystem
+
+if TYPE_CHECKING:
+    from occlum.kernel.libos import LibOS
+    from occlum.kernel.process import Task
+
+MS_RDONLY = 1
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_SILENT = 2, 4, 8, 0x8000
+MS_REMOUNT, MS_BIND, MS_MOVE = 0x20, 0x1000, 0x2000
+MNT_FORCE, MNT_DETACH, UMOUNT_NOFOLLOW = 1, 2, 8
+_HARMLESS = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_SILENT | 0xC0ED0000  # + the old magic
+
+
+def _options(data: bytes) -> dict[str, str]:
+    opts: dict[str, str] = {}
+    for item in data.split(b","):
+        if item:
+            k, _, v = item.decode(errors="replace").partition("=")
+            opts[k.strip()] = v.strip()
+    return opts
+
+
+def _sefs(libos: LibOS, source: bytes, opts: dict[str, str]) -> FileSystem:
+    base = os.path.realpath(os.path.join(libos.spec.instance_dir, "run", "mount"))
+    storage = os.path.realpath(os.path.join(base, source.decode(errors="replace").lstrip("/")))
+    if os.path.commonpath([base, storage]) != base or storage == base:
+        raise SyscallError(
+            errno.EPERM, "SEFS storage must be a name under the instance's run/mount/"
+        )
+    if "key" in opts:
+        try:
+            key = bytes.fromhex(opts["key"].replace("-", ""))
+        except ValueError:
+            raise SyscallError(errno.EINVAL, "key= must be hex")
+    elif libos.spec.root_upper_key is not None:
+        # sealed like the root's writable layer (to the signer), one key per storage name
+        key = derive_key(
+            libos.spec.root_upper_key, b"runtime-sefs", os.path.relpath(storage, base).encode()
+        )
+    else:
+        raise SyscallError(errno.EINVAL, "no key= given and no sealing key in this instance")
+    os.makedirs(storage, mode=0o700, exist_ok=True)
+    return SefsFs(storage, key, mac_only=opts.get("integrity_only") in ("1", "true"))
+
+
+def sys_mount(
+    libos: LibOS, t: Task, source: int, target: int, fstype: int, flags: int, data: int
+) -> int:
+    flags &= 0xFFFFFFFF
+    if flags & (MS_REMOUNT | MS_BIND | MS_MOVE):
+        raise SyscallError(errno.EINVAL, "only new mounts are supported (no remount, bind or move)")
+    if flags & ~(_HARMLESS | MS_RDONLY):
+        raise SyscallError(errno.EINVAL, "unsupported mount flags")
+    if t.process.cred.uid != 0:
+        raise SyscallError(errno.EPERM, "only root may mount")
+    mem = t.mem
+    kind = mem.read_cstring(fstype, 64)
+    src = mem.read_cstring(source) if source else b""
+    opts = _options(mem.read_cstring(data, 4096)) if data else {}
+    p = t.process
+    where = resolve(p.root, p.cwd, mem.read_cstring(target), cred=p.cred)
+    if not where.inode.is_dir:
+        raise SyscallError(errno.ENOTDIR, "mount point is not a directory")
+    if where.parent is None and where.mount.mountpoint is None:
+        raise SyscallError(errno.EBUSY, "the root is mounted by the LibOS")
+    fs: FileSystem
+    if kind in (b"ramfs", b"tmpfs"):
+        fs = RamFs()
+    elif kind == b"sefs":
+        fs = _sefs(libos, src, opts)
+    elif kind in (b"proc", b"procfs"):
+        fs = libos.new_procfs()
+    elif kind in (b"devfs", b"devtmpfs"):
+        fs = DevFs()
+    elif kind == b"hostfs":
+        raise SyscallError(errno.EPERM, "hostfs mounts come from Occlum.json only")
+    else:
+        raise SyscallError(errno.ENODEV, f"unknown file system type {kind!r}")
+    fs.readonly = bool(flags & MS_RDONLY) or fs.readonly
+    where.mount.table.mount_at(where, fs, source=src or kind, options="ro" if fs.readonly else "rw")
+    return 0
+
+
+def sys_umount2(libos: LibOS, t: Task, target: int, flags: int) -> int:
+    flags = s32(flags)
+    if flags & ~(MNT_FORCE | MNT_DETACH | UMOUNT_NOFOLLOW):
+        raise SyscallError(errno.EINVAL, "unsupported umount flags")
+    if t.process.cred.uid != 0:
+        raise SyscallError(errno.EPERM, "only root may unmount")
+    p = t.process
+    where = resolve(
+        p.root, p.cwd, t.mem.read_cstring(target), follow_final=not flags & UMOUNT_NOFOLLOW
+    )
+    if where.mount.mountpoint is None:
+        raise SyscallError(errno.EBUSY, "the root is mounted by the LibOS")
+    if where.parent is not None:
+        raise SyscallError(errno.EINVAL, "not a mount point")
+    fs = where.mount.fs
+    where.mount.table.umount(where)  # syncs it
+    if isinstance(fs, SefsFs):
+        fs.close()
+    return 0
+
+
+def sys_umount(libos: LibOS, t: Task, target: int) -> int:
+    return sys_umount2(libos, t, target, 0)
