@@ -150,3 +150,26 @@ def test_mount_syscalls_inside(inst: Path, tmp_path: Path) -> None:
         "umount: ok",
     ]
     assert b"in sefs" not in _host_bytes(inst / "run")
+
+
+def _killed_after(inst: Path, env: dict[str, str], *argv: str) -> None:
+    proc = subprocess.Popen([OCCLUM, "run", *argv], cwd=inst, stdout=subprocess.PIPE, env=env)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"waited\n"
+    proc.kill()
+    proc.wait(timeout=10)
+    proc.stdout.close()
+
+
+def test_periodic_write_back(inst: Path, tmp_path: Path) -> None:
+    exe = libos.compile_c(DIAG / "write_no_fsync.c", tmp_path / "write_no_fsync")
+    shutil.copy(exe, inst / "image" / "bin" / "write_no_fsync")
+    assert occlum(inst, "build").returncode == 0
+    env = {**os.environ, "OCCLUM_LOG_LEVEL": "off", "OCCLUM_WRITEBACK_SECONDS": "0.3"}
+    _killed_after(inst, env, "/bin/write_no_fsync", "/data/wb", "1500")
+    res = occlum(inst, "run", "/bin/cat", "/data/wb")
+    assert res.stdout == "unsynced but written back\n", res.stderr
+    # without a write-back in time, what was never synced is gone after a crash
+    env["OCCLUM_WRITEBACK_SECONDS"] = "600"
+    _killed_after(inst, env, "/bin/write_no_fsync", "/data/lost", "500")
+    assert occlum(inst, "run", "/bin/cat", "/data/lost").returncode != 0

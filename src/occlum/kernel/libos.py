@@ -16,6 +16,7 @@ import shutil
 import signal
 import struct
 import tempfile
+import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
@@ -81,6 +82,8 @@ class LibOS:
         self.spec = spec
         self.log = Log(spec.log_level)
         self.hostname = spec.hostname.encode()
+        self.writeback_interval = _writeback_interval()
+        self.next_writeback = time.monotonic() + self.writeback_interval
         self.temporary_dirs: list[str] = []  # storage of temporary SEFS volumes, removed at exit
         self.temporary_fs: list[FileSystem] = []
         self.mounts = self._build_mounts(spec)
@@ -173,6 +176,13 @@ class LibOS:
         if m.temporary:
             self.temporary_fs.append(fs)
         return fs
+
+    def _write_back(self) -> None:
+        """Periodic write-back: commit the protected file systems every few seconds of activity,
+        so that a crash loses at most that much of what was not fsync'd. It runs between served
+        calls (the supervisor has no other thread); a volume with no change costs little."""
+        self.sync_file_systems()
+        self.next_writeback = time.monotonic() + self.writeback_interval
 
     def sync_file_systems(self) -> None:
         """Commit every writable protected file system; a failure is logged, never fatal."""
@@ -309,6 +319,8 @@ class LibOS:
             served += 1
             if not served & 7:
                 self._poll_events(0)
+                if time.monotonic() >= self.next_writeback:
+                    self._write_back()
         # init reports how the first program ended just before the namespace goes away
         self._poll_events(0)
         while self.first_status is None and self._poll_events(5.0):
@@ -640,6 +652,14 @@ class LibOS:
         finally:
             os.close(dfd)
         self.shadow_paths.add(key)
+
+
+def _writeback_interval() -> float:
+    """Seconds between write-backs: $OCCLUM_WRITEBACK_SECONDS, default 5."""
+    try:
+        return max(0.1, float(os.environ.get("OCCLUM_WRITEBACK_SECONDS", "5")))
+    except ValueError:
+        return 5.0
 
 
 def _raise_fd_limit() -> None:
