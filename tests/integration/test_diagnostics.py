@@ -37,11 +37,20 @@ def diag_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance
 
 
 def test_crash_report_names_program_pid_signal_and_address(diag_instance: Instance) -> None:
-    res = diag_instance.run(["/bin/segv"], log_level="off")
-    assert res.code == 128 + 11
-    lines = [line for line in res.stderr.splitlines() if "killed by" in line]
+    # The kernel rate-limits its fault records (10 per 5 s): after other crashing tests the
+    # record, and so the address, may be missing; the line itself never is.
+    for attempt in range(3):
+        res = diag_instance.run(["/bin/segv"], log_level="off")
+        assert res.code == 128 + 11
+        lines = [line for line in res.stderr.splitlines() if "killed by" in line]
+        assert len(lines) == 1 and lines[0].startswith(
+            "occlum: /bin/segv (pid 2) killed by SIGSEGV"
+        )
+        assert "Traceback" not in res.stderr
+        if lines[0].endswith(" at 0x1234") or attempt == 2:
+            break
+        time.sleep(5.5)
     assert lines == ["occlum: /bin/segv (pid 2) killed by SIGSEGV at 0x1234"], res.describe()
-    assert "Traceback" not in res.stderr
 
 
 def test_unserved_syscall_is_enosys_and_named_once(diag_instance: Instance) -> None:
