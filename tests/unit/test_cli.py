@@ -161,6 +161,7 @@ def test_status(inst: Path) -> None:
     in_dir(inst, "build")
     r = in_dir(inst, "status")
     assert "yes, at" in r.output and "changed" not in r.output
+    assert "MRENCLAVE" in r.output and "MRSIGNER" in r.output
     assert "running" in r.output
     cfg = json.loads((inst / "Occlum.json").read_text())
     cfg["entry_points"] = ["/bin", "/opt"]

@@ -240,6 +240,16 @@ def status(ctx: click.Context) -> None:
     else:
         built = "no (run `occlum build`)"
     table.add_row("built", built)
+    if st.built:
+        from occlum.enclave.build_seal import read_measurement
+
+        try:
+            mrenclave, mrsigner = read_measurement(_instance(ctx).build_dir)
+        except UserError as e:
+            mrenclave, mrsigner = f"[red]{e}[/red]", ""
+        table.add_row("MRENCLAVE", mrenclave)
+        if mrsigner:
+            table.add_row("MRSIGNER", mrsigner)
     running = ", ".join(f"pid {p}" for p in st.running_pids) if st.running_pids else "no"
     table.add_row("running", running)
     Console(width=max(100, Console().width)).print(table)
