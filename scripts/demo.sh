@@ -31,3 +31,8 @@ cd demo
 occlum build
 echo "--- running inside the LibOS ---"
 occlum run /bin/bash -c 'echo hello from $(uname -n); ls /bin | head; seq 1 1000 | sort -rn | head -1'
+echo "--- the root is writable and encrypted at rest: a second run sees the first one's file ---"
+occlum run /bin/bash -c 'echo "written inside the enclave" > /root/note'
+occlum run /bin/cat /root/note
+grep -rq "written inside the enclave" run/ && echo "plaintext found on the host!" || echo "(not a byte of it on the host, under run/)"
+echo "MRENCLAVE $(occlum print mrenclave)"
