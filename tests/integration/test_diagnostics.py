@@ -108,12 +108,15 @@ def test_no_program_outlives_a_killed_supervisor(diag_instance: Instance) -> Non
         env={**os.environ, "OCCLUM_LOG_LEVEL": "off"},
     )  # fmt: skip
     assert proc.stdout is not None
-    assert proc.stdout.readline() == b"ready\n"
-    inside = _descendants(proc.pid)
-    assert len(inside) >= 4  # init, the program, its child and grandchild
-    proc.kill()
-    proc.wait(timeout=10)
-    proc.stdout.close()
+    inside: set[int] = set()
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        inside = _descendants(proc.pid)
+        assert len(inside) >= 4  # init, the program, its child and grandchild
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        proc.stdout.close()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in inside):
         time.sleep(0.05)

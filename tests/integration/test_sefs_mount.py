@@ -93,10 +93,12 @@ def test_fsync_survives_a_killed_libos(inst: Path) -> None:
         stdout=subprocess.PIPE, env={**os.environ, "OCCLUM_LOG_LEVEL": "off"},
     )  # fmt: skip
     assert proc.stdout is not None
-    assert proc.stdout.readline() == b"synced\n"
-    proc.kill()
-    proc.wait(timeout=10)
-    proc.stdout.close()
+    try:
+        assert proc.stdout.readline() == b"synced\n"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        proc.stdout.close()
     res = occlum(inst, "run", "/bin/sh", "-c", "cat /data/durable; echo; ls /data")
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[0] == "kept"
@@ -155,10 +157,12 @@ def test_mount_syscalls_inside(inst: Path, tmp_path: Path) -> None:
 def _killed_after(inst: Path, env: dict[str, str], *argv: str) -> None:
     proc = subprocess.Popen([OCCLUM, "run", *argv], cwd=inst, stdout=subprocess.PIPE, env=env)
     assert proc.stdout is not None
-    assert proc.stdout.readline() == b"waited\n"
-    proc.kill()
-    proc.wait(timeout=10)
-    proc.stdout.close()
+    try:
+        assert proc.stdout.readline() == b"waited\n"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        proc.stdout.close()
 
 
 def test_periodic_write_back(inst: Path, tmp_path: Path) -> None:
