@@ -186,16 +186,14 @@ class LibOS:
 
     def sync_file_systems(self) -> None:
         """Commit every writable protected file system; a failure is logged, never fatal."""
-        for fs in self._writable_persistent():
+        for fs in self.persistent_file_systems():
             try:
                 fs.sync()
             except SyscallError as exc:
                 self.log.error(f"cannot write back {fs.fstype}: {exc.why or exc}")
 
     def persistent_file_systems(self) -> list[FileSystem]:
-        return self._writable_persistent()
-
-    def _writable_persistent(self) -> list[FileSystem]:
+        """The mounted file systems whose changes are committed to storage (not temporary)."""
         seen: list[FileSystem] = []
         for mount in self.mounts.all_mounts():
             fs = mount.fs
@@ -601,10 +599,7 @@ class LibOS:
     def _process_exited(self, p: Process) -> None:
         self.sel.unregister(p.pidfd)
         self.procs_by_host_pid_ever[p.host_pid] = (p.exe_path, p.pid)
-        # orphans re-parented to init inherit from the process that just died, so settle first
-        self.settle_children(p)
         p.release()
-        p.exited = True
         self.procs.pop(p.host_pid, None)
         if self.by_pid.get(p.pid) is p:
             del self.by_pid[p.pid]

@@ -52,8 +52,7 @@ class ObjectRegistry:
     def lookup(self, host_pid: int, fd: int) -> FileRef | None:
         """The LibOS object behind descriptor ``fd`` of a process, or None for host-only objects
         (pipes, sockets, eventfds). Raises OSError if ``fd`` is not open."""
-        st = os.stat(f"/proc/{host_pid}/fd/{fd}")
-        return self._by_key.get((st.st_dev, st.st_ino))
+        return self.lookup_stat(host_pid, fd)[0]
 
     def lookup_stat(self, host_pid: int, fd: int) -> tuple[FileRef | None, os.stat_result]:
         """Like :meth:`lookup`, also giving the host object's own stat (sizes and times of

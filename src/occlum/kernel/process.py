@@ -8,7 +8,6 @@ file systems (root, cwd, umask), the program it loaded (exe, argv), and an exec 
 from __future__ import annotations
 
 import os
-from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -48,18 +47,6 @@ class ExecRequest:
         self.owned_fds.clear()
 
 
-@dataclass(slots=True)
-class ForkState:
-    """What a child inherits at fork: taken when the parent traps in fork/vfork/clone."""
-
-    root: Location
-    cwd: Location
-    umask: int
-    exe_path: bytes
-    argv: list[bytes]
-    envp: list[bytes]
-
-
 @dataclass(slots=True, eq=False)
 class Process:
     host_pid: int
@@ -74,10 +61,8 @@ class Process:
     pidfd: int = -1
     _mem: TaskMemory | None = None
     pending_exec: ExecRequest | None = None
-    fork_states: deque[ForkState] = field(default_factory=deque)
     tids: set[int] = field(default_factory=set)
     cred: Cred = field(default_factory=Cred)
-    exited: bool = False
 
     @property
     def mem(self) -> TaskMemory:
@@ -91,13 +76,6 @@ class Process:
         if self._mem is not None:
             self._mem.close()
             self._mem = None
-
-    def fork_state(self) -> ForkState:
-        return ForkState(self.root, self.cwd, self.umask, self.exe_path, self.argv, self.envp)
-
-    def inherit(self, st: ForkState) -> None:
-        self.root, self.cwd, self.umask = st.root, st.cwd, st.umask
-        self.exe_path, self.argv, self.envp = st.exe_path, st.argv, st.envp
 
     @property
     def comm(self) -> bytes:

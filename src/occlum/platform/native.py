@@ -68,10 +68,6 @@ def pivot_root(new_root: bytes, put_old: bytes) -> None:
     syscall(NR["pivot_root"], new_root, put_old)
 
 
-def pidfd_open(pid: int) -> int:
-    return syscall(NR["pidfd_open"], pid, 0)
-
-
 def pidfd_getfd(pidfd: int, fd: int) -> int:
     return syscall(NR["pidfd_getfd"], pidfd, fd, 0)
 

@@ -6,20 +6,13 @@ import errno
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
+from occlum.abi.fsabi import AT_FDCWD
 from occlum.kernel.objects import FileRef
 
 if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS
     from occlum.kernel.process import Task
     from occlum.vfs.path import Location
-
-AT_FDCWD = -100
-AT_SYMLINK_NOFOLLOW = 0x100
-AT_REMOVEDIR = 0x200
-AT_SYMLINK_FOLLOW = 0x400
-AT_NO_AUTOMOUNT = 0x800
-AT_EMPTY_PATH = 0x1000
-AT_EACCESS = 0x200
 
 
 def s32(v: int) -> int:

@@ -14,6 +14,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
+from occlum.abi.fsabi import AT_EMPTY_PATH, AT_FDCWD
 from occlum.fs.unionfs import UnionInode
 from occlum.kernel.process import CachedProgram, ExecRequest, Task
 from occlum.loader.elf import ElfImage, parse_elf
@@ -36,7 +37,7 @@ from occlum.loader.plan import (
     random_bias,
 )
 from occlum.platform.stub import BUFFER_ADDR, COMMANDS_OFFSET, MAX_COMMANDS
-from occlum.syscalls.common import AT_FDCWD, dirfd_base
+from occlum.syscalls.common import dirfd_base
 from occlum.vfs.inode import MAY_EXEC, ROOT, check_access
 from occlum.vfs.open import open_path
 from occlum.vfs.path import resolve
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
     from occlum.vfs.path import Location
 
 MAX_SCRIPT_DEPTH = 4
-AT_EMPTY_PATH = 0x1000
 MASK64 = (1 << 64) - 1
 
 
@@ -186,9 +186,7 @@ def sys_stub(libos: LibOS, t: Task, buffer: int, rsp0: int) -> int:
     p = t.process
     req = p.pending_exec
     if req is None or buffer != BUFFER_ADDR:
-        if req is None and p.exe_path == b"" and buffer == BUFFER_ADDR:
-            return -1  # an exec whose request vanished: the stub exits with 127
-        return libos.missing(t, t.nr)
+        return libos.missing(t, t.nr)  # not the stub of an accepted exec (the stub exits 127)
     p.pending_exec = None
     p.new_address_space()
     libos.forget_threads(p, t.tid)

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import (
+    AT_EACCESS,
+    AT_EMPTY_PATH,
+    AT_FDCWD,
+    AT_NO_AUTOMOUNT,
+    AT_REMOVEDIR,
     AT_STATX_SYNC_TYPE,
+    AT_SYMLINK_FOLLOW,
+    AT_SYMLINK_NOFOLLOW,
     RENAME_EXCHANGE,
     RENAME_NOREPLACE,
     RENAME_WHITEOUT,
@@ -31,14 +38,9 @@ from occlum.abi.fsabi import (
     pack_statfs,
     pack_statx,
 )
+from occlum.abi.syscalls import NR
 from occlum.kernel.objects import FileRef
 from occlum.syscalls.common import (
-    AT_EACCESS,
-    AT_EMPTY_PATH,
-    AT_NO_AUTOMOUNT,
-    AT_REMOVEDIR,
-    AT_SYMLINK_FOLLOW,
-    AT_SYMLINK_NOFOLLOW,
     dirfd_base,
     fd_location,
     fd_ref,
@@ -127,11 +129,11 @@ def do_open(
 
 
 def sys_open(libos: LibOS, t: Task, path: int, flags: int, mode: int) -> Result:
-    return do_open(libos, t, -100, _path(t, path), s32(flags), mode)
+    return do_open(libos, t, AT_FDCWD, _path(t, path), s32(flags), mode)
 
 
 def sys_creat(libos: LibOS, t: Task, path: int, mode: int) -> Result:
-    return do_open(libos, t, -100, _path(t, path), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, mode)
+    return do_open(libos, t, AT_FDCWD, _path(t, path), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, mode)
 
 
 def sys_openat(libos: LibOS, t: Task, dirfd: int, path: int, flags: int, mode: int) -> Result:
@@ -160,12 +162,14 @@ def _stat_loc(loc: Location) -> bytes:
 
 
 def sys_stat(libos: LibOS, t: Task, path: int, buf: int) -> int:
-    t.mem.write(buf, _stat_loc(_resolve_at(libos, t, -100, _path(t, path), 0)))
+    t.mem.write(buf, _stat_loc(_resolve_at(libos, t, AT_FDCWD, _path(t, path), 0)))
     return 0
 
 
 def sys_lstat(libos: LibOS, t: Task, path: int, buf: int) -> int:
-    t.mem.write(buf, _stat_loc(_resolve_at(libos, t, -100, _path(t, path), AT_SYMLINK_NOFOLLOW)))
+    t.mem.write(
+        buf, _stat_loc(_resolve_at(libos, t, AT_FDCWD, _path(t, path), AT_SYMLINK_NOFOLLOW))
+    )
     return 0
 
 
@@ -207,7 +211,7 @@ def sys_newfstatat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, flags
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT):
         raise SyscallError(errno.EINVAL, "bad flags")
     name = _path(t, path)
-    if not name and flags & AT_EMPTY_PATH and s32(dirfd) != -100:
+    if not name and flags & AT_EMPTY_PATH and s32(dirfd) != AT_FDCWD:
         st = _fd_stat_or_none(libos, t, dirfd)
         if st is None:
             return PROCEED
@@ -229,7 +233,7 @@ def sys_statx(
     if mask & 0x80000000:
         raise SyscallError(errno.EINVAL, "reserved statx mask bit")
     name = _path(t, path)
-    if not name and flags & AT_EMPTY_PATH and s32(dirfd) != -100:
+    if not name and flags & AT_EMPTY_PATH and s32(dirfd) != AT_FDCWD:
         st = _fd_stat_or_none(libos, t, dirfd)
         if st is None:
             return PROCEED
@@ -242,7 +246,7 @@ def sys_statx(
 
 
 def sys_statfs(libos: LibOS, t: Task, path: int, buf: int) -> int:
-    loc = _resolve_at(libos, t, -100, _path(t, path), 0)
+    loc = _resolve_at(libos, t, AT_FDCWD, _path(t, path), 0)
     t.mem.write(buf, pack_statfs(loc.inode.fs.statfs()))
     return 0
 
@@ -278,7 +282,7 @@ def _access(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flags: int)
 
 
 def sys_access(libos: LibOS, t: Task, path: int, mode: int) -> int:
-    return _access(libos, t, -100, path, mode, 0)
+    return _access(libos, t, AT_FDCWD, path, mode, 0)
 
 
 def sys_faccessat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int) -> int:
@@ -303,7 +307,7 @@ def _readlink(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, size: int)
 
 
 def sys_readlink(libos: LibOS, t: Task, path: int, buf: int, size: int) -> int:
-    return _readlink(libos, t, -100, path, buf, size)
+    return _readlink(libos, t, AT_FDCWD, path, buf, size)
 
 
 def sys_readlinkat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, size: int) -> int:
@@ -343,7 +347,7 @@ def sys_mkdirat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int) -> int:
 
 
 def sys_mkdir(libos: LibOS, t: Task, path: int, mode: int) -> int:
-    return sys_mkdirat(libos, t, -100, path, mode)
+    return sys_mkdirat(libos, t, AT_FDCWD, path, mode)
 
 
 def sys_mknodat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, dev: int) -> int:
@@ -365,7 +369,7 @@ def sys_mknodat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, dev: in
 
 
 def sys_mknod(libos: LibOS, t: Task, path: int, mode: int, dev: int) -> int:
-    return sys_mknodat(libos, t, -100, path, mode, dev)
+    return sys_mknodat(libos, t, AT_FDCWD, path, mode, dev)
 
 
 def sys_unlinkat(libos: LibOS, t: Task, dirfd: int, path: int, flags: int) -> int:
@@ -392,11 +396,11 @@ def sys_unlinkat(libos: LibOS, t: Task, dirfd: int, path: int, flags: int) -> in
 
 
 def sys_unlink(libos: LibOS, t: Task, path: int) -> int:
-    return sys_unlinkat(libos, t, -100, path, 0)
+    return sys_unlinkat(libos, t, AT_FDCWD, path, 0)
 
 
 def sys_rmdir(libos: LibOS, t: Task, path: int) -> int:
-    return sys_unlinkat(libos, t, -100, path, AT_REMOVEDIR)
+    return sys_unlinkat(libos, t, AT_FDCWD, path, AT_REMOVEDIR)
 
 
 def sys_renameat2(
@@ -427,7 +431,7 @@ def sys_renameat(
 
 
 def sys_rename(libos: LibOS, t: Task, oldpath: int, newpath: int) -> int:
-    return sys_renameat2(libos, t, -100, oldpath, -100, newpath, 0)
+    return sys_renameat2(libos, t, AT_FDCWD, oldpath, AT_FDCWD, newpath, 0)
 
 
 def sys_linkat(
@@ -449,7 +453,7 @@ def sys_linkat(
 
 
 def sys_link(libos: LibOS, t: Task, oldpath: int, newpath: int) -> int:
-    return sys_linkat(libos, t, -100, oldpath, -100, newpath, 0)
+    return sys_linkat(libos, t, AT_FDCWD, oldpath, AT_FDCWD, newpath, 0)
 
 
 def sys_symlinkat(libos: LibOS, t: Task, target: int, newdirfd: int, linkpath: int) -> int:
@@ -465,7 +469,7 @@ def sys_symlinkat(libos: LibOS, t: Task, target: int, newdirfd: int, linkpath: i
 
 
 def sys_symlink(libos: LibOS, t: Task, target: int, linkpath: int) -> int:
-    return sys_symlinkat(libos, t, target, -100, linkpath)
+    return sys_symlinkat(libos, t, target, AT_FDCWD, linkpath)
 
 
 # -- cwd and root ----------------------------------------------------------------------------
@@ -479,7 +483,7 @@ def _set_cwd(libos: LibOS, t: Task, loc: Location) -> int:
 
 
 def sys_chdir(libos: LibOS, t: Task, path: int) -> int:
-    return _set_cwd(libos, t, _resolve_at(libos, t, -100, _path(t, path), 0))
+    return _set_cwd(libos, t, _resolve_at(libos, t, AT_FDCWD, _path(t, path), 0))
 
 
 def sys_fchdir(libos: LibOS, t: Task, fd: int) -> int:
@@ -490,7 +494,7 @@ def sys_fchdir(libos: LibOS, t: Task, fd: int) -> int:
 
 
 def sys_chroot(libos: LibOS, t: Task, path: int) -> int:
-    loc = _resolve_at(libos, t, -100, _path(t, path), 0)
+    loc = _resolve_at(libos, t, AT_FDCWD, _path(t, path), 0)
     if not loc.inode.is_dir:
         raise SyscallError(errno.ENOTDIR, "not a directory")
     libos.settle_children(t.process)
@@ -526,7 +530,7 @@ def _chmod(t: Task, loc: Location, mode: int) -> int:
 
 
 def sys_chmod(libos: LibOS, t: Task, path: int, mode: int) -> int:
-    return _chmod(t, _resolve_at(libos, t, -100, _path(t, path), 0), mode)
+    return _chmod(t, _resolve_at(libos, t, AT_FDCWD, _path(t, path), 0), mode)
 
 
 def sys_fchmod(libos: LibOS, t: Task, fd: int, mode: int) -> int:
@@ -553,11 +557,11 @@ def _chown(t: Task, loc: Location, uid: int, gid: int) -> int:
 
 
 def sys_chown(libos: LibOS, t: Task, path: int, uid: int, gid: int) -> int:
-    return _chown(t, _resolve_at(libos, t, -100, _path(t, path), 0), uid, gid)
+    return _chown(t, _resolve_at(libos, t, AT_FDCWD, _path(t, path), 0), uid, gid)
 
 
 def sys_lchown(libos: LibOS, t: Task, path: int, uid: int, gid: int) -> int:
-    return _chown(t, _resolve_at(libos, t, -100, _path(t, path), AT_SYMLINK_NOFOLLOW), uid, gid)
+    return _chown(t, _resolve_at(libos, t, AT_FDCWD, _path(t, path), AT_SYMLINK_NOFOLLOW), uid, gid)
 
 
 def sys_fchown(libos: LibOS, t: Task, fd: int, uid: int, gid: int) -> int:
@@ -602,7 +606,7 @@ def sys_utimensat(libos: LibOS, t: Task, dirfd: int, path: int, times: int, flag
 def sys_utimes(libos: LibOS, t: Task, path: int, times: int) -> int:
     import time
 
-    loc = _resolve_at(libos, t, -100, _path(t, path), 0)
+    loc = _resolve_at(libos, t, AT_FDCWD, _path(t, path), 0)
     if times == 0:
         now = time.time_ns()
         return _times(loc, now, now)
@@ -613,7 +617,7 @@ def sys_utimes(libos: LibOS, t: Task, path: int, times: int) -> int:
 def sys_utime(libos: LibOS, t: Task, path: int, times: int) -> int:
     import time
 
-    loc = _resolve_at(libos, t, -100, _path(t, path), 0)
+    loc = _resolve_at(libos, t, AT_FDCWD, _path(t, path), 0)
     if times == 0:
         now = time.time_ns()
         return _times(loc, now, now)
@@ -625,7 +629,7 @@ def sys_truncate(libos: LibOS, t: Task, path: int, length: int) -> int:
     length = s64(length)
     if length < 0:
         raise SyscallError(errno.EINVAL, "negative length")
-    loc = _resolve_at(libos, t, -100, _path(t, path), 0)
+    loc = _resolve_at(libos, t, AT_FDCWD, _path(t, path), 0)
     if loc.inode.is_dir:
         raise SyscallError(errno.EISDIR, "is a directory")
     check_access(loc.inode.getattr(), t.process.cred, MAY_WRITE)
@@ -637,11 +641,11 @@ def sys_truncate(libos: LibOS, t: Task, path: int, length: int) -> int:
 
 # -- extended attributes: LibOS file systems keep none ----------------------------------------
 def _xattr_target(libos: LibOS, t: Task, path: int, follow: bool) -> Location:
-    return _resolve_at(libos, t, -100, _path(t, path), 0 if follow else AT_SYMLINK_NOFOLLOW)
+    return _resolve_at(libos, t, AT_FDCWD, _path(t, path), 0 if follow else AT_SYMLINK_NOFOLLOW)
 
 
 def sys_getxattr(libos: LibOS, t: Task, path: int, name: int, value: int, size: int) -> int:
-    _xattr_target(libos, t, path, t.nr != _NR_LGETXATTR)
+    _xattr_target(libos, t, path, t.nr != NR["lgetxattr"])
     raise SyscallError(errno.ENODATA, "no extended attributes")
 
 
@@ -651,7 +655,7 @@ def sys_fgetxattr(libos: LibOS, t: Task, fd: int, name: int, value: int, size: i
 
 
 def sys_listxattr(libos: LibOS, t: Task, path: int, buf: int, size: int) -> int:
-    _xattr_target(libos, t, path, t.nr != _NR_LLISTXATTR)
+    _xattr_target(libos, t, path, t.nr != NR["llistxattr"])
     return 0
 
 
@@ -663,7 +667,7 @@ def sys_flistxattr(libos: LibOS, t: Task, fd: int, buf: int, size: int) -> int:
 def sys_setxattr(
     libos: LibOS, t: Task, path: int, name: int, value: int, size: int, flags: int
 ) -> int:
-    _xattr_target(libos, t, path, t.nr != _NR_LSETXATTR)
+    _xattr_target(libos, t, path, t.nr != NR["lsetxattr"])
     raise SyscallError(errno.EOPNOTSUPP, "extended attributes are not supported")
 
 
@@ -675,21 +679,13 @@ def sys_fsetxattr(
 
 
 def sys_removexattr(libos: LibOS, t: Task, path: int, name: int) -> int:
-    _xattr_target(libos, t, path, t.nr != _NR_LREMOVEXATTR)
+    _xattr_target(libos, t, path, t.nr != NR["lremovexattr"])
     raise SyscallError(errno.ENODATA, "no extended attributes")
 
 
 def sys_fremovexattr(libos: LibOS, t: Task, fd: int, name: int) -> int:
     fd_ref(libos, t, s32(fd))
     raise SyscallError(errno.ENODATA, "no extended attributes")
-
-
-from occlum.abi.syscalls import NR as _NR  # noqa: E402
-
-_NR_LGETXATTR = _NR["lgetxattr"]
-_NR_LLISTXATTR = _NR["llistxattr"]
-_NR_LSETXATTR = _NR["lsetxattr"]
-_NR_LREMOVEXATTR = _NR["lremovexattr"]
 
 
 # -- write-back ----------------------------------------------------------------------------------
