@@ -196,6 +196,42 @@ class FsModel(RuleBasedStateMachine):
         assert self.subject_tree() == self.model_tree()
 
 
+TARGETS = st.sampled_from([b"a", b"d", b"e/a", b"nowhere"])
+
+
+class FsModelWithLinksAndModes(FsModel):
+    """The model plus symlinks and chmod, checking modes and link targets after every step
+    (for file systems that keep both: SEFS, the union)."""
+
+    @rule(p=PATHS, text=TARGETS)
+    def symlink(self, p: bytes, text: bytes) -> None:
+        def subj() -> None:
+            pn = resolve_parent(self.root, self.root, p)
+            pn.parent.inode.symlink(pn.name, text, 0, 0)
+
+        self.both(subj, lambda: os.symlink(text, self.m(p)))
+
+    @rule(p=PATHS, mode=st.sampled_from([0o600, 0o644, 0o755, 0o4711, 0o1777]))
+    def chmod(self, p: bytes, mode: int) -> None:
+        self.both(
+            lambda: resolve(self.root, self.root, p).inode.setattr(mode=mode),
+            lambda: os.chmod(self.m(p), mode),
+        )
+
+    @invariant()
+    def same_modes_and_targets(self) -> None:
+        base = os.fsencode(self.model)
+        for dirpath, dirnames, filenames in os.walk(base):
+            for n in dirnames + filenames:
+                full = dirpath + b"/" + n
+                s = os.lstat(full)
+                node = resolve(self.root, self.root, full[len(base) + 1 :], follow_final=False)
+                if stat.S_ISLNK(s.st_mode):
+                    assert node.inode.readlink() == os.readlink(full)
+                else:
+                    assert node.inode.getattr().mode == s.st_mode
+
+
 class RamFsModel(FsModel):
     make_fs = staticmethod(lambda _d: RamFs())  # type: ignore[assignment]
 

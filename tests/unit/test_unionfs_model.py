@@ -19,7 +19,7 @@ from pathlib import Path
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from test_fs_model import PATHS, FsModel, outcome
+from test_fs_model import PATHS, TARGETS, FsModelWithLinksAndModes, outcome
 
 from occlum.abi.errors import SyscallError
 from occlum.fs.hostfs import HostFs
@@ -33,7 +33,6 @@ from occlum.vfs.path import resolve, resolve_parent
 
 KEY = os.urandom(32)
 # relative targets only: "/" and ".." above the root differ between the LibOS and the model
-TARGETS = st.sampled_from([b"a", b"d", b"e/a", b"nowhere"])
 # a lower entry: absent, a file with these contents, a directory, or a symlink
 KINDS = st.one_of(
     st.none(), st.binary(max_size=24), st.just("dir"), st.tuples(st.just("link"), TARGETS)
@@ -72,7 +71,7 @@ def write_tree(root: bytes, tree: dict[bytes, object]) -> None:
                 f.write(kind)
 
 
-class UnionModel(FsModel):
+class UnionModel(FsModelWithLinksAndModes):
     upper_kind = "ram"
 
     def __init__(self) -> None:
@@ -128,40 +127,12 @@ class UnionModel(FsModel):
             return
         assert got == outcome(lambda: os.rename(self.m(p), self.m(q)))
 
-    @rule(p=PATHS, text=TARGETS)
-    def symlink(self, p: bytes, text: bytes) -> None:
-        def subj() -> None:
-            pn = resolve_parent(self.root, self.root, p)
-            pn.parent.inode.symlink(pn.name, text, 0, 0)
-
-        self.both(subj, lambda: os.symlink(text, self.m(p)))
-
-    @rule(p=PATHS, mode=st.sampled_from([0o600, 0o644, 0o755, 0o4711, 0o1777]))
-    def chmod(self, p: bytes, mode: int) -> None:
-        self.both(
-            lambda: resolve(self.root, self.root, p).inode.setattr(mode=mode),
-            lambda: os.chmod(self.m(p), mode),
-        )
-
     @rule(p=PATHS)
     def stat(self, p: bytes) -> None:
         def subj() -> None:
             resolve(self.root, self.root, p).inode.getattr()
 
         self.both(subj, lambda: os.stat(self.m(p)))
-
-    @invariant()
-    def same_modes_and_targets(self) -> None:
-        base = os.fsencode(self.model)
-        for dirpath, dirnames, filenames in os.walk(base):
-            for n in dirnames + filenames:
-                full = dirpath + b"/" + n
-                s = os.lstat(full)
-                node = resolve(self.root, self.root, full[len(base) + 1 :], follow_final=False)
-                if stat.S_ISLNK(s.st_mode):
-                    assert node.inode.readlink() == os.readlink(full)
-                else:
-                    assert node.inode.getattr().mode == s.st_mode
 
     @invariant()
     def names_resolve_to_their_listing(self) -> None:
