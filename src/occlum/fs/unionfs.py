@@ -168,6 +168,12 @@ class UnionInode(Inode):
         upper = self.fs.copy_up(self, keep=size)
         upper.setattr(mode, uid, gid, size, atime_ns, mtime_ns)
 
+    def immutable_content(self) -> Inode | None:
+        # not copied up: still the lower layer's file
+        if self.upper is None and self.lower is not None:
+            return self.lower.immutable_content()
+        return None
+
     def open_host_fd(self, flags: int) -> int:
         if self.is_dir:
             raise SyscallError(errno.EISDIR, "directories have no host descriptor")

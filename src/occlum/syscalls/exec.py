@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import AT_EMPTY_PATH, AT_FDCWD
-from occlum.fs.unionfs import UnionInode
 from occlum.kernel.process import CachedProgram, ExecRequest, Task
 from occlum.loader.elf import ElfImage, parse_elf
 from occlum.loader.plan import (
@@ -61,13 +60,10 @@ def _open_exec(libos: LibOS, root: Location, cwd: Location, path: bytes) -> tupl
     a path walk and a dict lookup.
     """
     loc = resolve(root, cwd, path, follow_final=True)
-    backing = loc.inode
-    if isinstance(backing, UnionInode) and backing.upper is None and backing.lower is not None:
-        backing = backing.lower  # not copied up: still the image's file
-    readonly = backing.fs.readonly
-    key = (id(backing.fs), backing.ino)
+    fixed = loc.inode.immutable_content()
+    key = (id(fixed.fs), fixed.ino) if fixed is not None else (0, 0)
     cache = libos.exec_cache
-    if readonly:
+    if fixed is not None:
         hit = cache.get(key)
         if hit is not None:
             cache.move_to_end(key)
@@ -81,7 +77,7 @@ def _open_exec(libos: LibOS, root: Location, cwd: Location, path: bytes) -> tupl
         os.close(res.host_fd)
         raise
     exe_path = res.location.absolute_path()
-    if not readonly:
+    if fixed is None:
         return exe_path, res.host_fd, True
     cache[key] = CachedProgram(exe_path, res.host_fd)
     if len(cache) > EXEC_CACHE_SIZE:

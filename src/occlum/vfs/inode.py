@@ -166,6 +166,11 @@ class Inode:
             raise SyscallError(errno.EISDIR, "directories have no host descriptor")
         raise SyscallError(errno.ENXIO, "no host object behind this file")
 
+    def immutable_content(self) -> Inode | None:
+        """The inode whose contents can never change while mounted (a read-only file system's),
+        if this file is one or is served unchanged from one; caches may key on it."""
+        return self if self.fs.readonly else None
+
     def magic_target(self) -> Location | None:
         """For a magic link: the location it jumps to, or None to resolve its text instead."""
         return None
