@@ -1,4 +1,4 @@
-"""The integrity-only image: its byte layout, its builder and its metadata parser.
+"""The read-only image: its byte layout, its builder and its metadata parser.
 
 Owns the file format that ``occlum build`` writes from ``image/`` (and ``initfs/``) and that
 :class:`occlum.fs.imagefs.ImageFs` serves.  One image is one host file::
@@ -27,6 +27,18 @@ tree stay hard links (one inode, one copy of the contents, ``nlink`` counted wit
 
 Only regular files, directories and symlinks go into an image; a FIFO, socket, device or an
 unreadable file stops the build with a :class:`~occlum.abi.errors.UserError` naming it.
+
+**Encrypted images** (``occlum build --image-key``, header version 2) have the same regions.
+What differs: every file's blocks are stored encrypted (zero padding included) and the inode
+table is stored encrypted whole, so no name, symlink target, size, mode or byte of contents is
+in the image file in plaintext; the header adds a key-check value and the table's IV; a file's
+inode record adds its IV.  The recipe is :mod:`occlum.crypto.image_cipher` (synthetic IVs, so
+the same tree and key give the same image without ever reusing an IV for other plaintext).
+Integrity works exactly as above, over the bytes *stored*: leaves hash ciphertext blocks and
+the root hash covers the header and the encrypted table, so MRENCLAVE also pins the key (by
+its key-check value).  Left visible: the header's region sizes and inode count, and how the
+data region splits into files' block runs.  Integrity-only images are version 1, byte for byte
+what they were before encryption existed.
 """
 
 from __future__ import annotations
@@ -39,12 +51,13 @@ import stat as pystat
 import struct
 import tempfile
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from occlum.abi.errors import UserError
 from occlum.abi.fsabi import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG
+from occlum.crypto.image_cipher import IV_SIZE, KEY_CHECK_SIZE, ImageCipher
 from occlum.crypto.merkle import BLOCK_SIZE, HASH_SIZE, block_count, leaves_of, root_of_leaves
 
 __all__ = [
@@ -52,17 +65,20 @@ __all__ = [
     "IMAGEFS_MAGIC",
     "MAGIC",
     "VERSION",
+    "VERSION_ENCRYPTED",
     "ImageHeader",
     "InodeRecord",
     "LeafCache",
     "ProgressCallback",
     "build_image",
     "decode_inode_table",
+    "image_is_encrypted",
     "image_root",
 ]
 
 MAGIC = b"OCCLUMIMG1"
-VERSION = 1
+VERSION = 1  # integrity-only
+VERSION_ENCRYPTED = 2
 HEADER_SIZE = BLOCK_SIZE
 # statfs f_type of a mounted image ("OCIM")
 IMAGEFS_MAGIC = 0x4F43494D
@@ -74,6 +90,9 @@ ProgressCallback = Callable[[int, int], None]
 _HEADER = struct.Struct("<10sHIQQQQQQQQ")
 _INODE = struct.Struct("<IIIIqQ")  # mode uid gid nlink mtime_ns size
 _FILE = struct.Struct("<QQ32s")  # data offset, hash offset, Merkle root
+# version 2: the header's key-check value and inode-table IV follow _HEADER; a file adds its IV
+_ENC_HEADER = struct.Struct(f"<{KEY_CHECK_SIZE}s{IV_SIZE}s")
+_ENC_FILE = struct.Struct(f"<QQ32s{IV_SIZE}s")
 _COUNT = struct.Struct("<I")
 _ENTRY = struct.Struct("<QH")  # child ino, name length; the name follows
 _READ_CHUNK = 1 << 20  # a multiple of BLOCK_SIZE
@@ -81,7 +100,11 @@ _READ_CHUNK = 1 << 20  # a multiple of BLOCK_SIZE
 
 @dataclass(slots=True, frozen=True)
 class ImageHeader:
-    """Block 0 of an image: where each region is (absolute offsets, byte lengths)."""
+    """Block 0 of an image: where each region is (absolute offsets, byte lengths).
+
+    An encrypted image (``version`` 2) also carries its key-check value and the IV of its
+    inode table; an integrity-only one (version 1) leaves that part of the block zero.
+    """
 
     image_size: int
     data_off: int
@@ -93,6 +116,12 @@ class ImageHeader:
     inode_count: int
     block_size: int = BLOCK_SIZE
     version: int = VERSION
+    key_check: bytes = b""
+    table_iv: bytes = b""
+
+    @property
+    def encrypted(self) -> bool:
+        return self.version == VERSION_ENCRYPTED
 
     def pack(self) -> bytes:
         raw = _HEADER.pack(
@@ -100,6 +129,8 @@ class ImageHeader:
             self.data_len, self.hash_off, self.hash_len, self.table_off, self.table_len,
             self.inode_count,
         )  # fmt: skip
+        if self.encrypted:
+            raw += _ENC_HEADER.pack(self.key_check, self.table_iv)
         return raw + bytes(HEADER_SIZE - len(raw))
 
     @classmethod
@@ -110,9 +141,30 @@ class ImageHeader:
         magic, version, bs, size, doff, dlen, hoff, hlen, toff, tlen, n = _HEADER.unpack_from(raw)
         if magic != MAGIC:
             raise ValueError("not an Occlum image (bad magic)")
-        if version != VERSION or bs != BLOCK_SIZE:
+        if version not in (VERSION, VERSION_ENCRYPTED) or bs != BLOCK_SIZE:
             raise ValueError(f"image version {version}, block size {bs} not supported")
-        return cls(size, doff, dlen, hoff, hlen, toff, tlen, n, bs, version)
+        check, iv = b"", b""
+        if version == VERSION_ENCRYPTED:
+            check, iv = _ENC_HEADER.unpack_from(raw, _HEADER.size)
+        return cls(size, doff, dlen, hoff, hlen, toff, tlen, n, bs, version, check, iv)
+
+
+def image_is_encrypted(path: str | os.PathLike[str]) -> bool:
+    """Whether the image file at ``path`` says it is encrypted (needs its key to mount).
+
+    Reads the header only and verifies nothing: it tells a caller which key to bring, and
+    :class:`~occlum.fs.imagefs.ImageFs` then checks the header against the measured root
+    hash.  ``UserError`` if the file cannot be read or is not an image.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(HEADER_SIZE)
+    except OSError as e:
+        raise UserError(f"image {os.fsdecode(path)}: {e.strerror}")
+    try:
+        return ImageHeader.unpack(raw).encrypted
+    except ValueError as e:
+        raise UserError(f"image {os.fsdecode(path)}: {e}")
 
 
 def image_root(header: bytes, table: bytes) -> bytes:
@@ -138,10 +190,12 @@ class InodeRecord:
     root: bytes = b""
     entries: dict[bytes, int] = field(default_factory=dict)
     target: bytes = b""
+    iv: bytes = b""  # an encrypted image's file: the IV of its contents
 
 
 def decode_inode_table(table: bytes, header: ImageHeader) -> list[InodeRecord]:
-    """Parse the inode table; ValueError on anything malformed (records index ``ino - 1``).
+    """Parse the (decrypted) inode table; ValueError on anything malformed (records index
+    ``ino - 1``).
 
     A table whose hash matched the measured root was written by :func:`build_image`; the
     checks still keep a bad builder from becoming an exception or an out-of-range read.
@@ -152,6 +206,7 @@ def decode_inode_table(table: bytes, header: ImageHeader) -> list[InodeRecord]:
     count = header.inode_count
     data_end = header.data_off + header.data_len
     hash_end = header.hash_off + header.hash_len
+    encrypted = header.encrypted
     try:
         for ino in range(1, count + 1):
             mode, uid, gid, nlink, mtime, size = _INODE.unpack_from(mv, pos)
@@ -159,8 +214,12 @@ def decode_inode_table(table: bytes, header: ImageHeader) -> list[InodeRecord]:
             rec = InodeRecord(ino, mode, uid, gid, nlink, mtime, size)
             kind = mode & S_IFMT
             if kind == S_IFREG:
-                rec.data_off, rec.hash_off, rec.root = _FILE.unpack_from(mv, pos)
-                pos += _FILE.size
+                if encrypted:
+                    rec.data_off, rec.hash_off, rec.root, rec.iv = _ENC_FILE.unpack_from(mv, pos)
+                    pos += _ENC_FILE.size
+                else:
+                    rec.data_off, rec.hash_off, rec.root = _FILE.unpack_from(mv, pos)
+                    pos += _FILE.size
                 n = block_count(size)
                 if n and (
                     rec.data_off < header.data_off
@@ -214,15 +273,18 @@ class _Node:
     """One inode of the tree being built."""
 
     ino: int
-    path: bytes
+    path: bytes  # on the host
+    name: bytes  # in the image (the first path found, for a hard-linked file)
     st: os.stat_result
     nlink: int = 1
     entries: list[tuple[bytes, int]] = field(default_factory=list)
     target: bytes = b""
+    data: bytes | None = None  # a file added at build time: its contents (no host file)
     # filled in while the data region is written
     data_off: int = 0
     hash_off: int = 0
     root: bytes = b""
+    iv: bytes = b""
 
 
 _KIND_NAMES = {
@@ -237,25 +299,49 @@ def _show(path: bytes) -> str:
     return os.fsdecode(path)
 
 
-def _collect(src: bytes) -> list[_Node]:
-    """Every inode under ``src``, numbered breadth-first in name-byte order (root first)."""
+def _added_stat(root: os.stat_result, size: int) -> os.stat_result:
+    """What an added file is recorded with: mode 0600, the tree root's owner, mtime 0."""
+    times = {"st_atime_ns": 0, "st_mtime_ns": 0, "st_ctime_ns": 0}
+    fields = (pystat.S_IFREG | 0o600, 0, 0, 1, root.st_uid, root.st_gid, size, 0, 0, 0)
+    return os.stat_result(fields, times)
+
+
+def _collect(src: bytes, added: Mapping[bytes, bytes]) -> list[_Node]:
+    """Every inode under ``src`` plus the ``added`` files (image path -> contents), numbered
+    breadth-first in name-byte order (root first)."""
     try:
         root_st = os.stat(src)
     except OSError as e:
         raise UserError(f"{_show(src)}: cannot build an image: {e.strerror}")
     if not pystat.S_ISDIR(root_st.st_mode):
         raise UserError(f"{_show(src)}: cannot build an image: not a directory")
-    nodes = [_Node(1, src, root_st, nlink=2)]
+    # image directory -> {name: contents}; an added file replaces what the tree has there
+    to_add: dict[bytes, dict[bytes, bytes]] = {}
+    for name, data in added.items():
+        parent, _, base = name.rpartition(b"/")
+        if not name.startswith(b"/") or base in (b"", b".", b".."):
+            raise ValueError(f"not an absolute file path: {name!r}")
+        to_add.setdefault(parent or b"/", {})[base] = data
+    nodes = [_Node(1, src, b"/", root_st, nlink=2)]
     links: dict[tuple[int, int], _Node] = {}
     queue: deque[_Node] = deque(nodes)
     while queue:
         d = queue.popleft()
         try:
-            names = sorted(os.listdir(d.path))
+            names = os.listdir(d.path)
         except OSError as e:
             raise UserError(f"{_show(d.path)}: cannot read directory: {e.strerror}")
-        for name in names:
+        extra = to_add.pop(d.name, {})
+        for name in sorted({*names, *extra}):
             path = os.path.join(d.path, name)
+            inner = d.name.rstrip(b"/") + b"/" + name
+            if name in extra:
+                data = extra[name]
+                node = _Node(len(nodes) + 1, path, inner, _added_stat(root_st, len(data)))
+                node.data = data
+                nodes.append(node)
+                d.entries.append((name, node.ino))
+                continue
             try:
                 st = os.lstat(path)
             except OSError as e:
@@ -272,7 +358,7 @@ def _collect(src: bytes) -> list[_Node]:
                 same.nlink += 1
                 d.entries.append((name, same.ino))
                 continue
-            node = _Node(len(nodes) + 1, path, st)
+            node = _Node(len(nodes) + 1, path, inner, st)
             nodes.append(node)
             d.entries.append((name, node.ino))
             if fmt == pystat.S_IFDIR:
@@ -287,6 +373,12 @@ def _collect(src: bytes) -> list[_Node]:
                         node.target = os.readlink(path)
                     except OSError as e:
                         raise UserError(f"{_show(path)}: cannot read symlink: {e.strerror}")
+    if to_add:
+        parent, files = next(iter(sorted(to_add.items())))
+        raise UserError(
+            f"{_show(src)}: cannot add {_show(parent.rstrip(b'/') + b'/' + min(files))} "
+            f"to the image: {_show(parent)} is not a directory of the tree"
+        )
     return nodes
 
 
@@ -296,30 +388,53 @@ def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
         mv = mv[os.write(fd, mv) :]
 
 
-def _stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
+StatKey = tuple[int, int, int, int, int]
+
+
+def _stat_key(st: os.stat_result) -> StatKey:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class LeafCache:
-    """Leaf hashes of files hashed by an earlier build, so that an incremental build skips them.
+    """Leaf hashes of files stored by an earlier build, so that an incremental build skips them.
 
-    An entry is keyed by the file's path and what ``stat`` says of it (device, inode, size,
-    mtime, ctime): a file whose stat is unchanged is taken to have unchanged contents, the rule
-    of make and rsync.  ctime cannot be set back by a user, so even a rewrite in place that
-    restores the old mtime is seen.  ``occlum build -f`` builds without a cache.  A build
-    leaves in the cache exactly the files of the tree it built.
+    An entry is keyed by the file's path in the image.  For an integrity-only image it is used
+    when what ``stat`` says of the host file (device, inode, size, mtime, ctime) is unchanged:
+    such a file is taken to have unchanged contents, the rule of make and rsync.  ctime cannot
+    be set back by a user, so even a rewrite in place that restores the old mtime is seen.
+
+    An encrypted image stores ciphertext, and its leaves hash that.  Its entries also hold the
+    file's IV, and are used only when the IV computed afresh from the contents is the same: the
+    IV is a pseudo-random function of path and contents, so the same IV means the same
+    ciphertext, hence the same leaves.  The stat rule is not trusted there, because a wrong
+    hit would not merely break the image: it would encrypt new contents under an old IV.  So an
+    incremental encrypted build still reads every file twice (IV, then encryption) and skips
+    only the hashing of the ciphertext.
+
+    ``scheme`` says how the stored bytes were made: empty for integrity-only, the key-check
+    value of the key for an encrypted image.  A cache of another scheme is not used (a switch
+    to or from encryption, or to another key, hashes everything again).  ``occlum build -f``
+    builds without a cache.  A build leaves in the cache exactly the files of the tree it built.
     """
 
-    _MAGIC = b"OCCLUMLEAVES1\n"
+    _MAGIC = b"OCCLUMLEAVES1\n"  # integrity-only: records without an IV
+    _MAGIC_ENC = b"OCCLUMLEAVES2\n"  # then the 32-byte scheme; records end with the IV
     _RECORD = struct.Struct("<I5QQ")  # path length, stat key, leaf bytes length
 
-    def __init__(self) -> None:
-        self.entries: dict[bytes, tuple[tuple[int, int, int, int, int], bytes]] = {}
+    def __init__(self, scheme: bytes = b"") -> None:
+        self.scheme = scheme
+        self.entries: dict[bytes, tuple[StatKey, bytes, bytes]] = {}  # name -> key, leaves, iv
         self.hits = 0  # files of the last build that were not hashed again
 
-    def get(self, path: bytes, st: os.stat_result) -> bytes | None:
-        hit = self.entries.get(path)
+    def get(self, name: bytes, st: os.stat_result) -> bytes | None:
+        """The leaves of ``name`` if the host file's stat is the one they were made from."""
+        hit = self.entries.get(name)
         return hit[1] if hit is not None and hit[0] == _stat_key(st) else None
+
+    def get_by_iv(self, name: bytes, iv: bytes) -> bytes | None:
+        """The leaves of ``name`` if they were made under the IV ``iv``."""
+        hit = self.entries.get(name)
+        return hit[1] if hit is not None and hit[2] == iv else None
 
     @classmethod
     def load(cls, path: Path) -> LeafCache:
@@ -327,29 +442,42 @@ class LeafCache:
         cache = cls()
         try:
             raw = Path(path).read_bytes()
-            if not raw.startswith(cls._MAGIC):
+            if raw.startswith(cls._MAGIC):
+                pos, iv_size = len(cls._MAGIC), 0
+            elif raw.startswith(cls._MAGIC_ENC):
+                pos, iv_size = len(cls._MAGIC_ENC) + KEY_CHECK_SIZE, IV_SIZE
+                cache.scheme = raw[len(cls._MAGIC_ENC) : pos]
+                if len(cache.scheme) != KEY_CHECK_SIZE:
+                    return cls()
+            else:
                 return cache
-            pos = len(cls._MAGIC)
             while pos < len(raw):
                 plen, dev, ino, size, mtime, ctime, llen = cls._RECORD.unpack_from(raw, pos)
                 pos += cls._RECORD.size
                 name = raw[pos : pos + plen]
                 leaves = raw[pos + plen : pos + plen + llen]
-                pos += plen + llen
-                if len(leaves) != llen or llen != block_count(size) * HASH_SIZE:
+                iv = raw[pos + plen + llen : pos + plen + llen + iv_size]
+                pos += plen + llen + iv_size
+                if (
+                    len(leaves) != llen
+                    or len(iv) != iv_size
+                    or llen != block_count(size) * HASH_SIZE
+                ):
                     return cls()
-                cache.entries[name] = ((dev, ino, size, mtime, ctime), leaves)
+                cache.entries[name] = ((dev, ino, size, mtime, ctime), leaves, iv)
         except (OSError, struct.error):
             return cls()
         return cache
 
     def save(self, path: Path) -> None:
         """Write the cache to ``path`` atomically."""
-        parts = [self._MAGIC]
-        for name, (key, leaves) in sorted(self.entries.items()):
+        parts = [self._MAGIC_ENC + self.scheme if self.scheme else self._MAGIC]
+        for name, (key, leaves, iv) in sorted(self.entries.items()):
             parts.append(self._RECORD.pack(len(name), *key, len(leaves)))
             parts.append(name)
             parts.append(leaves)
+            if self.scheme:
+                parts.append(iv)
         path = Path(path)
         tmp = path.with_name(f".{path.name}.tmp")
         try:
@@ -380,14 +508,92 @@ def _kernel_copy(src: int, out: int, size: int) -> int:
     return done
 
 
-def _copy_file(
-    node: _Node, out: int, buf: bytearray, cache: LeafCache | None, fresh: LeafCache | None
-) -> bytes:
-    """Append ``node``'s padded blocks to ``out``; return its leaves, joined.
+Chunks = Callable[[], Iterator[memoryview]]
 
-    With a cache entry for an unchanged file, the blocks are copied by the kernel and the
-    cached leaves used; otherwise every block is read and hashed.
+
+def _chunks_of(fd: int, size: int, buf: bytearray, changed: UserError) -> Chunks:
+    """A re-startable reader of the file's ``size`` bytes, ``len(buf)`` at a time, into ``buf``."""
+
+    def chunks() -> Iterator[memoryview]:
+        view = memoryview(buf)
+        done = 0
+        while done < size:
+            want = min(len(buf), size - done)
+            got = 0
+            while got < want:
+                n = os.preadv(fd, [view[got:want]], done + got)
+                if n == 0:
+                    raise changed
+                got += n
+            yield view[:want]
+            done += want
+
+    return chunks
+
+
+def _store_contents(
+    name: bytes,
+    chunks: Chunks,
+    out: int,
+    cipher: ImageCipher | None,
+    cache: LeafCache | None,
+) -> tuple[bytes, bytes, bool]:
+    """Append one file's stored blocks to ``out``: (its leaves joined, its IV, cache hit).
+
+    Integrity-only: the contents, zero-padded.  Encrypted: the IV from a first pass over the
+    contents, then the padded contents encrypted in a second; the leaves are taken from
+    ``cache`` if it has them for this IV (see :class:`LeafCache`).
     """
+    leaves: list[bytes] = []
+    index = 0
+    size = 0
+    if cipher is None:
+        for chunk in chunks():
+            leaves.extend(leaves_of(chunk, index))
+            _write_all(out, chunk)
+            index += block_count(len(chunk))
+            size += len(chunk)
+        pad = -size % BLOCK_SIZE
+        if pad:
+            _write_all(out, bytes(pad))
+        return b"".join(leaves), b"", False
+    hasher = cipher.file_iv(name)
+    for chunk in chunks():
+        hasher.update(chunk)
+    iv = hasher.iv()
+    cached = cache.get_by_iv(name, iv) if cache is not None else None
+    stream = cipher.block_cipher(iv, 0)
+    for chunk in chunks():
+        pad = -len(chunk) % BLOCK_SIZE  # only the last chunk can be short
+        stored = stream.update(bytes(chunk) + bytes(pad) if pad else chunk)
+        if cached is None:
+            leaves.extend(leaves_of(stored, index))
+        _write_all(out, stored)
+        index += len(stored) // BLOCK_SIZE
+    if cached is not None:
+        return cached, iv, True
+    return b"".join(leaves), iv, False
+
+
+def _store_file(
+    node: _Node,
+    out: int,
+    buf: bytearray,
+    cipher: ImageCipher | None,
+    cache: LeafCache | None,
+    fresh: LeafCache | None,
+) -> bytes:
+    """Append ``node``'s stored blocks to ``out``, set its IV; return its leaves, joined.
+
+    An integrity-only file with a cache entry for its unchanged stat is copied by the kernel
+    and the cached leaves used; otherwise every block is read and hashed.
+    """
+    if node.data is not None:  # added at build time: never cached, it is no host file
+        data = node.data
+        joined, node.iv, _hit = _store_contents(
+            node.name, lambda: iter((memoryview(data),)) if data else iter(()), out, cipher, None
+        )
+        return joined
     path, size = node.path, node.st.st_size
     changed = UserError(f"{_show(path)}: changed while the image was being built")
     try:
@@ -399,28 +605,20 @@ def _copy_file(
         key = _stat_key(st)
         if key[:3] != (node.st.st_dev, node.st.st_ino, size):
             raise changed
-        joined = cache.get(path, st) if cache is not None else None
-        if cache is not None and joined is not None:
+        same = cache.get(node.name, st) if cache is not None and cipher is None else None
+        if cache is not None and same is not None:
+            joined = same
             if _kernel_copy(fd, out, size) != size:
                 raise changed
+            pad = -size % BLOCK_SIZE
+            if pad:
+                _write_all(out, bytes(pad))
             cache.hits += 1
         else:
-            leaves: list[bytes] = []
-            view = memoryview(buf)
-            done = 0
-            while done < size:
-                want = min(len(buf), size - done)
-                got = 0
-                while got < want:
-                    n = os.readv(fd, [view[got:want]])
-                    if n == 0:
-                        raise changed
-                    got += n
-                chunk = view[:want]
-                leaves.extend(leaves_of(chunk, done // BLOCK_SIZE))
-                _write_all(out, chunk)
-                done += want
-            joined = b"".join(leaves)
+            chunks = _chunks_of(fd, size, buf, changed)
+            joined, node.iv, hit = _store_contents(node.name, chunks, out, cipher, cache)
+            if hit and cache is not None:
+                cache.hits += 1
         # a write while we copied moves mtime/ctime (and maybe the size)
         if os.pread(fd, 1, size) or _stat_key(os.fstat(fd)) != key:
             raise changed
@@ -428,15 +626,12 @@ def _copy_file(
         raise UserError(f"{_show(path)}: cannot read: {e.strerror}")
     finally:
         os.close(fd)
-    pad = -size % BLOCK_SIZE
-    if pad:
-        _write_all(out, bytes(pad))
     if fresh is not None:
-        fresh.entries[path] = (key, joined)
+        fresh.entries[node.name] = (key, joined, node.iv)
     return joined
 
 
-def _encode_inode(node: _Node) -> bytes:
+def _encode_inode(node: _Node, encrypted: bool) -> bytes:
     st = node.st
     fmt = pystat.S_IFMT(st.st_mode)
     mode = fmt | pystat.S_IMODE(st.st_mode)
@@ -448,6 +643,8 @@ def _encode_inode(node: _Node) -> bytes:
         size = st.st_size
     head = _INODE.pack(mode, st.st_uid, st.st_gid, node.nlink, st.st_mtime_ns, size)
     if fmt == S_IFREG:
+        if encrypted:
+            return head + _ENC_FILE.pack(node.data_off, node.hash_off, node.root, node.iv)
         return head + _FILE.pack(node.data_off, node.hash_off, node.root)
     if fmt == S_IFLNK:
         return head + node.target
@@ -464,6 +661,8 @@ def build_image(
     *,
     progress: ProgressCallback | None = None,
     cache: LeafCache | None = None,
+    key: bytes | None = None,
+    add_files: Mapping[str, bytes] | None = None,
 ) -> str:
     """Write the image of the tree at ``src_dir`` to ``out_path``; return its hex root hash.
 
@@ -472,11 +671,21 @@ def build_image(
     file is in memory at a time, plus 32 bytes of leaf hash per block of the whole tree.
     With ``cache``, files unchanged since the build that filled it are not hashed again, and
     after a successful build the cache holds this build's files (for the caller to save).
+
+    With ``key`` (an image key, 16 or 32 bytes) the image is encrypted (version 2), else
+    integrity-only.  ``add_files`` maps absolute paths in the image (``"/etc/image_key"``) to
+    contents: each becomes a regular file of mode 0600 owned as the tree's root and with mtime
+    0, in place of whatever the tree has there; its directory must be in the tree.  Nothing is
+    written to ``src_dir``.
     """
-    nodes = _collect(os.fsencode(src_dir))
+    cipher = ImageCipher(key) if key is not None else None
+    scheme = cipher.key_check if cipher is not None else b""
+    added = {os.fsencode(name): data for name, data in (add_files or {}).items()}
+    nodes = _collect(os.fsencode(src_dir), added)
     files = [n for n in nodes if pystat.S_ISREG(n.st.st_mode)]
     total = sum(n.st.st_size for n in files)
-    fresh = LeafCache() if cache is not None else None
+    fresh = LeafCache(scheme) if cache is not None else None
+    usable = cache if cache is not None and cache.scheme == scheme else None
     if cache is not None:
         cache.hits = 0
     out_path = Path(out_path)
@@ -494,7 +703,7 @@ def build_image(
         done = 0
         for node in files:
             node.data_off = offset
-            joined = _copy_file(node, fd, buf, cache, fresh)
+            joined = _store_file(node, fd, buf, cipher, usable, fresh)
             offset += block_count(node.st.st_size) * BLOCK_SIZE
             node.root = root_of_leaves(
                 [joined[i : i + HASH_SIZE] for i in range(0, len(joined), HASH_SIZE)]
@@ -511,12 +720,16 @@ def build_image(
             offset += len(joined)
         hash_len = offset - hash_off
         del all_leaves
-        table = b"".join(_encode_inode(n) for n in nodes)
+        table = b"".join(_encode_inode(n, cipher is not None) for n in nodes)
+        version, table_iv = VERSION, b""
+        if cipher is not None:
+            version = VERSION_ENCRYPTED
+            table_iv, table = cipher.seal_table(table)
         _write_all(fd, table)
         header = ImageHeader(
             image_size=offset + len(table), data_off=HEADER_SIZE, data_len=data_len,
             hash_off=hash_off, hash_len=hash_len, table_off=offset, table_len=len(table),
-            inode_count=len(nodes),
+            inode_count=len(nodes), version=version, key_check=scheme, table_iv=table_iv,
         ).pack()  # fmt: skip
         os.pwrite(fd, header, 0)
         os.fsync(fd)
@@ -532,6 +745,7 @@ def build_image(
             os.unlink(tmp)  # gone after a successful rename
     if cache is not None and fresh is not None:
         cache.entries = fresh.entries
+        cache.scheme = scheme
     if progress is not None and not files:
         progress(0, 0)
     return image_root(header, table).hex()
