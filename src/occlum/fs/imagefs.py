@@ -1,4 +1,4 @@
-"""imagefs: the read-only file system that serves an integrity-only image, verified.
+"""imagefs: the read-only file system that serves an image (integrity-only or encrypted), verified.
 
 Owns mounting an image built by :mod:`occlum.fs.image_format` and every check between
 its bytes on the host and what a program reads.  At mount the header and the inode table are
@@ -7,6 +7,14 @@ before that.  A regular file's contents are checked on their first open, all of 
 file's leaf hashes are checked against its Merkle root (in the verified inode table), then
 every block read from the image against its leaf, before one byte reaches the page cache.  A
 mismatch is ``EIO`` naming the file and block; wrong data is never returned.
+
+An encrypted image is verified the same way (the hashes cover its ciphertext), then decrypted
+with the image key: the inode table at mount, a file's blocks as they are verified.  Key
+problems are :class:`ImageKeyError`, one line each, told apart from damage: an encrypted image
+mounted without a key, a wrong key (the header's key-check value does not match; checked only
+after the header has matched the measured root hash), or a key given for an integrity-only
+image, which is refused rather than ignored: a caller who believes the image is secret should
+learn that it is not.
 
 The page cache is one sealed memfd per file (``F_SEAL_WRITE | GROW | SHRINK | SEAL``), so no
 one, the LibOS included, can change verified pages afterwards.  Every open gets its own open
@@ -24,8 +32,10 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
-from occlum.abi.errors import SyscallError
+from occlum.abi.errors import SyscallError, UserError
 from occlum.abi.fsabi import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, ST_RDONLY, StatFs, dtype_of_mode
+from occlum.crypto.aead import IntegrityError
+from occlum.crypto.image_cipher import ImageCipher
 from occlum.crypto.merkle import BLOCK_SIZE, HASH_SIZE, block_count, leaves_of, root_of_leaves
 from occlum.fs.image_format import (
     HEADER_SIZE,
@@ -33,12 +43,13 @@ from occlum.fs.image_format import (
     ImageHeader,
     InodeRecord,
     decode_inode_table,
+    image_is_encrypted,
     image_root,
 )
 from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, Stat
 from occlum.vfs.mount import FileSystem
 
-__all__ = ["DEFAULT_CACHE_BYTES", "ImageFs"]
+__all__ = ["DEFAULT_CACHE_BYTES", "ImageFs", "ImageKeyError", "image_is_encrypted"]
 
 DEFAULT_CACHE_BYTES = 256 << 20
 _VERIFY_CHUNK = 1 << 20  # bytes read and checked at a time; a multiple of BLOCK_SIZE
@@ -47,6 +58,10 @@ _SEALS = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_
 
 def _eio(why: str) -> SyscallError:
     return SyscallError(errno.EIO, why)
+
+
+class ImageKeyError(UserError):
+    """The image key does not fit the image: missing, wrong, or given for a plain image."""
 
 
 class ImageInode(Inode):
@@ -118,14 +133,21 @@ class ImageFile(ImageInode):
 class ImageFs(FileSystem):
     """The image file at ``path`` whose measured root hash is ``root_hash`` (hex), read-only.
 
-    Raises ``SyscallError(EIO)`` if the image does not match ``root_hash`` or is malformed,
-    and the open error if the image file cannot be read.
+    ``key`` is the image key (16 or 32 bytes) of an encrypted image; an integrity-only image
+    takes none.  Raises ``SyscallError(EIO)`` if the image does not match ``root_hash`` or is
+    malformed, the open error if the image file cannot be read, and :class:`ImageKeyError`
+    if the key does not fit the (verified) image.
     """
 
     fstype = "imagefs"
 
     def __init__(
-        self, path: str | Path, root_hash: str, *, cache_bytes: int = DEFAULT_CACHE_BYTES
+        self,
+        path: str | Path,
+        root_hash: str,
+        key: bytes | None = None,
+        *,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         super().__init__(readonly=True)
         self.path = Path(path)
@@ -138,8 +160,9 @@ class ImageFs(FileSystem):
             self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
             raise SyscallError(e.errno or errno.EIO, f"image {self.path}: {e.strerror}")
+        self.cipher: ImageCipher | None = None
         try:
-            self.header, self.records = self._load(want)
+            self.header, self.records = self._load(want, key)
         except BaseException:
             os.close(self.fd)
             raise
@@ -156,7 +179,7 @@ class ImageFs(FileSystem):
         except OSError as e:
             raise _eio(f"image {self.path}: {e.strerror}")
 
-    def _load(self, want: bytes) -> tuple[ImageHeader, list[InodeRecord]]:
+    def _load(self, want: bytes, key: bytes | None) -> tuple[ImageHeader, list[InodeRecord]]:
         mismatch = _eio("image metadata does not match its measured root hash")
         raw = self._pread(HEADER_SIZE, 0)
         try:
@@ -171,10 +194,35 @@ class ImageFs(FileSystem):
             raise mismatch
         if size != header.image_size:
             raise _eio(f"image {self.path}: {size} bytes, built as {header.image_size}")
+        if header.encrypted:
+            table = self._decrypt_table(header, table, key)
+        elif key is not None:
+            raise ImageKeyError(
+                f"image {self.path} is not encrypted (integrity-only) but was given an image "
+                "key: refusing it (build with `occlum build --image-key` to encrypt)"
+            )
         try:
             return header, decode_inode_table(table, header)
         except ValueError as e:
             raise _eio(f"image metadata is malformed: {e}")
+
+    def _decrypt_table(self, header: ImageHeader, table: bytes, key: bytes | None) -> bytes:
+        if key is None:
+            raise ImageKeyError(
+                f"image {self.path} is encrypted: it cannot be mounted without its image key"
+            )
+        try:
+            cipher = ImageCipher(key)
+        except ValueError as e:
+            raise ImageKeyError(f"image {self.path}: not an image key ({e})")
+        if not hmac.compare_digest(cipher.key_check, header.key_check):
+            raise ImageKeyError(f"wrong image key for the encrypted image {self.path}")
+        try:
+            plain = cipher.open_table(header.table_iv, table)
+        except IntegrityError as e:
+            raise _eio(f"image metadata is malformed: {e}")
+        self.cipher = cipher
+        return plain
 
     def _first_paths(self) -> dict[int, bytes]:
         """One path of every inode (the first found from the root), for error messages."""
@@ -267,6 +315,10 @@ class ImageFs(FileSystem):
                     if a != b
                 )  # fmt: skip
                 raise _eio(f"{path}: block {first + bad} fails verification")
+            if self.cipher is not None:
+                # verified ciphertext: decrypted only now, so nothing unverified is decrypted
+                stream = self.cipher.block_cipher(rec.iv, first)
+                chunk = memoryview(stream.update(chunk))
             out = chunk[: min(want, left)]
             while out:
                 out = out[os.write(memfd, out) :]
