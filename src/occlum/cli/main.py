@@ -143,11 +143,34 @@ class _RichBuildProgress:
     default=None,
     help="RSA-3072 (e=3) PEM key that signs the enclave; a per-instance development key if absent.",
 )
+@click.option(
+    "--image-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Encrypt the root image with this key (from `occlum gen-image-key`); relative to "
+    "--instance-dir.",
+)
+@click.option(
+    "--buildin-image-key",
+    is_flag=True,
+    help="Put the --image-key key into the initfs image as /etc/image_key.",
+)
 @click.pass_context
-def build(ctx: click.Context, force: bool, sign_key: Path | None) -> None:
-    """Validate Occlum.json, build image/ and initfs/ into integrity-only images, and measure
-    and sign the enclave (MRENCLAVE covers the LibOS, the configuration and every byte of the
-    images; MRSIGNER is the signing key's).
+def build(
+    ctx: click.Context,
+    force: bool,
+    sign_key: Path | None,
+    image_key: Path | None,
+    buildin_image_key: bool,
+) -> None:
+    """Validate Occlum.json, build image/ and initfs/ into images, and measure and sign the
+    enclave (MRENCLAVE covers the LibOS, the configuration and every byte of the images;
+    MRSIGNER is the signing key's).
+
+    The images are integrity-only; with --image-key the root image is also encrypted (file
+    contents, names, sizes, modes and symlink targets), deterministically: the same image/
+    and key give the same MRENCLAVE. The initfs image is never encrypted; --buildin-image-key
+    puts the key in it (initfs/ itself is left alone).
 
     Unchanged files (same size, mtime and mode) are not copied or hashed again unless --force
     is given. A failed build leaves the previous build intact.
@@ -156,11 +179,16 @@ def build(ctx: click.Context, force: bool, sign_key: Path | None) -> None:
     Example:
       occlum build
       occlum build -f --sign-key release-key.pem
+      occlum gen-image-key image_key && occlum build --image-key image_key
     """
     inst = _instance(ctx)
+    key_path = inst.path / image_key if image_key is not None else None
     progress = _RichBuildProgress()
     try:
-        report = build_instance(inst, force=force, progress=progress, sign_key=sign_key)
+        report = build_instance(
+            inst, force=force, progress=progress, sign_key=sign_key,
+            image_key=key_path, buildin_image_key=buildin_image_key,
+        )  # fmt: skip
     finally:
         progress.stop()
     for w in report.warnings:
@@ -170,6 +198,7 @@ def build(ctx: click.Context, force: bool, sign_key: Path | None) -> None:
         f"Built {inst.path}: {report.files_copied} files copied ({mib:.1f} MiB), "
         f"{report.files_reused} unchanged, {report.symlinks} symlinks, {report.dirs} directories"
     )
+    click.echo(f"Root image: {report.image_type}")
     click.echo(f"MRENCLAVE {report.mrenclave}")
 
 

@@ -132,6 +132,8 @@ def _what_changed(
                 if measured.image_root_hashes[n] != image_root_hashes[n]
             }
         )
+        if "image_type" in names:  # not an image: what the root image is
+            return f"the image type (encrypted or not) changed since `occlum build` {suffix}"
         return f"the {', '.join(names)} file system changed since `occlum build` {suffix}"
     return f"the image or Occlum.json changed since `occlum build` {suffix}"
 

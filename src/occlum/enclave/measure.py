@@ -8,7 +8,9 @@ hash. We reproduce that log in software, record by record, over what our enclave
 1. ``ECREATE``  the domain tag ``occlum-python/sim`` and the measurement format version;
 2. ``EEXTEND libos``  the LibOS digest: every file of the installed ``occlum`` package;
 3. ``EEXTEND config``  the canonical (normalized, measured) configuration bytes;
-4. ``EEXTEND image:<name>``  each file-system image's root hash, in sorted name order.
+4. ``EEXTEND image:<name>``  each file-system image's root hash, in sorted name order; the
+   same map carries ``image_type`` (``encrypted`` or ``integrity-only``, what ``occlum run``
+   must mount the root image as), measured the same way, as ``image:image_type``.
 
 Each record is ``op (8 bytes) | len(name) u64 | name | len(data) u64 | data`` so that no two
 different logs can produce the same byte stream. Because an image's root hash is the top of a
@@ -83,8 +85,8 @@ def mrenclave(
     """MRENCLAVE (32 bytes) of an enclave made of this LibOS, configuration and images.
 
     ``image_root_hashes`` maps an image name (``"image"``, ``"initfs"``) to its root hash as
-    text; the text is measured as given (UTF-8), so callers must spell a hash the same way every
-    time (lower-case hex).
+    text, and ``"image_type"`` to the root image's type; the text is measured as given (UTF-8),
+    so callers must spell a hash the same way every time (lower-case hex).
     """
     if len(libos_digest) != 32:
         raise ValueError(f"libos digest must be 32 bytes, not {len(libos_digest)}")

@@ -6,7 +6,10 @@ An instance directory looks like Occlum's::
     .__occlum_status         "initialized" or "built" (Occlum's own marker file)
     image/                   the root file system as the user prepares it (cp, copy_bom)
     initfs/                  the init stage's file system (reserved: our init is built in)
-    build/image/             the built, read-only root that ``occlum run`` boots from
+    build/image/             the staged root (plaintext, even for an encrypted build)
+    build/image.img          the root image that ``occlum run`` mounts (encrypted with
+                             ``--image-key``), build/initfs.img the init stage's
+    build/image_hashes.json  the images' root hashes and ``image_type`` (measured)
     build/Occlum.json.built  the validated configuration, every default filled in
     run/pids/<pid>           one file per running ``occlum run``
 
@@ -43,6 +46,12 @@ from occlum.instance.config import (
 )
 
 STATUS_FILE = ".__occlum_status"
+# build/image_hashes.json: besides each image's root hash, what the root image is
+IMAGE_TYPE_KEY = "image_type"
+IMAGE_TYPE_ENCRYPTED = "encrypted"
+IMAGE_TYPE_INTEGRITY_ONLY = "integrity-only"
+# where --buildin-image-key puts the key in the initfs image (Occlum's path)
+BUILDIN_IMAGE_KEY_PATH = "/etc/image_key"
 IMAGE_DIRS = ("bin", "lib", "lib64", "etc", "tmp", "proc", "dev", "host", "root", "sbin")
 INITFS_DIRS = ("bin", "lib", "dev", "proc", "etc")
 
@@ -235,6 +244,7 @@ class BuildReport:
     dirs: int = 0
     warnings: list[str] = field(default_factory=list)
     mrenclave: str = ""
+    image_type: str = IMAGE_TYPE_INTEGRITY_ONLY
 
 
 def build_instance(
@@ -243,14 +253,29 @@ def build_instance(
     force: bool = False,
     progress: BuildProgress | None = None,
     sign_key: Path | None = None,
+    image_key: Path | None = None,
+    buildin_image_key: bool = False,
 ) -> BuildReport:
     """``occlum build``: validate the config, stage ``image/`` into ``build/image/``, turn it
-    and ``initfs/`` into integrity-only images, and measure and sign the result.
+    and ``initfs/`` into images, and measure and sign the result.
 
     The staged tree gets an ``/etc/ld.so.cache`` of its own; the images are what the LibOS
     mounts (``build/image.img`` as the root), and their root hashes, the built configuration
     and the LibOS itself make MRENCLAVE (``build/sigstruct.json``).
+
+    With ``image_key`` (a key file of ``occlum gen-image-key``) the root image is encrypted;
+    the initfs image stays integrity-only, and with ``buildin_image_key`` it holds the key, in
+    the key file's format, at ``/etc/image_key`` (``initfs/`` itself is not changed).
+    ``build/image_hashes.json`` records ``"image_type"``: ``"encrypted"`` or
+    ``"integrity-only"``; it is measured with the root hashes.
     """
+    if buildin_image_key and image_key is None:
+        raise UserError("--buildin-image-key needs --image-key FILE: there is no key to build in")
+    key: bytes | None = None
+    if image_key is not None:  # before anything in build/ changes: a bad key file is harmless
+        from occlum.enclave.keys import load_image_key
+
+        key = load_image_key(Path(image_key))
     loaded = inst.load_config()
     plan_mounts(loaded.config, inst.path)  # rejects mounts the kernel cannot provide yet
     report = BuildReport(warnings=list(loaded.warnings))
@@ -274,7 +299,7 @@ def build_instance(
         _make_loader_cache(tmp, report)
         _swap_into_place(tmp, inst.built_image_dir)
         config_text = normalized_config_text(loaded.config)
-        hashes = _build_images(inst, force)
+        hashes = _build_images(inst, force, key, buildin_image_key)
         key_pem = _read_sign_key(sign_key)
         metadata = loaded.config.metadata.model_dump()
         _write_atomically(inst.built_config_path, config_text)
@@ -288,6 +313,7 @@ def build_instance(
             sign_key_source=str(sign_key) if sign_key else "the signing key",
         )  # fmt: skip
         report.mrenclave = sig.mrenclave.hex()
+        report.image_type = hashes[IMAGE_TYPE_KEY]
         inst.status_path.write_text("built\n")
     finally:
         if tmp.exists():
@@ -295,25 +321,44 @@ def build_instance(
     return report
 
 
-def _build_images(inst: Instance, force: bool) -> dict[str, str]:
-    """The integrity-only images of the staged root and of ``initfs/``: name -> root hash."""
+def _build_images(
+    inst: Instance, force: bool, key: bytes | None, buildin_key: bool
+) -> dict[str, str]:
+    """The images of the staged root (encrypted with ``key``) and of ``initfs/`` (integrity-
+    only, holding the key if ``buildin_key``): name -> root hash, plus the image type.
+
+    Incremental builds work for both kinds (see ``LeafCache``); a cache made for another key
+    or without one is not used.
+    """
     from occlum.fs.image_format import LeafCache, build_image
 
+    add: dict[str, bytes] = {}
+    if key is not None and buildin_key:
+        from occlum.enclave.keys import format_image_key
+
+        add[BUILDIN_IMAGE_KEY_PATH] = format_image_key(key).encode()
     hashes: dict[str, str] = {}
     for name, tree in (("image", inst.built_image_dir), ("initfs", inst.initfs_dir)):
         leaves_path = inst.build_dir / f"{name}.leaves"
         cache = LeafCache() if force else LeafCache.load(leaves_path)
-        if tree.is_dir():
-            hashes[name] = build_image(tree, inst.build_dir / f"{name}.img", cache=cache)
+        out = inst.build_dir / f"{name}.img"
+        if name == "image":
+            hashes[name] = build_image(tree, out, cache=cache, key=key)
+        elif tree.is_dir():
+            hashes[name] = build_image(tree, out, cache=cache, add_files=add)
         else:  # an instance without initfs/ gets an empty one
             with tempfile.TemporaryDirectory() as empty:
+                for d in {os.path.dirname(p) for p in add if os.path.dirname(p) != "/"}:
+                    os.makedirs(empty + d, mode=0o755)
+                    os.utime(empty + d, ns=(0, 0))
                 os.chmod(empty, 0o755)
                 os.utime(empty, ns=(0, 0))  # the same empty image every time
-                hashes[name] = build_image(Path(empty), inst.build_dir / f"{name}.img", cache=cache)
+                hashes[name] = build_image(Path(empty), out, cache=cache, add_files=add)
         try:
             cache.save(leaves_path)
-        except OSError:
+        except UserError:
             pass  # only the next build's speed depends on it
+    hashes[IMAGE_TYPE_KEY] = IMAGE_TYPE_ENCRYPTED if key is not None else IMAGE_TYPE_INTEGRITY_ONLY
     return hashes
 
 
