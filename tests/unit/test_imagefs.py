@@ -329,14 +329,14 @@ def test_wrong_root_hash_fails_mount(tree: Path, tmp_path: Path) -> None:
 # --- tampering --------------------------------------------------------------------------------
 
 
-def image_outcome(img: Path, root_hash: str, src: Path) -> bool:
+def image_outcome(img: Path, root_hash: str, src: Path, key: bytes | None = None) -> bool:
     """True if tampering was noticed (EIO at mount or on some read).
 
     Fails the test if any read returns bytes other than the original, or any error is
     something other than EIO.
     """
     try:
-        fs = ImageFs(img, root_hash)
+        fs = ImageFs(img, root_hash, key)
     except SyscallError as e:
         assert e.errno == errno.EIO, e
         return True
