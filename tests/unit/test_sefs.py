@@ -7,6 +7,7 @@ import mmap
 import os
 import random
 import shutil
+import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +16,9 @@ import pytest
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFIFO, S_IFMT
 from occlum.fs.sefs import CHUNK, SEFS_MAGIC, SefsFs
+from occlum.enclave.counter import MonotonicCounters
+from occlum.fs.sefs import volume
+from occlum.fs.sefs.journal import JOURNAL_PREFIX
 from occlum.fs.sefs.store import PAD, SUPERBLOCK
 from occlum.fs.sefs.volume import EXTENT_CHUNKS, SefsFile
 from occlum.vfs.inode import Inode
@@ -94,6 +98,24 @@ def host_bytes(d: Path) -> list[tuple[str, bytes]]:
 
 def objects(d: Path) -> set[str]:
     return {p.name for p in d.iterdir() if len(p.name) == 32}
+
+
+def journal_name(d: Path) -> str:
+    (name,) = [n for n in os.listdir(d) if n.startswith(JOURNAL_PREFIX)]
+    return name
+
+
+def record_lengths(journal: bytes) -> list[int]:
+    out, pos = [], 0
+    while pos < len(journal):
+        (n,) = struct.unpack_from("<I", journal, pos)
+        out.append(n)
+        pos += 20 + n
+    return out
+
+
+def journal_size(d: Path) -> int:
+    return (d / journal_name(d)).stat().st_size
 
 
 def populate(fs: SefsFs) -> None:
@@ -185,27 +207,72 @@ def test_only_changed_chunks_are_rewritten(vol: Path, mounts: list[SefsFs]) -> N
     write(big, data)
     small = fs.root.create(b"small", 0o644, 0, 0)
     write(small, b"a")
+    start = objects(vol)
     fs.sync()
     first = objects(vol)
-    assert len(first) == 2 + 1 + 1  # big's two extents, small, metadata
+    assert len(first - start) == 2  # big's two extents; small's chunk went into the journal
     write(small, b"b")
     fs.sync()
-    second = objects(vol)
-    assert len(first - second) == 2 and len(second - first) == 2  # small's chunk, metadata
-    # one changed chunk: one new object; the old extent still holds the other chunks
+    assert objects(vol) == first  # one changed chunk: one journal record, no host file
+    # one changed chunk of big: in the journal too; the old extent still holds the others
     data[CHUNK * 2 + 5] ^= 1
     write(big, data[CHUNK * 2 + 5 : CHUNK * 2 + 6], CHUNK * 2 + 5)
+    size = journal_size(vol)
     fs.sync()
-    third = objects(vol)
-    assert len(second - third) == 1 and len(third - second) == 2  # metadata; chunk, metadata
+    assert objects(vol) == first and journal_size(vol) > size
+    size = journal_size(vol)
     fs.sync()
-    assert objects(vol) == third  # nothing changed: no commit at all
-    # rewriting the whole first extent frees it
+    assert journal_size(vol) == size  # nothing changed: no commit at all
+    # rewriting the whole first extent makes a new one
     data[: CHUNK * EXTENT_CHUNKS] = os.urandom(CHUNK * EXTENT_CHUNKS)
     write(big, data)
+    fs.sync()
+    assert len(objects(vol) - first) == 1
+    # the checkpoint at unmount frees the old extent and moves small's chunk into an object
     fs.close()
-    assert len(objects(vol)) == 2 + 1 + 1
-    assert read(mount(mounts, vol).root.lookup(b"big")) == data
+    assert len(objects(vol)) == 2 + 1 + 1  # big's extents, small, metadata
+    assert journal_size(vol) == 0
+    fs2 = mount(mounts, vol)
+    assert read(fs2.root.lookup(b"big")) == data
+    assert read(fs2.root.lookup(b"small")) == b"b"
+
+
+def test_small_commits_only_append_to_the_journal(vol: Path, mounts: list[SefsFs]) -> None:
+    fs = mount(mounts, vol)
+    db = fs.root.create(b"db", 0o644, 0, 0)
+    write(db, os.urandom(3 * CHUNK))
+    fs.sync()
+    before = sorted(os.listdir(vol))
+    for i in range(50):
+        write(db, os.urandom(4096), (i * 7919 * 4096) % (3 * CHUNK))
+        j = fs.root.create(b"db-journal", 0o644, 0, 0)
+        write(j, os.urandom(512))
+        fs.sync()
+        fs.root.unlink(b"db-journal")
+        fs.sync()
+    assert sorted(os.listdir(vol)) == before  # no object made or removed: appends only
+    expected = snapshot(fs)
+    fs.close(commit=False)
+    assert snapshot(mount(mounts, vol)) == expected
+
+
+def test_a_full_journal_becomes_a_checkpoint(
+    vol: Path, mounts: list[SefsFs], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(volume, "JOURNAL_MAX", 64 * 1024)
+    fs = mount(mounts, vol)
+    f = fs.root.create(b"f", 0o644, 0, 0)
+    journals = set()
+    for i in range(40):
+        write(f, b"%d" % i)
+        fs.sync()
+        journals |= {n for n in os.listdir(vol) if n.startswith(JOURNAL_PREFIX)}
+        assert journal_size(vol) <= 64 * 1024 + 2 * PAD
+    assert len(journals) > 2  # checkpoints started new journals ...
+    assert len([n for n in os.listdir(vol) if n.startswith(JOURNAL_PREFIX)]) == 1  # ... alone
+    expected = snapshot(fs)
+    fs.close(commit=False)
+    assert snapshot(mount(mounts, vol)) == expected
 
 
 def test_sync_without_changes_does_not_commit(vol: Path, mounts: list[SefsFs]) -> None:
@@ -215,10 +282,13 @@ def test_sync_without_changes_does_not_commit(vol: Path, mounts: list[SefsFs]) -
     g = fs.generation
     fs.sync()
     assert fs.generation == g
-    fs.close()
+    fs.close()  # the checkpoint at unmount is one more commit
     fs2 = mount(mounts, vol)
+    assert fs2.generation == g + 1
+    listing = sorted(os.listdir(vol))
     fs2.sync()
-    assert fs2.generation == g
+    assert fs2.generation == g + 1 and sorted(os.listdir(vol)) == listing
+    assert journal_size(vol) == 0
 
 
 def test_statfs_and_fstype(vol: Path, mounts: list[SefsFs]) -> None:
@@ -244,13 +314,22 @@ def test_no_plaintext_reaches_the_host(vol: Path, mounts: list[SefsFs]) -> None:
     f = d.create(secrets[1], 0o644, 0, 0)
     write(f, secrets[0] * 50000)
     d.symlink(b"link", secrets[3], 0, 0)
+    fs.sync()  # a journal record: the small file's contents, the names, the link
+    assert journal_size(vol) > 0
+
+    def check() -> None:
+        for name, data in host_bytes(vol):
+            for s in secrets:
+                assert s not in data and s.decode() not in name
+            # only sizes rounded to PAD leak
+            if name.startswith(JOURNAL_PREFIX):
+                assert all((length - 28) % PAD == 0 for length in record_lengths(data))
+            elif name != SUPERBLOCK:
+                assert (len(data) - 28) % PAD == 0
+
+    check()
     fs.close()
-    for name, data in host_bytes(vol):
-        for s in secrets:
-            assert s not in data and s.decode() not in name
-        # only sizes rounded to PAD leak
-        if name != SUPERBLOCK:
-            assert (len(data) - 28) % PAD == 0
+    check()
     # the same volume MAC-only is readable on the host, but still verified
     mac = vol.parent / "mac"
     fs = mount(mounts, mac, mac_only=True)
@@ -284,12 +363,23 @@ def test_missing_superblock_is_not_reformatted(vol: Path, mounts: list[SefsFs]) 
 # --- tampering -----------------------------------------------------------------------------------
 
 
+def counters_of(d: Path) -> MonotonicCounters:
+    """The platform counters for the volume at ``d`` (and every copy of it)."""
+    return MonotonicCounters(d.parent / "counters")
+
+
 def build_tamper_volume(d: Path, mac_only: bool = False) -> dict[bytes, bytes]:
-    fs = SefsFs(d, KEY, mac_only=mac_only)
+    """Three files in a checkpoint, and one more in a journal record."""
+    fs = SefsFs(d, KEY, mac_only=mac_only, counters=counters_of(d))
     expected = {b"big": os.urandom(CHUNK * 2 + 10), b"small": b"small file", b"other": b"other"}
     for name, data in expected.items():
         write(fs.root.create(name, 0o644, 0, 0), data)
     fs.close()
+    fs = SefsFs(d, KEY, mac_only=mac_only, counters=counters_of(d))
+    expected[b"journaled"] = b"kept in the journal"
+    write(fs.root.create(b"journaled", 0o644, 0, 0), expected[b"journaled"])
+    fs.sync()
+    fs.close(commit=False)
     return expected
 
 
@@ -297,7 +387,7 @@ def check_detected(d: Path, expected: dict[bytes, bytes], mac_only: bool = False
     """The mount fails with EIO, or every file reads its true contents or fails with EIO; and
     something fails."""
     try:
-        fs = SefsFs(d, KEY, mac_only=mac_only)
+        fs = SefsFs(d, KEY, mac_only=mac_only, counters=MonotonicCounters(d.parent / "counters"))
     except SyscallError as e:
         assert e.errno == errno.EIO, e
         assert str(d) in e.why
@@ -362,7 +452,8 @@ def test_tampering_with_any_object_is_detected(
     base = tmp_path / "base"
     expected = build_tamper_volume(base, mac_only)
     names = [p.name for p in base.iterdir()]
-    assert len(names) == 5  # big's extent, small, other, metadata, superblock
+    # big's extent, small, other, metadata, superblock, journal
+    assert len(names) == 6 and journal_size(base) > 0
     for name in [*names]:
         d = tmp_path / f"t-{name}"
         shutil.copytree(base, d)
@@ -433,8 +524,8 @@ def test_a_damaged_file_does_not_break_the_rest(vol: Path, mounts: list[SefsFs])
     fs.root.unlink(b"small")
     fs.close()
     fs2 = mount(mounts, vol)
-    assert sorted(e.name for e in fs2.root.readdir()) == [b"big", b"other"]
-    assert len(objects(vol)) == 3  # big, other, metadata
+    assert sorted(e.name for e in fs2.root.readdir()) == [b"big", b"journaled", b"other"]
+    assert len(objects(vol)) == 4  # big, other, journaled (moved out of the journal), metadata
 
 
 # --- crash atomicity -----------------------------------------------------------------------------
@@ -465,30 +556,42 @@ def mutate(fs: SefsFs, rng: random.Random) -> None:
             r.lookup(b"truncated").setattr(size=rng.randrange(2 * CHUNK))
 
 
+@pytest.mark.parametrize("kind", ["journal", "checkpoint"])
 def test_a_crash_at_any_step_of_a_commit_leaves_old_or_new(
-    tmp_path: Path, mounts: list[SefsFs]
+    tmp_path: Path, mounts: list[SefsFs], kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if kind == "checkpoint":
+        monkeypatch.setattr(volume, "JOURNAL_MAX", 0)  # every commit is a checkpoint
     rng = random.Random(1234)
     vol = tmp_path / "vol"
     fs = mount(mounts, vol)
     populate(fs)
     fs.sync()
     crashes: list[Path] = []
+    journal_before = 0
 
     def crash_here(step: str) -> None:
         d = tmp_path / f"crash{len(crashes)}-{step}"
         shutil.copytree(vol, d)
         crashes.append(d)
+        if step == "journal-appended":
+            # and a crash in the middle of that append: a torn record
+            torn = tmp_path / f"crash{len(crashes)}-torn"
+            shutil.copytree(vol, torn)
+            with open(torn / journal_name(torn), "r+b") as f:
+                f.truncate(rng.randrange(journal_before + 1, journal_size(vol)))
+            crashes.append(torn)
 
     states = [snapshot(fs)]
     for _ in range(4):
         mutate(fs, rng)
+        journal_before = journal_size(vol)
         fs.store.on_step = crash_here
         fs.sync()
         fs.store.on_step = None
         states.append(snapshot(fs))
     fs.close()
-    assert len(crashes) > 12
+    assert len(crashes) >= (8 if kind == "journal" else 12)
     mounted = set()
     for d in crashes:
         # a crash may also leave a torn temporary superblock and half an object behind
@@ -499,10 +602,11 @@ def test_a_crash_at_any_step_of_a_commit_leaves_old_or_new(
         snap = snapshot(crashed)
         assert snap in states, f"{d.name}: neither the old nor the new state"
         mounted.add(states.index(snap))
-        # the next commit cleans up whatever the crash left
+        # the next checkpoint cleans up whatever the crash left
         crashed.root.create(b"after-crash", 0o644, 0, 0)
         crashed.sync()
-        assert objects(d) == {oid.hex() for oid in crashed._committed}
+        crashed.close()
+        assert objects(d) == {oid.hex() for oid in mount(mounts, d).referenced_objects()}
         assert not (d / "superblock.tmp").exists()
     assert mounted == {0, 1, 2, 3, 4}
 
@@ -529,7 +633,8 @@ def test_a_crash_during_the_first_format(tmp_path: Path, mounts: list[SefsFs]) -
         fs = mount(mounts, d)
         assert fs.root.readdir() == []
         fs.close()
-        assert set(os.listdir(d)) == {SUPERBLOCK} | objects(d) and len(objects(d)) == 1
+        listing = set(os.listdir(d))
+        assert listing == {SUPERBLOCK, journal_name(d)} | objects(d) and len(objects(d)) == 1
 
 
 def test_a_failed_commit_leaves_the_old_state_and_can_be_retried(
@@ -561,4 +666,86 @@ def test_a_failed_commit_leaves_the_old_state_and_can_be_retried(
     fs.close()
     fs2 = mount(mounts, vol)
     assert snapshot(fs2) == expected
-    assert objects(vol) == {oid.hex() for oid in fs2._committed}
+    assert objects(vol) == {oid.hex() for oid in fs2.referenced_objects()}
+
+
+# --- the journal and whole-volume rollback -------------------------------------------------------
+
+
+def test_a_rolled_back_copy_of_the_whole_volume_is_refused(tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    counters = counters_of(vol)
+    fs = SefsFs(vol, KEY, counters=counters)
+    f = fs.root.create(b"f", 0o644, 0, 0)
+    write(f, b"version one")
+    fs.sync()
+    shutil.copytree(vol, tmp_path / "old-copy")  # the host keeps last week's copy
+    write(f, b"version two")
+    fs.sync()
+    cut = journal_size(vol)
+    write(f, b"version six")
+    fs.sync()
+    fs.close(commit=False)
+    # the copy, and the journal cut back by whole records, both look like an older volume
+    shutil.copytree(vol, tmp_path / "cut")
+    with open(tmp_path / "cut" / journal_name(vol), "r+b") as j:
+        j.truncate(cut)
+    for d in (tmp_path / "old-copy", tmp_path / "cut"):
+        shutil.rmtree(vol)
+        shutil.copytree(d, vol)
+        with pytest.raises(SyscallError) as e:
+            SefsFs(vol, KEY, counters=counters)
+        assert e.value.errno == errno.EIO and "rolled back" in e.value.why
+    # without the platform's counters the same copy mounts: the counter is what catches it
+    assert read(SefsFs(vol, KEY).root.lookup(b"f")) == b"version two"
+
+
+def test_a_torn_journal_record_is_dropped_but_a_damaged_one_is_refused(
+    vol: Path, mounts: list[SefsFs]
+) -> None:
+    fs = mount(mounts, vol)
+    f = fs.root.create(b"f", 0o644, 0, 0)
+    write(f, b"committed")
+    fs.sync()
+    end = journal_size(vol)
+    write(f, b"crashed..")
+    fs.sync()
+    fs.close(commit=False)
+    journal = vol / journal_name(vol)
+    full = journal.read_bytes()
+    journal.write_bytes(full[: end + 100])  # the append never finished
+    fs2 = mount(mounts, vol)
+    assert read(fs2.root.lookup(b"f")) == b"committed"
+    fs2.close(commit=False)
+    assert journal_size(vol) == end  # the torn tail is cut off
+    damaged = bytearray(full)
+    damaged[end // 2] ^= 1  # inside the first, complete record
+    journal.write_bytes(damaged)
+    with pytest.raises(SyscallError) as e:
+        SefsFs(vol, KEY)
+    assert e.value.errno == errno.EIO and "journal record 0 fails verification" in e.value.why
+
+
+def test_a_failed_append_leaves_the_old_state_and_can_be_retried(
+    vol: Path, mounts: list[SefsFs], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = mount(mounts, vol)
+    f = fs.root.create(b"f", 0o644, 0, 0)
+    write(f, b"old")
+    fs.sync()
+    write(f, b"new")
+    real = os.fdatasync
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdatasync", full)
+    with pytest.raises(SyscallError) as e:
+        fs.sync()
+    assert e.value.errno == errno.ENOSPC
+    monkeypatch.setattr(os, "fdatasync", real)
+    shutil.copytree(vol, vol.parent / "after-failure")
+    assert read(mount(mounts, vol.parent / "after-failure").root.lookup(b"f")) == b"old"
+    fs.sync()  # the retry writes the change again, not a reference to the failed record
+    fs.close(commit=False)
+    assert read(mount(mounts, vol).root.lookup(b"f")) == b"new"

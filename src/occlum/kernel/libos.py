@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from occlum.abi.errors import SyscallError, UserError
 from occlum.abi.syscalls import NAME
+from occlum.enclave.counter import platform_counters
 from occlum.fs.devfs import DevFs
 from occlum.fs.hostfs import HostFs
 from occlum.fs.imagefs import ImageFs
@@ -86,6 +87,8 @@ class LibOS:
         self.next_writeback = time.monotonic() + self.writeback_interval
         self.temporary_dirs: list[str] = []  # storage of temporary SEFS volumes, removed at exit
         self.temporary_fs: list[FileSystem] = []
+        # the platform's monotonic counters: a persistent volume rolled back is refused
+        self.counters = platform_counters()
         self.mounts = self._build_mounts(spec)
         self.objects = ObjectRegistry()
         self.objects.live_keys = self._live_keys
@@ -167,7 +170,8 @@ class LibOS:
             except OSError as exc:
                 raise UserError(f"mount {m.target}: cannot create {storage}: {exc.strerror}")
         try:
-            fs = SefsFs(storage, m.key, mac_only=m.mac_only)
+            counters = None if m.temporary else self.counters
+            fs = SefsFs(storage, m.key, mac_only=m.mac_only, counters=counters)
         except SyscallError as exc:
             raise UserError(
                 f"mount {m.target}: {exc.why or exc} (wrong key, a different enclave, or "

@@ -60,7 +60,8 @@ def _sefs(libos: LibOS, source: bytes, opts: dict[str, str]) -> FileSystem:
     else:
         raise SyscallError(errno.EINVAL, "no key= given and no sealing key in this instance")
     os.makedirs(storage, mode=0o700, exist_ok=True)
-    return SefsFs(storage, key, mac_only=opts.get("integrity_only") in ("1", "true"))
+    mac_only = opts.get("integrity_only") in ("1", "true")
+    return SefsFs(storage, key, mac_only=mac_only, counters=libos.counters)
 
 
 def sys_mount(

@@ -14,14 +14,17 @@ Owns everything SEFS puts on the host and how it gets there.  The host directory
   tag, length) and a generation number.  It is the root of the volume's tree of tags.
 - ``superblock.tmp`` and ``formatting``: transient files of a commit and of the first format.
 
-A commit writes new objects under new names and fsyncs them and the directory, then replaces
-the superblock atomically (temporary file, fsync, rename, fsync directory), and only then
-removes objects the new state no longer names.  A crash anywhere leaves the old or the new
-superblock, each naming objects that are all durable.
+A checkpoint writes new objects under new names and fsyncs them and the directory, then
+replaces the superblock atomically (temporary file, fsync, rename, fsync directory), and only
+then removes objects and journals the new state no longer names.  A crash anywhere leaves the
+old or the new superblock, each naming objects that are all durable.  Commits between
+checkpoints append to the journal instead (one write and one ``fdatasync``).
 
-Not covered here: replaying the *whole* directory (superblock and all its objects) to an older
-copy.  Issue 3 binds the generation to a monotonic counter later; until then that rollback is
-undetectable, while any single object's rollback or swap is detected.
+- ``journal-<32 hex digits>``: the commits since the superblock's checkpoint, appended one
+  sealed record each (:mod:`occlum.fs.sefs.journal`).
+
+Replaying the *whole* directory (superblock, journal and objects) to an older copy is caught
+by the platform's monotonic counter (:mod:`occlum.enclave.counter`), not here.
 """
 
 from __future__ import annotations
@@ -55,10 +58,12 @@ FORMATTING = "formatting"
 _OBJECT_NAME = re.compile(r"[0-9a-f]{32}")
 
 _MAGIC = b"OCCLSEFS"
-_VERSION = 1
+_VERSION = 2
 _FLAG_MAC_ONLY = 1
 _HEADER = struct.Struct("<8sII16s")  # magic, version, flags, key check
-_BODY = struct.Struct("<QQ16sB")  # generation, metadata length, metadata id, tag length
+_BODY_V1 = struct.Struct("<QQ16sB")  # generation, metadata length, metadata id, tag length
+# generation, metadata length, metadata id, journal id, volume id, tag length
+_BODY = struct.Struct("<QQ16s16s16sB")
 
 _OBJECT_LABEL = b"occlum-sefs object"
 _MAC_OBJECT_LABEL = b"occlum-sefs mac object"
@@ -80,11 +85,15 @@ class ObjectRef:
 
 @dataclass(slots=True, frozen=True)
 class Superblock:
-    """The decoded superblock: which metadata object is current, and the commit count."""
+    """The decoded superblock: the checkpoint's metadata object, the journal of the commits
+    since, the commit count at the checkpoint, and the volume's random id (which names its
+    monotonic counter).  A version-1 superblock has no journal and no id (both empty)."""
 
     generation: int
     meta: ObjectRef
     meta_len: int
+    journal: bytes = b""
+    volume: bytes = b""
 
 
 def padded(n: int) -> int:
@@ -161,11 +170,34 @@ class ObjectStore:
     def object_ids(self, names: Iterable[str]) -> set[bytes]:
         return {bytes.fromhex(n) for n in names if _OBJECT_NAME.fullmatch(n)}
 
+    @property
+    def dirfd(self) -> int:
+        return self._dirfd
+
+    def step(self, name: str) -> None:
+        """Report a durable step of a commit to ``on_step`` (tests crash there)."""
+        self._step(name)
+
     # --- objects -------------------------------------------------------------------------------
 
     def _object_key(self, oid: bytes) -> bytes:
         # one key per object id, and ids are random and never reused: no key seals twice
         return derive_key(self._key, self._label, oid)
+
+    def derive(self, label: bytes, context: bytes) -> bytes:
+        """A key of this volume for ``label`` and ``context`` (an id used once)."""
+        return derive_key(self._key, label, context)
+
+    def seal(self, key: bytes, body: bytes | bytearray | memoryview, aad: bytes) -> bytes:
+        """Seal (or, MAC-only, authenticate) ``body`` as this volume's mode says."""
+        return bytes(authenticate(key, body, aad) if self.mac_only else seal(key, body, aad))
+
+    def open(self, key: bytes, blob: bytes | bytearray | memoryview, aad: bytes) -> bytes:
+        """Open a :meth:`seal` blob, or raise IntegrityError."""
+        return open_authenticated(key, blob, aad) if self.mac_only else open_sealed(key, blob, aad)
+
+    def tag_of(self, blob: bytes | bytearray | memoryview) -> bytes:
+        return tag_of(blob, mac_only=self.mac_only)
 
     def put(self, data: bytes | memoryview) -> ObjectRef:
         """Seal ``data`` (padded) as a new object, durable on return (the directory is not).
@@ -212,11 +244,11 @@ class ObjectStore:
             raise self.error(f"{what}: object {ref.name} has the wrong length")
         return body if len(body) == length else body[:length]
 
-    def remove(self, oids: Iterable[bytes]) -> None:
-        """Remove objects no committed state names; a failure only leaves garbage behind."""
-        for oid in oids:
+    def remove(self, names: Iterable[str]) -> None:
+        """Remove objects (journals) no committed state names; a failure only leaves garbage."""
+        for name in names:
             try:
-                os.unlink(oid.hex(), dir_fd=self._dirfd)
+                os.unlink(name, dir_fd=self._dirfd)
             except OSError:
                 pass
         self._step("removed")
@@ -241,7 +273,7 @@ class ObjectStore:
         magic, version, flags, check = _HEADER.unpack(header)
         if magic != _MAGIC:
             raise self.error("superblock is not a SEFS superblock (corrupted?)")
-        if version != _VERSION:
+        if version not in (1, _VERSION):
             raise self.error(f"superblock has unsupported version {version}")
         if bool(flags & _FLAG_MAC_ONLY) != self.mac_only:
             have = "integrity-only (MAC)" if flags & _FLAG_MAC_ONLY else "encrypted"
@@ -256,18 +288,22 @@ class ObjectStore:
                 body = open_sealed(self._sb_key, body_blob, header)
         except IntegrityError:
             raise self.error("superblock fails verification (corrupted or tampered)")
-        if len(body) < _BODY.size:
+        layout = _BODY_V1 if version == 1 else _BODY
+        if len(body) < layout.size:
             raise self.error("superblock body is malformed")
-        generation, meta_len, meta_id, tag_len = _BODY.unpack(body[: _BODY.size])
-        tag = body[_BODY.size :]
-        if len(tag) != tag_len:
+        fields = layout.unpack(body[: layout.size])
+        generation, meta_len, meta_id = fields[:3]
+        journal, volume = (b"", b"") if version == 1 else fields[3:5]
+        tag = body[layout.size :]
+        if len(tag) != fields[-1]:
             raise self.error("superblock body is malformed")
-        return Superblock(generation, ObjectRef(meta_id, tag), meta_len)
+        return Superblock(generation, ObjectRef(meta_id, tag), meta_len, journal, volume)
 
     def write_superblock(self, sb: Superblock) -> None:
         """Replace the superblock atomically: a crash leaves the old one or this one."""
         header = self._header()
-        body = _BODY.pack(sb.generation, sb.meta_len, sb.meta.oid, len(sb.meta.tag)) + sb.meta.tag
+        fields = (sb.generation, sb.meta_len, sb.meta.oid, sb.journal, sb.volume, len(sb.meta.tag))
+        body = _BODY.pack(*fields) + sb.meta.tag
         blob: bytes | bytearray
         if self.mac_only:
             blob = authenticate(self._sb_key, body, header)

@@ -32,7 +32,9 @@ import hashlib
 import itertools
 import json
 import os
+import struct
 from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +42,10 @@ from typing import Any
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, Stat, StatFs
+from occlum.enclave.counter import MonotonicCounters
 from occlum.fs.ramfs import RamDir, RamFile, RamFs, RamInode, RamSymlink
-from occlum.fs.sefs.store import FORMATTING, ObjectRef, ObjectStore, Superblock
+from occlum.fs.sefs.journal import JOURNAL_PREFIX, Journal
+from occlum.fs.sefs.store import FORMATTING, OBJECT_ID_SIZE, ObjectRef, ObjectStore, Superblock
 from occlum.vfs.inode import Inode
 from occlum.vfs.mount import FileSystem
 
@@ -52,28 +56,44 @@ __all__ = ["CHUNK", "SEFS_MAGIC", "SefsFs"]
 # writing a megabyte to it (measured on ext4: 256 KiB objects ~250 MiB/s, 4 MiB ~1 GiB/s).
 CHUNK = 256 * 1024
 EXTENT_CHUNKS = 16
+# A commit keeps up to INLINE_MAX bytes of changed chunks in its journal record; past that,
+# extents.  The journal is folded into a checkpoint once it holds JOURNAL_MAX bytes.
+INLINE_MAX = 1024 * 1024
+JOURNAL_MAX = 16 * 1024 * 1024
 _IN_FLIGHT = 3  # extents being sealed/written while the next one is read: 12 MiB at most
 SEFS_MAGIC = 0x53454653  # "SEFS": statfs f_type
 _ZERO = bytes(CHUNK)
-_FORMAT = 1
+_FORMAT = 2  # 1: chunk offsets counted in chunks, no journal
+_FORMATS = (1, 2)
+_RECORD_HEAD = struct.Struct("<I")  # a journal record: metadata length, metadata, chunk data
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 @dataclass(slots=True, frozen=True)
 class Chunk:
-    """One committed chunk: slot ``slot`` of the extent object ``ref`` (``object_len`` bytes
-    of plaintext), and the SHA-256 of the chunk's plaintext to spot changes."""
+    """One committed chunk: the bytes at ``offset`` of the extent object ``ref``
+    (``object_len`` bytes of plaintext), and the SHA-256 of the chunk's plaintext to spot
+    changes.  A chunk kept in a journal record has an empty tag (the record was verified when
+    the journal was read), ``ref.oid`` is the record's id and ``object_len`` is 0."""
 
     ref: ObjectRef
     object_len: int
-    slot: int
+    offset: int
     phash: bytes
+
+    @property
+    def in_journal(self) -> bool:
+        return not self.ref.tag
 
 
 def _chunk_record(c: Chunk | None, referenced: set[bytes]) -> list[Any] | None:
     if c is None:
         return None
     referenced.add(c.ref.oid)
-    return [c.ref.oid.hex(), c.ref.tag.hex(), c.object_len, c.slot, c.phash.hex()]
+    return [c.ref.oid.hex(), c.ref.tag.hex(), c.object_len, c.offset, c.phash.hex()]
 
 
 class _RawJson:
@@ -144,9 +164,9 @@ class SefsFile(RamFile):
                 if c is None:
                     continue
                 if extent[0] != c.ref.oid:
-                    extent = (c.ref.oid, self.fs.store.get(c.ref, c.object_len, what))
+                    extent = (c.ref.oid, self.fs.object_data(c, what))
                 off = i * CHUNK
-                start = c.slot * CHUNK
+                start = c.offset
                 end = start + min(CHUNK, self.size - off)
                 if end > len(extent[1]):
                     raise self.fs.store.error(f"{what}: object {c.ref.name} is too short")
@@ -202,11 +222,12 @@ class SefsFile(RamFile):
     def needs_flush(self) -> bool:
         return self.memfd is not None and (self.writers or self.content_dirty)
 
-    def flush(self, store: ObjectStore, writer: Executor) -> None:
-        """Bring ``chunks`` up to date with the memfd, writing objects for changed chunks only.
+    def flush(self, commit: _Commit) -> None:
+        """Bring ``chunks`` up to date with the memfd, writing changed chunks only: into the
+        commit's journal record while it has room, else as extent objects.
 
-        Extents are sealed and written on ``writer`` while this thread reads and hashes the
-        next ones (both release the GIL), with a few extents in flight at most.
+        Extents are sealed and written on the commit's writer thread while this thread reads
+        and hashes the next ones (both release the GIL), with a few extents in flight at most.
         """
         if self.memfd is None or not (self.writers or self.content_dirty):
             return
@@ -219,15 +240,24 @@ class SefsFile(RamFile):
                 first, hashes, length, fut = in_flight.popleft()
                 ref = fut.result()
                 for slot, h in enumerate(hashes):
-                    chunks[first + slot] = Chunk(ref, length, slot, h)
+                    chunks[first + slot] = Chunk(ref, length, slot * CHUNK, h)
 
         def write_extent() -> None:
-            if run:
-                body = b"".join(data for data, _ in run)
-                fut = writer.submit(store.put, body)
-                in_flight.append((len(chunks) - len(run), [h for _, h in run], len(body), fut))
-                run.clear()
+            if not run:
+                return
+            first = len(chunks) - len(run)
+            body = b"".join(data for data, _ in run)
+            at = commit.keep_inline(body)
+            if at is None:
+                fut = commit.writer().submit(commit.store.put, body)
+                in_flight.append((first, [h for _, h in run], len(body), fut))
                 settle(_IN_FLIGHT)
+            else:
+                ref = ObjectRef(commit.record, b"")
+                for k, (data, h) in enumerate(run):
+                    chunks[first + k] = Chunk(ref, 0, at, h)
+                    at += len(data)
+            run.clear()
 
         size = 0
         while data := os.pread(self.memfd, CHUNK, size):
@@ -251,8 +281,51 @@ class SefsFile(RamFile):
             write_extent()
         finally:
             settle(0)  # on an error, wait for the writes under way before reporting it
+        commit.flushed.append((self, self.chunks, self.size))
         self.chunks, self.size = chunks, size
         self.content_dirty = False
+
+
+class _Commit:
+    """What one commit writes besides metadata: changed chunks kept in its journal record (up
+    to ``budget`` bytes: a database page costs one append, not a host file) and, past that,
+    extent objects written on a helper thread that lives for this commit only (no thread
+    outlives a call into SEFS: the supervisor may fork)."""
+
+    def __init__(self, store: ObjectStore, budget: int) -> None:
+        self.store = store
+        self.record = os.urandom(OBJECT_ID_SIZE)
+        self.inline = bytearray()
+        self.budget = budget
+        self._writer: ThreadPoolExecutor | None = None
+        # (file, chunks, size) before this commit flushed it: restored if the commit fails
+        self.flushed: list[tuple[SefsFile, list[Chunk | None], int]] = []
+
+    def keep_inline(self, body: bytes) -> int | None:
+        """Where ``body`` (one run of changed chunks) starts in the record's data, or None when
+        it goes to an extent: runs longer than a chunk do (they are bulk writes, cheaper as
+        host files), and so does whatever does not fit in the budget."""
+        if len(body) > CHUNK or len(self.inline) + len(body) > self.budget:
+            return None
+        at = len(self.inline)
+        self.inline += body
+        return at
+
+    def writer(self) -> Executor:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="sefs")
+        return self._writer
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
+
+    def undo(self) -> None:
+        """The commit failed: its files go back to their committed chunks, still to flush."""
+        for f, chunks, size in reversed(self.flushed):
+            f.chunks, f.size = chunks, size
+            f.content_dirty = True
 
 
 class SefsDir(RamDir):
@@ -277,8 +350,10 @@ class SefsFs(RamFs):
     An empty or missing directory is formatted (root directory ``mode``/``uid``/``gid``);
     otherwise the volume there is mounted and verified, or SyscallError(EIO, "SEFS <dir>: why").
     ``mac_only`` (Occlum's "MAC" option) authenticates objects without encrypting them.
+    ``counters``, the platform's monotonic counters, make a rolled-back copy of the whole
+    volume fail to mount (without them only single objects and records are checked).
     Nothing reaches ``storage_dir`` except at :meth:`sync` (and the format); :meth:`close`
-    syncs and releases the page cache.
+    syncs, checkpoints and releases the page cache.
     """
 
     fstype = "sefs"
@@ -293,6 +368,7 @@ class SefsFs(RamFs):
         mode: int = 0o755,
         uid: int = 0,
         gid: int = 0,
+        counters: MonotonicCounters | None = None,
     ) -> None:
         # RamFs.__init__ would make a plain ramfs root; ours comes from storage
         FileSystem.__init__(self, readonly=False)
@@ -303,14 +379,16 @@ class SefsFs(RamFs):
         self.inos = itertools.count(1)
         self.closed = False
         self.store = ObjectStore(self.storage_dir, key, mac_only=mac_only)
+        self.counters = counters
+        self.volume_id = b""
         self._generation = 0
-        self._committed_meta = b""
-        self._committed: set[bytes] = set()  # object ids the on-disk superblock names
-        self._garbage: set[bytes] = set()  # objects no state names (left by a crash)
+        self._records: dict[int, str] = {}  # each inode's metadata text as last committed
+        self._journal: Journal | None = None  # None: the next commit is a checkpoint
+        self._meta: ObjectRef | None = None  # the checkpoint's metadata object
         try:
             self._mount(mode, uid, gid)
         except BaseException:
-            self.store.close()
+            self._close_storage()
             raise
 
     # --- mount -------------------------------------------------------------------------------
@@ -318,41 +396,77 @@ class SefsFs(RamFs):
     def _mount(self, mode: int, uid: int, gid: int) -> None:
         sb = self.store.read_superblock()
         names = self.store.listing()
-        present = self.store.object_ids(names)
         if sb is None:
             # objects without a superblock are a format that crashed (marker present) or a
             # deleted superblock, which must not silently become an empty volume
-            if present and FORMATTING not in names:
+            if self.store.object_ids(names) and FORMATTING not in names:
                 raise self.store.error("the superblock is missing, but objects remain")
             self.store.set_marker()
             self.root = SefsDir(self, mode, uid, gid)
-            self._garbage = present
+            self.volume_id = os.urandom(OBJECT_ID_SIZE)
             self.sync()
             self.store.clear_marker()
             return
         meta = self.store.get(sb.meta, sb.meta_len, "metadata")
-        self.root, referenced = self._decode(meta)
-        self._generation = sb.generation
-        self._committed_meta = meta
-        self._committed = referenced | {sb.meta.oid}
-        self._garbage = present - self._committed
+        self._meta = sb.meta
+        doc = self._parse(meta, "metadata")
+        inodes = {rec[0]: rec for rec in doc["inodes"]}
+        root, generation, fmt = doc["root"], sb.generation, doc["format"]
+        self.volume_id = sb.volume or os.urandom(OBJECT_ID_SIZE)
+        if sb.journal:
+            journal = Journal(self.store, sb.journal)
+            self._journal = journal
+            for payload in journal.scan():
+                delta = self._parse_record(payload, generation + 1)
+                for rec in delta["inodes"]:
+                    inodes[rec[0]] = rec
+                for ino in delta["gone"]:
+                    inodes.pop(ino, None)
+                root, generation = delta["root"], delta["g"]
+        try:
+            self.root = self._build_tree(root, inodes.values(), fmt)
+        except (ValueError, KeyError, TypeError, IndexError) as e:
+            raise self.store.error(f"metadata is malformed ({e})")
+        self._generation = generation
+        self._records = {ino: _dumps(rec) for ino, rec in inodes.items()}
+        self._check_rollback()
         if FORMATTING in names:
             self.store.clear_marker()
 
-    def _decode(self, meta: bytes) -> tuple[SefsDir, set[bytes]]:
+    def _check_rollback(self) -> None:
+        if self.counters is None:
+            return
+        seen = self.counters.read(self.volume_id)
+        if self._generation < seen:
+            raise self.store.error(
+                f"the volume was rolled back: it holds commit {self._generation}, but this "
+                f"platform saw commit {seen} (an older copy of the storage directory?)"
+            )
+        self.counters.advance(self.volume_id, self._generation)
+
+    def _parse(self, meta: bytes, what: str) -> dict[str, Any]:
         try:
             doc = json.loads(meta)
-            if doc["format"] != _FORMAT:
+            if doc["format"] not in _FORMATS:
                 raise ValueError(f"unknown metadata format {doc['format']}")
-            return self._build_tree(doc)
-        except (ValueError, KeyError, TypeError, IndexError) as e:
-            raise self.store.error(f"metadata is malformed ({e})")
+            if not isinstance(doc["inodes"], list):
+                raise ValueError("no inode list")
+            return dict(doc)
+        except (ValueError, KeyError, TypeError) as e:
+            raise self.store.error(f"{what} is malformed ({e})")
 
-    def _build_tree(self, doc: dict[str, Any]) -> tuple[SefsDir, set[bytes]]:
+    def _parse_record(self, payload: bytes, generation: int) -> dict[str, Any]:
+        """A journal record's metadata delta (its chunk data stays in the journal)."""
+        (n,) = _RECORD_HEAD.unpack_from(payload)
+        delta = self._parse(payload[_RECORD_HEAD.size : _RECORD_HEAD.size + n], "journal record")
+        if delta.get("g") != generation or not isinstance(delta.get("gone"), list):
+            raise self.store.error(f"journal record for commit {generation} is malformed")
+        return delta
+
+    def _build_tree(self, root_ino: int, recs: Iterable[list[Any]], fmt: int) -> SefsDir:
         inodes: dict[int, RamInode] = {}
         entries: dict[int, list[list[Any]]] = {}
-        referenced: set[bytes] = set()
-        for ino, mode, uid, gid, rdev, nlink, at, mt, ct, extra in doc["inodes"]:
+        for ino, mode, uid, gid, rdev, nlink, at, mt, ct, extra in recs:
             kind = mode & S_IFMT
             node: RamInode
             if kind == S_IFDIR:
@@ -365,10 +479,13 @@ class SefsFs(RamFs):
                     if c is None:
                         chunks.append(None)
                         continue
-                    oid, tag, object_len, slot, phash = c
+                    oid, tag, object_len, offset, phash = c
                     ref = ObjectRef(bytes.fromhex(oid), bytes.fromhex(tag))
-                    referenced.add(ref.oid)
-                    chunks.append(Chunk(ref, object_len, slot, bytes.fromhex(phash)))
+                    if fmt == 1:
+                        offset *= CHUNK  # format 1 counted chunks within the extent
+                    elif not ref.tag and ref.oid not in self._journal_records():
+                        raise ValueError(f"inode {ino}: journal record {oid} is not in the journal")
+                    chunks.append(Chunk(ref, object_len, offset, bytes.fromhex(phash)))
                 if len(chunks) != -(-size // CHUNK):
                     raise ValueError(f"inode {ino}: {len(chunks)} chunks for {size} bytes")
                 node = SefsFile(self, mode, uid, gid, (size, chunks))
@@ -383,102 +500,217 @@ class SefsFs(RamFs):
             d = inodes[ino]
             assert isinstance(d, SefsDir)
             d.children = {name.encode("latin-1"): inodes[child] for name, child in names}
-        root = inodes[doc["root"]]
+        root = inodes[root_ino]
         if not isinstance(root, SefsDir):
             raise ValueError("the root is not a directory")
         self.inos = itertools.count(max(inodes) + 1)
-        return root, referenced
+        return root
+
+    def _journal_records(self) -> dict[bytes, Any]:
+        return self._journal.records if self._journal is not None else {}
+
+    def object_data(self, c: Chunk, what: str) -> bytes:
+        """The plaintext of the object (or journal record data) that holds chunk ``c``."""
+        if not c.in_journal:
+            return self.store.get(c.ref, c.object_len, what)
+        if self._journal is None:
+            raise self.store.error(f"{what}: journal record {c.ref.name} is unknown")
+        payload = self._journal.read(c.ref.oid, what)
+        (n,) = _RECORD_HEAD.unpack_from(payload)
+        return payload[_RECORD_HEAD.size + n :]
 
     # --- commit ------------------------------------------------------------------------------
 
-    def _encode(self) -> tuple[bytes, set[bytes]]:
-        """The metadata of the tree as it is now (flushing file contents first), and its objects."""
-        records: list[list[Any]] = []
+    def _encode(self, commit: _Commit) -> tuple[dict[int, str], set[bytes]]:
+        """Each inode's metadata text as the tree is now (flushing changed file contents into
+        ``commit`` first), and the objects those name."""
+        records: dict[int, str] = {}
         referenced: set[bytes] = set()
-        seen: set[int] = set()
         stack: list[RamInode] = [self.root]
-        # the writer thread lives for one sync only: no thread outlives a call into SEFS (the
-        # supervisor may fork)
-        writer: ThreadPoolExecutor | None = None
-        try:
-            while stack:
-                node = stack.pop()
-                if node.ino in seen:
-                    continue  # another hard link to it
-                seen.add(node.ino)
-                extra: Any = None
-                if isinstance(node, SefsFile):
-                    if node.needs_flush():
-                        writer = writer or ThreadPoolExecutor(1, thread_name_prefix="sefs")
-                        node.flush(self.store, writer)
-                    extra = _RawJson(node.encoded_chunks(referenced))
-                elif isinstance(node, RamDir):
-                    extra = [[n.decode("latin-1"), c.ino] for n, c in node.children.items()]
-                    stack.extend(reversed(node.children.values()))
-                elif isinstance(node, RamSymlink):
-                    extra = node.target.decode("latin-1")
-                st = node.getattr()
-                times = [st.atime_ns, st.mtime_ns, st.ctime_ns]
-                records.append(
-                    [node.ino, st.mode, st.uid, st.gid, st.rdev, st.nlink, *times, extra]
-                )
-        finally:
-            if writer is not None:
-                writer.shutdown()
-        # the same text json.dumps(doc, separators=(",", ":")) gives, with each file's chunk
-        # list serialized once per change instead of at every commit
-        head = json.dumps({"format": _FORMAT, "root": self.root.ino}, separators=(",", ":"))
-        parts = []
-        for rec in records:
-            extra = rec[-1]
+        while stack:
+            node = stack.pop()
+            if node.ino in records:
+                continue  # another hard link to it
+            extra: Any = None
+            if isinstance(node, SefsFile):
+                if node.needs_flush():
+                    node.flush(commit)
+                extra = _RawJson(node.encoded_chunks(referenced))
+            elif isinstance(node, RamDir):
+                extra = [[n.decode("latin-1"), c.ino] for n, c in node.children.items()]
+                stack.extend(reversed(node.children.values()))
+            elif isinstance(node, RamSymlink):
+                extra = node.target.decode("latin-1")
+            st = node.getattr()
+            rec = [node.ino, st.mode, st.uid, st.gid, st.rdev, st.nlink]
+            rec += [st.atime_ns, st.mtime_ns, st.ctime_ns]
             if isinstance(extra, _RawJson):
-                parts.append(
-                    json.dumps(rec[:-1], separators=(",", ":"))[:-1] + "," + extra.text + "]"
-                )
+                # the text json.dumps gives, with each file's chunk list serialized once per
+                # change instead of at every commit
+                records[node.ino] = _dumps(rec)[:-1] + "," + extra.text + "]"
             else:
-                parts.append(json.dumps(rec, separators=(",", ":")))
-        return (head[:-1] + ',"inodes":[' + ",".join(parts) + "]}").encode(), referenced
+                records[node.ino] = _dumps([*rec, extra])
+        return records, referenced
 
     def sync(self) -> None:
         """Commit the tree and every changed file atomically; nothing to do if nothing changed.
 
-        On return the new state is durable.  A host error raises SyscallError (EIO, ENOSPC...)
-        and leaves the last committed state on disk.
+        A commit appends one record to the journal; when there is no journal yet, or it has
+        grown past :data:`JOURNAL_MAX`, the commit is a checkpoint instead.  On return the new
+        state is durable.  A host error raises SyscallError (EIO, ENOSPC...) and leaves the
+        last committed state on disk.
         """
         if self.closed:
             return
-        meta, referenced = self._encode()
-        if meta == self._committed_meta:
+        journal = self._journal
+        if journal is None or journal.size >= JOURNAL_MAX:
+            self._checkpoint()
             return
-        store = self.store
-        ref = store.put(meta)
+        commit = _Commit(self.store, INLINE_MAX)
         try:
-            store.sync_dir()
-        except OSError as e:
-            raise store.error(f"syncing the storage directory: {e.strerror}", e.errno)
-        store.write_superblock(Superblock(self._generation + 1, ref, len(meta)))
-        referenced.add(ref.oid)
-        garbage = (self._committed | store.written | self._garbage) - referenced
-        store.written.clear()
+            records, _ = self._encode(commit)
+            changed = [text for ino, text in records.items() if self._records.get(ino) != text]
+            gone = [ino for ino in self._records if ino not in records]
+            if not changed and not gone and not commit.inline:
+                return
+            if self.store.written:  # extent objects: durable, and so must their names be
+                self._sync_dir()
+            head = _dumps({"format": _FORMAT, "g": self._generation + 1, "root": self.root.ino})
+            text = head[:-1] + ',"gone":' + _dumps(gone) + ',"inodes":[' + ",".join(changed)
+            raw = (text + "]}").encode()
+            journal.append(commit.record, _RECORD_HEAD.pack(len(raw)) + raw + commit.inline)
+        except BaseException:
+            commit.undo()
+            raise
+        finally:
+            commit.close()
+        self.store.written.clear()
         self._generation += 1
-        self._committed, self._committed_meta, self._garbage = referenced, meta, set()
-        store.remove(garbage)
+        self._records = records
+        if self.counters is not None:
+            self.counters.advance(self.volume_id, self._generation)
+
+    def _sync_dir(self) -> None:
+        try:
+            self.store.sync_dir()
+        except OSError as e:
+            raise self.store.error(f"syncing the storage directory: {e.strerror}", e.errno)
+
+    def _checkpoint(self) -> None:
+        """Write the whole metadata as one object, with a new empty journal, and switch the
+        superblock to them; then remove every object and journal the new state does not name.
+        Chunks kept in journal records move into objects first (one per file)."""
+        self._move_out_of_journal()
+        commit = _Commit(self.store, 0)
+        store = self.store
+        journal = Journal(store, os.urandom(OBJECT_ID_SIZE))
+        try:
+            records, referenced = self._encode(commit)
+            if records == self._records and self._journal is not None and self._journal.empty:
+                return
+            head = _dumps({"format": _FORMAT, "root": self.root.ino})
+            meta = (head[:-1] + ',"inodes":[' + ",".join(records.values()) + "]}").encode()
+            ref = store.put(meta)
+            journal.create()
+            self._sync_dir()
+            generation = self._generation + 1
+            store.write_superblock(
+                Superblock(generation, ref, len(meta), journal.jid, self.volume_id)
+            )
+        except BaseException:
+            commit.undo()
+            journal.close()
+            raise
+        finally:
+            commit.close()
+        old = self._journal
+        self._journal = journal
+        if old is not None:
+            old.close()
+        self._generation = generation
+        self._records = records
+        self._meta = ref
+        store.written.clear()
+        if self.counters is not None:
+            self.counters.advance(self.volume_id, generation)
+        keep = {o.hex() for o in referenced} | {ref.name, journal.name}
+        store.remove(
+            n
+            for n in store.listing()
+            if (n.startswith(JOURNAL_PREFIX) or store.object_ids([n])) and n not in keep
+        )
+
+    def _move_out_of_journal(self) -> None:
+        """Give every file chunk kept in a journal record a place in an object of its own."""
+        if self._journal is None or self._journal.empty:
+            return
+        seen: set[int] = set()
+        stack: list[RamInode] = [self.root]
+        while stack:
+            node = stack.pop()
+            if node.ino in seen:
+                continue
+            seen.add(node.ino)
+            if isinstance(node, RamDir):
+                stack.extend(node.children.values())
+            elif isinstance(node, SefsFile) and any(c and c.in_journal for c in node.chunks):
+                self._move_chunks(node)
+
+    def _move_chunks(self, f: SefsFile) -> None:
+        what = f"contents of inode {f.ino}"
+        parts: list[bytes] = []
+        moved: list[tuple[int, Chunk]] = []
+        at = 0
+        data: tuple[bytes, bytes] = (b"", b"")
+        for i, c in enumerate(f.chunks):
+            if c is None or not c.in_journal:
+                continue
+            if data[0] != c.ref.oid:
+                data = (c.ref.oid, self.object_data(c, what))
+            length = min(CHUNK, f.size - i * CHUNK)
+            parts.append(data[1][c.offset : c.offset + length])
+            moved.append((i, Chunk(c.ref, 0, at, c.phash)))
+            at += length
+        body = b"".join(parts)
+        ref = self.store.put(body)
+        chunks = list(f.chunks)
+        for i, c in moved:
+            chunks[i] = Chunk(ref, len(body), c.offset, c.phash)
+        f.chunks = chunks  # a new list: its metadata text is encoded afresh
+
+    def referenced_objects(self) -> set[bytes]:
+        """The ids of the objects the committed state names: the checkpoint's metadata and
+        every chunk's extent (what a checkpoint keeps on the host; the rest is garbage)."""
+        referenced = {self._meta.oid} if self._meta is not None else set()
+        seen: set[int] = set()
+        stack: list[RamInode] = [self.root]
+        while stack:
+            node = stack.pop()
+            if node.ino in seen:
+                continue
+            seen.add(node.ino)
+            if isinstance(node, RamDir):
+                stack.extend(node.children.values())
+            elif isinstance(node, SefsFile):
+                referenced |= {c.ref.oid for c in node.chunks if c is not None and not c.in_journal}
+        return referenced
 
     @property
     def generation(self) -> int:
-        """How many commits the volume has seen (the superblock's counter)."""
+        """How many commits the volume has seen (checkpoints and journal records)."""
         return self._generation
 
     def close(self, *, commit: bool = True) -> None:
-        """Unmount: commit, then free the page cache and the storage directory descriptor.
-
-        ``commit=False`` drops everything since the last sync, as a crash would.
+        """Unmount: commit and checkpoint, then free the page cache and the storage directory
+        descriptor.  ``commit=False`` drops everything since the last sync, as a crash would.
         """
         if self.closed:
             return
         try:
             if commit:
                 self.sync()
+                if self._journal is not None and not self._journal.empty:
+                    self._checkpoint()
         finally:
             self.closed = True
             stack: list[RamInode] = [self.root]
@@ -488,7 +720,12 @@ class SefsFs(RamFs):
                     node.unload()
                 elif isinstance(node, RamDir):
                     stack.extend(node.children.values())
-            self.store.close()
+            self._close_storage()
+
+    def _close_storage(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+        self.store.close()
 
     def statfs(self) -> StatFs:
         try:
