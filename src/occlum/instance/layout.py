@@ -349,7 +349,8 @@ def _build_images(
         else:  # an instance without initfs/ gets an empty one
             with tempfile.TemporaryDirectory() as empty:
                 for d in {os.path.dirname(p) for p in add if os.path.dirname(p) != "/"}:
-                    os.makedirs(empty + d, mode=0o755)
+                    os.makedirs(empty + d)
+                    os.chmod(empty + d, 0o755)  # not the umask's choice: same image every time
                     os.utime(empty + d, ns=(0, 0))
                 os.chmod(empty, 0o755)
                 os.utime(empty, ns=(0, 0))  # the same empty image every time
