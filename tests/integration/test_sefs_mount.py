@@ -47,9 +47,8 @@ def inst(tmp_path: Path) -> Iterator[Path]:
         "/bin/ls": Path("/bin/ls"),
         "/bin/mkdir": Path("/bin/mkdir"),
     }
-    binaries["/bin/fsync_then_wait"] = libos.compile_c(
-        DIAG / "fsync_then_wait.c", tmp_path / "fsync_then_wait"
-    )
+    for prog in ("fsync_then_wait", "msync_then_wait"):
+        binaries[f"/bin/{prog}"] = libos.compile_c(DIAG / f"{prog}.c", tmp_path / prog)
     libos.place_with_dependencies(i.image, binaries)
     i.build()
     yield i.path
@@ -103,6 +102,26 @@ def test_fsync_survives_a_killed_libos(inst: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[0] == "kept"
     assert "durable.unsynced" not in res.stdout  # written after the last fsync: gone
+
+
+def test_msync_survives_a_killed_libos(inst: Path) -> None:
+    env = {**os.environ, "OCCLUM_LOG_LEVEL": "off", "OCCLUM_WRITEBACK_SECONDS": "3600"}
+    proc = subprocess.Popen(
+        [OCCLUM, "run", "/bin/msync_then_wait", "/data/mapped", "stored-then-msynced"],
+        cwd=inst, stdout=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline() == b"synced\n"
+    finally:
+        proc.kill()  # the supervisor: no exit commit, no write-back
+        proc.wait(timeout=10)
+        proc.stdout.close()
+    res = occlum(inst, "run", "/bin/cat", "/data/mapped")
+    assert res.returncode == 0, res.stderr
+    data = res.stdout.encode()
+    assert len(data) == 8192 and data.startswith(b"stored-then-msynced\0")
+    assert b"late" not in data  # stored after the last msync
 
 
 def test_missing_platform_key_is_named(inst: Path, tmp_path: Path) -> None:

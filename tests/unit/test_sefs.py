@@ -15,9 +15,8 @@ import pytest
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFIFO, S_IFMT
-from occlum.fs.sefs import CHUNK, SEFS_MAGIC, SefsFs
 from occlum.enclave.counter import MonotonicCounters
-from occlum.fs.sefs import volume
+from occlum.fs.sefs import CHUNK, SEFS_MAGIC, SefsFs, volume
 from occlum.fs.sefs.journal import JOURNAL_PREFIX
 from occlum.fs.sefs.store import PAD, SUPERBLOCK
 from occlum.fs.sefs.volume import EXTENT_CHUNKS, SefsFile

@@ -384,3 +384,6 @@ NR: dict[str, int] = {
 }
 
 NAME: dict[int, str] = {v: k for k, v in NR.items()}
+
+# Occlum's own system call: init mounts the root file system with it (not a Linux number)
+MOUNT_ROOTFS_NR = 363

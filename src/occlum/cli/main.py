@@ -210,10 +210,22 @@ def build(
     }
 )
 @click.option("--strace", is_flag=True, help="Log every system call (log level trace).")
+@click.option(
+    "--image-key",
+    metavar="FILE",
+    help="The key of an encrypted image (built with --image-key), handed to init as "
+    "/dev/image_key. Relative to the instance directory.",
+)
 @click.argument("program")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def run(ctx: click.Context, strace: bool, program: str, args: tuple[str, ...]) -> None:
+def run(
+    ctx: click.Context,
+    strace: bool,
+    image_key: str | None,
+    program: str,
+    args: tuple[str, ...],
+) -> None:
     """Boot the LibOS of a built instance and run PROGRAM with ARGS in it.
 
     PROGRAM is an absolute path inside the LibOS and must lie under one of the entry_points
@@ -221,13 +233,25 @@ def run(ctx: click.Context, strace: bool, program: str, args: tuple[str, ...]) -
     env.untrusted. The exit status is the program's (128+N if killed by signal N).
     OCCLUM_LOG_LEVEL=off|error|warn|info|debug|trace sets the LibOS log level.
 
+    The boot runs initfs/bin/init first: it mounts the root file system (decrypting an
+    encrypted image with the key built into the initfs or given with --image-key) and exits;
+    then PROGRAM starts.
+
     \b
     Example:
       occlum run /bin/hello_world
       OCCLUM_LOG_LEVEL=debug occlum run /bin/ls -l /
+      occlum run --image-key image_key /bin/hello_world
     """
     inst = _instance(ctx)
-    spec = to_run_spec(inst, (program, *args), os.environ, log_level="trace" if strace else None)
+    key_path = None if image_key is None else inst.path / image_key
+    spec = to_run_spec(
+        inst,
+        (program, *args),
+        os.environ,
+        log_level="trace" if strace else None,
+        image_key=key_path,
+    )
     boot = _import_boot()
     with inst.running():
         try:

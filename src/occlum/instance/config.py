@@ -443,6 +443,7 @@ def to_run_spec(
     host_env: Mapping[str, str],
     *,
     log_level: str | None = None,
+    image_key: Path | None = None,
 ) -> RunSpec:
     """The ``RunSpec`` for ``occlum run argv...`` in a *built* instance.
 
@@ -458,7 +459,14 @@ def to_run_spec(
     loaded = inst.load_built_config()
     config = loaded.config
     program = check_entry_point(config, argv[0])
-    root_image, root_hash = _verified_root(inst)
+    root_image, root_hash, hashes = _verified_root(inst)
+    init_image = inst.build_dir / "initfs.img"
+    init_hash = hashes.get("initfs")
+    user_key = None
+    if image_key is not None:
+        from occlum.enclave.keys import format_image_key, load_image_key
+
+        user_key = format_image_key(load_image_key(image_key)).encode()
     mounts = plan_mounts(config, inst.path)
     for m in mounts:
         if m.fs_type == "hostfs" and m.source is not None and not os.path.isdir(m.source):
@@ -492,6 +500,9 @@ def to_run_spec(
         root_hash=root_hash,
         root_upper=root_upper,
         root_upper_key=root_upper_key,
+        init_image=str(init_image) if init_hash is not None and init_image.is_file() else None,
+        init_hash=init_hash,
+        user_image_key=user_key,
     )
 
 
@@ -544,7 +555,7 @@ def _with_sefs_key(inst: Any, config: OcclumConfig, m: MountSpec) -> MountSpec:
     return dataclasses.replace(m, key=key)
 
 
-def _verified_root(inst: Any) -> tuple[str, str]:
+def _verified_root(inst: Any) -> tuple[str, str, dict[str, str]]:
     """The root image and its hash, after checking that the build's measurement still holds:
     the LibOS, the built configuration and the image hashes give the MRENCLAVE that was
     signed at ``occlum build`` (a tampered hash file or configuration stops here; a tampered
@@ -561,4 +572,4 @@ def _verified_root(inst: Any) -> tuple[str, str]:
     verify_build(inst.build_dir, config_bytes, hashes)
     if "image" not in hashes or not inst.root_image_path.is_file():
         raise UserError(f"{inst.root_image_path} is missing: run `occlum build`")
-    return str(inst.root_image_path), hashes["image"]
+    return str(inst.root_image_path), hashes["image"], hashes

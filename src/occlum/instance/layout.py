@@ -5,7 +5,8 @@ An instance directory looks like Occlum's::
     Occlum.json              the configuration the user edits
     .__occlum_status         "initialized" or "built" (Occlum's own marker file)
     image/                   the root file system as the user prepares it (cp, copy_bom)
-    initfs/                  the init stage's file system (reserved: our init is built in)
+    initfs/                  the init stage's file system: bin/init (the default init, or
+                             the user's own) and whatever it needs
     build/image/             the staged root (plaintext, even for an encrypted build)
     build/image.img          the root image that ``occlum run`` mounts (encrypted with
                              ``--image-key``), build/initfs.img the init stage's
@@ -44,6 +45,7 @@ from occlum.instance.config import (
     normalized_config_text,
     plan_mounts,
 )
+from occlum.instance.initprog import install_default_init
 
 STATUS_FILE = ".__occlum_status"
 # build/image_hashes.json: besides each image's root hash, what the root image is
@@ -221,6 +223,7 @@ def _populate(inst: Instance) -> None:
         if localtime.exists() and not os.path.lexists(target):
             with contextlib.suppress(OSError):
                 shutil.copyfile(localtime, target)  # follows the host's symlink, as cp does
+        install_default_init(inst.initfs_dir)
         inst.config_path.write_text(default_config_text())
         inst.status_path.write_text("initialized\n")
     except OSError as e:
@@ -299,6 +302,7 @@ def build_instance(
         _make_loader_cache(tmp, report)
         _swap_into_place(tmp, inst.built_image_dir)
         config_text = normalized_config_text(loaded.config)
+        _ensure_init(inst, report)
         hashes = _build_images(inst, force, key, buildin_image_key)
         key_pem = _read_sign_key(sign_key)
         metadata = loaded.config.metadata.model_dump()
@@ -361,6 +365,20 @@ def _build_images(
             pass  # only the next build's speed depends on it
     hashes[IMAGE_TYPE_KEY] = IMAGE_TYPE_ENCRYPTED if key is not None else IMAGE_TYPE_INTEGRITY_ONLY
     return hashes
+
+
+def _ensure_init(inst: Instance, report: BuildReport) -> None:
+    """The boot runs initfs/bin/init: an instance without one gets the default init back."""
+    init = inst.initfs_dir / "bin" / "init"
+    if os.path.lexists(init):
+        return
+    try:
+        for d in INITFS_DIRS:
+            (inst.initfs_dir / d).mkdir(parents=True, exist_ok=True)
+        install_default_init(inst.initfs_dir)
+    except OSError as e:
+        raise UserError(f"cannot put the default init at {init}: {e.strerror}")
+    report.warnings.append(f"{init} was missing: the default init was put there")
 
 
 def _read_sign_key(path: Path | None) -> bytes | None:

@@ -7,6 +7,7 @@ handler blocks. Exits of processes arrive as readable pidfds in the same loop.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import resource
@@ -27,7 +28,7 @@ from occlum.abi.syscalls import NAME
 from occlum.enclave.counter import platform_counters
 from occlum.fs.devfs import DevFs
 from occlum.fs.hostfs import HostFs
-from occlum.fs.imagefs import ImageFs
+from occlum.fs.imagefs import ImageFs, ImageKeyError
 from occlum.fs.procfs import ProcessInfo, ProcFs
 from occlum.fs.ramfs import RamFs
 from occlum.fs.sefs import SefsFs
@@ -40,7 +41,7 @@ from occlum.kernel.strace import format_call, format_result
 from occlum.platform import launch as launcher
 from occlum.platform.faults import FaultLog
 from occlum.platform.seccomp import Listener
-from occlum.platform.stub import STUB_NR, build_stub
+from occlum.platform.stub import build_stub
 from occlum.vfs.mount import FileSystem, MountTable
 from occlum.vfs.path import resolve
 
@@ -89,7 +90,7 @@ class LibOS:
         self.temporary_fs: list[FileSystem] = []
         # the platform's monotonic counters: a persistent volume rolled back is refused
         self.counters = platform_counters()
-        self.mounts = self._build_mounts(spec)
+        self.mounts = self._init_mounts(spec) if spec.init_image else self._build_mounts(spec)
         self.objects = ObjectRegistry()
         self.objects.live_keys = self._live_keys
         self.exec_cache: OrderedDict[tuple[int, int], CachedProgram] = OrderedDict()
@@ -112,10 +113,50 @@ class LibOS:
         self.faults = FaultLog()
         self.reported: set[int] = set()  # host pids whose crash was reported
         self.first_host_pid = 0
+        self.tree_live = False  # a process tree was launched and not yet ended
+        # the boot: "init" while the initfs's init runs (it mounts the root with mount_rootfs),
+        # then "app"
+        self.stage = "init" if spec.init_image is not None else "app"
+        self.root_pending: MountTable | None = None  # what mount_rootfs mounted
+        self.boot_error: str | None = None  # why mount_rootfs failed
 
     # -- file systems -------------------------------------------------------------------
-    def _build_mounts(self, spec: RunSpec) -> MountTable:
-        root = self._root_fs(spec)
+    def _init_mounts(self, spec: RunSpec) -> MountTable:
+        """The init stage's file systems: the initfs image as the root, /dev (holding the key
+        file given to ``occlum run --image-key`` as ``/dev/image_key``, if any) and /proc."""
+        assert spec.init_image is not None and spec.init_hash is not None
+        try:
+            root = ImageFs(spec.init_image, spec.init_hash)
+        except SyscallError as exc:
+            raise UserError(
+                f"the initfs image {spec.init_image} cannot be used: {exc.why or exc} "
+                "(corrupted or changed since `occlum build`)"
+            )
+        table = MountTable(root, source=b"initfs")
+        dev = DevFs()
+        if spec.user_image_key is not None:
+            node = dev.root.create(b"image_key", 0o400, 0, 0)
+            fd = node.open_host_fd(os.O_WRONLY)
+            try:
+                os.write(fd, spec.user_image_key)
+            finally:
+                os.close(fd)
+        self._mount(table, dev, "/dev", b"dev", where="initfs/")
+        self._mount(table, self._procfs(table), "/proc", b"proc", where="initfs/")
+        return table
+
+    def mount_root(self, image_key: bytes | None) -> None:
+        """mount_rootfs: build the instance's own file systems (the root with ``image_key``)
+        for the program that runs after init. Failure: ``boot_error`` says why."""
+        try:
+            self.root_pending = self._build_mounts(self.spec, image_key)
+        except UserError as exc:
+            self.boot_error = str(exc)
+            # no message here: the boot reports it, once, when init has exited
+            raise SyscallError(errno.EKEYREJECTED if isinstance(exc, ImageKeyError) else errno.EIO)
+
+    def _build_mounts(self, spec: RunSpec, image_key: bytes | None = None) -> MountTable:
+        root = self._root_fs(spec, image_key)
         table = MountTable(root, source=b"unionfs" if isinstance(root, UnionFs) else b"image")
         have = {m.target for m in spec.mounts}
         for m in spec.mounts:
@@ -142,11 +183,11 @@ class LibOS:
             self._mount(table, RamFs(), "/dev/shm", b"shm")
         return table
 
-    def _root_fs(self, spec: RunSpec) -> FileSystem:
+    def _root_fs(self, spec: RunSpec, image_key: bytes | None) -> FileSystem:
         if spec.root_image is None or spec.root_hash is None:
             return HostFs(spec.root_dir, readonly=True)
         try:
-            image: FileSystem = ImageFs(spec.root_image, spec.root_hash)
+            image: FileSystem = ImageFs(spec.root_image, spec.root_hash, image_key)
         except SyscallError as exc:
             raise UserError(
                 f"the root image {spec.root_image} cannot be used: {exc.why or exc} "
@@ -211,12 +252,14 @@ class LibOS:
     def _procfs(self, table: MountTable) -> ProcFs:
         return ProcFs(self, mounts=table.mounts, hostname=lambda: self.hostname)
 
-    def _mount(self, table: MountTable, fs: object, target: str, source: bytes) -> None:
+    def _mount(
+        self, table: MountTable, fs: object, target: str, source: bytes, where: str = "image/"
+    ) -> None:
         try:
             table.mount(fs, target.encode(), source=source)  # type: ignore[arg-type]
         except SyscallError as exc:
             raise UserError(
-                f"cannot mount {source.decode()} at {target}: {exc} (the directory must exist in image/)"
+                f"cannot mount {source.decode()} at {target}: {exc} (the directory must exist in {where})"
             )
 
     # -- the process registry procfs reads --------------------------------------------------
@@ -252,35 +295,70 @@ class LibOS:
 
     # -- running --------------------------------------------------------------------------
     def run(self) -> int:
+        """Boot: the init stage first (when the instance has an initfs), then the program."""
         spec = self.spec
-        argv = [a.encode() for a in spec.argv]
         env = [f"{k}={v}".encode() for k, v in spec.env]
-        self._check_program(argv[0])
+        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
+        for s in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, self._forward_signal)
+        try:
+            if self.stage == "init":
+                self._run_init(env)
+            argv = [a.encode() for a in spec.argv]
+            self._check_program(argv[0])
+            self._run_tree(argv, env)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            self._shutdown()
+        return self._exit_code()
+
+    def _run_init(self, env: list[bytes]) -> None:
+        """Run the initfs's init until it exits; it must have mounted the root (mount_rootfs)
+        and exited with status 0. Then the root it mounted replaces the initfs."""
+        argv = [a.encode() for a in self.spec.init_argv]
+        self._check_program(argv[0], stage="the initfs")
+        self._run_tree(argv, env)
+        status = self.first_status if self.first_status is not None else 127 << 8
+        self._end_tree()
+        pending, self.root_pending = self.root_pending, None
+        init = self.spec.init_argv[0]
+        if self.boot_error is not None:
+            raise UserError(f"cannot mount the root file system: {self.boot_error}")
+        if os.WIFSIGNALED(status):
+            why = f"was killed by {SIGNAMES.get(os.WTERMSIG(status), os.WTERMSIG(status))}"
+        else:
+            why = f"exited with status {os.WEXITSTATUS(status)}"
+        if pending is None:
+            raise UserError(f"init ({init}) {why} without mounting the root file system")
+        if status != 0:
+            raise UserError(f"init ({init}) mounted the root file system but {why}")
+        self.mounts = pending
+        self.stage = "app"
+        self.exec_cache.clear()  # the initfs's programs are gone with it
+
+    def _run_tree(self, argv: list[bytes], env: list[bytes]) -> None:
+        """Start a process tree whose first program is ``argv`` and serve it until it ends."""
+        self.first_status = None
+        self.first_host_pid = 0
         launched = launcher.launch(
             self.stub, argv[0], argv, env, hostname=self.hostname, new_net=True
         )
         self.init_pid = launched.init_pid
         _raise_fd_limit()  # after the fork: the programs keep the limits they were given
         self.shadow_fd = launched.shadow_root_fd
+        self.shadow_paths = set()
         os.mkdir(".handles", 0o700, dir_fd=self.shadow_fd)
         self.objects.scratch_fd = os.open(
             ".handles", os.O_RDONLY | os.O_DIRECTORY, dir_fd=self.shadow_fd
         )
         self.listener = Listener(launched.listener_fd)
         self.control = launched.control
+        self.tree_live = True
         self.sel.register(self.control, selectors.EVENT_READ, "control")
-        if self.faults.fd >= 0:
+        if self.faults.fd >= 0 and self.faults.fd not in self.sel.get_map():
             self.sel.register(self.faults.fd, selectors.EVENT_READ, "faults")
-        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
-        for s in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, self._forward_signal)
-        try:
-            self._loop()
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-            self._shutdown()
-        return self._exit_code()
+        self._loop()
 
     def _forward_signal(self, signum: int, _frame: object) -> None:
         try:
@@ -288,7 +366,7 @@ class LibOS:
         except ProcessLookupError:
             pass
 
-    def _check_program(self, path: bytes) -> None:
+    def _check_program(self, path: bytes, stage: str = "the instance") -> None:
         """Fail early, with one clear line, when the program cannot be started."""
         from occlum.syscalls.exec import prepare_exec
 
@@ -297,7 +375,7 @@ class LibOS:
             req = prepare_exec(self, root, root, path, [path], [])
         except SyscallError as exc:
             what = {
-                errno.ENOENT: "no such file in the instance",
+                errno.ENOENT: f"no such file in {stage}",
                 errno.ENOEXEC: exc.why or "not an executable",
                 errno.EACCES: "permission denied (not executable)",
             }.get(exc.errno, str(exc))
@@ -405,17 +483,35 @@ class LibOS:
         except OSError:
             pass
 
-    def _shutdown(self) -> None:
-        try:
-            os.kill(self.init_pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            os.waitpid(self.init_pid, 0)
-        except ChildProcessError:
-            pass
+    def _end_tree(self) -> None:
+        """Kill what is left of the current process tree and forget its processes."""
+        if self.init_pid:
+            try:
+                os.kill(self.init_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                os.waitpid(self.init_pid, 0)
+            except ChildProcessError:
+                pass
+            self.init_pid = 0
         for p in list(self.procs.values()):
-            p.release()
+            self._process_exited(p)
+        self.by_pid.clear()
+        self.tasks.clear()
+        if self.tree_live:
+            self.tree_live = False
+            with contextlib.suppress(KeyError):
+                self.sel.unregister(self.control)
+            self.control.close()
+            self.listener.close()
+        for fd in (self.objects.scratch_fd, self.shadow_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.objects.scratch_fd = self.shadow_fd = -1
+
+    def _shutdown(self) -> None:
+        self._end_tree()
         self.sync_file_systems()
         for storage in self.temporary_dirs:
             shutil.rmtree(storage, ignore_errors=True)
@@ -450,7 +546,7 @@ class LibOS:
         except SyscallError as exc:
             res = -exc.errno
             why = exc.why
-            if exc.errno == errno.EIO and why not in self.eio_reported:
+            if exc.errno == errno.EIO and why and why not in self.eio_reported:
                 # integrity failures are news for the user, not only for the program
                 self.eio_reported.add(why)
                 self.log.error(
@@ -496,7 +592,8 @@ class LibOS:
             self.log.debug("".join(traceback.format_exception(exc)))
 
     def _name(self, nr: int) -> str:
-        return "stub" if nr == STUB_NR else NAME.get(nr, f"syscall_{nr}")
+        entry = self.table.get(nr)
+        return entry.name if entry is not None else NAME.get(nr, f"syscall_{nr}")
 
     def missing(self, t: Task, nr: int) -> int:
         if nr not in self.warned:

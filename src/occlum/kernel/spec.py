@@ -46,4 +46,11 @@ class RunSpec:
     # unionfs: its storage directory and volume key
     root_upper: str | None = None
     root_upper_key: bytes | None = None
+    # the init stage: the initfs image and its measured hash, and init's argv; None: the root
+    # is mounted directly, with no init stage
+    init_image: str | None = None
+    init_hash: str | None = None
+    init_argv: tuple[str, ...] = ("/bin/init",)
+    # the key file given to `occlum run --image-key` (its text), shown to init as /dev/image_key
+    user_image_key: bytes | None = None
     extra: dict[str, str] = field(default_factory=dict)

@@ -9,6 +9,7 @@ whose arguments are plain values) lets the kernel continue. Calls of another arc
 from __future__ import annotations
 
 import fcntl
+import os
 import struct
 from collections.abc import Iterable
 
@@ -52,7 +53,7 @@ IOCTL_NOTIF_SET_FLAGS = _iow(4, 8)
 NATIVE_SYSCALLS: tuple[str, ...] = (
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2",
     "pwritev2", "lseek", "close", "dup", "dup2", "dup3", "fcntl", "flock", "ioctl",
-    "mmap", "mprotect", "munmap", "mremap", "msync", "madvise", "mincore", "mlock", "mlock2",
+    "mmap", "mprotect", "munmap", "mremap", "madvise", "mincore", "mlock", "mlock2",
     "munlock", "mlockall", "munlockall", "brk", "membarrier", "memfd_create", "pkey_alloc",
     "pkey_free", "pkey_mprotect", "get_mempolicy", "set_mempolicy", "mbind",
     "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigpending", "rt_sigtimedwait",
@@ -152,6 +153,11 @@ class Listener:
             fcntl.ioctl(fd, IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
         except OSError:
             pass  # kernel < 6.6: correct, only slower wake-ups
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     def receive(self) -> tuple[int, int, int, int, tuple[int, ...]]:
         """Return (id, pid, nr, instruction_pointer, args); raises OSError (ENOENT: caller died)."""

@@ -712,6 +712,21 @@ def sys_syncfs(libos: LibOS, t: Task, fd: int) -> Result:
     return _commit_if_protected(libos, t, fd)
 
 
+MS_ASYNC, MS_INVALIDATE, MS_SYNC = 1, 2, 4
+
+
+def sys_msync(libos: LibOS, t: Task, addr: int, length: int, flags: int) -> Result:
+    """msync(MS_SYNC): stores through a shared mapping of a SEFS file reach the page cache
+    directly, and the next commit takes them; which files the range maps is not known without
+    reading /proc/PID/maps, so every protected file system commits (a volume with no change
+    costs little). The kernel then checks the range and flags and does its own part."""
+    from occlum.kernel.libos import PROCEED
+
+    if flags & MS_SYNC and not flags & MS_ASYNC:
+        libos.sync_file_systems()
+    return PROCEED
+
+
 def sys_sync(libos: LibOS, t: Task) -> Result:
     from occlum.kernel.libos import PROCEED
 

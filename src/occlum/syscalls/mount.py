@@ -125,3 +125,27 @@ def sys_umount2(libos: LibOS, t: Task, target: int, flags: int) -> int:
 
 def sys_umount(libos: LibOS, t: Task, target: int) -> int:
     return sys_umount2(libos, t, target, 0)
+
+
+def sys_mount_rootfs(libos: LibOS, t: Task, key: int, key_len: int) -> int:
+    """Occlum's mount_rootfs (363), for the initfs's init only: mount the instance's root
+    (the image, decrypted with ``key`` if it is encrypted, under its writable layer) and the
+    other file systems of Occlum.json; the program runs on them once init exits with 0.
+    ``key`` is 16 or 32 bytes, or NULL with ``key_len`` 0 for an integrity-only image."""
+    if libos.stage != "init":
+        raise SyscallError(errno.EPERM, "the root file system is mounted only by init")
+    if libos.root_pending is not None:
+        raise SyscallError(errno.EBUSY, "the root file system is already mounted")
+    if t.process.cred.uid != 0:
+        raise SyscallError(errno.EPERM, "only root may mount the root file system")
+    if key == 0:
+        if key_len != 0:
+            raise SyscallError(errno.EINVAL, "a key length without a key")
+        image_key = None
+    elif key_len in (16, 32):
+        image_key = t.mem.read(key, key_len)
+    else:
+        raise SyscallError(errno.EINVAL, "an image key is 16 or 32 bytes")
+    libos.boot_error = None
+    libos.mount_root(image_key)
+    return 0

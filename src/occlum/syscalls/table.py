@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import errno
 
-from occlum.abi.syscalls import NR
+from occlum.abi.syscalls import MOUNT_ROOTFS_NR, NR
 from occlum.kernel.libos import Entry, Handler
 from occlum.platform.stub import STUB_NR
 from occlum.syscalls import exec as ex
@@ -90,6 +90,7 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "removexattr": (fs.sys_removexattr, "path str", PARTIAL, "ENODATA"),
     "lremovexattr": (fs.sys_removexattr, "path str", PARTIAL, "ENODATA"),
     "fremovexattr": (fs.sys_fremovexattr, "fd str", PARTIAL, "ENODATA"),
+    "msync": (fs.sys_msync, "ptr int hex", FULL, "MS_SYNC commits the protected file systems"),
     "mount": (
         mnt.sys_mount,
         "str path str hex str",
@@ -125,6 +126,9 @@ def build_table() -> dict[int, Entry]:
     for name, err in REFUSED_CALLS.items():
         if name in NR:
             table[NR[name]] = Entry(name, process.refuse(err), (), REFUSED, errno.errorcode[err])
+    table[MOUNT_ROOTFS_NR] = Entry(
+        "mount_rootfs", mnt.sys_mount_rootfs, ("ptr", "int"), FULL, "Occlum's, for init only"
+    )
     table[STUB_NR] = Entry(
         "stub", ex.sys_stub, ("ptr", "ptr"), FULL, "the loader stub asks for its plan"
     )

@@ -68,8 +68,11 @@ _FORMATS = (1, 2)
 _RECORD_HEAD = struct.Struct("<I")  # a journal record: metadata length, metadata, chunk data
 
 
+_JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps would build one per call
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return _JSON.encode(value)
 
 
 @dataclass(slots=True, frozen=True)
@@ -117,7 +120,7 @@ class SefsFile(RamFile):
         if enc is None or enc[0] is not self.chunks or enc[1] != self.size:
             oids: set[bytes] = set()
             records = [_chunk_record(c, oids) for c in self.chunks]
-            text = json.dumps([self.size, records], separators=(",", ":"))
+            text = _dumps([self.size, records])
             enc = self._encoded = (self.chunks, self.size, text, frozenset(oids))
         referenced |= enc[3]
         return enc[2]
