@@ -47,7 +47,7 @@ def inst(tmp_path: Path) -> Iterator[Path]:
         "/bin/ls": Path("/bin/ls"),
         "/bin/mkdir": Path("/bin/mkdir"),
     }
-    for prog in ("fsync_then_wait", "msync_then_wait"):
+    for prog in ("fsync_then_wait", "msync_then_wait", "close_then_wait"):
         binaries[f"/bin/{prog}"] = libos.compile_c(DIAG / f"{prog}.c", tmp_path / prog)
     libos.place_with_dependencies(i.image, binaries)
     i.build()
@@ -122,6 +122,23 @@ def test_msync_survives_a_killed_libos(inst: Path) -> None:
     data = res.stdout.encode()
     assert len(data) == 8192 and data.startswith(b"stored-then-msynced\0")
     assert b"late" not in data  # stored after the last msync
+
+
+def test_the_last_close_commits(inst: Path) -> None:
+    env = {**os.environ, "OCCLUM_LOG_LEVEL": "off", "OCCLUM_WRITEBACK_SECONDS": "3600"}
+    proc = subprocess.Popen(
+        [OCCLUM, "run", "/bin/close_then_wait", "/data/closed", "written-then-closed"],
+        cwd=inst, stdout=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline() == b"closed\n"
+    finally:
+        proc.kill()  # the supervisor: no exit commit, no write-back
+        proc.wait(timeout=10)
+        proc.stdout.close()
+    res = occlum(inst, "run", "/bin/cat", "/data/closed")
+    assert res.returncode == 0 and res.stdout == "written-then-closed", res.stderr
 
 
 def test_missing_platform_key_is_named(inst: Path, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import os
 import random
 import shutil
 import struct
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFIFO, S_IFMT
 from occlum.enclave.counter import MonotonicCounters
 from occlum.fs.sefs import CHUNK, SEFS_MAGIC, SefsFs, volume
+from occlum.fs.sefs.closes import CloseWatch
 from occlum.fs.sefs.journal import JOURNAL_PREFIX
 from occlum.fs.sefs.store import PAD, SUPERBLOCK
 from occlum.fs.sefs.volume import EXTENT_CHUNKS, SefsFile
@@ -748,3 +750,64 @@ def test_a_failed_append_leaves_the_old_state_and_can_be_retried(
     fs.sync()  # the retry writes the change again, not a reference to the failed record
     fs.close(commit=False)
     assert read(mount(mounts, vol).root.lookup(b"f")) == b"new"
+
+
+# --- the last close ------------------------------------------------------------------------------
+
+
+def closes(watch: CloseWatch, expect_some: bool = True) -> set[SefsFs]:
+    """What the watch reports once the kernel has sent its events (a process's files are
+    released a moment after it is reaped)."""
+    deadline = time.monotonic() + (2.0 if expect_some else 0.1)
+    seen: set[SefsFs] = set()
+    while time.monotonic() < deadline and not (seen and expect_some):
+        seen |= watch.read()
+        time.sleep(0.01)
+    return seen
+
+
+def test_the_last_writable_close_is_seen_and_ends_the_rereading(
+    vol: Path, mounts: list[SefsFs], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = mount(mounts, vol)
+    watch = CloseWatch()
+    fs.close_watch = watch
+    try:
+        f = fs.root.create(b"f", 0o644, 0, 0)
+        assert isinstance(f, SefsFile)
+        a = f.open_host_fd(os.O_RDWR)
+        b = f.open_host_fd(os.O_WRONLY)
+        r = f.open_host_fd(os.O_RDONLY)
+        os.write(a, b"first")
+        pid = os.fork()
+        if pid == 0:  # a child holds b (a fork copy) for a while
+            os.close(a)
+            time.sleep(0.3)
+            os._exit(0)
+        os.close(a)
+        os.close(b)
+        os.close(r)
+        assert closes(watch, expect_some=False) == set() and f.writers  # the child holds b
+        os.waitpid(pid, 0)
+        assert closes(watch) == {fs}  # the child's exit closed the last writer
+        assert not f.writers and f.needs_flush()
+        fs.sync()
+        assert not f.needs_flush()
+        flushes = []
+        monkeypatch.setattr(SefsFile, "flush", lambda self, c: flushes.append(self))
+        fs.root.create(b"g", 0o644, 0, 0)
+        fs.sync()
+        assert f not in flushes  # closed for good: f is not read back at every commit any more
+        monkeypatch.undo()
+        # a shared mapping counts as a writer until it is unmapped
+        c = f.open_host_fd(os.O_RDWR)
+        m = mmap.mmap(c, 5)
+        os.close(c)
+        assert closes(watch, expect_some=False) == set() and f.writers
+        m[:5] = b"again"
+        m.close()
+        assert closes(watch) == {fs}
+        fs.close()
+        assert read(mount(mounts, vol).root.lookup(b"f")) == b"again"
+    finally:
+        watch.close()

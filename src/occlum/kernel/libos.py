@@ -32,6 +32,7 @@ from occlum.fs.imagefs import ImageFs, ImageKeyError
 from occlum.fs.procfs import ProcessInfo, ProcFs
 from occlum.fs.ramfs import RamFs
 from occlum.fs.sefs import SefsFs
+from occlum.fs.sefs.closes import CloseWatch
 from occlum.fs.unionfs import UnionFs
 from occlum.kernel.log import Log
 from occlum.kernel.objects import ObjectRegistry
@@ -90,6 +91,8 @@ class LibOS:
         self.temporary_fs: list[FileSystem] = []
         # the platform's monotonic counters: a persistent volume rolled back is refused
         self.counters = platform_counters()
+        # SEFS files' last writable close: their volume commits (Occlum commits at close too)
+        self.close_watch = CloseWatch()
         self.mounts = self._init_mounts(spec) if spec.init_image else self._build_mounts(spec)
         self.objects = ObjectRegistry()
         self.objects.live_keys = self._live_keys
@@ -110,6 +113,7 @@ class LibOS:
         self.init_pid = 0
         self.first_status: int | None = None
         self.sel = selectors.DefaultSelector()
+        self.sel.register(self.close_watch.fd, selectors.EVENT_READ, "closes")
         self.faults = FaultLog()
         self.reported: set[int] = set()  # host pids whose crash was reported
         self.first_host_pid = 0
@@ -213,6 +217,7 @@ class LibOS:
         try:
             counters = None if m.temporary else self.counters
             fs = SefsFs(storage, m.key, mac_only=m.mac_only, counters=counters)
+            fs.close_watch = self.close_watch
         except SyscallError as exc:
             raise UserError(
                 f"mount {m.target}: {exc.why or exc} (wrong key, a different enclave, or "
@@ -221,6 +226,16 @@ class LibOS:
         if m.temporary:
             self.temporary_fs.append(fs)
         return fs
+
+    def _last_closes(self) -> None:
+        """Commit the volumes whose files just lost their last writable descriptor."""
+        for fs in self.close_watch.read():
+            if fs.closed or fs in self.temporary_fs:
+                continue
+            try:
+                fs.sync()
+            except SyscallError as exc:
+                self.log.error(f"cannot commit {fs.fstype} after a close: {exc.why or exc}")
 
     def _write_back(self) -> None:
         """Periodic write-back: commit the protected file systems every few seconds of activity,
@@ -420,6 +435,8 @@ class LibOS:
             what = key.data
             if what == "faults":
                 self._report_faults()
+            elif what == "closes":
+                self._last_closes()
             elif what == "control":
                 self._control_message()
             else:
@@ -513,6 +530,7 @@ class LibOS:
     def _shutdown(self) -> None:
         self._end_tree()
         self.sync_file_systems()
+        self.close_watch.close()
         for storage in self.temporary_dirs:
             shutil.rmtree(storage, ignore_errors=True)
 

@@ -95,3 +95,17 @@ def seccomp_set_filter(flags: int, program: bytes) -> int:
     buf = ctypes.create_string_buffer(program, len(program))
     fprog = (ctypes.c_uint64 * 2)(n, ctypes.addressof(buf))
     return syscall(NR["seccomp"], 1, flags, ctypes.addressof(fprog))
+
+
+IN_CLOSE_WRITE = 0x8
+IN_Q_OVERFLOW = 0x4000
+IN_IGNORED = 0x8000
+
+
+def inotify_init() -> int:
+    """A non-blocking, close-on-exec inotify descriptor."""
+    return syscall(NR["inotify_init1"], os.O_NONBLOCK | os.O_CLOEXEC)
+
+
+def inotify_add_watch(fd: int, path: bytes, mask: int) -> int:
+    return syscall(NR["inotify_add_watch"], fd, path, mask)

@@ -61,7 +61,9 @@ def _sefs(libos: LibOS, source: bytes, opts: dict[str, str]) -> FileSystem:
         raise SyscallError(errno.EINVAL, "no key= given and no sealing key in this instance")
     os.makedirs(storage, mode=0o700, exist_ok=True)
     mac_only = opts.get("integrity_only") in ("1", "true")
-    return SefsFs(storage, key, mac_only=mac_only, counters=libos.counters)
+    fs = SefsFs(storage, key, mac_only=mac_only, counters=libos.counters)
+    fs.close_watch = libos.close_watch
+    return fs
 
 
 def sys_mount(

@@ -44,6 +44,7 @@ from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, Stat, StatFs
 from occlum.enclave.counter import MonotonicCounters
 from occlum.fs.ramfs import RamDir, RamFile, RamFs, RamInode, RamSymlink
+from occlum.fs.sefs.closes import CloseWatch
 from occlum.fs.sefs.journal import JOURNAL_PREFIX, Journal
 from occlum.fs.sefs.store import FORMATTING, OBJECT_ID_SIZE, ObjectRef, ObjectStore, Superblock
 from occlum.vfs.inode import Inode
@@ -138,6 +139,8 @@ class SefsFile(RamFile):
         # RamFile.__init__ would create the memfd now; a restored file waits until it is used
         RamInode.__init__(self, fs, mode, uid, gid)
         self.writers = False  # a writable descriptor went out: contents may change any time
+        self.open_writers = 0  # writable descriptions handed out and not yet closed
+        self.watched = False  # the close watch knows this file's memfd
         self.gone = False
         self._loaded_ctime = -1
         self.chunks: list[Chunk | None]
@@ -208,7 +211,26 @@ class SefsFile(RamFile):
         fd = super().open_host_fd(flags)
         if flags & os.O_ACCMODE != os.O_RDONLY:
             self.writers = True
+            watch = self.fs.close_watch
+            if watch is not None:
+                if not self.watched:
+                    assert self.memfd is not None  # super() loaded it
+                    watch.watch(self, self.memfd)
+                    self.watched = True
+                self.open_writers += 1
         return fd
+
+    def writer_closed(self) -> bool:
+        """One writable description handed out is gone (see :mod:`.closes`); True when it was
+        the last: the contents are flushed once more, then no longer re-read at each commit."""
+        if self.open_writers == 0 or self.gone:
+            return False  # not one we counted
+        self.open_writers -= 1
+        if self.open_writers:
+            return False
+        self.writers = False
+        self.content_dirty = True
+        return True
 
     def dropped(self) -> None:
         super().dropped()
@@ -383,6 +405,8 @@ class SefsFs(RamFs):
         self.closed = False
         self.store = ObjectStore(self.storage_dir, key, mac_only=mac_only)
         self.counters = counters
+        # tells when a file's last writable descriptor is closed (None: writers stay sticky)
+        self.close_watch: CloseWatch | None = None
         self.volume_id = b""
         self._generation = 0
         self._records: dict[int, str] = {}  # each inode's metadata text as last committed
