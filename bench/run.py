@@ -61,9 +61,9 @@ OCCLUM_SEFS_READ = 156.0
 SEFS_FACTOR = 5.0
 
 
-def sqlite_argv(script: str) -> list[str]:
+def sqlite_argv(script: str, place: str = "{tmpfs}") -> list[str]:
     """`sqlite3 DB < script` on a fresh DB (and no journal left over), timed by timeit."""
-    db = "{tmpfs}/bench.db"
+    db = f"{place}/bench.db"
     return ["{bin}/timeit", "-u", db, "-u", f"{db}-journal", f"{{share}}/{script}", SQLITE3, db]
 
 
@@ -155,6 +155,13 @@ WORKLOADS = [
         False,
         sqlite_argv("tx200.sql"),
         1.5,
+    ),
+    Workload(
+        "sqlite3 200 transactions, native on disk (fsync durable)",
+        "ms",
+        False,
+        sqlite_argv("tx200.sql", "{disk}"),
+        None,
     ),
     Workload(
         "occlum build -f, python3 image",
