@@ -170,6 +170,9 @@ class Feature(_Section):
     io_uring: int = Field(0, ge=0, le=16)
     enable_edmm: bool = False
     enable_posix_shm: bool = False
+    # ours: "host" (the host's network, as Occlum), "loopback" (an isolated network with
+    # loopback only) or "none" (no network at all)
+    network: Literal["host", "loopback", "none"] = "host"
 
 
 FsType = Literal["hostfs", "ramfs", "sefs", "unionfs", "devfs", "procfs", "ext2"]
@@ -495,6 +498,7 @@ def to_run_spec(
         default_stack_size=config.process.default_stack_size,
         default_heap_size=config.process.default_heap_size,
         log_level=log_level or log_level_from_env(host_env),
+        network=config.feature.network,
         extra=extra,
         root_image=root_image,
         root_hash=root_hash,

@@ -218,6 +218,11 @@ def _populate(inst: Instance) -> None:
         hosts = inst.image_dir / "etc" / "hosts"
         if not hosts.exists():
             hosts.write_text("127.0.0.1   localhost\n::1         localhost\n")
+        resolv = Path("/etc/resolv.conf")
+        target = inst.image_dir / "etc" / "resolv.conf"
+        if resolv.exists() and not os.path.lexists(target):
+            with contextlib.suppress(OSError):
+                shutil.copyfile(resolv, target)  # the host's resolvers, for getaddrinfo
         localtime = Path("/etc/localtime")
         target = inst.image_dir / "etc" / "localtime"
         if localtime.exists() and not os.path.lexists(target):

@@ -357,7 +357,7 @@ class LibOS:
         self.first_status = None
         self.first_host_pid = 0
         launched = launcher.launch(
-            self.stub, argv[0], argv, env, hostname=self.hostname, new_net=True
+            self.stub, argv[0], argv, env, hostname=self.hostname, network=self.spec.network
         )
         self.init_pid = launched.init_pid
         _raise_fd_limit()  # after the fork: the programs keep the limits they were given

@@ -35,6 +35,9 @@ class RunSpec:
     cwd: str = "/"
     umask: int = 0o022
     hostname: str = "occlum"
+    # "host": the host's network; "loopback": a network of its own with loopback only;
+    # "none": no network at all (not even loopback)
+    network: str = "host"
     max_threads: int = 64
     user_space_size: int = 256 << 20
     default_stack_size: int = 8 << 20

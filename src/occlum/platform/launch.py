@@ -68,7 +68,7 @@ def launch(
     env: list[bytes],
     *,
     hostname: bytes,
-    new_net: bool,
+    network: str,
     stdio: tuple[int, int, int] = (0, 1, 2),
 ) -> Launched:
     """Start the tree; the first program's ``execve(exec_path)`` is the first notification."""
@@ -80,7 +80,7 @@ def launch(
     setup_pid = os.fork()
     if setup_pid == 0:
         parent_sock.close()
-        _setup_child(child_sock, stub, exec_path, argv, env, hostname, new_net, filter_prog)
+        _setup_child(child_sock, stub, exec_path, argv, env, hostname, network, filter_prog)
         os._exit(127)  # not reached
     child_sock.close()
     got: dict[bytes, tuple[bytes, int]] = {}
@@ -126,13 +126,13 @@ def _setup_child(
     argv: list[bytes],
     env: list[bytes],
     hostname: bytes,
-    new_net: bool,
+    network: str,
     filter_prog: bytes,
 ) -> None:
     try:
         native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
         flags = native.CLONE_NEWNS | native.CLONE_NEWPID | native.CLONE_NEWUTS | native.CLONE_NEWIPC
-        if new_net:
+        if network != "host":  # "loopback": its own loopback only; "none": not even that
             flags |= native.CLONE_NEWNET
         uid, gid = os.geteuid(), os.getegid()
         if uid != 0:
@@ -162,7 +162,7 @@ def _setup_child(
         native.umount2(b".", native.MNT_DETACH)
         os.chdir(b"/")
         native.sethostname(hostname)
-        if new_net:
+        if network == "loopback":
             _loopback_up()
     except OSError as exc:
         _die(sock, "namespaces", exc)

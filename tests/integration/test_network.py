@@ -1,0 +1,77 @@
+"""The network switch: the host's network by default, a loopback of its own, or none at all."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import libos
+from libos import Instance
+
+pytestmark = pytest.mark.needs_root
+
+DIAG = Path(__file__).resolve().parent.parent / "c" / "diag"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[int]:
+    """A TCP server on the host's 127.0.0.1 that greets whoever connects."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.sendall(b"hello from the host")
+        srv.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    thread.join()
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return libos.compile_c(DIAG / "tcp_probe.c", tmp_path_factory.mktemp("probe") / "tcp_probe")
+
+
+@pytest.mark.parametrize(
+    ("network", "expected"),
+    [
+        (None, "got: hello from the host"),  # the default
+        ("host", "got: hello from the host"),
+        ("loopback", "connect: Connection refused"),  # its own 127.0.0.1: nobody listens
+        ("none", "connect: Network is unreachable"),
+    ],
+)
+def test_the_network_switch(
+    tmp_path: Path,
+    server: int,
+    probe: Path,
+    network: str | None,
+    expected: str,
+) -> None:
+    inst = Instance.new(tmp_path / "instance")
+    inst.configure()
+    if network is not None:
+        cfg = json.loads(inst.config_path.read_text())
+        cfg["feature"]["network"] = network
+        inst.config_path.write_text(json.dumps(cfg))
+    libos.place_with_dependencies(inst.image, {"/bin/tcp_probe": probe})
+    inst.build()
+    res = inst.run(["/bin/tcp_probe", str(server)])
+    assert res.stdout.strip() == expected, res.describe()
