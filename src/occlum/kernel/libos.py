@@ -43,6 +43,7 @@ from occlum.platform import launch as launcher
 from occlum.platform.faults import FaultLog
 from occlum.platform.seccomp import Listener
 from occlum.platform.stub import build_stub
+from occlum.vfs.inode import Inode
 from occlum.vfs.mount import FileSystem, MountTable
 from occlum.vfs.path import resolve
 
@@ -52,6 +53,7 @@ class Proceed:
 
 
 PROCEED = Proceed()
+FIFO_DIR = ".fifos"  # in the shadow root: the host FIFOs that stand for LibOS FIFOs
 
 
 @dataclass(slots=True)
@@ -104,12 +106,15 @@ class LibOS:
         self.by_pid: dict[int, Process] = {}  # by LibOS pid
         self.table: dict[int, Entry] = build_table()
         self.warned: set[int] = set()
+        self.noted: set[str] = set()  # deviations already reported (warn_once)
         self.eio_reported: set[str] = set()
         self.current: Task | None = None
         self._info_cache: tuple[tuple[int, int], ProcessInfo | None] | None = None
         self.stub = build_stub()
         self.shadow_fd = -1
-        self.shadow_paths: set[bytes] = set()
+        self.shadow_paths: dict[bytes, str] = {}  # path in the shadow root -> what is linked
+        self.host_fifos: dict[int, str] = {}  # id(LibOS FIFO inode) -> its host FIFO
+        self.fifo_inodes: list[Inode] = []
         self.init_pid = 0
         self.first_status: int | None = None
         self.sel = selectors.DefaultSelector()
@@ -362,7 +367,9 @@ class LibOS:
         self.init_pid = launched.init_pid
         _raise_fd_limit()  # after the fork: the programs keep the limits they were given
         self.shadow_fd = launched.shadow_root_fd
-        self.shadow_paths = set()
+        self.shadow_paths = {}
+        self.host_fifos = {}
+        self.fifo_inodes = []
         os.mkdir(".handles", 0o700, dir_fd=self.shadow_fd)
         self.objects.scratch_fd = os.open(
             ".handles", os.O_RDONLY | os.O_DIRECTORY, dir_fd=self.shadow_fd
@@ -733,9 +740,43 @@ class LibOS:
                 p.tids.discard(tid)
 
     # -- the exec shadow tree ----------------------------------------------------------------
+    def warn_once(self, key: str, msg: str) -> None:
+        """Report a deviation from Linux the first time it happens."""
+        if key not in self.noted:
+            self.noted.add(key)
+            self.log.warn(msg)
+
     def shadow_stub(self, path: bytes) -> None:
         """Make the kernel find the stub at ``path`` (as the program wrote it) in the instance's
         otherwise empty mount namespace, where the kernel resolves execve paths."""
+        self.shadow_link(path, launcher.STUB_NAME)
+
+    def shadow_fifo(self, path: bytes, inode: Inode) -> None:
+        """Make the kernel find the host FIFO that stands for the LibOS FIFO ``inode`` at
+        ``path``, so that the program's own open of it (let through) blocks, is interrupted
+        and fails exactly as on Linux, and the data flows natively."""
+        self.shadow_link(path, self.host_fifo(inode))
+
+    def host_fifo(self, inode: Inode) -> str:
+        """The name, in the shadow root, of the host FIFO for the LibOS FIFO ``inode``."""
+        name = self.host_fifos.get(id(inode))
+        if name is None:
+            name = f"{FIFO_DIR}/{len(self.host_fifos)}"
+            try:
+                if not self.host_fifos:
+                    os.mkdir(FIFO_DIR, 0o711, dir_fd=self.shadow_fd)
+                os.mkfifo(name, 0o666, dir_fd=self.shadow_fd)
+                os.chmod(name, 0o666, dir_fd=self.shadow_fd)  # the umask's bits too
+            except OSError as exc:
+                raise SyscallError(exc.errno or errno.EIO, f"cannot make a host FIFO: {exc}")
+            self.host_fifos[id(inode)] = name
+            self.fifo_inodes.append(inode)  # keeps id(inode) from being reused
+        return name
+
+    def shadow_link(self, path: bytes, source: str) -> None:
+        """Hard-link ``source`` (a name in the shadow root) at ``path`` as the program wrote it,
+        relative to the shadow root, which is every program's host root and host cwd; an entry
+        that stands for something else there is replaced."""
         parts = [c for c in path.split(b"/") if c and c != b"."]
         norm: list[bytes] = []
         for c in parts:
@@ -745,7 +786,7 @@ class LibOS:
             else:
                 norm.append(c)
         key = b"/".join(norm)
-        if key in self.shadow_paths or not norm:
+        if not norm or self.shadow_paths.get(key) == source:
             return
         dfd = os.dup(self.shadow_fd)
         try:
@@ -757,15 +798,20 @@ class LibOS:
                 nfd = os.open(comp, os.O_DIRECTORY | os.O_NOFOLLOW | os.O_RDONLY, dir_fd=dfd)
                 os.close(dfd)
                 dfd = nfd
-            try:
-                os.link(launcher.STUB_NAME, norm[-1], src_dir_fd=self.shadow_fd, dst_dir_fd=dfd)
-            except FileExistsError:
-                pass
+            if key in self.shadow_paths:  # something else is linked there: swap atomically
+                tmp = f".link-{os.getpid()}"
+                os.link(source, tmp, src_dir_fd=self.shadow_fd, dst_dir_fd=dfd)
+                os.rename(tmp, norm[-1], src_dir_fd=dfd, dst_dir_fd=dfd)
+            else:
+                try:
+                    os.link(source, norm[-1], src_dir_fd=self.shadow_fd, dst_dir_fd=dfd)
+                except FileExistsError:
+                    pass
         except OSError as exc:
-            raise SyscallError(exc.errno or errno.ENOENT, f"cannot prepare exec of {path!r}")
+            raise SyscallError(exc.errno or errno.ENOENT, f"cannot prepare {path!r}")
         finally:
             os.close(dfd)
-        self.shadow_paths.add(key)
+        self.shadow_paths[key] = source
 
 
 def _writeback_interval() -> float:

@@ -8,6 +8,7 @@ opens as handle descriptors whose identity leads back to the LibOS object.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import struct
 from typing import TYPE_CHECKING
@@ -48,7 +49,7 @@ from occlum.syscalls.common import (
     s64,
 )
 from occlum.vfs import OpenDirectory, check_access, open_path, resolve, resolve_parent
-from occlum.vfs.inode import MAY_EXEC, MAY_READ, MAY_WRITE
+from occlum.vfs.inode import MAY_EXEC, MAY_READ, MAY_WRITE, Inode
 
 if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS, Result
@@ -115,7 +116,7 @@ def do_open(
             libos.objects.register(res.host_fd, FileRef(res.location))
         return Donate(res.host_fd, cloexec)
     if res.kind == S_IFIFO and not flags & O_PATH:
-        raise SyscallError(errno.ENXIO, "FIFOs arrive with the IPC work (issue 4)")
+        return _open_fifo(libos, t, dirfd, path, flags, res.location.inode, cloexec)
     if res.kind == S_IFSOCK and not flags & O_PATH:
         raise SyscallError(errno.ENXIO, "cannot open a socket")
     if res.kind == S_IFDIR and not flags & O_PATH:
@@ -126,6 +127,35 @@ def do_open(
         ref = FileRef(res.location, None, path_only=True)
     libos.objects.register(handle, ref)
     return Donate(handle, cloexec)
+
+
+def _open_fifo(
+    libos: LibOS, t: Task, dirfd: int, path: bytes, flags: int, inode: Inode, cloexec: bool
+) -> Result:
+    """A LibOS FIFO is a host FIFO in the shadow root; the program opens it itself, at the
+    path it gave, so a blocking open waits for the other end (and a signal interrupts it) as
+    on Linux. A path relative to a directory descriptor cannot be found that way: then the
+    LibOS opens the host FIFO without blocking (a reader does not wait for a writer, a writer
+    without a reader gets ENXIO) and says so once."""
+    from occlum.kernel.libos import PROCEED, Donate
+
+    if inode.fs.fstype == "hostfs":
+        raise SyscallError(
+            errno.ENXIO, "FIFOs on hostfs are not served (make them in ramfs or SEFS)"
+        )
+    if path.startswith(b"/") or s32(dirfd) == AT_FDCWD:
+        libos.shadow_fifo(path, inode)
+        return PROCEED
+    name = libos.host_fifo(inode)
+    libos.warn_once("fifo-dirfd", "a FIFO opened relative to a directory descriptor does not block")
+    acc = flags & os.O_ACCMODE
+    try:
+        fd = os.open(name, acc | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=libos.shadow_fd)
+    except OSError as exc:
+        raise SyscallError(exc.errno or errno.ENXIO, "FIFO")
+    if not flags & os.O_NONBLOCK:
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    return Donate(fd, cloexec)
 
 
 def sys_open(libos: LibOS, t: Task, path: int, flags: int, mode: int) -> Result:
