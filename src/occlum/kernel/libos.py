@@ -115,6 +115,8 @@ class LibOS:
         self.shadow_paths: dict[bytes, str] = {}  # path in the shadow root -> what is linked
         self.host_fifos: dict[int, str] = {}  # id(LibOS FIFO inode) -> its host FIFO
         self.fifo_inodes: list[Inode] = []
+        self.host_sockets: dict[int, str] = {}  # id(LibOS socket file) -> its bound host name
+        self.socket_inodes: list[Inode] = []
         self.init_pid = 0
         self.first_status: int | None = None
         self.sel = selectors.DefaultSelector()
@@ -370,6 +372,8 @@ class LibOS:
         self.shadow_paths = {}
         self.host_fifos = {}
         self.fifo_inodes = []
+        self.host_sockets = {}
+        self.socket_inodes = []
         os.mkdir(".handles", 0o700, dir_fd=self.shadow_fd)
         self.objects.scratch_fd = os.open(
             ".handles", os.O_RDONLY | os.O_DIRECTORY, dir_fd=self.shadow_fd
@@ -773,24 +777,51 @@ class LibOS:
             self.fifo_inodes.append(inode)  # keeps id(inode) from being reused
         return name
 
-    def shadow_link(self, path: bytes, source: str) -> None:
-        """Hard-link ``source`` (a name in the shadow root) at ``path`` as the program wrote it,
-        relative to the shadow root, which is every program's host root and host cwd; an entry
-        that stands for something else there is replaced."""
-        parts = [c for c in path.split(b"/") if c and c != b"."]
-        norm: list[bytes] = []
-        for c in parts:
-            if c == b"..":
-                if norm:
-                    norm.pop()
-            else:
-                norm.append(c)
+    def shadow_socket(self, path: bytes, inode: Inode) -> None:
+        """Clear ``path`` in the shadow root (and make its directories) so that the program's
+        own bind of a Unix socket there succeeds; ``inode`` is its socket file in the LibOS."""
+        norm = _normalize(path)
+        if not norm:
+            raise SyscallError(errno.EINVAL, "empty socket path")
         key = b"/".join(norm)
-        if not norm or self.shadow_paths.get(key) == source:
+        dfd = self._shadow_dir(norm[:-1], path)
+        try:
+            os.unlink(norm[-1], dir_fd=dfd)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise SyscallError(exc.errno or errno.EADDRINUSE, f"cannot prepare {path!r}")
+        finally:
+            os.close(dfd)
+        self.shadow_paths[key] = key.decode("latin-1")
+        self.host_sockets[id(inode)] = key.decode("latin-1")
+        self.socket_inodes.append(inode)  # keeps id(inode) from being reused
+
+    def shadow_socket_link(self, path: bytes, inode: Inode) -> bool:
+        """Make the host socket bound for the LibOS socket file ``inode`` reachable at
+        ``path``; False if no socket of this instance was bound there."""
+        source = self.host_sockets.get(id(inode))
+        if source is None:
+            return False
+        self.shadow_link(path, source)
+        return True
+
+    def forget_socket(self, inode: Inode) -> None:
+        """The LibOS socket file ``inode`` is gone: so are its names in the shadow root."""
+        source = self.host_sockets.pop(id(inode), None)
+        if source is None:
             return
+        for key, linked in list(self.shadow_paths.items()):
+            if linked == source:
+                with contextlib.suppress(OSError):
+                    os.unlink(key, dir_fd=self.shadow_fd)
+                del self.shadow_paths[key]
+
+    def _shadow_dir(self, dirs: list[bytes], path: bytes) -> int:
+        """A descriptor of the directory ``dirs`` in the shadow root, made if missing."""
         dfd = os.dup(self.shadow_fd)
         try:
-            for comp in norm[:-1]:
+            for comp in dirs:
                 try:
                     os.mkdir(comp, 0o755, dir_fd=dfd)
                 except FileExistsError:
@@ -798,6 +829,21 @@ class LibOS:
                 nfd = os.open(comp, os.O_DIRECTORY | os.O_NOFOLLOW | os.O_RDONLY, dir_fd=dfd)
                 os.close(dfd)
                 dfd = nfd
+        except OSError as exc:
+            os.close(dfd)
+            raise SyscallError(exc.errno or errno.ENOENT, f"cannot prepare {path!r}")
+        return dfd
+
+    def shadow_link(self, path: bytes, source: str) -> None:
+        """Hard-link ``source`` (a name in the shadow root) at ``path`` as the program wrote it,
+        relative to the shadow root, which is every program's host root and host cwd; an entry
+        that stands for something else there is replaced."""
+        norm = _normalize(path)
+        key = b"/".join(norm)
+        if not norm or self.shadow_paths.get(key) == source:
+            return
+        dfd = self._shadow_dir(norm[:-1], path)
+        try:
             if key in self.shadow_paths:  # something else is linked there: swap atomically
                 tmp = f".link-{os.getpid()}"
                 os.link(source, tmp, src_dir_fd=self.shadow_fd, dst_dir_fd=dfd)
@@ -812,6 +858,19 @@ class LibOS:
         finally:
             os.close(dfd)
         self.shadow_paths[key] = source
+
+
+def _normalize(path: bytes) -> list[bytes]:
+    """``path``'s components as the kernel walks them from the shadow root, which has no
+    symlinks: "." dropped, ".." taking one back (never above the root)."""
+    norm: list[bytes] = []
+    for c in path.split(b"/"):
+        if c == b"..":
+            if norm:
+                norm.pop()
+        elif c and c != b".":
+            norm.append(c)
+    return norm
 
 
 def _writeback_interval() -> float:

@@ -79,7 +79,7 @@ NATIVE_SYSCALLS: tuple[str, ...] = (
     "set_tid_address", "arch_prctl", "rseq", "prctl", "personality", "getrandom",
     "getrusage", "getrlimit", "setrlimit", "prlimit64", "seccomp", "restart_syscall",
     "socketpair", "sendmsg", "recvmsg", "sendto", "recvfrom", "sendmmsg", "recvmmsg",
-    "socket", "shutdown", "bind", "connect", "listen", "accept", "accept4", "getsockopt", "setsockopt", "getsockname", "getpeername",
+    "socket", "shutdown", "listen", "accept", "accept4", "getsockopt", "setsockopt", "getsockname", "getpeername",
     "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
     "close_range", "pidfd_open", "cachestat", "fork", "vfork",
 )  # fmt: skip

@@ -12,7 +12,7 @@ from occlum.abi.syscalls import MOUNT_ROOTFS_NR, NR
 from occlum.kernel.libos import Entry, Handler
 from occlum.platform.stub import STUB_NR
 from occlum.syscalls import exec as ex
-from occlum.syscalls import fs, info, process
+from occlum.syscalls import fs, info, net, process
 from occlum.syscalls import mount as mnt
 
 FULL, PARTIAL, REFUSED = "full", "partial", "refused"
@@ -90,6 +90,13 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "removexattr": (fs.sys_removexattr, "path str", PARTIAL, "ENODATA"),
     "lremovexattr": (fs.sys_removexattr, "path str", PARTIAL, "ENODATA"),
     "fremovexattr": (fs.sys_fremovexattr, "fd str", PARTIAL, "ENODATA"),
+    "bind": (net.sys_bind, "fd ptr int", FULL, "Unix socket paths in the LibOS; others native"),
+    "connect": (
+        net.sys_connect,
+        "fd ptr int",
+        FULL,
+        "Unix socket paths in the LibOS; others native",
+    ),
     "msync": (fs.sys_msync, "ptr int hex", FULL, "MS_SYNC commits the protected file systems"),
     "mount": (
         mnt.sys_mount,
