@@ -111,8 +111,11 @@ def test_no_program_outlives_a_killed_supervisor(diag_instance: Instance) -> Non
     inside: set[int] = set()
     try:
         assert proc.stdout.readline() == b"ready\n"
-        inside = _descendants(proc.pid)
-        assert len(inside) >= 4  # init, the program, its child and grandchild
+        # init, the program, its child and grandchild (which the child forks after "ready")
+        deadline = time.monotonic() + 10
+        while len(inside := _descendants(proc.pid)) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(inside) >= 4
     finally:
         proc.kill()
         proc.wait(timeout=10)

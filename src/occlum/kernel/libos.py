@@ -34,6 +34,7 @@ from occlum.fs.ramfs import RamFs
 from occlum.fs.sefs import SefsFs
 from occlum.fs.sefs.closes import CloseWatch
 from occlum.fs.unionfs import UnionFs
+from occlum.kernel.limits import Limits
 from occlum.kernel.log import Log
 from occlum.kernel.objects import ObjectRegistry
 from occlum.kernel.process import CachedProgram, Process, Task
@@ -95,6 +96,7 @@ class LibOS:
         self.counters = platform_counters()
         # SEFS files' last writable close: their volume commits (Occlum commits at close too)
         self.close_watch = CloseWatch()
+        self.limits = Limits(spec, self.log)
         self.mounts = self._init_mounts(spec) if spec.init_image else self._build_mounts(spec)
         self.objects = ObjectRegistry()
         self.objects.live_keys = self._live_keys
@@ -113,9 +115,11 @@ class LibOS:
         self.stub = build_stub()
         self.shadow_fd = -1
         self.shadow_paths: dict[bytes, str] = {}  # path in the shadow root -> what is linked
-        self.host_fifos: dict[int, str] = {}  # id(LibOS FIFO inode) -> its host FIFO
+        # LibOS FIFOs and socket files (by _identity) -> the host FIFO / bound socket standing
+        # for them in the shadow root
+        self.host_fifos: dict[tuple[int, int], str] = {}
         self.fifo_inodes: list[Inode] = []
-        self.host_sockets: dict[int, str] = {}  # id(LibOS socket file) -> its bound host name
+        self.host_sockets: dict[tuple[int, int], str] = {}
         self.socket_inodes: list[Inode] = []
         self.init_pid = 0
         self.first_status: int | None = None
@@ -249,6 +253,7 @@ class LibOS:
         so that a crash loses at most that much of what was not fsync'd. It runs between served
         calls (the supervisor has no other thread); a volume with no change costs little."""
         self.sync_file_systems()
+        self.limits.check_threads()
         self.next_writeback = time.monotonic() + self.writeback_interval
 
     def sync_file_systems(self) -> None:
@@ -364,7 +369,14 @@ class LibOS:
         self.first_status = None
         self.first_host_pid = 0
         launched = launcher.launch(
-            self.stub, argv[0], argv, env, hostname=self.hostname, network=self.spec.network
+            self.stub,
+            argv[0],
+            argv,
+            env,
+            hostname=self.hostname,
+            network=self.spec.network,
+            cgroup_procs=self.limits.start_tree(),
+            limits=self.limits.program,
         )
         self.init_pid = launched.init_pid
         _raise_fd_limit()  # after the fork: the programs keep the limits they were given
@@ -523,6 +535,7 @@ class LibOS:
             except ChildProcessError:
                 pass
             self.init_pid = 0
+        self.limits.end_tree()
         for p in list(self.procs.values()):
             self._process_exited(p)
         self.by_pid.clear()
@@ -763,7 +776,7 @@ class LibOS:
 
     def host_fifo(self, inode: Inode) -> str:
         """The name, in the shadow root, of the host FIFO for the LibOS FIFO ``inode``."""
-        name = self.host_fifos.get(id(inode))
+        name = self.host_fifos.get(_identity(inode))
         if name is None:
             name = f"{FIFO_DIR}/{len(self.host_fifos)}"
             try:
@@ -773,8 +786,8 @@ class LibOS:
                 os.chmod(name, 0o666, dir_fd=self.shadow_fd)  # the umask's bits too
             except OSError as exc:
                 raise SyscallError(exc.errno or errno.EIO, f"cannot make a host FIFO: {exc}")
-            self.host_fifos[id(inode)] = name
-            self.fifo_inodes.append(inode)  # keeps id(inode) from being reused
+            self.host_fifos[_identity(inode)] = name
+            self.fifo_inodes.append(inode)  # keeps id(inode.fs) from being reused
         return name
 
     def shadow_socket(self, path: bytes, inode: Inode) -> None:
@@ -794,13 +807,13 @@ class LibOS:
         finally:
             os.close(dfd)
         self.shadow_paths[key] = key.decode("latin-1")
-        self.host_sockets[id(inode)] = key.decode("latin-1")
-        self.socket_inodes.append(inode)  # keeps id(inode) from being reused
+        self.host_sockets[_identity(inode)] = key.decode("latin-1")
+        self.socket_inodes.append(inode)  # keeps id(inode.fs) from being reused
 
     def shadow_socket_link(self, path: bytes, inode: Inode) -> bool:
         """Make the host socket bound for the LibOS socket file ``inode`` reachable at
         ``path``; False if no socket of this instance was bound there."""
-        source = self.host_sockets.get(id(inode))
+        source = self.host_sockets.get(_identity(inode))
         if source is None:
             return False
         self.shadow_link(path, source)
@@ -808,7 +821,7 @@ class LibOS:
 
     def forget_socket(self, inode: Inode) -> None:
         """The LibOS socket file ``inode`` is gone: so are its names in the shadow root."""
-        source = self.host_sockets.pop(id(inode), None)
+        source = self.host_sockets.pop(_identity(inode), None)
         if source is None:
             return
         for key, linked in list(self.shadow_paths.items()):
@@ -858,6 +871,12 @@ class LibOS:
         finally:
             os.close(dfd)
         self.shadow_paths[key] = source
+
+
+def _identity(inode: Inode) -> tuple[int, int]:
+    """A LibOS file's identity: its file system and inode number (inode objects may be
+    wrappers made per lookup, as the union's are)."""
+    return id(inode.fs), inode.ino
 
 
 def _normalize(path: bytes) -> list[bytes]:

@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass
 
 from occlum.platform import native
+from occlum.platform.limits import ProgramLimits, apply_program_limits
 from occlum.platform.seccomp import (
     SECCOMP_FILTER_FLAG_NEW_LISTENER,
     SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
@@ -70,6 +71,8 @@ def launch(
     hostname: bytes,
     network: str,
     stdio: tuple[int, int, int] = (0, 1, 2),
+    cgroup_procs: str | None = None,
+    limits: ProgramLimits | None = None,
 ) -> Launched:
     """Start the tree; the first program's ``execve(exec_path)`` is the first notification."""
     parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -80,7 +83,10 @@ def launch(
     setup_pid = os.fork()
     if setup_pid == 0:
         parent_sock.close()
-        _setup_child(child_sock, stub, exec_path, argv, env, hostname, network, filter_prog)
+        _setup_child(
+            child_sock, stub, exec_path, argv, env, hostname, network, filter_prog,
+            cgroup_procs, limits,
+        )  # fmt: skip
         os._exit(127)  # not reached
     child_sock.close()
     got: dict[bytes, tuple[bytes, int]] = {}
@@ -128,9 +134,13 @@ def _setup_child(
     hostname: bytes,
     network: str,
     filter_prog: bytes,
+    cgroup_procs: str | None,
+    limits: ProgramLimits | None,
 ) -> None:
     try:
         native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if cgroup_procs is not None:  # every process of the tree is counted from here on
+            _write(cgroup_procs.encode(), str(os.getpid()).encode())
         flags = native.CLONE_NEWNS | native.CLONE_NEWPID | native.CLONE_NEWUTS | native.CLONE_NEWIPC
         if network != "host":  # "loopback": its own loopback only; "none": not even that
             flags |= native.CLONE_NEWNET
@@ -171,18 +181,23 @@ def _setup_child(
         root_fd = os.open(b"/", os.O_DIRECTORY | os.O_RDONLY)
         _send_fds(sock, b"P" + struct.pack("<i", init_pid), [root_fd])
         os._exit(0)
-    _init(sock, exec_path, argv, env, filter_prog)
+    _init(sock, exec_path, argv, env, filter_prog, limits)
 
 
 def _init(
-    sock: socket.socket, exec_path: bytes, argv: list[bytes], env: list[bytes], filter_prog: bytes
+    sock: socket.socket,
+    exec_path: bytes,
+    argv: list[bytes],
+    env: list[bytes],
+    filter_prog: bytes,
+    limits: ProgramLimits | None,
 ) -> None:
     """pid 1: start the first program, reap orphans, report how the first program ended."""
     for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(sig, signal.SIG_IGN)
     pid = os.fork()
     if pid == 0:
-        _first_program(sock, exec_path, argv, env, filter_prog)
+        _first_program(sock, exec_path, argv, env, filter_prog, limits)
     forwarded = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
     def forward(signum: int, _frame: object) -> None:
@@ -235,9 +250,16 @@ def _init(
 
 
 def _first_program(
-    sock: socket.socket, exec_path: bytes, argv: list[bytes], env: list[bytes], filter_prog: bytes
+    sock: socket.socket,
+    exec_path: bytes,
+    argv: list[bytes],
+    env: list[bytes],
+    filter_prog: bytes,
+    limits: ProgramLimits | None,
 ) -> None:
     try:
+        if limits is not None:
+            apply_program_limits(limits)
         for sig in range(1, signal.NSIG):
             try:
                 signal.signal(sig, signal.SIG_DFL)

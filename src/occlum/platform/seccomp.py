@@ -75,7 +75,7 @@ NATIVE_SYSCALLS: tuple[str, ...] = (
     "getresuid", "getresgid", "setuid", "setgid", "setreuid", "setregid", "setresuid",
     "setresgid", "setfsuid", "setfsgid", "setgroups", "capget", "capset",
     "getpgrp", "getpgid", "setpgid", "getsid", "setsid", "wait4", "waitid",
-    "exit", "exit_group", "futex", "futex_waitv", "set_robust_list", "get_robust_list",
+    "exit", "futex", "futex_waitv", "set_robust_list", "get_robust_list",
     "set_tid_address", "arch_prctl", "rseq", "prctl", "personality", "getrandom",
     "getrusage", "getrlimit", "setrlimit", "prlimit64", "seccomp", "restart_syscall",
     "socketpair", "sendmsg", "recvmsg", "sendto", "recvfrom", "sendmmsg", "recvmmsg",

@@ -421,10 +421,10 @@ def sys_unlinkat(libos: LibOS, t: Task, dirfd: int, path: int, flags: int) -> in
             raise SyscallError(errno.EISDIR if child.is_dir else errno.ENOTDIR, "trailing slash")
         if pn.name in (b".", b".."):
             raise SyscallError(errno.EISDIR, "is a directory")
-        child = pn.parent.inode.lookup(pn.name)
+        child = pn.parent.inode.lookup(pn.name) if libos.host_sockets else None
         pn.parent.inode.unlink(pn.name)
-        if child.mode & S_IFMT == S_IFSOCK and child.getattr().nlink == 0:
-            libos.forget_socket(child)  # its name is free again, on the host too
+        if child is not None and child.getattr().nlink == 0:
+            libos.forget_socket(child)  # a socket file's name is free again, on the host too
     return 0
 
 

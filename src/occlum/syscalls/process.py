@@ -9,13 +9,23 @@ from occlum.abi.errors import SyscallError
 from occlum.abi.syscalls import NAME
 
 if TYPE_CHECKING:
-    from occlum.kernel.libos import LibOS
+    from occlum.kernel.libos import LibOS, Result
     from occlum.kernel.process import Task
 
 
 def sys_clone(libos: LibOS, t: Task, flags: int, *_: int) -> int:
     # The filter only sends clone here when it asks for new namespaces.
     raise SyscallError(errno.EPERM, "new namespaces are not available inside the LibOS")
+
+
+def sys_exit_group(libos: LibOS, t: Task, status: int) -> Result:
+    """The process ends as it asked; first the LibOS looks at how much address space it used,
+    to name ``user_space_size`` when the program came close to it (its mmap or malloc may have
+    failed with ENOMEM for that reason)."""
+    from occlum.kernel.libos import PROCEED
+
+    libos.limits.check_address_space(t)
+    return PROCEED
 
 
 def refuse(err: int):  # type: ignore[no-untyped-def]

@@ -1,0 +1,129 @@
+"""Resource limits from Occlum.json, enforced by the host kernel with Linux's own errnos.
+
+- ``max_num_of_threads``: every process and thread of an instance lives in a pids cgroup of
+  its own (cgroup v2, or the v1 pids hierarchy), so a ``fork`` or ``clone`` past the limit
+  fails with EAGAIN. The cgroup's ``pids.events`` counts those refusals; the kernel reads it
+  and names the key to raise.
+- ``user_space_size`` (or ``user_space_max_size`` when larger): each process's address space
+  (RLIMIT_AS, soft and hard, so a program cannot lift it), so ``mmap``, ``brk`` and ``malloc``
+  fail with ENOMEM past it. Occlum counts it for all processes together; the host kernel has
+  no such errno-giving limit across processes, so it holds per process here.
+- ``default_stack_size``: the main thread's stack (RLIMIT_STACK, soft).
+
+Without a writable pids cgroup (no root, or no pids controller) the thread limit is not
+enforced, and the kernel says so once at log level info.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["PidsCgroup", "ProgramLimits", "apply_program_limits"]
+
+
+@dataclass(slots=True, frozen=True)
+class ProgramLimits:
+    """What the first program of an instance gets before its ``execve`` (inherited by all)."""
+
+    address_space: int  # bytes; 0: unlimited
+    stack: int  # bytes; 0: the host's
+
+
+def apply_program_limits(limits: ProgramLimits) -> None:
+    if limits.address_space:
+        resource.setrlimit(resource.RLIMIT_AS, (limits.address_space, limits.address_space))
+    if limits.stack:
+        _soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+        if hard == resource.RLIM_INFINITY or limits.stack <= hard:
+            resource.setrlimit(resource.RLIMIT_STACK, (limits.stack, hard))
+
+
+def _pids_parent() -> Path | None:
+    """A cgroup directory under which we may make a pids-limited group, or None."""
+    try:
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+        own = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    v2_path = v1_path = None
+    for line in own:
+        hier, controllers, path = line.split(":", 2)
+        if hier == "0":
+            v2_path = path
+        elif "pids" in controllers.split(","):
+            v1_path = path
+    for line in mounts:
+        fields = line.split()
+        sep = fields.index("-")
+        fstype, super_opts = fields[sep + 1], fields[sep + 3]
+        mnt = Path(fields[4])
+        if fstype == "cgroup2" and v2_path is not None:
+            base = mnt / v2_path.lstrip("/")
+            with contextlib.suppress(OSError):
+                if "pids" in (base / "cgroup.subtree_control").read_text().split():
+                    return base
+        elif fstype == "cgroup" and v1_path is not None and "pids" in super_opts.split(","):
+            return mnt / v1_path.lstrip("/")
+    return None
+
+
+class PidsCgroup:
+    """A pids cgroup of one process tree, removed by :meth:`remove`."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path = path
+        self.limit = limit
+        self.refused_seen = 0
+
+    @classmethod
+    def create(cls, name: str, limit: int) -> PidsCgroup | None:
+        """A new group allowing ``limit`` tasks, or None where none can be made."""
+        parent = _pids_parent()
+        if parent is None:
+            return None
+        path = parent / name
+        try:
+            path.mkdir()
+        except OSError:
+            return None
+        try:
+            (path / "pids.max").write_text(str(limit))
+        except OSError:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+            return None
+        return cls(path, limit)
+
+    @property
+    def procs(self) -> str:
+        """The file a process writes "0" to, to join."""
+        return str(self.path / "cgroup.procs")
+
+    def refused(self) -> int:
+        """How many forks and clones the limit refused so far."""
+        try:
+            for line in (self.path / "pids.events").read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "max":
+                    return int(value)
+        except (OSError, ValueError):
+            pass
+        return 0
+
+    def remove(self) -> None:
+        """Remove the group; its processes are gone (a zombie may take a moment)."""
+        for _ in range(50):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    return
+                os.sched_yield()
