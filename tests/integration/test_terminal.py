@@ -84,3 +84,83 @@ def test_pipes_pass_through(shell_instance: Instance) -> None:
     res = shell_instance.run(["/bin/cat"], stdin="line one\nline two\n")
     assert res.code == 0
     assert res.stdout == "line one\nline two\n"
+
+
+class Pty:
+    """`occlum run argv` on a pseudo-terminal that is its controlling terminal, typed at."""
+
+    def __init__(self, inst: Instance, argv: list[str]) -> None:
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(
+            [OCCLUM, "run", *argv], cwd=inst.path, stdin=slave, stdout=slave, stderr=slave,
+            preexec_fn=_take_terminal,
+            env={**os.environ, "OCCLUM_LOG_LEVEL": "error"},
+        )  # fmt: skip
+        os.close(slave)
+        self.out = b""
+
+    def expect(self, text: bytes, timeout: float = 20) -> None:
+        """Read until ``text`` appears in what the terminal showed since the last expect."""
+        deadline = time.monotonic() + timeout
+        while text not in self.out:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.master], [], [], max(0.0, left))
+            if not ready:
+                raise AssertionError(f"no {text!r} on the terminal; it showed:\n{self.out!r}")
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                raise AssertionError(f"the terminal closed before {text!r}:\n{self.out!r}")
+            self.out += chunk
+        self.out = self.out[self.out.index(text) + len(text) :]
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def close(self) -> int:
+        code = self.proc.wait(timeout=20)
+        os.close(self.master)
+        return code
+
+
+@pytest.fixture(scope="module")
+def bash_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
+    inst = Instance.new(tmp_path_factory.mktemp("jobs") / "instance")
+    inst.configure()
+    libos.place_with_dependencies(
+        inst.image, {"/bin/bash": Path("/bin/bash"), "/bin/sleep": Path("/bin/sleep")}
+    )
+    inst.build()
+    yield inst
+
+
+def test_interactive_bash_job_control(bash_instance: Instance) -> None:
+    """Ctrl-Z stops a job, jobs lists it, bg and fg resume it, Ctrl-C interrupts it, and the
+    shell's exit status is `occlum run`'s."""
+    term = Pty(bash_instance, ["/bin/bash", "--norc", "--noprofile", "-i"])
+    try:
+        term.expect(b"# ")  # the prompt: the shell has taken the terminal
+        term.type(b"sleep 100\n")
+        term.expect(b"sleep 100\r\n")
+        time.sleep(0.5)  # the job runs in the foreground
+        term.type(b"\x1a")  # Ctrl-Z
+        term.expect(b"Stopped")
+        term.type(b"jobs\n")
+        term.expect(b"[1]+  Stopped                 sleep 100")
+        term.expect(b"# ")
+        term.type(b"bg\n")
+        term.expect(b"[1]+ sleep 100 &")
+        term.type(b"jobs\n")
+        term.expect(b"Running")
+        term.type(b"fg\n")
+        term.expect(b"sleep 100\r\n")
+        time.sleep(0.5)
+        term.type(b"\x03")  # Ctrl-C
+        term.type(b"echo status $?\n")
+        term.expect(b"status 130")
+        term.type(b"exit 3\n")
+    finally:
+        code = term.close()
+    assert code == 3
