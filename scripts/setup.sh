@@ -30,6 +30,10 @@ declare -A PKG_FILES=(
     [diffutils]=/usr/bin/cmp
     [proot]=/usr/bin/proot
     [hyperfine]=/usr/bin/hyperfine
+    [redis-server]=/usr/bin/redis-server
+    [lighttpd]=/usr/sbin/lighttpd
+    [wrk]=/usr/bin/wrk
+    [apache2-utils]=/usr/bin/ab
 )
 # packages whose absence does not fail the setup (benchmark peers and helpers)
 OPTIONAL=" proot hyperfine "
