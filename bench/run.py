@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -50,6 +52,7 @@ class Workload:
     only_modes: tuple[str, ...] | None = None  # None: every mode
     abs_target: float | None = None  # an absolute figure the LibOS must reach (or beat)
     abs_note: str = ""
+    client: list[str] | None = None  # kind "server": run from outside against the server
 
 
 # Placeholders in argv, per side.  {disk}: a host tmp directory on disk natively; {tmpfs}:
@@ -122,6 +125,53 @@ WORKLOADS = [
         ["{bin}/pipe", "1024"],
         0.95,
         ["{bin}/pipe", "128"],
+    ),
+    Workload(
+        "Unix socket, 64 KiB writes, 1 GiB",
+        "MB/s",
+        True,
+        ["{bin}/unixsock", "1024", "{tmpfs}/bench.sock"],
+        0.95,
+        ["{bin}/unixsock", "128", "{tmpfs}/bench.sock"],
+    ),
+    Workload(
+        "spawn+exit, one LibOS instance per process",
+        "us/spawn",
+        False,
+        ["{bin}/true_dyn"],
+        None,
+        kind="per-instance",
+        only_modes=("native", "libos"),
+    ),
+    Workload(
+        "redis SET (redis-benchmark from outside)",
+        "req/s",
+        True,
+        ["{redis}", "--port", "{port}", "--save", "", "--appendonly", "no"],
+        0.9,
+        kind="server",
+        only_modes=("native", "libos"),
+        client=["redis-benchmark", "-p", "{port}", "-t", "set", "-n", "100000", "-q"],
+    ),
+    Workload(
+        "redis GET (redis-benchmark from outside)",
+        "req/s",
+        True,
+        ["{redis}", "--port", "{port}", "--save", "", "--appendonly", "no"],
+        0.9,
+        kind="server",
+        only_modes=("native", "libos"),
+        client=["redis-benchmark", "-p", "{port}", "-t", "get", "-n", "100000", "-q"],
+    ),
+    Workload(
+        "web: lighttpd, 1 KiB page (wrk -t2 -c16 from outside)",
+        "req/s",
+        True,
+        ["{lighttpd}", "-D", "-f", "{conf}"],
+        0.8,
+        kind="server",
+        only_modes=("native", "libos"),
+        client=["wrk", "-t2", "-c16", "-d5s", "http://127.0.0.1:{port}/"],
     ),
     Workload(
         "SEFS seq write 256 MiB + fsync",
@@ -230,7 +280,7 @@ def build_programs() -> None:
     BIN.mkdir(parents=True, exist_ok=True)
     write_sql()
     flags = ("-O2",)
-    for name in ("syscall_loop", "spawn", "pipe", "seqio", "timeit"):
+    for name in ("syscall_loop", "spawn", "pipe", "unixsock", "seqio", "timeit"):
         libos.compile_c(HERE / "c" / f"{name}.c", BIN / name, libos.Variant("o2", "gcc", flags))
     libos.compile_c(HERE / "c" / "true.c", BIN / "true_dyn", libos.Variant("d", "gcc", flags))
     libos.compile_c(
@@ -269,6 +319,9 @@ def build_instance() -> libos.Instance:
     }
     inst.copy_bom(bom)
     (inst.image / SEFS_DIR.lstrip("/")).mkdir(exist_ok=True)
+    servers = {inside: Path(host) for inside, host in SERVERS.items() if Path(host).exists()}
+    libos.place_with_dependencies(inst.image, servers)
+    write_www(inst.image / "www", inst.image / "etc" / "lighttpd.conf", "/www", "/tmp")
     inst.build()
     return inst
 
@@ -311,6 +364,145 @@ def measure_build(w: Workload, repeat: int, inst: libos.Instance | None) -> Meas
             m.error = f"exit {proc.returncode}: {lines[-1] if lines else 'no output'}"[:120]
             break
         m.samples.append(elapsed)
+    return m
+
+
+# servers: inside the LibOS -> on the host
+SERVERS = {"/bin/redis-server": "/usr/bin/redis-server", "/bin/lighttpd": "/usr/sbin/lighttpd"}
+WEB_PORT_PLACEHOLDER = "{port}"
+
+
+def write_www(www: Path, conf: Path, root: str, upload: str) -> None:
+    """A 1 KiB page and a lighttpd configuration serving it from ``root`` on {port}."""
+    www.mkdir(parents=True, exist_ok=True)
+    (www / "index.html").write_text("<html>" + "x" * 1011 + "</html>\n")
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(
+        f'server.document-root = "{root}"\n'
+        f"server.port = {WEB_PORT_PLACEHOLDER}\n"
+        'server.bind = "127.0.0.1"\n'
+        f'server.upload-dirs = ( "{upload}" )\n'
+        'index-file.names = ( "index.html" )\n'
+        'mimetype.assign = ( ".html" => "text/html" )\n'
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise OSError(f"the server exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise OSError(f"nothing listens on port {port}")
+
+
+def client_figure(out: str) -> float:
+    """requests per second from redis-benchmark -q or wrk."""
+    for line in out.replace("\r", "\n").splitlines():
+        if "requests per second" in line:  # redis-benchmark: "SET: 32594.52 requests per ..."
+            return float(line.split(":")[1].split()[0])
+        if line.startswith("Requests/sec:"):
+            return float(line.split()[1])
+    raise ValueError("no requests per second in the client's output")
+
+
+def measure_server(w: Workload, mode: str, repeat: int, inst: libos.Instance | None) -> Measurement:
+    """Start the server (natively or in the LibOS), drive it from outside, stop it."""
+    m = Measurement(w.name, mode)
+    assert w.client is not None
+    inside = mode.startswith("libos")
+    if inside and inst is None:
+        m.error = "no instance"
+        return m
+    native_conf = OUT / "lighttpd-native.conf"
+    if not inside:
+        write_www(OUT / "www", native_conf, str(OUT / "www"), "/tmp")
+    for tool in (w.client[0], *([] if inside else [w.argv[0]])):
+        name = tool.replace("{redis}", SERVERS["/bin/redis-server"])
+        name = name.replace("{lighttpd}", SERVERS["/bin/lighttpd"])
+        if shutil.which(name) is None:
+            m.error = f"{name} missing (scripts/setup.sh installs it)"
+            return m
+    for _ in range(repeat):
+        port = free_port()
+        conf = inst.image / "etc" / "lighttpd.conf" if inside and inst else native_conf
+        text = conf.read_text()
+        places = {
+            "{redis}": "/bin/redis-server" if inside else SERVERS["/bin/redis-server"],
+            "{lighttpd}": "/bin/lighttpd" if inside else SERVERS["/bin/lighttpd"],
+            "{conf}": "/etc/lighttpd.conf" if inside else str(native_conf),
+            "{port}": str(port),
+        }
+        if "{lighttpd}" in w.argv[0]:
+            conf.write_text(re.sub(r"server.port = \S+", f"server.port = {port}", text))
+            if inside and inst is not None:
+                subprocess.run(
+                    [*libos._tool("occlum"), "build"], cwd=inst.path, capture_output=True
+                )
+        argv = [substitute(a, places) for a in w.argv]
+        if inside:
+            argv = [*libos._tool("occlum"), "run", *argv]
+        server = subprocess.Popen(
+            argv,
+            cwd=inst.path if inside and inst else None,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=dict(os.environ, OCCLUM_LOG_LEVEL="error"),
+        )
+        try:
+            wait_for_port(port, server)
+            client = [substitute(a, places) for a in w.client]
+            out = subprocess.run(client, capture_output=True, text=True, timeout=300)
+            m.samples.append(client_figure(out.stdout))
+        except (OSError, ValueError, subprocess.TimeoutExpired) as e:
+            m.error = str(e).splitlines()[0][:120]
+            break
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+    return m
+
+
+def measure_per_instance(
+    w: Workload, mode: str, repeat: int, inst: libos.Instance | None, count: int = 20
+) -> Measurement:
+    """Spawning a program that exits at once, each in an instance of its own (`occlum run`
+    per process, the design sharing one instance is compared against) or natively."""
+    m = Measurement(w.name, mode)
+    inside = mode.startswith("libos")
+    if inside and inst is None:
+        m.error = "no instance"
+        return m
+    places = LIBOS_PLACES if inside else native_places()
+    argv = [substitute(a, places) for a in w.argv]
+    if inside:
+        argv = [*libos._tool("occlum"), "run", *argv]
+    env = dict(os.environ, OCCLUM_LOG_LEVEL="error")
+    for _ in range(repeat):
+        a = time.monotonic()
+        for _ in range(count):
+            proc = subprocess.run(
+                argv, cwd=inst.path if inside and inst else None, env=env, check=False,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            if proc.returncode != 0:
+                m.error = f"exit {proc.returncode}"
+                return m
+        m.samples.append((time.monotonic() - a) / count * 1e6)
     return m
 
 
@@ -412,7 +604,7 @@ def main() -> int:
             console.print(f"[red]LibOS instance could not be built:[/red] {instance_error}")
 
     build_inst: libos.Instance | None = None
-    if "libos" in modes and any(w.kind != "program" for w in workloads):
+    if "libos" in modes and any(w.kind.startswith("build") for w in workloads):
         try:
             build_inst = build_python_instance()
         except Exception as e:
@@ -423,6 +615,14 @@ def main() -> int:
         for mode in modes:
             if w.only_modes is not None and mode not in w.only_modes:
                 results.append(Measurement(w.name, mode, error="—"))
+                continue
+            if w.kind == "server":
+                console.print(f"[dim]{w.name} / {mode}[/dim]")
+                results.append(measure_server(w, mode, min(args.repeat, 3), inst))
+                continue
+            if w.kind == "per-instance":
+                console.print(f"[dim]{w.name} / {mode}[/dim]")
+                results.append(measure_per_instance(w, mode, min(args.repeat, 3), inst))
                 continue
             if w.kind != "program":
                 console.print(f"[dim]{w.name} / {mode}[/dim]")
