@@ -19,6 +19,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int t_failures;
@@ -36,6 +38,10 @@ __attribute__((unused)) static const char *errname(int e)
     E(EOVERFLOW) E(EOPNOTSUPP) E(EAFNOSUPPORT) E(ENOTSOCK) E(ETIMEDOUT)
     E(ECONNREFUSED) E(EINPROGRESS) E(EALREADY) E(ENOKEY) E(EKEYREJECTED) E(ECANCELED)
     E(EOWNERDEAD) E(ENOTRECOVERABLE) E(ERFKILL) E(EHWPOISON)
+    E(EADDRINUSE) E(EADDRNOTAVAIL) E(ECONNRESET) E(ECONNABORTED) E(ENOTCONN) E(EISCONN)
+    E(EDESTADDRREQ) E(EMSGSIZE) E(EPROTOTYPE) E(ENOPROTOOPT) E(EPROTONOSUPPORT)
+    E(ESOCKTNOSUPPORT) E(EPFNOSUPPORT) E(ENOBUFS) E(ENETUNREACH) E(EHOSTUNREACH)
+    E(ENETDOWN) E(ESHUTDOWN) E(EIDRM) E(ENOSTR) E(ETIME)
 #undef E
     case 0: return "OK";
     default:
@@ -197,6 +203,30 @@ __attribute__((unused)) static const char *ftype(mode_t m)
     if (S_ISFIFO(m)) return "fifo";
     if (S_ISSOCK(m)) return "sock";
     return "?";
+}
+
+/* Reap a child: its exit code, 128+N if signal N ended it, -1 if waitpid failed. */
+__attribute__((unused)) static int wait_child(pid_t pid)
+{
+    int status;
+    pid_t r;
+    while ((r = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+        ;
+    if (r != pid)
+        return -1;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return -1;
+}
+
+/* Milliseconds on CLOCK_MONOTONIC, for elapsed-time checks printed as booleans. */
+__attribute__((unused)) static long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
 }
 
 __attribute__((unused)) static int t_finish(void)
