@@ -334,8 +334,14 @@ def parse_probe_lines(stdout: str) -> list[tuple[str, str, str]]:
 # ---------------------------------------------------------------------------------------------
 # the session's C programs (built by the fixtures in conftest.py)
 
-# C tests also built as glibc static, musl static and musl dynamic programs.
-MULTI_VARIANT = ("open", "stat", "readdir", "pipe", "fork", "exec", "pthread", "spawn")
+# C tests also built as glibc static, musl static and musl dynamic programs: the basics, and
+# those where the C libraries differ (wrappers that retry, emulate or check arguments
+# themselves; thread start and exit; signal frames).
+MULTI_VARIANT = (
+    "open", "stat", "readdir", "pipe", "fork", "exec", "pthread", "spawn",
+    "spawn_attrs", "exit_group", "tls", "futex", "signal", "sigtimedwait", "pselect", "sleep",
+    "epoll", "sched", "time", "posix_shm",
+)  # fmt: skip
 # Scratch directory inside the LibOS (a ramfs).
 LIBOS_SCRATCH = "/tmp"
 
