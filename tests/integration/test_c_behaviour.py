@@ -26,9 +26,6 @@ CASES = behaviour_cases()
 #    it and removes the entry here. (An imperative pytest.xfail() before the LibOS run would
 #    never notice the fix.)
 KNOWN_LIBOS_FAILURES: dict[str, str] = {
-    "sysv_shm": "shmget/shmat/shmdt/shmctl are neither native nor served: ENOSYS",
-    "sysv_sem": "semget/semop/semtimedop/semctl are neither native nor served: ENOSYS",
-    "sysv_msg": "msgget/msgsnd/msgrcv/msgctl are neither native nor served: ENOSYS",
     "pgrp": (
         "the program's process group and session are the launcher's, outside the instance's PID "
         "namespace: getpgrp()/getsid() give 0, so setpgid(0, getpgrp()) makes a new group "

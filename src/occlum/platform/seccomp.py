@@ -81,6 +81,9 @@ NATIVE_SYSCALLS: tuple[str, ...] = (
     "socketpair", "sendmsg", "recvmsg", "sendto", "recvfrom", "sendmmsg", "recvmmsg",
     "socket", "shutdown", "listen", "accept", "accept4", "getsockopt", "setsockopt", "getsockname", "getpeername",
     "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
+    # System V IPC: the instance has an IPC namespace of its own
+    "shmget", "shmat", "shmdt", "shmctl", "semget", "semop", "semtimedop", "semctl",
+    "msgget", "msgsnd", "msgrcv", "msgctl",
     "close_range", "pidfd_open", "cachestat", "fork", "vfork",
 )  # fmt: skip
 
