@@ -26,11 +26,6 @@ CASES = behaviour_cases()
 #    it and removes the entry here. (An imperative pytest.xfail() before the LibOS run would
 #    never notice the fix.)
 KNOWN_LIBOS_FAILURES: dict[str, str] = {
-    "pgrp": (
-        "the program's process group and session are the launcher's, outside the instance's PID "
-        "namespace: getpgrp()/getsid() give 0, so setpgid(0, getpgrp()) makes a new group "
-        "instead of rejoining the parent's"
-    ),
     "comm": (
         "/proc/PID/comm and stat show the LibOS's name from exec, not PR_SET_NAME's; "
         "/proc/self/comm is read-only (EACCES); /proc/PID/task lists only the main thread"

@@ -97,6 +97,9 @@ class LibOS:
         # SEFS files' last writable close: their volume commits (Occlum commits at close too)
         self.close_watch = CloseWatch()
         self.limits = Limits(spec, self.log)
+        # `occlum run` holds the terminal's foreground: each first program gets it, and it
+        # comes back here when that program's tree ends
+        self.foreground = _terminal_foreground()
         self.mounts = self._init_mounts(spec) if spec.init_image else self._build_mounts(spec)
         self.objects = ObjectRegistry()
         self.objects.live_keys = self._live_keys
@@ -377,6 +380,7 @@ class LibOS:
             network=self.spec.network,
             cgroup_procs=self.limits.start_tree(),
             limits=self.limits.program,
+            foreground=self.foreground,
         )
         self.init_pid = launched.init_pid
         _raise_fd_limit()  # after the fork: the programs keep the limits they were given
@@ -535,6 +539,8 @@ class LibOS:
             except ChildProcessError:
                 pass
             self.init_pid = 0
+            if self.foreground:
+                _take_terminal_back()
         self.limits.end_tree()
         for p in list(self.procs.values()):
             self._process_exited(p)
@@ -871,6 +877,24 @@ class LibOS:
         finally:
             os.close(dfd)
         self.shadow_paths[key] = source
+
+
+def _terminal_foreground() -> bool:
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def _take_terminal_back() -> None:
+    """Make our process group the terminal's foreground again (we are in the background)."""
+    old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        os.tcsetpgrp(0, os.getpgrp())
+    except OSError:
+        pass
+    finally:
+        signal.signal(signal.SIGTTOU, old)
 
 
 def _identity(inode: Inode) -> tuple[int, int]:

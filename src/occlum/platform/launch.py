@@ -14,6 +14,7 @@ hard-links the stub at each path a program executes, so the kernel only ever run
 from __future__ import annotations
 
 import array
+import contextlib
 import fcntl
 import os
 import select
@@ -73,6 +74,7 @@ def launch(
     stdio: tuple[int, int, int] = (0, 1, 2),
     cgroup_procs: str | None = None,
     limits: ProgramLimits | None = None,
+    foreground: bool = False,
 ) -> Launched:
     """Start the tree; the first program's ``execve(exec_path)`` is the first notification."""
     parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -85,7 +87,7 @@ def launch(
         parent_sock.close()
         _setup_child(
             child_sock, stub, exec_path, argv, env, hostname, network, filter_prog,
-            cgroup_procs, limits,
+            cgroup_procs, limits, foreground,
         )  # fmt: skip
         os._exit(127)  # not reached
     child_sock.close()
@@ -136,6 +138,7 @@ def _setup_child(
     filter_prog: bytes,
     cgroup_procs: str | None,
     limits: ProgramLimits | None,
+    foreground: bool,
 ) -> None:
     try:
         native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -181,7 +184,7 @@ def _setup_child(
         root_fd = os.open(b"/", os.O_DIRECTORY | os.O_RDONLY)
         _send_fds(sock, b"P" + struct.pack("<i", init_pid), [root_fd])
         os._exit(0)
-    _init(sock, exec_path, argv, env, filter_prog, limits)
+    _init(sock, exec_path, argv, env, filter_prog, limits, foreground)
 
 
 def _init(
@@ -191,13 +194,24 @@ def _init(
     env: list[bytes],
     filter_prog: bytes,
     limits: ProgramLimits | None,
+    foreground: bool,
 ) -> None:
     """pid 1: start the first program, reap orphans, report how the first program ended."""
     for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(sig, signal.SIG_IGN)
     pid = os.fork()
     if pid == 0:
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)
         _first_program(sock, exec_path, argv, env, filter_prog, limits)
+    # the first program leads a process group of its own, as a shell's job does, and has the
+    # terminal's foreground when `occlum run` had it (the supervisor gives it back at the end)
+    with contextlib.suppress(OSError):
+        os.setpgid(pid, pid)
+    if foreground:
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        with contextlib.suppress(OSError):
+            os.tcsetpgrp(0, pid)
     forwarded = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
     def forward(signum: int, _frame: object) -> None:
