@@ -27,12 +27,8 @@ CASES = behaviour_cases()
 #    never notice the fix.)
 KNOWN_LIBOS_FAILURES: dict[str, str] = {
     "comm": (
-        "/proc/PID/comm and stat show the LibOS's name from exec, not PR_SET_NAME's; "
-        "/proc/self/comm is read-only (EACCES); /proc/PID/task lists only the main thread"
-    ),
-    "fdinfo": (
-        "/proc/PID/fdinfo/N is a fixed text (pos 0, flags 02): no real position or flags, "
-        "no eventfd/signalfd/timerfd/epoll lines"
+        "/proc/self/comm is read-only (EACCES, Linux lets a process rename itself by writing "
+        "it); /proc/PID/task lists only the main thread, so a thread's comm is ENOENT"
     ),
     "unix_abstract": (
         "abstract names are bound with an instance prefix: getsockname/getpeername/accept/"

@@ -11,6 +11,7 @@ when the registry can say where it is.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -328,7 +329,7 @@ class ProcFs(FileSystem):
             b"cwd": link("cwd", lambda i: i.cwd),
             b"root": link("root", lambda i: i.root),
             b"cmdline": f("cmdline", lambda i: i.cmdline),
-            b"comm": f("comm", lambda i: i.comm[:15] + b"\n"),
+            b"comm": f("comm", lambda i: _comm(i) + b"\n"),
             b"environ": f("environ", lambda i: i.environ),
             b"stat": f("stat", _stat_text),
             b"status": f("status", _status_text),
@@ -371,12 +372,30 @@ class ProcFs(FileSystem):
 
     def _fdinfo_entries(self, pid: int) -> dict[bytes, Factory]:
         info = self._info(pid)
+
+        def text(fd: int) -> bytes:
+            # the kernel's own record (position, flags, eventfd count, timerfd ticks, epoll
+            # items...): nothing in it names a host path
+            if info.host_pid:
+                host = _host_read(f"/proc/{info.host_pid}/fdinfo/{fd}")
+                if host:
+                    return host
+            return b"pos:\t0\nflags:\t02\nmnt_id:\t0\n"
+
         return {
-            b"%d" % fd: self._file(
-                ("p", pid, "fdinfo", fd), lambda: b"pos:\t0\nflags:\t02\nmnt_id:\t0\n", info.uid
-            )
+            b"%d" % fd: self._file(("p", pid, "fdinfo", fd), functools.partial(text, fd), info.uid)
             for fd in info.fds
         }
+
+
+def _comm(i: ProcessInfo) -> bytes:
+    """The name the kernel keeps (exec sets it from the path, as the LibOS does, and
+    PR_SET_NAME changes it natively), else the LibOS's."""
+    if i.host_pid:
+        host = _host_read(f"/proc/{i.host_pid}/comm").rstrip(b"\n")
+        if host:
+            return host
+    return i.comm[:15]
 
 
 def _stat_text(i: ProcessInfo) -> bytes:
@@ -391,12 +410,12 @@ def _stat_text(i: ProcessInfo) -> bytes:
     i.settle_ids()
     rest[0:4] = [i.state.encode(), b"%d" % i.ppid, b"%d" % i.pgid, b"%d" % i.sid]
     rest[17] = b"%d" % i.threads
-    return b"%d (%s) %s\n" % (i.pid, i.comm[:15], b" ".join(rest))
+    return b"%d (%s) %s\n" % (i.pid, _comm(i), b" ".join(rest))
 
 
 def _status_text(i: ProcessInfo) -> bytes:
     lines = [
-        b"Name:\t%s" % i.comm[:15],
+        b"Name:\t%s" % _comm(i),
         b"Umask:\t%04o" % i.umask,
         b"State:\t%s (%s)" % (i.state.encode(), _STATE_NAMES.get(i.state, "running").encode()),
         b"Tgid:\t%d" % (i.tgid or i.pid),
