@@ -31,9 +31,9 @@ KNOWN_LIBOS_FAILURES: dict[str, str] = {
         "it); /proc/PID/task lists only the main thread, so a thread's comm is ENOENT"
     ),
     "unix_abstract": (
-        "abstract names are bound with an instance prefix: getsockname/getpeername/accept/"
-        "recvfrom show the prefixed name; sendto an abstract address runs natively with the "
-        "unprefixed name: ECONNREFUSED"
+        "abstract names are bound with an instance prefix on the host's network: bind, connect, "
+        "sendto, getsockname and getpeername hide it, but accept and recvfrom (native) return "
+        "the prefixed peer name, and the prefix shortens the longest name"
     ),
 }
 # A known failure may hang; it need not cost the full run timeout.

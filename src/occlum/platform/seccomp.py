@@ -78,8 +78,8 @@ NATIVE_SYSCALLS: tuple[str, ...] = (
     "exit", "futex", "futex_waitv", "set_robust_list", "get_robust_list",
     "set_tid_address", "arch_prctl", "rseq", "prctl", "personality", "getrandom",
     "getrusage", "getrlimit", "setrlimit", "prlimit64", "seccomp", "restart_syscall",
-    "socketpair", "sendmsg", "recvmsg", "sendto", "recvfrom", "sendmmsg", "recvmmsg",
-    "socket", "shutdown", "listen", "accept", "accept4", "getsockopt", "setsockopt", "getsockname", "getpeername",
+    "socketpair", "sendmsg", "recvmsg", "recvfrom", "sendmmsg", "recvmmsg",
+    "socket", "shutdown", "listen", "accept", "accept4", "getsockopt", "setsockopt",
     "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
     # System V IPC: the instance has an IPC namespace of its own
     "shmget", "shmat", "shmdt", "shmctl", "semget", "semop", "semtimedop", "semctl",
@@ -127,6 +127,16 @@ def build_filter(native: Iterable[str] = NATIVE_SYSCALLS) -> bytes:
         _jump(_JSET_K, CLONE_NAMESPACE_FLAGS, 0, 1),
         _stmt(_RET_K, SECCOMP_RET_USER_NOTIF),
         _stmt(_RET_K, SECCOMP_RET_ALLOW),
+        _stmt(_LD_W_ABS, 0),
+        # sendto: native without an address (send() on a connected socket, the data path);
+        # an address may name a Unix socket, which the supervisor resolves
+        _jump(_JEQ_K, NR["sendto"], 0, 6),
+        _stmt(_LD_W_ABS, 16 + 8 * 4),  # low word of args[4], dest_addr
+        _jump(_JEQ_K, 0, 0, 3),
+        _stmt(_LD_W_ABS, 16 + 8 * 4 + 4),  # its high word
+        _jump(_JEQ_K, 0, 0, 1),
+        _stmt(_RET_K, SECCOMP_RET_ALLOW),
+        _stmt(_RET_K, SECCOMP_RET_USER_NOTIF),
         _stmt(_LD_W_ABS, 0),
     ]
     count = len(numbers)

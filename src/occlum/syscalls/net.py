@@ -1,23 +1,25 @@
 """Unix domain socket addresses: paths live in the LibOS file systems, abstract names stay in
 the instance.
 
-Sockets themselves are the host kernel's and every data call runs natively; only ``bind`` and
-``connect`` are served, because their address names something:
+Sockets themselves are the host kernel's and every data call runs natively; ``bind``,
+``connect``, ``sendto`` with an address, ``getsockname`` and ``getpeername`` are served,
+because their address names something:
 
 - **A path** names a socket file in the LibOS file systems. ``bind`` creates it there (the
   usual EADDRINUSE, EACCES, ENOENT), then lets the program's own ``bind`` go through: the
   kernel resolves the path in the instance's shadow root (every program's host root and cwd,
   empty but for what the LibOS puts there), so the socket is bound at that same text, and
   ``getsockname``, ``accept`` and ``recvfrom`` report the name the program gave, as on Linux.
-  ``connect`` resolves the path in the LibOS (symlinks, permissions, "not a socket" ->
-  ECONNREFUSED), hard-links the bound host socket at the text the caller gave, and lets the
-  call through. ``sendto`` and ``sendmsg`` run natively: they reach a socket by the text it
-  was bound with.
+  ``connect`` and ``sendto`` resolve the path in the LibOS (symlinks, permissions, "not a
+  socket" -> ECONNREFUSED), hard-link the bound host socket at the text the caller gave, and
+  let the call through. ``sendmsg`` runs natively: it reaches a socket by the text it was
+  bound with.
 - **An abstract name** (a leading NUL byte) lives in the network namespace; an instance on the
   host's network would share it with the host. There the LibOS binds and connects for the
   program (on a duplicate of its socket) under a name prefixed with the instance's own, so
-  instances and the host cannot reach each other's abstract sockets. ``getsockname`` then
-  shows the prefixed name.
+  instances and the host cannot reach each other's abstract sockets. ``sendto`` does the same
+  (without blocking: a full receiver gives EAGAIN), ``getsockname``/``getpeername`` take the
+  prefix off; ``accept`` and ``recvfrom`` run natively and show it.
 """
 
 from __future__ import annotations
@@ -178,3 +180,88 @@ def sys_connect(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Resu
     if not libos.shadow_socket_link(path, where.inode):
         raise SyscallError(errno.ECONNREFUSED, "no socket is bound to that file")
     return PROCEED
+
+
+def sys_sendto(
+    libos: LibOS, t: Task, fd: int, buf: int, length: int, flags: int, addr: int, addrlen: int
+) -> Result:
+    """sendto with an address (the filter lets the others through): an abstract name gets the
+    instance's prefix, a path is made reachable at the caller's text, as for connect."""
+    from occlum.kernel.libos import PROCEED
+
+    sun_path = _unix_address(t, addr, addrlen)
+    if sun_path is None or not sun_path:
+        return PROCEED
+    if sun_path[0] == 0:
+        if libos.spec.network != "host":
+            return PROCEED
+        data = t.mem.read(buf, length) if length else b""
+        target = _abstract_name(libos, sun_path[1:])
+        with _duplicate(t, fd) as sock:
+            try:
+                return sock.sendto(data, flags & 0xFFFFFFFF | socket.MSG_DONTWAIT, target)
+            except OSError as exc:
+                raise SyscallError(exc.errno or errno.EINVAL, "sendto an abstract socket")
+    path = _path_of(sun_path)
+    p = t.process
+    try:
+        where = resolve(p.root, p.cwd, path, cred=p.cred)
+    except SyscallError:
+        return PROCEED  # the kernel gives its own error for a name that is not there
+    if where.inode.getattr().mode & S_IFMT == S_IFSOCK:
+        libos.shadow_socket_link(path, where.inode)
+    return PROCEED
+
+
+def _sockname(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int, peer: bool) -> Result:
+    """getsockname/getpeername: the kernel's answer, but an abstract name without the
+    instance's prefix."""
+    from occlum.kernel.libos import PROCEED
+
+    if libos.spec.network != "host" or addr == 0 or addrlen == 0:
+        return PROCEED
+    with _duplicate(t, fd) as sock:
+        if sock.family != socket.AF_UNIX:
+            return PROCEED
+        try:
+            name = sock.getpeername() if peer else sock.getsockname()
+        except OSError:
+            return PROCEED
+    prefix = _abstract_name(libos, b"")
+    if not isinstance(name, bytes) or not name.startswith(prefix):
+        return PROCEED
+    raw = _FAMILY.pack(AF_UNIX) + b"\0" + name[len(prefix) :]
+    room = struct.unpack("<I", t.mem.read(addrlen, 4))[0]
+    t.mem.write(addr, raw[: min(room, len(raw))])
+    t.mem.write(addrlen, struct.pack("<I", len(raw)))
+    return 0
+
+
+def sys_getsockname(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Result:
+    return _sockname(libos, t, fd, addr, addrlen, peer=False)
+
+
+def sys_getpeername(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Result:
+    return _sockname(libos, t, fd, addr, addrlen, peer=True)
+
+
+class _duplicate:
+    """The program's socket ``fd``, duplicated into the supervisor for the duration."""
+
+    def __init__(self, t: Task, fd: int) -> None:
+        try:
+            self._fd = native.pidfd_getfd(t.process.pidfd, s32(fd))
+        except OSError as exc:
+            raise SyscallError(exc.errno or errno.EBADF, "not a descriptor of the caller")
+        try:
+            self.sock = socket.socket(fileno=self._fd)
+        except OSError:
+            os.close(self._fd)
+            raise SyscallError(errno.ENOTSOCK, "not a socket")
+
+    def __enter__(self) -> socket.socket:
+        return self.sock
+
+    def __exit__(self, *_: object) -> None:
+        self.sock.detach()
+        os.close(self._fd)

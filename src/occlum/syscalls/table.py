@@ -97,6 +97,9 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
         FULL,
         "Unix socket paths in the LibOS; others native",
     ),
+    "sendto": (net.sys_sendto, "fd ptr int hex ptr int", FULL, "served only with an address"),
+    "getsockname": (net.sys_getsockname, "fd ptr ptr", FULL, "abstract names unprefixed"),
+    "getpeername": (net.sys_getpeername, "fd ptr ptr", FULL, "abstract names unprefixed"),
     "msync": (fs.sys_msync, "ptr int hex", FULL, "MS_SYNC commits the protected file systems"),
     "mount": (
         mnt.sys_mount,
