@@ -86,18 +86,22 @@ def test_tampered_object_is_refused(inst: Path) -> None:
     assert res.returncode != 0 or "status 1" in res.stdout
 
 
-def test_fsync_survives_a_killed_libos(inst: Path) -> None:
-    proc = subprocess.Popen(
-        [OCCLUM, "run", "/bin/fsync_then_wait", "/data/durable", "kept"], cwd=inst,
-        stdout=subprocess.PIPE, env={**os.environ, "OCCLUM_LOG_LEVEL": "off"},
-    )  # fmt: skip
+def _kill_after(inst: Path, argv: list[str], line: bytes) -> None:
+    """Run ``argv`` in the LibOS until it prints ``line``, then SIGKILL the supervisor: no
+    exit commit, no periodic write-back (its interval is an hour)."""
+    env = {**os.environ, "OCCLUM_LOG_LEVEL": "off", "OCCLUM_WRITEBACK_SECONDS": "3600"}
+    proc = subprocess.Popen([OCCLUM, "run", *argv], cwd=inst, stdout=subprocess.PIPE, env=env)
     assert proc.stdout is not None
     try:
-        assert proc.stdout.readline() == b"synced\n"
+        assert proc.stdout.readline() == line
     finally:
         proc.kill()
         proc.wait(timeout=10)
         proc.stdout.close()
+
+
+def test_fsync_survives_a_killed_libos(inst: Path) -> None:
+    _kill_after(inst, ["/bin/fsync_then_wait", "/data/durable", "kept"], b"synced\n")
     res = occlum(inst, "run", "/bin/sh", "-c", "cat /data/durable; echo; ls /data")
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[0] == "kept"
@@ -105,18 +109,8 @@ def test_fsync_survives_a_killed_libos(inst: Path) -> None:
 
 
 def test_msync_survives_a_killed_libos(inst: Path) -> None:
-    env = {**os.environ, "OCCLUM_LOG_LEVEL": "off", "OCCLUM_WRITEBACK_SECONDS": "3600"}
-    proc = subprocess.Popen(
-        [OCCLUM, "run", "/bin/msync_then_wait", "/data/mapped", "stored-then-msynced"],
-        cwd=inst, stdout=subprocess.PIPE, env=env,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    try:
-        assert proc.stdout.readline() == b"synced\n"
-    finally:
-        proc.kill()  # the supervisor: no exit commit, no write-back
-        proc.wait(timeout=10)
-        proc.stdout.close()
+    argv = ["/bin/msync_then_wait", "/data/mapped", "stored-then-msynced"]
+    _kill_after(inst, argv, b"synced\n")
     res = occlum(inst, "run", "/bin/cat", "/data/mapped")
     assert res.returncode == 0, res.stderr
     data = res.stdout.encode()
@@ -125,18 +119,7 @@ def test_msync_survives_a_killed_libos(inst: Path) -> None:
 
 
 def test_the_last_close_commits(inst: Path) -> None:
-    env = {**os.environ, "OCCLUM_LOG_LEVEL": "off", "OCCLUM_WRITEBACK_SECONDS": "3600"}
-    proc = subprocess.Popen(
-        [OCCLUM, "run", "/bin/close_then_wait", "/data/closed", "written-then-closed"],
-        cwd=inst, stdout=subprocess.PIPE, env=env,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    try:
-        assert proc.stdout.readline() == b"closed\n"
-    finally:
-        proc.kill()  # the supervisor: no exit commit, no write-back
-        proc.wait(timeout=10)
-        proc.stdout.close()
+    _kill_after(inst, ["/bin/close_then_wait", "/data/closed", "written-then-closed"], b"closed\n")
     res = occlum(inst, "run", "/bin/cat", "/data/closed")
     assert res.returncode == 0 and res.stdout == "written-then-closed", res.stderr
 

@@ -70,27 +70,16 @@ def _abstract_name(libos: LibOS, name: bytes) -> bytes:
 
 def _on_duplicate(libos: LibOS, t: Task, fd: int, op: str, address: bytes) -> int:
     """``bind`` or ``connect`` the program's socket ``fd`` to ``address``, from here."""
-    try:
-        dup = native.pidfd_getfd(t.process.pidfd, s32(fd))
-    except OSError as exc:
-        raise SyscallError(exc.errno or errno.EBADF, "not a descriptor of the caller")
-    try:
-        sock = socket.socket(fileno=dup)
-    except OSError as exc:
-        os.close(dup)
-        raise SyscallError(errno.ENOTSOCK if exc.errno == errno.ENOTSOCK else errno.EBADF)
-    try:
+    with _duplicate(t, fd) as sock:
         if sock.family != socket.AF_UNIX:
             raise SyscallError(errno.EINVAL, "not a Unix domain socket")
-        if op == "bind":
-            sock.bind(address)
-        else:
-            sock.connect(address)
-    except OSError as exc:
-        raise SyscallError(exc.errno or errno.EINVAL, f"{op} of an abstract socket")
-    finally:
-        sock.detach()
-        os.close(dup)
+        try:
+            if op == "bind":
+                sock.bind(address)
+            else:
+                sock.connect(address)
+        except OSError as exc:
+            raise SyscallError(exc.errno or errno.EINVAL, f"{op} of an abstract socket")
     return 0
 
 
@@ -138,23 +127,11 @@ def sys_bind(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Result:
 def _check_unbound(t: Task, fd: int) -> None:
     """EINVAL for a socket that already has an address (the kernel would say so only after the
     LibOS had made the socket file); EBADF/ENOTSOCK for what is not a socket."""
-    try:
-        dup = native.pidfd_getfd(t.process.pidfd, s32(fd))
-    except OSError as exc:
-        raise SyscallError(exc.errno or errno.EBADF, "not a descriptor of the caller")
-    try:
-        sock = socket.socket(fileno=dup)
-    except OSError:
-        os.close(dup)
-        raise SyscallError(errno.ENOTSOCK, "not a socket")
-    try:
+    with _duplicate(t, fd) as sock:
         if sock.family != socket.AF_UNIX:
             raise SyscallError(errno.EINVAL, "not a Unix domain socket")
         if sock.getsockname():
             raise SyscallError(errno.EINVAL, "the socket is already bound")
-    finally:
-        sock.detach()
-        os.close(dup)
 
 
 def sys_connect(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Result:
