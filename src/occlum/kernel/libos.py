@@ -120,10 +120,8 @@ class LibOS:
         self.shadow_paths: dict[bytes, str] = {}  # path in the shadow root -> what is linked
         # LibOS FIFOs and socket files (by _identity) -> the host FIFO / bound socket standing
         # for them in the shadow root
-        self.host_fifos: dict[tuple[int, int], str] = {}
-        self.fifo_inodes: list[Inode] = []
-        self.host_sockets: dict[tuple[int, int], str] = {}
-        self.socket_inodes: list[Inode] = []
+        self.host_fifos: dict[tuple[FileSystem, int], str] = {}
+        self.host_sockets: dict[tuple[FileSystem, int], str] = {}
         self.init_pid = 0
         self.first_status: int | None = None
         self.sel = selectors.DefaultSelector()
@@ -387,9 +385,7 @@ class LibOS:
         self.shadow_fd = launched.shadow_root_fd
         self.shadow_paths = {}
         self.host_fifos = {}
-        self.fifo_inodes = []
         self.host_sockets = {}
-        self.socket_inodes = []
         os.mkdir(".handles", 0o700, dir_fd=self.shadow_fd)
         self.objects.scratch_fd = os.open(
             ".handles", os.O_RDONLY | os.O_DIRECTORY, dir_fd=self.shadow_fd
@@ -793,7 +789,6 @@ class LibOS:
             except OSError as exc:
                 raise SyscallError(exc.errno or errno.EIO, f"cannot make a host FIFO: {exc}")
             self.host_fifos[_identity(inode)] = name
-            self.fifo_inodes.append(inode)  # keeps id(inode.fs) from being reused
         return name
 
     def shadow_socket(self, path: bytes, inode: Inode) -> None:
@@ -814,7 +809,6 @@ class LibOS:
             os.close(dfd)
         self.shadow_paths[key] = key.decode("latin-1")
         self.host_sockets[_identity(inode)] = key.decode("latin-1")
-        self.socket_inodes.append(inode)  # keeps id(inode.fs) from being reused
 
     def shadow_socket_link(self, path: bytes, inode: Inode) -> bool:
         """Make the host socket bound for the LibOS socket file ``inode`` reachable at
@@ -897,10 +891,10 @@ def _take_terminal_back() -> None:
         signal.signal(signal.SIGTTOU, old)
 
 
-def _identity(inode: Inode) -> tuple[int, int]:
+def _identity(inode: Inode) -> tuple[FileSystem, int]:
     """A LibOS file's identity: its file system and inode number (inode objects may be
     wrappers made per lookup, as the union's are)."""
-    return id(inode.fs), inode.ino
+    return inode.fs, inode.ino
 
 
 def _normalize(path: bytes) -> list[bytes]:

@@ -80,7 +80,7 @@ def _resolve_at(
                    dir_fd_base=base, cred=p.cred)  # fmt: skip
 
 
-def _parent_at(libos: LibOS, t: Task, dirfd: int, path: bytes):  # type: ignore[no-untyped-def]
+def parent_at(libos: LibOS, t: Task, dirfd: int, path: bytes):  # type: ignore[no-untyped-def]
     p = t.process
     if not path:
         raise SyscallError(errno.ENOENT, "empty path")
@@ -369,7 +369,7 @@ def sys_getdents64(libos: LibOS, t: Task, fd: int, buf: int, count: int) -> int:
 
 def sys_mkdirat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int) -> int:
     p = t.process
-    pn = _parent_at(libos, t, dirfd, _path(t, path))
+    pn = parent_at(libos, t, dirfd, _path(t, path))
     if pn.name in (b".", b".."):
         raise SyscallError(errno.EEXIST, "exists")
     pn.parent.inode.mkdir(pn.name, mode & 0o7777 & ~p.umask, p.cred.uid, p.cred.gid)
@@ -387,7 +387,7 @@ def sys_mknodat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, dev: in
         raise SyscallError(errno.EPERM, "use mkdir")
     if kind not in (S_IFREG, S_IFIFO, S_IFSOCK):
         raise SyscallError(errno.EPERM, "device nodes cannot be created in the LibOS")
-    pn = _parent_at(libos, t, dirfd, _path(t, path))
+    pn = parent_at(libos, t, dirfd, _path(t, path))
     if pn.name in (b".", b".."):
         raise SyscallError(errno.EEXIST, "exists")
     perm = mode & 0o7777 & ~p.umask
@@ -405,7 +405,7 @@ def sys_mknod(libos: LibOS, t: Task, path: int, mode: int, dev: int) -> int:
 def sys_unlinkat(libos: LibOS, t: Task, dirfd: int, path: int, flags: int) -> int:
     if flags & ~AT_REMOVEDIR:
         raise SyscallError(errno.EINVAL, "bad flags")
-    pn = _parent_at(libos, t, dirfd, _path(t, path))
+    pn = parent_at(libos, t, dirfd, _path(t, path))
     if flags & AT_REMOVEDIR:
         if pn.name == b".":
             raise SyscallError(errno.EINVAL, "cannot remove '.'")
@@ -445,8 +445,8 @@ def sys_renameat2(
         raise SyscallError(errno.EINVAL, "bad rename flags")
     if flags & RENAME_WHITEOUT:
         raise SyscallError(errno.EINVAL, "RENAME_WHITEOUT is not supported")
-    old = _parent_at(libos, t, olddirfd, _path(t, oldpath))
-    new = _parent_at(libos, t, newdirfd, _path(t, newpath))
+    old = parent_at(libos, t, olddirfd, _path(t, oldpath))
+    new = parent_at(libos, t, newdirfd, _path(t, newpath))
     if old.name in (b".", b"..") or new.name in (b".", b".."):
         raise SyscallError(
             errno.EBUSY if old.name == b"." or new.name == b"." else errno.EINVAL, "bad name"
@@ -476,7 +476,7 @@ def sys_linkat(
                       follow=bool(flags & AT_SYMLINK_FOLLOW))  # fmt: skip
     if src.inode.is_dir:
         raise SyscallError(errno.EPERM, "hard link to a directory")
-    pn = _parent_at(libos, t, newdirfd, _path(t, newpath))
+    pn = parent_at(libos, t, newdirfd, _path(t, newpath))
     if pn.name in (b".", b"..") or pn.trailing_slash:
         raise SyscallError(errno.EEXIST, "exists")
     if src.mount is not pn.parent.mount:
@@ -494,7 +494,7 @@ def sys_symlinkat(libos: LibOS, t: Task, target: int, newdirfd: int, linkpath: i
     text = _path(t, target)
     if not text:
         raise SyscallError(errno.ENOENT, "empty target")
-    pn = _parent_at(libos, t, newdirfd, _path(t, linkpath))
+    pn = parent_at(libos, t, newdirfd, _path(t, linkpath))
     if pn.name in (b".", b"..") or pn.trailing_slash:
         raise SyscallError(errno.EEXIST, "exists")
     pn.parent.inode.symlink(pn.name, text, p.cred.uid, p.cred.gid)

@@ -25,6 +25,7 @@ because their address names something:
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import socket
@@ -32,11 +33,12 @@ import struct
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
-from occlum.abi.fsabi import S_IFMT, S_IFSOCK
+from occlum.abi.fsabi import AT_FDCWD, S_IFMT, S_IFSOCK
 from occlum.platform import native
 from occlum.syscalls.common import s32
-from occlum.vfs import resolve, resolve_parent
-from occlum.vfs.inode import MAY_EXEC, MAY_WRITE, check_access
+from occlum.syscalls.fs import parent_at
+from occlum.vfs import resolve
+from occlum.vfs.inode import MAY_WRITE, check_access
 
 if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS, Result
@@ -59,10 +61,15 @@ def _unix_address(t: Task, addr: int, addrlen: int) -> bytes | None:
     return raw[_FAMILY.size :]
 
 
+@functools.cache
+def _abstract_prefix(instance_dir: str) -> bytes:
+    """What the instance's abstract names start with on the host (after the NUL)."""
+    return b"occlum-" + hashlib.sha256(instance_dir.encode()).hexdigest()[:12].encode() + b"/"
+
+
 def _abstract_name(libos: LibOS, name: bytes) -> bytes:
     """The host's abstract name for the instance's abstract ``name`` (without the NUL)."""
-    tag = hashlib.sha256(libos.spec.instance_dir.encode()).hexdigest()[:12]
-    full = b"occlum-" + tag.encode() + b"/" + name
+    full = _abstract_prefix(libos.spec.instance_dir) + name
     if len(full) + 1 > _SUN_PATH:
         raise SyscallError(errno.EINVAL, "abstract socket name too long for the instance prefix")
     return b"\0" + full
@@ -103,9 +110,7 @@ def sys_bind(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Result:
         raise SyscallError(errno.EINVAL, "empty socket path")
     p = t.process
     _check_unbound(t, fd)
-    pn = resolve_parent(p.root, p.cwd, path, cred=p.cred)
-    if p.cred.uid != 0:
-        check_access(pn.parent.inode.getattr(), p.cred, MAY_WRITE | MAY_EXEC)
+    pn = parent_at(libos, t, AT_FDCWD, path)
     if pn.trailing_slash:
         raise SyscallError(errno.ENOENT, "trailing slash")
     try:
@@ -204,7 +209,7 @@ def _sockname(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int, peer: boo
             name = sock.getpeername() if peer else sock.getsockname()
         except OSError:
             return PROCEED
-    prefix = _abstract_name(libos, b"")
+    prefix = b"\0" + _abstract_prefix(libos.spec.instance_dir)
     if not isinstance(name, bytes) or not name.startswith(prefix):
         return PROCEED
     raw = _FAMILY.pack(AF_UNIX) + b"\0" + name[len(prefix) :]

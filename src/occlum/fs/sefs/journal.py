@@ -116,11 +116,17 @@ class Journal:
             raise self.store.error(
                 f"journal record {self._seq} fails verification (tampered, reordered or replayed)"
             )
+        self._advance(oid, offset, blob, aad)
+        return payload
+
+    def _advance(self, oid: bytes, offset: int, blob: bytes, aad: bytes) -> Record:
+        """Record the verified or written blob ``oid`` at ``offset``; the chain moves on."""
         tag = self.store.tag_of(blob)
-        self.records[oid] = Record(oid, self._seq, offset, len(blob), tag, aad)
+        rec = Record(oid, self._seq, offset, len(blob), tag, aad)
+        self.records[oid] = rec
         self._seq += 1
         self._prev = tag
-        return payload
+        return rec
 
     def _key(self, oid: bytes) -> bytes:
         return self.store.derive(_LABEL, self.jid + oid)
@@ -146,12 +152,8 @@ class Journal:
             except OSError:
                 pass  # the torn tail is cut off at the next mount
             raise self.store.error(f"appending to the journal: {e.strerror}", e.errno)
-        tag = self.store.tag_of(blob)
-        rec = Record(oid, self._seq, self.size + _FRAME.size, len(blob), tag, aad)
-        self.records[oid] = rec
+        rec = self._advance(oid, self.size + _FRAME.size, blob, aad)
         self.size += len(frame)
-        self._seq += 1
-        self._prev = tag
         self.store.step("journal-appended")
         return rec
 

@@ -34,7 +34,7 @@ import json
 import os
 import struct
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -671,17 +671,9 @@ class SefsFs(RamFs):
         """Give every file chunk kept in a journal record a place in an object of its own."""
         if self._journal is None or self._journal.empty:
             return
-        seen: set[int] = set()
-        stack: list[RamInode] = [self.root]
-        while stack:
-            node = stack.pop()
-            if node.ino in seen:
-                continue
-            seen.add(node.ino)
-            if isinstance(node, RamDir):
-                stack.extend(node.children.values())
-            elif isinstance(node, SefsFile) and any(c and c.in_journal for c in node.chunks):
-                self._move_chunks(node)
+        for f in self._files():
+            if any(c and c.in_journal for c in f.chunks):
+                self._move_chunks(f)
 
     def _move_chunks(self, f: SefsFile) -> None:
         what = f"contents of inode {f.ino}"
@@ -709,6 +701,12 @@ class SefsFs(RamFs):
         """The ids of the objects the committed state names: the checkpoint's metadata and
         every chunk's extent (what a checkpoint keeps on the host; the rest is garbage)."""
         referenced = {self._meta.oid} if self._meta is not None else set()
+        for f in self._files():
+            referenced |= {c.ref.oid for c in f.chunks if c is not None and not c.in_journal}
+        return referenced
+
+    def _files(self) -> Iterator[SefsFile]:
+        """Every regular file in the tree, once (hard links are one file)."""
         seen: set[int] = set()
         stack: list[RamInode] = [self.root]
         while stack:
@@ -719,8 +717,7 @@ class SefsFs(RamFs):
             if isinstance(node, RamDir):
                 stack.extend(node.children.values())
             elif isinstance(node, SefsFile):
-                referenced |= {c.ref.oid for c in node.chunks if c is not None and not c.in_journal}
-        return referenced
+                yield node
 
     @property
     def generation(self) -> int:
@@ -740,13 +737,8 @@ class SefsFs(RamFs):
                     self._checkpoint()
         finally:
             self.closed = True
-            stack: list[RamInode] = [self.root]
-            while stack:
-                node = stack.pop()
-                if isinstance(node, SefsFile):
-                    node.unload()
-                elif isinstance(node, RamDir):
-                    stack.extend(node.children.values())
+            for f in self._files():
+                f.unload()
             self._close_storage()
 
     def _close_storage(self) -> None:
