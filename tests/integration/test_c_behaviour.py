@@ -26,10 +26,6 @@ CASES = behaviour_cases()
 #    it and removes the entry here. (An imperative pytest.xfail() before the LibOS run would
 #    never notice the fix.)
 KNOWN_LIBOS_FAILURES: dict[str, str] = {
-    "comm": (
-        "/proc/self/comm is read-only (EACCES, Linux lets a process rename itself by writing "
-        "it); /proc/PID/task lists only the main thread, so a thread's comm is ENOENT"
-    ),
     "unix_abstract": (
         "abstract names are bound with an instance prefix on the host's network: bind, connect, "
         "sendto, getsockname and getpeername hide it, but accept and recvfrom (native) return "

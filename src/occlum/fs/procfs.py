@@ -6,6 +6,12 @@ proc file renders its content into a fresh memfd (a snapshot per open, roughly a
 with ``seq_file``) and hands out a descriptor of it.  ``exe``, ``cwd``, ``root`` and ``fd/N``
 are magic links: readlink gives LibOS paths, and ``fd/N`` jumps to the open file itself
 when the registry can say where it is.
+
+``comm`` is the one file a process writes: its descriptor is the host kernel's own
+``comm`` of that thread (opened by the supervisor, used natively by the program), so reading
+shows the name PR_SET_NAME set and writing renames exactly as Linux does (only the caller's
+own thread group, the text cut at 15 bytes and kept as written, newline included).
+``task/`` lists every thread of the process under its LibOS tid.
 """
 
 from __future__ import annotations
@@ -60,6 +66,11 @@ class ProcessInfo:
     umask: int = 0o022
     # (pgid, sid, threads) computed on demand, when the kernel's answer costs a read
     ids: Callable[[], tuple[int, int, int]] | None = None
+    # LibOS tid -> host tid of every thread, read when task/ is looked at
+    tasks: Callable[[], Mapping[int, int]] | None = None
+    # opens the host's /proc/<host_pid>/<name> of this very process (not of a host process
+    # that got its pid after it exited); without it such files are snapshots, read-only
+    open_host: Callable[[str, int], int] | None = None
 
     def settle_ids(self) -> None:
         if self.ids is not None:
@@ -125,6 +136,44 @@ class ProcFile(ProcInode):
         if flags & os.O_ACCMODE != os.O_RDONLY:
             raise SyscallError(errno.EACCES, "proc file is read-only")
         return _memfd_of(self.gen(), flags)
+
+
+class ProcHostFile(ProcInode):
+    """A file of the process the host kernel itself serves, read and written through the
+    host's own file (``comm``: writing renames the thread, as on Linux)."""
+
+    def __init__(
+        self,
+        fs: ProcFs,
+        key: tuple[object, ...],
+        info: ProcessInfo,
+        host_name: str,
+        snapshot: Callable[[], bytes],
+        owner: int = 0,
+    ) -> None:
+        super().__init__(fs, key, S_IFREG, 0o644, owner)
+        self.info, self.host_name, self.snapshot = info, host_name, snapshot
+
+    def open_host_fd(self, flags: int) -> int:
+        if self.info.open_host is None:
+            if flags & os.O_ACCMODE != os.O_RDONLY:
+                raise SyscallError(errno.EACCES, "no host process to rename")
+            return _memfd_of(self.snapshot(), flags)
+        return self.info.open_host(self.host_name, flags & os.O_ACCMODE)
+
+    def setattr(
+        self,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        size: int | None = None,
+        atime_ns: int | None = None,
+        mtime_ns: int | None = None,
+    ) -> None:
+        # O_TRUNC (a shell's `echo name > /proc/self/comm`) is accepted and changes nothing,
+        # as on Linux; the mode and owner are the kernel's
+        if mode is not None or uid is not None or gid is not None:
+            raise SyscallError(errno.EPERM, "proc file attributes are fixed")
 
 
 class ProcLink(ProcInode):
@@ -265,10 +314,10 @@ class ProcFs(FileSystem):
         }
         return e
 
-    def _pid_dir_factory(self, pid: int, tid: bool = False) -> Factory:
+    def _pid_dir_factory(self, pid: int, tid: int | None = None) -> Factory:
         def make() -> Inode:
             owner = self._info(pid).uid
-            return ProcDir(self, ("pid", pid, tid), lambda: self._pid_entries(pid), owner)
+            return ProcDir(self, ("pid", pid, tid), lambda: self._pid_entries(pid, tid), owner)
 
         return make
 
@@ -312,27 +361,37 @@ class ProcFs(FileSystem):
 
     # --- /proc/<pid> ----------------------------------------------------------------------
 
-    def _pid_entries(self, pid: int) -> dict[bytes, Factory]:
+    def _pid_entries(self, pid: int, tid: int | None = None) -> dict[bytes, Factory]:
+        """``/proc/<pid>``, or with ``tid`` ``/proc/<pid>/task/<tid>`` (its own name, state
+        and numbers; no ``task/``)."""
         info = self._info(pid)
         u = info.uid
+        where = _Thread(pid, "") if tid is None else self._thread(info, tid)
+        key: tuple[object, ...] = ("p", pid) if tid is None else ("t", pid, tid)
 
         def f(name: str, gen: Callable[[ProcessInfo], bytes]) -> Factory:
-            return self._file(("p", pid, name), lambda: gen(self._info(pid)), u)
+            return self._file((*key, name), lambda: gen(self._info(pid)), u)
 
         def link(name: str, text: Callable[[ProcessInfo], bytes]) -> Factory:
             return lambda: ProcLink(
-                self, ("p", pid, name), lambda: text(self._info(pid)), magic=True, owner=u
+                self, (*key, name), lambda: text(self._info(pid)), magic=True, owner=u
             )
 
-        return {
+        def comm() -> Inode:
+            i = self._info(pid)
+            return ProcHostFile(
+                self, (*key, "comm"), i, where.host("comm"), lambda: _comm(i, where) + b"\n", u
+            )
+
+        entries: dict[bytes, Factory] = {
             b"exe": link("exe", lambda i: i.exe),
             b"cwd": link("cwd", lambda i: i.cwd),
             b"root": link("root", lambda i: i.root),
             b"cmdline": f("cmdline", lambda i: i.cmdline),
-            b"comm": f("comm", lambda i: _comm(i) + b"\n"),
+            b"comm": comm,
             b"environ": f("environ", lambda i: i.environ),
-            b"stat": f("stat", _stat_text),
-            b"status": f("status", _status_text),
+            b"stat": f("stat", lambda i: _stat_text(i, where)),
+            b"status": f("status", lambda i: _status_text(i, where)),
             b"statm": f(
                 "statm",
                 lambda i: (
@@ -340,16 +399,31 @@ class ProcFs(FileSystem):
                 ),
             ),
             b"maps": f("maps", _maps_text),
-            b"mounts": self._file(("p", pid, "mounts"), self._mounts_text, u),
-            b"mountinfo": self._file(("p", pid, "mountinfo"), self._mountinfo_text, u),
+            b"mounts": self._file((*key, "mounts"), self._mounts_text, u),
+            b"mountinfo": self._file((*key, "mountinfo"), self._mountinfo_text, u),
             b"fd": lambda: ProcDir(self, ("p", pid, "fd"), lambda: self._fd_entries(pid), u),
             b"fdinfo": lambda: ProcDir(
                 self, ("p", pid, "fdinfo"), lambda: self._fdinfo_entries(pid), u
             ),
-            b"task": lambda: ProcDir(
-                self, ("p", pid, "task"), lambda: {b"%d" % pid: self._pid_dir_factory(pid, True)}, u
-            ),
         }
+        if tid is None:
+            entries[b"task"] = lambda: ProcDir(
+                self, ("p", pid, "task"), lambda: self._task_entries(pid), u
+            )
+        return entries
+
+    def _task_entries(self, pid: int) -> dict[bytes, Factory]:
+        info = self._info(pid)
+        tids = info.tasks() if info.tasks is not None else {pid: 0}
+        return {b"%d" % tid: self._pid_dir_factory(pid, tid) for tid in sorted(tids)}
+
+    def _thread(self, info: ProcessInfo, tid: int) -> _Thread:
+        """Where the host keeps thread ``tid`` of ``info`` (ENOENT once it is gone)."""
+        tids = info.tasks() if info.tasks is not None else {info.pid: 0}
+        host_tid = tids.get(tid)
+        if host_tid is None:
+            raise SyscallError(errno.ENOENT, "no such thread")
+        return _Thread(tid, f"task/{host_tid}/" if host_tid else "")
 
     def _fd_entries(self, pid: int) -> dict[bytes, Factory]:
         info = self._info(pid)
@@ -388,20 +462,35 @@ class ProcFs(FileSystem):
         }
 
 
-def _comm(i: ProcessInfo) -> bytes:
+@dataclass(slots=True, frozen=True)
+class _Thread:
+    """Which thread a ``/proc`` directory shows: its LibOS id, and where the host keeps it
+    below ``/proc/<host pid>/`` ("" for the process itself, else "task/<host tid>/")."""
+
+    tid: int
+    host_dir: str
+
+    def host(self, name: str) -> str:
+        return self.host_dir + name
+
+
+_PROCESS = _Thread(0, "")
+
+
+def _comm(i: ProcessInfo, who: _Thread = _PROCESS) -> bytes:
     """The name the kernel keeps (exec sets it from the path, as the LibOS does, and
     PR_SET_NAME changes it natively), else the LibOS's."""
     if i.host_pid:
-        host = _host_read(f"/proc/{i.host_pid}/comm").rstrip(b"\n")
+        host = _host_read(f"/proc/{i.host_pid}/{who.host('comm')}")
         if host:
-            return host
+            return host[:-1] if host.endswith(b"\n") else host
     return i.comm[:15]
 
 
-def _stat_text(i: ProcessInfo) -> bytes:
+def _stat_text(i: ProcessInfo, who: _Thread = _PROCESS) -> bytes:
     rest: list[bytes] = []
     if i.host_pid:
-        host = _host_read(f"/proc/{i.host_pid}/stat")
+        host = _host_read(f"/proc/{i.host_pid}/{who.host('stat')}")
         if b")" in host:
             rest = host[host.rindex(b")") + 2 :].split()
     if len(rest) < 50:
@@ -410,17 +499,17 @@ def _stat_text(i: ProcessInfo) -> bytes:
     i.settle_ids()
     rest[0:4] = [i.state.encode(), b"%d" % i.ppid, b"%d" % i.pgid, b"%d" % i.sid]
     rest[17] = b"%d" % i.threads
-    return b"%d (%s) %s\n" % (i.pid, _comm(i), b" ".join(rest))
+    return b"%d (%s) %s\n" % (who.tid or i.pid, _comm(i, who), b" ".join(rest))
 
 
-def _status_text(i: ProcessInfo) -> bytes:
+def _status_text(i: ProcessInfo, who: _Thread = _PROCESS) -> bytes:
     lines = [
-        b"Name:\t%s" % _comm(i),
+        b"Name:\t%s" % _comm(i, who),
         b"Umask:\t%04o" % i.umask,
         b"State:\t%s (%s)" % (i.state.encode(), _STATE_NAMES.get(i.state, "running").encode()),
         b"Tgid:\t%d" % (i.tgid or i.pid),
         b"Ngid:\t0",
-        b"Pid:\t%d" % i.pid,
+        b"Pid:\t%d" % (who.tid or i.pid),
         b"PPid:\t%d" % i.ppid,
         b"TracerPid:\t0",
         b"Uid:\t%d\t%d\t%d\t%d" % (i.uid, i.uid, i.uid, i.uid),
@@ -429,7 +518,7 @@ def _status_text(i: ProcessInfo) -> bytes:
         b"Groups:\t",
     ]
     if i.host_pid:
-        for line in _host_read(f"/proc/{i.host_pid}/status").splitlines():
+        for line in _host_read(f"/proc/{i.host_pid}/{who.host('status')}").splitlines():
             if line.startswith((b"Vm", b"Rss")):
                 lines.append(line)
     i.settle_ids()

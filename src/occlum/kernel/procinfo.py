@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
+import select
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
@@ -160,7 +162,49 @@ def process_info(libos: LibOS, p: Process) -> ProcessInfo:
         maps=lambda: _maps(p.host_pid),
         fd_location=_fd_location(libos, p),
         ids=ids,
+        tasks=functools.cache(lambda: _tasks(p.host_pid)),
+        open_host=functools.partial(_open_host, p),
     )
+
+
+def _tasks(host_pid: int) -> dict[int, int]:
+    """LibOS tid -> host tid of every thread of a process: a thread's LibOS id is the
+    innermost ``NSpid`` of its host status (the instance is a PID namespace of its own)."""
+    out: dict[int, int] = {}
+    try:
+        names = os.listdir(f"/proc/{host_pid}/task")
+    except OSError:
+        return out
+    for name in names:
+        try:
+            fd = os.open(f"/proc/{host_pid}/task/{name}/status", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                text = os.read(fd, 4096)
+            finally:
+                os.close(fd)
+            at = text.index(b"\nNSpid:") + 7
+            out[int(text[at : text.index(b"\n", at)].split()[-1])] = int(name)
+        except (OSError, ValueError, IndexError):
+            continue  # the thread has just exited
+    return out
+
+
+def _open_host(p: Process, name: str, flags: int) -> int:
+    """The host's ``/proc/<host pid>/<name>`` of ``p`` itself, opened here for the program.
+
+    The file belongs to whatever task had the pid when it was opened: if ``p`` is still
+    running afterwards, that was ``p`` (a pid is not reused while its process lives)."""
+    try:
+        fd = os.open(f"/proc/{p.host_pid}/{name}", flags | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SyscallError(errno.ESRCH if exc.errno == errno.ENOENT else exc.errno or errno.EIO)
+    poller = select.poll()
+    if p.pidfd >= 0:
+        poller.register(p.pidfd, select.POLLIN)
+    if p.pidfd < 0 or poller.poll(0):
+        os.close(fd)
+        raise SyscallError(errno.ESRCH, "the process has exited")
+    return fd
 
 
 def _ns_pid(libos: LibOS, host_pid: int) -> int:
