@@ -110,6 +110,14 @@ class LibOS:
         self.tasks: dict[int, Task] = {}  # by host tid
         self.by_pid: dict[int, Process] = {}  # by LibOS pid
         self.table: dict[int, Entry] = build_table()
+        # `occlum run --summary` and `occlum doctor` count the calls served: the handlers are
+        # wrapped here, once, so that the serving loop pays nothing when counting is off
+        self.stats: CallStats | None = None
+        if spec.summary or spec.diagnose:
+            from occlum.kernel.stats import CallStats
+
+            self.stats = CallStats()
+            self.table = self._counted_table()
         self.warned: set[int] = set()
         self.noted: set[str] = set()  # deviations already reported (warn_once)
         self.eio_reported: set[str] = set()
@@ -640,12 +648,16 @@ class LibOS:
         return entry.name if entry is not None else NAME.get(nr, f"syscall_{nr}")
 
     def missing(self, t: Task, nr: int) -> int:
+        stats = self.stats
+        start = time.perf_counter_ns() if stats is not None else 0
         if nr not in self.warned:
             self.warned.add(nr)
             self.log.warn(
                 f"{self._name(nr)} is not supported by the LibOS (ENOSYS), called by "
                 f"{t.process.exe_path.decode(errors='replace')} (pid {t.process.pid})"
             )
+        if stats is not None and self.stage == "app":
+            stats.unserved(nr, self._name(nr), time.perf_counter_ns() - start)
         return -errno.ENOSYS
 
     # -- processes -------------------------------------------------------------------------
@@ -871,6 +883,19 @@ class LibOS:
         finally:
             os.close(dfd)
         self.shadow_paths[key] = source
+
+    # -- counting (occlum run --summary, occlum doctor) --------------------------------------
+    def _counted_table(self) -> dict[int, Entry]:
+        """The table with handlers that count into ``self.stats``; for ``occlum doctor`` they
+        also note each calling process, and measure its peaks at execve and exit_group."""
+        stats, limits = self.stats, self.limits
+        assert stats is not None
+        if limits.peaks is None:
+            return stats.instrument(self.table)
+        at_exec: Callable[[Task], None] = lambda t: limits.measure(t, ending=False)  # noqa: E731
+        at_exit: Callable[[Task], None] = lambda t: limits.measure(t, ending=True)  # noqa: E731
+        hooks = {"execve": at_exec, "execveat": at_exec, "exit_group": at_exit}
+        return stats.instrument(self.table, hooks, every=limits.seen)
 
 
 def _terminal_foreground() -> bool:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from occlum.platform.limits import PidsCgroup, ProgramLimits
@@ -18,8 +19,51 @@ MiB = 1 << 20
 NEAR = 0.9  # a peak above this share of the limit is reported
 
 
+# When a tree starts, its pids cgroup briefly holds the setup process (reaped by the
+# supervisor before the first call is served), init and the first program.
+STARTUP_TASKS = 3
+
+
 def _mb(n: int) -> str:
     return f"{-(-n // MiB)}MB"
+
+
+@dataclass(slots=True)
+class Peaks:
+    """What ``occlum doctor`` measured over the program's tree: the largest values seen."""
+
+    address_space: int = 0  # VmPeak of the largest process, in bytes
+    address_space_by: str = ""  # that process's program
+    stack: int = 0  # VmStk (the main thread's stack) of the process with the largest one
+    stack_by: str = ""
+    # processes and threads alive at once: from the tree's pids cgroup peak when it went past
+    # the start-up count, else the largest count seen at the measuring points; 0: no cgroup
+    tree_peak: int = 0
+    tasks_seen: int = 0
+    seen: set[int] = field(default_factory=set)  # host pids that made a served call
+    ended: set[int] = field(default_factory=set)  # ... and were measured at their exit_group
+
+    @property
+    def tasks(self) -> int:
+        if self.tree_peak > STARTUP_TASKS:
+            return self.tree_peak - 1  # init is the LibOS's, not the program's
+        return max(self.tasks_seen, 1) if self.tree_peak else 0
+
+
+def _status_field(status: bytes, name: bytes) -> int:
+    """A "kB" field of /proc/PID/status, in bytes (0 if absent)."""
+    at = status.find(name)
+    if at < 0:
+        return 0
+    return int(status[at + len(name) : status.index(b"\n", at)].split()[0]) * 1024
+
+
+def _read_int(path: str) -> int:
+    try:
+        with open(path, "rb") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 class Limits:
@@ -27,10 +71,14 @@ class Limits:
 
     def __init__(self, spec: RunSpec, log: Log) -> None:
         self.log = log
-        self.threads = spec.max_threads
         max_size = int(spec.extra.get("user_space_max_size", "0") or 0)
-        self.address_space = max(spec.user_space_size, max_size)
+        self.configured_threads = spec.max_threads
+        self.configured_address_space = max(spec.user_space_size, max_size)
+        # what is enforced: the configured limits, or `occlum doctor`'s raised ones
+        self.threads = max(spec.raised_threads, spec.max_threads)
+        self.address_space = max(spec.raised_address_space, self.configured_address_space)
         self.program = ProgramLimits(self.address_space, spec.default_stack_size)
+        self.peaks: Peaks | None = Peaks() if spec.diagnose else None
         self.cgroup: PidsCgroup | None = None
         self._trees = 0
         self._reported: set[str] = set()
@@ -65,6 +113,9 @@ class Limits:
 
     def end_tree(self) -> None:
         self.check_threads()
+        if self.peaks is not None and self.cgroup is not None:
+            # the last tree's is kept: the program's (an init stage's tree ends before)
+            self.peaks.tree_peak = _read_int(f"{self.cgroup.path}/pids.peak")
         if self.cgroup is not None:
             self.cgroup.remove()
             self.cgroup = None
@@ -73,7 +124,7 @@ class Limits:
         """At exit_group: name user_space_size once per program that came close to it."""
         limit = self.address_space
         exe = t.process.exe_path.decode(errors="replace")
-        if not limit or exe in self._reported:
+        if not limit or exe in self._reported or self.peaks is not None:
             return
         try:
             with open(f"/proc/{t.tid}/status", "rb") as f:
@@ -92,3 +143,37 @@ class Limits:
             f"resource_limits.user_space_size = {_mb(limit)}: if it ran out of memory "
             f'(ENOMEM), raise user_space_size in Occlum.json (e.g. to "{_mb(2 * limit)}")'
         )
+
+    # -- occlum doctor ---------------------------------------------------------------------
+    def seen(self, t: Task) -> None:
+        """Any served call of the program's tree: its process is one of the tree's."""
+        assert self.peaks is not None
+        self.peaks.seen.add(t.process.host_pid)
+
+    def measure(self, t: Task, ending: bool) -> None:
+        """At execve (the old image's peaks are lost with it) and exit_group: the process's
+        peak address space and stack so far, and how many tasks the tree holds now."""
+        peaks = self.peaks
+        assert peaks is not None
+        p = t.process
+        peaks.seen.add(p.host_pid)
+        if not p.exe_path:  # the first process before its first exec: a fork of the supervisor
+            return
+        try:
+            with open(f"/proc/{t.tid}/status", "rb") as f:
+                status = f.read()
+        except OSError:
+            return
+        exe = p.exe_path.decode(errors="replace")
+        vm_peak = _status_field(status, b"VmPeak:")
+        if vm_peak > peaks.address_space:
+            peaks.address_space, peaks.address_space_by = vm_peak, exe
+        stack = _status_field(status, b"VmStk:")
+        if stack > peaks.stack:
+            peaks.stack, peaks.stack_by = stack, exe
+        if self.cgroup is not None:
+            peaks.tasks_seen = max(
+                peaks.tasks_seen, _read_int(f"{self.cgroup.path}/pids.current") - 1
+            )
+        if ending:
+            peaks.ended.add(p.host_pid)

@@ -57,3 +57,12 @@ class RunSpec:
     # the key file given to `occlum run --image-key` (its text), shown to init as /dev/image_key
     user_image_key: bytes | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # `occlum run --summary`: count the calls served (and time them) for the program's tree
+    summary: bool = False
+    # `occlum doctor`: count the calls too, and measure the peaks of the resources the limits
+    # bound (address space, processes and threads, main stack) with the limits raised to these
+    # values (0: the configured one), so that what the program needs is measured rather than
+    # where it was cut off; the program still sees the configured sizes (sysinfo, meminfo)
+    diagnose: bool = False
+    raised_address_space: int = 0
+    raised_threads: int = 0
