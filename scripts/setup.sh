@@ -34,6 +34,7 @@ declare -A PKG_FILES=(
     [lighttpd]=/usr/sbin/lighttpd
     [wrk]=/usr/bin/wrk
     [apache2-utils]=/usr/bin/ab
+    [umoci]=/usr/bin/umoci
 )
 # packages whose absence does not fail the setup (benchmark peers and helpers)
 OPTIONAL=" proot hyperfine "

@@ -354,6 +354,11 @@ def gen_image_key(ctx: click.Context, force: bool, file: str) -> None:
     click.echo(f"Wrote a new image key to {path}")
 
 
+from occlum.cli.package import package  # noqa: E402 - a command of its own module
+
+cli.add_command(package)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     try:

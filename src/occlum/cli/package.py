@@ -1,0 +1,148 @@
+"""``occlum package``: a built instance as an archive to run elsewhere, or as an OCI image."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from occlum.cli._errors import warn
+from occlum.instance.layout import Instance
+from occlum.instance.package import OCI_INSTANCE_DIR, write_oci_layout, write_package
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+# below these an archive is written before a bar would be worth drawing
+PROGRESS_MIN_BYTES = 32 << 20
+PROGRESS_MIN_FILES = 2000
+
+
+class _RichPackageProgress:
+    def __init__(self) -> None:
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def start(self, total_bytes: int, total_files: int) -> None:
+        console = Console(stderr=True)
+        if not console.is_terminal:
+            return
+        if total_bytes < PROGRESS_MIN_BYTES and total_files < PROGRESS_MIN_FILES:
+            return
+        self._progress = Progress(
+            TextColumn("packaging"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("package", total=total_bytes)
+
+    def advance(self, nbytes: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, nbytes)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("name", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--debug", is_flag=True, help="Package a debuggable enclave (metadata.debuggable true)."
+)
+@click.option(
+    "--oci",
+    "oci_dir",
+    metavar="DIR",
+    type=click.Path(path_type=Path),
+    help="Write an OCI image layout to DIR (new or empty) instead of an archive.",
+)
+@click.option(
+    "--tag", default="latest", show_default=True, help="With --oci: the image's tag in DIR."
+)
+@click.option(
+    "--cmd",
+    metavar="COMMAND",
+    help="With --oci: the image's command, e.g. '/bin/hello --verbose' (default: the first "
+    "entry point that is a program, else none).",
+)
+@click.option(
+    "--base",
+    metavar="LAYOUT[:TAG]",
+    help="With --oci: put the instance's layer on top of this OCI image (one that has "
+    "`occlum` on PATH).",
+)
+@click.pass_context
+def package(
+    ctx: click.Context,
+    name: Path | None,
+    debug: bool,
+    oci_dir: Path | None,
+    tag: str,
+    cmd: str | None,
+    base: str | None,
+) -> None:
+    """Package a built instance to run on another machine: NAME (default: the instance
+    directory's name + .tar.gz, in the current directory; .tar.gz is added if missing) holds
+    one directory named after the instance with what `occlum run` needs (Occlum.json, the
+    images, the signed measurement) and no run-time state (run/, SEFS volumes) or signing key.
+    The target needs the same Occlum for Python; it seals its volumes with its own platform
+    key. See docs/package.md.
+
+    The instance must be built from its current Occlum.json. A debuggable enclave (the
+    default of Occlum.json) is refused unless --debug is given.
+
+    With --oci DIR, write an OCI image layout instead: one layer with the instance at
+    /occlum_instance, Entrypoint `occlum --instance-dir /occlum_instance run`, Cmd the
+    program. The layer has no Python and no LibOS: use --base, or run it on top of an image
+    that has `occlum` of the same version on PATH.
+
+    \b
+    Example:
+      occlum package                       # ./myapp.tar.gz
+      tar xzf myapp.tar.gz && cd myapp && occlum run /bin/hello
+      occlum package --oci oci --cmd /bin/hello
+      umoci unpack --image oci:latest bundle
+    """
+    if oci_dir is None:
+        for option, value in (("--tag", tag != "latest"), ("--cmd", cmd), ("--base", base)):
+            if value:
+                raise click.UsageError(f"{option} only applies to --oci DIR")
+    elif name is not None:
+        raise click.UsageError("give either NAME or --oci DIR, not both")
+    root = ctx.find_root()
+    inst = Instance.at(root.params.get("instance_dir") or ".")
+    progress = _RichPackageProgress()
+    try:
+        if oci_dir is None:
+            report = write_package(inst, name, debug=debug, progress=progress)
+        else:
+            report = write_oci_layout(
+                inst, oci_dir, tag=tag, cmd=cmd, base=base, debug=debug, progress=progress
+            )
+    finally:
+        progress.stop()
+    for w in report.warnings:
+        warn("occlum", w)
+    if report.debuggable:
+        warn("occlum", "the packaged enclave is debuggable (metadata.debuggable is true)")
+    mib = report.bytes / (1 << 20)
+    if oci_dir is None:
+        click.echo(f"Packaged {inst.path} into {report.path}: {report.files} files, {mib:.1f} MiB")
+    else:
+        click.echo(
+            f"Wrote the OCI image {report.path}:{report.tag} ({report.files} files, "
+            f"{mib:.1f} MiB, instance at {OCI_INSTANCE_DIR}), manifest {report.manifest_digest}"
+        )
+        click.echo(f"Entrypoint: {shlex.join(report.entrypoint)}")
+        if report.cmd:
+            click.echo(f"Cmd: {shlex.join(report.cmd)}")
+        else:
+            click.echo("Cmd: none (give the program when running the image, or use --cmd)")
+    click.echo(f"MRENCLAVE {report.mrenclave}")
