@@ -186,6 +186,40 @@ def test_the_plaintext_of_an_encrypted_build_is_not_packaged(tmp_path: Path) -> 
     assert there.returncode == 0 and there.stdout == GREETING.decode(), there.stderr
 
 
+def test_hostfs_directories_inside_the_instance_travel_empty(tmp_path: Path) -> None:
+    inst = make(tmp_path / "hostapp", debuggable=False)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    cfg = inst.config()
+    mounts = cfg["mount"]
+    assert isinstance(mounts, list)
+    mounts += [
+        {"target": "/data", "type": "hostfs", "source": "./share/data"},
+        {"target": "/outside", "type": "hostfs", "source": str(outside)},
+    ]
+    inst.write_config(cfg)
+    (inst.image / "data").mkdir()
+    (inst.image / "outside").mkdir()
+    (inst.path / "share" / "data").mkdir(parents=True)
+    (inst.path / "share" / "data" / "host.txt").write_text("host data\n")
+    inst.build()
+    res = occlum(tmp_path, "--instance-dir", str(inst.path), "package")
+    assert res.returncode == 0, res.stderr
+    assert f"the host directory {outside} is outside the instance" in res.stderr
+    with tarfile.open(tmp_path / "hostapp.tar.gz") as tar:
+        dirs = {m.name for m in tar.getmembers() if m.isdir()}
+        names = set(tar.getnames())
+    assert {"hostapp/share", "hostapp/share/data"} <= dirs
+    assert "hostapp/share/data/host.txt" not in names
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    subprocess.run(["tar", "xzf", str(tmp_path / "hostapp.tar.gz")], cwd=elsewhere, check=True)
+    there = occlum(
+        elsewhere / "hostapp", "run", "/bin/ls", "-A", "/data", env=other_machine(tmp_path)
+    )
+    assert there.returncode == 0 and there.stdout == "", there.stderr
+
+
 # --- refusals ---------------------------------------------------------------------------------
 
 
