@@ -25,13 +25,7 @@ CASES = behaviour_cases()
 #  - the LibOS output matching native is XPASS(strict), a failure: whoever fixes the cause sees
 #    it and removes the entry here. (An imperative pytest.xfail() before the LibOS run would
 #    never notice the fix.)
-KNOWN_LIBOS_FAILURES: dict[str, str] = {
-    "unix_abstract": (
-        "abstract names are bound with an instance prefix on the host's network: bind, connect, "
-        "sendto, getsockname and getpeername hide it, but accept and recvfrom (native) return "
-        "the prefixed peer name, and the prefix shortens the longest name"
-    ),
-}
+KNOWN_LIBOS_FAILURES: dict[str, str] = {}
 # A known failure may hang; it need not cost the full run timeout.
 KNOWN_FAILURE_TIMEOUT = 30.0
 

@@ -78,8 +78,8 @@ NATIVE_SYSCALLS: tuple[str, ...] = (
     "exit", "futex", "futex_waitv", "set_robust_list", "get_robust_list",
     "set_tid_address", "arch_prctl", "rseq", "prctl", "personality", "getrandom",
     "getrusage", "getrlimit", "setrlimit", "prlimit64", "seccomp", "restart_syscall",
-    "socketpair", "sendmsg", "recvmsg", "recvfrom", "sendmmsg", "recvmmsg",
-    "socket", "shutdown", "listen", "accept", "accept4", "getsockopt", "setsockopt",
+    "socketpair", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg",
+    "socket", "shutdown", "listen", "getsockopt", "setsockopt",
     "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
     # System V IPC: the instance has an IPC namespace of its own
     "shmget", "shmat", "shmdt", "shmctl", "semget", "semop", "semtimedop", "semctl",
@@ -107,6 +107,31 @@ _JSET_K = 0x45
 _RET_K = 0x06
 
 
+# (call, index of its address argument): native when that pointer is NULL, served otherwise
+ADDRESS_ARGUMENTS: tuple[tuple[str, int], ...] = (
+    ("sendto", 4),  # dest_addr
+    ("recvfrom", 4),  # src_addr
+    ("accept", 1),  # addr
+    ("accept4", 1),  # addr
+)
+
+
+def _served_with_pointer(nr: int, arg: int) -> list[bytes]:
+    """Call ``nr``: allowed when its argument ``arg`` is 0, sent to the supervisor otherwise.
+    The accumulator holds the call number again afterwards, for the comparisons that follow."""
+    low = 16 + 8 * arg  # seccomp_data.args[arg], low word first
+    return [
+        _jump(_JEQ_K, nr, 0, 6),
+        _stmt(_LD_W_ABS, low),
+        _jump(_JEQ_K, 0, 0, 3),
+        _stmt(_LD_W_ABS, low + 4),
+        _jump(_JEQ_K, 0, 0, 1),
+        _stmt(_RET_K, SECCOMP_RET_ALLOW),
+        _stmt(_RET_K, SECCOMP_RET_USER_NOTIF),
+        _stmt(_LD_W_ABS, 0),
+    ]
+
+
 def build_filter(native: Iterable[str] = NATIVE_SYSCALLS) -> bytes:
     """Assemble the classic-BPF program: arch check, x32 refusal, native list, else notify."""
     numbers = sorted({NR[name] for name in native if name in NR})
@@ -128,17 +153,12 @@ def build_filter(native: Iterable[str] = NATIVE_SYSCALLS) -> bytes:
         _stmt(_RET_K, SECCOMP_RET_USER_NOTIF),
         _stmt(_RET_K, SECCOMP_RET_ALLOW),
         _stmt(_LD_W_ABS, 0),
-        # sendto: native without an address (send() on a connected socket, the data path);
-        # an address may name a Unix socket, which the supervisor resolves
-        _jump(_JEQ_K, NR["sendto"], 0, 6),
-        _stmt(_LD_W_ABS, 16 + 8 * 4),  # low word of args[4], dest_addr
-        _jump(_JEQ_K, 0, 0, 3),
-        _stmt(_LD_W_ABS, 16 + 8 * 4 + 4),  # its high word
-        _jump(_JEQ_K, 0, 0, 1),
-        _stmt(_RET_K, SECCOMP_RET_ALLOW),
-        _stmt(_RET_K, SECCOMP_RET_USER_NOTIF),
-        _stmt(_LD_W_ABS, 0),
     ]
+    # Socket calls that are native without an address (send() and recv() on a connected
+    # socket, accept() of a server that does not ask who called: the data path): with one,
+    # the address may name a Unix socket, which the supervisor resolves or reports
+    for name, arg in ADDRESS_ARGUMENTS:
+        prog += _served_with_pointer(NR[name], arg)
     count = len(numbers)
     for i, nr in enumerate(numbers):
         # jump forward to the ALLOW return that follows the last comparison

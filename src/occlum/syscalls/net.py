@@ -25,16 +25,24 @@ because their address names something:
 from __future__ import annotations
 
 import errno
+import fcntl
 import functools
 import hashlib
 import os
+import select
 import socket
 import struct
+import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import AT_FDCWD, S_IFMT, S_IFSOCK
+from occlum.kernel.libos import Donate, Proceed
 from occlum.platform import native
+from occlum.platform.memory import TaskMemory
+from occlum.platform.seccomp import Listener
 from occlum.syscalls.common import s32
 from occlum.syscalls.fs import parent_at
 from occlum.vfs import resolve
@@ -63,8 +71,10 @@ def _unix_address(t: Task, addr: int, addrlen: int) -> bytes | None:
 
 @functools.cache
 def _abstract_prefix(instance_dir: str) -> bytes:
-    """What the instance's abstract names start with on the host (after the NUL)."""
-    return b"occlum-" + hashlib.sha256(instance_dir.encode()).hexdigest()[:12].encode() + b"/"
+    """What the instance's abstract names start with on the host (after the NUL): a second
+    NUL, which names of host programs practically never start with, and six bytes of a hash
+    of the instance directory. Seven bytes: a name may have 100 of the 107 bytes Linux gives."""
+    return b"\0" + hashlib.sha256(instance_dir.encode()).digest()[:6]
 
 
 def _abstract_name(libos: LibOS, name: bytes) -> bytes:
@@ -227,6 +237,329 @@ def sys_getpeername(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> 
     return _sockname(libos, t, fd, addr, addrlen, peer=True)
 
 
+# --- accept and recvfrom with an address -----------------------------------------------------
+#
+# The filter sends accept/accept4 with an address and recvfrom with a source address here
+# (without one they are native). On a Unix socket of an instance on the host's network the
+# peer's name may carry the instance's prefix, so the LibOS does the call itself on a
+# duplicate of the program's socket and writes the name without it; everything else
+# (TCP, UDP, another network namespace) continues in the kernel.
+#
+# A call that would block cannot be done here: the serving thread must not wait. It is
+# handed to a _Waiter thread, and the notification stays unanswered until the waiter does
+# the call (once the socket is readable) and answers it.
+
+ERESTARTSYS = 512  # the kernel's "interrupted: restart if SA_RESTART, else EINTR"
+_TIMEVAL = struct.Struct("<qq")
+_STREAM_CHUNK = 1 << 20  # most bytes one served recvfrom of a stream socket returns
+
+
+class _Deferred(Proceed):
+    """Handler result: no answer now. The serving loop sends nothing for a result that is
+    neither a value, a donation nor PROCEED; a _Waiter answers the notification later."""
+
+    def __str__(self) -> str:
+        return "(answered when the socket is ready)"
+
+
+DEFERRED = _Deferred()
+
+# What a call done here gives: a value or -errno, or a new descriptor to install
+Outcome = int | Donate
+
+
+def _peer_address(libos: LibOS, name: object) -> bytes:
+    """The sockaddr_un the kernel gave for a peer Python shows as ``name`` (None: no name,
+    "": an unnamed socket, bytes: an abstract name, str: a path), the prefix taken off."""
+    family = _FAMILY.pack(AF_UNIX)
+    if name is None:
+        return b""
+    if isinstance(name, str):
+        # a path: the kernel's length counts the terminating NUL
+        return family + os.fsencode(name) + b"\0" if name else family
+    assert isinstance(name, bytes)
+    prefix = b"\0" + _abstract_prefix(libos.spec.instance_dir)
+    if name.startswith(prefix):
+        name = b"\0" + name[len(prefix) :]
+    return family + name
+
+
+def _room(t: Task, addrlen: int) -> int:
+    """The size of the program's address buffer (``*addrlen``); EINVAL if negative."""
+    room: int = struct.unpack("<i", t.mem.read(addrlen, 4))[0]
+    if room < 0:
+        raise SyscallError(errno.EINVAL, "negative address length")
+    return room
+
+
+def _put_address(mem: TaskMemory, addr: int, addrlen: int, room: int, raw: bytes) -> None:
+    mem.write(addr, raw[:room])
+    mem.write(addrlen, struct.pack("<I", len(raw)))
+
+
+def _unix_for_names(libos: LibOS, t: Task, fd: int) -> _duplicate | None:
+    """The program's socket ``fd`` when it is a Unix socket whose peers' names the LibOS must
+    show (the instance shares the host's network), else None (the kernel's call is right)."""
+    if libos.spec.network != "host":
+        return None
+    dup = _duplicate(t, fd)
+    if dup.sock.family != socket.AF_UNIX:
+        dup.close()
+        return None
+    return dup
+
+
+def _nonblocking(sock: socket.socket) -> bool:
+    """Whether the program's open socket is O_NONBLOCK (its flags, not Python's view)."""
+    return bool(fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
+
+
+def _rcvtimeo(sock: socket.socket) -> float:
+    sec: int
+    usec: int
+    sec, usec = _TIMEVAL.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
+    return sec + usec / 1e6
+
+
+def sys_accept(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Result:
+    return _accept(libos, t, fd, addr, addrlen, 0)
+
+
+def sys_accept4(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int, flags: int) -> Result:
+    return _accept(libos, t, fd, addr, addrlen, flags)
+
+
+def _accept(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int, flags: int) -> Result:
+    """accept with an address (the filter lets the others through): on a Unix socket the
+    client's name without the instance's prefix."""
+    from occlum.kernel.libos import PROCEED
+
+    flags = s32(flags)
+    if flags & ~(socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC):
+        return PROCEED  # EINVAL from the kernel
+    dup = _unix_for_names(libos, t, fd)
+    if dup is None:
+        return PROCEED
+    with dup as sock:
+        if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            return PROCEED  # EINVAL from the kernel
+        room = _room(t, addrlen)
+        attempt = functools.partial(_accept_now, libos, addr, addrlen, room, flags)
+        if _nonblocking(sock):
+            return attempt(t.mem, sock)
+        # a blocking accept: the waiter accepts once a client is queued
+        return _Waiter.start_for(libos, t, sock, _rcvtimeo(sock), attempt)
+
+
+def _accept_now(
+    libos: LibOS,
+    addr: int,
+    addrlen: int,
+    room: int,
+    flags: int,
+    mem: TaskMemory,
+    sock: socket.socket,
+) -> Outcome:
+    try:
+        conn, name = sock.accept()
+        new_fd = conn.detach()
+    except OSError as exc:
+        return -(exc.errno or errno.EINVAL)
+    try:
+        if flags & socket.SOCK_NONBLOCK:
+            os.set_blocking(new_fd, False)
+        _put_address(mem, addr, addrlen, room, _peer_address(libos, name))
+    except (SyscallError, OSError) as exc:
+        os.close(new_fd)
+        return -exc.errno if isinstance(exc, SyscallError) else -(exc.errno or errno.EIO)
+    return Donate(new_fd, bool(flags & socket.SOCK_CLOEXEC))
+
+
+def sys_recvfrom(
+    libos: LibOS, t: Task, fd: int, buf: int, length: int, flags: int, addr: int, addrlen: int
+) -> Result:
+    """recvfrom with a source address (the filter lets the others through): on a Unix socket
+    the sender's name without the instance's prefix."""
+    from occlum.kernel.libos import PROCEED
+
+    flags = s32(flags)
+    dup = _unix_for_names(libos, t, fd)
+    if dup is None:
+        return PROCEED
+    with dup as sock:
+        if sock.type == socket.SOCK_STREAM and flags & socket.MSG_WAITALL:
+            return PROCEED  # a stream's sender is its one peer: the kernel's name it is
+        room = _room(t, addrlen)
+        attempt = functools.partial(
+            _recvfrom_now, libos, buf, length & 0xFFFFFFFFFFFFFFFF, flags, addr, addrlen, room
+        )
+        res = attempt(t.mem, sock)
+        if res != -errno.EAGAIN or flags & socket.MSG_DONTWAIT or _nonblocking(sock):
+            return res
+        return _Waiter.start_for(libos, t, sock, _rcvtimeo(sock), attempt)
+
+
+def _recvfrom_now(
+    libos: LibOS,
+    buf: int,
+    length: int,
+    flags: int,
+    addr: int,
+    addrlen: int,
+    room: int,
+    mem: TaskMemory,
+    sock: socket.socket,
+) -> Outcome:
+    """One recvfrom that does not block: EAGAIN when nothing is there."""
+    try:
+        if sock.type == socket.SOCK_STREAM:
+            size = min(length, _STREAM_CHUNK)
+        else:  # a datagram comes whole: ask its size, so as not to cut it
+            size = min(length, sock.recv_into(bytearray(1), 1, _PEEK_SIZE))
+        data = bytearray(size)
+        n, name = sock.recvfrom_into(data, size, flags | socket.MSG_DONTWAIT)
+    except OSError as exc:
+        return -(exc.errno or errno.EIO)
+    try:
+        mem.write(buf, bytes(data[: min(n, size)]))
+        _put_address(mem, addr, addrlen, room, _peer_address(libos, name))
+    except SyscallError as exc:
+        return -exc.errno
+    return n
+
+
+_PEEK_SIZE = socket.MSG_PEEK | socket.MSG_TRUNC | socket.MSG_DONTWAIT
+
+
+class _Waiter(threading.Thread):
+    """Waits, off the serving thread, until a call served for a program can be made without
+    blocking (its socket is readable), makes it and answers the notification.
+
+    Meanwhile the program's thread sleeps in the kernel where only a fatal signal wakes it
+    (the filter's WAIT_KILLABLE_RECV). So the waiter also watches the thread's pending
+    signals and answers ERESTARTSYS when one arrives that the thread does not block: the
+    kernel then runs the handler and restarts the call (SA_RESTART) or fails it with EINTR,
+    as for a native call. It uses only descriptors of its own (the listener's, the
+    process's pidfd and memory, the socket), never the serving thread's objects."""
+
+    POLL_SECONDS = 0.05  # how soon a signal interrupts the wait
+
+    def __init__(
+        self,
+        listener: Listener,
+        notif_id: int,
+        status_path: str,
+        pidfd: int,
+        mem: TaskMemory,
+        sock: socket.socket,
+        timeout: float,
+        attempt: Callable[[TaskMemory, socket.socket], Outcome],
+    ) -> None:
+        super().__init__(daemon=True, name="occlum-waiter")
+        self.listener, self.notif_id, self.status_path = listener, notif_id, status_path
+        self.pidfd, self.mem, self.sock = pidfd, mem, sock
+        self.timeout, self.attempt = timeout, attempt
+
+    @classmethod
+    def start_for(
+        cls,
+        libos: LibOS,
+        t: Task,
+        sock: socket.socket,
+        timeout: float,
+        attempt: Callable[[TaskMemory, socket.socket], Outcome],
+    ) -> _Deferred:
+        p = t.process
+        opened: list[int] = []
+        try:
+            opened.append(os.dup(libos.listener.fd))
+            opened.append(os.dup(p.pidfd))
+            mem = TaskMemory(p.host_pid)
+            opened.append(mem.fd)
+            opened.append(os.dup(sock.fileno()))
+        except OSError as exc:
+            for fd in opened:
+                os.close(fd)
+            raise SyscallError(exc.errno or errno.ENOMEM, "cannot wait for the socket")
+        waiter = cls(
+            Listener(opened[0]),
+            t.notif_id,
+            f"/proc/{p.host_pid}/task/{t.tid}/status",
+            opened[1],
+            mem,
+            socket.socket(fileno=opened[3]),
+            timeout,
+            attempt,
+        )
+        waiter.start()
+        return DEFERRED
+
+    def run(self) -> None:
+        try:
+            self._wait_and_answer()
+        finally:
+            self.sock.close()
+            self.mem.close()
+            os.close(self.pidfd)
+            self.listener.close()
+
+    def _wait_and_answer(self) -> None:
+        poller = select.poll()
+        poller.register(self.sock.fileno(), select.POLLIN)
+        poller.register(self.pidfd, select.POLLIN)
+        deadline = time.monotonic() + self.timeout if self.timeout > 0 else None
+        while True:
+            ready = {fd for fd, _ in poller.poll(self.POLL_SECONDS * 1000)}
+            if self.pidfd in ready or not self.listener.id_valid(self.notif_id):
+                return  # the process is gone, or its thread was killed
+            if self.sock.fileno() in ready:
+                # if another thread of the program took the client first, a blocking accept
+                # waits here for the next one: this thread waits, as the program would
+                res = self.attempt(self.mem, self.sock)
+                if res != -errno.EAGAIN:
+                    self._answer(res)
+                    return
+            if _signal_pending(self.status_path):
+                self.listener.respond(self.notif_id, 0, -ERESTARTSYS)
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                self.listener.respond(self.notif_id, 0, -errno.EAGAIN)
+                return
+
+    def _answer(self, res: Outcome) -> None:
+        if isinstance(res, Donate):
+            try:
+                self.listener.add_fd(self.notif_id, res.host_fd, res.cloexec, send=True)
+            except OSError as exc:
+                # EMFILE and the like: the call fails (the client it accepted is closed)
+                self.listener.respond(self.notif_id, 0, -(exc.errno or errno.EMFILE))
+            finally:
+                os.close(res.host_fd)
+        elif res < 0:
+            self.listener.respond(self.notif_id, 0, res)
+        else:
+            self.listener.respond(self.notif_id, res)
+
+
+def _signal_pending(status_path: str) -> bool:
+    """Whether a signal the thread does not block waits for it (or for its process)."""
+    try:
+        fd = os.open(status_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            text = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+    except OSError:
+        return False
+    fields: dict[bytes, int] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(b":")
+        if key in (b"SigPnd", b"ShdPnd", b"SigBlk"):
+            fields[key] = int(value, 16)
+    pending = fields.get(b"SigPnd", 0) | fields.get(b"ShdPnd", 0)
+    return bool(pending & ~fields.get(b"SigBlk", 0))
+
+
 class _duplicate:
     """The program's socket ``fd``, duplicated into the supervisor for the duration."""
 
@@ -245,5 +578,10 @@ class _duplicate:
         return self.sock
 
     def __exit__(self, *_: object) -> None:
-        self.sock.detach()
-        os.close(self._fd)
+        self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self.sock.detach()
+            os.close(self._fd)
+            self._fd = -1
