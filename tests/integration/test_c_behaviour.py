@@ -25,7 +25,14 @@ CASES = behaviour_cases()
 #  - the LibOS output matching native is XPASS(strict), a failure: whoever fixes the cause sees
 #    it and removes the entry here. (An imperative pytest.xfail() before the LibOS run would
 #    never notice the fix.)
-KNOWN_LIBOS_FAILURES: dict[str, str] = {}
+KNOWN_LIBOS_FAILURES: dict[str, str] = {
+    "unix_sendmsg": (
+        "sendmsg runs natively (its msg_name is inside the message header, where the filter "
+        "cannot look, and the launcher hands the listener over with a sendmsg made under the "
+        "filter): the kernel finds a path socket only at the text it was bound with, and an "
+        "abstract name without the instance prefix"
+    ),
+}
 # A known failure may hang; it need not cost the full run timeout.
 KNOWN_FAILURE_TIMEOUT = 30.0
 

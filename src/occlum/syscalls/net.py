@@ -2,8 +2,8 @@
 the instance.
 
 Sockets themselves are the host kernel's and every data call runs natively; ``bind``,
-``connect``, ``sendto`` with an address, ``getsockname`` and ``getpeername`` are served,
-because their address names something:
+``connect``, ``getsockname``, ``getpeername``, and ``sendto``, ``recvfrom``, ``accept`` and
+``accept4`` with an address, are served, because their address names something:
 
 - **A path** names a socket file in the LibOS file systems. ``bind`` creates it there (the
   usual EADDRINUSE, EACCES, ENOENT), then lets the program's own ``bind`` go through: the
@@ -12,14 +12,21 @@ because their address names something:
   ``getsockname``, ``accept`` and ``recvfrom`` report the name the program gave, as on Linux.
   ``connect`` and ``sendto`` resolve the path in the LibOS (symlinks, permissions, "not a
   socket" -> ECONNREFUSED), hard-link the bound host socket at the text the caller gave, and
-  let the call through. ``sendmsg`` runs natively: it reaches a socket by the text it was
-  bound with.
+  let the call through.
 - **An abstract name** (a leading NUL byte) lives in the network namespace; an instance on the
   host's network would share it with the host. There the LibOS binds and connects for the
   program (on a duplicate of its socket) under a name prefixed with the instance's own, so
   instances and the host cannot reach each other's abstract sockets. ``sendto`` does the same
-  (without blocking: a full receiver gives EAGAIN), ``getsockname``/``getpeername`` take the
-  prefix off; ``accept`` and ``recvfrom`` run natively and show it.
+  (without blocking: a full receiver gives EAGAIN); ``getsockname``, ``getpeername``,
+  ``accept`` and ``recvfrom`` take the prefix off the names they report (see below for how a
+  blocking ``accept`` or ``recvfrom`` waits). The prefix is 7 bytes: a name may be 100 bytes
+  long, not 107.
+
+Not served, so not translated: ``sendmsg``/``sendmmsg`` (the address is inside the message
+header, where the filter cannot look, and the launcher itself sends the notification
+listener with a ``sendmsg`` under the filter): the kernel finds a path socket only at the text
+it was bound with (or one a ``connect``/``sendto`` made reachable), and an abstract name
+without the prefix. ``recvmsg``/``recvmmsg`` report an abstract sender's name with it.
 """
 
 from __future__ import annotations
@@ -194,15 +201,20 @@ def sys_sendto(
                 return sock.sendto(data, flags & 0xFFFFFFFF | socket.MSG_DONTWAIT, target)
             except OSError as exc:
                 raise SyscallError(exc.errno or errno.EINVAL, "sendto an abstract socket")
-    path = _path_of(sun_path)
+    _make_reachable(libos, t, _path_of(sun_path))
+    return PROCEED
+
+
+def _make_reachable(libos: LibOS, t: Task, path: bytes) -> None:
+    """Make the socket file at ``path`` (in the LibOS) reachable by the kernel at that text,
+    for a call that then continues in the kernel."""
     p = t.process
     try:
         where = resolve(p.root, p.cwd, path, cred=p.cred)
     except SyscallError:
-        return PROCEED  # the kernel gives its own error for a name that is not there
+        return  # the kernel gives its own error for a name that is not there
     if where.inode.getattr().mode & S_IFMT == S_IFSOCK:
         libos.shadow_socket_link(path, where.inode)
-    return PROCEED
 
 
 def _sockname(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int, peer: bool) -> Result:
