@@ -244,6 +244,7 @@ def run(
       occlum run --image-key image_key /bin/hello_world
     """
     inst = _instance(ctx)
+    _refuse_if_started(inst)
     key_path = None if image_key is None else inst.path / image_key
     spec = to_run_spec(
         inst,
@@ -259,6 +260,17 @@ def run(
         except KeyboardInterrupt:
             code = 130
     ctx.exit(code)
+
+
+def _refuse_if_started(inst: Instance) -> None:
+    from occlum.instance.server import lock_holder
+
+    holder = lock_holder(inst.run_dir)
+    if holder is not None:
+        raise UserError(
+            f"the instance is started (server pid {holder}): run programs in it with "
+            "occlum exec, or occlum stop it first"
+        )
 
 
 def _import_boot() -> Any:
@@ -305,7 +317,31 @@ def status(ctx: click.Context) -> None:
             table.add_row("MRSIGNER", mrsigner)
     running = ", ".join(f"pid {p}" for p in st.running_pids) if st.running_pids else "no"
     table.add_row("running", running)
+    table.add_row("started", _server_state(_instance(ctx)))
     Console(width=max(100, Console().width)).print(table)
+
+
+def _server_state(inst: Instance) -> str:
+    """The started-instance row of `occlum status`."""
+    from occlum.instance.server import LOG_NAME, SOCKET_NAME, lock_holder
+
+    holder = lock_holder(inst.run_dir)
+    if holder is None:
+        if (inst.run_dir / SOCKET_NAME).exists():
+            return f"no (a server ended without cleaning up: see run/{LOG_NAME})"
+        return "no"
+    from occlum.instance.client import request
+
+    try:
+        st = request(inst.run_dir, {"op": "status"}, timeout=5)["status"]
+    except UserError as e:
+        return f"[red]server pid {holder} does not answer: {e}[/red]"
+    since = format_time(float(st["started_at"]))
+    state = "stopping" if st["stopping"] else "yes"
+    return (
+        f"{state}: server pid {st['pid']} since {since}, {st['processes']} processes, "
+        f"{st['execs']} occlum exec running"
+    )
 
 
 @cli.command("print", context_settings=CONTEXT)
@@ -357,6 +393,11 @@ def gen_image_key(ctx: click.Context, force: bool, file: str) -> None:
 from occlum.cli.package import package  # noqa: E402 - a command of its own module
 
 cli.add_command(package)
+
+from occlum.cli.service import COMMANDS as SERVICE_COMMANDS  # noqa: E402
+
+for _command in SERVICE_COMMANDS:
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -447,6 +447,7 @@ def to_run_spec(
     *,
     log_level: str | None = None,
     image_key: Path | None = None,
+    service: bool = False,
 ) -> RunSpec:
     """The ``RunSpec`` for ``occlum run argv...`` in a *built* instance.
 
@@ -457,11 +458,12 @@ def to_run_spec(
     from occlum.instance.layout import Instance
 
     inst = instance if isinstance(instance, Instance) else Instance(Path(instance))
-    if not argv:
+    if not argv and not service:
         raise UserError("no program given (e.g. occlum run /bin/hello)")
     loaded = inst.load_built_config()
     config = loaded.config
-    program = check_entry_point(config, argv[0])
+    # a started instance (service) runs the programs `occlum exec` names, checked then
+    program = check_entry_point(config, argv[0]) if argv else ""
     root_image, root_hash, hashes = _verified_root(inst)
     init_image = inst.build_dir / "initfs.img"
     init_hash = hashes.get("initfs")
@@ -490,7 +492,7 @@ def to_run_spec(
     return RunSpec(
         instance_dir=str(inst.path),
         root_dir=str(inst.built_image_dir),
-        argv=(program, *argv[1:]),
+        argv=(program, *argv[1:]) if argv else (),
         env=build_env(config, host_env),
         mounts=mounts,
         max_threads=rl.max_num_of_threads,

@@ -15,6 +15,7 @@ import select
 import selectors
 import shutil
 import signal
+import socket
 import struct
 import tempfile
 import time
@@ -373,8 +374,30 @@ class LibOS:
         self.stage = "app"
         self.exec_cache.clear()  # the initfs's programs are gone with it
 
-    def _run_tree(self, argv: list[bytes], env: list[bytes]) -> None:
-        """Start a process tree whose first program is ``argv`` and serve it until it ends."""
+    def serve(self, started: Callable[[int, socket.socket], None]) -> int:
+        """A started instance (``occlum start``): the init stage, then a tree whose first
+        process is the spawner, which runs the programs asked for on its channel (see
+        :mod:`occlum.platform.spawner`) until the channel closes. ``started`` is called with
+        the host pid of the tree's init and the channel once the spawner runs."""
+        env = [f"{k}={v}".encode() for k, v in self.spec.env]
+        self.foreground = False
+        try:
+            if self.stage == "init":
+                self._run_init(env)
+            self._run_tree([b"/"], env, started=started)
+        finally:
+            self._shutdown()
+        return self._exit_code()
+
+    def _run_tree(
+        self,
+        argv: list[bytes],
+        env: list[bytes],
+        *,
+        started: Callable[[int, socket.socket], None] | None = None,
+    ) -> None:
+        """Start a process tree whose first program is ``argv`` (or the spawner) and serve it
+        until it ends."""
         self.first_status = None
         self.first_host_pid = 0
         launched = launcher.launch(
@@ -387,6 +410,7 @@ class LibOS:
             cgroup_procs=self.limits.start_tree(),
             limits=self.limits.program,
             foreground=self.foreground,
+            spawner=started is not None,
         )
         self.init_pid = launched.init_pid
         _raise_fd_limit()  # after the fork: the programs keep the limits they were given
@@ -404,6 +428,8 @@ class LibOS:
         self.sel.register(self.control, selectors.EVENT_READ, "control")
         if self.faults.fd >= 0 and self.faults.fd not in self.sel.get_map():
             self.sel.register(self.faults.fd, selectors.EVENT_READ, "faults")
+        if started is not None and launched.spawner is not None:
+            started(self.init_pid, launched.spawner)
         self._loop()
 
     def _forward_signal(self, signum: int, _frame: object) -> None:

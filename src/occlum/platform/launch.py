@@ -31,6 +31,7 @@ from occlum.platform.seccomp import (
     SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
     build_filter,
 )
+from occlum.platform.spawner import serve_requests
 
 STUB_NAME = ".occlum-stub"
 
@@ -41,6 +42,7 @@ class Launched:
     listener_fd: int
     shadow_root_fd: int  # directory fd of the tmpfs root of the instance's mount namespace
     control: socket.socket  # init reports the first program's fate here
+    spawner: socket.socket | None = None  # the channel to a started instance's spawner
 
 
 def _send_fds(sock: socket.socket, data: bytes, fds: list[int]) -> None:
@@ -75,9 +77,18 @@ def launch(
     cgroup_procs: str | None = None,
     limits: ProgramLimits | None = None,
     foreground: bool = False,
+    spawner: bool = False,
 ) -> Launched:
-    """Start the tree; the first program's ``execve(exec_path)`` is the first notification."""
+    """Start the tree; the first program's ``execve(exec_path)`` is the first notification.
+
+    With ``spawner``, the tree's first process is no program but the spawner of a started
+    instance (see :mod:`occlum.platform.spawner`): it runs each program asked for on the
+    channel returned in ``Launched.spawner``, under the same filter, and reports how it ended.
+    """
     parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    channel, spawner_end = (
+        socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) if spawner else (None, None)
+    )
     native.prctl(native.PR_SET_CHILD_SUBREAPER, 1)
     filter_prog = build_filter()
     sys.stdout.flush()
@@ -85,12 +96,16 @@ def launch(
     setup_pid = os.fork()
     if setup_pid == 0:
         parent_sock.close()
+        if channel is not None:
+            channel.close()
         _setup_child(
             child_sock, stub, exec_path, argv, env, hostname, network, filter_prog,
-            cgroup_procs, limits, foreground,
+            cgroup_procs, limits, foreground, spawner_end,
         )  # fmt: skip
         os._exit(127)  # not reached
     child_sock.close()
+    if spawner_end is not None:
+        spawner_end.close()
     got: dict[bytes, tuple[bytes, int]] = {}
     try:
         while len(got) < 2:  # "P" (init pid, root dir) and "L" (listener) arrive in any order
@@ -98,6 +113,8 @@ def launch(
             if not msg or msg.startswith(b"E"):
                 why = msg[1:].decode(errors="replace") if msg else "setup process died"
                 raise OSError(f"cannot start the instance: {why}")
+            if not fds:
+                raise OSError(f"cannot start the instance: unexpected message {msg[:16]!r}")
             got[msg[:1]] = (msg[1:], fds[0])
     finally:
         try:
@@ -106,7 +123,7 @@ def launch(
             pass
     init_pid = struct.unpack("<i", got[b"P"][0][:4])[0]
     shadow_fd, listener_fd = got[b"P"][1], got[b"L"][1]
-    return Launched(init_pid, listener_fd, shadow_fd, parent_sock)
+    return Launched(init_pid, listener_fd, shadow_fd, parent_sock, channel)
 
 
 def _write(path: bytes, data: bytes) -> None:
@@ -139,6 +156,7 @@ def _setup_child(
     cgroup_procs: str | None,
     limits: ProgramLimits | None,
     foreground: bool,
+    spawner: socket.socket | None,
 ) -> None:
     try:
         native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -184,7 +202,7 @@ def _setup_child(
         root_fd = os.open(b"/", os.O_DIRECTORY | os.O_RDONLY)
         _send_fds(sock, b"P" + struct.pack("<i", init_pid), [root_fd])
         os._exit(0)
-    _init(sock, exec_path, argv, env, filter_prog, limits, foreground)
+    _init(sock, exec_path, argv, env, filter_prog, limits, foreground, spawner)
 
 
 def _init(
@@ -195,6 +213,7 @@ def _init(
     filter_prog: bytes,
     limits: ProgramLimits | None,
     foreground: bool,
+    spawner: socket.socket | None,
 ) -> None:
     """pid 1: start the first program, reap orphans, report how the first program ended."""
     for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
@@ -203,7 +222,12 @@ def _init(
     if pid == 0:
         with contextlib.suppress(OSError):
             os.setpgid(0, 0)
-        _first_program(sock, exec_path, argv, env, filter_prog, limits)
+        try:
+            if spawner is not None:
+                _spawner_process(sock, spawner, filter_prog, limits)
+            _first_program(sock, exec_path, argv, env, filter_prog, limits)
+        finally:
+            os._exit(127)  # never back into the supervisor's code
     # the first program leads a process group of its own, as a shell's job does, and has the
     # terminal's foreground when `occlum run` had it (the supervisor gives it back at the end)
     with contextlib.suppress(OSError):
@@ -263,6 +287,41 @@ def _init(
     os._exit(0)
 
 
+def _confine(sock: socket.socket, filter_prog: bytes) -> None:
+    """Give up every privilege, install the filter and hand its listener to the supervisor."""
+    try:
+        native.prctl(native.PR_SET_NO_NEW_PRIVS, 1)
+        native.drop_all_capabilities()
+        listener = native.seccomp_set_filter(
+            SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, filter_prog
+        )
+    except OSError as exc:
+        _die(sock, "seccomp", exc)
+    _send_fds(sock, b"L", [listener])
+    os.close(listener)
+    sock.close()
+
+
+def _spawner_process(
+    sock: socket.socket,
+    channel: socket.socket,
+    filter_prog: bytes,
+    limits: ProgramLimits | None,
+) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_IGN)  # a program's `kill -TERM -1` must not end it
+    _confine(sock, filter_prog)
+    # nothing of the supervisor's but the channel stays open in here
+    keep = channel.fileno()
+    os.closerange(3, keep)
+    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+    code = 1
+    try:
+        code = serve_requests(channel, limits)
+    finally:
+        os._exit(code)  # never back into the supervisor's code
+
+
 def _first_program(
     sock: socket.socket,
     exec_path: bytes,
@@ -280,16 +339,9 @@ def _first_program(
             except (OSError, ValueError):
                 pass
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        native.prctl(native.PR_SET_NO_NEW_PRIVS, 1)
-        native.drop_all_capabilities()
-        listener = native.seccomp_set_filter(
-            SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, filter_prog
-        )
     except OSError as exc:
-        _die(sock, "seccomp", exc)
-    _send_fds(sock, b"L", [listener])
-    os.close(listener)
-    sock.close()
+        _die(sock, "limits", exc)
+    _confine(sock, filter_prog)
     try:
         os.execve(exec_path, argv, dict(e.split(b"=", 1) for e in env if b"=" in e))  # type: ignore[misc]
     except OSError as exc:

@@ -1,0 +1,248 @@
+"""The client side of a started instance: ``occlum exec``, ``kill``, ``ps``, ``stop`` and the
+server part of ``status`` (see :mod:`occlum.instance.server` for the server).
+
+``exec`` passes the caller's stdin, stdout and stderr to the program as descriptors. When the
+caller's stdin and stdout are a terminal, the program gets a pseudo-terminal of its own instead
+(as ``docker exec -it``): the client puts its terminal in raw mode and copies bytes both ways,
+so Ctrl-C, Ctrl-Z and job control act inside; window size changes follow. Otherwise Ctrl-C
+(and SIGTERM, SIGHUP, SIGQUIT) on the client are sent to the program's process group.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import termios
+import tty
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from occlum.abi.errors import UserError
+from occlum.instance.server import LOG_NAME, MAX_MESSAGE, SOCKET_NAME, socket_address
+
+REPLY_TIMEOUT = 30.0
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+FATAL_QUIET = {signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGKILL, signal.SIGHUP}
+
+
+class ServerGone(UserError):
+    pass
+
+
+def connect(run_dir: Path) -> socket.socket:
+    """A connection to the instance's server, or a one-line ``UserError`` saying why not."""
+    sock_path = run_dir / SOCKET_NAME
+    if not sock_path.exists():
+        raise UserError("the instance is not started (occlum start starts it)")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        address, dirfd = socket_address(run_dir)
+    except OSError as exc:
+        raise UserError(f"cannot reach {run_dir}: {exc.strerror}")
+    try:
+        sock.connect(address)
+    except ConnectionRefusedError:
+        sock.close()
+        raise UserError(
+            f"the instance's server is gone: {sock_path} was left by a server that ended "
+            f"(see {run_dir / LOG_NAME}); occlum start starts it again"
+        )
+    except OSError as exc:
+        sock.close()
+        raise UserError(f"cannot reach the instance's server at {sock_path}: {exc.strerror}")
+    finally:
+        os.close(dirfd)
+    return sock
+
+
+def _send(sock: socket.socket, obj: dict[str, Any], fds: list[int] | None = None) -> None:
+    data = json.dumps(obj).encode()
+    try:
+        if fds:
+            sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+        else:
+            sock.send(data)
+    except OSError as exc:
+        if exc.errno == errno.EMSGSIZE:
+            raise UserError("the arguments and environment are too large to send to the server")
+        raise ServerGone(f"the instance's server closed the connection: {exc.strerror}")
+
+
+def _receive(sock: socket.socket) -> dict[str, Any]:
+    try:
+        msg = sock.recv(MAX_MESSAGE)
+    except TimeoutError:
+        raise ServerGone("the instance's server does not answer")
+    except OSError as exc:
+        raise ServerGone(f"the instance's server closed the connection: {exc.strerror}")
+    if not msg:
+        raise ServerGone("the instance's server closed the connection")
+    reply: dict[str, Any] = json.loads(msg)
+    if "error" in reply:
+        raise UserError(str(reply["error"]), int(reply.get("code", 1)))
+    return reply
+
+
+def request(run_dir: Path, obj: dict[str, Any], timeout: float = REPLY_TIMEOUT) -> dict[str, Any]:
+    """One request, one answer (ps, kill, status)."""
+    with connect(run_dir) as sock:
+        sock.settimeout(timeout)
+        _send(sock, obj)
+        return _receive(sock)
+
+
+def stop(run_dir: Path, timeout: float) -> None:
+    """Stop the server gracefully; return once it is gone (every file system written back)."""
+    with connect(run_dir) as sock:
+        sock.settimeout(timeout + REPLY_TIMEOUT)
+        _send(sock, {"op": "stop", "timeout": timeout})
+        try:
+            _receive(sock)
+        except ServerGone as exc:
+            if "does not answer" in str(exc):
+                raise
+
+
+def exit_code(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def run_exec(
+    run_dir: Path, argv: list[str], env: Mapping[str, str], *, use_tty: bool | None = None
+) -> int:
+    """``occlum exec``: run ``argv`` in the started instance; return its exit code."""
+    if use_tty is None:
+        use_tty = os.isatty(0) and os.isatty(1)
+    sock = connect(run_dir)
+    with sock:
+        if use_tty:
+            return _exec_tty(sock, argv, env)
+        return _exec_plain(sock, argv, env)
+
+
+def _started(sock: socket.socket) -> int:
+    sock.settimeout(REPLY_TIMEOUT)
+    pid = int(_receive(sock)["pid"])
+    sock.settimeout(None)
+    return pid
+
+
+def _finish(sock: socket.socket, argv: list[str], pid: int) -> int:
+    reply = _receive(sock)
+    status = int(reply["exit"])
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) not in FATAL_QUIET:
+        name = signal.Signals(os.WTERMSIG(status)).name
+        os.write(2, f"occlum: {argv[0]} (pid {pid}) killed by {name}\n".encode())
+    return exit_code(status)
+
+
+def _exec_plain(sock: socket.socket, argv: list[str], env: Mapping[str, str]) -> int:
+    _send(sock, {"op": "exec", "argv": argv, "env": dict(env), "tty": False}, [0, 1, 2])
+    pid = _started(sock)
+    old = {}
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(OSError):
+            sock.send(json.dumps({"op": "signal", "sig": signum}).encode())
+
+    for sig in FORWARDED:
+        old[sig] = signal.signal(sig, forward)
+    try:
+        return _finish(sock, argv, pid)  # a forwarded signal interrupts nothing (PEP 475)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _winsize(fd: int) -> bytes:
+    return fcntl.ioctl(fd, termios.TIOCGWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+
+
+def _exec_tty(sock: socket.socket, argv: list[str], env: Mapping[str, str]) -> int:
+    master, slave = os.openpty()
+    with contextlib.suppress(OSError):
+        termios.tcsetattr(slave, termios.TCSANOW, termios.tcgetattr(0))
+    with contextlib.suppress(OSError):
+        fcntl.ioctl(master, termios.TIOCSWINSZ, _winsize(0))
+    try:
+        _send(sock, {"op": "exec", "argv": argv, "env": dict(env), "tty": True}, [slave] * 3)
+    finally:
+        os.close(slave)
+    pid = _started(sock)
+    saved = termios.tcgetattr(0)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    old_wakeup = signal.set_wakeup_fd(wake_w)
+    old_winch = signal.signal(signal.SIGWINCH, lambda _s, _f: None)
+    tty.setraw(0)
+    try:
+        status = _pump(sock, master, wake_r)
+    finally:
+        termios.tcsetattr(0, termios.TCSADRAIN, saved)
+        signal.signal(signal.SIGWINCH, old_winch)
+        signal.set_wakeup_fd(old_wakeup)
+        for fd in (wake_r, wake_w, master):
+            os.close(fd)
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) not in FATAL_QUIET:
+        name = signal.Signals(os.WTERMSIG(status)).name
+        os.write(2, f"occlum: {argv[0]} (pid {pid}) killed by {name}\n".encode())
+    return exit_code(status)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except InterruptedError:
+            continue
+
+
+def _pump(sock: socket.socket, master: int, wake_r: int) -> int:
+    """Copy the terminal to the program's pseudo-terminal and back until the program ends."""
+    watch = [0, master, sock.fileno(), wake_r]
+    status: int | None = None
+    while True:
+        try:
+            ready, _, _ = select.select(watch, [], [], 0.05 if status is not None else None)
+        except InterruptedError:
+            continue
+        if status is not None and master not in ready:
+            return status  # the program ended and its last output is out
+        if wake_r in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake_r, 64)
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(master, termios.TIOCSWINSZ, _winsize(0))
+        if 0 in ready:
+            data = os.read(0, 4096)
+            if data:
+                _write_all(master, data)
+            else:
+                watch.remove(0)
+        if master in ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every descriptor of the terminal's other side is closed
+                data = b""
+            if data:
+                _write_all(1, data)
+            else:
+                watch.remove(master)
+                if status is not None:
+                    return status
+        if sock.fileno() in ready and status is None:
+            status = int(_receive(sock)["exit"])
+            watch.remove(sock.fileno())
+            if master not in watch:
+                return status

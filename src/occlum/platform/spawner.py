@@ -1,0 +1,160 @@
+"""The spawner of a started instance: the first process of its tree, under the same filter as
+every program, that starts each program ``occlum exec`` asks for and reports how it ended.
+
+It runs in the instance's namespaces and under its filter, so that the programs it forks share
+the instance's one listener, process table and file systems, exactly like children of one
+program. It never touches a path itself (its code is imported before the filter goes on: an
+import afterwards would ask the LibOS for the module's file), and it serves one channel to the
+supervisor, a SOCK_SEQPACKET socket carrying one JSON object per message:
+
+    supervisor → spawner   {"op": "exec", "id": N, "argv": [...], "env": [...], "tty": bool}
+                           with the program's stdin, stdout and stderr as SCM_RIGHTS
+                           {"op": "signal", "id": N, "sig": S}   (to the program's process group)
+    spawner → supervisor   {"id": N, "pid": P} or {"id": N, "error": "..."}, then
+                           {"id": N, "status": W}                (a wait status, as waitpid's)
+
+The channel closing (the instance stops) ends the spawner.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import termios
+
+from occlum.platform.limits import ProgramLimits, apply_program_limits
+
+MAX_MESSAGE = 1 << 20
+
+
+def _receive(channel: socket.socket) -> tuple[bytes, list[int]]:
+    fds = array.array("i")
+    msg, anc, _flags, _addr = channel.recvmsg(MAX_MESSAGE, socket.CMSG_LEN(3 * fds.itemsize))
+    for level, typ, data in anc:
+        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    return msg, list(fds)
+
+
+def _send(channel: socket.socket, obj: dict[str, object]) -> None:
+    with contextlib.suppress(OSError):
+        channel.send(json.dumps(obj).encode())
+
+
+def _child(req: dict[str, object], fds: list[int], limits: ProgramLimits | None) -> None:
+    """In the forked child: become the program's process (group or session), then exec it."""
+    argv = [os.fsencode(a) for a in req["argv"]]  # type: ignore[attr-defined]
+    env = [os.fsencode(e) for e in req["env"]]  # type: ignore[attr-defined]
+    try:
+        signal.set_wakeup_fd(-1)
+        for sig in range(1, signal.NSIG):
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        if req.get("tty"):
+            # a session of its own whose controlling terminal is the client's pseudo-terminal:
+            # job control, Ctrl-C and Ctrl-Z work inside as on a login terminal
+            os.setsid()
+            fcntl.ioctl(fds[0], termios.TIOCSCTTY, 0)
+        else:
+            os.setpgid(0, 0)  # Ctrl-C on the client reaches the whole pipeline
+        for target, fd in enumerate(fds[:3]):
+            os.dup2(fd, target)
+        for fd in fds:
+            if fd > 2:
+                os.close(fd)
+        if limits is not None:
+            apply_program_limits(limits)
+        os.execve(argv[0], argv, dict(e.split(b"=", 1) for e in env if b"=" in e))  # type: ignore[misc]
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.write(
+                2,
+                f"occlum: cannot start {argv[0].decode(errors='replace')}: {exc.strerror}\n".encode(),
+            )
+    os._exit(127)
+
+
+def serve_requests(channel: socket.socket, limits: ProgramLimits | None) -> int:
+    """Start programs on request until the channel closes; return the spawner's exit code."""
+    running: dict[int, int] = {}  # pid -> request id
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda _s, _f: None)
+    while True:
+        while running:  # report every program that ended
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            rid = running.pop(pid, None)
+            if rid is not None:
+                _send(channel, {"id": rid, "status": status})
+        try:
+            ready, _, _ = select.select([channel.fileno(), wake_r], [], [])
+        except InterruptedError:
+            continue
+        if wake_r in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake_r, 512)
+        if channel.fileno() not in ready:
+            continue
+        try:
+            msg, fds = _receive(channel)
+        except InterruptedError:
+            continue
+        except OSError:
+            return 1
+        if not msg:
+            return 0
+        try:
+            req = json.loads(msg)
+            _handle(channel, req, fds, running, limits)
+        except (ValueError, KeyError, TypeError) as exc:
+            _send(channel, {"id": -1, "error": f"bad request: {exc}"})
+        finally:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+def _handle(
+    channel: socket.socket,
+    req: dict[str, object],
+    fds: list[int],
+    running: dict[int, int],
+    limits: ProgramLimits | None,
+) -> None:
+    rid = int(req["id"])  # type: ignore[call-overload]
+    if req["op"] == "exec":
+        if len(fds) != 3:
+            _send(channel, {"id": rid, "error": "stdin, stdout and stderr were not passed"})
+            return
+        try:
+            pid = os.fork()
+        except OSError as exc:  # EAGAIN: max_num_of_threads reached
+            _send(channel, {"id": rid, "error": f"cannot start a process: {exc.strerror}"})
+            return
+        if pid == 0:
+            _child(req, fds, limits)
+        running[pid] = rid
+        _send(channel, {"id": rid, "pid": pid})
+    elif req["op"] == "signal":
+        sig = int(req["sig"])  # type: ignore[call-overload]
+        for pid, r in running.items():
+            if r == rid:
+                try:
+                    os.kill(-pid, sig)  # its process group: a pipeline gets it whole
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, sig)  # not yet a group leader
+    else:
+        _send(channel, {"id": rid, "error": f"unknown request {req['op']!r}"})
