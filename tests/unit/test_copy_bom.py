@@ -271,3 +271,29 @@ def test_runpath_origin(tmp_path: Path) -> None:
     (tmp_path / "t").write_text("#!/bin/sh\n")
     assert read_elf_info(str(tmp_path / "t")) is None
     assert resolver.find_dependencies(str(tmp_path / "t")).paths == []
+
+
+def test_glibc_programs_get_libgcc_s(ws: Path) -> None:
+    """glibc opens libgcc_s.so.1 itself (pthread_exit, pthread_cancel): copy_bom adds it."""
+    host = LibraryResolver().find_dependencies(LS)
+    libgcc = [p for p in host.paths if os.path.basename(p) == "libgcc_s.so.1"]
+    if not any(os.path.exists(d + "/libgcc_s.so.1") for d in ("/lib/x86_64-linux-gnu", "/lib64")):
+        pytest.skip("the host has no libgcc_s.so.1")
+    assert libgcc, "found as glibc would find it"
+    (ws / "app.yaml").write_text(f"targets:\n  - target: /bin\n    copy:\n      - files: [{LS}]\n")
+    assert copy_bom("-f", "app.yaml", "--root", "image").exit_code == 0
+    assert resolve_in(ws / "image", libgcc[0]).stat().st_size > 10_000
+
+
+def test_a_missing_libgcc_s_is_no_error() -> None:
+    libc = next(p for p in LibraryResolver().find_dependencies(LS).paths if p.endswith("libc.so.6"))
+    # a host whose loader knows libc (and ls's other libraries) but no libgcc_s
+    cache = {
+        os.path.basename(p): (p,)
+        for p in LibraryResolver().find_dependencies(LS).paths
+        if not p.endswith("libgcc_s.so.1")
+    }
+    deps = LibraryResolver(cache=cache, default_dirs=(), conf_dirs=()).find_dependencies(LS)
+    assert libc in deps.paths
+    assert not any(p.endswith("libgcc_s.so.1") for p in deps.paths)
+    assert deps.missing == []

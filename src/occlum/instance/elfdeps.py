@@ -14,6 +14,11 @@ interpreter from ``PT_INTERP``, then each ``DT_NEEDED`` name, transitively, look
 under. A candidate whose ELF class or machine differs from the program's is skipped, as ld.so
 does. musl programs (interpreter ``ld-musl-*``) search ``/etc/ld-musl-<arch>.path`` or
 ``/lib:/usr/local/lib:/usr/lib`` instead, and get ``libc.so`` from the interpreter itself.
+
+glibc loads ``libgcc_s.so.1`` with ``dlopen`` when a thread exits or is cancelled
+(``pthread_exit``, ``pthread_cancel``: the stack unwinder), so no ``DT_NEEDED`` names it; a
+program that loads glibc's ``libc.so.6`` gets it too, found as libc itself would find it,
+when the host has it (its absence is no error).
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ DEFAULT_DIRS = (
 )
 MUSL_DEFAULT_DIRS = ("/lib", "/usr/local/lib", "/usr/lib")
 _ELF_MAGIC = b"\x7fELF"
+GLIBC = "libc.so.6"
+# what glibc opens at run time, for every program linked with it
+GLIBC_DLOPENED = ("libgcc_s.so.1",)
 
 
 @dataclass(slots=True, frozen=True)
@@ -207,17 +215,19 @@ class LibraryResolver:
             else:
                 result.missing.append((main.interp, program))
         exe_rpath = () if main.runpath else self._expand(main.rpath, origin)
-        queue: list[tuple[str, ElfInfo, str]] = [(program, main, origin)]
+        # (object, its facts, its $ORIGIN, whether what it needs may be missing)
+        queue: list[tuple[str, ElfInfo, str, bool]] = [(program, main, origin, False)]
         loaded_names: set[str] = set()
         while queue:
-            obj, info, obj_origin = queue.pop(0)
+            obj, info, obj_origin, optional = queue.pop(0)
             for name in info.needed:
                 if name in loaded_names:
                     continue
                 loaded_names.add(name)
                 found = self._search(name, info, obj_origin, exe_rpath, main, musl)
                 if found is None:
-                    result.missing.append((name, obj))
+                    if not optional:
+                        result.missing.append((name, obj))
                     continue
                 real = os.path.realpath(found)
                 if real in seen:
@@ -226,7 +236,11 @@ class LibraryResolver:
                 result.paths.append(found)
                 dep_info = self.info(found)
                 if dep_info is not None:
-                    queue.append((found, dep_info, os.path.dirname(found)))
+                    queue.append((found, dep_info, os.path.dirname(found), False))
+                    if name == GLIBC and not musl:
+                        # libc.so.6 opens these itself later: searched as if it needed them
+                        libc = _with_needed(dep_info, GLIBC_DLOPENED)
+                        queue.append((found, libc, os.path.dirname(found), True))
         return result
 
     def _search(
@@ -283,6 +297,11 @@ class LibraryResolver:
             p = p.replace("${PLATFORM}", "x86_64").replace("$PLATFORM", "x86_64")
             out.append(os.path.normpath(p))
         return tuple(out)
+
+
+def _with_needed(info: ElfInfo, needed: tuple[str, ...]) -> ElfInfo:
+    """``info`` needing only ``needed`` (searched with its own paths)."""
+    return ElfInfo(info.elf_class, info.machine, info.interp, needed, info.rpath, info.runpath)
 
 
 @cache
