@@ -20,6 +20,9 @@ DIAG = Path(__file__).resolve().parent.parent / "c" / "diag"
 pytestmark = pytest.mark.needs_root
 
 OCCLUM = str(Path(sys.executable).parent / "occlum")
+# built static: no dynamic loader adds served calls of its own to the ones counted
+STATIC = {"openat_count"}
+MiB = 1 << 20
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +30,8 @@ def diag_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance
     work = tmp_path_factory.mktemp("diag")
     binaries = {}
     for src in sorted(DIAG.glob("*.c")):
-        binaries[f"/bin/{src.stem}"] = libos.compile_c(src, work / src.stem)
+        variant = libos.GLIBC_STATIC if src.stem in STATIC else libos.GLIBC
+        binaries[f"/bin/{src.stem}"] = libos.compile_c(src, work / src.stem, variant)
     inst = Instance.new(work / "instance")
     inst.configure()
     libos.place_with_dependencies(inst.image, binaries)
@@ -124,3 +128,170 @@ def test_no_program_outlives_a_killed_supervisor(diag_instance: Instance) -> Non
     while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in inside):
         time.sleep(0.05)
     assert not [p for p in inside if os.path.exists(f"/proc/{p}")]
+
+
+def _occlum(inst: Instance, *args: str, log_level: str = "warn") -> libos.Result:
+    """``occlum ARGS...`` in the instance directory (as a user types it there)."""
+    env = {**os.environ, "OCCLUM_LOG_LEVEL": log_level}
+    return libos.run_killable(
+        [OCCLUM, *args], cwd=inst.path, stdin=None, env=env, timeout=libos.RUN_TIMEOUT
+    )
+
+
+def _row(text: str, *cells: str) -> re.Pattern[str]:
+    """A table row of rich's output with these cells, in order (padding ignored)."""
+    return re.compile(r"│\s*" + r"\s*│\s*".join(re.escape(c) for c in cells) + r"\s*│")
+
+
+def test_summary_counts_each_served_call_with_its_errors(diag_instance: Instance) -> None:
+    res = _occlum(diag_instance, "run", "--summary", "/bin/openat_count")
+    assert res.code == 0, res.describe()
+    assert res.stdout == "opened 5, failed 2\n"
+    err = res.stderr
+    assert "System calls served by the LibOS for /bin/openat_count" in err, err
+    assert re.search(r"│\s*openat\s*│\s*7\s*│\s*2\s*│[^│]+│[^│]+│\s*full\s*│", err), err
+    assert re.search(r"│\s*uname\s*│\s*3\s*│\s*0\s*│[^│]+│[^│]+│\s*full\s*│", err), err
+    # one execve (the program's start) and one exit_group; nothing of the init stage
+    assert re.search(r"│\s*execve\s*│\s*1\s*│\s*0\s*│", err), err
+    assert re.search(r"│\s*exit_group\s*│\s*1\s*│\s*0\s*│", err), err
+    assert "mount_rootfs" not in err
+    assert (
+        "Native system calls (read, write, mmap, futex, ...) never reach the LibOS: not counted"
+        in " ".join(err.split())
+    )
+    # the total row adds the calls up
+    rows = re.findall(r"│\s*([a-z_0-9]+)\s*│\s*(\d+)\s*│\s*\d+\s*│", err)
+    total = re.search(r"│\s*total\s*│\s*(\d+)\s*│\s*(\d+)\s*│", err)
+    calls = sum(int(n) for name, n in rows if name != "total")
+    assert total is not None and int(total.group(1)) == calls, err
+
+
+def test_summary_and_strace_together(diag_instance: Instance) -> None:
+    res = _occlum(diag_instance, "run", "--strace", "--summary", "/bin/openat_count")
+    assert res.code == 0, res.describe()
+    traced = re.findall(
+        r"\[2\] openat\(AT_FDCWD, \"(/bin|/no/such/file)\", .*\) = (\S+)", res.stderr
+    )
+    assert len(traced) == 7, res.stderr
+    assert sum(1 for _, r in traced if r == "-1") == 2
+    assert re.search(r"│\s*openat\s*│\s*7\s*│\s*2\s*│", res.stderr), res.stderr
+
+
+def test_doctor_names_unserved_partial_and_refused_calls(diag_instance: Instance) -> None:
+    res = _occlum(diag_instance, "doctor", "/bin/unserved")
+    assert res.code == 0, res.describe()
+    assert res.stdout.splitlines()[-1] == "fanotify_mark: -1 ENOSYS"  # the program's own output
+    err = res.stderr
+    assert "System calls the LibOS does not fully support" in err, err
+    assert _row("fanotify_mark", "unsupported", "1", "1").search(err), err
+    assert _row("syscall_1000", "unsupported", "2", "2").search(err), err
+    assert "fails with ENOSYS" in err
+    # nothing fully supported is listed there (execve, exit_group...)
+    assert not re.search(r"│\s*exit_group\s*│", err), err
+
+    res = _occlum(diag_instance, "doctor", "/bin/lacking")
+    assert res.code == 0, res.describe()
+    assert res.stdout.splitlines() == [
+        "getxattr: -1 No data available",
+        "ptrace: -1 Operation not permitted",
+        "unshare: -1 Operation not permitted",
+    ]
+    assert _row("getxattr", "partial", "1", "1", "no extended attributes: ENODATA").search(
+        res.stderr
+    ), res.stderr
+    assert _row("ptrace", "refused", "1", "1", "EPERM").search(res.stderr), res.stderr
+    assert _row("unshare", "refused", "1", "1", "EPERM").search(res.stderr), res.stderr
+
+
+def test_doctor_reports_a_fully_supported_program_and_enough_limits(
+    diag_instance: Instance,
+) -> None:
+    res = _occlum(diag_instance, "doctor", "/bin/openat_count")
+    assert res.code == 0, res.describe()
+    assert "is fully supported" in res.stderr, res.stderr
+    assert "not fully support" not in res.stderr
+    assert "The configured limits are enough for this run." in res.stderr
+    if os.geteuid() == 0:  # counted in a pids cgroup
+        assert re.search(
+            r"│\s*processes and threads alive at once\s*│[^│]+│[^│]+│\s*1\s*│\s*enough", res.stderr
+        ), res.stderr
+
+
+def test_doctor_passes_the_exit_status_and_says_in_one_line_what_is_missing(
+    diag_instance: Instance, tmp_path: Path
+) -> None:
+    res = _occlum(diag_instance, "doctor", "/bin/segv")
+    assert res.code == 128 + 11, res.describe()
+    assert "ended with exit status 139" in res.stderr
+    assert "ended without exit_group" in res.stderr  # its peaks could not be read
+
+    res = _occlum(diag_instance, "doctor", "/bin/no-such-program")
+    assert res.code == 127, res.describe()
+    assert res.stderr.strip().splitlines() == [
+        "occlum: error: cannot run /bin/no-such-program: no such file in the instance"
+    ]
+    unbuilt = Instance.new(tmp_path / "unbuilt")
+    res = _occlum(unbuilt, "doctor", "/bin/true")
+    assert res.code != 0
+    assert res.stderr.strip().splitlines() == [
+        "occlum: error: instance not built: run `occlum build` first"
+    ], res.describe()
+    res = _occlum(unbuilt, "doctor", "--instance-dir", str(tmp_path / "none"), "/bin/true")
+    assert res.code != 0 and len(res.stderr.strip().splitlines()) == 1, res.describe()
+    assert "Traceback" not in res.stderr
+
+
+def test_doctor_measures_what_a_program_needs_and_the_values_it_names_work(
+    tmp_path: Path,
+) -> None:
+    inst = Instance.new(tmp_path / "instance")
+    inst.configure()
+    cfg = inst.config()
+    limits = cfg["resource_limits"]
+    assert isinstance(limits, dict)
+    limits["user_space_size"] = "128MB"
+    limits["max_num_of_threads"] = 8
+    inst.write_config(cfg)
+    alloc = libos.compile_c(DIAG / "alloc.c", tmp_path / "alloc")
+    libos.place_with_dependencies(inst.image, {"/bin/alloc": alloc})
+    inst.build()
+    # 300 MiB touched by one process, then 12 threads at once
+    argv = ["/bin/alloc", "300", "12"]
+    cut = inst.run(argv)
+    assert cut.code == 1 and cut.stdout.startswith("malloc failed after "), cut.describe()
+    if os.geteuid() == 0:  # the thread limit is a pids cgroup
+        cut = inst.run(["/bin/alloc", "0", "12"])
+        assert cut.code == 1 and "pthread_create failed after" in cut.stdout, cut.describe()
+
+    res = _occlum(inst, "doctor", *argv)
+    assert res.code == 0, res.describe()  # the limits were raised for the measurement
+    assert res.stdout == "touched 300 MiB\n12 threads at once\n"
+    err = res.stderr
+    assert re.search(
+        r"resource_limits\.user_space_size\s*│\s*128MB\s*│\s*\d+MB\s*│\s*too small", err
+    ), err
+    size = re.search(r'resource_limits\.user_space_size: "(\d+)MB"  \(now "128MB"\)', err)
+    assert size is not None, err
+    assert int(size.group(1)) * MiB > 300 * MiB
+    threads = None
+    if os.geteuid() == 0:
+        assert re.search(r"alive at once\s*│[^│]+│\s*8\s*│\s*13\s*│\s*too small", err), err
+        threads = re.search(r"resource_limits\.max_num_of_threads: (\d+)  \(now 8\)", err)
+        assert threads is not None, err
+        assert int(threads.group(1)) >= 13
+
+    cfg = inst.config()
+    limits = cfg["resource_limits"]
+    assert isinstance(limits, dict)
+    limits["user_space_size"] = f"{size.group(1)}MB"
+    if threads is not None:
+        limits["max_num_of_threads"] = int(threads.group(1))
+    inst.write_config(cfg)
+    inst.build()
+    ok = inst.run(argv)
+    assert ok.code == 0, ok.describe()
+    assert ok.stdout == "touched 300 MiB\n12 threads at once\n"
+    again = _occlum(inst, "doctor", *argv)
+    assert again.code == 0 and "The configured limits are enough for this run." in again.stderr, (
+        again.describe()
+    )

@@ -211,6 +211,12 @@ def build(
 )
 @click.option("--strace", is_flag=True, help="Log every system call (log level trace).")
 @click.option(
+    "--summary",
+    is_flag=True,
+    help="At exit, print a table of the system calls the LibOS served for the program's "
+    "process tree (counts, errors, time, support level) to stderr.",
+)
+@click.option(
     "--image-key",
     metavar="FILE",
     help="The key of an encrypted image (built with --image-key), handed to init as "
@@ -222,6 +228,7 @@ def build(
 def run(
     ctx: click.Context,
     strace: bool,
+    summary: bool,
     image_key: str | None,
     program: str,
     args: tuple[str, ...],
@@ -231,7 +238,8 @@ def run(
     PROGRAM is an absolute path inside the LibOS and must lie under one of the entry_points
     of Occlum.json. The program sees env.default plus the host variables named in
     env.untrusted. The exit status is the program's (128+N if killed by signal N).
-    OCCLUM_LOG_LEVEL=off|error|warn|info|debug|trace sets the LibOS log level.
+    OCCLUM_LOG_LEVEL=off|error|warn|info|debug|trace sets the LibOS log level; --strace
+    logs every call the LibOS serves, and --summary counts them (see also occlum doctor).
 
     The boot runs initfs/bin/init first: it mounts the root file system (decrypting an
     encrypted image with the key built into the initfs or given with --image-key) and exits;
@@ -242,6 +250,7 @@ def run(
       occlum run /bin/hello_world
       OCCLUM_LOG_LEVEL=debug occlum run /bin/ls -l /
       occlum run --image-key image_key /bin/hello_world
+      occlum run --summary /bin/ls -l /
     """
     inst = _instance(ctx)
     _refuse_if_started(inst)
@@ -253,6 +262,10 @@ def run(
         log_level="trace" if strace else None,
         image_key=key_path,
     )
+    if summary:
+        from occlum.cli.doctor import run_with_summary
+
+        ctx.exit(run_with_summary(inst, spec))
     boot = _import_boot()
     with inst.running():
         try:
@@ -398,6 +411,11 @@ from occlum.cli.service import COMMANDS as SERVICE_COMMANDS  # noqa: E402
 
 for _command in SERVICE_COMMANDS:
     cli.add_command(_command)
+
+
+from occlum.cli.doctor import doctor  # noqa: E402 - a command of its own module
+
+cli.add_command(doctor)
 
 
 def main(argv: list[str] | None = None) -> None:
