@@ -53,8 +53,9 @@ def run_counted(inst: Instance, spec: RunSpec) -> tuple[int, LibOS]:
 
 def _console() -> Console:
     probe = Console(stderr=True)
-    # not a terminal (a pipe, a file): wide enough that no row of ours wraps
-    return probe if probe.is_terminal else Console(stderr=True, width=120)
+    if probe.is_terminal or "COLUMNS" in os.environ:
+        return probe
+    return Console(stderr=True, width=120)  # a pipe or a file: wide enough for our rows
 
 
 def _time(ns: int) -> str:
@@ -165,7 +166,7 @@ def _needs(spec: RunSpec, libos: LibOS) -> list[Need]:
     memory_key = "user_space_max_size" if max_size > spec.user_space_size else "user_space_size"
     return [
         Need(
-            f"address space of the largest process{_by(peaks.address_space_by)}",
+            "address space (VmPeak)",
             f"resource_limits.{memory_key}",
             limits.configured_address_space,
             peaks.address_space,
@@ -174,7 +175,7 @@ def _needs(spec: RunSpec, libos: LibOS) -> list[Need]:
             why_unmeasured="no process ended with exit_group or exec'd",
         ),
         Need(
-            "processes and threads alive at once",
+            "processes and threads at once",
             "resource_limits.max_num_of_threads",
             limits.configured_threads,
             peaks.tasks,
@@ -183,7 +184,7 @@ def _needs(spec: RunSpec, libos: LibOS) -> list[Need]:
             why_unmeasured="needs a pids cgroup (root and the pids controller)",
         ),
         Need(
-            f"main thread's stack{_by(peaks.stack_by)}",
+            "main stack (VmStk)",
             "process.default_stack_size",
             spec.default_stack_size,
             peaks.stack,
@@ -192,10 +193,6 @@ def _needs(spec: RunSpec, libos: LibOS) -> list[Need]:
             why_unmeasured="no process ended with exit_group or exec'd",
         ),
     ]
-
-
-def _by(exe: str) -> str:
-    return f" ({escape(exe)})" if exe else ""
 
 
 def _unsupported_table(rows: list[CallCount]) -> Table:
@@ -212,21 +209,21 @@ def _unsupported_table(rows: list[CallCount]) -> Table:
 
 def _needs_table(needs: list[Need]) -> Table:
     table = Table(title="Resource limits (measured with the limits raised)")
-    table.add_column("resource")
-    table.add_column("Occlum.json key")
-    table.add_column("configured", justify="right")
+    table.add_column(
+        "Occlum.json key (what was measured)", min_width=max(len(n.key) for n in needs)
+    )
+    table.add_column("now", justify="right")
     table.add_column("needed", justify="right")
     table.add_column("verdict")
     table.add_column("set to", justify="right")
     style = {"too small": "red", "near the limit": "yellow", "enough": "green"}
     for n in needs:
-        needed = n.show(n.needed) if n.needed else f"[dim]{escape(n.why_unmeasured)}[/]"
+        what = n.what if n.needed else f"{n.what}: not measured, {n.why_unmeasured}"
         suggestion = n.suggestion
         table.add_row(
-            n.what,
-            n.key,
+            f"{n.key}\n[dim]{escape(what)}[/]",
             n.show(n.configured),
-            needed,
+            n.show(n.needed) if n.needed else "-",
             f"[{style.get(n.verdict, 'dim')}]{n.verdict}[/]",
             n.json_value(suggestion) if suggestion is not None else "",
         )
@@ -257,6 +254,14 @@ def print_doctor(
     console.print(NATIVE_NOTE)
     needs = _needs(spec, libos)
     console.print(_needs_table(needs))
+    largest = [
+        f"largest {what}: {escape(exe)}"
+        for what, exe in (("address space", peaks.address_space_by), ("stack", peaks.stack_by))
+        if exe
+    ]
+    if largest:
+        text = "; ".join(largest)
+        console.print(text[0].upper() + text[1:] + ".")
     unmeasured = len(peaks.seen - peaks.ended)
     if unmeasured:
         console.print(
