@@ -144,6 +144,24 @@ WORKLOADS = [
         only_modes=("native", "libos"),
     ),
     Workload(
+        "occlum start to first exec output (/bin/true)",
+        "ms",
+        False,
+        ["{bin}/true_dyn"],
+        None,
+        kind="service-start",
+        only_modes=("native", "libos"),
+    ),
+    Workload(
+        "occlum exec round trip (/bin/true)",
+        "ms",
+        False,
+        ["{bin}/true_dyn"],
+        None,
+        kind="service-exec",
+        only_modes=("native", "libos"),
+    ),
+    Workload(
         "redis SET (redis-benchmark from outside)",
         "req/s",
         True,
@@ -506,6 +524,64 @@ def measure_per_instance(
     return m
 
 
+def measure_service(
+    w: Workload, mode: str, repeat: int, inst: libos.Instance | None, count: int = 20
+) -> Measurement:
+    """A started instance: `occlum start` until the first `occlum exec` returned, or the round
+    trip of one `occlum exec` (client start, request, spawn, exit status back); natively, the
+    same program run as a process of its own (the comparison the interface is judged by)."""
+    m = Measurement(w.name, mode)
+    inside = mode.startswith("libos")
+    if inside and inst is None:
+        m.error = "no instance"
+        return m
+    places = LIBOS_PLACES if inside else native_places()
+    prog = [substitute(a, places) for a in w.argv]
+    env = dict(os.environ, OCCLUM_LOG_LEVEL="error")
+    occlum = libos._tool("occlum")
+
+    def call(argv: list[str]) -> None:
+        proc = subprocess.run(
+            argv, cwd=inst.path if inside and inst else None, env=env, check=False,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv[:3])}: exit {proc.returncode}: {proc.stderr[-200:]!r}")
+
+    try:
+        if not inside:
+            times = []
+            for _ in range(repeat * (1 if w.kind == "service-start" else count)):
+                a = time.monotonic()
+                call(prog)
+                times.append(time.monotonic() - a)
+            m.samples = [statistics.median(times) * 1e3]
+            return m
+        if w.kind == "service-start":
+            for _ in range(repeat):
+                a = time.monotonic()
+                call([*occlum, "start"])
+                call([*occlum, "exec", *prog])
+                m.samples.append((time.monotonic() - a) * 1e3)
+                call([*occlum, "stop", "-t", "1"])
+            return m
+        call([*occlum, "start"])
+        try:
+            for _ in range(repeat):
+                times = []
+                for _ in range(count):
+                    a = time.monotonic()
+                    call([*occlum, "exec", *prog])
+                    times.append(time.monotonic() - a)
+                m.samples.append(statistics.median(times) * 1e3)
+        finally:
+            subprocess.run([*occlum, "stop", "-t", "1"], cwd=inst.path if inst else None,
+                           env=env, check=False, capture_output=True)  # fmt: skip
+    except RuntimeError as e:
+        m.error = str(e)
+    return m
+
+
 def substitute(arg: str, places: dict[str, str]) -> str:
     for key, value in places.items():
         arg = arg.replace(key, value)
@@ -619,6 +695,10 @@ def main() -> int:
             if w.kind == "server":
                 console.print(f"[dim]{w.name} / {mode}[/dim]")
                 results.append(measure_server(w, mode, min(args.repeat, 3), inst))
+                continue
+            if w.kind.startswith("service"):
+                console.print(f"[dim]{w.name} / {mode}[/dim]")
+                results.append(measure_service(w, mode, min(args.repeat, 3), inst))
                 continue
             if w.kind == "per-instance":
                 console.print(f"[dim]{w.name} / {mode}[/dim]")

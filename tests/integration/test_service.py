@@ -25,7 +25,9 @@ OCCLUM = str(Path(sys.executable).parent / "occlum")
 TOOLS = ("sh:dash", "bash", "cat", "wc", "grep", "sleep", "ls", "tr")
 
 
-def occlum(inst: Instance, *args: str, stdin: bytes | None = None, timeout: float = 60) -> libos.Result:
+def occlum(
+    inst: Instance, *args: str, stdin: bytes | None = None, timeout: float = 60
+) -> libos.Result:
     env = {**os.environ, "OCCLUM_LOG_LEVEL": "error"}
     proc = subprocess.run(
         [OCCLUM, *args], cwd=inst.path, input=stdin if stdin is not None else b"",
@@ -70,7 +72,9 @@ def test_concurrent_execs_kill_stop_and_restart(started: Instance) -> None:
         (["/bin/sleep", "100"], 128 + signal.SIGTERM),  # killed with occlum kill below
     ]
     for i in range(4):
-        commands.append((["/bin/sh", "-c", f"{wait_file}; cat /root/note.txt; exit {10 + i}"], 10 + i))
+        commands.append(
+            (["/bin/sh", "-c", f"{wait_file}; cat /root/note.txt; exit {10 + i}"], 10 + i)
+        )
     pipeline = f"{wait_file}; cat /root/note.txt | tr a-z A-Z | grep -c WRITTEN"
     commands += [(["/bin/sh", "-c", pipeline], 0)] * 4
     assert len(commands) == 10
@@ -204,7 +208,9 @@ def test_exec_under_a_terminal_gives_an_interactive_shell(started: Instance) -> 
 def test_refusals_and_a_crashed_server(instance: Instance) -> None:
     res = occlum(instance, "exec", "/bin/cat")
     assert res.code == 1
-    assert res.stderr.strip() == "occlum: error: the instance is not started (occlum start starts it)"
+    assert (
+        res.stderr.strip() == "occlum: error: the instance is not started (occlum start starts it)"
+    )
     assert occlum(instance, "start").code == 0
     try:
         twice = occlum(instance, "start")

@@ -276,7 +276,7 @@ def run(
 
 
 def _refuse_if_started(inst: Instance) -> None:
-    from occlum.instance.server import lock_holder
+    from occlum.instance.wire import lock_holder
 
     holder = lock_holder(inst.run_dir)
     if holder is not None:
@@ -336,7 +336,7 @@ def status(ctx: click.Context) -> None:
 
 def _server_state(inst: Instance) -> str:
     """The started-instance row of `occlum status`."""
-    from occlum.instance.server import LOG_NAME, SOCKET_NAME, lock_holder
+    from occlum.instance.wire import LOG_NAME, SOCKET_NAME, lock_holder
 
     holder = lock_holder(inst.run_dir)
     if holder is None:

@@ -23,11 +23,10 @@ import struct
 import termios
 import tty
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from occlum.abi.errors import UserError
-from occlum.instance.server import LOG_NAME, MAX_MESSAGE, SOCKET_NAME, socket_address
+from occlum.instance.wire import LOG_NAME, MAX_MESSAGE, SOCKET_NAME, socket_address
 
 REPLY_TIMEOUT = 30.0
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -38,10 +37,11 @@ class ServerGone(UserError):
     pass
 
 
-def connect(run_dir: Path) -> socket.socket:
+def connect(run_dir: str | os.PathLike[str]) -> socket.socket:
     """A connection to the instance's server, or a one-line ``UserError`` saying why not."""
-    sock_path = run_dir / SOCKET_NAME
-    if not sock_path.exists():
+    run_dir = os.fspath(run_dir)
+    sock_path = os.path.join(run_dir, SOCKET_NAME)
+    if not os.path.exists(sock_path):
         raise UserError("the instance is not started (occlum start starts it)")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
@@ -54,7 +54,7 @@ def connect(run_dir: Path) -> socket.socket:
         sock.close()
         raise UserError(
             f"the instance's server is gone: {sock_path} was left by a server that ended "
-            f"(see {run_dir / LOG_NAME}); occlum start starts it again"
+            f"(see {os.path.join(run_dir, LOG_NAME)}); occlum start starts it again"
         )
     except OSError as exc:
         sock.close()
@@ -92,7 +92,9 @@ def _receive(sock: socket.socket) -> dict[str, Any]:
     return reply
 
 
-def request(run_dir: Path, obj: dict[str, Any], timeout: float = REPLY_TIMEOUT) -> dict[str, Any]:
+def request(
+    run_dir: str | os.PathLike[str], obj: dict[str, Any], timeout: float = REPLY_TIMEOUT
+) -> dict[str, Any]:
     """One request, one answer (ps, kill, status)."""
     with connect(run_dir) as sock:
         sock.settimeout(timeout)
@@ -100,7 +102,7 @@ def request(run_dir: Path, obj: dict[str, Any], timeout: float = REPLY_TIMEOUT) 
         return _receive(sock)
 
 
-def stop(run_dir: Path, timeout: float) -> None:
+def stop(run_dir: str | os.PathLike[str], timeout: float) -> None:
     """Stop the server gracefully; return once it is gone (every file system written back)."""
     with connect(run_dir) as sock:
         sock.settimeout(timeout + REPLY_TIMEOUT)
@@ -119,7 +121,11 @@ def exit_code(status: int) -> int:
 
 
 def run_exec(
-    run_dir: Path, argv: list[str], env: Mapping[str, str], *, use_tty: bool | None = None
+    run_dir: str | os.PathLike[str],
+    argv: list[str],
+    env: Mapping[str, str],
+    *,
+    use_tty: bool | None = None,
 ) -> int:
     """``occlum exec``: run ``argv`` in the started instance; return its exit code."""
     if use_tty is None:

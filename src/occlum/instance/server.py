@@ -37,39 +37,18 @@ from pathlib import Path
 from typing import Any
 
 from occlum.abi.errors import UserError
+from occlum.instance.wire import (
+    LOCK_NAME,
+    LOG_NAME,
+    MAX_MESSAGE,
+    PID_NAME,
+    SOCKET_NAME,
+    lock_holder,
+    socket_address,
+)
 
-SOCKET_NAME = "occlum.sock"
-PID_NAME = "server.pid"
-LOG_NAME = "server.log"
-LOCK_NAME = "server.lock"
-MAX_MESSAGE = 1 << 20
 STOP_TIMEOUT = 10.0  # seconds from SIGTERM to SIGKILL, as `docker stop`
 REPORT_GRACE = 2.0  # after the last kill: how long the spawner may take to report the exits
-
-
-def socket_address(run_dir: Path) -> tuple[str, int]:
-    """An address for run/occlum.sock that fits sun_path whatever the instance's path length:
-    the directory is reached through a descriptor (the caller closes it)."""
-    dirfd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    return f"/proc/self/fd/{dirfd}/{SOCKET_NAME}", dirfd
-
-
-def lock_holder(run_dir: Path) -> int | None:
-    """The pid of the live server of this instance, or None."""
-    try:
-        fd = os.open(run_dir / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        try:
-            return int((run_dir / PID_NAME).read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return -1
-    finally:
-        os.close(fd)
-    return None
 
 
 @dataclass(slots=True)
@@ -476,7 +455,9 @@ def start_server(run_dir: Path, make_libos: Callable[[], Any], config: Any) -> i
     run_dir.mkdir(parents=True, exist_ok=True)
     holder = lock_holder(run_dir)
     if holder is not None:
-        raise UserError(f"the instance is already started (server pid {holder}); occlum stop stops it")
+        raise UserError(
+            f"the instance is already started (server pid {holder}); occlum stop stops it"
+        )
     sys.stdout.flush()
     sys.stderr.flush()
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)

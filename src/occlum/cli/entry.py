@@ -1,0 +1,67 @@
+"""The ``occlum`` console script.
+
+``occlum exec`` is the one command whose start-up time users feel on every call (it is the
+``docker exec`` of a started instance), so a plain ``occlum [--instance-dir DIR] exec
+[--tty|--no-tty] PROGRAM [ARGS...]`` goes straight to the small client, without loading the
+command-line framework, the configuration schema and the LibOS (about 0.5 s of imports).
+Everything else, ``--help`` included, goes to the full command line of
+:mod:`occlum.cli.main`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _plain_exec(args: list[str]) -> tuple[str, bool | None, list[str]] | None:
+    """(instance dir, tty choice, argv) of a plain ``exec``; None for anything else."""
+    instance_dir = "."
+    i = 0
+    while i < len(args) and args[i] != "exec":
+        arg = args[i]
+        if arg == "--instance-dir" and i + 1 < len(args):
+            instance_dir = args[i + 1]
+            i += 2
+        elif arg.startswith("--instance-dir="):
+            instance_dir = arg.split("=", 1)[1]
+            i += 1
+        else:
+            return None
+    rest = args[i + 1 :]
+    if not rest:
+        return None
+    use_tty: bool | None = None
+    if rest[0] in ("--tty", "--no-tty"):
+        use_tty = rest[0] == "--tty"
+        rest = rest[1:]
+    if not rest or rest[0].startswith("-"):
+        return None  # --help, a misspelt option, a missing program: the full command line
+    return instance_dir, use_tty, rest
+
+
+def main() -> None:
+    plain = _plain_exec(sys.argv[1:])
+    if plain is None:
+        from occlum.cli.main import main as full_main
+
+        full_main()
+        return
+    from occlum.abi.errors import UserError
+    from occlum.instance.client import run_exec
+
+    instance_dir, use_tty, argv = plain
+    try:
+        if not os.path.isfile(os.path.join(instance_dir, "Occlum.json")):
+            raise UserError(
+                f"not an Occlum instance directory: {os.path.abspath(instance_dir)} (no "
+                "Occlum.json; create one with `occlum new DIR` or `occlum init`)"
+            )
+        run_dir = os.path.join(instance_dir, "run")
+        code = run_exec(run_dir, argv, dict(os.environ), use_tty=use_tty)
+    except UserError as e:
+        print(f"occlum: error: {e}", file=sys.stderr)
+        code = e.exit_code
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

@@ -1,0 +1,43 @@
+"""The names and the address of a started instance's server, shared by the server and its
+clients (a module of its own: ``occlum exec`` imports nothing heavier)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+
+SOCKET_NAME = "occlum.sock"
+PID_NAME = "server.pid"
+LOG_NAME = "server.log"
+LOCK_NAME = "server.lock"
+MAX_MESSAGE = 1 << 20
+
+
+def socket_address(run_dir: str | os.PathLike[str]) -> tuple[str, int]:
+    """An address for run/occlum.sock that fits sun_path whatever the instance's path length:
+    the directory is reached through a descriptor (the caller closes it)."""
+    dirfd = os.open(os.fspath(run_dir), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return f"/proc/self/fd/{dirfd}/{SOCKET_NAME}", dirfd
+
+
+def lock_holder(run_dir: str | os.PathLike[str]) -> int | None:
+    """The pid of the live server of this instance, or None."""
+    try:
+        fd = os.open(os.path.join(run_dir, LOCK_NAME), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            return int(_read(os.path.join(run_dir, PID_NAME)).split()[0])
+        except (OSError, ValueError, IndexError):
+            return -1
+    finally:
+        os.close(fd)
+    return None
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
