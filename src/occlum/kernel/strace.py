@@ -68,9 +68,20 @@ def format_arg(t: Task, kind: str, v: int) -> str:
     return hex(v)  # ptr, hex, argv, envp
 
 
+def _creates(flags: int) -> bool:
+    return bool(flags & os.O_CREAT) or flags & os.O_TMPFILE == os.O_TMPFILE
+
+
 def format_call(t: Task, name: str, kinds: tuple[str, ...], args: tuple[int, ...]) -> str:
-    shown = ", ".join(format_arg(t, k, a) for k, a in zip(kinds, args, strict=False))
-    return f"{name}({shown})"
+    shown: list[str] = []
+    flags: int | None = None
+    for kind, v in zip(kinds, args, strict=False):
+        if kind == "oflags":
+            flags = v
+        elif kind == "mode" and flags is not None and not _creates(flags):
+            continue  # as strace: an open's mode means nothing (and is garbage) unless it creates
+        shown.append(format_arg(t, kind, v))
+    return f"{name}({', '.join(shown)})"
 
 
 def format_result(res: object, why: str = "") -> str:
