@@ -4,6 +4,8 @@ must survive, and the same probes must detect the escape natively (so they are n
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,8 +16,25 @@ pytestmark = pytest.mark.needs_root
 
 SECURITY = libos.security_tests()
 # Probes safe to run on the bare host, where they must report escapes: proof that they look.
-NATIVE_CONTROLS = ("hostfs_dotdot", "dirfd_dotdot", "hostfs_symlink", "proc_root", "kill_host")
+NATIVE_CONTROLS = (
+    "hostfs_dotdot", "dirfd_dotdot", "hostfs_symlink", "proc_root", "kill_host", "abstract_host",
+)  # fmt: skip
 ACCEPTED = {"refused", "contained"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def host_abstract_sockets() -> Iterator[None]:
+    """The host's abstract sockets abstract_host.c aims at (named after this process)."""
+    dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    dgram.bind(f"\0occlum-sec-dgram-{os.getpid()}")
+    stream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stream.bind(f"\0occlum-sec-stream-{os.getpid()}")
+    stream.listen(16)
+    try:
+        yield
+    finally:
+        dgram.close()
+        stream.close()
 
 
 def _args(mount: str, share: HostShare) -> list[str]:

@@ -404,11 +404,9 @@ def gen_image_key(ctx: click.Context, force: bool, file: str) -> None:
 
 
 from occlum.cli.package import package  # noqa: E402 - a command of its own module
-
-cli.add_command(package)
-
 from occlum.cli.service import COMMANDS as SERVICE_COMMANDS  # noqa: E402
 
+cli.add_command(package)
 for _command in SERVICE_COMMANDS:
     cli.add_command(_command)
 

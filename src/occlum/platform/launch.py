@@ -34,6 +34,11 @@ from occlum.platform.seccomp import (
 from occlum.platform.spawner import serve_requests
 
 STUB_NAME = ".occlum-stub"
+LANDLOCK_SCOPES = (
+    native.LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | native.LANDLOCK_SCOPE_SIGNAL
+    if native.landlock_abi() >= native.LANDLOCK_SCOPE_ABI
+    else 0
+)
 
 
 @dataclass(slots=True)
@@ -292,6 +297,11 @@ def _confine(sock: socket.socket, filter_prog: bytes) -> None:
     try:
         native.prctl(native.PR_SET_NO_NEW_PRIVS, 1)
         native.drop_all_capabilities()
+        if LANDLOCK_SCOPES:
+            # the instance's abstract Unix sockets and signals stay its own: a program can
+            # reach neither an abstract socket the host bound (whatever call it uses, sendmsg
+            # included, which runs natively) nor a process outside the instance
+            native.landlock_scope(LANDLOCK_SCOPES)
         listener = native.seccomp_set_filter(
             SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, filter_prog
         )

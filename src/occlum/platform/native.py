@@ -89,6 +89,39 @@ def drop_all_capabilities() -> None:
     syscall(NR["capset"], ctypes.addressof(header), ctypes.addressof(data))
 
 
+LANDLOCK_CREATE_RULESET_VERSION = 1
+LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET = 1
+LANDLOCK_SCOPE_SIGNAL = 2
+LANDLOCK_SCOPE_ABI = 6  # the first Landlock ABI with scopes (Linux 6.12)
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version, 0 where Landlock is absent or disabled."""
+    try:
+        return syscall(NR["landlock_create_ruleset"], None, 0, LANDLOCK_CREATE_RULESET_VERSION)
+    except OSError:
+        return 0
+
+
+def landlock_scope(scopes: int) -> None:
+    """Put the calling process, and all it forks, in a Landlock domain of its own with
+    ``scopes`` only (no file or network rights are restricted). Needs no_new_privs."""
+
+    class RulesetAttr(ctypes.Structure):
+        _fields_ = [
+            ("handled_access_fs", ctypes.c_uint64),
+            ("handled_access_net", ctypes.c_uint64),
+            ("scoped", ctypes.c_uint64),
+        ]
+
+    attr = RulesetAttr(0, 0, scopes)
+    fd = syscall(NR["landlock_create_ruleset"], ctypes.addressof(attr), ctypes.sizeof(attr), 0)
+    try:
+        syscall(NR["landlock_restrict_self"], fd, 0)
+    finally:
+        os.close(fd)
+
+
 def seccomp_set_filter(flags: int, program: bytes) -> int:
     """seccomp(SECCOMP_SET_MODE_FILTER, flags, &sock_fprog); returns the listener fd if asked."""
     n = len(program) // 8
