@@ -411,6 +411,7 @@ class LibOS:
             limits=self.limits.program,
             foreground=self.foreground,
             spawner=started is not None,
+            every_exit=self.spec.diagnose,
         )
         self.init_pid = launched.init_pid
         _raise_fd_limit()  # after the fork: the programs keep the limits they were given

@@ -83,6 +83,7 @@ def launch(
     limits: ProgramLimits | None = None,
     foreground: bool = False,
     spawner: bool = False,
+    every_exit: bool = False,
 ) -> Launched:
     """Start the tree; the first program's ``execve(exec_path)`` is the first notification.
 
@@ -95,7 +96,7 @@ def launch(
         socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) if spawner else (None, None)
     )
     native.prctl(native.PR_SET_CHILD_SUBREAPER, 1)
-    filter_prog = build_filter()
+    filter_prog = build_filter(every_exit=every_exit)
     sys.stdout.flush()
     sys.stderr.flush()
     setup_pid = os.fork()

@@ -104,6 +104,7 @@ CLONE_NAMESPACE_FLAGS = (
 _LD_W_ABS = 0x20
 _JEQ_K = 0x15
 _JSET_K = 0x45
+_JA = 0x05
 _RET_K = 0x06
 
 
@@ -132,8 +133,13 @@ def _served_with_pointer(nr: int, arg: int) -> list[bytes]:
     ]
 
 
-def build_filter(native: Iterable[str] = NATIVE_SYSCALLS) -> bytes:
-    """Assemble the classic-BPF program: arch check, x32 refusal, native list, else notify."""
+def build_filter(native: Iterable[str] = NATIVE_SYSCALLS, *, every_exit: bool = False) -> bytes:
+    """Assemble the classic-BPF program: arch check, x32 refusal, native list, else notify.
+
+    ``exit_group`` is served only with a non-zero status (the LibOS then looks at the address
+    space the program used, in case it failed for want of memory), or always with
+    ``every_exit`` (``occlum doctor`` measures every process): a successful exit costs no
+    round trip, which spawn-heavy programs (shells, make) feel."""
     numbers = sorted({NR[name] for name in native if name in NR})
     prog = [
         _stmt(_LD_W_ABS, 4),  # seccomp_data.arch
@@ -152,6 +158,12 @@ def build_filter(native: Iterable[str] = NATIVE_SYSCALLS) -> bytes:
         _jump(_JSET_K, CLONE_NAMESPACE_FLAGS, 0, 1),
         _stmt(_RET_K, SECCOMP_RET_USER_NOTIF),
         _stmt(_RET_K, SECCOMP_RET_ALLOW),
+        _stmt(_LD_W_ABS, 0),
+        _jump(_JEQ_K, NR["exit_group"], 0, 4),
+        _stmt(_LD_W_ABS, 16),  # low word of args[0], the status
+        _jump(_JEQ_K, 0, 0, 1) if not every_exit else _jump(_JA, 1, 0, 0),
+        _stmt(_RET_K, SECCOMP_RET_ALLOW),
+        _stmt(_RET_K, SECCOMP_RET_USER_NOTIF),
         _stmt(_LD_W_ABS, 0),
     ]
     # Socket calls that are native without an address (send() and recv() on a connected

@@ -21,7 +21,8 @@ def sys_clone(libos: LibOS, t: Task, flags: int, *_: int) -> int:
 def sys_exit_group(libos: LibOS, t: Task, status: int) -> Result:
     """The process ends as it asked; first the LibOS looks at how much address space it used,
     to name ``user_space_size`` when the program came close to it (its mmap or malloc may have
-    failed with ENOMEM for that reason)."""
+    failed with ENOMEM for that reason). The filter sends only a non-zero status here (every
+    exit under ``occlum doctor``)."""
     from occlum.kernel.libos import PROCEED
 
     libos.limits.check_address_space(t)

@@ -130,7 +130,9 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "sethostname": (info.sys_sethostname, "ptr int", FULL, "the instance's own name"),
     "sysinfo": (info.sys_sysinfo, "ptr", FULL, "memory bounded by user_space_size"),
     "clone": (process.sys_clone, "hex", PARTIAL, "no new namespaces"),
-    "exit_group": (process.sys_exit_group, "int", FULL, "checks the address space used"),
+    "exit_group": (
+        process.sys_exit_group, "int", FULL, "a failing exit: checks the address space used"
+    ),
 }
 
 REFUSED_CALLS: dict[str, int] = {
