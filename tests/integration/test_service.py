@@ -235,3 +235,24 @@ def test_refusals_and_a_crashed_server(instance: Instance) -> None:
         assert occlum(instance, "exec", "/bin/sh", "-c", "exit 0").code == 0
     finally:
         occlum(instance, "stop", "-t", "1")
+
+
+def test_a_second_run_of_the_instance_is_refused_while_one_runs(instance: Instance) -> None:
+    """Two LibOS instances must not share the encrypted root layer's journal."""
+    first = subprocess.Popen(
+        [OCCLUM, "run", "/bin/sh", "-c", "echo up; sleep 30"], cwd=instance.path,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert first.stdout is not None
+        assert first.stdout.readline() == b"up\n"
+        second = occlum(instance, "run", "/bin/sh", "-c", "echo second")
+        assert second.code == 1, second.describe()
+        assert second.stdout == ""
+        assert "in use by another running LibOS" in second.stderr, second.describe()
+        assert len(second.stderr.strip().splitlines()) == 1, second.stderr
+    finally:
+        first.kill()
+        first.communicate(timeout=20)
+    after = occlum(instance, "run", "/bin/sh", "-c", "echo alone")
+    assert (after.code, after.stdout) == (0, "alone\n"), after.describe()

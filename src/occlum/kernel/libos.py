@@ -240,6 +240,8 @@ class LibOS:
             fs = SefsFs(storage, m.key, mac_only=m.mac_only, counters=counters)
             fs.close_watch = self.close_watch
         except SyscallError as exc:
+            if exc.errno == errno.EBUSY:
+                raise UserError(f"mount {m.target}: {exc.why}")
             raise UserError(
                 f"mount {m.target}: {exc.why or exc} (wrong key, a different enclave, or "
                 "tampered storage)"

@@ -30,6 +30,7 @@ by the platform's monotonic counter (:mod:`occlum.enclave.counter`), not here.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import struct
@@ -122,6 +123,17 @@ class ObjectStore:
             self._dirfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
             raise self.error(f"cannot open the storage directory: {e.strerror}", e.errno)
+        try:
+            # one LibOS at a time: two writers of one journal would lose each other's commits
+            fcntl.flock(self._dirfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._dirfd)
+            self._dirfd = -1
+            raise self.error(
+                "the volume is in use by another running LibOS (another occlum run or a "
+                "started instance of the same instance directory)",
+                errno.EBUSY,
+            )
 
     # --- plumbing ----------------------------------------------------------------------------
 
