@@ -6,13 +6,15 @@ import os
 import sys
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+from occlum import __version__
 from occlum.cli._errors import UserErrorCommand, warn
+from occlum.cli._terminal import RichProgress
 from occlum.instance.bom import copy_bytes_total, execute_plan, plan_bom
 
+# a bar on a terminal from this much work on: below it the copy is over before a bar helps
 PROGRESS_MIN_BYTES = 16 << 20
+PROGRESS_MIN_FILES = 1000
 _VERBOSE_LEVELS = ("info", "debug", "trace")
 
 
@@ -41,6 +43,7 @@ _VERBOSE_LEVELS = ("info", "debug", "trace")
 )
 @click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
 @click.option("-v", "--verbose", is_flag=True, help="Print every operation as it is done.")
+@click.version_option(__version__, "-V", "--version", prog_name="copy_bom")
 def cli(
     bom_file: str, root: str, include_dirs: tuple[str, ...], dry_run: bool, verbose: bool
 ) -> None:
@@ -64,21 +67,12 @@ def cli(
     if verbose:
         for action in plan:
             click.echo(action.describe(), err=True)
-    console = Console(stderr=True)
-    total = copy_bytes_total(plan)
-    if console.is_terminal and total >= PROGRESS_MIN_BYTES:
-        with Progress(
-            TextColumn("copying"),
-            BarColumn(),
-            DownloadColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("copy", total=total)
-            report = execute_plan(plan, on_bytes=lambda n: progress.advance(task, n))
-    else:
-        report = execute_plan(plan)
+    progress = RichProgress("copying", min_bytes=PROGRESS_MIN_BYTES, min_files=PROGRESS_MIN_FILES)
+    progress.start(copy_bytes_total(plan), sum(1 for a in plan if a.kind == "copy"))
+    try:
+        report = execute_plan(plan, on_bytes=progress.advance)
+    finally:
+        progress.stop()
     mib = report.bytes_copied / (1 << 20)
     click.echo(
         f"copy_bom: {report.copied} files copied ({mib:.1f} MiB), {report.unchanged} unchanged, "

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from occlum.cli._terminal import console
 from occlum.instance._validation import FieldProblem, format_size, parse_size
 from occlum.instance.config import to_run_spec
 from occlum.instance.layout import Instance
@@ -49,13 +50,6 @@ def run_counted(inst: Instance, spec: RunSpec) -> tuple[int, LibOS]:
         except KeyboardInterrupt:
             code = 130
     return code, libos
-
-
-def _console() -> Console:
-    probe = Console(stderr=True)
-    if probe.is_terminal or "COLUMNS" in os.environ:
-        return probe
-    return Console(stderr=True, width=120)  # a pipe or a file: wide enough for our rows
 
 
 def _time(ns: int) -> str:
@@ -303,7 +297,8 @@ def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None
         "help_option_names": ["-h", "--help"],
         "ignore_unknown_options": True,
         "allow_interspersed_args": False,
-    }
+    },
+    short_help="Run a program once and report what it needs.",
 )
 @click.option(
     "--instance-dir",
@@ -376,14 +371,14 @@ def doctor(
         raised_threads=max(raised_threads or DOCTOR_MIN_THREADS, spec.max_threads),
     )
     code, libos = run_counted(inst, spec)
-    print_doctor(_console(), spec, libos, argv, code)
+    print_doctor(console(stderr=True), spec, libos, argv, code)
     ctx.exit(code)
 
 
 def run_with_summary(inst: Instance, spec: RunSpec) -> int:
     """``occlum run --summary``: the program's exit status; the table is on stderr."""
     code, libos = run_counted(inst, dataclasses.replace(spec, summary=True))
-    print_summary(_console(), libos, spec.argv)
+    print_summary(console(stderr=True), libos, spec.argv)
     return code
 
 

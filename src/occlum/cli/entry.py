@@ -4,8 +4,8 @@
 ``docker exec`` of a started instance), so a plain ``occlum [--instance-dir DIR] exec
 [--tty|--no-tty] PROGRAM [ARGS...]`` goes straight to the small client, without loading the
 command-line framework, the configuration schema and the LibOS (about 0.5 s of imports).
-Everything else, ``--help`` included, goes to the full command line of
-:mod:`occlum.cli.main`.
+Everything else, ``--help`` and the shell's completion requests (``_OCCLUM_COMPLETE`` set)
+included, goes to the full command line of :mod:`occlum.cli.main`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ def _plain_exec(args: list[str]) -> tuple[str, bool | None, list[str]] | None:
 
 
 def main() -> None:
-    plain = _plain_exec(sys.argv[1:])
+    # a shell asking for completions (occlum completion) names its words in the environment
+    completing = bool(os.environ.get("_OCCLUM_COMPLETE"))
+    plain = None if completing else _plain_exec(sys.argv[1:])
     if plain is None:
         from occlum.cli.main import main as full_main
 

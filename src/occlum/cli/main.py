@@ -10,19 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from occlum import __version__
 from occlum.abi.errors import UserError
 from occlum.cli._errors import UserErrorGroup, warn
+from occlum.cli._terminal import RichProgress, console
 from occlum.instance.config import to_run_spec
 from occlum.instance.layout import (
     Instance,
@@ -36,6 +29,8 @@ from occlum.instance.layout import (
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 PROGRESS_MIN_BYTES = 32 << 20
 PROGRESS_MIN_FILES = 2000
+# `occlum status`: "│ Occlum.json │ " + 64 hex digits + " │"
+STATUS_FRAMED_WIDTH = 82
 
 
 @dataclass(slots=True)
@@ -71,7 +66,7 @@ def _instance(ctx: click.Context) -> Instance:
     return Instance.at(opts.instance_dir if opts is not None else ".")
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=CONTEXT, short_help="Create a new instance directory.")
 @click.argument("directory", type=click.Path())
 @click.pass_context
 def new(ctx: click.Context, directory: str) -> None:
@@ -89,7 +84,7 @@ def new(ctx: click.Context, directory: str) -> None:
     click.echo(f"Created Occlum instance {inst.path}")
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=CONTEXT, short_help="Make a directory an Occlum instance.")
 @click.pass_context
 def init(ctx: click.Context) -> None:
     """Make the instance directory (default: the current one) an Occlum instance.
@@ -102,38 +97,7 @@ def init(ctx: click.Context) -> None:
     click.echo(f"Initialized Occlum instance {inst.path}")
 
 
-class _RichBuildProgress:
-    def __init__(self) -> None:
-        self._progress: Progress | None = None
-        self._task: Any = None
-
-    def start(self, total_bytes: int, total_files: int) -> None:
-        console = Console(stderr=True)
-        if not console.is_terminal:
-            return
-        if total_bytes < PROGRESS_MIN_BYTES and total_files < PROGRESS_MIN_FILES:
-            return
-        self._progress = Progress(
-            TextColumn("copying image/"),
-            BarColumn(),
-            DownloadColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-        self._progress.start()
-        self._task = self._progress.add_task("copy", total=total_bytes)
-
-    def advance(self, nbytes: int) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task, nbytes)
-
-    def stop(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=CONTEXT, short_help="Build the images; measure and sign the enclave.")
 @click.option(
     "-f", "--force", is_flag=True, help="Copy and hash every file again, even unchanged ones."
 )
@@ -183,7 +147,9 @@ def build(
     """
     inst = _instance(ctx)
     key_path = inst.path / image_key if image_key is not None else None
-    progress = _RichBuildProgress()
+    progress = RichProgress(
+        "copying image/", min_bytes=PROGRESS_MIN_BYTES, min_files=PROGRESS_MIN_FILES
+    )
     try:
         report = build_instance(
             inst, force=force, progress=progress, sign_key=sign_key,
@@ -207,7 +173,8 @@ def build(
         **CONTEXT,
         "ignore_unknown_options": True,
         "allow_interspersed_args": False,
-    }
+    },
+    short_help="Run a program in the built instance.",
 )
 @click.option("--strace", is_flag=True, help="Log every system call (log level trace).")
 @click.option(
@@ -295,7 +262,9 @@ def _import_boot() -> Any:
         raise
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(
+    context_settings=CONTEXT, short_help="Show whether the instance is built, running, started."
+)
 @click.pass_context
 def status(ctx: click.Context) -> None:
     """Show whether the instance is built and whether it is running.
@@ -306,9 +275,13 @@ def status(ctx: click.Context) -> None:
       occlum --instance-dir myapp status
     """
     st = instance_status(_instance(ctx))
-    table = Table(title="Occlum instance", show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("value")
+    out = console()
+    # the frame only when MRENCLAVE still fits on one line beside it (80 columns: no frame)
+    table = Table(
+        title="Occlum instance", show_header=False, show_edge=out.width >= STATUS_FRAMED_WIDTH
+    )
+    table.add_column("what", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
     table.add_row("directory", st.instance_dir)
     table.add_row("Occlum.json", "valid" if st.config_ok else f"[red]{st.config_problem}[/red]")
     if st.built and st.built_at is not None:
@@ -331,7 +304,7 @@ def status(ctx: click.Context) -> None:
     running = ", ".join(f"pid {p}" for p in st.running_pids) if st.running_pids else "no"
     table.add_row("running", running)
     table.add_row("started", _server_state(_instance(ctx)))
-    Console(width=max(100, Console().width)).print(table)
+    out.print(table)
 
 
 def _server_state(inst: Instance) -> str:
@@ -351,13 +324,14 @@ def _server_state(inst: Instance) -> str:
         return f"[red]server pid {holder} does not answer: {e}[/red]"
     since = format_time(float(st["started_at"]))
     state = "stopping" if st["stopping"] else "yes"
+    procs = int(st["processes"])
     return (
-        f"{state}: server pid {st['pid']} since {since}, {st['processes']} processes, "
-        f"{st['execs']} occlum exec running"
+        f"{state}: server pid {st['pid']} since {since}, {procs} "
+        f"{'process' if procs == 1 else 'processes'}, {st['execs']} occlum exec running"
     )
 
 
-@cli.command("print", context_settings=CONTEXT)
+@cli.command("print", context_settings=CONTEXT, short_help="Print MRENCLAVE or MRSIGNER.")
 @click.argument("what", type=click.Choice(["mrenclave", "mrsigner"]))
 @click.pass_context
 def print_(ctx: click.Context, what: str) -> None:
@@ -380,7 +354,9 @@ def print_(ctx: click.Context, what: str) -> None:
     click.echo(mrenclave_hex if what == "mrenclave" else mrsigner_hex)
 
 
-@cli.command("gen-image-key", context_settings=CONTEXT)
+@cli.command(
+    "gen-image-key", context_settings=CONTEXT, short_help="Write a new key for an encrypted image."
+)
 @click.option("-f", "--force", is_flag=True, help="Replace FILE if it exists.")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.pass_context
@@ -411,9 +387,11 @@ for _command in SERVICE_COMMANDS:
     cli.add_command(_command)
 
 
+from occlum.cli.completion import completion  # noqa: E402
 from occlum.cli.doctor import doctor  # noqa: E402 - a command of its own module
 
 cli.add_command(doctor)
+cli.add_command(completion)
 
 
 def main(argv: list[str] | None = None) -> None:

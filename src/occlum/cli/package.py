@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from occlum.cli._errors import warn
+from occlum.cli._terminal import RichProgress
 from occlum.instance.layout import Instance
 from occlum.instance.package import OCI_INSTANCE_DIR, write_oci_layout, write_package
 
@@ -20,38 +18,9 @@ PROGRESS_MIN_BYTES = 32 << 20
 PROGRESS_MIN_FILES = 2000
 
 
-class _RichPackageProgress:
-    def __init__(self) -> None:
-        self._progress: Progress | None = None
-        self._task: Any = None
-
-    def start(self, total_bytes: int, total_files: int) -> None:
-        console = Console(stderr=True)
-        if not console.is_terminal:
-            return
-        if total_bytes < PROGRESS_MIN_BYTES and total_files < PROGRESS_MIN_FILES:
-            return
-        self._progress = Progress(
-            TextColumn("packaging"),
-            BarColumn(),
-            DownloadColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-        self._progress.start()
-        self._task = self._progress.add_task("package", total=total_bytes)
-
-    def advance(self, nbytes: int) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task, nbytes)
-
-    def stop(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-
-@click.command(context_settings=CONTEXT)
+@click.command(
+    context_settings=CONTEXT, short_help="Package the built instance as an archive or OCI image."
+)
 @click.argument("name", required=False, type=click.Path(path_type=Path))
 @click.option(
     "--debug", is_flag=True, help="Package a debuggable enclave (metadata.debuggable true)."
@@ -118,7 +87,7 @@ def package(
         raise click.UsageError("give either NAME or --oci DIR, not both")
     root = ctx.find_root()
     inst = Instance.at(root.params.get("instance_dir") or ".")
-    progress = _RichPackageProgress()
+    progress = RichProgress("packaging", min_bytes=PROGRESS_MIN_BYTES, min_files=PROGRESS_MIN_FILES)
     try:
         if oci_dir is None:
             report = write_package(inst, name, debug=debug, progress=progress)

@@ -7,10 +7,10 @@ import signal
 import time
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from occlum.abi.errors import UserError
+from occlum.cli._terminal import console
 from occlum.instance.layout import Instance
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -36,7 +36,9 @@ def _signal_number(text: str) -> int:
     raise UserError(f"unknown signal {text!r} (use e.g. TERM, KILL, INT, HUP or a number)")
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(
+    context_settings=CONTEXT, short_help="Start the instance as a server for occlum exec."
+)
 @click.option(
     "--image-key",
     metavar="FILE",
@@ -79,6 +81,7 @@ def start(ctx: click.Context, image_key: str | None) -> None:
 @click.command(
     "exec",
     context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_interspersed_args": False},
+    short_help="Run a program in the started instance.",
 )
 @click.option(
     "--tty/--no-tty",
@@ -110,7 +113,9 @@ def exec_(ctx: click.Context, use_tty: bool | None, program: str, args: tuple[st
     ctx.exit(code)
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(
+    context_settings=CONTEXT, short_help="Send a signal to a process of the started instance."
+)
 @click.option(
     "-s",
     "--signal",
@@ -135,7 +140,7 @@ def kill(ctx: click.Context, sig: str, pid: int) -> None:
     request(_instance(ctx).run_dir, {"op": "kill", "pid": pid, "sig": num})
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT, short_help="List the processes of the started instance.")
 @click.pass_context
 def ps(ctx: click.Context) -> None:
     """List the processes running in the started instance.
@@ -156,7 +161,12 @@ def ps(ctx: click.Context) -> None:
         ("RSS", "right"),
         ("COMMAND", "left"),
     ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        table.add_column(
+            name,
+            justify=justify,  # type: ignore[arg-type]
+            no_wrap=name != "COMMAND",
+            overflow="fold",
+        )
     for r in rows:
         table.add_row(
             str(r["pid"]),
@@ -166,10 +176,10 @@ def ps(ctx: click.Context) -> None:
             f"{r['rss_kib'] / 1024:.1f}M",
             r["command"],
         )
-    Console(width=max(100, Console().width)).print(table)
+    console().print(table)
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT, short_help="Stop the started instance.")
 @click.option(
     "-t",
     "--time",
