@@ -495,21 +495,30 @@ def measure_server(w: Workload, mode: str, repeat: int, inst: libos.Instance | N
     return m
 
 
+def _whole_commands(
+    w: Workload, mode: str, inst: libos.Instance | None
+) -> tuple[Measurement, bool, list[str], dict[str, str]]:
+    """For workloads timed as whole commands: (the measurement to fill, whether it runs in
+    the LibOS, the program's argv with its places filled in, the environment)."""
+    m = Measurement(w.name, mode)
+    inside = mode.startswith("libos")
+    if inside and inst is None:
+        m.error = "no instance"
+    places = LIBOS_PLACES if inside else native_places()
+    argv = [substitute(a, places) for a in w.argv]
+    return m, inside, argv, dict(os.environ, OCCLUM_LOG_LEVEL="error")
+
+
 def measure_per_instance(
     w: Workload, mode: str, repeat: int, inst: libos.Instance | None, count: int = 20
 ) -> Measurement:
     """Spawning a program that exits at once, each in an instance of its own (`occlum run`
     per process, the design sharing one instance is compared against) or natively."""
-    m = Measurement(w.name, mode)
-    inside = mode.startswith("libos")
-    if inside and inst is None:
-        m.error = "no instance"
+    m, inside, argv, env = _whole_commands(w, mode, inst)
+    if m.error:
         return m
-    places = LIBOS_PLACES if inside else native_places()
-    argv = [substitute(a, places) for a in w.argv]
     if inside:
         argv = [*libos._tool("occlum"), "run", *argv]
-    env = dict(os.environ, OCCLUM_LOG_LEVEL="error")
     for _ in range(repeat):
         a = time.monotonic()
         for _ in range(count):
@@ -530,14 +539,9 @@ def measure_service(
     """A started instance: `occlum start` until the first `occlum exec` returned, or the round
     trip of one `occlum exec` (client start, request, spawn, exit status back); natively, the
     same program run as a process of its own (the comparison the interface is judged by)."""
-    m = Measurement(w.name, mode)
-    inside = mode.startswith("libos")
-    if inside and inst is None:
-        m.error = "no instance"
+    m, inside, prog, env = _whole_commands(w, mode, inst)
+    if m.error:
         return m
-    places = LIBOS_PLACES if inside else native_places()
-    prog = [substitute(a, places) for a in w.argv]
-    env = dict(os.environ, OCCLUM_LOG_LEVEL="error")
     occlum = libos._tool("occlum")
 
     def call(argv: list[str]) -> None:

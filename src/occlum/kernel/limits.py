@@ -50,6 +50,14 @@ class Peaks:
         return max(self.tasks_seen, 1) if self.tree_peak else 0
 
 
+def _read_status(tid: int) -> bytes | None:
+    try:
+        with open(f"/proc/{tid}/status", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def _status_field(status: bytes, name: bytes) -> int:
     """A "kB" field of /proc/PID/status, in bytes (0 if absent)."""
     at = status.find(name)
@@ -126,15 +134,10 @@ class Limits:
         exe = t.process.exe_path.decode(errors="replace")
         if not limit or exe in self._reported or self.peaks is not None:
             return
-        try:
-            with open(f"/proc/{t.tid}/status", "rb") as f:
-                status = f.read()
-        except OSError:
+        status = _read_status(t.tid)
+        if status is None:
             return
-        at = status.find(b"VmPeak:")
-        if at < 0:
-            return
-        peak = int(status[at + 7 : status.index(b"\n", at)].split()[0]) * 1024
+        peak = _status_field(status, b"VmPeak:")
         if peak < NEAR * limit:
             return
         self._reported.add(exe)
@@ -159,10 +162,8 @@ class Limits:
         peaks.seen.add(p.host_pid)
         if not p.exe_path:  # the first process before its first exec: a fork of the supervisor
             return
-        try:
-            with open(f"/proc/{t.tid}/status", "rb") as f:
-                status = f.read()
-        except OSError:
+        status = _read_status(t.tid)
+        if status is None:
             return
         exe = p.exe_path.decode(errors="replace")
         vm_peak = _status_field(status, b"VmPeak:")
