@@ -22,6 +22,7 @@ from libos import Instance
 pytestmark = pytest.mark.needs_root
 
 OCCLUM = str(Path(sys.executable).parent / "occlum")
+DIAG = Path(__file__).resolve().parent.parent / "c" / "diag"
 TOOLS = ("sh:dash", "bash", "cat", "wc", "grep", "sleep", "ls", "tr")
 
 
@@ -44,6 +45,8 @@ def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
     for tool in TOOLS:
         inside, _, host = tool.partition(":")
         binaries[f"/bin/{inside}"] = Path("/bin") / (host or inside)
+    work = tmp_path_factory.mktemp("service-bin")
+    binaries["/bin/lacking"] = libos.compile_c(DIAG / "lacking.c", work / "lacking")
     libos.place_with_dependencies(inst.image, binaries)
     inst.build()
     yield inst
@@ -152,6 +155,31 @@ def test_ctrl_c_on_the_client_interrupts_the_program(started: Instance) -> None:
     assert proc.returncode == 128 + signal.SIGINT
     listing = occlum(started, "ps")
     assert "sleep" not in listing.stdout, listing.stdout  # the whole pipeline got it
+
+
+def test_the_libos_tells_the_exec_caller_what_it_refused(instance: Instance) -> None:
+    """Warnings about a program reach its `occlum exec` caller (the server's log level is
+    the one `occlum start` was given)."""
+    env = {**os.environ, "OCCLUM_LOG_LEVEL": "warn"}
+
+    def call(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [OCCLUM, *args], cwd=instance.path, capture_output=True, env=env, timeout=60,
+            check=False,
+        )  # fmt: skip
+
+    assert call("start").returncode == 0
+    try:
+        proc = call("exec", "/bin/lacking")
+    finally:
+        call("stop", "-t", "1")
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert "ptrace: -1 Operation not permitted" in proc.stdout.decode()
+    assert "[occlum warn] ptrace is refused inside the LibOS (EPERM)" in err, err
+    assert "/bin/lacking" in err
+    # and the server's log keeps it too
+    assert "ptrace is refused" in (instance.path / "run" / "server.log").read_text()
 
 
 def _take_terminal() -> None:

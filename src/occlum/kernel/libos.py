@@ -42,6 +42,7 @@ from occlum.kernel.process import CachedProgram, Process, Task
 from occlum.kernel.spec import MountSpec, RunSpec
 from occlum.kernel.strace import format_call, format_result
 from occlum.platform import launch as launcher
+from occlum.platform import native
 from occlum.platform.faults import FaultLog
 from occlum.platform.seccomp import Listener
 from occlum.platform.stub import build_stub
@@ -383,6 +384,7 @@ class LibOS:
         the host pid of the tree's init and the channel once the spawner runs."""
         env = [f"{k}={v}".encode() for k, v in self.spec.env]
         self.foreground = False
+        self.log.echo = self._echo_to_caller
         try:
             if self.stage == "init":
                 self._run_init(env)
@@ -390,6 +392,26 @@ class LibOS:
         finally:
             self._shutdown()
         return self._exit_code()
+
+    def _echo_to_caller(self, line: bytes) -> None:
+        """A started instance's log line about the calling program goes to its stderr too (the
+        `occlum exec` caller's), when that takes the line without blocking the supervisor."""
+        t = self.current
+        if t is None or t.process.pidfd < 0:
+            return
+        try:
+            fd = native.pidfd_getfd(t.process.pidfd, 2)
+        except OSError:
+            return  # no stderr, or the process is gone
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+            if poller.poll(0):  # room for PIPE_BUF bytes: a write of that much never waits
+                os.write(fd, line[: select.PIPE_BUF])
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
     def _run_tree(
         self,
