@@ -34,7 +34,11 @@ FATAL_QUIET = {signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGKILL, si
 
 
 class ServerGone(UserError):
-    pass
+    """The server closed the connection (or is gone)."""
+
+
+class ServerSilent(ServerGone):
+    """The server did not answer in time."""
 
 
 def connect(run_dir: str | os.PathLike[str]) -> socket.socket:
@@ -81,7 +85,7 @@ def _receive(sock: socket.socket) -> dict[str, Any]:
     try:
         msg = sock.recv(MAX_MESSAGE)
     except TimeoutError:
-        raise ServerGone("the instance's server does not answer")
+        raise ServerSilent("the instance's server does not answer")
     except OSError as exc:
         raise ServerGone(f"the instance's server closed the connection: {exc.strerror}")
     if not msg:
@@ -109,9 +113,10 @@ def stop(run_dir: str | os.PathLike[str], timeout: float) -> None:
         _send(sock, {"op": "stop", "timeout": timeout})
         try:
             _receive(sock)
-        except ServerGone as exc:
-            if "does not answer" in str(exc):
-                raise
+        except ServerSilent:
+            raise
+        except ServerGone:
+            pass  # it ended before answering: stopped all the same
 
 
 def exit_code(status: int) -> int:
@@ -144,9 +149,8 @@ def _started(sock: socket.socket) -> int:
     return pid
 
 
-def _finish(sock: socket.socket, argv: list[str], pid: int) -> int:
-    reply = _receive(sock)
-    status = int(reply["exit"])
+def _ended(status: int, argv: list[str], pid: int) -> int:
+    """The exit code for the program's wait status; a fatal signal is named in one line."""
     if os.WIFSIGNALED(status) and os.WTERMSIG(status) not in FATAL_QUIET:
         name = signal.Signals(os.WTERMSIG(status)).name
         os.write(2, f"occlum: {argv[0]} (pid {pid}) killed by {name}\n".encode())
@@ -165,7 +169,8 @@ def _exec_plain(sock: socket.socket, argv: list[str], env: Mapping[str, str]) ->
     for sig in FORWARDED:
         old[sig] = signal.signal(sig, forward)
     try:
-        return _finish(sock, argv, pid)  # a forwarded signal interrupts nothing (PEP 475)
+        # a forwarded signal interrupts nothing (PEP 475)
+        return _ended(int(_receive(sock)["exit"]), argv, pid)
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
@@ -199,10 +204,7 @@ def _exec_tty(sock: socket.socket, argv: list[str], env: Mapping[str, str]) -> i
         signal.set_wakeup_fd(old_wakeup)
         for fd in (wake_r, wake_w, master):
             os.close(fd)
-    if os.WIFSIGNALED(status) and os.WTERMSIG(status) not in FATAL_QUIET:
-        name = signal.Signals(os.WTERMSIG(status)).name
-        os.write(2, f"occlum: {argv[0]} (pid {pid}) killed by {name}\n".encode())
-    return exit_code(status)
+    return _ended(status, argv, pid)
 
 
 def _write_all(fd: int, data: bytes) -> None:

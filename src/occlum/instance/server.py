@@ -117,7 +117,6 @@ def instance_processes(init_pid: int) -> list[ProcRow]:
 @dataclass(slots=True)
 class Exec:
     conn: socket.socket
-    argv: list[str]
     pid: int = 0
 
 
@@ -145,7 +144,6 @@ class Server:
     def __post_init__(self) -> None:
         self.sel = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.lock = threading.Lock()
 
     # -- the main thread's side -------------------------------------------------------------
     def attach(self, init_pid: int, channel: socket.socket) -> None:
@@ -306,7 +304,7 @@ class Server:
         if not self._to_spawner(order, fds):
             self._reply(conn, {"error": "the instance's spawner is gone"})
             return
-        self.execs[rid] = Exec(conn, argv)
+        self.execs[rid] = Exec(conn)
         self.conns[conn] = rid
 
     def _signal(self, conn: socket.socket, req: dict[str, Any], _fds: list[int]) -> None:
