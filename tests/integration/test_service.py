@@ -137,6 +137,10 @@ def test_exec_passes_stdin_arguments_environment_and_status(started: Instance) -
     res = occlum(started, "exec", "/bin/sh", "-c", 'echo "$1 $OCCLUM_TEST"; exit 7', "sh", "arg")
     assert res.code == 7, res.describe()
     assert res.stdout.startswith("arg "), res.stdout
+    # the LibOS's /proc agrees with getppid() about the program's parent (the spawner)
+    res = occlum(started, "exec", "/bin/sh", "-c", 'grep PPid /proc/$$/status; echo "$PPID"')
+    ppid_line, ppid = res.stdout.split("\n")[:2]
+    assert ppid_line.split() == ["PPid:", ppid], res.stdout
     res = occlum(started, "exec", "/bin/sh", "-c", "kill -SEGV $$")
     assert res.code == 128 + signal.SIGSEGV
     assert "killed by SIGSEGV" in res.stderr
