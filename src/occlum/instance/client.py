@@ -10,7 +10,6 @@ so Ctrl-C, Ctrl-Z and job control act inside; window size changes follow. Otherw
 
 from __future__ import annotations
 
-import array
 import contextlib
 import errno
 import fcntl
@@ -27,6 +26,7 @@ from typing import Any
 
 from occlum.abi.errors import UserError
 from occlum.instance.wire import LOG_NAME, MAX_MESSAGE, SOCKET_NAME, socket_address
+from occlum.platform.fdpass import send_fds
 
 REPLY_TIMEOUT = 30.0
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -69,12 +69,8 @@ def connect(run_dir: str | os.PathLike[str]) -> socket.socket:
 
 
 def _send(sock: socket.socket, obj: dict[str, Any], fds: list[int] | None = None) -> None:
-    data = json.dumps(obj).encode()
     try:
-        if fds:
-            sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-        else:
-            sock.send(data)
+        send_fds(sock, json.dumps(obj).encode(), fds)
     except OSError as exc:
         if exc.errno == errno.EMSGSIZE:
             raise UserError("the arguments and environment are too large to send to the server")

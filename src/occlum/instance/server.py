@@ -19,7 +19,6 @@ The protocol is one JSON object per SOCK_SEQPACKET message (see :mod:`occlum.ins
 
 from __future__ import annotations
 
-import array
 import contextlib
 import fcntl
 import json
@@ -46,6 +45,7 @@ from occlum.instance.wire import (
     lock_holder,
     socket_address,
 )
+from occlum.platform.fdpass import recv_fds, send_fds
 
 STOP_TIMEOUT = 10.0  # seconds from SIGTERM to SIGKILL, as `docker stop`
 REPORT_GRACE = 2.0  # after the last kill: how long the spawner may take to report the exits
@@ -233,27 +233,17 @@ class Server:
     def _to_spawner(self, obj: dict[str, Any], fds: list[int] | None = None) -> bool:
         if self.channel is None:
             return False
-        data = json.dumps(obj).encode()
         try:
-            if fds:
-                self.channel.sendmsg(
-                    [data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
-                )
-            else:
-                self.channel.send(data)
+            send_fds(self.channel, json.dumps(obj).encode(), fds)
         except OSError:
             return False
         return True
 
     def _from_client(self, conn: socket.socket) -> None:
-        fds = array.array("i")
         try:
-            msg, anc, _f, _a = conn.recvmsg(MAX_MESSAGE, socket.CMSG_LEN(3 * fds.itemsize))
+            msg, fds = recv_fds(conn, MAX_MESSAGE, 3)
         except OSError:
-            msg, anc = b"", []
-        for level, typ, data in anc:
-            if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
-                fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+            msg, fds = b"", []
         try:
             if not msg:
                 self._drop(conn)
@@ -275,7 +265,7 @@ class Server:
             if handler is None:
                 self._reply(conn, {"error": f"unknown request {op!r}"})
                 return
-            handler(conn, req, list(fds))
+            handler(conn, req, fds)
         finally:
             for fd in fds:
                 with contextlib.suppress(OSError):

@@ -13,7 +13,6 @@ hard-links the stub at each path a program executes, so the kernel only ever run
 
 from __future__ import annotations
 
-import array
 import contextlib
 import fcntl
 import os
@@ -25,13 +24,14 @@ import sys
 from dataclasses import dataclass
 
 from occlum.platform import native
-from occlum.platform.limits import ProgramLimits, apply_program_limits
+from occlum.platform.fdpass import recv_fds, send_fds
+from occlum.platform.limits import ProgramLimits
 from occlum.platform.seccomp import (
     SECCOMP_FILTER_FLAG_NEW_LISTENER,
     SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
     build_filter,
 )
-from occlum.platform.spawner import serve_requests
+from occlum.platform.spawner import exec_program, serve_requests
 
 STUB_NAME = ".occlum-stub"
 LANDLOCK_SCOPES = (
@@ -48,19 +48,6 @@ class Launched:
     shadow_root_fd: int  # directory fd of the tmpfs root of the instance's mount namespace
     control: socket.socket  # init reports the first program's fate here
     spawner: socket.socket | None = None  # the channel to a started instance's spawner
-
-
-def _send_fds(sock: socket.socket, data: bytes, fds: list[int]) -> None:
-    sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-
-
-def _recv_fds(sock: socket.socket, size: int = 256, maxfds: int = 4) -> tuple[bytes, list[int]]:
-    fds = array.array("i")
-    msg, anc, _flags, _addr = sock.recvmsg(size, socket.CMSG_LEN(maxfds * fds.itemsize))
-    for level, typ, data in anc:
-        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-    return msg, list(fds)
 
 
 def _die(sock: socket.socket, stage: str, exc: BaseException) -> None:
@@ -115,7 +102,7 @@ def launch(
     got: dict[bytes, tuple[bytes, int]] = {}
     try:
         while len(got) < 2:  # "P" (init pid, root dir) and "L" (listener) arrive in any order
-            msg, fds = _recv_fds(parent_sock)
+            msg, fds = recv_fds(parent_sock, 256, 4)
             if not msg or msg.startswith(b"E"):
                 why = msg[1:].decode(errors="replace") if msg else "setup process died"
                 raise OSError(f"cannot start the instance: {why}")
@@ -206,7 +193,7 @@ def _setup_child(
     init_pid = os.fork()  # pid 1 of the new PID namespace
     if init_pid:
         root_fd = os.open(b"/", os.O_DIRECTORY | os.O_RDONLY)
-        _send_fds(sock, b"P" + struct.pack("<i", init_pid), [root_fd])
+        send_fds(sock, b"P" + struct.pack("<i", init_pid), [root_fd])
         os._exit(0)
     _init(sock, exec_path, argv, env, filter_prog, limits, foreground, spawner)
 
@@ -308,7 +295,7 @@ def _confine(sock: socket.socket, filter_prog: bytes) -> None:
         )
     except OSError as exc:
         _die(sock, "seccomp", exc)
-    _send_fds(sock, b"L", [listener])
+    send_fds(sock, b"L", [listener])
     os.close(listener)
     sock.close()
 
@@ -341,23 +328,5 @@ def _first_program(
     filter_prog: bytes,
     limits: ProgramLimits | None,
 ) -> None:
-    try:
-        if limits is not None:
-            apply_program_limits(limits)
-        for sig in range(1, signal.NSIG):
-            try:
-                signal.signal(sig, signal.SIG_DFL)
-            except (OSError, ValueError):
-                pass
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
-    except OSError as exc:
-        _die(sock, "limits", exc)
     _confine(sock, filter_prog)
-    try:
-        os.execve(exec_path, argv, dict(e.split(b"=", 1) for e in env if b"=" in e))  # type: ignore[misc]
-    except OSError as exc:
-        os.write(
-            2,
-            f"occlum: cannot start {exec_path.decode(errors='replace')}: {exc.strerror}\n".encode(),
-        )
-    os._exit(127)
+    exec_program(exec_path, argv, env, limits)

@@ -18,7 +18,6 @@ The channel closing (the instance stops) ends the spawner.
 
 from __future__ import annotations
 
-import array
 import contextlib
 import fcntl
 import json
@@ -27,19 +26,12 @@ import select
 import signal
 import socket
 import termios
+from typing import NoReturn
 
+from occlum.platform.fdpass import recv_fds
 from occlum.platform.limits import ProgramLimits, apply_program_limits
 
 MAX_MESSAGE = 1 << 20
-
-
-def _receive(channel: socket.socket) -> tuple[bytes, list[int]]:
-    fds = array.array("i")
-    msg, anc, _flags, _addr = channel.recvmsg(MAX_MESSAGE, socket.CMSG_LEN(3 * fds.itemsize))
-    for level, typ, data in anc:
-        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-    return msg, list(fds)
 
 
 def _send(channel: socket.socket, obj: dict[str, object]) -> None:
@@ -47,16 +39,38 @@ def _send(channel: socket.socket, obj: dict[str, object]) -> None:
         channel.send(json.dumps(obj).encode())
 
 
-def _child(req: dict[str, object], fds: list[int], limits: ProgramLimits | None) -> None:
-    """In the forked child: become the program's process (group or session), then exec it."""
-    argv = [os.fsencode(a) for a in req["argv"]]  # type: ignore[attr-defined]
-    env = [os.fsencode(e) for e in req["env"]]  # type: ignore[attr-defined]
+def exec_program(
+    path: bytes, argv: list[bytes], env: list[bytes], limits: ProgramLimits | None
+) -> NoReturn:
+    """The last steps of every program's start (the first program of `occlum run` and each one
+    the spawner starts): default signal dispositions, nothing blocked, the instance's limits,
+    then ``execve``; a failure is one line on the program's stderr and exit status 127."""
     try:
         signal.set_wakeup_fd(-1)
         for sig in range(1, signal.NSIG):
             with contextlib.suppress(OSError, ValueError):
                 signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        if limits is not None:
+            apply_program_limits(limits)
+        os.execve(path, argv, dict(e.split(b"=", 1) for e in env if b"=" in e))  # type: ignore[misc]
+    except OSError as exc:
+        _cannot_start(path, exc)
+    os._exit(127)
+
+
+def _cannot_start(path: bytes, exc: OSError) -> None:
+    with contextlib.suppress(OSError):
+        os.write(
+            2, f"occlum: cannot start {path.decode(errors='replace')}: {exc.strerror}\n".encode()
+        )
+
+
+def _child(req: dict[str, object], fds: list[int], limits: ProgramLimits | None) -> NoReturn:
+    """In the forked child: become the program's process (group or session), then exec it."""
+    argv = [os.fsencode(a) for a in req["argv"]]  # type: ignore[attr-defined]
+    env = [os.fsencode(e) for e in req["env"]]  # type: ignore[attr-defined]
+    try:
         if req.get("tty"):
             # a session of its own whose controlling terminal is the client's pseudo-terminal:
             # job control, Ctrl-C and Ctrl-Z work inside as on a login terminal
@@ -69,16 +83,10 @@ def _child(req: dict[str, object], fds: list[int], limits: ProgramLimits | None)
         for fd in fds:
             if fd > 2:
                 os.close(fd)
-        if limits is not None:
-            apply_program_limits(limits)
-        os.execve(argv[0], argv, dict(e.split(b"=", 1) for e in env if b"=" in e))  # type: ignore[misc]
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.write(
-                2,
-                f"occlum: cannot start {argv[0].decode(errors='replace')}: {exc.strerror}\n".encode(),
-            )
-    os._exit(127)
+        _cannot_start(argv[0], exc)
+        os._exit(127)
+    exec_program(argv[0], argv, env, limits)
 
 
 def serve_requests(channel: socket.socket, limits: ProgramLimits | None) -> int:
@@ -108,7 +116,7 @@ def serve_requests(channel: socket.socket, limits: ProgramLimits | None) -> int:
         if channel.fileno() not in ready:
             continue
         try:
-            msg, fds = _receive(channel)
+            msg, fds = recv_fds(channel, MAX_MESSAGE, 3)
         except InterruptedError:
             continue
         except OSError:

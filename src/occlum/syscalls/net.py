@@ -26,7 +26,8 @@ Not served, so not translated: ``sendmsg``/``sendmmsg`` (the address is inside t
 header, where the filter cannot look, and the launcher itself sends the notification
 listener with a ``sendmsg`` under the filter): the kernel finds a path socket only at the text
 it was bound with (or one a ``connect``/``sendto`` made reachable), and an abstract name
-without the prefix. ``recvmsg``/``recvmmsg`` report an abstract sender's name with it.
+without the prefix, where the Landlock scope every instance process is in refuses any name the
+host bound. ``recvmsg``/``recvmmsg`` report an abstract sender's name with it.
 """
 
 from __future__ import annotations
