@@ -327,6 +327,8 @@ def parse_config(text: str, label: str = CONFIG_NAME) -> LoadedConfig:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
         raise UserError(f"{label}: line {e.lineno}, column {e.colno}: invalid JSON: {e.msg}")
+    except RecursionError:  # the decoder recurses once per bracket
+        raise UserError(f"{label}: invalid JSON: arrays or objects nested too deep")
     if not isinstance(raw, dict):
         raise UserError(f"{label}: the top level must be a JSON object {{...}}")
     try:
@@ -460,6 +462,7 @@ def to_run_spec(
     inst = instance if isinstance(instance, Instance) else Instance(Path(instance))
     if not argv and not service:
         raise UserError("no program given (e.g. occlum run /bin/hello)")
+    inst.require_run_files()
     loaded = inst.load_built_config()
     config = loaded.config
     # a started instance (service) runs the programs `occlum exec` names, checked then
@@ -506,7 +509,8 @@ def to_run_spec(
         root_hash=root_hash,
         root_upper=root_upper,
         root_upper_key=root_upper_key,
-        init_image=str(init_image) if init_hash is not None and init_image.is_file() else None,
+        # measured, so never skipped: require_run_files has checked that the image is there
+        init_image=str(init_image) if init_hash is not None else None,
         init_hash=init_hash,
         user_image_key=user_key,
     )
@@ -571,8 +575,10 @@ def _verified_root(inst: Any) -> tuple[str, str, dict[str, str]]:
     try:
         hashes = json.loads(inst.image_hashes_path.read_text())
         config_bytes = inst.built_config_path.read_bytes()
-    except (OSError, ValueError):
-        raise UserError("instance not built (no image hashes): run `occlum build` first")
+    except OSError as e:
+        raise UserError(f"cannot read {e.filename}: {e.strerror}: run `occlum build`")
+    except (ValueError, RecursionError):  # RecursionError: brackets nested too deep
+        raise UserError(f"{inst.image_hashes_path}: malformed; run `occlum build`")
     if not isinstance(hashes, dict) or not all(isinstance(v, str) for v in hashes.values()):
         raise UserError(f"{inst.image_hashes_path}: malformed; run `occlum build`")
     verify_build(inst.build_dir, config_bytes, hashes)

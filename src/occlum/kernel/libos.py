@@ -142,7 +142,7 @@ class LibOS:
         self.tree_live = False  # a process tree was launched and not yet ended
         # the boot: "init" while the initfs's init runs (it mounts the root with mount_rootfs),
         # then "app"
-        self.stage = "init" if spec.init_image is not None else "app"
+        self.stage = "init" if spec.init_image is not None or spec.init_hash is not None else "app"
         self.root_pending: MountTable | None = None  # what mount_rootfs mounted
         self.boot_error: str | None = None  # why mount_rootfs failed
 
@@ -150,7 +150,8 @@ class LibOS:
     def _init_mounts(self, spec: RunSpec) -> MountTable:
         """The init stage's file systems: the initfs image as the root, /dev (holding the key
         file given to ``occlum run --image-key`` as ``/dev/image_key``, if any) and /proc."""
-        assert spec.init_image is not None and spec.init_hash is not None
+        if spec.init_image is None or spec.init_hash is None:  # measured: never skipped
+            raise UserError("the init stage is measured but its image or hash is missing")
         try:
             root = ImageFs(spec.init_image, spec.init_hash)
         except SyscallError as exc:
@@ -357,7 +358,7 @@ class LibOS:
         """Run the initfs's init until it exits; it must have mounted the root (mount_rootfs)
         and exited with status 0. Then the root it mounted replaces the initfs."""
         argv = [a.encode() for a in self.spec.init_argv]
-        self._check_program(argv[0], stage="the initfs")
+        self._check_program(argv[0], stage="the initfs", image=self.spec.init_image)
         self._run_tree(argv, env)
         status = self.first_status if self.first_status is not None else 127 << 8
         self._end_tree()
@@ -463,7 +464,9 @@ class LibOS:
         except ProcessLookupError:
             pass
 
-    def _check_program(self, path: bytes, stage: str = "the instance") -> None:
+    def _check_program(
+        self, path: bytes, stage: str = "the instance", image: str | None = None
+    ) -> None:
         """Fail early, with one clear line, when the program cannot be started."""
         from occlum.syscalls.exec import prepare_exec
 
@@ -476,6 +479,8 @@ class LibOS:
                 errno.ENOEXEC: exc.why or "not an executable",
                 errno.EACCES: "permission denied (not executable)",
             }.get(exc.errno, str(exc))
+            if exc.errno == errno.EIO and image is not None:  # the stage's only file system
+                what += f" ({image} is corrupted or changed since `occlum build`)"
             raise UserError(f"cannot run {path.decode(errors='replace')}: {what}", 127)
         req.close()
 
