@@ -33,6 +33,10 @@ def bad_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]
     elf = Path(true).read_bytes()
     (bin_dir / "truncated").write_bytes(elf[:200])
     (bin_dir / "truncated").chmod(0o755)
+    absurd = bytearray(elf)
+    absurd[32:40] = (0xFFFF_FFFF_FFFF_0000).to_bytes(8, "little")  # e_phoff
+    (bin_dir / "absurd-phoff").write_bytes(bytes(absurd))
+    (bin_dir / "absurd-phoff").chmod(0o755)
     (bin_dir / "empty").write_bytes(b"")
     (bin_dir / "empty").chmod(0o755)
     (bin_dir / "noexec").write_bytes(elf)
@@ -54,6 +58,7 @@ def test_control_true_runs(bad_instance: Instance) -> None:
         ["/bin/missing-program"],
         ["/bin/notelf"],
         ["/bin/truncated"],
+        ["/bin/absurd-phoff"],
         ["/bin/empty"],
         ["/bin/noexec"],
         ["/bin"],
@@ -64,6 +69,7 @@ def test_control_true_runs(bad_instance: Instance) -> None:
         "missing",
         "not-elf",
         "truncated-elf",
+        "absurd-phoff",
         "empty",
         "no-exec-bit",
         "directory",
@@ -104,8 +110,16 @@ def _occlum(args: list[str], cwd: Path) -> Result:
         '{"entry_points": "/bin"}',
         '{"mount": [{"target": "/host", "type": "hostfs"}]}',
         "[]",
+        "[" * 100_000,  # json recurses once per bracket
     ],
-    ids=["syntax", "bad-size", "entry-points-not-list", "hostfs-without-source", "not-object"],
+    ids=[
+        "syntax",
+        "bad-size",
+        "entry-points-not-list",
+        "hostfs-without-source",
+        "not-object",
+        "nested-too-deep",
+    ],
 )
 def test_bad_config(tmp_path: Path, text: str) -> None:
     inst = Instance.new(tmp_path / "instance")
