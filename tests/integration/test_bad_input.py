@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ import pytest
 
 import libos
 from libos import Instance, Result
+from occlum.platform.limits import PidsCgroup, pids_parent
 
 pytestmark = pytest.mark.needs_root
 
@@ -142,3 +144,39 @@ def test_not_an_instance(tmp_path: Path) -> None:
 def test_new_on_existing_dir(tmp_path: Path) -> None:
     inst = Instance.new(tmp_path / "instance")
     _one_clear_line(_occlum(["new", str(inst.path)], tmp_path))
+
+
+def _in_pids_cgroup(limit: int, args: list[str], cwd: Path) -> Result:
+    """Run occlum in a pids cgroup of its own allowing ``limit`` tasks (threads included)."""
+    group = PidsCgroup.create(f"occlumtest-{os.getpid()}-{limit}", limit)
+    assert group is not None
+    try:
+        proc = subprocess.run(
+            [*libos._tool("occlum"), *args], cwd=cwd, capture_output=True, text=True,
+            check=False, timeout=120,
+            preexec_fn=lambda: Path(group.procs).write_text("0"),
+        )  # fmt: skip
+    finally:
+        for sub in group.path.iterdir():  # a group the LibOS made inside (cgroup v1)
+            if sub.is_dir():
+                sub.rmdir()
+        group.remove()
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.mark.skipif(pids_parent() is None, reason="needs a writable pids cgroup (root)")
+@pytest.mark.parametrize("limit", [1, 2, 3])
+def test_fork_refused_by_the_host_at_start(bad_instance: Instance, limit: int) -> None:
+    """The host's limit on processes (here a pids cgroup; RLIMIT_NPROC alike) refuses the
+    launcher's forks: of the setup process (1), of init (2), of the first program (3)."""
+    res = _in_pids_cgroup(limit, ["run", "/bin/true"], bad_instance.path)
+    _one_clear_line(res)
+    assert "cannot start the instance" in res.stderr and "fork" in res.stderr, res.describe()
+    assert "max_num_of_threads" not in res.stderr  # not the instance's limit
+
+
+@pytest.mark.skipif(pids_parent() is None, reason="needs a writable pids cgroup (root)")
+def test_fork_refused_by_the_host_at_occlum_start(bad_instance: Instance) -> None:
+    res = _in_pids_cgroup(1, ["start"], bad_instance.path)
+    _one_clear_line(res)
+    assert "cannot start the server: fork" in res.stderr, res.describe()

@@ -3,14 +3,19 @@ them, get Linux's errno, and the LibOS names the key to raise; nothing else is h
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 import libos
 from libos import Instance
+from occlum.platform.limits import pids_parent
 
 pytestmark = pytest.mark.needs_root
 
@@ -29,7 +34,9 @@ def inst(tmp_path_factory: pytest.TempPathFactory) -> Instance:
     cfg["resource_limits"]["user_space_size"] = f"{MEMORY_MB}MB"
     i.config_path.write_text(json.dumps(cfg))
     hog = libos.compile_c(DIAG / "hog.c", base / "hog", libos.Variant("o", "gcc", ("-pthread",)))
-    libos.place_with_dependencies(i.image, {"/bin/hog": hog, "/bin/echo": Path("/bin/echo")})
+    libos.place_with_dependencies(
+        i.image, {"/bin/hog": hog, "/bin/echo": Path("/bin/echo"), "/bin/sleep": Path("/bin/sleep")}
+    )
     i.build()
     return i
 
@@ -59,3 +66,42 @@ def test_a_memory_hog_gets_enomem_and_a_named_key(inst: Instance) -> None:
     assert int(line.split()[3]) < MEMORY_MB
     assert f"resource_limits.user_space_size = {MEMORY_MB}MB" in res.stderr
     assert f'raise user_space_size in Occlum.json (e.g. to "{2 * MEMORY_MB}MB")' in res.stderr
+
+
+def _cgroup_of(pid: int) -> list[Path]:
+    parent = pids_parent()
+    assert parent is not None
+    return sorted(parent.glob(f"occlum-{pid}-*"))
+
+
+@pytest.mark.skipif(pids_parent() is None, reason="needs a writable pids cgroup (root)")
+def test_a_killed_run_leaves_no_pids_cgroup_behind(inst: Instance) -> None:
+    """kill -9 of `occlum run` cannot clean up: the next start removes the empty group."""
+    proc = subprocess.Popen(
+        [*libos._tool("occlum"), "run", "/bin/sleep", "60"], cwd=inst.path,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not [
+            g for g in _cgroup_of(proc.pid) if (g / "cgroup.procs").read_text().split()
+        ]:
+            time.sleep(0.1)
+        groups = _cgroup_of(proc.pid)
+        assert groups, "the program's tree never got a pids cgroup"
+    finally:
+        proc.kill()
+        proc.wait()
+    for g in groups:  # whatever of the tree outlived its supervisor goes too
+        for _ in range(100):
+            pids = (g / "cgroup.procs").read_text().split()
+            if not pids:
+                break
+            for p in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(p), signal.SIGKILL)
+            time.sleep(0.05)
+    assert _cgroup_of(proc.pid) == groups  # left behind, empty
+    res = inst.run(["/bin/echo", "next"])
+    assert res.code == 0, res.describe()
+    assert _cgroup_of(proc.pid) == []

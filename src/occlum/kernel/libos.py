@@ -425,19 +425,23 @@ class LibOS:
         until it ends."""
         self.first_status = None
         self.first_host_pid = 0
-        launched = launcher.launch(
-            self.stub,
-            argv[0],
-            argv,
-            env,
-            hostname=self.hostname,
-            network=self.spec.network,
-            cgroup_procs=self.limits.start_tree(),
-            limits=self.limits.program,
-            foreground=self.foreground,
-            spawner=started is not None,
-            every_exit=self.spec.diagnose,
-        )
+        try:
+            launched = launcher.launch(
+                self.stub,
+                argv[0],
+                argv,
+                env,
+                hostname=self.hostname,
+                network=self.spec.network,
+                cgroup_procs=self.limits.start_tree(),
+                limits=self.limits.program,
+                foreground=self.foreground,
+                spawner=started is not None,
+                every_exit=self.spec.diagnose,
+            )
+        except launcher.LaunchError as exc:  # e.g. fork's EAGAIN: the host's process limit
+            self.limits.end_tree(launched=False)
+            raise UserError(str(exc))
         self.init_pid = launched.init_pid
         _raise_fd_limit()  # after the fork: the programs keep the limits they were given
         self.shadow_fd = launched.shadow_root_fd

@@ -119,8 +119,11 @@ class Limits:
             )
         cg.refused_seen = refused
 
-    def end_tree(self) -> None:
-        self.check_threads()
+    def end_tree(self, *, launched: bool = True) -> None:
+        """The tree ended (or, not ``launched``, never started: a refused fork there is the
+        host's limit, which the group's pids.events counts too, not the instance's)."""
+        if launched:
+            self.check_threads()
         if self.peaks is not None and self.cgroup is not None:
             # the last tree's is kept: the program's (an init stage's tree ends before)
             self.peaks.tree_peak = _read_int(f"{self.cgroup.path}/pids.peak")

@@ -23,7 +23,7 @@ import resource
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PidsCgroup", "ProgramLimits", "apply_program_limits"]
+__all__ = ["PidsCgroup", "ProgramLimits", "apply_program_limits", "pids_parent", "remove_stale"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -43,7 +43,7 @@ def apply_program_limits(limits: ProgramLimits) -> None:
             resource.setrlimit(resource.RLIMIT_STACK, (limits.stack, hard))
 
 
-def _pids_parent() -> Path | None:
+def pids_parent() -> Path | None:
     """A cgroup directory under which we may make a pids-limited group, or None."""
     try:
         mounts = Path("/proc/self/mountinfo").read_text().splitlines()
@@ -82,10 +82,14 @@ class PidsCgroup:
 
     @classmethod
     def create(cls, name: str, limit: int) -> PidsCgroup | None:
-        """A new group allowing ``limit`` tasks, or None where none can be made."""
-        parent = _pids_parent()
+        """A new group allowing ``limit`` tasks, or None where none can be made.
+
+        ``name`` is ``<prefix>-<supervisor pid>-<n>``: the groups of supervisors that are gone
+        are removed first (see :func:`remove_stale`)."""
+        parent = pids_parent()
         if parent is None:
             return None
+        remove_stale(parent, name.split("-", 1)[0])
         path = parent / name
         try:
             path.mkdir()
@@ -127,3 +131,34 @@ class PidsCgroup:
                 if exc.errno != errno.EBUSY:
                     return
                 os.sched_yield()
+
+
+def remove_stale(parent: Path, prefix: str) -> None:
+    """Remove the empty groups ``<prefix>-<pid>-<n>`` under ``parent`` whose supervisor
+    ``<pid>`` is gone. A supervisor killed with SIGKILL never ran :meth:`PidsCgroup.remove`,
+    and neither cgroup version removes an empty group by itself (v1's release agent is the
+    host's to configure), so the next instance to start cleans up. ``rmdir`` refuses a group
+    that still holds a process (EBUSY), so a tree that outlived its supervisor keeps its
+    group, and a live supervisor's pid keeps its groups (a pid reused by another process
+    delays the removal until that one ends)."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        head, _, rest = name.partition("-")
+        pid, _, _n = rest.partition("-")
+        if head != prefix or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            (parent / name).rmdir()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, someone else's
+        return True
+    return True
