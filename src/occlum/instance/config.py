@@ -60,6 +60,15 @@ def _check_abs_path(value: object) -> object:
 
 AbsPath = Annotated[str, BeforeValidator(_check_abs_path)]
 
+
+def _check_host_path(value: object) -> object:
+    if isinstance(value, str) and "\0" in value:
+        raise FieldProblem("contains a NUL byte")  # no host path can: the OS would refuse it
+    return value
+
+
+HostPath = Annotated[str, BeforeValidator(_check_host_path)]
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -192,7 +201,7 @@ class MountOptions(_Section):
 class Mount(_Section):
     target: AbsPath
     type: FsType
-    source: str | None = None
+    source: HostPath | None = None
     options: MountOptions = Field(default_factory=MountOptions)
 
     @model_validator(mode="after")
