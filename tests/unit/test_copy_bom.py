@@ -221,6 +221,13 @@ def test_include_cycle(ws: Path) -> None:
             "targets:\n  - target: /\n    mkdirs: [$NO_SUCH_VAR_HERE/x]\n",
             "x.yaml: targets[0].mkdirs[0]: $NO_SUCH_VAR_HERE is not set (in '$NO_SUCH_VAR_HERE/x')",
         ),
+        ("targets: " + "[" * 100_000, "x.yaml: invalid YAML: collections nested too deep"),
+        (
+            "a0: &a0 [x, x, x, x, x, x, x, x, x]\n"
+            + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 12))
+            + "targets: *a11\n",
+            "x.yaml: more than 1000000 values once aliases are expanded",
+        ),
     ],
 )
 def test_bad_bom_files(ws: Path, text: str, message: str) -> None:

@@ -98,6 +98,25 @@ class LoadedBom:
     warnings: tuple[str, ...]
 
 
+MAX_BOM_VALUES = 1_000_000
+
+
+def _fits(doc: object, budget: int) -> bool:
+    """Whether ``doc`` holds at most ``budget`` values, counting a shared one each time."""
+    stack = [doc]
+    while stack:
+        budget -= 1
+        if budget < 0:
+            return False
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return True
+
+
 def load_bom(path: Path) -> LoadedBom:
     label = str(path)
     try:
@@ -108,6 +127,8 @@ def load_bom(path: Path) -> LoadedBom:
         raise UserError(f"{label}: cannot read: {getattr(e, 'strerror', None) or e}")
     try:
         raw = yaml.safe_load(text)
+    except RecursionError:  # the parser recurses once per nested collection
+        raise UserError(f"{label}: invalid YAML: collections nested too deep")
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -117,6 +138,9 @@ def load_bom(path: Path) -> LoadedBom:
         raw = {}
     if not isinstance(raw, dict):
         raise UserError(f"{label}: the top level must be a mapping (includes, excludes, targets)")
+    if not _fits(raw, MAX_BOM_VALUES):
+        # YAML aliases share a value: ten nested ones expand to billions (a "billion laughs")
+        raise UserError(f"{label}: more than {MAX_BOM_VALUES} values once aliases are expanded")
     try:
         bom = Bom.model_validate(raw)
     except ValidationError as e:
