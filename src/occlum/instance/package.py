@@ -127,8 +127,9 @@ def _check_packable(inst: Instance, *, debug: bool) -> _Checked:
 
     inst.require()
     build = inst.build_dir
-    if not inst.is_built() or not all((build / name).is_file() for name in RUN_BUILD_FILES):
+    if not inst.is_built() and not any((build / name).exists() for name in RUN_BUILD_FILES):
         raise UserError("instance not built: run `occlum build` before `occlum package`")
+    inst.require_run_files()  # a piece missing is named
     built_text = inst.built_config_path.read_text()
     if normalized_config_text(inst.load_config().config) != built_text:
         raise UserError(
