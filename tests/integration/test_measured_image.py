@@ -135,6 +135,12 @@ def _drop_initfs_hash(path: Path) -> None:
     path.write_text(json.dumps(hashes))
 
 
+def _alter_signature(path: Path) -> None:
+    doc = json.loads(path.read_text())
+    doc["signature"] = ("0" if doc["signature"][0] != "0" else "1") + doc["signature"][1:]
+    path.write_text(json.dumps(doc))
+
+
 def _flip_in_init(path: Path) -> None:
     _flip(path, path.read_bytes().index(b"\x7fELF") + 100)  # a data block of /bin/init
 
@@ -158,6 +164,7 @@ _BROKEN_BUILDS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "config-nested": ("Occlum.json.built", _nested),
     "signature-missing": ("sigstruct.json", Path.unlink),
     "signature-nested": ("sigstruct.json", _nested),
+    "signature-altered": ("sigstruct.json", _alter_signature),
     "staged-tree-missing": ("build/image", shutil.rmtree),
 }
 
