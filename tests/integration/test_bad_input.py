@@ -146,14 +146,16 @@ def test_new_on_existing_dir(tmp_path: Path) -> None:
     _one_clear_line(_occlum(["new", str(inst.path)], tmp_path))
 
 
-def _in_pids_cgroup(limit: int, args: list[str], cwd: Path) -> Result:
+def _in_pids_cgroup(
+    limit: int, args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> Result:
     """Run occlum in a pids cgroup of its own allowing ``limit`` tasks (threads included)."""
     group = PidsCgroup.create(f"occlumtest-{os.getpid()}-{limit}", limit)
     assert group is not None
     try:
         proc = subprocess.run(
             [*libos._tool("occlum"), *args], cwd=cwd, capture_output=True, text=True,
-            check=False, timeout=120,
+            check=False, timeout=120, env={**os.environ, **(env or {})},
             preexec_fn=lambda: Path(group.procs).write_text("0"),
         )  # fmt: skip
     finally:
@@ -180,3 +182,14 @@ def test_fork_refused_by_the_host_at_occlum_start(bad_instance: Instance) -> Non
     res = _in_pids_cgroup(1, ["start"], bad_instance.path)
     _one_clear_line(res)
     assert "cannot start the server: fork" in res.stderr, res.describe()
+
+
+@pytest.mark.skipif(pids_parent() is None, reason="needs a writable pids cgroup (root)")
+def test_fork_refused_when_compiling_the_default_init(tmp_path: Path) -> None:
+    """`occlum new` compiles the default init once per cache: its compiler cannot start."""
+    res = _in_pids_cgroup(
+        1, ["new", str(tmp_path / "instance")], tmp_path,
+        env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )  # fmt: skip
+    _one_clear_line(res)
+    assert "to build the default init" in res.stderr, res.describe()
