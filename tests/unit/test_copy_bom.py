@@ -389,13 +389,21 @@ def _origin_app(base: Path, rpath_flag: str) -> Path:
 
 
 @pytest.mark.skipif(CC is None, reason="needs gcc")
-@pytest.mark.parametrize("tags", ["runpath", "rpath"])
-def test_origin_libraries_follow_the_program_where_it_is_copied(ws: Path, tags: str) -> None:
+@pytest.mark.parametrize(("tags", "listed"), [("runpath", "files"), ("rpath", "files"),
+                                              ("runpath", "dirs")])  # fmt: skip
+def test_origin_libraries_follow_the_program_where_it_is_copied(
+    ws: Path, tags: str, listed: str
+) -> None:
     flag = "-Wl,--enable-new-dtags" if tags == "runpath" else "-Wl,--disable-new-dtags"
     prog = _origin_app(ws / "app", flag)
     info = read_elf_info(str(prog))
     assert info is not None and (info.runpath if tags == "runpath" else info.rpath)
-    _bom(ws, "/opt/x/bin", [str(prog)])
+    if listed == "files":
+        _bom(ws, "/opt/x/bin", [str(prog)])
+    else:  # the program's directory, copied whole: its libraries are outside it
+        (ws / "app.yaml").write_text(
+            f"targets:\n  - target: /opt/x\n    copy:\n      - dirs: [{prog.parent}]\n"
+        )
     r = copy_bom("-f", "app.yaml", "--root", "image")
     assert r.exit_code == 0, r.output
     img = ws / "image"
