@@ -34,6 +34,8 @@ from occlum.abi.fsabi import (
     S_IFMT,
     S_IFREG,
     S_IFSOCK,
+    S_ISGID,
+    S_ISUID,
     Stat,
     pack_stat,
     pack_statfs,
@@ -60,6 +62,7 @@ O_CLOEXEC = os.O_CLOEXEC
 O_PATH = os.O_PATH
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
+ID_UNCHANGED = 0xFFFFFFFF  # (uid_t)-1
 
 
 def _path(t: Task, addr: int) -> bytes:
@@ -582,10 +585,23 @@ def sys_fchmodat2(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flags
 
 
 def _chown(t: Task, loc: Location, uid: int, gid: int) -> int:
-    uid, gid = s32(uid), s32(gid)
+    # ids are unsigned 32-bit (up to 2^32-2); 0xffffffff (-1) leaves one unchanged
+    uid, gid = uid & ID_UNCHANGED, gid & ID_UNCHANGED
     if t.process.cred.uid != 0:
         raise SyscallError(errno.EPERM, "only root may change owners")
-    loc.inode.setattr(uid=None if uid == -1 else uid, gid=None if gid == -1 else gid)
+    mode = None
+    if not loc.inode.is_dir:
+        # Linux drops a regular file's set-user-id bit (and set-group-id with group exec) at
+        # every chown, even root's and even to the same ids
+        m = loc.inode.getattr().mode
+        kill = S_ISUID | (S_ISGID if m & 0o010 else 0)
+        if m & kill:
+            mode = m & 0o7777 & ~kill
+    loc.inode.setattr(
+        mode=mode,
+        uid=None if uid == ID_UNCHANGED else uid,
+        gid=None if gid == ID_UNCHANGED else gid,
+    )
     return 0
 
 
