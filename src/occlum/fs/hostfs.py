@@ -330,6 +330,41 @@ class HostInode(Inode):
                     st.st_mtime_ns if mtime_ns is None else mtime_ns,
                 ))  # fmt: skip
 
+    # Extended attributes: user.* ones are the host file's own, read and written through;
+    # no other namespace reaches the host (security.capability would be a set-id bit by
+    # another name, trusted.* and ACLs are the host administrator's).
+    def _xattr_ok(self, name: bytes) -> bool:
+        if not name.startswith(b"user."):
+            raise SyscallError(errno.EOPNOTSUPP, "hostfs: only user.* extended attributes")
+        return self.is_dir or self.is_regular  # the only files Linux gives user.* to
+
+    def get_xattr(self, name: bytes) -> bytes:
+        if not self._xattr_ok(name):
+            raise SyscallError(errno.ENODATA, "no such attribute")
+        with self._opath() as fd, _host("getxattr"):
+            return os.getxattr(f"/proc/self/fd/{fd}", name)
+
+    def set_xattr(self, name: bytes, value: bytes, flags: int) -> None:
+        self._ro()
+        if not self._xattr_ok(name):
+            raise SyscallError(errno.EPERM, "user attributes only on files and directories")
+        with self._opath() as fd, _host("setxattr"):
+            os.setxattr(f"/proc/self/fd/{fd}", name, value, flags)
+
+    def remove_xattr(self, name: bytes) -> None:
+        self._ro()
+        if not self._xattr_ok(name):
+            raise SyscallError(errno.EPERM, "user attributes only on files and directories")
+        with self._opath() as fd, _host("removexattr"):
+            os.removexattr(f"/proc/self/fd/{fd}", name)
+
+    def list_xattr(self) -> list[bytes]:
+        if not (self.is_dir or self.is_regular):
+            return []
+        with self._opath() as fd, _host("listxattr"):
+            names = os.listxattr(f"/proc/self/fd/{fd}")
+        return [os.fsencode(n) for n in names if n.startswith("user.")]
+
     def open_host_fd(self, flags: int) -> int:
         if self.is_dir:
             raise SyscallError(errno.EISDIR, "directories have no host descriptor")
