@@ -311,9 +311,7 @@ class HostInode(Inode):
                 # squashed owners, as an NFS root_squash or a FUSE mount gives root: giving a
                 # file away is refused (and the ids it already has are no change)
                 st = os.stat(proc)
-                if (uid is not None and uid != st.st_uid) or (
-                    gid is not None and gid != st.st_gid
-                ):
+                if (uid is not None and uid != st.st_uid) or (gid is not None and gid != st.st_gid):
                     raise SyscallError(errno.EPERM, "hostfs: host files keep their owners")
             if size is not None:
                 if self.is_dir:

@@ -11,8 +11,8 @@ import errno
 from occlum.abi.syscalls import MOUNT_ROOTFS_NR, NR
 from occlum.kernel.libos import Entry, Handler
 from occlum.platform.stub import STUB_NR
+from occlum.syscalls import cred, fs, info, net, process
 from occlum.syscalls import exec as ex
-from occlum.syscalls import fs, info, net, process
 from occlum.syscalls import mount as mnt
 
 FULL, PARTIAL, REFUSED = "full", "partial", "refused"
@@ -130,9 +130,20 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "uname": (info.sys_uname, "ptr", FULL, ""),
     "sethostname": (info.sys_sethostname, "ptr int", FULL, "the instance's own name"),
     "sysinfo": (info.sys_sysinfo, "ptr", FULL, "memory bounded by user_space_size"),
+    "setgroups": (cred.sys_setgroups, "int ptr", PARTIAL, "LibOS groups, per process"),
+    "getgroups": (cred.sys_getgroups, "int ptr", FULL, ""),
+    "setpriority": (
+        cred.sys_setpriority,
+        "int int int",
+        FULL,
+        "raising: by the LibOS, in the instance only",
+    ),
     "clone": (process.sys_clone, "hex", PARTIAL, "no new namespaces"),
     "exit_group": (
-        process.sys_exit_group, "int", FULL, "a failing exit: checks the address space used"
+        process.sys_exit_group,
+        "int",
+        FULL,
+        "a failing exit: checks the address space used",
     ),
 }
 

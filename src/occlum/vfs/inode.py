@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
@@ -31,11 +31,12 @@ MAY_READ = 4
 
 @dataclass(slots=True, frozen=True)
 class Cred:
-    """Who is asking: effective (fs) uid/gid and supplementary groups."""
+    """Who is asking: effective (fs) uid/gid and supplementary groups (sorted, as Linux keeps
+    them for getgroups)."""
 
     uid: int = 0
     gid: int = 0
-    groups: frozenset[int] = field(default_factory=frozenset)
+    groups: tuple[int, ...] = ()
 
 
 ROOT = Cred()
