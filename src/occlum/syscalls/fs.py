@@ -383,7 +383,13 @@ def sys_mkdirat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int) -> int:
     pn = parent_at(libos, t, dirfd, _path(t, path))
     if pn.name in (b".", b".."):
         raise SyscallError(errno.EEXIST, "exists")
-    pn.parent.inode.mkdir(pn.name, mode & 0o7777 & ~p.umask, p.cred.uid, p.cred.gid)
+    # as Linux: no set-id bit from the mode; a set-group-id parent passes on its group and
+    # its S_ISGID
+    perm, gid = mode & 0o1777 & ~p.umask, p.cred.gid
+    parent = pn.parent.inode.getattr()
+    if parent.mode & S_ISGID:
+        perm, gid = perm | S_ISGID, parent.gid
+    pn.parent.inode.mkdir(pn.name, perm, p.cred.uid, gid)
     return 0
 
 
