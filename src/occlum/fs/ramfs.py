@@ -30,6 +30,7 @@ from occlum.abi.fsabi import (
 )
 from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, Stat
 from occlum.vfs.mount import FileSystem
+from occlum.vfs.xattr import XattrStore
 
 __all__ = ["RamFs"]
 
@@ -116,6 +117,35 @@ class RamInode(Inode):
         if mtime_ns is not None:
             self.mtime_ns = mtime_ns
         self.ctime_ns = time.time_ns()
+
+    # extended attributes: kept with the inode (a SEFS volume stores them in its metadata)
+    xattrs: XattrStore | None = None
+
+    def get_xattr(self, name: bytes) -> bytes:
+        if self.xattrs is None:
+            XattrStore().get(name)  # the errno an empty store gives
+        assert self.xattrs is not None
+        return self.xattrs.get(name)
+
+    def set_xattr(self, name: bytes, value: bytes, flags: int) -> None:
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS, "read-only file system")
+        if self.xattrs is None:
+            self.xattrs = XattrStore()
+        self.xattrs.set(name, value, flags)
+        self.ctime_ns = time.time_ns()
+
+    def remove_xattr(self, name: bytes) -> None:
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS, "read-only file system")
+        if self.xattrs is None:
+            XattrStore().remove(name)
+        assert self.xattrs is not None
+        self.xattrs.remove(name)
+        self.ctime_ns = time.time_ns()
+
+    def list_xattr(self) -> list[bytes]:
+        return self.xattrs.names() if self.xattrs is not None else []
 
     def _truncate(self, size: int) -> None:
         if self.is_dir:

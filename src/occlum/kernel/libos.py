@@ -39,6 +39,7 @@ from occlum.kernel.limits import Limits
 from occlum.kernel.log import Log
 from occlum.kernel.objects import ObjectRegistry
 from occlum.kernel.process import CachedProgram, Process, Task
+from occlum.kernel.procinfo import initial_groups
 from occlum.kernel.spec import MountSpec, RunSpec
 from occlum.kernel.strace import format_call, format_result
 from occlum.platform import launch as launcher
@@ -46,7 +47,7 @@ from occlum.platform import native
 from occlum.platform.faults import FaultLog
 from occlum.platform.seccomp import Listener
 from occlum.platform.stub import build_stub
-from occlum.vfs.inode import Inode
+from occlum.vfs.inode import Cred, Inode
 from occlum.vfs.mount import FileSystem, MountTable
 from occlum.vfs.path import resolve
 
@@ -760,9 +761,11 @@ class LibOS:
             p = Process(
                 tgid, ns_pid, 1 if ppid_host == self.init_pid else 0, root, cwd, self.spec.umask
             )
+            p.cred = Cred(groups=initial_groups(tgid))
         else:
             p = Process(tgid, ns_pid, parent.pid, parent.root, parent.cwd, parent.umask)
             p.exe_path, p.argv, p.envp = parent.exe_path, parent.argv, parent.envp
+            p.cred = parent.cred
         try:
             p.pidfd = os.pidfd_open(tgid)
         except OSError:

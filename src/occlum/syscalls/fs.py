@@ -34,6 +34,8 @@ from occlum.abi.fsabi import (
     S_IFMT,
     S_IFREG,
     S_IFSOCK,
+    S_ISGID,
+    S_ISUID,
     Stat,
     pack_stat,
     pack_statfs,
@@ -50,6 +52,14 @@ from occlum.syscalls.common import (
 )
 from occlum.vfs import OpenDirectory, check_access, open_path, resolve, resolve_parent
 from occlum.vfs.inode import MAY_EXEC, MAY_READ, MAY_WRITE, Inode
+from occlum.vfs.xattr import (
+    XATTR_CREATE,
+    XATTR_NAME_MAX,
+    XATTR_REPLACE,
+    XATTR_SIZE_MAX,
+)
+from occlum.vfs.xattr import may_access as may_xattr
+from occlum.vfs.xattr import visible as xattr_visible
 
 if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS, Result
@@ -60,6 +70,7 @@ O_CLOEXEC = os.O_CLOEXEC
 O_PATH = os.O_PATH
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
+ID_UNCHANGED = 0xFFFFFFFF  # (uid_t)-1
 
 
 def _path(t: Task, addr: int) -> bytes:
@@ -372,7 +383,13 @@ def sys_mkdirat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int) -> int:
     pn = parent_at(libos, t, dirfd, _path(t, path))
     if pn.name in (b".", b".."):
         raise SyscallError(errno.EEXIST, "exists")
-    pn.parent.inode.mkdir(pn.name, mode & 0o7777 & ~p.umask, p.cred.uid, p.cred.gid)
+    # as Linux: no set-id bit from the mode; a set-group-id parent passes on its group and
+    # its S_ISGID
+    perm, gid = mode & 0o1777 & ~p.umask, p.cred.gid
+    parent = pn.parent.inode.getattr()
+    if parent.mode & S_ISGID:
+        perm, gid = perm | S_ISGID, parent.gid
+    pn.parent.inode.mkdir(pn.name, perm, p.cred.uid, gid)
     return 0
 
 
@@ -582,10 +599,23 @@ def sys_fchmodat2(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flags
 
 
 def _chown(t: Task, loc: Location, uid: int, gid: int) -> int:
-    uid, gid = s32(uid), s32(gid)
+    # ids are unsigned 32-bit (up to 2^32-2); 0xffffffff (-1) leaves one unchanged
+    uid, gid = uid & ID_UNCHANGED, gid & ID_UNCHANGED
     if t.process.cred.uid != 0:
         raise SyscallError(errno.EPERM, "only root may change owners")
-    loc.inode.setattr(uid=None if uid == -1 else uid, gid=None if gid == -1 else gid)
+    mode = None
+    if not loc.inode.is_dir:
+        # Linux drops a regular file's set-user-id bit (and set-group-id with group exec) at
+        # every chown, even root's and even to the same ids
+        m = loc.inode.getattr().mode
+        kill = S_ISUID | (S_ISGID if m & 0o010 else 0)
+        if m & kill:
+            mode = m & 0o7777 & ~kill
+    loc.inode.setattr(
+        mode=mode,
+        uid=None if uid == ID_UNCHANGED else uid,
+        gid=None if gid == ID_UNCHANGED else gid,
+    )
     return 0
 
 
@@ -672,53 +702,128 @@ def sys_truncate(libos: LibOS, t: Task, path: int, length: int) -> int:
     return 0
 
 
-# -- extended attributes: LibOS file systems keep none ----------------------------------------
+# -- extended attributes ----------------------------------------------------------------------
+# f*xattr on a host object (a pipe, socket, memfd or eventfd the program holds) proceed: those
+# are the program's own kernel objects, and no file of the host is behind them.
 def _xattr_target(libos: LibOS, t: Task, path: int, follow: bool) -> Location:
     return _resolve_at(libos, t, AT_FDCWD, _path(t, path), 0 if follow else AT_SYMLINK_NOFOLLOW)
 
 
+def _xattr_fd(libos: LibOS, t: Task, fd: int) -> Location | None:
+    """The LibOS file behind ``fd``; None for a host object (pipe, socket, memfd...), whose
+    attributes are the kernel's to serve."""
+    ref = fd_ref(libos, t, s32(fd))
+    if ref is None:
+        return None
+    if ref.path_only:
+        raise SyscallError(errno.EBADF, "an O_PATH descriptor")
+    return ref.location
+
+
+def _xattr_name(t: Task, addr: int) -> bytes:
+    try:
+        name = t.mem.read_cstring(addr, XATTR_NAME_MAX)
+    except SyscallError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise SyscallError(errno.ERANGE, "attribute name longer than 255 bytes")
+        raise
+    if not name:
+        raise SyscallError(errno.ERANGE, "empty attribute name")
+    return name
+
+
+def _answer(t: Task, data: bytes, buf: int, size: int) -> int:
+    """Linux's sizing: size 0 asks for the length, a buffer too small is ERANGE."""
+    if size == 0:
+        return len(data)
+    if len(data) > min(size, XATTR_SIZE_MAX):
+        raise SyscallError(errno.ERANGE, "buffer too small")
+    t.mem.write(buf, data)
+    return len(data)
+
+
+def _getxattr(t: Task, loc: Location, name: int, value: int, size: int) -> int:
+    key = _xattr_name(t, name)
+    may_xattr(loc.inode, key, t.process.cred, write=False)
+    return _answer(t, loc.inode.get_xattr(key), value, size)
+
+
+def _listxattr(t: Task, loc: Location, buf: int, size: int) -> int:
+    cred = t.process.cred
+    names = b"".join(n + b"\0" for n in loc.inode.list_xattr() if xattr_visible(n, cred))
+    return _answer(t, names, buf, size)
+
+
+def _setxattr(t: Task, loc: Location, name: int, value: int, size: int, flags: int) -> int:
+    if flags & ~(XATTR_CREATE | XATTR_REPLACE):
+        raise SyscallError(errno.EINVAL, "bad flags")
+    key = _xattr_name(t, name)
+    if size > XATTR_SIZE_MAX:
+        raise SyscallError(errno.E2BIG, "attribute value larger than 64 KiB")
+    data = t.mem.read(value, size) if size else b""
+    if loc.inode.fs.readonly:
+        raise SyscallError(errno.EROFS, "read-only file system")
+    may_xattr(loc.inode, key, t.process.cred, write=True)
+    loc.inode.set_xattr(key, data, flags)
+    return 0
+
+
+def _removexattr(t: Task, loc: Location, name: int) -> int:
+    key = _xattr_name(t, name)
+    if loc.inode.fs.readonly:
+        raise SyscallError(errno.EROFS, "read-only file system")
+    may_xattr(loc.inode, key, t.process.cred, write=True)
+    loc.inode.remove_xattr(key)
+    return 0
+
+
 def sys_getxattr(libos: LibOS, t: Task, path: int, name: int, value: int, size: int) -> int:
-    _xattr_target(libos, t, path, t.nr != NR["lgetxattr"])
-    raise SyscallError(errno.ENODATA, "no extended attributes")
+    return _getxattr(t, _xattr_target(libos, t, path, t.nr != NR["lgetxattr"]), name, value, size)
 
 
-def sys_fgetxattr(libos: LibOS, t: Task, fd: int, name: int, value: int, size: int) -> int:
-    fd_ref(libos, t, s32(fd))
-    raise SyscallError(errno.ENODATA, "no extended attributes")
+def sys_fgetxattr(libos: LibOS, t: Task, fd: int, name: int, value: int, size: int) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    loc = _xattr_fd(libos, t, fd)
+    return PROCEED if loc is None else _getxattr(t, loc, name, value, size)
 
 
 def sys_listxattr(libos: LibOS, t: Task, path: int, buf: int, size: int) -> int:
-    _xattr_target(libos, t, path, t.nr != NR["llistxattr"])
-    return 0
+    return _listxattr(t, _xattr_target(libos, t, path, t.nr != NR["llistxattr"]), buf, size)
 
 
-def sys_flistxattr(libos: LibOS, t: Task, fd: int, buf: int, size: int) -> int:
-    fd_ref(libos, t, s32(fd))
-    return 0
+def sys_flistxattr(libos: LibOS, t: Task, fd: int, buf: int, size: int) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    loc = _xattr_fd(libos, t, fd)
+    return PROCEED if loc is None else _listxattr(t, loc, buf, size)
 
 
 def sys_setxattr(
     libos: LibOS, t: Task, path: int, name: int, value: int, size: int, flags: int
 ) -> int:
-    _xattr_target(libos, t, path, t.nr != NR["lsetxattr"])
-    raise SyscallError(errno.EOPNOTSUPP, "extended attributes are not supported")
+    loc = _xattr_target(libos, t, path, t.nr != NR["lsetxattr"])
+    return _setxattr(t, loc, name, value, size, s32(flags))
 
 
 def sys_fsetxattr(
     libos: LibOS, t: Task, fd: int, name: int, value: int, size: int, flags: int
-) -> int:
-    fd_ref(libos, t, s32(fd))
-    raise SyscallError(errno.EOPNOTSUPP, "extended attributes are not supported")
+) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    loc = _xattr_fd(libos, t, fd)
+    return PROCEED if loc is None else _setxattr(t, loc, name, value, size, s32(flags))
 
 
 def sys_removexattr(libos: LibOS, t: Task, path: int, name: int) -> int:
-    _xattr_target(libos, t, path, t.nr != NR["lremovexattr"])
-    raise SyscallError(errno.ENODATA, "no extended attributes")
+    return _removexattr(t, _xattr_target(libos, t, path, t.nr != NR["lremovexattr"]), name)
 
 
-def sys_fremovexattr(libos: LibOS, t: Task, fd: int, name: int) -> int:
-    fd_ref(libos, t, s32(fd))
-    raise SyscallError(errno.ENODATA, "no extended attributes")
+def sys_fremovexattr(libos: LibOS, t: Task, fd: int, name: int) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    loc = _xattr_fd(libos, t, fd)
+    return PROCEED if loc is None else _removexattr(t, loc, name)
 
 
 # -- write-back ----------------------------------------------------------------------------------
