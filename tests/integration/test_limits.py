@@ -28,8 +28,12 @@ def inst(tmp_path_factory: pytest.TempPathFactory) -> Instance:
     cfg["resource_limits"]["max_num_of_threads"] = THREADS
     cfg["resource_limits"]["user_space_size"] = f"{MEMORY_MB}MB"
     i.config_path.write_text(json.dumps(cfg))
-    hog = libos.compile_c(DIAG / "hog.c", base / "hog", libos.Variant("o", "gcc", ("-pthread",)))
-    libos.place_with_dependencies(i.image, {"/bin/hog": hog, "/bin/echo": Path("/bin/echo")})
+    variant = libos.Variant("o", "gcc", ("-pthread",))
+    hog = libos.compile_c(DIAG / "hog.c", base / "hog", variant)
+    fill = libos.compile_c(DIAG / "fill.c", base / "fill", variant)
+    libos.place_with_dependencies(
+        i.image, {"/bin/hog": hog, "/bin/fill": fill, "/bin/echo": Path("/bin/echo")}
+    )
     i.build()
     return i
 
@@ -59,3 +63,23 @@ def test_a_memory_hog_gets_enomem_and_a_named_key(inst: Instance) -> None:
     assert int(line.split()[3]) < MEMORY_MB
     assert f"resource_limits.user_space_size = {MEMORY_MB}MB" in res.stderr
     assert f'raise user_space_size in Occlum.json (e.g. to "{2 * MEMORY_MB}MB")' in res.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the instance's memory needs a memory cgroup (root)")
+@pytest.mark.parametrize("target", ["/tmp/big", "memfd"])
+def test_ramfs_and_memfd_pages_count_against_user_space_size(inst: Instance, target: str) -> None:
+    """Pages of a ramfs file or a memfd are no process's address space: the instance's memory
+    cgroup counts them, and a writer past the limit is killed, the key named in one line."""
+    res = inst.run(["/bin/fill", target, str(4 * MEMORY_MB)])
+    assert res.code == 0, res.describe()
+    lines = res.stdout.splitlines()
+    assert lines[-1] == "still running", res.describe()
+    assert lines[0] == "writer killed by Killed" or lines[0].startswith("write refused after "), (
+        res.describe()
+    )
+    named = [line for line in res.stderr.splitlines() if "user_space_size" in line]
+    assert len(named) == 1, res.describe()
+    assert f"resource_limits.user_space_size = {MEMORY_MB}MB" in named[0]
+    assert "out-of-memory" in named[0] and "raise it in Occlum.json" in named[0]
+    again = inst.run(["/bin/echo", "still here"])
+    assert again.code == 0 and again.stdout == "still here\n", again.describe()

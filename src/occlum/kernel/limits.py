@@ -4,11 +4,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from occlum.platform.limits import PidsCgroup, ProgramLimits
+from occlum.platform.limits import MemoryCgroup, PidsCgroup, ProgramLimits
 
 if TYPE_CHECKING:
     from occlum.kernel.log import Log
@@ -88,6 +89,7 @@ class Limits:
         self.program = ProgramLimits(self.address_space, spec.default_stack_size)
         self.peaks: Peaks | None = Peaks() if spec.diagnose else None
         self.cgroup: PidsCgroup | None = None
+        self.memory: MemoryCgroup | None = None
         self._trees = 0
         self._reported: set[str] = set()
 
@@ -102,7 +104,42 @@ class Limits:
                 "resource_limits.max_num_of_threads is not enforced: no pids cgroup can be "
                 "made here (needs root and the pids controller)"
             )
+        self._start_memory()
         return self.cgroup.procs if self.cgroup is not None else None
+
+    def _start_memory(self) -> None:
+        """The memory cgroup the next tree's programs join (see ``self.program``)."""
+        mem = None
+        if self.address_space:
+            mem = MemoryCgroup.create(f"occlum-{os.getpid()}-{self._trees}", self.address_space)
+            if mem is None and "memory" not in self._reported:
+                self._reported.add("memory")
+                self.log.info(
+                    "resource_limits.user_space_size holds per process only: no memory cgroup "
+                    "can be made here (needs root and the memory controller)"
+                )
+        self.memory = mem
+        self.program = dataclasses.replace(
+            self.program, memory_procs=mem.procs if mem is not None else ""
+        )
+
+    def check_memory(self) -> None:
+        """Name user_space_size once, if the out-of-memory killer ended a program for it (the
+        victim is not named: a process that never made a served call is unknown here)."""
+        mem = self.memory
+        if mem is None:
+            return
+        kills = mem.oom_kills()
+        if kills > mem.kills_seen and "oom" not in self._reported:
+            self._reported.add("oom")
+            limit = mem.limit
+            self.log.error(
+                f"a program was killed (SIGKILL) by the out-of-memory killer: the instance's programs "
+                f"used all of resource_limits.user_space_size = {_mb(limit)} of memory "
+                f"together (files they wrote in ramfs and memfds count too); raise it in "
+                f'Occlum.json (e.g. to "{_mb(2 * limit)}")'
+            )
+        mem.kills_seen = kills
 
     def check_threads(self) -> None:
         """Name max_num_of_threads once, if the limit refused a fork or clone."""
@@ -121,6 +158,10 @@ class Limits:
 
     def end_tree(self) -> None:
         self.check_threads()
+        self.check_memory()
+        if self.memory is not None:
+            self.memory.remove()
+            self.memory = None
         if self.peaks is not None and self.cgroup is not None:
             # the last tree's is kept: the program's (an init stage's tree ends before)
             self.peaks.tree_peak = _read_int(f"{self.cgroup.path}/pids.peak")

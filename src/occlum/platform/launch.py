@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from occlum.platform import native
 from occlum.platform.fdpass import recv_fds, send_fds
-from occlum.platform.limits import ProgramLimits
+from occlum.platform.limits import ProgramLimits, open_memory_cgroup
 from occlum.platform.seccomp import (
     SECCOMP_FILTER_FLAG_NEW_LISTENER,
     SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
@@ -155,6 +155,8 @@ def _setup_child(
         native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
         if cgroup_procs is not None:  # every process of the tree is counted from here on
             _write(cgroup_procs.encode(), str(os.getpid()).encode())
+        if limits is not None:  # the programs join the memory cgroup; init and the spawner do not
+            limits = open_memory_cgroup(limits)
         flags = native.CLONE_NEWNS | native.CLONE_NEWPID | native.CLONE_NEWUTS | native.CLONE_NEWIPC
         if network != "host":  # "loopback": its own loopback only; "none": not even that
             flags |= native.CLONE_NEWNET
