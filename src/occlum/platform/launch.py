@@ -311,10 +311,14 @@ def _spawner_process(
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)  # a program's `kill -TERM -1` must not end it
     _confine(sock, filter_prog)
-    # nothing of the supervisor's but the channel stays open in here
-    keep = channel.fileno()
-    os.closerange(3, keep)
-    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+    # nothing of the supervisor's but the channel (and the memory cgroup's file, which each
+    # program joins) stays open in here
+    low = 3
+    for keep in sorted({channel.fileno(), limits.memory_fd if limits is not None else -1}):
+        if keep >= low:
+            os.closerange(low, keep)
+            low = keep + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
     code = 1
     try:
         code = serve_requests(channel, limits)
