@@ -31,8 +31,15 @@ def inst(tmp_path_factory: pytest.TempPathFactory) -> Instance:
     variant = libos.Variant("o", "gcc", ("-pthread",))
     hog = libos.compile_c(DIAG / "hog.c", base / "hog", variant)
     fill = libos.compile_c(DIAG / "fill.c", base / "fill", variant)
+    reserve = libos.compile_c(DIAG / "reserve.c", base / "reserve", variant)
     libos.place_with_dependencies(
-        i.image, {"/bin/hog": hog, "/bin/fill": fill, "/bin/echo": Path("/bin/echo")}
+        i.image,
+        {
+            "/bin/hog": hog,
+            "/bin/fill": fill,
+            "/bin/reserve": reserve,
+            "/bin/echo": Path("/bin/echo"),
+        },
     )
     i.build()
     return i
@@ -83,3 +90,29 @@ def test_ramfs_and_memfd_pages_count_against_user_space_size(inst: Instance, tar
     assert "out-of-memory" in named[0] and "raise it in Occlum.json" in named[0]
     again = inst.run(["/bin/echo", "still here"])
     assert again.code == 0 and again.stdout == "still here\n", again.describe()
+
+
+# 4097 MiB: the low word of the length alone is small
+@pytest.mark.parametrize("mib", [1024, 4097])
+def test_a_reservation_past_user_space_size_names_the_key_when_made(
+    inst: Instance, mib: int
+) -> None:
+    """A virtual machine reserves its heap or code cache first, and says it could not in words
+    of its own: the LibOS names the key, and a size, at that very mmap."""
+    res = inst.run(["/bin/reserve", str(mib)])
+    assert res.code == 1, res.describe()
+    assert res.stdout == f"reserving {mib} MiB: Cannot allocate memory\nreserved 1 MiB\n"
+    named = [line for line in res.stderr.splitlines() if "user_space_size" in line]
+    assert len(named) == 1, res.describe()  # not again at the failing exit
+    assert "/bin/reserve (pid " in named[0]
+    assert f"an mmap of {mib}MB fails (ENOMEM): it exceeds " in named[0]
+    assert f"resource_limits.user_space_size ({MEMORY_MB}MB)" in named[0]
+    least = int(named[0].split("set it to at least ")[1].split("MB")[0])
+    assert mib < least <= mib + MEMORY_MB + 64, res.describe()
+
+
+def test_reservations_that_fit_are_not_named(inst: Instance) -> None:
+    res = inst.run(["/bin/reserve", "16"])
+    assert res.code == 0, res.describe()
+    assert res.stdout == "reserved 16 MiB\nreserved 1 MiB\n"
+    assert "user_space_size" not in res.stderr, res.describe()

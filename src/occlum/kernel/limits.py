@@ -29,6 +29,12 @@ def _mb(n: int) -> str:
     return f"{-(-n // MiB)}MB"
 
 
+def _round_up(n: int) -> int:
+    """``n`` rounded up to a whole 64 MiB: a size worth writing in Occlum.json."""
+    step = 64 * MiB
+    return -(-n // step) * step
+
+
 @dataclass(slots=True)
 class Peaks:
     """What ``occlum doctor`` measured over the program's tree: the largest values seen."""
@@ -186,6 +192,30 @@ class Limits:
             f"{exe} (pid {t.process.pid}) used {_mb(peak)} of address space, near "
             f"resource_limits.user_space_size = {_mb(limit)}: if it ran out of memory "
             f'(ENOMEM), raise user_space_size in Occlum.json (e.g. to "{_mb(2 * limit)}")'
+        )
+
+    def check_mapping(self, t: Task, length: int) -> None:
+        """Before a large mmap: name user_space_size once per program, if the mapping will not
+        fit in the process's address space (RLIMIT_AS) and the kernel is about to refuse it."""
+        limit = self.address_space
+        exe = t.process.exe_path.decode(errors="replace")
+        if not limit or exe in self._reported or length <= 0:
+            return
+        status = _read_status(t.tid)
+        if status is None:
+            return
+        need = _status_field(status, b"VmSize:") + length
+        if need <= limit:
+            return
+        # an error, though a few programs cope (glibc's malloc falls back from a thread arena
+        # to its main one): most report it as a failure to start, in words of their own.
+        # Once: this also spares the program the note at a failing exit.
+        self._reported.add(exe)
+        self.log.error(
+            f"{exe} (pid {t.process.pid}): an mmap of {_mb(length)} fails (ENOMEM): it "
+            f"exceeds resource_limits.user_space_size ({_mb(limit)}) with "
+            f"{_mb(need - length)} already mapped; set it to at least "
+            f"{_mb(_round_up(need))} in Occlum.json"
         )
 
     # -- occlum doctor ---------------------------------------------------------------------

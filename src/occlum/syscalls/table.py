@@ -119,6 +119,9 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "getsockname": (net.sys_getsockname, "fd ptr ptr", FULL, "abstract names unprefixed"),
     "getpeername": (net.sys_getpeername, "fd ptr ptr", FULL, "abstract names unprefixed"),
     "msync": (fs.sys_msync, "ptr int hex", FULL, "MS_SYNC commits the protected file systems"),
+    "mmap": (
+        process.sys_mmap, "ptr int hex hex fd int", FULL, "served from 64 MiB: names user_space_size"
+    ),
     "mount": (
         mnt.sys_mount,
         "str path str hex str",
