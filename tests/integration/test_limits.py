@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -116,3 +119,46 @@ def test_reservations_that_fit_are_not_named(inst: Instance) -> None:
     assert res.code == 0, res.describe()
     assert res.stdout == "reserved 16 MiB\nreserved 1 MiB\n"
     assert "user_space_size" not in res.stderr, res.describe()
+
+
+JAVA = Path("/usr/bin/java")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not JAVA.exists(), reason="no java on this machine")
+def test_java_under_the_default_user_space_size_names_the_key(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Java reserves its code cache first and fails in its own words; the LibOS's line, at the
+    reservation, names the key and a size that gets it further."""
+    home = JAVA.resolve().parent.parent
+    i = Instance.new(tmp_path_factory.mktemp("java") / "instance")
+    i.configure(entry_points=["/"])  # the default user_space_size, 300MB
+    for part in ("bin", "lib", "conf", "release"):
+        src, dest = home / part, i.image / str(home).lstrip("/") / part
+        if src.is_dir():
+            shutil.copytree(src, dest, symlinks=True)
+        else:
+            shutil.copy2(src, dest)
+    java = home / "bin/java"
+    libos.place_with_dependencies(i.image, {str(java): java})
+    # libjvm.so is loaded with dlopen: its libraries are not java's
+    interp = libos.elf_interpreter(java)
+    assert interp is not None
+    listed = subprocess.run(
+        [interp, "--list", str(home / "lib/server/libjvm.so")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for lib in re.findall(r"=> (/\S+) \(0x", listed):
+        libos.place(i.image, Path(lib), lib)
+    i.build()
+    res = i.run([str(java), "-version"], timeout=120)
+    assert res.code == 1, res.describe()
+    assert "Could not reserve enough space for code cache" in res.stdout + res.stderr
+    named = [line for line in res.stderr.splitlines() if "user_space_size" in line]
+    assert len(named) == 1, res.describe()
+    assert "bin/java (pid " in named[0] and "resource_limits.user_space_size (300MB)" in named[0]
+    least = int(named[0].split("set it to at least ")[1].split("MB")[0])
+    assert least > 300
