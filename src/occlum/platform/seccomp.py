@@ -49,11 +49,12 @@ IOCTL_NOTIF_ADDFD = _iow(3, 24)
 IOCTL_NOTIF_SET_FLAGS = _iow(4, 8)
 
 # Calls that never name a path, a process outside the caller's reach, or the machine: they run
-# natively. Anything not listed is served (or refused) by the supervisor.
+# natively. Anything not listed is served (or refused) by the supervisor. (mmap is native below
+# LARGE_MMAP; the socket calls of ADDRESS_ARGUMENTS without an address.)
 NATIVE_SYSCALLS: tuple[str, ...] = (
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2",
     "pwritev2", "lseek", "close", "dup", "dup2", "dup3", "fcntl", "flock", "ioctl",
-    "mmap", "mprotect", "munmap", "mremap", "madvise", "mincore", "mlock", "mlock2",
+    "mprotect", "munmap", "mremap", "madvise", "mincore", "mlock", "mlock2",
     "munlock", "mlockall", "munlockall", "brk", "membarrier", "memfd_create", "pkey_alloc",
     "pkey_free", "pkey_mprotect", "get_mempolicy", "set_mempolicy", "mbind",
     "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigpending", "rt_sigtimedwait",
