@@ -162,3 +162,25 @@ def test_java_under_the_default_user_space_size_names_the_key(
     assert "bin/java (pid " in named[0] and "resource_limits.user_space_size (300MB)" in named[0]
     least = int(named[0].split("set it to at least ")[1].split("MB")[0])
     assert least > 300
+
+
+NODE = Path("/usr/bin/node")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not NODE.exists(), reason="no node on this machine")
+def test_node_under_the_default_user_space_size_names_the_key(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """V8 stops with a SIGTRAP when it cannot reserve its code range; the line before it names
+    the key."""
+    i = Instance.new(tmp_path_factory.mktemp("node") / "instance")
+    i.configure(entry_points=["/"])
+    libos.place_with_dependencies(i.image, {str(NODE): NODE})
+    i.build()
+    res = i.run([str(NODE), "-e", "console.log(1 + 1)"], timeout=120)
+    assert res.code == 128 + 5, res.describe()  # SIGTRAP
+    named = [line for line in res.stderr.splitlines() if "user_space_size" in line]
+    assert len(named) == 1, res.describe()
+    assert "/usr/bin/node (pid " in named[0] and "fails (ENOMEM)" in named[0]
+    assert "resource_limits.user_space_size (300MB)" in named[0]
