@@ -35,12 +35,14 @@ def inst(tmp_path_factory: pytest.TempPathFactory) -> Instance:
     hog = libos.compile_c(DIAG / "hog.c", base / "hog", variant)
     fill = libos.compile_c(DIAG / "fill.c", base / "fill", variant)
     reserve = libos.compile_c(DIAG / "reserve.c", base / "reserve", variant)
+    freeram = libos.compile_c(DIAG / "freeram.c", base / "freeram", variant)
     libos.place_with_dependencies(
         i.image,
         {
             "/bin/hog": hog,
             "/bin/fill": fill,
             "/bin/reserve": reserve,
+            "/bin/freeram": freeram,
             "/bin/echo": Path("/bin/echo"),
         },
     )
@@ -119,6 +121,17 @@ def test_reservations_that_fit_are_not_named(inst: Instance) -> None:
     assert res.code == 0, res.describe()
     assert res.stdout == "reserved 16 MiB\nreserved 1 MiB\n"
     assert "user_space_size" not in res.stderr, res.describe()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the instance's memory needs a memory cgroup (root)")
+def test_sysinfo_free_memory_is_what_the_programs_leave_of_user_space_size(
+    inst: Instance,
+) -> None:
+    res = inst.run(["/bin/freeram", "32"])
+    assert res.code == 0, res.describe()
+    total, gone = res.stdout.splitlines()
+    assert total == f"total {MEMORY_MB} MiB"
+    assert 30 <= int(gone.split()[4]) <= 34, res.describe()
 
 
 JAVA = Path("/usr/bin/java")

@@ -129,6 +129,10 @@ class Limits:
             self.program, memory_procs=mem.procs if mem is not None else ""
         )
 
+    def memory_used(self) -> int | None:
+        """What the programs of the current tree use of user_space_size, or None (no cgroup)."""
+        return self.memory.usage() if self.memory is not None else None
+
     def check_memory(self) -> None:
         """Name user_space_size once, if the out-of-memory killer ended a program for it (the
         victim is not named: a process that never made a served call is unknown here)."""

@@ -209,6 +209,14 @@ class MemoryCgroup:
     def procs(self) -> str:
         return str(self.path / "cgroup.procs")
 
+    def usage(self) -> int | None:
+        """Bytes charged to the group now (its programs' memory and file pages), or None."""
+        name = "memory.current" if self.v2 else "memory.usage_in_bytes"
+        try:
+            return int((self.path / name).read_text())
+        except (OSError, ValueError):
+            return None
+
     def oom_kills(self) -> int:
         """How many programs the out-of-memory killer ended for this group's limit so far."""
         name = "memory.events" if self.v2 else "memory.oom_control"

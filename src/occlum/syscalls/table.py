@@ -131,7 +131,7 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "umount2": (mnt.sys_umount2, "path hex", FULL, ""),
     "uname": (info.sys_uname, "ptr", FULL, ""),
     "sethostname": (info.sys_sethostname, "ptr int", FULL, "the instance's own name"),
-    "sysinfo": (info.sys_sysinfo, "ptr", FULL, "memory bounded by user_space_size"),
+    "sysinfo": (info.sys_sysinfo, "ptr", FULL, "memory: user_space_size, less what programs use"),
     "clone": (process.sys_clone, "hex", PARTIAL, "no new namespaces"),
     "exit_group": (
         process.sys_exit_group, "int", FULL, "a failing exit: checks the address space used"
