@@ -67,8 +67,10 @@ def open_memory_cgroup(limits: ProgramLimits) -> ProgramLimits:
 
 def apply_program_limits(limits: ProgramLimits) -> None:
     if limits.memory_fd >= 0:
-        # "0": the writer itself; the program's descendants follow it
-        os.write(limits.memory_fd, b"0")
+        # "0": the writer itself; the program's descendants follow it. Refused (a cgroup the
+        # host took back), the program still starts, bounded per process as without one.
+        with contextlib.suppress(OSError):
+            os.write(limits.memory_fd, b"0")
         os.close(limits.memory_fd)
     if limits.address_space:
         resource.setrlimit(resource.RLIMIT_AS, (limits.address_space, limits.address_space))
