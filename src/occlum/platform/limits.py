@@ -7,10 +7,10 @@
 - ``user_space_size`` (or ``user_space_max_size`` when larger): each process's address space
   (RLIMIT_AS, soft and hard, so a program cannot lift it), so ``mmap``, ``brk`` and ``malloc``
   fail with ENOMEM past it. Occlum counts it for all processes together; the host kernel has
-  no such errno-giving limit across processes, so it holds per process here.
+  no such errno-giving limit across processes, hence the next one.
 - ``user_space_size`` again, for all programs together: their memory (what they touch of
-  anonymous memory, and the pages of the files they write in ramfs and of their own memfds,
-  which live in the same page cache) is charged to a memory cgroup holding only the programs
+  anonymous memory, and the pages they write of LibOS files, ramfs and SEFS alike, which live
+  in memfds, and of their own memfds) is charged to a memory cgroup holding only the programs
   (not the LibOS's init and spawner), limited to that size. A write or a page fault past it
   makes the kernel's out-of-memory killer end a program with SIGKILL (ramfs and memfd pages
   cannot be reclaimed: there is no swap to move them to); the cgroup counts those kills and the
@@ -21,8 +21,9 @@
 Without a writable pids or memory cgroup (no root, or no such controller) that limit is not
 enforced, and the kernel says so once at log level info.
 
-Measured (Linux 6.18, cgroup v1 and v2 alike): with the OOM killer on, a write(2) or a
-fallocate(2) into a memfd past the limit ends the writer with SIGKILL; with it off
+Measured (Linux 6.18, cgroup v1's memory controller): with the OOM killer on, a write(2),
+a fallocate(2) or a store through a shared mapping into a memfd or a tmpfs file past the limit
+ends the writer with SIGKILL, as touching anonymous memory does; with it off
 (``oom_kill_disable``), fallocate gets ENOMEM but write(2) and page faults wait for memory
 forever, a silent hang, so the killer stays on.
 """
@@ -114,6 +115,21 @@ def _controller_parent(controller: str) -> Path | None:
     return None
 
 
+def _remove_stale(parent: Path) -> None:
+    """Remove the groups an instance left behind when it was killed (SIGKILL leaves no time
+    to clean up): ``occlum-<pid>-<tree>`` whose supervisor ``pid`` is gone; an emptied group
+    goes, one that still holds a process does not."""
+    try:
+        names = [d.name for d in parent.iterdir() if d.name.startswith("occlum-")]
+    except OSError:
+        return
+    for name in names:
+        owner = name.split("-")[1]
+        if owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
+            with contextlib.suppress(OSError):
+                (parent / name).rmdir()
+
+
 class PidsCgroup:
     """A pids cgroup of one process tree, removed by :meth:`remove`."""
 
@@ -128,6 +144,7 @@ class PidsCgroup:
         parent = _pids_parent()
         if parent is None:
             return None
+        _remove_stale(parent)
         path = parent / name
         try:
             path.mkdir()
@@ -186,6 +203,7 @@ class MemoryCgroup:
         parent = _controller_parent("memory")
         if parent is None:
             return None
+        _remove_stale(parent)
         v2 = (parent / "cgroup.controllers").exists()
         path = parent / name
         try:
