@@ -21,7 +21,7 @@ from rich.table import Table
 
 from occlum.cli._terminal import console
 from occlum.instance._validation import FieldProblem, format_size, parse_size
-from occlum.instance.config import to_run_spec
+from occlum.instance.config import USER_ADDRESS_SPACE, to_run_spec
 from occlum.instance.layout import Instance
 
 if TYPE_CHECKING:
@@ -287,9 +287,15 @@ def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None
     if value is None:
         return 0
     try:
-        return parse_size(value)
+        size = parse_size(value)
     except FieldProblem as exc:
         raise click.BadParameter(f"{value!r} {exc.message}")
+    if size > USER_ADDRESS_SPACE:
+        raise click.BadParameter(
+            f"{value!r} is more than a process can address on this machine "
+            f'(at most "{format_size(USER_ADDRESS_SPACE)}")'
+        )
+    return size
 
 
 @click.command(
