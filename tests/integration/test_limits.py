@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,25 @@ def test_sysinfo_free_memory_is_what_the_programs_leave_of_user_space_size(
     total, gone = res.stdout.splitlines()
     assert total == f"total {MEMORY_MB} MiB"
     assert 30 <= int(gone.split()[4]) <= 34, res.describe()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the instance's memory needs a memory cgroup (root)")
+def test_doctor_counts_the_files_programs_write_in_user_space_size(inst: Instance) -> None:
+    """200 MiB in /tmp is no process's address space, but it is the programs' memory."""
+    occlum = str(Path(sys.executable).parent / "occlum")
+    res = libos.run_killable(
+        [occlum, "doctor", "/bin/fill", "/tmp/big", "200"],
+        cwd=inst.path,
+        stdin=None,
+        env={**os.environ, "OCCLUM_LOG_LEVEL": "warn"},
+        timeout=libos.RUN_TIMEOUT,
+    )
+    assert res.stdout == "wrote 200 MiB\nstill running\n", res.describe()
+    size = re.search(
+        rf'resource_limits\.user_space_size: "(\d+)MB"  \(now "{MEMORY_MB}MB"\)', res.stderr
+    )
+    assert size is not None, res.describe()
+    assert int(size.group(1)) > 200
 
 
 JAVA = Path("/usr/bin/java")

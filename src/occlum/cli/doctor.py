@@ -160,10 +160,12 @@ def _needs(spec: RunSpec, libos: LibOS) -> list[Need]:
     memory_key = "user_space_max_size" if max_size > spec.user_space_size else "user_space_size"
     return [
         Need(
-            "address space (VmPeak)",
+            # both are bounded by it: each process's address space, and all the programs'
+            # memory together (with the pages of the files they wrote)
+            "address space (VmPeak), or memory of all programs",
             f"resource_limits.{memory_key}",
             limits.configured_address_space,
-            peaks.address_space,
+            max(peaks.address_space, peaks.memory),
             limits.address_space,
             size=True,
             why_unmeasured="no process ended with exit_group or exec'd",

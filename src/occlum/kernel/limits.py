@@ -41,6 +41,7 @@ class Peaks:
 
     address_space: int = 0  # VmPeak of the largest process, in bytes
     address_space_by: str = ""  # that process's program
+    memory: int = 0  # the programs' memory together, files they wrote included (cgroup peak)
     stack: int = 0  # VmStk (the main thread's stack) of the process with the largest one
     stack_by: str = ""
     # processes and threads alive at once: from the tree's pids cgroup peak when it went past
@@ -170,6 +171,8 @@ class Limits:
         self.check_threads()
         self.check_memory()
         if self.memory is not None:
+            if self.peaks is not None:  # the last tree's is kept, as for tree_peak
+                self.peaks.memory = self.memory.peak()
             self.memory.remove()
             self.memory = None
         if self.peaks is not None and self.cgroup is not None:

@@ -237,6 +237,14 @@ class MemoryCgroup:
         except (OSError, ValueError):
             return None
 
+    def peak(self) -> int:
+        """The most bytes charged to the group at once so far (0 if unknown)."""
+        name = "memory.peak" if self.v2 else "memory.max_usage_in_bytes"
+        try:
+            return int((self.path / name).read_text())
+        except (OSError, ValueError):
+            return 0
+
     def oom_kills(self) -> int:
         """How many programs the out-of-memory killer ended for this group's limit so far."""
         name = "memory.events" if self.v2 else "memory.oom_control"
