@@ -145,10 +145,10 @@ class Limits:
             self._reported.add("oom")
             limit = mem.limit
             self.log.error(
-                f"a program was killed (SIGKILL) by the out-of-memory killer: the instance's programs "
-                f"used all of resource_limits.user_space_size = {_mb(limit)} of memory "
-                f"together (files they wrote in ramfs and memfds count too); raise it in "
-                f'Occlum.json (e.g. to "{_mb(2 * limit)}")'
+                "a program was killed (SIGKILL) by the out-of-memory killer: the instance's "
+                f"programs used all of resource_limits.user_space_size = {_mb(limit)} of "
+                "memory together (the files they wrote, in /tmp or elsewhere, and their memfds "
+                f'count too); raise it in Occlum.json (e.g. to "{_mb(2 * limit)}")'
             )
         mem.kills_seen = kills
 
