@@ -1,5 +1,6 @@
-"""Resource limits from Occlum.json: a fork bomb, a thread bomb and a memory hog inside hit
-them, get Linux's errno, and the LibOS names the key to raise; nothing else is harmed."""
+"""Resource limits from Occlum.json: a fork bomb, a thread bomb, a memory hog, files in /tmp
+and memfds inside hit them, get Linux's errno (or the out-of-memory killer), and the LibOS
+names the key to raise, for a reservation as it is made; nothing else is harmed."""
 
 from __future__ import annotations
 
