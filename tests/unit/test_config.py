@@ -63,6 +63,17 @@ MALFORMED: list[tuple[Any, str]] = [
         'resource_limits.user_space_max_size: "512MB" must not be smaller than user_space_size (1GB)',
     ),
     (
+        # past 2**63 bytes, setrlimit itself fails when the first program starts
+        {"resource_limits": {"user_space_size": "9000000TB"}},
+        'resource_limits.user_space_size: "9000000TB" is more than a process can address on '
+        'this machine (at most "128TB")',
+    ),
+    (
+        {"resource_limits": {"user_space_max_size": "129TB"}},
+        'resource_limits.user_space_max_size: "129TB" is more than a process can address on '
+        'this machine (at most "128TB")',
+    ),
+    (
         {"resource_limits": {"max_num_of_threads": 4, "init_num_of_threads": 8}},
         "resource_limits.init_num_of_threads: 8 must not exceed max_num_of_threads (4)",
     ),

@@ -106,6 +106,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True, validate_default=False)
 
 
+# x86-64's user address space with 4-level page tables (47 bits); with 5-level ones the kernel
+# still maps nothing above it unless a program asks with an address hint
+USER_ADDRESS_SPACE = 1 << 47
+
+
 class ResourceLimits(_Section):
     user_space_size: Size = 300 * MB
     user_space_max_size: Size | None = None
@@ -118,6 +123,16 @@ class ResourceLimits(_Section):
 
     @model_validator(mode="after")
     def _maxima(self) -> ResourceLimits:
+        for key in ("user_space_size", "user_space_max_size"):
+            size = getattr(self, key)
+            # it becomes each process's RLIMIT_AS: past what a process can address, the limit
+            # means nothing, and past 2**63 the host refuses it when the first program starts
+            if size is not None and size > USER_ADDRESS_SPACE:
+                raise FieldProblem(
+                    "is more than a process can address on this machine "
+                    f'(at most "{format_size(USER_ADDRESS_SPACE)}")',
+                    subpath=key,
+                )
         if self.user_space_max_size is not None and self.user_space_max_size < self.user_space_size:
             raise FieldProblem(
                 f"must not be smaller than user_space_size ({format_size(self.user_space_size)})",

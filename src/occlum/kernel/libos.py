@@ -269,6 +269,7 @@ class LibOS:
         calls (the supervisor has no other thread); a volume with no change costs little."""
         self.sync_file_systems()
         self.limits.check_threads()
+        self.limits.check_memory()
         self.next_writeback = time.monotonic() + self.writeback_interval
 
     def sync_file_systems(self) -> None:
@@ -426,6 +427,7 @@ class LibOS:
         until it ends."""
         self.first_status = None
         self.first_host_pid = 0
+        cgroup_procs = self.limits.start_tree()  # first: it sets limits.program for the tree
         try:
             launched = launcher.launch(
                 self.stub,
@@ -434,7 +436,7 @@ class LibOS:
                 env,
                 hostname=self.hostname,
                 network=self.spec.network,
-                cgroup_procs=self.limits.start_tree(),
+                cgroup_procs=cgroup_procs,
                 limits=self.limits.program,
                 foreground=self.foreground,
                 spawner=started is not None,
@@ -817,6 +819,7 @@ class LibOS:
             self.settle_children(p)
 
     def _process_exited(self, p: Process) -> None:
+        self.limits.check_memory()  # was it the out-of-memory killer?
         self.sel.unregister(p.pidfd)
         self.procs_by_host_pid_ever[p.host_pid] = (p.exe_path, p.pid)
         p.release()

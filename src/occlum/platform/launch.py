@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from occlum.platform import native
 from occlum.platform.fdpass import recv_fds, send_fds
-from occlum.platform.limits import ProgramLimits
+from occlum.platform.limits import ProgramLimits, open_memory_cgroup
 from occlum.platform.seccomp import (
     SECCOMP_FILTER_FLAG_NEW_LISTENER,
     SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
@@ -184,6 +184,8 @@ def _setup_child(
         native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
         if cgroup_procs is not None:  # every process of the tree is counted from here on
             _write(cgroup_procs.encode(), str(os.getpid()).encode())
+        if limits is not None:  # the programs join the memory cgroup; init and the spawner do not
+            limits = open_memory_cgroup(limits)
         flags = native.CLONE_NEWNS | native.CLONE_NEWPID | native.CLONE_NEWUTS | native.CLONE_NEWIPC
         if network != "host":  # "loopback": its own loopback only; "none": not even that
             flags |= native.CLONE_NEWNET
@@ -338,10 +340,14 @@ def _spawner_process(
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)  # a program's `kill -TERM -1` must not end it
     _confine(sock, filter_prog)
-    # nothing of the supervisor's but the channel stays open in here
-    keep = channel.fileno()
-    os.closerange(3, keep)
-    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+    # nothing of the supervisor's but the channel (and the memory cgroup's file, which each
+    # program joins) stays open in here
+    low = 3
+    for keep in sorted({channel.fileno(), limits.memory_fd if limits is not None else -1}):
+        if keep >= low:
+            os.closerange(low, keep)
+            low = keep + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
     code = 1
     try:
         code = serve_requests(channel, limits)

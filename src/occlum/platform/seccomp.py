@@ -49,11 +49,12 @@ IOCTL_NOTIF_ADDFD = _iow(3, 24)
 IOCTL_NOTIF_SET_FLAGS = _iow(4, 8)
 
 # Calls that never name a path, a process outside the caller's reach, or the machine: they run
-# natively. Anything not listed is served (or refused) by the supervisor.
+# natively. Anything not listed is served (or refused) by the supervisor. (mmap is native below
+# LARGE_MMAP; the socket calls of ADDRESS_ARGUMENTS without an address.)
 NATIVE_SYSCALLS: tuple[str, ...] = (
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2",
     "pwritev2", "lseek", "close", "dup", "dup2", "dup3", "fcntl", "flock", "ioctl",
-    "mmap", "mprotect", "munmap", "mremap", "madvise", "mincore", "mlock", "mlock2",
+    "mprotect", "munmap", "mremap", "madvise", "mincore", "mlock", "mlock2",
     "munlock", "mlockall", "munlockall", "brk", "membarrier", "memfd_create", "pkey_alloc",
     "pkey_free", "pkey_mprotect", "get_mempolicy", "set_mempolicy", "mbind",
     "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigpending", "rt_sigtimedwait",
@@ -104,6 +105,7 @@ CLONE_NAMESPACE_FLAGS = (
 _LD_W_ABS = 0x20
 _JEQ_K = 0x15
 _JSET_K = 0x45
+_JGE_K = 0x35
 _JA = 0x05
 _RET_K = 0x06
 
@@ -127,6 +129,28 @@ def _served_with_pointer(nr: int, arg: int) -> list[bytes]:
         _jump(_JEQ_K, 0, 0, 3),
         _stmt(_LD_W_ABS, low + 4),
         _jump(_JEQ_K, 0, 0, 1),
+        _stmt(_RET_K, SECCOMP_RET_ALLOW),
+        _stmt(_RET_K, SECCOMP_RET_USER_NOTIF),
+        _stmt(_LD_W_ABS, 0),
+    ]
+
+
+# an mmap of at least this many bytes is shown to the supervisor (then continues as made): a
+# reservation this large is how Java, Go and V8 start, and where an address-space limit stops
+# them; smaller ones, the hot path, stay native
+LARGE_MMAP = 64 << 20
+
+
+def _served_when_large(nr: int, arg: int, least: int) -> list[bytes]:
+    """Call ``nr``: sent to the supervisor when its argument ``arg`` is at least ``least``
+    (below 4 GiB), allowed otherwise. The accumulator holds the call number again afterwards."""
+    low = 16 + 8 * arg
+    return [
+        _jump(_JEQ_K, nr, 0, 6),
+        _stmt(_LD_W_ABS, low + 4),
+        _jump(_JEQ_K, 0, 0, 3),  # 4 GiB or more: served
+        _stmt(_LD_W_ABS, low),
+        _jump(_JGE_K, least, 1, 0),
         _stmt(_RET_K, SECCOMP_RET_ALLOW),
         _stmt(_RET_K, SECCOMP_RET_USER_NOTIF),
         _stmt(_LD_W_ABS, 0),
@@ -171,6 +195,7 @@ def build_filter(native: Iterable[str] = NATIVE_SYSCALLS, *, every_exit: bool = 
     # the address may name a Unix socket, which the supervisor resolves or reports
     for name, arg in ADDRESS_ARGUMENTS:
         prog += _served_with_pointer(NR[name], arg)
+    prog += _served_when_large(NR["mmap"], 1, LARGE_MMAP)  # its length
     count = len(numbers)
     for i, nr in enumerate(numbers):
         # jump forward to the ALLOW return that follows the last comparison

@@ -120,6 +120,9 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "getsockname": (net.sys_getsockname, "fd ptr ptr", FULL, "abstract names unprefixed"),
     "getpeername": (net.sys_getpeername, "fd ptr ptr", FULL, "abstract names unprefixed"),
     "msync": (fs.sys_msync, "ptr int hex", FULL, "MS_SYNC commits the protected file systems"),
+    "mmap": (
+        process.sys_mmap, "ptr int hex hex fd int", FULL, "served from 64 MiB: names user_space_size"
+    ),
     "mount": (
         mnt.sys_mount,
         "str path str hex str",
@@ -129,7 +132,7 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "umount2": (mnt.sys_umount2, "path hex", FULL, ""),
     "uname": (info.sys_uname, "ptr", FULL, ""),
     "sethostname": (info.sys_sethostname, "ptr int", FULL, "the instance's own name"),
-    "sysinfo": (info.sys_sysinfo, "ptr", FULL, "memory bounded by user_space_size"),
+    "sysinfo": (info.sys_sysinfo, "ptr", FULL, "memory: user_space_size, less what programs use"),
     "setgroups": (cred.sys_setgroups, "int ptr", PARTIAL, "LibOS groups, per process"),
     "getgroups": (cred.sys_getgroups, "int ptr", FULL, ""),
     "setpriority": (
