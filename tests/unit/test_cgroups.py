@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from occlum.platform.limits import _remove_stale
+from occlum.platform.limits import remove_stale
 
 
 def _dead_pid() -> int:
@@ -21,6 +21,6 @@ def test_the_groups_of_a_supervisor_that_is_gone_are_removed(tmp_path: Path) -> 
     for name in (f"occlum-{dead}-1", f"occlum-{dead}-2", f"occlum-{os.getpid()}-1", "other-1"):
         (tmp_path / name).mkdir()
     (tmp_path / f"occlum-{dead}-2" / "busy").mkdir()  # a group that still holds something
-    _remove_stale(tmp_path)
+    remove_stale(tmp_path, "occlum")
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted([f"occlum-{dead}-2", f"occlum-{os.getpid()}-1", "other-1"])
