@@ -465,19 +465,19 @@ class LibOS:
 
     def _check_program(self, path: bytes, stage: str = "the instance") -> None:
         """Fail early, with one clear line, when the program cannot be started."""
-        from occlum.syscalls.exec import prepare_exec
+        from occlum.syscalls.exec import MissingInterpreter, check_program
 
         root = self.mounts.root()
         try:
-            req = prepare_exec(self, root, root, path, [path], [])
+            check_program(self, root, path)
         except SyscallError as exc:
+            missing = exc.why if isinstance(exc, MissingInterpreter) else f"no such file in {stage}"
             what = {
-                errno.ENOENT: f"no such file in {stage}",
+                errno.ENOENT: missing,
                 errno.ENOEXEC: exc.why or "not an executable",
                 errno.EACCES: "permission denied (not executable)",
             }.get(exc.errno, str(exc))
             raise UserError(f"cannot run {path.decode(errors='replace')}: {what}", 127)
-        req.close()
 
     def _loop(self) -> None:
         """Serve until every process of the instance is gone.

@@ -40,11 +40,17 @@ class ExecRequest:
     interp_fd: int | None
     interp: ElfImage | None
     owned_fds: list[int] = field(default_factory=list)  # the others belong to the exec cache
+    # (descriptor number, our copy of what it held): descriptors an execveat replaced so that
+    # the kernel would find the stub there, put back in the new program (not close-on-exec)
+    restore: list[tuple[int, int]] = field(default_factory=list)
 
     def close(self) -> None:
         for fd in self.owned_fds:
             os.close(fd)
         self.owned_fds.clear()
+        for _n, fd in self.restore:
+            os.close(fd)
+        self.restore.clear()
 
 
 @dataclass(slots=True, eq=False)
