@@ -754,6 +754,7 @@ class LibOS:
         else:
             p = Process(tgid, ns_pid, parent.pid, parent.root, parent.cwd, parent.umask)
             p.exe_path, p.argv, p.envp = parent.exe_path, parent.argv, parent.envp
+            p.exe_id = parent.exe_id
         try:
             p.pidfd = os.pidfd_open(tgid)
         except OSError:

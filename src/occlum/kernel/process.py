@@ -16,7 +16,11 @@ from occlum.vfs.inode import Cred
 
 if TYPE_CHECKING:
     from occlum.loader.elf import ElfImage
+    from occlum.vfs.mount import FileSystem
     from occlum.vfs.path import Location
+
+# a LibOS file as a program being run: its file system and inode number
+FileIdentity = tuple["FileSystem", int]
 
 
 @dataclass(slots=True, frozen=True)
@@ -43,6 +47,7 @@ class ExecRequest:
     # (descriptor number, our copy of what it held): descriptors an execveat replaced so that
     # the kernel would find the stub there, put back in the new program (not close-on-exec)
     restore: list[tuple[int, int]] = field(default_factory=list)
+    exe_id: FileIdentity | None = None  # the program's file (None: not a LibOS file)
 
     def close(self) -> None:
         for fd in self.owned_fds:
@@ -62,6 +67,7 @@ class Process:
     cwd: Location
     umask: int = 0o022
     exe_path: bytes = b""
+    exe_id: FileIdentity | None = None  # the file exe_path named when it was executed
     argv: list[bytes] = field(default_factory=list)
     envp: list[bytes] = field(default_factory=list)
     pidfd: int = -1

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import stat
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, S_IFREG
@@ -45,6 +46,8 @@ from occlum.vfs.path import resolve
 
 if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS, Result
+    from occlum.kernel.process import FileIdentity
+    from occlum.vfs.inode import Inode
     from occlum.vfs.path import Location
 
 MAX_SCRIPT_DEPTH = 4
@@ -66,7 +69,40 @@ MASK64 = (1 << 64) - 1
 EXEC_CACHE_SIZE = 64
 
 
-def _executable(libos: LibOS, loc: Location) -> tuple[bytes, int, bool]:
+class Executable(NamedTuple):
+    """A file about to be executed: its name, a host descriptor of it, whether that descriptor
+    is the caller's to close (else the exec cache's), and its identity as a running program's
+    file (None for a file outside the LibOS's file systems)."""
+
+    path: bytes
+    fd: int
+    owned: bool
+    ident: FileIdentity | None
+
+
+def file_identity(inode: Inode) -> FileIdentity:
+    """A LibOS file's identity: its file system and inode number (inode objects may be
+    wrappers made per lookup, as the union's are)."""
+    return inode.fs, inode.ino
+
+
+def program_running(libos: LibOS, inode: Inode) -> bool:
+    """Whether some process of the instance runs the file ``inode`` (its main program, not its
+    interpreter or libraries: Linux denies writing to that one only, ETXTBSY)."""
+    ident = file_identity(inode)
+    return any(p.exe_id == ident and _alive(p) for p in libos.procs.values())
+
+
+def _alive(p: Process) -> bool:
+    """Not exited, though the serving loop may not have read its exit yet (its pidfd is
+    readable from the exit on): the caller may have waited for it already."""
+    try:
+        return not select.select([p.pidfd], [], [], 0)[0]
+    except (OSError, ValueError):
+        return False
+
+
+def _executable(libos: LibOS, loc: Location) -> Executable:
     """(absolute path, host descriptor, whether the caller owns it) of the file at ``loc``,
     which must be an executable regular file.
 
@@ -75,6 +111,7 @@ def _executable(libos: LibOS, loc: Location) -> tuple[bytes, int, bool]:
     a path walk and a dict lookup.
     """
     inode = loc.inode
+    ident = file_identity(inode)
     fixed = inode.immutable_content()
     key = (id(fixed.fs), fixed.ino) if fixed is not None else (0, 0)
     cache = libos.exec_cache
@@ -82,19 +119,19 @@ def _executable(libos: LibOS, loc: Location) -> tuple[bytes, int, bool]:
         hit = cache.get(key)
         if hit is not None:
             cache.move_to_end(key)
-            return hit.exe_path, hit.fd, False
+            return Executable(hit.exe_path, hit.fd, False, ident)
     if inode.ftype != S_IFREG:
         raise SyscallError(errno.EACCES, "not a regular file")
     check_access(inode.getattr(), ROOT, MAY_EXEC)
     host_fd = inode.open_host_fd(os.O_RDONLY)
     exe_path = loc.absolute_path()
     if fixed is None:
-        return exe_path, host_fd, True
+        return Executable(exe_path, host_fd, True, ident)
     cache[key] = CachedProgram(exe_path, host_fd)
     if len(cache) > EXEC_CACHE_SIZE:
         _old, gone = cache.popitem(last=False)
         os.close(gone.fd)
-    return exe_path, host_fd, False
+    return Executable(exe_path, host_fd, False, ident)
 
 
 def _open_exec(
@@ -104,7 +141,7 @@ def _open_exec(
     path: bytes,
     base: Location | None = None,
     follow: bool = True,
-) -> tuple[bytes, int, bool]:
+) -> Executable:
     """:func:`_executable` of the file ``path`` names (relative to ``base``, else ``cwd``)."""
     loc = resolve(root, cwd, path, follow_final=follow, dir_fd_base=base)
     if loc.inode.is_symlink:
@@ -112,7 +149,7 @@ def _open_exec(
     return _executable(libos, loc)
 
 
-def _host_executable(p: Process, fd: int, st: os.stat_result) -> tuple[bytes, int, bool]:
+def _host_executable(p: Process, fd: int, st: os.stat_result) -> Executable:
     """A file the program holds that is not the LibOS's (a memfd it made and filled): the
     LibOS loads it from its contents, as the kernel would, never letting the kernel run it."""
     if not stat.S_ISREG(st.st_mode):
@@ -129,14 +166,14 @@ def _host_executable(p: Process, fd: int, st: os.stat_result) -> tuple[bytes, in
         name = os.fsencode(os.readlink(f"/proc/{p.host_pid}/fd/{fd}"))
     except OSError:
         name = b"/proc/self/fd/%d" % fd
-    return name, own, True
+    return Executable(name, own, True, None)
 
 
 def prepare_exec(
     libos: LibOS,
     root: Location,
     cwd: Location,
-    first: tuple[bytes, int, bool],
+    first: Executable,
     script_name: bytes | None,
     execfn: bytes,
     argv: list[bytes],
@@ -146,7 +183,7 @@ def prepare_exec(
     that a failing execve returns an error. ``script_name`` is the name a ``#!`` interpreter
     is given for the file; None when no interpreter could open it (a script run from a
     close-on-exec descriptor: ENOENT, as on Linux). ``execfn`` is AT_EXECFN."""
-    exe_path, fd, owned = first
+    exe_path, fd, owned, ident = first
     name = script_name
     for _depth in range(MAX_SCRIPT_DEPTH):
         owned_fds = [fd] if owned else []
@@ -173,7 +210,7 @@ def prepare_exec(
             arg = arg.strip()
             argv = [interp, *([arg] if arg else []), name, *argv[1:]]
             try:
-                exe_path, fd, owned = _open_exec(libos, root, cwd, interp)
+                exe_path, fd, owned, ident = _open_exec(libos, root, cwd, interp)
             except SyscallError as exc:
                 if exc.errno == errno.ENOENT and not isinstance(exc, MissingInterpreter):
                     raise MissingInterpreter(
@@ -189,7 +226,7 @@ def prepare_exec(
             interp_img: ElfImage | None = None
             if prog.interp is not None:
                 try:
-                    _ipath, interp_fd, interp_owned = _open_exec(libos, root, root, prog.interp)
+                    interp_fd, interp_owned = _open_exec(libos, root, root, prog.interp)[1:3]
                 except SyscallError as exc:
                     if exc.errno == errno.ENOENT:
                         raise MissingInterpreter(
@@ -205,7 +242,9 @@ def prepare_exec(
             for ofd in owned_fds:
                 os.close(ofd)
             raise
-        return ExecRequest(exe_path, execfn, argv, envp, fd, prog, interp_fd, interp_img, owned_fds)
+        return ExecRequest(
+            exe_path, execfn, argv, envp, fd, prog, interp_fd, interp_img, owned_fds, exe_id=ident
+        )
     raise SyscallError(errno.ELOOP, "too many levels of #! interpreters")
 
 
@@ -316,8 +355,8 @@ def _exec_descriptor(libos: LibOS, t: Task, fd: int, argv_ptr: int, envp_ptr: in
     try:
         cloexec = _cloexec(p.host_pid, fd)
     except SyscallError:
-        if first[2]:
-            os.close(first[1])
+        if first.owned:
+            os.close(first.fd)
         raise
     # an interpreter is told "/dev/fd/N", which it cannot open if N closes at the exec
     name = b"/dev/fd/%d" % fd
@@ -447,6 +486,7 @@ def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
     mem.write(BUFFER_ADDR, struct.pack(f"<{len(words)}Q", *words))
     assert COMMANDS_OFFSET == 64
     p.exe_path = req.exe_path
+    p.exe_id = req.exe_id
     p.argv = req.argv
     p.envp = req.envp
     return len(plan.commands)
