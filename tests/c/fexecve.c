@@ -208,7 +208,7 @@ int main(int argc, char **argv)
     }
     if (argc > 2 && strcmp(argv[2], "--child") == 0)
         return child(argc, argv);
-    self = argv[0];
+    self = self_exe();
     dir_arg = (char *)scratch_enter(argc, argv);
     /* the script names this program as its interpreter */
     char line[PATH_MAX + 64];

@@ -30,7 +30,7 @@ int main(int argc, char **argv)
             ;
         return 3;
     }
-    const char *self = argv[0];
+    const char *self = self_exe();
     const char *dir = scratch_enter(argc, argv);
     off_t self_size = size_of(self);
 

@@ -471,13 +471,18 @@ class LibOS:
         try:
             check_program(self, root, path)
         except SyscallError as exc:
-            missing = exc.why if isinstance(exc, MissingInterpreter) else f"no such file in {stage}"
+            name = path.decode(errors="replace")
+            missing = (
+                exc.why.removeprefix(f"{name}: ")
+                if isinstance(exc, MissingInterpreter)
+                else f"no such file in {stage}"
+            )
             what = {
                 errno.ENOENT: missing,
                 errno.ENOEXEC: exc.why or "not an executable",
                 errno.EACCES: "permission denied (not executable)",
             }.get(exc.errno, str(exc))
-            raise UserError(f"cannot run {path.decode(errors='replace')}: {what}", 127)
+            raise UserError(f"cannot run {name}: {what}", 127)
 
     def _loop(self) -> None:
         """Serve until every process of the instance is gone.
