@@ -29,10 +29,15 @@ static int child(int argc, char **argv)
     } else {
         printf("  child exe: %s\n", errname(errno));
     }
+    /* named after the file (Linux 6.14 and later, also for execveat(fd, "", AT_EMPTY_PATH)) */
+    const char *comm = read_file("/proc/self/comm");
+    printf("  child comm: %s", comm ? comm : "unreadable\n");
     /* the descriptor the program was run from, when it was not close-on-exec */
-    struct stat st, self;
-    if (fstat(50, &st) == 0 && stat("/proc/self/exe", &self) == 0)
-        printf("  fd 50: open, %s\n", S_ISREG(st.st_mode) ? "a regular file" : "not a file");
+    struct stat st;
+    if (fstat(50, &st) == 0)
+        printf("  fd 50: open, %s\n",
+               S_ISREG(st.st_mode) ? "a regular file"
+               : S_ISDIR(st.st_mode) ? "a directory" : "something else");
     else
         printf("  fd 50: %s\n", errname(errno));
     /* the LibOS still serves this process */
@@ -125,6 +130,19 @@ static int by_dirfd(void *u)
     *strrchr(d, '/') = 0;
     int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     syscall(SYS_execveat, dfd, base(self), args("dirfd-relative"), environ, 0);
+    return errno;
+}
+
+static int by_dirfd_inherited(void *u)
+{
+    (void)u;
+    char d[PATH_MAX];
+    snprintf(d, sizeof d, "%s", self);
+    *strrchr(d, '/') = 0;
+    int dfd = open(d, O_RDONLY | O_DIRECTORY);
+    if (dfd < 0 || dup2(dfd, 50) < 0)
+        return errno;
+    syscall(SYS_execveat, 50, base(self), args("dirfd-inherited"), environ, 0);
     return errno;
 }
 
@@ -223,6 +241,7 @@ int main(int argc, char **argv)
     run("fexecve, O_PATH descriptor", by_fd_opath, NULL);
     run("execveat(fd, \"\", AT_EMPTY_PATH)", by_raw_execveat, NULL);
     run("execveat(dirfd, relative name, 0)", by_dirfd, NULL);
+    run("execveat(inherited dirfd, relative name, 0)", by_dirfd_inherited, NULL);
     run("execveat of a symlink", by_symlink_follow, NULL);
     run("execveat of a symlink, AT_SYMLINK_NOFOLLOW", by_symlink_nofollow, NULL);
     run("fexecve of a memfd copy", by_memfd, NULL);

@@ -48,6 +48,8 @@ class ExecRequest:
     # the kernel would find the stub there, put back in the new program (not close-on-exec)
     restore: list[tuple[int, int]] = field(default_factory=list)
     exe_id: FileIdentity | None = None  # the program's file (None: not a LibOS file)
+    # the name the program gets in /proc/PID/comm, when the kernel's (the stub's) is wrong
+    comm: bytes | None = None
 
     def close(self) -> None:
         for fd in self.owned_fds:

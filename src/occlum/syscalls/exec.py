@@ -64,6 +64,7 @@ class MissingInterpreter(SyscallError):
 
 
 MASK64 = (1 << 64) - 1
+PR_SET_NAME = 15
 
 
 EXEC_CACHE_SIZE = 64
@@ -361,6 +362,9 @@ def _exec_descriptor(libos: LibOS, t: Task, fd: int, argv_ptr: int, envp_ptr: in
     # an interpreter is told "/dev/fd/N", which it cannot open if N closes at the exec
     name = b"/dev/fd/%d" % fd
     req = prepare_exec(libos, p.root, p.cwd, first, None if cloexec else name, name, argv, envp)
+    # Linux names the process after the file, not after "/dev/fd/N" (the kernel here would
+    # take the stub's name); a memfd's file name is "memfd:NAME"
+    req.comm = os.path.basename(req.exe_path).removesuffix(b" (deleted)")[:15]
     try:
         stub = os.open(launcher.STUB_NAME, os.O_RDONLY | os.O_CLOEXEC, dir_fd=libos.shadow_fd)
         try:
@@ -477,6 +481,9 @@ def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
     if top - rsp > 120 * 1024:
         raise SyscallError(errno.E2BIG, "arguments and environment too large for the stack")
     mem.write(rsp, stack)
+    if req.comm is not None:  # in the gap between the new stack's top and the stub's
+        mem.write(top, req.comm + b"\0")
+        plan.syscall("prctl", PR_SET_NAME, top)
     if len(plan.commands) > MAX_COMMANDS:
         raise SyscallError(errno.ENOEXEC, "too many segments")
     words: list[int] = [0, start, rsp, 0, 0, 0, 0, 0]
