@@ -23,6 +23,8 @@ static off_t size_of(const char *path)
 
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[2], "--exit") == 0)
+        return 4;
     if (argc > 2 && strcmp(argv[2], "--wait") == 0) {
         /* run as "copy": wait until the parent closes the pipe */
         char c;
@@ -86,5 +88,34 @@ int main(int argc, char **argv)
     printf("copy exit: %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     no_write_open("open copy O_WRONLY after it ended", "copy2", O_WRONLY, 0);
     OK("truncate copy after it ended", truncate("copy2", 10));
+
+    /* the other way round: a file open for writing is not executed, even by a close-on-exec
+     * descriptor of the caller itself */
+    in = open(self, O_RDONLY);
+    out = open("copy3", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+    while ((n = read(in, buf, sizeof buf)) > 0)
+        CHECK(write(out, buf, n) == n);
+    close(in);
+    char *a3[] = {"./copy3", (char *)dir, "--exit", NULL};
+    ERR("execve of a file open for writing", execv(a3[0], a3), ETXTBSY);
+    fflush(stdout);
+    c = fork();
+    if (c == 0) {
+        execv(a3[0], a3);
+        _exit(100 + (errno & 0x7f));
+    }
+    CHECK(waitpid(c, &status, 0) == c);
+    printf("child's execve of it, the parent writing: %s\n",
+           WIFEXITED(status) && WEXITSTATUS(status) >= 100 ? errname(WEXITSTATUS(status) - 100)
+                                                          : "ran");
+    close(out);
+    fflush(stdout);
+    c = fork();
+    if (c == 0) {
+        execv(a3[0], a3);
+        _exit(100 + (errno & 0x7f));
+    }
+    CHECK(waitpid(c, &status, 0) == c);
+    printf("once closed, it runs: exit %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     return t_finish();
 }

@@ -127,12 +127,53 @@ def _executable(libos: LibOS, loc: Location) -> Executable:
     host_fd = inode.open_host_fd(os.O_RDONLY)
     exe_path = loc.absolute_path()
     if fixed is None:
+        if _open_for_writing(libos, host_fd):
+            os.close(host_fd)
+            raise SyscallError(errno.ETXTBSY, f"{exe_path!r} is open for writing")
         return Executable(exe_path, host_fd, True, ident)
     cache[key] = CachedProgram(exe_path, host_fd)
     if len(cache) > EXEC_CACHE_SIZE:
         _old, gone = cache.popitem(last=False)
         os.close(gone.fd)
     return Executable(exe_path, host_fd, False, ident)
+
+
+def _open_for_writing(libos: LibOS, host_fd: int) -> bool:
+    """Whether a process of the instance holds the file behind ``host_fd`` open for writing
+    (Linux does not execute such a file: ETXTBSY). Programs write through descriptors of
+    their own (the page cache's memfd, a hostfs file), so their descriptors are looked at:
+    only for files that can change, the image's cannot."""
+    st = os.fstat(host_fd)
+    key = (st.st_dev, st.st_ino)
+    for p in list(libos.procs.values()):
+        if not p.exe_path:
+            # not a program yet (the launcher's or the spawner's child before its execve):
+            # what it holds are the supervisor's own descriptors, closed at that execve
+            continue
+        base = f"/proc/{p.host_pid}/fd"
+        try:
+            names = os.listdir(base)
+        except OSError:
+            continue
+        for name in names:
+            try:
+                fst = os.stat(f"{base}/{name}")
+            except OSError:
+                continue
+            if (fst.st_dev, fst.st_ino) == key and _writable(p.host_pid, name):
+                return True
+    return False
+
+
+def _writable(host_pid: int, fd: str) -> bool:
+    try:
+        with open(f"/proc/{host_pid}/fdinfo/{fd}", "rb") as f:
+            for line in f:
+                if line.startswith(b"flags:"):
+                    return int(line.split()[1], 8) & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
 
 
 def _open_exec(
