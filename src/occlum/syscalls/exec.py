@@ -104,8 +104,7 @@ def _alive(p: Process) -> bool:
 
 
 def _executable(libos: LibOS, loc: Location) -> Executable:
-    """(absolute path, host descriptor, whether the caller owns it) of the file at ``loc``,
-    which must be an executable regular file.
+    """The file at ``loc``, which must be an executable regular file not open for writing.
 
     Programs of read-only file systems (the image) cannot change while the instance runs:
     their descriptors stay open in a small cache, so a repeated exec of the same program costs
