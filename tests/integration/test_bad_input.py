@@ -43,7 +43,18 @@ def bad_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]
     (bin_dir / "empty").chmod(0o755)
     (bin_dir / "noexec").write_bytes(elf)
     (bin_dir / "noexec").chmod(0o644)
-    libos.place_with_dependencies(inst.image, {"/bin/true": Path(true), "/opt/true": Path(true)})
+    # a dynamic program whose ELF interpreter is not in the image, a script whose #! one is not
+    interp = libos.elf_interpreter(Path(true))
+    assert interp is not None, f"{true} is expected to be a dynamic program"
+    elsewhere = ("/nowhere/" + "x" * len(interp))[: len(interp)]
+    (bin_dir / "nointerp").write_bytes(elf.replace(interp.encode(), elsewhere.encode(), 1))
+    (bin_dir / "nointerp").chmod(0o755)
+    (bin_dir / "noshell").write_text("#!/bin/no-such-shell -e\necho unreachable\n")
+    (bin_dir / "noshell").chmod(0o755)
+    libos.place_with_dependencies(
+        inst.image,
+        {"/bin/true": Path(true), "/opt/true": Path(true), "/bin/sh": Path("/bin/dash")},
+    )
     inst.build()
     yield inst
     shutil.rmtree(inst.path, ignore_errors=True)
@@ -83,6 +94,29 @@ def test_bad_program(bad_instance: Instance, argv: list[str]) -> None:
     res = bad_instance.run(argv)
     _one_clear_line(res)
     assert argv[0] in res.stderr, res.describe()
+
+
+@pytest.mark.parametrize(
+    ("program", "missing"),
+    [("/bin/nointerp", "/nowhere/x"), ("/bin/noshell", "/bin/no-such-shell")],
+    ids=["elf-interpreter", "script-interpreter"],
+)
+def test_missing_interpreter_is_named(bad_instance: Instance, program: str, missing: str) -> None:
+    """Not "no such file" about a program that is there: the file that is missing, and how
+    to put it in."""
+    res = bad_instance.run([program])
+    _one_clear_line(res)
+    assert res.code == 127, res.describe()
+    assert program in res.stderr and missing in res.stderr, res.describe()
+    assert "copy_bom" in res.stderr, res.describe()
+    assert "no such file" not in res.stderr, res.describe()
+    # a program inside that runs it gets ENOENT, as on Linux; the log says which file is gone
+    res = bad_instance.run(["/bin/sh", "-c", f"{program}; exit $?"], log_level="warn")
+    assert res.code == 127, res.describe()
+    assert "Traceback" not in res.stderr, res.describe()
+    warned = [ln for ln in res.stderr.splitlines() if ln.startswith("[occlum warn] exec by")]
+    assert len(warned) == 1, res.describe()
+    assert "/bin/sh" in warned[0] and missing in warned[0] and "copy_bom" in warned[0]
 
 
 def test_no_program(bad_instance: Instance) -> None:

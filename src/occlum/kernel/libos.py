@@ -475,21 +475,26 @@ class LibOS:
         self, path: bytes, stage: str = "the instance", image: str | None = None
     ) -> None:
         """Fail early, with one clear line, when the program cannot be started."""
-        from occlum.syscalls.exec import prepare_exec
+        from occlum.syscalls.exec import MissingInterpreter, check_program
 
         root = self.mounts.root()
         try:
-            req = prepare_exec(self, root, root, path, [path], [])
+            check_program(self, root, path)
         except SyscallError as exc:
+            name = path.decode(errors="replace")
+            missing = (
+                exc.why.removeprefix(f"{name}: ")
+                if isinstance(exc, MissingInterpreter)
+                else f"no such file in {stage}"
+            )
             what = {
-                errno.ENOENT: f"no such file in {stage}",
+                errno.ENOENT: missing,
                 errno.ENOEXEC: exc.why or "not an executable",
                 errno.EACCES: "permission denied (not executable)",
             }.get(exc.errno, str(exc))
             if exc.errno == errno.EIO and image is not None:  # the stage's only file system
                 what += f" ({image} is corrupted or changed since `occlum build`)"
-            raise UserError(f"cannot run {path.decode(errors='replace')}: {what}", 127)
-        req.close()
+            raise UserError(f"cannot run {name}: {what}", 127)
 
     def _loop(self) -> None:
         """Serve until every process of the instance is gone.
@@ -768,6 +773,7 @@ class LibOS:
             p = Process(tgid, ns_pid, parent.pid, parent.root, parent.cwd, parent.umask)
             p.exe_path, p.argv, p.envp = parent.exe_path, parent.argv, parent.envp
             p.cred = parent.cred
+            p.exe_id = parent.exe_id
         try:
             p.pidfd = os.pidfd_open(tgid)
         except OSError:

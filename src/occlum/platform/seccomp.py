@@ -255,9 +255,14 @@ class Listener:
         except OSError:
             return False
 
-    def add_fd(self, notif_id: int, fd: int, cloexec: bool, send: bool) -> int:
-        """Install our ``fd`` into the caller; with ``send`` it also answers with the number."""
+    def add_fd(
+        self, notif_id: int, fd: int, cloexec: bool, send: bool, target: int | None = None
+    ) -> int:
+        """Install our ``fd`` into the caller; with ``send`` it also answers with the number.
+        With ``target`` it takes that descriptor number, replacing what was there (as dup2)."""
         flags = SECCOMP_ADDFD_FLAG_SEND if send else 0
+        if target is not None:
+            flags |= SECCOMP_ADDFD_FLAG_SETFD
         newfd_flags = 0o2000000 if cloexec else 0
-        arg = bytearray(_ADDFD.pack(notif_id, flags, fd, 0, newfd_flags))
+        arg = bytearray(_ADDFD.pack(notif_id, flags, fd, target or 0, newfd_flags))
         return int(fcntl.ioctl(self.fd, IOCTL_NOTIF_ADDFD, arg, True))

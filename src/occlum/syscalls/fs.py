@@ -11,6 +11,7 @@ import errno
 import fcntl
 import os
 import struct
+from functools import partial
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
@@ -50,6 +51,7 @@ from occlum.syscalls.common import (
     s32,
     s64,
 )
+from occlum.syscalls.exec import program_running
 from occlum.vfs import OpenDirectory, check_access, open_path, resolve, resolve_parent
 from occlum.vfs.inode import MAY_EXEC, MAY_READ, MAY_WRITE, Inode
 from occlum.vfs.xattr import (
@@ -120,6 +122,7 @@ def do_open(
         p.umask,
         p.cred,
         resolve_flags=resolve_flags,
+        running=partial(program_running, libos),
     )
     cloexec = bool(flags & O_CLOEXEC)
     if res.host_fd is not None:
@@ -698,6 +701,8 @@ def sys_truncate(libos: LibOS, t: Task, path: int, length: int) -> int:
     check_access(loc.inode.getattr(), t.process.cred, MAY_WRITE)
     if loc.inode.fs.readonly:
         raise SyscallError(errno.EROFS, "read-only file system")
+    if program_running(libos, loc.inode):
+        raise SyscallError(errno.ETXTBSY, "the file is a running program")
     loc.inode.setattr(size=length)
     return 0
 
