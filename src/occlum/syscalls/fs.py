@@ -43,6 +43,8 @@ from occlum.abi.syscalls import NR
 from occlum.kernel.objects import FileRef
 from occlum.syscalls.common import (
     dirfd_base,
+    fd_file_location,
+    fd_file_ref,
     fd_location,
     fd_ref,
     s32,
@@ -567,7 +569,7 @@ def sys_chmod(libos: LibOS, t: Task, path: int, mode: int) -> int:
 
 
 def sys_fchmod(libos: LibOS, t: Task, fd: int, mode: int) -> int:
-    return _chmod(t, fd_location(libos, t, fd), mode)
+    return _chmod(t, fd_file_location(libos, t, fd), mode)
 
 
 def sys_fchmodat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int) -> int:
@@ -598,7 +600,7 @@ def sys_lchown(libos: LibOS, t: Task, path: int, uid: int, gid: int) -> int:
 
 
 def sys_fchown(libos: LibOS, t: Task, fd: int, uid: int, gid: int) -> int:
-    return _chown(t, fd_location(libos, t, fd), uid, gid)
+    return _chown(t, fd_file_location(libos, t, fd), uid, gid)
 
 
 def sys_fchownat(
@@ -626,13 +628,21 @@ def sys_utimensat(libos: LibOS, t: Task, dirfd: int, path: int, times: int, flag
     import time
 
     now = time.time_ns()
-    if path == 0:
-        loc = fd_location(libos, t, dirfd)
+    stamps = None if times == 0 else struct.unpack("<qqqq", t.mem.read(times, 32))
+    if path == 0 and s32(dirfd) != AT_FDCWD:
+        # futimens: the descriptor's own file; no flag applies to it
+        if flags:
+            raise SyscallError(errno.EINVAL, "flags with a NULL path")
+        loc = fd_file_location(libos, t, dirfd)
     else:
+        if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+            raise SyscallError(errno.EINVAL, "bad flags")
+        if path == 0:
+            raise SyscallError(errno.EFAULT, "NULL path")
         loc = _resolve_at(libos, t, dirfd, _path(t, path), flags)
-    if times == 0:
+    if stamps is None:
         return _times(loc, now, now)
-    a_s, a_ns, m_s, m_ns = struct.unpack("<qqqq", t.mem.read(times, 32))
+    a_s, a_ns, m_s, m_ns = stamps
     return _times(loc, _ts(a_s, a_ns, now), _ts(m_s, m_ns, now))
 
 
@@ -683,7 +693,7 @@ def sys_getxattr(libos: LibOS, t: Task, path: int, name: int, value: int, size: 
 
 
 def sys_fgetxattr(libos: LibOS, t: Task, fd: int, name: int, value: int, size: int) -> int:
-    fd_ref(libos, t, s32(fd))
+    fd_file_ref(libos, t, fd)
     raise SyscallError(errno.ENODATA, "no extended attributes")
 
 
@@ -693,7 +703,7 @@ def sys_listxattr(libos: LibOS, t: Task, path: int, buf: int, size: int) -> int:
 
 
 def sys_flistxattr(libos: LibOS, t: Task, fd: int, buf: int, size: int) -> int:
-    fd_ref(libos, t, s32(fd))
+    fd_file_ref(libos, t, fd)
     return 0
 
 
@@ -707,7 +717,7 @@ def sys_setxattr(
 def sys_fsetxattr(
     libos: LibOS, t: Task, fd: int, name: int, value: int, size: int, flags: int
 ) -> int:
-    fd_ref(libos, t, s32(fd))
+    fd_file_ref(libos, t, fd)
     raise SyscallError(errno.EOPNOTSUPP, "extended attributes are not supported")
 
 
@@ -717,7 +727,7 @@ def sys_removexattr(libos: LibOS, t: Task, path: int, name: int) -> int:
 
 
 def sys_fremovexattr(libos: LibOS, t: Task, fd: int, name: int) -> int:
-    fd_ref(libos, t, s32(fd))
+    fd_file_ref(libos, t, fd)
     raise SyscallError(errno.ENODATA, "no extended attributes")
 
 
@@ -725,7 +735,7 @@ def sys_fremovexattr(libos: LibOS, t: Task, fd: int, name: int) -> int:
 def _commit_if_protected(libos: LibOS, t: Task, fd: int) -> Result:
     from occlum.kernel.libos import PROCEED
 
-    ref = fd_ref(libos, t, s32(fd))
+    ref = fd_file_ref(libos, t, fd)
     if ref is not None and ref.location.inode.fs in libos.persistent_file_systems():
         # a SEFS file: its volume commits (encrypts and writes) now, atomically
         ref.location.inode.fs.sync()
