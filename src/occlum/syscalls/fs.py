@@ -228,13 +228,10 @@ def sys_fstat(libos: LibOS, t: Task, fd: int, buf: int) -> Result:
 
 
 def _fd_stat(ref: FileRef, host: os.stat_result) -> Stat:
-    """A descriptor's stat: the LibOS inode, with the size and times of the host object that
-    native writes change (page-cache memfd, hostfs file), even after the last name is gone."""
-    st = ref.location.inode.getattr()
-    if (st.mode & S_IFMT) == S_IFREG and not ref.path_only:
-        st.size, st.blocks = host.st_size, host.st_blocks
-        st.mtime_ns, st.ctime_ns = host.st_mtime_ns, host.st_ctime_ns
-    return st
+    """A descriptor's stat: the LibOS inode's, as ``stat`` on a name of it gives, with the
+    size and times of the host object that native writes change (page-cache memfd, hostfs
+    file), even after the last name is gone."""
+    return ref.location.inode.fgetattr(host)
 
 
 def sys_newfstatat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, flags: int) -> Result:
