@@ -50,7 +50,14 @@ from occlum.syscalls.common import (
     s32,
     s64,
 )
-from occlum.vfs import OpenDirectory, check_access, open_path, resolve, resolve_parent
+from occlum.vfs import (
+    OpenDirectory,
+    check_access,
+    check_rename,
+    open_path,
+    resolve,
+    resolve_parent,
+)
 from occlum.vfs.inode import MAY_EXEC, MAY_READ, MAY_WRITE, Inode
 
 if TYPE_CHECKING:
@@ -329,7 +336,8 @@ def _readlink(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, size: int)
         libos, t, dirfd, _path(t, path), AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, follow=False
     )
     if not loc.inode.is_symlink:
-        raise SyscallError(errno.EINVAL, "not a symbolic link")
+        empty = not _path(t, path)
+        raise SyscallError(errno.ENOENT if empty else errno.EINVAL, "not a symbolic link")
     target = loc.inode.readlink()[:size]
     t.mem.write(buf, target)
     return len(target)
@@ -369,8 +377,7 @@ def sys_getdents64(libos: LibOS, t: Task, fd: int, buf: int, count: int) -> int:
 def sys_mkdirat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int) -> int:
     p = t.process
     pn = parent_at(libos, t, dirfd, _path(t, path))
-    if pn.name in (b".", b".."):
-        raise SyscallError(errno.EEXIST, "exists")
+    pn.check_new(want_dir=True)
     pn.parent.inode.mkdir(pn.name, mode & 0o7777 & ~p.umask, p.cred.uid, p.cred.gid)
     return 0
 
@@ -387,8 +394,7 @@ def sys_mknodat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, dev: in
     if kind not in (S_IFREG, S_IFIFO, S_IFSOCK):
         raise SyscallError(errno.EPERM, "device nodes cannot be created in the LibOS")
     pn = parent_at(libos, t, dirfd, _path(t, path))
-    if pn.name in (b".", b".."):
-        raise SyscallError(errno.EEXIST, "exists")
+    pn.check_new()
     perm = mode & 0o7777 & ~p.umask
     if kind == S_IFREG:
         pn.parent.inode.create(pn.name, perm, p.cred.uid, p.cred.gid)
@@ -446,12 +452,7 @@ def sys_renameat2(
         raise SyscallError(errno.EINVAL, "RENAME_WHITEOUT is not supported")
     old = parent_at(libos, t, olddirfd, _path(t, oldpath))
     new = parent_at(libos, t, newdirfd, _path(t, newpath))
-    if old.name in (b".", b"..") or new.name in (b".", b".."):
-        raise SyscallError(
-            errno.EBUSY if old.name == b"." or new.name == b"." else errno.EINVAL, "bad name"
-        )
-    if old.parent.mount is not new.parent.mount:
-        raise SyscallError(errno.EXDEV, "rename across mounts")
+    check_rename(old, new, flags)
     old.parent.inode.rename(old.name, new.parent.inode, new.name, flags)
     return 0
 
@@ -476,8 +477,7 @@ def sys_linkat(
     if src.inode.is_dir:
         raise SyscallError(errno.EPERM, "hard link to a directory")
     pn = parent_at(libos, t, newdirfd, _path(t, newpath))
-    if pn.name in (b".", b"..") or pn.trailing_slash:
-        raise SyscallError(errno.EEXIST, "exists")
+    pn.check_new()
     if src.mount is not pn.parent.mount:
         raise SyscallError(errno.EXDEV, "link across mounts")
     pn.parent.inode.link(pn.name, src.inode)
@@ -494,8 +494,7 @@ def sys_symlinkat(libos: LibOS, t: Task, target: int, newdirfd: int, linkpath: i
     if not text:
         raise SyscallError(errno.ENOENT, "empty target")
     pn = parent_at(libos, t, newdirfd, _path(t, linkpath))
-    if pn.name in (b".", b"..") or pn.trailing_slash:
-        raise SyscallError(errno.EEXIST, "exists")
+    pn.check_new()
     pn.parent.inode.symlink(pn.name, text, p.cred.uid, p.cred.gid)
     return 0
 
