@@ -8,6 +8,7 @@
 #include "common.h"
 #include <linux/openat2.h>
 #include <sys/mount.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 
@@ -55,6 +56,7 @@ int main(int argc, char **argv)
     char label[128];
     struct stat st;
     struct statx stx;
+    struct statfs sfs;
     char buf[64];
     char *const args[] = {"x", NULL};
     char *const env[] = {NULL};
@@ -102,6 +104,9 @@ int main(int argc, char **argv)
         R(L("getxattr"), getxattr(p, "user.x", buf, sizeof buf));
         R(L("lgetxattr"), lgetxattr(p, "user.x", buf, sizeof buf));
         R(L("listxattr"), listxattr(p, buf, sizeof buf));
+        R(L("removexattr"), removexattr(p, "user.x"));
+        R(L("lremovexattr"), lremovexattr(p, "user.x"));
+        R(L("umount2"), umount2(p, 0));
         R(L("execve"), execve(p, args, env));
 #undef L
     }
@@ -150,6 +155,62 @@ int main(int argc, char **argv)
     WITH_FD("execveat AT_EMPTY_PATH, no exec bit", "f", O_RDONLY,
             syscall(SYS_execveat, fd, "", args, env, AT_EMPTY_PATH));
     WITH_FD("umount2 of a plain directory", "d", O_RDONLY, umount2("d", 0));
+    WITH_FD("fstatat AT_FDCWD AT_EMPTY_PATH", "f", O_RDONLY,
+            fstatat(AT_FDCWD, "", &st, AT_EMPTY_PATH));
+    WITH_FD("statx AT_FDCWD AT_EMPTY_PATH", "f", O_RDONLY,
+            statx(AT_FDCWD, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &stx));
+    WITH_FD("faccessat2 AT_FDCWD AT_EMPTY_PATH", "f", O_RDONLY,
+            syscall(SYS_faccessat2, AT_FDCWD, "", W_OK, AT_EMPTY_PATH));
+    WITH_FD("fchownat AT_FDCWD AT_EMPTY_PATH", "f", O_RDONLY,
+            fchownat(AT_FDCWD, "", 0, 0, AT_EMPTY_PATH));
+    WITH_FD("linkat AT_FDCWD AT_EMPTY_PATH", "f", O_RDONLY,
+            linkat(AT_FDCWD, "", AT_FDCWD, "new", AT_EMPTY_PATH));
+    WITH_FD("linkat dir AT_EMPTY_PATH", "d", O_RDONLY,
+            linkat(fd, "", AT_FDCWD, "new", AT_EMPTY_PATH));
+    WITH_FD("fchmodat2 AT_EMPTY_PATH", "f", O_RDONLY,
+            syscall(452, fd, "", 0600, AT_EMPTY_PATH));
+    WITH_FD("fchmodat2 O_PATH AT_EMPTY_PATH", "f", O_PATH,
+            syscall(452, fd, "", 0600, AT_EMPTY_PATH));
+    WITH_FD("fchmodat2 symlink nofollow", "f", O_RDONLY,
+            syscall(452, AT_FDCWD, "lf", 0600, AT_SYMLINK_NOFOLLOW));
+    WITH_FD("execveat dir AT_EMPTY_PATH", "d", O_RDONLY,
+            syscall(SYS_execveat, fd, "", args, env, AT_EMPTY_PATH));
+    WITH_FD("execveat O_PATH AT_EMPTY_PATH", "f", O_PATH,
+            syscall(SYS_execveat, fd, "", args, env, AT_EMPTY_PATH));
+    WITH_FD("execveat empty, no flag", "f", O_RDONLY,
+            syscall(SYS_execveat, fd, "", args, env, 0));
+    WITH_FD("openat O_PATH dir as dirfd", "d", O_PATH, openat(fd, "..", O_RDONLY));
+    WITH_FD("mkdirat O_PATH dir as dirfd", "d", O_PATH, mkdirat(fd, "x", 0755));
+    WITH_FD("getdents64 O_PATH dir", "d", O_PATH, syscall(SYS_getdents64, fd, buf, sizeof buf));
+    WITH_FD("getdents64 file", "f", O_RDONLY, syscall(SYS_getdents64, fd, buf, sizeof buf));
+    WITH_FD("fchdir file", "f", O_RDONLY, fchdir(fd));
+    WITH_FD("fstatfs O_PATH", "f", O_PATH, fstatfs(fd, &sfs));
+    WITH_FD("fsync O_PATH", "f", O_PATH, fsync(fd));
+
+    /* extended attribute names and namespaces */
+    char longname[300];
+    memset(longname, 'a', sizeof longname - 1);
+    memcpy(longname, "user.", 5);
+    longname[sizeof longname - 1] = 0;
+    static char big[70000];
+    WITH_FD("lsetxattr user. on a symlink", "f", O_RDONLY, lsetxattr("lf", "user.x", "v", 1, 0));
+    WITH_FD("lsetxattr unknown namespace, symlink", "f", O_RDONLY,
+            lsetxattr("lf", "bogus.x", "v", 1, 0));
+    WITH_FD("lgetxattr user. on a symlink", "f", O_RDONLY,
+            lgetxattr("lf", "user.x", buf, sizeof buf));
+    WITH_FD("setxattr empty name", "f", O_RDONLY, setxattr("f", "", "v", 1, 0));
+    WITH_FD("setxattr bad flags", "f", O_RDONLY, setxattr("f", "user.x", "v", 1, 4));
+    WITH_FD("setxattr value too big", "f", O_RDONLY, setxattr("f", "user.x", big, sizeof big, 0));
+    WITH_FD("getxattr unknown namespace", "f", O_RDONLY, getxattr("f", "bogus.x", buf, sizeof buf));
+    WITH_FD("getxattr name too long", "f", O_RDONLY, getxattr("f", longname, buf, sizeof buf));
+    WITH_FD("fgetxattr empty name", "f", O_RDONLY, fgetxattr(fd, "", buf, sizeof buf));
+    WITH_FD("fremovexattr unknown namespace", "f", O_RDONLY, fremovexattr(fd, "bogus.x"));
+    WITH_FD("removexattr user. on a fifo", "f", O_RDONLY,
+            mkfifo("fifo", 0644) == 0 ? removexattr("fifo", "user.x") : -1);
+    WITH_FD("execveat symlink nofollow", "f", O_RDONLY,
+            syscall(SYS_execveat, AT_FDCWD, "lf", args, env, AT_SYMLINK_NOFOLLOW));
+    WITH_FD("execveat bad flags", "f", O_RDONLY,
+            syscall(SYS_execveat, AT_FDCWD, "f", args, env, 0x40000000));
     WITH_FD("ftruncate O_RDONLY", "f", O_RDONLY, ftruncate(fd, 0));
 
     /* a plain directory of the root file system (the union inside the LibOS) */

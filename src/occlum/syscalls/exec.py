@@ -14,7 +14,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
-from occlum.abi.fsabi import AT_EMPTY_PATH, AT_FDCWD
+from occlum.abi.fsabi import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW
 from occlum.kernel.process import CachedProgram, ExecRequest, Task
 from occlum.loader.elf import ElfImage, parse_elf
 from occlum.loader.plan import (
@@ -165,15 +165,26 @@ def sys_execve(libos: LibOS, t: Task, path: int, argv: int, envp: int) -> Result
 def sys_execveat(
     libos: LibOS, t: Task, dirfd: int, path: int, argv: int, envp: int, flags: int
 ) -> Result:
+    if flags & ~(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW):
+        raise SyscallError(errno.EINVAL, "bad execveat flags")
     name = t.mem.read_cstring(path)
     dirfd = dirfd - (1 << 32) if dirfd >= 1 << 31 else dirfd
-    if flags & AT_EMPTY_PATH and not name:
+    if not name:
+        if not flags & AT_EMPTY_PATH:
+            raise SyscallError(errno.ENOENT, "empty path")
         name = b"/proc/self/fd/%d" % dirfd
-    elif dirfd != AT_FDCWD and not name.startswith(b"/"):
-        # the kernel would resolve a relative name against a real descriptor; name the file
-        # through the LibOS instead, keeping the kernel inside the shadow tree
-        base = dirfd_base(libos, t, dirfd)
-        name = base.absolute_path().rstrip(b"/") + b"/" + name
+    else:
+        base = None if name.startswith(b"/") else dirfd_base(libos, t, dirfd)
+        if flags & AT_SYMLINK_NOFOLLOW:
+            p = t.process
+            final = resolve(p.root, p.cwd, name, follow_final=False, dir_fd_base=base,
+                            cred=p.cred)  # fmt: skip
+            if final.inode.is_symlink:
+                raise SyscallError(errno.ELOOP, "the program is a symlink (AT_SYMLINK_NOFOLLOW)")
+        if base is not None and dirfd != AT_FDCWD:
+            # the kernel would resolve a relative name against a real descriptor; name the
+            # file through the LibOS instead, keeping the kernel inside the shadow tree
+            name = base.absolute_path().rstrip(b"/") + b"/" + name
     return do_execve(libos, t, name, argv, envp)
 
 

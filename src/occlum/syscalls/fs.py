@@ -59,6 +59,7 @@ from occlum.vfs import (
     resolve_parent,
 )
 from occlum.vfs.inode import MAY_EXEC, MAY_READ, MAY_WRITE, Inode
+from occlum.vfs.xattr import XATTR_NAME_MAX, XATTR_SIZE_MAX, check_xattr, check_xattr_name
 
 if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS, Result
@@ -679,17 +680,50 @@ def sys_truncate(libos: LibOS, t: Task, path: int, length: int) -> int:
 
 
 # -- extended attributes: LibOS file systems keep none ----------------------------------------
+XATTR_CREATE, XATTR_REPLACE = 1, 2
+
+
 def _xattr_target(libos: LibOS, t: Task, path: int, follow: bool) -> Location:
     return _resolve_at(libos, t, AT_FDCWD, _path(t, path), 0 if follow else AT_SYMLINK_NOFOLLOW)
 
 
+def _xattr_name(t: Task, name: int) -> bytes:
+    try:
+        raw = t.mem.read_cstring(name, XATTR_NAME_MAX + 1)
+    except SyscallError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise SyscallError(errno.ERANGE, "attribute name too long")
+        raise
+    check_xattr_name(raw)
+    return raw
+
+
+def _xattr_fd(libos: LibOS, t: Task, fd: int) -> Inode | None:
+    ref = fd_file_ref(libos, t, fd)
+    return None if ref is None else ref.location.inode
+
+
+def _set_args(t: Task, name: int, size: int, flags: int) -> bytes:
+    """setxattr's checks before the file is looked up: flags, name, size."""
+    if flags & ~(XATTR_CREATE | XATTR_REPLACE):
+        raise SyscallError(errno.EINVAL, "bad xattr flags")
+    raw = _xattr_name(t, name)
+    if size > XATTR_SIZE_MAX:
+        raise SyscallError(errno.E2BIG, "attribute value too large")
+    return raw
+
+
 def sys_getxattr(libos: LibOS, t: Task, path: int, name: int, value: int, size: int) -> int:
-    _xattr_target(libos, t, path, t.nr != NR["lgetxattr"])
+    inode = _xattr_target(libos, t, path, t.nr != NR["lgetxattr"]).inode
+    check_xattr(inode, _xattr_name(t, name), write=False)
     raise SyscallError(errno.ENODATA, "no extended attributes")
 
 
 def sys_fgetxattr(libos: LibOS, t: Task, fd: int, name: int, value: int, size: int) -> int:
-    fd_file_ref(libos, t, fd)
+    inode = _xattr_fd(libos, t, fd)
+    raw = _xattr_name(t, name)
+    if inode is not None:
+        check_xattr(inode, raw, write=False)
     raise SyscallError(errno.ENODATA, "no extended attributes")
 
 
@@ -706,24 +740,34 @@ def sys_flistxattr(libos: LibOS, t: Task, fd: int, buf: int, size: int) -> int:
 def sys_setxattr(
     libos: LibOS, t: Task, path: int, name: int, value: int, size: int, flags: int
 ) -> int:
-    _xattr_target(libos, t, path, t.nr != NR["lsetxattr"])
+    raw = _set_args(t, name, size, flags)
+    inode = _xattr_target(libos, t, path, t.nr != NR["lsetxattr"]).inode
+    check_xattr(inode, raw, write=True)
     raise SyscallError(errno.EOPNOTSUPP, "extended attributes are not supported")
 
 
 def sys_fsetxattr(
     libos: LibOS, t: Task, fd: int, name: int, value: int, size: int, flags: int
 ) -> int:
-    fd_file_ref(libos, t, fd)
+    raw = _set_args(t, name, size, flags)
+    inode = _xattr_fd(libos, t, fd)
+    if inode is not None:
+        check_xattr(inode, raw, write=True)
     raise SyscallError(errno.EOPNOTSUPP, "extended attributes are not supported")
 
 
 def sys_removexattr(libos: LibOS, t: Task, path: int, name: int) -> int:
-    _xattr_target(libos, t, path, t.nr != NR["lremovexattr"])
+    raw = _xattr_name(t, name)
+    inode = _xattr_target(libos, t, path, t.nr != NR["lremovexattr"]).inode
+    check_xattr(inode, raw, write=True)
     raise SyscallError(errno.ENODATA, "no extended attributes")
 
 
 def sys_fremovexattr(libos: LibOS, t: Task, fd: int, name: int) -> int:
-    fd_file_ref(libos, t, fd)
+    raw = _xattr_name(t, name)
+    inode = _xattr_fd(libos, t, fd)
+    if inode is not None:
+        check_xattr(inode, raw, write=True)
     raise SyscallError(errno.ENODATA, "no extended attributes")
 
 
