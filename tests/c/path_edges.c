@@ -38,8 +38,10 @@ static void reset(void)
         CHECK(chdir("..") == 0);                                                       \
     } while (0)
 
+static char LONG_NAME[NAME_MAX + 2]; /* one byte past NAME_MAX */
 static const char *PATHS[] = {"f/", "d/", "lf/", "ld/", "dang/", "none/", "", "f/.", "d/.",
-                              "d/..", "f/..", ".", "..", "none", "d//", "ld"};
+                              "d/..", "f/..", ".", "..", "none", "d//", "ld", "lf", "dang",
+                              "f/x", "none/x", "d/../f/", LONG_NAME};
 #define NPATHS (sizeof PATHS / sizeof *PATHS)
 
 static long do_openat2(const char *p, int flags)
@@ -61,9 +63,11 @@ int main(int argc, char **argv)
     char *const args[] = {"x", NULL};
     char *const env[] = {NULL};
 
+    memset(LONG_NAME, 'n', NAME_MAX + 1);
     for (size_t i = 0; i < NPATHS; i++) {
         const char *p = PATHS[i];
-#define L(call) (snprintf(label, sizeof label, "%s \"%s\"", call, p), label)
+        const char *shown = p == LONG_NAME ? "<NAME_MAX+1 bytes>" : p;
+#define L(call) (snprintf(label, sizeof label, "%s \"%s\"", call, shown), label)
         R(L("open O_RDONLY"), open(p, O_RDONLY));
         R(L("open O_WRONLY"), open(p, O_WRONLY));
         R(L("open O_CREAT"), open(p, O_WRONLY | O_CREAT, 0644));
