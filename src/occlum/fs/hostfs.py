@@ -122,6 +122,16 @@ class HostInode(Inode):
         st = self._seen if self.fs.readonly else None  # an image file never changes
         if st is None:
             st = self._stat()
+        return self._from_host(st)
+
+    def fgetattr(self, host: os.stat_result) -> Stat:
+        # a descriptor of this very host file (it may have no name any more)
+        seen = self._seen
+        if not self.fs.readonly and (host.st_dev, host.st_ino) == (seen.st_dev, seen.st_ino):
+            return self._from_host(host)
+        return self.getattr()
+
+    def _from_host(self, st: os.stat_result) -> Stat:
         # the mount's own device number, so st_dev is consistent inside the LibOS
         return Stat(
             dev=self.fs.dev, ino=st.st_ino, mode=st.st_mode, nlink=st.st_nlink, uid=st.st_uid,

@@ -164,9 +164,19 @@ class RamInode(Inode):
 class RamFile(RamInode):
     """A regular file whose pages live in a memfd owned by this inode."""
 
+    # (st_dev, st_ino) of the memfd, kept after it is closed: descriptors donated from it
+    # still show this file
+    memfd_id: tuple[int, int] | None = None
+
     def __init__(self, fs: RamFs, mode: int, uid: int, gid: int) -> None:
         super().__init__(fs, mode, uid, gid)
-        self.memfd: int | None = os.memfd_create(f"ramfs:{self.ino}", os.MFD_CLOEXEC)
+        self.memfd: int | None = None
+        self._adopt(os.memfd_create(f"ramfs:{self.ino}", os.MFD_CLOEXEC))
+
+    def _adopt(self, memfd: int) -> None:
+        self.memfd = memfd
+        st = os.fstat(memfd)
+        self.memfd_id = (st.st_dev, st.st_ino)
 
     def _fd(self) -> int:
         if self.memfd is None:
@@ -179,11 +189,22 @@ class RamFile(RamInode):
     def getattr(self) -> Stat:
         st = super().getattr()
         if self.memfd is not None:
-            # programs write through donated descriptors natively: the memfd's own size and
-            # modification times are the true ones
-            host = os.fstat(self.memfd)
-            st.mtime_ns = host.st_mtime_ns
-            st.ctime_ns = max(self.ctime_ns, host.st_ctime_ns)
+            self._with_contents(st, os.fstat(self.memfd))
+        return st
+
+    def fgetattr(self, host: os.stat_result) -> Stat:
+        if (host.st_dev, host.st_ino) == self.memfd_id:
+            return self._with_contents(RamInode.getattr(self), host)
+        return self.getattr()  # a descriptor of some other object (an O_PATH handle)
+
+    def _with_contents(self, st: Stat, host: os.stat_result) -> Stat:
+        """``st`` with what native writes through donated descriptors change: the memfd's
+        own size and modification time are the true ones; the change time is the later of
+        the inode's (chmod, link, ...) and the memfd's (writes, truncation)."""
+        st.size = host.st_size
+        st.blocks = (host.st_size + 511) // 512
+        st.mtime_ns = host.st_mtime_ns
+        st.ctime_ns = max(self.ctime_ns, host.st_ctime_ns)
         return st
 
     def setattr(

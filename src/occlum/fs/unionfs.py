@@ -145,6 +145,11 @@ class UnionInode(Inode):
         # a fresh Stat: layers may hand out their own
         return replace(self._layer().getattr(), dev=self.fs.dev, ino=self.ino)
 
+    def fgetattr(self, host: os.stat_result) -> Stat:
+        if not self.is_regular:
+            return self.getattr()  # a directory's merged link count
+        return replace(self._layer().fgetattr(host), dev=self.fs.dev, ino=self.ino)
+
     def readlink(self) -> bytes:
         return self._layer().readlink()
 

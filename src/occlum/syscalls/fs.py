@@ -46,13 +46,22 @@ from occlum.abi.syscalls import NR
 from occlum.kernel.objects import FileRef
 from occlum.syscalls.common import (
     dirfd_base,
+    fd_file_location,
+    fd_file_ref,
     fd_location,
     fd_ref,
     s32,
     s64,
 )
 from occlum.syscalls.exec import program_running
-from occlum.vfs import OpenDirectory, check_access, open_path, resolve, resolve_parent
+from occlum.vfs import (
+    OpenDirectory,
+    check_access,
+    check_rename,
+    open_path,
+    resolve,
+    resolve_parent,
+)
 from occlum.vfs.inode import MAY_EXEC, MAY_READ, MAY_WRITE, Inode
 from occlum.vfs.xattr import (
     XATTR_CREATE,
@@ -240,13 +249,10 @@ def sys_fstat(libos: LibOS, t: Task, fd: int, buf: int) -> Result:
 
 
 def _fd_stat(ref: FileRef, host: os.stat_result) -> Stat:
-    """A descriptor's stat: the LibOS inode, with the size and times of the host object that
-    native writes change (page-cache memfd, hostfs file), even after the last name is gone."""
-    st = ref.location.inode.getattr()
-    if (st.mode & S_IFMT) == S_IFREG and not ref.path_only:
-        st.size, st.blocks = host.st_size, host.st_blocks
-        st.mtime_ns, st.ctime_ns = host.st_mtime_ns, host.st_ctime_ns
-    return st
+    """A descriptor's stat: the LibOS inode's, as ``stat`` on a name of it gives, with the
+    size and times of the host object that native writes change (page-cache memfd, hostfs
+    file), even after the last name is gone."""
+    return ref.location.inode.fgetattr(host)
 
 
 def sys_newfstatat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, flags: int) -> Result:
@@ -344,7 +350,8 @@ def _readlink(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, size: int)
         libos, t, dirfd, _path(t, path), AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, follow=False
     )
     if not loc.inode.is_symlink:
-        raise SyscallError(errno.EINVAL, "not a symbolic link")
+        empty = not _path(t, path)
+        raise SyscallError(errno.ENOENT if empty else errno.EINVAL, "not a symbolic link")
     target = loc.inode.readlink()[:size]
     t.mem.write(buf, target)
     return len(target)
@@ -384,8 +391,7 @@ def sys_getdents64(libos: LibOS, t: Task, fd: int, buf: int, count: int) -> int:
 def sys_mkdirat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int) -> int:
     p = t.process
     pn = parent_at(libos, t, dirfd, _path(t, path))
-    if pn.name in (b".", b".."):
-        raise SyscallError(errno.EEXIST, "exists")
+    pn.check_new(want_dir=True)
     # as Linux: no set-id bit from the mode; a set-group-id parent passes on its group and
     # its S_ISGID
     perm, gid = mode & 0o1777 & ~p.umask, p.cred.gid
@@ -408,8 +414,7 @@ def sys_mknodat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, dev: in
     if kind not in (S_IFREG, S_IFIFO, S_IFSOCK):
         raise SyscallError(errno.EPERM, "device nodes cannot be created in the LibOS")
     pn = parent_at(libos, t, dirfd, _path(t, path))
-    if pn.name in (b".", b".."):
-        raise SyscallError(errno.EEXIST, "exists")
+    pn.check_new()
     perm = mode & 0o7777 & ~p.umask
     if kind == S_IFREG:
         pn.parent.inode.create(pn.name, perm, p.cred.uid, p.cred.gid)
@@ -467,12 +472,7 @@ def sys_renameat2(
         raise SyscallError(errno.EINVAL, "RENAME_WHITEOUT is not supported")
     old = parent_at(libos, t, olddirfd, _path(t, oldpath))
     new = parent_at(libos, t, newdirfd, _path(t, newpath))
-    if old.name in (b".", b"..") or new.name in (b".", b".."):
-        raise SyscallError(
-            errno.EBUSY if old.name == b"." or new.name == b"." else errno.EINVAL, "bad name"
-        )
-    if old.parent.mount is not new.parent.mount:
-        raise SyscallError(errno.EXDEV, "rename across mounts")
+    check_rename(old, new, flags)
     old.parent.inode.rename(old.name, new.parent.inode, new.name, flags)
     return 0
 
@@ -497,8 +497,7 @@ def sys_linkat(
     if src.inode.is_dir:
         raise SyscallError(errno.EPERM, "hard link to a directory")
     pn = parent_at(libos, t, newdirfd, _path(t, newpath))
-    if pn.name in (b".", b"..") or pn.trailing_slash:
-        raise SyscallError(errno.EEXIST, "exists")
+    pn.check_new()
     if src.mount is not pn.parent.mount:
         raise SyscallError(errno.EXDEV, "link across mounts")
     pn.parent.inode.link(pn.name, src.inode)
@@ -515,8 +514,7 @@ def sys_symlinkat(libos: LibOS, t: Task, target: int, newdirfd: int, linkpath: i
     if not text:
         raise SyscallError(errno.ENOENT, "empty target")
     pn = parent_at(libos, t, newdirfd, _path(t, linkpath))
-    if pn.name in (b".", b"..") or pn.trailing_slash:
-        raise SyscallError(errno.EEXIST, "exists")
+    pn.check_new()
     pn.parent.inode.symlink(pn.name, text, p.cred.uid, p.cred.gid)
     return 0
 
@@ -587,7 +585,7 @@ def sys_chmod(libos: LibOS, t: Task, path: int, mode: int) -> int:
 
 
 def sys_fchmod(libos: LibOS, t: Task, fd: int, mode: int) -> int:
-    return _chmod(t, fd_location(libos, t, fd), mode)
+    return _chmod(t, fd_file_location(libos, t, fd), mode)
 
 
 def sys_fchmodat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int) -> int:
@@ -631,7 +629,7 @@ def sys_lchown(libos: LibOS, t: Task, path: int, uid: int, gid: int) -> int:
 
 
 def sys_fchown(libos: LibOS, t: Task, fd: int, uid: int, gid: int) -> int:
-    return _chown(t, fd_location(libos, t, fd), uid, gid)
+    return _chown(t, fd_file_location(libos, t, fd), uid, gid)
 
 
 def sys_fchownat(
@@ -659,13 +657,21 @@ def sys_utimensat(libos: LibOS, t: Task, dirfd: int, path: int, times: int, flag
     import time
 
     now = time.time_ns()
-    if path == 0:
-        loc = fd_location(libos, t, dirfd)
+    stamps = None if times == 0 else struct.unpack("<qqqq", t.mem.read(times, 32))
+    if path == 0 and s32(dirfd) != AT_FDCWD:
+        # futimens: the descriptor's own file; no flag applies to it
+        if flags:
+            raise SyscallError(errno.EINVAL, "flags with a NULL path")
+        loc = fd_file_location(libos, t, dirfd)
     else:
+        if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+            raise SyscallError(errno.EINVAL, "bad flags")
+        if path == 0:
+            raise SyscallError(errno.EFAULT, "NULL path")
         loc = _resolve_at(libos, t, dirfd, _path(t, path), flags)
-    if times == 0:
+    if stamps is None:
         return _times(loc, now, now)
-    a_s, a_ns, m_s, m_ns = struct.unpack("<qqqq", t.mem.read(times, 32))
+    a_s, a_ns, m_s, m_ns = stamps
     return _times(loc, _ts(a_s, a_ns, now), _ts(m_s, m_ns, now))
 
 
@@ -835,7 +841,7 @@ def sys_fremovexattr(libos: LibOS, t: Task, fd: int, name: int) -> Result:
 def _commit_if_protected(libos: LibOS, t: Task, fd: int) -> Result:
     from occlum.kernel.libos import PROCEED
 
-    ref = fd_ref(libos, t, s32(fd))
+    ref = fd_file_ref(libos, t, fd)
     if ref is not None and ref.location.inode.fs in libos.persistent_file_systems():
         # a SEFS file: its volume commits (encrypts and writes) now, atomically
         ref.location.inode.fs.sync()

@@ -113,6 +113,14 @@ class Inode:
     def getattr(self) -> Stat:
         raise NotImplementedError
 
+    def fgetattr(self, host: os.stat_result) -> Stat:
+        """The stat seen through an open descriptor of this file, whose host object (a
+        page-cache memfd, a host file, a handle) reports ``host``. It must agree with
+        :meth:`getattr` field for field (programs compare ``fstat`` with ``stat``: fish spins
+        when they differ); a file system whose descriptors outlive what ``getattr`` reads
+        (an unlinked file's memfd) takes the sizes and times from ``host`` then."""
+        return self.getattr()
+
     def lookup(self, name: bytes) -> Inode:
         if not self.is_dir:
             raise SyscallError(errno.ENOTDIR, "lookup in a non-directory")

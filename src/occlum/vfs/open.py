@@ -109,7 +109,9 @@ def open_path(
     if kind == S_IFREG:
         if want & MAY_WRITE and running is not None and running(inode):
             raise SyscallError(errno.ETXTBSY, "the file is a running program")
-        if flags & os.O_TRUNC and acc != os.O_RDONLY and not created:
+        # O_TRUNC truncates even with O_RDONLY (unspecified by POSIX, done by Linux; the
+        # write permission was checked above)
+        if flags & os.O_TRUNC and not created:
             inode.setattr(size=0)
         host_fd = inode.open_host_fd(flags)
     elif kind == S_IFCHR:
@@ -129,7 +131,12 @@ def _open_creat(
     resolve_flags: int,
 ) -> tuple[Location, bool]:
     w, pn = walk_to_parent(root, cwd, path, base, resolve_flags, cred)
-    if pn.trailing_slash or pn.name in (b".", b".."):
+    if pn.name in (b".", b".."):
+        # a directory that exists: O_EXCL says so first
+        if flags & os.O_EXCL:
+            raise SyscallError(errno.EEXIST, "O_CREAT|O_EXCL on an existing directory")
+        raise SyscallError(errno.EISDIR, "O_CREAT on a directory")
+    if pn.trailing_slash:
         raise SyscallError(errno.EISDIR, "O_CREAT on a directory path")
     excl = bool(flags & os.O_EXCL)
     parent, name = pn.parent, pn.name

@@ -146,7 +146,7 @@ class SefsFile(RamFile):
         self._loaded_ctime = -1
         self.chunks: list[Chunk | None]
         if stored is None:
-            self.memfd = os.memfd_create(f"sefs:{self.ino}", os.MFD_CLOEXEC)
+            self._adopt(os.memfd_create(f"sefs:{self.ino}", os.MFD_CLOEXEC))
             self.size, self.chunks = 0, []
             self.content_dirty = True
         else:
@@ -186,7 +186,7 @@ class SefsFile(RamFile):
         except BaseException:
             os.close(fd)
             raise
-        self.memfd = fd
+        self._adopt(fd)
         return fd
 
     def _size(self) -> int:
@@ -194,14 +194,13 @@ class SefsFile(RamFile):
             return os.fstat(self.memfd).st_size
         return 0 if self.gone else self.size
 
-    def getattr(self) -> Stat:
-        st = RamInode.getattr(self)
-        if self.memfd is not None:
-            host = os.fstat(self.memfd)
-            st.mtime_ns = host.st_mtime_ns
-            # loading set the memfd's ctime to the load time; only later changes count
-            if host.st_ctime_ns != self._loaded_ctime:
-                st.ctime_ns = max(self.ctime_ns, host.st_ctime_ns)
+    def _with_contents(self, st: Stat, host: os.stat_result) -> Stat:
+        st.size = host.st_size
+        st.blocks = (host.st_size + 511) // 512
+        st.mtime_ns = host.st_mtime_ns
+        # loading set the memfd's ctime to the load time; only later changes count
+        if host.st_ctime_ns != self._loaded_ctime:
+            st.ctime_ns = max(self.ctime_ns, host.st_ctime_ns)
         return st
 
     def _truncate(self, size: int) -> None:
