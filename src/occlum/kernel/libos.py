@@ -28,6 +28,7 @@ from occlum.abi.errors import SyscallError, UserError
 from occlum.abi.syscalls import NAME
 from occlum.enclave.counter import platform_counters
 from occlum.fs.devfs import DevFs
+from occlum.fs.devpts import DevPtsFs
 from occlum.fs.hostfs import HostFs
 from occlum.fs.imagefs import ImageFs, ImageKeyError
 from occlum.fs.procfs import ProcessInfo, ProcFs
@@ -103,6 +104,8 @@ class LibOS:
         # `occlum run` holds the terminal's foreground: each first program gets it, and it
         # comes back here when that program's tree ends
         self.foreground = _terminal_foreground()
+        # the pseudo-terminals of /dev/ptmx and /dev/pts: each tree brings its devpts instance
+        self.devpts = DevPtsFs()
         self.mounts = self._init_mounts(spec) if spec.init_image else self._build_mounts(spec)
         self.objects = ObjectRegistry()
         self.objects.live_keys = self._live_keys
@@ -161,7 +164,7 @@ class LibOS:
                 "(corrupted or changed since `occlum build`)"
             )
         table = MountTable(root, source=b"initfs")
-        dev = DevFs()
+        dev = DevFs(self.devpts)
         if spec.user_image_key is not None:
             node = dev.root.create(b"image_key", 0o400, 0, 0)
             fd = node.open_host_fd(os.O_WRONLY)
@@ -170,6 +173,7 @@ class LibOS:
             finally:
                 os.close(fd)
         self._mount(table, dev, "/dev", b"dev", where="initfs/")
+        self._mount(table, self.devpts, "/dev/pts", b"devpts", where="initfs/")
         self._mount(table, self._procfs(table), "/proc", b"proc", where="initfs/")
         return table
 
@@ -197,18 +201,26 @@ class LibOS:
             elif m.fs_type == "ramfs":
                 fs, source = RamFs(), b"ramfs"
             elif m.fs_type == "devfs":
-                fs, source = DevFs(), b"devfs"
+                fs, source = DevFs(self.devpts), b"devfs"
             elif m.fs_type == "procfs":
                 fs, source = self._procfs(table), b"proc"
             else:
                 raise UserError(f"mount type {m.fs_type} at {m.target} is not supported")
             self._mount(table, fs, m.target, source)
-        for target, make in (("/dev", DevFs), ("/proc", None), ("/tmp", RamFs)):
+        for target in ("/dev", "/proc", "/tmp"):
             if target not in have:
-                fs = self._procfs(table) if make is None else make()
+                fs = (
+                    DevFs(self.devpts) if target == "/dev"
+                    else self._procfs(table) if target == "/proc" else RamFs()
+                )  # fmt: skip
                 self._mount(table, fs, target, target.strip("/").encode())
         if "/dev/shm" not in have:
             self._mount(table, RamFs(), "/dev/shm", b"shm")
+        # the instance's pseudo-terminals, below a /dev of ours
+        if "/dev/pts" not in have and any(
+            m.target == b"/dev" and isinstance(m.fs, DevFs) for m in table.all_mounts()
+        ):
+            self._mount(table, self.devpts, "/dev/pts", b"devpts")
         return table
 
     def _root_fs(self, spec: RunSpec, image_key: bytes | None) -> FileSystem:
@@ -448,6 +460,7 @@ class LibOS:
         self.init_pid = launched.init_pid
         _raise_fd_limit()  # after the fork: the programs keep the limits they were given
         self.shadow_fd = launched.shadow_root_fd
+        self.devpts.attach(launched.devpts_fd)
         self.shadow_paths = {}
         self.host_fifos = {}
         self.host_sockets = {}
