@@ -145,9 +145,14 @@ int main(int argc, char **argv)
     pid_t c = fork();
     if (c == 0) {
         int ok = setsid() == getpid();
+        int tty = open("/dev/tty", O_RDWR);
+        dprintf(s, "/dev/tty before: %s\n", tty < 0 ? errname(errno) : "opened");
         ok &= ioctl(s, TIOCSCTTY, 0) == 0;
         ok &= tcgetpgrp(s) == getpid();
         ok &= tcgetsid(s) == getpid();
+        tty = open("/dev/tty", O_RDWR);
+        ok &= tty >= 0 && isatty(tty);
+        dprintf(tty, "via /dev/tty\n");
         dprintf(s, "child ok %d\n", ok);
         _exit(ok ? 0 : 1);
     }

@@ -43,6 +43,7 @@ from occlum.kernel.process import CachedProgram, Process, Task
 from occlum.kernel.procinfo import initial_groups
 from occlum.kernel.spec import MountSpec, RunSpec
 from occlum.kernel.strace import format_call, format_result
+from occlum.kernel.terminal import open_controlling_terminal
 from occlum.platform import launch as launcher
 from occlum.platform import native
 from occlum.platform.faults import FaultLog
@@ -151,6 +152,12 @@ class LibOS:
         self.boot_error: str | None = None  # why mount_rootfs failed
 
     # -- file systems -------------------------------------------------------------------
+    def controlling_terminal(self, flags: int) -> int:
+        """``/dev/tty`` of the calling program: a new open of its controlling terminal."""
+        if self.current is None:
+            raise SyscallError(errno.ENXIO, "no caller")
+        return open_controlling_terminal(self.current.process.host_pid, flags, self.devpts)
+
     def _init_mounts(self, spec: RunSpec) -> MountTable:
         """The init stage's file systems: the initfs image as the root, /dev (holding the key
         file given to ``occlum run --image-key`` as ``/dev/image_key``, if any) and /proc."""
@@ -164,7 +171,7 @@ class LibOS:
                 "(corrupted or changed since `occlum build`)"
             )
         table = MountTable(root, source=b"initfs")
-        dev = DevFs(self.devpts)
+        dev = DevFs(self.devpts, self.controlling_terminal)
         if spec.user_image_key is not None:
             node = dev.root.create(b"image_key", 0o400, 0, 0)
             fd = node.open_host_fd(os.O_WRONLY)
@@ -201,7 +208,7 @@ class LibOS:
             elif m.fs_type == "ramfs":
                 fs, source = RamFs(), b"ramfs"
             elif m.fs_type == "devfs":
-                fs, source = DevFs(self.devpts), b"devfs"
+                fs, source = DevFs(self.devpts, self.controlling_terminal), b"devfs"
             elif m.fs_type == "procfs":
                 fs, source = self._procfs(table), b"proc"
             else:
@@ -210,7 +217,7 @@ class LibOS:
         for target in ("/dev", "/proc", "/tmp"):
             if target not in have:
                 fs = (
-                    DevFs(self.devpts) if target == "/dev"
+                    DevFs(self.devpts, self.controlling_terminal) if target == "/dev"
                     else self._procfs(table) if target == "/proc" else RamFs()
                 )  # fmt: skip
                 self._mount(table, fs, target, target.strip("/").encode())
