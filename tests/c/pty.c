@@ -128,6 +128,12 @@ int main(int argc, char **argv)
     printf("peer is the slave: %d\n", st2.st_rdev == st.st_rdev && st2.st_ino == st.st_ino);
     tn = ttyname(peer);
     printf("ttyname of peer: %d\n", tn && strcmp(tn, want) == 0);
+    char link[64], fdpath[64];
+    snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", m);
+    ssize_t len;
+    len = readlink(fdpath, link, sizeof link - 1);
+    link[len > 0 ? len : 0] = 0;
+    show("/proc/self/fd of the master", link);
     close(peer);
 
     /* openpty: a second pair, another number */
@@ -136,6 +142,13 @@ int main(int argc, char **argv)
     OK("openpty", openpty(&m2, &s2, name2, NULL, NULL));
     printf("openpty name differs: %d, is ptsname: %d\n", strcmp(name2, want) != 0,
            strcmp(name2, ptsname(m2)) == 0);
+    /* glibc's openpty opens the slave with TIOCGPTPEER, by no name */
+    snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", s2);
+    len = readlink(fdpath, link, sizeof link - 1);
+    link[len > 0 ? len : 0] = 0;
+    printf("/proc/self/fd names the slave: %d\n", strcmp(link, name2) == 0);
+    tn = ttyname(s2);
+    printf("ttyname of the slave: %d\n", tn && strcmp(tn, name2) == 0);
     close(m2);
     close(s2);
 

@@ -38,7 +38,7 @@ from occlum.fs.sefs.closes import CloseWatch
 from occlum.fs.unionfs import UnionFs
 from occlum.kernel.limits import Limits
 from occlum.kernel.log import Log
-from occlum.kernel.objects import ObjectRegistry
+from occlum.kernel.objects import FileRef, ObjectRegistry
 from occlum.kernel.process import CachedProgram, Process, Task
 from occlum.kernel.procinfo import initial_groups
 from occlum.kernel.spec import MountSpec, RunSpec
@@ -110,6 +110,7 @@ class LibOS:
         self.mounts = self._init_mounts(spec) if spec.init_image else self._build_mounts(spec)
         self.objects = ObjectRegistry()
         self.objects.live_keys = self._live_keys
+        self.objects.namer = self._name_pty
         self.exec_cache: OrderedDict[tuple[int, int], CachedProgram] = OrderedDict()
         self.procs: dict[int, Process] = {}  # by host tgid
         # host pid -> (program, LibOS pid), kept after exit for crash reports
@@ -152,6 +153,17 @@ class LibOS:
         self.boot_error: str | None = None  # why mount_rootfs failed
 
     # -- file systems -------------------------------------------------------------------
+    def _name_pty(self, st: os.stat_result) -> FileRef | None:
+        """``/dev/pts/N`` for a slave of the instance's devpts that was opened natively."""
+        if st.st_dev != self.devpts.dev or os.major(st.st_rdev) != 136 or self.devpts.fd < 0:
+            return None
+        root = self.mounts.root()
+        try:
+            loc = resolve(root, root, b"/dev/pts/%d" % os.minor(st.st_rdev))
+        except SyscallError:
+            return None
+        return FileRef(loc) if loc.inode.ino == st.st_ino and loc.inode.fs is self.devpts else None
+
     def controlling_terminal(self, flags: int) -> int:
         """``/dev/tty`` of the calling program: a new open of its controlling terminal."""
         if self.current is None:

@@ -27,13 +27,16 @@ PRUNE_AT = 8192
 
 
 class ObjectRegistry:
-    __slots__ = ("_by_key", "_counter", "live_keys", "prune_at", "scratch_fd")
+    __slots__ = ("_by_key", "_counter", "live_keys", "namer", "prune_at", "scratch_fd")
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[int, int], FileRef] = {}
         self.prune_at = PRUNE_AT
         # identities of every host object the instance's processes hold now (set by the kernel)
         self.live_keys: Callable[[], set[tuple[int, int]]] | None = None
+        # names host objects the LibOS did not hand out but knows (a pseudo-terminal slave a
+        # program opened natively with TIOCGPTPEER), from their host stat; set by the kernel
+        self.namer: Callable[[os.stat_result], FileRef | None] | None = None
         self._counter = 0
         self.scratch_fd = -1  # a directory on a private tmpfs, for directory handles
 
@@ -58,7 +61,13 @@ class ObjectRegistry:
         """Like :meth:`lookup`, also giving the host object's own stat (sizes and times of
         page-cache memfds and hostfs files change by native writes)."""
         st = os.stat(f"/proc/{host_pid}/fd/{fd}")
-        return self._by_key.get((st.st_dev, st.st_ino)), st
+        key = (st.st_dev, st.st_ino)
+        ref = self._by_key.get(key)
+        if ref is None and self.namer is not None:
+            ref = self.namer(st)
+            if ref is not None:
+                self._by_key[key] = ref
+        return ref, st
 
     def make_dir_handle(self) -> int:
         """A directory descriptor for a LibOS directory: an empty, already removed directory of
