@@ -43,6 +43,7 @@ class DevPtsFs(FileSystem):
             os.close(self.fd)
         self.fd = fd
         if fd >= 0:
+            os.set_inheritable(fd, False)  # it came by SCM_RIGHTS: the next tree must not get it
             self.dev = os.fstat(fd).st_dev
 
     def _dir(self) -> int:

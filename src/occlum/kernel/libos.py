@@ -655,6 +655,7 @@ class LibOS:
             if fd >= 0:
                 os.close(fd)
         self.objects.scratch_fd = self.shadow_fd = -1
+        self.devpts.attach(-1)
 
     def _shutdown(self) -> None:
         self._end_tree()
