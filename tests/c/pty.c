@@ -91,6 +91,12 @@ int main(int argc, char **argv)
     printf("fstat and stat agree: %d\n", st.st_dev == st2.st_dev && st.st_ino == st2.st_ino &&
                                              st.st_rdev == st2.st_rdev);
     printf("isatty master %d slave %d\n", isatty(m), isatty(s));
+    OK("fchmod slave", fchmod(s, 0600));
+    CHECK(stat(want, &st2) == 0);
+    printf("mode after fchmod: %o\n", (unsigned)(st2.st_mode & 07777));
+    OK("chmod slave", chmod(want, 0620));
+    CHECK(fstat(s, &st2) == 0);
+    printf("mode after chmod: %o\n", (unsigned)(st2.st_mode & 07777));
     char *tn = ttyname(s);
     printf("ttyname of slave is ptsname: %d\n", tn && strcmp(tn, want) == 0);
 

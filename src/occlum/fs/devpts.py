@@ -137,5 +137,34 @@ class DevPtsNode(Inode):
             pass  # gone with its last descriptor; what it was is still right for a handle
         return _stat(self.last)
 
+    def setattr(
+        self,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        size: int | None = None,
+        atime_ns: int | None = None,
+        mtime_ns: int | None = None,
+    ) -> None:
+        """chmod and utimes, as a terminal's owner does (``mesg``, login programs); owners
+        other than the instance's root do not exist on the host side."""
+        if size is not None:
+            raise SyscallError(errno.EINVAL, "truncate of a terminal")
+        if (uid not in (None, 0)) or (gid not in (None, 0)):
+            raise SyscallError(errno.EPERM, "a pseudo-terminal belongs to the instance's root")
+        fd = self.fs._dir()
+        try:
+            if mode is not None:
+                os.chmod(self.name, mode & 0o7777, dir_fd=fd, follow_symlinks=False)
+            if atime_ns is not None or mtime_ns is not None:
+                st = self.fs.host_stat(self.name)
+                times = (
+                    st.st_atime_ns if atime_ns is None else atime_ns,
+                    st.st_mtime_ns if mtime_ns is None else mtime_ns,
+                )
+                os.utime(self.name, ns=times, dir_fd=fd, follow_symlinks=False)
+        except OSError as exc:
+            raise SyscallError(exc.errno or errno.EPERM, "pseudo-terminal attributes")
+
     def open_host_fd(self, flags: int) -> int:
         return self.fs.open_host(self.name, flags)
