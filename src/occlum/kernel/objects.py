@@ -9,6 +9,7 @@ of ``/proc/PID/fd/N`` — which the program cannot forge, instead of by descript
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from occlum.platform import native
@@ -44,13 +45,16 @@ class ObjectRegistry:
     entries too many cost memory, a live one dropped gives a program wrong answers.
     """
 
-    __slots__ = ("_by_key", "_counter", "_inotify", "_watch", "prune_at", "scratch_fd")
+    __slots__ = ("_by_key", "_counter", "_inotify", "_watch", "namer", "prune_at", "scratch_fd")
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[int, int], FileRef] = {}
         self._watch: dict[tuple[int, int], int] = {}  # key -> inotify wd, -1 if unwatched
         self._inotify = -1
         self.prune_at = PRUNE_AT
+        # names host objects the LibOS did not hand out but knows (a pseudo-terminal slave a
+        # program opened natively with TIOCGPTPEER), from their host stat; set by the kernel
+        self.namer: Callable[[os.stat_result], FileRef | None] | None = None
         self._counter = 0
         self.scratch_fd = -1  # a directory on a private tmpfs, for directory handles
 
@@ -119,7 +123,13 @@ class ObjectRegistry:
         """Like :meth:`lookup`, also giving the host object's own stat (sizes and times of
         page-cache memfds and hostfs files change by native writes)."""
         st = os.stat(f"/proc/{host_pid}/fd/{fd}")
-        return self._by_key.get((st.st_dev, st.st_ino)), st
+        key = (st.st_dev, st.st_ino)
+        ref = self._by_key.get(key)
+        if ref is None and self.namer is not None:
+            ref = self.namer(st)
+            if ref is not None:
+                self._by_key[key] = ref
+        return ref, st
 
     def make_dir_handle(self) -> int:
         """A directory descriptor for a LibOS directory: an empty, already removed directory of
