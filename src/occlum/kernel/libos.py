@@ -110,6 +110,7 @@ class LibOS:
         self.mounts = self._init_mounts(spec) if spec.init_image else self._build_mounts(spec)
         self.objects = ObjectRegistry()
         self.objects.namer = self._name_pty
+        self.objects.live_keys = self._live_keys
         self.exec_cache: OrderedDict[tuple[int, int], CachedProgram] = OrderedDict()
         self.procs: dict[int, Process] = {}  # by host tgid
         # host pid -> (program, LibOS pid), kept after exit for crash reports
@@ -835,6 +836,23 @@ class LibOS:
                     except (OSError, ValueError):
                         continue
                     self._new_process(kid, ns_pid, p.host_pid)
+
+    def _live_keys(self) -> set[tuple[int, int]]:
+        """(st_dev, st_ino) of every descriptor every process of the instance holds."""
+        live: set[tuple[int, int]] = set()
+        for p in list(self.procs.values()):
+            base = f"/proc/{p.host_pid}/fd"
+            try:
+                names = os.listdir(base)
+            except OSError:
+                continue
+            for name in names:
+                try:
+                    st = os.stat(f"{base}/{name}")
+                except OSError:
+                    continue
+                live.add((st.st_dev, st.st_ino))
+        return live
 
     def settle_all(self) -> None:
         for p in list(self.procs.values()):
