@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -100,3 +101,26 @@ def test_hostfs_files_stay_without_set_id_bits_and_foreign_owners(
     # chmod succeeds without the bits; giving a file away is refused
     assert lines["chmod 04755"] == "contained"
     assert lines["chown to another uid"] == "refused"
+
+
+def test_host_descriptors_are_not_inherited(
+    c_instance: Instance, c_build: CBuild, host_share: HostShare
+) -> None:
+    """A host file the caller of `occlum run` left open (`exec 7</secret`) does not reach the
+    program: natively the probe reads the secret through it, inside it finds no descriptor."""
+    fd = os.open(host_share.secret, os.O_RDONLY)
+    try:
+        argv = _args("/host", host_share)
+        probe = str(c_build.host("/bin/sec-inherited_fd"))
+        native = subprocess.run(
+            [probe, *argv], pass_fds=(fd,), capture_output=True, text=True, timeout=60
+        )
+        assert "read the host secret" in native.stdout and native.returncode == 1, native
+        inside = subprocess.run(
+            [*libos._tool("occlum"), "run", "/bin/sec-inherited_fd", *argv],
+            cwd=c_instance.path, pass_fds=(fd,), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert inside.stdout.rstrip().endswith("ALL REFUSED"), inside
+        assert inside.returncode == 0, inside
+    finally:
+        os.close(fd)

@@ -44,7 +44,8 @@ def exec_program(
 ) -> NoReturn:
     """The last steps of every program's start (the first program of `occlum run` and each one
     the spawner starts): default signal dispositions, nothing blocked, the instance's limits,
-    then ``execve``; a failure is one line on the program's stderr and exit status 127.
+    no descriptor but the standard streams, then ``execve``; a failure is one line on the
+    program's stderr and exit status 127.
 
     The program gets its file name as argv[0] ("hello" for /bin/hello), as Occlum's
     ``occlum run`` and ``occlum exec`` pass it; ``path`` is what is executed."""
@@ -57,6 +58,9 @@ def exec_program(
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         if limits is not None:
             apply_program_limits(limits)
+        # the standard streams only, as Occlum's programs start: a descriptor the host shell
+        # left open without close-on-exec would be a host file outside every mount
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         os.execve(path, argv, dict(e.split(b"=", 1) for e in env if b"=" in e))  # type: ignore[misc]
     except OSError as exc:
         _cannot_start(path, exc)
