@@ -133,6 +133,32 @@ def _served_with_pointer(nr: int, arg: int) -> list[bytes]:
     ]
 
 
+AF_NETLINK = 16
+NETLINK_ROUTE = 0
+EPROTONOSUPPORT = 93
+
+
+def _netlink_families_refused() -> list[bytes]:
+    """socket(AF_NETLINK, type, protocol): native for NETLINK_ROUTE (the interfaces, addresses
+    and routes any program on the instance's network sees), EPROTONOSUPPORT for every other
+    family, as from a kernel built without it. On the host's network the others show host
+    state no container there would see: every host Unix socket and its path (SOCK_DIAG),
+    device events (KOBJECT_UEVENT), audit, process events and taskstats of host processes
+    (CONNECTOR, GENERIC), firewall, IPsec, SELinux... socketpair(AF_NETLINK) fails in the
+    kernel, and no other call makes a netlink socket. The accumulator holds the call number
+    again afterwards."""
+    return [
+        _jump(_JEQ_K, NR["socket"], 0, 6),
+        _stmt(_LD_W_ABS, 16),  # low word of args[0], the domain (an int)
+        _jump(_JEQ_K, AF_NETLINK, 0, 3),
+        _stmt(_LD_W_ABS, 32),  # low word of args[2], the protocol (an int)
+        _jump(_JEQ_K, NETLINK_ROUTE, 1, 0),
+        _stmt(_RET_K, SECCOMP_RET_ERRNO | EPROTONOSUPPORT),
+        _stmt(_RET_K, SECCOMP_RET_ALLOW),
+        _stmt(_LD_W_ABS, 0),
+    ]
+
+
 def build_filter(native: Iterable[str] = NATIVE_SYSCALLS, *, every_exit: bool = False) -> bytes:
     """Assemble the classic-BPF program: arch check, x32 refusal, native list, else notify.
 
@@ -171,6 +197,7 @@ def build_filter(native: Iterable[str] = NATIVE_SYSCALLS, *, every_exit: bool = 
     # the address may name a Unix socket, which the supervisor resolves or reports
     for name, arg in ADDRESS_ARGUMENTS:
         prog += _served_with_pointer(NR[name], arg)
+    prog += _netlink_families_refused()
     count = len(numbers)
     for i, nr in enumerate(numbers):
         # jump forward to the ALLOW return that follows the last comparison
