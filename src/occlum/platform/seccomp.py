@@ -85,7 +85,24 @@ NATIVE_SYSCALLS: tuple[str, ...] = (
     "shmget", "shmat", "shmdt", "shmctl", "semget", "semop", "semtimedop", "semctl",
     "msgget", "msgsnd", "msgrcv", "msgctl",
     "close_range", "pidfd_open", "cachestat", "fork", "vfork",
+    # memory of the caller (or, by pidfd or pid, of a process of the instance's PID namespace)
+    "remap_file_pages", "set_mempolicy_home_node", "mseal", "map_shadow_stack", "memfd_secret",
+    "process_madvise", "process_mrelease", "migrate_pages", "move_pages",
+    "futex_wake", "futex_wait", "futex_requeue",
+    # POSIX message queues: names in the mqueue file system of the instance's IPC namespace
+    "mq_open", "mq_unlink",
 )  # fmt: skip
+
+# Native calls the filter looks at the arguments of (see build_filter), for docs/syscalls.md
+ARGUMENT_RULES: dict[str, str] = {
+    "socket": "AF_NETLINK other than NETLINK_ROUTE: EPROTONOSUPPORT in the filter",
+    "clone": "served (and refused) when it asks for new namespaces",
+    "exit_group": "served with a non-zero status (the address space used is checked)",
+    "sendto": "served with a destination address",
+    "recvfrom": "served with a source address buffer",
+    "accept": "served with an address buffer",
+    "accept4": "served with an address buffer",
+}
 
 
 def _stmt(code: int, k: int) -> bytes:

@@ -14,6 +14,7 @@ from occlum.platform.stub import STUB_NR
 from occlum.syscalls import exec as ex
 from occlum.syscalls import fs, info, net, process
 from occlum.syscalls import mount as mnt
+from occlum.syscalls.refused import REFUSED as REFUSED_REASONS
 
 FULL, PARTIAL, REFUSED = "full", "partial", "refused"
 
@@ -137,19 +138,8 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     ),
 }
 
-REFUSED_CALLS: dict[str, int] = {
-    name: errno.EPERM
-    for name in (
-        "ptrace", "process_vm_readv", "process_vm_writev", "bpf", "perf_event_open",
-        "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
-        "reboot", "swapon", "swapoff", "pivot_root", "unshare", "setns",
-        "iopl", "ioperm", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
-        "acct", "quotactl", "open_by_handle_at", "name_to_handle_at", "keyctl", "add_key",
-        "request_key", "fanotify_init", "pidfd_getfd", "userfaultfd", "syslog", "vhangup",
-        "mount_setattr", "fsopen", "fsconfig", "fsmount", "fspick", "open_tree", "move_mount",
-        "kcmp", "lookup_dcookie", "setdomainname", "uselib", "personality_unused",
-    )
-} | {"io_uring_setup": errno.ENOSYS, "io_uring_enter": errno.ENOSYS, "io_uring_register": errno.ENOSYS}  # fmt: skip
+# name: errno; the reasons are in syscalls/refused.py
+REFUSED_CALLS: dict[str, int] = {name: err for name, (err, _) in REFUSED_REASONS.items()}
 
 
 def build_table() -> dict[int, Entry]:
@@ -158,7 +148,8 @@ def build_table() -> dict[int, Entry]:
         table[NR[name]] = Entry(name, handler, tuple(kinds.split()), level, note)
     for name, err in REFUSED_CALLS.items():
         if name in NR:
-            table[NR[name]] = Entry(name, process.refuse(err), (), REFUSED, errno.errorcode[err])
+            note = f"{errno.errorcode[err]}: {REFUSED_REASONS[name][1]}"
+            table[NR[name]] = Entry(name, process.refuse(err, note), (), REFUSED, note)
     table[MOUNT_ROOTFS_NR] = Entry(
         "mount_rootfs", mnt.sys_mount_rootfs, ("ptr", "int"), FULL, "Occlum's, for init only"
     )
