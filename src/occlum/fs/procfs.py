@@ -517,13 +517,22 @@ def _status_text(i: ProcessInfo, who: _Thread = _PROCESS) -> bytes:
         b"FDSize:\t%d" % max(64, len(i.fds)),
         b"Groups:\t",
     ]
+    # the host's own lines for memory and signals: the program's real state (the signal
+    # masks hold no pid; SigQ counts the signals queued for the user, as on Linux)
+    signals: list[bytes] = []
     if i.host_pid:
         for line in _host_read(f"/proc/{i.host_pid}/{who.host('status')}").splitlines():
             if line.startswith((b"Vm", b"Rss")):
                 lines.append(line)
+            elif line.startswith(_SIGNAL_LINES):
+                signals.append(line)
     i.settle_ids()
     lines.append(b"Threads:\t%d" % i.threads)
+    lines += signals
     return b"\n".join(lines) + b"\n"
+
+
+_SIGNAL_LINES = (b"SigQ:", b"SigPnd:", b"ShdPnd:", b"SigBlk:", b"SigIgn:", b"SigCgt:")
 
 
 def _maps_text(i: ProcessInfo) -> bytes:
