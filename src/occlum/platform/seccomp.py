@@ -98,10 +98,10 @@ ARGUMENT_RULES: dict[str, str] = {
     "socket": "AF_NETLINK other than NETLINK_ROUTE: EPROTONOSUPPORT in the filter",
     "clone": "served (and refused) when it asks for new namespaces",
     "exit_group": "served with a non-zero status (the address space used is checked)",
-    "sendto": "served with a destination address",
-    "recvfrom": "served with a source address buffer",
-    "accept": "served with an address buffer",
-    "accept4": "served with an address buffer",
+    "sendto": "native without a destination address",
+    "recvfrom": "native without a source address buffer",
+    "accept": "native without an address buffer",
+    "accept4": "native without an address buffer",
 }
 
 
