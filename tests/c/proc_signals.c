@@ -1,7 +1,13 @@
 /* /proc/PID/status signal lines (SigQ, SigPnd, ShdPnd, SigBlk, SigIgn, SigCgt) show the
- * process's own signal state, for itself and for a child. */
+ * process's own signal state, for itself and for a child; an open /proc/PID directory is a
+ * pidfd for pidfd_send_signal, and still a directory. */
 #include "common.h"
 #include <signal.h>
+#include <sys/syscall.h>
+
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
 
 static unsigned long long field(const char *path, const char *name)
 {
@@ -18,6 +24,13 @@ static unsigned long long field(const char *path, const char *name)
         return 0;
     }
     return strtoull(at + strlen(name) + 1, NULL, 16);
+}
+
+static const char *path_status(const char *dir)
+{
+    static char p[80];
+    snprintf(p, sizeof p, "%s/status", dir);
+    return p;
 }
 
 static unsigned long long bit(int sig) { return 1ULL << (sig - 1); }
@@ -77,7 +90,41 @@ int main(int argc, char **argv)
            (field(path, "SigIgn:") & bit(SIGPIPE)) != 0);
     printf("child SigBlk has SIGUSR1: %d\n", (field(path, "SigBlk:") & bit(SIGUSR1)) != 0);
     printf("child SigCgt has SIGUSR2: %d\n", (field(path, "SigCgt:") & bit(SIGUSR2)) != 0);
-    kill(c, SIGKILL);
-    waitpid(c, NULL, 0);
+    /* /proc/<child> as a pidfd: SIGUSR1 is blocked there, SIGTERM ignored, SIGINT kills */
+    snprintf(path, sizeof path, "/proc/%d", (int)c);
+    int dfd = OK("open /proc/<child> O_DIRECTORY", open(path, O_RDONLY | O_DIRECTORY));
+    OK("pidfd_send_signal SIGUSR1 (blocked)", syscall(SYS_pidfd_send_signal, dfd, SIGUSR1, NULL, 0));
+    printf("child SigPnd or ShdPnd has SIGUSR1: %d\n",
+           ((field(path_status(path), "SigPnd:") | field(path_status(path), "ShdPnd:")) & bit(SIGUSR1)) != 0);
+    int sfd = openat(dfd, "status", O_RDONLY);
+    printf("openat(dirfd, status): %s\n", sfd >= 0 ? "ok" : errname(errno));
+    if (sfd >= 0)
+        close(sfd);
+    DIR *d = fdopendir(dup(dfd));
+    int has_status = 0;
+    for (struct dirent *de; d && (de = readdir(d)) != NULL;)
+        has_status |= strcmp(de->d_name, "status") == 0;
+    if (d)
+        closedir(d);
+    printf("readdir of the pidfd directory lists status: %d\n", has_status);
+    struct stat sb;
+    printf("fstat is a directory: %d\n", fstat(dfd, &sb) == 0 && S_ISDIR(sb.st_mode));
+    char x;
+    ERR("read of the directory", read(dfd, &x, 1), EISDIR);
+    ERR("pidfd_send_signal with an unknown flag", syscall(SYS_pidfd_send_signal, dfd, SIGINT, NULL, 0x80), EINVAL);
+    OK("pidfd_send_signal SIGINT", syscall(SYS_pidfd_send_signal, dfd, SIGINT, NULL, 0));
+    int status = 0;
+    CHECK(waitpid(c, &status, 0) == c);
+    printf("child killed by SIGINT: %d\n", WIFSIGNALED(status) && WTERMSIG(status) == SIGINT);
+    ERR("pidfd_send_signal after it was reaped", syscall(SYS_pidfd_send_signal, dfd, 0, NULL, 0), ESRCH);
+    close(dfd);
+    int tdir = open(".", O_RDONLY | O_DIRECTORY);
+    ERR("pidfd_send_signal on another directory", syscall(SYS_pidfd_send_signal, tdir, 0, NULL, 0), EBADF);
+    close(tdir);
+    snprintf(path, sizeof path, "/proc/self/task/%d", (int)getpid());
+    int task = open(path, O_RDONLY | O_DIRECTORY);
+    CHECK(task >= 0);
+    ERR("pidfd_send_signal on a task directory", syscall(SYS_pidfd_send_signal, task, 0, NULL, 0), EBADF);
+    close(task);
     return t_finish();
 }

@@ -120,7 +120,9 @@ def do_open(
     if res.kind == S_IFSOCK and not flags & O_PATH:
         raise SyscallError(errno.ENXIO, "cannot open a socket")
     if res.kind == S_IFDIR and not flags & O_PATH:
-        handle = libos.objects.make_dir_handle()
+        handle = res.location.inode.directory_handle()
+        if handle is None:
+            handle = libos.objects.make_dir_handle()
         ref = FileRef(res.location, OpenDirectory(res.location))
     else:
         handle = libos.objects.make_path_handle()
