@@ -145,6 +145,21 @@ __attribute__((unused)) static void mkdir_p(const char *path)
     mkdir(buf, 0755);
 }
 
+/* This program's own path, for a test that executes itself: argv[0] is only the program's
+ * file name when Occlum starts it ("occlum run /bin/exec" passes "exec", as Occlum does),
+ * natively the path the test was run by. */
+__attribute__((unused)) static char *self_exe(void)
+{
+    static char buf[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n < 0) {
+        printf("FAIL readlink /proc/self/exe: %s\n", errname(errno));
+        exit(2);
+    }
+    buf[n] = 0;
+    return buf;
+}
+
 /* Enter an empty scratch directory: argv[1] (created if missing, emptied if not) or /tmp. */
 __attribute__((unused)) static const char *scratch_enter(int argc, char **argv)
 {

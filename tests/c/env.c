@@ -35,9 +35,9 @@ int main(int argc, char **argv)
     fflush(stdout);
     pid_t c = fork();
     if (c == 0) {
-        char *args[] = {argv[0], (char *)dir, "--child", NULL};
+        char *args[] = {self_exe(), (char *)dir, "--child", NULL};
         char *env[] = {"A=1", "EMPTY=", "WITH_EQ=x=y", "Z=last", NULL};
-        execve(argv[0], args, env);
+        execve(self_exe(), args, env);
         _exit(127);
     }
     int status;

@@ -27,9 +27,9 @@ int main(int argc, char **argv)
     close(fd);
     pid_t c = fork();
     if (c == 0) {
-        char *args[] = {argv[0], (char *)dir, "--child", "one", "two words", "", NULL};
+        char *args[] = {self_exe(), (char *)dir, "--child", "one", "two words", "", NULL};
         char *env[] = {"EXEC_TEST=yes", "OTHER=1", NULL};
-        execve(argv[0], args, env);
+        execve(self_exe(), args, env);
         printf("execve failed: %s\n", errname(errno));
         _exit(127);
     }

@@ -49,8 +49,8 @@ int main(int argc, char **argv)
 
     c = fork();
     if (c == 0) {
-        char *args[] = {argv[0], (char *)".", "--after-exec", NULL};
-        execv(argv[0], args);
+        char *args[] = {self_exe(), (char *)".", "--after-exec", NULL};
+        execv(self_exe(), args);
         _exit(127);
     }
     CHECK(waitpid(c, &st, 0) == c);

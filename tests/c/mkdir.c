@@ -1,4 +1,4 @@
-/* mkdir/mkdirat: modes, errors, nlink of directories. */
+/* mkdir/mkdirat: modes (set-id bits, set-group-id parents), errors, nlink of directories. */
 #include "common.h"
 
 int main(int argc, char **argv)
@@ -40,5 +40,19 @@ int main(int argc, char **argv)
     memset(longname, 'n', 299);
     longname[299] = 0;
     ERR("name too long", mkdir(longname, 0755), ENAMETOOLONG);
+
+    /* mkdir takes no set-id bit from its mode; a set-group-id parent passes on its group
+     * and its S_ISGID */
+    OK("mkdir 06755", mkdir("setid", 06755));
+    CHECK(stat("setid", &st) == 0);
+    printf("setid: %o\n", st.st_mode & 07777);
+    OK("chmod g+s", chmod("setid", 02755));
+    OK("chown group", chown("setid", -1, 4321));
+    OK("mkdir in set-gid dir", mkdir("setid/sub", 0700));
+    CHECK(stat("setid/sub", &st) == 0);
+    printf("setid/sub: %o group %u\n", st.st_mode & 07777, (unsigned)st.st_gid);
+    CHECK(write_file("setid/file", "") == 0);
+    CHECK(stat("setid/file", &st) == 0);
+    printf("setid/file: %o group %u\n", st.st_mode & 07777, (unsigned)st.st_gid);
     return t_finish();
 }

@@ -118,7 +118,7 @@ int main(int argc, char **argv)
     c = fork();
     if (c == 0) {
         dup2(q[1], 3);
-        execl(argv[0], argv[0], "", "--exec-child", (char *)NULL);
+        execl(self_exe(), self_exe(), "", "--exec-child", (char *)NULL);
         _exit(127);
     }
     CHECK(read(q[0], &b, 1) == 1);

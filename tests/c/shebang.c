@@ -38,10 +38,10 @@ int main(int argc, char **argv)
     scratch_enter(argc, argv);
     setenv("SHEBANG_CHILD", "1", 1);
     char line[PATH_MAX + 64];
-    snprintf(line, sizeof line, "#!%s --interp-with-arg\necho not reached\n", argv[0]);
+    snprintf(line, sizeof line, "#!%s --interp-with-arg\necho not reached\n", self_exe());
     CHECK(write_file("script", line) == 0);
     CHECK(chmod("script", 0755) == 0);
-    snprintf(line, sizeof line, "#!  %s   \n", argv[0]);
+    snprintf(line, sizeof line, "#!  %s   \n", self_exe());
     CHECK(write_file("bare", line) == 0);
     CHECK(chmod("bare", 0755) == 0);
     CHECK(write_file("nested", "#!script\n") == 0);

@@ -27,8 +27,8 @@ int main(int argc, char **argv)
     posix_spawn_file_actions_addopen(&fa, 0, "input", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 1, "out", O_WRONLY | O_CREAT | O_TRUNC, 0644);
     pid_t pid;
-    char *args[] = {argv[0], (char *)dir, "--child", "a", "b", NULL};
-    int r = posix_spawn(&pid, argv[0], &fa, NULL, args, environ);
+    char *args[] = {self_exe(), (char *)dir, "--child", "a", "b", NULL};
+    int r = posix_spawn(&pid, self_exe(), &fa, NULL, args, environ);
     printf("posix_spawn: %s\n", errname(r));
     int status;
     CHECK(waitpid(pid, &status, 0) == pid);
@@ -42,11 +42,11 @@ int main(int argc, char **argv)
     /* many spawns in a row */
     int ok = 0;
     for (int i = 0; i < 20; i++) {
-        char *a2[] = {argv[0], (char *)dir, "--child", NULL};
+        char *a2[] = {self_exe(), (char *)dir, "--child", NULL};
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
         posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-        if (posix_spawnp(&pid, argv[0], &fa, NULL, a2, environ) == 0 && waitpid(pid, &status, 0) == pid &&
+        if (posix_spawnp(&pid, self_exe(), &fa, NULL, a2, environ) == 0 && waitpid(pid, &status, 0) == pid &&
             WEXITSTATUS(status) == 3)
             ok++;
         posix_spawn_file_actions_destroy(&fa);

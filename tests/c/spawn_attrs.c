@@ -65,14 +65,14 @@ static void spawn_report(const char *label, char **argv, const char *dir,
     }
     posix_spawn_file_actions_adddup2(fa, p[1], 1);
     posix_spawn_file_actions_addclose(fa, p[0]);
-    char *args[12] = {argv[0], (char *)dir, "--child"};
+    char *args[12] = {self_exe(), (char *)dir, "--child"};
     int k = 3;
     for (int i = 0; extra[i] && k < 11; i++)
         args[k++] = extra[i];
     args[k] = NULL;
     pid_t pid = -1;
     fflush(stdout);
-    int r = posix_spawn(&pid, argv[0], fa, attr, args, environ);
+    int r = posix_spawn(&pid, self_exe(), fa, attr, args, environ);
     printf("%s: spawn %s\n", label, errname(r));
     close(p[1]);
     char buf[1024];

@@ -22,8 +22,8 @@ int main(int argc, char **argv)
 
     c = vfork();
     if (c == 0) {
-        char *args[] = {argv[0], (char *)dir, "--child", NULL};
-        execv(argv[0], args);
+        char *args[] = {self_exe(), (char *)dir, "--child", NULL};
+        execv(self_exe(), args);
         _exit(127);
     }
     CHECK(waitpid(c, &status, 0) == c);

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,59 @@ def test_sign_key_sets_mrsigner(copy: Path) -> None:
     bad = occlum(copy, "build", "--sign-key", str(copy / "bad.pem"))
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def _nested(path: Path) -> None:
+    path.write_text("[" * 100_000)  # json recurses once per bracket: RecursionError
+
+
+def _drop_initfs_hash(path: Path) -> None:
+    hashes = json.loads(path.read_text())
+    del hashes["initfs"]
+    path.write_text(json.dumps(hashes))
+
+
+def _alter_signature(path: Path) -> None:
+    doc = json.loads(path.read_text())
+    doc["signature"] = ("0" if doc["signature"][0] != "0" else "1") + doc["signature"][1:]
+    path.write_text(json.dumps(doc))
+
+
+def _flip_in_init(path: Path) -> None:
+    _flip(path, path.read_bytes().index(b"\x7fELF") + 100)  # a data block of /bin/init
+
+
+# Every file of build/ that `occlum run` reads is measured or is the signature: each one
+# missing or damaged refuses the run, naming it (a missing initfs.img once booted without the
+# init stage, exit 0).
+_BROKEN_BUILDS: dict[str, tuple[str, Callable[[Path], None]]] = {
+    "initfs-missing": ("initfs.img", Path.unlink),
+    "initfs-truncated": ("initfs.img", lambda p: os.truncate(p, p.stat().st_size // 2)),
+    "initfs-empty": ("initfs.img", lambda p: os.truncate(p, 0)),
+    "initfs-swapped": ("initfs.img", lambda p: shutil.copy(p.with_name("image.img"), p)),
+    "initfs-a-directory": ("initfs.img", lambda p: (p.unlink(), p.mkdir())),
+    "initfs-flipped": ("initfs.img", _flip_in_init),
+    "initfs-hash-dropped": ("initfs", _drop_initfs_hash),
+    "image-missing": ("image.img", Path.unlink),
+    "image-swapped": ("image.img", lambda p: shutil.copy(p.with_name("initfs.img"), p)),
+    "hashes-missing": ("image_hashes.json", Path.unlink),
+    "hashes-nested": ("image_hashes.json", _nested),
+    "config-missing": ("Occlum.json.built", Path.unlink),
+    "config-nested": ("Occlum.json.built", _nested),
+    "signature-missing": ("sigstruct.json", Path.unlink),
+    "signature-nested": ("sigstruct.json", _nested),
+    "signature-altered": ("sigstruct.json", _alter_signature),
+    "staged-tree-missing": ("build/image", shutil.rmtree),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BROKEN_BUILDS))
+def test_a_missing_or_damaged_build_file_refuses_the_run(copy: Path, case: str) -> None:
+    named, damage = _BROKEN_BUILDS[case]
+    target = {"initfs": "image_hashes.json", "build/image": "image"}.get(named, named)
+    damage(copy / "build" / target)
+    res = occlum(copy, "run", "/bin/cat", "/etc/data.txt")
+    assert res.returncode != 0 and res.stdout == "", res.stderr
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], res.stderr

@@ -51,7 +51,14 @@ def test_unprivileged_user_runs_programs_confined(open_tmp: Path) -> None:
     inst.configure()
     libos.place_with_dependencies(
         inst.image,
-        {"/bin/sh": Path("/bin/dash"), "/bin/ls": Path("/bin/ls"), "/bin/cat": Path("/bin/cat")},
+        {
+            "/bin/sh": Path("/bin/dash"),
+            "/bin/ls": Path("/bin/ls"),
+            "/bin/cat": Path("/bin/cat"),
+            "/bin/root_privileges": libos.compile_c(
+                libos.C_DIR / "root_privileges.c", tmp_path / "root_privileges"
+            ),
+        },
     )
     inst.build()
     share = tmp_path / "share"
@@ -91,3 +98,20 @@ def test_unprivileged_user_runs_programs_confined(open_tmp: Path) -> None:
     assert (share / "out.txt").read_text() == "made\n"
     assert (share / "out.txt").stat().st_uid == NOBODY
     assert "Traceback" not in proc.stderr
+
+    # root inside sets its groups though the user namespace denies setgroups (LibOS state);
+    # raising a priority goes no further than the supervisor's own rights
+    proc = subprocess.run(
+        [sys.executable, "-c", _DRIVER, str(inst.path / "build" / "image"), str(share),
+         "/bin/root_privileges", "/tmp/rp"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert "Traceback" not in proc.stderr, proc.stderr
+    out = proc.stdout.splitlines()
+    assert "groups: 3 5 5 3000000000" in out, proc.stdout
+    assert "child sets: 42" in out and "parent keeps: 3 5 5 3000000000" in out
+    assert "after initgroups: 1234" in out
+    assert any(line.startswith("nice(-5): EPERM") for line in out), proc.stdout  # glibc's errno
+    assert "setpriority lower nice: setpriority(PRIO_PROCESS, 0, base - 7) failed with EACCES" in (
+        proc.stdout
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +19,7 @@ SECURITY = libos.security_tests()
 # Probes safe to run on the bare host, where they must report escapes: proof that they look.
 NATIVE_CONTROLS = (
     "hostfs_dotdot", "dirfd_dotdot", "hostfs_symlink", "proc_root", "kill_host", "abstract_host",
-    "netlink_diag",
+    "hostfs_setid", "exec_direct", "netlink_diag",
 )  # fmt: skip
 ACCEPTED = {"refused", "contained"}
 
@@ -80,3 +81,21 @@ def test_hostfs_still_serves_its_own_files(c_instance: Instance, host_share: Hos
     assert "chdir to mount: refused" not in res.stdout, res.describe()
     res = c_instance.run(["/bin/sec-dirfd_dotdot", *_args("/host", host_share)])
     assert "open mount/sub:" not in res.stdout, res.describe()
+
+
+def test_hostfs_files_stay_without_set_id_bits_and_foreign_owners(
+    c_instance: Instance, host_share: HostShare
+) -> None:
+    """What hostfs_setid made, seen from the host: no set-id bit, no owner but the LibOS's."""
+    res = c_instance.run(["/bin/sec-hostfs_setid", *_args("/host", host_share)])
+    assert res.code == 0, res.describe()
+    made = sorted((host_share.share / "setid-probe").iterdir())
+    assert len(made) == 9, made
+    for path in made:
+        st = path.lstat()
+        assert not st.st_mode & (stat.S_ISUID | stat.S_ISGID), (path, oct(st.st_mode))
+        assert (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid()), path
+    lines = dict((p, v) for p, v, _ in libos.parse_probe_lines(res.stdout))
+    # chmod succeeds without the bits; giving a file away is refused
+    assert lines["chmod 04755"] == "contained"
+    assert lines["chown to another uid"] == "refused"

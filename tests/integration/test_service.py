@@ -101,7 +101,7 @@ def test_concurrent_execs_kill_stop_and_restart(started: Instance) -> None:
         assert listing.code == 0, listing.describe()
         for line in listing.stdout.splitlines():
             cells = [c.strip() for c in line.split("│") if c.strip()]
-            if cells and cells[-1] == "/bin/sleep 100":
+            if cells and cells[-1] == "sleep 100":  # argv[0] is the file name
                 sleeper = int(cells[0])
         time.sleep(0.1)
     assert sleeper is not None, "the sleeping program never showed in occlum ps"
@@ -144,6 +144,21 @@ def test_exec_passes_stdin_arguments_environment_and_status(started: Instance) -
     res = occlum(started, "exec", "/bin/sh", "-c", "kill -SEGV $$")
     assert res.code == 128 + signal.SIGSEGV
     assert "killed by SIGSEGV" in res.stderr
+
+
+# argv[0] is the program's file name, as Occlum's `occlum run` and `occlum exec` give it
+def test_occlum_run_gives_the_program_its_file_name_as_argv0(instance: Instance) -> None:
+    res = occlum(instance, "run", "/bin/cat", "/proc/self/cmdline")
+    assert (res.code, res.stdout) == (0, "cat\0/proc/self/cmdline\0"), res.describe()
+    res = occlum(instance, "run", "/bin/sh", "-c", 'echo "$0"')
+    assert (res.code, res.stdout) == (0, "sh\n"), res.describe()
+
+
+def test_occlum_exec_gives_the_program_its_file_name_as_argv0(started: Instance) -> None:
+    res = occlum(started, "exec", "/bin/cat", "/proc/self/cmdline")
+    assert (res.code, res.stdout) == (0, "cat\0/proc/self/cmdline\0"), res.describe()
+    res = occlum(started, "exec", "/bin/sh", "-c", 'echo "$0"')
+    assert (res.code, res.stdout) == (0, "sh\n"), res.describe()
 
 
 def test_ctrl_c_on_the_client_interrupts_the_program(started: Instance) -> None:

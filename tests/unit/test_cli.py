@@ -475,3 +475,13 @@ def test_copy_bom_draws_a_bar_for_many_files(
     assert "copying" in r.stderr
     assert "copy_bom: 0 files copied" in r.stderr  # unchanged the second time, still shown
     assert (tmp_path / "image/data/f2").read_text() == "x" * 100
+
+
+def test_doctor_refuses_a_user_space_size_past_the_address_space(inst: Path) -> None:
+    # past 2**63 bytes setrlimit itself fails: the program would not start at all
+    r = in_dir(inst, "doctor", "--user-space-size", "9000000TB", "/bin/true")
+    assert r.exit_code == 2
+    assert (
+        "'9000000TB' is more than a process can address on this machine (at most \"128TB\")"
+        in r.stderr
+    )

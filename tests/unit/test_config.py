@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from occlum.abi.errors import UserError
 from occlum.cli.main import cli
@@ -16,6 +21,7 @@ from occlum.instance.config import (
     build_env,
     check_entry_point,
     log_level_from_env,
+    normalized_config_text,
     parse_config,
     plan_mounts,
     to_run_spec,
@@ -55,6 +61,17 @@ MALFORMED: list[tuple[Any, str]] = [
     (
         {"resource_limits": {"user_space_size": "1GB", "user_space_max_size": "512MB"}},
         'resource_limits.user_space_max_size: "512MB" must not be smaller than user_space_size (1GB)',
+    ),
+    (
+        # past 2**63 bytes, setrlimit itself fails when the first program starts
+        {"resource_limits": {"user_space_size": "9000000TB"}},
+        'resource_limits.user_space_size: "9000000TB" is more than a process can address on '
+        'this machine (at most "128TB")',
+    ),
+    (
+        {"resource_limits": {"user_space_max_size": "129TB"}},
+        'resource_limits.user_space_max_size: "129TB" is more than a process can address on '
+        'this machine (at most "128TB")',
     ),
     (
         {"resource_limits": {"max_num_of_threads": 4, "init_num_of_threads": 8}},
@@ -119,6 +136,10 @@ MALFORMED: list[tuple[Any, str]] = [
     (
         with_mounts({"target": "/t", "type": "ramfs", "options": {"layers": []}}),
         "mount[1].options.layers: is only allowed for a unionfs mount, not ramfs",
+    ),
+    (
+        with_mounts({"target": "/h", "type": "hostfs", "source": "./\0"}),
+        'mount[1].source: "./\\u0000" contains a NUL byte',
     ),
     ([1, 2], "the top level must be a JSON object {...}"),
 ]
@@ -315,3 +336,92 @@ def test_missing_hostfs_source_is_reported_at_run(tmp_path: Path) -> None:
     build_instance(inst)
     with pytest.raises(UserError, match=r"mount /data: host directory .*/nope does not exist"):
         to_run_spec(inst, ["/bin/x"], {})
+
+
+# --- any Occlum.json: a configuration or one line, never a traceback -------------------------
+
+
+def _value_paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _value_paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _value_paths(v, (*prefix, i))
+    return out
+
+
+_ODD_TEXT = st.sampled_from(
+    ["", "/", "//", "/bin", "..", "/a/../..", "$HOME", "${X}", "./run/x", "./\0", "\0", "sefs",
+     "hostfs", "unionfs", "0x", "0xffffffffffffffffff", "1KB", "-1MB", "1.5GB", "MB", " 1 GB ",
+     "99999999999999999999TB", "\uff11MB", "A=b", "=x"]
+)  # fmt: skip
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False), st.text(max_size=12), _ODD_TEXT,
+)  # fmt: skip
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda kids: st.one_of(
+        st.lists(kids, max_size=3),
+        st.dictionaries(
+            st.sampled_from(["target", "type", "source", "options", "layers", "MAC", "x"]),
+            kids,
+            max_size=4,
+        ),
+    ),
+    max_leaves=8,
+)
+_MOUNTS = st.fixed_dictionaries(
+    {
+        "target": st.one_of(st.sampled_from(["/", "/h", "/tmp", "/proc", "/a/b"]), _ODD_TEXT),
+        "type": st.sampled_from(["sefs", "hostfs", "unionfs", "ramfs", "devfs", "procfs", "x"]),
+    },
+    optional={
+        "source": st.one_of(st.text(max_size=8), _ODD_TEXT),
+        "options": st.dictionaries(
+            st.sampled_from(
+                [
+                    "layers",
+                    "MAC",
+                    "readonly",
+                    "temporary",
+                    "autokey_policy",
+                    "integrity_only",
+                    "cache_size",
+                    "disk_size",
+                ]
+            ),
+            _VALUES,
+            max_size=3,
+        ),
+    },
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(st.sampled_from(_value_paths(DEFAULT_CONFIG)), _VALUES), max_size=3),
+    st.lists(_MOUNTS, max_size=3),
+)
+def test_any_configuration_loads_or_is_one_line(
+    changes: list[tuple[tuple[Any, ...], Any]], mounts: list[dict[str, Any]]
+) -> None:
+    cfg = copy.deepcopy(DEFAULT_CONFIG)
+    cfg["mount"] += mounts
+    for path, value in changes:
+        node = cfg
+        with contextlib.suppress(KeyError, IndexError, TypeError):
+            for k in path[:-1]:
+                node = node[k]
+            node[path[-1]] = value
+    try:
+        config = parse_config(json.dumps(cfg)).config
+        with tempfile.TemporaryDirectory() as d:
+            plan_mounts(config, Path(d))
+        normalized_config_text(config)
+        build_env(config, {"EXAMPLE": "1"})
+        check_entry_point(config, "/bin/x")
+    except UserError as e:
+        assert "\n" not in str(e), str(e)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -219,6 +221,13 @@ def test_include_cycle(ws: Path) -> None:
             "targets:\n  - target: /\n    mkdirs: [$NO_SUCH_VAR_HERE/x]\n",
             "x.yaml: targets[0].mkdirs[0]: $NO_SUCH_VAR_HERE is not set (in '$NO_SUCH_VAR_HERE/x')",
         ),
+        ("targets: " + "[" * 100_000, "x.yaml: invalid YAML: collections nested too deep"),
+        (
+            "a0: &a0 [x, x, x, x, x, x, x, x, x]\n"
+            + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 12))
+            + "targets: *a11\n",
+            "x.yaml: more than 1000000 values once aliases are expanded",
+        ),
     ],
 )
 def test_bad_bom_files(ws: Path, text: str, message: str) -> None:
@@ -297,3 +306,130 @@ def test_a_missing_libgcc_s_is_no_error() -> None:
     assert libc in deps.paths
     assert not any(p.endswith("libgcc_s.so.1") for p in deps.paths)
     assert deps.missing == []
+
+
+# --- linker scripts and $ORIGIN run paths ---------------------------------------------------
+
+CC = shutil.which("gcc")
+
+
+def _bom(ws: Path, target: str, files: list[str]) -> None:
+    listed = ", ".join(files)
+    (ws / "app.yaml").write_text(
+        f"targets:\n  - target: {target}\n    copy:\n      - files: [{listed}]\n"
+    )
+
+
+def test_a_linker_script_brings_the_files_it_names(ws: Path) -> None:
+    lib = ws / "sysroot" / "lib"
+    lib.mkdir(parents=True)
+    for name in ("libfoo.so.1", "libfoo_vec.so.1", "libbar.a", "libbaz.so", "extra.o"):
+        (lib / name).write_bytes(b"\0not really " + name.encode())
+    (lib / "libfoo.so").write_text(
+        "/* GNU ld script\n   Use the shared library */\n"
+        "OUTPUT_FORMAT(elf64-x86-64)\n"
+        f"GROUP ( {lib}/libfoo.so.1 {lib}/libbar.a AS_NEEDED ( {lib}/libfoo_vec.so.1 ) )\n"
+        "INPUT(-lbaz, extra.o)\n"
+    )
+    _bom(ws, "/usr/lib", [str(lib / "libfoo.so")])
+    r = copy_bom("-f", "app.yaml", "--root", "image")
+    assert r.exit_code == 0, r.output
+    img = ws / "image"
+    assert (img / "usr/lib/libfoo.so").read_bytes() == (lib / "libfoo.so").read_bytes()
+    for name in ("libfoo.so.1", "libfoo_vec.so.1", "libbar.a", "libbaz.so", "extra.o"):
+        # at their host paths: the linker inside opens the paths the script names
+        assert (img / str(lib / name).lstrip("/")).read_bytes() == (lib / name).read_bytes()
+    (lib / "libfoo_vec.so.1").unlink()
+    r = copy_bom("-f", "app.yaml", "--root", "image")
+    assert r.exit_code == 1 and "linker script naming" in r.stderr, r.output
+    assert "libfoo_vec.so.1" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_text_file_that_is_no_library_is_no_linker_script(ws: Path) -> None:
+    (ws / "notes.txt").write_text("INPUT( /no/such/file )\n")
+    _bom(ws, "/etc", [str(ws / "notes.txt")])
+    assert copy_bom("-f", "app.yaml", "--root", "image").exit_code == 0
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/usr/lib/x86_64-linux-gnu/libm.so"), reason="no libm.so on the host"
+)
+def test_debian_libm_so_brings_libm_and_libmvec(ws: Path) -> None:
+    script = "/usr/lib/x86_64-linux-gnu/libm.so"
+    if Path(script).read_bytes()[:4] == b"\x7fELF":
+        pytest.skip("libm.so is no linker script here")
+    _bom(ws, "/usr/lib/x86_64-linux-gnu", [script])
+    assert copy_bom("-f", "app.yaml", "--root", "image").exit_code == 0
+    for name in ("libm.so.6", "libmvec.so.1"):
+        img = ws / "image"
+        found = [p for p in img.rglob(name) if resolve_in(img, f"/{p.relative_to(img)}").is_file()]
+        assert found, f"{name} is not in the image"
+
+
+def _origin_app(base: Path, rpath_flag: str) -> Path:
+    """bin/prog needing lib/libone.so through $ORIGIN/../lib; libone needing libtwo.so (in
+    lib/more) through its own $ORIGIN/more."""
+    assert CC is not None
+    (base / "bin").mkdir(parents=True)
+    (base / "lib" / "more").mkdir(parents=True)
+    (base / "two.c").write_text("int two(void) { return 2; }\n")
+    (base / "one.c").write_text("int two(void);\nint one(void) { return two() - 1; }\n")
+    (base / "prog.c").write_text(
+        '#include <stdio.h>\nint one(void);\nint main(void) { printf("%d\\n", one() + 41); }\n'
+    )
+
+    def cc(*args: str) -> None:
+        subprocess.run([CC, *args], cwd=base, check=True, capture_output=True)
+
+    cc("-shared", "-fPIC", "-o", "lib/more/libtwo.so", "two.c")
+    cc("-shared", "-fPIC", "-o", "lib/libone.so", "one.c", "-Llib/more", "-ltwo",
+       rpath_flag, "-Wl,-rpath,$ORIGIN/more")  # fmt: skip
+    cc("-o", "bin/prog", "prog.c", "-Llib", "-lone", rpath_flag, "-Wl,-rpath,$ORIGIN/../lib")
+    return base / "bin" / "prog"
+
+
+@pytest.mark.skipif(CC is None, reason="needs gcc")
+@pytest.mark.parametrize(("tags", "listed"), [("runpath", "files"), ("rpath", "files"),
+                                              ("runpath", "dirs")])  # fmt: skip
+def test_origin_libraries_follow_the_program_where_it_is_copied(
+    ws: Path, tags: str, listed: str
+) -> None:
+    flag = "-Wl,--enable-new-dtags" if tags == "runpath" else "-Wl,--disable-new-dtags"
+    prog = _origin_app(ws / "app", flag)
+    info = read_elf_info(str(prog))
+    assert info is not None and (info.runpath if tags == "runpath" else info.rpath)
+    if listed == "files":
+        _bom(ws, "/opt/x/bin", [str(prog)])
+    else:  # the program's directory, copied whole: its libraries are outside it
+        (ws / "app.yaml").write_text(
+            f"targets:\n  - target: /opt/x\n    copy:\n      - dirs: [{prog.parent}]\n"
+        )
+    r = copy_bom("-f", "app.yaml", "--root", "image")
+    assert r.exit_code == 0, r.output
+    img = ws / "image"
+    assert (img / "opt/x/lib/libone.so").is_file()
+    assert (img / "opt/x/lib/more/libtwo.so").is_file()
+    # ld.so itself agrees: the copied program runs, finding them through $ORIGIN
+    out = subprocess.run([str(img / "opt/x/bin/prog")], capture_output=True, text=True)
+    assert out.stdout == "42\n", out.stderr
+
+
+JDKS = sorted(glob.glob("/usr/lib/jvm/*/bin/java"))
+
+
+@pytest.mark.skipif(not JDKS, reason="no JDK in /usr/lib/jvm")
+def test_the_jdk_java_launcher_gets_libjli_and_libjvm_its_libraries(ws: Path) -> None:
+    java = os.path.realpath(JDKS[0])
+    home = os.path.dirname(os.path.dirname(java))
+    _bom(ws, "/opt/java/bin", [java])
+    r = copy_bom("-f", "app.yaml", "--root", "image")
+    assert r.exit_code == 0, r.output
+    img = ws / "image"
+    assert (img / "opt/java/lib/libjli.so").is_file()  # java's RPATH: $ORIGIN/../lib
+    libjvm = f"{home}/lib/server/libjvm.so"
+    if os.path.exists(libjvm):
+        _bom(ws, "/opt/java/lib/server", [libjvm])
+        r = copy_bom("-f", "app.yaml", "--root", "image")
+        assert r.exit_code == 0, r.output
+        for dep in LibraryResolver().find_dependencies(libjvm).paths:
+            assert os.path.lexists(img / dep.lstrip("/")), dep

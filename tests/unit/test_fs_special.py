@@ -79,6 +79,35 @@ def test_hostfs_basic_ops(tmp_path: Path) -> None:
     assert e.value.errno == errno.ENXIO
 
 
+def test_hostfs_keeps_no_set_id_bit_no_foreign_owner_and_only_user_attributes(
+    tmp_path: Path,
+) -> None:
+    fs = HostFs(str(tmp_path))
+    f = fs.root.create(b"f", 0o6755, 0, 0)
+    host = tmp_path / "f"
+    assert host.stat().st_mode & 0o7777 == 0o755
+    f.setattr(mode=0o4711)
+    assert host.stat().st_mode & 0o7777 == 0o711
+    d = fs.root.mkdir(b"d", 0o755, 0, 0)
+    d.setattr(mode=0o6775)  # a directory keeps set-group-id, never set-user-id
+    assert (tmp_path / "d").stat().st_mode & 0o7777 == 0o2775
+    me = host.stat()
+    for change in ({"uid": me.st_uid + 1}, {"gid": me.st_gid + 1}):
+        with pytest.raises(SyscallError) as e:
+            f.setattr(**change)
+        assert e.value.errno == errno.EPERM
+    f.setattr(uid=me.st_uid, gid=me.st_gid)  # the ids it has: no change, allowed
+    assert (host.stat().st_uid, host.stat().st_gid) == (me.st_uid, me.st_gid)
+    f.set_xattr(b"user.k", b"v", 0)
+    assert os.getxattr(host, "user.k") == b"v" and f.list_xattr() == [b"user.k"]
+    for name in (b"trusted.t", b"security.capability", b"system.posix_acl_access"):
+        with pytest.raises(SyscallError) as e:
+            f.set_xattr(name, b"\x01", 0)
+        assert e.value.errno == errno.EOPNOTSUPP
+    assert sorted(os.listxattr(host)) == ["user.k"]
+    fs.close()
+
+
 def test_devfs() -> None:
     mt = MountTable(DevFs())
     r = mt.root()

@@ -30,6 +30,8 @@ def verdict(prog: bytes, name: str, *args: int) -> int:
             acc = struct.unpack_from("<I", data, k)[0]
         elif code == 0x15:  # jeq #k
             pc += jt if acc == k else jf
+        elif code == 0x35:  # jge #k
+            pc += jt if acc >= k else jf
         elif code == 0x45:  # jset #k
             pc += jt if acc & k else jf
         elif code == 0x05:  # ja
@@ -66,3 +68,5 @@ def test_calls_keep_their_class() -> None:
         assert verdict(prog, name) == SECCOMP_RET_USER_NOTIF, name
     assert verdict(prog, "sendto", 3, 0, 0, 0, 0, 0) == SECCOMP_RET_ALLOW
     assert verdict(prog, "sendto", 3, 0, 0, 0, 0x1000, 16) == SECCOMP_RET_USER_NOTIF
+    assert verdict(prog, "mmap", 0, 4096) == SECCOMP_RET_ALLOW
+    assert verdict(prog, "mmap", 0, 1 << 30) == SECCOMP_RET_USER_NOTIF

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from occlum.abi.errors import SyscallError
-from occlum.abi.fsabi import S_IFIFO, S_IFMT
+from occlum.abi.fsabi import S_IFIFO, S_IFMT, Stat, pack_stat
 from occlum.enclave.counter import MonotonicCounters
 from occlum.fs.sefs import CHUNK, SEFS_MAGIC, SefsFs, volume
 from occlum.fs.sefs.closes import CloseWatch
@@ -811,3 +811,34 @@ def test_the_last_writable_close_is_seen_and_ends_the_rereading(
         assert read(mount(mounts, vol).root.lookup(b"f")) == b"again"
     finally:
         watch.close()
+
+
+def test_extended_attributes_and_large_owner_ids_persist(vol: Path, mounts: list[SefsFs]) -> None:
+    fs = mount(mounts, vol)
+    f = fs.root.create(b"f", 0o644, 0, 0)
+    f.set_xattr(b"user.bin", b"\x00\xff\x80v", 0)
+    f.setattr(uid=2**32 - 2, gid=2**31)
+    fs.root.set_xattr(b"trusted.dir", b"d", 0)
+    fs.sync()  # one journal record
+    fs.close(commit=False)  # as if the LibOS died: the journal alone holds them
+    fs2 = mount(mounts, vol)
+    f2 = fs2.root.lookup(b"f")
+    assert f2.get_xattr(b"user.bin") == b"\x00\xff\x80v"
+    st = f2.getattr()
+    assert (st.uid, st.gid) == (2**32 - 2, 2**31)
+    assert fs2.root.list_xattr() == [b"trusted.dir"]
+    f2.remove_xattr(b"user.bin")
+    fs2.close()  # a checkpoint
+    fs3 = mount(mounts, vol)
+    f3 = fs3.root.lookup(b"f")
+    assert f3.list_xattr() == []
+    with pytest.raises(SyscallError) as err:
+        f3.get_xattr(b"user.bin")
+    assert err.value.errno == errno.ENODATA
+    assert fs3.root.get_xattr(b"trusted.dir") == b"d"
+
+
+def test_stat_reports_ids_unsigned_even_if_stored_negative() -> None:
+    # volumes written before ids were decoded as unsigned hold negative ones
+    raw = pack_stat(Stat(dev=1, ino=2, mode=0o100644, uid=-(2**31), gid=-2))
+    assert struct.unpack_from("<II", raw, 28) == (2**31, 2**32 - 2)

@@ -24,6 +24,7 @@ from occlum.vfs.inode import Inode
 from occlum.vfs.mount import FileSystem, MountTable
 from occlum.vfs.open import open_path
 from occlum.vfs.path import Location, resolve, resolve_parent
+from occlum.vfs.xattr import XATTR_CREATE, XATTR_REPLACE
 
 KEY = bytes(range(32))
 MTIME_NS = 1_600_000_000_123_456_789
@@ -458,3 +459,24 @@ def test_readonly_upper_is_refused(tmp_path: Path, lower_fs: FileSystem) -> None
     with pytest.raises(SyscallError) as ei:
         UnionFs(RamFs(readonly=True), lower_fs)
     assert ei.value.errno == errno.EINVAL
+
+
+def test_extended_attributes_copy_up_only_when_they_change(env: Env) -> None:
+    a = env.inode("a")
+    assert a.list_xattr() == []
+    assert errno_of(lambda: a.get_xattr(b"user.x")) == errno.ENODATA
+    # calls bound to fail copy nothing up
+    assert errno_of(lambda: a.remove_xattr(b"user.x")) == errno.ENODATA
+    assert errno_of(lambda: a.set_xattr(b"user.x", b"v", XATTR_REPLACE)) == errno.ENODATA
+    assert b"a" not in env.upper_names()
+    a.set_xattr(b"user.x", b"v", XATTR_CREATE)
+    assert b"a" in env.upper_names()
+    assert env.read("a") == b"lower a\n"
+    assert errno_of(lambda: a.set_xattr(b"user.x", b"w", XATTR_CREATE)) == errno.EEXIST
+    d = env.inode("d")
+    d.set_xattr(b"trusted.t", b"t", 0)  # a lower directory, copied up, still merged
+    assert env.names("d") == [b"sub", b"x", b"y"]
+    if env.upper_kind == "sefs":
+        env.remount()
+    assert env.inode("a").get_xattr(b"user.x") == b"v"
+    assert env.inode("d").list_xattr() == [b"trusted.t"]

@@ -32,7 +32,7 @@ from occlum.vfs.dirfile import OpenDirectory
 from occlum.vfs.inode import ROOT, Cred
 from occlum.vfs.mount import MountTable
 from occlum.vfs.open import open_path
-from occlum.vfs.path import Location, resolve, resolve_parent
+from occlum.vfs.path import Location, check_rename, resolve, resolve_parent
 
 
 def err(e: pytest.ExceptionInfo[SyscallError]) -> int:
@@ -171,6 +171,51 @@ def test_resolve_parent(vfs: tuple[MountTable, Location]) -> None:
     assert resolve_parent(r, r, b"/").name == b"."
 
 
+def test_names_to_make(vfs: tuple[MountTable, Location]) -> None:
+    """mkdir, mknod, link and symlink targets: Linux's filename_create rules."""
+    _, r = vfs
+
+    def check(path: bytes, want_dir: bool = False) -> int:
+        try:
+            resolve_parent(r, r, path).check_new(want_dir=want_dir)
+        except SyscallError as e:
+            return e.errno
+        return 0
+
+    assert check(b"/a/new") == 0
+    assert check(b"/a/new/", want_dir=True) == 0
+    assert check(b"/a/new/") == errno.ENOENT  # a slash asks for a directory
+    assert check(b"/a/f/") == errno.EEXIST
+    assert check(b"/a/.") == errno.EEXIST
+    assert check(b"/a/..", want_dir=True) == errno.EEXIST
+
+
+def test_rename_names(vfs: tuple[MountTable, Location]) -> None:
+    """rename(2)'s checks on its final components, in Linux's order."""
+    _, r = vfs
+
+    def check(old: bytes, new: bytes, flags: int = 0) -> int:
+        try:
+            check_rename(resolve_parent(r, r, old), resolve_parent(r, r, new), flags)
+        except SyscallError as e:
+            return e.errno
+        return 0
+
+    assert check(b"/a/f", b"/a/g") == 0
+    assert check(b"/a/f/", b"/a/g") == errno.ENOTDIR
+    assert check(b"/a/f", b"/a/g/") == errno.ENOTDIR
+    assert check(b"/a/lf/", b"/a/g") == errno.ENOTDIR  # the symlink itself is renamed
+    assert check(b"/a/ld/", b"/a/g") == errno.ENOTDIR
+    assert check(b"/a/b/", b"/a/g/") == 0
+    assert check(b"/a/none/", b"/a/g") == errno.ENOENT
+    assert check(b"/a/.", b"/a/g") == errno.EBUSY
+    assert check(b"/a/f", b"/a/..") == errno.EBUSY
+    assert check(b"/a/f", b"/a/..", RENAME_NOREPLACE) == errno.EEXIST
+    assert check(b"/a/f", b"/a/b/", RENAME_NOREPLACE) == errno.EEXIST  # before the slash
+    assert check(b"/a/b", b"/a/f/", RENAME_EXCHANGE) == errno.ENOTDIR
+    assert check(b"/a/f", b"/tmp/g") == errno.EXDEV
+
+
 def test_open_flags(vfs: tuple[MountTable, Location]) -> None:
     _, r = vfs
 
@@ -208,6 +253,17 @@ def test_open_flags(vfs: tuple[MountTable, Location]) -> None:
     assert o.created and o.location.absolute_path() == b"/a/nowhere"
     assert o.host_fd is not None
     os.close(o.host_fd)
+    fails(b"/a/.", os.O_CREAT | os.O_EXCL | os.O_RDWR, errno.EEXIST)
+    fails(b"/a/..", os.O_CREAT | os.O_RDWR, errno.EISDIR)
+    # O_TRUNC truncates with O_RDONLY too, as on Linux
+    o = open_path(r, r, None, b"/a/nowhere", os.O_RDWR)
+    assert o.host_fd is not None
+    os.write(o.host_fd, b"data")
+    os.close(o.host_fd)
+    o = open_path(r, r, None, b"/a/nowhere", os.O_RDONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    assert o.host_fd is not None and not o.created
+    os.close(o.host_fd)
+    assert o.location.inode.getattr().size == 0
     # O_TRUNC empties, and every open has its own offset over shared pages
     o1 = open_path(r, r, None, b"/tmp/x", os.O_RDWR | os.O_TRUNC)
     o2 = open_path(r, r, None, b"/tmp/x", os.O_RDONLY)

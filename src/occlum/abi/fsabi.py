@@ -153,8 +153,8 @@ def pack_stat(s: Stat) -> bytes:
         s.ino,
         s.nlink,
         s.mode,
-        s.uid,
-        s.gid,
+        s.uid & 0xFFFFFFFF,  # unsigned: a volume written before ids were decoded so holds
+        s.gid & 0xFFFFFFFF,  # negative ones
         0,
         s.rdev,
         s.size,
@@ -183,8 +183,8 @@ def pack_statx(s: Stat, mask: int, mnt_id: int = 0) -> bytes:
         s.blksize,
         0,
         s.nlink,
-        s.uid,
-        s.gid,
+        s.uid & 0xFFFFFFFF,
+        s.gid & 0xFFFFFFFF,
         s.mode & 0xFFFF,
         s.ino,
         s.size,

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from occlum.cli._terminal import console
 from occlum.instance._validation import FieldProblem, format_size, parse_size
-from occlum.instance.config import to_run_spec
+from occlum.instance.config import USER_ADDRESS_SPACE, to_run_spec
 from occlum.instance.layout import Instance
 
 if TYPE_CHECKING:
@@ -167,10 +167,12 @@ def _needs(spec: RunSpec, libos: LibOS) -> list[Need]:
     memory_key = "user_space_max_size" if max_size > spec.user_space_size else "user_space_size"
     return [
         Need(
-            "address space (VmPeak)",
+            # both are bounded by it: each process's address space, and all the programs'
+            # memory together (with the pages of the files they wrote)
+            "address space (VmPeak), or memory of all programs",
             f"resource_limits.{memory_key}",
             limits.configured_address_space,
-            peaks.address_space,
+            max(peaks.address_space, peaks.memory),
             limits.address_space,
             size=True,
             why_unmeasured="no process ended with exit_group or exec'd",
@@ -294,9 +296,15 @@ def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None
     if value is None:
         return 0
     try:
-        return parse_size(value)
+        size = parse_size(value)
     except FieldProblem as exc:
         raise click.BadParameter(f"{value!r} {exc.message}")
+    if size > USER_ADDRESS_SPACE:
+        raise click.BadParameter(
+            f"{value!r} is more than a process can address on this machine "
+            f'(at most "{format_size(USER_ADDRESS_SPACE)}")'
+        )
+    return size
 
 
 @click.command(

@@ -96,7 +96,7 @@ class Sigstruct:
         """Parse a document written by ``to_json``; a malformed one is a one-line ``UserError``."""
         try:
             doc = json.loads(text)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # RecursionError: brackets nested too deep
             raise UserError(f"{source} is not valid JSON: run `occlum build`")
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise UserError(f"{source} is not an {FORMAT} document: run `occlum build`")

@@ -30,6 +30,8 @@ from occlum.abi.fsabi import (
     S_IFIFO,
     S_IFMT,
     S_IFREG,
+    S_ISGID,
+    S_ISUID,
     ST_RDONLY,
     StatFs,
     dtype_of_mode,
@@ -40,6 +42,11 @@ from occlum.vfs.mount import FileSystem
 __all__ = ["HostFs"]
 
 _WALK = os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
+# hostfs is a nosuid mount with squashed owners: the LibOS (root on the host) never leaves a
+# set-id file on the host, nor gives a host file to another user. A directory keeps S_ISGID:
+# there it only makes new entries take the directory's group, one the host already gave it.
+_NOSUID_FILE = 0o7777 & ~(S_ISUID | S_ISGID)
+_NOSUID_DIR = 0o7777 & ~S_ISUID
 _MISSING = object()
 DIR_FD_CACHE = 512
 
@@ -115,6 +122,16 @@ class HostInode(Inode):
         st = self._seen if self.fs.readonly else None  # an image file never changes
         if st is None:
             st = self._stat()
+        return self._from_host(st)
+
+    def fgetattr(self, host: os.stat_result) -> Stat:
+        # a descriptor of this very host file (it may have no name any more)
+        seen = self._seen
+        if not self.fs.readonly and (host.st_dev, host.st_ino) == (seen.st_dev, seen.st_ino):
+            return self._from_host(host)
+        return self.getattr()
+
+    def _from_host(self, st: os.stat_result) -> Stat:
         # the mount's own device number, so st_dev is consistent inside the LibOS
         return Stat(
             dev=self.fs.dev, ino=st.st_ino, mode=st.st_mode, nlink=st.st_nlink, uid=st.st_uid,
@@ -188,7 +205,7 @@ class HostInode(Inode):
                 fd = os.open(
                     name,
                     os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                    mode & 0o7777,
+                    mode & _NOSUID_FILE,
                     dir_fd=d,
                 )
                 os.close(fd)
@@ -198,7 +215,7 @@ class HostInode(Inode):
         self._mutate_dir(name)
         with self._dirfd() as d:
             with _host("mkdir"):
-                os.mkdir(name, mode & 0o7777, dir_fd=d)
+                os.mkdir(name, mode & _NOSUID_DIR, dir_fd=d)
             return self._child(d, name)
 
     def mknod(self, name: bytes, mode: int, rdev: int, uid: int, gid: int) -> Inode:
@@ -211,7 +228,7 @@ class HostInode(Inode):
         self._mutate_dir(name)
         with self._dirfd() as d:
             with _host("mkfifo"):
-                os.mkfifo(name, mode & 0o7777, dir_fd=d)
+                os.mkfifo(name, mode & _NOSUID_FILE, dir_fd=d)
             return self._child(d, name)
 
     def symlink(self, name: bytes, target: bytes, uid: int, gid: int) -> Inode:
@@ -300,6 +317,12 @@ class HostInode(Inode):
         with self._opath() as fd, _host("setattr"):
             # /proc/self/fd/N of an O_PATH descriptor names exactly the file we walked to
             proc = f"/proc/self/fd/{fd}"
+            if uid is not None or gid is not None:
+                # squashed owners, as an NFS root_squash or a FUSE mount gives root: giving a
+                # file away is refused (and the ids it already has are no change)
+                st = os.stat(proc)
+                if (uid is not None and uid != st.st_uid) or (gid is not None and gid != st.st_gid):
+                    raise SyscallError(errno.EPERM, "hostfs: host files keep their owners")
             if size is not None:
                 if self.is_dir:
                     raise SyscallError(errno.EISDIR, "truncate of a directory")
@@ -307,15 +330,48 @@ class HostInode(Inode):
                     raise SyscallError(errno.EINVAL, "truncate of a non-regular file")
                 os.truncate(proc, size)
             if mode is not None:
-                os.chmod(proc, mode & 0o7777)
-            if uid is not None or gid is not None:
-                os.chown(proc, -1 if uid is None else uid, -1 if gid is None else gid)
+                os.chmod(proc, mode & (_NOSUID_DIR if self.is_dir else _NOSUID_FILE))
             if atime_ns is not None or mtime_ns is not None:
                 st = os.stat(proc)
                 os.utime(proc, ns=(
                     st.st_atime_ns if atime_ns is None else atime_ns,
                     st.st_mtime_ns if mtime_ns is None else mtime_ns,
                 ))  # fmt: skip
+
+    # Extended attributes: user.* ones are the host file's own, read and written through;
+    # no other namespace reaches the host (security.capability would be a set-id bit by
+    # another name, trusted.* and ACLs are the host administrator's).
+    def _xattr_ok(self, name: bytes) -> bool:
+        if not name.startswith(b"user."):
+            raise SyscallError(errno.EOPNOTSUPP, "hostfs: only user.* extended attributes")
+        return self.is_dir or self.is_regular  # the only files Linux gives user.* to
+
+    def get_xattr(self, name: bytes) -> bytes:
+        if not self._xattr_ok(name):
+            raise SyscallError(errno.ENODATA, "no such attribute")
+        with self._opath() as fd, _host("getxattr"):
+            return os.getxattr(f"/proc/self/fd/{fd}", name)
+
+    def set_xattr(self, name: bytes, value: bytes, flags: int) -> None:
+        self._ro()
+        if not self._xattr_ok(name):
+            raise SyscallError(errno.EPERM, "user attributes only on files and directories")
+        with self._opath() as fd, _host("setxattr"):
+            os.setxattr(f"/proc/self/fd/{fd}", name, value, flags)
+
+    def remove_xattr(self, name: bytes) -> None:
+        self._ro()
+        if not self._xattr_ok(name):
+            raise SyscallError(errno.EPERM, "user attributes only on files and directories")
+        with self._opath() as fd, _host("removexattr"):
+            os.removexattr(f"/proc/self/fd/{fd}", name)
+
+    def list_xattr(self) -> list[bytes]:
+        if not (self.is_dir or self.is_regular):
+            return []
+        with self._opath() as fd, _host("listxattr"):
+            names = os.listxattr(f"/proc/self/fd/{fd}")
+        return [os.fsencode(n) for n in names if n.startswith("user.")]
 
     def open_host_fd(self, flags: int) -> int:
         if self.is_dir:

@@ -90,6 +90,10 @@ class ImageInode(Inode):
             ctime_ns=r.mtime_ns,
         )
 
+    def get_xattr(self, name: bytes) -> bytes:
+        # the image records no extended attributes; setting one is EROFS (the default)
+        raise SyscallError(errno.ENODATA, "the image keeps no extended attributes")
+
 
 class ImageDir(ImageInode):
     def __init__(self, fs: ImageFs, rec: InodeRecord) -> None:

@@ -64,6 +64,7 @@ class ProcessInfo:
     maps: Callable[[], bytes] | None = None
     fd_location: Callable[[int], Location | None] | None = None
     umask: int = 0o022
+    groups: tuple[int, ...] = ()
     # (pgid, sid, threads) computed on demand, when the kernel's answer costs a read
     ids: Callable[[], tuple[int, int, int]] | None = None
     # LibOS tid -> host tid of every thread, read when task/ is looked at
@@ -540,7 +541,8 @@ def _status_text(i: ProcessInfo, who: _Thread = _PROCESS) -> bytes:
         b"Uid:\t%d\t%d\t%d\t%d" % (i.uid, i.uid, i.uid, i.uid),
         b"Gid:\t%d\t%d\t%d\t%d" % (i.gid, i.gid, i.gid, i.gid),
         b"FDSize:\t%d" % max(64, len(i.fds)),
-        b"Groups:\t",
+        # Linux's trailing space, kept "for compatibility"
+        b"Groups:\t" + b" ".join(b"%d" % g for g in i.groups) + b" ",
     ]
     # the host's own lines for memory and signals: the program's real state (the signal
     # masks hold no pid; SigQ counts the signals queued for the user, as on Linux)

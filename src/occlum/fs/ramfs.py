@@ -30,6 +30,7 @@ from occlum.abi.fsabi import (
 )
 from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, Stat
 from occlum.vfs.mount import FileSystem
+from occlum.vfs.xattr import XattrStore
 
 __all__ = ["RamFs"]
 
@@ -117,6 +118,35 @@ class RamInode(Inode):
             self.mtime_ns = mtime_ns
         self.ctime_ns = time.time_ns()
 
+    # extended attributes: kept with the inode (a SEFS volume stores them in its metadata)
+    xattrs: XattrStore | None = None
+
+    def get_xattr(self, name: bytes) -> bytes:
+        if self.xattrs is None:
+            XattrStore().get(name)  # the errno an empty store gives
+        assert self.xattrs is not None
+        return self.xattrs.get(name)
+
+    def set_xattr(self, name: bytes, value: bytes, flags: int) -> None:
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS, "read-only file system")
+        if self.xattrs is None:
+            self.xattrs = XattrStore()
+        self.xattrs.set(name, value, flags)
+        self.ctime_ns = time.time_ns()
+
+    def remove_xattr(self, name: bytes) -> None:
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS, "read-only file system")
+        if self.xattrs is None:
+            XattrStore().remove(name)
+        assert self.xattrs is not None
+        self.xattrs.remove(name)
+        self.ctime_ns = time.time_ns()
+
+    def list_xattr(self) -> list[bytes]:
+        return self.xattrs.names() if self.xattrs is not None else []
+
     def _truncate(self, size: int) -> None:
         if self.is_dir:
             raise SyscallError(errno.EISDIR, "truncate of a directory")
@@ -134,9 +164,19 @@ class RamInode(Inode):
 class RamFile(RamInode):
     """A regular file whose pages live in a memfd owned by this inode."""
 
+    # (st_dev, st_ino) of the memfd, kept after it is closed: descriptors donated from it
+    # still show this file
+    memfd_id: tuple[int, int] | None = None
+
     def __init__(self, fs: RamFs, mode: int, uid: int, gid: int) -> None:
         super().__init__(fs, mode, uid, gid)
-        self.memfd: int | None = os.memfd_create(f"ramfs:{self.ino}", os.MFD_CLOEXEC)
+        self.memfd: int | None = None
+        self._adopt(os.memfd_create(f"ramfs:{self.ino}", os.MFD_CLOEXEC))
+
+    def _adopt(self, memfd: int) -> None:
+        self.memfd = memfd
+        st = os.fstat(memfd)
+        self.memfd_id = (st.st_dev, st.st_ino)
 
     def _fd(self) -> int:
         if self.memfd is None:
@@ -149,11 +189,22 @@ class RamFile(RamInode):
     def getattr(self) -> Stat:
         st = super().getattr()
         if self.memfd is not None:
-            # programs write through donated descriptors natively: the memfd's own size and
-            # modification times are the true ones
-            host = os.fstat(self.memfd)
-            st.mtime_ns = host.st_mtime_ns
-            st.ctime_ns = max(self.ctime_ns, host.st_ctime_ns)
+            self._with_contents(st, os.fstat(self.memfd))
+        return st
+
+    def fgetattr(self, host: os.stat_result) -> Stat:
+        if (host.st_dev, host.st_ino) == self.memfd_id:
+            return self._with_contents(RamInode.getattr(self), host)
+        return self.getattr()  # a descriptor of some other object (an O_PATH handle)
+
+    def _with_contents(self, st: Stat, host: os.stat_result) -> Stat:
+        """``st`` with what native writes through donated descriptors change: the memfd's
+        own size and modification time are the true ones; the change time is the later of
+        the inode's (chmod, link, ...) and the memfd's (writes, truncation)."""
+        st.size = host.st_size
+        st.blocks = (host.st_size + 511) // 512
+        st.mtime_ns = host.st_mtime_ns
+        st.ctime_ns = max(self.ctime_ns, host.st_ctime_ns)
         return st
 
     def setattr(

@@ -66,6 +66,7 @@ from occlum.abi.fsabi import (
 )
 from occlum.vfs.inode import DirEntry, Inode
 from occlum.vfs.mount import FileSystem
+from occlum.vfs.xattr import XATTR_CREATE, XATTR_REPLACE
 
 __all__ = ["OPAQUE_MARKER", "WH_PREFIX", "UnionFs", "is_reserved_name"]
 
@@ -144,6 +145,11 @@ class UnionInode(Inode):
         # a fresh Stat: layers may hand out their own
         return replace(self._layer().getattr(), dev=self.fs.dev, ino=self.ino)
 
+    def fgetattr(self, host: os.stat_result) -> Stat:
+        if not self.is_regular:
+            return self.getattr()  # a directory's merged link count
+        return replace(self._layer().fgetattr(host), dev=self.fs.dev, ino=self.ino)
+
     def readlink(self) -> bytes:
         return self._layer().readlink()
 
@@ -167,6 +173,32 @@ class UnionInode(Inode):
         # a truncation copies only the bytes that survive it
         upper = self.fs.copy_up(self, keep=size)
         upper.setattr(mode, uid, gid, size, atime_ns, mtime_ns)
+
+    def get_xattr(self, name: bytes) -> bytes:
+        return self._layer().get_xattr(name)
+
+    def list_xattr(self) -> list[bytes]:
+        return self._layer().list_xattr()
+
+    def set_xattr(self, name: bytes, value: bytes, flags: int) -> None:
+        if self.upper is None and flags & (XATTR_CREATE | XATTR_REPLACE):
+            self._check_flags(name, flags)  # no copy-up for a call bound to fail
+        self.fs.copy_up(self).set_xattr(name, value, flags)
+
+    def remove_xattr(self, name: bytes) -> None:
+        if self.upper is None:
+            self._layer().get_xattr(name)  # ENODATA: nothing to copy up for
+        self.fs.copy_up(self).remove_xattr(name)
+
+    def _check_flags(self, name: bytes, flags: int) -> None:
+        try:
+            self._layer().get_xattr(name)
+        except SyscallError as e:
+            if e.errno == errno.ENODATA and flags & XATTR_REPLACE:
+                raise
+            return
+        if flags & XATTR_CREATE:
+            raise SyscallError(errno.EEXIST, "attribute exists")
 
     def immutable_content(self) -> Inode | None:
         # not copied up: still the lower layer's file
@@ -567,6 +599,8 @@ class UnionFs(FileSystem):
             new = pup.symlink(name, lower.readlink(), st.uid, st.gid)
         else:
             new = pup.mknod(name, st.mode, st.rdev, st.uid, st.gid)
+        for xname in lower.list_xattr():
+            new.set_xattr(xname, lower.get_xattr(xname), 0)
         new.setattr(
             mode=None if kind == S_IFLNK else perms, atime_ns=st.atime_ns, mtime_ns=st.mtime_ns
         )

@@ -17,8 +17,10 @@ copy_bom (tools/copy_bom):
 - ``hash`` is the SHA-256 of the source file (hex, any case); a mismatch is an error.
 - ``autodep`` (default true): the ELF dependencies of each file (interpreter and shared
   libraries, transitively) are copied to their host paths in the image, symlinks kept as
-  symlinks along with what they point to. A dependency that cannot be found is an error for a
-  listed file and a warning for a file inside a copied directory.
+  symlinks along with what they point to; a library found through a ``$ORIGIN`` run path goes
+  where that path leads from the object's place in the image. A ``.so`` that is a linker script
+  brings the files it names. A dependency that cannot be found is an error for a listed file
+  and a warning for a file inside a copied directory.
 
 Differences from Occlum: included BOM files are processed before the file including them (so
 the including file has the final word on a destination), and an include cycle is an error.
@@ -41,7 +43,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from occlum.abi.errors import UserError
 from occlum.instance._validation import FieldProblem, describe_error, iter_unknown_keys
-from occlum.instance.elfdeps import LibraryResolver, is_elf
+from occlum.instance.elfdeps import LibraryResolver, is_elf, linker_script_inputs
 
 # --- the BOM file -----------------------------------------------------------------------------
 
@@ -96,6 +98,25 @@ class LoadedBom:
     warnings: tuple[str, ...]
 
 
+MAX_BOM_VALUES = 1_000_000
+
+
+def _fits(doc: object, budget: int) -> bool:
+    """Whether ``doc`` holds at most ``budget`` values, counting a shared one each time."""
+    stack = [doc]
+    while stack:
+        budget -= 1
+        if budget < 0:
+            return False
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return True
+
+
 def load_bom(path: Path) -> LoadedBom:
     label = str(path)
     try:
@@ -106,6 +127,8 @@ def load_bom(path: Path) -> LoadedBom:
         raise UserError(f"{label}: cannot read: {getattr(e, 'strerror', None) or e}")
     try:
         raw = yaml.safe_load(text)
+    except RecursionError:  # the parser recurses once per nested collection
+        raise UserError(f"{label}: invalid YAML: collections nested too deep")
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -115,6 +138,9 @@ def load_bom(path: Path) -> LoadedBom:
         raw = {}
     if not isinstance(raw, dict):
         raise UserError(f"{label}: the top level must be a mapping (includes, excludes, targets)")
+    if not _fits(raw, MAX_BOM_VALUES):
+        # YAML aliases share a value: ten nested ones expand to billions (a "billion laughs")
+        raise UserError(f"{label}: more than {MAX_BOM_VALUES} values once aliases are expanded")
     try:
         bom = Bom.model_validate(raw)
     except ValidationError as e:
@@ -221,8 +247,9 @@ class _Planner:
         # host source -> image destination of every planned copy, to skip deps already copied
         self.copied_sources: set[str] = set()
         self.copied_trees: list[str] = []
-        self.strict_autodep: list[tuple[str, str]] = []  # (host file, where)
-        self.lenient_autodep: list[str] = []
+        self.strict_autodep: list[tuple[str, str, str]] = []  # (host file, image file, where)
+        self.lenient_autodep: list[tuple[str, str]] = []  # (host file, image file)
+        self._scripts_seen: set[str] = set()
 
     def in_root(self, image_path: str, where: str) -> str:
         """The host path of ``image_path`` (a path inside the image)."""
@@ -286,7 +313,7 @@ class _Planner:
             dest = self.inside(os.path.join(tdir, name), w)
             self.add_copy(path, dest)
             if f.autodep:
-                self.strict_autodep.append((path, w))
+                self.strict_autodep.append((path, dest, w))
 
     def add_copy(self, src: str, dest: str) -> None:
         self.plan.add(Action("copy", dest, src))
@@ -341,35 +368,81 @@ class _Planner:
                 self._copy_tree(s, d, tree, excludes, r, active)
             elif stat.S_ISREG(lst.st_mode):
                 self.add_copy(s, d)
-                self.lenient_autodep.append(s)
+                self.lenient_autodep.append((s, d))
             else:
                 self.plan.warnings.append(f"{s}: not a regular file, directory or symlink, skipped")
 
     def autodep(self) -> None:
-        for path, where in self.strict_autodep:
-            deps = self.resolver.find_dependencies(path)
-            if deps.missing:
-                name, by = deps.missing[0]
+        for path, dest, where in self.strict_autodep:
+            self._add_needs(path, dest, where)
+        for path, dest in self.lenient_autodep:
+            self._add_needs(path, dest, None)
+
+    def _add_needs(self, path: str, dest: str, where: str | None) -> None:
+        """Add what host file ``path``, copied to ``dest`` (in the root), needs: an ELF file its
+        interpreter and libraries, a linker script the files it names, and what those need.
+        Something missing is an error where the BOM names the file (``where``), else a
+        warning."""
+        if not is_elf(path):
+            if _maybe_linker_script(path):
+                self._add_script_inputs(path, where)
+            return
+        deps = self.resolver.find_dependencies(path)
+        for name, by in deps.missing:
+            if where is not None:
                 raise UserError(
                     f"{where}: {path} needs {name}"
                     + (f" (through {by})" if by != path else "")
                     + ", which cannot be found on this host (or set autodep: false)"
                 )
-            for dep in deps.paths:
-                self.add_dependency(dep)
-        for path in self.lenient_autodep:
-            if not is_elf(path):
+            self.plan.warnings.append(f"autodep: {by} needs {name}, which cannot be found")
+        # where each object lands in the image: a library found through an $ORIGIN entry is
+        # looked for there relative to where that object is, which need not be its host place
+        placed = {path: "/" + os.path.relpath(dest, self.root)}
+        for dep in deps.paths:
+            at = os.path.normpath(dep)
+            owner_rel = deps.origin_relative.get(dep)
+            if owner_rel is not None and owner_rel[0] in placed:
+                owner, rel = owner_rel
+                at = os.path.normpath(os.path.join(os.path.dirname(placed[owner]), rel))
+            placed[dep] = at
+            if where is None and self._already_copied(dep):
                 continue
-            deps = self.resolver.find_dependencies(path)
-            for name, by in deps.missing:
-                self.plan.warnings.append(f"autodep: {by} needs {name}, which cannot be found")
-            for dep in deps.paths:
-                real = os.path.realpath(dep)
-                if real in self.copied_sources or any(
-                    real.startswith(t + os.sep) for t in self.copied_trees
-                ):
-                    continue  # already copied as part of a directory
+            if at == os.path.normpath(dep):
                 self.add_dependency(dep)
+            else:
+                dest_at = self.in_root(at, "autodep")
+                if dest_at not in self.plan.actions:
+                    self.add_copy(dep, dest_at)
+
+    def _add_script_inputs(self, path: str, where: str | None) -> None:
+        real = os.path.realpath(path)
+        if real in self._scripts_seen:
+            return
+        self._scripts_seen.add(real)
+        inputs = linker_script_inputs(path)
+        if inputs is None:
+            return
+        for name in inputs.missing:
+            if where is not None:
+                raise UserError(
+                    f"{where}: {path} is a linker script naming {name}, which cannot be found "
+                    "on this host (or set autodep: false)"
+                )
+            self.plan.warnings.append(f"autodep: {path} names {name}, which cannot be found")
+        for named in inputs.paths:
+            # the script names absolute paths (or ones found as ld finds them): the linker
+            # inside the image opens them at those paths
+            if where is None and self._already_copied(named):
+                continue
+            self.add_dependency(named)
+            self._add_needs(named, self.in_root(named, "autodep"), where)
+
+    def _already_copied(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        return real in self.copied_sources or any(
+            real.startswith(t + os.sep) for t in self.copied_trees
+        )
 
     def add_dependency(self, path: str) -> None:
         """Copy host file ``path`` to the same path in the image, its symlinks as symlinks."""
@@ -385,6 +458,13 @@ class _Planner:
         existing = self.plan.actions.get(dest)
         if existing is None or existing.kind != "copy":
             self.plan.add(Action("copy", dest, content))
+
+
+def _maybe_linker_script(path: str) -> bool:
+    """Whether a file that is no ELF file is worth reading as a linker script: ld finds
+    ``-lNAME`` as ``libNAME.so``, and a script elsewhere (a text file that happens to say
+    ``INPUT(``) must not make copy_bom look for files."""
+    return path.endswith(".so")
 
 
 def sha256_file(path: str, where: str) -> str:

@@ -60,6 +60,15 @@ def _check_abs_path(value: object) -> object:
 
 AbsPath = Annotated[str, BeforeValidator(_check_abs_path)]
 
+
+def _check_host_path(value: object) -> object:
+    if isinstance(value, str) and "\0" in value:
+        raise FieldProblem("contains a NUL byte")  # no host path can: the OS would refuse it
+    return value
+
+
+HostPath = Annotated[str, BeforeValidator(_check_host_path)]
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -97,6 +106,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True, validate_default=False)
 
 
+# x86-64's user address space with 4-level page tables (47 bits); with 5-level ones the kernel
+# still maps nothing above it unless a program asks with an address hint
+USER_ADDRESS_SPACE = 1 << 47
+
+
 class ResourceLimits(_Section):
     user_space_size: Size = 300 * MB
     user_space_max_size: Size | None = None
@@ -109,6 +123,16 @@ class ResourceLimits(_Section):
 
     @model_validator(mode="after")
     def _maxima(self) -> ResourceLimits:
+        for key in ("user_space_size", "user_space_max_size"):
+            size = getattr(self, key)
+            # it becomes each process's RLIMIT_AS: past what a process can address, the limit
+            # means nothing, and past 2**63 the host refuses it when the first program starts
+            if size is not None and size > USER_ADDRESS_SPACE:
+                raise FieldProblem(
+                    "is more than a process can address on this machine "
+                    f'(at most "{format_size(USER_ADDRESS_SPACE)}")',
+                    subpath=key,
+                )
         if self.user_space_max_size is not None and self.user_space_max_size < self.user_space_size:
             raise FieldProblem(
                 f"must not be smaller than user_space_size ({format_size(self.user_space_size)})",
@@ -192,7 +216,7 @@ class MountOptions(_Section):
 class Mount(_Section):
     target: AbsPath
     type: FsType
-    source: str | None = None
+    source: HostPath | None = None
     options: MountOptions = Field(default_factory=MountOptions)
 
     @model_validator(mode="after")
@@ -327,6 +351,8 @@ def parse_config(text: str, label: str = CONFIG_NAME) -> LoadedConfig:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
         raise UserError(f"{label}: line {e.lineno}, column {e.colno}: invalid JSON: {e.msg}")
+    except RecursionError:  # the decoder recurses once per bracket
+        raise UserError(f"{label}: invalid JSON: arrays or objects nested too deep")
     if not isinstance(raw, dict):
         raise UserError(f"{label}: the top level must be a JSON object {{...}}")
     try:
@@ -460,6 +486,7 @@ def to_run_spec(
     inst = instance if isinstance(instance, Instance) else Instance(Path(instance))
     if not argv and not service:
         raise UserError("no program given (e.g. occlum run /bin/hello)")
+    inst.require_run_files()
     loaded = inst.load_built_config()
     config = loaded.config
     # a started instance (service) runs the programs `occlum exec` names, checked then
@@ -506,7 +533,8 @@ def to_run_spec(
         root_hash=root_hash,
         root_upper=root_upper,
         root_upper_key=root_upper_key,
-        init_image=str(init_image) if init_hash is not None and init_image.is_file() else None,
+        # measured, so never skipped: require_run_files has checked that the image is there
+        init_image=str(init_image) if init_hash is not None else None,
         init_hash=init_hash,
         user_image_key=user_key,
     )
@@ -571,8 +599,10 @@ def _verified_root(inst: Any) -> tuple[str, str, dict[str, str]]:
     try:
         hashes = json.loads(inst.image_hashes_path.read_text())
         config_bytes = inst.built_config_path.read_bytes()
-    except (OSError, ValueError):
-        raise UserError("instance not built (no image hashes): run `occlum build` first")
+    except OSError as e:
+        raise UserError(f"cannot read {e.filename}: {e.strerror}: run `occlum build`")
+    except (ValueError, RecursionError):  # RecursionError: brackets nested too deep
+        raise UserError(f"{inst.image_hashes_path}: malformed; run `occlum build`")
     if not isinstance(hashes, dict) or not all(isinstance(v, str) for v in hashes.values()):
         raise UserError(f"{inst.image_hashes_path}: malformed; run `occlum build`")
     verify_build(inst.build_dir, config_bytes, hashes)

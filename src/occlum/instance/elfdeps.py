@@ -11,20 +11,28 @@ interpreter from ``PT_INTERP``, then each ``DT_NEEDED`` name, transitively, look
 5. the default directories.
 
 ``$ORIGIN`` is the directory of the executable's real path, or of the path a library was found
-under. A candidate whose ELF class or machine differs from the program's is skipped, as ld.so
-does. musl programs (interpreter ``ld-musl-*``) search ``/etc/ld-musl-<arch>.path`` or
+under; ``$LIB`` is ``lib/x86_64-linux-gnu`` and ``$PLATFORM`` ``x86_64`` (Debian's values). A
+library found through an ``$ORIGIN`` entry is reported with its place relative to the object
+whose entry it was (``Dependencies.origin_relative``): copied elsewhere, the object still
+finds it only there. A candidate whose ELF class or machine differs from the program's is
+skipped, as ld.so does. musl programs (interpreter ``ld-musl-*``) search ``/etc/ld-musl-<arch>.path`` or
 ``/lib:/usr/local/lib:/usr/lib`` instead, and get ``libc.so`` from the interpreter itself.
 
 glibc loads ``libgcc_s.so.1`` with ``dlopen`` when a thread exits or is cancelled
 (``pthread_exit``, ``pthread_cancel``: the stack unwinder), so no ``DT_NEEDED`` names it; a
 program that loads glibc's ``libc.so.6`` gets it too, found as libc itself would find it,
 when the host has it (its absence is no error).
+
+A ``.so`` file is often no ELF file but a GNU ld script (Debian's ``libc.so``, ``libm.so``):
+``GROUP``/``INPUT`` name the files the linker reads instead, ``AS_NEEDED`` ones included.
+``linker_script_inputs`` finds them, for a program such as gcc that links inside the image.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -174,6 +182,8 @@ class Dependencies:
 
     paths: list[str] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)  # (name, needed by)
+    # path -> (the object whose $ORIGIN entry found it, the path relative to that $ORIGIN)
+    origin_relative: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 class LibraryResolver:
@@ -214,7 +224,7 @@ class LibraryResolver:
                 seen.add(os.path.realpath(main.interp))
             else:
                 result.missing.append((main.interp, program))
-        exe_rpath = () if main.runpath else self._expand(main.rpath, origin)
+        exe_rpath = [] if main.runpath else self._owned(main.rpath, origin, program)
         # (object, its facts, its $ORIGIN, whether what it needs may be missing)
         queue: list[tuple[str, ElfInfo, str, bool]] = [(program, main, origin, False)]
         loaded_names: set[str] = set()
@@ -224,7 +234,7 @@ class LibraryResolver:
                 if name in loaded_names:
                     continue
                 loaded_names.add(name)
-                found = self._search(name, info, obj_origin, exe_rpath, main, musl)
+                found, owner = self._search(name, obj, info, obj_origin, exe_rpath, main, musl)
                 if found is None:
                     if not optional:
                         result.missing.append((name, obj))
@@ -234,6 +244,9 @@ class LibraryResolver:
                     continue
                 seen.add(real)
                 result.paths.append(found)
+                if owner is not None:
+                    owner_origin = origin if owner == program else os.path.dirname(owner)
+                    result.origin_relative[found] = (owner, os.path.relpath(found, owner_origin))
                 dep_info = self.info(found)
                 if dep_info is not None:
                     queue.append((found, dep_info, os.path.dirname(found), False))
@@ -246,39 +259,52 @@ class LibraryResolver:
     def _search(
         self,
         name: str,
+        obj: str,
         info: ElfInfo,
         origin: str,
-        exe_rpath: tuple[str, ...],
+        exe_rpath: list[tuple[str, str | None]],
         main: ElfInfo,
         musl: bool,
-    ) -> str | None:
+    ) -> tuple[str | None, str | None]:
+        """Where ld.so finds ``name`` needed by ``obj``, and the object whose ``$ORIGIN``
+        entry found it (None: found elsewhere)."""
         if "/" in name:
-            return name if self._accept(name, main) else None
-        dirs: list[str] = []
+            return (name if self._accept(name, main) else None), None
+        dirs: list[tuple[str, str | None]] = []
         if not info.runpath:
-            dirs += self._expand(info.rpath, origin)
+            dirs += self._owned(info.rpath, origin, obj)
             dirs += exe_rpath
-        dirs += self._expand(info.runpath, origin)
-        for d in dirs:
+        dirs += self._owned(info.runpath, origin, obj)
+        for d, owner in dirs:
             cand = os.path.join(d, name)
             if self._accept(cand, main):
-                return cand
+                return cand, owner
         if musl:
             for d in _musl_dirs():
                 cand = os.path.join(d, name)
                 if self._accept(cand, main):
-                    return cand
+                    return cand, None
             if name.startswith("libc.so") and main.interp is not None:
-                return main.interp  # musl's loader is its libc
-            return None
+                return main.interp, None  # musl's loader is its libc
+            return None, None
         for cand in self._cache.get(name, ()):
             if self._accept(cand, main):
-                return cand
+                return cand, None
         for d in (*self._conf_dirs, *self._default_dirs):
             cand = os.path.join(d, name)
             if self._accept(cand, main):
-                return cand
-        return None
+                return cand, None
+        return None, None
+
+    @classmethod
+    def _owned(
+        cls, paths: tuple[str, ...], origin: str, obj: str
+    ) -> list[tuple[str, str | None]]:
+        """``paths`` expanded, each with ``obj`` if it is relative to ``obj``'s ``$ORIGIN``."""
+        return [
+            (d, obj if p.startswith(("$ORIGIN", "${ORIGIN}")) else None)
+            for p, d in zip(paths, cls._expand(paths, origin), strict=True)
+        ]
 
     def _accept(self, path: str, main: ElfInfo) -> bool:
         if not os.path.isfile(path):
@@ -297,6 +323,81 @@ class LibraryResolver:
             p = p.replace("${PLATFORM}", "x86_64").replace("$PLATFORM", "x86_64")
             out.append(os.path.normpath(p))
         return tuple(out)
+
+
+_SCRIPT_MAX = 64 << 10  # Debian's scripts are a few hundred bytes
+_SCRIPT_COMMENT = re.compile(rb"/\*.*?\*/", re.S)
+_SCRIPT_INPUTS = re.compile(rb"\b(?:GROUP|INPUT)\s*\(")
+_SCRIPT_TOKEN = re.compile(rb"[\s,()]+")
+
+
+@dataclass(slots=True)
+class ScriptInputs:
+    """The files a linker script names: host paths found, and names not found."""
+
+    paths: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def linker_script_inputs(
+    path: str, search_dirs: tuple[str, ...] = DEFAULT_DIRS
+) -> ScriptInputs | None:
+    """The files the GNU ld script ``path`` names in ``GROUP`` and ``INPUT`` (those inside
+    ``AS_NEEDED`` too), found as ld finds them; None if ``path`` is no such script.
+
+    A name is an absolute path (``=`` first: below the sysroot, ``/`` here), ``-lNAME``
+    (``libNAME.so``, then ``libNAME.a``), or a file name, looked up in the script's directory,
+    then in ``search_dirs``."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_SCRIPT_MAX + 1)
+    except OSError:
+        return None
+    if len(data) > _SCRIPT_MAX or data.startswith(_ELF_MAGIC) or b"\0" in data:
+        return None  # too big, ELF, or binary (an archive)
+    text = _SCRIPT_COMMENT.sub(b" ", data)
+    names: list[str] = []
+    commands = 0
+    for m in _SCRIPT_INPUTS.finditer(text):
+        commands += 1
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            depth += {b"(": 1, b")": -1}.get(text[i : i + 1], 0)
+            i += 1
+        for tok in _SCRIPT_TOKEN.split(text[m.end() : i]):
+            tok = tok.strip(b'"')
+            if tok and tok != b"AS_NEEDED":
+                names.append(tok.decode(errors="surrogateescape"))
+    if not commands:
+        return None
+    result = ScriptInputs()
+    dirs = (os.path.dirname(path), *search_dirs)
+    for name in names:
+        found = _script_input(name, dirs)
+        if found is None:
+            result.missing.append(name)
+        elif found not in result.paths:
+            result.paths.append(found)
+    return result
+
+
+def _script_input(name: str, dirs: tuple[str, ...]) -> str | None:
+    if name.startswith("="):
+        name = "/" + name[1:].lstrip("/")
+    if name.startswith("/"):
+        return name if os.path.isfile(name) else None
+    if name.startswith("-l:"):
+        candidates = [name[3:]]
+    elif name.startswith("-l"):
+        candidates = [f"lib{name[2:]}.so", f"lib{name[2:]}.a"]
+    else:
+        candidates = [name]
+    for d in dirs:
+        for c in candidates:
+            cand = os.path.join(d, c)
+            if os.path.isfile(cand):
+                return cand
+    return None
 
 
 def _with_needed(info: ElfInfo, needed: tuple[str, ...]) -> ElfInfo:

@@ -47,9 +47,13 @@ def default_init() -> Path:
     src = tmp.with_suffix(".c")
     try:
         src.write_bytes(source)
-        done = subprocess.run(
-            [cc, *_FLAGS, "-o", str(tmp), str(src)], capture_output=True, text=True, check=False
-        )
+        try:
+            done = subprocess.run(
+                [cc, *_FLAGS, "-o", str(tmp), str(src)],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+        except OSError as e:  # the fork or exec of the compiler (EAGAIN: the process limit)
+            raise UserError(f"cannot run {cc} to build the default init: {e.strerror or e}")
         if done.returncode != 0:
             first = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
             raise UserError(f"cannot compile the default init with {cc}: {first}")

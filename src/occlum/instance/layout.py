@@ -56,6 +56,14 @@ IMAGE_TYPE_INTEGRITY_ONLY = "integrity-only"
 BUILDIN_IMAGE_KEY_PATH = "/etc/image_key"
 IMAGE_DIRS = ("bin", "lib", "lib64", "etc", "tmp", "proc", "dev", "host", "root", "sbin")
 INITFS_DIRS = ("bin", "lib", "dev", "proc", "etc")
+# build/ outputs that `occlum run` reads: each is measured into MRENCLAVE or is its signature
+RUN_BUILD_FILES = (
+    CONFIG_NAME + ".built",
+    "image_hashes.json",
+    "sigstruct.json",
+    "image.img",
+    "initfs.img",
+)
 
 
 @dataclass(slots=True, frozen=True)
@@ -129,9 +137,28 @@ class Instance:
     def is_built(self) -> bool:
         return self.built_config_path.is_file() and self.built_image_dir.is_dir()
 
+    def require_run_files(self) -> None:
+        """Refuse to run a build with a piece missing, naming it. The measurement covers every
+        one of them, so none may be skipped: without this, a run would go on without what a
+        missing file holds (a missing initfs.img was once a boot without its init stage)."""
+        self.require()
+        present = [n for n in RUN_BUILD_FILES if os.path.lexists(self.build_dir / n)]
+        if not present:
+            raise UserError("instance not built: run `occlum build` first")
+        for name in RUN_BUILD_FILES:
+            path = self.build_dir / name
+            if not path.is_file():
+                what = "not a regular file" if os.path.lexists(path) else "missing"
+                raise UserError(f"{path} is {what}: the build is incomplete, run `occlum build`")
+
     def load_built_config(self) -> LoadedConfig:
         self.require()
         if not self.is_built():
+            if self.built_config_path.is_file():  # the rest of build/ is there
+                raise UserError(
+                    f"{self.built_image_dir} is missing: the build is incomplete, run "
+                    "`occlum build`"
+                )
             raise UserError("instance not built: run `occlum build` first")
         return load_config(self.built_config_path, label=f"build/{CONFIG_NAME}.built")
 

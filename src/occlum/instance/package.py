@@ -67,16 +67,8 @@ from occlum.instance.config import (
     normalized_config_text,
     plan_mounts,
 )
-from occlum.instance.layout import STATUS_FILE, BuildProgress, Instance
+from occlum.instance.layout import RUN_BUILD_FILES, STATUS_FILE, BuildProgress, Instance
 
-# build/ outputs that `occlum run` reads (see the module docstring)
-RUN_BUILD_FILES = (
-    CONFIG_NAME + ".built",
-    "image_hashes.json",
-    "sigstruct.json",
-    "image.img",
-    "initfs.img",
-)
 OCI_INSTANCE_DIR = "/occlum_instance"
 OCI_LAYOUT_VERSION = "1.0.0"
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -135,8 +127,9 @@ def _check_packable(inst: Instance, *, debug: bool) -> _Checked:
 
     inst.require()
     build = inst.build_dir
-    if not inst.is_built() or not all((build / name).is_file() for name in RUN_BUILD_FILES):
+    if not inst.is_built() and not any((build / name).exists() for name in RUN_BUILD_FILES):
         raise UserError("instance not built: run `occlum build` before `occlum package`")
+    inst.require_run_files()  # a piece missing is named
     built_text = inst.built_config_path.read_text()
     if normalized_config_text(inst.load_config().config) != built_text:
         raise UserError(
@@ -145,7 +138,7 @@ def _check_packable(inst: Instance, *, debug: bool) -> _Checked:
         )
     try:
         hashes = json.loads(inst.image_hashes_path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         raise UserError(f"{inst.image_hashes_path} is damaged: run `occlum build`")
     if not isinstance(hashes, dict) or not all(isinstance(v, str) for v in hashes.values()):
         raise UserError(f"{inst.image_hashes_path} is damaged: run `occlum build`")
@@ -614,7 +607,7 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         doc = json.loads(path.read_bytes())
     except OSError as e:
         raise UserError(f"{what}: cannot read {path}: {e.strerror}")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: brackets nested too deep
         raise UserError(f"{what}: {path} is not valid JSON")
     if not isinstance(doc, dict):
         raise UserError(f"{what}: {path} is not a JSON object")

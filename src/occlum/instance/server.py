@@ -449,12 +449,22 @@ def start_server(run_dir: Path, make_libos: Callable[[], Any], config: Any) -> i
     sys.stdout.flush()
     sys.stderr.flush()
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-    first = os.fork()
+    try:
+        first = os.fork()
+    except OSError as exc:  # EAGAIN: the host's limit on processes
+        os.close(ready_r)
+        os.close(ready_w)
+        raise UserError(f"cannot start the server: fork: {exc.strerror}")
     if first == 0:  # detach: a session of its own, then the server is an orphan
         os.close(ready_r)
         try:
             os.setsid()
-            if os.fork() != 0:
+            try:
+                second = os.fork()
+            except OSError as exc:
+                os.write(ready_w, f"error cannot start the server: fork: {exc.strerror}\n".encode())
+                raise
+            if second != 0:
                 os._exit(0)
             _server_main(
                 run_dir,

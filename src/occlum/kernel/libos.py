@@ -39,6 +39,7 @@ from occlum.kernel.limits import Limits
 from occlum.kernel.log import Log
 from occlum.kernel.objects import ObjectRegistry
 from occlum.kernel.process import CachedProgram, Process, Task
+from occlum.kernel.procinfo import initial_groups
 from occlum.kernel.spec import MountSpec, RunSpec
 from occlum.kernel.strace import format_call, format_result
 from occlum.platform import launch as launcher
@@ -46,7 +47,7 @@ from occlum.platform import native
 from occlum.platform.faults import FaultLog
 from occlum.platform.seccomp import Listener
 from occlum.platform.stub import build_stub
-from occlum.vfs.inode import Inode
+from occlum.vfs.inode import Cred, Inode
 from occlum.vfs.mount import FileSystem, MountTable
 from occlum.vfs.path import resolve
 
@@ -104,7 +105,6 @@ class LibOS:
         self.foreground = _terminal_foreground()
         self.mounts = self._init_mounts(spec) if spec.init_image else self._build_mounts(spec)
         self.objects = ObjectRegistry()
-        self.objects.live_keys = self._live_keys
         self.exec_cache: OrderedDict[tuple[int, int], CachedProgram] = OrderedDict()
         self.procs: dict[int, Process] = {}  # by host tgid
         # host pid -> (program, LibOS pid), kept after exit for crash reports
@@ -142,7 +142,7 @@ class LibOS:
         self.tree_live = False  # a process tree was launched and not yet ended
         # the boot: "init" while the initfs's init runs (it mounts the root with mount_rootfs),
         # then "app"
-        self.stage = "init" if spec.init_image is not None else "app"
+        self.stage = "init" if spec.init_image is not None or spec.init_hash is not None else "app"
         self.root_pending: MountTable | None = None  # what mount_rootfs mounted
         self.boot_error: str | None = None  # why mount_rootfs failed
 
@@ -150,7 +150,8 @@ class LibOS:
     def _init_mounts(self, spec: RunSpec) -> MountTable:
         """The init stage's file systems: the initfs image as the root, /dev (holding the key
         file given to ``occlum run --image-key`` as ``/dev/image_key``, if any) and /proc."""
-        assert spec.init_image is not None and spec.init_hash is not None
+        if spec.init_image is None or spec.init_hash is None:  # measured: never skipped
+            raise UserError("the init stage is measured but its image or hash is missing")
         try:
             root = ImageFs(spec.init_image, spec.init_hash)
         except SyscallError as exc:
@@ -267,6 +268,7 @@ class LibOS:
         calls (the supervisor has no other thread); a volume with no change costs little."""
         self.sync_file_systems()
         self.limits.check_threads()
+        self.limits.check_memory()
         self.next_writeback = time.monotonic() + self.writeback_interval
 
     def sync_file_systems(self) -> None:
@@ -357,7 +359,7 @@ class LibOS:
         """Run the initfs's init until it exits; it must have mounted the root (mount_rootfs)
         and exited with status 0. Then the root it mounted replaces the initfs."""
         argv = [a.encode() for a in self.spec.init_argv]
-        self._check_program(argv[0], stage="the initfs")
+        self._check_program(argv[0], stage="the initfs", image=self.spec.init_image)
         self._run_tree(argv, env)
         status = self.first_status if self.first_status is not None else 127 << 8
         self._end_tree()
@@ -424,19 +426,24 @@ class LibOS:
         until it ends."""
         self.first_status = None
         self.first_host_pid = 0
-        launched = launcher.launch(
-            self.stub,
-            argv[0],
-            argv,
-            env,
-            hostname=self.hostname,
-            network=self.spec.network,
-            cgroup_procs=self.limits.start_tree(),
-            limits=self.limits.program,
-            foreground=self.foreground,
-            spawner=started is not None,
-            every_exit=self.spec.diagnose,
-        )
+        cgroup_procs = self.limits.start_tree()  # first: it sets limits.program for the tree
+        try:
+            launched = launcher.launch(
+                self.stub,
+                argv[0],
+                argv,
+                env,
+                hostname=self.hostname,
+                network=self.spec.network,
+                cgroup_procs=cgroup_procs,
+                limits=self.limits.program,
+                foreground=self.foreground,
+                spawner=started is not None,
+                every_exit=self.spec.diagnose,
+            )
+        except launcher.LaunchError as exc:  # e.g. fork's EAGAIN: the host's process limit
+            self.limits.end_tree(launched=False)
+            raise UserError(str(exc))
         self.init_pid = launched.init_pid
         _raise_fd_limit()  # after the fork: the programs keep the limits they were given
         self.shadow_fd = launched.shadow_root_fd
@@ -463,21 +470,30 @@ class LibOS:
         except ProcessLookupError:
             pass
 
-    def _check_program(self, path: bytes, stage: str = "the instance") -> None:
+    def _check_program(
+        self, path: bytes, stage: str = "the instance", image: str | None = None
+    ) -> None:
         """Fail early, with one clear line, when the program cannot be started."""
-        from occlum.syscalls.exec import prepare_exec
+        from occlum.syscalls.exec import MissingInterpreter, check_program
 
         root = self.mounts.root()
         try:
-            req = prepare_exec(self, root, root, path, [path], [])
+            check_program(self, root, path)
         except SyscallError as exc:
+            name = path.decode(errors="replace")
+            missing = (
+                exc.why.removeprefix(f"{name}: ")
+                if isinstance(exc, MissingInterpreter)
+                else f"no such file in {stage}"
+            )
             what = {
-                errno.ENOENT: f"no such file in {stage}",
+                errno.ENOENT: missing,
                 errno.ENOEXEC: exc.why or "not an executable",
                 errno.EACCES: "permission denied (not executable)",
             }.get(exc.errno, str(exc))
-            raise UserError(f"cannot run {path.decode(errors='replace')}: {what}", 127)
-        req.close()
+            if exc.errno == errno.EIO and image is not None:  # the stage's only file system
+                what += f" ({image} is corrupted or changed since `occlum build`)"
+            raise UserError(f"cannot run {name}: {what}", 127)
 
     def _loop(self) -> None:
         """Serve until every process of the instance is gone.
@@ -611,6 +627,7 @@ class LibOS:
             if fd >= 0:
                 os.close(fd)
         self.objects.scratch_fd = self.shadow_fd = -1
+        self.objects.close()  # the tree's processes are gone, and every object with them
 
     def _shutdown(self) -> None:
         self._end_tree()
@@ -751,9 +768,12 @@ class LibOS:
             p = Process(
                 tgid, ns_pid, 1 if ppid_host == self.init_pid else 0, root, cwd, self.spec.umask
             )
+            p.cred = Cred(groups=initial_groups(tgid))
         else:
             p = Process(tgid, ns_pid, parent.pid, parent.root, parent.cwd, parent.umask)
             p.exe_path, p.argv, p.envp = parent.exe_path, parent.argv, parent.envp
+            p.cred = parent.cred
+            p.exe_id = parent.exe_id
         try:
             p.pidfd = os.pidfd_open(tgid)
         except OSError:
@@ -783,28 +803,12 @@ class LibOS:
                         continue
                     self._new_process(kid, ns_pid, p.host_pid)
 
-    def _live_keys(self) -> set[tuple[int, int]]:
-        """(st_dev, st_ino) of every descriptor every process of the instance holds."""
-        live: set[tuple[int, int]] = set()
-        for p in list(self.procs.values()):
-            base = f"/proc/{p.host_pid}/fd"
-            try:
-                names = os.listdir(base)
-            except OSError:
-                continue
-            for name in names:
-                try:
-                    st = os.stat(f"{base}/{name}")
-                except OSError:
-                    continue
-                live.add((st.st_dev, st.st_ino))
-        return live
-
     def settle_all(self) -> None:
         for p in list(self.procs.values()):
             self.settle_children(p)
 
     def _process_exited(self, p: Process) -> None:
+        self.limits.check_memory()  # was it the out-of-memory killer?
         self.sel.unregister(p.pidfd)
         self.procs_by_host_pid_ever[p.host_pid] = (p.exe_path, p.pid)
         p.release()

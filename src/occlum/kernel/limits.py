@@ -4,11 +4,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from occlum.platform.limits import PidsCgroup, ProgramLimits
+from occlum.platform.limits import MemoryCgroup, PidsCgroup, ProgramLimits
 
 if TYPE_CHECKING:
     from occlum.kernel.log import Log
@@ -28,12 +29,19 @@ def _mb(n: int) -> str:
     return f"{-(-n // MiB)}MB"
 
 
+def _round_up(n: int) -> int:
+    """``n`` rounded up to a whole 64 MiB: a size worth writing in Occlum.json."""
+    step = 64 * MiB
+    return -(-n // step) * step
+
+
 @dataclass(slots=True)
 class Peaks:
     """What ``occlum doctor`` measured over the program's tree: the largest values seen."""
 
     address_space: int = 0  # VmPeak of the largest process, in bytes
     address_space_by: str = ""  # that process's program
+    memory: int = 0  # the programs' memory together, files they wrote included (cgroup peak)
     stack: int = 0  # VmStk (the main thread's stack) of the process with the largest one
     stack_by: str = ""
     # processes and threads alive at once: from the tree's pids cgroup peak when it went past
@@ -88,6 +96,7 @@ class Limits:
         self.program = ProgramLimits(self.address_space, spec.default_stack_size)
         self.peaks: Peaks | None = Peaks() if spec.diagnose else None
         self.cgroup: PidsCgroup | None = None
+        self.memory: MemoryCgroup | None = None
         self._trees = 0
         self._reported: set[str] = set()
 
@@ -102,7 +111,46 @@ class Limits:
                 "resource_limits.max_num_of_threads is not enforced: no pids cgroup can be "
                 "made here (needs root and the pids controller)"
             )
+        self._start_memory()
         return self.cgroup.procs if self.cgroup is not None else None
+
+    def _start_memory(self) -> None:
+        """The memory cgroup the next tree's programs join (see ``self.program``)."""
+        mem = None
+        if self.address_space:
+            mem = MemoryCgroup.create(f"occlum-{os.getpid()}-{self._trees}", self.address_space)
+            if mem is None and "memory" not in self._reported:
+                self._reported.add("memory")
+                self.log.info(
+                    "resource_limits.user_space_size holds per process only: no memory cgroup "
+                    "can be made here (needs root and the memory controller)"
+                )
+        self.memory = mem
+        self.program = dataclasses.replace(
+            self.program, memory_procs=mem.procs if mem is not None else ""
+        )
+
+    def memory_used(self) -> int | None:
+        """What the programs of the current tree use of user_space_size, or None (no cgroup)."""
+        return self.memory.usage() if self.memory is not None else None
+
+    def check_memory(self) -> None:
+        """Name user_space_size once, if the out-of-memory killer ended a program for it (the
+        victim is not named: a process that never made a served call is unknown here)."""
+        mem = self.memory
+        if mem is None:
+            return
+        kills = mem.oom_kills()
+        if kills > mem.kills_seen and "oom" not in self._reported:
+            self._reported.add("oom")
+            limit = mem.limit
+            self.log.error(
+                "a program was killed (SIGKILL) by the out-of-memory killer: the instance's "
+                f"programs used all of resource_limits.user_space_size = {_mb(limit)} of "
+                "memory together (the files they wrote, in /tmp or elsewhere, and their memfds "
+                f'count too); raise it in Occlum.json (e.g. to "{_mb(2 * limit)}")'
+            )
+        mem.kills_seen = kills
 
     def check_threads(self) -> None:
         """Name max_num_of_threads once, if the limit refused a fork or clone."""
@@ -119,8 +167,17 @@ class Limits:
             )
         cg.refused_seen = refused
 
-    def end_tree(self) -> None:
-        self.check_threads()
+    def end_tree(self, *, launched: bool = True) -> None:
+        """The tree ended (or, not ``launched``, never started: a refused fork there is the
+        host's limit, which the group's pids.events counts too, not the instance's)."""
+        if launched:
+            self.check_threads()
+            self.check_memory()
+        if self.memory is not None:
+            if self.peaks is not None:  # the last tree's is kept, as for tree_peak
+                self.peaks.memory = self.memory.peak()
+            self.memory.remove()
+            self.memory = None
         if self.peaks is not None and self.cgroup is not None:
             # the last tree's is kept: the program's (an init stage's tree ends before)
             self.peaks.tree_peak = _read_int(f"{self.cgroup.path}/pids.peak")
@@ -145,6 +202,31 @@ class Limits:
             f"{exe} (pid {t.process.pid}) used {_mb(peak)} of address space, near "
             f"resource_limits.user_space_size = {_mb(limit)}: if it ran out of memory "
             f'(ENOMEM), raise user_space_size in Occlum.json (e.g. to "{_mb(2 * limit)}")'
+        )
+
+    def check_mapping(self, t: Task, length: int) -> None:
+        """Before a large mmap: name user_space_size once per program, if the mapping will not
+        fit in the process's address space (RLIMIT_AS) and the kernel is about to refuse it."""
+        limit = self.address_space
+        exe = t.process.exe_path.decode(errors="replace")
+        # under `occlum doctor` the limits are raised, and it names the sizes itself
+        if not limit or exe in self._reported or length <= 0 or self.peaks is not None:
+            return
+        status = _read_status(t.tid)
+        if status is None:
+            return
+        need = _status_field(status, b"VmSize:") + length
+        if need <= limit:
+            return
+        # an error, though a few programs cope (glibc's malloc falls back from a thread arena
+        # to its main one): most report it as a failure to start, in words of their own.
+        # Once: this also spares the program the note at a failing exit.
+        self._reported.add(exe)
+        self.log.error(
+            f"{exe} (pid {t.process.pid}): an mmap of {_mb(length)} fails (ENOMEM): it "
+            f"exceeds resource_limits.user_space_size ({_mb(limit)}) with "
+            f"{_mb(need - length)} already mapped; set it to at least "
+            f"{_mb(_round_up(need))} in Occlum.json"
         )
 
     # -- occlum doctor ---------------------------------------------------------------------

@@ -9,9 +9,9 @@ of ``/proc/PID/fd/N`` — which the program cannot forge, instead of by descript
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 
+from occlum.platform import native
 from occlum.vfs.dirfile import OpenDirectory
 from occlum.vfs.path import Location
 
@@ -25,29 +25,90 @@ class FileRef:
 
 PRUNE_AT = 8192
 
+# A mask for watches that only mark an object's life: a watch is removed when the last
+# reference to its inode goes away, whatever mask it was given (inotify requires one event).
+_LIFE_MASK = native.IN_DELETE_SELF
+
 
 class ObjectRegistry:
-    __slots__ = ("_by_key", "_counter", "live_keys", "prune_at", "scratch_fd")
+    """Host object identity -> LibOS object, for every object donated and still alive.
+
+    An entry must outlive every reference to its host object, and references the LibOS cannot
+    list exist: a descriptor whose ``SECCOMP_ADDFD`` has not happened yet (the LibOS holds it),
+    one in flight in an ``SCM_RIGHTS`` message (the socket holds it, no process does), one
+    kept only by a mapping. The kernel knows them all: each registered object carries an
+    inotify watch, and the kernel removes a watch exactly when the last reference to its
+    inode goes away (``IN_IGNORED``). Pruning drops the entries whose watch is gone, read from
+    the inotify descriptor's ``fdinfo`` (complete even after a queue overflow lost events). An
+    object that cannot be watched (no watch left, ``EACCES``) keeps its entry for good: a few
+    entries too many cost memory, a live one dropped gives a program wrong answers.
+    """
+
+    __slots__ = ("_by_key", "_counter", "_inotify", "_watch", "prune_at", "scratch_fd")
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[int, int], FileRef] = {}
+        self._watch: dict[tuple[int, int], int] = {}  # key -> inotify wd, -1 if unwatched
+        self._inotify = -1
         self.prune_at = PRUNE_AT
-        # identities of every host object the instance's processes hold now (set by the kernel)
-        self.live_keys: Callable[[], set[tuple[int, int]]] | None = None
         self._counter = 0
         self.scratch_fd = -1  # a directory on a private tmpfs, for directory handles
 
     def register(self, host_fd: int, ref: FileRef) -> None:
+        """Remember ``ref`` as the object behind host descriptor ``host_fd`` (still held by
+        the caller), before that descriptor reaches any program."""
         st = os.fstat(host_fd)
-        self._by_key[(st.st_dev, st.st_ino)] = ref
-        if len(self._by_key) > self.prune_at and self.live_keys is not None:
-            self.prune(self.live_keys())
+        key = (st.st_dev, st.st_ino)
+        if self._inotify < 0:
+            self._inotify = native.inotify_init()
+        try:
+            # the same inode gives the same wd; an inode number used again, a new one
+            wd = native.inotify_add_watch(
+                self._inotify, f"/proc/self/fd/{host_fd}".encode(), _LIFE_MASK
+            )
+        except OSError:
+            wd = -1
+        self._by_key[key] = ref
+        self._watch[key] = wd
+        if len(self._by_key) > self.prune_at:
+            self.prune()
 
-    def prune(self, live: set[tuple[int, int]]) -> None:
-        """Forget objects no process holds any more (an entry outlives its descriptors, since
-        the programs close them natively); the next pruning waits for twice as many."""
-        self._by_key = {k: v for k, v in self._by_key.items() if k in live}
+    def live_watches(self) -> set[int]:
+        """The wds of the watches still in place: their objects are referenced somewhere."""
+        self._drain()
+        live: set[int] = set()
+        with open(f"/proc/self/fdinfo/{self._inotify}", "rb") as f:
+            for line in f:
+                if line.startswith(b"inotify wd:"):
+                    live.add(int(line[11 : line.index(b" ", 11)], 16))  # printed in hex
+        return live
+
+    def _drain(self) -> None:
+        """Discard the queued events: fdinfo, not the queue, says which objects live."""
+        while True:
+            try:
+                os.read(self._inotify, 65536)
+            except BlockingIOError:
+                return
+
+    def prune(self) -> None:
+        """Forget the objects nothing references any more (programs close their descriptors
+        natively, so an entry is not dropped at a close); the next pruning waits for twice as
+        many entries."""
+        if self._inotify >= 0:
+            live = self.live_watches()
+            watch = self._watch
+            dead = [k for k, wd in watch.items() if wd >= 0 and wd not in live]
+            for k in dead:
+                del self._by_key[k], watch[k]
         self.prune_at = max(PRUNE_AT, 2 * len(self._by_key))
+
+    def close(self) -> None:
+        if self._inotify >= 0:
+            os.close(self._inotify)
+            self._inotify = -1
+        self._by_key.clear()
+        self._watch.clear()
 
     def lookup(self, host_pid: int, fd: int) -> FileRef | None:
         """The LibOS object behind descriptor ``fd`` of a process, or None for host-only objects

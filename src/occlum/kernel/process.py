@@ -16,7 +16,11 @@ from occlum.vfs.inode import Cred
 
 if TYPE_CHECKING:
     from occlum.loader.elf import ElfImage
+    from occlum.vfs.mount import FileSystem
     from occlum.vfs.path import Location
+
+# a LibOS file as a program being run: its file system and inode number
+FileIdentity = tuple["FileSystem", int]
 
 
 @dataclass(slots=True, frozen=True)
@@ -40,11 +44,20 @@ class ExecRequest:
     interp_fd: int | None
     interp: ElfImage | None
     owned_fds: list[int] = field(default_factory=list)  # the others belong to the exec cache
+    # (descriptor number, our copy of what it held): descriptors an execveat replaced so that
+    # the kernel would find the stub there, put back in the new program (not close-on-exec)
+    restore: list[tuple[int, int]] = field(default_factory=list)
+    exe_id: FileIdentity | None = None  # the program's file (None: not a LibOS file)
+    # the name the program gets in /proc/PID/comm, when the kernel's (the stub's) is wrong
+    comm: bytes | None = None
 
     def close(self) -> None:
         for fd in self.owned_fds:
             os.close(fd)
         self.owned_fds.clear()
+        for _n, fd in self.restore:
+            os.close(fd)
+        self.restore.clear()
 
 
 @dataclass(slots=True, eq=False)
@@ -56,6 +69,7 @@ class Process:
     cwd: Location
     umask: int = 0o022
     exe_path: bytes = b""
+    exe_id: FileIdentity | None = None  # the file exe_path named when it was executed
     argv: list[bytes] = field(default_factory=list)
     envp: list[bytes] = field(default_factory=list)
     pidfd: int = -1

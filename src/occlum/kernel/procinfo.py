@@ -157,6 +157,7 @@ def process_info(libos: LibOS, p: Process) -> ProcessInfo:
         cwd=p.cwd.absolute_path(p.root),
         root=p.root.absolute_path(),
         umask=p.umask,
+        groups=p.cred.groups,
         fds=_LazyFds(libos, p),
         host_pid=p.host_pid,
         maps=lambda: _maps(p.host_pid),
@@ -165,6 +166,38 @@ def process_info(libos: LibOS, p: Process) -> ProcessInfo:
         tasks=functools.cache(lambda: _tasks(p.host_pid)),
         open_host=functools.partial(_open_host, p),
     )
+
+
+def initial_groups(host_pid: int) -> tuple[int, ...]:
+    """The supplementary groups a process started with, as the instance sees them: the host's
+    ids through the process's gid map (unmapped ones show as the overflow gid, 65534)."""
+    try:
+        status = _read(f"/proc/{host_pid}/status")
+        at = status.index(b"\nGroups:") + 8
+        host = [int(g) for g in status[at : status.index(b"\n", at)].split()]
+        ranges = [
+            [int(x) for x in line.split()]
+            for line in _read(f"/proc/{host_pid}/gid_map").splitlines()
+        ]
+    except (OSError, ValueError):
+        return ()
+    out = []
+    for g in host:
+        inside = 65534
+        for first_in, first_out, count in ranges:
+            if first_out <= g < first_out + count:
+                inside = first_in + g - first_out
+                break
+        out.append(inside)
+    return tuple(sorted(out))
+
+
+def _read(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 65536)
+    finally:
+        os.close(fd)
 
 
 def _tasks(host_pid: int) -> dict[int, int]:
@@ -187,6 +220,9 @@ def _tasks(host_pid: int) -> dict[int, int]:
         except (OSError, ValueError, IndexError):
             continue  # the thread has just exited
     return out
+
+
+host_tids = _tasks
 
 
 def _open_host(p: Process, name: str, flags: int) -> int:

@@ -95,16 +95,23 @@ def parse_elf(fd: int, name: str = "") -> ElfImage:
         raise SyscallError(errno.ENOEXEC, f"{name}: not an executable (e_type {etype})")
     if phentsize != _PHDR.size or not 0 < phnum <= 256:
         raise SyscallError(errno.ENOEXEC, f"{name}: malformed program headers")
-    table_end = phoff + phnum * phentsize
-    table = head if table_end <= len(head) else os.pread(fd, table_end, 0)
-    if len(table) < table_end:
+    table_size = phnum * phentsize
+    # checked before any read: e_phoff is the file's to choose (up to 2**64 - 1), and a read
+    # sized or placed by it would fail in Python (MemoryError, OverflowError), not as ENOEXEC
+    if phoff > st.st_size - table_size:
+        raise SyscallError(errno.ENOEXEC, f"{name}: truncated ELF (program headers)")
+    if phoff + table_size <= len(head):
+        table = head[phoff : phoff + table_size]
+    else:
+        table = os.pread(fd, table_size, phoff)
+    if len(table) < table_size:
         raise SyscallError(errno.ENOEXEC, f"{name}: truncated ELF (program headers)")
     segments: list[Segment] = []
     interp: bytes | None = None
     phdr_vaddr = -1
     for i in range(phnum):
         ptype, pflags, offset, vaddr, _paddr, filesz, memsz, _align = _PHDR.unpack_from(
-            table, phoff + i * phentsize
+            table, i * phentsize
         )
         if ptype == PT_LOAD and memsz:
             if offset + filesz > st.st_size or filesz > memsz:
@@ -113,9 +120,17 @@ def parse_elf(fd: int, name: str = "") -> ElfImage:
                 raise SyscallError(errno.ENOEXEC, f"{name}: misaligned segment")
             segments.append(Segment(vaddr, memsz, offset, filesz, _prot(pflags)))
         elif ptype == PT_INTERP:
-            raw = os.pread(fd, min(filesz, 4096), offset)
-            if len(raw) != min(filesz, 4096) or b"\0" not in raw:
-                raise SyscallError(errno.ENOEXEC, f"{name}: truncated ELF (interpreter)")
+            # Linux's checks, in its order: the path's length, the read (a negative offset
+            # is EINVAL, a short read EIO), the terminating NUL
+            if not 2 <= filesz <= 4096:
+                raise SyscallError(errno.ENOEXEC, f"{name}: bad interpreter path length")
+            if offset >= 1 << 63:
+                raise SyscallError(errno.EINVAL, f"{name}: interpreter path offset is negative")
+            raw = os.pread(fd, filesz, offset)
+            if len(raw) != filesz:
+                raise SyscallError(errno.EIO, f"{name}: truncated ELF (interpreter path)")
+            if raw[-1] != 0:
+                raise SyscallError(errno.ENOEXEC, f"{name}: interpreter path without its NUL")
             interp = raw.split(b"\0", 1)[0]
         elif ptype == PT_PHDR:
             phdr_vaddr = vaddr

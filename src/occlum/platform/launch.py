@@ -14,6 +14,7 @@ hard-links the stub at each path a program executes, so the kernel only ever run
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import select
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 
 from occlum.platform import native
 from occlum.platform.fdpass import recv_fds, send_fds
-from occlum.platform.limits import ProgramLimits
+from occlum.platform.limits import ProgramLimits, open_memory_cgroup
 from occlum.platform.seccomp import (
     SECCOMP_FILTER_FLAG_NEW_LISTENER,
     SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
@@ -48,6 +49,28 @@ class Launched:
     shadow_root_fd: int  # directory fd of the tmpfs root of the instance's mount namespace
     control: socket.socket  # init reports the first program's fate here
     spawner: socket.socket | None = None  # the channel to a started instance's spawner
+
+
+class LaunchError(OSError):
+    """The tree could not be started; the message says at which step and why."""
+
+
+def _fork_failed(exc: OSError) -> str:
+    why = f"fork: {exc.strerror or exc}"
+    if exc.errno == errno.EAGAIN:  # RLIMIT_NPROC, a pids cgroup, kernel.threads-max
+        why += " (the host's limit on processes was reached)"
+    return why
+
+
+def _fork_or_die(sock: socket.socket, stage: str) -> int:
+    """fork() in a process of the tree being set up: a failure is reported to the supervisor
+    (which says it in one line) and ends this process, never unwinds into the caller's code."""
+    try:
+        return os.fork()
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            sock.send(f"E{stage}: {_fork_failed(exc)}".encode())
+        os._exit(126)
 
 
 def _die(sock: socket.socket, stage: str, exc: BaseException) -> None:
@@ -86,7 +109,13 @@ def launch(
     filter_prog = build_filter(every_exit=every_exit)
     sys.stdout.flush()
     sys.stderr.flush()
-    setup_pid = os.fork()
+    try:
+        setup_pid = os.fork()
+    except OSError as exc:
+        for s in (parent_sock, child_sock, channel, spawner_end):
+            if s is not None:
+                s.close()
+        raise LaunchError(f"cannot start the instance: {_fork_failed(exc)}")
     if setup_pid == 0:
         parent_sock.close()
         if channel is not None:
@@ -105,9 +134,9 @@ def launch(
             msg, fds = recv_fds(parent_sock, 256, 4)
             if not msg or msg.startswith(b"E"):
                 why = msg[1:].decode(errors="replace") if msg else "setup process died"
-                raise OSError(f"cannot start the instance: {why}")
+                raise LaunchError(f"cannot start the instance: {why}")
             if not fds:
-                raise OSError(f"cannot start the instance: unexpected message {msg[:16]!r}")
+                raise LaunchError(f"cannot start the instance: unexpected message {msg[:16]!r}")
             got[msg[:1]] = (msg[1:], fds[0])
     finally:
         try:
@@ -155,6 +184,8 @@ def _setup_child(
         native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
         if cgroup_procs is not None:  # every process of the tree is counted from here on
             _write(cgroup_procs.encode(), str(os.getpid()).encode())
+        if limits is not None:  # the programs join the memory cgroup; init and the spawner do not
+            limits = open_memory_cgroup(limits)
         flags = native.CLONE_NEWNS | native.CLONE_NEWPID | native.CLONE_NEWUTS | native.CLONE_NEWIPC
         if network != "host":  # "loopback": its own loopback only; "none": not even that
             flags |= native.CLONE_NEWNET
@@ -190,7 +221,7 @@ def _setup_child(
             _loopback_up()
     except OSError as exc:
         _die(sock, "namespaces", exc)
-    init_pid = os.fork()  # pid 1 of the new PID namespace
+    init_pid = _fork_or_die(sock, "init")  # pid 1 of the new PID namespace
     if init_pid:
         root_fd = os.open(b"/", os.O_DIRECTORY | os.O_RDONLY)
         send_fds(sock, b"P" + struct.pack("<i", init_pid), [root_fd])
@@ -211,7 +242,7 @@ def _init(
     """pid 1: start the first program, reap orphans, report how the first program ended."""
     for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(sig, signal.SIG_IGN)
-    pid = os.fork()
+    pid = _fork_or_die(sock, "the first program")
     if pid == 0:
         with contextlib.suppress(OSError):
             os.setpgid(0, 0)
@@ -309,10 +340,14 @@ def _spawner_process(
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)  # a program's `kill -TERM -1` must not end it
     _confine(sock, filter_prog)
-    # nothing of the supervisor's but the channel stays open in here
-    keep = channel.fileno()
-    os.closerange(3, keep)
-    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+    # nothing of the supervisor's but the channel (and the memory cgroup's file, which each
+    # program joins) stays open in here
+    low = 3
+    for keep in sorted({channel.fileno(), limits.memory_fd if limits is not None else -1}):
+        if keep >= low:
+            os.closerange(low, keep)
+            low = keep + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
     code = 1
     try:
         code = serve_requests(channel, limits)

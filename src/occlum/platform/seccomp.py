@@ -49,11 +49,12 @@ IOCTL_NOTIF_ADDFD = _iow(3, 24)
 IOCTL_NOTIF_SET_FLAGS = _iow(4, 8)
 
 # Calls that never name a path, a process outside the caller's reach, or the machine: they run
-# natively. Anything not listed is served (or refused) by the supervisor.
+# natively. Anything not listed is served (or refused) by the supervisor. (mmap is native below
+# LARGE_MMAP; the socket calls of ADDRESS_ARGUMENTS without an address.)
 NATIVE_SYSCALLS: tuple[str, ...] = (
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2",
     "pwritev2", "lseek", "close", "dup", "dup2", "dup3", "fcntl", "flock", "ioctl",
-    "mmap", "mprotect", "munmap", "mremap", "madvise", "mincore", "mlock", "mlock2",
+    "mprotect", "munmap", "mremap", "madvise", "mincore", "mlock", "mlock2",
     "munlock", "mlockall", "munlockall", "brk", "membarrier", "memfd_create", "pkey_alloc",
     "pkey_free", "pkey_mprotect", "get_mempolicy", "set_mempolicy", "mbind",
     "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigpending", "rt_sigtimedwait",
@@ -67,13 +68,13 @@ NATIVE_SYSCALLS: tuple[str, ...] = (
     "sched_yield", "sched_getaffinity", "sched_setaffinity", "sched_getparam",
     "sched_setparam", "sched_getscheduler", "sched_setscheduler", "sched_get_priority_max",
     "sched_get_priority_min", "sched_rr_get_interval", "sched_getattr", "sched_setattr",
-    "getpriority", "setpriority", "ioprio_get", "ioprio_set", "getcpu",
+    "getpriority", "ioprio_get", "ioprio_set", "getcpu",
     "nanosleep", "clock_nanosleep", "clock_gettime", "clock_getres", "gettimeofday", "time",
     "times", "getitimer", "setitimer", "timer_create", "timer_settime", "timer_gettime",
     "timer_getoverrun", "timer_delete",
-    "getpid", "getppid", "gettid", "getuid", "geteuid", "getgid", "getegid", "getgroups",
+    "getpid", "getppid", "gettid", "getuid", "geteuid", "getgid", "getegid",
     "getresuid", "getresgid", "setuid", "setgid", "setreuid", "setregid", "setresuid",
-    "setresgid", "setfsuid", "setfsgid", "setgroups", "capget", "capset",
+    "setresgid", "setfsuid", "setfsgid", "capget", "capset",
     "getpgrp", "getpgid", "setpgid", "getsid", "setsid", "wait4", "waitid",
     "exit", "futex", "futex_waitv", "set_robust_list", "get_robust_list",
     "set_tid_address", "arch_prctl", "rseq", "prctl", "personality", "getrandom",
@@ -96,6 +97,7 @@ NATIVE_SYSCALLS: tuple[str, ...] = (
 # Native calls the filter looks at the arguments of (see build_filter), for docs/syscalls.md
 ARGUMENT_RULES: dict[str, str] = {
     "socket": "AF_NETLINK other than NETLINK_ROUTE: EPROTONOSUPPORT in the filter",
+    "mmap": "native below LARGE_MMAP (64 MiB)",
     "clone": "served (and refused) when it asks for new namespaces",
     "exit_group": "served with a non-zero status (the address space used is checked)",
     "sendto": "native without a destination address",
@@ -121,6 +123,7 @@ CLONE_NAMESPACE_FLAGS = (
 _LD_W_ABS = 0x20
 _JEQ_K = 0x15
 _JSET_K = 0x45
+_JGE_K = 0x35
 _JA = 0x05
 _RET_K = 0x06
 
@@ -176,6 +179,28 @@ def _netlink_families_refused() -> list[bytes]:
     ]
 
 
+# an mmap of at least this many bytes is shown to the supervisor (then continues as made): a
+# reservation this large is how Java, Go and V8 start, and where an address-space limit stops
+# them; smaller ones, the hot path, stay native
+LARGE_MMAP = 64 << 20
+
+
+def _served_when_large(nr: int, arg: int, least: int) -> list[bytes]:
+    """Call ``nr``: sent to the supervisor when its argument ``arg`` is at least ``least``
+    (below 4 GiB), allowed otherwise. The accumulator holds the call number again afterwards."""
+    low = 16 + 8 * arg
+    return [
+        _jump(_JEQ_K, nr, 0, 6),
+        _stmt(_LD_W_ABS, low + 4),
+        _jump(_JEQ_K, 0, 0, 3),  # 4 GiB or more: served
+        _stmt(_LD_W_ABS, low),
+        _jump(_JGE_K, least, 1, 0),
+        _stmt(_RET_K, SECCOMP_RET_ALLOW),
+        _stmt(_RET_K, SECCOMP_RET_USER_NOTIF),
+        _stmt(_LD_W_ABS, 0),
+    ]
+
+
 def build_filter(native: Iterable[str] = NATIVE_SYSCALLS, *, every_exit: bool = False) -> bytes:
     """Assemble the classic-BPF program: arch check, x32 refusal, native list, else notify.
 
@@ -215,6 +240,7 @@ def build_filter(native: Iterable[str] = NATIVE_SYSCALLS, *, every_exit: bool = 
     for name, arg in ADDRESS_ARGUMENTS:
         prog += _served_with_pointer(NR[name], arg)
     prog += _netlink_families_refused()
+    prog += _served_when_large(NR["mmap"], 1, LARGE_MMAP)  # its length
     count = len(numbers)
     for i, nr in enumerate(numbers):
         # jump forward to the ALLOW return that follows the last comparison
@@ -274,9 +300,14 @@ class Listener:
         except OSError:
             return False
 
-    def add_fd(self, notif_id: int, fd: int, cloexec: bool, send: bool) -> int:
-        """Install our ``fd`` into the caller; with ``send`` it also answers with the number."""
+    def add_fd(
+        self, notif_id: int, fd: int, cloexec: bool, send: bool, target: int | None = None
+    ) -> int:
+        """Install our ``fd`` into the caller; with ``send`` it also answers with the number.
+        With ``target`` it takes that descriptor number, replacing what was there (as dup2)."""
         flags = SECCOMP_ADDFD_FLAG_SEND if send else 0
+        if target is not None:
+            flags |= SECCOMP_ADDFD_FLAG_SETFD
         newfd_flags = 0o2000000 if cloexec else 0
-        arg = bytearray(_ADDFD.pack(notif_id, flags, fd, 0, newfd_flags))
+        arg = bytearray(_ADDFD.pack(notif_id, flags, fd, target or 0, newfd_flags))
         return int(fcntl.ioctl(self.fd, IOCTL_NOTIF_ADDFD, arg, True))

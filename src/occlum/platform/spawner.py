@@ -44,7 +44,11 @@ def exec_program(
 ) -> NoReturn:
     """The last steps of every program's start (the first program of `occlum run` and each one
     the spawner starts): default signal dispositions, nothing blocked, the instance's limits,
-    then ``execve``; a failure is one line on the program's stderr and exit status 127."""
+    then ``execve``; a failure is one line on the program's stderr and exit status 127.
+
+    The program gets its file name as argv[0] ("hello" for /bin/hello), as Occlum's
+    ``occlum run`` and ``occlum exec`` pass it; ``path`` is what is executed."""
+    argv = [os.path.basename(path), *argv[1:]]
     try:
         signal.set_wakeup_fd(-1)
         for sig in range(1, signal.NSIG):

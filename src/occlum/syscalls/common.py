@@ -56,3 +56,23 @@ def fd_location(libos: LibOS, t: Task, fd: int) -> Location:
             errno.EOPNOTSUPP, "not a LibOS file (a pipe, socket or other host object)"
         )
     return ref.location
+
+
+def fd_file_ref(libos: LibOS, t: Task, fd: int) -> FileRef | None:
+    """The object behind ``fd`` for calls that act on an open file (fchmod, fchown, futimens,
+    the f*xattr calls, fsync): EBADF for a negative number (AT_FDCWD too) and for an O_PATH
+    descriptor, which only names a file; None for host-only objects."""
+    ref = fd_ref(libos, t, s32(fd))
+    if ref is not None and ref.path_only:
+        raise SyscallError(errno.EBADF, "an O_PATH descriptor only names a file")
+    return ref
+
+
+def fd_file_location(libos: LibOS, t: Task, fd: int) -> Location:
+    """Like :func:`fd_file_ref`, for a LibOS file (EOPNOTSUPP for a host object)."""
+    ref = fd_file_ref(libos, t, fd)
+    if ref is None:
+        raise SyscallError(
+            errno.EOPNOTSUPP, "not a LibOS file (a pipe, socket or other host object)"
+        )
+    return ref.location

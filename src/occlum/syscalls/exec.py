@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import errno
 import os
+import select
+import stat
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from occlum.abi.errors import SyscallError
-from occlum.abi.fsabi import AT_EMPTY_PATH, AT_FDCWD
-from occlum.kernel.process import CachedProgram, ExecRequest, Task
+from occlum.abi.fsabi import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, S_IFREG
+from occlum.kernel.process import CachedProgram, ExecRequest, Process, Task
 from occlum.loader.elf import ElfImage, parse_elf
 from occlum.loader.plan import (
     AT_BASE,
@@ -35,76 +37,229 @@ from occlum.loader.plan import (
     parse_kernel_auxv,
     random_bias,
 )
+from occlum.platform import launch as launcher
+from occlum.platform import native
 from occlum.platform.stub import BUFFER_ADDR, COMMANDS_OFFSET, MAX_COMMANDS
-from occlum.syscalls.common import dirfd_base
+from occlum.syscalls.common import dirfd_base, s32
 from occlum.vfs.inode import MAY_EXEC, ROOT, check_access
-from occlum.vfs.open import open_path
 from occlum.vfs.path import resolve
 
 if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS, Result
+    from occlum.kernel.process import FileIdentity
+    from occlum.vfs.inode import Inode
     from occlum.vfs.path import Location
 
 MAX_SCRIPT_DEPTH = 4
+# how a missing interpreter is put right (its ENOENT names the file it looked for)
+COPY_HINT = " (copy it into the image, e.g. with copy_bom)"
+
+
+class MissingInterpreter(SyscallError):
+    """ENOENT for a program that exists but whose ELF or ``#!`` interpreter does not: the
+    message names the missing file, which the program's ENOENT alone does not."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(errno.ENOENT, why)
+
+
 MASK64 = (1 << 64) - 1
+PR_SET_NAME = 15
 
 
 EXEC_CACHE_SIZE = 64
 
 
-def _open_exec(libos: LibOS, root: Location, cwd: Location, path: bytes) -> tuple[bytes, int, bool]:
-    """(absolute path, host descriptor, whether the caller owns it) of an executable file.
+class Executable(NamedTuple):
+    """A file about to be executed: its name, a host descriptor of it, whether that descriptor
+    is the caller's to close (else the exec cache's), and its identity as a running program's
+    file (None for a file outside the LibOS's file systems)."""
+
+    path: bytes
+    fd: int
+    owned: bool
+    ident: FileIdentity | None
+
+
+def file_identity(inode: Inode) -> FileIdentity:
+    """A LibOS file's identity: its file system and inode number (inode objects may be
+    wrappers made per lookup, as the union's are)."""
+    return inode.fs, inode.ino
+
+
+def program_running(libos: LibOS, inode: Inode) -> bool:
+    """Whether some process of the instance runs the file ``inode`` (its main program, not its
+    interpreter or libraries: Linux denies writing to that one only, ETXTBSY)."""
+    ident = file_identity(inode)
+    return any(p.exe_id == ident and _alive(p) for p in libos.procs.values())
+
+
+def _alive(p: Process) -> bool:
+    """Not exited, though the serving loop may not have read its exit yet (its pidfd is
+    readable from the exit on): the caller may have waited for it already."""
+    try:
+        return not select.select([p.pidfd], [], [], 0)[0]
+    except (OSError, ValueError):
+        return False
+
+
+def _executable(libos: LibOS, loc: Location) -> Executable:
+    """The file at ``loc``, which must be an executable regular file not open for writing.
 
     Programs of read-only file systems (the image) cannot change while the instance runs:
     their descriptors stay open in a small cache, so a repeated exec of the same program costs
     a path walk and a dict lookup.
     """
-    loc = resolve(root, cwd, path, follow_final=True)
-    fixed = loc.inode.immutable_content()
+    inode = loc.inode
+    ident = file_identity(inode)
+    fixed = inode.immutable_content()
     key = (id(fixed.fs), fixed.ino) if fixed is not None else (0, 0)
     cache = libos.exec_cache
     if fixed is not None:
         hit = cache.get(key)
         if hit is not None:
             cache.move_to_end(key)
-            return hit.exe_path, hit.fd, False
-    res = open_path(root, cwd, None, path, os.O_RDONLY)
-    if res.host_fd is None:
-        raise SyscallError(errno.EACCES, f"{path!r} is not a regular file")
-    try:
-        check_access(res.location.inode.getattr(), ROOT, MAY_EXEC)
-    except SyscallError:
-        os.close(res.host_fd)
-        raise
-    exe_path = res.location.absolute_path()
+            return Executable(hit.exe_path, hit.fd, False, ident)
+    if inode.ftype != S_IFREG:
+        raise SyscallError(errno.EACCES, "not a regular file")
+    check_access(inode.getattr(), ROOT, MAY_EXEC)
+    host_fd = inode.open_host_fd(os.O_RDONLY)
+    exe_path = loc.absolute_path()
     if fixed is None:
-        return exe_path, res.host_fd, True
-    cache[key] = CachedProgram(exe_path, res.host_fd)
+        if _open_for_writing(libos, host_fd):
+            os.close(host_fd)
+            raise SyscallError(errno.ETXTBSY, f"{exe_path!r} is open for writing")
+        return Executable(exe_path, host_fd, True, ident)
+    cache[key] = CachedProgram(exe_path, host_fd)
     if len(cache) > EXEC_CACHE_SIZE:
         _old, gone = cache.popitem(last=False)
         os.close(gone.fd)
-    return exe_path, res.host_fd, False
+    return Executable(exe_path, host_fd, False, ident)
+
+
+def _open_for_writing(libos: LibOS, host_fd: int) -> bool:
+    """Whether a process of the instance holds the file behind ``host_fd`` open for writing
+    (Linux does not execute such a file: ETXTBSY). Programs write through descriptors of
+    their own (the page cache's memfd, a hostfs file), so their descriptors are looked at:
+    only for files that can change, the image's cannot."""
+    st = os.fstat(host_fd)
+    key = (st.st_dev, st.st_ino)
+    for p in list(libos.procs.values()):
+        if not p.exe_path:
+            # not a program yet (the launcher's or the spawner's child before its execve):
+            # what it holds are the supervisor's own descriptors, closed at that execve
+            continue
+        base = f"/proc/{p.host_pid}/fd"
+        try:
+            names = os.listdir(base)
+        except OSError:
+            continue
+        for name in names:
+            try:
+                fst = os.stat(f"{base}/{name}")
+            except OSError:
+                continue
+            if (fst.st_dev, fst.st_ino) == key and _writable(p.host_pid, name):
+                return True
+    return False
+
+
+def _writable(host_pid: int, fd: str) -> bool:
+    try:
+        with open(f"/proc/{host_pid}/fdinfo/{fd}", "rb") as f:
+            for line in f:
+                if line.startswith(b"flags:"):
+                    return int(line.split()[1], 8) & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
+
+
+def _open_exec(
+    libos: LibOS,
+    root: Location,
+    cwd: Location,
+    path: bytes,
+    base: Location | None = None,
+    follow: bool = True,
+) -> Executable:
+    """:func:`_executable` of the file ``path`` names (relative to ``base``, else ``cwd``)."""
+    loc = resolve(root, cwd, path, follow_final=follow, dir_fd_base=base)
+    if loc.inode.is_symlink:
+        raise SyscallError(errno.ELOOP, f"{path!r} is a symlink (AT_SYMLINK_NOFOLLOW)")
+    return _executable(libos, loc)
+
+
+def _host_executable(p: Process, fd: int, st: os.stat_result) -> Executable:
+    """A file the program holds that is not the LibOS's (a memfd it made and filled): the
+    LibOS loads it from its contents, as the kernel would, never letting the kernel run it."""
+    if not stat.S_ISREG(st.st_mode):
+        raise SyscallError(errno.EACCES, "not a regular file")
+    if not st.st_mode & 0o111:
+        raise SyscallError(errno.EACCES, "no execute permission")
+    copy = native.pidfd_getfd(p.pidfd, fd)
+    try:
+        # a description of our own, for reading: the program's may be write-only
+        own = os.open(f"/proc/self/fd/{copy}", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(copy)
+    try:
+        name = os.fsencode(os.readlink(f"/proc/{p.host_pid}/fd/{fd}"))
+    except OSError:
+        name = b"/proc/self/fd/%d" % fd
+    return Executable(name, own, True, None)
 
 
 def prepare_exec(
-    libos: LibOS, root: Location, cwd: Location, path: bytes, argv: list[bytes], envp: list[bytes]
+    libos: LibOS,
+    root: Location,
+    cwd: Location,
+    first: Executable,
+    script_name: bytes | None,
+    execfn: bytes,
+    argv: list[bytes],
+    envp: list[bytes],
 ) -> ExecRequest:
-    """Everything an exec needs, checked now so that a failing execve returns an error."""
-    execfn = path
+    """Everything an exec of ``first`` (an :func:`_executable` result) needs, checked now so
+    that a failing execve returns an error. ``script_name`` is the name a ``#!`` interpreter
+    is given for the file; None when no interpreter could open it (a script run from a
+    close-on-exec descriptor: ENOENT, as on Linux). ``execfn`` is AT_EXECFN."""
+    exe_path, fd, owned, ident = first
+    name = script_name
     for _depth in range(MAX_SCRIPT_DEPTH):
-        exe_path, fd, owned = _open_exec(libos, root, cwd, path)
         owned_fds = [fd] if owned else []
-        head = os.pread(fd, 256, 0)
+        try:
+            head = os.pread(fd, 256, 0)
+        except OSError:
+            for ofd in owned_fds:
+                os.close(ofd)
+            raise
         if head.startswith(b"#!"):
             if owned:
                 os.close(fd)
+            script = exe_path.decode(errors="replace")
+            if name is None:
+                raise SyscallError(
+                    errno.ENOENT,
+                    f"{script} is a script run from a close-on-exec descriptor: "
+                    "its interpreter could not open it",
+                )
             line = head[2:].split(b"\n", 1)[0].strip()
             if not line:
-                raise SyscallError(errno.ENOEXEC, f"{path!r}: empty #! line")
+                raise SyscallError(errno.ENOEXEC, f"{name!r}: empty #! line")
             interp, _, arg = line.partition(b" ")
             arg = arg.strip()
-            argv = [interp, *([arg] if arg else []), path, *argv[1:]]
-            path = interp
+            argv = [interp, *([arg] if arg else []), name, *argv[1:]]
+            try:
+                exe_path, fd, owned, ident = _open_exec(libos, root, cwd, interp)
+            except SyscallError as exc:
+                if exc.errno == errno.ENOENT and not isinstance(exc, MissingInterpreter):
+                    raise MissingInterpreter(
+                        f"{script}: its #! interpreter {interp.decode(errors='replace')} is "
+                        f"missing in the instance{COPY_HINT}",
+                    )
+                raise
+            name = interp
             continue
         try:
             prog = parse_elf(fd, exe_path.decode(errors="replace"))
@@ -112,13 +267,13 @@ def prepare_exec(
             interp_img: ElfImage | None = None
             if prog.interp is not None:
                 try:
-                    _ipath, interp_fd, interp_owned = _open_exec(libos, root, root, prog.interp)
+                    interp_fd, interp_owned = _open_exec(libos, root, root, prog.interp)[1:3]
                 except SyscallError as exc:
                     if exc.errno == errno.ENOENT:
-                        raise SyscallError(
-                            errno.ENOENT,
-                            f"{exe_path.decode(errors='replace')}: interpreter "
-                            f"{prog.interp.decode(errors='replace')} is missing in the instance",
+                        raise MissingInterpreter(
+                            f"{exe_path.decode(errors='replace')}: its ELF interpreter "
+                            f"{prog.interp.decode(errors='replace')} is missing in the "
+                            f"instance{COPY_HINT}",
                         )
                     raise
                 if interp_owned:
@@ -128,7 +283,9 @@ def prepare_exec(
             for ofd in owned_fds:
                 os.close(ofd)
             raise
-        return ExecRequest(exe_path, execfn, argv, envp, fd, prog, interp_fd, interp_img, owned_fds)
+        return ExecRequest(
+            exe_path, execfn, argv, envp, fd, prog, interp_fd, interp_img, owned_fds, exe_id=ident
+        )
     raise SyscallError(errno.ELOOP, "too many levels of #! interpreters")
 
 
@@ -137,20 +294,9 @@ def _read_strings(t: Task, addr: int) -> list[bytes]:
     return mem.read_cstrings(mem.read_pointer_array(addr))
 
 
-def do_execve(libos: LibOS, t: Task, path: bytes, argv_ptr: int, envp_ptr: int) -> Result:
+def _accept(libos: LibOS, p: Process, req: ExecRequest) -> Result:
     from occlum.kernel.libos import PROCEED
 
-    p = t.process
-    argv = _read_strings(t, argv_ptr)
-    envp = _read_strings(t, envp_ptr)
-    if not path:
-        raise SyscallError(errno.ENOENT, "empty path")
-    req = prepare_exec(libos, p.root, p.cwd, path, argv, envp)
-    try:
-        libos.shadow_stub(path)
-    except SyscallError:
-        req.close()
-        raise
     libos.settle_children(p)
     if p.pending_exec is not None:
         p.pending_exec.close()
@@ -158,23 +304,160 @@ def do_execve(libos: LibOS, t: Task, path: bytes, argv_ptr: int, envp_ptr: int) 
     return PROCEED
 
 
+def do_execve(
+    libos: LibOS,
+    t: Task,
+    path: bytes,
+    argv_ptr: int,
+    envp_ptr: int,
+    follow: bool = True,
+) -> Result:
+    p = t.process
+    argv = _read_strings(t, argv_ptr)
+    envp = _read_strings(t, envp_ptr)
+    if not path:
+        raise SyscallError(errno.ENOENT, "empty path")
+    first = _open_exec(libos, p.root, p.cwd, path, follow=follow)
+    req = prepare_exec(libos, p.root, p.cwd, first, path, path, argv, envp)
+    try:
+        libos.shadow_stub(path)
+    except SyscallError:
+        req.close()
+        raise
+    return _accept(libos, p, req)
+
+
+def check_program(libos: LibOS, root: Location, path: bytes) -> None:
+    """Check ``path`` as an exec of it would (``occlum run`` does before it starts)."""
+    first = _open_exec(libos, root, root, path)
+    prepare_exec(libos, root, root, first, path, path, [path], []).close()
+
+
+def _report_missing(libos: LibOS, t: Task, exc: MissingInterpreter) -> None:
+    """The program gets ENOENT, as on Linux; the log says which file was missing, once."""
+    p = t.process
+    libos.warn_once(
+        exc.why, f"exec by {p.exe_path.decode(errors='replace')} (pid {p.pid}): {exc.why}"
+    )
+
+
 def sys_execve(libos: LibOS, t: Task, path: int, argv: int, envp: int) -> Result:
-    return do_execve(libos, t, t.mem.read_cstring(path), argv, envp)
+    try:
+        return do_execve(libos, t, t.mem.read_cstring(path), argv, envp)
+    except MissingInterpreter as exc:
+        _report_missing(libos, t, exc)
+        raise
+
+
+def _cloexec(host_pid: int, fd: int) -> bool:
+    """Whether descriptor ``fd`` of a process is close-on-exec (its fdinfo "flags", octal)."""
+    try:
+        with open(f"/proc/{host_pid}/fdinfo/{fd}", "rb") as f:
+            for line in f:
+                if line.startswith(b"flags:"):
+                    return bool(int(line.split()[1], 8) & os.O_CLOEXEC)
+    except (OSError, ValueError, IndexError):
+        pass
+    raise SyscallError(errno.EBADF, f"descriptor {fd} is not open")
+
+
+def _swap_descriptor(
+    libos: LibOS, t: Task, req: ExecRequest, fd: int, cloexec: bool, replacement: int
+) -> None:
+    """Put ``replacement`` at the program's descriptor ``fd`` for the kernel's execveat, which
+    uses that descriptor, not a path; what ``fd`` held comes back in the new program unless it
+    was close-on-exec (:func:`_load`).
+
+    A thread of the program sharing its descriptor table could change ``fd`` again before the
+    kernel reads it: the kernel would then run a file the program already holds, under the
+    same filter, in the same empty mount namespace, with no new privileges (no_new_privs) —
+    no more than the program could do by mapping that file itself."""
+    if not cloexec:
+        req.restore.append((fd, native.pidfd_getfd(t.process.pidfd, fd)))
+    libos.listener.add_fd(t.notif_id, replacement, cloexec, send=False, target=fd)
+
+
+def _exec_descriptor(libos: LibOS, t: Task, fd: int, argv_ptr: int, envp_ptr: int) -> Result:
+    """execveat(fd, "", AT_EMPTY_PATH), fexecve: the file behind the descriptor, as Linux."""
+    p = t.process
+    argv = _read_strings(t, argv_ptr)
+    envp = _read_strings(t, envp_ptr)
+    if fd == AT_FDCWD:
+        first = _executable(libos, p.cwd)  # a directory: EACCES
+    else:
+        if fd < 0:
+            raise SyscallError(errno.EBADF, "negative descriptor")
+        try:
+            ref, st = libos.objects.lookup_stat(p.host_pid, fd)
+        except OSError:
+            raise SyscallError(errno.EBADF, f"descriptor {fd} is not open")
+        # not a LibOS file: a memfd of the program's own, say
+        first = _host_executable(p, fd, st) if ref is None else _executable(libos, ref.location)
+    try:
+        cloexec = _cloexec(p.host_pid, fd)
+    except SyscallError:
+        if first.owned:
+            os.close(first.fd)
+        raise
+    # an interpreter is told "/dev/fd/N", which it cannot open if N closes at the exec
+    name = b"/dev/fd/%d" % fd
+    req = prepare_exec(libos, p.root, p.cwd, first, None if cloexec else name, name, argv, envp)
+    # Linux names the process after the file, not after "/dev/fd/N" (the kernel here would
+    # take the stub's name); a memfd's file name is "memfd:NAME"
+    req.comm = os.path.basename(req.exe_path).removesuffix(b" (deleted)")[:15]
+    try:
+        stub = os.open(launcher.STUB_NAME, os.O_RDONLY | os.O_CLOEXEC, dir_fd=libos.shadow_fd)
+        try:
+            _swap_descriptor(libos, t, req, fd, cloexec, stub)
+        finally:
+            os.close(stub)
+    except BaseException:
+        req.close()
+        raise
+    return _accept(libos, p, req)
 
 
 def sys_execveat(
     libos: LibOS, t: Task, dirfd: int, path: int, argv: int, envp: int, flags: int
 ) -> Result:
+    try:
+        return _execveat(libos, t, s32(dirfd), path, argv, envp, flags)
+    except MissingInterpreter as exc:
+        _report_missing(libos, t, exc)
+        raise
+
+
+def _execveat(
+    libos: LibOS, t: Task, dirfd: int, path: int, argv: int, envp: int, flags: int
+) -> Result:
+    if flags & ~(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW):
+        raise SyscallError(errno.EINVAL, f"unknown execveat flags {flags:#x}")
     name = t.mem.read_cstring(path)
-    dirfd = dirfd - (1 << 32) if dirfd >= 1 << 31 else dirfd
-    if flags & AT_EMPTY_PATH and not name:
-        name = b"/proc/self/fd/%d" % dirfd
-    elif dirfd != AT_FDCWD and not name.startswith(b"/"):
-        # the kernel would resolve a relative name against a real descriptor; name the file
-        # through the LibOS instead, keeping the kernel inside the shadow tree
-        base = dirfd_base(libos, t, dirfd)
-        name = base.absolute_path().rstrip(b"/") + b"/" + name
-    return do_execve(libos, t, name, argv, envp)
+    follow = not flags & AT_SYMLINK_NOFOLLOW
+    if not name and flags & AT_EMPTY_PATH:
+        return _exec_descriptor(libos, t, dirfd, argv, envp)
+    if dirfd == AT_FDCWD or name.startswith(b"/") or not name:
+        return do_execve(libos, t, name, argv, envp, follow)
+    # relative to a directory descriptor: the kernel resolves the name from the descriptor,
+    # so the descriptor becomes the shadow root (every program's host root), where the stub
+    # is linked at that name
+    p = t.process
+    base = dirfd_base(libos, t, dirfd)
+    argv_list = _read_strings(t, argv)
+    envp_list = _read_strings(t, envp)
+    cloexec = _cloexec(p.host_pid, dirfd)
+    first = _open_exec(libos, p.root, p.cwd, name, base, follow)
+    shown = b"/dev/fd/%d/%s" % (dirfd, name)
+    req = prepare_exec(
+        libos, p.root, p.cwd, first, None if cloexec else shown, shown, argv_list, envp_list
+    )
+    try:
+        libos.shadow_stub(name)
+        _swap_descriptor(libos, t, req, dirfd, cloexec, libos.shadow_fd)
+    except BaseException:
+        req.close()
+        raise
+    return _accept(libos, p, req)
 
 
 def sys_stub(libos: LibOS, t: Task, buffer: int, rsp0: int) -> int:
@@ -220,6 +503,8 @@ def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
     else:
         start = entry
     plan.syscall("close", prog_fd)
+    for fd, original in req.restore:  # what an execveat replaced by the stub, not close-on-exec
+        listener.add_fd(t.notif_id, original, False, send=False, target=fd)
     aux = [(k, kernel_aux[k]) for k in INHERITED_AUXV if k in kernel_aux]
     aux += [
         (AT_PHDR, prog.phdr_vaddr + bias),
@@ -236,6 +521,9 @@ def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
     if top - rsp > 120 * 1024:
         raise SyscallError(errno.E2BIG, "arguments and environment too large for the stack")
     mem.write(rsp, stack)
+    if req.comm is not None:  # in the gap between the new stack's top and the stub's
+        mem.write(top, req.comm + b"\0")
+        plan.syscall("prctl", PR_SET_NAME, top)
     if len(plan.commands) > MAX_COMMANDS:
         raise SyscallError(errno.ENOEXEC, "too many segments")
     words: list[int] = [0, start, rsp, 0, 0, 0, 0, 0]
@@ -245,6 +533,7 @@ def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
     mem.write(BUFFER_ADDR, struct.pack(f"<{len(words)}Q", *words))
     assert COMMANDS_OFFSET == 64
     p.exe_path = req.exe_path
+    p.exe_id = req.exe_id
     p.argv = req.argv
     p.envp = req.envp
     return len(plan.commands)

@@ -11,6 +11,7 @@ import errno
 import fcntl
 import os
 import struct
+from functools import partial
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
@@ -34,6 +35,8 @@ from occlum.abi.fsabi import (
     S_IFMT,
     S_IFREG,
     S_IFSOCK,
+    S_ISGID,
+    S_ISUID,
     Stat,
     pack_stat,
     pack_statfs,
@@ -43,13 +46,31 @@ from occlum.abi.syscalls import NR
 from occlum.kernel.objects import FileRef
 from occlum.syscalls.common import (
     dirfd_base,
+    fd_file_location,
+    fd_file_ref,
     fd_location,
     fd_ref,
     s32,
     s64,
 )
-from occlum.vfs import OpenDirectory, check_access, open_path, resolve, resolve_parent
+from occlum.syscalls.exec import program_running
+from occlum.vfs import (
+    OpenDirectory,
+    check_access,
+    check_rename,
+    open_path,
+    resolve,
+    resolve_parent,
+)
 from occlum.vfs.inode import MAY_EXEC, MAY_READ, MAY_WRITE, Inode
+from occlum.vfs.xattr import (
+    XATTR_CREATE,
+    XATTR_NAME_MAX,
+    XATTR_REPLACE,
+    XATTR_SIZE_MAX,
+)
+from occlum.vfs.xattr import may_access as may_xattr
+from occlum.vfs.xattr import visible as xattr_visible
 
 if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS, Result
@@ -60,6 +81,7 @@ O_CLOEXEC = os.O_CLOEXEC
 O_PATH = os.O_PATH
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
+ID_UNCHANGED = 0xFFFFFFFF  # (uid_t)-1
 
 
 def _path(t: Task, addr: int) -> bytes:
@@ -109,6 +131,7 @@ def do_open(
         p.umask,
         p.cred,
         resolve_flags=resolve_flags,
+        running=partial(program_running, libos),
     )
     cloexec = bool(flags & O_CLOEXEC)
     if res.host_fd is not None:
@@ -228,13 +251,10 @@ def sys_fstat(libos: LibOS, t: Task, fd: int, buf: int) -> Result:
 
 
 def _fd_stat(ref: FileRef, host: os.stat_result) -> Stat:
-    """A descriptor's stat: the LibOS inode, with the size and times of the host object that
-    native writes change (page-cache memfd, hostfs file), even after the last name is gone."""
-    st = ref.location.inode.getattr()
-    if (st.mode & S_IFMT) == S_IFREG and not ref.path_only:
-        st.size, st.blocks = host.st_size, host.st_blocks
-        st.mtime_ns, st.ctime_ns = host.st_mtime_ns, host.st_ctime_ns
-    return st
+    """A descriptor's stat: the LibOS inode's, as ``stat`` on a name of it gives, with the
+    size and times of the host object that native writes change (page-cache memfd, hostfs
+    file), even after the last name is gone."""
+    return ref.location.inode.fgetattr(host)
 
 
 def sys_newfstatat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, flags: int) -> Result:
@@ -332,7 +352,8 @@ def _readlink(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, size: int)
         libos, t, dirfd, _path(t, path), AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, follow=False
     )
     if not loc.inode.is_symlink:
-        raise SyscallError(errno.EINVAL, "not a symbolic link")
+        empty = not _path(t, path)
+        raise SyscallError(errno.ENOENT if empty else errno.EINVAL, "not a symbolic link")
     target = loc.inode.readlink()[:size]
     t.mem.write(buf, target)
     return len(target)
@@ -402,9 +423,14 @@ def _dirents64(libos: LibOS, t: Task, fd: int, count: int) -> bytes:
 def sys_mkdirat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int) -> int:
     p = t.process
     pn = parent_at(libos, t, dirfd, _path(t, path))
-    if pn.name in (b".", b".."):
-        raise SyscallError(errno.EEXIST, "exists")
-    pn.parent.inode.mkdir(pn.name, mode & 0o7777 & ~p.umask, p.cred.uid, p.cred.gid)
+    pn.check_new(want_dir=True)
+    # as Linux: no set-id bit from the mode; a set-group-id parent passes on its group and
+    # its S_ISGID
+    perm, gid = mode & 0o1777 & ~p.umask, p.cred.gid
+    parent = pn.parent.inode.getattr()
+    if parent.mode & S_ISGID:
+        perm, gid = perm | S_ISGID, parent.gid
+    pn.parent.inode.mkdir(pn.name, perm, p.cred.uid, gid)
     return 0
 
 
@@ -420,8 +446,7 @@ def sys_mknodat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, dev: in
     if kind not in (S_IFREG, S_IFIFO, S_IFSOCK):
         raise SyscallError(errno.EPERM, "device nodes cannot be created in the LibOS")
     pn = parent_at(libos, t, dirfd, _path(t, path))
-    if pn.name in (b".", b".."):
-        raise SyscallError(errno.EEXIST, "exists")
+    pn.check_new()
     perm = mode & 0o7777 & ~p.umask
     if kind == S_IFREG:
         pn.parent.inode.create(pn.name, perm, p.cred.uid, p.cred.gid)
@@ -479,12 +504,7 @@ def sys_renameat2(
         raise SyscallError(errno.EINVAL, "RENAME_WHITEOUT is not supported")
     old = parent_at(libos, t, olddirfd, _path(t, oldpath))
     new = parent_at(libos, t, newdirfd, _path(t, newpath))
-    if old.name in (b".", b"..") or new.name in (b".", b".."):
-        raise SyscallError(
-            errno.EBUSY if old.name == b"." or new.name == b"." else errno.EINVAL, "bad name"
-        )
-    if old.parent.mount is not new.parent.mount:
-        raise SyscallError(errno.EXDEV, "rename across mounts")
+    check_rename(old, new, flags)
     old.parent.inode.rename(old.name, new.parent.inode, new.name, flags)
     return 0
 
@@ -509,8 +529,7 @@ def sys_linkat(
     if src.inode.is_dir:
         raise SyscallError(errno.EPERM, "hard link to a directory")
     pn = parent_at(libos, t, newdirfd, _path(t, newpath))
-    if pn.name in (b".", b"..") or pn.trailing_slash:
-        raise SyscallError(errno.EEXIST, "exists")
+    pn.check_new()
     if src.mount is not pn.parent.mount:
         raise SyscallError(errno.EXDEV, "link across mounts")
     pn.parent.inode.link(pn.name, src.inode)
@@ -527,8 +546,7 @@ def sys_symlinkat(libos: LibOS, t: Task, target: int, newdirfd: int, linkpath: i
     if not text:
         raise SyscallError(errno.ENOENT, "empty target")
     pn = parent_at(libos, t, newdirfd, _path(t, linkpath))
-    if pn.name in (b".", b"..") or pn.trailing_slash:
-        raise SyscallError(errno.EEXIST, "exists")
+    pn.check_new()
     pn.parent.inode.symlink(pn.name, text, p.cred.uid, p.cred.gid)
     return 0
 
@@ -599,7 +617,7 @@ def sys_chmod(libos: LibOS, t: Task, path: int, mode: int) -> int:
 
 
 def sys_fchmod(libos: LibOS, t: Task, fd: int, mode: int) -> int:
-    return _chmod(t, fd_location(libos, t, fd), mode)
+    return _chmod(t, fd_file_location(libos, t, fd), mode)
 
 
 def sys_fchmodat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int) -> int:
@@ -614,10 +632,23 @@ def sys_fchmodat2(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flags
 
 
 def _chown(t: Task, loc: Location, uid: int, gid: int) -> int:
-    uid, gid = s32(uid), s32(gid)
+    # ids are unsigned 32-bit (up to 2^32-2); 0xffffffff (-1) leaves one unchanged
+    uid, gid = uid & ID_UNCHANGED, gid & ID_UNCHANGED
     if t.process.cred.uid != 0:
         raise SyscallError(errno.EPERM, "only root may change owners")
-    loc.inode.setattr(uid=None if uid == -1 else uid, gid=None if gid == -1 else gid)
+    mode = None
+    if not loc.inode.is_dir:
+        # Linux drops a regular file's set-user-id bit (and set-group-id with group exec) at
+        # every chown, even root's and even to the same ids
+        m = loc.inode.getattr().mode
+        kill = S_ISUID | (S_ISGID if m & 0o010 else 0)
+        if m & kill:
+            mode = m & 0o7777 & ~kill
+    loc.inode.setattr(
+        mode=mode,
+        uid=None if uid == ID_UNCHANGED else uid,
+        gid=None if gid == ID_UNCHANGED else gid,
+    )
     return 0
 
 
@@ -630,7 +661,7 @@ def sys_lchown(libos: LibOS, t: Task, path: int, uid: int, gid: int) -> int:
 
 
 def sys_fchown(libos: LibOS, t: Task, fd: int, uid: int, gid: int) -> int:
-    return _chown(t, fd_location(libos, t, fd), uid, gid)
+    return _chown(t, fd_file_location(libos, t, fd), uid, gid)
 
 
 def sys_fchownat(
@@ -658,13 +689,21 @@ def sys_utimensat(libos: LibOS, t: Task, dirfd: int, path: int, times: int, flag
     import time
 
     now = time.time_ns()
-    if path == 0:
-        loc = fd_location(libos, t, dirfd)
+    stamps = None if times == 0 else struct.unpack("<qqqq", t.mem.read(times, 32))
+    if path == 0 and s32(dirfd) != AT_FDCWD:
+        # futimens: the descriptor's own file; no flag applies to it
+        if flags:
+            raise SyscallError(errno.EINVAL, "flags with a NULL path")
+        loc = fd_file_location(libos, t, dirfd)
     else:
+        if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+            raise SyscallError(errno.EINVAL, "bad flags")
+        if path == 0:
+            raise SyscallError(errno.EFAULT, "NULL path")
         loc = _resolve_at(libos, t, dirfd, _path(t, path), flags)
-    if times == 0:
+    if stamps is None:
         return _times(loc, now, now)
-    a_s, a_ns, m_s, m_ns = struct.unpack("<qqqq", t.mem.read(times, 32))
+    a_s, a_ns, m_s, m_ns = stamps
     return _times(loc, _ts(a_s, a_ns, now), _ts(m_s, m_ns, now))
 
 
@@ -711,64 +750,141 @@ def sys_truncate(libos: LibOS, t: Task, path: int, length: int) -> int:
     check_access(loc.inode.getattr(), t.process.cred, MAY_WRITE)
     if loc.inode.fs.readonly:
         raise SyscallError(errno.EROFS, "read-only file system")
+    if program_running(libos, loc.inode):
+        raise SyscallError(errno.ETXTBSY, "the file is a running program")
     loc.inode.setattr(size=length)
     return 0
 
 
-# -- extended attributes: LibOS file systems keep none ----------------------------------------
+# -- extended attributes ----------------------------------------------------------------------
+# f*xattr on a host object (a pipe, socket, memfd or eventfd the program holds) proceed: those
+# are the program's own kernel objects, and no file of the host is behind them.
 def _xattr_target(libos: LibOS, t: Task, path: int, follow: bool) -> Location:
     return _resolve_at(libos, t, AT_FDCWD, _path(t, path), 0 if follow else AT_SYMLINK_NOFOLLOW)
 
 
+def _xattr_fd(libos: LibOS, t: Task, fd: int) -> Location | None:
+    """The LibOS file behind ``fd``; None for a host object (pipe, socket, memfd...), whose
+    attributes are the kernel's to serve."""
+    ref = fd_ref(libos, t, s32(fd))
+    if ref is None:
+        return None
+    if ref.path_only:
+        raise SyscallError(errno.EBADF, "an O_PATH descriptor")
+    return ref.location
+
+
+def _xattr_name(t: Task, addr: int) -> bytes:
+    try:
+        name = t.mem.read_cstring(addr, XATTR_NAME_MAX)
+    except SyscallError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise SyscallError(errno.ERANGE, "attribute name longer than 255 bytes")
+        raise
+    if not name:
+        raise SyscallError(errno.ERANGE, "empty attribute name")
+    return name
+
+
+def _answer(t: Task, data: bytes, buf: int, size: int) -> int:
+    """Linux's sizing: size 0 asks for the length, a buffer too small is ERANGE."""
+    if size == 0:
+        return len(data)
+    if len(data) > min(size, XATTR_SIZE_MAX):
+        raise SyscallError(errno.ERANGE, "buffer too small")
+    t.mem.write(buf, data)
+    return len(data)
+
+
+def _getxattr(t: Task, loc: Location, name: int, value: int, size: int) -> int:
+    key = _xattr_name(t, name)
+    may_xattr(loc.inode, key, t.process.cred, write=False)
+    return _answer(t, loc.inode.get_xattr(key), value, size)
+
+
+def _listxattr(t: Task, loc: Location, buf: int, size: int) -> int:
+    cred = t.process.cred
+    names = b"".join(n + b"\0" for n in loc.inode.list_xattr() if xattr_visible(n, cred))
+    return _answer(t, names, buf, size)
+
+
+def _setxattr(t: Task, loc: Location, name: int, value: int, size: int, flags: int) -> int:
+    if flags & ~(XATTR_CREATE | XATTR_REPLACE):
+        raise SyscallError(errno.EINVAL, "bad flags")
+    key = _xattr_name(t, name)
+    if size > XATTR_SIZE_MAX:
+        raise SyscallError(errno.E2BIG, "attribute value larger than 64 KiB")
+    data = t.mem.read(value, size) if size else b""
+    if loc.inode.fs.readonly:
+        raise SyscallError(errno.EROFS, "read-only file system")
+    may_xattr(loc.inode, key, t.process.cred, write=True)
+    loc.inode.set_xattr(key, data, flags)
+    return 0
+
+
+def _removexattr(t: Task, loc: Location, name: int) -> int:
+    key = _xattr_name(t, name)
+    if loc.inode.fs.readonly:
+        raise SyscallError(errno.EROFS, "read-only file system")
+    may_xattr(loc.inode, key, t.process.cred, write=True)
+    loc.inode.remove_xattr(key)
+    return 0
+
+
 def sys_getxattr(libos: LibOS, t: Task, path: int, name: int, value: int, size: int) -> int:
-    _xattr_target(libos, t, path, t.nr != NR["lgetxattr"])
-    raise SyscallError(errno.ENODATA, "no extended attributes")
+    return _getxattr(t, _xattr_target(libos, t, path, t.nr != NR["lgetxattr"]), name, value, size)
 
 
-def sys_fgetxattr(libos: LibOS, t: Task, fd: int, name: int, value: int, size: int) -> int:
-    fd_ref(libos, t, s32(fd))
-    raise SyscallError(errno.ENODATA, "no extended attributes")
+def sys_fgetxattr(libos: LibOS, t: Task, fd: int, name: int, value: int, size: int) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    loc = _xattr_fd(libos, t, fd)
+    return PROCEED if loc is None else _getxattr(t, loc, name, value, size)
 
 
 def sys_listxattr(libos: LibOS, t: Task, path: int, buf: int, size: int) -> int:
-    _xattr_target(libos, t, path, t.nr != NR["llistxattr"])
-    return 0
+    return _listxattr(t, _xattr_target(libos, t, path, t.nr != NR["llistxattr"]), buf, size)
 
 
-def sys_flistxattr(libos: LibOS, t: Task, fd: int, buf: int, size: int) -> int:
-    fd_ref(libos, t, s32(fd))
-    return 0
+def sys_flistxattr(libos: LibOS, t: Task, fd: int, buf: int, size: int) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    loc = _xattr_fd(libos, t, fd)
+    return PROCEED if loc is None else _listxattr(t, loc, buf, size)
 
 
 def sys_setxattr(
     libos: LibOS, t: Task, path: int, name: int, value: int, size: int, flags: int
 ) -> int:
-    _xattr_target(libos, t, path, t.nr != NR["lsetxattr"])
-    raise SyscallError(errno.EOPNOTSUPP, "extended attributes are not supported")
+    loc = _xattr_target(libos, t, path, t.nr != NR["lsetxattr"])
+    return _setxattr(t, loc, name, value, size, s32(flags))
 
 
 def sys_fsetxattr(
     libos: LibOS, t: Task, fd: int, name: int, value: int, size: int, flags: int
-) -> int:
-    fd_ref(libos, t, s32(fd))
-    raise SyscallError(errno.EOPNOTSUPP, "extended attributes are not supported")
+) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    loc = _xattr_fd(libos, t, fd)
+    return PROCEED if loc is None else _setxattr(t, loc, name, value, size, s32(flags))
 
 
 def sys_removexattr(libos: LibOS, t: Task, path: int, name: int) -> int:
-    _xattr_target(libos, t, path, t.nr != NR["lremovexattr"])
-    raise SyscallError(errno.ENODATA, "no extended attributes")
+    return _removexattr(t, _xattr_target(libos, t, path, t.nr != NR["lremovexattr"]), name)
 
 
-def sys_fremovexattr(libos: LibOS, t: Task, fd: int, name: int) -> int:
-    fd_ref(libos, t, s32(fd))
-    raise SyscallError(errno.ENODATA, "no extended attributes")
+def sys_fremovexattr(libos: LibOS, t: Task, fd: int, name: int) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    loc = _xattr_fd(libos, t, fd)
+    return PROCEED if loc is None else _removexattr(t, loc, name)
 
 
 # -- write-back ----------------------------------------------------------------------------------
 def _commit_if_protected(libos: LibOS, t: Task, fd: int) -> Result:
     from occlum.kernel.libos import PROCEED
 
-    ref = fd_ref(libos, t, s32(fd))
+    ref = fd_file_ref(libos, t, fd)
     if ref is not None and ref.location.inode.fs in libos.persistent_file_systems():
         # a SEFS file: its volume commits (encrypts and writes) now, atomically
         ref.location.inode.fs.sync()

@@ -48,6 +48,9 @@ def sys_sysinfo(libos: LibOS, t: Task, buf: int) -> int:
     loads = os.getloadavg()
     total = min(mem.get("MemTotal", 0), libos.spec.user_space_size) or mem.get("MemTotal", 0)
     free = min(mem.get("MemAvailable", 0), total)
+    used = libos.limits.memory_used()  # by all the programs together (memory cgroup)
+    if used is not None:
+        free = max(0, min(free, total - used))
     procs = max(len(libos.procs), 1)
     data = struct.pack(
         "<q3Q6QH6xQQI",

@@ -114,10 +114,10 @@ def sys_umount2(libos: LibOS, t: Task, target: int, flags: int) -> int:
     where = resolve(
         p.root, p.cwd, t.mem.read_cstring(target), follow_final=not flags & UMOUNT_NOFOLLOW
     )
-    if where.mount.mountpoint is None:
-        raise SyscallError(errno.EBUSY, "the root is mounted by the LibOS")
     if where.parent is not None:
         raise SyscallError(errno.EINVAL, "not a mount point")
+    if where.mount.mountpoint is None:
+        raise SyscallError(errno.EBUSY, "the root is mounted by the LibOS")
     fs = where.mount.fs
     where.mount.table.umount(where)  # syncs it
     if isinstance(fs, SefsFs):

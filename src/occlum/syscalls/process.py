@@ -29,6 +29,23 @@ def sys_exit_group(libos: LibOS, t: Task, status: int) -> Result:
     return PROCEED
 
 
+def sys_mmap(
+    libos: LibOS, t: Task, addr: int, length: int, prot: int, flags: int, fd: int, offset: int
+) -> Result:
+    """A large mapping (the filter sends only those, see ``seccomp.LARGE_MMAP``): before the
+    kernel makes it, the LibOS names ``user_space_size`` if it will not fit in what is left of
+    the process's address space, where the failure happens, for programs (Java, Go, Node)
+    that report it in words of their own. The kernel then does the call as made."""
+    from occlum.kernel.libos import PROCEED
+
+    if not flags & MAP_FIXED:  # a fixed mapping may replace one already counted
+        libos.limits.check_mapping(t, length)
+    return PROCEED
+
+
+MAP_FIXED = 0x10
+
+
 def refuse(err: int, note: str = ""):  # type: ignore[no-untyped-def]
     """A handler for calls no program inside may make: logged once (with ``note``, the errno
     and the reason), then ``err``."""

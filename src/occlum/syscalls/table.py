@@ -11,12 +11,13 @@ import errno
 from occlum.abi.syscalls import MOUNT_ROOTFS_NR, NR
 from occlum.kernel.libos import Entry, Handler
 from occlum.platform.stub import STUB_NR
+from occlum.syscalls import cred, fs, info, net, process
 from occlum.syscalls import exec as ex
-from occlum.syscalls import fs, info, net, process
 from occlum.syscalls import mount as mnt
 from occlum.syscalls.refused import REFUSED as REFUSED_REASONS
 
 FULL, PARTIAL, REFUSED = "full", "partial", "refused"
+_XATTRS = "no system.* (ACLs)"
 
 # name: (handler, argument kinds for the trace (their count is the handler's arity), level, note)
 SERVED: dict[str, tuple[Handler, str, str, str]] = {
@@ -81,18 +82,18 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "syncfs": (fs.sys_syncfs, "fd", FULL, "as fsync"),
     "sync": (fs.sys_sync, "", FULL, "commits every SEFS volume, then the host's sync"),
     "truncate": (fs.sys_truncate, "path int", FULL, ""),
-    "getxattr": (fs.sys_getxattr, "path str ptr int", PARTIAL, "no extended attributes: ENODATA"),
-    "lgetxattr": (fs.sys_getxattr, "path str ptr int", PARTIAL, "no extended attributes: ENODATA"),
-    "fgetxattr": (fs.sys_fgetxattr, "fd str ptr int", PARTIAL, "no extended attributes: ENODATA"),
-    "listxattr": (fs.sys_listxattr, "path ptr int", PARTIAL, "an empty list"),
-    "llistxattr": (fs.sys_listxattr, "path ptr int", PARTIAL, "an empty list"),
-    "flistxattr": (fs.sys_flistxattr, "fd ptr int", PARTIAL, "an empty list"),
-    "setxattr": (fs.sys_setxattr, "path str ptr int hex", PARTIAL, "EOPNOTSUPP"),
-    "lsetxattr": (fs.sys_setxattr, "path str ptr int hex", PARTIAL, "EOPNOTSUPP"),
-    "fsetxattr": (fs.sys_fsetxattr, "fd str ptr int hex", PARTIAL, "EOPNOTSUPP"),
-    "removexattr": (fs.sys_removexattr, "path str", PARTIAL, "ENODATA"),
-    "lremovexattr": (fs.sys_removexattr, "path str", PARTIAL, "ENODATA"),
-    "fremovexattr": (fs.sys_fremovexattr, "fd str", PARTIAL, "ENODATA"),
+    "getxattr": (fs.sys_getxattr, "path str ptr int", PARTIAL, _XATTRS),
+    "lgetxattr": (fs.sys_getxattr, "path str ptr int", PARTIAL, _XATTRS),
+    "fgetxattr": (fs.sys_fgetxattr, "fd str ptr int", PARTIAL, _XATTRS),
+    "listxattr": (fs.sys_listxattr, "path ptr int", PARTIAL, _XATTRS),
+    "llistxattr": (fs.sys_listxattr, "path ptr int", PARTIAL, _XATTRS),
+    "flistxattr": (fs.sys_flistxattr, "fd ptr int", PARTIAL, _XATTRS),
+    "setxattr": (fs.sys_setxattr, "path str ptr int hex", PARTIAL, _XATTRS),
+    "lsetxattr": (fs.sys_setxattr, "path str ptr int hex", PARTIAL, _XATTRS),
+    "fsetxattr": (fs.sys_fsetxattr, "fd str ptr int hex", PARTIAL, _XATTRS),
+    "removexattr": (fs.sys_removexattr, "path str", PARTIAL, _XATTRS),
+    "lremovexattr": (fs.sys_removexattr, "path str", PARTIAL, _XATTRS),
+    "fremovexattr": (fs.sys_fremovexattr, "fd str", PARTIAL, _XATTRS),
     "bind": (net.sys_bind, "fd ptr int", FULL, "Unix socket paths in the LibOS; others native"),
     "connect": (
         net.sys_connect,
@@ -122,6 +123,9 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "getsockname": (net.sys_getsockname, "fd ptr ptr", FULL, "abstract names unprefixed"),
     "getpeername": (net.sys_getpeername, "fd ptr ptr", FULL, "abstract names unprefixed"),
     "msync": (fs.sys_msync, "ptr int hex", FULL, "MS_SYNC commits the protected file systems"),
+    "mmap": (
+        process.sys_mmap, "ptr int hex hex fd int", FULL, "served from 64 MiB: names user_space_size"
+    ),
     "mount": (
         mnt.sys_mount,
         "str path str hex str",
@@ -131,10 +135,21 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "umount2": (mnt.sys_umount2, "path hex", FULL, ""),
     "uname": (info.sys_uname, "ptr", FULL, ""),
     "sethostname": (info.sys_sethostname, "ptr int", FULL, "the instance's own name"),
-    "sysinfo": (info.sys_sysinfo, "ptr", FULL, "memory bounded by user_space_size"),
+    "sysinfo": (info.sys_sysinfo, "ptr", FULL, "memory: user_space_size, less what programs use"),
+    "setgroups": (cred.sys_setgroups, "int ptr", PARTIAL, "LibOS groups, per process"),
+    "getgroups": (cred.sys_getgroups, "int ptr", FULL, ""),
+    "setpriority": (
+        cred.sys_setpriority,
+        "int int int",
+        FULL,
+        "raising: by the LibOS, in the instance only",
+    ),
     "clone": (process.sys_clone, "hex", PARTIAL, "no new namespaces"),
     "exit_group": (
-        process.sys_exit_group, "int", FULL, "a failing exit: checks the address space used"
+        process.sys_exit_group,
+        "int",
+        FULL,
+        "a failing exit: checks the address space used",
     ),
 }
 

@@ -9,7 +9,7 @@ from occlum.vfs.dirfile import OpenDirectory
 from occlum.vfs.inode import ROOT, Cred, DirEntry, Inode, Stat, StatFs, check_access
 from occlum.vfs.mount import FileSystem, Mount, MountInfo, MountTable
 from occlum.vfs.open import OpenResult, open_path
-from occlum.vfs.path import Location, ParentAndName, resolve, resolve_parent
+from occlum.vfs.path import Location, ParentAndName, check_rename, resolve, resolve_parent
 
 __all__ = [
     "ROOT",
@@ -27,6 +27,7 @@ __all__ = [
     "Stat",
     "StatFs",
     "check_access",
+    "check_rename",
     "open_path",
     "resolve",
     "resolve_parent",

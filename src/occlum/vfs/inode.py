@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
@@ -31,11 +31,12 @@ MAY_READ = 4
 
 @dataclass(slots=True, frozen=True)
 class Cred:
-    """Who is asking: effective (fs) uid/gid and supplementary groups."""
+    """Who is asking: effective (fs) uid/gid and supplementary groups (sorted, as Linux keeps
+    them for getgroups)."""
 
     uid: int = 0
     gid: int = 0
-    groups: frozenset[int] = field(default_factory=frozenset)
+    groups: tuple[int, ...] = ()
 
 
 ROOT = Cred()
@@ -112,6 +113,14 @@ class Inode:
     def getattr(self) -> Stat:
         raise NotImplementedError
 
+    def fgetattr(self, host: os.stat_result) -> Stat:
+        """The stat seen through an open descriptor of this file, whose host object (a
+        page-cache memfd, a host file, a handle) reports ``host``. It must agree with
+        :meth:`getattr` field for field (programs compare ``fstat`` with ``stat``: fish spins
+        when they differ); a file system whose descriptors outlive what ``getattr`` reads
+        (an unlinked file's memfd) takes the sizes and times from ``host`` then."""
+        return self.getattr()
+
     def lookup(self, name: bytes) -> Inode:
         if not self.is_dir:
             raise SyscallError(errno.ENOTDIR, "lookup in a non-directory")
@@ -159,6 +168,22 @@ class Inode:
         if self.fs.readonly:
             raise SyscallError(errno.EROFS, "setattr on a read-only file system")
         raise SyscallError(errno.EPERM, f"setattr not supported by {self.fs.fstype}")
+
+    # Extended attributes: the name is already checked (occlum.vfs.xattr); a file system
+    # without them answers as Linux's procfs does.
+    def get_xattr(self, name: bytes) -> bytes:
+        raise SyscallError(errno.EOPNOTSUPP, f"no extended attributes on {self.fs.fstype}")
+
+    def set_xattr(self, name: bytes, value: bytes, flags: int) -> None:
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS, "read-only file system")
+        raise SyscallError(errno.EOPNOTSUPP, f"no extended attributes on {self.fs.fstype}")
+
+    def remove_xattr(self, name: bytes) -> None:
+        self.set_xattr(name, b"", 0)
+
+    def list_xattr(self) -> list[bytes]:
+        return []
 
     def open_host_fd(self, flags: int) -> int:
         """A NEW host descriptor with its own open file description, owned by the caller."""

@@ -1,7 +1,7 @@
 """open(2)/openat2(2) semantics on top of path resolution.
 
 Owns the rules that decide what an open does: O_CREAT/O_EXCL, O_NOFOLLOW, O_DIRECTORY,
-O_TRUNC, O_PATH, EISDIR/EROFS/EACCES.  The result tells the syscall layer what it got: a
+O_TRUNC, O_PATH, EISDIR/EROFS/EACCES/ETXTBSY.  The result tells the syscall layer what it got: a
 location and, for regular files and character devices, a fresh host descriptor to donate.
 """
 
@@ -10,11 +10,12 @@ from __future__ import annotations
 import errno
 import os
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFCHR, S_IFDIR, S_IFREG
-from occlum.vfs.inode import MAY_READ, MAY_WRITE, ROOT, Cred, check_access
+from occlum.vfs.inode import MAY_READ, MAY_WRITE, ROOT, Cred, Inode, check_access
 from occlum.vfs.path import Location, resolve, walk_to_parent
 
 __all__ = ["OpenResult", "open_path"]
@@ -52,8 +53,10 @@ def open_path(
     cred: Cred = ROOT,
     *,
     resolve_flags: int = 0,
+    running: Callable[[Inode], bool] | None = None,
 ) -> OpenResult:
-    """Open ``path`` like ``openat(base or AT_FDCWD, path, flags, mode)``."""
+    """Open ``path`` like ``openat(base or AT_FDCWD, path, flags, mode)``. ``running`` tells
+    whether a regular file is a running program, which is not opened for writing (ETXTBSY)."""
     if flags & O_TMPFILE == O_TMPFILE:
         raise SyscallError(errno.EOPNOTSUPP, "O_TMPFILE is not supported")
     if flags & O_PATH:
@@ -104,7 +107,11 @@ def open_path(
         raise SyscallError(errno.EROFS, "write access on a read-only file system")
     host_fd: int | None = None
     if kind == S_IFREG:
-        if flags & os.O_TRUNC and acc != os.O_RDONLY and not created:
+        if want & MAY_WRITE and running is not None and running(inode):
+            raise SyscallError(errno.ETXTBSY, "the file is a running program")
+        # O_TRUNC truncates even with O_RDONLY (unspecified by POSIX, done by Linux; the
+        # write permission was checked above)
+        if flags & os.O_TRUNC and not created:
             inode.setattr(size=0)
         host_fd = inode.open_host_fd(flags)
     elif kind == S_IFCHR:
@@ -124,7 +131,12 @@ def _open_creat(
     resolve_flags: int,
 ) -> tuple[Location, bool]:
     w, pn = walk_to_parent(root, cwd, path, base, resolve_flags, cred)
-    if pn.trailing_slash or pn.name in (b".", b".."):
+    if pn.name in (b".", b".."):
+        # a directory that exists: O_EXCL says so first
+        if flags & os.O_EXCL:
+            raise SyscallError(errno.EEXIST, "O_CREAT|O_EXCL on an existing directory")
+        raise SyscallError(errno.EISDIR, "O_CREAT on a directory")
+    if pn.trailing_slash:
         raise SyscallError(errno.EISDIR, "O_CREAT on a directory path")
     excl = bool(flags & os.O_EXCL)
     parent, name = pn.parent, pn.name

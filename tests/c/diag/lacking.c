@@ -1,5 +1,5 @@
-/* Makes calls the LibOS serves only in part (getxattr: no extended attributes) or refuses
- * (ptrace, unshare), each once, and says what each returned. */
+/* Makes calls the LibOS serves only in part (getxattr: no ACLs; /bin has no user.comment)
+ * or refuses (ptrace, unshare), each once, and says what each returned. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>

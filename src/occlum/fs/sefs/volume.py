@@ -49,6 +49,7 @@ from occlum.fs.sefs.journal import JOURNAL_PREFIX, Journal
 from occlum.fs.sefs.store import FORMATTING, OBJECT_ID_SIZE, ObjectRef, ObjectStore, Superblock
 from occlum.vfs.inode import Inode
 from occlum.vfs.mount import FileSystem
+from occlum.vfs.xattr import XattrStore
 
 __all__ = ["CHUNK", "SEFS_MAGIC", "SefsFs"]
 
@@ -145,7 +146,7 @@ class SefsFile(RamFile):
         self._loaded_ctime = -1
         self.chunks: list[Chunk | None]
         if stored is None:
-            self.memfd = os.memfd_create(f"sefs:{self.ino}", os.MFD_CLOEXEC)
+            self._adopt(os.memfd_create(f"sefs:{self.ino}", os.MFD_CLOEXEC))
             self.size, self.chunks = 0, []
             self.content_dirty = True
         else:
@@ -185,7 +186,7 @@ class SefsFile(RamFile):
         except BaseException:
             os.close(fd)
             raise
-        self.memfd = fd
+        self._adopt(fd)
         return fd
 
     def _size(self) -> int:
@@ -193,14 +194,13 @@ class SefsFile(RamFile):
             return os.fstat(self.memfd).st_size
         return 0 if self.gone else self.size
 
-    def getattr(self) -> Stat:
-        st = RamInode.getattr(self)
-        if self.memfd is not None:
-            host = os.fstat(self.memfd)
-            st.mtime_ns = host.st_mtime_ns
-            # loading set the memfd's ctime to the load time; only later changes count
-            if host.st_ctime_ns != self._loaded_ctime:
-                st.ctime_ns = max(self.ctime_ns, host.st_ctime_ns)
+    def _with_contents(self, st: Stat, host: os.stat_result) -> Stat:
+        st.size = host.st_size
+        st.blocks = (host.st_size + 511) // 512
+        st.mtime_ns = host.st_mtime_ns
+        # loading set the memfd's ctime to the load time; only later changes count
+        if host.st_ctime_ns != self._loaded_ctime:
+            st.ctime_ns = max(self.ctime_ns, host.st_ctime_ns)
         return st
 
     def _truncate(self, size: int) -> None:
@@ -493,7 +493,7 @@ class SefsFs(RamFs):
     def _build_tree(self, root_ino: int, recs: Iterable[list[Any]], fmt: int) -> SefsDir:
         inodes: dict[int, RamInode] = {}
         entries: dict[int, list[list[Any]]] = {}
-        for ino, mode, uid, gid, rdev, nlink, at, mt, ct, extra in recs:
+        for ino, mode, uid, gid, rdev, nlink, at, mt, ct, extra, *more in recs:
             kind = mode & S_IFMT
             node: RamInode
             if kind == S_IFDIR:
@@ -522,6 +522,10 @@ class SefsFs(RamFs):
                 node = RamInode(self, mode, uid, gid, rdev)
             node.ino, node.mode, node.rdev, node.nlink = ino, mode, rdev, nlink
             node.atime_ns, node.mtime_ns, node.ctime_ns = at, mt, ct
+            if more:  # extended attributes, in records that have any
+                node.xattrs = XattrStore(
+                    {n.encode("latin-1"): v.encode("latin-1") for n, v in more[0]}
+                )
             inodes[ino] = node
         for ino, names in entries.items():
             d = inodes[ino]
@@ -571,12 +575,21 @@ class SefsFs(RamFs):
             st = node.getattr()
             rec = [node.ino, st.mode, st.uid, st.gid, st.rdev, st.nlink]
             rec += [st.atime_ns, st.mtime_ns, st.ctime_ns]
+            # extended attributes follow the type's own field, only when there are any (a
+            # record without them reads as before)
+            xattrs = node.xattrs.items if node.xattrs is not None else None
+            tail = (
+                "," + _dumps([[n.decode("latin-1"), v.decode("latin-1")] for n, v in
+                              sorted(xattrs.items())])
+                if xattrs
+                else ""
+            )  # fmt: skip
             if isinstance(extra, _RawJson):
                 # the text json.dumps gives, with each file's chunk list serialized once per
                 # change instead of at every commit
-                records[node.ino] = _dumps(rec)[:-1] + "," + extra.text + "]"
+                records[node.ino] = _dumps(rec)[:-1] + "," + extra.text + tail + "]"
             else:
-                records[node.ino] = _dumps([*rec, extra])
+                records[node.ino] = _dumps([*rec, extra])[:-1] + tail + "]"
         return records, referenced
 
     def sync(self) -> None:
