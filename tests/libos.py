@@ -340,7 +340,7 @@ def parse_probe_lines(stdout: str) -> list[tuple[str, str, str]]:
 MULTI_VARIANT = (
     "open", "stat", "readdir", "pipe", "fork", "exec", "pthread", "spawn",
     "spawn_attrs", "exit_group", "tls", "futex", "signal", "sigtimedwait", "pselect", "sleep",
-    "epoll", "sched", "time", "posix_shm",
+    "epoll", "sched", "time", "posix_shm", "pty",
 )  # fmt: skip
 # Scratch directory inside the LibOS (a ramfs).
 LIBOS_SCRATCH = "/tmp"

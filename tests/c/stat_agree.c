@@ -180,7 +180,7 @@ static void writable_dir(const char *tag, const char *dir)
 int main(int argc, char **argv)
 {
     char prog[PATH_MAX];
-    CHECK(realpath(argv[0], prog) != NULL);
+    CHECK(realpath(self_exe(), prog) != NULL);
     const char *scratch = scratch_enter(argc, argv);
     char dir[PATH_MAX - 16];
 

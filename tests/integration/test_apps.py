@@ -49,6 +49,9 @@ PROGRAMS = [
     "cmp",
     "ln",
     "printf",
+    "script",
+    "tty",
+    "cut",
 ]
 
 
@@ -214,6 +217,41 @@ def test_python3_file_io(app_instance: Instance, tmp_path: Path) -> None:
     native = libos.run_native(["/usr/bin/python3", "-c", code, str(tmp_path / "py")])
     inside = app_instance.run(["/usr/bin/python3", "-c", code, "/tmp/py"])
     assert (inside.code, inside.stdout) == (native.code, native.stdout), inside.describe()
+
+
+def test_script_runs_a_command_on_a_pseudo_terminal(app_instance: Instance) -> None:
+    """util-linux script(1): openpty, a child with the slave as controlling terminal, its
+    output copied from the master (onlcr makes each newline CR LF)."""
+    _same(
+        app_instance,
+        ["/usr/bin/script", "-qc", "echo hi; test -t 0 && echo on-a-tty; tty | cut -c1-9", "/dev/null"],
+    )  # fmt: skip
+
+
+PTY_FORK = r"""
+import os, pty
+pid, fd = pty.fork()
+if pid == 0:
+    facts = (os.isatty(0), os.ttyname(0).startswith("/dev/pts/"), os.getsid(0) == os.getpid(),
+             os.tcgetpgrp(0) == os.getpid())
+    os.write(1, b"child: %s\n" % " ".join(map(str, facts)).encode())
+    os._exit(3)
+out = b""
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:  # EIO: the child closed the slave
+        break
+    if not chunk:
+        break
+    out += chunk
+print(out, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_python3_pty_fork(app_instance: Instance) -> None:
+    res = _same(app_instance, ["/usr/bin/python3", "-c", PTY_FORK])
+    assert "child: True True True True" in res.stdout
 
 
 SQL = """

@@ -164,3 +164,97 @@ def test_interactive_bash_job_control(bash_instance: Instance) -> None:
     finally:
         code = term.close()
     assert code == 3
+
+
+# Types its argument and a newline into its standard input's terminal, as if the user had.
+_PUSHER = r"""
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+int main(int argc, char **argv)
+{
+    for (const char *c = argv[1]; ; c++) {
+        const char ch = *c ? *c : '\n';
+        if (ioctl(0, TIOCSTI, &ch) < 0) {
+            printf("typing refused: %s\n", strerror(errno));
+            return 1;
+        }
+        if (!*c)
+            break;
+    }
+    printf("typed\n");
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def pusher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Instance, Path]]:
+    base = tmp_path_factory.mktemp("tiocsti")
+    src = base / "pusher.c"
+    src.write_text(_PUSHER)
+    prog = libos.compile_c(src, base / "pusher", libos.GLIBC_STATIC)
+    inst = Instance.new(base / "instance")
+    inst.configure()
+    libos.place(inst.image, prog, "/bin/pusher")
+    inst.build()
+    yield inst, prog
+
+
+def _shell_runs(command: str, tmp: Path) -> str:
+    """An interactive bash on a pseudo-terminal of its own runs ``command``, then whatever is
+    waiting in the terminal's input (a user's shell does so once the command is over)."""
+    pid, master = pty.fork()
+    if pid == 0:
+        os.execve(
+            "/bin/bash", ["bash", "--norc", "--noprofile", "-i"],
+            {**os.environ, "PS1": "$ ", "OCCLUM_LOG_LEVEL": "error", "HISTFILE": "/dev/null"},
+        )  # fmt: skip
+    out = b""
+
+    def until(text: bytes, timeout: float = 60) -> None:
+        nonlocal out
+        deadline = time.monotonic() + timeout
+        while text not in out:
+            ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise AssertionError(f"no {text!r} on the terminal:\n{out!r}")
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                raise AssertionError(f"the terminal closed before {text!r}:\n{out!r}")
+            out += chunk
+
+    try:
+        until(b"$ ")
+        os.write(master, f"cd {tmp} && {command}; echo $((6*7))-over\n".encode())
+        until(b"42-over")
+        # what was typed into the terminal is read by the shell now; one more command after it
+        os.write(master, b"echo $((7*7))-after\n")
+        until(b"49-after")
+        os.write(master, b"exit\n")
+    finally:
+        os.close(master)
+        os.waitpid(pid, 0)
+    return out.decode(errors="replace")
+
+
+def test_program_cannot_type_into_the_users_shell(
+    pusher: tuple[Instance, Path], tmp_path: Path
+) -> None:
+    """TIOCSTI on the host terminal `occlum run` was started from would leave commands for
+    the user's shell to run after occlum exits; the LibOS refuses it."""
+    inst, prog = pusher
+    native_mark = tmp_path / "PWNED-native"
+    out = _shell_runs(f"{prog} 'touch {native_mark}'", tmp_path)
+    if "typing refused" in out:
+        pytest.skip("TIOCSTI is refused natively here (dev.tty.legacy_tiocsti=0)")
+    assert native_mark.exists(), f"the native control typed nothing:\n{out}"
+
+    mark = tmp_path / "PWNED"
+    out = _shell_runs(f"cd {inst.path} && {OCCLUM} run /bin/pusher 'touch {mark}'", tmp_path)
+    assert not mark.exists(), f"the shell ran what the program typed:\n{out}"
+    assert "typing refused: Input/output error" in out, out

@@ -134,3 +134,33 @@ def test_registry_keeps_every_live_handle_past_the_threshold(tmpfs_dir: Path) ->
         os.close(reg.scratch_fd)
         reg.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_linked_host_files_carry_no_watch_and_live_while_held(tmp_path: Path) -> None:
+    """A hostfs file keeps its host name, so a watch on it would outlive every descriptor
+    (and use up the host user's watches): its entry lives while a process holds it."""
+    reg = ObjectRegistry()
+    reg.prune_at = 4
+    loc = MountTable(RamFs()).root()
+    held: dict[tuple[int, int], int] = {}
+    reg.live_keys = lambda: set(held)
+    closed = []
+    for i in range(12):
+        path = tmp_path / f"f{i}"
+        path.write_text("x")
+        fd = os.open(path, os.O_RDONLY)
+        reg.register(fd, FileRef(loc))
+        # the file being registered is in no process yet, and stays
+        assert reg.lookup(os.getpid(), fd) is not None
+        if i % 2:
+            closed.append(_key(fd))
+            os.close(fd)
+        else:
+            held[_key(fd)] = fd
+    assert reg._inotify < 0  # no watch was placed
+    reg.prune()
+    assert set(reg._by_key) == set(held)
+    assert set(reg._by_key).isdisjoint(closed)
+    for fd in held.values():
+        os.close(fd)
+    reg.close()

@@ -3,15 +3,21 @@
 Owns the standard device nodes and links.  It is a ramfs populated at mount time, so programs
 may add nodes and FIFOs as on a devtmpfs; a character node opens the matching harmless host
 device (``/dev/null``, ``/dev/zero``, ``/dev/full``, ``/dev/random``, ``/dev/urandom``,
-``/dev/tty``) and nothing else.  The kernel mounts a separate ramfs on ``/dev/shm``.
+``/dev/tty``) and nothing else; ``/dev/ptmx`` opens a new master of the instance's own
+pseudo-terminals (``fs/devpts.py``).  The kernel mounts a separate ramfs on ``/dev/shm`` and
+the devpts on ``/dev/pts``.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+from collections.abc import Callable
 
+from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFCHR
-from occlum.fs.ramfs import RamDir, RamFs
+from occlum.fs.devpts import DevPtsFs
+from occlum.fs.ramfs import RamDir, RamFs, RamInode
 
 __all__ = ["DevFs"]
 
@@ -21,7 +27,6 @@ DEVICES: tuple[tuple[bytes, int, int, int], ...] = (
     (b"full", 1, 7, 0o666),
     (b"random", 1, 8, 0o666),
     (b"urandom", 1, 9, 0o666),
-    (b"tty", 5, 0, 0o666),
 )
 
 LINKS: tuple[tuple[bytes, bytes], ...] = (
@@ -32,16 +37,55 @@ LINKS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
+PTMX = os.makedev(5, 2)
+TTY = os.makedev(5, 0)
+
+
+class TtyNode(RamInode):
+    """``/dev/tty``: the caller's controlling terminal, found by ``ctty`` (given the open
+    flags); without it, the supervisor's own terminal."""
+
+    opens_other_object = True
+
+    def __init__(self, fs: DevFs, ctty: Callable[[int], int] | None) -> None:
+        super().__init__(fs, S_IFCHR | 0o666, 0, 0, TTY)
+        self.ctty = ctty
+
+    def open_host_fd(self, flags: int) -> int:
+        if self.ctty is None:
+            return super().open_host_fd(flags)
+        return self.ctty(flags)
+
+
+class PtmxNode(RamInode):
+    """``/dev/ptmx``: each open is a new master of the instance's pseudo-terminals."""
+
+    def __init__(self, fs: DevFs, ptys: DevPtsFs | None) -> None:
+        super().__init__(fs, S_IFCHR | 0o666, 0, 0, PTMX)
+        self.ptys = ptys
+
+    def open_host_fd(self, flags: int) -> int:
+        if self.ptys is None:
+            raise SyscallError(errno.ENODEV, "no pseudo-terminals in this /dev")
+        return self.ptys.open_master(flags)
+
+
 class DevFs(RamFs):
-    """``/dev``: device nodes, the stdio links, and empty ``shm/`` and ``pts/`` directories."""
+    """``/dev``: device nodes, the stdio links, and empty ``shm/`` and ``pts/`` directories;
+    ``ptys`` is the instance's devpts, which ``/dev/ptmx`` opens; ``ctty`` opens the caller's
+    controlling terminal for ``/dev/tty``."""
 
     fstype = "devtmpfs"
 
-    def __init__(self) -> None:
+    def __init__(
+        self, ptys: DevPtsFs | None = None, ctty: Callable[[int], int] | None = None
+    ) -> None:
         super().__init__(mode=0o755)
         root: RamDir = self.root
         for name, major, minor, perm in DEVICES:
             root.mknod(name, S_IFCHR | perm, os.makedev(major, minor), 0, 0)
+        root._add(b"tty", TtyNode(self, ctty))
+        root._add(b"ptmx", PtmxNode(self, ptys))
         for name, target in LINKS:
             root.symlink(name, target, 0, 0)
         root.mkdir(b"shm", 0o1777, 0, 0)  # the kernel mounts a ramfs here

@@ -28,6 +28,7 @@ from occlum.abi.errors import SyscallError, UserError
 from occlum.abi.syscalls import NAME
 from occlum.enclave.counter import platform_counters
 from occlum.fs.devfs import DevFs
+from occlum.fs.devpts import DevPtsFs
 from occlum.fs.hostfs import HostFs
 from occlum.fs.imagefs import ImageFs, ImageKeyError
 from occlum.fs.procfs import ProcessInfo, ProcFs
@@ -37,11 +38,12 @@ from occlum.fs.sefs.closes import CloseWatch
 from occlum.fs.unionfs import UnionFs
 from occlum.kernel.limits import Limits
 from occlum.kernel.log import Log
-from occlum.kernel.objects import ObjectRegistry
+from occlum.kernel.objects import FileRef, ObjectRegistry
 from occlum.kernel.process import CachedProgram, Process, Task
 from occlum.kernel.procinfo import initial_groups
 from occlum.kernel.spec import MountSpec, RunSpec
 from occlum.kernel.strace import format_call, format_result
+from occlum.kernel.terminal import open_controlling_terminal
 from occlum.platform import launch as launcher
 from occlum.platform import native
 from occlum.platform.faults import FaultLog
@@ -103,8 +105,12 @@ class LibOS:
         # `occlum run` holds the terminal's foreground: each first program gets it, and it
         # comes back here when that program's tree ends
         self.foreground = _terminal_foreground()
+        # the pseudo-terminals of /dev/ptmx and /dev/pts: each tree brings its devpts instance
+        self.devpts = DevPtsFs()
         self.mounts = self._init_mounts(spec) if spec.init_image else self._build_mounts(spec)
         self.objects = ObjectRegistry()
+        self.objects.namer = self._name_pty
+        self.objects.live_keys = self._live_keys
         self.exec_cache: OrderedDict[tuple[int, int], CachedProgram] = OrderedDict()
         self.procs: dict[int, Process] = {}  # by host tgid
         # host pid -> (program, LibOS pid), kept after exit for crash reports
@@ -147,6 +153,23 @@ class LibOS:
         self.boot_error: str | None = None  # why mount_rootfs failed
 
     # -- file systems -------------------------------------------------------------------
+    def _name_pty(self, st: os.stat_result) -> FileRef | None:
+        """``/dev/pts/N`` for a slave of the instance's devpts that was opened natively."""
+        if st.st_dev != self.devpts.dev or os.major(st.st_rdev) != 136 or self.devpts.fd < 0:
+            return None
+        root = self.mounts.root()
+        try:
+            loc = resolve(root, root, b"/dev/pts/%d" % os.minor(st.st_rdev))
+        except SyscallError:
+            return None
+        return FileRef(loc) if loc.inode.ino == st.st_ino and loc.inode.fs is self.devpts else None
+
+    def controlling_terminal(self, flags: int) -> int:
+        """``/dev/tty`` of the calling program: a new open of its controlling terminal."""
+        if self.current is None:
+            raise SyscallError(errno.ENXIO, "no caller")
+        return open_controlling_terminal(self.current.process.host_pid, flags, self.devpts)
+
     def _init_mounts(self, spec: RunSpec) -> MountTable:
         """The init stage's file systems: the initfs image as the root, /dev (holding the key
         file given to ``occlum run --image-key`` as ``/dev/image_key``, if any) and /proc."""
@@ -160,7 +183,7 @@ class LibOS:
                 "(corrupted or changed since `occlum build`)"
             )
         table = MountTable(root, source=b"initfs")
-        dev = DevFs()
+        dev = DevFs(self.devpts, self.controlling_terminal)
         if spec.user_image_key is not None:
             node = dev.root.create(b"image_key", 0o400, 0, 0)
             fd = node.open_host_fd(os.O_WRONLY)
@@ -169,6 +192,7 @@ class LibOS:
             finally:
                 os.close(fd)
         self._mount(table, dev, "/dev", b"dev", where="initfs/")
+        self._mount(table, self.devpts, "/dev/pts", b"devpts", where="initfs/")
         self._mount(table, self._procfs(table), "/proc", b"proc", where="initfs/")
         return table
 
@@ -196,18 +220,26 @@ class LibOS:
             elif m.fs_type == "ramfs":
                 fs, source = RamFs(), b"ramfs"
             elif m.fs_type == "devfs":
-                fs, source = DevFs(), b"devfs"
+                fs, source = DevFs(self.devpts, self.controlling_terminal), b"devfs"
             elif m.fs_type == "procfs":
                 fs, source = self._procfs(table), b"proc"
             else:
                 raise UserError(f"mount type {m.fs_type} at {m.target} is not supported")
             self._mount(table, fs, m.target, source)
-        for target, make in (("/dev", DevFs), ("/proc", None), ("/tmp", RamFs)):
+        for target in ("/dev", "/proc", "/tmp"):
             if target not in have:
-                fs = self._procfs(table) if make is None else make()
+                fs = (
+                    DevFs(self.devpts, self.controlling_terminal) if target == "/dev"
+                    else self._procfs(table) if target == "/proc" else RamFs()
+                )  # fmt: skip
                 self._mount(table, fs, target, target.strip("/").encode())
         if "/dev/shm" not in have:
             self._mount(table, RamFs(), "/dev/shm", b"shm")
+        # the instance's pseudo-terminals, below a /dev of ours
+        if "/dev/pts" not in have and any(
+            m.target == b"/dev" and isinstance(m.fs, DevFs) for m in table.all_mounts()
+        ):
+            self._mount(table, self.devpts, "/dev/pts", b"devpts")
         return table
 
     def _root_fs(self, spec: RunSpec, image_key: bytes | None) -> FileSystem:
@@ -447,6 +479,7 @@ class LibOS:
         self.init_pid = launched.init_pid
         _raise_fd_limit()  # after the fork: the programs keep the limits they were given
         self.shadow_fd = launched.shadow_root_fd
+        self.devpts.attach(launched.devpts_fd)
         self.shadow_paths = {}
         self.host_fifos = {}
         self.host_sockets = {}
@@ -628,6 +661,7 @@ class LibOS:
                 os.close(fd)
         self.objects.scratch_fd = self.shadow_fd = -1
         self.objects.close()  # the tree's processes are gone, and every object with them
+        self.devpts.attach(-1)
 
     def _shutdown(self) -> None:
         self._end_tree()
@@ -802,6 +836,23 @@ class LibOS:
                     except (OSError, ValueError):
                         continue
                     self._new_process(kid, ns_pid, p.host_pid)
+
+    def _live_keys(self) -> set[tuple[int, int]]:
+        """(st_dev, st_ino) of every descriptor every process of the instance holds."""
+        live: set[tuple[int, int]] = set()
+        for p in list(self.procs.values()):
+            base = f"/proc/{p.host_pid}/fd"
+            try:
+                names = os.listdir(base)
+            except OSError:
+                continue
+            for name in names:
+                try:
+                    st = os.stat(f"{base}/{name}")
+                except OSError:
+                    continue
+                live.add((st.st_dev, st.st_ino))
+        return live
 
     def settle_all(self) -> None:
         for p in list(self.procs.values()):

@@ -9,6 +9,7 @@ of ``/proc/PID/fd/N`` — which the program cannot forge, instead of by descript
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from occlum.platform import native
@@ -36,21 +37,36 @@ class ObjectRegistry:
     An entry must outlive every reference to its host object, and references the LibOS cannot
     list exist: a descriptor whose ``SECCOMP_ADDFD`` has not happened yet (the LibOS holds it),
     one in flight in an ``SCM_RIGHTS`` message (the socket holds it, no process does), one
-    kept only by a mapping. The kernel knows them all: each registered object carries an
-    inotify watch, and the kernel removes a watch exactly when the last reference to its
-    inode goes away (``IN_IGNORED``). Pruning drops the entries whose watch is gone, read from
-    the inotify descriptor's ``fdinfo`` (complete even after a queue overflow lost events). An
-    object that cannot be watched (no watch left, ``EACCES``) keeps its entry for good: a few
-    entries too many cost memory, a live one dropped gives a program wrong answers.
+    kept only by a mapping. The kernel knows them all: an unlinked object (a page-cache memfd,
+    a directory handle) carries an inotify watch, and the kernel removes a watch exactly when
+    the last reference to its inode goes away (``IN_IGNORED``). Pruning drops the entries whose
+    watch is gone, read from the inotify descriptor's ``fdinfo`` (complete even after a queue
+    overflow lost events).
+
+    A linked host file (hostfs) gets no watch: its watch would stay until the file is deleted
+    on the host, pinning the inode and using up the host user's inotify watches on a walk of
+    a large tree. Such an entry, and an unlinked object that could not be watched, lives while
+    a process of the instance holds the object (``live_keys``, a scan of their descriptor
+    tables) or while it is being registered; a hostfs descriptor in flight in an
+    ``SCM_RIGHTS`` message during a pruning is the one case that loses its entry (its
+    ``fstat`` then shows the host file as it is).
     """
 
-    __slots__ = ("_by_key", "_counter", "_inotify", "_watch", "prune_at", "scratch_fd")
+    __slots__ = (
+        "_by_key", "_counter", "_inotify", "_watch", "live_keys", "namer", "prune_at", "scratch_fd"
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[int, int], FileRef] = {}
         self._watch: dict[tuple[int, int], int] = {}  # key -> inotify wd, -1 if unwatched
         self._inotify = -1
         self.prune_at = PRUNE_AT
+        # names host objects the LibOS did not hand out but knows (a pseudo-terminal slave a
+        # program opened natively with TIOCGPTPEER), from their host stat; set by the kernel
+        self.namer: Callable[[os.stat_result], FileRef | None] | None = None
+        # identities of every host object the instance's processes hold now (set by the
+        # kernel): the liveness of objects that carry no watch
+        self.live_keys: Callable[[], set[tuple[int, int]]] | None = None
         self._counter = 0
         self.scratch_fd = -1  # a directory on a private tmpfs, for directory handles
 
@@ -59,19 +75,21 @@ class ObjectRegistry:
         the caller), before that descriptor reaches any program."""
         st = os.fstat(host_fd)
         key = (st.st_dev, st.st_ino)
-        if self._inotify < 0:
-            self._inotify = native.inotify_init()
-        try:
-            # the same inode gives the same wd; an inode number used again, a new one
-            wd = native.inotify_add_watch(
-                self._inotify, f"/proc/self/fd/{host_fd}".encode(), _LIFE_MASK
-            )
-        except OSError:
-            wd = -1
+        wd = -1
+        if st.st_nlink == 0:  # see the class's docstring: a linked file's watch never goes
+            if self._inotify < 0:
+                self._inotify = native.inotify_init()
+            try:
+                # the same inode gives the same wd; an inode number used again, a new one
+                wd = native.inotify_add_watch(
+                    self._inotify, f"/proc/self/fd/{host_fd}".encode(), _LIFE_MASK
+                )
+            except OSError:
+                pass
         self._by_key[key] = ref
         self._watch[key] = wd
         if len(self._by_key) > self.prune_at:
-            self.prune()
+            self.prune(keep=key)
 
     def live_watches(self) -> set[int]:
         """The wds of the watches still in place: their objects are referenced somewhere."""
@@ -91,16 +109,18 @@ class ObjectRegistry:
             except BlockingIOError:
                 return
 
-    def prune(self) -> None:
+    def prune(self, keep: tuple[int, int] | None = None) -> None:
         """Forget the objects nothing references any more (programs close their descriptors
         natively, so an entry is not dropped at a close); the next pruning waits for twice as
-        many entries."""
-        if self._inotify >= 0:
-            live = self.live_watches()
-            watch = self._watch
-            dead = [k for k, wd in watch.items() if wd >= 0 and wd not in live]
-            for k in dead:
-                del self._by_key[k], watch[k]
+        many entries. ``keep`` is the object being registered, not yet in any process."""
+        watch = self._watch
+        live = self.live_watches() if self._inotify >= 0 else set()
+        dead = [k for k, wd in watch.items() if wd >= 0 and wd not in live]
+        if self.live_keys is not None and any(wd < 0 for wd in watch.values()):
+            held = self.live_keys()
+            dead += [k for k, wd in watch.items() if wd < 0 and k not in held and k != keep]
+        for k in dead:
+            del self._by_key[k], watch[k]
         self.prune_at = max(PRUNE_AT, 2 * len(self._by_key))
 
     def close(self) -> None:
@@ -119,7 +139,13 @@ class ObjectRegistry:
         """Like :meth:`lookup`, also giving the host object's own stat (sizes and times of
         page-cache memfds and hostfs files change by native writes)."""
         st = os.stat(f"/proc/{host_pid}/fd/{fd}")
-        return self._by_key.get((st.st_dev, st.st_ino)), st
+        key = (st.st_dev, st.st_ino)
+        ref = self._by_key.get(key)
+        if ref is None and self.namer is not None:
+            ref = self.namer(st)
+            if ref is not None:
+                self._by_key[key] = ref
+        return ref, st
 
     def make_dir_handle(self) -> int:
         """A directory descriptor for a LibOS directory: an empty, already removed directory of

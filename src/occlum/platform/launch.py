@@ -49,6 +49,7 @@ class Launched:
     shadow_root_fd: int  # directory fd of the tmpfs root of the instance's mount namespace
     control: socket.socket  # init reports the first program's fate here
     spawner: socket.socket | None = None  # the channel to a started instance's spawner
+    devpts_fd: int = -1  # the root of the tree's own devpts instance, -1 if none could be made
 
 
 class LaunchError(OSError):
@@ -128,24 +129,26 @@ def launch(
     child_sock.close()
     if spawner_end is not None:
         spawner_end.close()
-    got: dict[bytes, tuple[bytes, int]] = {}
+    got: dict[bytes, tuple[bytes, list[int]]] = {}
     try:
-        while len(got) < 2:  # "P" (init pid, root dir) and "L" (listener) arrive in any order
+        # "P" (init pid, root dir[, devpts]) and "L" (listener) arrive in any order
+        while len(got) < 2:
             msg, fds = recv_fds(parent_sock, 256, 4)
             if not msg or msg.startswith(b"E"):
                 why = msg[1:].decode(errors="replace") if msg else "setup process died"
                 raise LaunchError(f"cannot start the instance: {why}")
             if not fds:
                 raise LaunchError(f"cannot start the instance: unexpected message {msg[:16]!r}")
-            got[msg[:1]] = (msg[1:], fds[0])
+            got[msg[:1]] = (msg[1:], fds)
     finally:
         try:
             os.waitpid(setup_pid, 0)
         except ChildProcessError:
             pass
     init_pid = struct.unpack("<i", got[b"P"][0][:4])[0]
-    shadow_fd, listener_fd = got[b"P"][1], got[b"L"][1]
-    return Launched(init_pid, listener_fd, shadow_fd, parent_sock, channel)
+    shadow_fd, listener_fd = got[b"P"][1][0], got[b"L"][1][0]
+    devpts_fd = got[b"P"][1][1] if len(got[b"P"][1]) > 1 else -1
+    return Launched(init_pid, listener_fd, shadow_fd, parent_sock, channel, devpts_fd)
 
 
 def _write(path: bytes, data: bytes) -> None:
@@ -221,12 +224,47 @@ def _setup_child(
             _loopback_up()
     except OSError as exc:
         _die(sock, "namespaces", exc)
+    devpts_fd = _private_devpts()
     init_pid = _fork_or_die(sock, "init")  # pid 1 of the new PID namespace
     if init_pid:
         root_fd = os.open(b"/", os.O_DIRECTORY | os.O_RDONLY)
-        send_fds(sock, b"P" + struct.pack("<i", init_pid), [root_fd])
+        fds = [root_fd] if devpts_fd < 0 else [root_fd, devpts_fd]
+        send_fds(sock, b"P" + struct.pack("<i", init_pid), fds)
         os._exit(0)
+    if devpts_fd >= 0:
+        os.close(devpts_fd)
     _init(sock, exec_path, argv, env, filter_prog, limits, foreground, spawner)
+
+
+def _private_devpts() -> int:
+    """The root directory of a devpts instance of the tree's own (each devpts mount is one,
+    Linux >= 4.7), or -1 when none can be mounted. It is mounted and at once detached: no
+    program's mount namespace shows it, and the descriptor alone keeps it alive in the
+    supervisor, which opens its ``ptmx`` and its slaves for the programs' ``/dev/ptmx`` and
+    ``/dev/pts/N``. ``ptmxmode=0666``: the supervisor (the instance's root only through the
+    user namespace) opens ``ptmx`` by its mode bits."""
+    where = b"/.devpts"
+    try:
+        os.mkdir(where, 0o700)
+    except OSError:
+        return -1
+    fd = -1
+    try:
+        native.mount(
+            b"devpts", where, b"devpts", native.MS_NOSUID | native.MS_NOEXEC,
+            b"newinstance,ptmxmode=0666,mode=0620",
+        )  # fmt: skip
+        try:
+            fd = os.open(where, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            native.umount2(where, native.MNT_DETACH)
+    except OSError:
+        if fd >= 0:
+            os.close(fd)
+        fd = -1
+    finally:
+        os.rmdir(where)
+    return fd
 
 
 def _init(

@@ -8,6 +8,7 @@ whose arguments are plain values) lets the kernel continue. Calls of another arc
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import struct
@@ -98,6 +99,7 @@ NATIVE_SYSCALLS: tuple[str, ...] = (
 ARGUMENT_RULES: dict[str, str] = {
     "socket": "AF_NETLINK other than NETLINK_ROUTE: EPROTONOSUPPORT in the filter",
     "mmap": "native below LARGE_MMAP (64 MiB)",
+    "ioctl": "TIOCSTI: EIO, TIOCLINUX: EPERM in the filter",
     "clone": "served (and refused) when it asks for new namespaces",
     "exit_group": "served with a non-zero status (the address space used is checked)",
     "sendto": "native without a destination address",
@@ -114,6 +116,12 @@ def _stmt(code: int, k: int) -> bytes:
 def _jump(code: int, k: int, jt: int, jf: int) -> bytes:
     return struct.pack("<HBBI", code, jt, jf, k)
 
+
+# ioctl requests refused to every program: TIOCSTI pushes a byte into a terminal's input as if
+# typed, TIOCLINUX's selection calls paste into a virtual console's; on a terminal of the host
+# (`occlum run` from a shell) either would type commands for the user's shell once occlum exits
+TIOCSTI = 0x5412
+TIOCLINUX = 0x541C
 
 # CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET (the low byte is the exit signal)
 CLONE_NAMESPACE_FLAGS = (
@@ -233,6 +241,16 @@ def build_filter(native: Iterable[str] = NATIVE_SYSCALLS, *, every_exit: bool = 
         _stmt(_RET_K, SECCOMP_RET_ALLOW),
         _stmt(_RET_K, SECCOMP_RET_USER_NOTIF),
         _stmt(_LD_W_ABS, 0),
+        # ioctl: native, but for the two requests that put bytes into a terminal's input
+        # (docs/internals.md, "Terminals"); the kernel reads the request as an unsigned int, so
+        # the low word is all of it
+        _jump(_JEQ_K, NR["ioctl"], 0, 6),
+        _stmt(_LD_W_ABS, 24),  # low word of args[1], the request
+        _jump(_JEQ_K, TIOCSTI, 0, 1),
+        _stmt(_RET_K, SECCOMP_RET_ERRNO | errno.EIO),  # as Linux with legacy_tiocsti=0
+        _jump(_JEQ_K, TIOCLINUX, 0, 1),
+        _stmt(_RET_K, SECCOMP_RET_ERRNO | errno.EPERM),
+        _stmt(_RET_K, SECCOMP_RET_ALLOW),
     ]
     # Socket calls that are native without an address (send() and recv() on a connected
     # socket, accept() of a server that does not ask who called: the data path): with one,

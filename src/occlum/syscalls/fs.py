@@ -135,7 +135,9 @@ def do_open(
     )
     cloexec = bool(flags & O_CLOEXEC)
     if res.host_fd is not None:
-        if res.location.inode.fs.fstype != "anon":  # not a reopened pipe, terminal, ...
+        inode = res.location.inode
+        # not a reopened pipe, terminal, ...
+        if inode.fs.fstype != "anon" and not inode.opens_other_object:
             libos.objects.register(res.host_fd, FileRef(res.location))
         return Donate(res.host_fd, cloexec)
     if res.kind == S_IFIFO and not flags & O_PATH:

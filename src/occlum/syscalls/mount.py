@@ -94,7 +94,7 @@ def sys_mount(
     elif kind in (b"proc", b"procfs"):
         fs = libos.new_procfs()
     elif kind in (b"devfs", b"devtmpfs"):
-        fs = DevFs()
+        fs = DevFs(libos.devpts, libos.controlling_terminal)
     elif kind == b"hostfs":
         raise SyscallError(errno.EPERM, "hostfs mounts come from Occlum.json only")
     else:

@@ -83,6 +83,9 @@ class Inode:
     ftype: int
     # procfs-style links whose target is an object, not a path (openat2 RESOLVE_NO_MAGICLINKS)
     is_magic_link: bool = False
+    # an open gives another host object, not one of this inode (/dev/tty: the caller's own
+    # terminal, whose other descriptors must not be named after this inode)
+    opens_other_object: bool = False
 
     def __init__(self, fs: FileSystem, ino: int, ftype: int) -> None:
         self.fs = fs

@@ -1,0 +1,170 @@
+"""devpts: the instance's pseudo-terminals, ``/dev/pts`` and what ``/dev/ptmx`` opens.
+
+The terminals are the host kernel's own: each process tree of the instance gets a devpts
+instance of its own (mounted by the launcher in the tree's namespaces and detached at once,
+see ``platform/launch.py``), and the supervisor holds the descriptor of its root directory.
+Opening ``/dev/ptmx`` opens that instance's ``ptmx`` (a new master, its slave numbered in the
+instance only); ``/dev/pts/N`` opens slave N there. Everything after the open (reads, writes,
+``TIOCGPTN``, ``TIOCSPTLCK``, ``TIOCGPTPEER``, termios, ``TIOCSCTTY``) is the kernel's, on
+descriptors the program holds. Names, inode numbers and devices are the host instance's, so
+``stat`` of a name and ``fstat`` of an open slave agree, as ``ttyname`` checks.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from occlum.abi.errors import SyscallError
+from occlum.abi.fsabi import DEVPTS_SUPER_MAGIC, S_IFDIR, S_IFMT, StatFs, dtype_of_mode
+from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, Stat
+from occlum.vfs.mount import FileSystem
+
+__all__ = ["DevPtsFs"]
+
+NOBODY = 65534
+
+
+class DevPtsFs(FileSystem):
+    """The devpts instance of the running process tree; ``attach`` gives it a new one."""
+
+    fstype = "devpts"
+    root: DevPtsDir
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fd = -1
+        self.root = DevPtsDir(self)
+
+    def attach(self, fd: int) -> None:
+        """Serve the devpts instance whose root directory is ``fd`` (owned from now on), or
+        none (-1): the terminals of an ended tree go with it."""
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd = fd
+        if fd >= 0:
+            os.set_inheritable(fd, False)  # it came by SCM_RIGHTS: the next tree must not get it
+            self.dev = os.fstat(fd).st_dev
+
+    def _dir(self) -> int:
+        if self.fd < 0:
+            raise SyscallError(errno.ENODEV, "no devpts instance (the kernel refused the mount)")
+        return self.fd
+
+    def host_stat(self, name: bytes) -> os.stat_result:
+        try:
+            return os.stat(name, dir_fd=self._dir(), follow_symlinks=False)
+        except OSError as exc:
+            raise SyscallError(exc.errno or errno.ENOENT, "no such pseudo-terminal")
+
+    def open_host(self, name: bytes, flags: int) -> int:
+        """A new open of ``name`` (``ptmx``: a new master). ``O_NOCTTY``: the opener here is
+        the supervisor, whose controlling terminal must not change."""
+        try:
+            return os.open(
+                name, (flags & HOST_OPEN_MASK) | os.O_CLOEXEC | os.O_NOCTTY, dir_fd=self._dir()
+            )
+        except OSError as exc:
+            if exc.errno == errno.EIO:  # a slave still locked: no integrity failure to report
+                raise SyscallError(errno.EIO)
+            raise SyscallError(exc.errno or errno.EIO, f"pseudo-terminal {name.decode()}")
+
+    def open_master(self, flags: int) -> int:
+        return self.open_host(b"ptmx", flags)
+
+    def statfs(self) -> StatFs:
+        return StatFs(f_type=DEVPTS_SUPER_MAGIC, namelen=255, flags=2 | 8)  # nosuid, noexec
+
+
+def _stat(st: os.stat_result) -> Stat:
+    """The host's stat as the instance's programs see it: the supervisor's user and group are
+    the instance's root, as the kernel maps them for the programs' own ``fstat``."""
+    uid, gid = st.st_uid, st.st_gid
+    if os.geteuid() != 0:  # the instance runs in a user namespace mapping us to root
+        uid = 0 if uid == os.geteuid() else NOBODY
+        gid = 0 if gid == os.getegid() else NOBODY
+    return Stat(dev=st.st_dev, ino=st.st_ino, mode=st.st_mode, nlink=st.st_nlink, uid=uid,
+                gid=gid, rdev=st.st_rdev, size=st.st_size, blksize=st.st_blksize,
+                blocks=st.st_blocks, atime_ns=st.st_atime_ns, mtime_ns=st.st_mtime_ns,
+                ctime_ns=st.st_ctime_ns)  # fmt: skip
+
+
+class DevPtsDir(Inode):
+    """The root of devpts: ``ptmx`` and one name per pseudo-terminal in use."""
+
+    fs: DevPtsFs
+
+    def __init__(self, fs: DevPtsFs) -> None:
+        super().__init__(fs, 1, S_IFDIR)
+
+    def getattr(self) -> Stat:
+        if self.fs.fd < 0:
+            return Stat(dev=self.fs.dev, ino=1, mode=S_IFDIR | 0o755, nlink=2)
+        return _stat(os.fstat(self.fs.fd))
+
+    def lookup(self, name: bytes) -> Inode:
+        st = self.fs.host_stat(name)
+        if (st.st_mode & S_IFMT) == S_IFDIR:  # "." and ".." never get here; nothing else is one
+            raise SyscallError(errno.ENOENT, "no such pseudo-terminal")
+        return DevPtsNode(self.fs, name, st)
+
+    def readdir(self) -> list[DirEntry]:
+        out = []
+        with os.scandir(self.fs._dir()) as it:
+            for e in it:
+                st = e.stat(follow_symlinks=False)
+                out.append(DirEntry(os.fsencode(e.name), st.st_ino, dtype_of_mode(st.st_mode)))
+        return out
+
+    def create(self, name: bytes, mode: int, uid: int, gid: int) -> Inode:
+        raise SyscallError(errno.EACCES, "devpts: names are made by opening /dev/ptmx")
+
+
+class DevPtsNode(Inode):
+    """``ptmx`` or slave N of the instance's devpts."""
+
+    fs: DevPtsFs
+
+    def __init__(self, fs: DevPtsFs, name: bytes, st: os.stat_result) -> None:
+        super().__init__(fs, st.st_ino, st.st_mode)
+        self.name = name
+        self.last = st
+
+    def getattr(self) -> Stat:
+        try:
+            self.last = self.fs.host_stat(self.name)
+        except SyscallError:
+            pass  # gone with its last descriptor; what it was is still right for a handle
+        return _stat(self.last)
+
+    def setattr(
+        self,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        size: int | None = None,
+        atime_ns: int | None = None,
+        mtime_ns: int | None = None,
+    ) -> None:
+        """chmod and utimes, as a terminal's owner does (``mesg``, login programs); owners
+        other than the instance's root do not exist on the host side."""
+        if size is not None:
+            raise SyscallError(errno.EINVAL, "truncate of a terminal")
+        if (uid not in (None, 0)) or (gid not in (None, 0)):
+            raise SyscallError(errno.EPERM, "a pseudo-terminal belongs to the instance's root")
+        fd = self.fs._dir()
+        try:
+            if mode is not None:
+                os.chmod(self.name, mode & 0o7777, dir_fd=fd, follow_symlinks=False)
+            if atime_ns is not None or mtime_ns is not None:
+                st = self.fs.host_stat(self.name)
+                times = (
+                    st.st_atime_ns if atime_ns is None else atime_ns,
+                    st.st_mtime_ns if mtime_ns is None else mtime_ns,
+                )
+                os.utime(self.name, ns=times, dir_fd=fd, follow_symlinks=False)
+        except OSError as exc:
+            raise SyscallError(exc.errno or errno.EPERM, "pseudo-terminal attributes")
+
+    def open_host_fd(self, flags: int) -> int:
+        return self.fs.open_host(self.name, flags)
