@@ -547,6 +547,9 @@ class _Waiter(threading.Thread):
             self.listener.close()
 
     def _wait_and_answer(self) -> None:
+        """Wait, make the call, answer. The waiter's duplicate of the socket is closed before
+        the answer: once the program runs on, it may close the socket and bind its name again,
+        which a reference left here would keep taken (EADDRINUSE, or a connect that succeeds)."""
         poller = select.poll()
         poller.register(self.sock.fileno(), select.POLLIN)
         poller.register(self.pidfd, select.POLLIN)
@@ -560,12 +563,15 @@ class _Waiter(threading.Thread):
                 # waits here for the next one: this thread waits, as the program would
                 res = self.attempt(self.mem, self.sock)
                 if res != -errno.EAGAIN:
+                    self.sock.close()
                     self._answer(res)
                     return
             if _signal_pending(self.status_path):
+                self.sock.close()
                 self.listener.respond(self.notif_id, 0, -ERESTARTSYS)
                 return
             if deadline is not None and time.monotonic() >= deadline:
+                self.sock.close()
                 self.listener.respond(self.notif_id, 0, -errno.EAGAIN)
                 return
 
