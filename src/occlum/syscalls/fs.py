@@ -882,6 +882,77 @@ def sys_fremovexattr(libos: LibOS, t: Task, fd: int, name: int) -> Result:
     return PROCEED if loc is None else _removexattr(t, loc, name)
 
 
+# Linux 6.13's *at forms: a dirfd, AT_SYMLINK_NOFOLLOW and AT_EMPTY_PATH (an empty or NULL
+# path names the dirfd itself, as the f* forms), and for get and set a struct xattr_args.
+_XATTR_ARGS = struct.Struct("<QII")  # value pointer, size, flags
+_PAGE = 4096
+
+
+def _xattr_at(libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int) -> Location | None:
+    """The file a *xattrat call names; None for a host object named by its descriptor."""
+    at_flags = s32(at_flags)
+    if at_flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL, "unknown AT_ flags")
+    name = _path(t, path) if path or not at_flags & AT_EMPTY_PATH else b""
+    if name or not at_flags & AT_EMPTY_PATH:
+        return _resolve_at(libos, t, dirfd, name, at_flags)
+    if s32(dirfd) == AT_FDCWD:
+        raise SyscallError(errno.EBADF, "AT_EMPTY_PATH with AT_FDCWD")
+    return _xattr_fd(libos, t, dirfd)
+
+
+def _xattr_args(t: Task, uargs: int, usize: int) -> tuple[int, int, int]:
+    if usize < _XATTR_ARGS.size:
+        raise SyscallError(errno.EINVAL, "struct xattr_args too small")
+    if usize > _PAGE:
+        raise SyscallError(errno.E2BIG, "struct xattr_args too large")
+    raw = t.mem.read(uargs, usize)
+    if any(raw[_XATTR_ARGS.size :]):
+        raise SyscallError(errno.E2BIG, "unknown fields of struct xattr_args set")
+    value, size, flags = _XATTR_ARGS.unpack_from(raw)
+    return value, size, flags
+
+
+def sys_setxattrat(
+    libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int, name: int, uargs: int, usize: int
+) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    value, size, flags = _xattr_args(t, uargs, usize)
+    loc = _xattr_at(libos, t, dirfd, path, at_flags)
+    return PROCEED if loc is None else _setxattr(t, loc, name, value, size, flags)
+
+
+def sys_getxattrat(
+    libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int, name: int, uargs: int, usize: int
+) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    value, size, flags = _xattr_args(t, uargs, usize)
+    if flags:
+        raise SyscallError(errno.EINVAL, "getxattrat takes no flags")
+    loc = _xattr_at(libos, t, dirfd, path, at_flags)
+    return PROCEED if loc is None else _getxattr(t, loc, name, value, size)
+
+
+def sys_listxattrat(
+    libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int, buf: int, size: int
+) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    loc = _xattr_at(libos, t, dirfd, path, at_flags)
+    return PROCEED if loc is None else _listxattr(t, loc, buf, size)
+
+
+def sys_removexattrat(
+    libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int, name: int
+) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    loc = _xattr_at(libos, t, dirfd, path, at_flags)
+    return PROCEED if loc is None else _removexattr(t, loc, name)
+
+
 # -- write-back ----------------------------------------------------------------------------------
 def _commit_if_protected(libos: LibOS, t: Task, fd: int) -> Result:
     from occlum.kernel.libos import PROCEED

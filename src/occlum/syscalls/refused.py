@@ -33,10 +33,6 @@ _LANDLOCK = (
     "the LibOS serves every path, so a program's Landlock file rules would not be enforced; as "
     "on a kernel without Landlock (every program is in the instance's own Landlock domain)"
 )
-_XATTR_AT = (
-    "Linux 6.13's *at forms: not served yet; the path and descriptor forms are, and C "
-    "libraries use those"
-)
 _NEVER = "never implemented by Linux"
 _LSM = "the host's security modules; as on Linux before 6.8"
 
@@ -125,10 +121,6 @@ REFUSED: dict[str, tuple[int, str]] = {
     "lsm_get_self_attr": (ENOSYS, _LSM),
     "lsm_set_self_attr": (ENOSYS, _LSM),
     "lsm_list_modules": (ENOSYS, _LSM),
-    "setxattrat": (ENOSYS, _XATTR_AT),
-    "getxattrat": (ENOSYS, _XATTR_AT),
-    "listxattrat": (ENOSYS, _XATTR_AT),
-    "removexattrat": (ENOSYS, _XATTR_AT),
     "file_getattr": (
         ENOSYS,
         "Linux 6.17's inode flags and project ids by path: LibOS files have none",

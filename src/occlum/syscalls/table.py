@@ -94,6 +94,10 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "removexattr": (fs.sys_removexattr, "path str", PARTIAL, _XATTRS),
     "lremovexattr": (fs.sys_removexattr, "path str", PARTIAL, _XATTRS),
     "fremovexattr": (fs.sys_fremovexattr, "fd str", PARTIAL, _XATTRS),
+    "setxattrat": (fs.sys_setxattrat, "dirfd path atflags str ptr int", PARTIAL, _XATTRS),
+    "getxattrat": (fs.sys_getxattrat, "dirfd path atflags str ptr int", PARTIAL, _XATTRS),
+    "listxattrat": (fs.sys_listxattrat, "dirfd path atflags ptr int", PARTIAL, _XATTRS),
+    "removexattrat": (fs.sys_removexattrat, "dirfd path atflags str", PARTIAL, _XATTRS),
     "bind": (net.sys_bind, "fd ptr int", FULL, "Unix socket paths in the LibOS; others native"),
     "connect": (
         net.sys_connect,
