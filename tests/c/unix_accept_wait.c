@@ -231,7 +231,8 @@ int main(int argc, char **argv)
     close(d2);
     close(d);
 
-    /* the longest abstract name an instance can have: 100 bytes (Linux: 107) */
+    /* a long abstract name: 100 bytes, the most that keeps its own bytes on the host (see
+     * unix_abstract_long.c for up to 107) */
     struct sockaddr_un lng = {.sun_family = AF_UNIX};
     memset(lng.sun_path + 1, 'n', 100);
     memcpy(lng.sun_path + 1, prefix, strlen(prefix));

@@ -63,12 +63,16 @@ def test_unserved_syscall_is_enosys_and_named_once(diag_instance: Instance) -> N
     assert res.stdout.splitlines() == [
         "syscall 1000: -1 ENOSYS",
         "syscall 1000: -1 ENOSYS",
-        "fanotify_mark: -1 ENOSYS",
+        "inotify_init1: -1 ENOSYS",
     ]
     warnings = [line for line in res.stderr.splitlines() if "not supported" in line]
-    assert len(warnings) == 2, res.describe()
+    assert len(warnings) == 1, res.describe()
     assert "syscall_1000" in warnings[0] and "/bin/unserved" in warnings[0]
-    assert "fanotify_mark" in warnings[1]
+    # a refused call is named once, with its errno and reason
+    refused = [line for line in res.stderr.splitlines() if "refused" in line]
+    assert len(refused) == 1, res.describe()
+    assert "inotify_init1 is refused inside the LibOS (ENOSYS: the LibOS's files" in refused[0]
+    assert "/bin/unserved" in refused[0]
 
 
 def test_strace_decodes_paths_flags_and_results(diag_instance: Instance) -> None:
@@ -143,6 +147,13 @@ def _row(text: str, *cells: str) -> re.Pattern[str]:
     return re.compile(r"│\s*" + r"\s*│\s*".join(re.escape(c) for c in cells) + r"\s*│")
 
 
+def _row_start(text: str, *cells: str) -> re.Pattern[str]:
+    """Like _row, the last cell only beginning with the last of ``cells`` (a long cell wraps)."""
+    *whole, last = cells
+    head = r"│\s*" + r"\s*│\s*".join(re.escape(c) for c in (text, *whole))
+    return re.compile(head + r"\s*│\s*" + re.escape(last))
+
+
 def test_summary_counts_each_served_call_with_its_errors(diag_instance: Instance) -> None:
     res = _occlum(diag_instance, "run", "--summary", "/bin/openat_count")
     assert res.code == 0, res.describe()
@@ -183,10 +194,10 @@ def test_summary_and_strace_together(diag_instance: Instance) -> None:
 def test_doctor_names_unserved_partial_and_refused_calls(diag_instance: Instance) -> None:
     res = _occlum(diag_instance, "doctor", "/bin/unserved")
     assert res.code == 0, res.describe()
-    assert res.stdout.splitlines()[-1] == "fanotify_mark: -1 ENOSYS"  # the program's own output
+    assert res.stdout.splitlines()[-1] == "inotify_init1: -1 ENOSYS"  # the program's own output
     err = res.stderr
     assert "System calls the LibOS does not fully support" in err, err
-    assert _row("fanotify_mark", "unsupported", "1", "1").search(err), err
+    assert _row_start("inotify_init1", "refused", "1", "1", "ENOSYS:").search(err), err
     assert _row("syscall_1000", "unsupported", "2", "2").search(err), err
     assert "fails with ENOSYS" in err
     # nothing fully supported is listed there (execve, exit_group...)
@@ -202,8 +213,11 @@ def test_doctor_names_unserved_partial_and_refused_calls(diag_instance: Instance
     assert _row("getxattr", "partial", "1", "1", "no system.* (ACLs)").search(res.stderr), (
         res.stderr
     )
-    assert _row("ptrace", "refused", "1", "1", "EPERM").search(res.stderr), res.stderr
-    assert _row("unshare", "refused", "1", "1", "EPERM").search(res.stderr), res.stderr
+    # a refused call's errno and reason
+    assert _row_start("ptrace", "refused", "1", "1", "EPERM: tracing").search(res.stderr), (
+        res.stderr
+    )
+    assert _row_start("unshare", "refused", "1", "1", "EPERM: new").search(res.stderr), res.stderr
 
 
 def test_doctor_reports_a_fully_supported_program_and_enough_limits(
@@ -298,3 +312,15 @@ def test_doctor_measures_what_a_program_needs_and_the_values_it_names_work(
     assert again.code == 0 and "The configured limits are enough for this run." in again.stderr, (
         again.describe()
     )
+
+
+def test_summary_gives_a_refused_calls_reason(diag_instance: Instance) -> None:
+    res = _occlum(diag_instance, "run", "--summary", "/bin/unserved")
+    assert res.code == 0, res.describe()
+    err = res.stderr
+    assert re.search(
+        r"│\s*inotify_init1\s*│\s*1\s*│\s*1\s*│[^│]+│[^│]+│\s*refused \(ENOSYS:", err
+    ), err
+    # the reason, wrapped over the rows of its cell
+    cells = re.findall(r"│([^│\n]*)│\s*$", err, re.MULTILINE)
+    assert "CONFIG_INOTIFY_USER" in "".join(" ".join(cells).split()), err

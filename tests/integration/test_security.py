@@ -21,7 +21,7 @@ SECURITY = libos.security_tests()
 # (tiocsti types only into a pseudo-terminal it makes for itself.)
 NATIVE_CONTROLS = (
     "hostfs_dotdot", "dirfd_dotdot", "hostfs_symlink", "proc_root", "kill_host", "abstract_host",
-    "hostfs_setid", "exec_direct", "tiocsti",
+    "hostfs_setid", "exec_direct", "tiocsti", "netlink_diag",
 )  # fmt: skip
 ACCEPTED = {"refused", "contained"}
 

@@ -381,6 +381,9 @@ NR: dict[str, int] = {
     "getxattrat": 464,
     "listxattrat": 465,
     "removexattrat": 466,
+    "open_tree_attr": 467,
+    "file_getattr": 468,
+    "file_setattr": 469,
 }
 
 NAME: dict[int, str] = {v: k for k, v in NR.items()}

@@ -71,6 +71,13 @@ def _level(level: str) -> str:
     return f"[{LEVEL_STYLE.get(level, 'default')}]{level}[/]"
 
 
+def _support(row: CallCount) -> str:
+    """The support level; a refused call's errno and reason with it."""
+    if row.level == "refused" and row.note:
+        return f"{_level(row.level)} ({escape(row.note)})"
+    return _level(row.level)
+
+
 def print_summary(console: Console, libos: LibOS, argv: tuple[str, ...]) -> None:
     """The table of ``occlum run --summary``."""
     assert libos.stats is not None
@@ -92,7 +99,7 @@ def print_summary(console: Console, libos: LibOS, argv: tuple[str, ...]) -> None
     table.add_column("support")
     for r in rows:
         table.add_row(
-            r.name, str(r.calls), str(r.errors), _time(r.ns), _time(r.mean_ns), _level(r.level)
+            r.name, str(r.calls), str(r.errors), _time(r.ns), _time(r.mean_ns), _support(r)
         )
     console.print(table)
     console.print(NATIVE_NOTE)

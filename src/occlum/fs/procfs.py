@@ -211,11 +211,30 @@ class ProcDir(ProcInode):
         entries: Callable[[], dict[bytes, Factory]],
         owner: int = 0,
         lookup_one: Callable[[bytes], Factory | None] | None = None,
+        host_pid: Callable[[], int | None] | None = None,
     ) -> None:
         super().__init__(fs, key, S_IFDIR, 0o555, owner)
         self.entries = entries
         # a way to find one name without building the whole listing (the root's pids)
         self.lookup_one = lookup_one
+        # /proc/<pid>: the host pid of that process
+        self.host_pid = host_pid
+
+    def directory_handle(self) -> int | None:
+        """An open /proc/<pid> is the host's /proc/<host pid> of that very process: Linux
+        takes such a descriptor in pidfd_send_signal, and natively nothing else reads it
+        (getdents, openat, fstat and fchdir on it are served by its identity, from here).
+        A process that is gone gets the LibOS's own kind of handle."""
+        try:
+            host_pid = self.host_pid() if self.host_pid is not None else None
+        except SyscallError:
+            return None
+        if not host_pid:
+            return None
+        try:
+            return os.open(f"/proc/{host_pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
 
     def lookup(self, name: bytes) -> Inode:
         f = self.lookup_one(name) if self.lookup_one is not None else self.entries().get(name)
@@ -318,7 +337,13 @@ class ProcFs(FileSystem):
     def _pid_dir_factory(self, pid: int, tid: int | None = None) -> Factory:
         def make() -> Inode:
             owner = self._info(pid).uid
-            return ProcDir(self, ("pid", pid, tid), lambda: self._pid_entries(pid, tid), owner)
+            return ProcDir(
+                self,
+                ("pid", pid, tid),
+                lambda: self._pid_entries(pid, tid),
+                owner,
+                host_pid=(lambda: self._info(pid).host_pid) if tid is None else None,
+            )
 
         return make
 
@@ -519,13 +544,22 @@ def _status_text(i: ProcessInfo, who: _Thread = _PROCESS) -> bytes:
         # Linux's trailing space, kept "for compatibility"
         b"Groups:\t" + b" ".join(b"%d" % g for g in i.groups) + b" ",
     ]
+    # the host's own lines for memory and signals: the program's real state (the signal
+    # masks hold no pid; SigQ counts the signals queued for the user, as on Linux)
+    signals: list[bytes] = []
     if i.host_pid:
         for line in _host_read(f"/proc/{i.host_pid}/{who.host('status')}").splitlines():
             if line.startswith((b"Vm", b"Rss")):
                 lines.append(line)
+            elif line.startswith(_SIGNAL_LINES):
+                signals.append(line)
     i.settle_ids()
     lines.append(b"Threads:\t%d" % i.threads)
+    lines += signals
     return b"\n".join(lines) + b"\n"
+
+
+_SIGNAL_LINES = (b"SigQ:", b"SigPnd:", b"ShdPnd:", b"SigBlk:", b"SigIgn:", b"SigCgt:")
 
 
 def _maps_text(i: ProcessInfo) -> bytes:

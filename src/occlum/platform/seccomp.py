@@ -87,7 +87,26 @@ NATIVE_SYSCALLS: tuple[str, ...] = (
     "shmget", "shmat", "shmdt", "shmctl", "semget", "semop", "semtimedop", "semctl",
     "msgget", "msgsnd", "msgrcv", "msgctl",
     "close_range", "pidfd_open", "cachestat", "fork", "vfork",
+    # memory of the caller (or, by pidfd or pid, of a process of the instance's PID namespace)
+    "remap_file_pages", "set_mempolicy_home_node", "mseal", "map_shadow_stack", "memfd_secret",
+    "process_madvise", "process_mrelease", "migrate_pages", "move_pages",
+    "futex_wake", "futex_wait", "futex_requeue",
+    # POSIX message queues: names in the mqueue file system of the instance's IPC namespace
+    "mq_open", "mq_unlink",
 )  # fmt: skip
+
+# Native calls the filter looks at the arguments of (see build_filter), for docs/syscalls.md
+ARGUMENT_RULES: dict[str, str] = {
+    "socket": "AF_NETLINK other than NETLINK_ROUTE: EPROTONOSUPPORT in the filter",
+    "mmap": "native below LARGE_MMAP (64 MiB)",
+    "ioctl": "TIOCSTI: EIO, TIOCLINUX: EPERM in the filter",
+    "clone": "served (and refused) when it asks for new namespaces",
+    "exit_group": "served with a non-zero status (the address space used is checked)",
+    "sendto": "native without a destination address",
+    "recvfrom": "native without a source address buffer",
+    "accept": "native without an address buffer",
+    "accept4": "native without an address buffer",
+}
 
 
 def _stmt(code: int, k: int) -> bytes:
@@ -138,6 +157,32 @@ def _served_with_pointer(nr: int, arg: int) -> list[bytes]:
         _jump(_JEQ_K, 0, 0, 1),
         _stmt(_RET_K, SECCOMP_RET_ALLOW),
         _stmt(_RET_K, SECCOMP_RET_USER_NOTIF),
+        _stmt(_LD_W_ABS, 0),
+    ]
+
+
+AF_NETLINK = 16
+NETLINK_ROUTE = 0
+EPROTONOSUPPORT = 93
+
+
+def _netlink_families_refused() -> list[bytes]:
+    """socket(AF_NETLINK, type, protocol): native for NETLINK_ROUTE (the interfaces, addresses
+    and routes any program on the instance's network sees), EPROTONOSUPPORT for every other
+    family, as from a kernel built without it. On the host's network the others show host
+    state no container there would see: every host Unix socket and its path (SOCK_DIAG),
+    device events (KOBJECT_UEVENT), audit, process events and taskstats of host processes
+    (CONNECTOR, GENERIC), firewall, IPsec, SELinux... socketpair(AF_NETLINK) fails in the
+    kernel, and no other call makes a netlink socket. The accumulator holds the call number
+    again afterwards."""
+    return [
+        _jump(_JEQ_K, NR["socket"], 0, 6),
+        _stmt(_LD_W_ABS, 16),  # low word of args[0], the domain (an int)
+        _jump(_JEQ_K, AF_NETLINK, 0, 3),
+        _stmt(_LD_W_ABS, 32),  # low word of args[2], the protocol (an int)
+        _jump(_JEQ_K, NETLINK_ROUTE, 1, 0),
+        _stmt(_RET_K, SECCOMP_RET_ERRNO | EPROTONOSUPPORT),
+        _stmt(_RET_K, SECCOMP_RET_ALLOW),
         _stmt(_LD_W_ABS, 0),
     ]
 
@@ -212,6 +257,7 @@ def build_filter(native: Iterable[str] = NATIVE_SYSCALLS, *, every_exit: bool = 
     # the address may name a Unix socket, which the supervisor resolves or reports
     for name, arg in ADDRESS_ARGUMENTS:
         prog += _served_with_pointer(NR[name], arg)
+    prog += _netlink_families_refused()
     prog += _served_when_large(NR["mmap"], 1, LARGE_MMAP)  # its length
     count = len(numbers)
     for i, nr in enumerate(numbers):

@@ -145,7 +145,9 @@ def do_open(
     if res.kind == S_IFSOCK and not flags & O_PATH:
         raise SyscallError(errno.ENXIO, "cannot open a socket")
     if res.kind == S_IFDIR and not flags & O_PATH:
-        handle = libos.objects.make_dir_handle()
+        handle = res.location.inode.directory_handle()
+        if handle is None:
+            handle = libos.objects.make_dir_handle()
         ref = FileRef(res.location, OpenDirectory(res.location))
     else:
         handle = libos.objects.make_path_handle()
@@ -369,6 +371,37 @@ def sys_readlinkat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, size:
 
 # -- directories ----------------------------------------------------------------------------
 def sys_getdents64(libos: LibOS, t: Task, fd: int, buf: int, count: int) -> int:
+    data = _dirents64(libos, t, fd, count)
+    t.mem.write(buf, data)
+    return len(data)
+
+
+_DIRENT_HEAD = 18  # d_ino, d_off, d_reclen: the same in both layouts
+
+
+def sys_getdents(libos: LibOS, t: Task, fd: int, buf: int, count: int) -> int:
+    """The old ``linux_dirent`` layout: the name right after d_reclen, then its NUL, and
+    d_type in the record's last byte. A record is exactly as long as its ``linux_dirent64``
+    (both are the 18-byte head, the name, two bytes, rounded up to 8), so the listing is the
+    getdents64 one with each record's bytes moved."""
+    data = _dirents64(libos, t, fd, count)
+    out = bytearray(len(data))
+    at = 0
+    while at < len(data):
+        reclen = int.from_bytes(data[at + 16 : at + 18], "little")
+        dtype = data[at + _DIRENT_HEAD]
+        name = data[at + _DIRENT_HEAD + 1 : at + reclen].split(b"\0", 1)[0]
+        out[at : at + _DIRENT_HEAD] = data[at : at + _DIRENT_HEAD]
+        out[at + _DIRENT_HEAD : at + _DIRENT_HEAD + len(name)] = name
+        out[at + reclen - 1] = dtype
+        at += reclen
+    t.mem.write(buf, bytes(out))
+    return len(out)
+
+
+def _dirents64(libos: LibOS, t: Task, fd: int, count: int) -> bytes:
+    """The next ``linux_dirent64`` records of the program's directory ``fd``, at most
+    ``count`` bytes of them."""
     ref = fd_ref(libos, t, s32(fd))
     if ref is None or ref.path_only:
         raise SyscallError(errno.EBADF if ref else errno.ENOTDIR, "not a directory descriptor")
@@ -386,8 +419,7 @@ def sys_getdents64(libos: LibOS, t: Task, fd: int, buf: int, count: int) -> int:
         os.lseek(copy, od.pos, os.SEEK_SET)
     finally:
         os.close(copy)
-    t.mem.write(buf, data)
-    return len(data)
+    return data
 
 
 def sys_mkdirat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int) -> int:
@@ -678,13 +710,24 @@ def sys_utimensat(libos: LibOS, t: Task, dirfd: int, path: int, times: int, flag
 
 
 def sys_utimes(libos: LibOS, t: Task, path: int, times: int) -> int:
+    return sys_futimesat(libos, t, AT_FDCWD, path, times)
+
+
+def sys_futimesat(libos: LibOS, t: Task, dirfd: int, path: int, times: int) -> int:
+    """utimes relative to ``dirfd``; a NULL path names ``dirfd`` itself (not AT_FDCWD)."""
     import time
 
-    loc = _resolve_at(libos, t, AT_FDCWD, _path(t, path), 0)
+    if times:
+        a_s, a_us, m_s, m_us = struct.unpack("<qqqq", t.mem.read(times, 32))
+        if not (0 <= a_us < 1_000_000 and 0 <= m_us < 1_000_000):
+            raise SyscallError(errno.EINVAL, "microseconds out of range")
+    if path == 0 and s32(dirfd) != AT_FDCWD:
+        loc = fd_location(libos, t, dirfd)
+    else:
+        loc = _resolve_at(libos, t, dirfd, _path(t, path), 0)
     if times == 0:
         now = time.time_ns()
         return _times(loc, now, now)
-    a_s, a_us, m_s, m_us = struct.unpack("<qqqq", t.mem.read(times, 32))
     return _times(loc, a_s * 10**9 + a_us * 1000, m_s * 10**9 + m_us * 1000)
 
 
@@ -836,6 +879,77 @@ def sys_fremovexattr(libos: LibOS, t: Task, fd: int, name: int) -> Result:
     from occlum.kernel.libos import PROCEED
 
     loc = _xattr_fd(libos, t, fd)
+    return PROCEED if loc is None else _removexattr(t, loc, name)
+
+
+# Linux 6.13's *at forms: a dirfd, AT_SYMLINK_NOFOLLOW and AT_EMPTY_PATH (an empty or NULL
+# path names the dirfd itself, as the f* forms), and for get and set a struct xattr_args.
+_XATTR_ARGS = struct.Struct("<QII")  # value pointer, size, flags
+_PAGE = 4096
+
+
+def _xattr_at(libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int) -> Location | None:
+    """The file a *xattrat call names; None for a host object named by its descriptor."""
+    at_flags = s32(at_flags)
+    if at_flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL, "unknown AT_ flags")
+    name = _path(t, path) if path or not at_flags & AT_EMPTY_PATH else b""
+    if name or not at_flags & AT_EMPTY_PATH:
+        return _resolve_at(libos, t, dirfd, name, at_flags)
+    if s32(dirfd) == AT_FDCWD:
+        raise SyscallError(errno.EBADF, "AT_EMPTY_PATH with AT_FDCWD")
+    return _xattr_fd(libos, t, dirfd)
+
+
+def _xattr_args(t: Task, uargs: int, usize: int) -> tuple[int, int, int]:
+    if usize < _XATTR_ARGS.size:
+        raise SyscallError(errno.EINVAL, "struct xattr_args too small")
+    if usize > _PAGE:
+        raise SyscallError(errno.E2BIG, "struct xattr_args too large")
+    raw = t.mem.read(uargs, usize)
+    if any(raw[_XATTR_ARGS.size :]):
+        raise SyscallError(errno.E2BIG, "unknown fields of struct xattr_args set")
+    value, size, flags = _XATTR_ARGS.unpack_from(raw)
+    return value, size, flags
+
+
+def sys_setxattrat(
+    libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int, name: int, uargs: int, usize: int
+) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    value, size, flags = _xattr_args(t, uargs, usize)
+    loc = _xattr_at(libos, t, dirfd, path, at_flags)
+    return PROCEED if loc is None else _setxattr(t, loc, name, value, size, flags)
+
+
+def sys_getxattrat(
+    libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int, name: int, uargs: int, usize: int
+) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    value, size, flags = _xattr_args(t, uargs, usize)
+    if flags:
+        raise SyscallError(errno.EINVAL, "getxattrat takes no flags")
+    loc = _xattr_at(libos, t, dirfd, path, at_flags)
+    return PROCEED if loc is None else _getxattr(t, loc, name, value, size)
+
+
+def sys_listxattrat(
+    libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int, buf: int, size: int
+) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    loc = _xattr_at(libos, t, dirfd, path, at_flags)
+    return PROCEED if loc is None else _listxattr(t, loc, buf, size)
+
+
+def sys_removexattrat(
+    libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int, name: int
+) -> Result:
+    from occlum.kernel.libos import PROCEED
+
+    loc = _xattr_at(libos, t, dirfd, path, at_flags)
     return PROCEED if loc is None else _removexattr(t, loc, name)
 
 

@@ -19,8 +19,9 @@ Sockets themselves are the host kernel's and every data call runs natively; ``bi
   instances and the host cannot reach each other's abstract sockets. ``sendto`` does the same
   (without blocking: a full receiver gives EAGAIN); ``getsockname``, ``getpeername``,
   ``accept`` and ``recvfrom`` take the prefix off the names they report (see below for how a
-  blocking ``accept`` or ``recvfrom`` waits). The prefix is 7 bytes: a name may be 100 bytes
-  long, not 107.
+  blocking ``accept`` or ``recvfrom`` waits). The prefix is 7 bytes; a name longer than the
+  100 bytes left (Linux allows 107) is bound on the host as a second prefix and a SHA-256 of
+  the name, which the LibOS maps back to the name when it reports it.
 
 Not served, so not translated: ``sendmsg``/``sendmmsg`` (the address is inside the message
 header, where the filter cannot look, and the launcher itself sends the notification
@@ -81,16 +82,41 @@ def _unix_address(t: Task, addr: int, addrlen: int) -> bytes | None:
 def _abstract_prefix(instance_dir: str) -> bytes:
     """What the instance's abstract names start with on the host (after the NUL): a second
     NUL, which names of host programs practically never start with, and six bytes of a hash
-    of the instance directory. Seven bytes: a name may have 100 of the 107 bytes Linux gives."""
+    of the instance directory. Seven bytes: a name of up to 100 bytes keeps its own bytes."""
     return b"\0" + hashlib.sha256(instance_dir.encode()).digest()[:6]
+
+
+@functools.cache
+def _long_prefix(instance_dir: str) -> bytes:
+    """What the host's name for a longer name starts with: \\1, never a short name's \\0."""
+    return b"\1" + _abstract_prefix(instance_dir)[1:]
+
+
+# The instance's abstract names of 101 to 107 bytes that programs bound, by their host name
+# (the long prefix and a digest): only bound names are ever reported back. A program that
+# binds ever new names must not grow it without end: past the bound the oldest go (a socket
+# still bound to one would then be reported under its host name).
+_LONG_NAMES: dict[bytes, bytes] = {}
+_LONG_NAMES_KEPT = 1 << 16
 
 
 def _abstract_name(libos: LibOS, name: bytes) -> bytes:
     """The host's abstract name for the instance's abstract ``name`` (without the NUL)."""
-    full = _abstract_prefix(libos.spec.instance_dir) + name
-    if len(full) + 1 > _SUN_PATH:
-        raise SyscallError(errno.EINVAL, "abstract socket name too long for the instance prefix")
-    return b"\0" + full
+    prefix = _abstract_prefix(libos.spec.instance_dir)
+    if 1 + len(prefix) + len(name) <= _SUN_PATH:
+        return b"\0" + prefix + name
+    digest = hashlib.sha256(prefix + name).digest()
+    return b"\0" + _long_prefix(libos.spec.instance_dir) + digest
+
+
+def _instance_name(libos: LibOS, host: bytes) -> bytes | None:
+    """The instance's abstract name (with its NUL) for the host's abstract name ``host``, or
+    None for a name the instance did not make."""
+    short = b"\0" + _abstract_prefix(libos.spec.instance_dir)
+    if host.startswith(short):
+        return b"\0" + host[len(short) :]
+    name = _LONG_NAMES.get(host)
+    return None if name is None else b"\0" + name
 
 
 def _on_duplicate(libos: LibOS, t: Task, fd: int, op: str, address: bytes) -> int:
@@ -122,7 +148,14 @@ def sys_bind(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Result:
     if sun_path[0] == 0:
         if libos.spec.network != "host":
             return PROCEED  # the instance's own network namespace confines it already
-        return _on_duplicate(libos, t, fd, "bind", _abstract_name(libos, sun_path[1:]))
+        host = _abstract_name(libos, sun_path[1:])
+        _on_duplicate(libos, t, fd, "bind", host)
+        if not host.startswith(b"\0\0"):
+            _LONG_NAMES.pop(host, None)
+            _LONG_NAMES[host] = sun_path[1:]
+            if len(_LONG_NAMES) > _LONG_NAMES_KEPT:
+                del _LONG_NAMES[next(iter(_LONG_NAMES))]
+        return 0
     path = _path_of(sun_path)
     if not path:
         raise SyscallError(errno.EINVAL, "empty socket path")
@@ -232,10 +265,10 @@ def _sockname(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int, peer: boo
             name = sock.getpeername() if peer else sock.getsockname()
         except OSError:
             return PROCEED
-    prefix = b"\0" + _abstract_prefix(libos.spec.instance_dir)
-    if not isinstance(name, bytes) or not name.startswith(prefix):
+    ours = _instance_name(libos, name) if isinstance(name, bytes) else None
+    if ours is None:
         return PROCEED
-    raw = _FAMILY.pack(AF_UNIX) + b"\0" + name[len(prefix) :]
+    raw = _FAMILY.pack(AF_UNIX) + ours
     room = struct.unpack("<I", t.mem.read(addrlen, 4))[0]
     t.mem.write(addr, raw[: min(room, len(raw))])
     t.mem.write(addrlen, struct.pack("<I", len(raw)))
@@ -291,10 +324,7 @@ def _peer_address(libos: LibOS, name: object) -> bytes:
         # a path: the kernel's length counts the terminating NUL
         return family + os.fsencode(name) + b"\0" if name else family
     assert isinstance(name, bytes)
-    prefix = b"\0" + _abstract_prefix(libos.spec.instance_dir)
-    if name.startswith(prefix):
-        name = b"\0" + name[len(prefix) :]
-    return family + name
+    return family + (_instance_name(libos, name) or name)
 
 
 def _room(t: Task, addrlen: int) -> int:
@@ -517,6 +547,9 @@ class _Waiter(threading.Thread):
             self.listener.close()
 
     def _wait_and_answer(self) -> None:
+        """Wait, make the call, answer. The waiter's duplicate of the socket is closed before
+        the answer: once the program runs on, it may close the socket and bind its name again,
+        which a reference left here would keep taken (EADDRINUSE, or a connect that succeeds)."""
         poller = select.poll()
         poller.register(self.sock.fileno(), select.POLLIN)
         poller.register(self.pidfd, select.POLLIN)
@@ -530,12 +563,15 @@ class _Waiter(threading.Thread):
                 # waits here for the next one: this thread waits, as the program would
                 res = self.attempt(self.mem, self.sock)
                 if res != -errno.EAGAIN:
+                    self.sock.close()
                     self._answer(res)
                     return
             if _signal_pending(self.status_path):
+                self.sock.close()
                 self.listener.respond(self.notif_id, 0, -ERESTARTSYS)
                 return
             if deadline is not None and time.monotonic() >= deadline:
+                self.sock.close()
                 self.listener.respond(self.notif_id, 0, -errno.EAGAIN)
                 return
 

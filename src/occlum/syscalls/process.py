@@ -46,14 +46,16 @@ def sys_mmap(
 MAP_FIXED = 0x10
 
 
-def refuse(err: int):  # type: ignore[no-untyped-def]
-    """A handler for calls no program inside may make: logged once, then ``err``."""
+def refuse(err: int, note: str = ""):  # type: ignore[no-untyped-def]
+    """A handler for calls no program inside may make: logged once (with ``note``, the errno
+    and the reason), then ``err``."""
+    why = note or errno.errorcode[err]
 
     def handler(libos: LibOS, t: Task, *_: int) -> int:
         if t.nr not in libos.warned:
             libos.warned.add(t.nr)
             libos.log.warn(
-                f"{NAME.get(t.nr, t.nr)} is refused inside the LibOS ({errno.errorcode[err]}), "
+                f"{NAME.get(t.nr, t.nr)} is refused inside the LibOS ({why}), "
                 f"called by {t.process.exe_path.decode(errors='replace')} (pid {t.process.pid})"
             )
         return -err

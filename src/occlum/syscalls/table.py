@@ -14,6 +14,7 @@ from occlum.platform.stub import STUB_NR
 from occlum.syscalls import cred, fs, info, net, process
 from occlum.syscalls import exec as ex
 from occlum.syscalls import mount as mnt
+from occlum.syscalls.refused import REFUSED as REFUSED_REASONS
 
 FULL, PARTIAL, REFUSED = "full", "partial", "refused"
 _XATTRS = "no system.* (ACLs)"
@@ -39,6 +40,7 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "readlink": (fs.sys_readlink, "path ptr int", FULL, ""),
     "readlinkat": (fs.sys_readlinkat, "dirfd path ptr int", FULL, ""),
     "getdents64": (fs.sys_getdents64, "fd ptr int", FULL, ""),
+    "getdents": (fs.sys_getdents, "fd ptr int", FULL, "the old linux_dirent layout"),
     "mkdir": (fs.sys_mkdir, "path mode", FULL, ""),
     "mkdirat": (fs.sys_mkdirat, "dirfd path mode", FULL, ""),
     "mknod": (fs.sys_mknod, "path mode hex", PARTIAL, "regular files, FIFOs and sockets only"),
@@ -73,6 +75,7 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "fchownat": (fs.sys_fchownat, "dirfd path int int atflags", FULL, ""),
     "utimensat": (fs.sys_utimensat, "dirfd path ptr atflags", FULL, ""),
     "utimes": (fs.sys_utimes, "path ptr", FULL, ""),
+    "futimesat": (fs.sys_futimesat, "dirfd path ptr", FULL, ""),
     "utime": (fs.sys_utime, "path ptr", FULL, ""),
     "fsync": (fs.sys_fsync, "fd", FULL, "commits a SEFS volume; host files: the host's fsync"),
     "fdatasync": (fs.sys_fdatasync, "fd", FULL, "as fsync"),
@@ -91,6 +94,10 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "removexattr": (fs.sys_removexattr, "path str", PARTIAL, _XATTRS),
     "lremovexattr": (fs.sys_removexattr, "path str", PARTIAL, _XATTRS),
     "fremovexattr": (fs.sys_fremovexattr, "fd str", PARTIAL, _XATTRS),
+    "setxattrat": (fs.sys_setxattrat, "dirfd path atflags str ptr int", PARTIAL, _XATTRS),
+    "getxattrat": (fs.sys_getxattrat, "dirfd path atflags str ptr int", PARTIAL, _XATTRS),
+    "listxattrat": (fs.sys_listxattrat, "dirfd path atflags ptr int", PARTIAL, _XATTRS),
+    "removexattrat": (fs.sys_removexattrat, "dirfd path atflags str", PARTIAL, _XATTRS),
     "bind": (net.sys_bind, "fd ptr int", FULL, "Unix socket paths in the LibOS; others native"),
     "connect": (
         net.sys_connect,
@@ -150,19 +157,8 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     ),
 }
 
-REFUSED_CALLS: dict[str, int] = {
-    name: errno.EPERM
-    for name in (
-        "ptrace", "process_vm_readv", "process_vm_writev", "bpf", "perf_event_open",
-        "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
-        "reboot", "swapon", "swapoff", "pivot_root", "unshare", "setns",
-        "iopl", "ioperm", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
-        "acct", "quotactl", "open_by_handle_at", "name_to_handle_at", "keyctl", "add_key",
-        "request_key", "fanotify_init", "pidfd_getfd", "userfaultfd", "syslog", "vhangup",
-        "mount_setattr", "fsopen", "fsconfig", "fsmount", "fspick", "open_tree", "move_mount",
-        "kcmp", "lookup_dcookie", "setdomainname", "uselib", "personality_unused",
-    )
-} | {"io_uring_setup": errno.ENOSYS, "io_uring_enter": errno.ENOSYS, "io_uring_register": errno.ENOSYS}  # fmt: skip
+# name: errno; the reasons are in syscalls/refused.py
+REFUSED_CALLS: dict[str, int] = {name: err for name, (err, _) in REFUSED_REASONS.items()}
 
 
 def build_table() -> dict[int, Entry]:
@@ -171,7 +167,8 @@ def build_table() -> dict[int, Entry]:
         table[NR[name]] = Entry(name, handler, tuple(kinds.split()), level, note)
     for name, err in REFUSED_CALLS.items():
         if name in NR:
-            table[NR[name]] = Entry(name, process.refuse(err), (), REFUSED, errno.errorcode[err])
+            note = f"{errno.errorcode[err]}: {REFUSED_REASONS[name][1]}"
+            table[NR[name]] = Entry(name, process.refuse(err, note), (), REFUSED, note)
     table[MOUNT_ROOTFS_NR] = Entry(
         "mount_rootfs", mnt.sys_mount_rootfs, ("ptr", "int"), FULL, "Occlum's, for init only"
     )

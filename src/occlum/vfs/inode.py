@@ -194,6 +194,11 @@ class Inode:
             raise SyscallError(errno.EISDIR, "directories have no host descriptor")
         raise SyscallError(errno.ENXIO, "no host object behind this file")
 
+    def directory_handle(self) -> int | None:
+        """A NEW host directory descriptor to stand for this directory when it is opened, or
+        None for the LibOS's own kind (an empty, removed directory)."""
+        return None
+
     def immutable_content(self) -> Inode | None:
         """The inode whose contents can never change while mounted (a read-only file system's),
         if this file is one or is served unchanged from one; caches may key on it."""

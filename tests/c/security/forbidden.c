@@ -60,6 +60,17 @@ static long name_handle(void)
     fh.bytes = 128;
     return syscall(SYS_name_to_handle_at, AT_FDCWD, "/", &fh, &mnt, 0);
 }
+/* calls whose host objects are not the LibOS's: a watch on a path, a Landlock rule on one */
+static long inotify_watch(void)
+{
+    int fd = (int)syscall(SYS_inotify_init1, 0);
+    if (fd < 0)
+        return -1;
+    return syscall(SYS_inotify_add_watch, fd, "/", 0xfff);
+}
+static long landlock_version(void) { return syscall(444 /* landlock_create_ruleset */, NULL, 0, 1); }
+static long aio_setup(void) { unsigned long ctx = 0; return syscall(SYS_io_setup, 1, &ctx); }
+static long ldt_read(void) { static char ldt[16]; return syscall(SYS_modify_ldt, 0, ldt, sizeof ldt); }
 static long unknown1000(void) { return syscall(1000); }
 static long unknown_big(void) { return syscall(0x3fffffff); }
 static long unknown_neg(void) { return syscall(-1L); }
@@ -82,6 +93,10 @@ int main(int argc, char **argv)
     PROBE("syslog(SIZE_BUFFER)", klog);
     PROBE_STRICT("open_by_handle_at", handle);
     PROBE("name_to_handle_at(/)", name_handle);
+    PROBE_STRICT("inotify_add_watch(/)", inotify_watch);
+    PROBE_STRICT("landlock_create_ruleset(VERSION)", landlock_version);
+    PROBE_STRICT("io_setup", aio_setup);
+    PROBE_STRICT("modify_ldt(read)", ldt_read);
     PROBE_STRICT("syscall 1000", unknown1000);
     PROBE_STRICT("syscall 0x3fffffff", unknown_big);
     PROBE_STRICT("syscall -1", unknown_neg);

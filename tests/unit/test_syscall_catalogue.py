@@ -1,0 +1,45 @@
+"""Every x86-64 system call number is native, served or refused with a reason, and
+docs/syscalls.md says which."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from occlum.abi.syscalls import NR
+from occlum.platform.seccomp import ARGUMENT_RULES, NATIVE_SYSCALLS
+from occlum.syscalls.catalogue import catalogue, markdown
+from occlum.syscalls.refused import REFUSED
+from occlum.syscalls.table import SERVED, build_table
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "syscalls.md"
+
+
+def test_every_number_has_one_class() -> None:
+    fates = catalogue()  # raises for a number in no class or in two
+    assert [f.nr for f in fates] == sorted(NR.values())
+    assert len(fates) == len(NR)
+
+
+def test_every_listed_name_is_a_system_call() -> None:
+    for names in (NATIVE_SYSCALLS, SERVED, REFUSED, ARGUMENT_RULES):
+        assert not set(names) - set(NR)
+    assert set(ARGUMENT_RULES) <= set(NATIVE_SYSCALLS) | set(SERVED)
+
+
+def test_every_refusal_has_a_reason_the_table_shows() -> None:
+    table = build_table()
+    for name, (_, why) in REFUSED.items():
+        assert why
+        assert why in table[NR[name]].note
+
+
+def test_docs_page_is_current() -> None:
+    assert DOC.read_text() == markdown(), (
+        "docs/syscalls.md is stale: python -m occlum.syscalls.catalogue > docs/syscalls.md"
+    )
+
+
+def test_legacy_calls_still_in_use_are_served() -> None:
+    assert "getdents" in SERVED and "futimesat" in SERVED
+    # a call taking a path is never native
+    assert "inotify_add_watch" not in NATIVE_SYSCALLS
