@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import libos
 from libos import (
@@ -20,6 +21,11 @@ from libos import (
     behaviour_cases,
     inside_name,
 )
+
+# The machines are shared and loaded: a property test's example may take seconds, which says
+# nothing about the property. Timing lives in bench/.
+settings.register_profile("loaded", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("loaded")
 
 
 @pytest.fixture(scope="session")
