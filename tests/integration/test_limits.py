@@ -143,6 +143,30 @@ def test_ramfs_and_memfd_pages_count_against_user_space_size(inst: Instance, tar
     assert again.code == 0 and again.stdout == "still here\n", again.describe()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the instance's memory needs a memory cgroup (root)")
+def test_a_started_instance_bounds_its_programs_and_keeps_its_spawner(inst: Instance) -> None:
+    """`occlum exec` programs are in the memory cgroup from their fork (the spawner is in it
+    too, so that none has to move in): past the limit the out-of-memory killer ends a program,
+    never the spawner, and the instance goes on starting programs."""
+    occlum = libos._tool("occlum")
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*occlum, *args], cwd=inst.path, capture_output=True, text=True, timeout=120,
+            check=False,
+        )  # fmt: skip
+
+    assert call("start").returncode == 0
+    try:
+        res = call("exec", "/bin/fill", "memfd", str(4 * MEMORY_MB))
+        assert res.stdout.splitlines()[0] == "writer killed by Killed", res
+        assert res.returncode == 0, res
+        again = call("exec", "/bin/echo", "still here")
+        assert again.returncode == 0 and again.stdout == "still here\n", again
+    finally:
+        call("stop", "-t", "1")
+
+
 # 4097 MiB: the low word of the length alone is small
 @pytest.mark.parametrize("mib", [1024, 4097])
 def test_a_reservation_past_user_space_size_names_the_key_when_made(

@@ -145,6 +145,7 @@ class LibOS:
         self.faults = FaultLog()
         self.reported: set[int] = set()  # host pids whose crash was reported
         self.first_host_pid = 0
+        self.spawner_pid = 0  # a started instance's spawner, when it is in the memory cgroup
         self.tree_live = False  # a process tree was launched and not yet ended
         # the boot: "init" while the initfs's init runs (it mounts the root with mount_rootfs),
         # then "app"
@@ -458,6 +459,7 @@ class LibOS:
         until it ends."""
         self.first_status = None
         self.first_host_pid = 0
+        self.spawner_pid = 0  # a started instance's spawner, when it is in the memory cgroup
         cgroup_procs = self.limits.start_tree()  # first: it sets limits.program for the tree
         try:
             launched = launcher.launch(
@@ -494,6 +496,7 @@ class LibOS:
         if self.faults.fd >= 0 and self.faults.fd not in self.sel.get_map():
             self.sel.register(self.faults.fd, selectors.EVENT_READ, "faults")
         if started is not None and launched.spawner is not None:
+            self.spawner_pid = self.limits.find_spawner(self.init_pid)
             started(self.init_pid, launched.spawner)
         self._loop()
 
@@ -816,6 +819,8 @@ class LibOS:
         self.by_pid[ns_pid] = p
         if parent is None and not self.first_host_pid:
             self.first_host_pid = tgid
+        if ppid_host == self.spawner_pid and self.spawner_pid:
+            self.limits.before_spawner(tgid)
         self.sel.register(p.pidfd, selectors.EVENT_READ, p)
         return p
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from occlum.platform.limits import MemoryCgroup, PidsCgroup, ProgramLimits
+from occlum.platform.limits import MemoryCgroup, PidsCgroup, ProgramLimits, set_oom_score_adj
 
 if TYPE_CHECKING:
     from occlum.kernel.log import Log
@@ -129,6 +130,32 @@ class Limits:
         self.program = dataclasses.replace(
             self.program, memory_procs=mem.procs if mem is not None else ""
         )
+
+    def find_spawner(self, init_pid: int) -> int:
+        """The host pid of a started instance's spawner when it is in the programs' memory
+        cgroup (so that each program it forks is, from its fork), else 0."""
+        if self.memory is None:
+            return 0
+        children = f"/proc/{init_pid}/task/{init_pid}/children"
+        for _ in range(2000):  # init forks it at once
+            try:
+                with open(children) as f:
+                    kids = f.read().split()
+            except OSError:
+                return 0
+            if kids:
+                return int(kids[0])
+            time.sleep(0.001)
+        return 0
+
+    @staticmethod
+    def before_spawner(pid: int) -> None:
+        """A program the spawner forked: the out-of-memory killer ends it before the spawner,
+        whatever their sizes (a program filling a memfd holds little of it mapped). The
+        spawner cannot be made exempt instead (oom_score_adj below 0 needs
+        CAP_SYS_RESOURCE, which the supervisor may lack); Kubernetes gives its best-effort
+        containers the same 1000."""
+        set_oom_score_adj(pid, 1000)
 
     def memory_used(self) -> int | None:
         """What the programs of the current tree use of user_space_size, or None (no cgroup)."""

@@ -14,6 +14,7 @@ hard-links the stub at each path a program executes, so the kernel only ever run
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import os
@@ -187,7 +188,7 @@ def _setup_child(
         native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
         if cgroup_procs is not None:  # every process of the tree is counted from here on
             _write(cgroup_procs.encode(), str(os.getpid()).encode())
-        if limits is not None:  # the programs join the memory cgroup; init and the spawner do not
+        if limits is not None:  # the programs (or the spawner) join the memory cgroup; init not
             limits = open_memory_cgroup(limits)
         flags = native.CLONE_NEWNS | native.CLONE_NEWPID | native.CLONE_NEWUTS | native.CLONE_NEWIPC
         if network != "host":  # "loopback": its own loopback only; "none": not even that
@@ -378,14 +379,18 @@ def _spawner_process(
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)  # a program's `kill -TERM -1` must not end it
     _confine(sock, filter_prog)
-    # nothing of the supervisor's but the channel (and the memory cgroup's file, which each
-    # program joins) stays open in here
-    low = 3
-    for keep in sorted({channel.fileno(), limits.memory_fd if limits is not None else -1}):
-        if keep >= low:
-            os.closerange(low, keep)
-            low = keep + 1
-    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+    if limits is not None and limits.memory_fd >= 0:
+        # The spawner joins the memory cgroup once, and each program it forks is in it from
+        # its fork: moving a process into a cgroup (v1) waits for an RCU grace period, about
+        # 15 ms here, which every `occlum exec` would pay. The supervisor makes each program
+        # the out-of-memory killer's choice before the spawner (Limits.before_spawner).
+        with contextlib.suppress(OSError):
+            os.write(limits.memory_fd, b"0")
+        os.close(limits.memory_fd)
+        limits = dataclasses.replace(limits, memory_fd=-1)
+    # nothing of the supervisor's but the channel stays open in here
+    os.closerange(3, channel.fileno())
+    os.closerange(channel.fileno() + 1, os.sysconf("SC_OPEN_MAX"))
     code = 1
     try:
         code = serve_requests(channel, limits)

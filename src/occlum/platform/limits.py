@@ -46,6 +46,7 @@ __all__ = [
     "open_memory_cgroup",
     "pids_parent",
     "remove_stale",
+    "set_oom_score_adj",
 ]
 
 
@@ -81,6 +82,13 @@ def apply_program_limits(limits: ProgramLimits) -> None:
         _soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
         if hard == resource.RLIM_INFINITY or limits.stack <= hard:
             resource.setrlimit(resource.RLIMIT_STACK, (limits.stack, hard))
+
+
+def set_oom_score_adj(pid: int, value: int) -> None:
+    """The out-of-memory killer's bias for a host process (1000: chosen first). Its children
+    inherit it; it may lower it again, down to 0."""
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/oom_score_adj", "w") as f:
+        f.write(str(value))
 
 
 def pids_parent() -> Path | None:
