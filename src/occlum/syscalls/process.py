@@ -38,12 +38,23 @@ def sys_mmap(
     that report it in words of their own. The kernel then does the call as made."""
     from occlum.kernel.libos import PROCEED
 
-    if not flags & MAP_FIXED:  # a fixed mapping may replace one already counted
+    if not flags & MAP_FIXED and not _malloc_arena(length, prot, flags):
         libos.limits.check_mapping(t, length)
     return PROCEED
 
 
 MAP_FIXED = 0x10
+MAP_NORESERVE = 0x4000
+PROT_NONE = 0
+MiB = 1 << 20
+
+
+def _malloc_arena(length: int, prot: int, flags: int) -> bool:
+    """glibc's malloc reserving a thread's arena: ``new_heap`` asks for twice HEAP_MAX_SIZE
+    (128 MiB on x86-64), then for HEAP_MAX_SIZE, inaccessible and unreserved, and when both
+    fail the thread shares an existing arena. Programs cope with that refusal, so it is not
+    named: under the default size every program with a few threads would print the line."""
+    return prot == PROT_NONE and bool(flags & MAP_NORESERVE) and length in (64 * MiB, 128 * MiB)
 
 
 def refuse(err: int, note: str = ""):  # type: ignore[no-untyped-def]
