@@ -141,6 +141,8 @@ def test_ramfs_and_memfd_pages_count_against_user_space_size(inst: Instance, tar
     assert len(named) == 1, res.describe()
     assert f"resource_limits.user_space_size = {MEMORY_MB}MB" in named[0]
     assert "out-of-memory" in named[0] and "raise it in Occlum.json" in named[0]
+    # the victim, as the kernel's log names it: the writer, a child of /bin/fill
+    assert "fill" in named[0].split(" was killed")[0], named[0]
     again = inst.run(["/bin/echo", "still here"])
     assert again.code == 0 and again.stdout == "still here\n", again.describe()
 

@@ -301,6 +301,7 @@ class LibOS:
         calls (the supervisor has no other thread); a volume with no change costs little."""
         self.sync_file_systems()
         self.limits.check_threads()
+        self._report_faults()
         self.limits.check_memory()
         self.next_writeback = time.monotonic() + self.writeback_interval
 
@@ -613,6 +614,17 @@ class LibOS:
             known = self._known(f.host_pid)
             if known is not None and f.host_pid not in self.reported:
                 self.report_crash(f.host_pid, known, f.signal, f.address)
+        kills, self.faults.oom_kills = self.faults.oom_kills, []
+        mem = self.limits.memory
+        for group, host_pid, comm in kills:
+            if mem is None or os.path.basename(group) != mem.path.name.encode():
+                continue  # another group's limit
+            known = self._known(host_pid)
+            self.limits.oom_victim = (
+                f"{known[0].decode(errors='replace')} (pid {known[1]})"
+                if known is not None
+                else f"a program ({comm.decode(errors='replace')})"  # never served: unknown
+            )
 
     def _known(self, host_pid: int) -> tuple[bytes, int] | None:
         p = self.procs.get(host_pid)
@@ -864,6 +876,7 @@ class LibOS:
             self.settle_children(p)
 
     def _process_exited(self, p: Process) -> None:
+        self._report_faults()  # the out-of-memory killer's record names its victim
         self.limits.check_memory()  # was it the out-of-memory killer?
         self.sel.unregister(p.pidfd)
         self.procs_by_host_pid_ever[p.host_pid] = (p.exe_path, p.pid)

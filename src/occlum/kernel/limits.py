@@ -98,6 +98,7 @@ class Limits:
         self.peaks: Peaks | None = Peaks() if spec.diagnose else None
         self.cgroup: PidsCgroup | None = None
         self.memory: MemoryCgroup | None = None
+        self.oom_victim = "a program"  # the last the out-of-memory killer chose, when known
         self._trees = 0
         self._reported: set[str] = set()
 
@@ -162,8 +163,8 @@ class Limits:
         return self.memory.usage() if self.memory is not None else None
 
     def check_memory(self) -> None:
-        """Name user_space_size once, if the out-of-memory killer ended a program for it (the
-        victim is not named: a process that never made a served call is unknown here)."""
+        """Name user_space_size once, if the out-of-memory killer ended a program for it, and
+        the program, when the kernel's log named it (``oom_victim``)."""
         mem = self.memory
         if mem is None:
             return
@@ -172,7 +173,7 @@ class Limits:
             self._reported.add("oom")
             limit = mem.limit
             self.log.error(
-                "a program was killed (SIGKILL) by the out-of-memory killer: the instance's "
+                f"{self.oom_victim} was killed (SIGKILL) by the out-of-memory killer: the instance's "
                 f"programs used all of resource_limits.user_space_size = {_mb(limit)} of "
                 "memory together (the files they wrote, in /tmp or elsewhere, and their memfds "
                 f'count too); raise it in Occlum.json (e.g. to "{_mb(2 * limit)}")'
