@@ -186,3 +186,32 @@ def test_procfs() -> None:
     with pytest.raises(SyscallError) as e:
         open_path(r, r, None, b"/proc/self/comm", os.O_WRONLY)
     assert e.value.errno == errno.EACCES
+
+
+class StateRegistry(FakeRegistry):
+    """Process 7 (and each of its threads) is asleep."""
+
+    def info(self, pid: int) -> ProcessInfo | None:
+        info = super().info(pid)
+        if info is not None:
+            info.state_of = lambda _host_dir: "S"
+        return info
+
+
+def test_procfs_state_is_the_registrys() -> None:
+    root_fs = RamFs()
+    root_fs.root.mkdir(b"proc", 0o755, 0, 0)
+    mt = MountTable(root_fs)
+    r = mt.root()
+    mt.mount(ProcFs(StateRegistry(), mounts=mt.mounts), b"/proc", source=b"proc")
+    assert read_all(r, b"/proc/7/stat").split()[2] == b"S"
+    assert b"\nState:\tS (sleeping)\n" in read_all(r, b"/proc/7/status")
+    # without a host, a thread is the process itself; every letter has Linux's name
+    assert b"\nState:\tS (sleeping)\n" in read_all(r, b"/proc/7/task/7/status")
+    info = ProcessInfo(pid=3, state_of=lambda _: "Z")
+    from occlum.fs import procfs
+
+    assert b"State:\tZ (zombie)" in procfs._status_text(info)
+    assert procfs._stat_text(info).split()[2] == b"Z"
+    info.state_of = lambda _: "I"
+    assert b"State:\tI (idle)" in procfs._status_text(info)

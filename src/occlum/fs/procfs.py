@@ -55,6 +55,7 @@ class ProcessInfo:
     exe: bytes = b""
     cwd: bytes = b"/"
     root: bytes = b"/"
+    # the state when nothing better is known; ``state_of`` gives the real one
     state: str = "R"
     threads: int = 1
     uid: int = 0
@@ -72,6 +73,9 @@ class ProcessInfo:
     # opens the host's /proc/<host_pid>/<name> of this very process (not of a host process
     # that got its pid after it exited); without it such files are snapshots, read-only
     open_host: Callable[[str, int], int] | None = None
+    # the state letter (R, S, D, T, t, Z, X, I) of the process ("") or of one of its threads
+    # ("task/<host tid>/"), as Linux would show it for the same program
+    state_of: Callable[[str], str] | None = None
 
     def settle_ids(self) -> None:
         if self.ids is not None:
@@ -89,7 +93,11 @@ class ProcessRegistry(Protocol):
     def info(self, pid: int) -> ProcessInfo | None: ...
 
 
-_STATE_NAMES = {"R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped", "Z": "zombie"}
+# fs/proc/array.c's task_state_array
+_STATE_NAMES = {
+    "R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped", "t": "tracing stop",
+    "X": "dead", "Z": "zombie", "P": "parked", "I": "idle",
+}  # fmt: skip
 
 
 def _host_read(path: str) -> bytes:
@@ -523,16 +531,21 @@ def _stat_text(i: ProcessInfo, who: _Thread = _PROCESS) -> bytes:
         rest = [b"0"] * 50
     # fields after comm: state ppid pgrp session, then the host's numbers
     i.settle_ids()
-    rest[0:4] = [i.state.encode(), b"%d" % i.ppid, b"%d" % i.pgid, b"%d" % i.sid]
+    rest[0:4] = [_state(i, who).encode(), b"%d" % i.ppid, b"%d" % i.pgid, b"%d" % i.sid]
     rest[17] = b"%d" % i.threads
     return b"%d (%s) %s\n" % (who.tid or i.pid, _comm(i, who), b" ".join(rest))
 
 
+def _state(i: ProcessInfo, who: _Thread) -> str:
+    return i.state_of(who.host_dir) if i.state_of is not None else i.state
+
+
 def _status_text(i: ProcessInfo, who: _Thread = _PROCESS) -> bytes:
+    state = _state(i, who)
     lines = [
         b"Name:\t%s" % _comm(i, who),
         b"Umask:\t%04o" % i.umask,
-        b"State:\t%s (%s)" % (i.state.encode(), _STATE_NAMES.get(i.state, "running").encode()),
+        b"State:\t%s (%s)" % (state.encode(), _STATE_NAMES.get(state, "running").encode()),
         b"Tgid:\t%d" % (i.tgid or i.pid),
         b"Ngid:\t0",
         b"Pid:\t%d" % (who.tid or i.pid),

@@ -165,7 +165,49 @@ def process_info(libos: LibOS, p: Process) -> ProcessInfo:
         ids=ids,
         tasks=functools.cache(lambda: _tasks(p.host_pid)),
         open_host=functools.partial(_open_host, p),
+        state_of=functools.partial(_state, libos, p.host_pid),
     )
+
+
+def _state(libos: LibOS, host_pid: int, host_dir: str) -> str:
+    """The state Linux would show of a thread the host keeps at ``/proc/<host_pid>/<host_dir>``.
+
+    The host's own letter, except for a call the LibOS is serving: the thread then waits in
+    the kernel for the supervisor's answer, uninterruptibly once the call was received (the
+    filter's WAIT_KILLABLE_RECV), so the host shows ``D``. Natively the thread would be
+    running the call (the one being served right now is the reader of this very file) or
+    sleeping in it (a call a waiter thread finishes later, such as a blocking accept), which
+    is ``S``. Until the supervisor receives the call, and again after it was received until
+    a signal arrives, the host shows ``S`` itself; the killable wait (``D``) starts when a
+    signal interrupts the interruptible one after the call was received."""
+    base = f"/proc/{host_pid}/{host_dir}"
+    tid = int(host_dir.split("/")[1]) if host_dir else host_pid
+    current = libos.current
+    if current is not None and current.tid == tid:
+        return "R"
+    # where it sleeps is read before and after its state: the thread may move between reads
+    wchan = _wchan(base)
+    try:
+        text = _read(base + "stat")
+        state = chr(text[text.rindex(b")") + 2])
+    except (OSError, ValueError, IndexError):
+        return "X"  # reaped between the lookup and now
+    if state != "D":
+        return state
+    # "seccomp_do_user_notification" (with a compiler suffix such as ".isra.0")
+    if wchan.startswith(_USER_NOTIF) or _wchan(base).startswith(_USER_NOTIF):
+        return "S"
+    return state  # a real uninterruptible sleep (vfork's parent, a slow disk)
+
+
+_USER_NOTIF = b"seccomp_do_user_notification"
+
+
+def _wchan(base: str) -> bytes:
+    try:
+        return _read(base + "wchan")
+    except OSError:
+        return b""
 
 
 def initial_groups(host_pid: int) -> tuple[int, ...]:
