@@ -215,3 +215,28 @@ def test_procfs_state_is_the_registrys() -> None:
     assert procfs._stat_text(info).split()[2] == b"Z"
     info.state_of = lambda _: "I"
     assert b"State:\tI (idle)" in procfs._status_text(info)
+
+
+@pytest.mark.parametrize("host_network", [True, False])
+def test_procfs_sys_shows_the_hosts_facts_read_only(host_network: bool) -> None:
+    root_fs = RamFs()
+    root_fs.root.mkdir(b"proc", 0o755, 0, 0)
+    mt = MountTable(root_fs)
+    r = mt.root()
+    procfs = ProcFs(FakeRegistry(), mounts=mt.mounts, host_network=host_network)
+    mt.mount(procfs, b"/proc", source=b"proc")
+    for name in (b"fs/pipe-max-size", b"kernel/pid_max", b"kernel/tainted"):
+        with open(b"/proc/sys/" + name, "rb") as f:
+            assert read_all(r, b"/proc/sys/" + name) == f.read()
+        with pytest.raises(SyscallError) as e:
+            open_path(r, r, None, b"/proc/sys/" + name, os.O_WRONLY)
+        assert e.value.errno == errno.EACCES
+    assert read_all(r, b"/proc/sys/kernel/hostname") == b"occlum\n"  # the instance's own
+    # the net settings only where the instance's network is the supervisor's own
+    names = {e.name for e in resolve(r, r, b"/proc/sys").inode.readdir()}
+    assert (b"net" in names) == host_network
+    if host_network:
+        conf = {e.name for e in resolve(r, r, b"/proc/sys/net/ipv4/conf").inode.readdir()}
+        assert {b"all", b"default", b"lo"} <= conf
+    names = {e.name for e in resolve(r, r, b"/proc").inode.readdir()}
+    assert (b"config.gz" in names) == os.path.exists("/proc/config.gz")

@@ -108,6 +108,28 @@ def _host_read(path: str) -> bytes:
         return b""
 
 
+def _reader(path: str) -> Callable[[], bytes]:
+    return lambda: _host_read(path)
+
+
+def _readable(e: os.DirEntry[str]) -> bool:
+    # a write-only sysctl (net.ipv4.route.flush) reads as EPERM/EACCES on Linux; not listed
+    try:
+        return bool(e.stat(follow_symlinks=False).st_mode & 0o444)
+    except OSError:
+        return False
+
+
+# The host's /proc/sys files shown as they are: limits and facts of the host kernel that
+# apply to the instance's programs as to any (its pipes, descriptors, pids, memory are the
+# host's). pid_max: the instance is a PID namespace of the host, whose pids it takes.
+_HOST_SYS_KERNEL = ("pid_max", "threads-max", "tainted", "core_pattern", "core_uses_pid")
+_HOST_SYS_VM = ("overcommit_memory", "overcommit_ratio", "max_map_count", "mmap_min_addr")
+_HOST_SYS_FS = (
+    "pipe-max-size", "pipe-user-pages-hard", "pipe-user-pages-soft", "file-max", "nr_open",
+)  # fmt: skip
+
+
 def _memfd_of(content: bytes, flags: int) -> int:
     mfd = os.memfd_create("procfs", os.MFD_CLOEXEC)
     try:
@@ -270,9 +292,13 @@ class ProcFs(FileSystem):
         *,
         mounts: Callable[[], list[MountInfo]] | None = None,
         hostname: Callable[[], bytes] | None = None,
+        host_network: bool = False,
     ) -> None:
         super().__init__()
         self.registry = registry
+        # the instance uses the host's network (else it has a network namespace of its own,
+        # whose settings the supervisor, outside it, cannot read: /proc/sys/net is not shown)
+        self.host_network = host_network
         self.mounts = mounts or (lambda: [])
         self.hostname = hostname or (lambda: b"occlum")
         self.boot_ns = time.time_ns()
@@ -340,6 +366,9 @@ class ProcFs(FileSystem):
             ),
             b"sys": lambda: ProcDir(self, ("sys",), self._sys_entries),
         }
+        if os.path.exists("/proc/config.gz"):
+            # the configuration of the kernel the programs run on, when it keeps one
+            e[b"config.gz"] = self._file(("config.gz",), _reader("/proc/config.gz"))
         return e
 
     def _pid_dir_factory(self, pid: int, tid: int | None = None) -> Factory:
@@ -372,6 +401,11 @@ class ProcFs(FileSystem):
         return b"%s 1/%d %d\n" % (avgs, len(pids), max(pids, default=0))
 
     def _sys_entries(self) -> dict[bytes, Factory]:
+        """``/proc/sys``: the instance's own values where it has its own (the hostname, the
+        UTS namespace's), elsewhere the host's, read-only: facts about the machine its
+        programs run on (the limits the host kernel applies to them, its taint, where it
+        writes their core dumps)."""
+
         def const(v: bytes) -> Callable[[], bytes]:
             return lambda: v + b"\n"
 
@@ -379,19 +413,53 @@ class ProcFs(FileSystem):
             b"hostname": self._file(("sys", "hostname"), lambda: self.hostname() + b"\n"),
             b"ostype": self._file(("sys", "ostype"), const(b"Linux")),
             b"osrelease": self._file(("sys", "osrelease"), const(os.uname().release.encode())),
-            b"pid_max": self._file(("sys", "pid_max"), const(b"4194304")),
             b"ngroups_max": self._file(("sys", "ngroups_max"), const(b"65536")),
+            **self._host_files("kernel", _HOST_SYS_KERNEL),
         }
-        vm: dict[bytes, Factory] = {
-            b"overcommit_memory": self._file(
-                ("sys", "overcommit"),
-                lambda: _host_read("/proc/sys/vm/overcommit_memory") or b"0\n",
-            ),
-        }
-        return {
+        vm = self._host_files("vm", _HOST_SYS_VM)
+        fs = self._host_files("fs", _HOST_SYS_FS)
+        out: dict[bytes, Factory] = {
             b"kernel": lambda: ProcDir(self, ("sys", "kernel"), lambda: kernel),
             b"vm": lambda: ProcDir(self, ("sys", "vm"), lambda: vm),
+            b"fs": lambda: ProcDir(self, ("sys", "fs"), lambda: fs),
         }
+        if self.host_network:
+            # the host's network is the instance's: its settings are the ones its sockets see
+            out[b"net"] = self._host_tree(("sys", "net"), "/proc/sys/net")
+        return out
+
+    def _host_files(self, where: str, names: tuple[str, ...]) -> dict[bytes, Factory]:
+        """The host's ``/proc/sys/<where>/<name>`` of each name the host has."""
+        out: dict[bytes, Factory] = {}
+        for name in names:
+            path = f"/proc/sys/{where}/{name}"
+            if os.path.exists(path):
+                out[name.encode()] = self._file(("sys", where, name), _reader(path))
+        return out
+
+    def _host_tree(self, key: tuple[object, ...], path: str) -> Factory:
+        """A read-only view of the host's directory ``path`` and everything below it."""
+
+        def entries() -> dict[bytes, Factory]:
+            out: dict[bytes, Factory] = {}
+            try:
+                found = list(os.scandir(path))
+            except OSError:
+                return out
+            for e in found:
+                sub = f"{path}/{e.name}"
+                try:
+                    is_dir = e.is_dir(follow_symlinks=False)
+                except OSError:
+                    continue
+                name = e.name.encode()
+                if is_dir:
+                    out[name] = self._host_tree((*key, e.name), sub)
+                elif _readable(e):
+                    out[name] = self._file((*key, e.name), _reader(sub))
+            return out
+
+        return lambda: ProcDir(self, key, entries)
 
     # --- /proc/<pid> ----------------------------------------------------------------------
 

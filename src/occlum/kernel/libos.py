@@ -325,7 +325,12 @@ class LibOS:
         return self._procfs(self.mounts)
 
     def _procfs(self, table: MountTable) -> ProcFs:
-        return ProcFs(self, mounts=table.mounts, hostname=lambda: self.hostname)
+        return ProcFs(
+            self,
+            mounts=table.mounts,
+            hostname=lambda: self.hostname,
+            host_network=self.spec.network == "host",
+        )
 
     def _mount(
         self, table: MountTable, fs: object, target: str, source: bytes, where: str = "image/"
