@@ -240,3 +240,18 @@ def test_procfs_sys_shows_the_hosts_facts_read_only(host_network: bool) -> None:
         assert {b"all", b"default", b"lo"} <= conf
     names = {e.name for e in resolve(r, r, b"/proc").inode.readdir()}
     assert (b"config.gz" in names) == os.path.exists("/proc/config.gz")
+
+
+def test_procfs_sys_net_hides_what_only_root_reads() -> None:
+    if not os.path.exists("/proc/sys/net/ipv4/tcp_fastopen_key"):
+        pytest.skip("the host has no tcp_fastopen_key")
+    assert os.stat("/proc/sys/net/ipv4/tcp_fastopen_key").st_mode & 0o004 == 0
+    root_fs = RamFs()
+    root_fs.root.mkdir(b"proc", 0o755, 0, 0)
+    mt = MountTable(root_fs)
+    r = mt.root()
+    mt.mount(ProcFs(FakeRegistry(), mounts=mt.mounts, host_network=True), b"/proc", source=b"proc")
+    with pytest.raises(SyscallError) as e:
+        resolve(r, r, b"/proc/sys/net/ipv4/tcp_fastopen_key")
+    assert e.value.errno == errno.ENOENT
+    assert read_all(r, b"/proc/sys/net/ipv4/tcp_syncookies")  # a world-readable neighbour

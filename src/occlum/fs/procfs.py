@@ -112,10 +112,19 @@ def _reader(path: str) -> Callable[[], bytes]:
     return lambda: _host_read(path)
 
 
-def _readable(e: os.DirEntry[str]) -> bool:
-    # a write-only sysctl (net.ipv4.route.flush) reads as EPERM/EACCES on Linux; not listed
+def _world_readable(path: str) -> bool:
     try:
-        return bool(e.stat(follow_symlinks=False).st_mode & 0o444)
+        return bool(os.stat(path).st_mode & 0o004)
+    except OSError:
+        return False
+
+
+def _readable(e: os.DirEntry[str]) -> bool:
+    # only what any host user may read: the supervisor is privileged, and a file only root
+    # reads may hold a secret (net.ipv4.tcp_fastopen_key); a write-only one (route.flush)
+    # has nothing to show
+    try:
+        return bool(e.stat(follow_symlinks=False).st_mode & 0o004)
     except OSError:
         return False
 
@@ -433,7 +442,7 @@ class ProcFs(FileSystem):
         out: dict[bytes, Factory] = {}
         for name in names:
             path = f"/proc/sys/{where}/{name}"
-            if os.path.exists(path):
+            if _world_readable(path):
                 out[name.encode()] = self._file(("sys", where, name), _reader(path))
         return out
 
