@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import PROC_SUPER_MAGIC, S_IFDIR, S_IFLNK, S_IFREG, StatFs, dtype_of_mode
@@ -83,6 +83,16 @@ class ProcessInfo:
             self.ids = None
 
 
+_T = TypeVar("_T")
+
+
+class NetView(Protocol):
+    """Runs ``look`` where ``/proc/sys/net`` is the instance's network's (the kernel shows
+    there the network namespace of the thread that looks); OSError if it cannot."""
+
+    def __call__(self, look: Callable[[], _T]) -> _T: ...
+
+
 class ProcessRegistry(Protocol):
     """What procfs needs from the kernel's process table."""
 
@@ -119,14 +129,28 @@ def _world_readable(path: str) -> bool:
         return False
 
 
-def _readable(e: os.DirEntry[str]) -> bool:
-    # only what any host user may read: the supervisor is privileged, and a file only root
-    # reads may hold a secret (net.ipv4.tcp_fastopen_key); a write-only one (route.flush)
-    # has nothing to show
-    try:
-        return bool(e.stat(follow_symlinks=False).st_mode & 0o004)
-    except OSError:
-        return False
+def _list_dir(path: str) -> list[tuple[str, bool, bool]]:
+    """(name, is a directory, may be shown) of each entry of a host directory. Only what any
+    host user may read is shown: the supervisor is privileged, and a file only root reads may
+    hold a secret (net.ipv4.tcp_fastopen_key); a write-only one (route.flush) shows nothing."""
+    out = []
+    for e in os.scandir(path):
+        try:
+            st = e.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        out.append((e.name, e.is_dir(follow_symlinks=False), bool(st.st_mode & 0o004)))
+    return out
+
+
+def _net_reader(view: NetView, path: str) -> Callable[[], bytes]:
+    def read() -> bytes:
+        try:
+            return view(functools.partial(_host_read, path))
+        except OSError:
+            return b""
+
+    return read
 
 
 # The host's /proc/sys files shown as they are: limits and facts of the host kernel that
@@ -301,13 +325,12 @@ class ProcFs(FileSystem):
         *,
         mounts: Callable[[], list[MountInfo]] | None = None,
         hostname: Callable[[], bytes] | None = None,
-        host_network: bool = False,
+        net_view: NetView | None = None,
     ) -> None:
         super().__init__()
         self.registry = registry
-        # the instance uses the host's network (else it has a network namespace of its own,
-        # whose settings the supervisor, outside it, cannot read: /proc/sys/net is not shown)
-        self.host_network = host_network
+        # without one, /proc/sys/net is not shown
+        self.net_view = net_view
         self.mounts = mounts or (lambda: [])
         self.hostname = hostname or (lambda: b"occlum")
         self.boot_ns = time.time_ns()
@@ -432,9 +455,8 @@ class ProcFs(FileSystem):
             b"vm": lambda: ProcDir(self, ("sys", "vm"), lambda: vm),
             b"fs": lambda: ProcDir(self, ("sys", "fs"), lambda: fs),
         }
-        if self.host_network:
-            # the host's network is the instance's: its settings are the ones its sockets see
-            out[b"net"] = self._host_tree(("sys", "net"), "/proc/sys/net")
+        if self.net_view is not None:
+            out[b"net"] = self._net_tree(self.net_view, ("sys", "net"), "/proc/sys/net")
         return out
 
     def _host_files(self, where: str, names: tuple[str, ...]) -> dict[bytes, Factory]:
@@ -446,26 +468,21 @@ class ProcFs(FileSystem):
                 out[name.encode()] = self._file(("sys", where, name), _reader(path))
         return out
 
-    def _host_tree(self, key: tuple[object, ...], path: str) -> Factory:
-        """A read-only view of the host's directory ``path`` and everything below it."""
+    def _net_tree(self, view: NetView, key: tuple[object, ...], path: str) -> Factory:
+        """A read-only view of ``path`` (below ``/proc/sys/net``) as ``view`` sees it."""
 
         def entries() -> dict[bytes, Factory]:
             out: dict[bytes, Factory] = {}
             try:
-                found = list(os.scandir(path))
+                found = view(functools.partial(_list_dir, path))
             except OSError:
                 return out
-            for e in found:
-                sub = f"{path}/{e.name}"
-                try:
-                    is_dir = e.is_dir(follow_symlinks=False)
-                except OSError:
-                    continue
-                name = e.name.encode()
+            for name, is_dir, readable in found:
+                sub = f"{path}/{name}"
                 if is_dir:
-                    out[name] = self._host_tree((*key, e.name), sub)
-                elif _readable(e):
-                    out[name] = self._file((*key, e.name), _reader(sub))
+                    out[name.encode()] = self._net_tree(view, (*key, name), sub)
+                elif readable:
+                    out[name.encode()] = self._file((*key, name), _net_reader(view, sub))
             return out
 
         return lambda: ProcDir(self, key, entries)

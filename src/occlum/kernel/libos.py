@@ -325,11 +325,13 @@ class LibOS:
         return self._procfs(self.mounts)
 
     def _procfs(self, table: MountTable) -> ProcFs:
+        from occlum.kernel import procinfo
+
         return ProcFs(
             self,
             mounts=table.mounts,
             hostname=lambda: self.hostname,
-            host_network=self.spec.network == "host",
+            net_view=procinfo.net_view(self),
         )
 
     def _mount(

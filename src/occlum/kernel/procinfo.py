@@ -6,12 +6,12 @@ import errno
 import functools
 import os
 import select
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, TypeVar
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFCHR, Stat
-from occlum.fs.procfs import ProcessInfo
+from occlum.fs.procfs import NetView, ProcessInfo
 from occlum.vfs.inode import HOST_OPEN_MASK, Inode
 from occlum.vfs.mount import FileSystem
 from occlum.vfs.path import Location
@@ -208,6 +208,27 @@ def _wchan(base: str) -> bytes:
         return _read(base + "wchan")
     except OSError:
         return b""
+
+
+_T = TypeVar("_T")
+
+
+def net_view(libos: LibOS) -> NetView:
+    """How ``/proc/sys/net`` is looked at for the program reading it: on the host's network
+    the supervisor's own view is the program's; an instance with a network of its own is
+    looked at from the reader's network namespace (OSError, so nothing shown, if the
+    supervisor cannot join it: it needs CAP_SYS_ADMIN, which it has when run by root)."""
+
+    def view(look: Callable[[], _T]) -> _T:
+        if libos.spec.network == "host":
+            return look()
+        if libos.current is None:
+            raise OSError(errno.ESRCH, "no reader")
+        from occlum.platform.netns import in_netns_of
+
+        return in_netns_of(libos.current.process.host_pid, look)
+
+    return view
 
 
 def initial_groups(host_pid: int) -> tuple[int, ...]:
