@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -75,3 +76,24 @@ def test_the_network_switch(
     inst.build()
     res = inst.run(["/bin/tcp_probe", str(server)])
     assert res.stdout.strip() == expected, res.describe()
+
+
+@pytest.mark.parametrize("network", ["host", "loopback"])
+def test_proc_sys_net_is_the_instances_network(tmp_path: Path, network: str) -> None:
+    """/proc/sys/net shows the network the instance's programs are on: the host's, or its own
+    namespace's, which has only the loopback interface."""
+    lister = libos.compile_c(DIAG / "list_dir.c", tmp_path / "list_dir")
+    inst = Instance.new(tmp_path / "instance")
+    inst.configure()
+    cfg = json.loads(inst.config_path.read_text())
+    cfg["feature"]["network"] = network
+    inst.config_path.write_text(json.dumps(cfg))
+    libos.place_with_dependencies(inst.image, {"/bin/list_dir": lister})
+    inst.build()
+    res = inst.run(["/bin/list_dir", "/proc/sys/net/ipv4/conf"])
+    assert res.code == 0, res.describe()
+    if network == "host":
+        expected = sorted(os.listdir("/proc/sys/net/ipv4/conf"))
+    else:
+        expected = ["all", "default", "lo"]
+    assert res.stdout.split() == expected, res.describe()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -186,3 +188,82 @@ def test_procfs() -> None:
     with pytest.raises(SyscallError) as e:
         open_path(r, r, None, b"/proc/self/comm", os.O_WRONLY)
     assert e.value.errno == errno.EACCES
+
+
+class StateRegistry(FakeRegistry):
+    """Process 7 (and each of its threads) is asleep."""
+
+    def info(self, pid: int) -> ProcessInfo | None:
+        info = super().info(pid)
+        if info is not None:
+            info.state_of = lambda _host_dir: "S"
+        return info
+
+
+def test_procfs_state_is_the_registrys() -> None:
+    root_fs = RamFs()
+    root_fs.root.mkdir(b"proc", 0o755, 0, 0)
+    mt = MountTable(root_fs)
+    r = mt.root()
+    mt.mount(ProcFs(StateRegistry(), mounts=mt.mounts), b"/proc", source=b"proc")
+    assert read_all(r, b"/proc/7/stat").split()[2] == b"S"
+    assert b"\nState:\tS (sleeping)\n" in read_all(r, b"/proc/7/status")
+    # without a host, a thread is the process itself; every letter has Linux's name
+    assert b"\nState:\tS (sleeping)\n" in read_all(r, b"/proc/7/task/7/status")
+    info = ProcessInfo(pid=3, state_of=lambda _: "Z")
+    from occlum.fs import procfs
+
+    assert b"State:\tZ (zombie)" in procfs._status_text(info)
+    assert procfs._stat_text(info).split()[2] == b"Z"
+    info.state_of = lambda _: "I"
+    assert b"State:\tI (idle)" in procfs._status_text(info)
+
+
+T = TypeVar("T")
+
+
+def supervisors_net(look: Callable[[], T]) -> T:
+    return look()
+
+
+@pytest.mark.parametrize("host_network", [True, False])
+def test_procfs_sys_shows_the_hosts_facts_read_only(host_network: bool) -> None:
+    root_fs = RamFs()
+    root_fs.root.mkdir(b"proc", 0o755, 0, 0)
+    mt = MountTable(root_fs)
+    r = mt.root()
+    net = supervisors_net if host_network else None
+    procfs = ProcFs(FakeRegistry(), mounts=mt.mounts, net_view=net)
+    mt.mount(procfs, b"/proc", source=b"proc")
+    for name in (b"fs/pipe-max-size", b"kernel/pid_max", b"kernel/tainted"):
+        with open(b"/proc/sys/" + name, "rb") as f:
+            assert read_all(r, b"/proc/sys/" + name) == f.read()
+        with pytest.raises(SyscallError) as e:
+            open_path(r, r, None, b"/proc/sys/" + name, os.O_WRONLY)
+        assert e.value.errno == errno.EACCES
+    assert read_all(r, b"/proc/sys/kernel/hostname") == b"occlum\n"  # the instance's own
+    # the net settings only where they can be looked at
+    names = {e.name for e in resolve(r, r, b"/proc/sys").inode.readdir()}
+    assert (b"net" in names) == host_network
+    if host_network:
+        conf = {e.name for e in resolve(r, r, b"/proc/sys/net/ipv4/conf").inode.readdir()}
+        assert {b"all", b"default", b"lo"} <= conf
+    names = {e.name for e in resolve(r, r, b"/proc").inode.readdir()}
+    assert (b"config.gz" in names) == os.path.exists("/proc/config.gz")
+
+
+def test_procfs_sys_net_hides_what_only_root_reads() -> None:
+    if not os.path.exists("/proc/sys/net/ipv4/tcp_fastopen_key"):
+        pytest.skip("the host has no tcp_fastopen_key")
+    assert os.stat("/proc/sys/net/ipv4/tcp_fastopen_key").st_mode & 0o004 == 0
+    root_fs = RamFs()
+    root_fs.root.mkdir(b"proc", 0o755, 0, 0)
+    mt = MountTable(root_fs)
+    r = mt.root()
+    mt.mount(
+        ProcFs(FakeRegistry(), mounts=mt.mounts, net_view=supervisors_net), b"/proc", source=b"proc"
+    )
+    with pytest.raises(SyscallError) as e:
+        resolve(r, r, b"/proc/sys/net/ipv4/tcp_fastopen_key")
+    assert e.value.errno == errno.ENOENT
+    assert read_all(r, b"/proc/sys/net/ipv4/tcp_syncookies")  # a world-readable neighbour

@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import PROC_SUPER_MAGIC, S_IFDIR, S_IFLNK, S_IFREG, StatFs, dtype_of_mode
@@ -55,6 +55,7 @@ class ProcessInfo:
     exe: bytes = b""
     cwd: bytes = b"/"
     root: bytes = b"/"
+    # the state when nothing better is known; ``state_of`` gives the real one
     state: str = "R"
     threads: int = 1
     uid: int = 0
@@ -72,11 +73,24 @@ class ProcessInfo:
     # opens the host's /proc/<host_pid>/<name> of this very process (not of a host process
     # that got its pid after it exited); without it such files are snapshots, read-only
     open_host: Callable[[str, int], int] | None = None
+    # the state letter (R, S, D, T, t, Z, X, I) of the process ("") or of one of its threads
+    # ("task/<host tid>/"), as Linux would show it for the same program
+    state_of: Callable[[str], str] | None = None
 
     def settle_ids(self) -> None:
         if self.ids is not None:
             self.pgid, self.sid, self.threads = self.ids()
             self.ids = None
+
+
+_T = TypeVar("_T")
+
+
+class NetView(Protocol):
+    """Runs ``look`` where ``/proc/sys/net`` is the instance's network's (the kernel shows
+    there the network namespace of the thread that looks); OSError if it cannot."""
+
+    def __call__(self, look: Callable[[], _T]) -> _T: ...
 
 
 class ProcessRegistry(Protocol):
@@ -89,7 +103,11 @@ class ProcessRegistry(Protocol):
     def info(self, pid: int) -> ProcessInfo | None: ...
 
 
-_STATE_NAMES = {"R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped", "Z": "zombie"}
+# fs/proc/array.c's task_state_array
+_STATE_NAMES = {
+    "R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped", "t": "tracing stop",
+    "X": "dead", "Z": "zombie", "P": "parked", "I": "idle",
+}  # fmt: skip
 
 
 def _host_read(path: str) -> bytes:
@@ -98,6 +116,51 @@ def _host_read(path: str) -> bytes:
             return f.read()
     except OSError:
         return b""
+
+
+def _reader(path: str) -> Callable[[], bytes]:
+    return lambda: _host_read(path)
+
+
+def _world_readable(path: str) -> bool:
+    try:
+        return bool(os.stat(path).st_mode & 0o004)
+    except OSError:
+        return False
+
+
+def _list_dir(path: str) -> list[tuple[str, bool, bool]]:
+    """(name, is a directory, may be shown) of each entry of a host directory. Only what any
+    host user may read is shown: the supervisor is privileged, and a file only root reads may
+    hold a secret (net.ipv4.tcp_fastopen_key); a write-only one (route.flush) shows nothing."""
+    out = []
+    for e in os.scandir(path):
+        try:
+            st = e.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        out.append((e.name, e.is_dir(follow_symlinks=False), bool(st.st_mode & 0o004)))
+    return out
+
+
+def _net_reader(view: NetView, path: str) -> Callable[[], bytes]:
+    def read() -> bytes:
+        try:
+            return view(functools.partial(_host_read, path))
+        except OSError:
+            return b""
+
+    return read
+
+
+# The host's /proc/sys files shown as they are: limits and facts of the host kernel that
+# apply to the instance's programs as to any (its pipes, descriptors, pids, memory are the
+# host's). pid_max: the instance is a PID namespace of the host, whose pids it takes.
+_HOST_SYS_KERNEL = ("pid_max", "threads-max", "tainted", "core_pattern", "core_uses_pid")
+_HOST_SYS_VM = ("overcommit_memory", "overcommit_ratio", "max_map_count", "mmap_min_addr")
+_HOST_SYS_FS = (
+    "pipe-max-size", "pipe-user-pages-hard", "pipe-user-pages-soft", "file-max", "nr_open",
+)  # fmt: skip
 
 
 def _memfd_of(content: bytes, flags: int) -> int:
@@ -262,9 +325,12 @@ class ProcFs(FileSystem):
         *,
         mounts: Callable[[], list[MountInfo]] | None = None,
         hostname: Callable[[], bytes] | None = None,
+        net_view: NetView | None = None,
     ) -> None:
         super().__init__()
         self.registry = registry
+        # without one, /proc/sys/net is not shown
+        self.net_view = net_view
         self.mounts = mounts or (lambda: [])
         self.hostname = hostname or (lambda: b"occlum")
         self.boot_ns = time.time_ns()
@@ -332,6 +398,9 @@ class ProcFs(FileSystem):
             ),
             b"sys": lambda: ProcDir(self, ("sys",), self._sys_entries),
         }
+        if os.path.exists("/proc/config.gz"):
+            # the configuration of the kernel the programs run on, when it keeps one
+            e[b"config.gz"] = self._file(("config.gz",), _reader("/proc/config.gz"))
         return e
 
     def _pid_dir_factory(self, pid: int, tid: int | None = None) -> Factory:
@@ -364,6 +433,11 @@ class ProcFs(FileSystem):
         return b"%s 1/%d %d\n" % (avgs, len(pids), max(pids, default=0))
 
     def _sys_entries(self) -> dict[bytes, Factory]:
+        """``/proc/sys``: the instance's own values where it has its own (the hostname, the
+        UTS namespace's), elsewhere the host's, read-only: facts about the machine its
+        programs run on (the limits the host kernel applies to them, its taint, where it
+        writes their core dumps)."""
+
         def const(v: bytes) -> Callable[[], bytes]:
             return lambda: v + b"\n"
 
@@ -371,19 +445,47 @@ class ProcFs(FileSystem):
             b"hostname": self._file(("sys", "hostname"), lambda: self.hostname() + b"\n"),
             b"ostype": self._file(("sys", "ostype"), const(b"Linux")),
             b"osrelease": self._file(("sys", "osrelease"), const(os.uname().release.encode())),
-            b"pid_max": self._file(("sys", "pid_max"), const(b"4194304")),
             b"ngroups_max": self._file(("sys", "ngroups_max"), const(b"65536")),
+            **self._host_files("kernel", _HOST_SYS_KERNEL),
         }
-        vm: dict[bytes, Factory] = {
-            b"overcommit_memory": self._file(
-                ("sys", "overcommit"),
-                lambda: _host_read("/proc/sys/vm/overcommit_memory") or b"0\n",
-            ),
-        }
-        return {
+        vm = self._host_files("vm", _HOST_SYS_VM)
+        fs = self._host_files("fs", _HOST_SYS_FS)
+        out: dict[bytes, Factory] = {
             b"kernel": lambda: ProcDir(self, ("sys", "kernel"), lambda: kernel),
             b"vm": lambda: ProcDir(self, ("sys", "vm"), lambda: vm),
+            b"fs": lambda: ProcDir(self, ("sys", "fs"), lambda: fs),
         }
+        if self.net_view is not None:
+            out[b"net"] = self._net_tree(self.net_view, ("sys", "net"), "/proc/sys/net")
+        return out
+
+    def _host_files(self, where: str, names: tuple[str, ...]) -> dict[bytes, Factory]:
+        """The host's ``/proc/sys/<where>/<name>`` of each name the host has."""
+        out: dict[bytes, Factory] = {}
+        for name in names:
+            path = f"/proc/sys/{where}/{name}"
+            if _world_readable(path):
+                out[name.encode()] = self._file(("sys", where, name), _reader(path))
+        return out
+
+    def _net_tree(self, view: NetView, key: tuple[object, ...], path: str) -> Factory:
+        """A read-only view of ``path`` (below ``/proc/sys/net``) as ``view`` sees it."""
+
+        def entries() -> dict[bytes, Factory]:
+            out: dict[bytes, Factory] = {}
+            try:
+                found = view(functools.partial(_list_dir, path))
+            except OSError:
+                return out
+            for name, is_dir, readable in found:
+                sub = f"{path}/{name}"
+                if is_dir:
+                    out[name.encode()] = self._net_tree(view, (*key, name), sub)
+                elif readable:
+                    out[name.encode()] = self._file((*key, name), _net_reader(view, sub))
+            return out
+
+        return lambda: ProcDir(self, key, entries)
 
     # --- /proc/<pid> ----------------------------------------------------------------------
 
@@ -523,16 +625,21 @@ def _stat_text(i: ProcessInfo, who: _Thread = _PROCESS) -> bytes:
         rest = [b"0"] * 50
     # fields after comm: state ppid pgrp session, then the host's numbers
     i.settle_ids()
-    rest[0:4] = [i.state.encode(), b"%d" % i.ppid, b"%d" % i.pgid, b"%d" % i.sid]
+    rest[0:4] = [_state(i, who).encode(), b"%d" % i.ppid, b"%d" % i.pgid, b"%d" % i.sid]
     rest[17] = b"%d" % i.threads
     return b"%d (%s) %s\n" % (who.tid or i.pid, _comm(i, who), b" ".join(rest))
 
 
+def _state(i: ProcessInfo, who: _Thread) -> str:
+    return i.state_of(who.host_dir) if i.state_of is not None else i.state
+
+
 def _status_text(i: ProcessInfo, who: _Thread = _PROCESS) -> bytes:
+    state = _state(i, who)
     lines = [
         b"Name:\t%s" % _comm(i, who),
         b"Umask:\t%04o" % i.umask,
-        b"State:\t%s (%s)" % (i.state.encode(), _STATE_NAMES.get(i.state, "running").encode()),
+        b"State:\t%s (%s)" % (state.encode(), _STATE_NAMES.get(state, "running").encode()),
         b"Tgid:\t%d" % (i.tgid or i.pid),
         b"Ngid:\t0",
         b"Pid:\t%d" % (who.tid or i.pid),

@@ -326,7 +326,14 @@ class LibOS:
         return self._procfs(self.mounts)
 
     def _procfs(self, table: MountTable) -> ProcFs:
-        return ProcFs(self, mounts=table.mounts, hostname=lambda: self.hostname)
+        from occlum.kernel import procinfo
+
+        return ProcFs(
+            self,
+            mounts=table.mounts,
+            hostname=lambda: self.hostname,
+            net_view=procinfo.net_view(self),
+        )
 
     def _mount(
         self, table: MountTable, fs: object, target: str, source: bytes, where: str = "image/"

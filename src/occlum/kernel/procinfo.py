@@ -6,12 +6,12 @@ import errno
 import functools
 import os
 import select
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, TypeVar
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFCHR, Stat
-from occlum.fs.procfs import ProcessInfo
+from occlum.fs.procfs import NetView, ProcessInfo
 from occlum.vfs.inode import HOST_OPEN_MASK, Inode
 from occlum.vfs.mount import FileSystem
 from occlum.vfs.path import Location
@@ -165,7 +165,70 @@ def process_info(libos: LibOS, p: Process) -> ProcessInfo:
         ids=ids,
         tasks=functools.cache(lambda: _tasks(p.host_pid)),
         open_host=functools.partial(_open_host, p),
+        state_of=functools.partial(_state, libos, p.host_pid),
     )
+
+
+def _state(libos: LibOS, host_pid: int, host_dir: str) -> str:
+    """The state Linux would show of a thread the host keeps at ``/proc/<host_pid>/<host_dir>``.
+
+    The host's own letter, except for a call the LibOS is serving: the thread then waits in
+    the kernel for the supervisor's answer, uninterruptibly once the call was received (the
+    filter's WAIT_KILLABLE_RECV), so the host shows ``D``. Natively the thread would be
+    running the call (the one being served right now is the reader of this very file) or
+    sleeping in it (a call a waiter thread finishes later, such as a blocking accept), which
+    is ``S``. Until the supervisor receives the call, and again after it was received until
+    a signal arrives, the host shows ``S`` itself; the killable wait (``D``) starts when a
+    signal interrupts the interruptible one after the call was received."""
+    base = f"/proc/{host_pid}/{host_dir}"
+    tid = int(host_dir.split("/")[1]) if host_dir else host_pid
+    current = libos.current
+    if current is not None and current.tid == tid:
+        return "R"
+    # where it sleeps is read before and after its state: the thread may move between reads
+    wchan = _wchan(base)
+    try:
+        text = _read(base + "stat")
+        state = chr(text[text.rindex(b")") + 2])
+    except (OSError, ValueError, IndexError):
+        return "X"  # reaped between the lookup and now
+    if state != "D":
+        return state
+    # "seccomp_do_user_notification" (with a compiler suffix such as ".isra.0")
+    if wchan.startswith(_USER_NOTIF) or _wchan(base).startswith(_USER_NOTIF):
+        return "S"
+    return state  # a real uninterruptible sleep (vfork's parent, a slow disk)
+
+
+_USER_NOTIF = b"seccomp_do_user_notification"
+
+
+def _wchan(base: str) -> bytes:
+    try:
+        return _read(base + "wchan")
+    except OSError:
+        return b""
+
+
+_T = TypeVar("_T")
+
+
+def net_view(libos: LibOS) -> NetView:
+    """How ``/proc/sys/net`` is looked at for the program reading it: on the host's network
+    the supervisor's own view is the program's; an instance with a network of its own is
+    looked at from the reader's network namespace (OSError, so nothing shown, if the
+    supervisor cannot join it: it needs CAP_SYS_ADMIN, which it has when run by root)."""
+
+    def view(look: Callable[[], _T]) -> _T:
+        if libos.spec.network == "host":
+            return look()
+        if libos.current is None:
+            raise OSError(errno.ESRCH, "no reader")
+        from occlum.platform.netns import in_netns_of
+
+        return in_netns_of(libos.current.process.host_pid, look)
+
+    return view
 
 
 def initial_groups(host_pid: int) -> tuple[int, ...]:

@@ -55,6 +55,10 @@ def unshare(flags: int) -> None:
     syscall(NR["unshare"], flags)
 
 
+def setns(fd: int, nstype: int) -> None:
+    syscall(NR["setns"], fd, nstype)
+
+
 def mount(
     source: bytes, target: bytes, fstype: bytes | None, flags: int, data: bytes | None
 ) -> None:
