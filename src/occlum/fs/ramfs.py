@@ -12,9 +12,11 @@ import errno
 import itertools
 import os
 import time
+import weakref
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import (
+    RAMFS_MAGIC,
     RENAME_EXCHANGE,
     RENAME_NOREPLACE,
     S_IFCHR,
@@ -171,7 +173,16 @@ class RamFile(RamInode):
     def __init__(self, fs: RamFs, mode: int, uid: int, gid: int) -> None:
         super().__init__(fs, mode, uid, gid)
         self.memfd: int | None = None
-        self._adopt(os.memfd_create(f"ramfs:{self.ino}", os.MFD_CLOEXEC))
+        if fs.backing is None:
+            self._adopt(os.memfd_create(f"ramfs:{self.ino}", os.MFD_CLOEXEC))
+            return
+        # a nameless file of the mount's own host tmpfs instance: the host kernel counts its
+        # pages against size= and answers a native write past it with ENOSPC
+        try:
+            fd = os.open(".", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600, dir_fd=fs.backing)
+        except OSError as e:
+            raise SyscallError(e.errno or errno.ENOSPC, f"tmpfs: {e.strerror}")
+        self._adopt(fd)
 
     def _adopt(self, memfd: int) -> None:
         self.memfd = memfd
@@ -427,15 +438,52 @@ class RamDir(RamInode):
 
 
 class RamFs(FileSystem):
-    """An in-memory file system instance; ``mode`` is the root directory's permission bits."""
+    """An in-memory file system instance; ``mode`` is the root directory's permission bits.
+
+    ``kind`` is what it calls itself ("tmpfs" or "ramfs": the name in /proc/mounts and the
+    statfs magic). ``backing``, if given, is the root directory descriptor of a host tmpfs
+    instance mounted nowhere (``native.detached_mount``) that holds the regular files'
+    contents and so enforces its ``size=``; the file system owns it. Without it,
+    contents are memfds, limited only by the instance's memory."""
 
     fstype = "tmpfs"
     root: RamDir
 
-    def __init__(self, *, mode: int = 0o1777, uid: int = 0, gid: int = 0, readonly: bool = False):
+    def __init__(
+        self,
+        *,
+        mode: int = 0o1777,
+        uid: int = 0,
+        gid: int = 0,
+        readonly: bool = False,
+        kind: str = "tmpfs",
+        backing: int | None = None,
+    ):
         super().__init__(readonly=readonly)
+        self.fstype = kind
+        self.backing = backing
+        if backing is not None:
+            # kept while anything (a cwd, an open directory) may still create files in it,
+            # after an unmount too, as on Linux; files already open hold the instance anyway
+            weakref.finalize(self, os.close, backing)
         self.inos = itertools.count(1)
         self.root = RamDir(self, mode, uid, gid)
 
     def statfs(self) -> StatFs:
-        return StatFs(f_type=TMPFS_MAGIC, flags=1 if self.readonly else 0, namelen=255)
+        magic = RAMFS_MAGIC if self.fstype == "ramfs" else TMPFS_MAGIC
+        flags = 1 if self.readonly else 0
+        if self.backing is None:
+            return StatFs(f_type=magic, flags=flags, namelen=255)
+        host = os.fstatvfs(self.backing)  # the pages of the contents, as the host counts them
+        return StatFs(
+            f_type=magic,
+            bsize=host.f_bsize,
+            frsize=host.f_frsize,
+            blocks=host.f_blocks,
+            bfree=host.f_bfree,
+            bavail=host.f_bavail,
+            files=host.f_files,
+            ffree=host.f_ffree,
+            flags=flags,
+            namelen=255,
+        )

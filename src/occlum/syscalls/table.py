@@ -134,7 +134,7 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
         mnt.sys_mount,
         "str path str hex str",
         PARTIAL,
-        "ramfs, sefs (storage under run/mount/), procfs, devfs; no remount/bind/move",
+        "tmpfs (size= by the host), ramfs, sefs (under run/mount/), procfs, devfs; no remount/bind/move",
     ),
     "umount2": (mnt.sys_umount2, "path hex", FULL, ""),
     "uname": (info.sys_uname, "ptr", FULL, ""),
