@@ -157,6 +157,9 @@ class RamInode(Inode):
     def dropped(self) -> None:
         """Called when the last name goes away."""
 
+    # an O_TMPFILE file not yet named (and not opened with O_EXCL): link() may name it
+    linkable = False
+
     def open_host_fd(self, flags: int) -> int:
         if self.ftype == S_IFCHR:
             return open_host_device(self.rdev, flags)
@@ -246,9 +249,27 @@ class RamFile(RamInode):
 
     def dropped(self) -> None:
         # descriptors already donated keep the memfd's file alive in the host kernel
-        if self.memfd is not None:
+        self.close_memfd()
+
+    # closes the memfd of an O_TMPFILE file when the inode is freed, if no unlink did first
+    _release: weakref.finalize[[int], RamFile] | None = None
+
+    def close_memfd(self) -> None:
+        if self.memfd is None:
+            return
+        if self._release is not None:
+            self._release()  # closes it, once
+        else:
             os.close(self.memfd)
-            self.memfd = None
+        self.memfd = None
+
+    def made_unnamed(self, linkable: bool) -> None:
+        """This new file is an O_TMPFILE one: no name yet, its contents kept (a later link
+        opens it again) until it is named and unlinked, or until nothing holds the inode."""
+        self.nlink = 0
+        self.linkable = linkable
+        fd = self._fd()
+        self._release = weakref.finalize(self, os.close, fd)
 
 
 class RamSymlink(RamInode):
@@ -304,7 +325,19 @@ class RamDir(RamInode):
 
     def create(self, name: bytes, mode: int, uid: int, gid: int) -> Inode:
         self._writable(name)
-        return self._add(name, RamFile(self.fs, S_IFREG | (mode & 0o7777), uid, gid))
+        return self._add(name, self._new_file(mode, uid, gid))
+
+    def _new_file(self, mode: int, uid: int, gid: int) -> RamFile:
+        return RamFile(self.fs, S_IFREG | (mode & 0o7777), uid, gid)
+
+    def tmpfile(self, mode: int, uid: int, gid: int, *, linkable: bool = True) -> Inode:
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS, "read-only file system")
+        if self.nlink == 0:
+            raise SyscallError(errno.ENOENT, "directory was removed")
+        f = self._new_file(mode, uid, gid)
+        f.made_unnamed(linkable)
+        return f
 
     def mkdir(self, name: bytes, mode: int, uid: int, gid: int) -> Inode:
         self._writable(name)
@@ -332,8 +365,9 @@ class RamDir(RamInode):
         self._writable(name)
         if target.is_dir:
             raise SyscallError(errno.EPERM, "hard link to a directory")
-        if target.nlink == 0:
+        if target.nlink == 0 and not target.linkable:
             raise SyscallError(errno.ENOENT, "linking a removed file")
+        target.linkable = False  # as Linux's I_LINKABLE: named once, an O_TMPFILE is a file
         target.nlink += 1
         target.ctime_ns = time.time_ns()
         self._add(name, target)
@@ -448,6 +482,7 @@ class RamFs(FileSystem):
 
     fstype = "tmpfs"
     root: RamDir
+    backing: int | None = None
 
     def __init__(
         self,
