@@ -137,6 +137,7 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
         "tmpfs (size= by the host), ramfs, sefs (under run/mount/), procfs, devfs; no remount/bind/move",
     ),
     "umount2": (mnt.sys_umount2, "path hex", FULL, ""),
+    "fcntl": (fs.sys_fcntl, "fd int int", PARTIAL, "no leases on LibOS files (EINVAL)"),
     "uname": (info.sys_uname, "ptr", FULL, ""),
     "sethostname": (info.sys_sethostname, "ptr int", FULL, "the instance's own name"),
     "sysinfo": (info.sys_sysinfo, "ptr", FULL, "memory: user_space_size, less what programs use"),
