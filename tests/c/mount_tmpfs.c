@@ -119,7 +119,32 @@ int main(int argc, char **argv)
     show_mounts_line();
     OK("umount", umount("mnt"));
 
+    /* nr_inodes: the root, each directory, file, symlink and further hard link take one */
+    OK("mount tmpfs nr_inodes", mount("tmpfs", "mnt", "tmpfs", 0, "nr_inodes=4"));
+    show_mounts_line();
+    OK("statfs", statfs("mnt", &sf));
+    printf("inodes %ld, free %ld\n", (long)sf.f_files, (long)sf.f_ffree);
+    OK("file", close(open("mnt/f1", O_CREAT | O_RDWR, 0600)));
+    OK("directory", mkdir("mnt/d2", 0700));
+    OK("symlink", symlink("f1", "mnt/s3"));
+    ERR("a fifth inode", open("mnt/f4", O_CREAT | O_RDWR, 0600), ENOSPC);
+    ERR("an unnamed one", open("mnt", O_TMPFILE | O_RDWR, 0600), ENOSPC);
+    ERR("a directory", mkdir("mnt/d4", 0700), ENOSPC);
+    OK("statfs", statfs("mnt", &sf));
+    printf("inodes %ld, free %ld\n", (long)sf.f_files, (long)sf.f_ffree);
+    OK("rmdir", rmdir("mnt/d2"));
+    OK("a file again", close(open("mnt/f4", O_CREAT | O_RDWR, 0600)));
+    ERR("a further name", link("mnt/f4", "mnt/f5"), ENOSPC);
+    OK("unlink", unlink("mnt/s3"));
+    OK("link", link("mnt/f4", "mnt/f5"));
+    OK("unlink a name", unlink("mnt/f5"));
+    fd = OK("tmpfile", open("mnt", O_TMPFILE | O_RDWR, 0600));
+    close(fd);
+    OK("umount", umount("mnt"));
+
     ERR("bad size", mount("tmpfs", "mnt", "tmpfs", 0, "size=lots"), EINVAL);
+    ERR("bad nr_inodes", mount("tmpfs", "mnt", "tmpfs", 0, "nr_inodes=many"), EINVAL);
+    ERR("unknown option", mount("tmpfs", "mnt", "tmpfs", 0, "colour=blue"), EINVAL);
 
     /* ramfs: its own magic, mode= only, default root mode 0755 */
     OK("mount ramfs", mount("ramfs", "mnt", "ramfs", 0, "mode=700"));

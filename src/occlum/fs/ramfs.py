@@ -64,6 +64,7 @@ class RamInode(Inode):
     fs: RamFs
 
     def __init__(self, fs: RamFs, mode: int, uid: int, gid: int, rdev: int = 0) -> None:
+        fs.claim_inode()
         super().__init__(fs, next(fs.inos), mode)
         now = time.time_ns()
         self.mode = mode
@@ -251,16 +252,15 @@ class RamFile(RamInode):
         # descriptors already donated keep the memfd's file alive in the host kernel
         self.close_memfd()
 
-    # closes the memfd of an O_TMPFILE file when the inode is freed, if no unlink did first
-    _release: weakref.finalize[[int], RamFile] | None = None
+    # frees an O_TMPFILE file never named (its memfd, its inode) when the inode is freed
+    _release: weakref.finalize[[int, RamFs], RamFile] | None = None
 
     def close_memfd(self) -> None:
         if self.memfd is None:
             return
         if self._release is not None:
-            self._release()  # closes it, once
-        else:
-            os.close(self.memfd)
+            self._release.detach()  # named, then unlinked: the unlink freed the inode
+        os.close(self.memfd)
         self.memfd = None
 
     def made_unnamed(self, linkable: bool) -> None:
@@ -269,7 +269,12 @@ class RamFile(RamInode):
         self.nlink = 0
         self.linkable = linkable
         fd = self._fd()
-        self._release = weakref.finalize(self, os.close, fd)
+        self._release = weakref.finalize(self, _free_unnamed, fd, self.fs)
+
+
+def _free_unnamed(memfd: int, fs: RamFs) -> None:
+    os.close(memfd)
+    fs.release_inode()
 
 
 class RamSymlink(RamInode):
@@ -367,6 +372,8 @@ class RamDir(RamInode):
             raise SyscallError(errno.EPERM, "hard link to a directory")
         if target.nlink == 0 and not target.linkable:
             raise SyscallError(errno.ENOENT, "linking a removed file")
+        if target.nlink:
+            self.fs.claim_inode()  # as Linux's tmpfs, each further name costs an inode
         target.linkable = False  # as Linux's I_LINKABLE: named once, an O_TMPFILE is a file
         target.nlink += 1
         target.ctime_ns = time.time_ns()
@@ -379,6 +386,8 @@ class RamDir(RamInode):
             raise SyscallError(errno.ENOENT, "no such file or directory")
 
     def _drop(self, inode: RamInode) -> None:
+        # a further name's inode, or the file's own (Linux's keeps it until the last close)
+        self.fs.release_inode()
         inode.nlink -= 1
         inode.ctime_ns = time.time_ns()
         if inode.nlink == 0:
@@ -407,6 +416,7 @@ class RamDir(RamInode):
         self._touch()
         inode.nlink = 0
         inode.ctime_ns = time.time_ns()
+        self.fs.release_inode()
 
     def _is_ancestor_of(self, d: RamDir) -> bool:
         """True if ``self`` is ``d`` or contains it: moving ``self`` below ``d`` is a loop."""
@@ -459,6 +469,7 @@ class RamDir(RamInode):
                     raise SyscallError(errno.ENOTEMPTY, "target directory not empty")
                 new_dir.nlink -= 1
                 dst.nlink = 0
+                self.fs.release_inode()
             else:
                 self._drop(dst)
         del self.children[oldname]
@@ -483,6 +494,16 @@ class RamFs(FileSystem):
     fstype = "tmpfs"
     root: RamDir
     backing: int | None = None
+    max_inodes = 0  # nr_inodes=: 0 is no limit
+    used_inodes = 0
+
+    def claim_inode(self) -> None:
+        if self.max_inodes and self.used_inodes >= self.max_inodes:
+            raise SyscallError(errno.ENOSPC, "no inode left (nr_inodes=)")
+        self.used_inodes += 1
+
+    def release_inode(self) -> None:
+        self.used_inodes -= 1
 
     def __init__(
         self,
@@ -508,7 +529,15 @@ class RamFs(FileSystem):
         magic = RAMFS_MAGIC if self.fstype == "ramfs" else TMPFS_MAGIC
         flags = 1 if self.readonly else 0
         if self.backing is None:
-            return StatFs(f_type=magic, flags=flags, namelen=255)
+            st = StatFs(f_type=magic, flags=flags, namelen=255)
+        else:
+            st = self._host_statfs(magic, flags)
+        if self.max_inodes:
+            st.files, st.ffree = self.max_inodes, max(self.max_inodes - self.used_inodes, 0)
+        return st
+
+    def _host_statfs(self, magic: int, flags: int) -> StatFs:
+        assert self.backing is not None
         host = os.fstatvfs(self.backing)  # the pages of the contents, as the host counts them
         return StatFs(
             f_type=magic,

@@ -84,6 +84,16 @@ def _id(key: str, value: str) -> int:
     return n
 
 
+def _count(key: str, value: str) -> int:
+    """A number with an optional k, m or g suffix, as Linux's memparse reads it."""
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(value[-1:].lower(), 1)
+    digits = value[:-1] if scale > 1 else value
+    try:
+        return int(digits, 0) * scale
+    except ValueError:
+        raise SyscallError(errno.EINVAL, f"{key}={value} is not a number")
+
+
 # tmpfs options sized by the host instance that holds the contents; mode, uid and gid belong
 # to the root directory, which is the LibOS's own
 _TMPFS_HOST_OPTIONS = ("size", "nr_blocks")
@@ -92,7 +102,7 @@ _TMPFS_HOST_OPTIONS = ("size", "nr_blocks")
 def _tmpfs(opts: dict[str, str], readonly: bool) -> tuple[RamFs, str]:
     """A tmpfs as Linux's: its options checked, its regular files' contents on a host tmpfs
     instance of the same size mounted nowhere, so that the host enforces ``size=``."""
-    mode, uid, gid = 0o1777, 0, 0
+    mode, uid, gid, inodes = 0o1777, 0, 0, 0
     host: dict[bytes, bytes] = {}
     for key, value in opts.items():
         if key == "mode":
@@ -101,11 +111,12 @@ def _tmpfs(opts: dict[str, str], readonly: bool) -> tuple[RamFs, str]:
             uid = _id(key, value)
         elif key == "gid":
             gid = _id(key, value)
+        elif key == "nr_inodes":
+            # counted by the LibOS: only regular files' contents are on the host instance
+            inodes = _count(key, value)
         elif key in _TMPFS_HOST_OPTIONS:
             host[key.encode()] = value.encode()
         else:
-            # nr_inodes too: inodes other than regular files are the LibOS's, and the host
-            # could count only the files
             raise SyscallError(errno.EINVAL, f"tmpfs option {key!r} is not supported")
     try:
         backing: int | None = native.detached_mount(b"tmpfs", host)
@@ -114,11 +125,14 @@ def _tmpfs(opts: dict[str, str], readonly: bool) -> tuple[RamFs, str]:
             raise SyscallError(e.errno or errno.EINVAL, f"tmpfs options: {e.strerror}")
         backing = None  # no host instance for us: contents in memfds, unlimited as ramfs's
     fs = RamFs(mode=mode, uid=uid, gid=gid, readonly=readonly, backing=backing)
+    fs.max_inodes = inodes
     # what Linux's /proc/mounts shows: the size only if one was given (in KiB, whole pages)
     shown = ["ro" if readonly else "rw", "relatime"]
     if host:
         st = fs.statfs()
         shown.append(f"size={st.blocks * st.frsize // 1024}k")
+    if inodes:
+        shown.append(f"nr_inodes={inodes}")
     if mode != 0o1777:
         shown.append(f"mode={mode:03o}")
     if uid:
