@@ -46,6 +46,7 @@ def inst(tmp_path: Path) -> Iterator[Path]:
         "/bin/cat": Path("/bin/cat"),
         "/bin/ls": Path("/bin/ls"),
         "/bin/mkdir": Path("/bin/mkdir"),
+        "/bin/stat": Path("/usr/bin/stat"),
     }
     for prog in ("fsync_then_wait", "msync_then_wait", "close_then_wait"):
         binaries[f"/bin/{prog}"] = libos.compile_c(DIAG / f"{prog}.c", tmp_path / prog)
@@ -70,6 +71,15 @@ def test_persistent_encrypted_and_temporary(inst: Path) -> None:
     res = occlum(inst, "run", "/bin/sh", "-c", f"cat /data/{SECRET}.txt; ls /data; ls /scratch")
     assert res.returncode == 0, res.stderr
     assert res.stdout == f"{SECRET}\n{SECRET}.txt\ndir\n"  # /scratch starts empty again
+
+
+def test_tmp_reports_the_file_system_the_configuration_names(inst: Path) -> None:
+    # Occlum.json mounts /tmp as ramfs; /dev/shm is the LibOS's own tmpfs
+    res = occlum(inst, "run", "/bin/stat", "-f", "-c", "%T", "/tmp", "/dev/shm")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "ramfs\ntmpfs\n"
+    res = occlum(inst, "run", "/bin/cat", "/proc/mounts")
+    assert "ramfs /tmp ramfs rw 0 0\n" in res.stdout, res.stdout
 
 
 def test_tampered_object_is_refused(inst: Path) -> None:

@@ -292,6 +292,31 @@ def test_whiteouts_survive_remount(sefs_env: Env) -> None:
     assert errno_of(lambda: e.inode("d/x")) == errno.ENOENT
 
 
+def test_tmpfile_is_made_in_the_upper_layer_and_named_by_link(sefs_env: Env) -> None:
+    e = sefs_env
+    o = open_path(e.root, e.root, None, b"d/sub", os.O_TMPFILE | os.O_RDWR, 0o640)
+    assert o.host_fd is not None
+    os.write(o.host_fd, b"made unnamed")
+    os.close(o.host_fd)
+    tmp = o.location.inode
+    assert tmp.getattr().nlink == 0
+    assert e.names("d/sub") == [b"z"]  # no name, but d/sub is copied up to hold it
+    forgotten = open_path(e.root, e.root, None, b"d", os.O_TMPFILE | os.O_WRONLY, 0o600)
+    assert forgotten.host_fd is not None
+    os.close(forgotten.host_fd)
+    e.inode("d/sub").link(b"named", tmp)
+    assert tmp.getattr().nlink == 1
+    e.remount()
+    assert e.names("d/sub") == [b"named", b"z"]
+    assert e.names("d") == [b"sub", b"x", b"y"]
+    assert e.read("d/sub/named") == b"made unnamed"
+    assert stat.S_IMODE(e.inode("d/sub/named").getattr().mode) == 0o640
+    excl = open_path(e.root, e.root, None, b".", os.O_TMPFILE | os.O_RDWR | os.O_EXCL, 0o600)
+    assert excl.host_fd is not None
+    os.close(excl.host_fd)
+    assert errno_of(lambda: e.inode("").link(b"x", excl.location.inode)) == errno.ENOENT
+
+
 def test_rmdir_needs_an_empty_merged_directory(env: Env) -> None:
     root = env.inode("")
     assert errno_of(lambda: root.rmdir(b"d")) == errno.ENOTEMPTY

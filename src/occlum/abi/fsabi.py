@@ -127,6 +127,7 @@ class StatFs:
 
 # Magic numbers of statfs.f_type, so programs (e.g. coreutils' stat -f) recognise them.
 TMPFS_MAGIC = 0x01021994
+RAMFS_MAGIC = 0x858458F6
 PROC_SUPER_MAGIC = 0x9FA0
 DEVPTS_SUPER_MAGIC = 0x1CD1
 EXT4_SUPER_MAGIC = 0xEF53

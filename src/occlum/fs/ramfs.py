@@ -12,9 +12,11 @@ import errno
 import itertools
 import os
 import time
+import weakref
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import (
+    RAMFS_MAGIC,
     RENAME_EXCHANGE,
     RENAME_NOREPLACE,
     S_IFCHR,
@@ -62,6 +64,7 @@ class RamInode(Inode):
     fs: RamFs
 
     def __init__(self, fs: RamFs, mode: int, uid: int, gid: int, rdev: int = 0) -> None:
+        fs.claim_inode()
         super().__init__(fs, next(fs.inos), mode)
         now = time.time_ns()
         self.mode = mode
@@ -155,6 +158,9 @@ class RamInode(Inode):
     def dropped(self) -> None:
         """Called when the last name goes away."""
 
+    # an O_TMPFILE file not yet named (and not opened with O_EXCL): link() may name it
+    linkable = False
+
     def open_host_fd(self, flags: int) -> int:
         if self.ftype == S_IFCHR:
             return open_host_device(self.rdev, flags)
@@ -171,7 +177,16 @@ class RamFile(RamInode):
     def __init__(self, fs: RamFs, mode: int, uid: int, gid: int) -> None:
         super().__init__(fs, mode, uid, gid)
         self.memfd: int | None = None
-        self._adopt(os.memfd_create(f"ramfs:{self.ino}", os.MFD_CLOEXEC))
+        if fs.backing is None:
+            self._adopt(os.memfd_create(f"ramfs:{self.ino}", os.MFD_CLOEXEC))
+            return
+        # a nameless file of the mount's own host tmpfs instance: the host kernel counts its
+        # pages against size= and answers a native write past it with ENOSPC
+        try:
+            fd = os.open(".", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600, dir_fd=fs.backing)
+        except OSError as e:
+            raise SyscallError(e.errno or errno.ENOSPC, f"tmpfs: {e.strerror}")
+        self._adopt(fd)
 
     def _adopt(self, memfd: int) -> None:
         self.memfd = memfd
@@ -235,9 +250,31 @@ class RamFile(RamInode):
 
     def dropped(self) -> None:
         # descriptors already donated keep the memfd's file alive in the host kernel
-        if self.memfd is not None:
-            os.close(self.memfd)
-            self.memfd = None
+        self.close_memfd()
+
+    # frees an O_TMPFILE file never named (its memfd, its inode) when the inode is freed
+    _release: weakref.finalize[[int, RamFs], RamFile] | None = None
+
+    def close_memfd(self) -> None:
+        if self.memfd is None:
+            return
+        if self._release is not None:
+            self._release.detach()  # named, then unlinked: the unlink freed the inode
+        os.close(self.memfd)
+        self.memfd = None
+
+    def made_unnamed(self, linkable: bool) -> None:
+        """This new file is an O_TMPFILE one: no name yet, its contents kept (a later link
+        opens it again) until it is named and unlinked, or until nothing holds the inode."""
+        self.nlink = 0
+        self.linkable = linkable
+        fd = self._fd()
+        self._release = weakref.finalize(self, _free_unnamed, fd, self.fs)
+
+
+def _free_unnamed(memfd: int, fs: RamFs) -> None:
+    os.close(memfd)
+    fs.release_inode()
 
 
 class RamSymlink(RamInode):
@@ -293,7 +330,19 @@ class RamDir(RamInode):
 
     def create(self, name: bytes, mode: int, uid: int, gid: int) -> Inode:
         self._writable(name)
-        return self._add(name, RamFile(self.fs, S_IFREG | (mode & 0o7777), uid, gid))
+        return self._add(name, self._new_file(mode, uid, gid))
+
+    def _new_file(self, mode: int, uid: int, gid: int) -> RamFile:
+        return RamFile(self.fs, S_IFREG | (mode & 0o7777), uid, gid)
+
+    def tmpfile(self, mode: int, uid: int, gid: int, *, linkable: bool = True) -> Inode:
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS, "read-only file system")
+        if self.nlink == 0:
+            raise SyscallError(errno.ENOENT, "directory was removed")
+        f = self._new_file(mode, uid, gid)
+        f.made_unnamed(linkable)
+        return f
 
     def mkdir(self, name: bytes, mode: int, uid: int, gid: int) -> Inode:
         self._writable(name)
@@ -321,8 +370,11 @@ class RamDir(RamInode):
         self._writable(name)
         if target.is_dir:
             raise SyscallError(errno.EPERM, "hard link to a directory")
-        if target.nlink == 0:
+        if target.nlink == 0 and not target.linkable:
             raise SyscallError(errno.ENOENT, "linking a removed file")
+        if target.nlink:
+            self.fs.claim_inode()  # as Linux's tmpfs, each further name costs an inode
+        target.linkable = False  # as Linux's I_LINKABLE: named once, an O_TMPFILE is a file
         target.nlink += 1
         target.ctime_ns = time.time_ns()
         self._add(name, target)
@@ -334,6 +386,8 @@ class RamDir(RamInode):
             raise SyscallError(errno.ENOENT, "no such file or directory")
 
     def _drop(self, inode: RamInode) -> None:
+        # a further name's inode, or the file's own (Linux's keeps it until the last close)
+        self.fs.release_inode()
         inode.nlink -= 1
         inode.ctime_ns = time.time_ns()
         if inode.nlink == 0:
@@ -362,6 +416,7 @@ class RamDir(RamInode):
         self._touch()
         inode.nlink = 0
         inode.ctime_ns = time.time_ns()
+        self.fs.release_inode()
 
     def _is_ancestor_of(self, d: RamDir) -> bool:
         """True if ``self`` is ``d`` or contains it: moving ``self`` below ``d`` is a loop."""
@@ -414,6 +469,7 @@ class RamDir(RamInode):
                     raise SyscallError(errno.ENOTEMPTY, "target directory not empty")
                 new_dir.nlink -= 1
                 dst.nlink = 0
+                self.fs.release_inode()
             else:
                 self._drop(dst)
         del self.children[oldname]
@@ -427,15 +483,71 @@ class RamDir(RamInode):
 
 
 class RamFs(FileSystem):
-    """An in-memory file system instance; ``mode`` is the root directory's permission bits."""
+    """An in-memory file system instance; ``mode`` is the root directory's permission bits.
+
+    ``kind`` is what it calls itself ("tmpfs" or "ramfs": the name in /proc/mounts and the
+    statfs magic). ``backing``, if given, is the root directory descriptor of a host tmpfs
+    instance mounted nowhere (``native.detached_mount``) that holds the regular files'
+    contents and so enforces its ``size=``; the file system owns it. Without it,
+    contents are memfds, limited only by the instance's memory."""
 
     fstype = "tmpfs"
     root: RamDir
+    backing: int | None = None
+    max_inodes = 0  # nr_inodes=: 0 is no limit
+    used_inodes = 0
 
-    def __init__(self, *, mode: int = 0o1777, uid: int = 0, gid: int = 0, readonly: bool = False):
+    def claim_inode(self) -> None:
+        if self.max_inodes and self.used_inodes >= self.max_inodes:
+            raise SyscallError(errno.ENOSPC, "no inode left (nr_inodes=)")
+        self.used_inodes += 1
+
+    def release_inode(self) -> None:
+        self.used_inodes -= 1
+
+    def __init__(
+        self,
+        *,
+        mode: int = 0o1777,
+        uid: int = 0,
+        gid: int = 0,
+        readonly: bool = False,
+        kind: str = "tmpfs",
+        backing: int | None = None,
+    ):
         super().__init__(readonly=readonly)
+        self.fstype = kind
+        self.backing = backing
+        if backing is not None:
+            # kept while anything (a cwd, an open directory) may still create files in it,
+            # after an unmount too, as on Linux; files already open hold the instance anyway
+            weakref.finalize(self, os.close, backing)
         self.inos = itertools.count(1)
         self.root = RamDir(self, mode, uid, gid)
 
     def statfs(self) -> StatFs:
-        return StatFs(f_type=TMPFS_MAGIC, flags=1 if self.readonly else 0, namelen=255)
+        magic = RAMFS_MAGIC if self.fstype == "ramfs" else TMPFS_MAGIC
+        flags = 1 if self.readonly else 0
+        if self.backing is None:
+            st = StatFs(f_type=magic, flags=flags, namelen=255)
+        else:
+            st = self._host_statfs(magic, flags)
+        if self.max_inodes:
+            st.files, st.ffree = self.max_inodes, max(self.max_inodes - self.used_inodes, 0)
+        return st
+
+    def _host_statfs(self, magic: int, flags: int) -> StatFs:
+        assert self.backing is not None
+        host = os.fstatvfs(self.backing)  # the pages of the contents, as the host counts them
+        return StatFs(
+            f_type=magic,
+            bsize=host.f_bsize,
+            frsize=host.f_frsize,
+            blocks=host.f_blocks,
+            bfree=host.f_bfree,
+            bavail=host.f_bavail,
+            files=host.f_files,
+            ffree=host.f_ffree,
+            flags=flags,
+            namelen=255,
+        )

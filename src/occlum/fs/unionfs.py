@@ -365,6 +365,13 @@ class UnionDir(UnionInode):
         self._unwhiteout(up, name)
         return self._attach(name, inode, None)
 
+    def tmpfile(self, mode: int, uid: int, gid: int, *, linkable: bool = True) -> Inode:
+        if self.removed:
+            raise SyscallError(errno.ENOENT, "directory was removed")
+        # made in the upper layer, where a link will name it
+        inode = self.fs.copy_up(self).tmpfile(mode, uid, gid, linkable=linkable)
+        return self.fs.make_inode(self, b"#%d" % inode.ino, inode, None)
+
     def link(self, name: bytes, target: Inode) -> None:
         if not isinstance(target, UnionInode) or target.fs is not self.fs:
             raise SyscallError(errno.EXDEV, "hard link across file systems")

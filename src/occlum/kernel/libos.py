@@ -219,7 +219,7 @@ class LibOS:
             elif m.fs_type == "sefs":
                 fs, source = self._sefs(m), b"sefs"
             elif m.fs_type == "ramfs":
-                fs, source = RamFs(), b"ramfs"
+                fs, source = RamFs(kind="ramfs"), b"ramfs"  # statfs says ramfs, as named
             elif m.fs_type == "devfs":
                 fs, source = DevFs(self.devpts, self.controlling_terminal), b"devfs"
             elif m.fs_type == "procfs":
@@ -231,7 +231,7 @@ class LibOS:
             if target not in have:
                 fs = (
                     DevFs(self.devpts, self.controlling_terminal) if target == "/dev"
-                    else self._procfs(table) if target == "/proc" else RamFs()
+                    else self._procfs(table) if target == "/proc" else RamFs(kind="ramfs")
                 )  # fmt: skip
                 self._mount(table, fs, target, target.strip("/").encode())
         if "/dev/shm" not in have:

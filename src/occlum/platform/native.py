@@ -69,6 +69,26 @@ def umount2(target: bytes, flags: int) -> None:
     syscall(NR["umount2"], target, flags)
 
 
+FSOPEN_CLOEXEC = 1
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+FSMOUNT_CLOEXEC = 1
+
+
+def detached_mount(fstype: bytes, options: dict[bytes, bytes]) -> int:
+    """A new instance of ``fstype`` configured with ``options``, mounted nowhere: the
+    returned descriptor is its root directory, reachable by no path of any mount namespace.
+    The kernel parses and checks the options (a bad one gives ``EINVAL``)."""
+    fsfd = syscall(NR["fsopen"], fstype, FSOPEN_CLOEXEC)
+    try:
+        for key, value in options.items():
+            syscall(NR["fsconfig"], fsfd, FSCONFIG_SET_STRING, key, value, 0)
+        syscall(NR["fsconfig"], fsfd, FSCONFIG_CMD_CREATE, None, None, 0)
+        return syscall(NR["fsmount"], fsfd, FSMOUNT_CLOEXEC, 0)
+    finally:
+        os.close(fsfd)
+
+
 def pivot_root(new_root: bytes, put_old: bytes) -> None:
     syscall(NR["pivot_root"], new_root, put_old)
 

@@ -54,7 +54,7 @@ IOCTL_NOTIF_SET_FLAGS = _iow(4, 8)
 # LARGE_MMAP; the socket calls of ADDRESS_ARGUMENTS without an address.)
 NATIVE_SYSCALLS: tuple[str, ...] = (
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2",
-    "pwritev2", "lseek", "close", "dup", "dup2", "dup3", "fcntl", "flock", "ioctl",
+    "pwritev2", "lseek", "close", "dup", "dup2", "dup3", "flock", "ioctl",
     "mprotect", "munmap", "mremap", "madvise", "mincore", "mlock", "mlock2",
     "munlock", "mlockall", "munlockall", "brk", "membarrier", "memfd_create", "pkey_alloc",
     "pkey_free", "pkey_mprotect", "get_mempolicy", "set_mempolicy", "mbind",
@@ -106,6 +106,7 @@ ARGUMENT_RULES: dict[str, str] = {
     "recvfrom": "native without a source address buffer",
     "accept": "native without an address buffer",
     "accept4": "native without an address buffer",
+    "fcntl": "F_SETLEASE served",
 }
 
 
@@ -193,6 +194,23 @@ def _netlink_families_refused() -> list[bytes]:
 LARGE_MMAP = 64 << 20
 
 
+# fcntl(F_SETLEASE) is shown to the supervisor: a lease on a LibOS file would make the
+# supervisor's own open of that file for another program wait for the lease's break
+F_SETLEASE = 1024
+
+
+def _native_but(nr: int, arg: int, value: int) -> list[bytes]:
+    """Call ``nr``: sent to the supervisor when the low word of its argument ``arg`` (an int)
+    is ``value``, allowed otherwise. Other calls go on, the accumulator holding their number."""
+    return [
+        _jump(_JEQ_K, nr, 0, 4),
+        _stmt(_LD_W_ABS, 16 + 8 * arg),
+        _jump(_JEQ_K, value, 0, 1),
+        _stmt(_RET_K, SECCOMP_RET_USER_NOTIF),
+        _stmt(_RET_K, SECCOMP_RET_ALLOW),
+    ]
+
+
 def _served_when_large(nr: int, arg: int, least: int) -> list[bytes]:
     """Call ``nr``: sent to the supervisor when its argument ``arg`` is at least ``least``
     (below 4 GiB), allowed otherwise. The accumulator holds the call number again afterwards."""
@@ -259,6 +277,7 @@ def build_filter(native: Iterable[str] = NATIVE_SYSCALLS, *, every_exit: bool = 
         prog += _served_with_pointer(NR[name], arg)
     prog += _netlink_families_refused()
     prog += _served_when_large(NR["mmap"], 1, LARGE_MMAP)  # its length
+    prog += _native_but(NR["fcntl"], 1, F_SETLEASE)  # its command
     count = len(numbers)
     for i, nr in enumerate(numbers):
         # jump forward to the ALLOW return that follows the last comparison

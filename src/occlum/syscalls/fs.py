@@ -758,6 +758,28 @@ def sys_truncate(libos: LibOS, t: Task, path: int, length: int) -> int:
     return 0
 
 
+# -- fcntl -----------------------------------------------------------------------------------
+F_SETLEASE = 1024
+F_UNLCK = 2
+
+
+def sys_fcntl(libos: LibOS, t: Task, fd: int, cmd: int, arg: int) -> Result:
+    """fcntl(F_SETLEASE), the only command the filter sends here (the others run natively).
+
+    A lease on a LibOS file would be on the host object behind it (the page cache's memfd, a
+    hostfs file), and another program's open of the file for writing is the supervisor's own
+    open of that object: the kernel would hold the supervisor, and every program it serves,
+    until the lease holder lets go or the host's lease-break-time passes. So LibOS files
+    take no leases (``EINVAL``, as from a Linux file system without them); a program's own
+    objects (a memfd it made) and a release proceed."""
+    from occlum.kernel.libos import PROCEED
+
+    ref = fd_ref(libos, t, s32(fd))
+    if ref is None or s32(arg) == F_UNLCK:
+        return PROCEED
+    raise SyscallError(errno.EINVAL, "no leases on LibOS files (a break would hold the LibOS)")
+
+
 # -- extended attributes ----------------------------------------------------------------------
 # f*xattr on a host object (a pipe, socket, memfd or eventfd the program holds) proceed: those
 # are the program's own kernel objects, and no file of the host is behind them.

@@ -1,4 +1,4 @@
-"""mount(2) and umount2(2) inside the LibOS: new ramfs, SEFS, procfs and devfs mounts at run time.
+"""mount(2) and umount2(2) inside the LibOS: new tmpfs, ramfs, SEFS, procfs and devfs mounts at run time.
 
 The file systems a program may mount are the instance's own: in memory, or SEFS volumes whose
 storage lies under the instance's ``run/mount/`` directory. hostfs comes only from
@@ -16,6 +16,7 @@ from occlum.crypto.kdf import derive_key
 from occlum.fs.devfs import DevFs
 from occlum.fs.ramfs import RamFs
 from occlum.fs.sefs import SefsFs
+from occlum.platform import native
 from occlum.syscalls.common import s32
 from occlum.vfs import resolve
 from occlum.vfs.mount import FileSystem
@@ -66,6 +67,91 @@ def _sefs(libos: LibOS, source: bytes, opts: dict[str, str]) -> FileSystem:
     return fs
 
 
+def _octal_mode(value: str) -> int:
+    try:
+        return int(value, 8) & 0o7777
+    except ValueError:
+        raise SyscallError(errno.EINVAL, f"mode={value} is not an octal number")
+
+
+def _id(key: str, value: str) -> int:
+    try:
+        n = int(value, 10)
+    except ValueError:
+        n = -1
+    if not 0 <= n < 0xFFFFFFFF:
+        raise SyscallError(errno.EINVAL, f"{key}={value} is not a user or group id")
+    return n
+
+
+def _count(key: str, value: str) -> int:
+    """A number with an optional k, m or g suffix, as Linux's memparse reads it."""
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(value[-1:].lower(), 1)
+    digits = value[:-1] if scale > 1 else value
+    try:
+        return int(digits, 0) * scale
+    except ValueError:
+        raise SyscallError(errno.EINVAL, f"{key}={value} is not a number")
+
+
+# tmpfs options sized by the host instance that holds the contents; mode, uid and gid belong
+# to the root directory, which is the LibOS's own
+_TMPFS_HOST_OPTIONS = ("size", "nr_blocks")
+
+
+def _tmpfs(opts: dict[str, str], readonly: bool) -> tuple[RamFs, str]:
+    """A tmpfs as Linux's: its options checked, its regular files' contents on a host tmpfs
+    instance of the same size mounted nowhere, so that the host enforces ``size=``."""
+    mode, uid, gid, inodes = 0o1777, 0, 0, 0
+    host: dict[bytes, bytes] = {}
+    for key, value in opts.items():
+        if key == "mode":
+            mode = _octal_mode(value)
+        elif key == "uid":
+            uid = _id(key, value)
+        elif key == "gid":
+            gid = _id(key, value)
+        elif key == "nr_inodes":
+            # counted by the LibOS: only regular files' contents are on the host instance
+            inodes = _count(key, value)
+        elif key in _TMPFS_HOST_OPTIONS:
+            host[key.encode()] = value.encode()
+        else:
+            raise SyscallError(errno.EINVAL, f"tmpfs option {key!r} is not supported")
+    try:
+        backing: int | None = native.detached_mount(b"tmpfs", host)
+    except OSError as e:
+        if e.errno == errno.EINVAL or host:
+            raise SyscallError(e.errno or errno.EINVAL, f"tmpfs options: {e.strerror}")
+        backing = None  # no host instance for us: contents in memfds, unlimited as ramfs's
+    fs = RamFs(mode=mode, uid=uid, gid=gid, readonly=readonly, backing=backing)
+    fs.max_inodes = inodes
+    # what Linux's /proc/mounts shows: the size only if one was given (in KiB, whole pages)
+    shown = ["ro" if readonly else "rw", "relatime"]
+    if host:
+        st = fs.statfs()
+        shown.append(f"size={st.blocks * st.frsize // 1024}k")
+    if inodes:
+        shown.append(f"nr_inodes={inodes}")
+    if mode != 0o1777:
+        shown.append(f"mode={mode:03o}")
+    if uid:
+        shown.append(f"uid={uid}")
+    if gid:
+        shown.append(f"gid={gid}")
+    return fs, ",".join(shown)
+
+
+def _ramfs(opts: dict[str, str], readonly: bool) -> tuple[RamFs, str]:
+    """Linux's ramfs takes mode= and, by tradition, ignores every other option."""
+    mode = _octal_mode(opts["mode"]) if "mode" in opts else 0o755
+    fs = RamFs(mode=mode, readonly=readonly, kind="ramfs")
+    shown = ["ro" if readonly else "rw", "relatime"]
+    if mode != 0o755:
+        shown.append(f"mode={mode:o}")
+    return fs, ",".join(shown)
+
+
 def sys_mount(
     libos: LibOS, t: Task, source: int, target: int, fstype: int, flags: int, data: int
 ) -> int:
@@ -87,8 +173,11 @@ def sys_mount(
     if where.parent is None and where.mount.mountpoint is None:
         raise SyscallError(errno.EBUSY, "the root is mounted by the LibOS")
     fs: FileSystem
-    if kind in (b"ramfs", b"tmpfs"):
-        fs = RamFs()
+    options = ""
+    if kind == b"tmpfs":
+        fs, options = _tmpfs(opts, bool(flags & MS_RDONLY))
+    elif kind == b"ramfs":
+        fs, options = _ramfs(opts, bool(flags & MS_RDONLY))
     elif kind == b"sefs":
         fs = _sefs(libos, src, opts)
     elif kind in (b"proc", b"procfs"):
@@ -100,7 +189,10 @@ def sys_mount(
     else:
         raise SyscallError(errno.ENODEV, f"unknown file system type {kind!r}")
     fs.readonly = bool(flags & MS_RDONLY) or fs.readonly
-    where.mount.table.mount_at(where, fs, source=src or kind, options="ro" if fs.readonly else "rw")
+    if not options:
+        options = "ro" if fs.readonly else "rw"
+    # a mount without a source shows "none", as Linux's does
+    where.mount.table.mount_at(where, fs, source=src or b"none", options=options)
     return 0
 
 

@@ -141,6 +141,13 @@ class Inode:
     def mknod(self, name: bytes, mode: int, rdev: int, uid: int, gid: int) -> Inode:
         raise self._dir_op("mknod")
 
+    def tmpfile(self, mode: int, uid: int, gid: int, *, linkable: bool = True) -> Inode:
+        """A regular file with no name on this directory's file system (``O_TMPFILE``);
+        :meth:`link` may give it one later if ``linkable`` (no ``O_EXCL``)."""
+        if not self.is_dir:
+            raise SyscallError(errno.ENOTDIR, "O_TMPFILE: not a directory")
+        raise SyscallError(errno.EOPNOTSUPP, f"O_TMPFILE: not supported by {self.fs.fstype}")
+
     def symlink(self, name: bytes, target: bytes, uid: int, gid: int) -> Inode:
         raise self._dir_op("symlink")
 

@@ -58,7 +58,7 @@ def open_path(
     """Open ``path`` like ``openat(base or AT_FDCWD, path, flags, mode)``. ``running`` tells
     whether a regular file is a running program, which is not opened for writing (ETXTBSY)."""
     if flags & O_TMPFILE == O_TMPFILE:
-        raise SyscallError(errno.EOPNOTSUPP, "O_TMPFILE is not supported")
+        return _open_tmpfile(root, cwd, base, path, flags, mode, umask, cred, resolve_flags)
     if flags & O_PATH:
         flags &= O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     creat = bool(flags & os.O_CREAT)
@@ -117,6 +117,44 @@ def open_path(
     elif kind == S_IFCHR:
         host_fd = inode.open_host_fd(flags)
     return OpenResult(loc, kind, host_fd, created, flags)
+
+
+def _open_tmpfile(
+    root: Location,
+    cwd: Location,
+    base: Location | None,
+    path: bytes,
+    flags: int,
+    mode: int,
+    umask: int,
+    cred: Cred,
+    resolve_flags: int,
+) -> OpenResult:
+    """``O_TMPFILE``: a new regular file with no name in the directory at ``path``."""
+    if flags & (os.O_CREAT | O_PATH) or flags & os.O_ACCMODE not in (os.O_WRONLY, os.O_RDWR):
+        raise SyscallError(errno.EINVAL, "O_TMPFILE needs write access, no O_CREAT or O_PATH")
+    loc = resolve(
+        root,
+        cwd,
+        path,
+        follow_final=not flags & os.O_NOFOLLOW,
+        dir_fd_base=base,
+        resolve_flags=resolve_flags,
+        cred=cred,
+    )
+    d = loc.inode
+    if not d.is_dir:
+        raise SyscallError(errno.ENOTDIR, "O_TMPFILE names a non-directory")
+    st = d.getattr()
+    check_access(st, cred, MAY_WRITE | 1)
+    if d.fs.readonly:
+        raise SyscallError(errno.EROFS, "O_TMPFILE on a read-only file system")
+    gid = st.gid if st.mode & 0o2000 else cred.gid
+    inode = d.tmpfile(mode & 0o7777 & ~umask, cred.uid, gid, linkable=not flags & os.O_EXCL)
+    host_fd = inode.open_host_fd(flags & ~O_TMPFILE)
+    # Linux names it "#<ino>" in /proc/PID/fd, below the directory it was made in
+    named = Location(loc.mount, inode, loc, b"#%d" % inode.ino)
+    return OpenResult(named, S_IFREG, host_fd, True, flags & ~O_TMPFILE | os.O_CREAT)
 
 
 def _open_creat(

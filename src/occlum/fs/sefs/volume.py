@@ -239,9 +239,7 @@ class SefsFile(RamFile):
 
     def unload(self) -> None:
         """Close the memfd at unmount (donated descriptors keep their own reference)."""
-        if self.memfd is not None:
-            os.close(self.memfd)
-            self.memfd = None
+        self.close_memfd()
         self.gone = True
 
     def needs_flush(self) -> bool:
@@ -358,9 +356,8 @@ class SefsDir(RamDir):
 
     fs: SefsFs
 
-    def create(self, name: bytes, mode: int, uid: int, gid: int) -> Inode:
-        self._writable(name)
-        return self._add(name, SefsFile(self.fs, S_IFREG | (mode & 0o7777), uid, gid))
+    def _new_file(self, mode: int, uid: int, gid: int) -> RamFile:
+        return SefsFile(self.fs, S_IFREG | (mode & 0o7777), uid, gid)
 
     def mkdir(self, name: bytes, mode: int, uid: int, gid: int) -> Inode:
         self._writable(name)
