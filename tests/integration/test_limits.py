@@ -112,14 +112,18 @@ def test_a_killed_run_leaves_no_pids_cgroup_behind(inst: Instance) -> None:
         proc.wait()
     for g in groups:  # whatever of the tree outlived its supervisor goes too
         for _ in range(100):
-            pids = (g / "cgroup.procs").read_text().split()
+            try:
+                pids = (g / "cgroup.procs").read_text().split()
+            except FileNotFoundError:  # another instance starting meanwhile removed it
+                break
             if not pids:
                 break
             for p in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(p), signal.SIGKILL)
             time.sleep(0.05)
-    assert _cgroup_of(proc.pid) == groups  # left behind, empty
+    # left behind, empty (unless another instance started meanwhile and removed them)
+    assert set(_cgroup_of(proc.pid)) <= set(groups)
     res = inst.run(["/bin/echo", "next"])
     assert res.code == 0, res.describe()
     assert _cgroup_of(proc.pid) == []
