@@ -2,6 +2,10 @@
 
 ``process_vm_writev`` refuses read-only pages, ``/proc/PID/mem`` does not (the loader writes
 ``.bss`` and stacks through it). A handle belongs to one address space: reopen after exec.
+
+A system call's arguments are read with ``process_vm_readv`` instead: ``/proc/PID/mem`` also
+reads a page the process itself may not (PROT_NONE), where Linux's copy from the caller fails
+with EFAULT; a path there read as an empty string and gave ENOENT.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import errno
 import os
 
 from occlum.abi.errors import SyscallError
+from occlum.platform.native import process_vm_read
 
 PAGE = 4096
 
@@ -26,11 +31,22 @@ class TaskMemory:
             os.close(self.fd)
             self.fd = -1
 
+    def _read_as_caller(self, addr: int, size: int) -> bytes:
+        """Bytes the process itself may read (short at an unreadable page; OSError if the first
+        is one). A process whose main thread has exited has no memory by its pid for
+        ``process_vm_readv`` (ESRCH): the handle of ``/proc/PID/mem`` still reads it."""
+        try:
+            return process_vm_read(self.pid, addr, size)
+        except OSError as exc:
+            if exc.errno == errno.EFAULT:
+                raise
+        return os.pread(self.fd, size, addr)
+
     def read(self, addr: int, size: int) -> bytes:
         if addr == 0 and size:
             raise SyscallError(errno.EFAULT, "NULL pointer")
         try:
-            data = os.pread(self.fd, size, addr)
+            data = self._read_as_caller(addr, size)
         except (OSError, OverflowError):
             raise SyscallError(errno.EFAULT, f"bad address {addr:#x}")
         if len(data) != size:
@@ -60,7 +76,7 @@ class TaskMemory:
         while len(out) <= limit:
             chunk = PAGE - pos % PAGE
             try:
-                data = os.pread(self.fd, chunk, pos)
+                data = self._read_as_caller(pos, chunk)
             except (OSError, OverflowError):
                 data = b""
             if not data:
@@ -80,7 +96,7 @@ class TaskMemory:
         share a few pages, and a read of the process's memory costs a system call."""
         pages: dict[int, bytes] = {}
         out: list[bytes] = []
-        fd = self.fd
+        read = self._read_as_caller
         for addr in ptrs:
             if addr == 0:
                 raise SyscallError(errno.EFAULT, "NULL string pointer")
@@ -92,7 +108,7 @@ class TaskMemory:
                 data = pages.get(page)
                 if data is None:
                     try:
-                        data = os.pread(fd, PAGE, page)
+                        data = read(page, PAGE)
                     except (OSError, OverflowError):
                         data = b""
                     if not data:
