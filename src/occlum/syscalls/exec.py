@@ -294,6 +294,12 @@ def _read_strings(t: Task, addr: int) -> list[bytes]:
     return mem.read_cstrings(mem.read_pointer_array(addr))
 
 
+def _read_argv(t: Task, addr: int) -> list[bytes]:
+    """The argument vector; an empty one (or NULL) becomes one empty string, as Linux 5.18 and
+    later make it, so that a program never starts with argc 0 (CVE-2021-4034)."""
+    return _read_strings(t, addr) or [b""]
+
+
 def _accept(libos: LibOS, p: Process, req: ExecRequest) -> Result:
     from occlum.kernel.libos import PROCEED
 
@@ -313,7 +319,7 @@ def do_execve(
     follow: bool = True,
 ) -> Result:
     p = t.process
-    argv = _read_strings(t, argv_ptr)
+    argv = _read_argv(t, argv_ptr)
     envp = _read_strings(t, envp_ptr)
     if not path:
         raise SyscallError(errno.ENOENT, "empty path")
@@ -380,7 +386,7 @@ def _swap_descriptor(
 def _exec_descriptor(libos: LibOS, t: Task, fd: int, argv_ptr: int, envp_ptr: int) -> Result:
     """execveat(fd, "", AT_EMPTY_PATH), fexecve: the file behind the descriptor, as Linux."""
     p = t.process
-    argv = _read_strings(t, argv_ptr)
+    argv = _read_argv(t, argv_ptr)
     envp = _read_strings(t, envp_ptr)
     if fd == AT_FDCWD:
         first = _executable(libos, p.cwd)  # a directory: EACCES
@@ -443,7 +449,7 @@ def _execveat(
     # is linked at that name
     p = t.process
     base = dirfd_base(libos, t, dirfd)
-    argv_list = _read_strings(t, argv)
+    argv_list = _read_argv(t, argv)
     envp_list = _read_strings(t, envp)
     cloexec = _cloexec(p.host_pid, dirfd)
     first = _open_exec(libos, p.root, p.cwd, name, base, follow)
