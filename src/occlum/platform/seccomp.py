@@ -100,6 +100,7 @@ ARGUMENT_RULES: dict[str, str] = {
     "socket": "AF_NETLINK other than NETLINK_ROUTE: EPROTONOSUPPORT in the filter",
     "mmap": "native below LARGE_MMAP (64 MiB)",
     "ioctl": "TIOCSTI: EIO, TIOCLINUX: EPERM in the filter",
+    "fcntl": "F_CREATED_QUERY: EINVAL in the filter (as before Linux 6.12)",
     "clone": "served (and refused) when it asks for new namespaces",
     "exit_group": "served with a non-zero status (the address space used is checked)",
     "sendto": "native without a destination address",
@@ -122,6 +123,7 @@ def _jump(code: int, k: int, jt: int, jf: int) -> bytes:
 # (`occlum run` from a shell) either would type commands for the user's shell once occlum exits
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
+F_CREATED_QUERY = 1028  # F_LINUX_SPECIFIC_BASE + 4, Linux 6.12
 
 # CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET (the low byte is the exit signal)
 CLONE_NAMESPACE_FLAGS = (
@@ -250,6 +252,14 @@ def build_filter(native: Iterable[str] = NATIVE_SYSCALLS, *, every_exit: bool = 
         _stmt(_RET_K, SECCOMP_RET_ERRNO | errno.EIO),  # as Linux with legacy_tiocsti=0
         _jump(_JEQ_K, TIOCLINUX, 0, 1),
         _stmt(_RET_K, SECCOMP_RET_ERRNO | errno.EPERM),
+        _stmt(_RET_K, SECCOMP_RET_ALLOW),
+        # fcntl: native, but F_CREATED_QUERY would ask the host object, which the LibOS
+        # made itself (a memfd, a reopened descriptor), never "created by this open": EINVAL,
+        # the answer of a kernel without the command, rather than a wrong 0
+        _jump(_JEQ_K, NR["fcntl"], 0, 4),
+        _stmt(_LD_W_ABS, 24),  # low word of args[1], the command (an unsigned int)
+        _jump(_JEQ_K, F_CREATED_QUERY, 0, 1),
+        _stmt(_RET_K, SECCOMP_RET_ERRNO | errno.EINVAL),
         _stmt(_RET_K, SECCOMP_RET_ALLOW),
     ]
     # Socket calls that are native without an address (send() and recv() on a connected
