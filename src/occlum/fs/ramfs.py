@@ -28,6 +28,7 @@ from occlum.abi.fsabi import (
     StatFs,
     dtype_of_mode,
 )
+from occlum.platform.fdbudget import lasting
 from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, Stat
 from occlum.vfs.mount import FileSystem
 from occlum.vfs.xattr import XattrStore
@@ -171,7 +172,7 @@ class RamFile(RamInode):
     def __init__(self, fs: RamFs, mode: int, uid: int, gid: int) -> None:
         super().__init__(fs, mode, uid, gid)
         self.memfd: int | None = None
-        self._adopt(os.memfd_create(f"ramfs:{self.ino}", os.MFD_CLOEXEC))
+        self._adopt(lasting(os.memfd_create(f"ramfs:{self.ino}", os.MFD_CLOEXEC)))
 
     def _adopt(self, memfd: int) -> None:
         self.memfd = memfd
