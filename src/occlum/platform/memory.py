@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 
 from occlum.abi.errors import SyscallError
 from occlum.platform.native import process_vm_read
@@ -20,10 +21,16 @@ PAGE = 4096
 
 
 class TaskMemory:
-    __slots__ = ("fd", "pid")
+    __slots__ = ("_exited", "fd", "pid")
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, pidfd: int = -1) -> None:
         self.pid = pid
+        # its pidfd (not owned) is readable once it has exited: a read by pid is the
+        # process's only if it still runs afterwards
+        self._exited: select.poll | None = None
+        if pidfd >= 0:
+            self._exited = select.poll()
+            self._exited.register(pidfd, select.POLLIN)
         self.fd = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
 
     def close(self) -> None:
@@ -34,13 +41,20 @@ class TaskMemory:
     def _read_as_caller(self, addr: int, size: int) -> bytes:
         """Bytes the process itself may read (short at an unreadable page; OSError if the first
         is one). A process whose main thread has exited has no memory by its pid for
-        ``process_vm_readv`` (ESRCH): the handle of ``/proc/PID/mem`` still reads it."""
+        ``process_vm_readv`` (ESRCH): the handle of ``/proc/PID/mem`` still reads it.
+
+        ``process_vm_readv`` names the process by pid, which another process may have once
+        this one is gone: the bytes are its own only if it still runs afterwards (its pidfd
+        is not readable yet), as with any file of ``/proc/PID``."""
         try:
-            return process_vm_read(self.pid, addr, size)
+            data = process_vm_read(self.pid, addr, size)
         except OSError as exc:
             if exc.errno == errno.EFAULT:
                 raise
-        return os.pread(self.fd, size, addr)
+            return os.pread(self.fd, size, addr)
+        if self._exited is not None and self._exited.poll(0):
+            raise SyscallError(errno.ESRCH, "the process has exited")
+        return data
 
     def read(self, addr: int, size: int) -> bytes:
         if addr == 0 and size:
