@@ -1,11 +1,14 @@
 """Reading and writing a traced process's memory through ``/proc/PID/mem``.
 
 ``process_vm_writev`` refuses read-only pages, ``/proc/PID/mem`` does not (the loader writes
-``.bss`` and stacks through it). A handle belongs to one address space: reopen after exec.
+``.bss`` and stacks through it: ``write_forced``). A handle belongs to one address space:
+reopen after exec.
 
-A system call's arguments are read with ``process_vm_readv`` instead: ``/proc/PID/mem`` also
-reads a page the process itself may not (PROT_NONE), where Linux's copy from the caller fails
-with EFAULT; a path there read as an empty string and gave ENOENT.
+A system call's arguments are read and its results written with ``process_vm_readv`` and
+``process_vm_writev`` instead: ``/proc/PID/mem`` also reads a page the process itself may not
+(PROT_NONE) and writes a read-only one, where Linux's copies from and to the caller fail with
+EFAULT; a path there read as an empty string and gave ENOENT, a stat went into read-only
+memory.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 import select
 
 from occlum.abi.errors import SyscallError
-from occlum.platform.native import process_vm_read
+from occlum.platform.native import process_vm_read, process_vm_write
 
 PAGE = 4096
 
@@ -159,6 +162,31 @@ class TaskMemory:
             pos += len(raw)
 
     def write(self, addr: int, data: bytes) -> None:
+        """A call's result, written as Linux's copy to the caller: EFAULT on a page the
+        process may not write (``/proc/PID/mem`` would force it into a read-only or PROT_NONE
+        page). By pid, so only while the process runs (its pidfd not readable): a pid is
+        given again only after a whole cycle of the pid space, not within one call."""
+        if not data:
+            return
+        if addr == 0:
+            raise SyscallError(errno.EFAULT, "NULL pointer")
+        if self._exited is not None and self._exited.poll(0):
+            raise SyscallError(errno.ESRCH, "the process has exited")
+        try:
+            n = process_vm_write(self.pid, addr, data)
+        except OSError as exc:
+            if exc.errno != errno.ESRCH:  # ESRCH: its main thread has exited, see above
+                raise SyscallError(errno.EFAULT, f"bad address {addr:#x}")
+            self.write_forced(addr, data)
+            return
+        except OverflowError:
+            raise SyscallError(errno.EFAULT, f"bad address {addr:#x}")
+        if n != len(data):
+            raise SyscallError(errno.EFAULT, f"bad address {addr + n:#x}")
+
+    def write_forced(self, addr: int, data: bytes) -> None:
+        """Write through ``/proc/PID/mem``, whatever the page's protection: the loader's own
+        writes (stacks, its buffer), never a call's result."""
         if not data:
             return
         if addr == 0:

@@ -103,6 +103,25 @@ def process_vm_read(pid: int, addr: int, size: int) -> bytes:
     return buf.raw[:n]
 
 
+_process_vm_writev = _libc.process_vm_writev
+_process_vm_writev.restype = ctypes.c_ssize_t
+_process_vm_writev.argtypes = _process_vm_readv.argtypes
+
+
+def process_vm_write(pid: int, addr: int, data: bytes) -> int:
+    """Write ``data`` at ``addr`` in process ``pid`` as the process itself may: a page it cannot
+    write (read-only, PROT_NONE) ends the write. The count written; ``OSError`` (EFAULT) if the
+    first page is one."""
+    buf = ctypes.create_string_buffer(data, len(data))
+    local = _IoVec(ctypes.addressof(buf), len(data))
+    remote = _IoVec(addr, len(data))
+    n = int(_process_vm_writev(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0))
+    if n < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return n
+
+
 def sethostname(name: bytes) -> None:
     syscall(NR["sethostname"], name, len(name))
 

@@ -526,9 +526,9 @@ def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
     rsp, stack = build_stack(top, req.argv, req.envp, aux, req.execfn)
     if top - rsp > 120 * 1024:
         raise SyscallError(errno.E2BIG, "arguments and environment too large for the stack")
-    mem.write(rsp, stack)
+    mem.write_forced(rsp, stack)
     if req.comm is not None:  # in the gap between the new stack's top and the stub's
-        mem.write(top, req.comm + b"\0")
+        mem.write_forced(top, req.comm + b"\0")
         plan.syscall("prctl", PR_SET_NAME, top)
     if len(plan.commands) > MAX_COMMANDS:
         raise SyscallError(errno.ENOEXEC, "too many segments")
@@ -536,7 +536,7 @@ def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
     for cmd in plan.commands:
         words.extend(a & MASK64 for a in cmd)
         words.append(0)
-    mem.write(BUFFER_ADDR, struct.pack(f"<{len(words)}Q", *words))
+    mem.write_forced(BUFFER_ADDR, struct.pack(f"<{len(words)}Q", *words))
     assert COMMANDS_OFFSET == 64
     p.exe_path = req.exe_path
     p.exe_id = req.exe_id
