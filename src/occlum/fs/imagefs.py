@@ -46,6 +46,7 @@ from occlum.fs.image_format import (
     image_is_encrypted,
     image_root,
 )
+from occlum.platform.fdbudget import lasting
 from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, Stat
 from occlum.vfs.mount import FileSystem
 
@@ -286,7 +287,9 @@ class ImageFs(FileSystem):
         expected = [table[i : i + HASH_SIZE] for i in range(0, len(table), HASH_SIZE)]
         if len(expected) != n or not hmac.compare_digest(root_of_leaves(expected), rec.root):
             raise _eio(f"{path}: block hash table fails verification")
-        memfd = os.memfd_create(f"imagefs:{rec.ino}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        memfd = lasting(
+            os.memfd_create(f"imagefs:{rec.ino}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        )
         try:
             self._copy_verified(rec, path, expected, memfd)
             fcntl.fcntl(memfd, fcntl.F_ADD_SEALS, _SEALS)

@@ -30,6 +30,7 @@ from occlum.abi.fsabi import (
     StatFs,
     dtype_of_mode,
 )
+from occlum.platform.fdbudget import lasting
 from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, Stat
 from occlum.vfs.mount import FileSystem
 from occlum.vfs.xattr import XattrStore
@@ -178,7 +179,7 @@ class RamFile(RamInode):
         super().__init__(fs, mode, uid, gid)
         self.memfd: int | None = None
         if fs.backing is None:
-            self._adopt(os.memfd_create(f"ramfs:{self.ino}", os.MFD_CLOEXEC))
+            self._adopt(lasting(os.memfd_create(f"ramfs:{self.ino}", os.MFD_CLOEXEC)))
             return
         # a nameless file of the mount's own host tmpfs instance: the host kernel counts its
         # pages against size= and answers a native write past it with ENOSPC
@@ -186,7 +187,7 @@ class RamFile(RamInode):
             fd = os.open(".", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600, dir_fd=fs.backing)
         except OSError as e:
             raise SyscallError(e.errno or errno.ENOSPC, f"tmpfs: {e.strerror}")
-        self._adopt(fd)
+        self._adopt(lasting(fd))
 
     def _adopt(self, memfd: int) -> None:
         self.memfd = memfd

@@ -82,7 +82,7 @@ class Process:
     def mem(self) -> TaskMemory:
         m = self._mem
         if m is None:
-            m = self._mem = TaskMemory(self.host_pid)
+            m = self._mem = TaskMemory(self.host_pid, self.pidfd)
         return m
 
     def new_address_space(self) -> None:

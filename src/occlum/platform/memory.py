@@ -1,24 +1,39 @@
 """Reading and writing a traced process's memory through ``/proc/PID/mem``.
 
 ``process_vm_writev`` refuses read-only pages, ``/proc/PID/mem`` does not (the loader writes
-``.bss`` and stacks through it). A handle belongs to one address space: reopen after exec.
+``.bss`` and stacks through it: ``write_forced``). A handle belongs to one address space:
+reopen after exec.
+
+A system call's arguments are read and its results written with ``process_vm_readv`` and
+``process_vm_writev`` instead: ``/proc/PID/mem`` also reads a page the process itself may not
+(PROT_NONE) and writes a read-only one, where Linux's copies from and to the caller fail with
+EFAULT; a path there read as an empty string and gave ENOENT, a stat went into read-only
+memory.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import select
 
 from occlum.abi.errors import SyscallError
+from occlum.platform.native import process_vm_read, process_vm_write
 
 PAGE = 4096
 
 
 class TaskMemory:
-    __slots__ = ("fd", "pid")
+    __slots__ = ("_exited", "fd", "pid")
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, pidfd: int = -1) -> None:
         self.pid = pid
+        # its pidfd (not owned) is readable once it has exited: a read by pid is the
+        # process's only if it still runs afterwards
+        self._exited: select.poll | None = None
+        if pidfd >= 0:
+            self._exited = select.poll()
+            self._exited.register(pidfd, select.POLLIN)
         self.fd = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
 
     def close(self) -> None:
@@ -26,11 +41,29 @@ class TaskMemory:
             os.close(self.fd)
             self.fd = -1
 
+    def _read_as_caller(self, addr: int, size: int) -> bytes:
+        """Bytes the process itself may read (short at an unreadable page; OSError if the first
+        is one). A process whose main thread has exited has no memory by its pid for
+        ``process_vm_readv`` (ESRCH): the handle of ``/proc/PID/mem`` still reads it.
+
+        ``process_vm_readv`` names the process by pid, which another process may have once
+        this one is gone: the bytes are its own only if it still runs afterwards (its pidfd
+        is not readable yet), as with any file of ``/proc/PID``."""
+        try:
+            data = process_vm_read(self.pid, addr, size)
+        except OSError as exc:
+            if exc.errno == errno.EFAULT:
+                raise
+            return os.pread(self.fd, size, addr)
+        if self._exited is not None and self._exited.poll(0):
+            raise SyscallError(errno.ESRCH, "the process has exited")
+        return data
+
     def read(self, addr: int, size: int) -> bytes:
         if addr == 0 and size:
             raise SyscallError(errno.EFAULT, "NULL pointer")
         try:
-            data = os.pread(self.fd, size, addr)
+            data = self._read_as_caller(addr, size)
         except (OSError, OverflowError):
             raise SyscallError(errno.EFAULT, f"bad address {addr:#x}")
         if len(data) != size:
@@ -60,7 +93,7 @@ class TaskMemory:
         while len(out) <= limit:
             chunk = PAGE - pos % PAGE
             try:
-                data = os.pread(self.fd, chunk, pos)
+                data = self._read_as_caller(pos, chunk)
             except (OSError, OverflowError):
                 data = b""
             if not data:
@@ -80,7 +113,7 @@ class TaskMemory:
         share a few pages, and a read of the process's memory costs a system call."""
         pages: dict[int, bytes] = {}
         out: list[bytes] = []
-        fd = self.fd
+        read = self._read_as_caller
         for addr in ptrs:
             if addr == 0:
                 raise SyscallError(errno.EFAULT, "NULL string pointer")
@@ -92,7 +125,7 @@ class TaskMemory:
                 data = pages.get(page)
                 if data is None:
                     try:
-                        data = os.pread(fd, PAGE, page)
+                        data = read(page, PAGE)
                     except (OSError, OverflowError):
                         data = b""
                     if not data:
@@ -129,6 +162,31 @@ class TaskMemory:
             pos += len(raw)
 
     def write(self, addr: int, data: bytes) -> None:
+        """A call's result, written as Linux's copy to the caller: EFAULT on a page the
+        process may not write (``/proc/PID/mem`` would force it into a read-only or PROT_NONE
+        page). By pid, so only while the process runs (its pidfd not readable): a pid is
+        given again only after a whole cycle of the pid space, not within one call."""
+        if not data:
+            return
+        if addr == 0:
+            raise SyscallError(errno.EFAULT, "NULL pointer")
+        if self._exited is not None and self._exited.poll(0):
+            raise SyscallError(errno.ESRCH, "the process has exited")
+        try:
+            n = process_vm_write(self.pid, addr, data)
+        except OSError as exc:
+            if exc.errno != errno.ESRCH:  # ESRCH: its main thread has exited, see above
+                raise SyscallError(errno.EFAULT, f"bad address {addr:#x}")
+            self.write_forced(addr, data)
+            return
+        except OverflowError:
+            raise SyscallError(errno.EFAULT, f"bad address {addr:#x}")
+        if n != len(data):
+            raise SyscallError(errno.EFAULT, f"bad address {addr + n:#x}")
+
+    def write_forced(self, addr: int, data: bytes) -> None:
+        """Write through ``/proc/PID/mem``, whatever the page's protection: the loader's own
+        writes (stacks, its buffer), never a call's result."""
         if not data:
             return
         if addr == 0:

@@ -97,6 +97,55 @@ def pidfd_getfd(pidfd: int, fd: int) -> int:
     return syscall(NR["pidfd_getfd"], pidfd, fd, 0)
 
 
+class _IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+_process_vm_readv = _libc.process_vm_readv
+_process_vm_readv.restype = ctypes.c_ssize_t
+_process_vm_readv.argtypes = [
+    ctypes.c_int,
+    ctypes.POINTER(_IoVec),
+    ctypes.c_ulong,
+    ctypes.POINTER(_IoVec),
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+]
+
+
+def process_vm_read(pid: int, addr: int, size: int) -> bytes:
+    """Up to ``size`` bytes at ``addr`` in process ``pid``, as the process itself may read them:
+    unlike ``/proc/PID/mem`` (which forces access), a page it cannot read (PROT_NONE) ends the
+    read. Short at the first unreadable page; ``OSError`` (EFAULT) if the first is one."""
+    buf = ctypes.create_string_buffer(size)
+    local = _IoVec(ctypes.addressof(buf), size)
+    remote = _IoVec(addr, size)
+    n = int(_process_vm_readv(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0))
+    if n < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return buf.raw[:n]
+
+
+_process_vm_writev = _libc.process_vm_writev
+_process_vm_writev.restype = ctypes.c_ssize_t
+_process_vm_writev.argtypes = _process_vm_readv.argtypes
+
+
+def process_vm_write(pid: int, addr: int, data: bytes) -> int:
+    """Write ``data`` at ``addr`` in process ``pid`` as the process itself may: a page it cannot
+    write (read-only, PROT_NONE) ends the write. The count written; ``OSError`` (EFAULT) if the
+    first page is one."""
+    buf = ctypes.create_string_buffer(data, len(data))
+    local = _IoVec(ctypes.addressof(buf), len(data))
+    remote = _IoVec(addr, len(data))
+    n = int(_process_vm_writev(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0))
+    if n < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return n
+
+
 def sethostname(name: bytes) -> None:
     syscall(NR["sethostname"], name, len(name))
 

@@ -100,13 +100,13 @@ ARGUMENT_RULES: dict[str, str] = {
     "socket": "AF_NETLINK other than NETLINK_ROUTE: EPROTONOSUPPORT in the filter",
     "mmap": "native below LARGE_MMAP (64 MiB)",
     "ioctl": "TIOCSTI: EIO, TIOCLINUX: EPERM in the filter",
+    "fcntl": "F_CREATED_QUERY: EINVAL in the filter (as before Linux 6.12); F_SETLEASE served",
     "clone": "served (and refused) when it asks for new namespaces",
     "exit_group": "served with a non-zero status (the address space used is checked)",
     "sendto": "native without a destination address",
     "recvfrom": "native without a source address buffer",
     "accept": "native without an address buffer",
     "accept4": "native without an address buffer",
-    "fcntl": "F_SETLEASE served",
 }
 
 
@@ -123,6 +123,7 @@ def _jump(code: int, k: int, jt: int, jf: int) -> bytes:
 # (`occlum run` from a shell) either would type commands for the user's shell once occlum exits
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
+F_CREATED_QUERY = 1028  # F_LINUX_SPECIFIC_BASE + 4, Linux 6.12
 
 # CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET (the low byte is the exit signal)
 CLONE_NAMESPACE_FLAGS = (
@@ -199,18 +200,6 @@ LARGE_MMAP = 64 << 20
 F_SETLEASE = 1024
 
 
-def _native_but(nr: int, arg: int, value: int) -> list[bytes]:
-    """Call ``nr``: sent to the supervisor when the low word of its argument ``arg`` (an int)
-    is ``value``, allowed otherwise. Other calls go on, the accumulator holding their number."""
-    return [
-        _jump(_JEQ_K, nr, 0, 4),
-        _stmt(_LD_W_ABS, 16 + 8 * arg),
-        _jump(_JEQ_K, value, 0, 1),
-        _stmt(_RET_K, SECCOMP_RET_USER_NOTIF),
-        _stmt(_RET_K, SECCOMP_RET_ALLOW),
-    ]
-
-
 def _served_when_large(nr: int, arg: int, least: int) -> list[bytes]:
     """Call ``nr``: sent to the supervisor when its argument ``arg`` is at least ``least``
     (below 4 GiB), allowed otherwise. The accumulator holds the call number again afterwards."""
@@ -269,6 +258,17 @@ def build_filter(native: Iterable[str] = NATIVE_SYSCALLS, *, every_exit: bool = 
         _jump(_JEQ_K, TIOCLINUX, 0, 1),
         _stmt(_RET_K, SECCOMP_RET_ERRNO | errno.EPERM),
         _stmt(_RET_K, SECCOMP_RET_ALLOW),
+        # fcntl: native, but F_CREATED_QUERY would ask the host object, which the LibOS
+        # made itself (a memfd, a reopened descriptor), never "created by this open": EINVAL,
+        # the answer of a kernel without the command, rather than a wrong 0; and F_SETLEASE
+        # goes to the supervisor (see F_SETLEASE)
+        _jump(_JEQ_K, NR["fcntl"], 0, 6),
+        _stmt(_LD_W_ABS, 24),  # low word of args[1], the command (an unsigned int)
+        _jump(_JEQ_K, F_CREATED_QUERY, 0, 1),
+        _stmt(_RET_K, SECCOMP_RET_ERRNO | errno.EINVAL),
+        _jump(_JEQ_K, F_SETLEASE, 0, 1),
+        _stmt(_RET_K, SECCOMP_RET_USER_NOTIF),
+        _stmt(_RET_K, SECCOMP_RET_ALLOW),
     ]
     # Socket calls that are native without an address (send() and recv() on a connected
     # socket, accept() of a server that does not ask who called: the data path): with one,
@@ -277,7 +277,6 @@ def build_filter(native: Iterable[str] = NATIVE_SYSCALLS, *, every_exit: bool = 
         prog += _served_with_pointer(NR[name], arg)
     prog += _netlink_families_refused()
     prog += _served_when_large(NR["mmap"], 1, LARGE_MMAP)  # its length
-    prog += _native_but(NR["fcntl"], 1, F_SETLEASE)  # its command
     count = len(numbers)
     for i, nr in enumerate(numbers):
         # jump forward to the ALLOW return that follows the last comparison

@@ -294,6 +294,12 @@ def _read_strings(t: Task, addr: int) -> list[bytes]:
     return mem.read_cstrings(mem.read_pointer_array(addr))
 
 
+def _read_argv(t: Task, addr: int) -> list[bytes]:
+    """The argument vector; an empty one (or NULL) becomes one empty string, as Linux 5.18 and
+    later make it, so that a program never starts with argc 0 (CVE-2021-4034)."""
+    return _read_strings(t, addr) or [b""]
+
+
 def _accept(libos: LibOS, p: Process, req: ExecRequest) -> Result:
     from occlum.kernel.libos import PROCEED
 
@@ -313,7 +319,7 @@ def do_execve(
     follow: bool = True,
 ) -> Result:
     p = t.process
-    argv = _read_strings(t, argv_ptr)
+    argv = _read_argv(t, argv_ptr)
     envp = _read_strings(t, envp_ptr)
     if not path:
         raise SyscallError(errno.ENOENT, "empty path")
@@ -380,7 +386,7 @@ def _swap_descriptor(
 def _exec_descriptor(libos: LibOS, t: Task, fd: int, argv_ptr: int, envp_ptr: int) -> Result:
     """execveat(fd, "", AT_EMPTY_PATH), fexecve: the file behind the descriptor, as Linux."""
     p = t.process
-    argv = _read_strings(t, argv_ptr)
+    argv = _read_argv(t, argv_ptr)
     envp = _read_strings(t, envp_ptr)
     if fd == AT_FDCWD:
         first = _executable(libos, p.cwd)  # a directory: EACCES
@@ -443,7 +449,7 @@ def _execveat(
     # is linked at that name
     p = t.process
     base = dirfd_base(libos, t, dirfd)
-    argv_list = _read_strings(t, argv)
+    argv_list = _read_argv(t, argv)
     envp_list = _read_strings(t, envp)
     cloexec = _cloexec(p.host_pid, dirfd)
     first = _open_exec(libos, p.root, p.cwd, name, base, follow)
@@ -520,9 +526,9 @@ def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
     rsp, stack = build_stack(top, req.argv, req.envp, aux, req.execfn)
     if top - rsp > 120 * 1024:
         raise SyscallError(errno.E2BIG, "arguments and environment too large for the stack")
-    mem.write(rsp, stack)
+    mem.write_forced(rsp, stack)
     if req.comm is not None:  # in the gap between the new stack's top and the stub's
-        mem.write(top, req.comm + b"\0")
+        mem.write_forced(top, req.comm + b"\0")
         plan.syscall("prctl", PR_SET_NAME, top)
     if len(plan.commands) > MAX_COMMANDS:
         raise SyscallError(errno.ENOEXEC, "too many segments")
@@ -530,7 +536,7 @@ def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
     for cmd in plan.commands:
         words.extend(a & MASK64 for a in cmd)
         words.append(0)
-    mem.write(BUFFER_ADDR, struct.pack(f"<{len(words)}Q", *words))
+    mem.write_forced(BUFFER_ADDR, struct.pack(f"<{len(words)}Q", *words))
     assert COMMANDS_OFFSET == 64
     p.exe_path = req.exe_path
     p.exe_id = req.exe_id

@@ -30,6 +30,8 @@ from occlum.abi.fsabi import (
     RESOLVE_ALL,
     RESOLVE_BENEATH,
     RESOLVE_IN_ROOT,
+    S_IFBLK,
+    S_IFCHR,
     S_IFDIR,
     S_IFIFO,
     S_IFMT,
@@ -443,12 +445,22 @@ def sys_mkdir(libos: LibOS, t: Task, path: int, mode: int) -> int:
 def sys_mknodat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, dev: int) -> int:
     p = t.process
     kind = mode & S_IFMT or S_IFREG
+    # Linux's order: the type first (may_mknod), then the name (filename_create), then the
+    # right to make a device, which a program never has here (no CAP_MKNOD)
     if kind == S_IFDIR:
         raise SyscallError(errno.EPERM, "use mkdir")
-    if kind not in (S_IFREG, S_IFIFO, S_IFSOCK):
-        raise SyscallError(errno.EPERM, "device nodes cannot be created in the LibOS")
+    if kind not in (S_IFREG, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK):
+        raise SyscallError(errno.EINVAL, "unknown file type")
     pn = parent_at(libos, t, dirfd, _path(t, path))
     pn.check_new()
+    if kind in (S_IFCHR, S_IFBLK):
+        try:
+            pn.parent.inode.lookup(pn.name)
+        except SyscallError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+            raise SyscallError(errno.EPERM, "device nodes cannot be created in the LibOS")
+        raise SyscallError(errno.EEXIST, "the name exists")
     perm = mode & 0o7777 & ~p.umask
     if kind == S_IFREG:
         pn.parent.inode.create(pn.name, perm, p.cred.uid, p.cred.gid)

@@ -517,7 +517,7 @@ class _Waiter(threading.Thread):
         try:
             opened.append(os.dup(libos.listener.fd))
             opened.append(os.dup(p.pidfd))
-            mem = TaskMemory(p.host_pid)
+            mem = TaskMemory(p.host_pid, opened[1])
             opened.append(mem.fd)
             opened.append(os.dup(sock.fileno()))
         except OSError as exc:

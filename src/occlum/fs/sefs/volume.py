@@ -47,6 +47,7 @@ from occlum.fs.ramfs import RamDir, RamFile, RamFs, RamInode, RamSymlink
 from occlum.fs.sefs.closes import CloseWatch
 from occlum.fs.sefs.journal import JOURNAL_PREFIX, Journal
 from occlum.fs.sefs.store import FORMATTING, OBJECT_ID_SIZE, ObjectRef, ObjectStore, Superblock
+from occlum.platform.fdbudget import lasting
 from occlum.vfs.inode import Inode
 from occlum.vfs.mount import FileSystem
 from occlum.vfs.xattr import XattrStore
@@ -146,7 +147,7 @@ class SefsFile(RamFile):
         self._loaded_ctime = -1
         self.chunks: list[Chunk | None]
         if stored is None:
-            self._adopt(os.memfd_create(f"sefs:{self.ino}", os.MFD_CLOEXEC))
+            self._adopt(lasting(os.memfd_create(f"sefs:{self.ino}", os.MFD_CLOEXEC)))
             self.size, self.chunks = 0, []
             self.content_dirty = True
         else:
@@ -162,7 +163,7 @@ class SefsFile(RamFile):
         return self._load()
 
     def _load(self) -> int:
-        fd = os.memfd_create(f"sefs:{self.ino}", os.MFD_CLOEXEC)
+        fd = lasting(os.memfd_create(f"sefs:{self.ino}", os.MFD_CLOEXEC))
         what = f"contents of inode {self.ino}"
         extent: tuple[bytes, bytes] = (b"", b"")  # (id, plaintext): a file's chunks of one
         try:  # extent are consecutive, so one at a time suffices

@@ -1,0 +1,36 @@
+"""The supervisor's descriptors: a share kept for its own work.
+
+The supervisor holds a host descriptor for every LibOS file whose contents it keeps (a memfd
+per ramfs or SEFS file, per cached image file), and needs a few more for the work of every
+call: a pidfd and a ``/proc/PID/mem`` handle for each new process, a status file read at
+discovery, the descriptor it reopens to donate at an open. All come from one table, with the
+same RLIMIT_NOFILE as the programs (a supervisor without CAP_SYS_RESOURCE cannot go above
+it). A program holding thousands of distinct LibOS files would otherwise fill the
+supervisor's table with their memfds, and a child it forks would find no descriptor left for
+its discovery (its every call failed).
+
+Descriptors are numbered lowest first, so one that lands among the last ``RESERVE`` numbers
+below the limit means that fewer than ``RESERVE`` remain: a descriptor that lives as long as a
+file is refused there (EMFILE, as a program out of descriptors gets natively), and the last
+numbers stay for the supervisor's passing needs.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+
+from occlum.abi.errors import SyscallError
+
+RESERVE = 64
+
+
+def lasting(fd: int) -> int:
+    """``fd``, to be kept for as long as a file lives; closed and EMFILE when it took one of the
+    descriptors kept for the supervisor's work."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and fd >= soft - RESERVE:
+        os.close(fd)
+        raise SyscallError(errno.EMFILE, "the supervisor's descriptors are nearly all in use")
+    return fd
