@@ -4,11 +4,12 @@
 ``.bss`` and stacks through it: ``write_forced``). A handle belongs to one address space:
 reopen after exec.
 
-A system call's arguments are read and its results written with ``process_vm_readv`` and
-``process_vm_writev`` instead: ``/proc/PID/mem`` also reads a page the process itself may not
-(PROT_NONE) and writes a read-only one, where Linux's copies from and to the caller fail with
-EFAULT; a path there read as an empty string and gave ENOENT, a stat went into read-only
-memory.
+A system call's results are written with ``process_vm_writev`` instead: ``/proc/PID/mem``
+writes a read-only page too (a stat into a program's code), where Linux's copy to the caller
+fails with EFAULT. Arguments are read through ``/proc/PID/mem``, which is five times cheaper
+than ``process_vm_readv`` through ctypes; it also reads a PROT_NONE page, so a path that reads
+as empty is checked again as the caller may read it (a path on a PROT_NONE page gives EFAULT,
+not ENOENT). A struct argument on such a page still reads as its bytes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ PAGE = 4096
 
 
 class TaskMemory:
-    __slots__ = ("_exited", "fd", "pid")
+    __slots__ = ("_exited", "_writable", "fd", "pid")
 
     def __init__(self, pid: int, pidfd: int = -1) -> None:
         self.pid = pid
@@ -35,6 +36,10 @@ class TaskMemory:
             self._exited = select.poll()
             self._exited.register(pidfd, select.POLLIN)
         self.fd = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+        # pages a result was written to as the process may write: later results go there
+        # through /proc/PID/mem, five times cheaper than process_vm_writev through ctypes (a
+        # page the program makes read-only afterwards is written all the same)
+        self._writable: set[int] = set()
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -59,11 +64,23 @@ class TaskMemory:
             raise SyscallError(errno.ESRCH, "the process has exited")
         return data
 
+    def _check_readable(self, addr: int) -> None:
+        """EFAULT unless the process itself may read the byte at ``addr``. Arguments are read
+        through ``/proc/PID/mem`` (0.5 us against 2.5 us for ``process_vm_readv`` through
+        ctypes, on every served call), which reads a PROT_NONE page too, as zeros where it was
+        never written: an empty path is checked again as the caller would read it."""
+        try:
+            data = self._read_as_caller(addr, 1)
+        except (OSError, OverflowError):
+            data = b""
+        if not data:
+            raise SyscallError(errno.EFAULT, f"bad string pointer {addr:#x}")
+
     def read(self, addr: int, size: int) -> bytes:
         if addr == 0 and size:
             raise SyscallError(errno.EFAULT, "NULL pointer")
         try:
-            data = self._read_as_caller(addr, size)
+            data = os.pread(self.fd, size, addr)
         except (OSError, OverflowError):
             raise SyscallError(errno.EFAULT, f"bad address {addr:#x}")
         if len(data) != size:
@@ -93,7 +110,7 @@ class TaskMemory:
         while len(out) <= limit:
             chunk = PAGE - pos % PAGE
             try:
-                data = self._read_as_caller(pos, chunk)
+                data = os.pread(self.fd, chunk, pos)
             except (OSError, OverflowError):
                 data = b""
             if not data:
@@ -101,6 +118,8 @@ class TaskMemory:
             nul = data.find(b"\0")
             if nul >= 0:
                 out += data[:nul]
+                if not out:
+                    self._check_readable(addr)
                 break
             out += data
             pos += len(data)
@@ -113,7 +132,7 @@ class TaskMemory:
         share a few pages, and a read of the process's memory costs a system call."""
         pages: dict[int, bytes] = {}
         out: list[bytes] = []
-        read = self._read_as_caller
+        fd = self.fd
         for addr in ptrs:
             if addr == 0:
                 raise SyscallError(errno.EFAULT, "NULL string pointer")
@@ -125,7 +144,7 @@ class TaskMemory:
                 data = pages.get(page)
                 if data is None:
                     try:
-                        data = read(page, PAGE)
+                        data = os.pread(fd, PAGE, page)
                     except (OSError, OverflowError):
                         data = b""
                     if not data:
@@ -170,6 +189,11 @@ class TaskMemory:
             return
         if addr == 0:
             raise SyscallError(errno.EFAULT, "NULL pointer")
+        first, last = addr >> 12, (addr + len(data) - 1) >> 12
+        writable = self._writable
+        if first in writable and last in writable:
+            self.write_forced(addr, data)
+            return
         if self._exited is not None and self._exited.poll(0):
             raise SyscallError(errno.ESRCH, "the process has exited")
         try:
@@ -183,6 +207,9 @@ class TaskMemory:
             raise SyscallError(errno.EFAULT, f"bad address {addr:#x}")
         if n != len(data):
             raise SyscallError(errno.EFAULT, f"bad address {addr + n:#x}")
+        if len(writable) > 4096:
+            writable.clear()
+        writable.update(range(first, last + 1))
 
     def write_forced(self, addr: int, data: bytes) -> None:
         """Write through ``/proc/PID/mem``, whatever the page's protection: the loader's own
