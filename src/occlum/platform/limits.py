@@ -175,16 +175,21 @@ class PidsCgroup:
 
     def remove(self) -> None:
         """Remove the group; its processes are gone (a zombie may take a moment)."""
-        for _ in range(50):
-            try:
-                self.path.rmdir()
+        _remove_group(self.path)
+
+
+def _remove_group(path: Path) -> None:
+    """rmdir a cgroup whose processes are gone (a zombie may hold it for a moment: EBUSY)."""
+    for _ in range(50):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
                 return
-            except FileNotFoundError:
-                return
-            except OSError as exc:
-                if exc.errno != errno.EBUSY:
-                    return
-                os.sched_yield()
+            os.sched_yield()
 
 
 def remove_stale(parent: Path, prefix: str) -> None:
@@ -290,13 +295,4 @@ class MemoryCgroup:
     def remove(self) -> None:
         """Remove the group once its processes are gone; pages still charged to it (files
         left in ramfs) stay counted in its parent, as the kernel does for any removed group."""
-        for _ in range(50):
-            try:
-                self.path.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError as exc:
-                if exc.errno != errno.EBUSY:
-                    return
-                os.sched_yield()
+        _remove_group(self.path)
