@@ -21,7 +21,7 @@ import tempfile
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from occlum.abi.errors import SyscallError, UserError
@@ -861,10 +861,13 @@ class LibOS:
                         continue
                     self._new_process(kid, ns_pid, p.host_pid)
 
-    def _live_keys(self) -> set[tuple[int, int]]:
-        """(st_dev, st_ino) of every descriptor every process of the instance holds."""
-        live: set[tuple[int, int]] = set()
+    def held(self, programs_only: bool = False) -> Iterator[tuple[Process, str, os.stat_result]]:
+        """(process, descriptor number, host stat) of every descriptor the instance's
+        processes hold; ``programs_only`` skips a process not yet a program (the launcher's or
+        the spawner's child before its execve, which holds the supervisor's own descriptors)."""
         for p in list(self.procs.values()):
+            if programs_only and not p.exe_path:
+                continue
             base = f"/proc/{p.host_pid}/fd"
             try:
                 names = os.listdir(base)
@@ -872,11 +875,13 @@ class LibOS:
                 continue
             for name in names:
                 try:
-                    st = os.stat(f"{base}/{name}")
+                    yield p, name, os.stat(f"{base}/{name}")
                 except OSError:
                     continue
-                live.add((st.st_dev, st.st_ino))
-        return live
+
+    def _live_keys(self) -> set[tuple[int, int]]:
+        """(st_dev, st_ino) of every descriptor every process of the instance holds."""
+        return {(st.st_dev, st.st_ino) for _p, _name, st in self.held()}
 
     def settle_all(self) -> None:
         for p in list(self.procs.values()):

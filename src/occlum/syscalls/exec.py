@@ -144,24 +144,10 @@ def _open_for_writing(libos: LibOS, host_fd: int) -> bool:
     only for files that can change, the image's cannot."""
     st = os.fstat(host_fd)
     key = (st.st_dev, st.st_ino)
-    for p in list(libos.procs.values()):
-        if not p.exe_path:
-            # not a program yet (the launcher's or the spawner's child before its execve):
-            # what it holds are the supervisor's own descriptors, closed at that execve
-            continue
-        base = f"/proc/{p.host_pid}/fd"
-        try:
-            names = os.listdir(base)
-        except OSError:
-            continue
-        for name in names:
-            try:
-                fst = os.stat(f"{base}/{name}")
-            except OSError:
-                continue
-            if (fst.st_dev, fst.st_ino) == key and _writable(p.host_pid, name):
-                return True
-    return False
+    return any(
+        (fst.st_dev, fst.st_ino) == key and _writable(p.host_pid, name)
+        for p, name, fst in libos.held(programs_only=True)
+    )
 
 
 def _writable(host_pid: int, fd: str) -> bool:
