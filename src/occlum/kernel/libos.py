@@ -632,6 +632,7 @@ class LibOS:
                 if known is not None
                 else f"a program ({comm.decode(errors='replace')})"  # never served: unknown
             )
+            self.limits.check_memory(killed=True)
 
     def _known(self, host_pid: int) -> tuple[bytes, int] | None:
         p = self.procs.get(host_pid)
@@ -888,8 +889,8 @@ class LibOS:
             self.settle_children(p)
 
     def _process_exited(self, p: Process) -> None:
-        self._report_faults()  # the out-of-memory killer's record names its victim
-        self.limits.check_memory()  # was it the out-of-memory killer?
+        if self.faults.fd < 0:  # else the kernel log's record of a kill says it (_report_faults)
+            self.limits.check_memory()  # was it the out-of-memory killer?
         self.sel.unregister(p.pidfd)
         self.procs_by_host_pid_ever[p.host_pid] = (p.exe_path, p.pid)
         p.release()

@@ -162,14 +162,15 @@ class Limits:
         """What the programs of the current tree use of user_space_size, or None (no cgroup)."""
         return self.memory.usage() if self.memory is not None else None
 
-    def check_memory(self) -> None:
-        """Name user_space_size once, if the out-of-memory killer ended a program for it, and
-        the program, when the kernel's log named it (``oom_victim``)."""
+    def check_memory(self, killed: bool = False) -> None:
+        """Name user_space_size once, if the out-of-memory killer ended a program for it (its
+        count says so, or ``killed``: the kernel log's record, which may come before the count
+        is raised), and the program, when the kernel's log named it (``oom_victim``)."""
         mem = self.memory
         if mem is None:
             return
         kills = mem.oom_kills()
-        if kills > mem.kills_seen and "oom" not in self._reported:
+        if (killed or kills > mem.kills_seen) and "oom" not in self._reported:
             self._reported.add("oom")
             limit = mem.limit
             self.log.error(
