@@ -161,6 +161,18 @@ def test_occlum_exec_gives_the_program_its_file_name_as_argv0(started: Instance)
     assert (res.code, res.stdout) == (0, "sh\n"), res.describe()
 
 
+def test_a_program_off_path_gets_its_path_as_argv0(tmp_path: Path) -> None:
+    """With the program's directory off PATH (Occlum.json's default environment has none), a
+    bare file name would leave the program no way to find itself (Python's sys.executable is
+    then empty and subprocess fails): it gets the path."""
+    inst = Instance.new(tmp_path / "instance")
+    inst.configure(env={"OCCLUM": "yes"})
+    libos.place_with_dependencies(inst.image, {"/bin/sh": Path("/bin/dash")})
+    inst.build()
+    res = occlum(inst, "run", "/bin/sh", "-c", 'echo "$0"')
+    assert (res.code, res.stdout) == (0, "/bin/sh\n"), res.describe()
+
+
 def test_ctrl_c_on_the_client_interrupts_the_program(started: Instance) -> None:
     proc = subprocess.Popen(
         [OCCLUM, "exec", "/bin/sh", "-c", "echo up; sleep 100 | cat"], cwd=started.path,

@@ -48,8 +48,12 @@ def exec_program(
     program's stderr and exit status 127.
 
     The program gets its file name as argv[0] ("hello" for /bin/hello), as Occlum's
-    ``occlum run`` and ``occlum exec`` pass it; ``path`` is what is executed."""
-    argv = [os.path.basename(path), *argv[1:]]
+    ``occlum run`` and ``occlum exec`` pass it, when its directory is on the environment's
+    ``PATH`` (as a shell's search would pass it); otherwise the path itself. Programs find
+    their own file through argv[0] and ``PATH`` (Python's ``sys.executable``, which
+    ``subprocess`` and ``multiprocessing`` run): a bare name off ``PATH`` leaves them none.
+    ``path`` is what is executed."""
+    argv = [program_name(path, env), *argv[1:]]
     try:
         signal.set_wakeup_fd(-1)
         for sig in range(1, signal.NSIG):
@@ -65,6 +69,18 @@ def exec_program(
     except OSError as exc:
         _cannot_start(path, exc)
     os._exit(127)
+
+
+def program_name(path: bytes, env: list[bytes]) -> bytes:
+    """argv[0] for the program at ``path``: its file name when a search of ``PATH`` (in
+    ``env``) finds it by that name's directory, else ``path``."""
+    where = os.path.dirname(path).rstrip(b"/") or b"/"
+    for e in env:
+        if e.startswith(b"PATH="):
+            if where in (d.rstrip(b"/") or b"/" for d in e[5:].split(b":")):
+                return os.path.basename(path)
+            break
+    return path
 
 
 def _cannot_start(path: bytes, exc: OSError) -> None:
