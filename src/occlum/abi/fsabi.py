@@ -124,6 +124,17 @@ class StatFs:
     frsize: int = 4096
     flags: int = 0
 
+    @classmethod
+    def of_host(
+        cls, f_type: int, v: os.statvfs_result, flags: int = 0, namelen: int = NAME_MAX
+    ) -> StatFs:
+        """The host file system's counts (``os.statvfs``) under a type of the LibOS's."""
+        return cls(
+            f_type=f_type, bsize=v.f_bsize, blocks=v.f_blocks, bfree=v.f_bfree,
+            bavail=v.f_bavail, files=v.f_files, ffree=v.f_ffree, namelen=namelen,
+            frsize=v.f_frsize, flags=flags,
+        )  # fmt: skip
+
 
 # Magic numbers of statfs.f_type, so programs (e.g. coreutils' stat -f) recognise them.
 TMPFS_MAGIC = 0x01021994

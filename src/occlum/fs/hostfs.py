@@ -445,11 +445,8 @@ class HostFs(FileSystem):
     def statfs(self) -> StatFs:
         with _host("statfs"):
             v = os.fstatvfs(self.root_fd)
-        return StatFs(
-            f_type=EXT4_SUPER_MAGIC, bsize=v.f_bsize, blocks=v.f_blocks, bfree=v.f_bfree,
-            bavail=v.f_bavail, files=v.f_files, ffree=v.f_ffree, namelen=v.f_namemax,
-            frsize=v.f_frsize, flags=ST_RDONLY if self.readonly else 0,
-        )  # fmt: skip
+        flags = ST_RDONLY if self.readonly else 0
+        return StatFs.of_host(EXT4_SUPER_MAGIC, v, flags, namelen=v.f_namemax)
 
     def close(self) -> None:
         self.forget_dirs()

@@ -539,16 +539,5 @@ class RamFs(FileSystem):
 
     def _host_statfs(self, magic: int, flags: int) -> StatFs:
         assert self.backing is not None
-        host = os.fstatvfs(self.backing)  # the pages of the contents, as the host counts them
-        return StatFs(
-            f_type=magic,
-            bsize=host.f_bsize,
-            frsize=host.f_frsize,
-            blocks=host.f_blocks,
-            bfree=host.f_bfree,
-            bavail=host.f_bavail,
-            files=host.f_files,
-            ffree=host.f_ffree,
-            flags=flags,
-            namelen=255,
-        )
+        # the pages of the contents, as the host counts them
+        return StatFs.of_host(magic, os.fstatvfs(self.backing), flags)

@@ -165,6 +165,10 @@ class LibOS:
             return None
         return FileRef(loc) if loc.inode.ino == st.st_ino and loc.inode.fs is self.devpts else None
 
+    def new_devfs(self) -> DevFs:
+        """A devfs of this instance: its pseudo-terminals, the caller's /dev/tty."""
+        return DevFs(self.devpts, self.controlling_terminal)
+
     def controlling_terminal(self, flags: int) -> int:
         """``/dev/tty`` of the calling program: a new open of its controlling terminal."""
         if self.current is None:
@@ -184,7 +188,7 @@ class LibOS:
                 "(corrupted or changed since `occlum build`)"
             )
         table = MountTable(root, source=b"initfs")
-        dev = DevFs(self.devpts, self.controlling_terminal)
+        dev = self.new_devfs()
         if spec.user_image_key is not None:
             node = dev.root.create(b"image_key", 0o400, 0, 0)
             fd = node.open_host_fd(os.O_WRONLY)
@@ -221,7 +225,7 @@ class LibOS:
             elif m.fs_type == "ramfs":
                 fs, source = RamFs(kind="ramfs"), b"ramfs"  # statfs says ramfs, as named
             elif m.fs_type == "devfs":
-                fs, source = DevFs(self.devpts, self.controlling_terminal), b"devfs"
+                fs, source = self.new_devfs(), b"devfs"
             elif m.fs_type == "procfs":
                 fs, source = self._procfs(table), b"proc"
             else:
@@ -230,7 +234,7 @@ class LibOS:
         for target in ("/dev", "/proc", "/tmp"):
             if target not in have:
                 fs = (
-                    DevFs(self.devpts, self.controlling_terminal) if target == "/dev"
+                    self.new_devfs() if target == "/dev"
                     else self._procfs(table) if target == "/proc" else RamFs(kind="ramfs")
                 )  # fmt: skip
                 self._mount(table, fs, target, target.strip("/").encode())

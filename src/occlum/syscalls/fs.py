@@ -802,12 +802,8 @@ def _xattr_target(libos: LibOS, t: Task, path: int, follow: bool) -> Location:
 def _xattr_fd(libos: LibOS, t: Task, fd: int) -> Location | None:
     """The LibOS file behind ``fd``; None for a host object (pipe, socket, memfd...), whose
     attributes are the kernel's to serve."""
-    ref = fd_ref(libos, t, s32(fd))
-    if ref is None:
-        return None
-    if ref.path_only:
-        raise SyscallError(errno.EBADF, "an O_PATH descriptor")
-    return ref.location
+    ref = fd_file_ref(libos, t, fd)
+    return None if ref is None else ref.location
 
 
 def _xattr_name(t: Task, addr: int) -> bytes:

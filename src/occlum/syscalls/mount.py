@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.crypto.kdf import derive_key
-from occlum.fs.devfs import DevFs
 from occlum.fs.ramfs import RamFs
 from occlum.fs.sefs import SefsFs
 from occlum.platform import native
@@ -183,7 +182,7 @@ def sys_mount(
     elif kind in (b"proc", b"procfs"):
         fs = libos.new_procfs()
     elif kind in (b"devfs", b"devtmpfs"):
-        fs = DevFs(libos.devpts, libos.controlling_terminal)
+        fs = libos.new_devfs()
     elif kind == b"hostfs":
         raise SyscallError(errno.EPERM, "hostfs mounts come from Occlum.json only")
     else:

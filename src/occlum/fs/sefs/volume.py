@@ -762,14 +762,4 @@ class SefsFs(RamFs):
             v = os.statvfs(self.storage_dir)
         except OSError:
             return StatFs(f_type=SEFS_MAGIC, namelen=255)
-        return StatFs(
-            f_type=SEFS_MAGIC,
-            bsize=v.f_bsize,
-            blocks=v.f_blocks,
-            bfree=v.f_bfree,
-            bavail=v.f_bavail,
-            files=v.f_files,
-            ffree=v.f_ffree,
-            namelen=255,
-            frsize=v.f_frsize,
-        )
+        return StatFs.of_host(SEFS_MAGIC, v)
