@@ -40,7 +40,7 @@ from occlum.kernel.limits import Limits
 from occlum.kernel.log import Log
 from occlum.kernel.objects import FileRef, ObjectRegistry
 from occlum.kernel.process import CachedProgram, Process, Task
-from occlum.kernel.procinfo import initial_groups
+from occlum.kernel.procinfo import initial_groups, read_proc
 from occlum.kernel.spec import MountSpec, RunSpec
 from occlum.kernel.strace import format_call, format_result
 from occlum.kernel.terminal import open_controlling_terminal
@@ -793,7 +793,7 @@ class LibOS:
     @staticmethod
     def _status_ids(tid: int) -> tuple[int, int, int]:
         """(Tgid, PPid, the innermost NSpid) of a host thread, from /proc/TID/status."""
-        text = _read_proc(f"/proc/{tid}/status")
+        text = read_proc(f"/proc/{tid}/status")
         tgid = int(text[text.index(b"\nTgid:") + 6 : text.index(b"\n", text.index(b"\nTgid:") + 1)])
         ppid = int(text[text.index(b"\nPPid:") + 6 : text.index(b"\n", text.index(b"\nPPid:") + 1)])
         at = text.index(b"\nNSpid:") + 7
@@ -854,7 +854,7 @@ class LibOS:
         for tid in list(p.tids) or [p.host_pid]:
             try:
                 kids = [
-                    int(x) for x in _read_proc(f"/proc/{p.host_pid}/task/{tid}/children").split()
+                    int(x) for x in read_proc(f"/proc/{p.host_pid}/task/{tid}/children").split()
                 ]
             except OSError:
                 continue
@@ -1089,14 +1089,6 @@ def _raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def _read_proc(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return os.read(fd, 65536)
-    finally:
-        os.close(fd)
 
 
 def run(spec: RunSpec) -> int:

@@ -163,7 +163,7 @@ def process_info(libos: LibOS, p: Process) -> ProcessInfo:
         maps=lambda: _maps(p.host_pid),
         fd_location=_fd_location(libos, p),
         ids=ids,
-        tasks=functools.cache(lambda: _tasks(p.host_pid)),
+        tasks=functools.cache(lambda: host_tids(p.host_pid)),
         open_host=functools.partial(_open_host, p),
         state_of=functools.partial(_state, libos, p.host_pid),
     )
@@ -188,7 +188,7 @@ def _state(libos: LibOS, host_pid: int, host_dir: str) -> str:
     # where it sleeps is read before and after its state: the thread may move between reads
     wchan = _wchan(base)
     try:
-        text = _read(base + "stat")
+        text = read_proc(base + "stat")
         state = chr(text[text.rindex(b")") + 2])
     except (OSError, ValueError, IndexError):
         return "X"  # reaped between the lookup and now
@@ -205,7 +205,7 @@ _USER_NOTIF = b"seccomp_do_user_notification"
 
 def _wchan(base: str) -> bytes:
     try:
-        return _read(base + "wchan")
+        return read_proc(base + "wchan")
     except OSError:
         return b""
 
@@ -235,12 +235,12 @@ def initial_groups(host_pid: int) -> tuple[int, ...]:
     """The supplementary groups a process started with, as the instance sees them: the host's
     ids through the process's gid map (unmapped ones show as the overflow gid, 65534)."""
     try:
-        status = _read(f"/proc/{host_pid}/status")
+        status = read_proc(f"/proc/{host_pid}/status")
         at = status.index(b"\nGroups:") + 8
         host = [int(g) for g in status[at : status.index(b"\n", at)].split()]
         ranges = [
             [int(x) for x in line.split()]
-            for line in _read(f"/proc/{host_pid}/gid_map").splitlines()
+            for line in read_proc(f"/proc/{host_pid}/gid_map").splitlines()
         ]
     except (OSError, ValueError):
         return ()
@@ -255,7 +255,8 @@ def initial_groups(host_pid: int) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
-def _read(path: str) -> bytes:
+def read_proc(path: str) -> bytes:
+    """A small file of the host's /proc, read in one call."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         return os.read(fd, 65536)
@@ -263,7 +264,7 @@ def _read(path: str) -> bytes:
         os.close(fd)
 
 
-def _tasks(host_pid: int) -> dict[int, int]:
+def host_tids(host_pid: int) -> dict[int, int]:
     """LibOS tid -> host tid of every thread of a process: a thread's LibOS id is the
     innermost ``NSpid`` of its host status (the instance is a PID namespace of its own)."""
     out: dict[int, int] = {}
@@ -285,7 +286,6 @@ def _tasks(host_pid: int) -> dict[int, int]:
     return out
 
 
-host_tids = _tasks
 
 
 def _open_host(p: Process, name: str, flags: int) -> int:
