@@ -164,18 +164,23 @@ class PidsCgroup:
 
     def refused(self) -> int:
         """How many forks and clones the limit refused so far."""
-        try:
-            for line in (self.path / "pids.events").read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "max":
-                    return int(value)
-        except (OSError, ValueError):
-            pass
-        return 0
+        return _event_count(self.path / "pids.events", "max")
 
     def remove(self) -> None:
         """Remove the group; its processes are gone (a zombie may take a moment)."""
         _remove_group(self.path)
+
+
+def _event_count(path: Path, key: str) -> int:
+    """The count of ``key`` in a cgroup's "key value" lines (0 if unknown)."""
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _remove_group(path: Path) -> None:
@@ -282,15 +287,9 @@ class MemoryCgroup:
 
     def oom_kills(self) -> int:
         """How many programs the out-of-memory killer ended for this group's limit so far."""
-        name = "memory.events" if self.v2 else "memory.oom_control"
-        try:
-            for line in (self.path / name).read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
-        except (OSError, ValueError):
-            pass
-        return 0
+        return _event_count(
+            self.path / ("memory.events" if self.v2 else "memory.oom_control"), "oom_kill"
+        )
 
     def remove(self) -> None:
         """Remove the group once its processes are gone; pages still charged to it (files
