@@ -833,6 +833,7 @@ class LibOS:
         else:
             p = Process(tgid, ns_pid, parent.pid, parent.root, parent.cwd, parent.umask)
             p.exe_path, p.argv, p.envp = parent.exe_path, parent.argv, parent.envp
+            p.arg_area = parent.arg_area  # a fork's copy of the memory has them at one place
             p.cred = parent.cred
             p.exe_id = parent.exe_id
         try:

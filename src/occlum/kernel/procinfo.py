@@ -153,6 +153,8 @@ def process_info(libos: LibOS, p: Process) -> ProcessInfo:
         comm=p.comm,
         cmdline=b"".join(a + b"\0" for a in p.argv),
         environ=b"".join(e + b"\0" for e in p.envp),
+        memory=functools.partial(_memory, p),
+        arg_area=p.arg_area,
         exe=p.exe_path,
         cwd=p.cwd.absolute_path(p.root),
         root=p.root.absolute_path(),
@@ -167,6 +169,15 @@ def process_info(libos: LibOS, p: Process) -> ProcessInfo:
         open_host=functools.partial(_open_host, p),
         state_of=functools.partial(_state, libos, p.host_pid),
     )
+
+
+def _memory(p: Process, addr: int, size: int) -> bytes:
+    """Up to ``size`` bytes of the process's memory at ``addr`` (short at an unmapped page,
+    empty once it has exited), as the kernel's ``access_remote_vm`` reads them for procfs."""
+    try:
+        return p.mem.read_some(addr, size)
+    except OSError:
+        return b""
 
 
 def _state(libos: LibOS, host_pid: int, host_dir: str) -> str:
@@ -284,8 +295,6 @@ def host_tids(host_pid: int) -> dict[int, int]:
         except (OSError, ValueError, IndexError):
             continue  # the thread has just exited
     return out
-
-
 
 
 def _open_host(p: Process, name: str, flags: int) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from occlum.abi.syscalls import NR
 from occlum.loader.elf import PROT_WRITE, ElfImage
@@ -106,10 +107,23 @@ def _map_image(plan: LoadPlan, image: ElfImage, fd: int, bias: int) -> None:
                              MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1 & 0xFFFFFFFFFFFFFFFF, 0)  # fmt: skip
 
 
+class ArgArea(NamedTuple):
+    """Where the argument and environment strings lie on a program's first stack, as the
+    kernel keeps them (``mm->arg_start`` ...): ``/proc/PID/cmdline`` and ``environ`` read the
+    process's memory there, so a program that rewrites its argv strings (a process title) is
+    seen under its new name."""
+
+    arg_start: int
+    arg_end: int
+    env_start: int
+    env_end: int
+
+
 def build_stack(
     top: int, argv: list[bytes], envp: list[bytes], auxv: list[tuple[int, int]], execfn: bytes
-) -> tuple[int, bytes]:
-    """The initial process stack laid out below ``top``: returns (rsp, bytes to write at rsp)."""
+) -> tuple[int, bytes, ArgArea]:
+    """The initial process stack laid out below ``top``: returns (rsp, bytes to write at rsp,
+    where its argument and environment strings are)."""
     strings = bytearray()
     offsets: list[int] = []  # offset of each string from the start of the string area
 
@@ -136,7 +150,10 @@ def build_stack(
     table = struct.pack(f"<{len(words)}Q", *words)
     rsp = (strings_start - len(table)) & ~0xF
     blob = table + b"\0" * (strings_start - rsp - len(table)) + bytes(strings)
-    return rsp, blob
+    # the strings as the kernel lays them: the arguments, then the environment right after
+    env_start = strings_start + offsets[env_idx[0] if env_idx else execfn_idx]
+    area = ArgArea(strings_start, env_start, env_start, strings_start + offsets[execfn_idx])
+    return rsp, blob, area
 
 
 def parse_kernel_auxv(stack: bytes) -> dict[int, int] | None:

@@ -509,7 +509,7 @@ def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
         (AT_SECURE, 0),
     ]
     top = (rsp0 - 256) & ~0xF
-    rsp, stack = build_stack(top, req.argv, req.envp, aux, req.execfn)
+    rsp, stack, area = build_stack(top, req.argv, req.envp, aux, req.execfn)
     if top - rsp > 120 * 1024:
         raise SyscallError(errno.E2BIG, "arguments and environment too large for the stack")
     mem.write_forced(rsp, stack)
@@ -528,4 +528,5 @@ def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
     p.exe_id = req.exe_id
     p.argv = req.argv
     p.envp = req.envp
+    p.arg_area = area
     return len(plan.commands)
