@@ -22,7 +22,7 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from occlum.abi.errors import SyscallError, UserError
 from occlum.abi.syscalls import NAME
@@ -49,7 +49,8 @@ from occlum.platform import native
 from occlum.platform.faults import FaultLog
 from occlum.platform.seccomp import Listener
 from occlum.platform.stub import build_stub
-from occlum.vfs.inode import Cred, Inode
+from occlum.vfs.cred import ROOT
+from occlum.vfs.inode import Inode
 from occlum.vfs.mount import FileSystem, MountTable
 from occlum.vfs.path import resolve
 
@@ -814,11 +815,15 @@ class LibOS:
             if p is None:
                 return None
         p.tids.add(tid)
-        t = Task(tid, p)
+        t = Task(tid, p, cred=p.cred)
         self.tasks[tid] = t
         return t
 
-    def _new_process(self, tgid: int, ns_pid: int, ppid_host: int) -> Process | None:
+    def _new_process(
+        self, tgid: int, ns_pid: int, ppid_host: int, forker: Task | None = None
+    ) -> Process | None:
+        """``forker``: the parent's thread that forked it, when known (its credentials are the
+        child's; else the parent's latest)."""
         parent = self.procs.get(ppid_host)
         root = self.mounts.root()
         if parent is None:
@@ -829,12 +834,12 @@ class LibOS:
             p = Process(
                 tgid, ns_pid, 1 if ppid_host == self.init_pid else 0, root, cwd, self.spec.umask
             )
-            p.cred = Cred(groups=initial_groups(tgid))
+            p.cred = replace(ROOT, groups=initial_groups(tgid))
         else:
             p = Process(tgid, ns_pid, parent.pid, parent.root, parent.cwd, parent.umask)
             p.exe_path, p.argv, p.envp = parent.exe_path, parent.argv, parent.envp
             p.arg_area = parent.arg_area  # a fork's copy of the memory has them at one place
-            p.cred = parent.cred
+            p.cred = forker.cred if forker is not None else parent.cred
             p.exe_id = parent.exe_id
         try:
             p.pidfd = os.pidfd_open(tgid)
@@ -865,7 +870,7 @@ class LibOS:
                         ns_pid = self._status_ids(kid)[2]
                     except (OSError, ValueError):
                         continue
-                    self._new_process(kid, ns_pid, p.host_pid)
+                    self._new_process(kid, ns_pid, p.host_pid, self.tasks.get(tid))
 
     def held(self, programs_only: bool = False) -> Iterator[tuple[Process, str, os.stat_result]]:
         """(process, descriptor number, host stat) of every descriptor the instance's
