@@ -78,7 +78,7 @@ NATIVE_SYSCALLS: tuple[str, ...] = (
     "set_tid_address", "arch_prctl", "rseq", "personality", "getrandom",
     "getrusage", "getrlimit", "setrlimit", "prlimit64", "seccomp", "restart_syscall",
     "socketpair", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg",
-    "socket", "shutdown", "listen", "getsockopt", "setsockopt",
+    "socket", "shutdown", "listen", "setsockopt",
     "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
     # System V IPC: the instance has an IPC namespace of its own
     "shmget", "shmat", "shmdt", "shmctl", "semget", "semop", "semtimedop", "semctl",
@@ -105,6 +105,7 @@ ARGUMENT_RULES: dict[str, str] = {
     "recvfrom": "native without a source address buffer",
     "accept": "native without an address buffer",
     "accept4": "native without an address buffer",
+    "getsockopt": "served for SOL_SOCKET SO_PEERCRED",
 }
 
 
@@ -122,6 +123,7 @@ def _jump(code: int, k: int, jt: int, jf: int) -> bytes:
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
 F_CREATED_QUERY = 1028  # F_LINUX_SPECIFIC_BASE + 4, Linux 6.12
+SOL_SOCKET, SO_PEERCRED = 1, 17
 
 # CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET (the low byte is the exit signal)
 CLONE_NAMESPACE_FLAGS = (
@@ -268,6 +270,15 @@ def build_filter(native: Iterable[str] = NATIVE_SYSCALLS, *, every_exit: bool = 
         _jump(_JEQ_K, F_CREATED_QUERY, 0, 1),
         _stmt(_RET_K, SECCOMP_RET_ERRNO | errno.EINVAL),
         _jump(_JEQ_K, F_SETLEASE, 0, 1),
+        _stmt(_RET_K, SECCOMP_RET_USER_NOTIF),
+        _stmt(_RET_K, SECCOMP_RET_ALLOW),
+        # getsockopt: native, but SO_PEERCRED, whose ids the kernel took from the peer's host
+        # process (the one host user of the instance): the supervisor gives its LibOS ids
+        _jump(_JEQ_K, NR["getsockopt"], 0, 6),
+        _stmt(_LD_W_ABS, 24),  # low word of args[1], the level (an int)
+        _jump(_JEQ_K, SOL_SOCKET, 0, 3),
+        _stmt(_LD_W_ABS, 32),  # low word of args[2], the option name (an int)
+        _jump(_JEQ_K, SO_PEERCRED, 0, 1),
         _stmt(_RET_K, SECCOMP_RET_USER_NOTIF),
         _stmt(_RET_K, SECCOMP_RET_ALLOW),
         # prctl: native, but for the options that read or change the LibOS's capabilities

@@ -62,6 +62,16 @@ DEVIATIONS: tuple[Deviation, ...] = (
         "outside the instance is reachable",
     ),
     Deviation(
+        ("getsockopt",),
+        "SO_PEERCRED gives the peer's LibOS ids when the call is made, not when it connected; "
+        "a peer that has exited since gives pid 0 and ids -1, and so does a client that "
+        "connected to an abstract socket name (on the host's network)",
+        "the kernel records the peer's host ids, which every process of the instance shares; "
+        "the LibOS asks it which process the peer is and reports that process's ids now; "
+        "the LibOS makes abstract connects itself (to add the instance's prefix), so the "
+        "kernel names the supervisor as that peer",
+    ),
+    Deviation(
         ("kill", "tgkill", "rt_sigqueueinfo"),
         "a signal to a process group or to -1 of which the sender may signal only some "
         "members reaches those with si_pid 0",

@@ -633,3 +633,53 @@ class _duplicate:
             self.sock.detach()
             os.close(self._fd)
             self._fd = -1
+
+
+# --- SO_PEERCRED -----------------------------------------------------------------------------
+#
+# The kernel records the ids of a Unix socket's peer when it connects (or listens), and those
+# are its host ids: every process of the instance shares one host user, whatever user it is
+# inside. The filter sends getsockopt(SOL_SOCKET, SO_PEERCRED) here (every other getsockopt is
+# native); the LibOS asks the kernel which process the peer is and answers with that
+# process's LibOS pid and credentials, as a server doing peer authentication (PostgreSQL's
+# `peer`, D-Bus, systemd-style services) needs to see them.
+
+SOL_SOCKET, SO_PEERCRED = 1, 17
+_UCRED = struct.Struct("<iII")  # struct ucred: pid, uid, gid
+NO_ID = 0xFFFFFFFF  # the ids Linux gives for a socket without its peer's credentials
+
+
+def sys_getsockopt(
+    libos: LibOS, t: Task, fd: int, level: int, optname: int, optval: int, optlen: int
+) -> Result:
+    from occlum.kernel.libos import PROCEED
+    from occlum.kernel.procinfo import leader_cred
+
+    if s32(level) != SOL_SOCKET or s32(optname) != SO_PEERCRED:
+        return PROCEED
+    length = struct.unpack("<i", t.mem.read(optlen, 4))[0]
+    if length < 0:
+        raise SyscallError(errno.EINVAL, "negative option length")
+    with _duplicate(t, fd) as sock:
+        try:
+            raw = sock.getsockopt(SOL_SOCKET, SO_PEERCRED, _UCRED.size)
+        except OSError:
+            return PROCEED  # not a socket that has a peer: the kernel says why
+    host_pid = _UCRED.unpack(raw)[0]
+    if host_pid <= 0:
+        return PROCEED  # no peer (or one outside the instance): the kernel's own answer
+    peer = libos.procs.get(host_pid)
+    if peer is None:
+        libos.settle_all()  # a child forked natively that has made no served call yet
+        peer = libos.procs.get(host_pid)
+    if peer is not None:
+        cred = leader_cred(libos, peer)
+        answer = _UCRED.pack(peer.pid, cred.euid, cred.egid)
+    else:
+        # a peer that has exited since: its LibOS ids are gone, and the host's (root's,
+        # inside) would let any process pass for root by connecting and exiting
+        answer = _UCRED.pack(0, NO_ID, NO_ID)
+    length = min(length, _UCRED.size)
+    t.mem.write(optval, answer[:length])
+    t.mem.write(optlen, struct.pack("<i", length))
+    return 0
