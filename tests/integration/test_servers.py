@@ -143,6 +143,7 @@ PG_UID, PG_GID = 70, 70  # not the host's: the LibOS takes them from the image's
 PGDATA = "/var/lib/postgresql/main"
 AS_POSTGRES = ["/usr/bin/setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
 TOOLS = ("sh:dash", "mkdir", "chown", "chmod", "cat", "grep", "id", "locale")
+PAM_DIR = "/lib/x86_64-linux-gnu/security"
 
 
 def _postgres_bin() -> Path:
@@ -151,7 +152,7 @@ def _postgres_bin() -> Path:
         (p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/postgres")),
         key=lambda d: int(d.parent.name) if d.parent.name.isdigit() else 0,
     )
-    if not found or shutil.which("psql") is None or not Path("/usr/bin/setpriv").exists():
+    if not found or shutil.which("psql") is None or not Path("/usr/sbin/runuser").exists():
         pytest.fail("postgresql, postgresql-client or util-linux is missing: run scripts/setup.sh")
     return found[-1]
 
@@ -169,7 +170,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Instanc
     pg_bin = _postgres_bin()
     major = pg_bin.parent.name
     inst = Instance.new(tmp_path_factory.mktemp("postgres") / "instance")
-    inst.configure(entry_points=["/bin", "/usr/bin", str(pg_bin)])
+    inst.configure(entry_points=["/bin", "/usr/bin", "/usr/sbin", str(pg_bin)])
     tools = []
     for tool in TOOLS:
         inside, _, host = tool.partition(":")
@@ -178,6 +179,15 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Instanc
         "targets": [
             {"target": "/bin", "copy": [{"files": tools}]},
             {"target": "/usr/bin", "copy": [{"files": ["/usr/bin/setpriv"]}]},
+            # runuser, with the PAM modules and configuration of its stack
+            {"target": "/usr/sbin", "copy": [{"files": ["/usr/sbin/runuser"]}]},
+            {"target": PAM_DIR, "copy": [{"files": [
+                f"{PAM_DIR}/pam_{m}.so" for m in ("rootok", "keyinit", "limits", "unix")]}]},
+            {"target": "/etc/pam.d", "copy": [{"files": [
+                f"/etc/pam.d/{c}" for c in ("runuser", "other", "common-auth",
+                                            "common-account", "common-password",
+                                            "common-session")]}]},
+            {"target": "/etc/security", "copy": [{"files": ["/etc/security/limits.conf"]}]},
             {"target": str(pg_bin), "copy": [{"files": [
                 str(pg_bin / p) for p in ("postgres", "initdb", "pg_ctl", "pg_controldata", "psql")]}]},
             # initdb loads these (PL/pgSQL, the snowball text search dictionaries)
@@ -243,6 +253,9 @@ def test_postgres_started_as_root_runs_as_its_own_user(postgres: tuple[Instance,
         assert whoami.stdout == (
             f"uid={PG_UID}(postgres) gid={PG_GID}(postgres) groups={PG_GID}(postgres)\n"
         )
+        # the same with runuser, through PAM (pam_rootok: root needs no password)
+        with_pam = occlum(inst, "exec", "/usr/sbin/runuser", "-u", "postgres", "--", "/bin/id")
+        assert (with_pam.code, with_pam.stdout) == (0, whoami.stdout), with_pam.describe()
         initdb = occlum(inst, "exec", *AS_POSTGRES, str(pg_bin / "initdb"), "-D", PGDATA,
                         "--no-sync", "--auth-local=peer", "--auth-host=trust",
                         "-U", "postgres")  # fmt: skip
