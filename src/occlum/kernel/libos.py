@@ -343,6 +343,8 @@ class LibOS:
     def _mount(
         self, table: MountTable, fs: object, target: str, source: bytes, where: str = "image/"
     ) -> None:
+        if isinstance(fs, RamFs):  # its nameless files are freed at their last close
+            fs.close_watch = self.close_watch
         try:
             table.mount(fs, target.encode(), source=source)  # type: ignore[arg-type]
         except SyscallError as exc:

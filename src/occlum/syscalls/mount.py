@@ -188,6 +188,8 @@ def sys_mount(
         raise SyscallError(errno.EPERM, "hostfs mounts come from Occlum.json only")
     else:
         raise SyscallError(errno.ENODEV, f"unknown file system type {kind!r}")
+    if isinstance(fs, RamFs):  # its nameless files are freed at their last close
+        fs.close_watch = libos.close_watch
     fs.readonly = bool(flags & MS_RDONLY) or fs.readonly
     if not options:
         options = "ro" if fs.readonly else "rw"

@@ -233,6 +233,11 @@ class SefsFile(RamFile):
         self.content_dirty = True
         return True
 
+    def closed(self, wrote: bool) -> bool:
+        last_writer = wrote and self.writer_closed()
+        super().closed(wrote)
+        return last_writer
+
     def dropped(self) -> None:
         super().dropped()
         self.gone = True
