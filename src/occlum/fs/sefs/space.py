@@ -25,17 +25,18 @@ does the same (:meth:`SefsFs.sync <occlum.fs.sefs.volume.SefsFs.sync>`):
 from __future__ import annotations
 
 import errno
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
-from occlum.fs.sefs.store import RESERVE_MIN
+from occlum.fs.sefs.store import RESERVE_MIN, StoreUsage
 
 if TYPE_CHECKING:
     from occlum.fs.sefs.volume import SefsFile, SefsFs
     from occlum.vfs.inode import Inode
 
-__all__ = ["NoRoom", "fits_reserve", "unstored_lines"]
+__all__ = ["NoRoom", "VolumeUsage", "fits_reserve", "unstored_lines", "volume_usage"]
 
 
 class NoRoom(SyscallError):
@@ -58,3 +59,29 @@ def unstored_lines(unstored: dict[SefsFile, str], inode: Inode | None) -> list[s
         why = unstored.get(inode)  # type: ignore[call-overload]
         return [] if why is None else [why]
     return list(unstored.values())
+
+
+@dataclass(slots=True, frozen=True)
+class VolumeUsage:
+    """Live data against what the host stores for it (``occlum fsck``)."""
+
+    files: int
+    live_bytes: int  # file contents the volume holds, holes left out
+    store: StoreUsage
+
+    @property
+    def overhead(self) -> float:
+        """Stored bytes per live byte, the reserve left out (1.0: nothing but data)."""
+        stored = self.store.total - self.store.reserve_bytes
+        return stored / self.live_bytes if self.live_bytes else float(stored > 0)
+
+
+def volume_usage(fs: SefsFs) -> VolumeUsage:
+    """What ``fs`` holds as committed, against what its storage directory holds."""
+    from occlum.fs.sefs.volume import CHUNK
+
+    files = live = 0
+    for f in fs._files():
+        files += 1
+        live += sum(min(CHUNK, f.size - i * CHUNK) for i, c in enumerate(f.chunks) if c)
+    return VolumeUsage(files, live, fs.store.usage(fs.committed_names()))

@@ -159,9 +159,10 @@ class ObjectStore:
         self.on_step: Callable[[str], None] | None = None
         # ids written since the last commit: garbage if that commit does not name them
         self.written: set[bytes] = set()
-        # the reserve is not whole (given back, or the host had no room for it): the disk is
-        # (nearly) full, so commits remove the objects they stop naming at once
+        # a write found the host full, or the reserve is not whole (given back, or no room
+        # for it): commits remove the objects they stop naming at once (:meth:`nearly_full`)
         self.short = False
+        self.reserve = 0  # the size the reserve was made
         try:
             root.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._dirfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -370,8 +371,8 @@ class ObjectStore:
     # --- the reserve ------------------------------------------------------------------------------
 
     def make_reserve(self, size: int) -> bool:
-        """Have ``size`` bytes allocated as the reserve (it never shrinks); False, and the
-        store short of space, when the host has no room for them."""
+        """Have ``size`` bytes allocated as the reserve (it never shrinks); False when the
+        host has no room for them (the store is then short of space)."""
         try:
             fd = os.open(
                 RESERVE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600,
@@ -390,8 +391,20 @@ class ObjectStore:
             return False
         finally:
             os.close(fd)
+        self.reserve = size
         self.short = False
         return True
+
+    def nearly_full(self) -> bool:
+        """Whether the reserve is not whole, or the host has less room left than twice the
+        reserve or 1/20 of its size: commits then remove the objects they stop naming at once."""
+        if self.short:
+            return True
+        try:
+            v = os.fstatvfs(self._dirfd)
+        except OSError:
+            return False
+        return v.f_bavail < max(2 * self.reserve // max(v.f_frsize, 1), v.f_blocks // 20)
 
     def release_reserve(self) -> bool:
         """Give the reserve's blocks back to the full host file system for the commit under

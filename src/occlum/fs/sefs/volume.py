@@ -434,6 +434,7 @@ class SefsFs(RamFs):
         self._meta_len = 0
         # files whose latest contents the last commit could not store (the host is full)
         self._unstored: dict[SefsFile, str] = {}
+        self._swept = 0  # objects the last commit removed at once (a full host)
         # says, once per file, that its contents could not be stored (the LibOS's log)
         self.log_error: Callable[[str], None] | None = None
         try:
@@ -656,13 +657,17 @@ class SefsFs(RamFs):
                 if journal is None or not is_space_error(e):
                     raise
                 # no room for a checkpoint: the journal grows past its bound until one fits
-        try:
-            self._append(journal, _Commit(self.store, INLINE_MAX))
-        except SyscallError as e:
-            if not is_space_error(e):
-                raise
-            self.store.release_reserve()
-            self._append(journal, _Commit(self.store, CHUNK, extents=False))
+        for _ in range(2):
+            try:
+                self._append(journal, _Commit(self.store, INLINE_MAX))
+            except SyscallError as e:
+                if not is_space_error(e):
+                    raise
+                self.store.release_reserve()
+                self._append(journal, _Commit(self.store, CHUNK, extents=False))
+            if not (self._unstored and self._swept):
+                break
+            # the commit freed room (deletes) after its files did not fit: once more for them
 
     def _append(self, journal: Journal, commit: _Commit) -> None:
         """Commit by appending one record with ``commit``'s changes to ``journal``."""
@@ -702,11 +707,12 @@ class SefsFs(RamFs):
                     "there is room; fsync of it returns ENOSPC until then"
                 )
         self._unstored = commit.unstored
-        if self.store.short:
-            self.store.sweep(self._keep())
+        self._swept = 0
+        if self.store.nearly_full():
+            self._swept = self.store.sweep(self.committed_names())
             self.store.make_reserve(reserve_size(self._meta_len))
 
-    def _keep(self) -> set[str]:
+    def committed_names(self) -> set[str]:
         """The names of the files the committed state needs: its objects and journal."""
         keep = {o.hex() for o in self.referenced_objects()}
         if self._journal is not None:
@@ -715,6 +721,26 @@ class SefsFs(RamFs):
 
     def unstored(self, inode: Inode | None = None) -> list[str]:
         return unstored_lines(self._unstored, inode)
+
+    def compact(self) -> None:
+        """Commit, then checkpoint even if nothing changed: the journal is folded into the
+        metadata and every object and journal the state does not name is removed."""
+        self.sync()
+        self._checkpoint()
+
+    def verify(self) -> list[str]:
+        """Read and verify every file's contents, one file at a time; what failed, by inode."""
+        failed: list[str] = []
+        for f in list(self._files()):
+            if f.memfd is not None:
+                continue  # in use: verified when it was loaded
+            try:
+                f._load()
+            except SyscallError as e:
+                failed.append(e.why)
+            finally:
+                f.close_memfd()
+        return failed
 
     def _sync_dir(self) -> None:
         try:
@@ -758,7 +784,7 @@ class SefsFs(RamFs):
             records, referenced = self._encode(commit)
             if records == self._records and self._journal is not None and self._journal.empty:
                 # nothing to commit; what the committed state does not name is still garbage
-                store.sweep(self._keep())
+                store.sweep(self.committed_names())
                 self._committed(commit)
                 return
             head = _dumps({"format": _FORMAT, "root": self.root.ino})

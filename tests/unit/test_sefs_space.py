@@ -1,0 +1,204 @@
+"""SEFS on a full host file system (fs/sefs/space.py): each volume lives on a small tmpfs of its
+own, so that ENOSPC comes from the kernel as it would from a full disk."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from occlum.fs.sefs import SefsFs
+from occlum.fs.sefs.space import volume_usage
+from occlum.fs.sefs.store import RESERVE, ObjectStore
+from occlum.vfs.inode import Inode
+
+KEY = bytes(range(32))
+MIB = 1 << 20
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MiB tmpfs, unmounted at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    d = tmp_path / "disk"
+    d.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(d)], check=True)
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)], check=True)
+
+
+@pytest.fixture
+def volumes() -> Iterator[list[SefsFs]]:
+    opened: list[SefsFs] = []
+    yield opened
+    for fs in opened:
+        fs.close(commit=False)
+
+
+def mount(opened: list[SefsFs], d: Path) -> SefsFs:
+    fs = SefsFs(d, KEY)
+    opened.append(fs)
+    return fs
+
+
+def content(n: int, size: int = MIB) -> bytes:
+    return (b"%07d" % n) * (size // 7) + bytes(size % 7)
+
+
+def write(inode: Inode, data: bytes) -> None:
+    fd = inode.open_host_fd(os.O_RDWR)
+    try:
+        os.pwrite(fd, data, 0)
+    finally:
+        os.close(fd)
+
+
+def read(inode: Inode) -> bytes:
+    fd = inode.open_host_fd(os.O_RDONLY)
+    try:
+        return os.pread(fd, 1 << 30, 0)
+    finally:
+        os.close(fd)
+
+
+def fill(fs: SefsFs) -> int:
+    """Files f0, f1, ... of 1 MiB, each committed, until one does not fit; its number."""
+    n = 0
+    while True:
+        f = fs.root.create(b"f%d" % n, 0o644, 0, 0)
+        write(f, content(n))
+        fs.sync()
+        if fs.unstored(f):
+            return n
+        n += 1
+
+
+def eat_the_rest(d: Path) -> None:
+    """Take every block the host has left, as another program writing beside the volume."""
+    fd = os.open(d / "other", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        while True:
+            os.write(fd, bytes(4096))
+    except OSError as e:
+        assert e.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+def garbage(fs: SefsFs) -> int:
+    return volume_usage(fs).store.garbage
+
+
+def test_a_file_that_does_not_fit_keeps_its_committed_contents(
+    disk: Path, volumes: list[SefsFs]
+) -> None:
+    vol = disk / "vol"
+    fs = mount(volumes, vol)
+    last = fill(fs)
+    assert last >= 4
+    f = fs.root.lookup(b"f%d" % last)
+    (why,) = fs.unstored(f)
+    assert "No space left on device" in why and f"inode {f.ino}" in why
+    assert fs.unstored(fs.root.lookup(b"f0")) == [] and fs.unstored() == [why]
+    # nothing of it reached the host: no partial object, no garbage
+    assert garbage(fs) == 0
+    fs.close(commit=False)
+    again = mount(volumes, vol)
+    for n in range(last):
+        assert read(again.root.lookup(b"f%d" % n)) == content(n)
+    assert read(again.root.lookup(b"f%d" % last)) == b""  # its name was committed, not its data
+
+
+def test_deletes_and_truncates_commit_on_a_full_disk_and_give_the_room_back(
+    disk: Path, volumes: list[SefsFs]
+) -> None:
+    vol = disk / "vol"
+    fs = mount(volumes, vol)
+    last = fill(fs)
+    eat_the_rest(disk)  # not even a journal record fits now, but for the reserve
+    for n in range(3):
+        fs.root.unlink(b"f%d" % n)
+    fs.sync()  # the record goes into the reserve's room, then the deleted files' objects go
+    assert garbage(fs) == 0 and fs.unstored() == []  # and the file that did not fit now did
+    t = fs.root.lookup(b"f3")
+    t.setattr(size=1000)  # into the middle of a chunk: a chunk of data to commit
+    fs.sync()
+    # with room again, f3's old extent waits for the next checkpoint
+    assert fs.unstored() == [] and garbage(fs) <= 1
+    assert (vol / RESERVE).stat().st_blocks * 512 >= MIB  # taken back
+    write(fs.root.create(b"g", 0o644, 0, 0), content(99))
+    fs.sync()
+    assert fs.unstored() == []
+    fs.close(commit=False)
+    again = mount(volumes, vol)
+    names = sorted(e.name for e in again.root.readdir())
+    assert names == sorted([b"g", *(b"f%d" % n for n in range(3, last + 1))])
+    assert read(again.root.lookup(b"f3")) == content(3)[:1000]
+    assert read(again.root.lookup(b"g")) == content(99)
+    for n in range(4, last + 1):
+        assert read(again.root.lookup(b"f%d" % n)) == content(n)
+
+
+def test_without_the_reserve_a_delete_on_a_full_disk_cannot_commit(
+    disk: Path, volumes: list[SefsFs], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the control for the test above: what the reserve is for
+    monkeypatch.setattr(ObjectStore, "make_reserve", lambda self, size: False)
+    fs = mount(volumes, disk / "vol")
+    fill(fs)
+    eat_the_rest(disk)
+    fs.root.unlink(b"f0")
+    with pytest.raises(Exception) as e:
+        fs.sync()
+    assert getattr(e.value, "errno", None) == errno.ENOSPC
+
+
+def test_a_checkpoint_on_a_full_disk_uses_the_reserve(disk: Path, volumes: list[SefsFs]) -> None:
+    vol = disk / "vol"
+    fs = mount(volumes, vol)
+    last = fill(fs)
+    eat_the_rest(disk)
+    fs.root.unlink(b"f%d" % last)  # the file that did not fit: nothing left to store
+    fs.compact()
+    assert fs.unstored() == [] and volume_usage(fs).store.journal_bytes == 0
+
+
+def test_the_next_checkpoint_removes_garbage(tmp_path: Path, volumes: list[SefsFs]) -> None:
+    vol = tmp_path / "vol"
+    fs = mount(volumes, vol)
+    write(fs.root.create(b"f", 0o644, 0, 0), content(1, 3 * MIB))
+    fs.sync()
+    # what a crash between an object's write and its commit leaves, or a version of SEFS that
+    # kept the part of an object that fitted
+    for _ in range(3):
+        (vol / os.urandom(16).hex()).write_bytes(os.urandom(MIB))
+    fs.root.unlink(b"f")  # a journal commit: its objects stay until the next checkpoint
+    fs.sync()
+    before = volume_usage(fs)
+    assert before.store.garbage == 4 and before.live_bytes == 0
+    fs.compact()
+    after = volume_usage(fs)
+    assert after.store.garbage == 0 and after.store.object_bytes < 64 * 1024
+    fs.close(commit=False)
+    assert sorted(os.listdir(vol)) == sorted(mount(volumes, vol).committed_names() | {
+        "superblock", RESERVE
+    })  # fmt: skip
+
+
+def test_live_and_stored_bytes(tmp_path: Path, volumes: list[SefsFs]) -> None:
+    fs = mount(volumes, tmp_path / "vol")
+    write(fs.root.create(b"a", 0o644, 0, 0), content(1, 2 * MIB))
+    sparse = fs.root.create(b"sparse", 0o644, 0, 0)
+    sparse.setattr(size=64 * MIB)  # a hole: not live data, not stored
+    fs.compact()
+    u = volume_usage(fs)
+    assert u.files == 2 and u.live_bytes == 2 * MIB
+    assert 2 * MIB <= u.store.object_bytes < 2 * MIB + 64 * 1024
+    assert u.store.reserve_bytes >= MIB and 1.0 <= u.overhead < 1.05
