@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from occlum.abi.errors import SyscallError
 from occlum.fs.sefs import SefsFs
 from occlum.fs.sefs.space import volume_usage
 from occlum.fs.sefs.store import RESERVE, ObjectStore
@@ -202,3 +203,55 @@ def test_live_and_stored_bytes(tmp_path: Path, volumes: list[SefsFs]) -> None:
     assert u.files == 2 and u.live_bytes == 2 * MIB
     assert 2 * MIB <= u.store.object_bytes < 2 * MIB + 64 * 1024
     assert u.store.reserve_bytes >= MIB and 1.0 <= u.overhead < 1.05
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+
+def test_an_object_that_does_not_fit_leaves_nothing_behind(disk: Path) -> None:
+    store = ObjectStore(disk / "s", KEY, mac_only=False)
+    try:
+        store.put(content(1))
+        with pytest.raises(SyscallError) as e:
+            store.put(content(2, 16 * MIB))
+        assert e.value.errno == errno.ENOSPC and store.short
+        assert len(os.listdir(disk / "s")) == 1  # the first object only, no part of the second
+    finally:
+        store.close()
+
+
+def test_the_reserve_is_allocated_given_back_and_taken_again(disk: Path) -> None:
+    store = ObjectStore(disk / "s", KEY, mac_only=False)
+    try:
+        assert store.make_reserve(2 * MIB) and not store.short
+        reserve = disk / "s" / RESERVE
+        assert reserve.stat().st_blocks * 512 >= 2 * MIB
+        eat_the_rest(disk)
+        assert store.nearly_full()
+        assert store.release_reserve() and store.short
+        assert reserve.stat().st_blocks == 0
+        store.put(content(1))  # the room it gave back
+        assert not store.release_reserve()  # nothing left to give
+        assert not store.make_reserve(2 * MIB) and store.short  # no room to take it again
+        (disk / "other").unlink()
+        assert store.make_reserve(2 * MIB) and not store.short and not store.nearly_full()
+    finally:
+        store.close()
+
+
+def test_sweep_removes_what_no_state_names_and_usage_counts_it(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "s", KEY, mac_only=False)
+    try:
+        kept = store.put(content(1))
+        lost = store.put(content(2))
+        store.make_reserve(MIB)
+        (tmp_path / "s" / "journal-00").write_bytes(bytes(4096))
+        keep = {kept.name}
+        u = store.usage(keep)
+        assert (u.objects, u.garbage) == (2, 2) and u.reserve_bytes >= MIB
+        assert u.garbage_bytes == u.journal_bytes + u.object_bytes // 2
+        assert store.sweep(keep) == 2
+        assert sorted(os.listdir(tmp_path / "s")) == sorted([kept.name, RESERVE])
+        assert store.usage(keep).garbage == 0 and lost.name not in os.listdir(tmp_path / "s")
+    finally:
+        store.close()
