@@ -7,6 +7,8 @@
  *                        ("stored g: <result>"), truncates f4 to 1000 bytes and fsyncs it
  *                        ("truncated f4: <result>").  Exit 0 if every step after the fill
  *                        succeeded.
+ *   sefs_full spill DIR MIB  writes MIB MiB to DIR/spill without fsync and exits 0: the LibOS
+ *                        commits it at exit, or fails to (each MiB is content(2000000)).
  *   sefs_full check DIR  prints "<name> <size> ok|bad" for each entry of DIR, sorted by name (ok:
  *                        the first <size> bytes of content(N), g being N = 1000000).
  *
@@ -23,6 +25,7 @@
 
 #define SIZE (1024 * 1024)
 #define G 1000000UL
+#define S 2000000UL /* spill */
 
 static void content(unsigned char *buf, unsigned long n, size_t size)
 {
@@ -112,7 +115,7 @@ static int check(const char *dir)
         const char *name = names[i]->d_name;
         if (name[0] == '.')
             continue;
-        unsigned long n = name[0] == 'g' ? G : strtoul(name + 1, NULL, 10);
+        unsigned long n = name[0] == 'g' ? G : name[0] == 's' ? S : strtoul(name + 1, NULL, 10);
         snprintf(path, sizeof path, "%s/%s", dir, name);
         int fd = open(path, O_RDONLY);
         size_t total = 0;
@@ -130,13 +133,35 @@ static int check(const char *dir)
     return 0;
 }
 
+static int spill(const char *dir, long mib)
+{
+    static unsigned char buf[SIZE];
+    char path[4096];
+    content(buf, S, SIZE);
+    snprintf(path, sizeof path, "%s/spill", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        perror(path);
+        return 1;
+    }
+    for (long i = 0; i < mib; i++)
+        if (write(fd, buf, SIZE) != SIZE) {
+            perror(path);
+            return 1;
+        }
+    printf("spilled %ld MiB\n", mib);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc == 4 && strcmp(argv[1], "spill") == 0)
+        return spill(argv[2], atol(argv[3]));
     if (argc == 3 && strcmp(argv[1], "fill") == 0)
         return fill(argv[2]);
     if (argc == 3 && strcmp(argv[1], "check") == 0)
         return check(argv[2]);
-    fprintf(stderr, "usage: sefs_full fill|check DIR\n");
+    fprintf(stderr, "usage: sefs_full fill|check DIR, sefs_full spill DIR MIB\n");
     return 2;
 }
