@@ -255,3 +255,37 @@ def test_sweep_removes_what_no_state_names_and_usage_counts_it(tmp_path: Path) -
         assert store.usage(keep).garbage == 0 and lost.name not in os.listdir(tmp_path / "s")
     finally:
         store.close()
+
+
+def test_a_checkpoint_whose_rename_is_not_made_durable_still_switches(
+    tmp_path: Path, volumes: list[SefsFs], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vol = tmp_path / "vol"
+    fs = mount(volumes, vol)
+    write(fs.root.create(b"f", 0o644, 0, 0), content(1))
+    fs.sync()
+    real = fs.store.sync_dir
+    calls = 0
+
+    def failing() -> None:  # the directory fsync after the superblock's rename fails
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError(errno.EIO, "Input/output error")
+        real()
+
+    monkeypatch.setattr(fs.store, "sync_dir", failing)
+    with pytest.raises(SyscallError):
+        fs.compact()
+    monkeypatch.undo()
+    # the new superblock is in place: commits go to the journal it names, and a sweep on a
+    # nearly full host would keep its metadata
+    write(fs.root.create(b"g", 0o644, 0, 0), content(2))
+    fs.sync()
+    sb = fs.store.read_superblock()
+    assert sb is not None and {sb.meta.name, "journal-" + sb.journal.hex()} <= fs.committed_names()
+    fs.store.sweep(fs.committed_names())
+    fs.close(commit=False)
+    again = mount(volumes, vol)
+    assert read(again.root.lookup(b"f")) == content(1)
+    assert read(again.root.lookup(b"g")) == content(2)

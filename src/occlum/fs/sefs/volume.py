@@ -798,29 +798,46 @@ class SefsFs(RamFs):
                 Superblock(generation, ref, len(meta), journal.jid, self.volume_id)
             )
         except BaseException:
-            if switching:  # keep what the new superblock names; a sweep removes it if unused
-                store.written.clear()
+            if switching and self._superblock_names(ref):
+                # the rename happened, only its fsync failed: the new state is the volume's
+                # now (sweeping with the old one would remove the metadata it names)
+                commit.close()
+                self._switch(journal, generation, records, ref, len(meta))
+                raise
             commit.undo()
             journal.close()
-            if not switching:
-                with contextlib.suppress(OSError):
-                    os.unlink(journal.name, dir_fd=store.dirfd)
+            with contextlib.suppress(OSError):
+                os.unlink(journal.name, dir_fd=store.dirfd)
             raise
         finally:
             commit.close()
+        self._switch(journal, generation, records, ref, len(meta))
+        store.sweep({o.hex() for o in referenced} | {ref.name, journal.name})
+        self._committed(commit)
+        store.make_reserve(reserve_size(self._meta_len))  # the metadata may have grown
+
+    def _superblock_names(self, ref: ObjectRef) -> bool:
+        try:
+            sb = self.store.read_superblock()
+        except SyscallError:
+            return False
+        return sb is not None and sb.meta == ref
+
+    def _switch(
+        self, journal: Journal, generation: int, records: dict[int, str], ref: ObjectRef, n: int
+    ) -> None:
+        """The superblock names ``ref`` and ``journal``: the volume's state follows."""
+        store = self.store
         old = self._journal
         self._journal = journal
         if old is not None:
             old.close()
         self._generation = generation
         self._records = records
-        self._meta, self._meta_len = ref, len(meta)
+        self._meta, self._meta_len = ref, n
         store.written.clear()
         if self.counters is not None:
             self.counters.advance(self.volume_id, generation)
-        store.sweep({o.hex() for o in referenced} | {ref.name, journal.name})
-        self._committed(commit)
-        store.make_reserve(reserve_size(self._meta_len))  # the metadata may have grown
 
     def _move_out_of_journal(self, commit: _Commit) -> None:
         """Give every file chunk kept in a journal record a place in an object of its own."""
