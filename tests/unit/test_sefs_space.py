@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from occlum.abi.errors import SyscallError
-from occlum.fs.sefs import SefsFs
+from occlum.fs.sefs import SefsFs, volume
 from occlum.fs.sefs.space import volume_usage
 from occlum.fs.sefs.store import RESERVE, ObjectStore
 from occlum.vfs.inode import Inode
@@ -289,3 +289,27 @@ def test_a_checkpoint_whose_rename_is_not_made_durable_still_switches(
     again = mount(volumes, vol)
     assert read(again.root.lookup(b"f")) == content(1)
     assert read(again.root.lookup(b"g")) == content(2)
+
+
+def test_a_full_journal_on_a_full_disk_still_takes_deletes_until_a_checkpoint_fits(
+    disk: Path, volumes: list[SefsFs], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # small files live in the journal; a checkpoint must move them out, which needs room
+    monkeypatch.setattr(volume, "JOURNAL_MAX", 512 * 1024)
+    vol = disk / "vol"
+    fs = mount(volumes, vol)
+    n = 0
+    while not fs.unstored():
+        write(fs.root.create(b"s%d" % n, 0o644, 0, 0), content(n, 100 * 1024))
+        fs.sync()
+        n += 1
+    eat_the_rest(disk)
+    for k in range(n):  # every sync commits, none raises
+        fs.root.unlink(b"s%d" % k)
+        fs.sync()
+    assert fs.unstored() == []
+    fs.compact()
+    u = volume_usage(fs)
+    assert u.files == 0 and u.store.garbage == 0 and u.store.journal_bytes == 0
+    fs.close(commit=False)
+    assert mount(volumes, vol).root.readdir() == []

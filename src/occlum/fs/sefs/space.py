@@ -9,9 +9,12 @@ does the same (:meth:`SefsFs.sync <occlum.fs.sefs.volume.SefsFs.sync>`):
   on.  The file is *unstored*: ``fsync``/``fdatasync``/``syncfs`` of it return ENOSPC, the LibOS
   logs one line for it, and each later commit tries it again.
 - **Deletes and truncates always commit.**  If the journal record itself does not fit, the
-  commit is made again without extents (at most one chunk of file data, inline: a truncate
-  to the middle of a chunk) and the store gives back its *reserve* (:data:`.store.RESERVE`,
-  sized for a record and a checkpoint's metadata) to make room for it.
+  commit is made again with what takes no room: metadata, and the data of files that shrink
+  (a truncate into the middle of a chunk), at most one chunk; that record alone may be
+  written in the room of the *reserve* (:data:`.store.RESERVE`, sized for a record and a
+  checkpoint's metadata), which gives back just what it needs and keeps the rest for the
+  next ones.  While the reserve is not whole, file data may take only the room the reserve
+  does not lack (:meth:`.store.ObjectStore.spare`): writes do not eat what deletes need.
 - **Garbage goes at once.**  While the reserve is not whole (the host is full), every commit
   removes the objects the committed state no longer names (the extents of deleted and
   rewritten files), then takes the reserve back when the host has room again.  Otherwise the

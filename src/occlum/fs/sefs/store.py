@@ -68,6 +68,7 @@ JOURNAL_PREFIX = "journal-"
 # checkpoint's metadata object and superblock.  Each costs at most the metadata's size, which
 # grows with the volume: 1 MiB plus twice the last checkpoint's metadata object.
 RESERVE_MIN = 1 << 20
+_RELEASE_STEP = 64 * 1024  # what a commit takes of the reserve, at least: block and inode slack
 # what a full host file system gives: the commit may then fall back to the reserve
 SPACE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _OBJECT_NAME = re.compile(r"[0-9a-f]{32}")
@@ -163,6 +164,7 @@ class ObjectStore:
         # for it): commits remove the objects they stop naming at once (:meth:`nearly_full`)
         self.short = False
         self.reserve = 0  # the size the reserve was made
+        self.reserve_held = 0  # and how much of it is allocated now
         try:
             root.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._dirfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -391,9 +393,18 @@ class ObjectStore:
             return False
         finally:
             os.close(fd)
-        self.reserve = size
+        self.reserve = self.reserve_held = size
         self.short = False
         return True
+
+    def spare(self) -> int:
+        """The bytes the host has free beyond what the reserve still lacks: what file data may
+        take while the reserve is not whole (the rest is for deletes)."""
+        try:
+            v = os.fstatvfs(self._dirfd)
+        except OSError:
+            return 0
+        return max(0, v.f_bavail * v.f_frsize - max(0, self.reserve - self.reserve_held))
 
     def nearly_full(self) -> bool:
         """Whether the reserve is not whole, or the host has less room left than twice the
@@ -406,22 +417,27 @@ class ObjectStore:
             return False
         return v.f_bavail < max(2 * self.reserve // max(v.f_frsize, 1), v.f_blocks // 20)
 
-    def release_reserve(self) -> bool:
-        """Give the reserve's blocks back to the full host file system for the commit under
-        way; False if there was nothing to give."""
+    def release_reserve(self, need: int | None = None) -> bool:
+        """Give ``need`` bytes of the reserve (rounded up to 64 KiB; None: all of it) back to
+        the full host file system for the commit under way, keeping the rest for the next
+        ones; False if there was nothing to give."""
         try:
             fd = os.open(RESERVE, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=self._dirfd)
         except OSError:
             return False
         try:
-            if os.fstat(fd).st_blocks == 0:
+            st = os.fstat(fd)
+            held = min(st.st_size, st.st_blocks * 512)
+            if held == 0:
                 return False
-            os.ftruncate(fd, 0)
+            keep = 0 if need is None else max(0, held - -(-need // _RELEASE_STEP) * _RELEASE_STEP)
+            os.ftruncate(fd, keep)
         except OSError:
             return False
         finally:
             os.close(fd)
         self.short = True
+        self.reserve_held = keep
         return True
 
     # --- superblock --------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import itertools
 import json
 import os
 import struct
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -51,10 +52,12 @@ from occlum.fs.sefs.space import NoRoom, fits_reserve, unstored_lines
 from occlum.fs.sefs.store import (
     FORMATTING,
     OBJECT_ID_SIZE,
+    PAD,
     ObjectRef,
     ObjectStore,
     Superblock,
     is_space_error,
+    padded,
     reserve_size,
 )
 from occlum.platform.fdbudget import lasting
@@ -326,20 +329,35 @@ class _Commit:
     extent objects written on a helper thread that lives for this commit only (no thread
     outlives a call into SEFS: the supervisor may fork)."""
 
-    def __init__(self, store: ObjectStore, budget: int, *, extents: bool = True) -> None:
+    def __init__(
+        self, store: ObjectStore, budget: int, *, extents: bool = True, room: int | None = None
+    ) -> None:
         self.store = store
         self.record = os.urandom(OBJECT_ID_SIZE)
         self.inline = bytearray()
         self.budget = budget
         self.extents = extents  # False: a commit made on a full disk writes no extent
+        # bytes of file data the commit may write (None: no limit): on a full host, what the
+        # reserve does not need
+        self.room = room
+        self._room_lock = threading.Lock()  # extents are taken on the writer thread
         self._writer: ThreadPoolExecutor | None = None
         # (file, chunks, size) before this commit flushed it: restored if the commit fails
         self.flushed: list[tuple[SefsFile, list[Chunk | None], int]] = []
         # files whose contents did not fit on the host (they keep their committed contents)
         self.unstored: dict[SefsFile, str] = {}
 
+    def _take(self, n: int) -> bool:
+        with self._room_lock:
+            if self.room is None:
+                return True
+            if n > self.room:
+                return False
+            self.room -= n
+            return True
+
     def put(self, body: bytes) -> ObjectRef:
-        if not self.extents:
+        if not self.extents or not self._take(padded(len(body)) + PAD):
             raise NoRoom(self.store.root)
         return self.store.put(body)
 
@@ -349,6 +367,8 @@ class _Commit:
         host files), and so does whatever does not fit in the budget."""
         if len(body) > CHUNK or len(self.inline) + len(body) > self.budget:
             return None
+        if not self._take(len(body)):
+            return None  # then it is an extent, which does not fit either
         at = len(self.inline)
         self.inline += body
         return at
@@ -621,6 +641,12 @@ class SefsFs(RamFs):
     def _flush(self, f: SefsFile, commit: _Commit) -> None:
         """Flush ``f`` into ``commit``; if its contents do not fit on the host, the file keeps
         its committed contents (and stays to flush), the rest of the commit goes on."""
+        if not commit.extents and f.memfd is not None and f._size() >= f.size:
+            # a record made on a full disk takes data only of files that shrink (a truncate)
+            commit.unstored[f] = self._unstored.get(f) or (
+                f"SEFS {self.storage_dir}: inode {f.ino} does not fit (no room on the host)"
+            )
+            return
         before = set(self.store.written)
         try:
             f.flush(commit)
@@ -649,7 +675,10 @@ class SefsFs(RamFs):
         if self.closed:
             return
         journal = self._journal
-        if journal is None or journal.size >= JOURNAL_MAX:
+        # on a full host, a checkpoint is tried only when it fits in the reserve's room
+        if journal is None or (
+            journal.size >= JOURNAL_MAX and (not self.store.short or fits_reserve(self))
+        ):
             try:
                 self._checkpoint()
                 return
@@ -658,12 +687,14 @@ class SefsFs(RamFs):
                     raise
                 # no room for a checkpoint: the journal grows past its bound until one fits
         for _ in range(2):
+            # while the reserve is not whole, file data may not take the room it lacks
+            room = self.store.spare() if self.store.short else None
             try:
-                self._append(journal, _Commit(self.store, INLINE_MAX))
+                self._append(journal, _Commit(self.store, INLINE_MAX, room=room))
             except SyscallError as e:
                 if not is_space_error(e):
                     raise
-                self.store.release_reserve()
+                # a record of what takes no room, written in the reserve's room
                 self._append(journal, _Commit(self.store, CHUNK, extents=False))
             if not (self._unstored and self._swept):
                 break
@@ -683,7 +714,16 @@ class SefsFs(RamFs):
             head = _dumps({"format": _FORMAT, "g": self._generation + 1, "root": self.root.ino})
             text = head[:-1] + ',"gone":' + _dumps(gone) + ',"inodes":[' + ",".join(changed)
             raw = (text + "]}").encode()
-            journal.append(commit.record, _RECORD_HEAD.pack(len(raw)) + raw + commit.inline)
+            payload = _RECORD_HEAD.pack(len(raw)) + raw + commit.inline
+            try:
+                journal.append(commit.record, payload)
+            except SyscallError as e:
+                # only a record of what takes no room may use the reserve
+                if commit.extents or not is_space_error(e):
+                    raise
+                if not self.store.release_reserve(len(payload) + PAD):
+                    raise
+                journal.append(commit.record, payload)
         except BaseException:
             commit.undo()
             raise
