@@ -313,3 +313,28 @@ def test_a_full_journal_on_a_full_disk_still_takes_deletes_until_a_checkpoint_fi
     assert u.files == 0 and u.store.garbage == 0 and u.store.journal_bytes == 0
     fs.close(commit=False)
     assert mount(volumes, vol).root.readdir() == []
+
+
+def test_creating_files_on_a_full_disk_cannot_eat_the_reserve(
+    disk: Path, volumes: list[SefsFs]
+) -> None:
+    vol = disk / "vol"
+    fs = mount(volumes, vol)
+    last = fill(fs)
+    eat_the_rest(disk)
+    refused = 0
+    for k in range(100):  # a program that keeps making (empty) files and writing to them
+        f = fs.root.create(b"new%d" % k, 0o644, 0, 0)
+        write(f, content(k, 4096))
+        try:
+            fs.sync()
+        except SyscallError as e:
+            assert e.errno == errno.ENOSPC
+            refused += 1
+    assert refused > 80  # without the rule: every one, in the reserve's room
+    fs.root.unlink(b"f0")  # and the delete still commits, with them
+    fs.sync()
+    fs.close(commit=False)
+    again = mount(volumes, vol)
+    names = {e.name for e in again.root.readdir()}
+    assert b"f0" not in names and b"f1" in names and b"f%d" % last in names

@@ -10,8 +10,8 @@ does the same (:meth:`SefsFs.sync <occlum.fs.sefs.volume.SefsFs.sync>`):
   logs one line for it, and each later commit tries it again.
 - **Deletes and truncates always commit.**  If the journal record itself does not fit, the
   commit is made again with what takes no room: metadata, and the data of files that shrink
-  (a truncate into the middle of a chunk), at most one chunk; that record alone may be
-  written in the room of the *reserve* (:data:`.store.RESERVE`, sized for a record and a
+  (a truncate into the middle of a chunk), at most one chunk; that record, if it deletes
+  something or adds no inode, may be written in the room of the *reserve* (:data:`.store.RESERVE`, sized for a record and a
   checkpoint's metadata), which gives back just what it needs and keeps the rest for the
   next ones.  While the reserve is not whole, file data may take only the room the reserve
   does not lack (:meth:`.store.ObjectStore.spare`): writes do not eat what deletes need.

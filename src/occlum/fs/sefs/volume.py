@@ -718,8 +718,10 @@ class SefsFs(RamFs):
             try:
                 journal.append(commit.record, payload)
             except SyscallError as e:
-                # only a record of what takes no room may use the reserve
-                if commit.extents or not is_space_error(e):
+                # only a record of what takes no room may use the reserve: one that deletes,
+                # or changes inodes without adding any (creating files needs room)
+                adds = any(ino not in self._records for ino in records)
+                if commit.extents or not is_space_error(e) or (adds and not gone):
                     raise
                 if not self.store.release_reserve(len(payload) + PAD):
                     raise
