@@ -141,6 +141,7 @@ class LibOS:
         self.init_pid = 0
         self.first_status: int | None = None
         self.exit_committed = True  # the exit-time commit stored everything
+        self.writeback_errors: dict[FileSystem, str] = {}  # the last one logged, per volume
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.close_watch.fd, selectors.EVENT_READ, "closes")
         self.faults = FaultLog()
@@ -319,9 +320,13 @@ class LibOS:
             try:
                 fs.sync()
             except SyscallError as exc:
-                self.log.error(f"cannot write back {fs.fstype}: {exc.why or exc}")
+                why = f"cannot write back {fs.fstype}: {exc.why or exc}"
+                if self.writeback_errors.get(fs) != why:  # once, not at every write-back
+                    self.log.error(why)
+                self.writeback_errors[fs] = why
                 stored = False
             else:
+                self.writeback_errors.pop(fs, None)
                 stored = stored and not fs.unstored()
         return stored
 
