@@ -374,26 +374,31 @@ class ObjectStore:
 
     def make_reserve(self, size: int) -> bool:
         """Have ``size`` bytes allocated as the reserve (it never shrinks); False when the
-        host has no room for them (the store is then short of space)."""
+        host has no room for them (the store is then short of space) or cannot allocate
+        ahead at all (then there is no reserve, and nothing else changes)."""
+        self.reserve = max(self.reserve, size)
         try:
             fd = os.open(
                 RESERVE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600,
                 dir_fd=self._dirfd,
             )  # fmt: skip
-        except OSError:
-            self.short = True
+        except OSError as e:
+            self.short = is_space_error(e)
             return False
         try:
             st = os.fstat(fd)
-            if st.st_size < size or st.st_blocks * 512 < min(st.st_size, size):
-                os.posix_fallocate(fd, 0, max(size, st.st_size))
+            self.reserve_held = min(st.st_size, st.st_blocks * 512)
+            if self.reserve_held < self.reserve:
+                os.posix_fallocate(fd, 0, self.reserve)
                 os.fsync(fd)  # the allocation must survive a crash, as the objects it guards
-        except OSError:
-            self.short = True
+                self.reserve_held = self.reserve
+        except OSError as e:
+            if not is_space_error(e):
+                self.reserve = self.reserve_held = 0  # no reserve here
+            self.short = is_space_error(e)
             return False
         finally:
             os.close(fd)
-        self.reserve = self.reserve_held = size
         self.short = False
         return True
 
