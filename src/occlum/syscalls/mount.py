@@ -64,6 +64,7 @@ def _sefs(libos: LibOS, source: bytes, opts: dict[str, str]) -> FileSystem:
     mac_only = opts.get("integrity_only") in ("1", "true")
     fs = SefsFs(storage, key, mac_only=mac_only, counters=libos.counters)
     fs.close_watch = libos.close_watch
+    fs.log_error = libos.log.error
     return fs
 
 
