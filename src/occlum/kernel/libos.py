@@ -141,6 +141,8 @@ class LibOS:
         self.host_sockets: dict[tuple[FileSystem, int], str] = {}
         self.init_pid = 0
         self.first_status: int | None = None
+        self.exit_committed = True  # the exit-time commit stored everything
+        self.writeback_errors: dict[FileSystem, str] = {}  # the last one logged, per volume
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.close_watch.fd, selectors.EVENT_READ, "closes")
         self.faults = FaultLog()
@@ -279,6 +281,7 @@ class LibOS:
             counters = None if m.temporary else self.counters
             fs = SefsFs(storage, m.key, mac_only=m.mac_only, counters=counters)
             fs.close_watch = self.close_watch
+            fs.log_error = self.log.error
         except SyscallError as exc:
             if exc.errno == errno.EBUSY:
                 raise UserError(f"mount {m.target}: {exc.why}")
@@ -310,13 +313,23 @@ class LibOS:
         self.limits.check_memory()
         self.next_writeback = time.monotonic() + self.writeback_interval
 
-    def sync_file_systems(self) -> None:
-        """Commit every writable protected file system; a failure is logged, never fatal."""
+    def sync_file_systems(self) -> bool:
+        """Commit every writable protected file system; a failure is logged, never fatal.
+        False if something is not stored (a file that did not fit was logged by its volume)."""
+        stored = True
         for fs in self.persistent_file_systems():
             try:
                 fs.sync()
             except SyscallError as exc:
-                self.log.error(f"cannot write back {fs.fstype}: {exc.why or exc}")
+                why = f"cannot write back {fs.fstype}: {exc.why or exc}"
+                if self.writeback_errors.get(fs) != why:  # once, not at every write-back
+                    self.log.error(why)
+                self.writeback_errors[fs] = why
+                stored = False
+            else:
+                self.writeback_errors.pop(fs, None)
+                stored = stored and not fs.unstored()
+        return stored
 
     def persistent_file_systems(self) -> list[FileSystem]:
         """The mounted file systems whose changes are committed to storage (not temporary)."""
@@ -343,6 +356,8 @@ class LibOS:
     def _mount(
         self, table: MountTable, fs: object, target: str, source: bytes, where: str = "image/"
     ) -> None:
+        if isinstance(fs, RamFs):  # its nameless files are freed at their last close
+            fs.close_watch = self.close_watch
         try:
             table.mount(fs, target.encode(), source=source)  # type: ignore[arg-type]
         except SyscallError as exc:
@@ -399,7 +414,7 @@ class LibOS:
             for s, h in old.items():
                 signal.signal(s, h)
             self._shutdown()
-        return self._exit_code()
+        return self._exit_code_after_commit()
 
     def _run_init(self, env: list[bytes]) -> None:
         """Run the initfs's init until it exits; it must have mounted the root (mount_rootfs)
@@ -439,7 +454,7 @@ class LibOS:
             self._run_tree([b"/"], env, started=started)
         finally:
             self._shutdown()
-        return self._exit_code()
+        return self._exit_code_after_commit()
 
     def _echo_to_caller(self, line: bytes) -> None:
         """A started instance's log line about the calling program goes to its stderr too (the
@@ -603,6 +618,12 @@ class LibOS:
             if self.first_status is None:
                 self.first_status = 127 << 8
 
+    def _exit_code_after_commit(self) -> int:
+        """The exit status, or 1 for a program that succeeded but whose writes were not all
+        stored at exit (its last writes are lost; the log said why)."""
+        code = self._exit_code()
+        return 1 if code == 0 and not self.exit_committed else code
+
     def _exit_code(self) -> int:
         status = self.first_status if self.first_status is not None else (127 << 8)
         if os.WIFSIGNALED(status):
@@ -693,7 +714,12 @@ class LibOS:
 
     def _shutdown(self) -> None:
         self._end_tree()
-        self.sync_file_systems()
+        self.exit_committed = self.sync_file_systems()
+        if not self.exit_committed:
+            self.log.error(
+                "the exit-time commit failed, the program's last writes are lost: "
+                "occlum run does not exit 0"
+            )
         self.close_watch.close()
         for storage in self.temporary_dirs:
             shutil.rmtree(storage, ignore_errors=True)

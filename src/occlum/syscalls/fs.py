@@ -1041,13 +1041,18 @@ def sys_removexattrat(
 
 
 # -- write-back ----------------------------------------------------------------------------------
-def _commit_if_protected(libos: LibOS, t: Task, fd: int) -> Result:
+def _commit_if_protected(libos: LibOS, t: Task, fd: int, *, whole: bool = False) -> Result:
     from occlum.kernel.libos import PROCEED
 
     ref = fd_file_ref(libos, t, fd)
     if ref is not None and ref.location.inode.fs in libos.persistent_file_systems():
         # a SEFS file: its volume commits (encrypts and writes) now, atomically
-        ref.location.inode.fs.sync()
+        inode = ref.location.inode
+        inode.fs.sync()
+        # a full host: the commit went through, but this file's (for syncfs: some file's)
+        # contents did not fit
+        for why in inode.fs.unstored(None if whole else inode):
+            raise SyscallError(errno.ENOSPC, why)
         return 0
     return PROCEED  # host files and host objects: the kernel's own fsync
 
@@ -1061,7 +1066,7 @@ def sys_fdatasync(libos: LibOS, t: Task, fd: int) -> Result:
 
 
 def sys_syncfs(libos: LibOS, t: Task, fd: int) -> Result:
-    return _commit_if_protected(libos, t, fd)
+    return _commit_if_protected(libos, t, fd, whole=True)
 
 
 MS_ASYNC, MS_INVALIDATE, MS_SYNC = 1, 2, 4

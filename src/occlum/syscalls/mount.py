@@ -64,6 +64,7 @@ def _sefs(libos: LibOS, source: bytes, opts: dict[str, str]) -> FileSystem:
     mac_only = opts.get("integrity_only") in ("1", "true")
     fs = SefsFs(storage, key, mac_only=mac_only, counters=libos.counters)
     fs.close_watch = libos.close_watch
+    fs.log_error = libos.log.error
     return fs
 
 
@@ -188,6 +189,8 @@ def sys_mount(
         raise SyscallError(errno.EPERM, "hostfs mounts come from Occlum.json only")
     else:
         raise SyscallError(errno.ENODEV, f"unknown file system type {kind!r}")
+    if isinstance(fs, RamFs):  # its nameless files are freed at their last close
+        fs.close_watch = libos.close_watch
     fs.readonly = bool(flags & MS_RDONLY) or fs.readonly
     if not options:
         options = "ro" if fs.readonly else "rw"

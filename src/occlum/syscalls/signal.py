@@ -50,8 +50,8 @@ def _same_session(a: Process, b: Process) -> bool:
 
 
 def _allowed(t: Task, target: Process, cred: Cred, sig: int) -> bool:
-    if may_signal(t.cred, cred):
-        return True
+    if target is t.process or may_signal(t.cred, cred):
+        return True  # (a thread may always signal its own thread group)
     return sig == signal.SIGCONT and _same_session(t.process, target)
 
 
