@@ -340,14 +340,29 @@ def test_postgres_started_as_root_runs_as_its_own_user(postgres: tuple[Instance,
         while occlum(inst, "start").code != 0:
             assert time.monotonic() < deadline, "the instance did not start again"
             time.sleep(0.5)
-        start = occlum(inst, "exec", *pg_ctl, *serve)
-        assert start.code == 0, start.describe() + _server_log(inst)
-        # pg_ctl may take the stale postmaster.pid for the new server's (the instance's pids
-        # start over, so both postmasters have the same pid): wait for the server itself
-        _wait_ready(port, inst)
-        assert _psql(port, "SELECT body FROM notes WHERE id = 501") == "written before the crash"
-        stop = occlum(inst, "exec", *pg_ctl, "-m", "fast", "-w", "stop")
-        assert stop.code == 0, stop.describe()
-        assert "automatic recovery in progress" in _server_log(inst)
+        # the server in the foreground of an `occlum exec`, as a service manager runs it:
+        # pg_ctl could take the stale postmaster.pid for the new server's (the instance's
+        # pids start over, so both postmasters may have the same pid) and return at once
+        server = subprocess.Popen(
+            [OCCLUM, "exec", *AS_POSTGRES, str(pg_bin / "postgres"), "-D", PGDATA, "-c",
+             "listen_addresses=127.0.0.1", "-p", str(port), "-c",
+             "recovery_init_sync_method=syncfs"],
+            cwd=inst.path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, env={**os.environ, "OCCLUM_LOG_LEVEL": "error"},
+        )  # fmt: skip
+        try:
+            _wait_for_port(port, server, timeout=120)
+            _wait_ready(port, inst)
+            got = _psql(port, "SELECT body FROM notes WHERE id = 501")
+            assert got == "written before the crash"
+            stop = occlum(inst, "exec", *pg_ctl, "-m", "fast", "-w", "stop")
+            assert stop.code == 0, stop.describe()
+            out, _ = server.communicate(timeout=60)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+        assert server.returncode == 0, out.decode(errors="replace")
+        assert b"automatic recovery in progress" in out, out.decode(errors="replace")
     finally:
         occlum(inst, "stop", "-t", "5")
