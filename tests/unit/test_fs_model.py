@@ -18,6 +18,7 @@ from occlum.abi.fsabi import parse_dirents64
 from occlum.fs.hostfs import HostFs
 from occlum.fs.ramfs import RamFs
 from occlum.vfs.dirfile import OpenDirectory
+from occlum.vfs.inode import SetAttr
 from occlum.vfs.mount import FileSystem, MountTable
 from occlum.vfs.open import open_path
 from occlum.vfs.path import resolve, resolve_parent
@@ -107,7 +108,7 @@ class FsModel(RuleBasedStateMachine):
             loc = resolve(self.root, self.root, p)
             if loc.inode.is_dir:
                 raise SyscallError(errno.EISDIR)
-            loc.inode.setattr(size=size)
+            loc.inode.setattr(SetAttr(size=size))
 
         self.both(subj, lambda: os.truncate(self.m(p), size))
 
@@ -214,7 +215,7 @@ class FsModelWithLinksAndModes(FsModel):
     @rule(p=PATHS, mode=st.sampled_from([0o600, 0o644, 0o755, 0o4711, 0o1777]))
     def chmod(self, p: bytes, mode: int) -> None:
         self.both(
-            lambda: resolve(self.root, self.root, p).inode.setattr(mode=mode),
+            lambda: resolve(self.root, self.root, p).inode.setattr(SetAttr(mode=mode)),
             lambda: os.chmod(self.m(p), mode),
         )
 

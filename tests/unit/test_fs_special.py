@@ -16,6 +16,7 @@ from occlum.fs.devfs import DevFs
 from occlum.fs.hostfs import HostFs
 from occlum.fs.procfs import ProcessInfo, ProcFs
 from occlum.fs.ramfs import RamFs
+from occlum.vfs.inode import SetAttr
 from occlum.vfs.mount import MountTable
 from occlum.vfs.open import open_path
 from occlum.vfs.path import Location, resolve
@@ -71,7 +72,7 @@ def test_hostfs_basic_ops(tmp_path: Path) -> None:
     assert (tmp_path / "new").read_bytes() == b"data"
     st = o.location.inode.getattr()
     assert st.dev == fs.dev and st.ino == (tmp_path / "new").stat().st_ino
-    o.location.inode.setattr(size=2, mode=0o600)
+    o.location.inode.setattr(SetAttr(size=2, mode=0o600))
     assert (tmp_path / "new").read_bytes() == b"da"
     assert (tmp_path / "new").stat().st_mode & 0o777 == 0o600
     assert resolve(r, r, b"/host/..").absolute_path() == b"/"
@@ -88,17 +89,17 @@ def test_hostfs_keeps_no_set_id_bit_no_foreign_owner_and_only_user_attributes(
     f = fs.root.create(b"f", 0o6755, 0, 0)
     host = tmp_path / "f"
     assert host.stat().st_mode & 0o7777 == 0o755
-    f.setattr(mode=0o4711)
+    f.setattr(SetAttr(mode=0o4711))
     assert host.stat().st_mode & 0o7777 == 0o711
     d = fs.root.mkdir(b"d", 0o755, 0, 0)
-    d.setattr(mode=0o6775)  # a directory keeps set-group-id, never set-user-id
+    d.setattr(SetAttr(mode=0o6775))  # a directory keeps set-group-id, never set-user-id
     assert (tmp_path / "d").stat().st_mode & 0o7777 == 0o2775
     me = host.stat()
     for change in ({"uid": me.st_uid + 1}, {"gid": me.st_gid + 1}):
         with pytest.raises(SyscallError) as e:
-            f.setattr(**change)
+            f.setattr(SetAttr(**change))
         assert e.value.errno == errno.EPERM
-    f.setattr(uid=me.st_uid, gid=me.st_gid)  # the ids it has: no change, allowed
+    f.setattr(SetAttr(uid=me.st_uid, gid=me.st_gid))  # the ids it has: no change, allowed
     assert (host.stat().st_uid, host.stat().st_gid) == (me.st_uid, me.st_gid)
     f.set_xattr(b"user.k", b"v", 0)
     assert os.getxattr(host, "user.k") == b"v" and f.list_xattr() == [b"user.k"]

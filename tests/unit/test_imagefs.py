@@ -27,6 +27,7 @@ from occlum.crypto.merkle import (
 from occlum.fs.image_format import IMAGEFS_MAGIC, ImageHeader, LeafCache, build_image
 from occlum.fs.imagefs import ImageFs
 from occlum.fs.ramfs import RamFs
+from occlum.vfs.inode import SetAttr
 from occlum.vfs.mount import MountTable
 from occlum.vfs.open import open_path
 from occlum.vfs.path import Location, resolve
@@ -259,7 +260,7 @@ def test_open_rules_and_page_cache(tree: Path, tmp_path: Path) -> None:
         r.inode.mkdir(b"d", 0o755, 0, 0)
     assert e.value.errno == errno.EROFS
     with pytest.raises(SyscallError) as e:
-        big.setattr(mode=0o777)
+        big.setattr(SetAttr(mode=0o777))
     assert e.value.errno == errno.EROFS
     fd1 = big.open_host_fd(os.O_RDONLY)
     fd2 = big.open_host_fd(os.O_RDONLY)

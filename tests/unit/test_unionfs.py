@@ -20,7 +20,7 @@ from occlum.fs.imagefs import ImageFs
 from occlum.fs.ramfs import RamFs
 from occlum.fs.sefs import SEFS_MAGIC, SefsFs
 from occlum.fs.unionfs import OPAQUE_MARKER, WH_PREFIX, UnionFs
-from occlum.vfs.inode import Inode
+from occlum.vfs.inode import Inode, SetAttr
 from occlum.vfs.mount import FileSystem, MountTable
 from occlum.vfs.open import open_path
 from occlum.vfs.path import Location, resolve, resolve_parent
@@ -215,17 +215,17 @@ def test_truncate_through_open_o_trunc(env: Env) -> None:
     env.write("a", b"new", os.O_WRONLY | os.O_TRUNC)
     assert env.read("a") == b"new"
     assert lower_bytes(env, "a") == b"lower a\n"
-    env.inode("b").setattr(size=3)
+    env.inode("b").setattr(SetAttr(size=3))
     assert env.read("b") == b"low"
-    env.inode("d/y").setattr(size=20)
+    env.inode("d/y").setattr(SetAttr(size=20))
     assert env.read("d/y") == b"lower y\n" + bytes(12)
 
 
 def test_chmod_chown_utime_copy_up(env: Env) -> None:
     ino = env.inode("a").ino
-    env.inode("a").setattr(mode=0o600)
-    env.inode("d/sub").setattr(uid=7, gid=8)
-    env.inode("b").setattr(mtime_ns=5, atime_ns=6)
+    env.inode("a").setattr(SetAttr(mode=0o600))
+    env.inode("d/sub").setattr(SetAttr(uid=7, gid=8))
+    env.inode("b").setattr(SetAttr(mtime_ns=5, atime_ns=6))
     st = env.inode("a").getattr()
     assert stat.S_IMODE(st.mode) == 0o600 and st.ino == ino
     assert env.read("a") == b"lower a\n"
@@ -235,8 +235,10 @@ def test_chmod_chown_utime_copy_up(env: Env) -> None:
     assert env.inode("b").getattr().mtime_ns == 5
     lower_a = env.lower.root.lookup(b"a").getattr()
     assert stat.S_IMODE(lower_a.mode) == 0o644
-    assert errno_of(lambda: env.inode("d").setattr(size=0)) == errno.EISDIR
-    assert errno_of(lambda: env.inode("link", follow=False).setattr(size=0)) == errno.EINVAL
+    assert errno_of(lambda: env.inode("d").setattr(SetAttr(size=0))) == errno.EISDIR
+    assert (
+        errno_of(lambda: env.inode("link", follow=False).setattr(SetAttr(size=0))) == errno.EINVAL
+    )
 
 
 def test_symlinks_resolve_across_layers(env: Env) -> None:
@@ -250,7 +252,7 @@ def test_symlinks_resolve_across_layers(env: Env) -> None:
     assert env.read("up") == b"deep\n"
     assert env.inode("up", follow=False).readlink() == b"d/sub/z"
     # copying a symlink up (chown) keeps it a symlink
-    env.inode("link", follow=False).setattr(uid=3)
+    env.inode("link", follow=False).setattr(SetAttr(uid=3))
     assert env.inode("link", follow=False).readlink() == b"d/x"
     assert env.upper.root.lookup(b"link").is_symlink
 
@@ -469,7 +471,7 @@ def test_inode_numbers_are_stable_per_name(env: Env) -> None:
     listed = {e.name: e.ino for e in env.inode("").readdir()}
     assert all(listed[p.encode()] == ino for p, ino in inos.items() if "/" not in p)
     env.write("d/x", b"w")
-    env.inode("empty").setattr(mode=0o700)
+    env.inode("empty").setattr(SetAttr(mode=0o700))
     assert {p: env.inode(p, follow=False).ino for p in inos} == inos
 
 

@@ -29,7 +29,7 @@ from occlum.abi.fsabi import (
 from occlum.fs.hostfs import HostFs
 from occlum.fs.ramfs import RamFs
 from occlum.vfs.dirfile import OpenDirectory
-from occlum.vfs.inode import ROOT, Cred
+from occlum.vfs.inode import ROOT, Cred, SetAttr
 from occlum.vfs.mount import MountTable
 from occlum.vfs.open import open_path
 from occlum.vfs.path import Location, check_rename, resolve, resolve_parent
@@ -156,7 +156,7 @@ def test_resolve_flags(vfs: tuple[MountTable, Location]) -> None:
 def test_search_permission(vfs: tuple[MountTable, Location]) -> None:
     _, r = vfs
     a = resolve(r, r, b"/a")
-    a.inode.setattr(mode=0o700)
+    a.inode.setattr(SetAttr(mode=0o700))
     user = Cred.user(1000, 1000)
     with pytest.raises(SyscallError) as e:
         resolve(r, r, b"/a/f", cred=user)
@@ -285,7 +285,7 @@ def test_readonly_hostfs(tmp_path: Path) -> None:
     for call in (
         lambda: r.inode.mkdir(b"d", 0o755, 0, 0),
         lambda: r.inode.unlink(b"f"),
-        lambda: r.inode.lookup(b"f").setattr(size=0),
+        lambda: r.inode.lookup(b"f").setattr(SetAttr(size=0)),
     ):
         with pytest.raises(SyscallError) as e:
             call()

@@ -75,7 +75,7 @@ from occlum.vfs.cred import (
     may_delete,
     new_owner,
 )
-from occlum.vfs.inode import MAY_EXEC, MAY_READ, MAY_WRITE, Inode
+from occlum.vfs.inode import MAY_EXEC, MAY_READ, MAY_WRITE, Inode, SetAttr
 from occlum.vfs.xattr import (
     XATTR_CREATE,
     XATTR_NAME_MAX,
@@ -660,7 +660,7 @@ def _chmod(t: Task, loc: Location, mode: int) -> int:
     mode &= 0o7777
     if mode & S_ISGID and not cred.in_group(st.gid) and not cred.capable(CAP_FSETID):
         mode &= ~S_ISGID  # Linux drops it silently for a caller outside the file's group
-    loc.inode.setattr(mode=mode)
+    loc.inode.setattr(SetAttr(mode=mode))
     return 0
 
 
@@ -705,9 +705,11 @@ def _chown(t: Task, loc: Location, uid: int, gid: int) -> int:
         if m & kill:
             mode = m & 0o7777 & ~kill
     loc.inode.setattr(
-        mode=mode,
-        uid=None if uid == ID_UNCHANGED else uid,
-        gid=None if gid == ID_UNCHANGED else gid,
+        SetAttr(
+            mode=mode,
+            uid=None if uid == ID_UNCHANGED else uid,
+            gid=None if gid == ID_UNCHANGED else gid,
+        )
     )
     return 0
 
@@ -742,7 +744,7 @@ def _times(
         if any(v is not None and v != now for v in (atime, mtime)):
             raise SyscallError(errno.EPERM, "only the owner may set explicit times")
         check_access(st, t.cred, MAY_WRITE)
-    loc.inode.setattr(atime_ns=atime, mtime_ns=mtime)
+    loc.inode.setattr(SetAttr(atime_ns=atime, mtime_ns=mtime))
     return 0
 
 
@@ -823,7 +825,7 @@ def sys_truncate(libos: LibOS, t: Task, path: int, length: int) -> int:
         raise SyscallError(errno.EROFS, "read-only file system")
     if program_running(libos, loc.inode):
         raise SyscallError(errno.ETXTBSY, "the file is a running program")
-    loc.inode.setattr(size=length)
+    loc.inode.setattr(SetAttr(size=length))
     return 0
 
 

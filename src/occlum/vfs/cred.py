@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
-from occlum.abi.fsabi import S_IFDIR, S_IFMT, S_ISGID, S_ISUID, Stat
+from occlum.abi.fsabi import S_IFDIR, S_IFMT, S_ISGID, S_ISUID, SetAttr, Stat
 
 if TYPE_CHECKING:
     from occlum.vfs.inode import Inode
@@ -173,4 +173,4 @@ def drop_setid_for_writer(inode: Inode, cred: Cred) -> None:
     mode = inode.getattr().mode
     kill = S_ISUID | (S_ISGID if mode & 0o010 else 0)
     if mode & kill:
-        inode.setattr(mode=mode & 0o7777 & ~kill)
+        inode.setattr(SetAttr(mode=mode & 0o7777 & ~kill))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFCHR, S_IFDIR, S_IFREG
 from occlum.vfs.cred import drop_setid_for_writer, new_owner
-from occlum.vfs.inode import MAY_READ, MAY_WRITE, ROOT, Cred, Inode, check_access
+from occlum.vfs.inode import MAY_READ, MAY_WRITE, ROOT, Cred, Inode, SetAttr, check_access
 from occlum.vfs.path import Location, resolve, walk_to_parent
 
 __all__ = ["OpenResult", "open_path"]
@@ -113,7 +113,7 @@ def open_path(
         # O_TRUNC truncates even with O_RDONLY (unspecified by POSIX, done by Linux; the
         # write permission was checked above)
         if flags & os.O_TRUNC and not created:
-            inode.setattr(size=0)
+            inode.setattr(SetAttr(size=0))
         if want & MAY_WRITE and not created:
             drop_setid_for_writer(inode, cred)
         host_fd = inode.open_host_fd(flags)
