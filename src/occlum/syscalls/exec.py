@@ -44,10 +44,10 @@ from occlum.loader.plan import (
 from occlum.platform import launch as launcher
 from occlum.platform import native
 from occlum.platform.stub import BUFFER_ADDR, COMMANDS_OFFSET, MAX_COMMANDS
-from occlum.syscalls.common import dirfd_base, s32
+from occlum.syscalls.common import path_op, s32
 from occlum.syscalls.cred import exec_cred
 from occlum.vfs.inode import MAY_EXEC, ROOT, Cred, check_access
-from occlum.vfs.path import resolve
+from occlum.vfs.path import PathOp, resolve
 
 if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS, Result
@@ -166,21 +166,13 @@ def _writable(host_pid: int, fd: str) -> bool:
     return False
 
 
-def _open_exec(
-    libos: LibOS,
-    root: Location,
-    cwd: Location,
-    path: bytes,
-    base: Location | None = None,
-    follow: bool = True,
-    cred: Cred = ROOT,
-) -> Executable:
-    """:func:`_executable` of the file ``path`` names (relative to ``base``, else ``cwd``),
-    searched and executed with ``cred``'s rights."""
-    loc = resolve(root, cwd, path, follow_final=follow, dir_fd_base=base, cred=cred)
+def _open_exec(libos: LibOS, op: PathOp) -> Executable:
+    """:func:`_executable` of the file ``op`` names, searched and executed with ``op.cred``'s
+    rights (None: root's)."""
+    loc = resolve(op)
     if loc.inode.is_symlink:
-        raise SyscallError(errno.ELOOP, f"{path!r} is a symlink (AT_SYMLINK_NOFOLLOW)")
-    return _executable(libos, loc, cred)
+        raise SyscallError(errno.ELOOP, f"{op.path!r} is a symlink (AT_SYMLINK_NOFOLLOW)")
+    return _executable(libos, loc, ROOT if op.cred is None else op.cred)
 
 
 def _host_executable(p: Process, fd: int, st: os.stat_result) -> Executable:
@@ -245,7 +237,7 @@ def prepare_exec(
             arg = arg.strip()
             argv = [interp, *([arg] if arg else []), name, *argv[1:]]
             try:
-                exe_path, fd, owned, ident = _open_exec(libos, root, cwd, interp, cred=cred)
+                exe_path, fd, owned, ident = _open_exec(libos, PathOp(root, cwd, interp, cred=cred))
             except SyscallError as exc:
                 if exc.errno == errno.ENOENT and not isinstance(exc, MissingInterpreter):
                     raise MissingInterpreter(
@@ -261,9 +253,8 @@ def prepare_exec(
             interp_img: ElfImage | None = None
             if prog.interp is not None:
                 try:
-                    interp_fd, interp_owned = _open_exec(libos, root, root, prog.interp, cred=cred)[
-                        1:3
-                    ]
+                    interp_op = PathOp(root, root, prog.interp, cred=cred)
+                    interp_fd, interp_owned = _open_exec(libos, interp_op)[1:3]
                 except SyscallError as exc:
                     if exc.errno == errno.ENOENT:
                         raise MissingInterpreter(
@@ -319,7 +310,7 @@ def do_execve(
     envp = _read_strings(t, envp_ptr)
     if not path:
         raise SyscallError(errno.ENOENT, "empty path")
-    first = _open_exec(libos, p.root, p.cwd, path, follow=follow, cred=t.cred)
+    first = _open_exec(libos, PathOp(p.root, p.cwd, path, follow, cred=t.cred))
     req = prepare_exec(libos, p.root, p.cwd, first, path, path, argv, envp, t.cred)
     try:
         libos.shadow_stub(path)
@@ -331,7 +322,7 @@ def do_execve(
 
 def check_program(libos: LibOS, root: Location, path: bytes) -> None:
     """Check ``path`` as an exec of it would (``occlum run`` does before it starts)."""
-    first = _open_exec(libos, root, root, path)
+    first = _open_exec(libos, PathOp(root, root, path))
     prepare_exec(libos, root, root, first, path, path, [path], []).close()
 
 
@@ -448,11 +439,11 @@ def _execveat(
     # so the descriptor becomes the shadow root (every program's host root), where the stub
     # is linked at that name
     p = t.process
-    base = dirfd_base(libos, t, dirfd)
+    op = path_op(libos, t, dirfd, name, follow=follow)
     argv_list = _read_argv(t, argv)
     envp_list = _read_strings(t, envp)
     cloexec = _cloexec(p.host_pid, dirfd)
-    first = _open_exec(libos, p.root, p.cwd, name, base, follow, t.cred)
+    first = _open_exec(libos, op)
     shown = b"/dev/fd/%d/%s" % (dirfd, name)
     req = prepare_exec(
         libos,

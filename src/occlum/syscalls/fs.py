@@ -49,11 +49,11 @@ from occlum.abi.fsabi import (
 from occlum.abi.syscalls import NR
 from occlum.kernel.objects import FileRef
 from occlum.syscalls.common import (
-    dirfd_base,
     fd_file_location,
     fd_file_ref,
     fd_location,
     fd_ref,
+    path_op,
     s32,
     s64,
 )
@@ -105,22 +105,19 @@ def _resolve_at(
     libos: LibOS, t: Task, dirfd: int, path: bytes, flags: int, *, follow: bool = True
 ) -> Location:
     """The common *at() resolution: AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW and a dirfd base."""
-    p = t.process
     if not path:
         if flags & AT_EMPTY_PATH:
             return fd_location(libos, t, dirfd)
         raise SyscallError(errno.ENOENT, "empty path")
-    base = None if path.startswith(b"/") else dirfd_base(libos, t, dirfd)
-    return resolve(p.root, p.cwd, path, follow_final=follow and not flags & AT_SYMLINK_NOFOLLOW,
-                   dir_fd_base=base, cred=t.cred)  # fmt: skip
+    return resolve(
+        path_op(libos, t, dirfd, path, follow=follow and not flags & AT_SYMLINK_NOFOLLOW)
+    )
 
 
 def parent_at(libos: LibOS, t: Task, dirfd: int, path: bytes):  # type: ignore[no-untyped-def]
-    p = t.process
     if not path:
         raise SyscallError(errno.ENOENT, "empty path")
-    base = None if path.startswith(b"/") else dirfd_base(libos, t, dirfd)
-    pn = resolve_parent(p.root, p.cwd, path, dir_fd_base=base, cred=t.cred)
+    pn = resolve_parent(path_op(libos, t, dirfd, path))
     if not t.cred.capable(CAP_DAC_OVERRIDE):
         check_access(pn.parent.inode.getattr(), t.cred, MAY_WRITE | MAY_EXEC)
     return pn
@@ -144,18 +141,11 @@ def do_open(
 ) -> Result:
     from occlum.kernel.libos import Donate
 
-    p = t.process
-    base = None if path.startswith(b"/") else (dirfd_base(libos, t, dirfd) if path else None)
     res = open_path(
-        p.root,
-        p.cwd,
-        base,
-        path,
+        path_op(libos, t, dirfd, path, resolve_flags=resolve_flags),
         flags,
         mode & 0o7777,
-        p.umask,
-        t.cred,
-        resolve_flags=resolve_flags,
+        t.process.umask,
         running=partial(program_running, libos),
     )
     cloexec = bool(flags & O_CLOEXEC)
