@@ -161,3 +161,24 @@ def test_access_real_ids(root: Location) -> None:
     setuid = Cred(uid=2000, gid=2000, euid=1000, fsuid=1000, cap_permitted=0, cap_effective=0)
     assert errno_of(lambda: ops.access(f, setuid, 4, effective=False)) == errno.EACCES
     ops.access(f, setuid, 4, effective=True)
+
+
+def test_writer_drops_setid(root: Location) -> None:
+    ops.mknod_at(op(root, b"/mine/f", USER), 0o755, 0)
+    f = resolve(op(root, b"/mine/f")).inode
+    f.setattr(SetAttr(mode=0o6755))
+    ops.drop_setid_for_writer(f, Cred())  # CAP_FSETID keeps them
+    assert f.getattr().mode & 0o7777 == 0o6755
+    ops.drop_setid_for_writer(f, USER)
+    assert f.getattr().mode & 0o7777 == 0o755
+    f.setattr(SetAttr(mode=0o2745))  # set-group-id without group exec: mandatory locking
+    ops.drop_setid_for_writer(f, USER)
+    assert f.getattr().mode & 0o7777 == 0o2745
+
+
+def test_readlink(root: Location) -> None:
+    ops.symlink_at(b"target", op(root, b"/mine/l"))
+    assert ops.readlink(resolve(op(root, b"/mine/l", follow=False)), named=True) == b"target"
+    mine = resolve(op(root, b"/mine"))
+    assert errno_of(lambda: ops.readlink(mine, named=True)) == errno.EINVAL
+    assert errno_of(lambda: ops.readlink(mine, named=False)) == errno.ENOENT

@@ -315,13 +315,9 @@ def sys_faccessat2(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flag
 def _readlink(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, size: int) -> int:
     if s32(size) <= 0:
         raise SyscallError(errno.EINVAL, "bad buffer size")
-    loc = _resolve_at(
-        libos, t, dirfd, _path(t, path), AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, follow=False
-    )
-    if not loc.inode.is_symlink:
-        empty = not _path(t, path)
-        raise SyscallError(errno.ENOENT if empty else errno.EINVAL, "not a symbolic link")
-    target = loc.inode.readlink()[:size]
+    name = _path(t, path)
+    loc = _resolve_at(libos, t, dirfd, name, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, follow=False)
+    target = ops.readlink(loc, named=bool(name))[:size]
     t.mem.write(buf, target)
     return len(target)
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass, replace
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFCHR, S_IFDIR, S_IFREG
-from occlum.vfs.cred import drop_setid_for_writer, new_owner
+from occlum.vfs.cred import new_owner
 from occlum.vfs.inode import MAY_READ, MAY_WRITE, ROOT, Cred, Inode, SetAttr, check_access
+from occlum.vfs.ops import drop_setid_for_writer
 from occlum.vfs.path import Location, PathOp, resolve, walk_to_parent
 
 __all__ = ["OpenResult", "open_path"]

@@ -65,6 +65,7 @@ __all__ = [
     "access",
     "chmod",
     "chown",
+    "drop_setid_for_writer",
     "link_at",
     "may_chdir",
     "may_chroot",
@@ -72,6 +73,7 @@ __all__ = [
     "mknod_at",
     "mknod_type",
     "parent_for_change",
+    "readlink",
     "rename_at",
     "rename_flags",
     "rmdir_at",
@@ -235,6 +237,15 @@ def symlink_at(target: bytes, op: PathOp) -> None:
     pn.parent.inode.symlink(pn.name, target, uid, gid)
 
 
+def readlink(loc: Location, *, named: bool) -> bytes:
+    """The text of the symlink at ``loc``; EINVAL for another file, or ENOENT when it was
+    not ``named`` (an empty path with AT_EMPTY_PATH: Linux's answer for a descriptor of a
+    file that is not a symlink)."""
+    if not loc.inode.is_symlink:
+        raise SyscallError(errno.EINVAL if named else errno.ENOENT, "not a symbolic link")
+    return loc.inode.readlink()
+
+
 # -- directories a process stands in -------------------------------------------------------------
 def may_chdir(loc: Location, cred: Cred) -> None:
     if not loc.inode.is_dir:
@@ -292,15 +303,29 @@ def chown(loc: Location, cred: Cred, uid: int | None, gid: int | None) -> None:
             raise SyscallError(errno.EPERM, "only root may give a file to another user")
         if gid is not None and not (cred.fsuid == st.uid and (cred.in_group(gid) or gid == st.gid)):
             raise SyscallError(errno.EPERM, "not the owner, or not a group of the caller's")
-    mode = None
-    if not loc.inode.is_dir:
-        # Linux drops a regular file's set-user-id bit (and set-group-id with group exec) at
-        # every chown, even root's and even to the same ids
-        m = st.mode
-        kill = S_ISUID | (S_ISGID if m & 0o010 else 0)
-        if m & kill:
-            mode = m & 0o7777 & ~kill
+    # Linux drops a file's set-id bits at every chown, even root's and even to the same ids
+    mode = None if loc.inode.is_dir else _without_setid(st.mode)
     loc.inode.setattr(SetAttr(mode=mode, uid=uid, gid=gid))
+
+
+def _without_setid(mode: int) -> int | None:
+    """``mode`` without the bits Linux drops from a file changing hands or being written
+    (should_remove_suid): set-user-id, and set-group-id when group execution is on (without
+    it the bit means mandatory locking); None when it has none of them."""
+    kill = S_ISUID | (S_ISGID if mode & 0o010 else 0)
+    return mode & 0o7777 & ~kill if mode & kill else None
+
+
+def drop_setid_for_writer(inode: Inode, cred: Cred) -> None:
+    """Linux clears a regular file's set-id bits (:func:`_without_setid`) at the first write
+    by a writer without CAP_FSETID (file_remove_privs). Writes to LibOS files are native, out
+    of the LibOS's sight, so it clears them when such a writer opens the file for writing:
+    earlier than Linux, never later."""
+    if cred.capable(CAP_FSETID):
+        return
+    mode = _without_setid(inode.getattr().mode)
+    if mode is not None:
+        inode.setattr(SetAttr(mode=mode))
 
 
 def utimes(
