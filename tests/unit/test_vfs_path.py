@@ -32,7 +32,8 @@ from occlum.vfs.dirfile import OpenDirectory
 from occlum.vfs.inode import ROOT, Cred, SetAttr
 from occlum.vfs.mount import MountTable
 from occlum.vfs.open import open_path
-from occlum.vfs.path import Location, PathOp, check_rename, resolve, resolve_parent
+from occlum.vfs.ops import check_new, check_rename
+from occlum.vfs.path import Location, PathOp, resolve, resolve_parent
 
 
 def err(e: pytest.ExceptionInfo[SyscallError]) -> int:
@@ -180,7 +181,7 @@ def test_names_to_make(vfs: tuple[MountTable, Location]) -> None:
 
     def check(path: bytes, want_dir: bool = False) -> int:
         try:
-            resolve_parent(PathOp(r, r, path)).check_new(want_dir=want_dir)
+            check_new(resolve_parent(PathOp(r, r, path)), want_dir=want_dir)
         except SyscallError as e:
             return e.errno
         return 0

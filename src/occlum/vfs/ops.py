@@ -54,7 +54,6 @@ from occlum.vfs.path import (
     Location,
     ParentAndName,
     PathOp,
-    check_rename,
     resolve,
     resolve_parent,
 )
@@ -63,6 +62,8 @@ from occlum.vfs.xattr import visible as xattr_visible
 
 __all__ = [
     "access",
+    "check_new",
+    "check_rename",
     "chmod",
     "chown",
     "drop_setid_for_writer",
@@ -117,11 +118,59 @@ def _check_sticky(cred: Cred, pn: ParentAndName) -> None:
         may_delete(dir_st, child.getattr(), cred)
 
 
+def check_new(pn: ParentAndName, *, want_dir: bool = False) -> None:
+    """The final component names a file to make (mkdir, mknod, link, symlink): ``.`` and
+    ``..`` exist already; a trailing slash asks for a directory, so for anything else it
+    is EEXIST where the name exists and ENOENT where it does not (Linux's
+    ``filename_create``)."""
+    if pn.name in (b".", b".."):
+        raise SyscallError(errno.EEXIST, "the name exists")
+    if pn.trailing_slash and not want_dir:
+        pn.parent.inode.lookup(pn.name)  # ENOENT when free
+        raise SyscallError(errno.EEXIST, "the name exists")
+
+
+def check_rename(old: ParentAndName, new: ParentAndName, flags: int) -> None:
+    """rename(2)'s rules on its two final components, in Linux's order, before a file system
+    is asked: EXDEV across mounts; EBUSY for ``.`` or ``..`` (EEXIST as the target with
+    RENAME_NOREPLACE); ENOENT for a missing source; EEXIST for an existing target with
+    RENAME_NOREPLACE, whatever its slashes; ENOTDIR for a trailing slash on a source
+    that is not a directory (a symlink to one included), or on the target when the source is
+    not a directory (or, exchanging, on a target that is not one)."""
+    if old.parent.mount is not new.parent.mount:
+        raise SyscallError(errno.EXDEV, "rename across mounts")
+    if old.name in (b".", b".."):
+        raise SyscallError(errno.EBUSY, "renaming . or ..")
+    if new.name in (b".", b".."):
+        raise SyscallError(
+            errno.EEXIST if flags & RENAME_NOREPLACE else errno.EBUSY, "renaming to . or .."
+        )
+    src_is_dir = old.parent.inode.lookup(old.name).is_dir
+    if flags & RENAME_NOREPLACE:
+        try:
+            new.parent.inode.lookup(new.name)
+        except SyscallError as e:
+            if e.errno != errno.ENOENT:
+                raise
+        else:
+            raise SyscallError(errno.EEXIST, "target exists")
+    if not src_is_dir and (
+        old.trailing_slash or (new.trailing_slash and not flags & RENAME_EXCHANGE)
+    ):
+        raise SyscallError(errno.ENOTDIR, "trailing slash on a non-directory")
+    if (
+        flags & RENAME_EXCHANGE
+        and new.trailing_slash
+        and not new.parent.inode.lookup(new.name).is_dir
+    ):
+        raise SyscallError(errno.ENOTDIR, "trailing slash on a non-directory")
+
+
 def mkdir_at(op: PathOp, mode: int, umask: int) -> None:
     """mkdir: no set-id bit from the mode; a set-group-id parent passes on its group and its
     S_ISGID (Linux's inode_init_owner)."""
     pn = parent_for_change(op)
-    pn.check_new(want_dir=True)
+    check_new(pn, want_dir=True)
     perm, uid, gid = new_owner(
         _cred(op), pn.parent.inode.getattr(), S_IFDIR | (mode & 0o1777 & ~umask)
     )
@@ -145,7 +194,7 @@ def mknod_at(op: PathOp, mode: int, umask: int) -> None:
     (filename_create), then the right to make a device."""
     kind = mknod_type(mode)
     pn = parent_for_change(op)
-    pn.check_new()
+    check_new(pn)
     parent = pn.parent.inode
     if kind in (S_IFCHR, S_IFBLK):
         try:
@@ -207,7 +256,7 @@ def rename_flags(flags: int) -> None:
 def rename_at(old: ParentAndName, new: ParentAndName, flags: int, cred: Cred) -> None:
     """rename between two names found by :func:`parent_for_change`, in Linux's order (the old
     name is found before the new one's directory descriptor is even looked at): the flags,
-    both names' rules (:func:`~occlum.vfs.path.check_rename`), the sticky rule on each."""
+    both names' rules (:func:`check_rename`), the sticky rule on each."""
     rename_flags(flags)
     check_rename(old, new, flags)
     _check_sticky(cred, old)
@@ -221,7 +270,7 @@ def link_at(src: Location, op: PathOp) -> None:
     if src.inode.is_dir:
         raise SyscallError(errno.EPERM, "hard link to a directory")
     pn = parent_for_change(op)
-    pn.check_new()
+    check_new(pn)
     if src.mount is not pn.parent.mount:
         raise SyscallError(errno.EXDEV, "link across mounts")
     pn.parent.inode.link(pn.name, src.inode)
@@ -232,7 +281,7 @@ def symlink_at(target: bytes, op: PathOp) -> None:
     if not target:
         raise SyscallError(errno.ENOENT, "empty target")
     pn = parent_for_change(op)
-    pn.check_new()
+    check_new(pn)
     _perm, uid, gid = new_owner(_cred(op), pn.parent.inode.getattr(), 0o777)
     pn.parent.inode.symlink(pn.name, target, uid, gid)
 

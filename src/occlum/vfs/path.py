@@ -2,9 +2,11 @@
 
 Owns :class:`Location` (a mount + inode + the parent it was reached from, so ``..`` crosses
 mount points correctly and ``absolute_path()`` answers ``getcwd``), :class:`PathOp` (one path
-a call names, with all its resolution depends on) and :func:`resolve` / :func:`resolve_parent`: absolute and relative paths, ``..`` clamped at the process root,
+a call names, with all its resolution depends on) and :func:`resolve` /
+:func:`resolve_parent`: absolute and relative paths, ``..`` clamped at the process root,
 symlinks with Linux's budget of 40, trailing slashes, ``PATH_MAX``/``NAME_MAX`` and the openat2
-``RESOLVE_*`` flags.  File systems never see a path, only single names.
+``RESOLVE_*`` flags.  File systems never see a path, only single names; what a call does with
+the name it found is :mod:`occlum.vfs.ops`'s.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import (
     NAME_MAX,
     PATH_MAX,
-    RENAME_EXCHANGE,
-    RENAME_NOREPLACE,
     RESOLVE_BENEATH,
     RESOLVE_IN_ROOT,
     RESOLVE_NO_MAGICLINKS,
@@ -30,7 +30,7 @@ from occlum.vfs.cred import CAP_DAC_OVERRIDE
 from occlum.vfs.inode import MAY_EXEC, Cred, Inode, check_access
 from occlum.vfs.mount import Mount
 
-__all__ = ["Location", "ParentAndName", "PathOp", "check_rename", "resolve", "resolve_parent"]
+__all__ = ["Location", "ParentAndName", "PathOp", "resolve", "resolve_parent"]
 
 
 @dataclass(slots=True, eq=False)
@@ -95,53 +95,6 @@ class ParentAndName:
     parent: Location
     name: bytes
     trailing_slash: bool
-
-    def check_new(self, *, want_dir: bool = False) -> None:
-        """The final component names a file to make (mkdir, mknod, link, symlink): ``.`` and
-        ``..`` exist already; a trailing slash asks for a directory, so for anything else it
-        is EEXIST where the name exists and ENOENT where it does not (Linux's
-        ``filename_create``)."""
-        if self.name in (b".", b".."):
-            raise SyscallError(errno.EEXIST, "the name exists")
-        if self.trailing_slash and not want_dir:
-            self.parent.inode.lookup(self.name)  # ENOENT when free
-            raise SyscallError(errno.EEXIST, "the name exists")
-
-
-def check_rename(old: ParentAndName, new: ParentAndName, flags: int) -> None:
-    """rename(2)'s rules on its two final components, in Linux's order, before a file system
-    is asked: EXDEV across mounts; EBUSY for ``.`` or ``..`` (EEXIST as the target with
-    RENAME_NOREPLACE); ENOENT for a missing source; EEXIST for an existing target with
-    RENAME_NOREPLACE, whatever its slashes; ENOTDIR for a trailing slash on a source
-    that is not a directory (a symlink to one included), or on the target when the source is
-    not a directory (or, exchanging, on a target that is not one)."""
-    if old.parent.mount is not new.parent.mount:
-        raise SyscallError(errno.EXDEV, "rename across mounts")
-    if old.name in (b".", b".."):
-        raise SyscallError(errno.EBUSY, "renaming . or ..")
-    if new.name in (b".", b".."):
-        raise SyscallError(
-            errno.EEXIST if flags & RENAME_NOREPLACE else errno.EBUSY, "renaming to . or .."
-        )
-    src_is_dir = old.parent.inode.lookup(old.name).is_dir
-    if flags & RENAME_NOREPLACE:
-        try:
-            new.parent.inode.lookup(new.name)
-        except SyscallError as e:
-            if e.errno != errno.ENOENT:
-                raise
-        else:
-            raise SyscallError(errno.EEXIST, "target exists")
-    if not src_is_dir and (
-        old.trailing_slash or (new.trailing_slash and not flags & RENAME_EXCHANGE)
-    ):
-        raise SyscallError(errno.ENOTDIR, "trailing slash on a non-directory")
-    if (
-        flags & RENAME_EXCHANGE
-        and new.trailing_slash
-        and not new.parent.inode.lookup(new.name).is_dir
-    ):
-        raise SyscallError(errno.ENOTDIR, "trailing slash on a non-directory")
 
 
 def _split(path: bytes) -> list[bytes]:
