@@ -533,6 +533,8 @@ def sys_fchmodat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int) -> int
 
 
 def sys_fchmodat2(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flags: int) -> int:
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL, "bad flags")
     loc = _resolve_at(libos, t, dirfd, _path(t, path), flags)
     if loc.inode.is_symlink:
         raise SyscallError(errno.EOPNOTSUPP, "cannot chmod a symlink")
@@ -563,6 +565,8 @@ def sys_fchown(libos: LibOS, t: Task, fd: int, uid: int, gid: int) -> int:
 def sys_fchownat(
     libos: LibOS, t: Task, dirfd: int, path: int, uid: int, gid: int, flags: int
 ) -> int:
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL, "bad flags")
     return _chown(t, _resolve_at(libos, t, dirfd, _path(t, path), flags), uid, gid)
 
 
