@@ -72,7 +72,7 @@ def open_path(
     if creat:
         loc, created = _open_creat(op, cred, flags, mode, umask)
     else:
-        loc = resolve(replace(op, follow=follow))
+        loc = resolve(op if op.follow == follow else replace(op, follow=follow))
     inode = loc.inode
     kind = inode.ftype
     if flags & O_PATH:
