@@ -1,8 +1,10 @@
 """The path and file family: open, stat, directories, links, names, attributes.
 
-Handlers decode arguments (user memory through ``t.mem``), resolve through the VFS and answer;
-regular files and devices are donated as host descriptors (DESIGN 3.2), directories and O_PATH
-opens as handle descriptors whose identity leads back to the LibOS object.
+Handlers decode arguments (user memory through ``t.mem``, a dirfd and a path into a
+:class:`~occlum.vfs.path.PathOp`), call one VFS operation (:mod:`occlum.vfs.ops`,
+:func:`~occlum.vfs.open.open_path`) and copy its result out; the rules are the VFS's. Regular
+files and devices are donated as host descriptors (DESIGN 3.2), directories and O_PATH opens
+as handle descriptors whose identity leads back to the LibOS object.
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ def _resolve_at(
 
 
 def parent_at(libos: LibOS, t: Task, dirfd: int, path: bytes) -> ParentAndName:
+    """The directory where ``path`` (relative to ``dirfd``) would be made or removed, which
+    the caller may change."""
     return ops.parent_for_change(path_op(libos, t, dirfd, path))
 
 
