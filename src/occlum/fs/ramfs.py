@@ -32,7 +32,7 @@ from occlum.abi.fsabi import (
     dtype_of_mode,
 )
 from occlum.platform.fdbudget import lasting
-from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, Stat
+from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, SetAttr, Stat
 from occlum.vfs.mount import FileSystem
 from occlum.vfs.xattr import XattrStore
 
@@ -100,30 +100,22 @@ class RamInode(Inode):
             ctime_ns=self.ctime_ns,
         )
 
-    def setattr(
-        self,
-        mode: int | None = None,
-        uid: int | None = None,
-        gid: int | None = None,
-        size: int | None = None,
-        atime_ns: int | None = None,
-        mtime_ns: int | None = None,
-    ) -> None:
+    def setattr(self, attrs: SetAttr) -> None:
         if self.fs.readonly:
             raise SyscallError(errno.EROFS, "read-only file system")
-        if size is not None:
-            self._truncate(size)
+        if attrs.size is not None:
+            self._truncate(attrs.size)
             self.mtime_ns = time.time_ns()
-        if mode is not None:
-            self.mode = (self.mode & S_IFMT) | (mode & 0o7777)
-        if uid is not None:
-            self.uid = uid
-        if gid is not None:
-            self.gid = gid
-        if atime_ns is not None:
-            self.atime_ns = atime_ns
-        if mtime_ns is not None:
-            self.mtime_ns = mtime_ns
+        if attrs.mode is not None:
+            self.mode = (self.mode & S_IFMT) | (attrs.mode & 0o7777)
+        if attrs.uid is not None:
+            self.uid = attrs.uid
+        if attrs.gid is not None:
+            self.gid = attrs.gid
+        if attrs.atime_ns is not None:
+            self.atime_ns = attrs.atime_ns
+        if attrs.mtime_ns is not None:
+            self.mtime_ns = attrs.mtime_ns
         self.ctime_ns = time.time_ns()
 
     # extended attributes: kept with the inode (a SEFS volume stores them in its metadata)
@@ -227,20 +219,12 @@ class RamFile(RamInode):
         st.ctime_ns = max(self.ctime_ns, host.st_ctime_ns)
         return st
 
-    def setattr(
-        self,
-        mode: int | None = None,
-        uid: int | None = None,
-        gid: int | None = None,
-        size: int | None = None,
-        atime_ns: int | None = None,
-        mtime_ns: int | None = None,
-    ) -> None:
-        super().setattr(mode, uid, gid, size, atime_ns, mtime_ns)
-        if mtime_ns is not None and self.memfd is not None:
+    def setattr(self, attrs: SetAttr) -> None:
+        super().setattr(attrs)
+        if attrs.mtime_ns is not None and self.memfd is not None:
             # set the memfd's own times, so later native writes move them forward as on Linux
             host = os.fstat(self.memfd)
-            os.utime(self.memfd, ns=(host.st_atime_ns, mtime_ns))
+            os.utime(self.memfd, ns=(host.st_atime_ns, attrs.mtime_ns))
 
     def _truncate(self, size: int) -> None:
         if size < 0:
