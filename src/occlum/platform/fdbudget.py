@@ -46,7 +46,8 @@ def opened_elsewhere(fd: int) -> bool:
     allows.  Any failure (leases disabled, another kernel's counting) answers True: the file
     is then treated as held, never the other way round."""
     try:
-        probe = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: an open never waits for a lease to be broken (programs get none)
+        probe = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return True
     try:

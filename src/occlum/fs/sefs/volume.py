@@ -66,6 +66,7 @@ JOURNAL_MAX = 16 * 1024 * 1024
 _IN_FLIGHT = 3  # extents being sealed/written while the next one is read: 12 MiB at most
 SEFS_MAGIC = 0x53454653  # "SEFS": statfs f_type
 _ZERO = bytes(CHUNK)
+_ZERO_PAGE = bytes(4096)
 # 1: chunk offsets counted in chunks, no journal; 2: every inode in every journal record, a
 # directory's whole listing in its record, a file's every chunk (null for a hole) listed;
 # 3: journal records hold changed inodes and entries only, chunks listed by index
@@ -117,6 +118,26 @@ def _data_chunks(fd: int, size: int) -> Iterator[int]:
         first = max(start // CHUNK, last + 1)
         last = (end - 1) // CHUNK
         yield from range(first, last + 1)
+        pos = end
+
+
+def _write_data(fd: int, data: memoryview, off: int) -> None:
+    """Write ``data`` at ``off`` but for its all-zero pages, which stay holes (as they were
+    when the chunk was written: SEEK_HOLE answers as before the file was stored)."""
+    page = len(_ZERO_PAGE)
+    n = len(data)
+    pos = 0
+    while pos < n:
+        while pos < n and data[pos : pos + page] == _ZERO_PAGE[: min(page, n - pos)]:
+            pos += page
+        end = pos
+        while end < n and data[end : end + page] != _ZERO_PAGE[: min(page, n - end)]:
+            end += page
+        view = data[pos : min(end, n)]
+        at = off + pos
+        while view:
+            k = os.pwrite(fd, view, at)
+            view, at = view[k:], at + k
         pos = end
 
 
@@ -185,10 +206,7 @@ class SefsFile(RamFile):
                 end = start + min(CHUNK, self.size - off)
                 if end > len(extent[1]):
                     raise self.fs.store.error(f"{what}: object {c.ref.name} is too short")
-                view = memoryview(extent[1])[start:end]
-                while view:
-                    n = os.pwrite(fd, view, off)
-                    view, off = view[n:], off + n
+                _write_data(fd, memoryview(extent[1])[start:end], off)
             os.utime(fd, ns=(self.atime_ns, self.mtime_ns))
             self._loaded_ctime = os.fstat(fd).st_ctime_ns
         except BaseException:
@@ -832,7 +850,12 @@ class SefsFs(RamFs):
         try:
             changed, gone, dirents = self._delta(commit)
             unchanged = not changed and not gone and not dirents
-            if unchanged and not self._upgrade and self._journal is not None and self._journal.empty:
+            if (
+                unchanged
+                and not self._upgrade
+                and self._journal is not None
+                and self._journal.empty
+            ):
                 self._committed(changed, gone)
                 return
             records = dict(self._records)
