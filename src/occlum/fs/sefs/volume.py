@@ -2,25 +2,35 @@
 
 Owns the mounted state of a SEFS volume and its metadata format.  While mounted, the whole tree
 lives in RAM exactly as in ramfs (it reuses ramfs's directories, symlinks and special nodes):
-names, modes, owners, times, hard links; a regular file's contents are a memfd, the page cache,
-so programs read, write and mmap donated descriptors natively.  :meth:`SefsFs.sync` commits:
+names, modes, owners, times, hard links; a regular file's contents, while it is used, are a
+memfd, the page cache, so programs read, write and mmap donated descriptors natively.
+:meth:`SefsFs.sync` commits:
 
-- each regular file is cut into :data:`CHUNK`-sized chunks (an all-zero chunk is a hole and
-  is not stored).  Only files that may have changed are read back — those given a writable
-  descriptor since the mount, truncated or created — and of those only chunks whose SHA-256
-  differs from the committed one are written again, each run of up to :data:`EXTENT_CHUNKS`
-  consecutive changed chunks as one sealed object (an *extent*): big sequential writes make
-  few, large host files, a changed page makes one small one.  An extent lives on while any
-  chunk still refers to it.  We cannot see native writes (nor stores through a shared
-  mapping), so "may have changed" is sticky per mount;
-- the metadata (every inode, directory entries, each chunk's object id, tag and plaintext hash)
-  is one sealed JSON object, named by the superblock: the root of the volume's tree of tags;
+- each regular file is cut into :data:`CHUNK`-sized chunks; only chunks holding data are
+  stored and listed (found with SEEK_DATA/SEEK_HOLE, an all-zero chunk is a hole too), so a
+  sparse file costs what its data costs.  Only files that may have changed are read back —
+  those given a writable descriptor since the mount, truncated or created — and of those only
+  chunks whose SHA-256 differs from the committed one are written again, each run of up to
+  :data:`EXTENT_CHUNKS` changed chunks as one sealed object (an *extent*): big sequential
+  writes make few, large host files, a changed page makes one small one.  An extent lives on
+  while any chunk still refers to it.  We cannot see native writes (nor stores through a
+  shared mapping), so "may have changed" lasts until the file's last writable description
+  is closed (:mod:`.closes`);
+- the metadata: a checkpoint is one sealed JSON object (every inode, every directory's
+  entries, each chunk's object id, tag and plaintext hash), named by the superblock, the root
+  of the volume's tree of tags; a commit between checkpoints appends a journal record with
+  the inodes and directory entries that changed (ramfs reports every change through
+  :meth:`SefsFs.changed` and :meth:`SefsFs.entry_changed`), so its cost does not grow with
+  the volume;
 - see :mod:`occlum.fs.sefs.store` for what reaches the host and in which order.
 
-Mounting verifies the superblock and the metadata (any failure: the mount fails with EIO and a
-reason).  File contents are loaded, and verified, when a file is first opened or truncated; an
-object that does not verify makes *that* open fail with EIO, never return other data, and the
-rest of the volume stays usable.
+Mounting verifies the superblock, the metadata and the journal (any failure: the mount fails
+with EIO and a reason).  File contents are loaded, and verified, when a file is opened or
+truncated; an object that does not verify makes *that* open fail with EIO, never return
+other data, and the rest of the volume stays usable.  A file whose contents are committed and
+that no program holds (:func:`occlum.platform.fdbudget.opened_elsewhere`) may have its memfd
+closed again (:meth:`SefsFs.evict`, least recently used first, past :data:`CACHED_FILES`),
+so the files a volume holds or a program touches are not bounded by host descriptors.
 
 Not thread-safe: like every LibOS file system, callers serialise operations.
 """
