@@ -186,6 +186,7 @@ class SefsFile(RamFile):
         self.watched = False  # the close watch knows this file's memfd
         self.gone = False
         self._loaded_ctime = -1
+        self._blocks = -1  # st_blocks of the memfd when it was let go (-1: never loaded)
         self.memfd = None
         self.content_dirty = False  # the memfd holds changes not yet in ``chunks``
         # index -> chunk, for the chunks that hold data: a missing index is a hole
@@ -233,8 +234,11 @@ class SefsFile(RamFile):
 
     def getattr(self) -> Stat:
         st = super().getattr()
-        if self.memfd is None:  # what the contents take when loaded: their chunks, no holes
-            st.blocks = min(len(self.chunks) * CHUNK, st.size + 511) // 512
+        if self.memfd is None:  # what the memfd took when let go, else about its chunks
+            blocks = self._blocks
+            if blocks < 0:
+                blocks = min(len(self.chunks) * CHUNK, st.size + 511) // 512
+            st.blocks = blocks
         return st
 
     def _with_contents(self, st: Stat, host: os.stat_result) -> Stat:
@@ -312,6 +316,7 @@ class SefsFile(RamFile):
         if host.st_ctime_ns != self._loaded_ctime:
             self.ctime_ns = max(self.ctime_ns, host.st_ctime_ns)
         self.size = host.st_size
+        self._blocks = host.st_blocks
         self.close_memfd()
         self._release = None
         self.watched = False  # the watch went with the memfd's inode
@@ -528,12 +533,19 @@ class SefsFs(RamFs):
         return lasting(os.memfd_create(name, os.MFD_CLOEXEC))
 
     def loaded(self, f: SefsFile) -> None:
+        if f.nlink == 0:
+            # an unnamed O_TMPFILE file: its contents live in its memfd only, and the cache
+            # must not keep it alive (it is freed with its inode); named later, it joins
+            return
         self._cache[f] = None
         if len(self._cache) > self._evict_at:
             self.evict(CACHED_FILES * 3 // 4, keep=f)
 
     def used(self, f: SefsFile) -> None:
-        self._cache.move_to_end(f)
+        if f in self._cache:
+            self._cache.move_to_end(f)
+        else:
+            self.loaded(f)
 
     def unloaded(self, f: SefsFile) -> None:
         self._cache.pop(f, None)
