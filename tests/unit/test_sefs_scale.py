@@ -283,3 +283,18 @@ def test_a_format_2_volume_mounts_and_is_upgraded(vol: Path, mounts: list[SefsFs
     fs = mount(mounts, vol)
     assert read(fs.root.lookup(b"sub").lookup(b"new")) == b"now"
     assert read(fs.root.lookup(b"f"))[:8] == b"old data"
+
+
+def test_small_files_share_objects_at_a_checkpoint(vol: Path, mounts: list[SefsFs]) -> None:
+    fs = mount(mounts, vol)
+    for i in range(300):
+        write(fs.root.create(b"f%d" % i, 0o644, 0, 0), b"small %d" % i)
+        settle(fs)  # one commit each: the data is kept in its journal record
+    fs.close()  # a checkpoint moves the data out of the journal: into a few shared objects
+    assert len([p for p in vol.iterdir() if len(p.name) == 32]) < 10
+    fs = mount(mounts, vol)
+    assert [read(fs.root.lookup(b"f%d" % i)) for i in (0, 150, 299)] == [
+        b"small 0",
+        b"small 150",
+        b"small 299",
+    ]

@@ -73,6 +73,9 @@ EXTENT_CHUNKS = 16
 # extents.  The journal is folded into a checkpoint once it holds JOURNAL_MAX bytes.
 INLINE_MAX = 1024 * 1024
 JOURNAL_MAX = 16 * 1024 * 1024
+# chunks moved out of the journal share objects of about this size (a file loaded reads its
+# object whole, to verify it: small, so that loading one small file stays cheap)
+MOVED_OBJECT = CHUNK
 _IN_FLIGHT = 3  # extents being sealed/written while the next one is read: 12 MiB at most
 SEFS_MAGIC = 0x53454653  # "SEFS": statfs f_type
 _ZERO = bytes(CHUNK)
@@ -928,36 +931,47 @@ class SefsFs(RamFs):
         ]
 
     def _move_out_of_journal(self) -> None:
-        """Give every file chunk kept in a journal record a place in an object of its own."""
+        """Give every file chunk kept in a journal record a place in an extent object.  The
+        chunks of many files share an object (up to :data:`MOVED_OBJECT` bytes): thousands of
+        small files written one commit each cost a few host files here, not one each."""
         if self._journal is None or self._journal.empty:
             return
-        for f in self._files():
-            if any(c.in_journal for c in f.chunks.values()):
-                self._move_chunks(f)
-                self.changed(f)
-
-    def _move_chunks(self, f: SefsFile) -> None:
-        what = f"contents of inode {f.ino}"
+        moved: dict[SefsFile, dict[int, Chunk]] = {}
+        batch: list[tuple[SefsFile, int, int, bytes]] = []  # file, index, offset, hash
         parts: list[bytes] = []
-        moved: list[tuple[int, Chunk]] = []
         at = 0
-        data: tuple[bytes, bytes] = (b"", b"")
-        for i in sorted(f.chunks):
-            c = f.chunks[i]
-            if not c.in_journal:
-                continue
-            if data[0] != c.ref.oid:
-                data = (c.ref.oid, self.object_data(c, what))
-            length = min(CHUNK, f.size - i * CHUNK)
-            parts.append(data[1][c.offset : c.offset + length])
-            moved.append((i, Chunk(c.ref, 0, at, c.phash)))
-            at += length
-        body = b"".join(parts)
-        ref = self.store.put(body)
-        chunks = dict(f.chunks)
-        for i, c in moved:
-            chunks[i] = Chunk(ref, len(body), c.offset, c.phash)
-        f.chunks = chunks  # a new map: its metadata text is encoded afresh
+        record: tuple[bytes, bytes] = (b"", b"")  # (id, data) of the last record read
+
+        def put() -> None:
+            nonlocal at
+            if not parts:
+                return
+            body = b"".join(parts)
+            ref = self.store.put(body)
+            for f, i, offset, phash in batch:
+                moved.setdefault(f, dict(f.chunks))[i] = Chunk(ref, len(body), offset, phash)
+            batch.clear()
+            parts.clear()
+            at = 0
+
+        for f in self._files():
+            for i in sorted(f.chunks):
+                c = f.chunks[i]
+                if not c.in_journal:
+                    continue
+                if record[0] != c.ref.oid:
+                    record = (c.ref.oid, self.object_data(c, f"contents of inode {f.ino}"))
+                length = min(CHUNK, f.size - i * CHUNK)
+                parts.append(record[1][c.offset : c.offset + length])
+                batch.append((f, i, at, c.phash))
+                at += length
+                if at >= MOVED_OBJECT:
+                    put()
+        put()
+        # only once every object is written: a failure leaves the files as they were
+        for f, chunks in moved.items():
+            f.chunks = chunks  # a new map: its metadata text is encoded afresh
+            self.changed(f)
 
     def referenced_objects(self) -> set[bytes]:
         """The ids of the objects the committed state names: the checkpoint's metadata and
