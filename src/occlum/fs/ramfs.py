@@ -221,7 +221,7 @@ class RamFile(RamInode):
         own size and modification time are the true ones; the change time is the later of
         the inode's (chmod, link, ...) and the memfd's (writes, truncation)."""
         st.size = host.st_size
-        st.blocks = (host.st_size + 511) // 512
+        st.blocks = host.st_blocks  # the pages it holds: a sparse file's holes take none
         st.mtime_ns = host.st_mtime_ns
         st.ctime_ns = max(self.ctime_ns, host.st_ctime_ns)
         return st
