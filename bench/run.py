@@ -550,7 +550,9 @@ def measure_service(
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv[:3])}: exit {proc.returncode}: {proc.stderr[-200:]!r}")
+            raise RuntimeError(
+                f"{' '.join(argv[:3])}: exit {proc.returncode}: {proc.stderr[-200:]!r}"
+            )
 
     try:
         if not inside:

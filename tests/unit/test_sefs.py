@@ -20,7 +20,7 @@ from occlum.enclave.counter import MonotonicCounters
 from occlum.fs.sefs import CHUNK, SEFS_MAGIC, SefsFs, volume
 from occlum.fs.sefs.closes import CloseWatch
 from occlum.fs.sefs.journal import JOURNAL_PREFIX
-from occlum.fs.sefs.store import PAD, SUPERBLOCK
+from occlum.fs.sefs.store import PAD, RESERVE, SUPERBLOCK
 from occlum.fs.sefs.volume import EXTENT_CHUNKS, SefsFile
 from occlum.vfs.inode import Inode
 
@@ -325,6 +325,8 @@ def test_no_plaintext_reaches_the_host(vol: Path, mounts: list[SefsFs]) -> None:
             # only sizes rounded to PAD leak
             if name.startswith(JOURNAL_PREFIX):
                 assert all((length - 28) % PAD == 0 for length in record_lengths(data))
+            elif name == RESERVE:
+                assert not data.strip(b"\0")  # zeros, allocated for a full disk
             elif name != SUPERBLOCK:
                 assert (len(data) - 28) % PAD == 0
 
@@ -452,9 +454,9 @@ def test_tampering_with_any_object_is_detected(
 ) -> None:
     base = tmp_path / "base"
     expected = build_tamper_volume(base, mac_only)
-    names = [p.name for p in base.iterdir()]
+    names = [p.name for p in base.iterdir() if p.name != RESERVE]
     # big's extent, small's and other's (one object: moved out of the journal together),
-    # metadata, superblock, journal
+    # metadata, superblock, journal (and the reserve, zeros)
     assert len(names) == 5 and journal_size(base) > 0
     for name in [*names]:
         d = tmp_path / f"t-{name}"
@@ -636,7 +638,8 @@ def test_a_crash_during_the_first_format(tmp_path: Path, mounts: list[SefsFs]) -
         assert fs.root.readdir() == []
         fs.close()
         listing = set(os.listdir(d))
-        assert listing == {SUPERBLOCK, journal_name(d)} | objects(d) and len(objects(d)) == 1
+        assert listing == {SUPERBLOCK, RESERVE, journal_name(d)} | objects(d)
+        assert len(objects(d)) == 1
 
 
 def test_a_failed_commit_leaves_the_old_state_and_can_be_retried(
@@ -657,12 +660,13 @@ def test_a_failed_commit_leaves_the_old_state_and_can_be_retried(
         real(name, data)
 
     monkeypatch.setattr(fs.store, "_write_file", failing)
-    with pytest.raises(SyscallError) as e:
-        fs.sync()
-    assert e.value.errno == errno.ENOSPC and str(vol) in e.value.why
+    fs.sync()  # f does not fit: it keeps its committed contents and says why
+    (why,) = fs.unstored(fs.root.lookup(b"f"))
+    assert "No space left on device" in why and f"SEFS {vol}: inode" in why
     shutil.copytree(vol, vol.parent / "after-failure")
     old = mount(mounts, vol.parent / "after-failure")
     assert read(old.root.lookup(b"f")) == b"old"
+    assert objects(old.store.root) == {o.hex() for o in old.referenced_objects()}  # no partial
     monkeypatch.undo()
     expected = snapshot(fs)
     fs.close()

@@ -157,7 +157,7 @@ def test_search_permission(vfs: tuple[MountTable, Location]) -> None:
     _, r = vfs
     a = resolve(r, r, b"/a")
     a.inode.setattr(mode=0o700)
-    user = Cred(uid=1000, gid=1000)
+    user = Cred.user(1000, 1000)
     with pytest.raises(SyscallError) as e:
         resolve(r, r, b"/a/f", cred=user)
     assert err(e) == errno.EACCES
@@ -244,8 +244,8 @@ def test_open_flags(vfs: tuple[MountTable, Location]) -> None:
     fails(b"/a", os.O_RDONLY | os.O_TRUNC, errno.EISDIR)
     fails(b"/a", os.O_CREAT | os.O_RDONLY, errno.EISDIR)
     fails(b"/a/new/", os.O_CREAT | os.O_RDWR, errno.EISDIR)
-    fails(b"/a/f", os.O_WRONLY, errno.EACCES, Cred(uid=1000, gid=1000))
-    fails(b"/a/x", os.O_CREAT | os.O_WRONLY, errno.EACCES, Cred(uid=1000, gid=1000))
+    fails(b"/a/f", os.O_WRONLY, errno.EACCES, Cred.user(1000, 1000))
+    fails(b"/a/x", os.O_CREAT | os.O_WRONLY, errno.EACCES, Cred.user(1000, 1000))
     assert op(b"/a/lf", os.O_PATH | os.O_NOFOLLOW) == 0o120000
     assert op(b"/a", os.O_RDONLY | os.O_DIRECTORY) == 0o040000
     # O_CREAT through a dangling symlink creates its target

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import PROC_SUPER_MAGIC, S_IFDIR, S_IFLNK, S_IFREG, StatFs, dtype_of_mode
+from occlum.vfs.cred import ROOT, Cred
 from occlum.vfs.inode import DirEntry, Inode, Stat
 from occlum.vfs.mount import FileSystem, MountInfo
 
@@ -65,7 +66,10 @@ class ProcessInfo:
     maps: Callable[[], bytes] | None = None
     fd_location: Callable[[int], Location | None] | None = None
     umask: int = 0o022
-    groups: tuple[int, ...] = ()
+    # the credentials of the process (its main thread's); ``cred_of`` gives a thread's, by
+    # where the host keeps it ("" for the main thread, else "task/<host tid>/")
+    cred: Cred = ROOT
+    cred_of: Callable[[str], Cred] | None = None
     # (pgid, sid, threads) computed on demand, when the kernel's answer costs a read
     ids: Callable[[], tuple[int, int, int]] | None = None
     # LibOS tid -> host tid of every thread, read when task/ is looked at
@@ -636,6 +640,7 @@ def _state(i: ProcessInfo, who: _Thread) -> str:
 
 def _status_text(i: ProcessInfo, who: _Thread = _PROCESS) -> bytes:
     state = _state(i, who)
+    c = i.cred_of(who.host_dir) if i.cred_of is not None else i.cred
     lines = [
         b"Name:\t%s" % _comm(i, who),
         b"Umask:\t%04o" % i.umask,
@@ -645,11 +650,11 @@ def _status_text(i: ProcessInfo, who: _Thread = _PROCESS) -> bytes:
         b"Pid:\t%d" % (who.tid or i.pid),
         b"PPid:\t%d" % i.ppid,
         b"TracerPid:\t0",
-        b"Uid:\t%d\t%d\t%d\t%d" % (i.uid, i.uid, i.uid, i.uid),
-        b"Gid:\t%d\t%d\t%d\t%d" % (i.gid, i.gid, i.gid, i.gid),
+        b"Uid:\t%d\t%d\t%d\t%d" % (c.uid, c.euid, c.suid, c.fsuid),
+        b"Gid:\t%d\t%d\t%d\t%d" % (c.gid, c.egid, c.sgid, c.fsgid),
         b"FDSize:\t%d" % max(64, len(i.fds)),
         # Linux's trailing space, kept "for compatibility"
-        b"Groups:\t" + b" ".join(b"%d" % g for g in i.groups) + b" ",
+        b"Groups:\t" + b" ".join(b"%d" % g for g in c.groups) + b" ",
     ]
     # the host's own lines for memory and signals: the program's real state (the signal
     # masks hold no pid; SigQ counts the signals queued for the user, as on Linux)
@@ -663,6 +668,13 @@ def _status_text(i: ProcessInfo, who: _Thread = _PROCESS) -> bytes:
     i.settle_ids()
     lines.append(b"Threads:\t%d" % i.threads)
     lines += signals
+    lines += [
+        b"CapInh:\t%016x" % c.cap_inheritable,
+        b"CapPrm:\t%016x" % c.cap_permitted,
+        b"CapEff:\t%016x" % c.cap_effective,
+        b"CapBnd:\t%016x" % c.cap_bounding,
+        b"CapAmb:\t%016x" % 0,
+    ]
     return b"\n".join(lines) + b"\n"
 
 

@@ -13,6 +13,7 @@ import itertools
 import os
 import time
 import weakref
+from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import (
@@ -34,6 +35,9 @@ from occlum.platform.fdbudget import lasting
 from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, Stat
 from occlum.vfs.mount import FileSystem
 from occlum.vfs.xattr import XattrStore
+
+if TYPE_CHECKING:
+    from occlum.fs.sefs.closes import CloseWatch
 
 __all__ = ["RamFs"]
 
@@ -251,7 +255,16 @@ class RamFile(RamInode):
         self.atime_ns = time.time_ns()
         self.fs.changed(self)
         # reopening through /proc gives a new open description (own offset), same pages
-        return os.open(f"/proc/self/fd/{fd}", (flags & HOST_OPEN_MASK) | os.O_CLOEXEC)
+        host_fd = os.open(f"/proc/self/fd/{fd}", (flags & HOST_OPEN_MASK) | os.O_CLOEXEC)
+        if self._nameless():
+            watch = self.fs.close_watch
+            try:
+                if watch is not None:
+                    watch.watch(self, fd, every_close=True)
+                    self.descriptions += 1
+            except OSError:
+                pass  # unwatched, it stays allocated until the instance ends, as before
+        return host_fd
 
     def dropped(self) -> None:
         # descriptors already donated keep the memfd's file alive in the host kernel
@@ -259,6 +272,28 @@ class RamFile(RamInode):
 
     # frees an O_TMPFILE file never named (its memfd, its inode) when the inode is freed
     _release: weakref.finalize[[int, RamFs], RamFile] | None = None
+    # of a nameless file: the open file descriptions handed out and not yet closed
+    descriptions = 0
+
+    def _nameless(self) -> bool:
+        """An O_TMPFILE file never named, still allocated."""
+        return self.nlink == 0 and self._release is not None and self._release.alive
+
+    def closed(self, wrote: bool) -> bool:
+        """The kernel reported that an open file description of this file went away (its last
+        descriptor, dup, fork copy and mapping; ``wrote``: a writable one; see
+        :mod:`occlum.fs.sefs.closes`). A nameless file whose descriptions are all gone can
+        never be reached again: it is freed now, as Linux frees it at its last close, instead
+        of when this inode object is (the object registry keeps it while its memfd lives, and
+        the memfd lives until it is freed). True when the file system should commit."""
+        if self.descriptions > 0:
+            self.descriptions -= 1
+            if not self.descriptions and self._nameless():
+                assert self._release is not None
+                self._release.detach()
+                self.fs.release_inode()
+                self.dropped()
+        return False
 
     def close_memfd(self) -> None:
         if self.memfd is None:
@@ -514,6 +549,9 @@ class RamFs(FileSystem):
     fstype = "tmpfs"
     root: RamDir
     backing: int | None = None
+    # the LibOS's watch of closes: nameless files are freed at their last close (without it,
+    # when their inode object is)
+    close_watch: CloseWatch | None = None
     max_inodes = 0  # nr_inodes=: 0 is no limit
     used_inodes = 0
 

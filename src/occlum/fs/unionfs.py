@@ -631,6 +631,12 @@ class UnionFs(FileSystem):
     def sync(self) -> None:
         self.upper.sync()
 
+    def unstored(self, inode: Inode | None = None) -> list[str]:
+        if inode is None:
+            return self.upper.unstored()
+        upper = inode.upper if isinstance(inode, UnionInode) else None
+        return [] if upper is None else self.upper.unstored(upper)
+
 
 def _copy_contents(src: Inode, dst: Inode, length: int) -> None:
     """The first ``length`` bytes of ``src`` into the empty regular file ``dst``."""

@@ -297,9 +297,7 @@ class LibraryResolver:
         return None, None
 
     @classmethod
-    def _owned(
-        cls, paths: tuple[str, ...], origin: str, obj: str
-    ) -> list[tuple[str, str | None]]:
+    def _owned(cls, paths: tuple[str, ...], origin: str, obj: str) -> list[tuple[str, str | None]]:
         """``paths`` expanded, each with ``obj`` if it is relative to ``obj``'s ``$ORIGIN``."""
         return [
             (d, obj if p.startswith(("$ORIGIN", "${ORIGIN}")) else None)

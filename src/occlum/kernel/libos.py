@@ -22,7 +22,7 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from occlum.abi.errors import SyscallError, UserError
 from occlum.abi.syscalls import NAME
@@ -49,7 +49,8 @@ from occlum.platform import native
 from occlum.platform.faults import FaultLog
 from occlum.platform.seccomp import Listener
 from occlum.platform.stub import build_stub
-from occlum.vfs.inode import Cred, Inode
+from occlum.vfs.cred import ROOT
+from occlum.vfs.inode import Inode
 from occlum.vfs.mount import FileSystem, MountTable
 from occlum.vfs.path import resolve
 
@@ -140,6 +141,8 @@ class LibOS:
         self.host_sockets: dict[tuple[FileSystem, int], str] = {}
         self.init_pid = 0
         self.first_status: int | None = None
+        self.exit_committed = True  # the exit-time commit stored everything
+        self.writeback_errors: dict[FileSystem, str] = {}  # the last one logged, per volume
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.close_watch.fd, selectors.EVENT_READ, "closes")
         self.faults = FaultLog()
@@ -278,6 +281,7 @@ class LibOS:
             counters = None if m.temporary else self.counters
             fs = SefsFs(storage, m.key, mac_only=m.mac_only, counters=counters)
             fs.close_watch = self.close_watch
+            fs.log_error = self.log.error
         except SyscallError as exc:
             if exc.errno == errno.EBUSY:
                 raise UserError(f"mount {m.target}: {exc.why}")
@@ -309,13 +313,23 @@ class LibOS:
         self.limits.check_memory()
         self.next_writeback = time.monotonic() + self.writeback_interval
 
-    def sync_file_systems(self) -> None:
-        """Commit every writable protected file system; a failure is logged, never fatal."""
+    def sync_file_systems(self) -> bool:
+        """Commit every writable protected file system; a failure is logged, never fatal.
+        False if something is not stored (a file that did not fit was logged by its volume)."""
+        stored = True
         for fs in self.persistent_file_systems():
             try:
                 fs.sync()
             except SyscallError as exc:
-                self.log.error(f"cannot write back {fs.fstype}: {exc.why or exc}")
+                why = f"cannot write back {fs.fstype}: {exc.why or exc}"
+                if self.writeback_errors.get(fs) != why:  # once, not at every write-back
+                    self.log.error(why)
+                self.writeback_errors[fs] = why
+                stored = False
+            else:
+                self.writeback_errors.pop(fs, None)
+                stored = stored and not fs.unstored()
+        return stored
 
     def persistent_file_systems(self) -> list[FileSystem]:
         """The mounted file systems whose changes are committed to storage (not temporary)."""
@@ -342,6 +356,8 @@ class LibOS:
     def _mount(
         self, table: MountTable, fs: object, target: str, source: bytes, where: str = "image/"
     ) -> None:
+        if isinstance(fs, RamFs):  # its nameless files are freed at their last close
+            fs.close_watch = self.close_watch
         try:
             table.mount(fs, target.encode(), source=source)  # type: ignore[arg-type]
         except SyscallError as exc:
@@ -398,7 +414,7 @@ class LibOS:
             for s, h in old.items():
                 signal.signal(s, h)
             self._shutdown()
-        return self._exit_code()
+        return self._exit_code_after_commit()
 
     def _run_init(self, env: list[bytes]) -> None:
         """Run the initfs's init until it exits; it must have mounted the root (mount_rootfs)
@@ -438,7 +454,7 @@ class LibOS:
             self._run_tree([b"/"], env, started=started)
         finally:
             self._shutdown()
-        return self._exit_code()
+        return self._exit_code_after_commit()
 
     def _echo_to_caller(self, line: bytes) -> None:
         """A started instance's log line about the calling program goes to its stderr too (the
@@ -602,6 +618,12 @@ class LibOS:
             if self.first_status is None:
                 self.first_status = 127 << 8
 
+    def _exit_code_after_commit(self) -> int:
+        """The exit status, or 1 for a program that succeeded but whose writes were not all
+        stored at exit (its last writes are lost; the log said why)."""
+        code = self._exit_code()
+        return 1 if code == 0 and not self.exit_committed else code
+
     def _exit_code(self) -> int:
         status = self.first_status if self.first_status is not None else (127 << 8)
         if os.WIFSIGNALED(status):
@@ -692,7 +714,12 @@ class LibOS:
 
     def _shutdown(self) -> None:
         self._end_tree()
-        self.sync_file_systems()
+        self.exit_committed = self.sync_file_systems()
+        if not self.exit_committed:
+            self.log.error(
+                "the exit-time commit failed, the program's last writes are lost: "
+                "occlum run does not exit 0"
+            )
         self.close_watch.close()
         for storage in self.temporary_dirs:
             shutil.rmtree(storage, ignore_errors=True)
@@ -814,11 +841,15 @@ class LibOS:
             if p is None:
                 return None
         p.tids.add(tid)
-        t = Task(tid, p)
+        t = Task(tid, p, cred=p.cred)
         self.tasks[tid] = t
         return t
 
-    def _new_process(self, tgid: int, ns_pid: int, ppid_host: int) -> Process | None:
+    def _new_process(
+        self, tgid: int, ns_pid: int, ppid_host: int, forker: Task | None = None
+    ) -> Process | None:
+        """``forker``: the parent's thread that forked it, when known (its credentials are the
+        child's; else the parent's latest)."""
         parent = self.procs.get(ppid_host)
         root = self.mounts.root()
         if parent is None:
@@ -829,11 +860,11 @@ class LibOS:
             p = Process(
                 tgid, ns_pid, 1 if ppid_host == self.init_pid else 0, root, cwd, self.spec.umask
             )
-            p.cred = Cred(groups=initial_groups(tgid))
+            p.cred = replace(ROOT, groups=initial_groups(tgid))
         else:
             p = Process(tgid, ns_pid, parent.pid, parent.root, parent.cwd, parent.umask)
             p.exe_path, p.argv, p.envp = parent.exe_path, parent.argv, parent.envp
-            p.cred = parent.cred
+            p.cred = forker.cred if forker is not None else parent.cred
             p.exe_id = parent.exe_id
         try:
             p.pidfd = os.pidfd_open(tgid)
@@ -864,7 +895,7 @@ class LibOS:
                         ns_pid = self._status_ids(kid)[2]
                     except (OSError, ValueError):
                         continue
-                    self._new_process(kid, ns_pid, p.host_pid)
+                    self._new_process(kid, ns_pid, p.host_pid, self.tasks.get(tid))
 
     def held(self, programs_only: bool = False) -> Iterator[tuple[Process, str, os.stat_result]]:
         """(process, descriptor number, host stat) of every descriptor the instance's

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from occlum.platform.memory import TaskMemory
-from occlum.vfs.inode import Cred
+from occlum.vfs.cred import ROOT, Cred
 
 if TYPE_CHECKING:
     from occlum.loader.elf import ElfImage
@@ -76,7 +76,7 @@ class Process:
     _mem: TaskMemory | None = None
     pending_exec: ExecRequest | None = None
     tids: set[int] = field(default_factory=set)
-    cred: Cred = field(default_factory=Cred)
+    cred: Cred = ROOT  # what a thread of this process not met yet has (the latest set)
 
     @property
     def mem(self) -> TaskMemory:
@@ -115,6 +115,9 @@ class Task:
     process: Process
     notif_id: int = 0
     nr: int = 0
+    # the thread's own credentials (Linux keeps them per thread); a thread first met takes
+    # its process's latest (glibc changes every thread's together)
+    cred: Cred = ROOT
 
     @property
     def mem(self) -> TaskMemory:

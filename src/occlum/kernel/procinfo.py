@@ -19,6 +19,7 @@ from occlum.vfs.path import Location
 if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS
     from occlum.kernel.process import Process
+    from occlum.vfs.cred import Cred
 
 
 def _fd_texts(libos: LibOS, p: Process) -> dict[int, bytes]:
@@ -157,7 +158,10 @@ def process_info(libos: LibOS, p: Process) -> ProcessInfo:
         cwd=p.cwd.absolute_path(p.root),
         root=p.root.absolute_path(),
         umask=p.umask,
-        groups=p.cred.groups,
+        cred=(cred := leader_cred(libos, p)),
+        uid=cred.euid,
+        gid=cred.egid,
+        cred_of=functools.partial(_thread_cred, libos, p),
         fds=_LazyFds(libos, p),
         host_pid=p.host_pid,
         maps=lambda: _maps(p.host_pid),
@@ -167,6 +171,19 @@ def process_info(libos: LibOS, p: Process) -> ProcessInfo:
         open_host=functools.partial(_open_host, p),
         state_of=functools.partial(_state, libos, p.host_pid),
     )
+
+
+def leader_cred(libos: LibOS, p: Process) -> Cred:
+    """A process's credentials as Linux shows them: its main thread's."""
+    leader = libos.tasks.get(p.host_pid)
+    return leader.cred if leader is not None else p.cred
+
+
+def _thread_cred(libos: LibOS, p: Process, host_dir: str) -> Cred:
+    """The credentials of the thread the host keeps at ``/proc/<host_pid>/<host_dir>``."""
+    tid = int(host_dir.split("/")[1]) if host_dir else p.host_pid
+    task = libos.tasks.get(tid)
+    return task.cred if task is not None else p.cred
 
 
 def _state(libos: LibOS, host_pid: int, host_dir: str) -> str:
@@ -284,8 +301,6 @@ def host_tids(host_pid: int) -> dict[int, int]:
         except (OSError, ValueError, IndexError):
             continue  # the thread has just exited
     return out
-
-
 
 
 def _open_host(p: Process, name: str, flags: int) -> int:

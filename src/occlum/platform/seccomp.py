@@ -59,8 +59,7 @@ NATIVE_SYSCALLS: tuple[str, ...] = (
     "munlock", "mlockall", "munlockall", "brk", "membarrier", "memfd_create", "pkey_alloc",
     "pkey_free", "pkey_mprotect", "get_mempolicy", "set_mempolicy", "mbind",
     "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigpending", "rt_sigtimedwait",
-    "rt_sigsuspend", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "sigaltstack", "pause", "alarm",
-    "kill", "tgkill", "tkill", "pidfd_send_signal",
+    "rt_sigsuspend", "sigaltstack", "pause", "alarm",
     "pipe", "pipe2", "poll", "ppoll", "select", "pselect6", "epoll_create", "epoll_create1",
     "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd", "eventfd2",
     "timerfd_create", "timerfd_settime", "timerfd_gettime", "signalfd", "signalfd4",
@@ -73,12 +72,10 @@ NATIVE_SYSCALLS: tuple[str, ...] = (
     "nanosleep", "clock_nanosleep", "clock_gettime", "clock_getres", "gettimeofday", "time",
     "times", "getitimer", "setitimer", "timer_create", "timer_settime", "timer_gettime",
     "timer_getoverrun", "timer_delete",
-    "getpid", "getppid", "gettid", "getuid", "geteuid", "getgid", "getegid",
-    "getresuid", "getresgid", "setuid", "setgid", "setreuid", "setregid", "setresuid",
-    "setresgid", "setfsuid", "setfsgid", "capget", "capset",
+    "getpid", "getppid", "gettid",
     "getpgrp", "getpgid", "setpgid", "getsid", "setsid", "wait4", "waitid",
     "exit", "futex", "futex_waitv", "set_robust_list", "get_robust_list",
-    "set_tid_address", "arch_prctl", "rseq", "prctl", "personality", "getrandom",
+    "set_tid_address", "arch_prctl", "rseq", "personality", "getrandom",
     "getrusage", "getrlimit", "setrlimit", "prlimit64", "seccomp", "restart_syscall",
     "socketpair", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg",
     "socket", "shutdown", "listen", "getsockopt", "setsockopt",
@@ -101,6 +98,7 @@ ARGUMENT_RULES: dict[str, str] = {
     "mmap": "native below LARGE_MMAP (64 MiB)",
     "ioctl": "TIOCSTI: EIO, TIOCLINUX: EPERM in the filter",
     "fcntl": "F_CREATED_QUERY: EINVAL in the filter (as before Linux 6.12); F_SETLEASE served",
+    "prctl": "served for PR_[GS]ET_KEEPCAPS and PR_CAPBSET_{READ,DROP} (LibOS capabilities)",
     "clone": "served (and refused) when it asks for new namespaces",
     "exit_group": "served with a non-zero status (the address space used is checked)",
     "sendto": "native without a destination address",
@@ -198,6 +196,9 @@ LARGE_MMAP = 64 << 20
 # fcntl(F_SETLEASE) is shown to the supervisor: a lease on a LibOS file would make the
 # supervisor's own open of that file for another program wait for the lease's break
 F_SETLEASE = 1024
+# prctl options shown to the supervisor: they read or change the capabilities the LibOS keeps
+# (PR_GET_KEEPCAPS, PR_SET_KEEPCAPS, PR_CAPBSET_READ, PR_CAPBSET_DROP)
+PRCTL_SERVED = (7, 8, 23, 24)
 
 
 def _served_when_large(nr: int, arg: int, least: int) -> list[bytes]:
@@ -269,6 +270,12 @@ def build_filter(native: Iterable[str] = NATIVE_SYSCALLS, *, every_exit: bool = 
         _jump(_JEQ_K, F_SETLEASE, 0, 1),
         _stmt(_RET_K, SECCOMP_RET_USER_NOTIF),
         _stmt(_RET_K, SECCOMP_RET_ALLOW),
+        # prctl: native, but for the options that read or change the LibOS's capabilities
+        _jump(_JEQ_K, NR["prctl"], 0, 3 + len(PRCTL_SERVED)),
+        _stmt(_LD_W_ABS, 16),  # low word of args[0], the option (an int)
+        *(_jump(_JEQ_K, option, len(PRCTL_SERVED) - i, 0) for i, option in enumerate(PRCTL_SERVED)),
+        _stmt(_RET_K, SECCOMP_RET_ALLOW),
+        _stmt(_RET_K, SECCOMP_RET_USER_NOTIF),
     ]
     # Socket calls that are native without an address (send() and recv() on a connected
     # socket, accept() of a server that does not ask who called: the data path): with one,

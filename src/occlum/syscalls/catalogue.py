@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from occlum.abi.syscalls import NR
 from occlum.platform.seccomp import ARGUMENT_RULES, NATIVE_SYSCALLS
+from occlum.syscalls.deviations import DEVIATIONS
 from occlum.syscalls.refused import REFUSED
 from occlum.syscalls.table import SERVED
 
@@ -79,7 +80,25 @@ def markdown() -> str:
         key = f.kind if f.kind == "native or served" else f.kind.split()[0]
         counts[key] = counts.get(key, 0) + 1
     total = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    return _HEAD + "\n".join(rows) + f"\n\n{len(rows)} numbers: {total}.\n"
+    table = _HEAD + "\n".join(rows) + f"\n\n{len(rows)} numbers: {total}.\n"
+    return (
+        table
+        + _DEVIATIONS_HEAD
+        + "\n".join(
+            f"| {', '.join(f'`{c}`' for c in d.calls)} | {d.what} | {d.why} |" for d in DEVIATIONS
+        )
+        + "\n"
+    )
+
+
+_DEVIATIONS_HEAD = """
+## Deviations that stay
+
+Where a served or native call knowingly differs from Linux, and why (`syscalls/deviations.py`).
+
+| calls | what a program sees | why |
+| --- | --- | --- |
+"""
 
 
 if __name__ == "__main__":

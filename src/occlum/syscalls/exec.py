@@ -21,13 +21,17 @@ from occlum.kernel.process import CachedProgram, ExecRequest, Process, Task
 from occlum.loader.elf import ElfImage, parse_elf
 from occlum.loader.plan import (
     AT_BASE,
+    AT_EGID,
     AT_ENTRY,
+    AT_EUID,
     AT_FLAGS,
+    AT_GID,
     AT_PAGESZ,
     AT_PHDR,
     AT_PHENT,
     AT_PHNUM,
     AT_SECURE,
+    AT_UID,
     INHERITED_AUXV,
     INTERP_BASE,
     PIE_BASE,
@@ -41,7 +45,8 @@ from occlum.platform import launch as launcher
 from occlum.platform import native
 from occlum.platform.stub import BUFFER_ADDR, COMMANDS_OFFSET, MAX_COMMANDS
 from occlum.syscalls.common import dirfd_base, s32
-from occlum.vfs.inode import MAY_EXEC, ROOT, check_access
+from occlum.syscalls.cred import exec_cred
+from occlum.vfs.inode import MAY_EXEC, ROOT, Cred, check_access
 from occlum.vfs.path import resolve
 
 if TYPE_CHECKING:
@@ -103,7 +108,7 @@ def _alive(p: Process) -> bool:
         return False
 
 
-def _executable(libos: LibOS, loc: Location) -> Executable:
+def _executable(libos: LibOS, loc: Location, cred: Cred = ROOT) -> Executable:
     """The file at ``loc``, which must be an executable regular file not open for writing.
 
     Programs of read-only file systems (the image) cannot change while the instance runs:
@@ -111,6 +116,9 @@ def _executable(libos: LibOS, loc: Location) -> Executable:
     a path walk and a dict lookup.
     """
     inode = loc.inode
+    if inode.ftype != S_IFREG:
+        raise SyscallError(errno.EACCES, "not a regular file")
+    check_access(inode.getattr(), cred, MAY_EXEC)
     ident = file_identity(inode)
     fixed = inode.immutable_content()
     key = (id(fixed.fs), fixed.ino) if fixed is not None else (0, 0)
@@ -120,9 +128,6 @@ def _executable(libos: LibOS, loc: Location) -> Executable:
         if hit is not None:
             cache.move_to_end(key)
             return Executable(hit.exe_path, hit.fd, False, ident)
-    if inode.ftype != S_IFREG:
-        raise SyscallError(errno.EACCES, "not a regular file")
-    check_access(inode.getattr(), ROOT, MAY_EXEC)
     host_fd = inode.open_host_fd(os.O_RDONLY)
     exe_path = loc.absolute_path()
     if fixed is None:
@@ -168,12 +173,14 @@ def _open_exec(
     path: bytes,
     base: Location | None = None,
     follow: bool = True,
+    cred: Cred = ROOT,
 ) -> Executable:
-    """:func:`_executable` of the file ``path`` names (relative to ``base``, else ``cwd``)."""
-    loc = resolve(root, cwd, path, follow_final=follow, dir_fd_base=base)
+    """:func:`_executable` of the file ``path`` names (relative to ``base``, else ``cwd``),
+    searched and executed with ``cred``'s rights."""
+    loc = resolve(root, cwd, path, follow_final=follow, dir_fd_base=base, cred=cred)
     if loc.inode.is_symlink:
         raise SyscallError(errno.ELOOP, f"{path!r} is a symlink (AT_SYMLINK_NOFOLLOW)")
-    return _executable(libos, loc)
+    return _executable(libos, loc, cred)
 
 
 def _host_executable(p: Process, fd: int, st: os.stat_result) -> Executable:
@@ -205,6 +212,7 @@ def prepare_exec(
     execfn: bytes,
     argv: list[bytes],
     envp: list[bytes],
+    cred: Cred = ROOT,
 ) -> ExecRequest:
     """Everything an exec of ``first`` (an :func:`_executable` result) needs, checked now so
     that a failing execve returns an error. ``script_name`` is the name a ``#!`` interpreter
@@ -237,7 +245,7 @@ def prepare_exec(
             arg = arg.strip()
             argv = [interp, *([arg] if arg else []), name, *argv[1:]]
             try:
-                exe_path, fd, owned, ident = _open_exec(libos, root, cwd, interp)
+                exe_path, fd, owned, ident = _open_exec(libos, root, cwd, interp, cred=cred)
             except SyscallError as exc:
                 if exc.errno == errno.ENOENT and not isinstance(exc, MissingInterpreter):
                     raise MissingInterpreter(
@@ -253,7 +261,9 @@ def prepare_exec(
             interp_img: ElfImage | None = None
             if prog.interp is not None:
                 try:
-                    interp_fd, interp_owned = _open_exec(libos, root, root, prog.interp)[1:3]
+                    interp_fd, interp_owned = _open_exec(libos, root, root, prog.interp, cred=cred)[
+                        1:3
+                    ]
                 except SyscallError as exc:
                     if exc.errno == errno.ENOENT:
                         raise MissingInterpreter(
@@ -309,8 +319,8 @@ def do_execve(
     envp = _read_strings(t, envp_ptr)
     if not path:
         raise SyscallError(errno.ENOENT, "empty path")
-    first = _open_exec(libos, p.root, p.cwd, path, follow=follow)
-    req = prepare_exec(libos, p.root, p.cwd, first, path, path, argv, envp)
+    first = _open_exec(libos, p.root, p.cwd, path, follow=follow, cred=t.cred)
+    req = prepare_exec(libos, p.root, p.cwd, first, path, path, argv, envp, t.cred)
     try:
         libos.shadow_stub(path)
     except SyscallError:
@@ -375,7 +385,7 @@ def _exec_descriptor(libos: LibOS, t: Task, fd: int, argv_ptr: int, envp_ptr: in
     argv = _read_argv(t, argv_ptr)
     envp = _read_strings(t, envp_ptr)
     if fd == AT_FDCWD:
-        first = _executable(libos, p.cwd)  # a directory: EACCES
+        first = _executable(libos, p.cwd, t.cred)  # a directory: EACCES
     else:
         if fd < 0:
             raise SyscallError(errno.EBADF, "negative descriptor")
@@ -384,7 +394,9 @@ def _exec_descriptor(libos: LibOS, t: Task, fd: int, argv_ptr: int, envp_ptr: in
         except OSError:
             raise SyscallError(errno.EBADF, f"descriptor {fd} is not open")
         # not a LibOS file: a memfd of the program's own, say
-        first = _host_executable(p, fd, st) if ref is None else _executable(libos, ref.location)
+        first = (
+            _host_executable(p, fd, st) if ref is None else _executable(libos, ref.location, t.cred)
+        )
     try:
         cloexec = _cloexec(p.host_pid, fd)
     except SyscallError:
@@ -393,7 +405,9 @@ def _exec_descriptor(libos: LibOS, t: Task, fd: int, argv_ptr: int, envp_ptr: in
         raise
     # an interpreter is told "/dev/fd/N", which it cannot open if N closes at the exec
     name = b"/dev/fd/%d" % fd
-    req = prepare_exec(libos, p.root, p.cwd, first, None if cloexec else name, name, argv, envp)
+    req = prepare_exec(
+        libos, p.root, p.cwd, first, None if cloexec else name, name, argv, envp, t.cred
+    )
     # Linux names the process after the file, not after "/dev/fd/N" (the kernel here would
     # take the stub's name); a memfd's file name is "memfd:NAME"
     req.comm = os.path.basename(req.exe_path).removesuffix(b" (deleted)")[:15]
@@ -438,10 +452,18 @@ def _execveat(
     argv_list = _read_argv(t, argv)
     envp_list = _read_strings(t, envp)
     cloexec = _cloexec(p.host_pid, dirfd)
-    first = _open_exec(libos, p.root, p.cwd, name, base, follow)
+    first = _open_exec(libos, p.root, p.cwd, name, base, follow, t.cred)
     shown = b"/dev/fd/%d/%s" % (dirfd, name)
     req = prepare_exec(
-        libos, p.root, p.cwd, first, None if cloexec else shown, shown, argv_list, envp_list
+        libos,
+        p.root,
+        p.cwd,
+        first,
+        None if cloexec else shown,
+        shown,
+        argv_list,
+        envp_list,
+        t.cred,
     )
     try:
         libos.shadow_stub(name)
@@ -497,7 +519,12 @@ def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
     plan.syscall("close", prog_fd)
     for fd, original in req.restore:  # what an execveat replaced by the stub, not close-on-exec
         listener.add_fd(t.notif_id, original, False, send=False, target=fd)
-    aux = [(k, kernel_aux[k]) for k in INHERITED_AUXV if k in kernel_aux]
+    # the new program's credentials (execve recomputes capabilities, the saved ids follow
+    # the effective ones) are the LibOS's, and so are the ids the auxiliary vector tells it
+    cred = exec_cred(t.cred)
+    t.cred = p.cred = cred
+    ids = {AT_UID: cred.uid, AT_EUID: cred.euid, AT_GID: cred.gid, AT_EGID: cred.egid}
+    aux = [(k, ids.get(k, kernel_aux.get(k, 0))) for k in INHERITED_AUXV if k in kernel_aux]
     aux += [
         (AT_PHDR, prog.phdr_vaddr + bias),
         (AT_PHENT, prog.phentsize),

@@ -11,6 +11,7 @@ import errno
 import fcntl
 import os
 import struct
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,7 @@ from occlum.abi.fsabi import (
     S_IFSOCK,
     S_ISGID,
     S_ISUID,
+    S_ISVTX,
     Stat,
     pack_stat,
     pack_statfs,
@@ -64,6 +66,15 @@ from occlum.vfs import (
     resolve,
     resolve_parent,
 )
+from occlum.vfs.cred import (
+    CAP_CHOWN,
+    CAP_DAC_OVERRIDE,
+    CAP_FOWNER,
+    CAP_FSETID,
+    CAP_SYS_CHROOT,
+    may_delete,
+    new_owner,
+)
 from occlum.vfs.inode import MAY_EXEC, MAY_READ, MAY_WRITE, Inode
 from occlum.vfs.xattr import (
     XATTR_CREATE,
@@ -77,7 +88,7 @@ from occlum.vfs.xattr import visible as xattr_visible
 if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS, Result
     from occlum.kernel.process import Task
-    from occlum.vfs.path import Location
+    from occlum.vfs.path import Location, ParentAndName
 
 O_CLOEXEC = os.O_CLOEXEC
 O_PATH = os.O_PATH
@@ -101,7 +112,7 @@ def _resolve_at(
         raise SyscallError(errno.ENOENT, "empty path")
     base = None if path.startswith(b"/") else dirfd_base(libos, t, dirfd)
     return resolve(p.root, p.cwd, path, follow_final=follow and not flags & AT_SYMLINK_NOFOLLOW,
-                   dir_fd_base=base, cred=p.cred)  # fmt: skip
+                   dir_fd_base=base, cred=t.cred)  # fmt: skip
 
 
 def parent_at(libos: LibOS, t: Task, dirfd: int, path: bytes):  # type: ignore[no-untyped-def]
@@ -109,10 +120,22 @@ def parent_at(libos: LibOS, t: Task, dirfd: int, path: bytes):  # type: ignore[n
     if not path:
         raise SyscallError(errno.ENOENT, "empty path")
     base = None if path.startswith(b"/") else dirfd_base(libos, t, dirfd)
-    pn = resolve_parent(p.root, p.cwd, path, dir_fd_base=base, cred=p.cred)
-    if p.cred.uid != 0:
-        check_access(pn.parent.inode.getattr(), p.cred, MAY_WRITE | MAY_EXEC)
+    pn = resolve_parent(p.root, p.cwd, path, dir_fd_base=base, cred=t.cred)
+    if not t.cred.capable(CAP_DAC_OVERRIDE):
+        check_access(pn.parent.inode.getattr(), t.cred, MAY_WRITE | MAY_EXEC)
     return pn
+
+
+def _check_sticky(t: Task, pn: ParentAndName) -> None:
+    """Removing or replacing ``pn`` in a sticky directory: the file's or the directory's
+    owner only (or CAP_FOWNER), as Linux's may_delete."""
+    dir_st = pn.parent.inode.getattr()
+    if dir_st.mode & S_ISVTX and not t.cred.capable(CAP_FOWNER):
+        try:
+            child = pn.parent.inode.lookup(pn.name)
+        except SyscallError:
+            return  # no such name: the operation reports that
+        may_delete(dir_st, child.getattr(), t.cred)
 
 
 # -- open ------------------------------------------------------------------------------------
@@ -131,7 +154,7 @@ def do_open(
         flags,
         mode & 0o7777,
         p.umask,
-        p.cred,
+        t.cred,
         resolve_flags=resolve_flags,
         running=partial(program_running, libos),
     )
@@ -331,7 +354,14 @@ def _access(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flags: int)
         | (MAY_EXEC if mode & 1 else 0)
     )
     if want:
-        check_access(st, t.process.cred, want)
+        # access() asks with the real ids (and, for a real uid other than 0, no
+        # capabilities); faccessat2's AT_EACCESS with the effective ones
+        c = t.cred
+        if not flags & AT_EACCESS:
+            c = replace(
+                c, fsuid=c.uid, fsgid=c.gid, cap_effective=c.cap_permitted if c.uid == 0 else 0
+            )
+        check_access(st, c, want)
     if mode & 2 and loc.inode.fs.readonly and (st.mode & S_IFMT) in (S_IFREG, S_IFDIR):
         raise SyscallError(errno.EROFS, "read-only file system")
     return 0
@@ -430,11 +460,11 @@ def sys_mkdirat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int) -> int:
     pn.check_new(want_dir=True)
     # as Linux: no set-id bit from the mode; a set-group-id parent passes on its group and
     # its S_ISGID
-    perm, gid = mode & 0o1777 & ~p.umask, p.cred.gid
+    perm, gid = mode & 0o1777 & ~p.umask, t.cred.fsgid
     parent = pn.parent.inode.getattr()
     if parent.mode & S_ISGID:
         perm, gid = perm | S_ISGID, parent.gid
-    pn.parent.inode.mkdir(pn.name, perm, p.cred.uid, gid)
+    pn.parent.inode.mkdir(pn.name, perm, t.cred.fsuid, gid)
     return 0
 
 
@@ -461,11 +491,11 @@ def sys_mknodat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, dev: in
                 raise
             raise SyscallError(errno.EPERM, "device nodes cannot be created in the LibOS")
         raise SyscallError(errno.EEXIST, "the name exists")
-    perm = mode & 0o7777 & ~p.umask
+    perm, uid, gid = new_owner(t.cred, pn.parent.inode.getattr(), mode & 0o7777 & ~p.umask)
     if kind == S_IFREG:
-        pn.parent.inode.create(pn.name, perm, p.cred.uid, p.cred.gid)
+        pn.parent.inode.create(pn.name, perm, uid, gid)
     else:
-        pn.parent.inode.mknod(pn.name, kind | perm, 0, p.cred.uid, p.cred.gid)
+        pn.parent.inode.mknod(pn.name, kind | perm, 0, uid, gid)
     return 0
 
 
@@ -477,6 +507,7 @@ def sys_unlinkat(libos: LibOS, t: Task, dirfd: int, path: int, flags: int) -> in
     if flags & ~AT_REMOVEDIR:
         raise SyscallError(errno.EINVAL, "bad flags")
     pn = parent_at(libos, t, dirfd, _path(t, path))
+    _check_sticky(t, pn)
     if flags & AT_REMOVEDIR:
         if pn.name == b".":
             raise SyscallError(errno.EINVAL, "cannot remove '.'")
@@ -519,6 +550,8 @@ def sys_renameat2(
     old = parent_at(libos, t, olddirfd, _path(t, oldpath))
     new = parent_at(libos, t, newdirfd, _path(t, newpath))
     check_rename(old, new, flags)
+    _check_sticky(t, old)
+    _check_sticky(t, new)
     old.parent.inode.rename(old.name, new.parent.inode, new.name, flags)
     return 0
 
@@ -555,13 +588,13 @@ def sys_link(libos: LibOS, t: Task, oldpath: int, newpath: int) -> int:
 
 
 def sys_symlinkat(libos: LibOS, t: Task, target: int, newdirfd: int, linkpath: int) -> int:
-    p = t.process
     text = _path(t, target)
     if not text:
         raise SyscallError(errno.ENOENT, "empty target")
     pn = parent_at(libos, t, newdirfd, _path(t, linkpath))
     pn.check_new()
-    pn.parent.inode.symlink(pn.name, text, p.cred.uid, p.cred.gid)
+    _perm, uid, gid = new_owner(t.cred, pn.parent.inode.getattr(), 0o777)
+    pn.parent.inode.symlink(pn.name, text, uid, gid)
     return 0
 
 
@@ -573,7 +606,7 @@ def sys_symlink(libos: LibOS, t: Task, target: int, linkpath: int) -> int:
 def _set_cwd(libos: LibOS, t: Task, loc: Location) -> int:
     if not loc.inode.is_dir:
         raise SyscallError(errno.ENOTDIR, "not a directory")
-    check_access(loc.inode.getattr(), t.process.cred, MAY_EXEC)
+    check_access(loc.inode.getattr(), t.cred, MAY_EXEC)
     libos.settle_children(t.process)
     t.process.cwd = loc
     return 0
@@ -594,6 +627,8 @@ def sys_chroot(libos: LibOS, t: Task, path: int) -> int:
     loc = _resolve_at(libos, t, AT_FDCWD, _path(t, path), 0)
     if not loc.inode.is_dir:
         raise SyscallError(errno.ENOTDIR, "not a directory")
+    if not t.cred.capable(CAP_SYS_CHROOT):
+        raise SyscallError(errno.EPERM, "chroot needs CAP_SYS_CHROOT")
     libos.settle_children(t.process)
     t.process.root = loc
     return 0
@@ -619,10 +654,13 @@ def sys_umask(libos: LibOS, t: Task, mask: int) -> int:
 # -- attributes ------------------------------------------------------------------------------
 def _chmod(t: Task, loc: Location, mode: int) -> int:
     st = loc.inode.getattr()
-    cred = t.process.cred
-    if cred.uid != 0 and cred.uid != st.uid:
+    cred = t.cred
+    if not cred.owns(st):
         raise SyscallError(errno.EPERM, "not the owner")
-    loc.inode.setattr(mode=mode & 0o7777)
+    mode &= 0o7777
+    if mode & S_ISGID and not cred.in_group(st.gid) and not cred.capable(CAP_FSETID):
+        mode &= ~S_ISGID  # Linux drops it silently for a caller outside the file's group
+    loc.inode.setattr(mode=mode)
     return 0
 
 
@@ -648,13 +686,21 @@ def sys_fchmodat2(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flags
 def _chown(t: Task, loc: Location, uid: int, gid: int) -> int:
     # ids are unsigned 32-bit (up to 2^32-2); 0xffffffff (-1) leaves one unchanged
     uid, gid = uid & ID_UNCHANGED, gid & ID_UNCHANGED
-    if t.process.cred.uid != 0:
-        raise SyscallError(errno.EPERM, "only root may change owners")
+    st = loc.inode.getattr()
+    cred = t.cred
+    if not cred.capable(CAP_CHOWN):
+        # Linux's chown_ok and chgrp_ok: the owner may give the file to a group of its own
+        if uid != ID_UNCHANGED and not (cred.fsuid == st.uid == uid):
+            raise SyscallError(errno.EPERM, "only root may give a file to another user")
+        if gid != ID_UNCHANGED and not (
+            cred.fsuid == st.uid and (cred.in_group(gid) or gid == st.gid)
+        ):
+            raise SyscallError(errno.EPERM, "not the owner, or not a group of the caller's")
     mode = None
     if not loc.inode.is_dir:
         # Linux drops a regular file's set-user-id bit (and set-group-id with group exec) at
         # every chown, even root's and even to the same ids
-        m = loc.inode.getattr().mode
+        m = st.mode
         kill = S_ISUID | (S_ISGID if m & 0o010 else 0)
         if m & kill:
             mode = m & 0o7777 & ~kill
@@ -684,7 +730,18 @@ def sys_fchownat(
     return _chown(t, _resolve_at(libos, t, dirfd, _path(t, path), flags), uid, gid)
 
 
-def _times(loc: Location, atime: int | None, mtime: int | None) -> int:
+def _times(
+    t: Task, loc: Location, atime: int | None, mtime: int | None, now: int | None = None
+) -> int:
+    """Set the times; who may (Linux's utimes rules): any explicit time needs the owner (or
+    CAP_FOWNER), EPERM; "now" needs the owner or write permission, EACCES."""
+    if atime is None and mtime is None:
+        return 0
+    st = loc.inode.getattr()
+    if not t.cred.owns(st):
+        if any(v is not None and v != now for v in (atime, mtime)):
+            raise SyscallError(errno.EPERM, "only the owner may set explicit times")
+        check_access(st, t.cred, MAY_WRITE)
     loc.inode.setattr(atime_ns=atime, mtime_ns=mtime)
     return 0
 
@@ -716,9 +773,9 @@ def sys_utimensat(libos: LibOS, t: Task, dirfd: int, path: int, times: int, flag
             raise SyscallError(errno.EFAULT, "NULL path")
         loc = _resolve_at(libos, t, dirfd, _path(t, path), flags)
     if stamps is None:
-        return _times(loc, now, now)
+        return _times(t, loc, now, now, now)
     a_s, a_ns, m_s, m_ns = stamps
-    return _times(loc, _ts(a_s, a_ns, now), _ts(m_s, m_ns, now))
+    return _times(t, loc, _ts(a_s, a_ns, now), _ts(m_s, m_ns, now), now)
 
 
 def sys_utimes(libos: LibOS, t: Task, path: int, times: int) -> int:
@@ -739,8 +796,8 @@ def sys_futimesat(libos: LibOS, t: Task, dirfd: int, path: int, times: int) -> i
         loc = _resolve_at(libos, t, dirfd, _path(t, path), 0)
     if times == 0:
         now = time.time_ns()
-        return _times(loc, now, now)
-    return _times(loc, a_s * 10**9 + a_us * 1000, m_s * 10**9 + m_us * 1000)
+        return _times(t, loc, now, now, now)
+    return _times(t, loc, a_s * 10**9 + a_us * 1000, m_s * 10**9 + m_us * 1000)
 
 
 def sys_utime(libos: LibOS, t: Task, path: int, times: int) -> int:
@@ -749,9 +806,9 @@ def sys_utime(libos: LibOS, t: Task, path: int, times: int) -> int:
     loc = _resolve_at(libos, t, AT_FDCWD, _path(t, path), 0)
     if times == 0:
         now = time.time_ns()
-        return _times(loc, now, now)
+        return _times(t, loc, now, now, now)
     a, m = struct.unpack("<qq", t.mem.read(times, 16))
-    return _times(loc, a * 10**9, m * 10**9)
+    return _times(t, loc, a * 10**9, m * 10**9)
 
 
 def sys_truncate(libos: LibOS, t: Task, path: int, length: int) -> int:
@@ -761,7 +818,7 @@ def sys_truncate(libos: LibOS, t: Task, path: int, length: int) -> int:
     loc = _resolve_at(libos, t, AT_FDCWD, _path(t, path), 0)
     if loc.inode.is_dir:
         raise SyscallError(errno.EISDIR, "is a directory")
-    check_access(loc.inode.getattr(), t.process.cred, MAY_WRITE)
+    check_access(loc.inode.getattr(), t.cred, MAY_WRITE)
     if loc.inode.fs.readonly:
         raise SyscallError(errno.EROFS, "read-only file system")
     if program_running(libos, loc.inode):
@@ -830,12 +887,12 @@ def _answer(t: Task, data: bytes, buf: int, size: int) -> int:
 
 def _getxattr(t: Task, loc: Location, name: int, value: int, size: int) -> int:
     key = _xattr_name(t, name)
-    may_xattr(loc.inode, key, t.process.cred, write=False)
+    may_xattr(loc.inode, key, t.cred, write=False)
     return _answer(t, loc.inode.get_xattr(key), value, size)
 
 
 def _listxattr(t: Task, loc: Location, buf: int, size: int) -> int:
-    cred = t.process.cred
+    cred = t.cred
     names = b"".join(n + b"\0" for n in loc.inode.list_xattr() if xattr_visible(n, cred))
     return _answer(t, names, buf, size)
 
@@ -849,7 +906,7 @@ def _setxattr(t: Task, loc: Location, name: int, value: int, size: int, flags: i
     data = t.mem.read(value, size) if size else b""
     if loc.inode.fs.readonly:
         raise SyscallError(errno.EROFS, "read-only file system")
-    may_xattr(loc.inode, key, t.process.cred, write=True)
+    may_xattr(loc.inode, key, t.cred, write=True)
     loc.inode.set_xattr(key, data, flags)
     return 0
 
@@ -858,7 +915,7 @@ def _removexattr(t: Task, loc: Location, name: int) -> int:
     key = _xattr_name(t, name)
     if loc.inode.fs.readonly:
         raise SyscallError(errno.EROFS, "read-only file system")
-    may_xattr(loc.inode, key, t.process.cred, write=True)
+    may_xattr(loc.inode, key, t.cred, write=True)
     loc.inode.remove_xattr(key)
     return 0
 
@@ -984,13 +1041,18 @@ def sys_removexattrat(
 
 
 # -- write-back ----------------------------------------------------------------------------------
-def _commit_if_protected(libos: LibOS, t: Task, fd: int) -> Result:
+def _commit_if_protected(libos: LibOS, t: Task, fd: int, *, whole: bool = False) -> Result:
     from occlum.kernel.libos import PROCEED
 
     ref = fd_file_ref(libos, t, fd)
     if ref is not None and ref.location.inode.fs in libos.persistent_file_systems():
         # a SEFS file: its volume commits (encrypts and writes) now, atomically
-        ref.location.inode.fs.sync()
+        inode = ref.location.inode
+        inode.fs.sync()
+        # a full host: the commit went through, but this file's (for syncfs: some file's)
+        # contents did not fit
+        for why in inode.fs.unstored(None if whole else inode):
+            raise SyscallError(errno.ENOSPC, why)
         return 0
     return PROCEED  # host files and host objects: the kernel's own fsync
 
@@ -1004,7 +1066,7 @@ def sys_fdatasync(libos: LibOS, t: Task, fd: int) -> Result:
 
 
 def sys_syncfs(libos: LibOS, t: Task, fd: int) -> Result:
-    return _commit_if_protected(libos, t, fd)
+    return _commit_if_protected(libos, t, fd, whole=True)
 
 
 MS_ASYNC, MS_INVALIDATE, MS_SYNC = 1, 2, 4

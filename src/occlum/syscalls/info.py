@@ -8,6 +8,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
+from occlum.vfs.cred import CAP_SYS_ADMIN
 
 if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS
@@ -34,8 +35,8 @@ def sys_uname(libos: LibOS, t: Task, buf: int) -> int:
 def sys_sethostname(libos: LibOS, t: Task, name: int, length: int) -> int:
     if length > 64:
         raise SyscallError(errno.EINVAL, "name too long")
-    if t.process.cred.uid != 0:
-        raise SyscallError(errno.EPERM, "not root")
+    if not t.cred.capable(CAP_SYS_ADMIN):
+        raise SyscallError(errno.EPERM, "setting the host name needs CAP_SYS_ADMIN")
     libos.hostname = t.mem.read(name, length)
     return 0
 

@@ -18,6 +18,7 @@ from occlum.fs.sefs import SefsFs
 from occlum.platform import native
 from occlum.syscalls.common import s32
 from occlum.vfs import resolve
+from occlum.vfs.cred import CAP_SYS_ADMIN
 from occlum.vfs.mount import FileSystem
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ def _sefs(libos: LibOS, source: bytes, opts: dict[str, str]) -> FileSystem:
     mac_only = opts.get("integrity_only") in ("1", "true")
     fs = SefsFs(storage, key, mac_only=mac_only, counters=libos.counters)
     fs.close_watch = libos.close_watch
+    fs.log_error = libos.log.error
     return fs
 
 
@@ -159,14 +161,14 @@ def sys_mount(
         raise SyscallError(errno.EINVAL, "only new mounts are supported (no remount, bind or move)")
     if flags & ~(_HARMLESS | MS_RDONLY):
         raise SyscallError(errno.EINVAL, "unsupported mount flags")
-    if t.process.cred.uid != 0:
+    if not t.cred.capable(CAP_SYS_ADMIN):
         raise SyscallError(errno.EPERM, "only root may mount")
     mem = t.mem
     kind = mem.read_cstring(fstype, 64)
     src = mem.read_cstring(source) if source else b""
     opts = _options(mem.read_cstring(data, 4096)) if data else {}
     p = t.process
-    where = resolve(p.root, p.cwd, mem.read_cstring(target), cred=p.cred)
+    where = resolve(p.root, p.cwd, mem.read_cstring(target), cred=t.cred)
     if not where.inode.is_dir:
         raise SyscallError(errno.ENOTDIR, "mount point is not a directory")
     if where.parent is None and where.mount.mountpoint is None:
@@ -187,6 +189,8 @@ def sys_mount(
         raise SyscallError(errno.EPERM, "hostfs mounts come from Occlum.json only")
     else:
         raise SyscallError(errno.ENODEV, f"unknown file system type {kind!r}")
+    if isinstance(fs, RamFs):  # its nameless files are freed at their last close
+        fs.close_watch = libos.close_watch
     fs.readonly = bool(flags & MS_RDONLY) or fs.readonly
     if not options:
         options = "ro" if fs.readonly else "rw"
@@ -199,7 +203,7 @@ def sys_umount2(libos: LibOS, t: Task, target: int, flags: int) -> int:
     flags = s32(flags)
     if flags & ~(MNT_FORCE | MNT_DETACH | UMOUNT_NOFOLLOW):
         raise SyscallError(errno.EINVAL, "unsupported umount flags")
-    if t.process.cred.uid != 0:
+    if not t.cred.capable(CAP_SYS_ADMIN):
         raise SyscallError(errno.EPERM, "only root may unmount")
     p = t.process
     where = resolve(
@@ -229,7 +233,7 @@ def sys_mount_rootfs(libos: LibOS, t: Task, key: int, key_len: int) -> int:
         raise SyscallError(errno.EPERM, "the root file system is mounted only by init")
     if libos.root_pending is not None:
         raise SyscallError(errno.EBUSY, "the root file system is already mounted")
-    if t.process.cred.uid != 0:
+    if not t.cred.capable(CAP_SYS_ADMIN):
         raise SyscallError(errno.EPERM, "only root may mount the root file system")
     if key == 0:
         if key_len != 0:

@@ -55,6 +55,7 @@ from occlum.platform.seccomp import Listener
 from occlum.syscalls.common import s32
 from occlum.syscalls.fs import parent_at
 from occlum.vfs import resolve
+from occlum.vfs.cred import new_owner
 from occlum.vfs.inode import MAY_WRITE, check_access
 
 if TYPE_CHECKING:
@@ -164,10 +165,9 @@ def sys_bind(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Result:
     pn = parent_at(libos, t, AT_FDCWD, path)
     if pn.trailing_slash:
         raise SyscallError(errno.ENOENT, "trailing slash")
+    perm, uid, gid = new_owner(t.cred, pn.parent.inode.getattr(), 0o777 & ~p.umask)
     try:
-        node = pn.parent.inode.mknod(
-            pn.name, S_IFSOCK | (0o777 & ~p.umask), 0, p.cred.uid, p.cred.gid
-        )
+        node = pn.parent.inode.mknod(pn.name, S_IFSOCK | perm, 0, uid, gid)
     except SyscallError as exc:
         if exc.errno == errno.EEXIST:
             raise SyscallError(errno.EADDRINUSE, "the socket path exists")
@@ -204,12 +204,11 @@ def sys_connect(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Resu
     if not path:
         raise SyscallError(errno.ENOENT, "empty socket path")
     p = t.process
-    where = resolve(p.root, p.cwd, path, cred=p.cred)
+    where = resolve(p.root, p.cwd, path, cred=t.cred)
     st = where.inode.getattr()
     if st.mode & S_IFMT != S_IFSOCK:
         raise SyscallError(errno.ECONNREFUSED, "not a socket")
-    if p.cred.uid != 0:
-        check_access(st, p.cred, MAY_WRITE)
+    check_access(st, t.cred, MAY_WRITE)
     if not libos.shadow_socket_link(path, where.inode):
         raise SyscallError(errno.ECONNREFUSED, "no socket is bound to that file")
     return PROCEED
@@ -244,7 +243,7 @@ def _make_reachable(libos: LibOS, t: Task, path: bytes) -> None:
     for a call that then continues in the kernel."""
     p = t.process
     try:
-        where = resolve(p.root, p.cwd, path, cred=p.cred)
+        where = resolve(p.root, p.cwd, path, cred=t.cred)
     except SyscallError:
         return  # the kernel gives its own error for a name that is not there
     if where.inode.getattr().mode & S_IFMT == S_IFSOCK:

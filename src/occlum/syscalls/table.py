@@ -14,6 +14,7 @@ from occlum.platform.stub import STUB_NR
 from occlum.syscalls import cred, fs, info, net, process
 from occlum.syscalls import exec as ex
 from occlum.syscalls import mount as mnt
+from occlum.syscalls import signal as sig
 from occlum.syscalls.refused import REFUSED as REFUSED_REASONS
 
 FULL, PARTIAL, REFUSED = "full", "partial", "refused"
@@ -128,7 +129,10 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "getpeername": (net.sys_getpeername, "fd ptr ptr", FULL, "abstract names unprefixed"),
     "msync": (fs.sys_msync, "ptr int hex", FULL, "MS_SYNC commits the protected file systems"),
     "mmap": (
-        process.sys_mmap, "ptr int hex hex fd int", FULL, "served from 64 MiB: names user_space_size"
+        process.sys_mmap,
+        "ptr int hex hex fd int",
+        FULL,
+        "served from 64 MiB: names user_space_size",
     ),
     "mount": (
         mnt.sys_mount,
@@ -141,8 +145,36 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "uname": (info.sys_uname, "ptr", FULL, ""),
     "sethostname": (info.sys_sethostname, "ptr int", FULL, "the instance's own name"),
     "sysinfo": (info.sys_sysinfo, "ptr", FULL, "memory: user_space_size, less what programs use"),
-    "setgroups": (cred.sys_setgroups, "int ptr", PARTIAL, "LibOS groups, per process"),
+    "setgroups": (cred.sys_setgroups, "int ptr", FULL, "LibOS credentials, per thread"),
     "getgroups": (cred.sys_getgroups, "int ptr", FULL, ""),
+    "getuid": (cred.sys_getuid, "", FULL, "LibOS credentials, per thread"),
+    "geteuid": (cred.sys_geteuid, "", FULL, "LibOS credentials, per thread"),
+    "getgid": (cred.sys_getgid, "", FULL, "LibOS credentials, per thread"),
+    "getegid": (cred.sys_getegid, "", FULL, "LibOS credentials, per thread"),
+    "getresuid": (cred.sys_getresuid, "ptr ptr ptr", FULL, "LibOS credentials, per thread"),
+    "getresgid": (cred.sys_getresgid, "ptr ptr ptr", FULL, "LibOS credentials, per thread"),
+    "setuid": (cred.sys_setuid, "int", FULL, "LibOS credentials, per thread"),
+    "setgid": (cred.sys_setgid, "int", FULL, "LibOS credentials, per thread"),
+    "setreuid": (cred.sys_setreuid, "int int", FULL, "LibOS credentials, per thread"),
+    "setregid": (cred.sys_setregid, "int int", FULL, "LibOS credentials, per thread"),
+    "setresuid": (cred.sys_setresuid, "int int int", FULL, "LibOS credentials, per thread"),
+    "setresgid": (cred.sys_setresgid, "int int int", FULL, "LibOS credentials, per thread"),
+    "setfsuid": (cred.sys_setfsuid, "int", FULL, "LibOS credentials, per thread"),
+    "setfsgid": (cred.sys_setfsgid, "int", FULL, "LibOS credentials, per thread"),
+    "capget": (cred.sys_capget, "ptr ptr", FULL, "the LibOS's capabilities (LIBOS_CAPS)"),
+    "capset": (cred.sys_capset, "ptr ptr", FULL, "the LibOS's capabilities (LIBOS_CAPS)"),
+    "prctl": (
+        cred.sys_prctl,
+        "int hex",
+        FULL,
+        "native but for KEEPCAPS and the bounding set, which the LibOS keeps",
+    ),
+    "kill": (sig.sys_kill, "int int", FULL, "permission by LibOS credentials, then native"),
+    "tkill": (sig.sys_tkill, "int int", FULL, "permission by LibOS credentials, then native"),
+    "tgkill": (sig.sys_tgkill, "int int int", FULL, "as kill"),
+    "rt_sigqueueinfo": (sig.sys_rt_sigqueueinfo, "int int ptr", FULL, "as kill"),
+    "rt_tgsigqueueinfo": (sig.sys_rt_tgsigqueueinfo, "int int int ptr", FULL, "as kill"),
+    "pidfd_send_signal": (sig.sys_pidfd_send_signal, "fd int ptr hex", FULL, "as kill"),
     "setpriority": (
         cred.sys_setpriority,
         "int int int",

@@ -1,7 +1,7 @@
 """The inode interface every LibOS file system implements, with errno-correct defaults.
 
-Owns :class:`Inode` (the per-file operations the VFS calls) and the credential/permission
-rules (:class:`Cred`, :func:`check_access`).  A file system overrides only what it supports;
+Owns :class:`Inode` (the per-file operations the VFS calls); the credentials and permission
+rules it re-exports live in :mod:`occlum.vfs.cred`.  A file system overrides only what it supports;
 everything else raises what Linux would raise for that kind of file.
 """
 
@@ -14,52 +14,28 @@ from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, Stat, StatFs
+from occlum.vfs.cred import MAY_EXEC, MAY_READ, MAY_WRITE, ROOT, Cred, check_access
 
 if TYPE_CHECKING:
     from occlum.vfs.mount import FileSystem
     from occlum.vfs.path import Location
 
-__all__ = ["HOST_OPEN_MASK", "Cred", "DirEntry", "Inode", "Stat", "StatFs", "check_access"]
+__all__ = [
+    "HOST_OPEN_MASK",
+    "MAY_EXEC",
+    "MAY_READ",
+    "MAY_WRITE",
+    "ROOT",
+    "Cred",
+    "DirEntry",
+    "Inode",
+    "Stat",
+    "StatFs",
+    "check_access",
+]
 
 # The file-status flags an independent host open description carries over from open(2).
 HOST_OPEN_MASK = os.O_ACCMODE | os.O_APPEND | os.O_NONBLOCK
-
-MAY_EXEC = 1
-MAY_WRITE = 2
-MAY_READ = 4
-
-
-@dataclass(slots=True, frozen=True)
-class Cred:
-    """Who is asking: effective (fs) uid/gid and supplementary groups (sorted, as Linux keeps
-    them for getgroups)."""
-
-    uid: int = 0
-    gid: int = 0
-    groups: tuple[int, ...] = ()
-
-
-ROOT = Cred()
-
-
-def check_access(st: Stat, cred: Cred, want: int) -> None:
-    """Raise EACCES unless ``cred`` may ``want`` (MAY_* bits) on a file with ``st``.
-
-    root bypasses read/write always, and exec/search when it is a directory or some exec bit is
-    set, exactly as Linux's generic_permission does with CAP_DAC_OVERRIDE.
-    """
-    if cred.uid == 0:
-        if not (want & MAY_EXEC) or (st.mode & S_IFMT) == S_IFDIR or st.mode & 0o111:
-            return
-        raise SyscallError(errno.EACCES, "no exec bit set")
-    if st.uid == cred.uid:
-        bits = (st.mode >> 6) & 7
-    elif st.gid == cred.gid or st.gid in cred.groups:
-        bits = (st.mode >> 3) & 7
-    else:
-        bits = st.mode & 7
-    if want & ~bits:
-        raise SyscallError(errno.EACCES, "permission denied by mode bits")
 
 
 @dataclass(slots=True, frozen=True)

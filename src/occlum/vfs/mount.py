@@ -45,6 +45,12 @@ class FileSystem:
     def sync(self) -> None:
         """Write back dirty state; nothing to do for file systems without backing storage."""
 
+    def unstored(self, inode: Inode | None = None) -> list[str]:
+        """Why the latest contents of files (of ``inode`` only, if given) could not be stored
+        by the last :meth:`sync` (a full host disk): they are kept in memory and stored by a
+        later sync when they fit.  Empty when everything is stored."""
+        return []
+
 
 @dataclass(slots=True, eq=False)
 class Mount:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFCHR, S_IFDIR, S_IFREG
+from occlum.vfs.cred import drop_setid_for_writer, new_owner
 from occlum.vfs.inode import MAY_READ, MAY_WRITE, ROOT, Cred, Inode, check_access
 from occlum.vfs.path import Location, resolve, walk_to_parent
 
@@ -113,6 +114,8 @@ def open_path(
         # write permission was checked above)
         if flags & os.O_TRUNC and not created:
             inode.setattr(size=0)
+        if want & MAY_WRITE and not created:
+            drop_setid_for_writer(inode, cred)
         host_fd = inode.open_host_fd(flags)
     elif kind == S_IFCHR:
         host_fd = inode.open_host_fd(flags)
@@ -149,8 +152,8 @@ def _open_tmpfile(
     check_access(st, cred, MAY_WRITE | 1)
     if d.fs.readonly:
         raise SyscallError(errno.EROFS, "O_TMPFILE on a read-only file system")
-    gid = st.gid if st.mode & 0o2000 else cred.gid
-    inode = d.tmpfile(mode & 0o7777 & ~umask, cred.uid, gid, linkable=not flags & os.O_EXCL)
+    perm, uid, gid = new_owner(cred, st, S_IFREG | (mode & 0o7777 & ~umask))
+    inode = d.tmpfile(perm & 0o7777, uid, gid, linkable=not flags & os.O_EXCL)
     host_fd = inode.open_host_fd(flags & ~O_TMPFILE)
     # Linux names it "#<ino>" in /proc/PID/fd, below the directory it was made in
     named = Location(loc.mount, inode, loc, b"#%d" % inode.ino)
@@ -206,6 +209,6 @@ def _open_creat(
         if parent.inode.fs.readonly:
             raise SyscallError(errno.EROFS, "create on a read-only file system")
         # setgid directories hand their group down, as on Linux
-        gid = pst.gid if pst.mode & 0o2000 else cred.gid
-        inode = parent.inode.create(name, mode & 0o7777 & ~umask, cred.uid, gid)
+        perm, uid, gid = new_owner(cred, pst, S_IFREG | (mode & 0o7777 & ~umask))
+        inode = parent.inode.create(name, perm & 0o7777, uid, gid)
         return Location(parent.mount, inode, parent, name), True

@@ -26,6 +26,7 @@ from occlum.abi.fsabi import (
     RESOLVE_NO_XDEV,
     SYMLINK_BUDGET,
 )
+from occlum.vfs.cred import CAP_DAC_OVERRIDE
 from occlum.vfs.inode import MAY_EXEC, Cred, Inode, check_access
 from occlum.vfs.mount import Mount
 
@@ -186,7 +187,7 @@ class Walker:
     def search(self, cur: Location) -> None:
         if not cur.inode.is_dir:
             raise SyscallError(errno.ENOTDIR, "path component is not a directory")
-        if self.cred is not None and self.cred.uid != 0:
+        if self.cred is not None and not self.cred.capable(CAP_DAC_OVERRIDE):
             check_access(cur.inode.getattr(), self.cred, MAY_EXEC)
 
     def step(self, cur: Location, name: bytes) -> Location:

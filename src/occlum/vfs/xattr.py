@@ -13,6 +13,7 @@ import errno
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFDIR, S_IFREG
+from occlum.vfs.cred import CAP_SYS_ADMIN
 from occlum.vfs.inode import MAY_READ, MAY_WRITE, Cred, Inode, check_access
 
 __all__ = [
@@ -48,10 +49,10 @@ def check_name(name: bytes) -> bytes:
 
 
 def may_access(inode: Inode, name: bytes, cred: Cred, write: bool) -> None:
-    """Linux's xattr_permission: ``trusted.*`` (and writing ``security.*``) is for root only;
+    """Linux's xattr_permission: ``trusted.*`` (and writing ``security.*``) needs CAP_SYS_ADMIN;
     ``user.*`` lives on regular files and directories only and follows their mode bits."""
     ns = check_name(name)
-    if cred.uid != 0 and (ns == TRUSTED or (ns == SECURITY and write)):
+    if not cred.capable(CAP_SYS_ADMIN) and (ns == TRUSTED or (ns == SECURITY and write)):
         raise SyscallError(errno.EPERM if write else errno.ENODATA, f"{ns!r} attributes are root's")
     if ns == USER:
         if inode.ftype not in (S_IFREG, S_IFDIR):
@@ -59,13 +60,12 @@ def may_access(inode: Inode, name: bytes, cred: Cred, write: bool) -> None:
                 errno.EPERM if write else errno.ENODATA,
                 "user attributes only on regular files and directories",
             )
-        if cred.uid != 0:
-            check_access(inode.getattr(), cred, MAY_WRITE if write else MAY_READ)
+        check_access(inode.getattr(), cred, MAY_WRITE if write else MAY_READ)
 
 
 def visible(name: bytes, cred: Cred) -> bool:
     """Whether ``listxattr`` shows ``name`` to ``cred`` (trusted names only to root)."""
-    return cred.uid == 0 or not name.startswith(TRUSTED)
+    return cred.capable(CAP_SYS_ADMIN) or not name.startswith(TRUSTED)
 
 
 class XattrStore:
