@@ -905,9 +905,13 @@ class SefsFs(RamFs):
             return
         journal = self._journal
         # on a full host, a checkpoint is tried only when it fits in the reserve's room
-        if journal is None or self._upgrade or (
-            journal.size >= max(JOURNAL_MAX, 4 * self._meta_len)
-            and (not self.store.short or fits_reserve(self))
+        if (
+            journal is None
+            or self._upgrade
+            or (
+                journal.size >= max(JOURNAL_MAX, 4 * self._meta_len)
+                and (not self.store.short or fits_reserve(self))
+            )
         ):
             try:
                 self._checkpoint()
@@ -1062,7 +1066,12 @@ class SefsFs(RamFs):
             self._move_out_of_journal(commit)
             changed, gone, dirents = self._delta(commit)
             unchanged = not changed and not gone and not dirents
-            if unchanged and not self._upgrade and self._journal is not None and self._journal.empty:
+            if (
+                unchanged
+                and not self._upgrade
+                and self._journal is not None
+                and self._journal.empty
+            ):
                 # nothing to commit; what the committed state does not name is still garbage
                 self._advance(changed, gone)
                 store.sweep(self.committed_names())
