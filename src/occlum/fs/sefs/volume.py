@@ -678,17 +678,19 @@ class SefsFs(RamFs):
         if FORMATTING in names:
             self.store.clear_marker()
 
-    @staticmethod
-    def _apply_dirents(entries: dict[int, dict[str, int]], doc: dict[str, Any]) -> None:
+    def _apply_dirents(self, entries: dict[int, dict[str, int]], doc: dict[str, Any]) -> None:
         """Apply a format-3 document's directory entries (a checkpoint's all, a record's
         changes: a null inode number removes the name)."""
-        for dino, changes in doc["dirents"]:
-            names = entries.setdefault(dino, {})
-            for name, child in changes:
-                if child is None:
-                    names.pop(name, None)
-                else:
-                    names[name] = child
+        try:
+            for dino, changes in doc["dirents"]:
+                names = entries.setdefault(dino, {})
+                for name, child in changes:
+                    if child is None:
+                        names.pop(name, None)
+                    else:
+                        names[name] = child
+        except (ValueError, KeyError, TypeError) as e:
+            raise self.store.error(f"directory entries are malformed ({e})")
 
     def _check_rollback(self) -> None:
         if self.counters is None:
