@@ -191,6 +191,39 @@ def test_lookup_and_readdir_merge_the_layers(env: Env) -> None:
     assert stat.S_IMODE(st.mode) == 0o755
 
 
+def test_merged_link_count_is_not_recounted_for_each_new_file(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from occlum.fs.unionfs import UnionDir
+
+    d = env.inode("d")
+    env.write("d/new0", b"", os.O_CREAT | os.O_WRONLY)  # d is merged from now on
+    assert d.getattr().nlink == 3
+    listings = 0
+    real = UnionDir.readdir
+
+    def counted(self: UnionDir) -> list[object]:
+        nonlocal listings
+        listings += 1
+        return real(self)  # type: ignore[return-value]
+
+    monkeypatch.setattr(UnionDir, "readdir", counted)
+    for i in range(1, 50):  # each create stats the parent (access checks)
+        env.write(f"d/new{i}", b"", os.O_CREAT | os.O_WRONLY)
+        assert d.getattr().nlink == 3
+    assert listings == 0
+    # what changes the count is still seen: an upper subdirectory, a lower one hidden
+    d.mkdir(b"more", 0o755, 0, 0)
+    assert d.getattr().nlink == 4
+    root = env.inode("")
+    env.write("top", b"", os.O_CREAT | os.O_WRONLY)  # the root is merged too
+    before = root.getattr().nlink
+    d.rename(b"more", root, b"moved", 0)
+    assert (d.getattr().nlink, root.getattr().nlink) == (3, before + 1)
+    root.rmdir(b"empty")  # a lower directory, hidden by a whiteout
+    assert root.getattr().nlink == before
+
+
 def test_read_only_open_does_not_copy_up(env: Env) -> None:
     assert env.read("d/sub/z") == b"deep\n"
     assert env.read("link") == b"lower x\n"

@@ -117,6 +117,7 @@ class RamInode(Inode):
         if attrs.mtime_ns is not None:
             self.mtime_ns = attrs.mtime_ns
         self.ctime_ns = time.time_ns()
+        self.fs.changed(self)
 
     # extended attributes: kept with the inode (a SEFS volume stores them in its metadata)
     xattrs: XattrStore | None = None
@@ -134,6 +135,7 @@ class RamInode(Inode):
             self.xattrs = XattrStore()
         self.xattrs.set(name, value, flags)
         self.ctime_ns = time.time_ns()
+        self.fs.changed(self)
 
     def remove_xattr(self, name: bytes) -> None:
         if self.fs.readonly:
@@ -143,6 +145,7 @@ class RamInode(Inode):
         assert self.xattrs is not None
         self.xattrs.remove(name)
         self.ctime_ns = time.time_ns()
+        self.fs.changed(self)
 
     def list_xattr(self) -> list[bytes]:
         return self.xattrs.names() if self.xattrs is not None else []
@@ -214,7 +217,7 @@ class RamFile(RamInode):
         own size and modification time are the true ones; the change time is the later of
         the inode's (chmod, link, ...) and the memfd's (writes, truncation)."""
         st.size = host.st_size
-        st.blocks = (host.st_size + 511) // 512
+        st.blocks = host.st_blocks  # the pages it holds: a sparse file's holes take none
         st.mtime_ns = host.st_mtime_ns
         st.ctime_ns = max(self.ctime_ns, host.st_ctime_ns)
         return st
@@ -234,6 +237,7 @@ class RamFile(RamInode):
     def open_host_fd(self, flags: int) -> int:
         fd = self._fd()
         self.atime_ns = time.time_ns()
+        self.fs.changed(self)
         # reopening through /proc gives a new open description (own offset), same pages
         host_fd = os.open(f"/proc/self/fd/{fd}", (flags & HOST_OPEN_MASK) | os.O_CLOEXEC)
         if self._nameless():
@@ -323,6 +327,15 @@ class RamDir(RamInode):
     def _touch(self) -> None:
         self.mtime_ns = self.ctime_ns = time.time_ns()
         self.changes += 1
+        self.fs.changed(self)
+
+    def _set_entry(self, name: bytes, inode: RamInode) -> None:
+        self.children[name] = inode
+        self.fs.entry_changed(self, name, inode)
+
+    def _del_entry(self, name: bytes) -> None:
+        del self.children[name]
+        self.fs.entry_changed(self, name, None)
 
     changes = 0  # bumped at every change of the entries (stacked file systems cache on it)
 
@@ -344,8 +357,9 @@ class RamDir(RamInode):
             raise SyscallError(errno.EEXIST, "file exists")
 
     def _add(self, name: bytes, inode: RamInode) -> RamInode:
-        self.children[name] = inode
+        self._set_entry(name, inode)
         self._touch()
+        self.fs.changed(inode)
         return inode
 
     def create(self, name: bytes, mode: int, uid: int, gid: int) -> Inode:
@@ -410,6 +424,7 @@ class RamDir(RamInode):
         self.fs.release_inode()
         inode.nlink -= 1
         inode.ctime_ns = time.time_ns()
+        self.fs.changed(inode)
         if inode.nlink == 0:
             inode.dropped()
 
@@ -419,7 +434,7 @@ class RamDir(RamInode):
         inode = self._get(name)
         if inode.is_dir:
             raise SyscallError(errno.EISDIR, "unlink of a directory")
-        del self.children[name]
+        self._del_entry(name)
         self._touch()
         self._drop(inode)
 
@@ -431,11 +446,12 @@ class RamDir(RamInode):
             raise SyscallError(errno.ENOTDIR, "rmdir of a non-directory")
         if inode.children:
             raise SyscallError(errno.ENOTEMPTY, "directory not empty")
-        del self.children[name]
+        self._del_entry(name)
         self.nlink -= 1
         self._touch()
         inode.nlink = 0
         inode.ctime_ns = time.time_ns()
+        self.fs.changed(inode)
         self.fs.release_inode()
 
     def _is_ancestor_of(self, d: RamDir) -> bool:
@@ -467,7 +483,8 @@ class RamDir(RamInode):
                 raise SyscallError(errno.ENOENT, "exchange target does not exist")
             if isinstance(dst, RamDir) and dst._is_ancestor_of(self):
                 raise SyscallError(errno.EINVAL, "moving a directory below itself")
-            self.children[oldname], new_dir.children[newname] = dst, src
+            self._set_entry(oldname, dst)
+            new_dir._set_entry(newname, src)
             if src.is_dir != dst.is_dir and self is not new_dir:
                 delta = 1 if src.is_dir else -1
                 self.nlink -= delta
@@ -489,15 +506,17 @@ class RamDir(RamInode):
                     raise SyscallError(errno.ENOTEMPTY, "target directory not empty")
                 new_dir.nlink -= 1
                 dst.nlink = 0
+                self.fs.changed(dst)
                 self.fs.release_inode()
             else:
                 self._drop(dst)
-        del self.children[oldname]
-        new_dir.children[newname] = src
+        self._del_entry(oldname)
+        new_dir._set_entry(newname, src)
         if src.is_dir:
             self.nlink -= 1
             new_dir.nlink += 1
         src.ctime_ns = time.time_ns()
+        self.fs.changed(src)
         self._touch()
         new_dir._touch()
 
@@ -527,6 +546,14 @@ class RamFs(FileSystem):
 
     def release_inode(self) -> None:
         self.used_inodes -= 1
+
+    # What changed, for a file system that stores itself (SEFS commits only what changed).
+    # Every change of an inode's attributes or of a directory's entries is reported here.
+    def changed(self, inode: RamInode) -> None:
+        """``inode``'s attributes (or its link count) may have changed."""
+
+    def entry_changed(self, d: RamDir, name: bytes, inode: RamInode | None) -> None:
+        """``d``'s entry ``name`` now names ``inode`` (None: removed)."""
 
     def __init__(
         self,

@@ -297,11 +297,15 @@ class UnionDir(UnionInode):
         st = super().getattr()
         if self.upper is not None and self.lower is not None:
             # neither layer's count is right for the merged listing; counting reads the whole
-            # listing, so the count is kept until the upper directory changes (the lower never
-            # does, and whiteouts, opaque markers and copy-ups are all changes of the upper)
-            key = (self.upper, getattr(self.upper, "changes", None))
+            # listing, so the count is kept until it may change: a subdirectory made or
+            # removed in the upper directory (its own link count), a lower entry hidden or
+            # uncovered (a removal or a rename of a name the lower layer has: the union's
+            # epoch), a copy-up (a new upper directory).  A file created or removed that the
+            # lower layer does not have changes none of them, so making many files in a merged
+            # directory does not recount it each time.
+            key = (self.upper, self.upper.getattr().nlink, self.fs.shadow_epoch)
             cached = self._nlink
-            if cached is None or cached[0] != key or key[1] is None:
+            if cached is None or cached[0] != key:
                 cached = self._nlink = (
                     key,
                     2 + sum(1 for e in self.readdir() if e.dtype == DT_DIR),
@@ -309,7 +313,7 @@ class UnionDir(UnionInode):
             st.nlink = cached[1]
         return st
 
-    _nlink: tuple[tuple[object, int | None], int] | None = None
+    _nlink: tuple[tuple[object, int, int], int] | None = None
 
     # --- changes -----------------------------------------------------------------------------
 
@@ -394,6 +398,8 @@ class UnionDir(UnionInode):
 
     def _remove(self, name: bytes, node: UnionInode) -> None:
         below = self._lower_entry(name) is not None
+        if below:
+            self.fs.shadow_epoch += 1  # a lower entry is hidden: merged link counts may change
         up = self.fs.copy_up(self) if below or node.upper is not None else None
         if node.upper is not None:
             assert up is not None
@@ -431,6 +437,7 @@ class UnionDir(UnionInode):
             or flags == RENAME_NOREPLACE | RENAME_EXCHANGE
         ):
             raise SyscallError(errno.EINVAL, "bad rename flags")
+        self.fs.shadow_epoch += 1  # may hide or move what the lower layer shows
         src = self.child(oldname)
         if is_reserved_name(newname):
             raise SyscallError(errno.EPERM, f"names starting with {WH_PREFIX!r} are reserved")
@@ -522,6 +529,7 @@ class UnionFs(FileSystem):
 
     fstype = "unionfs"
     root: UnionDir
+    shadow_epoch = 0  # bumped when a lower entry may be hidden or uncovered (UnionDir.getattr)
 
     def __init__(self, upper: FileSystem, lower: FileSystem) -> None:
         if upper.readonly:
