@@ -19,7 +19,7 @@ from occlum.fs.sefs.closes import CloseWatch
 from occlum.fs.sefs.journal import Journal
 from occlum.fs.sefs.store import OBJECT_ID_SIZE, RESERVE, ObjectStore, Superblock
 from occlum.fs.sefs.volume import SefsFile
-from occlum.vfs.inode import Inode
+from occlum.vfs.inode import Inode, SetAttr
 
 KEY = bytes(range(32))
 
@@ -79,12 +79,12 @@ def stored_bytes(d: Path) -> int:
 def test_a_sparse_file_costs_its_data_not_its_size(vol: Path, mounts: list[SefsFs]) -> None:
     fs = mount(mounts, vol)
     f = fs.root.create(b"x", 0o644, 0, 0)
-    f.setattr(size=16 << 30)
+    f.setattr(SetAttr(size=16 << 30))
     fs.sync()
     # holes are not listed: the metadata stays small (format 2 listed a null per chunk)
     assert stored_bytes(vol) < 64 * 1024
     start = time.monotonic()
-    f.setattr(size=1 << 40)
+    f.setattr(SetAttr(size=1 << 40))
     write(f, b"hello", 1 << 39)
     settle(fs)
     fs.sync()
@@ -110,8 +110,8 @@ def test_holes_made_later_are_dropped(vol: Path, mounts: list[SefsFs]) -> None:
     settle(fs)
     fs.sync()
     assert isinstance(f, SefsFile) and sorted(f.chunks) == [0, 1, 2]
-    f.setattr(size=CHUNK)
-    f.setattr(size=3 * CHUNK)  # the last two chunks are holes now
+    f.setattr(SetAttr(size=CHUNK))
+    f.setattr(SetAttr(size=3 * CHUNK))  # the last two chunks are holes now
     fs.sync()
     assert sorted(f.chunks) == [0]
     fs.close()
@@ -162,7 +162,7 @@ def test_unlink_rename_and_links_replay_from_the_journal(vol: Path, mounts: list
     fs.sync()
     a.unlink(b"g")
     fs.root.rename(b"a", b, b"sub", 0)
-    f.setattr(mode=0o640)
+    f.setattr(SetAttr(mode=0o640))
     f.set_xattr(b"user.k", b"v", 0)
     fs.sync()
     fs.close(commit=False)  # what the journal holds, not a checkpoint
