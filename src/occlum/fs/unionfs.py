@@ -283,14 +283,14 @@ class UnionDir(UnionInode):
                     continue
                 cached = self.children.get(e.name)
                 ino = cached.ino if cached is not None else fs.ino_for(e.ino, None)
-                out[e.name] = DirEntry(e.name, ino, e.dtype)
+                out[e.name] = e if e.ino == ino else e._replace(ino=ino)
         if self.lower is not None:
             for e in self.lower.readdir():
                 if e.name in out or e.name in hidden or is_reserved_name(e.name):
                     continue
                 cached = self.children.get(e.name)
                 ino = cached.ino if cached is not None else fs.ino_for(None, e.ino)
-                out[e.name] = DirEntry(e.name, ino, e.dtype)
+                out[e.name] = e if e.ino == ino else e._replace(ino=ino)
         return list(out.values())
 
     def getattr(self) -> Stat:
