@@ -15,7 +15,7 @@ from occlum.abi.errors import SyscallError
 from occlum.fs.sefs import SefsFs, volume
 from occlum.fs.sefs.space import volume_usage
 from occlum.fs.sefs.store import RESERVE, ObjectStore
-from occlum.vfs.inode import Inode
+from occlum.vfs.inode import Inode, SetAttr
 
 KEY = bytes(range(32))
 MIB = 1 << 20
@@ -129,7 +129,7 @@ def test_deletes_and_truncates_commit_on_a_full_disk_and_give_the_room_back(
     fs.sync()  # the record goes into the reserve's room, then the deleted files' objects go
     assert garbage(fs) == 0 and fs.unstored() == []  # and the file that did not fit now did
     t = fs.root.lookup(b"f3")
-    t.setattr(size=1000)  # into the middle of a chunk: a chunk of data to commit
+    t.setattr(SetAttr(size=1000))  # into the middle of a chunk: a chunk of data to commit
     fs.sync()
     # with room again, f3's old extent waits for the next checkpoint
     assert fs.unstored() == [] and garbage(fs) <= 1
@@ -197,7 +197,7 @@ def test_live_and_stored_bytes(tmp_path: Path, volumes: list[SefsFs]) -> None:
     fs = mount(volumes, tmp_path / "vol")
     write(fs.root.create(b"a", 0o644, 0, 0), content(1, 2 * MIB))
     sparse = fs.root.create(b"sparse", 0o644, 0, 0)
-    sparse.setattr(size=64 * MIB)  # a hole: not live data, not stored
+    sparse.setattr(SetAttr(size=64 * MIB))  # a hole: not live data, not stored
     fs.compact()
     u = volume_usage(fs)
     assert u.files == 2 and u.live_bytes == 2 * MIB

@@ -64,7 +64,7 @@ from occlum.abi.fsabi import (
     Stat,
     StatFs,
 )
-from occlum.vfs.inode import DirEntry, Inode
+from occlum.vfs.inode import DirEntry, Inode, SetAttr
 from occlum.vfs.mount import FileSystem
 from occlum.vfs.xattr import XATTR_CREATE, XATTR_REPLACE
 
@@ -153,26 +153,18 @@ class UnionInode(Inode):
     def readlink(self) -> bytes:
         return self._layer().readlink()
 
-    def setattr(
-        self,
-        mode: int | None = None,
-        uid: int | None = None,
-        gid: int | None = None,
-        size: int | None = None,
-        atime_ns: int | None = None,
-        mtime_ns: int | None = None,
-    ) -> None:
-        if size is not None:
+    def setattr(self, attrs: SetAttr) -> None:
+        if attrs.size is not None:
             # refuse before copying anything up
             if self.is_dir:
                 raise SyscallError(errno.EISDIR, "truncate of a directory")
             if not self.is_regular:
                 raise SyscallError(errno.EINVAL, "truncate of a non-regular file")
-            if size < 0:
+            if attrs.size < 0:
                 raise SyscallError(errno.EINVAL, "negative size")
         # a truncation copies only the bytes that survive it
-        upper = self.fs.copy_up(self, keep=size)
-        upper.setattr(mode, uid, gid, size, atime_ns, mtime_ns)
+        upper = self.fs.copy_up(self, keep=attrs.size)
+        upper.setattr(attrs)
 
     def get_xattr(self, name: bytes) -> bytes:
         return self._layer().get_xattr(name)
@@ -291,25 +283,29 @@ class UnionDir(UnionInode):
                     continue
                 cached = self.children.get(e.name)
                 ino = cached.ino if cached is not None else fs.ino_for(e.ino, None)
-                out[e.name] = DirEntry(e.name, ino, e.dtype)
+                out[e.name] = e if e.ino == ino else e._replace(ino=ino)
         if self.lower is not None:
             for e in self.lower.readdir():
                 if e.name in out or e.name in hidden or is_reserved_name(e.name):
                     continue
                 cached = self.children.get(e.name)
                 ino = cached.ino if cached is not None else fs.ino_for(None, e.ino)
-                out[e.name] = DirEntry(e.name, ino, e.dtype)
+                out[e.name] = e if e.ino == ino else e._replace(ino=ino)
         return list(out.values())
 
     def getattr(self) -> Stat:
         st = super().getattr()
         if self.upper is not None and self.lower is not None:
             # neither layer's count is right for the merged listing; counting reads the whole
-            # listing, so the count is kept until the upper directory changes (the lower never
-            # does, and whiteouts, opaque markers and copy-ups are all changes of the upper)
-            key = (self.upper, getattr(self.upper, "changes", None))
+            # listing, so the count is kept until it may change: a subdirectory made or
+            # removed in the upper directory (its own link count), a lower entry hidden or
+            # uncovered (a removal or a rename of a name the lower layer has: the union's
+            # epoch), a copy-up (a new upper directory).  A file created or removed that the
+            # lower layer does not have changes none of them, so making many files in a merged
+            # directory does not recount it each time.
+            key = (self.upper, self.upper.getattr().nlink, self.fs.shadow_epoch)
             cached = self._nlink
-            if cached is None or cached[0] != key or key[1] is None:
+            if cached is None or cached[0] != key:
                 cached = self._nlink = (
                     key,
                     2 + sum(1 for e in self.readdir() if e.dtype == DT_DIR),
@@ -317,7 +313,7 @@ class UnionDir(UnionInode):
             st.nlink = cached[1]
         return st
 
-    _nlink: tuple[tuple[object, int | None], int] | None = None
+    _nlink: tuple[tuple[object, int, int], int] | None = None
 
     # --- changes -----------------------------------------------------------------------------
 
@@ -402,6 +398,8 @@ class UnionDir(UnionInode):
 
     def _remove(self, name: bytes, node: UnionInode) -> None:
         below = self._lower_entry(name) is not None
+        if below:
+            self.fs.shadow_epoch += 1  # a lower entry is hidden: merged link counts may change
         up = self.fs.copy_up(self) if below or node.upper is not None else None
         if node.upper is not None:
             assert up is not None
@@ -439,6 +437,7 @@ class UnionDir(UnionInode):
             or flags == RENAME_NOREPLACE | RENAME_EXCHANGE
         ):
             raise SyscallError(errno.EINVAL, "bad rename flags")
+        self.fs.shadow_epoch += 1  # may hide or move what the lower layer shows
         src = self.child(oldname)
         if is_reserved_name(newname):
             raise SyscallError(errno.EPERM, f"names starting with {WH_PREFIX!r} are reserved")
@@ -530,6 +529,7 @@ class UnionFs(FileSystem):
 
     fstype = "unionfs"
     root: UnionDir
+    shadow_epoch = 0  # bumped when a lower entry may be hidden or uncovered (UnionDir.getattr)
 
     def __init__(self, upper: FileSystem, lower: FileSystem) -> None:
         if upper.readonly:
@@ -609,10 +609,12 @@ class UnionFs(FileSystem):
         for xname in lower.list_xattr():
             new.set_xattr(xname, lower.get_xattr(xname), 0)
         new.setattr(
-            mode=None if kind == S_IFLNK else perms, atime_ns=st.atime_ns, mtime_ns=st.mtime_ns
+            SetAttr(
+                mode=None if kind == S_IFLNK else perms, atime_ns=st.atime_ns, mtime_ns=st.mtime_ns
+            )
         )
         # a copy-up is not a change of the directory a program could see
-        pup.setattr(atime_ns=saved.atime_ns, mtime_ns=saved.mtime_ns)
+        pup.setattr(SetAttr(atime_ns=saved.atime_ns, mtime_ns=saved.mtime_ns))
         self._by_upper[new.ino] = node.ino
         node.upper = new
         return new

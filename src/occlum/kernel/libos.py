@@ -52,7 +52,7 @@ from occlum.platform.stub import build_stub
 from occlum.vfs.cred import ROOT
 from occlum.vfs.inode import Inode
 from occlum.vfs.mount import FileSystem, MountTable
-from occlum.vfs.path import resolve
+from occlum.vfs.path import PathOp, resolve
 
 
 class Proceed:
@@ -163,7 +163,7 @@ class LibOS:
             return None
         root = self.mounts.root()
         try:
-            loc = resolve(root, root, b"/dev/pts/%d" % os.minor(st.st_rdev))
+            loc = resolve(PathOp(root, root, b"/dev/pts/%d" % os.minor(st.st_rdev)))
         except SyscallError:
             return None
         return FileRef(loc) if loc.inode.ino == st.st_ino and loc.inode.fs is self.devpts else None
@@ -854,7 +854,7 @@ class LibOS:
         root = self.mounts.root()
         if parent is None:
             try:
-                cwd = resolve(root, root, self.spec.cwd.encode())
+                cwd = resolve(PathOp(root, root, self.spec.cwd.encode()))
             except SyscallError:
                 cwd = root
             p = Process(

@@ -18,6 +18,7 @@ numbers stay for the supervisor's passing needs.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import resource
 
@@ -34,3 +35,25 @@ def lasting(fd: int) -> int:
         os.close(fd)
         raise SyscallError(errno.EMFILE, "the supervisor's descriptors are nearly all in use")
     return fd
+
+
+def opened_elsewhere(fd: int) -> bool:
+    """Whether the file behind ``fd`` (a page-cache memfd of the supervisor's) has an open file
+    description besides ``fd``'s own: a descriptor some process holds, one in flight in a
+    socket, a mapping.  The kernel counts them (``i_readcount``, ``i_writecount``) and grants a
+    write lease only when there is none; a memfd's own creating description counts for
+    neither, so the probe is a fresh read-only description of it, the only one the lease
+    allows.  Any failure (leases disabled, another kernel's counting) answers True: the file
+    is then treated as held, never the other way round."""
+    try:
+        # O_NONBLOCK: an open never waits for a lease to be broken (programs get none)
+        probe = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return True
+    try:
+        fcntl.fcntl(probe, fcntl.F_SETLEASE, fcntl.F_WRLCK)  # released with the probe
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(probe)

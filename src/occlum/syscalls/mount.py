@@ -17,7 +17,7 @@ from occlum.fs.ramfs import RamFs
 from occlum.fs.sefs import SefsFs
 from occlum.platform import native
 from occlum.syscalls.common import s32
-from occlum.vfs import resolve
+from occlum.vfs import PathOp, resolve
 from occlum.vfs.cred import CAP_SYS_ADMIN
 from occlum.vfs.mount import FileSystem
 
@@ -168,7 +168,7 @@ def sys_mount(
     src = mem.read_cstring(source) if source else b""
     opts = _options(mem.read_cstring(data, 4096)) if data else {}
     p = t.process
-    where = resolve(p.root, p.cwd, mem.read_cstring(target), cred=t.cred)
+    where = resolve(PathOp(p.root, p.cwd, mem.read_cstring(target), cred=t.cred))
     if not where.inode.is_dir:
         raise SyscallError(errno.ENOTDIR, "mount point is not a directory")
     if where.parent is None and where.mount.mountpoint is None:
@@ -207,7 +207,7 @@ def sys_umount2(libos: LibOS, t: Task, target: int, flags: int) -> int:
         raise SyscallError(errno.EPERM, "only root may unmount")
     p = t.process
     where = resolve(
-        p.root, p.cwd, t.mem.read_cstring(target), follow_final=not flags & UMOUNT_NOFOLLOW
+        PathOp(p.root, p.cwd, t.mem.read_cstring(target), follow=not flags & UMOUNT_NOFOLLOW)
     )
     if where.parent is not None:
         raise SyscallError(errno.EINVAL, "not a mount point")

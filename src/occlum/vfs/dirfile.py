@@ -9,14 +9,26 @@ SEEK_SET)``), and ``d_off`` is the index of the next entry in that snapshot, so 
 from __future__ import annotations
 
 import errno
+import itertools
 import os
+import struct
+from collections.abc import Callable
 
 from occlum.abi.errors import SyscallError
-from occlum.abi.fsabi import DT_DIR, dirent64_reclen, pack_dirent64
+from occlum.abi.fsabi import DT_DIR, dirent64_reclen
 from occlum.vfs.inode import DirEntry
 from occlum.vfs.path import Location
 
 __all__ = ["OpenDirectory"]
+
+# name length -> (pack(ino, off, reclen, dtype, name), reclen) of a linux_dirent64: u64 d_ino,
+# s64 d_off, u16 d_reclen, u8 d_type, the name, its NUL and the padding to 8 bytes
+_PACKERS: dict[int, tuple[Callable[..., bytes], int]] = {}
+
+
+def _layout(name_len: int) -> tuple[Callable[..., bytes], int]:
+    reclen = dirent64_reclen(name_len)
+    return struct.Struct(f"<QqHB{name_len}s{reclen - 19 - name_len}x").pack, reclen
 
 
 class OpenDirectory:
@@ -48,15 +60,20 @@ class OpenDirectory:
         out: list[bytes] = []
         used = 0
         pos = self.pos
-        while pos < len(entries):
-            e = entries[pos]
-            reclen = dirent64_reclen(len(e.name))
+        packers = _PACKERS
+        # one precompiled record layout per name length: a listing of many names costs a
+        # struct.pack each, not the arithmetic of pack_dirent64
+        for name, ino, dtype in itertools.islice(entries, pos, None):
+            layout = packers.get(len(name))
+            if layout is None:
+                layout = packers[len(name)] = _layout(len(name))
+            packer, reclen = layout
             if used + reclen > bufsize:
                 if not out:
                     raise SyscallError(errno.EINVAL, "buffer too small for one entry")
                 break
             pos += 1
-            out.append(pack_dirent64(e.ino, pos, e.dtype, e.name))
+            out.append(packer(ino, pos, reclen, dtype, name))
             used += reclen
         self.pos = pos
         if not out:

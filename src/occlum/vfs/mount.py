@@ -130,10 +130,10 @@ class MountTable:
         self, fs: FileSystem, target: bytes, *, source: bytes = b"none", options: str = ""
     ) -> Mount:
         """Mount ``fs`` on the directory at absolute path ``target`` (resolved from the root)."""
-        from occlum.vfs.path import resolve
+        from occlum.vfs.path import PathOp, resolve
 
         root = self.root()
-        where = resolve(root, root, target, follow_final=True)
+        where = resolve(PathOp(root, root, target))
         return self.mount_at(where, fs, source=source, options=options)
 
     def mount_at(

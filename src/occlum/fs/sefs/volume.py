@@ -2,25 +2,35 @@
 
 Owns the mounted state of a SEFS volume and its metadata format.  While mounted, the whole tree
 lives in RAM exactly as in ramfs (it reuses ramfs's directories, symlinks and special nodes):
-names, modes, owners, times, hard links; a regular file's contents are a memfd, the page cache,
-so programs read, write and mmap donated descriptors natively.  :meth:`SefsFs.sync` commits:
+names, modes, owners, times, hard links; a regular file's contents, while it is used, are a
+memfd, the page cache, so programs read, write and mmap donated descriptors natively.
+:meth:`SefsFs.sync` commits:
 
-- each regular file is cut into :data:`CHUNK`-sized chunks (an all-zero chunk is a hole and
-  is not stored).  Only files that may have changed are read back — those given a writable
-  descriptor since the mount, truncated or created — and of those only chunks whose SHA-256
-  differs from the committed one are written again, each run of up to :data:`EXTENT_CHUNKS`
-  consecutive changed chunks as one sealed object (an *extent*): big sequential writes make
-  few, large host files, a changed page makes one small one.  An extent lives on while any
-  chunk still refers to it.  We cannot see native writes (nor stores through a shared
-  mapping), so "may have changed" is sticky per mount;
-- the metadata (every inode, directory entries, each chunk's object id, tag and plaintext hash)
-  is one sealed JSON object, named by the superblock: the root of the volume's tree of tags;
+- each regular file is cut into :data:`CHUNK`-sized chunks; only chunks holding data are
+  stored and listed (found with SEEK_DATA/SEEK_HOLE, an all-zero chunk is a hole too), so a
+  sparse file costs what its data costs.  Only files that may have changed are read back —
+  those given a writable descriptor since the mount, truncated or created — and of those only
+  chunks whose SHA-256 differs from the committed one are written again, each run of up to
+  :data:`EXTENT_CHUNKS` changed chunks as one sealed object (an *extent*): big sequential
+  writes make few, large host files, a changed page makes one small one.  An extent lives on
+  while any chunk still refers to it.  We cannot see native writes (nor stores through a
+  shared mapping), so "may have changed" lasts until the file's last writable description
+  is closed (:mod:`.closes`);
+- the metadata: a checkpoint is one sealed JSON object (every inode, every directory's
+  entries, each chunk's object id, tag and plaintext hash), named by the superblock, the root
+  of the volume's tree of tags; a commit between checkpoints appends a journal record with
+  the inodes and directory entries that changed (ramfs reports every change through
+  :meth:`SefsFs.changed` and :meth:`SefsFs.entry_changed`), so its cost does not grow with
+  the volume;
 - see :mod:`occlum.fs.sefs.store` for what reaches the host and in which order.
 
-Mounting verifies the superblock and the metadata (any failure: the mount fails with EIO and a
-reason).  File contents are loaded, and verified, when a file is first opened or truncated; an
-object that does not verify makes *that* open fail with EIO, never return other data, and the
-rest of the volume stays usable.
+Mounting verifies the superblock, the metadata and the journal (any failure: the mount fails
+with EIO and a reason).  File contents are loaded, and verified, when a file is opened or
+truncated; an object that does not verify makes *that* open fail with EIO, never return
+other data, and the rest of the volume stays usable.  A file whose contents are committed and
+that no program holds (:func:`occlum.platform.fdbudget.opened_elsewhere`) may have its memfd
+closed again (:meth:`SefsFs.evict`, least recently used first, past :data:`CACHED_FILES`),
+so the files a volume holds or a program touches are not bounded by host descriptors.
 
 Not thread-safe: like every LibOS file system, callers serialise operations.
 """
@@ -35,7 +45,7 @@ import json
 import os
 import struct
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -60,7 +70,7 @@ from occlum.fs.sefs.store import (
     padded,
     reserve_size,
 )
-from occlum.platform.fdbudget import lasting
+from occlum.platform.fdbudget import lasting, opened_elsewhere
 from occlum.vfs.inode import Inode
 from occlum.vfs.mount import FileSystem
 from occlum.vfs.xattr import XattrStore
@@ -76,11 +86,20 @@ EXTENT_CHUNKS = 16
 # extents.  The journal is folded into a checkpoint once it holds JOURNAL_MAX bytes.
 INLINE_MAX = 1024 * 1024
 JOURNAL_MAX = 16 * 1024 * 1024
+# chunks moved out of the journal share objects of about this size (a file loaded reads its
+# object whole, to verify it: small, so that loading one small file stays cheap)
+MOVED_OBJECT = CHUNK
 _IN_FLIGHT = 3  # extents being sealed/written while the next one is read: 12 MiB at most
 SEFS_MAGIC = 0x53454653  # "SEFS": statfs f_type
 _ZERO = bytes(CHUNK)
-_FORMAT = 2  # 1: chunk offsets counted in chunks, no journal
-_FORMATS = (1, 2)
+_ZERO_PAGE = bytes(4096)
+# 1: chunk offsets counted in chunks, no journal; 2: every inode in every journal record, a
+# directory's whole listing in its record, a file's every chunk (null for a hole) listed;
+# 3: journal records hold changed inodes and entries only, chunks listed by index
+_FORMAT = 3
+_FORMATS = (1, 2, 3)
+# Loaded file contents (memfds) kept before the least recently used unheld ones are let go
+CACHED_FILES = 1024
 _RECORD_HEAD = struct.Struct("<I")  # a journal record: metadata length, metadata, chunk data
 
 
@@ -108,37 +127,62 @@ class Chunk:
         return not self.ref.tag
 
 
-def _chunk_record(c: Chunk | None, referenced: set[bytes]) -> list[Any] | None:
-    if c is None:
-        return None
-    referenced.add(c.ref.oid)
-    return [c.ref.oid.hex(), c.ref.tag.hex(), c.object_len, c.offset, c.phash.hex()]
+def _data_chunks(fd: int, size: int) -> Iterator[int]:
+    """The indices of the chunks of ``fd``'s first ``size`` bytes that hold data, found with
+    SEEK_DATA/SEEK_HOLE: a hole (never written, truncated up, punched) costs nothing."""
+    pos, last = 0, -1
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:  # no data past pos
+                return
+            raise
+        if start >= size:
+            return
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        first = max(start // CHUNK, last + 1)
+        last = (end - 1) // CHUNK
+        yield from range(first, last + 1)
+        pos = end
 
 
-class _RawJson:
-    """Already-serialized JSON text to splice into the metadata document."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
+def _write_data(fd: int, data: memoryview, off: int) -> None:
+    """Write ``data`` at ``off`` but for its all-zero pages, which stay holes (as they were
+    when the chunk was written: SEEK_HOLE answers as before the file was stored)."""
+    page = len(_ZERO_PAGE)
+    n = len(data)
+    pos = 0
+    while pos < n:
+        while pos < n and data[pos : pos + page] == _ZERO_PAGE[: min(page, n - pos)]:
+            pos += page
+        end = pos
+        while end < n and data[end : end + page] != _ZERO_PAGE[: min(page, n - end)]:
+            end += page
+        view = data[pos : min(end, n)]
+        at = off + pos
+        while view:
+            k = os.pwrite(fd, view, at)
+            view, at = view[k:], at + k
+        pos = end
 
 
 class SefsFile(RamFile):
-    """A regular file whose memfd is filled from its objects on first use."""
+    """A regular file whose memfd is filled from its objects when it is used, and let go again
+    (:meth:`SefsFs.evict`) once committed and held by no program."""
 
-    # (chunks list, size, its JSON, the objects it names): recomputed only when a flush or
-    # truncate replaces the chunk list, so a commit costs what changed, not the volume's size
-    _encoded: tuple[list[Chunk | None], int, str, frozenset[bytes]] | None = None
+    # (chunks, size, their JSON): recomputed only when a flush or truncate replaces the chunk
+    # map, so a commit costs what changed, not the volume's size
+    _encoded: tuple[dict[int, Chunk], int, str] | None = None
 
-    def encoded_chunks(self, referenced: set[bytes]) -> str:
+    def encoded_chunks(self) -> str:
         enc = self._encoded
         if enc is None or enc[0] is not self.chunks or enc[1] != self.size:
-            oids: set[bytes] = set()
-            records = [_chunk_record(c, oids) for c in self.chunks]
-            text = _dumps([self.size, records])
-            enc = self._encoded = (self.chunks, self.size, text, frozenset(oids))
-        referenced |= enc[3]
+            records = [
+                [i, c.ref.oid.hex(), c.ref.tag.hex(), c.object_len, c.offset, c.phash.hex()]
+                for i, c in sorted(self.chunks.items())
+            ]
+            enc = self._encoded = (self.chunks, self.size, _dumps([self.size, records]))
         return enc[2]
 
     fs: SefsFs
@@ -149,41 +193,39 @@ class SefsFile(RamFile):
         mode: int,
         uid: int,
         gid: int,
-        stored: tuple[int, list[Chunk | None]] | None = None,
+        stored: tuple[int, dict[int, Chunk]] | None = None,
     ) -> None:
-        # RamFile.__init__ would create the memfd now; a restored file waits until it is used
+        # RamFile.__init__ would create the memfd now; ours waits until the file is used
         RamInode.__init__(self, fs, mode, uid, gid)
         self.writers = False  # a writable descriptor went out: contents may change any time
         self.open_writers = 0  # writable descriptions handed out and not yet closed
         self.watched = False  # the close watch knows this file's memfd
         self.gone = False
         self._loaded_ctime = -1
-        self.chunks: list[Chunk | None]
-        if stored is None:
-            self._adopt(lasting(os.memfd_create(f"sefs:{self.ino}", os.MFD_CLOEXEC)))
-            self.size, self.chunks = 0, []
-            self.content_dirty = True
-        else:
-            self.memfd = None
-            self.size, self.chunks = stored
-            self.content_dirty = False
+        self._blocks = -1  # st_blocks of the memfd when it was let go (-1: never loaded)
+        self.memfd = None
+        self.content_dirty = False  # the memfd holds changes not yet in ``chunks``
+        # index -> chunk, for the chunks that hold data: a missing index is a hole
+        self.chunks: dict[int, Chunk]
+        self.size, self.chunks = stored if stored is not None else (0, {})
 
     def _fd(self) -> int:
-        if self.memfd is not None:
-            return self.memfd
+        fd = self.memfd
+        if fd is not None:
+            self.fs.used(self)
+            return fd
         if self.gone:
             raise SyscallError(errno.ESTALE, "file contents already freed")
         return self._load()
 
     def _load(self) -> int:
-        fd = lasting(os.memfd_create(f"sefs:{self.ino}", os.MFD_CLOEXEC))
+        fd = self.fs.new_memfd(f"sefs:{self.ino}")
         what = f"contents of inode {self.ino}"
         extent: tuple[bytes, bytes] = (b"", b"")  # (id, plaintext): a file's chunks of one
         try:  # extent are consecutive, so one at a time suffices
             os.ftruncate(fd, self.size)
-            for i, c in enumerate(self.chunks):
-                if c is None:
-                    continue
+            for i in sorted(self.chunks):
+                c = self.chunks[i]
                 if extent[0] != c.ref.oid:
                     extent = (c.ref.oid, self.fs.object_data(c, what))
                 off = i * CHUNK
@@ -191,16 +233,14 @@ class SefsFile(RamFile):
                 end = start + min(CHUNK, self.size - off)
                 if end > len(extent[1]):
                     raise self.fs.store.error(f"{what}: object {c.ref.name} is too short")
-                view = memoryview(extent[1])[start:end]
-                while view:
-                    n = os.pwrite(fd, view, off)
-                    view, off = view[n:], off + n
+                _write_data(fd, memoryview(extent[1])[start:end], off)
             os.utime(fd, ns=(self.atime_ns, self.mtime_ns))
             self._loaded_ctime = os.fstat(fd).st_ctime_ns
         except BaseException:
             os.close(fd)
             raise
         self._adopt(fd)
+        self.fs.loaded(self)
         return fd
 
     def _size(self) -> int:
@@ -208,9 +248,18 @@ class SefsFile(RamFile):
             return os.fstat(self.memfd).st_size
         return 0 if self.gone else self.size
 
+    def getattr(self) -> Stat:
+        st = super().getattr()
+        if self.memfd is None:  # what the memfd took when let go, else about its chunks
+            blocks = self._blocks
+            if blocks < 0:
+                blocks = min(len(self.chunks) * CHUNK, st.size + 511) // 512
+            st.blocks = blocks
+        return st
+
     def _with_contents(self, st: Stat, host: os.stat_result) -> Stat:
         st.size = host.st_size
-        st.blocks = (host.st_size + 511) // 512
+        st.blocks = host.st_blocks  # a sparse file takes what its written pages take
         st.mtime_ns = host.st_mtime_ns
         # loading set the memfd's ctime to the load time; only later changes count
         if host.st_ctime_ns != self._loaded_ctime:
@@ -220,11 +269,13 @@ class SefsFile(RamFile):
     def _truncate(self, size: int) -> None:
         super()._truncate(size)
         self.content_dirty = True
+        self.fs.may_differ(self)
 
     def open_host_fd(self, flags: int) -> int:
         fd = super().open_host_fd(flags)
         if flags & os.O_ACCMODE != os.O_RDONLY:
             self.writers = True
+            self.fs.may_differ(self)
             watch = self.fs.close_watch
             if watch is not None:
                 if not self.watched:
@@ -244,6 +295,7 @@ class SefsFile(RamFile):
             return False
         self.writers = False
         self.content_dirty = True
+        self.fs.may_differ(self)
         return True
 
     def closed(self, wrote: bool) -> bool:
@@ -254,7 +306,8 @@ class SefsFile(RamFile):
     def dropped(self) -> None:
         super().dropped()
         self.gone = True
-        self.size, self.chunks = 0, []
+        self.size, self.chunks = 0, {}
+        self.fs.unloaded(self)
 
     def unload(self) -> None:
         """Close the memfd at unmount (donated descriptors keep their own reference)."""
@@ -264,62 +317,92 @@ class SefsFile(RamFile):
     def needs_flush(self) -> bool:
         return self.memfd is not None and (self.writers or self.content_dirty)
 
+    def evictable(self) -> bool:
+        """Whether the memfd may be closed now: its contents are all committed, the file has a
+        name (an O_TMPFILE file's contents live only there), and no program holds it."""
+        return (
+            self.memfd is not None
+            and self.nlink > 0
+            and not self.writers
+            and not self.content_dirty
+            and not opened_elsewhere(self.memfd)
+        )
+
+    def evict(self) -> None:
+        """Close the memfd of an :meth:`evictable` file; the next use loads it again.  What the
+        memfd said about the file (times, size) is kept in the inode first."""
+        assert self.memfd is not None
+        host = os.fstat(self.memfd)
+        self.mtime_ns = host.st_mtime_ns
+        if host.st_ctime_ns != self._loaded_ctime:
+            self.ctime_ns = max(self.ctime_ns, host.st_ctime_ns)
+        self.size = host.st_size
+        self._blocks = host.st_blocks
+        self.close_memfd()
+        self._release = None
+        self.watched = False  # the watch went with the memfd's inode
+
     def flush(self, commit: _Commit) -> None:
         """Bring ``chunks`` up to date with the memfd, writing changed chunks only: into the
-        commit's journal record while it has room, else as extent objects.
+        commit's journal record while it has room, else as extent objects.  Only the memfd's
+        data is read (SEEK_DATA/SEEK_HOLE): holes are skipped, and an all-zero chunk is a
+        hole too.
 
         Extents are sealed and written on the commit's writer thread while this thread reads
         and hashes the next ones (both release the GIL), with a few extents in flight at most.
         """
         if self.memfd is None or not (self.writers or self.content_dirty):
             return
-        chunks: list[Chunk | None] = []
-        run: list[tuple[bytes, bytes]] = []  # changed chunks not yet written: (data, hash)
-        in_flight: deque[tuple[int, list[bytes], int, Future[ObjectRef]]] = deque()
+        fd = self.memfd
+        chunks: dict[int, Chunk] = {}
+        run: list[tuple[int, bytes, bytes]] = []  # changed chunks not yet written
+        # (chunk index, offset in the extent, hash) of each chunk, the extent's length, and
+        # the write under way
+        in_flight: deque[tuple[list[tuple[int, int, bytes]], int, Future[ObjectRef]]] = deque()
 
         def settle(limit: int) -> None:
             while len(in_flight) > limit:
-                first, hashes, length, fut = in_flight.popleft()
+                placed, length, fut = in_flight.popleft()
                 ref = fut.result()
-                for slot, h in enumerate(hashes):
-                    chunks[first + slot] = Chunk(ref, length, slot * CHUNK, h)
+                for i, at, h in placed:
+                    chunks[i] = Chunk(ref, length, at, h)
 
         def write_extent() -> None:
             if not run:
                 return
-            first = len(chunks) - len(run)
-            body = b"".join(data for data, _ in run)
-            at = commit.keep_inline(body)
-            if at is None:
+            placed: list[tuple[int, int, bytes]] = []
+            at = 0
+            for i, data, h in run:
+                placed.append((i, at, h))
+                at += len(data)
+            body = b"".join(data for _, data, _ in run)
+            start = commit.keep_inline(body)
+            if start is None:
                 fut = commit.writer().submit(commit.put, body)
-                in_flight.append((first, [h for _, h in run], len(body), fut))
+                in_flight.append((placed, len(body), fut))
                 settle(_IN_FLIGHT)
             else:
                 ref = ObjectRef(commit.record, b"")
-                for k, (data, h) in enumerate(run):
-                    chunks[first + k] = Chunk(ref, 0, at, h)
-                    at += len(data)
+                for i, at, h in placed:
+                    chunks[i] = Chunk(ref, 0, start + at, h)
             run.clear()
 
-        size = 0
-        while data := os.pread(self.memfd, CHUNK, size):
-            i = len(chunks)
-            old = self.chunks[i] if i < len(self.chunks) else None
-            if data == (_ZERO if len(data) == CHUNK else bytes(len(data))):
-                write_extent()
-                chunks.append(None)
-            elif old is not None and old.phash == (h := hashlib.sha256(data).digest()):
-                write_extent()
-                chunks.append(old)
-            else:
-                run.append((data, hashlib.sha256(data).digest() if old is None else h))
-                chunks.append(None)  # filled in by write_extent
+        size = os.fstat(fd).st_size
+        try:
+            for i in _data_chunks(fd, size):
+                data = os.pread(fd, min(CHUNK, size - i * CHUNK), i * CHUNK)
+                if not data:
+                    break  # truncated meanwhile
+                if data == (_ZERO if len(data) == CHUNK else bytes(len(data))):
+                    continue
+                h = hashlib.sha256(data).digest()
+                old = self.chunks.get(i)
+                if old is not None and old.phash == h:
+                    chunks[i] = old
+                    continue
+                run.append((i, data, h))
                 if len(run) == EXTENT_CHUNKS:
                     write_extent()
-            size += len(data)
-            if len(data) < CHUNK:
-                break
-        try:
             write_extent()
         finally:
             settle(0)  # on an error, wait for the writes under way before reporting it
@@ -348,7 +431,7 @@ class _Commit:
         self._room_lock = threading.Lock()  # extents are taken on the writer thread
         self._writer: ThreadPoolExecutor | None = None
         # (file, chunks, size) before this commit flushed it: restored if the commit fails
-        self.flushed: list[tuple[SefsFile, list[Chunk | None], int]] = []
+        self.flushed: list[tuple[SefsFile, dict[int, Chunk], int]] = []
         # files whose contents did not fit on the host (they keep their committed contents)
         self.unstored: dict[SefsFile, str] = {}
         # fsync of one file: the only file still open for writing whose contents this commit
@@ -397,6 +480,7 @@ class _Commit:
         for f, chunks, size in reversed(self.flushed):
             f.chunks, f.size = chunks, size
             f.content_dirty = True
+            f.fs.may_differ(f)
         self.close()  # extents still being written (a flush stops at its first error)
         self.store.forget(set(self.store.written))
 
@@ -460,6 +544,15 @@ class SefsFs(RamFs):
         self._journal: Journal | None = None  # None: the next commit is a checkpoint
         self._meta: ObjectRef | None = None  # the checkpoint's metadata object
         self._meta_len = 0
+        self._upgrade = False  # mounted from an older format: the next commit checkpoints
+        # what changed since the last commit: inodes whose record may differ, directory
+        # entries (name -> inode number, None: removed) and files whose contents may differ
+        self._dirty: dict[int, RamInode] = {}
+        self._dirents: dict[int, dict[bytes, int | None]] = {}
+        self._unflushed: set[SefsFile] = set()
+        # files whose contents are loaded, least recently used first (see evict)
+        self._cache: OrderedDict[SefsFile, None] = OrderedDict()
+        self._evict_at = CACHED_FILES
         # files whose latest contents the last commit could not store (the host is full)
         self._unstored: dict[SefsFile, str] = {}
         self._swept = 0  # objects the last commit removed at once (a full host)
@@ -471,6 +564,69 @@ class SefsFs(RamFs):
             self._close_storage()
             raise
         self.store.make_reserve(reserve_size(self._meta_len))
+
+    # --- what changed ------------------------------------------------------------------------
+
+    def changed(self, inode: RamInode) -> None:
+        self._dirty[inode.ino] = inode
+
+    def entry_changed(self, d: RamDir, name: bytes, inode: RamInode | None) -> None:
+        self._dirents.setdefault(d.ino, {})[name] = None if inode is None else inode.ino
+
+    def may_differ(self, f: SefsFile) -> None:
+        """``f``'s memfd may hold what its chunks do not: the next commit reads it."""
+        self._unflushed.add(f)
+
+    # --- the page cache ----------------------------------------------------------------------
+
+    def new_memfd(self, name: str) -> int:
+        """A memfd for a file's contents; when the supervisor's descriptors run short, the
+        files nobody holds are let go first."""
+        try:
+            return lasting(os.memfd_create(name, os.MFD_CLOEXEC))
+        except SyscallError as e:
+            if e.errno != errno.EMFILE:
+                raise
+        self.evict(0)
+        return lasting(os.memfd_create(name, os.MFD_CLOEXEC))
+
+    def loaded(self, f: SefsFile) -> None:
+        if f.nlink == 0:
+            # an unnamed O_TMPFILE file: its contents live in its memfd only, and the cache
+            # must not keep it alive (it is freed with its inode); named later, it joins
+            return
+        self._cache[f] = None
+        if len(self._cache) > self._evict_at:
+            self.evict(CACHED_FILES * 3 // 4, keep=f)
+
+    def used(self, f: SefsFile) -> None:
+        if f in self._cache:
+            self._cache.move_to_end(f)
+        else:
+            self.loaded(f)
+
+    def unloaded(self, f: SefsFile) -> None:
+        self._cache.pop(f, None)
+        self._unflushed.discard(f)
+
+    def evict(self, target: int, keep: SefsFile | None = None) -> None:
+        """Close the memfds of the least recently used files, down to ``target`` loaded ones:
+        only files whose contents are committed and that no program holds (a descriptor, a
+        mapping: :func:`.fdbudget.opened_elsewhere`) go; the others stay, as recently used.
+        The next pass waits until twice as many files as stayed are loaded, so that a
+        program holding many files open does not make every load scan them."""
+        cache = self._cache
+        for f in list(cache):
+            if len(cache) <= target:
+                break
+            if f is keep:
+                continue
+            if f.evictable():
+                f.evict()
+                del cache[f]
+            else:
+                cache.move_to_end(f)
+        self._evict_at = max(CACHED_FILES, 2 * len(cache))
 
     # --- mount -------------------------------------------------------------------------------
 
@@ -484,35 +640,60 @@ class SefsFs(RamFs):
                 raise self.store.error("the superblock is missing, but objects remain")
             self.store.set_marker()
             self.root = SefsDir(self, mode, uid, gid)
+            self.changed(self.root)
             self.volume_id = os.urandom(OBJECT_ID_SIZE)
             self.sync()
             self.store.clear_marker()
             return
         meta = self.store.get(sb.meta, sb.meta_len, "metadata")
         self._meta, self._meta_len = sb.meta, sb.meta_len
-        doc = self._parse(meta, "metadata")
+        doc = self._parse(meta, "metadata", None)
+        fmt = doc["format"]
         inodes = {rec[0]: rec for rec in doc["inodes"]}
-        root, generation, fmt = doc["root"], sb.generation, doc["format"]
+        entries: dict[int, dict[str, int]] = {}
+        if fmt >= 3:
+            self._apply_dirents(entries, doc)
+        root, generation = doc["root"], sb.generation
         self.volume_id = sb.volume or os.urandom(OBJECT_ID_SIZE)
         if sb.journal:
             journal = Journal(self.store, sb.journal)
             self._journal = journal
             for payload in journal.scan():
-                delta = self._parse_record(payload, generation + 1)
+                delta = self._parse_record(payload, generation + 1, fmt)
                 for rec in delta["inodes"]:
                     inodes[rec[0]] = rec
+                if fmt >= 3:
+                    self._apply_dirents(entries, delta)
                 for ino in delta["gone"]:
                     inodes.pop(ino, None)
+                    entries.pop(ino, None)
                 root, generation = delta["root"], delta["g"]
         try:
-            self.root = self._build_tree(root, inodes.values(), fmt)
+            self.root = self._build_tree(root, inodes.values(), fmt, entries)
         except (ValueError, KeyError, TypeError, IndexError) as e:
             raise self.store.error(f"metadata is malformed ({e})")
         self._generation = generation
         self._records = {ino: _dumps(rec) for ino, rec in inodes.items()}
+        if fmt < _FORMAT:  # rewritten in this format by the next commit, a checkpoint
+            self._upgrade = True
+            self._dirty = {n.ino: n for n in self._inodes()}
         self._check_rollback()
         if FORMATTING in names:
             self.store.clear_marker()
+
+    def _apply_dirents(self, entries: dict[int, dict[str, int]], doc: dict[str, Any]) -> None:
+        """Apply a format-3 document's directory entries (a checkpoint's all, a record's
+        changes: a null inode number removes the name)."""
+        try:
+            for dino, changes in doc["dirents"]:
+                names = entries.setdefault(dino, {})
+                for name, child in changes:
+                    if child is None:
+                        names.pop(name, None)
+                    else:
+                        names[name] = child
+        except (ValueError, KeyError, TypeError) as e:
+            raise self.store.error(f"directory entries are malformed ({e})")
 
     def _check_rollback(self) -> None:
         if self.counters is None:
@@ -525,51 +706,47 @@ class SefsFs(RamFs):
             )
         self.counters.advance(self.volume_id, self._generation)
 
-    def _parse(self, meta: bytes, what: str) -> dict[str, Any]:
+    def _parse(self, meta: bytes, what: str, fmt: int | None) -> dict[str, Any]:
+        """A metadata document; ``fmt``, when given, is the format it must have (a journal's
+        records have their checkpoint's)."""
         try:
             doc = json.loads(meta)
-            if doc["format"] not in _FORMATS:
+            if doc["format"] not in _FORMATS or (fmt is not None and doc["format"] != fmt):
                 raise ValueError(f"unknown metadata format {doc['format']}")
             if not isinstance(doc["inodes"], list):
                 raise ValueError("no inode list")
+            if doc["format"] >= 3 and not isinstance(doc["dirents"], list):
+                raise ValueError("no directory entries")
             return dict(doc)
         except (ValueError, KeyError, TypeError) as e:
             raise self.store.error(f"{what} is malformed ({e})")
 
-    def _parse_record(self, payload: bytes, generation: int) -> dict[str, Any]:
+    def _parse_record(self, payload: bytes, generation: int, fmt: int) -> dict[str, Any]:
         """A journal record's metadata delta (its chunk data stays in the journal)."""
         (n,) = _RECORD_HEAD.unpack_from(payload)
-        delta = self._parse(payload[_RECORD_HEAD.size : _RECORD_HEAD.size + n], "journal record")
+        raw = payload[_RECORD_HEAD.size : _RECORD_HEAD.size + n]
+        delta = self._parse(raw, "journal record", fmt)
         if delta.get("g") != generation or not isinstance(delta.get("gone"), list):
             raise self.store.error(f"journal record for commit {generation} is malformed")
         return delta
 
-    def _build_tree(self, root_ino: int, recs: Iterable[list[Any]], fmt: int) -> SefsDir:
+    def _build_tree(
+        self,
+        root_ino: int,
+        recs: Iterable[list[Any]],
+        fmt: int,
+        dirents: dict[int, dict[str, int]],
+    ) -> SefsDir:
         inodes: dict[int, RamInode] = {}
-        entries: dict[int, list[list[Any]]] = {}
+        entries: dict[int, Iterable[tuple[str, int]]] = {}
         for ino, mode, uid, gid, rdev, nlink, at, mt, ct, extra, *more in recs:
             kind = mode & S_IFMT
             node: RamInode
             if kind == S_IFDIR:
                 node = SefsDir(self, mode, uid, gid)
-                entries[ino] = extra
+                entries[ino] = dirents.get(ino, {}).items() if fmt >= 3 else extra
             elif kind == S_IFREG:
-                size, raw = extra
-                chunks: list[Chunk | None] = []
-                for c in raw:
-                    if c is None:
-                        chunks.append(None)
-                        continue
-                    oid, tag, object_len, offset, phash = c
-                    ref = ObjectRef(bytes.fromhex(oid), bytes.fromhex(tag))
-                    if fmt == 1:
-                        offset *= CHUNK  # format 1 counted chunks within the extent
-                    elif not ref.tag and ref.oid not in self._journal_records():
-                        raise ValueError(f"inode {ino}: journal record {oid} is not in the journal")
-                    chunks.append(Chunk(ref, object_len, offset, bytes.fromhex(phash)))
-                if len(chunks) != -(-size // CHUNK):
-                    raise ValueError(f"inode {ino}: {len(chunks)} chunks for {size} bytes")
-                node = SefsFile(self, mode, uid, gid, (size, chunks))
+                node = SefsFile(self, mode, uid, gid, self._stored_chunks(ino, extra, fmt))
             elif kind == S_IFLNK:
                 node = RamSymlink(self, extra.encode("latin-1"), uid, gid)
             else:
@@ -591,6 +768,30 @@ class SefsFs(RamFs):
         self.inos = itertools.count(max(inodes) + 1)
         return root
 
+    def _stored_chunks(self, ino: int, extra: Any, fmt: int) -> tuple[int, dict[int, Chunk]]:
+        """A file record's size and chunk map: format 3 lists the chunks that hold data by
+        index; formats 1 and 2 list every chunk, null for a hole."""
+        size, raw = extra
+        listed: Iterable[list[Any]]
+        count = -(-size // CHUNK)
+        if fmt >= 3:
+            listed = raw
+        elif len(raw) != count:
+            raise ValueError(f"inode {ino}: {len(raw)} chunks for {size} bytes")
+        else:
+            listed = ([i, *c] for i, c in enumerate(raw) if c is not None)
+        chunks: dict[int, Chunk] = {}
+        for i, oid, tag, object_len, offset, phash in listed:
+            if not 0 <= i < count:
+                raise ValueError(f"inode {ino}: chunk {i} past its {size} bytes")
+            ref = ObjectRef(bytes.fromhex(oid), bytes.fromhex(tag))
+            if fmt == 1:
+                offset *= CHUNK  # format 1 counted chunks within the extent
+            elif not ref.tag and ref.oid not in self._journal_records():
+                raise ValueError(f"inode {ino}: journal record {oid} is not in the journal")
+            chunks[i] = Chunk(ref, object_len, offset, bytes.fromhex(phash))
+        return size, chunks
+
     def _journal_records(self) -> dict[bytes, Any]:
         return self._journal.records if self._journal is not None else {}
 
@@ -606,48 +807,61 @@ class SefsFs(RamFs):
 
     # --- commit ------------------------------------------------------------------------------
 
-    def _encode(self, commit: _Commit) -> tuple[dict[int, str], set[bytes]]:
-        """Each inode's metadata text as the tree is now (flushing changed file contents into
-        ``commit`` first), and the objects those name."""
-        records: dict[int, str] = {}
-        referenced: set[bytes] = set()
-        stack: list[RamInode] = [self.root]
-        while stack:
-            node = stack.pop()
-            if node.ino in records:
-                continue  # another hard link to it
-            extra: Any = None
-            if isinstance(node, SefsFile):
-                if node.needs_flush():
-                    if commit.only is None or node is commit.only or not node.writers:
-                        self._flush(node, commit)
-                    elif node in self._unstored:  # left for a later commit, still unstored
-                        commit.unstored[node] = self._unstored[node]
-                extra = _RawJson(node.encoded_chunks(referenced))
-            elif isinstance(node, RamDir):
-                extra = [[n.decode("latin-1"), c.ino] for n, c in node.children.items()]
-                stack.extend(reversed(node.children.values()))
-            elif isinstance(node, RamSymlink):
-                extra = node.target.decode("latin-1")
-            st = node.getattr()
-            rec = [node.ino, st.mode, st.uid, st.gid, st.rdev, st.nlink]
-            rec += [st.atime_ns, st.mtime_ns, st.ctime_ns]
-            # extended attributes follow the type's own field, only when there are any (a
-            # record without them reads as before)
-            xattrs = node.xattrs.items if node.xattrs is not None else None
-            tail = (
-                "," + _dumps([[n.decode("latin-1"), v.decode("latin-1")] for n, v in
-                              sorted(xattrs.items())])
-                if xattrs
-                else ""
-            )  # fmt: skip
-            if isinstance(extra, _RawJson):
-                # the text json.dumps gives, with each file's chunk list serialized once per
-                # change instead of at every commit
-                records[node.ino] = _dumps(rec)[:-1] + "," + extra.text + tail + "]"
-            else:
-                records[node.ino] = _dumps([*rec, extra])[:-1] + tail + "]"
-        return records, referenced
+    @staticmethod
+    def _record(node: RamInode) -> str:
+        """``node``'s metadata text (format 3: a directory's entries are kept apart)."""
+        extra: Any = None
+        if isinstance(node, RamSymlink):
+            extra = node.target.decode("latin-1")
+        st = node.getattr()
+        rec = [node.ino, st.mode, st.uid, st.gid, st.rdev, st.nlink]
+        rec += [st.atime_ns, st.mtime_ns, st.ctime_ns]
+        # extended attributes follow the type's own field, only when there are any (a record
+        # without them reads as before)
+        xattrs = node.xattrs.items if node.xattrs is not None else None
+        tail = (
+            "," + _dumps([[n.decode("latin-1"), v.decode("latin-1")] for n, v in
+                          sorted(xattrs.items())])
+            if xattrs
+            else ""
+        )  # fmt: skip
+        if isinstance(node, SefsFile):
+            # the text json.dumps gives, with each file's chunk list serialized once per
+            # change instead of at every commit
+            return _dumps(rec)[:-1] + "," + node.encoded_chunks() + tail + "]"
+        return _dumps([*rec, extra])[:-1] + tail + "]"
+
+    def _delta(self, commit: _Commit) -> tuple[dict[int, str], list[int], list[Any]]:
+        """What changed since the last commit, flushing changed file contents into ``commit``
+        first: the changed inodes' records, the inodes gone, the directory entries changed.
+        Costs what changed: the dirty inodes are those :meth:`changed` was told of."""
+        dirty = self._dirty
+        for f in list(self._unflushed):
+            if f.needs_flush():
+                if commit.only is None or f is commit.only or not f.writers:
+                    self._flush(f, commit)
+                elif f in self._unstored:  # left for a later commit, still unstored
+                    commit.unstored[f] = self._unstored[f]
+            if not f.gone:
+                dirty[f.ino] = f  # its size and times come from the memfd
+        changed: dict[int, str] = {}
+        gone: list[int] = []
+        dead: set[int] = set()
+        for ino, node in dirty.items():
+            if node.nlink == 0 or (isinstance(node, SefsFile) and node.gone):
+                dead.add(ino)
+                if ino in self._records:
+                    gone.append(ino)
+                continue
+            text = self._record(node)
+            if self._records.get(ino) != text:
+                changed[ino] = text
+        dirents = [
+            [dino, [[n.decode("latin-1"), c] for n, c in names.items()]]
+            for dino, names in self._dirents.items()
+            if dino not in dead
+        ]
+        return changed, gone, dirents
 
     def _flush(self, f: SefsFile, commit: _Commit) -> None:
         """Flush ``f`` into ``commit``; if its contents do not fit on the host, the file keeps
@@ -670,25 +884,37 @@ class SefsFs(RamFs):
             why = e.why.removeprefix(f"SEFS {self.store.root}: ")
             commit.unstored[f] = f"SEFS {self.storage_dir}: inode {f.ino} does not fit ({why})"
 
+    def _advance(self, changed: dict[int, str], gone: list[int]) -> None:
+        """The changes a commit wrote are the committed state now."""
+        self._records.update(changed)
+        for ino in gone:
+            del self._records[ino]
+        self._dirty = {}
+        self._dirents = {}
+        self._unflushed = {f for f in self._unflushed if f.needs_flush()}
+        self.store.written.clear()
+
     def sync_file(self, inode: Inode) -> None:
-        """fsync of ``inode``: commit the tree and the changed files as :meth:`sync` does, but
-        of the other files still open for writing leave the contents as last committed.
-        Those are read back whole to find what changed (a database's WAL segment and the
-        relation files its server keeps open), which made every fsync cost as much as
-        reading all of them; Linux makes only the file itself durable. They are committed
-        by their own fsync, their last close, sync, syncfs and the periodic write-back."""
+        """fsync of ``inode``: commit as :meth:`sync` does, but of the other files still open
+        for writing leave the contents as last committed. Those are read back whole to find
+        what changed (a database's WAL segment and the relation files its server keeps
+        open), which made every fsync cost as much as reading all of them; Linux makes only
+        the file itself durable. They are committed by their own fsync, their last close,
+        sync, syncfs and the periodic write-back."""
         self._sync(inode if isinstance(inode, SefsFile) else None)
 
     def sync(self) -> None:
         self._sync(None)
 
     def _sync(self, only: SefsFile | None) -> None:
-        """Commit the tree and every changed file atomically; nothing to do if nothing changed.
+        """Commit what changed since the last commit atomically; nothing to do if nothing did.
 
-        A commit appends one record to the journal; when there is no journal yet, or it has
-        grown past :data:`JOURNAL_MAX`, the commit is a checkpoint instead.  On return the new
-        state is durable.  A host error raises SyscallError (EIO, ENOSPC...) and leaves the
-        last committed state on disk.
+        A commit appends one record to the journal, holding the changed inodes and directory
+        entries and the changed chunks of small writes.  When there is no journal yet, or it
+        has grown past :data:`JOURNAL_MAX` and four times the checkpoint's metadata (so that a
+        checkpoint's cost, which grows with the volume, is spread over as many commits), the
+        commit is a checkpoint instead.  On return the new state is durable.  A host error
+        raises SyscallError (EIO, ENOSPC...) and leaves the last committed state on disk.
 
         A full host file system (see :mod:`.space`) fails no commit by itself: a file whose
         contents do not fit keeps its committed contents and is named by :meth:`unstored`;
@@ -699,14 +925,19 @@ class SefsFs(RamFs):
             return
         journal = self._journal
         # on a full host, a checkpoint is tried only when it fits in the reserve's room
-        if journal is None or (
-            journal.size >= JOURNAL_MAX and (not self.store.short or fits_reserve(self))
+        if (
+            journal is None
+            or self._upgrade
+            or (
+                journal.size >= max(JOURNAL_MAX, 4 * self._meta_len)
+                and (not self.store.short or fits_reserve(self))
+            )
         ):
             try:
                 self._checkpoint()
                 return
             except SyscallError as e:
-                if journal is None or not is_space_error(e):
+                if journal is None or self._upgrade or not is_space_error(e):
                     raise
                 # no room for a checkpoint: the journal grows past its bound until one fits
         for _ in range(2):
@@ -726,28 +957,31 @@ class SefsFs(RamFs):
             if not (self._unstored and self._swept):
                 break
             # the commit freed room (deletes) after its files did not fit: once more for them
+        self._evict_after_commit()
 
     def _append(self, journal: Journal, commit: _Commit) -> None:
         """Commit by appending one record with ``commit``'s changes to ``journal``."""
         try:
-            records, _ = self._encode(commit)
-            changed = [text for ino, text in records.items() if self._records.get(ino) != text]
-            gone = [ino for ino in self._records if ino not in records]
-            if not changed and not gone and not commit.inline:
+            changed, gone, dirents = self._delta(commit)
+            if not changed and not gone and not dirents and not commit.inline:
+                self._advance(changed, gone)
                 self._committed(commit)
                 return
             if self.store.written:  # extent objects: durable, and so must their names be
                 self._sync_dir()
             head = _dumps({"format": _FORMAT, "g": self._generation + 1, "root": self.root.ino})
-            text = head[:-1] + ',"gone":' + _dumps(gone) + ',"inodes":[' + ",".join(changed)
-            raw = (text + "]}").encode()
+            text = (
+                head[:-1] + ',"gone":' + _dumps(gone) + ',"dirents":' + _dumps(dirents)
+                + ',"inodes":[' + ",".join(changed.values()) + "]}"
+            )  # fmt: skip
+            raw = text.encode()
             payload = _RECORD_HEAD.pack(len(raw)) + raw + commit.inline
             try:
                 journal.append(commit.record, payload)
             except SyscallError as e:
                 # only a record of what takes no room may use the reserve: one that deletes,
                 # or changes inodes without adding any (creating files needs room)
-                adds = any(ino not in self._records for ino in records)
+                adds = any(ino not in self._records for ino in changed)
                 if commit.extents or not is_space_error(e) or (adds and not gone):
                     raise
                 if not self.store.release_reserve(len(payload) + PAD):
@@ -758,9 +992,8 @@ class SefsFs(RamFs):
             raise
         finally:
             commit.close()
-        self.store.written.clear()
+        self._advance(changed, gone)
         self._generation += 1
-        self._records = records
         if self.counters is not None:
             self.counters.advance(self.volume_id, self._generation)
         self._committed(commit)
@@ -809,7 +1042,12 @@ class SefsFs(RamFs):
                 failed.append(e.why)
             finally:
                 f.close_memfd()
+                self._cache.pop(f, None)
         return failed
+
+    def _evict_after_commit(self) -> None:
+        if len(self._cache) > self._evict_at:
+            self.evict(CACHED_FILES * 3 // 4)
 
     def _sync_dir(self) -> None:
         try:
@@ -820,7 +1058,7 @@ class SefsFs(RamFs):
     def _checkpoint(self) -> None:
         """Write the whole metadata as one object, with a new empty journal, and switch the
         superblock to them; then remove every object and journal the new state does not name.
-        Chunks kept in journal records move into objects first (one per file).
+        Chunks kept in journal records move into objects first (shared by many files).
 
         On a full host, a checkpoint that moves no file data out of the journal is made again
         in the space of the reserve (its metadata object is what the reserve is sized for).
@@ -839,8 +1077,8 @@ class SefsFs(RamFs):
         return sum(
             min(CHUNK, f.size - i * CHUNK)
             for f in self._files()
-            for i, c in enumerate(f.chunks)
-            if c is not None and c.in_journal
+            for i, c in f.chunks.items()
+            if c.in_journal
         )
 
     def _checkpoint_once(self) -> None:
@@ -850,14 +1088,28 @@ class SefsFs(RamFs):
         switching = False
         try:
             self._move_out_of_journal(commit)
-            records, referenced = self._encode(commit)
-            if records == self._records and self._journal is not None and self._journal.empty:
+            changed, gone, dirents = self._delta(commit)
+            unchanged = not changed and not gone and not dirents
+            if (
+                unchanged
+                and not self._upgrade
+                and self._journal is not None
+                and self._journal.empty
+            ):
                 # nothing to commit; what the committed state does not name is still garbage
+                self._advance(changed, gone)
                 store.sweep(self.committed_names())
                 self._committed(commit)
                 return
+            records = dict(self._records)
+            records.update(changed)
+            for ino in gone:
+                del records[ino]
             head = _dumps({"format": _FORMAT, "root": self.root.ino})
-            meta = (head[:-1] + ',"inodes":[' + ",".join(records.values()) + "]}").encode()
+            meta = (
+                head[:-1] + ',"dirents":' + _dumps(self._all_dirents())
+                + ',"inodes":[' + ",".join(records.values()) + "]}"
+            ).encode()  # fmt: skip
             ref = store.put(meta)
             journal.create()
             self._sync_dir()
@@ -881,9 +1133,10 @@ class SefsFs(RamFs):
         finally:
             commit.close()
         self._switch(journal, generation, records, ref, len(meta))
-        store.sweep({o.hex() for o in referenced} | {ref.name, journal.name})
+        store.sweep(self.committed_names())
         self._committed(commit)
         store.make_reserve(reserve_size(self._meta_len))  # the metadata may have grown
+        self._evict_after_commit()
 
     def _superblock_names(self, ref: ObjectRef) -> bool:
         try:
@@ -896,59 +1149,79 @@ class SefsFs(RamFs):
         self, journal: Journal, generation: int, records: dict[int, str], ref: ObjectRef, n: int
     ) -> None:
         """The superblock names ``ref`` and ``journal``: the volume's state follows."""
-        store = self.store
         old = self._journal
         self._journal = journal
         if old is not None:
             old.close()
         self._generation = generation
-        self._records = records
+        self._records = {}
+        self._advance(records, [])
+        self._upgrade = False
         self._meta, self._meta_len = ref, n
-        store.written.clear()
         if self.counters is not None:
             self.counters.advance(self.volume_id, generation)
 
+    def _all_dirents(self) -> list[Any]:
+        return [
+            [d.ino, [[n.decode("latin-1"), c.ino] for n, c in d.children.items()]]
+            for d in self._inodes()
+            if isinstance(d, RamDir)
+        ]
+
     def _move_out_of_journal(self, commit: _Commit) -> None:
-        """Give every file chunk kept in a journal record a place in an object of its own."""
+        """Give every file chunk kept in a journal record a place in an extent object.  The
+        chunks of many files share an object (up to :data:`MOVED_OBJECT` bytes): thousands of
+        small files written one commit each cost a few host files here, not one each."""
         if self._journal is None or self._journal.empty:
             return
-        for f in self._files():
-            if any(c and c.in_journal for c in f.chunks):
-                commit.flushed.append((f, f.chunks, f.size))  # undone if the commit fails
-                self._move_chunks(f)
-
-    def _move_chunks(self, f: SefsFile) -> None:
-        what = f"contents of inode {f.ino}"
+        moved: dict[SefsFile, dict[int, Chunk]] = {}
+        batch: list[tuple[SefsFile, int, int, bytes]] = []  # file, index, offset, hash
         parts: list[bytes] = []
-        moved: list[tuple[int, Chunk]] = []
         at = 0
-        data: tuple[bytes, bytes] = (b"", b"")
-        for i, c in enumerate(f.chunks):
-            if c is None or not c.in_journal:
-                continue
-            if data[0] != c.ref.oid:
-                data = (c.ref.oid, self.object_data(c, what))
-            length = min(CHUNK, f.size - i * CHUNK)
-            parts.append(data[1][c.offset : c.offset + length])
-            moved.append((i, Chunk(c.ref, 0, at, c.phash)))
-            at += length
-        body = b"".join(parts)
-        ref = self.store.put(body)
-        chunks = list(f.chunks)
-        for i, c in moved:
-            chunks[i] = Chunk(ref, len(body), c.offset, c.phash)
-        f.chunks = chunks  # a new list: its metadata text is encoded afresh
+        record: tuple[bytes, bytes] = (b"", b"")  # (id, data) of the last record read
+
+        def put() -> None:
+            nonlocal at
+            if not parts:
+                return
+            body = b"".join(parts)
+            ref = self.store.put(body)
+            for f, i, offset, phash in batch:
+                moved.setdefault(f, dict(f.chunks))[i] = Chunk(ref, len(body), offset, phash)
+            batch.clear()
+            parts.clear()
+            at = 0
+
+        for f in self._files():
+            for i in sorted(f.chunks):
+                c = f.chunks[i]
+                if not c.in_journal:
+                    continue
+                if record[0] != c.ref.oid:
+                    record = (c.ref.oid, self.object_data(c, f"contents of inode {f.ino}"))
+                length = min(CHUNK, f.size - i * CHUNK)
+                parts.append(record[1][c.offset : c.offset + length])
+                batch.append((f, i, at, c.phash))
+                at += length
+                if at >= MOVED_OBJECT:
+                    put()
+        put()
+        # only once every object is written: a failure leaves the files as they were
+        for f, chunks in moved.items():
+            commit.flushed.append((f, f.chunks, f.size))  # undone if the commit fails
+            f.chunks = chunks  # a new map: its metadata text is encoded afresh
+            self.changed(f)
 
     def referenced_objects(self) -> set[bytes]:
         """The ids of the objects the committed state names: the checkpoint's metadata and
         every chunk's extent (what a checkpoint keeps on the host; the rest is garbage)."""
         referenced = {self._meta.oid} if self._meta is not None else set()
         for f in self._files():
-            referenced |= {c.ref.oid for c in f.chunks if c is not None and not c.in_journal}
+            referenced |= {c.ref.oid for c in f.chunks.values() if not c.in_journal}
         return referenced
 
-    def _files(self) -> Iterator[SefsFile]:
-        """Every regular file in the tree, once (hard links are one file)."""
+    def _inodes(self) -> Iterator[RamInode]:
+        """Every inode in the tree, once (hard links are one inode)."""
         seen: set[int] = set()
         stack: list[RamInode] = [self.root]
         while stack:
@@ -958,13 +1231,21 @@ class SefsFs(RamFs):
             seen.add(node.ino)
             if isinstance(node, RamDir):
                 stack.extend(node.children.values())
-            elif isinstance(node, SefsFile):
-                yield node
+            yield node
+
+    def _files(self) -> Iterator[SefsFile]:
+        """Every regular file in the tree, once."""
+        return (n for n in self._inodes() if isinstance(n, SefsFile))
 
     @property
     def generation(self) -> int:
         """How many commits the volume has seen (checkpoints and journal records)."""
         return self._generation
+
+    @property
+    def loaded_files(self) -> int:
+        """How many files' contents are in memfds now."""
+        return len(self._cache)
 
     def close(self, *, commit: bool = True) -> None:
         """Unmount: commit and checkpoint, then free the page cache and the storage directory
@@ -979,8 +1260,11 @@ class SefsFs(RamFs):
                     self._checkpoint()
         finally:
             self.closed = True
-            for f in self._files():
+            for f in list(self._cache):
                 f.unload()
+            for f in self._unflushed:  # unnamed files are in no cache list
+                f.unload()
+            self._cache.clear()
             self._close_storage()
 
     def _close_storage(self) -> None:
