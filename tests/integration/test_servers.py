@@ -137,7 +137,8 @@ def test_lighttpd_with_ab(servers: Instance) -> None:
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL: root inside makes the cluster's directories and hands them to the `postgres` user
 # of the image's /etc/passwd, then initdb and the server run as that user (switched with
-# util-linux's setpriv, as a Debian admin without PAM would), since both refuse to run as root.
+# util-linux's setpriv, as a Debian admin without PAM would; runuser through PAM is checked
+# too), since both refuse to run as root.
 
 PG_UID, PG_GID = 70, 70  # not the host's: the LibOS takes them from the image's /etc/passwd
 PGDATA = "/var/lib/postgresql/main"
@@ -189,7 +190,8 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Instanc
                                             "common-session")]}]},
             {"target": "/etc/security", "copy": [{"files": ["/etc/security/limits.conf"]}]},
             {"target": str(pg_bin), "copy": [{"files": [
-                str(pg_bin / p) for p in ("postgres", "initdb", "pg_ctl", "pg_controldata", "psql")]}]},
+                str(pg_bin / p)
+                for p in ("postgres", "initdb", "pg_ctl", "pg_controldata", "psql")]}]},
             # initdb loads these (PL/pgSQL, the snowball text search dictionaries)
             {"target": f"/usr/lib/postgresql/{major}/lib", "copy": [{"files": [
                 f"/usr/lib/postgresql/{major}/lib/{so}" for so in ("plpgsql.so",
