@@ -22,7 +22,7 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from occlum.abi.errors import SyscallError, UserError
 from occlum.abi.syscalls import NAME
@@ -36,6 +36,7 @@ from occlum.fs.ramfs import RamFs
 from occlum.fs.sefs import SefsFs
 from occlum.fs.sefs.closes import CloseWatch
 from occlum.fs.unionfs import UnionFs
+from occlum.kernel.api import PROCEED, Donate, Entry, Result
 from occlum.kernel.limits import Limits
 from occlum.kernel.log import Log
 from occlum.kernel.objects import FileRef, ObjectRegistry
@@ -54,34 +55,7 @@ from occlum.vfs.inode import Inode
 from occlum.vfs.mount import FileSystem, MountTable
 from occlum.vfs.path import resolve
 
-
-class Proceed:
-    """Handler result: let the kernel run the call as made (its arguments are plain values)."""
-
-
-PROCEED = Proceed()
 FIFO_DIR = ".fifos"  # in the shadow root: the host FIFOs that stand for LibOS FIFOs
-
-
-@dataclass(slots=True)
-class Donate:
-    """Handler result: install ``host_fd`` into the caller and return its number."""
-
-    host_fd: int
-    cloexec: bool
-
-
-Result = int | Proceed | Donate
-Handler = Callable[..., Result]
-
-
-@dataclass(slots=True, frozen=True)
-class Entry:
-    name: str
-    handler: Handler
-    kinds: tuple[str, ...]  # how the trace shows each argument; its length is the arity
-    level: str  # "full", "partial", "refused"
-    note: str = ""
 
 
 SIGNAMES = {s.value: s.name for s in signal.Signals}

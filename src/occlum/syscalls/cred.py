@@ -27,6 +27,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
+from occlum.kernel.api import PROCEED
 from occlum.kernel.process import Task
 from occlum.kernel.procinfo import host_tids, leader_cred, read_proc
 from occlum.syscalls.common import s32
@@ -41,7 +42,8 @@ from occlum.vfs.cred import (
 )
 
 if TYPE_CHECKING:
-    from occlum.kernel.libos import LibOS, Result
+    from occlum.kernel.api import Result
+    from occlum.kernel.libos import LibOS
     from occlum.kernel.process import Process
 
 NGROUPS_MAX = 65536
@@ -385,7 +387,6 @@ PR_GET_KEEPCAPS, PR_SET_KEEPCAPS, PR_CAPBSET_READ, PR_CAPBSET_DROP = 7, 8, 23, 2
 def sys_prctl(libos: LibOS, t: Task, option: int, arg2: int, *_: int) -> Result:
     """The options that read or change LibOS capabilities: PR_SET_KEEPCAPS (permitted
     capabilities kept when uid 0 is left; cleared by execve) and the bounding set."""
-    from occlum.kernel.libos import PROCEED
 
     option, c = s32(option), t.cred
     if option == PR_GET_KEEPCAPS:
@@ -445,7 +446,6 @@ def sys_setpriority(libos: LibOS, t: Task, which: int, who: int, prio: int) -> R
     """Raising a priority needs CAP_SYS_NICE, which programs lack: the supervisor does it for
     them, inside the instance only (and as far as its own rights go: EACCES past them). Any
     other request is the kernel's, with its own answer."""
-    from occlum.kernel.libos import PROCEED
 
     which, who = s32(which), s32(who)
     nice = min(max(s32(prio), MIN_NICE), MAX_NICE)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, S_IFREG
+from occlum.kernel.api import PROCEED
 from occlum.kernel.process import CachedProgram, ExecRequest, Process, Task
 from occlum.loader.elf import ElfImage, parse_elf
 from occlum.loader.plan import (
@@ -50,7 +51,8 @@ from occlum.vfs.inode import MAY_EXEC, ROOT, Cred, check_access
 from occlum.vfs.path import resolve
 
 if TYPE_CHECKING:
-    from occlum.kernel.libos import LibOS, Result
+    from occlum.kernel.api import Result
+    from occlum.kernel.libos import LibOS
     from occlum.kernel.process import FileIdentity
     from occlum.vfs.inode import Inode
     from occlum.vfs.path import Location
@@ -297,7 +299,6 @@ def _read_argv(t: Task, addr: int) -> list[bytes]:
 
 
 def _accept(libos: LibOS, p: Process, req: ExecRequest) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     libos.settle_children(p)
     if p.pending_exec is not None:

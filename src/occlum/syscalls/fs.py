@@ -47,6 +47,7 @@ from occlum.abi.fsabi import (
     pack_statx,
 )
 from occlum.abi.syscalls import NR
+from occlum.kernel.api import PROCEED, Donate
 from occlum.kernel.objects import FileRef
 from occlum.syscalls.common import (
     dirfd_base,
@@ -86,7 +87,8 @@ from occlum.vfs.xattr import may_access as may_xattr
 from occlum.vfs.xattr import visible as xattr_visible
 
 if TYPE_CHECKING:
-    from occlum.kernel.libos import LibOS, Result
+    from occlum.kernel.api import Result
+    from occlum.kernel.libos import LibOS
     from occlum.kernel.process import Task
     from occlum.vfs.path import Location, ParentAndName
 
@@ -142,7 +144,6 @@ def _check_sticky(t: Task, pn: ParentAndName) -> None:
 def do_open(
     libos: LibOS, t: Task, dirfd: int, path: bytes, flags: int, mode: int, resolve_flags: int = 0
 ) -> Result:
-    from occlum.kernel.libos import Donate
 
     p = t.process
     base = None if path.startswith(b"/") else (dirfd_base(libos, t, dirfd) if path else None)
@@ -189,7 +190,6 @@ def _open_fifo(
     on Linux. A path relative to a directory descriptor cannot be found that way: then the
     LibOS opens the host FIFO without blocking (a reader does not wait for a writer, a writer
     without a reader gets ENXIO) and says so once."""
-    from occlum.kernel.libos import PROCEED, Donate
 
     if inode.fs.fstype == "hostfs":
         raise SyscallError(
@@ -268,7 +268,6 @@ def _fd_stat_or_none(libos: LibOS, t: Task, fd: int) -> Stat | None:
 
 
 def sys_fstat(libos: LibOS, t: Task, fd: int, buf: int) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     st = _fd_stat_or_none(libos, t, fd)
     if st is None:
@@ -285,7 +284,6 @@ def _fd_stat(ref: FileRef, host: os.stat_result) -> Stat:
 
 
 def sys_newfstatat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, flags: int) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT):
         raise SyscallError(errno.EINVAL, "bad flags")
@@ -303,7 +301,6 @@ def sys_newfstatat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, flags
 def sys_statx(
     libos: LibOS, t: Task, dirfd: int, path: int, flags: int, mask: int, buf: int
 ) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE) or (
         flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE
@@ -331,7 +328,6 @@ def sys_statfs(libos: LibOS, t: Task, path: int, buf: int) -> int:
 
 
 def sys_fstatfs(libos: LibOS, t: Task, fd: int, buf: int) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     ref = fd_ref(libos, t, s32(fd))
     if ref is None:
@@ -841,7 +837,6 @@ def sys_fcntl(libos: LibOS, t: Task, fd: int, cmd: int, arg: int) -> Result:
     until the lease holder lets go or the host's lease-break-time passes. So LibOS files
     take no leases (``EINVAL``, as from a Linux file system without them); a program's own
     objects (a memfd it made) and a release proceed."""
-    from occlum.kernel.libos import PROCEED
 
     ref = fd_ref(libos, t, s32(fd))
     if ref is None or s32(arg) == F_UNLCK:
@@ -925,7 +920,6 @@ def sys_getxattr(libos: LibOS, t: Task, path: int, name: int, value: int, size: 
 
 
 def sys_fgetxattr(libos: LibOS, t: Task, fd: int, name: int, value: int, size: int) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     loc = _xattr_fd(libos, t, fd)
     return PROCEED if loc is None else _getxattr(t, loc, name, value, size)
@@ -936,7 +930,6 @@ def sys_listxattr(libos: LibOS, t: Task, path: int, buf: int, size: int) -> int:
 
 
 def sys_flistxattr(libos: LibOS, t: Task, fd: int, buf: int, size: int) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     loc = _xattr_fd(libos, t, fd)
     return PROCEED if loc is None else _listxattr(t, loc, buf, size)
@@ -952,7 +945,6 @@ def sys_setxattr(
 def sys_fsetxattr(
     libos: LibOS, t: Task, fd: int, name: int, value: int, size: int, flags: int
 ) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     loc = _xattr_fd(libos, t, fd)
     return PROCEED if loc is None else _setxattr(t, loc, name, value, size, s32(flags))
@@ -963,7 +955,6 @@ def sys_removexattr(libos: LibOS, t: Task, path: int, name: int) -> int:
 
 
 def sys_fremovexattr(libos: LibOS, t: Task, fd: int, name: int) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     loc = _xattr_fd(libos, t, fd)
     return PROCEED if loc is None else _removexattr(t, loc, name)
@@ -1003,7 +994,6 @@ def _xattr_args(t: Task, uargs: int, usize: int) -> tuple[int, int, int]:
 def sys_setxattrat(
     libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int, name: int, uargs: int, usize: int
 ) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     value, size, flags = _xattr_args(t, uargs, usize)
     loc = _xattr_at(libos, t, dirfd, path, at_flags)
@@ -1013,7 +1003,6 @@ def sys_setxattrat(
 def sys_getxattrat(
     libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int, name: int, uargs: int, usize: int
 ) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     value, size, flags = _xattr_args(t, uargs, usize)
     if flags:
@@ -1025,7 +1014,6 @@ def sys_getxattrat(
 def sys_listxattrat(
     libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int, buf: int, size: int
 ) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     loc = _xattr_at(libos, t, dirfd, path, at_flags)
     return PROCEED if loc is None else _listxattr(t, loc, buf, size)
@@ -1034,7 +1022,6 @@ def sys_listxattrat(
 def sys_removexattrat(
     libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int, name: int
 ) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     loc = _xattr_at(libos, t, dirfd, path, at_flags)
     return PROCEED if loc is None else _removexattr(t, loc, name)
@@ -1042,7 +1029,6 @@ def sys_removexattrat(
 
 # -- write-back ----------------------------------------------------------------------------------
 def _commit_if_protected(libos: LibOS, t: Task, fd: int) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     ref = fd_file_ref(libos, t, fd)
     if ref is not None and ref.location.inode.fs in libos.persistent_file_systems():
@@ -1072,7 +1058,6 @@ def sys_msync(libos: LibOS, t: Task, addr: int, length: int, flags: int) -> Resu
     directly, and the next commit takes them; which files the range maps is not known without
     reading /proc/PID/maps, so every protected file system commits (a volume with no change
     costs little). The kernel then checks the range and flags and does its own part."""
-    from occlum.kernel.libos import PROCEED
 
     if flags & MS_SYNC and not flags & MS_ASYNC:
         libos.sync_file_systems()
@@ -1080,7 +1065,6 @@ def sys_msync(libos: LibOS, t: Task, addr: int, length: int, flags: int) -> Resu
 
 
 def sys_sync(libos: LibOS, t: Task) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     libos.sync_file_systems()
     return PROCEED  # and the host's own sync, for hostfs

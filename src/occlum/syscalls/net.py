@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import AT_FDCWD, S_IFMT, S_IFSOCK
-from occlum.kernel.libos import Donate, Proceed
+from occlum.kernel.api import PROCEED, Donate, Proceed
 from occlum.platform import native
 from occlum.platform.memory import TaskMemory
 from occlum.platform.seccomp import Listener
@@ -59,7 +59,8 @@ from occlum.vfs.cred import new_owner
 from occlum.vfs.inode import MAY_WRITE, check_access
 
 if TYPE_CHECKING:
-    from occlum.kernel.libos import LibOS, Result
+    from occlum.kernel.api import Result
+    from occlum.kernel.libos import LibOS
     from occlum.kernel.process import Task
 
 AF_UNIX = 1
@@ -141,7 +142,6 @@ def _path_of(sun_path: bytes) -> bytes:
 
 
 def sys_bind(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     sun_path = _unix_address(t, addr, addrlen)
     if sun_path is None or not sun_path:  # another family, or autobind
@@ -191,7 +191,6 @@ def _check_unbound(t: Task, fd: int) -> None:
 
 
 def sys_connect(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     sun_path = _unix_address(t, addr, addrlen)
     if sun_path is None or not sun_path:
@@ -219,7 +218,6 @@ def sys_sendto(
 ) -> Result:
     """sendto with an address (the filter lets the others through): an abstract name gets the
     instance's prefix, a path is made reachable at the caller's text, as for connect."""
-    from occlum.kernel.libos import PROCEED
 
     sun_path = _unix_address(t, addr, addrlen)
     if sun_path is None or not sun_path:
@@ -253,7 +251,6 @@ def _make_reachable(libos: LibOS, t: Task, path: bytes) -> None:
 def _sockname(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int, peer: bool) -> Result:
     """getsockname/getpeername: the kernel's answer, but an abstract name without the
     instance's prefix."""
-    from occlum.kernel.libos import PROCEED
 
     if libos.spec.network != "host" or addr == 0 or addrlen == 0:
         return PROCEED
@@ -374,7 +371,6 @@ def sys_accept4(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int, flags: 
 def _accept(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int, flags: int) -> Result:
     """accept with an address (the filter lets the others through): on a Unix socket the
     client's name without the instance's prefix."""
-    from occlum.kernel.libos import PROCEED
 
     flags = s32(flags)
     if flags & ~(socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC):
@@ -422,7 +418,6 @@ def sys_recvfrom(
 ) -> Result:
     """recvfrom with a source address (the filter lets the others through): on a Unix socket
     the sender's name without the instance's prefix."""
-    from occlum.kernel.libos import PROCEED
 
     flags = s32(flags)
     dup = _unix_for_names(libos, t, fd)

@@ -22,13 +22,15 @@ import signal
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
+from occlum.kernel.api import PROCEED
 from occlum.kernel.procinfo import host_tids, leader_cred, read_proc
 from occlum.syscalls.common import s32
 from occlum.syscalls.cred import process_of_pid
 from occlum.vfs.cred import CAP_KILL, Cred
 
 if TYPE_CHECKING:
-    from occlum.kernel.libos import LibOS, Result
+    from occlum.kernel.api import Result
+    from occlum.kernel.libos import LibOS
     from occlum.kernel.process import Process, Task
 
 _NSIG = 64
@@ -84,7 +86,6 @@ def _group(libos: LibOS, t: Task, pid: int) -> list[Process]:
 
 
 def sys_kill(libos: LibOS, t: Task, pid: int, sig: int) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     pid, sig = s32(pid), s32(sig)
     if _trivial(t, sig):
@@ -126,7 +127,6 @@ def _thread_target(libos: LibOS, tgid: int | None, tid: int) -> tuple[Process, C
 
 
 def _signal_thread(libos: LibOS, t: Task, tgid: int | None, tid: int, sig: int) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     if _trivial(t, sig) or tid <= 0:
         return PROCEED
@@ -145,7 +145,6 @@ def sys_tgkill(libos: LibOS, t: Task, tgid: int, tid: int, sig: int) -> Result:
 
 
 def sys_rt_sigqueueinfo(libos: LibOS, t: Task, tgid: int, sig: int, info: int) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     tgid, sig = s32(tgid), s32(sig)
     if _trivial(t, sig) or tgid <= 0:
@@ -167,7 +166,6 @@ def sys_pidfd_send_signal(
 ) -> Result:
     """The target is the process the descriptor refers to (its host pid, from the caller's
     fdinfo of it)."""
-    from occlum.kernel.libos import PROCEED
 
     sig = s32(sig)
     if _trivial(t, sig):
