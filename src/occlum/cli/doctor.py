@@ -41,9 +41,9 @@ LEVEL_STYLE = {"full": "green", "partial": "yellow", "refused": "red", "unsuppor
 
 def run_counted(inst: Instance, spec: RunSpec) -> tuple[int, LibOS]:
     """Run ``spec``'s program as ``occlum run`` does, keeping the LibOS for its counts."""
-    from occlum.kernel.libos import LibOS
+    from occlum.boot import new_libos
 
-    libos = LibOS(spec)
+    libos = new_libos(spec)
     with inst.running():
         try:
             code = int(libos.run())

@@ -255,10 +255,10 @@ def _refuse_if_started(inst: Instance) -> None:
 
 def _import_boot() -> Any:
     try:
-        return importlib.import_module("occlum.kernel.boot")
+        return importlib.import_module("occlum.boot")
     except ImportError as e:
-        if e.name in ("occlum.kernel.boot", "occlum.kernel"):
-            raise UserError("the LibOS kernel (occlum.kernel.boot) is not available in this build")
+        if e.name in ("occlum.boot", "occlum.kernel"):
+            raise UserError("the LibOS kernel (occlum.boot) is not available in this build")
         raise
 
 

@@ -70,9 +70,9 @@ def start(ctx: click.Context, image_key: str | None) -> None:
     config = inst.load_built_config().config
 
     def make_libos() -> object:
-        from occlum.kernel.libos import LibOS
+        from occlum.boot import new_libos
 
-        return LibOS(spec)
+        return new_libos(spec)
 
     pid = start_server(inst.run_dir, make_libos, config)
     click.echo(f"occlum: instance started (server pid {pid}; log in run/server.log)", err=True)

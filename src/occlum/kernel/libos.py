@@ -61,11 +61,19 @@ FIFO_DIR = ".fifos"  # in the shadow root: the host FIFOs that stand for LibOS F
 SIGNAMES = {s.value: s.name for s in signal.Signals}
 
 
-class LibOS:
-    def __init__(self, spec: RunSpec) -> None:
-        from occlum.syscalls.table import build_table
+# Fails, with one clear line (UserError), when a program cannot be started: (libos, path,
+# which stage's file systems, the image they come from)
+ProgramCheck = Callable[["LibOS", bytes, str, "str | None"], None]
 
+
+class LibOS:
+    """``table``: the syscall table (number -> entry), handed in by whoever assembles the LibOS
+    (:mod:`occlum.boot`), so that the kernel never imports a handler module; ``check_program``
+    says why a program cannot be started before its tree is launched."""
+
+    def __init__(self, spec: RunSpec, table: dict[int, Entry], check_program: ProgramCheck) -> None:
         self.spec = spec
+        self.check_program = check_program
         self.log = Log(spec.log_level)
         self.hostname = spec.hostname.encode()
         self.writeback_interval = _writeback_interval()
@@ -92,7 +100,7 @@ class LibOS:
         self.procs_by_host_pid_ever: dict[int, tuple[bytes, int]] = {}
         self.tasks: dict[int, Task] = {}  # by host tid
         self.by_pid: dict[int, Process] = {}  # by LibOS pid
-        self.table: dict[int, Entry] = build_table()
+        self.table = table
         # `occlum run --summary` and `occlum doctor` count the calls served: the handlers are
         # wrapped here, once, so that the serving loop pays nothing when counting is off
         self.stats: CallStats | None = None
@@ -367,7 +375,7 @@ class LibOS:
             if self.stage == "init":
                 self._run_init(env)
             argv = [a.encode() for a in spec.argv]
-            self._check_program(argv[0])
+            self.check_program(self, argv[0], "the instance", None)
             self._run_tree(argv, env)
         finally:
             for s, h in old.items():
@@ -379,7 +387,7 @@ class LibOS:
         """Run the initfs's init until it exits; it must have mounted the root (mount_rootfs)
         and exited with status 0. Then the root it mounted replaces the initfs."""
         argv = [a.encode() for a in self.spec.init_argv]
-        self._check_program(argv[0], stage="the initfs", image=self.spec.init_image)
+        self.check_program(self, argv[0], "the initfs", self.spec.init_image)
         self._run_tree(argv, env)
         status = self.first_status if self.first_status is not None else 127 << 8
         self._end_tree()
@@ -492,31 +500,6 @@ class LibOS:
             os.kill(self.init_pid, signum)
         except ProcessLookupError:
             pass
-
-    def _check_program(
-        self, path: bytes, stage: str = "the instance", image: str | None = None
-    ) -> None:
-        """Fail early, with one clear line, when the program cannot be started."""
-        from occlum.syscalls.exec import MissingInterpreter, check_program
-
-        root = self.mounts.root()
-        try:
-            check_program(self, root, path)
-        except SyscallError as exc:
-            name = path.decode(errors="replace")
-            missing = (
-                exc.why.removeprefix(f"{name}: ")
-                if isinstance(exc, MissingInterpreter)
-                else f"no such file in {stage}"
-            )
-            what = {
-                errno.ENOENT: missing,
-                errno.ENOEXEC: exc.why or "not an executable",
-                errno.EACCES: "permission denied (not executable)",
-            }.get(exc.errno, str(exc))
-            if exc.errno == errno.EIO and image is not None:  # the stage's only file system
-                what += f" ({image} is corrupted or changed since `occlum build`)"
-            raise UserError(f"cannot run {name}: {what}", 127)
 
     def _loop(self) -> None:
         """Serve until every process of the instance is gone.
@@ -1068,18 +1051,3 @@ def _raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def run(spec: RunSpec) -> int:
-    """Boot a LibOS for ``spec``, run its program, return the exit status ``occlum run`` gives."""
-    libos = LibOS(spec)
-    profile_to = os.environ.get("OCCLUM_PROFILE")
-    if not profile_to:
-        return libos.run()
-    import cProfile  # the supervisor's own profile, for LibOS developers
-
-    prof = cProfile.Profile()
-    try:
-        return prof.runcall(libos.run)
-    finally:
-        prof.dump_stats(profile_to)
