@@ -372,9 +372,9 @@ def doctor(
     if instance_dir is None:
         instance_dir = getattr(ctx.find_root().obj, "instance_dir", ".")
     inst = Instance.at(instance_dir)
-    from occlum.cli.main import _refuse_if_started  # a started instance runs with occlum exec
+    from occlum.instance.wire import refuse_if_started
 
-    _refuse_if_started(inst)
+    refuse_if_started(inst.run_dir)
     key_path = None if image_key is None else inst.path / image_key
     argv = (program, *args)
     spec = to_run_spec(inst, argv, os.environ, image_key=key_path)

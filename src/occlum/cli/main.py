@@ -220,7 +220,9 @@ def run(
       occlum run --summary /bin/ls -l /
     """
     inst = _instance(ctx)
-    _refuse_if_started(inst)
+    from occlum.instance.wire import refuse_if_started
+
+    refuse_if_started(inst.run_dir)
     key_path = None if image_key is None else inst.path / image_key
     spec = to_run_spec(
         inst,
@@ -240,17 +242,6 @@ def run(
         except KeyboardInterrupt:
             code = 130
     ctx.exit(code)
-
-
-def _refuse_if_started(inst: Instance) -> None:
-    from occlum.instance.wire import lock_holder
-
-    holder = lock_holder(inst.run_dir)
-    if holder is not None:
-        raise UserError(
-            f"the instance is started (server pid {holder}): run programs in it with "
-            "occlum exec, or occlum stop it first"
-        )
 
 
 def _import_boot() -> Any:
