@@ -21,8 +21,9 @@ from rich.table import Table
 
 from occlum.cli._terminal import console
 from occlum.instance._validation import FieldProblem, format_size, parse_size
-from occlum.instance.config import USER_ADDRESS_SPACE, to_run_spec
+from occlum.instance.config import USER_ADDRESS_SPACE
 from occlum.instance.layout import Instance
+from occlum.instance.runspec import to_run_spec
 
 if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS

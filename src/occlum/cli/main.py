@@ -16,7 +16,6 @@ from occlum import __version__
 from occlum.abi.errors import UserError
 from occlum.cli._errors import UserErrorGroup, warn
 from occlum.cli._terminal import RichProgress, console
-from occlum.instance.config import to_run_spec
 from occlum.instance.layout import (
     Instance,
     build_instance,
@@ -25,6 +24,7 @@ from occlum.instance.layout import (
     instance_status,
     new_instance,
 )
+from occlum.instance.runspec import to_run_spec
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 PROGRESS_MIN_BYTES = 32 << 20

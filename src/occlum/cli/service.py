@@ -58,7 +58,7 @@ def start(ctx: click.Context, image_key: str | None) -> None:
       occlum exec /bin/hello_world
       occlum stop
     """
-    from occlum.instance.config import to_run_spec
+    from occlum.instance.runspec import to_run_spec
     from occlum.instance.server import start_server
 
     inst = _instance(ctx)
