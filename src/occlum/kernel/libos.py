@@ -42,6 +42,7 @@ from occlum.kernel.log import Log
 from occlum.kernel.objects import FileRef, ObjectRegistry
 from occlum.kernel.process import CachedProgram, Process, Task
 from occlum.kernel.procinfo import initial_groups, read_proc
+from occlum.kernel.shadow import Shadow
 from occlum.kernel.spec import MountSpec, RunSpec
 from occlum.kernel.strace import format_call, format_result
 from occlum.kernel.terminal import open_controlling_terminal
@@ -51,12 +52,8 @@ from occlum.platform.faults import FaultLog
 from occlum.platform.seccomp import Listener
 from occlum.platform.stub import build_stub
 from occlum.vfs.cred import ROOT
-from occlum.vfs.inode import Inode
 from occlum.vfs.mount import FileSystem, MountTable
 from occlum.vfs.path import resolve
-
-FIFO_DIR = ".fifos"  # in the shadow root: the host FIFOs that stand for LibOS FIFOs
-
 
 SIGNAMES = {s.value: s.name for s in signal.Signals}
 
@@ -115,12 +112,7 @@ class LibOS:
         self.current: Task | None = None
         self._info_cache: tuple[tuple[int, int], ProcessInfo | None] | None = None
         self.stub = build_stub()
-        self.shadow_fd = -1
-        self.shadow_paths: dict[bytes, str] = {}  # path in the shadow root -> what is linked
-        # LibOS FIFOs and socket files (by _identity) -> the host FIFO / bound socket standing
-        # for them in the shadow root
-        self.host_fifos: dict[tuple[FileSystem, int], str] = {}
-        self.host_sockets: dict[tuple[FileSystem, int], str] = {}
+        self.shadow = Shadow()  # the names the host kernel resolves: execve paths, FIFOs, sockets
         self.init_pid = 0
         self.first_status: int | None = None
         self.sel = selectors.DefaultSelector()
@@ -475,14 +467,11 @@ class LibOS:
             raise UserError(str(exc))
         self.init_pid = launched.init_pid
         _raise_fd_limit()  # after the fork: the programs keep the limits they were given
-        self.shadow_fd = launched.shadow_root_fd
+        self.shadow.attach(launched.shadow_root_fd)
         self.devpts.attach(launched.devpts_fd)
-        self.shadow_paths = {}
-        self.host_fifos = {}
-        self.host_sockets = {}
-        os.mkdir(".handles", 0o700, dir_fd=self.shadow_fd)
+        os.mkdir(".handles", 0o700, dir_fd=self.shadow.fd)
         self.objects.scratch_fd = os.open(
-            ".handles", os.O_RDONLY | os.O_DIRECTORY, dir_fd=self.shadow_fd
+            ".handles", os.O_RDONLY | os.O_DIRECTORY, dir_fd=self.shadow.fd
         )
         self.listener = Listener(launched.listener_fd)
         self.control = launched.control
@@ -641,10 +630,11 @@ class LibOS:
                 self.sel.unregister(self.control)
             self.control.close()
             self.listener.close()
-        for fd in (self.objects.scratch_fd, self.shadow_fd):
+        for fd in (self.objects.scratch_fd, self.shadow.fd):
             if fd >= 0:
                 os.close(fd)
-        self.objects.scratch_fd = self.shadow_fd = -1
+        self.objects.scratch_fd = -1
+        self.shadow.attach(-1)
         self.objects.close()  # the tree's processes are gone, and every object with them
         self.devpts.attach(-1)
 
@@ -873,119 +863,11 @@ class LibOS:
                 self.tasks.pop(tid, None)
                 p.tids.discard(tid)
 
-    # -- the exec shadow tree ----------------------------------------------------------------
     def warn_once(self, key: str, msg: str) -> None:
         """Report a deviation from Linux the first time it happens."""
         if key not in self.noted:
             self.noted.add(key)
             self.log.warn(msg)
-
-    def shadow_stub(self, path: bytes) -> None:
-        """Make the kernel find the stub at ``path`` (as the program wrote it) in the instance's
-        otherwise empty mount namespace, where the kernel resolves execve paths."""
-        self.shadow_link(path, launcher.STUB_NAME)
-
-    def shadow_fifo(self, path: bytes, inode: Inode) -> None:
-        """Make the kernel find the host FIFO that stands for the LibOS FIFO ``inode`` at
-        ``path``, so that the program's own open of it (let through) blocks, is interrupted
-        and fails exactly as on Linux, and the data flows natively."""
-        self.shadow_link(path, self.host_fifo(inode))
-
-    def host_fifo(self, inode: Inode) -> str:
-        """The name, in the shadow root, of the host FIFO for the LibOS FIFO ``inode``."""
-        name = self.host_fifos.get(_identity(inode))
-        if name is None:
-            name = f"{FIFO_DIR}/{len(self.host_fifos)}"
-            try:
-                if not self.host_fifos:
-                    os.mkdir(FIFO_DIR, 0o711, dir_fd=self.shadow_fd)
-                os.mkfifo(name, 0o666, dir_fd=self.shadow_fd)
-                os.chmod(name, 0o666, dir_fd=self.shadow_fd)  # the umask's bits too
-            except OSError as exc:
-                raise SyscallError(exc.errno or errno.EIO, f"cannot make a host FIFO: {exc}")
-            self.host_fifos[_identity(inode)] = name
-        return name
-
-    def shadow_socket(self, path: bytes, inode: Inode) -> None:
-        """Clear ``path`` in the shadow root (and make its directories) so that the program's
-        own bind of a Unix socket there succeeds; ``inode`` is its socket file in the LibOS."""
-        norm = _normalize(path)
-        if not norm:
-            raise SyscallError(errno.EINVAL, "empty socket path")
-        key = b"/".join(norm)
-        dfd = self._shadow_dir(norm[:-1], path)
-        try:
-            os.unlink(norm[-1], dir_fd=dfd)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise SyscallError(exc.errno or errno.EADDRINUSE, f"cannot prepare {path!r}")
-        finally:
-            os.close(dfd)
-        self.shadow_paths[key] = key.decode("latin-1")
-        self.host_sockets[_identity(inode)] = key.decode("latin-1")
-
-    def shadow_socket_link(self, path: bytes, inode: Inode) -> bool:
-        """Make the host socket bound for the LibOS socket file ``inode`` reachable at
-        ``path``; False if no socket of this instance was bound there."""
-        source = self.host_sockets.get(_identity(inode))
-        if source is None:
-            return False
-        self.shadow_link(path, source)
-        return True
-
-    def forget_socket(self, inode: Inode) -> None:
-        """The LibOS socket file ``inode`` is gone: so are its names in the shadow root."""
-        source = self.host_sockets.pop(_identity(inode), None)
-        if source is None:
-            return
-        for key, linked in list(self.shadow_paths.items()):
-            if linked == source:
-                with contextlib.suppress(OSError):
-                    os.unlink(key, dir_fd=self.shadow_fd)
-                del self.shadow_paths[key]
-
-    def _shadow_dir(self, dirs: list[bytes], path: bytes) -> int:
-        """A descriptor of the directory ``dirs`` in the shadow root, made if missing."""
-        dfd = os.dup(self.shadow_fd)
-        try:
-            for comp in dirs:
-                try:
-                    os.mkdir(comp, 0o755, dir_fd=dfd)
-                except FileExistsError:
-                    pass
-                nfd = os.open(comp, os.O_DIRECTORY | os.O_NOFOLLOW | os.O_RDONLY, dir_fd=dfd)
-                os.close(dfd)
-                dfd = nfd
-        except OSError as exc:
-            os.close(dfd)
-            raise SyscallError(exc.errno or errno.ENOENT, f"cannot prepare {path!r}")
-        return dfd
-
-    def shadow_link(self, path: bytes, source: str) -> None:
-        """Hard-link ``source`` (a name in the shadow root) at ``path`` as the program wrote it,
-        relative to the shadow root, which is every program's host root and host cwd; an entry
-        that stands for something else there is replaced."""
-        norm = _normalize(path)
-        key = b"/".join(norm)
-        if not norm or self.shadow_paths.get(key) == source:
-            return
-        dfd = self._shadow_dir(norm[:-1], path)
-        try:
-            if key in self.shadow_paths:  # something else is linked there: swap atomically
-                tmp = f".link-{os.getpid()}"
-                os.link(source, tmp, src_dir_fd=self.shadow_fd, dst_dir_fd=dfd)
-                os.rename(tmp, norm[-1], src_dir_fd=dfd, dst_dir_fd=dfd)
-            else:
-                try:
-                    os.link(source, norm[-1], src_dir_fd=self.shadow_fd, dst_dir_fd=dfd)
-                except FileExistsError:
-                    pass
-        except OSError as exc:
-            raise SyscallError(exc.errno or errno.ENOENT, f"cannot prepare {path!r}")
-        finally:
-            os.close(dfd)
-        self.shadow_paths[key] = source
 
     # -- counting (occlum run --summary, occlum doctor) --------------------------------------
     def _counted_table(self) -> dict[int, Entry]:
@@ -1017,25 +899,6 @@ def _take_terminal_back() -> None:
         pass
     finally:
         signal.signal(signal.SIGTTOU, old)
-
-
-def _identity(inode: Inode) -> tuple[FileSystem, int]:
-    """A LibOS file's identity: its file system and inode number (inode objects may be
-    wrappers made per lookup, as the union's are)."""
-    return inode.fs, inode.ino
-
-
-def _normalize(path: bytes) -> list[bytes]:
-    """``path``'s components as the kernel walks them from the shadow root, which has no
-    symlinks: "." dropped, ".." taking one back (never above the root)."""
-    norm: list[bytes] = []
-    for c in path.split(b"/"):
-        if c == b"..":
-            if norm:
-                norm.pop()
-        elif c and c != b".":
-            norm.append(c)
-    return norm
 
 
 def _writeback_interval() -> float:

@@ -323,7 +323,7 @@ def do_execve(
     first = _open_exec(libos, p.root, p.cwd, path, follow=follow, cred=t.cred)
     req = prepare_exec(libos, p.root, p.cwd, first, path, path, argv, envp, t.cred)
     try:
-        libos.shadow_stub(path)
+        libos.shadow.stub(path)
     except SyscallError:
         req.close()
         raise
@@ -413,7 +413,7 @@ def _exec_descriptor(libos: LibOS, t: Task, fd: int, argv_ptr: int, envp_ptr: in
     # take the stub's name); a memfd's file name is "memfd:NAME"
     req.comm = os.path.basename(req.exe_path).removesuffix(b" (deleted)")[:15]
     try:
-        stub = os.open(launcher.STUB_NAME, os.O_RDONLY | os.O_CLOEXEC, dir_fd=libos.shadow_fd)
+        stub = os.open(launcher.STUB_NAME, os.O_RDONLY | os.O_CLOEXEC, dir_fd=libos.shadow.fd)
         try:
             _swap_descriptor(libos, t, req, fd, cloexec, stub)
         finally:
@@ -467,8 +467,8 @@ def _execveat(
         t.cred,
     )
     try:
-        libos.shadow_stub(name)
-        _swap_descriptor(libos, t, req, dirfd, cloexec, libos.shadow_fd)
+        libos.shadow.stub(name)
+        _swap_descriptor(libos, t, req, dirfd, cloexec, libos.shadow.fd)
     except BaseException:
         req.close()
         raise

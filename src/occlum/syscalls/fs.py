@@ -196,13 +196,13 @@ def _open_fifo(
             errno.ENXIO, "FIFOs on hostfs are not served (make them in ramfs or SEFS)"
         )
     if path.startswith(b"/") or s32(dirfd) == AT_FDCWD:
-        libos.shadow_fifo(path, inode)
+        libos.shadow.fifo(path, inode)
         return PROCEED
-    name = libos.host_fifo(inode)
+    name = libos.shadow.host_fifo(inode)
     libos.warn_once("fifo-dirfd", "a FIFO opened relative to a directory descriptor does not block")
     acc = flags & os.O_ACCMODE
     try:
-        fd = os.open(name, acc | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=libos.shadow_fd)
+        fd = os.open(name, acc | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=libos.shadow.fd)
     except OSError as exc:
         raise SyscallError(exc.errno or errno.ENXIO, "FIFO")
     if not flags & os.O_NONBLOCK:
@@ -519,10 +519,10 @@ def sys_unlinkat(libos: LibOS, t: Task, dirfd: int, path: int, flags: int) -> in
             raise SyscallError(errno.EISDIR if child.is_dir else errno.ENOTDIR, "trailing slash")
         if pn.name in (b".", b".."):
             raise SyscallError(errno.EISDIR, "is a directory")
-        child = pn.parent.inode.lookup(pn.name) if libos.host_sockets else None
+        child = pn.parent.inode.lookup(pn.name) if libos.shadow.host_sockets else None
         pn.parent.inode.unlink(pn.name)
         if child is not None and child.getattr().nlink == 0:
-            libos.forget_socket(child)  # a socket file's name is free again, on the host too
+            libos.shadow.forget_socket(child)  # a socket file's name is free again, on the host too
     return 0
 
 

@@ -173,7 +173,7 @@ def sys_bind(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Result:
             raise SyscallError(errno.EADDRINUSE, "the socket path exists")
         raise
     try:
-        libos.shadow_socket(path, node)
+        libos.shadow.socket(path, node)
     except SyscallError:
         pn.parent.inode.unlink(pn.name)
         raise
@@ -208,7 +208,7 @@ def sys_connect(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Resu
     if st.mode & S_IFMT != S_IFSOCK:
         raise SyscallError(errno.ECONNREFUSED, "not a socket")
     check_access(st, t.cred, MAY_WRITE)
-    if not libos.shadow_socket_link(path, where.inode):
+    if not libos.shadow.socket_link(path, where.inode):
         raise SyscallError(errno.ECONNREFUSED, "no socket is bound to that file")
     return PROCEED
 
@@ -245,7 +245,7 @@ def _make_reachable(libos: LibOS, t: Task, path: bytes) -> None:
     except SyscallError:
         return  # the kernel gives its own error for a name that is not there
     if where.inode.getattr().mode & S_IFMT == S_IFSOCK:
-        libos.shadow_socket_link(path, where.inode)
+        libos.shadow.socket_link(path, where.inode)
 
 
 def _sockname(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int, peer: bool) -> Result:
