@@ -13,11 +13,9 @@ import os
 import resource
 import select
 import selectors
-import shutil
 import signal
 import socket
 import struct
-import tempfile
 import time
 import traceback
 from collections import OrderedDict
@@ -26,24 +24,16 @@ from dataclasses import replace
 
 from occlum.abi.errors import SyscallError, UserError
 from occlum.abi.syscalls import NAME
-from occlum.enclave.counter import platform_counters
-from occlum.fs.devfs import DevFs
-from occlum.fs.devpts import DevPtsFs
-from occlum.fs.hostfs import HostFs
-from occlum.fs.imagefs import ImageFs, ImageKeyError
 from occlum.fs.procfs import ProcessInfo, ProcFs
-from occlum.fs.ramfs import RamFs
-from occlum.fs.sefs import SefsFs
-from occlum.fs.sefs.closes import CloseWatch
-from occlum.fs.unionfs import UnionFs
 from occlum.kernel.api import PROCEED, Donate, Entry, Result
 from occlum.kernel.limits import Limits
 from occlum.kernel.log import Log
-from occlum.kernel.objects import FileRef, ObjectRegistry
+from occlum.kernel.objects import ObjectRegistry
 from occlum.kernel.process import CachedProgram, Process, Task
 from occlum.kernel.procinfo import initial_groups, read_proc
+from occlum.kernel.rootfs import FileSystems
 from occlum.kernel.shadow import Shadow
-from occlum.kernel.spec import MountSpec, RunSpec
+from occlum.kernel.spec import RunSpec
 from occlum.kernel.strace import format_call, format_result
 from occlum.kernel.terminal import open_controlling_terminal
 from occlum.platform import launch as launcher
@@ -52,7 +42,7 @@ from occlum.platform.faults import FaultLog
 from occlum.platform.seccomp import Listener
 from occlum.platform.stub import build_stub
 from occlum.vfs.cred import ROOT
-from occlum.vfs.mount import FileSystem, MountTable
+from occlum.vfs.mount import MountTable
 from occlum.vfs.path import resolve
 
 SIGNAMES = {s.value: s.name for s in signal.Signals}
@@ -75,21 +65,14 @@ class LibOS:
         self.hostname = spec.hostname.encode()
         self.writeback_interval = _writeback_interval()
         self.next_writeback = time.monotonic() + self.writeback_interval
-        self.temporary_dirs: list[str] = []  # storage of temporary SEFS volumes, removed at exit
-        self.temporary_fs: list[FileSystem] = []
-        # the platform's monotonic counters: a persistent volume rolled back is refused
-        self.counters = platform_counters()
-        # SEFS files' last writable close: their volume commits (Occlum commits at close too)
-        self.close_watch = CloseWatch()
         self.limits = Limits(spec, self.log)
         # `occlum run` holds the terminal's foreground: each first program gets it, and it
         # comes back here when that program's tree ends
         self.foreground = _terminal_foreground()
-        # the pseudo-terminals of /dev/ptmx and /dev/pts: each tree brings its devpts instance
-        self.devpts = DevPtsFs()
-        self.mounts = self._init_mounts(spec) if spec.init_image else self._build_mounts(spec)
+        self.current: Task | None = None
+        self.filesystems = FileSystems(spec, self.log, self._procfs, self.controlling_terminal)
         self.objects = ObjectRegistry()
-        self.objects.namer = self._name_pty
+        self.objects.namer = self.filesystems.name_pty
         self.objects.live_keys = self._live_keys
         self.exec_cache: OrderedDict[tuple[int, int], CachedProgram] = OrderedDict()
         self.procs: dict[int, Process] = {}  # by host tgid
@@ -109,14 +92,13 @@ class LibOS:
         self.warned: set[int] = set()
         self.noted: set[str] = set()  # deviations already reported (warn_once)
         self.eio_reported: set[str] = set()
-        self.current: Task | None = None
         self._info_cache: tuple[tuple[int, int], ProcessInfo | None] | None = None
         self.stub = build_stub()
         self.shadow = Shadow()  # the names the host kernel resolves: execve paths, FIFOs, sockets
         self.init_pid = 0
         self.first_status: int | None = None
         self.sel = selectors.DefaultSelector()
-        self.sel.register(self.close_watch.fd, selectors.EVENT_READ, "closes")
+        self.sel.register(self.filesystems.close_watch.fd, selectors.EVENT_READ, "closes")
         self.faults = FaultLog()
         self.reported: set[int] = set()  # host pids whose crash was reported
         self.first_host_pid = 0
@@ -125,184 +107,20 @@ class LibOS:
         # the boot: "init" while the initfs's init runs (it mounts the root with mount_rootfs),
         # then "app"
         self.stage = "init" if spec.init_image is not None or spec.init_hash is not None else "app"
-        self.root_pending: MountTable | None = None  # what mount_rootfs mounted
-        self.boot_error: str | None = None  # why mount_rootfs failed
 
-    # -- file systems -------------------------------------------------------------------
-    def _name_pty(self, st: os.stat_result) -> FileRef | None:
-        """``/dev/pts/N`` for a slave of the instance's devpts that was opened natively."""
-        if st.st_dev != self.devpts.dev or os.major(st.st_rdev) != 136 or self.devpts.fd < 0:
-            return None
-        root = self.mounts.root()
-        try:
-            loc = resolve(root, root, b"/dev/pts/%d" % os.minor(st.st_rdev))
-        except SyscallError:
-            return None
-        return FileRef(loc) if loc.inode.ino == st.st_ino and loc.inode.fs is self.devpts else None
-
-    def new_devfs(self) -> DevFs:
-        """A devfs of this instance: its pseudo-terminals, the caller's /dev/tty."""
-        return DevFs(self.devpts, self.controlling_terminal)
+    # -- file systems (kernel/rootfs.py) ------------------------------------------------------
+    @property
+    def mounts(self) -> MountTable:
+        """The mount table the instance's processes see."""
+        return self.filesystems.mounts
 
     def controlling_terminal(self, flags: int) -> int:
         """``/dev/tty`` of the calling program: a new open of its controlling terminal."""
         if self.current is None:
             raise SyscallError(errno.ENXIO, "no caller")
-        return open_controlling_terminal(self.current.process.host_pid, flags, self.devpts)
-
-    def _init_mounts(self, spec: RunSpec) -> MountTable:
-        """The init stage's file systems: the initfs image as the root, /dev (holding the key
-        file given to ``occlum run --image-key`` as ``/dev/image_key``, if any) and /proc."""
-        if spec.init_image is None or spec.init_hash is None:  # measured: never skipped
-            raise UserError("the init stage is measured but its image or hash is missing")
-        try:
-            root = ImageFs(spec.init_image, spec.init_hash)
-        except SyscallError as exc:
-            raise UserError(
-                f"the initfs image {spec.init_image} cannot be used: {exc.why or exc} "
-                "(corrupted or changed since `occlum build`)"
-            )
-        table = MountTable(root, source=b"initfs")
-        dev = self.new_devfs()
-        if spec.user_image_key is not None:
-            node = dev.root.create(b"image_key", 0o400, 0, 0)
-            fd = node.open_host_fd(os.O_WRONLY)
-            try:
-                os.write(fd, spec.user_image_key)
-            finally:
-                os.close(fd)
-        self._mount(table, dev, "/dev", b"dev", where="initfs/")
-        self._mount(table, self.devpts, "/dev/pts", b"devpts", where="initfs/")
-        self._mount(table, self._procfs(table), "/proc", b"proc", where="initfs/")
-        return table
-
-    def mount_root(self, image_key: bytes | None) -> None:
-        """mount_rootfs: build the instance's own file systems (the root with ``image_key``)
-        for the program that runs after init. Failure: ``boot_error`` says why."""
-        try:
-            self.root_pending = self._build_mounts(self.spec, image_key)
-        except UserError as exc:
-            self.boot_error = str(exc)
-            # no message here: the boot reports it, once, when init has exited
-            raise SyscallError(errno.EKEYREJECTED if isinstance(exc, ImageKeyError) else errno.EIO)
-
-    def _build_mounts(self, spec: RunSpec, image_key: bytes | None = None) -> MountTable:
-        root = self._root_fs(spec, image_key)
-        table = MountTable(root, source=b"unionfs" if isinstance(root, UnionFs) else b"image")
-        have = {m.target for m in spec.mounts}
-        for m in spec.mounts:
-            if m.fs_type == "hostfs":
-                assert m.source is not None
-                fs: FileSystem = HostFs(m.source, readonly=m.readonly)
-                source = b"hostfs"  # the host path itself is not the program's business
-            elif m.fs_type == "sefs":
-                fs, source = self._sefs(m), b"sefs"
-            elif m.fs_type == "ramfs":
-                fs, source = RamFs(kind="ramfs"), b"ramfs"  # statfs says ramfs, as named
-            elif m.fs_type == "devfs":
-                fs, source = self.new_devfs(), b"devfs"
-            elif m.fs_type == "procfs":
-                fs, source = self._procfs(table), b"proc"
-            else:
-                raise UserError(f"mount type {m.fs_type} at {m.target} is not supported")
-            self._mount(table, fs, m.target, source)
-        for target in ("/dev", "/proc", "/tmp"):
-            if target not in have:
-                fs = (
-                    self.new_devfs() if target == "/dev"
-                    else self._procfs(table) if target == "/proc" else RamFs(kind="ramfs")
-                )  # fmt: skip
-                self._mount(table, fs, target, target.strip("/").encode())
-        if "/dev/shm" not in have:
-            self._mount(table, RamFs(), "/dev/shm", b"shm")
-        # the instance's pseudo-terminals, below a /dev of ours
-        if "/dev/pts" not in have and any(
-            m.target == b"/dev" and isinstance(m.fs, DevFs) for m in table.all_mounts()
-        ):
-            self._mount(table, self.devpts, "/dev/pts", b"devpts")
-        return table
-
-    def _root_fs(self, spec: RunSpec, image_key: bytes | None) -> FileSystem:
-        if spec.root_image is None or spec.root_hash is None:
-            return HostFs(spec.root_dir, readonly=True)
-        try:
-            image: FileSystem = ImageFs(spec.root_image, spec.root_hash, image_key)
-        except SyscallError as exc:
-            raise UserError(
-                f"the root image {spec.root_image} cannot be used: {exc.why or exc} "
-                "(corrupted or changed since `occlum build`)"
-            )
-        if spec.root_upper is None or spec.root_upper_key is None:
-            return image
-        upper = self._sefs(MountSpec("/", "sefs", spec.root_upper, key=spec.root_upper_key))
-        return UnionFs(upper, image)
-
-    def _sefs(self, m: MountSpec) -> SefsFs:
-        assert m.source is not None and m.key is not None
-        storage = m.source
-        if m.temporary:
-            os.makedirs(self.spec.instance_dir + "/run", exist_ok=True)
-            storage = tempfile.mkdtemp(prefix="sefs-tmp-", dir=self.spec.instance_dir + "/run")
-            self.temporary_dirs.append(storage)
-        else:
-            try:
-                os.makedirs(storage, mode=0o700, exist_ok=True)
-            except OSError as exc:
-                raise UserError(f"mount {m.target}: cannot create {storage}: {exc.strerror}")
-        try:
-            counters = None if m.temporary else self.counters
-            fs = SefsFs(storage, m.key, mac_only=m.mac_only, counters=counters)
-            fs.close_watch = self.close_watch
-        except SyscallError as exc:
-            if exc.errno == errno.EBUSY:
-                raise UserError(f"mount {m.target}: {exc.why}")
-            raise UserError(
-                f"mount {m.target}: {exc.why or exc} (wrong key, a different enclave, or "
-                "tampered storage)"
-            )
-        if m.temporary:
-            self.temporary_fs.append(fs)
-        return fs
-
-    def _last_closes(self) -> None:
-        """Commit the volumes whose files just lost their last writable descriptor."""
-        for fs in self.close_watch.read():
-            if fs.closed or fs in self.temporary_fs:
-                continue
-            try:
-                fs.sync()
-            except SyscallError as exc:
-                self.log.error(f"cannot commit {fs.fstype} after a close: {exc.why or exc}")
-
-    def _write_back(self) -> None:
-        """Periodic write-back: commit the protected file systems every few seconds of activity,
-        so that a crash loses at most that much of what was not fsync'd. It runs between served
-        calls (the supervisor has no other thread); a volume with no change costs little."""
-        self.sync_file_systems()
-        self.limits.check_threads()
-        self._report_faults()
-        self.limits.check_memory()
-        self.next_writeback = time.monotonic() + self.writeback_interval
-
-    def sync_file_systems(self) -> None:
-        """Commit every writable protected file system; a failure is logged, never fatal."""
-        for fs in self.persistent_file_systems():
-            try:
-                fs.sync()
-            except SyscallError as exc:
-                self.log.error(f"cannot write back {fs.fstype}: {exc.why or exc}")
-
-    def persistent_file_systems(self) -> list[FileSystem]:
-        """The mounted file systems whose changes are committed to storage (not temporary)."""
-        seen: list[FileSystem] = []
-        for mount in self.mounts.all_mounts():
-            fs = mount.fs
-            if isinstance(fs, SefsFs | UnionFs) and fs not in self.temporary_fs and fs not in seen:
-                seen.append(fs)  # a union's sync is its writable layer's
-        return seen
-
-    def new_procfs(self) -> ProcFs:
-        return self._procfs(self.mounts)
+        return open_controlling_terminal(
+            self.current.process.host_pid, flags, self.filesystems.devpts
+        )
 
     def _procfs(self, table: MountTable) -> ProcFs:
         from occlum.kernel import procinfo
@@ -314,15 +132,15 @@ class LibOS:
             net_view=procinfo.net_view(self),
         )
 
-    def _mount(
-        self, table: MountTable, fs: object, target: str, source: bytes, where: str = "image/"
-    ) -> None:
-        try:
-            table.mount(fs, target.encode(), source=source)  # type: ignore[arg-type]
-        except SyscallError as exc:
-            raise UserError(
-                f"cannot mount {source.decode()} at {target}: {exc} (the directory must exist in {where})"
-            )
+    def _write_back(self) -> None:
+        """Periodic write-back: commit the protected file systems every few seconds of activity,
+        so that a crash loses at most that much of what was not fsync'd. It runs between served
+        calls (the supervisor has no other thread); a volume with no change costs little."""
+        self.filesystems.sync()
+        self.limits.check_threads()
+        self._report_faults()
+        self.limits.check_memory()
+        self.next_writeback = time.monotonic() + self.writeback_interval
 
     # -- the process registry procfs reads --------------------------------------------------
     def current_pid(self) -> int:
@@ -383,10 +201,11 @@ class LibOS:
         self._run_tree(argv, env)
         status = self.first_status if self.first_status is not None else 127 << 8
         self._end_tree()
-        pending, self.root_pending = self.root_pending, None
+        fsys = self.filesystems
+        pending, fsys.root_pending = fsys.root_pending, None
         init = self.spec.init_argv[0]
-        if self.boot_error is not None:
-            raise UserError(f"cannot mount the root file system: {self.boot_error}")
+        if fsys.boot_error is not None:
+            raise UserError(f"cannot mount the root file system: {fsys.boot_error}")
         if os.WIFSIGNALED(status):
             why = f"was killed by {SIGNAMES.get(os.WTERMSIG(status), os.WTERMSIG(status))}"
         else:
@@ -395,7 +214,7 @@ class LibOS:
             raise UserError(f"init ({init}) {why} without mounting the root file system")
         if status != 0:
             raise UserError(f"init ({init}) mounted the root file system but {why}")
-        self.mounts = pending
+        fsys.mounts = pending
         self.stage = "app"
         self.exec_cache.clear()  # the initfs's programs are gone with it
 
@@ -468,7 +287,7 @@ class LibOS:
         self.init_pid = launched.init_pid
         _raise_fd_limit()  # after the fork: the programs keep the limits they were given
         self.shadow.attach(launched.shadow_root_fd)
-        self.devpts.attach(launched.devpts_fd)
+        self.filesystems.devpts.attach(launched.devpts_fd)
         os.mkdir(".handles", 0o700, dir_fd=self.shadow.fd)
         self.objects.scratch_fd = os.open(
             ".handles", os.O_RDONLY | os.O_DIRECTORY, dir_fd=self.shadow.fd
@@ -529,7 +348,7 @@ class LibOS:
             if what == "faults":
                 self._report_faults()
             elif what == "closes":
-                self._last_closes()
+                self.filesystems.last_closes()
             elif what == "control":
                 self._control_message()
             else:
@@ -636,14 +455,11 @@ class LibOS:
         self.objects.scratch_fd = -1
         self.shadow.attach(-1)
         self.objects.close()  # the tree's processes are gone, and every object with them
-        self.devpts.attach(-1)
+        self.filesystems.devpts.attach(-1)
 
     def _shutdown(self) -> None:
         self._end_tree()
-        self.sync_file_systems()
-        self.close_watch.close()
-        for storage in self.temporary_dirs:
-            shutil.rmtree(storage, ignore_errors=True)
+        self.filesystems.close()
 
     # -- serving ---------------------------------------------------------------------------
     def _serve_one(self) -> bool:

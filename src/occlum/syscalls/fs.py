@@ -1031,7 +1031,7 @@ def sys_removexattrat(
 def _commit_if_protected(libos: LibOS, t: Task, fd: int) -> Result:
 
     ref = fd_file_ref(libos, t, fd)
-    if ref is not None and ref.location.inode.fs in libos.persistent_file_systems():
+    if ref is not None and ref.location.inode.fs in libos.filesystems.persistent():
         # a SEFS file: its volume commits (encrypts and writes) now, atomically
         ref.location.inode.fs.sync()
         return 0
@@ -1060,11 +1060,11 @@ def sys_msync(libos: LibOS, t: Task, addr: int, length: int, flags: int) -> Resu
     costs little). The kernel then checks the range and flags and does its own part."""
 
     if flags & MS_SYNC and not flags & MS_ASYNC:
-        libos.sync_file_systems()
+        libos.filesystems.sync()
     return PROCEED
 
 
 def sys_sync(libos: LibOS, t: Task) -> Result:
 
-    libos.sync_file_systems()
+    libos.filesystems.sync()
     return PROCEED  # and the host's own sync, for hostfs
