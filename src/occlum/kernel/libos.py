@@ -19,8 +19,7 @@ import struct
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from dataclasses import replace
+from collections.abc import Callable
 
 from occlum.abi.errors import SyscallError, UserError
 from occlum.abi.syscalls import NAME
@@ -30,7 +29,7 @@ from occlum.kernel.limits import Limits
 from occlum.kernel.log import Log
 from occlum.kernel.objects import ObjectRegistry
 from occlum.kernel.process import CachedProgram, Process, Task
-from occlum.kernel.procinfo import initial_groups, read_proc
+from occlum.kernel.proctable import SIGNAMES, ProcTable
 from occlum.kernel.rootfs import FileSystems
 from occlum.kernel.shadow import Shadow
 from occlum.kernel.spec import RunSpec
@@ -38,15 +37,9 @@ from occlum.kernel.strace import format_call, format_result
 from occlum.kernel.terminal import open_controlling_terminal
 from occlum.platform import launch as launcher
 from occlum.platform import native
-from occlum.platform.faults import FaultLog
 from occlum.platform.seccomp import Listener
 from occlum.platform.stub import build_stub
-from occlum.vfs.cred import ROOT
 from occlum.vfs.mount import MountTable
-from occlum.vfs.path import resolve
-
-SIGNAMES = {s.value: s.name for s in signal.Signals}
-
 
 # Fails, with one clear line (UserError), when a program cannot be started: (libos, path,
 # which stage's file systems, the image they come from)
@@ -71,15 +64,14 @@ class LibOS:
         self.foreground = _terminal_foreground()
         self.current: Task | None = None
         self.filesystems = FileSystems(spec, self.log, self._procfs, self.controlling_terminal)
+        # the loop's own waits: process exits (pidfds), last closes, crash records, init's report
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.filesystems.close_watch.fd, selectors.EVENT_READ, "closes")
+        self.proctable = ProcTable(spec, self.limits, lambda: self.mounts.root(), self.sel)
         self.objects = ObjectRegistry()
         self.objects.namer = self.filesystems.name_pty
-        self.objects.live_keys = self._live_keys
+        self.objects.live_keys = self.proctable.live_keys
         self.exec_cache: OrderedDict[tuple[int, int], CachedProgram] = OrderedDict()
-        self.procs: dict[int, Process] = {}  # by host tgid
-        # host pid -> (program, LibOS pid), kept after exit for crash reports
-        self.procs_by_host_pid_ever: dict[int, tuple[bytes, int]] = {}
-        self.tasks: dict[int, Task] = {}  # by host tid
-        self.by_pid: dict[int, Process] = {}  # by LibOS pid
         self.table = table
         # `occlum run --summary` and `occlum doctor` count the calls served: the handlers are
         # wrapped here, once, so that the serving loop pays nothing when counting is off
@@ -95,14 +87,7 @@ class LibOS:
         self._info_cache: tuple[tuple[int, int], ProcessInfo | None] | None = None
         self.stub = build_stub()
         self.shadow = Shadow()  # the names the host kernel resolves: execve paths, FIFOs, sockets
-        self.init_pid = 0
         self.first_status: int | None = None
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(self.filesystems.close_watch.fd, selectors.EVENT_READ, "closes")
-        self.faults = FaultLog()
-        self.reported: set[int] = set()  # host pids whose crash was reported
-        self.first_host_pid = 0
-        self.spawner_pid = 0  # a started instance's spawner, when it is in the memory cgroup
         self.tree_live = False  # a process tree was launched and not yet ended
         # the boot: "init" while the initfs's init runs (it mounts the root with mount_rootfs),
         # then "app"
@@ -138,7 +123,7 @@ class LibOS:
         calls (the supervisor has no other thread); a volume with no change costs little."""
         self.filesystems.sync()
         self.limits.check_threads()
-        self._report_faults()
+        self.proctable.report_faults()
         self.limits.check_memory()
         self.next_writeback = time.monotonic() + self.writeback_interval
 
@@ -148,8 +133,8 @@ class LibOS:
 
     def pids(self) -> list[int]:
         self._poll_events(0)  # exits not yet handled (the loop polls only every few calls)
-        self.settle_all()
-        return sorted(self.by_pid)
+        self.proctable.settle_all()
+        return sorted(self.proctable.by_pid)
 
     def info(self, pid: int) -> ProcessInfo | None:
         # one path walk through /proc asks several times; a snapshot serves the whole call
@@ -163,10 +148,10 @@ class LibOS:
 
     def _info(self, pid: int) -> ProcessInfo | None:
         self._poll_events(0)
-        p = self.by_pid.get(pid)
+        p = self.proctable.by_pid.get(pid)
         if p is None:
-            self.settle_all()  # a child forked natively that has not called the LibOS yet
-            p = self.by_pid.get(pid)
+            self.proctable.settle_all()  # a child forked natively that has not called the LibOS yet
+            p = self.proctable.by_pid.get(pid)
             if p is None:
                 return None
         from occlum.kernel.procinfo import process_info
@@ -264,8 +249,9 @@ class LibOS:
         """Start a process tree whose first program is ``argv`` (or the spawner) and serve it
         until it ends."""
         self.first_status = None
-        self.first_host_pid = 0
-        self.spawner_pid = 0  # a started instance's spawner, when it is in the memory cgroup
+        procs = self.proctable
+        procs.first_host_pid = 0
+        procs.spawner_pid = 0  # a started instance's spawner, when it is in the memory cgroup
         cgroup_procs = self.limits.start_tree()  # first: it sets limits.program for the tree
         try:
             launched = launcher.launch(
@@ -284,7 +270,7 @@ class LibOS:
         except launcher.LaunchError as exc:  # e.g. fork's EAGAIN: the host's process limit
             self.limits.end_tree(launched=False)
             raise UserError(str(exc))
-        self.init_pid = launched.init_pid
+        procs.init_pid = launched.init_pid
         _raise_fd_limit()  # after the fork: the programs keep the limits they were given
         self.shadow.attach(launched.shadow_root_fd)
         self.filesystems.devpts.attach(launched.devpts_fd)
@@ -296,16 +282,17 @@ class LibOS:
         self.control = launched.control
         self.tree_live = True
         self.sel.register(self.control, selectors.EVENT_READ, "control")
-        if self.faults.fd >= 0 and self.faults.fd not in self.sel.get_map():
-            self.sel.register(self.faults.fd, selectors.EVENT_READ, "faults")
+        faults = procs.faults
+        if faults.fd >= 0 and faults.fd not in self.sel.get_map():
+            self.sel.register(faults.fd, selectors.EVENT_READ, "faults")
         if started is not None and launched.spawner is not None:
-            self.spawner_pid = self.limits.find_spawner(self.init_pid)
-            started(self.init_pid, launched.spawner)
+            procs.spawner_pid = self.limits.find_spawner(procs.init_pid)
+            started(procs.init_pid, launched.spawner)
         self._loop()
 
     def _forward_signal(self, signum: int, _frame: object) -> None:
         try:
-            os.kill(self.init_pid, signum)
+            os.kill(self.proctable.init_pid, signum)
         except ProcessLookupError:
             pass
 
@@ -332,7 +319,7 @@ class LibOS:
         self._poll_events(0)
         while self.first_status is None and self._poll_events(5.0):
             pass
-        self._report_faults()  # whatever the readiness said: the records are all written
+        self.proctable.report_faults()  # whatever the readiness said: the records are all written
 
     def _listener_hung_up(self) -> bool:
         """True once no process of the instance is left to make a call."""
@@ -346,14 +333,14 @@ class LibOS:
         for key, _ in ready:
             what = key.data
             if what == "faults":
-                self._report_faults()
+                self.proctable.report_faults()
             elif what == "closes":
                 self.filesystems.last_closes()
             elif what == "control":
                 self._control_message()
             else:
                 assert isinstance(what, Process)
-                self._process_exited(what)
+                self.proctable.process_exited(what)
         return bool(ready)
 
     def _control_message(self) -> None:
@@ -379,70 +366,26 @@ class LibOS:
                 signal.SIGKILL,
                 signal.SIGHUP,
             ):
-                self._report_faults()  # the kernel's line may still be on its way
-                first = self._known(self.first_host_pid)
-                if self.first_host_pid not in self.reported and first is not None:
-                    self.report_crash(self.first_host_pid, first, sig, None)
+                self.proctable.report_first_crash(sig)
             return 128 + sig
         return os.WEXITSTATUS(status)
 
-    def _report_faults(self) -> None:
-        for f in self.faults.read():
-            known = self._known(f.host_pid)
-            if known is not None and f.host_pid not in self.reported:
-                self.report_crash(f.host_pid, known, f.signal, f.address)
-        kills, self.faults.oom_kills = self.faults.oom_kills, []
-        mem = self.limits.memory
-        for group, host_pid, comm in kills:
-            if mem is None or os.path.basename(group) != mem.path.name.encode():
-                continue  # another group's limit
-            known = self._known(host_pid)
-            self.limits.oom_victim = (
-                f"{known[0].decode(errors='replace')} (pid {known[1]})"
-                if known is not None
-                else f"a program ({comm.decode(errors='replace')})"  # never served: unknown
-            )
-            self.limits.check_memory(killed=True)
-
-    def _known(self, host_pid: int) -> tuple[bytes, int] | None:
-        p = self.procs.get(host_pid)
-        return (p.exe_path, p.pid) if p is not None else self.procs_by_host_pid_ever.get(host_pid)
-
-    def report_crash(
-        self, host_pid: int, who: tuple[bytes, int], sig: int, addr: int | None
-    ) -> None:
-        """One line, whatever the log level: which program, which pid, which signal, where."""
-        self.reported.add(host_pid)
-        exe, pid = who
-        where = f" at {addr:#x}" if addr is not None else ""
-        name = SIGNAMES.get(sig, str(sig))
-        try:
-            os.write(
-                2,
-                f"occlum: {exe.decode(errors='replace')} (pid {pid}) killed by {name}{where}\n".encode(),
-            )
-        except OSError:
-            pass
-
     def _end_tree(self) -> None:
         """Kill what is left of the current process tree and forget its processes."""
-        if self.init_pid:
+        if self.proctable.init_pid:
             try:
-                os.kill(self.init_pid, signal.SIGKILL)
+                os.kill(self.proctable.init_pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             try:
-                os.waitpid(self.init_pid, 0)
+                os.waitpid(self.proctable.init_pid, 0)
             except ChildProcessError:
                 pass
-            self.init_pid = 0
+            self.proctable.init_pid = 0
             if self.foreground:
                 _take_terminal_back()
         self.limits.end_tree()
-        for p in list(self.procs.values()):
-            self._process_exited(p)
-        self.by_pid.clear()
-        self.tasks.clear()
+        self.proctable.forget_all()
         if self.tree_live:
             self.tree_live = False
             with contextlib.suppress(KeyError):
@@ -469,9 +412,9 @@ class LibOS:
             # ENOENT: the caller died meanwhile, or every process is gone (the loop tells
             # which); EINTR: a signal for the supervisor
             return False
-        t = self.tasks.get(tid)
+        t = self.proctable.tasks.get(tid)
         if t is None:
-            t = self._discover(tid)
+            t = self.proctable.discover(tid)
             if t is None:
                 self.listener.respond(nid, 0, -errno.ESRCH)
                 return True
@@ -552,132 +495,6 @@ class LibOS:
         if stats is not None and self.stage == "app":
             stats.unserved(nr, self._name(nr), time.perf_counter_ns() - start)
         return -errno.ENOSYS
-
-    # -- processes -------------------------------------------------------------------------
-    @staticmethod
-    def _status_ids(tid: int) -> tuple[int, int, int]:
-        """(Tgid, PPid, the innermost NSpid) of a host thread, from /proc/TID/status."""
-        text = read_proc(f"/proc/{tid}/status")
-        tgid = int(text[text.index(b"\nTgid:") + 6 : text.index(b"\n", text.index(b"\nTgid:") + 1)])
-        ppid = int(text[text.index(b"\nPPid:") + 6 : text.index(b"\n", text.index(b"\nPPid:") + 1)])
-        at = text.index(b"\nNSpid:") + 7
-        nspid = int(text[at : text.index(b"\n", at)].split()[-1])
-        return tgid, ppid, nspid
-
-    def _discover(self, tid: int) -> Task | None:
-        """A thread we have not seen: a new thread of a known process, or a new process."""
-        try:
-            tgid, ppid_host, ns_pid = self._status_ids(tid)
-            if tgid != tid:
-                _tgid, ppid_host, ns_pid = self._status_ids(tgid)
-        except (OSError, ValueError):
-            return None
-        p = self.procs.get(tgid)
-        if p is None:
-            p = self._new_process(tgid, ns_pid, ppid_host)
-            if p is None:
-                return None
-        p.tids.add(tid)
-        t = Task(tid, p, cred=p.cred)
-        self.tasks[tid] = t
-        return t
-
-    def _new_process(
-        self, tgid: int, ns_pid: int, ppid_host: int, forker: Task | None = None
-    ) -> Process | None:
-        """``forker``: the parent's thread that forked it, when known (its credentials are the
-        child's; else the parent's latest)."""
-        parent = self.procs.get(ppid_host)
-        root = self.mounts.root()
-        if parent is None:
-            try:
-                cwd = resolve(root, root, self.spec.cwd.encode())
-            except SyscallError:
-                cwd = root
-            p = Process(
-                tgid, ns_pid, 1 if ppid_host == self.init_pid else 0, root, cwd, self.spec.umask
-            )
-            p.cred = replace(ROOT, groups=initial_groups(tgid))
-        else:
-            p = Process(tgid, ns_pid, parent.pid, parent.root, parent.cwd, parent.umask)
-            p.exe_path, p.argv, p.envp = parent.exe_path, parent.argv, parent.envp
-            p.cred = forker.cred if forker is not None else parent.cred
-            p.exe_id = parent.exe_id
-        try:
-            p.pidfd = os.pidfd_open(tgid)
-        except OSError:
-            return None
-        self.procs[tgid] = p
-        self.by_pid[ns_pid] = p
-        if parent is None and not self.first_host_pid:
-            self.first_host_pid = tgid
-        if ppid_host == self.spawner_pid and self.spawner_pid:
-            self.limits.before_spawner(tgid)
-        self.sel.register(p.pidfd, selectors.EVENT_READ, p)
-        return p
-
-    def settle_children(self, p: Process) -> None:
-        """Before ``p`` changes what children inherit (cwd, root, umask, exe), register every
-        child it forked that the LibOS has not met yet, with the state it was forked with."""
-        for tid in list(p.tids) or [p.host_pid]:
-            try:
-                kids = [
-                    int(x) for x in read_proc(f"/proc/{p.host_pid}/task/{tid}/children").split()
-                ]
-            except OSError:
-                continue
-            for kid in kids:
-                if kid not in self.procs:
-                    try:
-                        ns_pid = self._status_ids(kid)[2]
-                    except (OSError, ValueError):
-                        continue
-                    self._new_process(kid, ns_pid, p.host_pid, self.tasks.get(tid))
-
-    def held(self, programs_only: bool = False) -> Iterator[tuple[Process, str, os.stat_result]]:
-        """(process, descriptor number, host stat) of every descriptor the instance's
-        processes hold; ``programs_only`` skips a process not yet a program (the launcher's or
-        the spawner's child before its execve, which holds the supervisor's own descriptors)."""
-        for p in list(self.procs.values()):
-            if programs_only and not p.exe_path:
-                continue
-            base = f"/proc/{p.host_pid}/fd"
-            try:
-                names = os.listdir(base)
-            except OSError:
-                continue
-            for name in names:
-                try:
-                    yield p, name, os.stat(f"{base}/{name}")
-                except OSError:
-                    continue
-
-    def _live_keys(self) -> set[tuple[int, int]]:
-        """(st_dev, st_ino) of every descriptor every process of the instance holds."""
-        return {(st.st_dev, st.st_ino) for _p, _name, st in self.held()}
-
-    def settle_all(self) -> None:
-        for p in list(self.procs.values()):
-            self.settle_children(p)
-
-    def _process_exited(self, p: Process) -> None:
-        if self.faults.fd < 0:  # else the kernel log's record of a kill says it (_report_faults)
-            self.limits.check_memory()  # was it the out-of-memory killer?
-        self.sel.unregister(p.pidfd)
-        self.procs_by_host_pid_ever[p.host_pid] = (p.exe_path, p.pid)
-        p.release()
-        self.procs.pop(p.host_pid, None)
-        if self.by_pid.get(p.pid) is p:
-            del self.by_pid[p.pid]
-        for tid in p.tids:
-            self.tasks.pop(tid, None)
-
-    def forget_threads(self, p: Process, keep: int) -> None:
-        """After exec only the thread that called it survives (it becomes the leader)."""
-        for tid in list(p.tids):
-            if tid != keep and tid != p.host_pid:
-                self.tasks.pop(tid, None)
-                p.tids.discard(tid)
 
     def warn_once(self, key: str, msg: str) -> None:
         """Report a deviation from Linux the first time it happens."""

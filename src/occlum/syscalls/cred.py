@@ -60,7 +60,7 @@ def set_cred(libos: LibOS, t: Task, new: Cred) -> None:
     if new == t.cred:
         return
     p = t.process
-    libos.settle_children(p)
+    libos.proctable.settle_children(p)
     # the process's other threads keep what they have: those the LibOS has not met yet are
     # met now, with the credentials they were made with
     try:
@@ -68,9 +68,9 @@ def set_cred(libos: LibOS, t: Task, new: Cred) -> None:
     except OSError:
         tids = []
     for tid in tids:
-        if tid not in libos.tasks:
+        if tid not in libos.proctable.tasks:
             p.tids.add(tid)
-            libos.tasks[tid] = Task(tid, p, cred=t.cred)
+            libos.proctable.tasks[tid] = Task(tid, p, cred=t.cred)
     t.cred = new
     p.cred = new  # what threads made from now on are taken to have
 
@@ -317,10 +317,10 @@ def _cred_of_pid(libos: LibOS, t: Task, pid: int) -> Cred:
 def process_of_pid(libos: LibOS, pid: int) -> Process | None:
     """The instance's process with pid ``pid`` (in the instance's PID namespace), meeting the
     processes forked natively that have made no call yet if need be."""
-    p = libos.by_pid.get(pid)
+    p = libos.proctable.by_pid.get(pid)
     if p is None:
-        libos.settle_all()
-        p = libos.by_pid.get(pid)
+        libos.proctable.settle_all()
+        p = libos.proctable.by_pid.get(pid)
     return p
 
 
@@ -411,8 +411,8 @@ def sys_prctl(libos: LibOS, t: Task, option: int, arg2: int, *_: int) -> Result:
 # -- priorities -----------------------------------------------------------------------------
 def _targets(libos: LibOS, t: Task, which: int, who: int) -> list[int]:
     """The host thread ids ``setpriority(which, who)`` names inside the instance."""
-    libos.settle_all()  # processes forked natively that have not called the LibOS yet
-    procs = list(libos.procs.values())
+    libos.proctable.settle_all()  # processes forked natively that have not called the LibOS yet
+    procs = list(libos.proctable.procs.values())
     if which == PRIO_PROCESS:
         if who == 0:
             return [t.tid]
@@ -425,7 +425,7 @@ def _targets(libos: LibOS, t: Task, which: int, who: int) -> list[int]:
         if who == 0:
             pgrp = os.getpgid(t.process.host_pid)
         else:
-            leader = libos.by_pid.get(who)
+            leader = libos.proctable.by_pid.get(who)
             if leader is None:
                 return []
             pgrp = leader.host_pid

@@ -98,7 +98,7 @@ def program_running(libos: LibOS, inode: Inode) -> bool:
     """Whether some process of the instance runs the file ``inode`` (its main program, not its
     interpreter or libraries: Linux denies writing to that one only, ETXTBSY)."""
     ident = file_identity(inode)
-    return any(p.exe_id == ident and _alive(p) for p in libos.procs.values())
+    return any(p.exe_id == ident and _alive(p) for p in libos.proctable.procs.values())
 
 
 def _alive(p: Process) -> bool:
@@ -153,7 +153,7 @@ def _open_for_writing(libos: LibOS, host_fd: int) -> bool:
     key = (st.st_dev, st.st_ino)
     return any(
         (fst.st_dev, fst.st_ino) == key and _writable(p.host_pid, name)
-        for p, name, fst in libos.held(programs_only=True)
+        for p, name, fst in libos.proctable.held(programs_only=True)
     )
 
 
@@ -300,7 +300,7 @@ def _read_argv(t: Task, addr: int) -> list[bytes]:
 
 def _accept(libos: LibOS, p: Process, req: ExecRequest) -> Result:
 
-    libos.settle_children(p)
+    libos.proctable.settle_children(p)
     if p.pending_exec is not None:
         p.pending_exec.close()
     p.pending_exec = req
@@ -483,7 +483,7 @@ def sys_stub(libos: LibOS, t: Task, buffer: int, rsp0: int) -> int:
         return libos.missing(t, t.nr)  # not the stub of an accepted exec (the stub exits 127)
     p.pending_exec = None
     p.new_address_space()
-    libos.forget_threads(p, t.tid)
+    libos.proctable.forget_threads(p, t.tid)
     try:
         return _load(libos, t, req, rsp0)
     except SyscallError as exc:

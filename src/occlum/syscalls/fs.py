@@ -603,7 +603,7 @@ def _set_cwd(libos: LibOS, t: Task, loc: Location) -> int:
     if not loc.inode.is_dir:
         raise SyscallError(errno.ENOTDIR, "not a directory")
     check_access(loc.inode.getattr(), t.cred, MAY_EXEC)
-    libos.settle_children(t.process)
+    libos.proctable.settle_children(t.process)
     t.process.cwd = loc
     return 0
 
@@ -625,7 +625,7 @@ def sys_chroot(libos: LibOS, t: Task, path: int) -> int:
         raise SyscallError(errno.ENOTDIR, "not a directory")
     if not t.cred.capable(CAP_SYS_CHROOT):
         raise SyscallError(errno.EPERM, "chroot needs CAP_SYS_CHROOT")
-    libos.settle_children(t.process)
+    libos.proctable.settle_children(t.process)
     t.process.root = loc
     return 0
 
@@ -642,7 +642,7 @@ def sys_getcwd(libos: LibOS, t: Task, buf: int, size: int) -> int:
 def sys_umask(libos: LibOS, t: Task, mask: int) -> int:
     p = t.process
     old = p.umask
-    libos.settle_children(p)
+    libos.proctable.settle_children(p)
     p.umask = mask & 0o777
     return old
 

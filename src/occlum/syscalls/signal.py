@@ -64,14 +64,14 @@ def _trivial(t: Task, sig: int) -> bool:
 
 def _group(libos: LibOS, t: Task, pid: int) -> list[Process]:
     """The processes ``kill(pid)`` with pid <= 0 names."""
-    libos.settle_all()
-    procs = list(libos.procs.values())
+    libos.proctable.settle_all()
+    procs = list(libos.proctable.procs.values())
     if pid == -1:  # all but init and the caller
         return [p for p in procs if p.pid != 1 and p is not t.process]
     if pid == 0:
         pgrp = os.getpgid(t.process.host_pid)
     else:
-        leader = libos.by_pid.get(-pid)
+        leader = libos.proctable.by_pid.get(-pid)
         if leader is None:
             return []
         pgrp = leader.host_pid
@@ -117,11 +117,11 @@ def _thread_target(libos: LibOS, tgid: int | None, tid: int) -> tuple[Process, C
         procs = [p] if (p := process_of_pid(libos, tgid)) is not None else []
     else:
         p = process_of_pid(libos, tid)
-        procs = [p] if p is not None else list(libos.procs.values())
+        procs = [p] if p is not None else list(libos.proctable.procs.values())
     for p in procs:
         host_tid = p.host_pid if tid == p.pid else host_tids(p.host_pid).get(tid)
         if host_tid is not None:
-            task = libos.tasks.get(host_tid)
+            task = libos.proctable.tasks.get(host_tid)
             return p, task.cred if task is not None else p.cred
     return None
 
@@ -176,10 +176,10 @@ def sys_pidfd_send_signal(
         host_pid = int(text[at : text.index(b"\n", at)])
     except (OSError, ValueError):
         return PROCEED  # not a pidfd: the kernel's EBADF
-    target = libos.procs.get(host_pid)
+    target = libos.proctable.procs.get(host_pid)
     if target is None:
-        libos.settle_all()
-        target = libos.procs.get(host_pid)
+        libos.proctable.settle_all()
+        target = libos.proctable.procs.get(host_pid)
     if target is None or _allowed(t, target, leader_cred(libos, target), sig):
         return PROCEED
     raise SyscallError(errno.EPERM, "the target belongs to another user")
