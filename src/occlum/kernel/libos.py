@@ -7,13 +7,10 @@ handler blocks. Exits of processes arrive as readable pidfds in the same loop.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import resource
 import select
 import selectors
-import signal
 import socket
 import struct
 import time
@@ -21,22 +18,21 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 
-from occlum.abi.errors import SyscallError, UserError
+from occlum.abi.errors import SyscallError
 from occlum.abi.syscalls import NAME
 from occlum.fs.procfs import ProcessInfo, ProcFs
+from occlum.kernel import stages
 from occlum.kernel.api import PROCEED, Donate, Entry, Result
 from occlum.kernel.limits import Limits
 from occlum.kernel.log import Log
 from occlum.kernel.objects import ObjectRegistry
 from occlum.kernel.process import CachedProgram, Process, Task
-from occlum.kernel.proctable import SIGNAMES, ProcTable
+from occlum.kernel.proctable import ProcTable
 from occlum.kernel.rootfs import FileSystems
 from occlum.kernel.shadow import Shadow
 from occlum.kernel.spec import RunSpec
 from occlum.kernel.strace import format_call, format_result
 from occlum.kernel.terminal import open_controlling_terminal
-from occlum.platform import launch as launcher
-from occlum.platform import native
 from occlum.platform.seccomp import Listener
 from occlum.platform.stub import build_stub
 from occlum.vfs.mount import MountTable
@@ -89,6 +85,9 @@ class LibOS:
         self.shadow = Shadow()  # the names the host kernel resolves: execve paths, FIFOs, sockets
         self.first_status: int | None = None
         self.tree_live = False  # a process tree was launched and not yet ended
+        # the current tree's (set when it is launched): its calls, its init's report
+        self.listener: Listener
+        self.control: socket.socket
         # the boot: "init" while the initfs's init runs (it mounts the root with mount_rootfs),
         # then "app"
         self.stage = "init" if spec.init_image is not None or spec.init_hash is not None else "app"
@@ -158,145 +157,16 @@ class LibOS:
 
         return process_info(self, p)
 
-    # -- running --------------------------------------------------------------------------
+    # -- running (kernel/stages.py: the init stage, the program's tree, the exit status) ----
     def run(self) -> int:
         """Boot: the init stage first (when the instance has an initfs), then the program."""
-        spec = self.spec
-        env = [f"{k}={v}".encode() for k, v in spec.env]
-        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
-        for s in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, self._forward_signal)
-        try:
-            if self.stage == "init":
-                self._run_init(env)
-            argv = [a.encode() for a in spec.argv]
-            self.check_program(self, argv[0], "the instance", None)
-            self._run_tree(argv, env)
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-            self._shutdown()
-        return self._exit_code()
-
-    def _run_init(self, env: list[bytes]) -> None:
-        """Run the initfs's init until it exits; it must have mounted the root (mount_rootfs)
-        and exited with status 0. Then the root it mounted replaces the initfs."""
-        argv = [a.encode() for a in self.spec.init_argv]
-        self.check_program(self, argv[0], "the initfs", self.spec.init_image)
-        self._run_tree(argv, env)
-        status = self.first_status if self.first_status is not None else 127 << 8
-        self._end_tree()
-        fsys = self.filesystems
-        pending, fsys.root_pending = fsys.root_pending, None
-        init = self.spec.init_argv[0]
-        if fsys.boot_error is not None:
-            raise UserError(f"cannot mount the root file system: {fsys.boot_error}")
-        if os.WIFSIGNALED(status):
-            why = f"was killed by {SIGNAMES.get(os.WTERMSIG(status), os.WTERMSIG(status))}"
-        else:
-            why = f"exited with status {os.WEXITSTATUS(status)}"
-        if pending is None:
-            raise UserError(f"init ({init}) {why} without mounting the root file system")
-        if status != 0:
-            raise UserError(f"init ({init}) mounted the root file system but {why}")
-        fsys.mounts = pending
-        self.stage = "app"
-        self.exec_cache.clear()  # the initfs's programs are gone with it
+        return stages.run(self)
 
     def serve(self, started: Callable[[int, socket.socket], None]) -> int:
-        """A started instance (``occlum start``): the init stage, then a tree whose first
-        process is the spawner, which runs the programs asked for on its channel (see
-        :mod:`occlum.platform.spawner`) until the channel closes. ``started`` is called with
-        the host pid of the tree's init and the channel once the spawner runs."""
-        env = [f"{k}={v}".encode() for k, v in self.spec.env]
-        self.foreground = False
-        self.log.echo = self._echo_to_caller
-        try:
-            if self.stage == "init":
-                self._run_init(env)
-            self._run_tree([b"/"], env, started=started)
-        finally:
-            self._shutdown()
-        return self._exit_code()
+        """A started instance (``occlum start``): see :func:`occlum.kernel.stages.serve`."""
+        return stages.serve(self, started)
 
-    def _echo_to_caller(self, line: bytes) -> None:
-        """A started instance's log line about the calling program goes to its stderr too (the
-        `occlum exec` caller's), when that takes the line without blocking the supervisor."""
-        t = self.current
-        if t is None or t.process.pidfd < 0:
-            return
-        try:
-            fd = native.pidfd_getfd(t.process.pidfd, 2)
-        except OSError:
-            return  # no stderr, or the process is gone
-        try:
-            poller = select.poll()
-            poller.register(fd, select.POLLOUT)
-            if poller.poll(0):  # room for PIPE_BUF bytes: a write of that much never waits
-                os.write(fd, line[: select.PIPE_BUF])
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-    def _run_tree(
-        self,
-        argv: list[bytes],
-        env: list[bytes],
-        *,
-        started: Callable[[int, socket.socket], None] | None = None,
-    ) -> None:
-        """Start a process tree whose first program is ``argv`` (or the spawner) and serve it
-        until it ends."""
-        self.first_status = None
-        procs = self.proctable
-        procs.first_host_pid = 0
-        procs.spawner_pid = 0  # a started instance's spawner, when it is in the memory cgroup
-        cgroup_procs = self.limits.start_tree()  # first: it sets limits.program for the tree
-        try:
-            launched = launcher.launch(
-                self.stub,
-                argv[0],
-                argv,
-                env,
-                hostname=self.hostname,
-                network=self.spec.network,
-                cgroup_procs=cgroup_procs,
-                limits=self.limits.program,
-                foreground=self.foreground,
-                spawner=started is not None,
-                every_exit=self.spec.diagnose,
-            )
-        except launcher.LaunchError as exc:  # e.g. fork's EAGAIN: the host's process limit
-            self.limits.end_tree(launched=False)
-            raise UserError(str(exc))
-        procs.init_pid = launched.init_pid
-        _raise_fd_limit()  # after the fork: the programs keep the limits they were given
-        self.shadow.attach(launched.shadow_root_fd)
-        self.filesystems.devpts.attach(launched.devpts_fd)
-        os.mkdir(".handles", 0o700, dir_fd=self.shadow.fd)
-        self.objects.scratch_fd = os.open(
-            ".handles", os.O_RDONLY | os.O_DIRECTORY, dir_fd=self.shadow.fd
-        )
-        self.listener = Listener(launched.listener_fd)
-        self.control = launched.control
-        self.tree_live = True
-        self.sel.register(self.control, selectors.EVENT_READ, "control")
-        faults = procs.faults
-        if faults.fd >= 0 and faults.fd not in self.sel.get_map():
-            self.sel.register(faults.fd, selectors.EVENT_READ, "faults")
-        if started is not None and launched.spawner is not None:
-            procs.spawner_pid = self.limits.find_spawner(procs.init_pid)
-            started(procs.init_pid, launched.spawner)
-        self._loop()
-
-    def _forward_signal(self, signum: int, _frame: object) -> None:
-        try:
-            os.kill(self.proctable.init_pid, signum)
-        except ProcessLookupError:
-            pass
-
-    def _loop(self) -> None:
+    def loop(self) -> None:
         """Serve until every process of the instance is gone.
 
         The loop blocks in NOTIF_RECV itself, not in epoll: with the sync-wake-up flag the
@@ -354,55 +224,6 @@ class LibOS:
             self.sel.unregister(self.control)
             if self.first_status is None:
                 self.first_status = 127 << 8
-
-    def _exit_code(self) -> int:
-        status = self.first_status if self.first_status is not None else (127 << 8)
-        if os.WIFSIGNALED(status):
-            sig = os.WTERMSIG(status)
-            if sig not in (
-                signal.SIGINT,
-                signal.SIGTERM,
-                signal.SIGPIPE,
-                signal.SIGKILL,
-                signal.SIGHUP,
-            ):
-                self.proctable.report_first_crash(sig)
-            return 128 + sig
-        return os.WEXITSTATUS(status)
-
-    def _end_tree(self) -> None:
-        """Kill what is left of the current process tree and forget its processes."""
-        if self.proctable.init_pid:
-            try:
-                os.kill(self.proctable.init_pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            try:
-                os.waitpid(self.proctable.init_pid, 0)
-            except ChildProcessError:
-                pass
-            self.proctable.init_pid = 0
-            if self.foreground:
-                _take_terminal_back()
-        self.limits.end_tree()
-        self.proctable.forget_all()
-        if self.tree_live:
-            self.tree_live = False
-            with contextlib.suppress(KeyError):
-                self.sel.unregister(self.control)
-            self.control.close()
-            self.listener.close()
-        for fd in (self.objects.scratch_fd, self.shadow.fd):
-            if fd >= 0:
-                os.close(fd)
-        self.objects.scratch_fd = -1
-        self.shadow.attach(-1)
-        self.objects.close()  # the tree's processes are gone, and every object with them
-        self.filesystems.devpts.attach(-1)
-
-    def _shutdown(self) -> None:
-        self._end_tree()
-        self.filesystems.close()
 
     # -- serving ---------------------------------------------------------------------------
     def _serve_one(self) -> bool:
@@ -523,27 +344,9 @@ def _terminal_foreground() -> bool:
         return False
 
 
-def _take_terminal_back() -> None:
-    """Make our process group the terminal's foreground again (we are in the background)."""
-    old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-    try:
-        os.tcsetpgrp(0, os.getpgrp())
-    except OSError:
-        pass
-    finally:
-        signal.signal(signal.SIGTTOU, old)
-
-
 def _writeback_interval() -> float:
     """Seconds between write-backs: $OCCLUM_WRITEBACK_SECONDS, default 5."""
     try:
         return max(0.1, float(os.environ.get("OCCLUM_WRITEBACK_SECONDS", "5")))
     except ValueError:
         return 5.0
-
-
-def _raise_fd_limit() -> None:
-    """The supervisor holds descriptors for many programs (caches, handles, pidfds)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
