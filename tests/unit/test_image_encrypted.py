@@ -18,12 +18,11 @@ from occlum.fs.image_format import (
     VERSION,
     VERSION_ENCRYPTED,
     ImageHeader,
-    LeafCache,
-    build_image,
     decode_inode_table,
     image_is_encrypted,
 )
 from occlum.fs.imagefs import ImageFs, ImageKeyError
+from occlum.instance.image_builder import LeafCache, build_image
 from occlum.vfs.mount import MountTable
 
 KEY = bytes(range(16))

@@ -24,9 +24,10 @@ from occlum.crypto.merkle import (
     tree_of,
     verify_block,
 )
-from occlum.fs.image_format import IMAGEFS_MAGIC, ImageHeader, LeafCache, build_image
+from occlum.fs.image_format import IMAGEFS_MAGIC, ImageHeader
 from occlum.fs.imagefs import ImageFs
 from occlum.fs.ramfs import RamFs
+from occlum.instance.image_builder import LeafCache, build_image
 from occlum.vfs.mount import MountTable
 from occlum.vfs.open import open_path
 from occlum.vfs.path import Location, resolve

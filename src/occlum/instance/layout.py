@@ -366,7 +366,7 @@ def _build_images(
     Incremental builds work for both kinds (see ``LeafCache``); a cache made for another key
     or without one is not used.
     """
-    from occlum.fs.image_format import LeafCache, build_image
+    from occlum.instance.image_builder import LeafCache, build_image
 
     add: dict[str, bytes] = {}
     if key is not None and buildin_key:
