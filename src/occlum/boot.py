@@ -10,7 +10,8 @@ from __future__ import annotations
 import errno
 import os
 
-from occlum.abi.errors import SyscallError, UserError
+from occlum.abi.errors import SyscallError
+from occlum.errors import UserError
 from occlum.kernel.libos import LibOS
 from occlum.kernel.spec import RunSpec
 from occlum.syscalls.exec import MissingInterpreter

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from occlum.abi.errors import UserError
 from occlum.cli.main import cli
+from occlum.errors import UserError
 from occlum.instance.config import (
     DEFAULT_CONFIG,
     build_env,

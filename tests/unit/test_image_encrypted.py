@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from test_imagefs import check_round_trip, image_outcome, make_tree, read_all
 
-from occlum.abi.errors import SyscallError, UserError
+from occlum.abi.errors import SyscallError
 from occlum.crypto.aead import IntegrityError
 from occlum.crypto.image_cipher import ImageCipher
 from occlum.crypto.merkle import BLOCK_SIZE
+from occlum.errors import UserError
 from occlum.fs.image_format import (
     VERSION,
     VERSION_ENCRYPTED,

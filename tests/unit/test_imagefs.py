@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from occlum.abi.errors import SyscallError, UserError
+from occlum.abi.errors import SyscallError
 from occlum.crypto.merkle import (
     BLOCK_SIZE,
     EMPTY_ROOT,
@@ -24,6 +24,7 @@ from occlum.crypto.merkle import (
     tree_of,
     verify_block,
 )
+from occlum.errors import UserError
 from occlum.fs.image_format import IMAGEFS_MAGIC, ImageHeader
 from occlum.fs.imagefs import ImageFs
 from occlum.fs.ramfs import RamFs

@@ -13,9 +13,9 @@ import click
 from rich.table import Table
 
 from occlum import __version__
-from occlum.abi.errors import UserError
 from occlum.cli._errors import UserErrorGroup, warn
 from occlum.cli._terminal import RichProgress, console
+from occlum.errors import UserError
 from occlum.instance.layout import (
     Instance,
     build_instance,

@@ -9,8 +9,8 @@ import time
 import click
 from rich.table import Table
 
-from occlum.abi.errors import UserError
 from occlum.cli._terminal import console
+from occlum.errors import UserError
 from occlum.instance.layout import Instance
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}

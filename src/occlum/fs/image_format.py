@@ -27,7 +27,7 @@ and another hash, which is right since the image is what gets measured.  Hard li
 tree stay hard links (one inode, one copy of the contents, ``nlink`` counted within the image).
 
 Only regular files, directories and symlinks go into an image; a FIFO, socket, device or an
-unreadable file stops the build with a :class:`~occlum.abi.errors.UserError` naming it.
+unreadable file stops the build with a :class:`~occlum.errors.UserError` naming it.
 
 **Encrypted images** (``occlum build --image-key``, header version 2) have the same regions.
 What differs: every file's blocks are stored encrypted (zero padding included) and the inode
@@ -49,10 +49,10 @@ import os
 import struct
 from dataclasses import dataclass, field
 
-from occlum.abi.errors import UserError
 from occlum.abi.fsabi import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG
 from occlum.crypto.image_cipher import IV_SIZE, KEY_CHECK_SIZE
 from occlum.crypto.merkle import BLOCK_SIZE, HASH_SIZE, block_count
+from occlum.errors import UserError
 
 __all__ = [
     "HEADER_SIZE",

@@ -41,7 +41,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from occlum.abi.errors import UserError
+from occlum.errors import UserError
 from occlum.instance._validation import FieldProblem, describe_error, iter_unknown_keys
 from occlum.instance.elfdeps import LibraryResolver, is_elf, linker_script_inputs
 

@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from occlum.abi.errors import UserError
+from occlum.errors import UserError
 from occlum.instance._validation import (
     FieldProblem,
     describe_error,

@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from occlum.abi.errors import UserError
 from occlum.abi.fsabi import S_IFDIR, S_IFLNK, S_IFREG
 from occlum.crypto.image_cipher import IV_SIZE, KEY_CHECK_SIZE, ImageCipher
 from occlum.crypto.merkle import BLOCK_SIZE, HASH_SIZE, block_count, leaves_of, root_of_leaves
+from occlum.errors import UserError
 from occlum.fs.image_format import (
     _COUNT,
     _ENC_FILE,

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from occlum.abi.errors import UserError
+from occlum.errors import UserError
 from occlum.instance.config import (
     CONFIG_NAME,
     LoadedConfig,

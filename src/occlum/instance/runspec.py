@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from occlum.abi.errors import UserError
+from occlum.errors import UserError
 from occlum.instance.config import (
     OcclumConfig,
     build_env,

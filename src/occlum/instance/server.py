@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from occlum.abi.errors import UserError
+from occlum.errors import UserError
 from occlum.instance.wire import (
     LOCK_NAME,
     LOG_NAME,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from occlum.abi.errors import UserError
+from occlum.errors import UserError
 
 SOCKET_NAME = "occlum.sock"
 PID_NAME = "server.pid"

@@ -12,8 +12,9 @@ import shutil
 import tempfile
 from collections.abc import Callable
 
-from occlum.abi.errors import SyscallError, UserError
+from occlum.abi.errors import SyscallError
 from occlum.enclave.counter import platform_counters
+from occlum.errors import UserError
 from occlum.fs.devfs import DevFs
 from occlum.fs.devpts import DevPtsFs
 from occlum.fs.hostfs import HostFs

@@ -16,7 +16,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from occlum.abi.errors import UserError
+from occlum.errors import UserError
 from occlum.kernel.proctable import SIGNAMES
 from occlum.platform import launch as launcher
 from occlum.platform import native
