@@ -21,7 +21,7 @@ from collections.abc import Callable
 from occlum.abi.errors import SyscallError
 from occlum.abi.syscalls import NAME
 from occlum.fs.procfs import ProcessInfo, ProcFs
-from occlum.kernel import stages
+from occlum.kernel import procinfo, stages
 from occlum.kernel.api import PROCEED, Donate, Entry, Result
 from occlum.kernel.limits import Limits
 from occlum.kernel.log import Log
@@ -107,8 +107,6 @@ class LibOS:
         )
 
     def _procfs(self, table: MountTable) -> ProcFs:
-        from occlum.kernel import procinfo
-
         return ProcFs(
             self,
             mounts=table.mounts,
@@ -153,9 +151,7 @@ class LibOS:
             p = self.proctable.by_pid.get(pid)
             if p is None:
                 return None
-        from occlum.kernel.procinfo import process_info
-
-        return process_info(self, p)
+        return procinfo.process_info(self, p)
 
     # -- running (kernel/stages.py: the init stage, the program's tree, the exit status) ----
     def run(self) -> int:
