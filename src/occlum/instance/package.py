@@ -38,6 +38,9 @@ An OCI image layout (``--oci DIR``) holds one image whose single layer is the sa
 run`` with the program as its command. The layer holds no Python and no LibOS: it goes on top
 of a base image that provides ``occlum`` on ``PATH`` (``--base`` takes that image's layers and
 settings from another OCI layout).
+
+About 650 lines, one room: the archive and the OCI image are two writers of one package
+layout and its checks.
 """
 
 from __future__ import annotations

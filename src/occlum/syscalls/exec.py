@@ -4,6 +4,9 @@
 kernel is let to execute the loader stub, which the supervisor placed at the very path the
 program named in the instance's empty mount namespace. The stub's first call lands in
 :func:`sys_stub`, which maps the program and its interpreter and builds the initial stack.
+
+Over 500 lines until the load plan (the file, ``#!``, the ELF and its interpreter) moves to
+``loader/`` (issue 13, item 6).
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Handlers decode arguments (user memory through ``t.mem``), resolve through the VFS and answer;
 regular files and devices are donated as host descriptors (DESIGN 3.2), directories and O_PATH
 opens as handle descriptors whose identity leads back to the LibOS object.
+
+Over 1 000 lines until the VFS work it does inline (``.``/``..``, EXDEV, EROFS, owner rules,
+the umask) moves to ``vfs/ops.py`` (issue 13, item 5).
 """
 
 from __future__ import annotations

@@ -29,6 +29,9 @@ listener with a ``sendmsg`` under the filter): the kernel finds a path socket on
 it was bound with (or one a ``connect``/``sendto`` made reachable), and an abstract name
 without the prefix, where the Landlock scope every instance process is in refuses any name the
 host bound. ``recvmsg``/``recvmmsg`` report an abstract sender's name with it.
+
+Over 600 lines: the address rules of every call that names a socket; the threads that wait
+in ``accept``/``recvfrom`` are to go into the loop (issue 13, item 7).
 """
 
 from __future__ import annotations
