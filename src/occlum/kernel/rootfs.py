@@ -228,12 +228,15 @@ class FileSystems:
     def last_closes(self) -> None:
         """Commit the volumes whose files just lost their last writable descriptor."""
         for fs in self.close_watch.read():
-            if fs.closed or fs in self.temporary_fs:
+            if fs.closed or self._temporary(fs):
                 continue
             try:
                 fs.sync()
             except SyscallError as exc:
                 self.log.error(f"cannot commit {fs.fstype} after a close: {exc.why or exc}")
+
+    def _temporary(self, fs: object) -> bool:
+        return any(fs is tmp for tmp in self.temporary_fs)
 
     def sync(self) -> None:
         """Commit every writable protected file system; a failure is logged, never fatal."""

@@ -17,14 +17,29 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from occlum.platform import native
 
-if TYPE_CHECKING:
-    from occlum.fs.sefs.volume import SefsFile, SefsFs
-
 __all__ = ["CloseWatch"]
+
+
+class Volume(Protocol):
+    """What the watcher's user does with a volume that had a last writer close: commit it."""
+
+    closed: bool
+    fstype: str
+
+    def sync(self) -> None: ...
+
+
+class Watched(Protocol):
+    """A file of a volume (``SefsFile``): it counts its writable descriptors' closes."""
+
+    @property
+    def fs(self) -> Volume: ...
+
+    def writer_closed(self) -> bool: ...
 
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, name length
 
@@ -34,17 +49,17 @@ class CloseWatch:
 
     def __init__(self) -> None:
         self.fd = native.inotify_init()
-        self._files: dict[int, SefsFile] = {}
+        self._files: dict[int, Watched] = {}
 
-    def watch(self, f: SefsFile, memfd: int) -> None:
+    def watch(self, f: Watched, memfd: int) -> None:
         wd = native.inotify_add_watch(
             self.fd, f"/proc/self/fd/{memfd}".encode(), native.IN_CLOSE_WRITE
         )
         self._files[wd] = f
 
-    def read(self) -> set[SefsFs]:
+    def read(self) -> set[Volume]:
         """The volumes that had a file's last writer close since the last call."""
-        closed: set[SefsFs] = set()
+        closed: set[Volume] = set()
         while True:
             try:
                 data = os.read(self.fd, 65536)
