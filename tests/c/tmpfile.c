@@ -86,6 +86,25 @@ int main(int argc, char **argv)
     OK("read back", pread(fd, buf, sizeof buf - 1, 0));
     close(fd);
 
+    /* a second open file description keeps it when the first is closed (the LibOS frees a
+     * nameless file at the close of its last one): calls made meanwhile let it see the
+     * first close, then the second still names and holds it */
+    fd = OK("tmpfile with two descriptions", open(".", O_TMPFILE | O_RDWR, 0600));
+    OK("write", write(fd, "second", 6));
+    char self[64];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+    int again = OK("open again through /proc", open(self, O_RDONLY));
+    close(fd);
+    struct stat ignored;
+    for (int i = 0; i < 40; i++)
+        stat(".", &ignored);
+    OK("link through the second", link_proc(again, "kept"));
+    text = read_file("kept");
+    printf("kept: %s\n", text ? text : "(none)");
+    show_fd("kept", again);
+    close(again);
+    OK("unlink", unlink("kept"));
+
     ERR("read-only tmpfile", open(".", O_TMPFILE | O_RDONLY, 0600), EINVAL);
     ERR("tmpfile with O_CREAT", open(".", O_TMPFILE | O_CREAT | O_RDWR, 0600), EINVAL);
     ERR("tmpfile on a file", open("linked", O_TMPFILE | O_RDWR, 0600), ENOTDIR);

@@ -17,6 +17,7 @@ from occlum.errors import UserError
 from occlum.fs.imagefs import ImageFs, ImageKeyError, image_is_encrypted
 from occlum.vfs.mount import MountTable
 from occlum.vfs.open import open_path
+from occlum.vfs.path import PathOp
 
 SECRET = b"SECRET-APPLICATION-DATA-MARKER\n"
 SECRET_NAME = "secret_config_name_marker"
@@ -28,7 +29,7 @@ def occlum(inst: Path, *args: str) -> Result:
 
 def read(fs: ImageFs, path: bytes) -> bytes:
     r = MountTable(fs).root()
-    o = open_path(r, r, None, path, os.O_RDONLY)
+    o = open_path(PathOp(r, r, path), os.O_RDONLY)
     assert o.host_fd is not None
     try:
         return os.read(o.host_fd, 1 << 20)

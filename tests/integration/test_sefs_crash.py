@@ -6,7 +6,9 @@ says so, renames and unlinks older ones (fsyncing the directory) and says so too
 SIGKILL at a random moment, then ``sefs_writer check /data`` runs in the next ``occlum run``:
 
 - the volume always mounts (exit 0, nothing on stderr);
-- every file on the volume has its exact, complete contents (never torn, zero-filled, stale);
+- every file on the volume has its exact, complete contents (never torn, zero-filled, stale),
+  but the one being written when the kill came, which is not fsync'd yet (docs/internals.md,
+  "What a kill keeps": the last commit may have caught it created and partly written);
 - the names on the volume are exactly those the printed log says, except that the one step
   that had started but not reported may or may not have happened (atomically).
 
@@ -181,7 +183,11 @@ def test_sigkill_during_writes_loses_nothing_synced(inst: Instance) -> None:
         pending = _replay(lines, names)
         where = f"seed {seed}, trial {trial} ({how}); log tail {lines[-4:]}"
         seen = _check(inst, where)
-        bad = {n: v for n, v in seen.items() if v[1] != "ok"}
+        # a file being written when the LibOS was killed, not yet fsync'd, may hold what it
+        # held at the last commit (a periodic or last-close one): absent, empty or partly
+        # written, as on ext4 after a power cut; every other file must be exact
+        in_flight = pending[1] if pending is not None and pending[0] == "write" else None
+        bad = {n: v for n, v in seen.items() if v[1] != "ok" and n != in_flight}
         assert not bad, f"files with wrong contents {bad}; {where}"
         without, with_ = set(names), set(_after(pending, names))
         if set(seen) == with_:

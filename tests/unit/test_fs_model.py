@@ -18,9 +18,10 @@ from occlum.abi.fsabi import parse_dirents64
 from occlum.fs.hostfs import HostFs
 from occlum.fs.ramfs import RamFs
 from occlum.vfs.dirfile import OpenDirectory
+from occlum.vfs.inode import SetAttr
 from occlum.vfs.mount import FileSystem, MountTable
 from occlum.vfs.open import open_path
-from occlum.vfs.path import resolve, resolve_parent
+from occlum.vfs.path import PathOp, resolve, resolve_parent
 
 PATHS = st.sampled_from([b"a", b"b", b"d", b"e", b"d/a", b"d/b", b"d/e", b"d/e/a"])
 DATA = st.binary(max_size=64)
@@ -61,13 +62,13 @@ class FsModel(RuleBasedStateMachine):
         assert outcome(subject) == outcome(model)
 
     def parent(self, p: bytes) -> tuple[object, bytes]:
-        pn = resolve_parent(self.root, self.root, p)
+        pn = resolve_parent(PathOp(self.root, self.root, p))
         return pn.parent.inode, pn.name
 
     @rule(p=PATHS)
     def create(self, p: bytes) -> None:
         def subj() -> None:
-            pn = resolve_parent(self.root, self.root, p)
+            pn = resolve_parent(PathOp(self.root, self.root, p))
             pn.parent.inode.create(pn.name, 0o644, 0, 0)
 
         self.both(
@@ -77,7 +78,7 @@ class FsModel(RuleBasedStateMachine):
     @rule(p=PATHS)
     def mkdir(self, p: bytes) -> None:
         def subj() -> None:
-            pn = resolve_parent(self.root, self.root, p)
+            pn = resolve_parent(PathOp(self.root, self.root, p))
             pn.parent.inode.mkdir(pn.name, 0o755, 0, 0)
 
         self.both(subj, lambda: os.mkdir(self.m(p), 0o755))
@@ -85,7 +86,7 @@ class FsModel(RuleBasedStateMachine):
     @rule(p=PATHS, data=DATA, off=st.integers(0, 100))
     def write(self, p: bytes, data: bytes, off: int) -> None:
         def subj() -> None:
-            o = open_path(self.root, self.root, None, p, os.O_WRONLY)
+            o = open_path(PathOp(self.root, self.root, p), os.O_WRONLY)
             assert o.host_fd is not None
             try:
                 os.pwrite(o.host_fd, data, off)
@@ -104,18 +105,18 @@ class FsModel(RuleBasedStateMachine):
     @rule(p=PATHS, size=st.integers(0, 200))
     def truncate(self, p: bytes, size: int) -> None:
         def subj() -> None:
-            loc = resolve(self.root, self.root, p)
+            loc = resolve(PathOp(self.root, self.root, p))
             if loc.inode.is_dir:
                 raise SyscallError(errno.EISDIR)
-            loc.inode.setattr(size=size)
+            loc.inode.setattr(SetAttr(size=size))
 
         self.both(subj, lambda: os.truncate(self.m(p), size))
 
     @rule(p=PATHS, q=PATHS)
     def rename(self, p: bytes, q: bytes) -> None:
         def subj() -> None:
-            a = resolve_parent(self.root, self.root, p)
-            b = resolve_parent(self.root, self.root, q)
+            a = resolve_parent(PathOp(self.root, self.root, p))
+            b = resolve_parent(PathOp(self.root, self.root, q))
             a.parent.inode.rename(a.name, b.parent.inode, b.name, 0)
 
         self.both(subj, lambda: os.rename(self.m(p), self.m(q)))
@@ -123,8 +124,8 @@ class FsModel(RuleBasedStateMachine):
     @rule(p=PATHS, q=PATHS)
     def link(self, p: bytes, q: bytes) -> None:
         def subj() -> None:
-            src = resolve(self.root, self.root, p, follow_final=False)
-            b = resolve_parent(self.root, self.root, q)
+            src = resolve(PathOp(self.root, self.root, p, follow=False))
+            b = resolve_parent(PathOp(self.root, self.root, q))
             b.parent.inode.link(b.name, src.inode)
 
         self.both(subj, lambda: os.link(self.m(p), self.m(q), follow_symlinks=False))
@@ -132,7 +133,7 @@ class FsModel(RuleBasedStateMachine):
     @rule(p=PATHS)
     def unlink(self, p: bytes) -> None:
         def subj() -> None:
-            pn = resolve_parent(self.root, self.root, p)
+            pn = resolve_parent(PathOp(self.root, self.root, p))
             pn.parent.inode.unlink(pn.name)
 
         self.both(subj, lambda: os.unlink(self.m(p)))
@@ -140,7 +141,7 @@ class FsModel(RuleBasedStateMachine):
     @rule(p=PATHS)
     def rmdir(self, p: bytes) -> None:
         def subj() -> None:
-            pn = resolve_parent(self.root, self.root, p)
+            pn = resolve_parent(PathOp(self.root, self.root, p))
             pn.parent.inode.rmdir(pn.name)
 
         self.both(subj, lambda: os.rmdir(self.m(p)))
@@ -149,18 +150,18 @@ class FsModel(RuleBasedStateMachine):
         out: dict[bytes, tuple[int, int, int, bytes]] = {}
 
         def walk(prefix: bytes) -> None:
-            loc = resolve(self.root, self.root, prefix or b".")
+            loc = resolve(PathOp(self.root, self.root, prefix or b"."))
             names = []
             d = OpenDirectory(loc)
             while chunk := d.getdents64(256):
                 names += [n for _, _, _, n in parse_dirents64(chunk) if n not in (b".", b"..")]
             for n in names:
                 p = prefix + n
-                c = resolve(self.root, self.root, p, follow_final=False)
+                c = resolve(PathOp(self.root, self.root, p, follow=False))
                 s = c.inode.getattr()
                 content = b""
                 if c.inode.is_regular:
-                    o = open_path(self.root, self.root, None, p, os.O_RDONLY)
+                    o = open_path(PathOp(self.root, self.root, p), os.O_RDONLY)
                     assert o.host_fd is not None
                     content = os.read(o.host_fd, 1 << 16)
                     os.close(o.host_fd)
@@ -206,7 +207,7 @@ class FsModelWithLinksAndModes(FsModel):
     @rule(p=PATHS, text=TARGETS)
     def symlink(self, p: bytes, text: bytes) -> None:
         def subj() -> None:
-            pn = resolve_parent(self.root, self.root, p)
+            pn = resolve_parent(PathOp(self.root, self.root, p))
             pn.parent.inode.symlink(pn.name, text, 0, 0)
 
         self.both(subj, lambda: os.symlink(text, self.m(p)))
@@ -214,7 +215,7 @@ class FsModelWithLinksAndModes(FsModel):
     @rule(p=PATHS, mode=st.sampled_from([0o600, 0o644, 0o755, 0o4711, 0o1777]))
     def chmod(self, p: bytes, mode: int) -> None:
         self.both(
-            lambda: resolve(self.root, self.root, p).inode.setattr(mode=mode),
+            lambda: resolve(PathOp(self.root, self.root, p)).inode.setattr(SetAttr(mode=mode)),
             lambda: os.chmod(self.m(p), mode),
         )
 
@@ -225,7 +226,7 @@ class FsModelWithLinksAndModes(FsModel):
             for n in dirnames + filenames:
                 full = dirpath + b"/" + n
                 s = os.lstat(full)
-                node = resolve(self.root, self.root, full[len(base) + 1 :], follow_final=False)
+                node = resolve(PathOp(self.root, self.root, full[len(base) + 1 :], follow=False))
                 if stat.S_ISLNK(s.st_mode):
                     assert node.inode.readlink() == os.readlink(full)
                 else:

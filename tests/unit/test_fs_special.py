@@ -16,13 +16,14 @@ from occlum.fs.devfs import DevFs
 from occlum.fs.hostfs import HostFs
 from occlum.fs.procfs import ProcessInfo, ProcFs
 from occlum.fs.ramfs import RamFs
+from occlum.vfs.inode import SetAttr
 from occlum.vfs.mount import MountTable
 from occlum.vfs.open import open_path
-from occlum.vfs.path import Location, resolve
+from occlum.vfs.path import Location, PathOp, resolve
 
 
 def read_all(r: Location, path: bytes) -> bytes:
-    o = open_path(r, r, None, path, os.O_RDONLY)
+    o = open_path(PathOp(r, r, path), os.O_RDONLY)
     assert o.host_fd is not None
     try:
         return os.read(o.host_fd, 1 << 20)
@@ -51,7 +52,7 @@ def test_hostfs_confinement(tmp_path: Path) -> None:
             read_all(r, path)
         assert e.value.errno == errno.ENOENT
     # a host directory swapped for a symlink after lookup is never walked through
-    f = resolve(r, r, b"/d")
+    f = resolve(PathOp(r, r, b"/d"))
     (src / "d").rename(src / "d2")
     (src / "d").symlink_to(str(tmp_path))
     with pytest.raises(SyscallError):
@@ -64,20 +65,20 @@ def test_hostfs_basic_ops(tmp_path: Path) -> None:
     mt.root().inode.mkdir(b"host", 0o755, 0, 0)
     mt.mount(fs, b"/host")
     r = mt.root()
-    o = open_path(r, r, None, b"/host/new", os.O_CREAT | os.O_WRONLY, 0o640)
+    o = open_path(PathOp(r, r, b"/host/new"), os.O_CREAT | os.O_WRONLY, 0o640)
     assert o.host_fd is not None
     os.write(o.host_fd, b"data")
     os.close(o.host_fd)
     assert (tmp_path / "new").read_bytes() == b"data"
     st = o.location.inode.getattr()
     assert st.dev == fs.dev and st.ino == (tmp_path / "new").stat().st_ino
-    o.location.inode.setattr(size=2, mode=0o600)
+    o.location.inode.setattr(SetAttr(size=2, mode=0o600))
     assert (tmp_path / "new").read_bytes() == b"da"
     assert (tmp_path / "new").stat().st_mode & 0o777 == 0o600
-    assert resolve(r, r, b"/host/..").absolute_path() == b"/"
+    assert resolve(PathOp(r, r, b"/host/..")).absolute_path() == b"/"
     os.mkfifo(tmp_path / "fifo")
     with pytest.raises(SyscallError) as e:
-        resolve(r, r, b"/host/fifo").inode.open_host_fd(os.O_RDONLY)
+        resolve(PathOp(r, r, b"/host/fifo")).inode.open_host_fd(os.O_RDONLY)
     assert e.value.errno == errno.ENXIO
 
 
@@ -88,17 +89,17 @@ def test_hostfs_keeps_no_set_id_bit_no_foreign_owner_and_only_user_attributes(
     f = fs.root.create(b"f", 0o6755, 0, 0)
     host = tmp_path / "f"
     assert host.stat().st_mode & 0o7777 == 0o755
-    f.setattr(mode=0o4711)
+    f.setattr(SetAttr(mode=0o4711))
     assert host.stat().st_mode & 0o7777 == 0o711
     d = fs.root.mkdir(b"d", 0o755, 0, 0)
-    d.setattr(mode=0o6775)  # a directory keeps set-group-id, never set-user-id
+    d.setattr(SetAttr(mode=0o6775))  # a directory keeps set-group-id, never set-user-id
     assert (tmp_path / "d").stat().st_mode & 0o7777 == 0o2775
     me = host.stat()
     for change in ({"uid": me.st_uid + 1}, {"gid": me.st_gid + 1}):
         with pytest.raises(SyscallError) as e:
-            f.setattr(**change)
+            f.setattr(SetAttr(**change))
         assert e.value.errno == errno.EPERM
-    f.setattr(uid=me.st_uid, gid=me.st_gid)  # the ids it has: no change, allowed
+    f.setattr(SetAttr(uid=me.st_uid, gid=me.st_gid))  # the ids it has: no change, allowed
     assert (host.stat().st_uid, host.stat().st_gid) == (me.st_uid, me.st_gid)
     f.set_xattr(b"user.k", b"v", 0)
     assert os.getxattr(host, "user.k") == b"v" and f.list_xattr() == [b"user.k"]
@@ -113,19 +114,19 @@ def test_hostfs_keeps_no_set_id_bit_no_foreign_owner_and_only_user_attributes(
 def test_devfs() -> None:
     mt = MountTable(DevFs())
     r = mt.root()
-    null = resolve(r, r, b"/null").inode.getattr()
+    null = resolve(PathOp(r, r, b"/null")).inode.getattr()
     assert null.mode & 0o170000 == S_IFCHR and null.rdev == os.makedev(1, 3)
-    assert resolve(r, r, b"/urandom").inode.getattr().rdev == os.makedev(1, 9)
+    assert resolve(PathOp(r, r, b"/urandom")).inode.getattr().rdev == os.makedev(1, 9)
     assert len(read_all(r, b"/zero")) == 1 << 20
     assert read_all(r, b"/null") == b""
-    o = open_path(r, r, None, b"/full", os.O_WRONLY)
+    o = open_path(PathOp(r, r, b"/full"), os.O_WRONLY)
     assert o.host_fd is not None
     with pytest.raises(OSError) as oe:
         os.write(o.host_fd, b"x")
     assert oe.value.errno == errno.ENOSPC
     os.close(o.host_fd)
-    assert resolve(r, r, b"/stdin", follow_final=False).inode.readlink() == b"/proc/self/fd/0"
-    assert resolve(r, r, b"/shm").inode.is_dir
+    assert resolve(PathOp(r, r, b"/stdin", follow=False)).inode.readlink() == b"/proc/self/fd/0"
+    assert resolve(PathOp(r, r, b"/shm")).inode.is_dir
 
 
 class FakeRegistry:
@@ -155,10 +156,10 @@ def test_procfs() -> None:
         root_fs.root.mkdir(d, 0o755, 0, 0)
     mt = MountTable(root_fs)
     r = mt.root()
-    t = resolve(r, r, b"/tmp").inode.create(b"t", 0o644, 0, 0)
-    reg = FakeRegistry(Location(r.mount, t, resolve(r, r, b"/tmp"), b"t"))
+    t = resolve(PathOp(r, r, b"/tmp")).inode.create(b"t", 0o644, 0, 0)
+    reg = FakeRegistry(Location(r.mount, t, resolve(PathOp(r, r, b"/tmp")), b"t"))
     mt.mount(ProcFs(reg, mounts=mt.mounts), b"/proc", source=b"proc")
-    assert resolve(r, r, b"/proc/self").absolute_path() == b"/proc/7"
+    assert resolve(PathOp(r, r, b"/proc/self")).absolute_path() == b"/proc/7"
     assert read_all(r, b"/proc/self/cmdline") == b"prog\0-x\0"
     assert read_all(r, b"/proc/7/comm") == b"prog\n"
     stat = read_all(r, b"/proc/self/stat").split()
@@ -171,22 +172,26 @@ def test_procfs() -> None:
     assert fields[1] == b"1" and fields[4] == b"/proc" and fields[6:9] == [b"-", b"proc", b"proc"]
     assert read_all(r, b"/proc/sys/kernel/ostype") == b"Linux\n"
     assert read_all(r, b"/proc/thread-self/environ") == b"A=1\0"
-    exe = resolve(r, r, b"/proc/self/exe", follow_final=False).inode
+    exe = resolve(PathOp(r, r, b"/proc/self/exe", follow=False)).inode
     assert exe.is_magic_link and exe.readlink() == b"/bin/prog"
-    assert resolve(r, r, b"/proc/self/root").same(r)  # the LibOS root, not the host's
-    assert resolve(r, r, b"/proc/self/cwd").absolute_path() == b"/tmp"
-    assert resolve(r, r, b"/proc/self/fd/4").inode is t
+    assert resolve(PathOp(r, r, b"/proc/self/root")).same(r)  # the LibOS root, not the host's
+    assert resolve(PathOp(r, r, b"/proc/self/cwd")).absolute_path() == b"/tmp"
+    assert resolve(PathOp(r, r, b"/proc/self/fd/4")).inode is t
     with pytest.raises(SyscallError) as e:
-        resolve(r, r, b"/proc/self/fd/4", resolve_flags=RESOLVE_NO_MAGICLINKS)
+        resolve(PathOp(r, r, b"/proc/self/fd/4", resolve_flags=RESOLVE_NO_MAGICLINKS))
     assert e.value.errno == errno.ELOOP
-    names = {e.name for e in resolve(r, r, b"/proc").inode.readdir()}
+    names = {e.name for e in resolve(PathOp(r, r, b"/proc")).inode.readdir()}
     assert {b"1", b"7", b"self", b"meminfo"} <= names
-    assert {e.name for e in resolve(r, r, b"/proc/7/fd").inode.readdir()} == {b"0", b"3", b"4"}
+    assert {e.name for e in resolve(PathOp(r, r, b"/proc/7/fd")).inode.readdir()} == {
+        b"0",
+        b"3",
+        b"4",
+    }
     with pytest.raises(SyscallError) as e:
-        resolve(r, r, b"/proc/9")
+        resolve(PathOp(r, r, b"/proc/9"))
     assert e.value.errno == errno.ENOENT
     with pytest.raises(SyscallError) as e:
-        open_path(r, r, None, b"/proc/self/comm", os.O_WRONLY)
+        open_path(PathOp(r, r, b"/proc/self/comm"), os.O_WRONLY)
     assert e.value.errno == errno.EACCES
 
 
@@ -239,16 +244,16 @@ def test_procfs_sys_shows_the_hosts_facts_read_only(host_network: bool) -> None:
         with open(b"/proc/sys/" + name, "rb") as f:
             assert read_all(r, b"/proc/sys/" + name) == f.read()
         with pytest.raises(SyscallError) as e:
-            open_path(r, r, None, b"/proc/sys/" + name, os.O_WRONLY)
+            open_path(PathOp(r, r, b"/proc/sys/" + name), os.O_WRONLY)
         assert e.value.errno == errno.EACCES
     assert read_all(r, b"/proc/sys/kernel/hostname") == b"occlum\n"  # the instance's own
     # the net settings only where they can be looked at
-    names = {e.name for e in resolve(r, r, b"/proc/sys").inode.readdir()}
+    names = {e.name for e in resolve(PathOp(r, r, b"/proc/sys")).inode.readdir()}
     assert (b"net" in names) == host_network
     if host_network:
-        conf = {e.name for e in resolve(r, r, b"/proc/sys/net/ipv4/conf").inode.readdir()}
+        conf = {e.name for e in resolve(PathOp(r, r, b"/proc/sys/net/ipv4/conf")).inode.readdir()}
         assert {b"all", b"default", b"lo"} <= conf
-    names = {e.name for e in resolve(r, r, b"/proc").inode.readdir()}
+    names = {e.name for e in resolve(PathOp(r, r, b"/proc")).inode.readdir()}
     assert (b"config.gz" in names) == os.path.exists("/proc/config.gz")
 
 
@@ -264,6 +269,6 @@ def test_procfs_sys_net_hides_what_only_root_reads() -> None:
         ProcFs(FakeRegistry(), mounts=mt.mounts, net_view=supervisors_net), b"/proc", source=b"proc"
     )
     with pytest.raises(SyscallError) as e:
-        resolve(r, r, b"/proc/sys/net/ipv4/tcp_fastopen_key")
+        resolve(PathOp(r, r, b"/proc/sys/net/ipv4/tcp_fastopen_key"))
     assert e.value.errno == errno.ENOENT
     assert read_all(r, b"/proc/sys/net/ipv4/tcp_syncookies")  # a world-readable neighbour

@@ -29,9 +29,10 @@ from occlum.fs.image_format import IMAGEFS_MAGIC, ImageHeader
 from occlum.fs.imagefs import ImageFs
 from occlum.fs.ramfs import RamFs
 from occlum.instance.image_builder import LeafCache, build_image
+from occlum.vfs.inode import SetAttr
 from occlum.vfs.mount import MountTable
 from occlum.vfs.open import open_path
-from occlum.vfs.path import Location, resolve
+from occlum.vfs.path import Location, PathOp, resolve
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -44,7 +45,7 @@ def read_fd(fd: int) -> bytes:
 
 
 def read_all(r: Location, path: bytes) -> bytes:
-    o = open_path(r, r, None, path, os.O_RDONLY)
+    o = open_path(PathOp(r, r, path), os.O_RDONLY)
     assert o.host_fd is not None
     try:
         return read_fd(o.host_fd)
@@ -73,7 +74,7 @@ def check_round_trip(src: Path, fs: ImageFs) -> None:
     for rel, hst in host_tree(src).items():
         host = base + rel.rstrip(b"/")
         path = b"/img" + rel
-        loc = resolve(r, r, path, follow_final=False)
+        loc = resolve(PathOp(r, r, path, follow=False))
         ist = loc.inode.getattr()
         assert ist.dev == fs.dev
         assert ist.mode == hst.st_mode, rel
@@ -247,21 +248,21 @@ def test_open_rules_and_page_cache(tree: Path, tmp_path: Path) -> None:
     r = mt.root()
     for flags in (os.O_WRONLY, os.O_RDWR, os.O_RDONLY | os.O_TRUNC):
         with pytest.raises(SyscallError) as e:
-            open_path(r, r, None, b"/bin/big", flags)
+            open_path(PathOp(r, r, b"/bin/big"), flags)
         assert e.value.errno == errno.EROFS
-    big = resolve(r, r, b"/bin/big").inode
+    big = resolve(PathOp(r, r, b"/bin/big")).inode
     for flags in (os.O_WRONLY, os.O_RDWR):
         with pytest.raises(SyscallError) as e:
             big.open_host_fd(flags)
         assert e.value.errno == errno.EROFS
     with pytest.raises(SyscallError) as e:
-        open_path(r, r, None, b"/bin/new", os.O_CREAT | os.O_WRONLY, 0o644)
+        open_path(PathOp(r, r, b"/bin/new"), os.O_CREAT | os.O_WRONLY, 0o644)
     assert e.value.errno == errno.EROFS
     with pytest.raises(SyscallError) as e:
         r.inode.mkdir(b"d", 0o755, 0, 0)
     assert e.value.errno == errno.EROFS
     with pytest.raises(SyscallError) as e:
-        big.setattr(mode=0o777)
+        big.setattr(SetAttr(mode=0o777))
     assert e.value.errno == errno.EROFS
     fd1 = big.open_host_fd(os.O_RDONLY)
     fd2 = big.open_host_fd(os.O_RDONLY)
@@ -301,7 +302,7 @@ def test_page_cache_is_bounded(tree: Path, tmp_path: Path) -> None:
     for _ in range(3):
         assert read_all(r, b"/bin/big") == expected
     assert len(os.listdir("/proc/self/fd")) == before
-    held = resolve(r, r, b"/etc/deep/er/block").inode.open_host_fd(os.O_RDONLY)
+    held = resolve(PathOp(r, r, b"/etc/deep/er/block")).inode.open_host_fd(os.O_RDONLY)
     for _ in range(40):  # evicts /etc/deep/er/block many times over
         assert read_all(r, b"/bin/two_blocks") == b"x" * (BLOCK_SIZE + 1)
         assert read_all(r, b"/etc/hosts") == b"127.0.0.1 localhost\n"
@@ -349,7 +350,7 @@ def image_outcome(img: Path, root_hash: str, src: Path, key: bytes | None = None
         base = os.fsencode(src)
         for rel, hst in host_tree(src).items():
             try:
-                loc = resolve(r, r, b"/" + rel.lstrip(b"/"), follow_final=False)
+                loc = resolve(PathOp(r, r, b"/" + rel.lstrip(b"/"), follow=False))
                 if stat.S_ISREG(hst.st_mode):
                     data = read_all(r, rel)
                     with open(base + rel, "rb") as f:

@@ -20,9 +20,9 @@ from occlum.enclave.counter import MonotonicCounters
 from occlum.fs.sefs import CHUNK, SEFS_MAGIC, SefsFs, volume
 from occlum.fs.sefs.closes import CloseWatch
 from occlum.fs.sefs.journal import JOURNAL_PREFIX
-from occlum.fs.sefs.store import PAD, SUPERBLOCK
+from occlum.fs.sefs.store import PAD, RESERVE, SUPERBLOCK
 from occlum.fs.sefs.volume import EXTENT_CHUNKS, SefsFile
-from occlum.vfs.inode import Inode
+from occlum.vfs.inode import Inode, SetAttr
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -135,17 +135,17 @@ def populate(fs: SefsFs) -> None:
     d.mknod(b"fifo", S_IFIFO | 0o644, 0, 0, 0)
     t = r.create(b"truncated", 0o644, 0, 0)
     write(t, b"x" * 10000)
-    t.setattr(size=100)
+    t.setattr(SetAttr(size=100))
     grow = r.create(b"grown", 0o644, 0, 0)
-    grow.setattr(size=CHUNK + 7)
+    grow.setattr(SetAttr(size=CHUNK + 7))
     r.create(b"old-name", 0o644, 0, 0)
     r.rename(b"old-name", d, b"new-name", 0)
     r.create(b"gone", 0o644, 0, 0)
     r.unlink(b"gone")
     r.mkdir(b"gone-dir", 0o755, 0, 0)
     r.rmdir(b"gone-dir")
-    small.setattr(mode=0o640, uid=7, gid=8)
-    small.setattr(atime_ns=1_000_000_000, mtime_ns=2_000_000_000)
+    small.setattr(SetAttr(mode=0o640, uid=7, gid=8))
+    small.setattr(SetAttr(atime_ns=1_000_000_000, mtime_ns=2_000_000_000))
 
 
 # --- persistence ---------------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def test_round_trip_across_remount(vol: Path, mounts: list[SefsFs]) -> None:
 def test_native_writes_through_mmap_are_committed(vol: Path, mounts: list[SefsFs]) -> None:
     fs = mount(mounts, vol)
     f = fs.root.create(b"mapped", 0o644, 0, 0)
-    f.setattr(size=8192)
+    f.setattr(SetAttr(size=8192))
     fd = f.open_host_fd(os.O_RDWR)
     m = mmap.mmap(fd, 8192)
     os.close(fd)
@@ -325,6 +325,8 @@ def test_no_plaintext_reaches_the_host(vol: Path, mounts: list[SefsFs]) -> None:
             # only sizes rounded to PAD leak
             if name.startswith(JOURNAL_PREFIX):
                 assert all((length - 28) % PAD == 0 for length in record_lengths(data))
+            elif name == RESERVE:
+                assert not data.strip(b"\0")  # zeros, allocated for a full disk
             elif name != SUPERBLOCK:
                 assert (len(data) - 28) % PAD == 0
 
@@ -452,8 +454,8 @@ def test_tampering_with_any_object_is_detected(
 ) -> None:
     base = tmp_path / "base"
     expected = build_tamper_volume(base, mac_only)
-    names = [p.name for p in base.iterdir()]
-    # big's extent, small, other, metadata, superblock, journal
+    names = [p.name for p in base.iterdir() if p.name != RESERVE]
+    # big's extent, small, other, metadata, superblock, journal (and the reserve, zeros)
     assert len(names) == 6 and journal_size(base) > 0
     for name in [*names]:
         d = tmp_path / f"t-{name}"
@@ -554,7 +556,7 @@ def mutate(fs: SefsFs, rng: random.Random) -> None:
         elif op == 4:
             r.mkdir(b"d%d" % rng.randrange(1 << 30), 0o755, 0, 0)
         elif op == 5 and b"truncated" in names:
-            r.lookup(b"truncated").setattr(size=rng.randrange(2 * CHUNK))
+            r.lookup(b"truncated").setattr(SetAttr(size=rng.randrange(2 * CHUNK)))
 
 
 @pytest.mark.parametrize("kind", ["journal", "checkpoint"])
@@ -635,7 +637,8 @@ def test_a_crash_during_the_first_format(tmp_path: Path, mounts: list[SefsFs]) -
         assert fs.root.readdir() == []
         fs.close()
         listing = set(os.listdir(d))
-        assert listing == {SUPERBLOCK, journal_name(d)} | objects(d) and len(objects(d)) == 1
+        assert listing == {SUPERBLOCK, RESERVE, journal_name(d)} | objects(d)
+        assert len(objects(d)) == 1
 
 
 def test_a_failed_commit_leaves_the_old_state_and_can_be_retried(
@@ -656,12 +659,13 @@ def test_a_failed_commit_leaves_the_old_state_and_can_be_retried(
         real(name, data)
 
     monkeypatch.setattr(fs.store, "_write_file", failing)
-    with pytest.raises(SyscallError) as e:
-        fs.sync()
-    assert e.value.errno == errno.ENOSPC and str(vol) in e.value.why
+    fs.sync()  # f does not fit: it keeps its committed contents and says why
+    (why,) = fs.unstored(fs.root.lookup(b"f"))
+    assert "No space left on device" in why and f"SEFS {vol}: inode" in why
     shutil.copytree(vol, vol.parent / "after-failure")
     old = mount(mounts, vol.parent / "after-failure")
     assert read(old.root.lookup(b"f")) == b"old"
+    assert objects(old.store.root) == {o.hex() for o in old.referenced_objects()}  # no partial
     monkeypatch.undo()
     expected = snapshot(fs)
     fs.close()
@@ -817,7 +821,7 @@ def test_extended_attributes_and_large_owner_ids_persist(vol: Path, mounts: list
     fs = mount(mounts, vol)
     f = fs.root.create(b"f", 0o644, 0, 0)
     f.set_xattr(b"user.bin", b"\x00\xff\x80v", 0)
-    f.setattr(uid=2**32 - 2, gid=2**31)
+    f.setattr(SetAttr(uid=2**32 - 2, gid=2**31))
     fs.root.set_xattr(b"trusted.dir", b"d", 0)
     fs.sync()  # one journal record
     fs.close(commit=False)  # as if the LibOS died: the journal alone holds them

@@ -25,7 +25,7 @@ from occlum.fs.ramfs import RamFs
 from occlum.fs.sefs import SefsFs
 from occlum.fs.unionfs import UnionFs
 from occlum.instance.image_builder import build_image
-from occlum.vfs.inode import Inode
+from occlum.vfs.inode import Inode, SetAttr
 from occlum.vfs.mount import FileSystem
 
 NAMES = st.sampled_from([b"a", b"b", b"c", b"lower"])
@@ -119,19 +119,19 @@ class StatAgreement(RuleBasedStateMachine):
     def chmod(self, name: bytes, mode: int) -> None:
         inode = self._inode(name)
         if inode is not None:
-            _quiet(lambda: inode.setattr(mode=mode))
+            _quiet(lambda: inode.setattr(SetAttr(mode=mode)))
 
     @rule(name=NAMES, t=st.integers(0, 2**40))
     def utime(self, name: bytes, t: int) -> None:
         inode = self._inode(name)
         if inode is not None:
-            _quiet(lambda: inode.setattr(atime_ns=t, mtime_ns=t + 1))
+            _quiet(lambda: inode.setattr(SetAttr(atime_ns=t, mtime_ns=t + 1)))
 
     @rule(name=NAMES, size=st.integers(0, 100))
     def truncate(self, name: bytes, size: int) -> None:
         inode = self._inode(name)
         if inode is not None:
-            _quiet(lambda: inode.setattr(size=size))
+            _quiet(lambda: inode.setattr(SetAttr(size=size)))
 
     @rule(src=NAMES, dst=NAMES)
     def link(self, src: bytes, dst: bytes) -> None:

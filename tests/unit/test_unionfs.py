@@ -20,10 +20,10 @@ from occlum.fs.ramfs import RamFs
 from occlum.fs.sefs import SEFS_MAGIC, SefsFs
 from occlum.fs.unionfs import OPAQUE_MARKER, WH_PREFIX, UnionFs
 from occlum.instance.image_builder import build_image
-from occlum.vfs.inode import Inode
+from occlum.vfs.inode import Inode, SetAttr
 from occlum.vfs.mount import FileSystem, MountTable
 from occlum.vfs.open import open_path
-from occlum.vfs.path import Location, resolve, resolve_parent
+from occlum.vfs.path import Location, PathOp, resolve, resolve_parent
 from occlum.vfs.xattr import XATTR_CREATE, XATTR_REPLACE
 
 KEY = bytes(range(32))
@@ -71,17 +71,17 @@ class Env:
     root: Location
 
     def loc(self, path: str, follow: bool = True) -> Location:
-        return resolve(self.root, self.root, path.encode() or b".", follow_final=follow)
+        return resolve(PathOp(self.root, self.root, path.encode() or b".", follow=follow))
 
     def inode(self, path: str, follow: bool = True) -> Inode:
         return self.loc(path, follow).inode
 
     def parent(self, path: str) -> tuple[Inode, bytes]:
-        pn = resolve_parent(self.root, self.root, path.encode())
+        pn = resolve_parent(PathOp(self.root, self.root, path.encode()))
         return pn.parent.inode, pn.name
 
     def read(self, path: str) -> bytes:
-        o = open_path(self.root, self.root, None, path.encode(), os.O_RDONLY)
+        o = open_path(PathOp(self.root, self.root, path.encode()), os.O_RDONLY)
         assert o.host_fd is not None
         try:
             return os.pread(o.host_fd, 1 << 20, 0)
@@ -89,7 +89,7 @@ class Env:
             os.close(o.host_fd)
 
     def write(self, path: str, data: bytes, flags: int = os.O_WRONLY) -> None:
-        o = open_path(self.root, self.root, None, path.encode(), flags, 0o644)
+        o = open_path(PathOp(self.root, self.root, path.encode()), flags, 0o644)
         assert o.host_fd is not None
         try:
             os.write(o.host_fd, data)
@@ -215,17 +215,17 @@ def test_truncate_through_open_o_trunc(env: Env) -> None:
     env.write("a", b"new", os.O_WRONLY | os.O_TRUNC)
     assert env.read("a") == b"new"
     assert lower_bytes(env, "a") == b"lower a\n"
-    env.inode("b").setattr(size=3)
+    env.inode("b").setattr(SetAttr(size=3))
     assert env.read("b") == b"low"
-    env.inode("d/y").setattr(size=20)
+    env.inode("d/y").setattr(SetAttr(size=20))
     assert env.read("d/y") == b"lower y\n" + bytes(12)
 
 
 def test_chmod_chown_utime_copy_up(env: Env) -> None:
     ino = env.inode("a").ino
-    env.inode("a").setattr(mode=0o600)
-    env.inode("d/sub").setattr(uid=7, gid=8)
-    env.inode("b").setattr(mtime_ns=5, atime_ns=6)
+    env.inode("a").setattr(SetAttr(mode=0o600))
+    env.inode("d/sub").setattr(SetAttr(uid=7, gid=8))
+    env.inode("b").setattr(SetAttr(mtime_ns=5, atime_ns=6))
     st = env.inode("a").getattr()
     assert stat.S_IMODE(st.mode) == 0o600 and st.ino == ino
     assert env.read("a") == b"lower a\n"
@@ -235,8 +235,10 @@ def test_chmod_chown_utime_copy_up(env: Env) -> None:
     assert env.inode("b").getattr().mtime_ns == 5
     lower_a = env.lower.root.lookup(b"a").getattr()
     assert stat.S_IMODE(lower_a.mode) == 0o644
-    assert errno_of(lambda: env.inode("d").setattr(size=0)) == errno.EISDIR
-    assert errno_of(lambda: env.inode("link", follow=False).setattr(size=0)) == errno.EINVAL
+    assert errno_of(lambda: env.inode("d").setattr(SetAttr(size=0))) == errno.EISDIR
+    assert (
+        errno_of(lambda: env.inode("link", follow=False).setattr(SetAttr(size=0))) == errno.EINVAL
+    )
 
 
 def test_symlinks_resolve_across_layers(env: Env) -> None:
@@ -250,7 +252,7 @@ def test_symlinks_resolve_across_layers(env: Env) -> None:
     assert env.read("up") == b"deep\n"
     assert env.inode("up", follow=False).readlink() == b"d/sub/z"
     # copying a symlink up (chown) keeps it a symlink
-    env.inode("link", follow=False).setattr(uid=3)
+    env.inode("link", follow=False).setattr(SetAttr(uid=3))
     assert env.inode("link", follow=False).readlink() == b"d/x"
     assert env.upper.root.lookup(b"link").is_symlink
 
@@ -294,14 +296,14 @@ def test_whiteouts_survive_remount(sefs_env: Env) -> None:
 
 def test_tmpfile_is_made_in_the_upper_layer_and_named_by_link(sefs_env: Env) -> None:
     e = sefs_env
-    o = open_path(e.root, e.root, None, b"d/sub", os.O_TMPFILE | os.O_RDWR, 0o640)
+    o = open_path(PathOp(e.root, e.root, b"d/sub"), os.O_TMPFILE | os.O_RDWR, 0o640)
     assert o.host_fd is not None
     os.write(o.host_fd, b"made unnamed")
     os.close(o.host_fd)
     tmp = o.location.inode
     assert tmp.getattr().nlink == 0
     assert e.names("d/sub") == [b"z"]  # no name, but d/sub is copied up to hold it
-    forgotten = open_path(e.root, e.root, None, b"d", os.O_TMPFILE | os.O_WRONLY, 0o600)
+    forgotten = open_path(PathOp(e.root, e.root, b"d"), os.O_TMPFILE | os.O_WRONLY, 0o600)
     assert forgotten.host_fd is not None
     os.close(forgotten.host_fd)
     e.inode("d/sub").link(b"named", tmp)
@@ -311,7 +313,7 @@ def test_tmpfile_is_made_in_the_upper_layer_and_named_by_link(sefs_env: Env) -> 
     assert e.names("d") == [b"sub", b"x", b"y"]
     assert e.read("d/sub/named") == b"made unnamed"
     assert stat.S_IMODE(e.inode("d/sub/named").getattr().mode) == 0o640
-    excl = open_path(e.root, e.root, None, b".", os.O_TMPFILE | os.O_RDWR | os.O_EXCL, 0o600)
+    excl = open_path(PathOp(e.root, e.root, b"."), os.O_TMPFILE | os.O_RDWR | os.O_EXCL, 0o600)
     assert excl.host_fd is not None
     os.close(excl.host_fd)
     assert errno_of(lambda: e.inode("").link(b"x", excl.location.inode)) == errno.ENOENT
@@ -469,7 +471,7 @@ def test_inode_numbers_are_stable_per_name(env: Env) -> None:
     listed = {e.name: e.ino for e in env.inode("").readdir()}
     assert all(listed[p.encode()] == ino for p, ino in inos.items() if "/" not in p)
     env.write("d/x", b"w")
-    env.inode("empty").setattr(mode=0o700)
+    env.inode("empty").setattr(SetAttr(mode=0o700))
     assert {p: env.inode(p, follow=False).ino for p in inos} == inos
 
 

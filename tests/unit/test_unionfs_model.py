@@ -29,7 +29,7 @@ from occlum.fs.sefs import SefsFs
 from occlum.fs.unionfs import UnionFs
 from occlum.instance.image_builder import build_image
 from occlum.vfs.mount import FileSystem, MountTable
-from occlum.vfs.path import resolve, resolve_parent
+from occlum.vfs.path import PathOp, resolve, resolve_parent
 
 KEY = os.urandom(32)
 # relative targets only: "/" and ".." above the root differ between the LibOS and the model
@@ -116,8 +116,8 @@ class UnionModel(FsModelWithLinksAndModes):
     @rule(p=PATHS, q=PATHS)
     def rename(self, p: bytes, q: bytes) -> None:
         def subj() -> None:
-            a = resolve_parent(self.root, self.root, p)
-            b = resolve_parent(self.root, self.root, q)
+            a = resolve_parent(PathOp(self.root, self.root, p))
+            b = resolve_parent(PathOp(self.root, self.root, q))
             a.parent.inode.rename(a.name, b.parent.inode, b.name, 0)
 
         got = outcome(subj)
@@ -130,7 +130,7 @@ class UnionModel(FsModelWithLinksAndModes):
     @rule(p=PATHS)
     def stat(self, p: bytes) -> None:
         def subj() -> None:
-            resolve(self.root, self.root, p).inode.getattr()
+            resolve(PathOp(self.root, self.root, p)).inode.getattr()
 
         self.both(subj, lambda: os.stat(self.m(p)))
 
@@ -140,7 +140,7 @@ class UnionModel(FsModelWithLinksAndModes):
         root = self.root
         for e in root.inode.readdir():
             try:
-                loc = resolve(root, root, e.name, follow_final=False)
+                loc = resolve(PathOp(root, root, e.name, follow=False))
             except SyscallError:
                 raise AssertionError(f"{e.name!r} listed but not found")
             assert loc.inode.ino == e.ino

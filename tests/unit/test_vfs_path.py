@@ -29,10 +29,11 @@ from occlum.abi.fsabi import (
 from occlum.fs.hostfs import HostFs
 from occlum.fs.ramfs import RamFs
 from occlum.vfs.dirfile import OpenDirectory
-from occlum.vfs.inode import ROOT, Cred
+from occlum.vfs.inode import ROOT, Cred, SetAttr
 from occlum.vfs.mount import MountTable
 from occlum.vfs.open import open_path
-from occlum.vfs.path import Location, check_rename, resolve, resolve_parent
+from occlum.vfs.ops import check_new, check_rename
+from occlum.vfs.path import Location, PathOp, resolve, resolve_parent
 
 
 def err(e: pytest.ExceptionInfo[SyscallError]) -> int:
@@ -60,7 +61,7 @@ def vfs() -> Iterator[tuple[MountTable, Location]]:
 
 
 def res(root: Location, path: bytes, **kw: object) -> bytes:
-    return resolve(root, root, path, **kw).absolute_path()  # type: ignore[arg-type]
+    return resolve(PathOp(root, root, path, **kw)).absolute_path()  # type: ignore[arg-type]
 
 
 def test_dotdot_and_dot(vfs: tuple[MountTable, Location]) -> None:
@@ -75,9 +76,9 @@ def test_dotdot_and_dot(vfs: tuple[MountTable, Location]) -> None:
 def test_symlinks(vfs: tuple[MountTable, Location]) -> None:
     _, r = vfs
     assert res(r, b"/a/lf") == b"/a/f"
-    assert res(r, b"/a/lf", follow_final=False) == b"/a/lf"
+    assert res(r, b"/a/lf", follow=False) == b"/a/lf"
     assert res(r, b"/a/ld/") == b"/a/b"
-    assert res(r, b"/a/ld/", follow_final=False) == b"/a/b"  # trailing slash follows
+    assert res(r, b"/a/ld/", follow=False) == b"/a/b"  # trailing slash follows
     assert res(r, b"/a/abs/..") == b"/a"
     with pytest.raises(SyscallError) as e:
         res(r, b"/a/loop1")
@@ -91,7 +92,7 @@ def test_symlink_budget(vfs: tuple[MountTable, Location]) -> None:
     _, r = vfs
     t = r.inode.lookup(b"tmp")
     del t  # the mounted ramfs covers it; use the mount's root
-    tmp = resolve(r, r, b"/tmp")
+    tmp = resolve(PathOp(r, r, b"/tmp"))
     for i in range(41):
         tmp.inode.symlink(b"l%d" % (i + 1), b"l%d" % i, 0, 0)
     tmp.inode.create(b"l0", 0o644, 0, 0)
@@ -120,55 +121,58 @@ def test_errors(vfs: tuple[MountTable, Location]) -> None:
 
 def test_chroot_like_root(vfs: tuple[MountTable, Location]) -> None:
     _, r = vfs
-    root = resolve(r, r, b"/a")
-    assert resolve(root, root, b"../../b").absolute_path() == b"/a/b"
-    assert resolve(root, root, b"/b").absolute_path(root) == b"/b"
+    root = resolve(PathOp(r, r, b"/a"))
+    assert resolve(PathOp(root, root, b"../../b")).absolute_path() == b"/a/b"
+    assert resolve(PathOp(root, root, b"/b")).absolute_path(root) == b"/b"
     with pytest.raises(SyscallError) as e:
-        resolve(root, root, b"/abs")  # "/a/b" seen from inside /a is /a/a/b
+        resolve(PathOp(root, root, b"/abs"))  # "/a/b" seen from inside /a is /a/a/b
     assert err(e) == errno.ENOENT
 
 
 def test_resolve_flags(vfs: tuple[MountTable, Location]) -> None:
     _, r = vfs
-    a = resolve(r, r, b"/a")
-    ok = resolve(r, r, b"b/../f", dir_fd_base=a, resolve_flags=RESOLVE_BENEATH)
+    a = resolve(PathOp(r, r, b"/a"))
+    ok = resolve(PathOp(r, a, b"b/../f", resolve_flags=RESOLVE_BENEATH))
     assert ok.absolute_path() == b"/a/f"
     for path in (b"..", b"/a", b"abs", b"up", b"b/../.."):
         with pytest.raises(SyscallError) as e:
-            resolve(r, r, path, dir_fd_base=a, resolve_flags=RESOLVE_BENEATH)
+            resolve(PathOp(r, a, path, resolve_flags=RESOLVE_BENEATH))
         assert err(e) == errno.EXDEV, path
     # IN_ROOT: "/" and ".." are clamped to the dirfd
-    got = resolve(r, r, b"/b/../../f", dir_fd_base=a, resolve_flags=RESOLVE_IN_ROOT)
+    got = resolve(PathOp(r, a, b"/b/../../f", resolve_flags=RESOLVE_IN_ROOT))
     assert got.absolute_path() == b"/a/f"
     with pytest.raises(SyscallError) as e:
-        resolve(r, r, b"lf", dir_fd_base=a, resolve_flags=RESOLVE_NO_SYMLINKS)
+        resolve(PathOp(r, a, b"lf", resolve_flags=RESOLVE_NO_SYMLINKS))
     assert err(e) == errno.ELOOP
     with pytest.raises(SyscallError) as e:
-        resolve(r, r, b"/tmp", resolve_flags=RESOLVE_NO_XDEV)
+        resolve(PathOp(r, r, b"/tmp", resolve_flags=RESOLVE_NO_XDEV))
     assert err(e) == errno.EXDEV
-    tmp = resolve(r, r, b"/tmp")
+    tmp = resolve(PathOp(r, r, b"/tmp"))
     with pytest.raises(SyscallError) as e:
-        resolve(r, r, b"..", dir_fd_base=tmp, resolve_flags=RESOLVE_NO_XDEV)
+        resolve(PathOp(r, tmp, b"..", resolve_flags=RESOLVE_NO_XDEV))
     assert err(e) == errno.EXDEV
-    assert resolve(r, r, b"/a/lf", resolve_flags=RESOLVE_NO_MAGICLINKS).absolute_path() == b"/a/f"
+    assert (
+        resolve(PathOp(r, r, b"/a/lf", resolve_flags=RESOLVE_NO_MAGICLINKS)).absolute_path()
+        == b"/a/f"
+    )
 
 
 def test_search_permission(vfs: tuple[MountTable, Location]) -> None:
     _, r = vfs
-    a = resolve(r, r, b"/a")
-    a.inode.setattr(mode=0o700)
+    a = resolve(PathOp(r, r, b"/a"))
+    a.inode.setattr(SetAttr(mode=0o700))
     user = Cred.user(1000, 1000)
     with pytest.raises(SyscallError) as e:
-        resolve(r, r, b"/a/f", cred=user)
+        resolve(PathOp(r, r, b"/a/f", cred=user))
     assert err(e) == errno.EACCES
-    assert resolve(r, r, b"/a/f", cred=Cred()).absolute_path() == b"/a/f"
+    assert resolve(PathOp(r, r, b"/a/f", cred=Cred())).absolute_path() == b"/a/f"
 
 
 def test_resolve_parent(vfs: tuple[MountTable, Location]) -> None:
     _, r = vfs
-    pn = resolve_parent(r, r, b"/a/ld/new/")
+    pn = resolve_parent(PathOp(r, r, b"/a/ld/new/"))
     assert pn.parent.absolute_path() == b"/a/b" and pn.name == b"new" and pn.trailing_slash
-    assert resolve_parent(r, r, b"/").name == b"."
+    assert resolve_parent(PathOp(r, r, b"/")).name == b"."
 
 
 def test_names_to_make(vfs: tuple[MountTable, Location]) -> None:
@@ -177,7 +181,7 @@ def test_names_to_make(vfs: tuple[MountTable, Location]) -> None:
 
     def check(path: bytes, want_dir: bool = False) -> int:
         try:
-            resolve_parent(r, r, path).check_new(want_dir=want_dir)
+            check_new(resolve_parent(PathOp(r, r, path)), want_dir=want_dir)
         except SyscallError as e:
             return e.errno
         return 0
@@ -196,7 +200,9 @@ def test_rename_names(vfs: tuple[MountTable, Location]) -> None:
 
     def check(old: bytes, new: bytes, flags: int = 0) -> int:
         try:
-            check_rename(resolve_parent(r, r, old), resolve_parent(r, r, new), flags)
+            check_rename(
+                resolve_parent(PathOp(r, r, old)), resolve_parent(PathOp(r, r, new)), flags
+            )
         except SyscallError as e:
             return e.errno
         return 0
@@ -220,7 +226,7 @@ def test_open_flags(vfs: tuple[MountTable, Location]) -> None:
     _, r = vfs
 
     def op(path: bytes, flags: int, cred: Cred = ROOT) -> int:
-        o = open_path(r, r, None, path, flags, 0o644, 0o022, cred)
+        o = open_path(PathOp(r, r, path, cred=cred), flags, 0o644, 0o022)
         if o.host_fd is not None:
             os.close(o.host_fd)
         return o.kind
@@ -230,7 +236,7 @@ def test_open_flags(vfs: tuple[MountTable, Location]) -> None:
             op(path, flags, cred)
         assert err(e) == want, (path, flags)
 
-    o = open_path(r, r, None, b"/tmp/x", os.O_CREAT | os.O_WRONLY, 0o666, 0o022)
+    o = open_path(PathOp(r, r, b"/tmp/x"), os.O_CREAT | os.O_WRONLY, 0o666, 0o022)
     assert o.created and o.host_fd is not None
     os.write(o.host_fd, b"abc")
     os.close(o.host_fd)
@@ -249,24 +255,24 @@ def test_open_flags(vfs: tuple[MountTable, Location]) -> None:
     assert op(b"/a/lf", os.O_PATH | os.O_NOFOLLOW) == 0o120000
     assert op(b"/a", os.O_RDONLY | os.O_DIRECTORY) == 0o040000
     # O_CREAT through a dangling symlink creates its target
-    o = open_path(r, r, None, b"/a/dangling", os.O_CREAT | os.O_RDWR, 0o600)
+    o = open_path(PathOp(r, r, b"/a/dangling"), os.O_CREAT | os.O_RDWR, 0o600)
     assert o.created and o.location.absolute_path() == b"/a/nowhere"
     assert o.host_fd is not None
     os.close(o.host_fd)
     fails(b"/a/.", os.O_CREAT | os.O_EXCL | os.O_RDWR, errno.EEXIST)
     fails(b"/a/..", os.O_CREAT | os.O_RDWR, errno.EISDIR)
     # O_TRUNC truncates with O_RDONLY too, as on Linux
-    o = open_path(r, r, None, b"/a/nowhere", os.O_RDWR)
+    o = open_path(PathOp(r, r, b"/a/nowhere"), os.O_RDWR)
     assert o.host_fd is not None
     os.write(o.host_fd, b"data")
     os.close(o.host_fd)
-    o = open_path(r, r, None, b"/a/nowhere", os.O_RDONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    o = open_path(PathOp(r, r, b"/a/nowhere"), os.O_RDONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     assert o.host_fd is not None and not o.created
     os.close(o.host_fd)
     assert o.location.inode.getattr().size == 0
     # O_TRUNC empties, and every open has its own offset over shared pages
-    o1 = open_path(r, r, None, b"/tmp/x", os.O_RDWR | os.O_TRUNC)
-    o2 = open_path(r, r, None, b"/tmp/x", os.O_RDONLY)
+    o1 = open_path(PathOp(r, r, b"/tmp/x"), os.O_RDWR | os.O_TRUNC)
+    o2 = open_path(PathOp(r, r, b"/tmp/x"), os.O_RDONLY)
     assert o1.host_fd is not None and o2.host_fd is not None
     os.write(o1.host_fd, b"hello")
     assert os.read(o2.host_fd, 10) == b"hello"
@@ -280,12 +286,12 @@ def test_readonly_hostfs(tmp_path: Path) -> None:
     r = mt.root()
     for flags in (os.O_WRONLY, os.O_RDWR, os.O_CREAT | os.O_RDONLY):
         with pytest.raises(SyscallError) as e:
-            open_path(r, r, None, b"/f" if not flags & os.O_CREAT else b"/g", flags, 0o644)
+            open_path(PathOp(r, r, b"/f" if not flags & os.O_CREAT else b"/g"), flags, 0o644)
         assert err(e) == errno.EROFS
     for call in (
         lambda: r.inode.mkdir(b"d", 0o755, 0, 0),
         lambda: r.inode.unlink(b"f"),
-        lambda: r.inode.lookup(b"f").setattr(size=0),
+        lambda: r.inode.lookup(b"f").setattr(SetAttr(size=0)),
     ):
         with pytest.raises(SyscallError) as e:
             call()
@@ -331,7 +337,7 @@ def test_rename_semantics() -> None:
 
 def test_getdents64(vfs: tuple[MountTable, Location]) -> None:
     _, r = vfs
-    tmp = resolve(r, r, b"/tmp")
+    tmp = resolve(PathOp(r, r, b"/tmp"))
     names = {b"n%03d" % i + b"x" * i for i in range(60)}
     for n in names:
         tmp.inode.create(n, 0o644, 0, 0)

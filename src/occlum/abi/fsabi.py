@@ -108,6 +108,28 @@ class Stat:
     ctime_ns: int = 0
 
 
+@dataclass(slots=True, frozen=True)
+class SetAttr:
+    """The attributes one ``setattr`` changes (Linux's ``struct iattr``): a field left None
+    stays as it is. The permission rules (who may chmod, chown, set times or truncate) are
+    the VFS's; a file system only stores what it is given."""
+
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    size: int | None = None
+    atime_ns: int | None = None
+    mtime_ns: int | None = None
+
+    @property
+    def owner(self) -> bool:
+        return self.uid is not None or self.gid is not None
+
+    @property
+    def times(self) -> bool:
+        return self.atime_ns is not None or self.mtime_ns is not None
+
+
 @dataclass(slots=True)
 class StatFs:
     """What ``statfs(2)`` reports for one file system."""

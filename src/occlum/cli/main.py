@@ -380,8 +380,10 @@ for _command in SERVICE_COMMANDS:
 
 from occlum.cli.completion import completion  # noqa: E402
 from occlum.cli.doctor import doctor  # noqa: E402 - a command of its own module
+from occlum.cli.fsck import fsck  # noqa: E402
 
 cli.add_command(doctor)
+cli.add_command(fsck)
 cli.add_command(completion)
 
 

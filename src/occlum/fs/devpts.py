@@ -17,7 +17,7 @@ import os
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import DEVPTS_SUPER_MAGIC, S_IFDIR, S_IFMT, StatFs, dtype_of_mode
-from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, Stat
+from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, SetAttr, Stat
 from occlum.vfs.mount import FileSystem
 
 __all__ = ["DevPtsFs"]
@@ -137,30 +137,22 @@ class DevPtsNode(Inode):
             pass  # gone with its last descriptor; what it was is still right for a handle
         return _stat(self.last)
 
-    def setattr(
-        self,
-        mode: int | None = None,
-        uid: int | None = None,
-        gid: int | None = None,
-        size: int | None = None,
-        atime_ns: int | None = None,
-        mtime_ns: int | None = None,
-    ) -> None:
+    def setattr(self, attrs: SetAttr) -> None:
         """chmod and utimes, as a terminal's owner does (``mesg``, login programs); owners
         other than the instance's root do not exist on the host side."""
-        if size is not None:
+        if attrs.size is not None:
             raise SyscallError(errno.EINVAL, "truncate of a terminal")
-        if (uid not in (None, 0)) or (gid not in (None, 0)):
+        if (attrs.uid not in (None, 0)) or (attrs.gid not in (None, 0)):
             raise SyscallError(errno.EPERM, "a pseudo-terminal belongs to the instance's root")
         fd = self.fs._dir()
         try:
-            if mode is not None:
-                os.chmod(self.name, mode & 0o7777, dir_fd=fd, follow_symlinks=False)
-            if atime_ns is not None or mtime_ns is not None:
+            if attrs.mode is not None:
+                os.chmod(self.name, attrs.mode & 0o7777, dir_fd=fd, follow_symlinks=False)
+            if attrs.atime_ns is not None or attrs.mtime_ns is not None:
                 st = self.fs.host_stat(self.name)
                 times = (
-                    st.st_atime_ns if atime_ns is None else atime_ns,
-                    st.st_mtime_ns if mtime_ns is None else mtime_ns,
+                    st.st_atime_ns if attrs.atime_ns is None else attrs.atime_ns,
+                    st.st_mtime_ns if attrs.mtime_ns is None else attrs.mtime_ns,
                 )
                 os.utime(self.name, ns=times, dir_fd=fd, follow_symlinks=False)
         except OSError as exc:

@@ -36,7 +36,7 @@ from occlum.abi.fsabi import (
     StatFs,
     dtype_of_mode,
 )
-from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, Stat
+from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, SetAttr, Stat
 from occlum.vfs.mount import FileSystem
 
 __all__ = ["HostFs"]
@@ -302,40 +302,32 @@ class HostInode(Inode):
         finally:
             os.close(fd)
 
-    def setattr(
-        self,
-        mode: int | None = None,
-        uid: int | None = None,
-        gid: int | None = None,
-        size: int | None = None,
-        atime_ns: int | None = None,
-        mtime_ns: int | None = None,
-    ) -> None:
+    def setattr(self, attrs: SetAttr) -> None:
         self._ro()
         if self.is_symlink:
             raise SyscallError(errno.EPERM, "hostfs: attributes of a symlink")
         with self._opath() as fd, _host("setattr"):
             # /proc/self/fd/N of an O_PATH descriptor names exactly the file we walked to
             proc = f"/proc/self/fd/{fd}"
-            if uid is not None or gid is not None:
+            if attrs.owner:
                 # squashed owners, as an NFS root_squash or a FUSE mount gives root: giving a
                 # file away is refused (and the ids it already has are no change)
                 st = os.stat(proc)
-                if (uid is not None and uid != st.st_uid) or (gid is not None and gid != st.st_gid):
+                if attrs.uid not in (None, st.st_uid) or attrs.gid not in (None, st.st_gid):
                     raise SyscallError(errno.EPERM, "hostfs: host files keep their owners")
-            if size is not None:
+            if attrs.size is not None:
                 if self.is_dir:
                     raise SyscallError(errno.EISDIR, "truncate of a directory")
                 if not self.is_regular:
                     raise SyscallError(errno.EINVAL, "truncate of a non-regular file")
-                os.truncate(proc, size)
-            if mode is not None:
-                os.chmod(proc, mode & (_NOSUID_DIR if self.is_dir else _NOSUID_FILE))
-            if atime_ns is not None or mtime_ns is not None:
+                os.truncate(proc, attrs.size)
+            if attrs.mode is not None:
+                os.chmod(proc, attrs.mode & (_NOSUID_DIR if self.is_dir else _NOSUID_FILE))
+            if attrs.atime_ns is not None or attrs.mtime_ns is not None:
                 st = os.stat(proc)
                 os.utime(proc, ns=(
-                    st.st_atime_ns if atime_ns is None else atime_ns,
-                    st.st_mtime_ns if mtime_ns is None else mtime_ns,
+                    st.st_atime_ns if attrs.atime_ns is None else attrs.atime_ns,
+                    st.st_mtime_ns if attrs.mtime_ns is None else attrs.mtime_ns,
                 ))  # fmt: skip
 
     # Extended attributes: user.* ones are the host file's own, read and written through;

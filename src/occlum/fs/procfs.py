@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import PROC_SUPER_MAGIC, S_IFDIR, S_IFLNK, S_IFREG, StatFs, dtype_of_mode
 from occlum.vfs.cred import ROOT, Cred
-from occlum.vfs.inode import DirEntry, Inode, Stat
+from occlum.vfs.inode import DirEntry, Inode, SetAttr, Stat
 from occlum.vfs.mount import FileSystem, MountInfo
 
 if TYPE_CHECKING:
@@ -231,18 +231,10 @@ class ProcHostFile(ProcInode):
             return _memfd_of(self.snapshot(), flags)
         return self.info.open_host(self.host_name, flags & os.O_ACCMODE)
 
-    def setattr(
-        self,
-        mode: int | None = None,
-        uid: int | None = None,
-        gid: int | None = None,
-        size: int | None = None,
-        atime_ns: int | None = None,
-        mtime_ns: int | None = None,
-    ) -> None:
+    def setattr(self, attrs: SetAttr) -> None:
         # O_TRUNC (a shell's `echo name > /proc/self/comm`) is accepted and changes nothing,
         # as on Linux; the mode and owner are the kernel's
-        if mode is not None or uid is not None or gid is not None:
+        if attrs.mode is not None or attrs.uid is not None or attrs.gid is not None:
             raise SyscallError(errno.EPERM, "proc file attributes are fixed")
 
 

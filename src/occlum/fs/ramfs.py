@@ -16,6 +16,7 @@ import itertools
 import os
 import time
 import weakref
+from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import (
@@ -34,9 +35,12 @@ from occlum.abi.fsabi import (
     dtype_of_mode,
 )
 from occlum.platform.fdbudget import lasting
-from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, Stat
+from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, SetAttr, Stat
 from occlum.vfs.mount import FileSystem
 from occlum.vfs.xattr import XattrStore
+
+if TYPE_CHECKING:
+    from occlum.fs.sefs.closes import CloseWatch
 
 __all__ = ["RamFs"]
 
@@ -99,30 +103,22 @@ class RamInode(Inode):
             ctime_ns=self.ctime_ns,
         )
 
-    def setattr(
-        self,
-        mode: int | None = None,
-        uid: int | None = None,
-        gid: int | None = None,
-        size: int | None = None,
-        atime_ns: int | None = None,
-        mtime_ns: int | None = None,
-    ) -> None:
+    def setattr(self, attrs: SetAttr) -> None:
         if self.fs.readonly:
             raise SyscallError(errno.EROFS, "read-only file system")
-        if size is not None:
-            self._truncate(size)
+        if attrs.size is not None:
+            self._truncate(attrs.size)
             self.mtime_ns = time.time_ns()
-        if mode is not None:
-            self.mode = (self.mode & S_IFMT) | (mode & 0o7777)
-        if uid is not None:
-            self.uid = uid
-        if gid is not None:
-            self.gid = gid
-        if atime_ns is not None:
-            self.atime_ns = atime_ns
-        if mtime_ns is not None:
-            self.mtime_ns = mtime_ns
+        if attrs.mode is not None:
+            self.mode = (self.mode & S_IFMT) | (attrs.mode & 0o7777)
+        if attrs.uid is not None:
+            self.uid = attrs.uid
+        if attrs.gid is not None:
+            self.gid = attrs.gid
+        if attrs.atime_ns is not None:
+            self.atime_ns = attrs.atime_ns
+        if attrs.mtime_ns is not None:
+            self.mtime_ns = attrs.mtime_ns
         self.ctime_ns = time.time_ns()
 
     # extended attributes: kept with the inode (a SEFS volume stores them in its metadata)
@@ -226,20 +222,12 @@ class RamFile(RamInode):
         st.ctime_ns = max(self.ctime_ns, host.st_ctime_ns)
         return st
 
-    def setattr(
-        self,
-        mode: int | None = None,
-        uid: int | None = None,
-        gid: int | None = None,
-        size: int | None = None,
-        atime_ns: int | None = None,
-        mtime_ns: int | None = None,
-    ) -> None:
-        super().setattr(mode, uid, gid, size, atime_ns, mtime_ns)
-        if mtime_ns is not None and self.memfd is not None:
+    def setattr(self, attrs: SetAttr) -> None:
+        super().setattr(attrs)
+        if attrs.mtime_ns is not None and self.memfd is not None:
             # set the memfd's own times, so later native writes move them forward as on Linux
             host = os.fstat(self.memfd)
-            os.utime(self.memfd, ns=(host.st_atime_ns, mtime_ns))
+            os.utime(self.memfd, ns=(host.st_atime_ns, attrs.mtime_ns))
 
     def _truncate(self, size: int) -> None:
         if size < 0:
@@ -250,7 +238,16 @@ class RamFile(RamInode):
         fd = self._fd()
         self.atime_ns = time.time_ns()
         # reopening through /proc gives a new open description (own offset), same pages
-        return os.open(f"/proc/self/fd/{fd}", (flags & HOST_OPEN_MASK) | os.O_CLOEXEC)
+        host_fd = os.open(f"/proc/self/fd/{fd}", (flags & HOST_OPEN_MASK) | os.O_CLOEXEC)
+        if self._nameless():
+            watch = self.fs.close_watch
+            try:
+                if watch is not None:
+                    watch.watch(self, fd, every_close=True)
+                    self.descriptions += 1
+            except OSError:
+                pass  # unwatched, it stays allocated until the instance ends, as before
+        return host_fd
 
     def dropped(self) -> None:
         # descriptors already donated keep the memfd's file alive in the host kernel
@@ -258,6 +255,28 @@ class RamFile(RamInode):
 
     # frees an O_TMPFILE file never named (its memfd, its inode) when the inode is freed
     _release: weakref.finalize[[int, RamFs], RamFile] | None = None
+    # of a nameless file: the open file descriptions handed out and not yet closed
+    descriptions = 0
+
+    def _nameless(self) -> bool:
+        """An O_TMPFILE file never named, still allocated."""
+        return self.nlink == 0 and self._release is not None and self._release.alive
+
+    def closed(self, wrote: bool) -> bool:
+        """The kernel reported that an open file description of this file went away (its last
+        descriptor, dup, fork copy and mapping; ``wrote``: a writable one; see
+        :mod:`occlum.fs.sefs.closes`). A nameless file whose descriptions are all gone can
+        never be reached again: it is freed now, as Linux frees it at its last close, instead
+        of when this inode object is (the object registry keeps it while its memfd lives, and
+        the memfd lives until it is freed). True when the file system should commit."""
+        if self.descriptions > 0:
+            self.descriptions -= 1
+            if not self.descriptions and self._nameless():
+                assert self._release is not None
+                self._release.detach()
+                self.fs.release_inode()
+                self.dropped()
+        return False
 
     def close_memfd(self) -> None:
         if self.memfd is None:
@@ -498,6 +517,9 @@ class RamFs(FileSystem):
     fstype = "tmpfs"
     root: RamDir
     backing: int | None = None
+    # the LibOS's watch of closes: nameless files are freed at their last close (without it,
+    # when their inode object is)
+    close_watch: CloseWatch | None = None
     max_inodes = 0  # nr_inodes=: 0 is no limit
     used_inodes = 0
 

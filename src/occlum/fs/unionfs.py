@@ -67,7 +67,7 @@ from occlum.abi.fsabi import (
     Stat,
     StatFs,
 )
-from occlum.vfs.inode import DirEntry, Inode
+from occlum.vfs.inode import DirEntry, Inode, SetAttr
 from occlum.vfs.mount import FileSystem
 from occlum.vfs.xattr import XATTR_CREATE, XATTR_REPLACE
 
@@ -156,26 +156,18 @@ class UnionInode(Inode):
     def readlink(self) -> bytes:
         return self._layer().readlink()
 
-    def setattr(
-        self,
-        mode: int | None = None,
-        uid: int | None = None,
-        gid: int | None = None,
-        size: int | None = None,
-        atime_ns: int | None = None,
-        mtime_ns: int | None = None,
-    ) -> None:
-        if size is not None:
+    def setattr(self, attrs: SetAttr) -> None:
+        if attrs.size is not None:
             # refuse before copying anything up
             if self.is_dir:
                 raise SyscallError(errno.EISDIR, "truncate of a directory")
             if not self.is_regular:
                 raise SyscallError(errno.EINVAL, "truncate of a non-regular file")
-            if size < 0:
+            if attrs.size < 0:
                 raise SyscallError(errno.EINVAL, "negative size")
         # a truncation copies only the bytes that survive it
-        upper = self.fs.copy_up(self, keep=size)
-        upper.setattr(mode, uid, gid, size, atime_ns, mtime_ns)
+        upper = self.fs.copy_up(self, keep=attrs.size)
+        upper.setattr(attrs)
 
     def get_xattr(self, name: bytes) -> bytes:
         return self._layer().get_xattr(name)
@@ -612,10 +604,12 @@ class UnionFs(FileSystem):
         for xname in lower.list_xattr():
             new.set_xattr(xname, lower.get_xattr(xname), 0)
         new.setattr(
-            mode=None if kind == S_IFLNK else perms, atime_ns=st.atime_ns, mtime_ns=st.mtime_ns
+            SetAttr(
+                mode=None if kind == S_IFLNK else perms, atime_ns=st.atime_ns, mtime_ns=st.mtime_ns
+            )
         )
         # a copy-up is not a change of the directory a program could see
-        pup.setattr(atime_ns=saved.atime_ns, mtime_ns=saved.mtime_ns)
+        pup.setattr(SetAttr(atime_ns=saved.atime_ns, mtime_ns=saved.mtime_ns))
         self._by_upper[new.ino] = node.ino
         node.upper = new
         return new
@@ -625,6 +619,12 @@ class UnionFs(FileSystem):
 
     def sync(self) -> None:
         self.upper.sync()
+
+    def unstored(self, inode: Inode | None = None) -> list[str]:
+        if inode is None:
+            return self.upper.unstored()
+        upper = inode.upper if isinstance(inode, UnionInode) else None
+        return [] if upper is None else self.upper.unstored(upper)
 
 
 def _copy_contents(src: Inode, dst: Inode, length: int) -> None:

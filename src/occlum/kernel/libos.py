@@ -84,6 +84,7 @@ class LibOS:
         self.stub = build_stub()
         self.shadow = Shadow()  # the names the host kernel resolves: execve paths, FIFOs, sockets
         self.first_status: int | None = None
+        self.exit_committed = True  # the exit-time commit stored everything
         self.tree_live = False  # a process tree was launched and not yet ended
         # the current tree's (set when it is launched): its calls, its init's report
         self.listener: Listener

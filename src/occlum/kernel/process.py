@@ -11,53 +11,14 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+# an exec in progress is the loader's (re-exported: the kernel's exec cache holds CachedProgram)
+from occlum.loader.program import CachedProgram as CachedProgram
+from occlum.loader.program import ExecRequest, FileIdentity
 from occlum.platform.memory import TaskMemory
 from occlum.vfs.cred import ROOT, Cred
 
 if TYPE_CHECKING:
-    from occlum.loader.elf import ElfImage
-    from occlum.vfs.mount import FileSystem
     from occlum.vfs.path import Location
-
-# a LibOS file as a program being run: its file system and inode number
-FileIdentity = tuple["FileSystem", int]
-
-
-@dataclass(slots=True, frozen=True)
-class CachedProgram:
-    """An executable of a read-only file system, kept open for repeated execs."""
-
-    exe_path: bytes
-    fd: int
-
-
-@dataclass(slots=True)
-class ExecRequest:
-    """An ``execve`` the LibOS accepted; carried out when the stub asks for it."""
-
-    exe_path: bytes  # absolute LibOS path of the program
-    execfn: bytes  # the path as the caller gave it (AT_EXECFN)
-    argv: list[bytes]
-    envp: list[bytes]
-    prog_fd: int
-    prog: ElfImage
-    interp_fd: int | None
-    interp: ElfImage | None
-    owned_fds: list[int] = field(default_factory=list)  # the others belong to the exec cache
-    # (descriptor number, our copy of what it held): descriptors an execveat replaced so that
-    # the kernel would find the stub there, put back in the new program (not close-on-exec)
-    restore: list[tuple[int, int]] = field(default_factory=list)
-    exe_id: FileIdentity | None = None  # the program's file (None: not a LibOS file)
-    # the name the program gets in /proc/PID/comm, when the kernel's (the stub's) is wrong
-    comm: bytes | None = None
-
-    def close(self) -> None:
-        for fd in self.owned_fds:
-            os.close(fd)
-        self.owned_fds.clear()
-        for _n, fd in self.restore:
-            os.close(fd)
-        self.restore.clear()
 
 
 @dataclass(slots=True, eq=False)

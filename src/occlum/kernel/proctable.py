@@ -18,7 +18,7 @@ from occlum.kernel.procinfo import initial_groups, read_proc
 from occlum.kernel.spec import RunSpec
 from occlum.platform.faults import FaultLog
 from occlum.vfs.cred import ROOT
-from occlum.vfs.path import Location, resolve
+from occlum.vfs.path import Location, PathOp, resolve
 
 SIGNAMES = {s.value: s.name for s in signal.Signals}
 
@@ -87,7 +87,7 @@ class ProcTable:
         root = self._root()
         if parent is None:
             try:
-                cwd = resolve(root, root, self.spec.cwd.encode())
+                cwd = resolve(PathOp(root, root, self.spec.cwd.encode()))
             except SyscallError:
                 cwd = root
             p = Process(

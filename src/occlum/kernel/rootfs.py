@@ -29,7 +29,7 @@ from occlum.kernel.objects import FileRef
 from occlum.kernel.spec import MountSpec, RunSpec
 from occlum.platform import native
 from occlum.vfs.mount import FileSystem, MountTable
-from occlum.vfs.path import resolve
+from occlum.vfs.path import PathOp, resolve
 
 # the types Occlum.json may mount, and the source /proc/mounts shows for each (the host path
 # of a hostfs is not the program's business)
@@ -67,6 +67,7 @@ class FileSystems:
         # the pseudo-terminals of /dev/ptmx and /dev/pts: each tree brings its devpts instance
         self.devpts = DevPtsFs()
         self.mounts = self._init_mounts() if spec.init_image else self._build_mounts()
+        self.writeback_errors: dict[FileSystem, str] = {}  # the last one logged, per volume
         self.root_pending: MountTable | None = None  # what mount_rootfs mounted
         self.boot_error: str | None = None  # why mount_rootfs failed
 
@@ -89,6 +90,7 @@ class FileSystems:
             counters = None if m.temporary else self.counters
             fs = SefsFs(m.source, m.key, mac_only=m.mac_only, counters=counters)
             fs.close_watch = self.close_watch
+            fs.log_error = self.log.error
             if m.temporary:
                 self.temporary_fs.append(fs)
             return fs, ""
@@ -111,7 +113,7 @@ class FileSystems:
             return None
         root = self.mounts.root()
         try:
-            loc = resolve(root, root, b"/dev/pts/%d" % os.minor(st.st_rdev))
+            loc = resolve(PathOp(root, root, b"/dev/pts/%d" % os.minor(st.st_rdev)))
         except SyscallError:
             return None
         return FileRef(loc) if loc.inode.ino == st.st_ino and loc.inode.fs is self.devpts else None
@@ -238,13 +240,23 @@ class FileSystems:
     def _temporary(self, fs: object) -> bool:
         return any(fs is tmp for tmp in self.temporary_fs)
 
-    def sync(self) -> None:
-        """Commit every writable protected file system; a failure is logged, never fatal."""
+    def sync(self) -> bool:
+        """Commit every writable protected file system; a failure is logged, never fatal.
+        False if something is not stored (a file that did not fit was logged by its volume)."""
+        stored = True
         for fs in self.persistent():
             try:
                 fs.sync()
             except SyscallError as exc:
-                self.log.error(f"cannot write back {fs.fstype}: {exc.why or exc}")
+                why = f"cannot write back {fs.fstype}: {exc.why or exc}"
+                if self.writeback_errors.get(fs) != why:  # once, not at every write-back
+                    self.log.error(why)
+                self.writeback_errors[fs] = why
+                stored = False
+            else:
+                self.writeback_errors.pop(fs, None)
+                stored = stored and not fs.unstored()
+        return stored
 
     def persistent(self) -> list[FileSystem]:
         """The mounted file systems whose changes are committed to storage (not temporary)."""
@@ -255,16 +267,25 @@ class FileSystems:
                 seen.append(fs)  # a union's sync is its writable layer's
         return seen
 
-    def close(self) -> None:
-        """At the instance's end: commit, stop watching closes, drop the temporary volumes."""
-        self.sync()
+    def close(self) -> bool:
+        """At the instance's end: commit, stop watching closes, drop the temporary volumes.
+        False if the commit did not store everything (said in the log)."""
+        stored = self.sync()
+        if not stored:
+            self.log.error(
+                "the exit-time commit failed, the program's last writes are lost: "
+                "occlum run does not exit 0"
+            )
         self.close_watch.close()
         for storage in self.temporary_dirs:
             shutil.rmtree(storage, ignore_errors=True)
+        return stored
 
     def _mount(
         self, table: MountTable, fs: object, target: str, source: bytes, where: str = "image/"
     ) -> None:
+        if isinstance(fs, RamFs):  # its nameless files are freed at their last close
+            fs.close_watch = self.close_watch
         try:
             table.mount(fs, target.encode(), source=source)  # type: ignore[arg-type]
         except SyscallError as exc:

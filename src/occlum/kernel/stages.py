@@ -43,7 +43,7 @@ def run(libos: LibOS) -> int:
         for s, h in old.items():
             signal.signal(s, h)
         shutdown(libos)
-    return exit_code(libos)
+    return exit_code_after_commit(libos)
 
 
 def run_init(libos: LibOS, env: list[bytes]) -> None:
@@ -86,7 +86,7 @@ def serve(libos: LibOS, started: Callable[[int, socket.socket], None]) -> int:
         run_tree(libos, [b"/"], env, started=started)
     finally:
         shutdown(libos)
-    return exit_code(libos)
+    return exit_code_after_commit(libos)
 
 
 def echo_to_caller(libos: LibOS, line: bytes) -> None:
@@ -169,6 +169,13 @@ def forward_signal(libos: LibOS, signum: int, _frame: object) -> None:
         pass
 
 
+def exit_code_after_commit(libos: LibOS) -> int:
+    """The exit status, or 1 for a program that succeeded but whose writes were not all
+    stored at exit (its last writes are lost; the log said why)."""
+    code = exit_code(libos)
+    return 1 if code == 0 and not libos.exit_committed else code
+
+
 def exit_code(libos: LibOS) -> int:
     status = libos.first_status if libos.first_status is not None else (127 << 8)
     if os.WIFSIGNALED(status):
@@ -218,7 +225,7 @@ def end_tree(libos: LibOS) -> None:
 
 def shutdown(libos: LibOS) -> None:
     end_tree(libos)
-    libos.filesystems.close()
+    libos.exit_committed = libos.filesystems.close()
 
 
 def _take_terminal_back() -> None:

@@ -1,14 +1,22 @@
 """The load plan: the system calls that map a program (and its interpreter) into the stub,
-and the initial stack the program starts with (argv, envp, auxv), as the kernel would build it."""
+and the initial stack the program starts with (argv, envp, auxv), as the kernel would build it.
+:func:`plan_exec` puts them together for one accepted exec (:mod:`occlum.loader.program`)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from occlum.abi.errors import SyscallError
 from occlum.abi.syscalls import NR
 from occlum.loader.elf import PROT_WRITE, ElfImage
+from occlum.platform.stub import COMMANDS_OFFSET, MAX_COMMANDS
+
+if TYPE_CHECKING:
+    from occlum.loader.program import ExecRequest
 
 PAGE = 4096
 MAP_PRIVATE = 0x02
@@ -17,6 +25,10 @@ MAP_ANONYMOUS = 0x20
 MAP_FIXED_NOREPLACE = 0x100000
 PROT_NONE = 0
 MEMSET = -1
+MASK64 = (1 << 64) - 1
+PR_SET_NAME = 15
+# what the arguments, environment and auxv may take of the stack the stub runs on
+STACK_LIMIT = 120 * 1024
 
 # where load biases are drawn from (page-aligned, 2^28 pages of randomness each); far from the
 # stub (0x6f00_0000_0000), the stack and the vDSO at the top of the address space.
@@ -156,3 +168,70 @@ def parse_kernel_auxv(stack: bytes) -> dict[int, int] | None:
         aux[words[i]] = words[i + 1]
         i += 2
     return None
+
+
+@dataclass(slots=True, frozen=True)
+class StubStart:
+    """What the stub is given for one exec: ``stack`` to write at ``rsp``, the program's
+    ``comm`` name (if it has its own) to write at ``comm_at``, and ``buffer`` for the stub's
+    command buffer (the start address, the stack pointer, then the commands)."""
+
+    rsp: int
+    stack: bytes
+    comm_at: int
+    buffer: bytes
+    commands: int
+
+
+def plan_exec(
+    req: ExecRequest,
+    prog_fd: int,
+    interp_fd: int | None,
+    kernel_aux: dict[int, int],
+    ids: dict[int, int],
+    rsp0: int,
+) -> StubStart:
+    """The mappings, stack and start of ``req``'s program, with its descriptor ``prog_fd``
+    (and its interpreter's, ``interp_fd``) as numbers in the process. ``kernel_aux`` is the
+    auxv the kernel gave the stub (its stack at ``rsp0``); ``ids`` the AT_UID..AT_EGID the
+    program is told."""
+    plan = LoadPlan()
+    prog = req.prog
+    bias = random_bias(PIE_BASE) if prog.is_pie else 0
+    map_image(plan, prog, prog_fd, bias)
+    entry = prog.entry + bias
+    interp_bias = 0
+    if req.interp is not None and interp_fd is not None:
+        interp_bias = random_bias(INTERP_BASE)
+        map_image(plan, req.interp, interp_fd, interp_bias)
+        plan.syscall("close", interp_fd)
+        start = req.interp.entry + interp_bias
+    else:
+        start = entry
+    plan.syscall("close", prog_fd)
+    aux = [(k, ids.get(k, kernel_aux.get(k, 0))) for k in INHERITED_AUXV if k in kernel_aux]
+    aux += [
+        (AT_PHDR, prog.phdr_vaddr + bias),
+        (AT_PHENT, prog.phentsize),
+        (AT_PHNUM, prog.phnum),
+        (AT_PAGESZ, PAGE),
+        (AT_BASE, interp_bias),
+        (AT_FLAGS, 0),
+        (AT_ENTRY, entry),
+        (AT_SECURE, 0),
+    ]
+    top = (rsp0 - 256) & ~0xF
+    rsp, stack = build_stack(top, req.argv, req.envp, aux, req.execfn)
+    if top - rsp > STACK_LIMIT:
+        raise SyscallError(errno.E2BIG, "arguments and environment too large for the stack")
+    if req.comm is not None:  # in the gap between the new stack's top and the stub's
+        plan.syscall("prctl", PR_SET_NAME, top)
+    if len(plan.commands) > MAX_COMMANDS:
+        raise SyscallError(errno.ENOEXEC, "too many segments")
+    words: list[int] = [0, start, rsp, 0, 0, 0, 0, 0]
+    assert len(words) * 8 == COMMANDS_OFFSET
+    for cmd in plan.commands:
+        words.extend(a & MASK64 for a in cmd)
+        words.append(0)
+    buffer = struct.pack(f"<{len(words)}Q", *words)
+    return StubStart(rsp, stack, top, buffer, len(plan.commands))

@@ -205,9 +205,11 @@ def seccomp_set_filter(flags: int, program: bytes) -> int:
 
 
 IN_CLOSE_WRITE = 0x8
+IN_CLOSE_NOWRITE = 0x10
 IN_DELETE_SELF = 0x400
 IN_Q_OVERFLOW = 0x4000
 IN_IGNORED = 0x8000
+IN_MASK_ADD = 0x20000000
 
 
 def inotify_init() -> int:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import AT_FDCWD
 from occlum.kernel.objects import FileRef
+from occlum.vfs.path import PathOp
 
 if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS
@@ -44,6 +45,17 @@ def dirfd_base(libos: LibOS, t: Task, dirfd: int) -> Location:
     if not ref.location.inode.is_dir:
         raise SyscallError(errno.ENOTDIR, "descriptor is not a directory")
     return ref.location
+
+
+def path_op(
+    libos: LibOS, t: Task, dirfd: int, path: bytes, *, follow: bool = True, resolve_flags: int = 0
+) -> PathOp:
+    """The path ``path`` of an ``*at`` call as the calling thread names it: from its root, from
+    ``dirfd``'s directory (or its cwd) when relative, searched with its credentials. An
+    absolute or empty path never looks at ``dirfd`` (Linux ignores it then)."""
+    p = t.process
+    start = p.cwd if not path or path.startswith(b"/") else dirfd_base(libos, t, dirfd)
+    return PathOp(p.root, start, path, follow, resolve_flags, t.cred)
 
 
 def fd_location(libos: LibOS, t: Task, fd: int) -> Location:

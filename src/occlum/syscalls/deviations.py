@@ -62,6 +62,13 @@ DEVIATIONS: tuple[Deviation, ...] = (
         "outside the instance is reachable",
     ),
     Deviation(
+        ("open", "openat", "mkdir", "mknod", "chown", "fchown"),
+        "on a hostfs mount, a file a user inside creates belongs to the host user running "
+        "occlum, and chown cannot give a host file to another owner (EPERM)",
+        "the files are the host's: giving one to a host uid would hand it to whoever has that "
+        "uid on the host (docs/configuration.md, hostfs)",
+    ),
+    Deviation(
         ("kill", "tgkill", "rt_sigqueueinfo"),
         "a signal to a process group or to -1 of which the sender may signal only some "
         "members reaches those with si_pid 0",

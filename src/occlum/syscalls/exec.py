@@ -1,12 +1,10 @@
 """execve/execveat and the loader stub's call: programs are loaded by the LibOS, not the host.
 
-``execve`` is checked and prepared here (the file, its interpreter, ``#!`` scripts), then the
-kernel is let to execute the loader stub, which the supervisor placed at the very path the
-program named in the instance's empty mount namespace. The stub's first call lands in
-:func:`sys_stub`, which maps the program and its interpreter and builds the initial stack.
-
-Over 500 lines until the load plan (the file, ``#!``, the ELF and its interpreter) moves to
-``loader/`` (issue 13, item 6).
+``execve`` copies its arguments in and has :mod:`occlum.loader.program` open and check the
+program (its interpreter, ``#!`` scripts); then the kernel is let to execute the loader stub,
+which the supervisor placed at the very path the program named in the instance's empty mount
+namespace. The stub's first call lands in :func:`sys_stub`, which installs the program's
+descriptors and writes :func:`occlum.loader.plan.plan_exec`'s mappings and stack into it.
 """
 
 from __future__ import annotations
@@ -15,86 +13,33 @@ import errno
 import os
 import select
 import stat
-import struct
-from typing import TYPE_CHECKING, NamedTuple
+from functools import partial
+from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
-from occlum.abi.fsabi import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, S_IFREG
+from occlum.abi.fsabi import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW
 from occlum.kernel.api import PROCEED
-from occlum.kernel.process import CachedProgram, ExecRequest, Process, Task
-from occlum.loader.elf import ElfImage, parse_elf
-from occlum.loader.plan import (
-    AT_BASE,
-    AT_EGID,
-    AT_ENTRY,
-    AT_EUID,
-    AT_FLAGS,
-    AT_GID,
-    AT_PAGESZ,
-    AT_PHDR,
-    AT_PHENT,
-    AT_PHNUM,
-    AT_SECURE,
-    AT_UID,
-    INHERITED_AUXV,
-    INTERP_BASE,
-    PIE_BASE,
-    LoadPlan,
-    build_stack,
-    map_image,
-    parse_kernel_auxv,
-    random_bias,
+from occlum.kernel.process import Process, Task
+from occlum.loader.plan import AT_EGID, AT_EUID, AT_GID, AT_UID, parse_kernel_auxv, plan_exec
+from occlum.loader.program import (
+    ExecRequest,
+    Executable,
+    ProgramOpener,
+    file_identity,
 )
+from occlum.loader.program import MissingInterpreter as MissingInterpreter  # for occlum.boot
 from occlum.platform import launch as launcher
 from occlum.platform import native
-from occlum.platform.stub import BUFFER_ADDR, COMMANDS_OFFSET, MAX_COMMANDS
-from occlum.syscalls.common import dirfd_base, s32
+from occlum.platform.stub import BUFFER_ADDR
+from occlum.syscalls.common import path_op, s32
 from occlum.syscalls.cred import exec_cred
-from occlum.vfs.inode import MAY_EXEC, ROOT, Cred, check_access
-from occlum.vfs.path import resolve
+from occlum.vfs.path import PathOp
 
 if TYPE_CHECKING:
     from occlum.kernel.api import Result
     from occlum.kernel.libos import LibOS
-    from occlum.kernel.process import FileIdentity
     from occlum.vfs.inode import Inode
     from occlum.vfs.path import Location
-
-MAX_SCRIPT_DEPTH = 4
-# how a missing interpreter is put right (its ENOENT names the file it looked for)
-COPY_HINT = " (copy it into the image, e.g. with copy_bom)"
-
-
-class MissingInterpreter(SyscallError):
-    """ENOENT for a program that exists but whose ELF or ``#!`` interpreter does not: the
-    message names the missing file, which the program's ENOENT alone does not."""
-
-    def __init__(self, why: str) -> None:
-        super().__init__(errno.ENOENT, why)
-
-
-MASK64 = (1 << 64) - 1
-PR_SET_NAME = 15
-
-
-EXEC_CACHE_SIZE = 64
-
-
-class Executable(NamedTuple):
-    """A file about to be executed: its name, a host descriptor of it, whether that descriptor
-    is the caller's to close (else the exec cache's), and its identity as a running program's
-    file (None for a file outside the LibOS's file systems)."""
-
-    path: bytes
-    fd: int
-    owned: bool
-    ident: FileIdentity | None
-
-
-def file_identity(inode: Inode) -> FileIdentity:
-    """A LibOS file's identity: its file system and inode number (inode objects may be
-    wrappers made per lookup, as the union's are)."""
-    return inode.fs, inode.ino
 
 
 def program_running(libos: LibOS, inode: Inode) -> bool:
@@ -113,38 +58,9 @@ def _alive(p: Process) -> bool:
         return False
 
 
-def _executable(libos: LibOS, loc: Location, cred: Cred = ROOT) -> Executable:
-    """The file at ``loc``, which must be an executable regular file not open for writing.
-
-    Programs of read-only file systems (the image) cannot change while the instance runs:
-    their descriptors stay open in a small cache, so a repeated exec of the same program costs
-    a path walk and a dict lookup.
-    """
-    inode = loc.inode
-    if inode.ftype != S_IFREG:
-        raise SyscallError(errno.EACCES, "not a regular file")
-    check_access(inode.getattr(), cred, MAY_EXEC)
-    ident = file_identity(inode)
-    fixed = inode.immutable_content()
-    key = (id(fixed.fs), fixed.ino) if fixed is not None else (0, 0)
-    cache = libos.exec_cache
-    if fixed is not None:
-        hit = cache.get(key)
-        if hit is not None:
-            cache.move_to_end(key)
-            return Executable(hit.exe_path, hit.fd, False, ident)
-    host_fd = inode.open_host_fd(os.O_RDONLY)
-    exe_path = loc.absolute_path()
-    if fixed is None:
-        if _open_for_writing(libos, host_fd):
-            os.close(host_fd)
-            raise SyscallError(errno.ETXTBSY, f"{exe_path!r} is open for writing")
-        return Executable(exe_path, host_fd, True, ident)
-    cache[key] = CachedProgram(exe_path, host_fd)
-    if len(cache) > EXEC_CACHE_SIZE:
-        _old, gone = cache.popitem(last=False)
-        os.close(gone.fd)
-    return Executable(exe_path, host_fd, False, ident)
+def _programs(libos: LibOS) -> ProgramOpener:
+    """The instance's way of opening programs: its exec cache, its processes' descriptors."""
+    return ProgramOpener(libos.exec_cache, partial(_open_for_writing, libos))
 
 
 def _open_for_writing(libos: LibOS, host_fd: int) -> bool:
@@ -171,23 +87,6 @@ def _writable(host_pid: int, fd: str) -> bool:
     return False
 
 
-def _open_exec(
-    libos: LibOS,
-    root: Location,
-    cwd: Location,
-    path: bytes,
-    base: Location | None = None,
-    follow: bool = True,
-    cred: Cred = ROOT,
-) -> Executable:
-    """:func:`_executable` of the file ``path`` names (relative to ``base``, else ``cwd``),
-    searched and executed with ``cred``'s rights."""
-    loc = resolve(root, cwd, path, follow_final=follow, dir_fd_base=base, cred=cred)
-    if loc.inode.is_symlink:
-        raise SyscallError(errno.ELOOP, f"{path!r} is a symlink (AT_SYMLINK_NOFOLLOW)")
-    return _executable(libos, loc, cred)
-
-
 def _host_executable(p: Process, fd: int, st: os.stat_result) -> Executable:
     """A file the program holds that is not the LibOS's (a memfd it made and filled): the
     LibOS loads it from its contents, as the kernel would, never letting the kernel run it."""
@@ -208,88 +107,6 @@ def _host_executable(p: Process, fd: int, st: os.stat_result) -> Executable:
     return Executable(name, own, True, None)
 
 
-def prepare_exec(
-    libos: LibOS,
-    root: Location,
-    cwd: Location,
-    first: Executable,
-    script_name: bytes | None,
-    execfn: bytes,
-    argv: list[bytes],
-    envp: list[bytes],
-    cred: Cred = ROOT,
-) -> ExecRequest:
-    """Everything an exec of ``first`` (an :func:`_executable` result) needs, checked now so
-    that a failing execve returns an error. ``script_name`` is the name a ``#!`` interpreter
-    is given for the file; None when no interpreter could open it (a script run from a
-    close-on-exec descriptor: ENOENT, as on Linux). ``execfn`` is AT_EXECFN."""
-    exe_path, fd, owned, ident = first
-    name = script_name
-    for _depth in range(MAX_SCRIPT_DEPTH):
-        owned_fds = [fd] if owned else []
-        try:
-            head = os.pread(fd, 256, 0)
-        except OSError:
-            for ofd in owned_fds:
-                os.close(ofd)
-            raise
-        if head.startswith(b"#!"):
-            if owned:
-                os.close(fd)
-            script = exe_path.decode(errors="replace")
-            if name is None:
-                raise SyscallError(
-                    errno.ENOENT,
-                    f"{script} is a script run from a close-on-exec descriptor: "
-                    "its interpreter could not open it",
-                )
-            line = head[2:].split(b"\n", 1)[0].strip()
-            if not line:
-                raise SyscallError(errno.ENOEXEC, f"{name!r}: empty #! line")
-            interp, _, arg = line.partition(b" ")
-            arg = arg.strip()
-            argv = [interp, *([arg] if arg else []), name, *argv[1:]]
-            try:
-                exe_path, fd, owned, ident = _open_exec(libos, root, cwd, interp, cred=cred)
-            except SyscallError as exc:
-                if exc.errno == errno.ENOENT and not isinstance(exc, MissingInterpreter):
-                    raise MissingInterpreter(
-                        f"{script}: its #! interpreter {interp.decode(errors='replace')} is "
-                        f"missing in the instance{COPY_HINT}",
-                    )
-                raise
-            name = interp
-            continue
-        try:
-            prog = parse_elf(fd, exe_path.decode(errors="replace"))
-            interp_fd = None
-            interp_img: ElfImage | None = None
-            if prog.interp is not None:
-                try:
-                    interp_fd, interp_owned = _open_exec(libos, root, root, prog.interp, cred=cred)[
-                        1:3
-                    ]
-                except SyscallError as exc:
-                    if exc.errno == errno.ENOENT:
-                        raise MissingInterpreter(
-                            f"{exe_path.decode(errors='replace')}: its ELF interpreter "
-                            f"{prog.interp.decode(errors='replace')} is missing in the "
-                            f"instance{COPY_HINT}",
-                        )
-                    raise
-                if interp_owned:
-                    owned_fds.append(interp_fd)
-                interp_img = parse_elf(interp_fd, prog.interp.decode(errors="replace"))
-        except BaseException:
-            for ofd in owned_fds:
-                os.close(ofd)
-            raise
-        return ExecRequest(
-            exe_path, execfn, argv, envp, fd, prog, interp_fd, interp_img, owned_fds, exe_id=ident
-        )
-    raise SyscallError(errno.ELOOP, "too many levels of #! interpreters")
-
-
 def _read_strings(t: Task, addr: int) -> list[bytes]:
     mem = t.mem
     return mem.read_cstrings(mem.read_pointer_array(addr))
@@ -302,7 +119,6 @@ def _read_argv(t: Task, addr: int) -> list[bytes]:
 
 
 def _accept(libos: LibOS, p: Process, req: ExecRequest) -> Result:
-
     libos.proctable.settle_children(p)
     if p.pending_exec is not None:
         p.pending_exec.close()
@@ -323,8 +139,9 @@ def do_execve(
     envp = _read_strings(t, envp_ptr)
     if not path:
         raise SyscallError(errno.ENOENT, "empty path")
-    first = _open_exec(libos, p.root, p.cwd, path, follow=follow, cred=t.cred)
-    req = prepare_exec(libos, p.root, p.cwd, first, path, path, argv, envp, t.cred)
+    programs = _programs(libos)
+    first = programs.open(PathOp(p.root, p.cwd, path, follow, cred=t.cred))
+    req = programs.prepare(p.root, p.cwd, first, path, path, argv, envp, t.cred)
     try:
         libos.shadow.stub(path)
     except SyscallError:
@@ -335,8 +152,9 @@ def do_execve(
 
 def check_program(libos: LibOS, root: Location, path: bytes) -> None:
     """Check ``path`` as an exec of it would (``occlum run`` does before it starts)."""
-    first = _open_exec(libos, root, root, path)
-    prepare_exec(libos, root, root, first, path, path, [path], []).close()
+    programs = _programs(libos)
+    first = programs.open(PathOp(root, root, path))
+    programs.prepare(root, root, first, path, path, [path], []).close()
 
 
 def _report_missing(libos: LibOS, t: Task, exc: MissingInterpreter) -> None:
@@ -388,8 +206,9 @@ def _exec_descriptor(libos: LibOS, t: Task, fd: int, argv_ptr: int, envp_ptr: in
     p = t.process
     argv = _read_argv(t, argv_ptr)
     envp = _read_strings(t, envp_ptr)
+    programs = _programs(libos)
     if fd == AT_FDCWD:
-        first = _executable(libos, p.cwd, t.cred)  # a directory: EACCES
+        first = programs.executable(p.cwd, t.cred)  # a directory: EACCES
     else:
         if fd < 0:
             raise SyscallError(errno.EBADF, "negative descriptor")
@@ -399,7 +218,9 @@ def _exec_descriptor(libos: LibOS, t: Task, fd: int, argv_ptr: int, envp_ptr: in
             raise SyscallError(errno.EBADF, f"descriptor {fd} is not open")
         # not a LibOS file: a memfd of the program's own, say
         first = (
-            _host_executable(p, fd, st) if ref is None else _executable(libos, ref.location, t.cred)
+            _host_executable(p, fd, st)
+            if ref is None
+            else programs.executable(ref.location, t.cred)
         )
     try:
         cloexec = _cloexec(p.host_pid, fd)
@@ -409,8 +230,8 @@ def _exec_descriptor(libos: LibOS, t: Task, fd: int, argv_ptr: int, envp_ptr: in
         raise
     # an interpreter is told "/dev/fd/N", which it cannot open if N closes at the exec
     name = b"/dev/fd/%d" % fd
-    req = prepare_exec(
-        libos, p.root, p.cwd, first, None if cloexec else name, name, argv, envp, t.cred
+    req = programs.prepare(
+        p.root, p.cwd, first, None if cloexec else name, name, argv, envp, t.cred
     )
     # Linux names the process after the file, not after "/dev/fd/N" (the kernel here would
     # take the stub's name); a memfd's file name is "memfd:NAME"
@@ -452,14 +273,14 @@ def _execveat(
     # so the descriptor becomes the shadow root (every program's host root), where the stub
     # is linked at that name
     p = t.process
-    base = dirfd_base(libos, t, dirfd)
+    op = path_op(libos, t, dirfd, name, follow=follow)
     argv_list = _read_argv(t, argv)
     envp_list = _read_strings(t, envp)
     cloexec = _cloexec(p.host_pid, dirfd)
-    first = _open_exec(libos, p.root, p.cwd, name, base, follow, t.cred)
+    programs = _programs(libos)
+    first = programs.open(op)
     shown = b"/dev/fd/%d/%s" % (dirfd, name)
-    req = prepare_exec(
-        libos,
+    req = programs.prepare(
         p.root,
         p.cwd,
         first,
@@ -506,21 +327,9 @@ def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
         kernel_aux = parse_kernel_auxv(mem.read_some(rsp0, 1 << 20)) or {}
     listener = libos.listener
     prog_fd = listener.add_fd(t.notif_id, req.prog_fd, True, send=False)
-    plan = LoadPlan()
-    prog = req.prog
-    bias = random_bias(PIE_BASE) if prog.is_pie else 0
-    map_image(plan, prog, prog_fd, bias)
-    entry = prog.entry + bias
-    interp_bias = 0
+    interp_fd = None
     if req.interp is not None and req.interp_fd is not None:
         interp_fd = listener.add_fd(t.notif_id, req.interp_fd, True, send=False)
-        interp_bias = random_bias(INTERP_BASE)
-        map_image(plan, req.interp, interp_fd, interp_bias)
-        plan.syscall("close", interp_fd)
-        start = req.interp.entry + interp_bias
-    else:
-        start = entry
-    plan.syscall("close", prog_fd)
     for fd, original in req.restore:  # what an execveat replaced by the stub, not close-on-exec
         listener.add_fd(t.notif_id, original, False, send=False, target=fd)
     # the new program's credentials (execve recomputes capabilities, the saved ids follow
@@ -528,35 +337,13 @@ def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
     cred = exec_cred(t.cred)
     t.cred = p.cred = cred
     ids = {AT_UID: cred.uid, AT_EUID: cred.euid, AT_GID: cred.gid, AT_EGID: cred.egid}
-    aux = [(k, ids.get(k, kernel_aux.get(k, 0))) for k in INHERITED_AUXV if k in kernel_aux]
-    aux += [
-        (AT_PHDR, prog.phdr_vaddr + bias),
-        (AT_PHENT, prog.phentsize),
-        (AT_PHNUM, prog.phnum),
-        (AT_PAGESZ, 4096),
-        (AT_BASE, interp_bias),
-        (AT_FLAGS, 0),
-        (AT_ENTRY, entry),
-        (AT_SECURE, 0),
-    ]
-    top = (rsp0 - 256) & ~0xF
-    rsp, stack = build_stack(top, req.argv, req.envp, aux, req.execfn)
-    if top - rsp > 120 * 1024:
-        raise SyscallError(errno.E2BIG, "arguments and environment too large for the stack")
-    mem.write_forced(rsp, stack)
-    if req.comm is not None:  # in the gap between the new stack's top and the stub's
-        mem.write_forced(top, req.comm + b"\0")
-        plan.syscall("prctl", PR_SET_NAME, top)
-    if len(plan.commands) > MAX_COMMANDS:
-        raise SyscallError(errno.ENOEXEC, "too many segments")
-    words: list[int] = [0, start, rsp, 0, 0, 0, 0, 0]
-    for cmd in plan.commands:
-        words.extend(a & MASK64 for a in cmd)
-        words.append(0)
-    mem.write_forced(BUFFER_ADDR, struct.pack(f"<{len(words)}Q", *words))
-    assert COMMANDS_OFFSET == 64
+    start = plan_exec(req, prog_fd, interp_fd, kernel_aux, ids, rsp0)
+    mem.write_forced(start.rsp, start.stack)
+    if req.comm is not None:
+        mem.write_forced(start.comm_at, req.comm + b"\0")
+    mem.write_forced(BUFFER_ADDR, start.buffer)
     p.exe_path = req.exe_path
     p.exe_id = req.exe_id
     p.argv = req.argv
     p.envp = req.envp
-    return len(plan.commands)
+    return start.commands

@@ -1,11 +1,10 @@
 """The path and file family: open, stat, directories, links, names, attributes.
 
-Handlers decode arguments (user memory through ``t.mem``), resolve through the VFS and answer;
-regular files and devices are donated as host descriptors (DESIGN 3.2), directories and O_PATH
-opens as handle descriptors whose identity leads back to the LibOS object.
-
-Over 1 000 lines until the VFS work it does inline (``.``/``..``, EXDEV, EROFS, owner rules,
-the umask) moves to ``vfs/ops.py`` (issue 13, item 5).
+Handlers decode arguments (user memory through ``t.mem``, a dirfd and a path into a
+:class:`~occlum.vfs.path.PathOp`), call one VFS operation (:mod:`occlum.vfs.ops`,
+:func:`~occlum.vfs.open.open_path`) and copy its result out; the rules are the VFS's. Regular
+files and devices are donated as host descriptors (DESIGN 3.2), directories and O_PATH opens
+as handle descriptors whose identity leads back to the LibOS object.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import errno
 import fcntl
 import os
 import struct
-from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -28,22 +26,12 @@ from occlum.abi.fsabi import (
     AT_STATX_SYNC_TYPE,
     AT_SYMLINK_FOLLOW,
     AT_SYMLINK_NOFOLLOW,
-    RENAME_EXCHANGE,
-    RENAME_NOREPLACE,
-    RENAME_WHITEOUT,
     RESOLVE_ALL,
     RESOLVE_BENEATH,
     RESOLVE_IN_ROOT,
-    S_IFBLK,
-    S_IFCHR,
     S_IFDIR,
     S_IFIFO,
-    S_IFMT,
-    S_IFREG,
     S_IFSOCK,
-    S_ISGID,
-    S_ISUID,
-    S_ISVTX,
     Stat,
     pack_stat,
     pack_statfs,
@@ -53,41 +41,28 @@ from occlum.abi.syscalls import NR
 from occlum.kernel.api import PROCEED, Donate
 from occlum.kernel.objects import FileRef
 from occlum.syscalls.common import (
-    dirfd_base,
     fd_file_location,
     fd_file_ref,
     fd_location,
     fd_ref,
+    path_op,
     s32,
     s64,
 )
 from occlum.syscalls.exec import program_running
 from occlum.vfs import (
     OpenDirectory,
-    check_access,
-    check_rename,
     open_path,
+    ops,
     resolve,
-    resolve_parent,
 )
-from occlum.vfs.cred import (
-    CAP_CHOWN,
-    CAP_DAC_OVERRIDE,
-    CAP_FOWNER,
-    CAP_FSETID,
-    CAP_SYS_CHROOT,
-    may_delete,
-    new_owner,
-)
-from occlum.vfs.inode import MAY_EXEC, MAY_READ, MAY_WRITE, Inode
+from occlum.vfs.inode import Inode
 from occlum.vfs.xattr import (
     XATTR_CREATE,
     XATTR_NAME_MAX,
     XATTR_REPLACE,
     XATTR_SIZE_MAX,
 )
-from occlum.vfs.xattr import may_access as may_xattr
-from occlum.vfs.xattr import visible as xattr_visible
 
 if TYPE_CHECKING:
     from occlum.kernel.api import Result
@@ -110,37 +85,19 @@ def _resolve_at(
     libos: LibOS, t: Task, dirfd: int, path: bytes, flags: int, *, follow: bool = True
 ) -> Location:
     """The common *at() resolution: AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW and a dirfd base."""
-    p = t.process
     if not path:
         if flags & AT_EMPTY_PATH:
             return fd_location(libos, t, dirfd)
         raise SyscallError(errno.ENOENT, "empty path")
-    base = None if path.startswith(b"/") else dirfd_base(libos, t, dirfd)
-    return resolve(p.root, p.cwd, path, follow_final=follow and not flags & AT_SYMLINK_NOFOLLOW,
-                   dir_fd_base=base, cred=t.cred)  # fmt: skip
+    return resolve(
+        path_op(libos, t, dirfd, path, follow=follow and not flags & AT_SYMLINK_NOFOLLOW)
+    )
 
 
-def parent_at(libos: LibOS, t: Task, dirfd: int, path: bytes):  # type: ignore[no-untyped-def]
-    p = t.process
-    if not path:
-        raise SyscallError(errno.ENOENT, "empty path")
-    base = None if path.startswith(b"/") else dirfd_base(libos, t, dirfd)
-    pn = resolve_parent(p.root, p.cwd, path, dir_fd_base=base, cred=t.cred)
-    if not t.cred.capable(CAP_DAC_OVERRIDE):
-        check_access(pn.parent.inode.getattr(), t.cred, MAY_WRITE | MAY_EXEC)
-    return pn
-
-
-def _check_sticky(t: Task, pn: ParentAndName) -> None:
-    """Removing or replacing ``pn`` in a sticky directory: the file's or the directory's
-    owner only (or CAP_FOWNER), as Linux's may_delete."""
-    dir_st = pn.parent.inode.getattr()
-    if dir_st.mode & S_ISVTX and not t.cred.capable(CAP_FOWNER):
-        try:
-            child = pn.parent.inode.lookup(pn.name)
-        except SyscallError:
-            return  # no such name: the operation reports that
-        may_delete(dir_st, child.getattr(), t.cred)
+def parent_at(libos: LibOS, t: Task, dirfd: int, path: bytes) -> ParentAndName:
+    """The directory where ``path`` (relative to ``dirfd``) would be made or removed, which
+    the caller may change."""
+    return ops.parent_for_change(path_op(libos, t, dirfd, path))
 
 
 # -- open ------------------------------------------------------------------------------------
@@ -148,18 +105,11 @@ def do_open(
     libos: LibOS, t: Task, dirfd: int, path: bytes, flags: int, mode: int, resolve_flags: int = 0
 ) -> Result:
 
-    p = t.process
-    base = None if path.startswith(b"/") else (dirfd_base(libos, t, dirfd) if path else None)
     res = open_path(
-        p.root,
-        p.cwd,
-        base,
-        path,
+        path_op(libos, t, dirfd, path, resolve_flags=resolve_flags),
         flags,
         mode & 0o7777,
-        p.umask,
-        t.cred,
-        resolve_flags=resolve_flags,
+        t.process.umask,
         running=partial(program_running, libos),
     )
     cloexec = bool(flags & O_CLOEXEC)
@@ -271,7 +221,6 @@ def _fd_stat_or_none(libos: LibOS, t: Task, fd: int) -> Stat | None:
 
 
 def sys_fstat(libos: LibOS, t: Task, fd: int, buf: int) -> Result:
-
     st = _fd_stat_or_none(libos, t, fd)
     if st is None:
         return PROCEED  # a pipe, socket or other host object
@@ -287,7 +236,6 @@ def _fd_stat(ref: FileRef, host: os.stat_result) -> Stat:
 
 
 def sys_newfstatat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, flags: int) -> Result:
-
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT):
         raise SyscallError(errno.EINVAL, "bad flags")
     name = _path(t, path)
@@ -331,7 +279,6 @@ def sys_statfs(libos: LibOS, t: Task, path: int, buf: int) -> int:
 
 
 def sys_fstatfs(libos: LibOS, t: Task, fd: int, buf: int) -> Result:
-
     ref = fd_ref(libos, t, s32(fd))
     if ref is None:
         return PROCEED
@@ -346,23 +293,7 @@ def _access(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flags: int)
     if mode & ~7:
         raise SyscallError(errno.EINVAL, "bad access mode")
     loc = _resolve_at(libos, t, dirfd, _path(t, path), flags & ~AT_EACCESS)
-    st = loc.inode.getattr()
-    want = (
-        (MAY_READ if mode & 4 else 0)
-        | (MAY_WRITE if mode & 2 else 0)
-        | (MAY_EXEC if mode & 1 else 0)
-    )
-    if want:
-        # access() asks with the real ids (and, for a real uid other than 0, no
-        # capabilities); faccessat2's AT_EACCESS with the effective ones
-        c = t.cred
-        if not flags & AT_EACCESS:
-            c = replace(
-                c, fsuid=c.uid, fsgid=c.gid, cap_effective=c.cap_permitted if c.uid == 0 else 0
-            )
-        check_access(st, c, want)
-    if mode & 2 and loc.inode.fs.readonly and (st.mode & S_IFMT) in (S_IFREG, S_IFDIR):
-        raise SyscallError(errno.EROFS, "read-only file system")
+    ops.access(loc, t.cred, mode, effective=bool(flags & AT_EACCESS))
     return 0
 
 
@@ -381,13 +312,9 @@ def sys_faccessat2(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flag
 def _readlink(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, size: int) -> int:
     if s32(size) <= 0:
         raise SyscallError(errno.EINVAL, "bad buffer size")
-    loc = _resolve_at(
-        libos, t, dirfd, _path(t, path), AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, follow=False
-    )
-    if not loc.inode.is_symlink:
-        empty = not _path(t, path)
-        raise SyscallError(errno.ENOENT if empty else errno.EINVAL, "not a symbolic link")
-    target = loc.inode.readlink()[:size]
+    name = _path(t, path)
+    loc = _resolve_at(libos, t, dirfd, name, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, follow=False)
+    target = ops.readlink(loc, named=bool(name))[:size]
     t.mem.write(buf, target)
     return len(target)
 
@@ -454,16 +381,7 @@ def _dirents64(libos: LibOS, t: Task, fd: int, count: int) -> bytes:
 
 
 def sys_mkdirat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int) -> int:
-    p = t.process
-    pn = parent_at(libos, t, dirfd, _path(t, path))
-    pn.check_new(want_dir=True)
-    # as Linux: no set-id bit from the mode; a set-group-id parent passes on its group and
-    # its S_ISGID
-    perm, gid = mode & 0o1777 & ~p.umask, t.cred.fsgid
-    parent = pn.parent.inode.getattr()
-    if parent.mode & S_ISGID:
-        perm, gid = perm | S_ISGID, parent.gid
-    pn.parent.inode.mkdir(pn.name, perm, t.cred.fsuid, gid)
+    ops.mkdir_at(path_op(libos, t, dirfd, _path(t, path)), mode, t.process.umask)
     return 0
 
 
@@ -472,29 +390,8 @@ def sys_mkdir(libos: LibOS, t: Task, path: int, mode: int) -> int:
 
 
 def sys_mknodat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, dev: int) -> int:
-    p = t.process
-    kind = mode & S_IFMT or S_IFREG
-    # Linux's order: the type first (may_mknod), then the name (filename_create), then the
-    # right to make a device, which a program never has here (no CAP_MKNOD)
-    if kind == S_IFDIR:
-        raise SyscallError(errno.EPERM, "use mkdir")
-    if kind not in (S_IFREG, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK):
-        raise SyscallError(errno.EINVAL, "unknown file type")
-    pn = parent_at(libos, t, dirfd, _path(t, path))
-    pn.check_new()
-    if kind in (S_IFCHR, S_IFBLK):
-        try:
-            pn.parent.inode.lookup(pn.name)
-        except SyscallError as exc:
-            if exc.errno != errno.ENOENT:
-                raise
-            raise SyscallError(errno.EPERM, "device nodes cannot be created in the LibOS")
-        raise SyscallError(errno.EEXIST, "the name exists")
-    perm, uid, gid = new_owner(t.cred, pn.parent.inode.getattr(), mode & 0o7777 & ~p.umask)
-    if kind == S_IFREG:
-        pn.parent.inode.create(pn.name, perm, uid, gid)
-    else:
-        pn.parent.inode.mknod(pn.name, kind | perm, 0, uid, gid)
+    ops.mknod_type(mode)  # before the name, as Linux
+    ops.mknod_at(path_op(libos, t, dirfd, _path(t, path)), mode, t.process.umask)
     return 0
 
 
@@ -505,27 +402,12 @@ def sys_mknod(libos: LibOS, t: Task, path: int, mode: int, dev: int) -> int:
 def sys_unlinkat(libos: LibOS, t: Task, dirfd: int, path: int, flags: int) -> int:
     if flags & ~AT_REMOVEDIR:
         raise SyscallError(errno.EINVAL, "bad flags")
-    pn = parent_at(libos, t, dirfd, _path(t, path))
-    _check_sticky(t, pn)
+    op = path_op(libos, t, dirfd, _path(t, path))
     if flags & AT_REMOVEDIR:
-        if pn.name == b".":
-            raise SyscallError(errno.EINVAL, "cannot remove '.'")
-        if pn.name == b"..":
-            raise SyscallError(errno.ENOTEMPTY, "cannot remove '..'")
-        child = pn.parent.inode.lookup(pn.name)
-        if child.is_dir and pn.parent.mount.table.covering(pn.parent.mount, child.ino):
-            raise SyscallError(errno.EBUSY, "a file system is mounted there")
-        pn.parent.inode.rmdir(pn.name)
+        ops.rmdir_at(op)
     else:
-        if pn.trailing_slash:
-            child = pn.parent.inode.lookup(pn.name)
-            raise SyscallError(errno.EISDIR if child.is_dir else errno.ENOTDIR, "trailing slash")
-        if pn.name in (b".", b".."):
-            raise SyscallError(errno.EISDIR, "is a directory")
-        child = pn.parent.inode.lookup(pn.name) if libos.shadow.host_sockets else None
-        pn.parent.inode.unlink(pn.name)
-        if child is not None and child.getattr().nlink == 0:
-            libos.shadow.forget_socket(child)  # a socket file's name is free again, on the host too
+        # a socket file's name is free again, on the host too, when its last name goes
+        ops.unlink_at(op, gone=libos.shadow.forget_socket if libos.shadow.host_sockets else None)
     return 0
 
 
@@ -540,18 +422,11 @@ def sys_rmdir(libos: LibOS, t: Task, path: int) -> int:
 def sys_renameat2(
     libos: LibOS, t: Task, olddirfd: int, oldpath: int, newdirfd: int, newpath: int, flags: int
 ) -> int:
-    if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT) or (
-        flags & RENAME_EXCHANGE and flags & (RENAME_NOREPLACE | RENAME_WHITEOUT)
-    ):
-        raise SyscallError(errno.EINVAL, "bad rename flags")
-    if flags & RENAME_WHITEOUT:
-        raise SyscallError(errno.EINVAL, "RENAME_WHITEOUT is not supported")
+    ops.rename_flags(flags)
+    # Linux's order: the old name is found before the new directory descriptor is looked at
     old = parent_at(libos, t, olddirfd, _path(t, oldpath))
     new = parent_at(libos, t, newdirfd, _path(t, newpath))
-    check_rename(old, new, flags)
-    _check_sticky(t, old)
-    _check_sticky(t, new)
-    old.parent.inode.rename(old.name, new.parent.inode, new.name, flags)
+    ops.rename_at(old, new, flags, t.cred)
     return 0
 
 
@@ -572,13 +447,7 @@ def sys_linkat(
         raise SyscallError(errno.EINVAL, "bad flags")
     src = _resolve_at(libos, t, olddirfd, _path(t, oldpath), flags & AT_EMPTY_PATH,
                       follow=bool(flags & AT_SYMLINK_FOLLOW))  # fmt: skip
-    if src.inode.is_dir:
-        raise SyscallError(errno.EPERM, "hard link to a directory")
-    pn = parent_at(libos, t, newdirfd, _path(t, newpath))
-    pn.check_new()
-    if src.mount is not pn.parent.mount:
-        raise SyscallError(errno.EXDEV, "link across mounts")
-    pn.parent.inode.link(pn.name, src.inode)
+    ops.link_at(src, path_op(libos, t, newdirfd, _path(t, newpath)))
     return 0
 
 
@@ -589,11 +458,8 @@ def sys_link(libos: LibOS, t: Task, oldpath: int, newpath: int) -> int:
 def sys_symlinkat(libos: LibOS, t: Task, target: int, newdirfd: int, linkpath: int) -> int:
     text = _path(t, target)
     if not text:
-        raise SyscallError(errno.ENOENT, "empty target")
-    pn = parent_at(libos, t, newdirfd, _path(t, linkpath))
-    pn.check_new()
-    _perm, uid, gid = new_owner(t.cred, pn.parent.inode.getattr(), 0o777)
-    pn.parent.inode.symlink(pn.name, text, uid, gid)
+        raise SyscallError(errno.ENOENT, "empty target")  # before the link's name is read
+    ops.symlink_at(text, path_op(libos, t, newdirfd, _path(t, linkpath)))
     return 0
 
 
@@ -603,9 +469,7 @@ def sys_symlink(libos: LibOS, t: Task, target: int, linkpath: int) -> int:
 
 # -- cwd and root ----------------------------------------------------------------------------
 def _set_cwd(libos: LibOS, t: Task, loc: Location) -> int:
-    if not loc.inode.is_dir:
-        raise SyscallError(errno.ENOTDIR, "not a directory")
-    check_access(loc.inode.getattr(), t.cred, MAY_EXEC)
+    ops.may_chdir(loc, t.cred)
     libos.proctable.settle_children(t.process)
     t.process.cwd = loc
     return 0
@@ -624,10 +488,7 @@ def sys_fchdir(libos: LibOS, t: Task, fd: int) -> int:
 
 def sys_chroot(libos: LibOS, t: Task, path: int) -> int:
     loc = _resolve_at(libos, t, AT_FDCWD, _path(t, path), 0)
-    if not loc.inode.is_dir:
-        raise SyscallError(errno.ENOTDIR, "not a directory")
-    if not t.cred.capable(CAP_SYS_CHROOT):
-        raise SyscallError(errno.EPERM, "chroot needs CAP_SYS_CHROOT")
+    ops.may_chroot(loc, t.cred)
     libos.proctable.settle_children(t.process)
     t.process.root = loc
     return 0
@@ -652,14 +513,7 @@ def sys_umask(libos: LibOS, t: Task, mask: int) -> int:
 
 # -- attributes ------------------------------------------------------------------------------
 def _chmod(t: Task, loc: Location, mode: int) -> int:
-    st = loc.inode.getattr()
-    cred = t.cred
-    if not cred.owns(st):
-        raise SyscallError(errno.EPERM, "not the owner")
-    mode &= 0o7777
-    if mode & S_ISGID and not cred.in_group(st.gid) and not cred.capable(CAP_FSETID):
-        mode &= ~S_ISGID  # Linux drops it silently for a caller outside the file's group
-    loc.inode.setattr(mode=mode)
+    ops.chmod(loc, t.cred, mode)
     return 0
 
 
@@ -676,6 +530,8 @@ def sys_fchmodat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int) -> int
 
 
 def sys_fchmodat2(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flags: int) -> int:
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL, "bad flags")
     loc = _resolve_at(libos, t, dirfd, _path(t, path), flags)
     if loc.inode.is_symlink:
         raise SyscallError(errno.EOPNOTSUPP, "cannot chmod a symlink")
@@ -685,28 +541,8 @@ def sys_fchmodat2(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flags
 def _chown(t: Task, loc: Location, uid: int, gid: int) -> int:
     # ids are unsigned 32-bit (up to 2^32-2); 0xffffffff (-1) leaves one unchanged
     uid, gid = uid & ID_UNCHANGED, gid & ID_UNCHANGED
-    st = loc.inode.getattr()
-    cred = t.cred
-    if not cred.capable(CAP_CHOWN):
-        # Linux's chown_ok and chgrp_ok: the owner may give the file to a group of its own
-        if uid != ID_UNCHANGED and not (cred.fsuid == st.uid == uid):
-            raise SyscallError(errno.EPERM, "only root may give a file to another user")
-        if gid != ID_UNCHANGED and not (
-            cred.fsuid == st.uid and (cred.in_group(gid) or gid == st.gid)
-        ):
-            raise SyscallError(errno.EPERM, "not the owner, or not a group of the caller's")
-    mode = None
-    if not loc.inode.is_dir:
-        # Linux drops a regular file's set-user-id bit (and set-group-id with group exec) at
-        # every chown, even root's and even to the same ids
-        m = st.mode
-        kill = S_ISUID | (S_ISGID if m & 0o010 else 0)
-        if m & kill:
-            mode = m & 0o7777 & ~kill
-    loc.inode.setattr(
-        mode=mode,
-        uid=None if uid == ID_UNCHANGED else uid,
-        gid=None if gid == ID_UNCHANGED else gid,
+    ops.chown(
+        loc, t.cred, None if uid == ID_UNCHANGED else uid, None if gid == ID_UNCHANGED else gid
     )
     return 0
 
@@ -726,22 +562,15 @@ def sys_fchown(libos: LibOS, t: Task, fd: int, uid: int, gid: int) -> int:
 def sys_fchownat(
     libos: LibOS, t: Task, dirfd: int, path: int, uid: int, gid: int, flags: int
 ) -> int:
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL, "bad flags")
     return _chown(t, _resolve_at(libos, t, dirfd, _path(t, path), flags), uid, gid)
 
 
 def _times(
     t: Task, loc: Location, atime: int | None, mtime: int | None, now: int | None = None
 ) -> int:
-    """Set the times; who may (Linux's utimes rules): any explicit time needs the owner (or
-    CAP_FOWNER), EPERM; "now" needs the owner or write permission, EACCES."""
-    if atime is None and mtime is None:
-        return 0
-    st = loc.inode.getattr()
-    if not t.cred.owns(st):
-        if any(v is not None and v != now for v in (atime, mtime)):
-            raise SyscallError(errno.EPERM, "only the owner may set explicit times")
-        check_access(st, t.cred, MAY_WRITE)
-    loc.inode.setattr(atime_ns=atime, mtime_ns=mtime)
+    ops.utimes(loc, t.cred, atime, mtime, now)
     return 0
 
 
@@ -812,17 +641,10 @@ def sys_utime(libos: LibOS, t: Task, path: int, times: int) -> int:
 
 def sys_truncate(libos: LibOS, t: Task, path: int, length: int) -> int:
     length = s64(length)
-    if length < 0:
+    if length < 0:  # before the path is read, as Linux
         raise SyscallError(errno.EINVAL, "negative length")
-    loc = _resolve_at(libos, t, AT_FDCWD, _path(t, path), 0)
-    if loc.inode.is_dir:
-        raise SyscallError(errno.EISDIR, "is a directory")
-    check_access(loc.inode.getattr(), t.cred, MAY_WRITE)
-    if loc.inode.fs.readonly:
-        raise SyscallError(errno.EROFS, "read-only file system")
-    if program_running(libos, loc.inode):
-        raise SyscallError(errno.ETXTBSY, "the file is a running program")
-    loc.inode.setattr(size=length)
+    op = path_op(libos, t, AT_FDCWD, _path(t, path))
+    ops.truncate(op, length, partial(program_running, libos))
     return 0
 
 
@@ -884,15 +706,11 @@ def _answer(t: Task, data: bytes, buf: int, size: int) -> int:
 
 
 def _getxattr(t: Task, loc: Location, name: int, value: int, size: int) -> int:
-    key = _xattr_name(t, name)
-    may_xattr(loc.inode, key, t.cred, write=False)
-    return _answer(t, loc.inode.get_xattr(key), value, size)
+    return _answer(t, ops.xattr_get(loc, t.cred, _xattr_name(t, name)), value, size)
 
 
 def _listxattr(t: Task, loc: Location, buf: int, size: int) -> int:
-    cred = t.cred
-    names = b"".join(n + b"\0" for n in loc.inode.list_xattr() if xattr_visible(n, cred))
-    return _answer(t, names, buf, size)
+    return _answer(t, ops.xattr_list(loc, t.cred), buf, size)
 
 
 def _setxattr(t: Task, loc: Location, name: int, value: int, size: int, flags: int) -> int:
@@ -902,19 +720,12 @@ def _setxattr(t: Task, loc: Location, name: int, value: int, size: int, flags: i
     if size > XATTR_SIZE_MAX:
         raise SyscallError(errno.E2BIG, "attribute value larger than 64 KiB")
     data = t.mem.read(value, size) if size else b""
-    if loc.inode.fs.readonly:
-        raise SyscallError(errno.EROFS, "read-only file system")
-    may_xattr(loc.inode, key, t.cred, write=True)
-    loc.inode.set_xattr(key, data, flags)
+    ops.xattr_set(loc, t.cred, key, data, flags)
     return 0
 
 
 def _removexattr(t: Task, loc: Location, name: int) -> int:
-    key = _xattr_name(t, name)
-    if loc.inode.fs.readonly:
-        raise SyscallError(errno.EROFS, "read-only file system")
-    may_xattr(loc.inode, key, t.cred, write=True)
-    loc.inode.remove_xattr(key)
+    ops.xattr_remove(loc, t.cred, _xattr_name(t, name))
     return 0
 
 
@@ -923,7 +734,6 @@ def sys_getxattr(libos: LibOS, t: Task, path: int, name: int, value: int, size: 
 
 
 def sys_fgetxattr(libos: LibOS, t: Task, fd: int, name: int, value: int, size: int) -> Result:
-
     loc = _xattr_fd(libos, t, fd)
     return PROCEED if loc is None else _getxattr(t, loc, name, value, size)
 
@@ -933,7 +743,6 @@ def sys_listxattr(libos: LibOS, t: Task, path: int, buf: int, size: int) -> int:
 
 
 def sys_flistxattr(libos: LibOS, t: Task, fd: int, buf: int, size: int) -> Result:
-
     loc = _xattr_fd(libos, t, fd)
     return PROCEED if loc is None else _listxattr(t, loc, buf, size)
 
@@ -958,7 +767,6 @@ def sys_removexattr(libos: LibOS, t: Task, path: int, name: int) -> int:
 
 
 def sys_fremovexattr(libos: LibOS, t: Task, fd: int, name: int) -> Result:
-
     loc = _xattr_fd(libos, t, fd)
     return PROCEED if loc is None else _removexattr(t, loc, name)
 
@@ -1031,12 +839,16 @@ def sys_removexattrat(
 
 
 # -- write-back ----------------------------------------------------------------------------------
-def _commit_if_protected(libos: LibOS, t: Task, fd: int) -> Result:
-
+def _commit_if_protected(libos: LibOS, t: Task, fd: int, *, whole: bool = False) -> Result:
     ref = fd_file_ref(libos, t, fd)
     if ref is not None and ref.location.inode.fs in libos.filesystems.persistent():
         # a SEFS file: its volume commits (encrypts and writes) now, atomically
-        ref.location.inode.fs.sync()
+        inode = ref.location.inode
+        inode.fs.sync()
+        # a full host: the commit went through, but this file's (for syncfs: some file's)
+        # contents did not fit
+        for why in inode.fs.unstored(None if whole else inode):
+            raise SyscallError(errno.ENOSPC, why)
         return 0
     return PROCEED  # host files and host objects: the kernel's own fsync
 
@@ -1050,7 +862,7 @@ def sys_fdatasync(libos: LibOS, t: Task, fd: int) -> Result:
 
 
 def sys_syncfs(libos: LibOS, t: Task, fd: int) -> Result:
-    return _commit_if_protected(libos, t, fd)
+    return _commit_if_protected(libos, t, fd, whole=True)
 
 
 MS_ASYNC, MS_INVALIDATE, MS_SYNC = 1, 2, 4
@@ -1068,6 +880,5 @@ def sys_msync(libos: LibOS, t: Task, addr: int, length: int, flags: int) -> Resu
 
 
 def sys_sync(libos: LibOS, t: Task) -> Result:
-
     libos.filesystems.sync()
     return PROCEED  # and the host's own sync, for hostfs

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.crypto.kdf import derive_key
+from occlum.fs.ramfs import RamFs
 from occlum.fs.sefs import SefsFs
 from occlum.kernel.spec import MountSpec
 from occlum.syscalls.common import s32
-from occlum.vfs import resolve
+from occlum.vfs import PathOp, resolve
 from occlum.vfs.cred import CAP_SYS_ADMIN
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ def sys_mount(
     opts = _options(mem.read_cstring(data, 4096)) if data else {}
     p = t.process
     path = mem.read_cstring(target)
-    where = resolve(p.root, p.cwd, path, cred=t.cred)
+    where = resolve(PathOp(p.root, p.cwd, path, cred=t.cred))
     if not where.inode.is_dir:
         raise SyscallError(errno.ENOTDIR, "mount point is not a directory")
     if where.parent is None and where.mount.mountpoint is None:
@@ -107,6 +108,8 @@ def sys_mount(
     else:
         spec = MountSpec(path.decode(errors="replace"), name, readonly=readonly)
     fs, options = libos.filesystems.make(name, spec, libos.mounts, opts)
+    if isinstance(fs, RamFs):  # its nameless files are freed at their last close
+        fs.close_watch = libos.filesystems.close_watch
     fs.readonly = bool(flags & MS_RDONLY) or fs.readonly
     if not options:
         options = "ro" if fs.readonly else "rw"
@@ -123,7 +126,7 @@ def sys_umount2(libos: LibOS, t: Task, target: int, flags: int) -> int:
         raise SyscallError(errno.EPERM, "only root may unmount")
     p = t.process
     where = resolve(
-        p.root, p.cwd, t.mem.read_cstring(target), follow_final=not flags & UMOUNT_NOFOLLOW
+        PathOp(p.root, p.cwd, t.mem.read_cstring(target), follow=not flags & UMOUNT_NOFOLLOW)
     )
     if where.parent is not None:
         raise SyscallError(errno.EINVAL, "not a mount point")

@@ -57,7 +57,7 @@ from occlum.platform.memory import TaskMemory
 from occlum.platform.seccomp import Listener
 from occlum.syscalls.common import s32
 from occlum.syscalls.fs import parent_at
-from occlum.vfs import resolve
+from occlum.vfs import PathOp, resolve
 from occlum.vfs.cred import new_owner
 from occlum.vfs.inode import MAY_WRITE, check_access
 
@@ -145,7 +145,6 @@ def _path_of(sun_path: bytes) -> bytes:
 
 
 def sys_bind(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Result:
-
     sun_path = _unix_address(t, addr, addrlen)
     if sun_path is None or not sun_path:  # another family, or autobind
         return PROCEED
@@ -194,7 +193,6 @@ def _check_unbound(t: Task, fd: int) -> None:
 
 
 def sys_connect(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Result:
-
     sun_path = _unix_address(t, addr, addrlen)
     if sun_path is None or not sun_path:
         return PROCEED
@@ -206,7 +204,7 @@ def sys_connect(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Resu
     if not path:
         raise SyscallError(errno.ENOENT, "empty socket path")
     p = t.process
-    where = resolve(p.root, p.cwd, path, cred=t.cred)
+    where = resolve(PathOp(p.root, p.cwd, path, cred=t.cred))
     st = where.inode.getattr()
     if st.mode & S_IFMT != S_IFSOCK:
         raise SyscallError(errno.ECONNREFUSED, "not a socket")
@@ -244,7 +242,7 @@ def _make_reachable(libos: LibOS, t: Task, path: bytes) -> None:
     for a call that then continues in the kernel."""
     p = t.process
     try:
-        where = resolve(p.root, p.cwd, path, cred=t.cred)
+        where = resolve(PathOp(p.root, p.cwd, path, cred=t.cred))
     except SyscallError:
         return  # the kernel gives its own error for a name that is not there
     if where.inode.getattr().mode & S_IFMT == S_IFSOCK:

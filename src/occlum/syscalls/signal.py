@@ -52,8 +52,8 @@ def _same_session(a: Process, b: Process) -> bool:
 
 
 def _allowed(t: Task, target: Process, cred: Cred, sig: int) -> bool:
-    if may_signal(t.cred, cred):
-        return True
+    if target is t.process or may_signal(t.cred, cred):
+        return True  # (a thread may always signal its own thread group)
     return sig == signal.SIGCONT and _same_session(t.process, target)
 
 
@@ -86,7 +86,6 @@ def _group(libos: LibOS, t: Task, pid: int) -> list[Process]:
 
 
 def sys_kill(libos: LibOS, t: Task, pid: int, sig: int) -> Result:
-
     pid, sig = s32(pid), s32(sig)
     if _trivial(t, sig):
         return PROCEED
@@ -127,7 +126,6 @@ def _thread_target(libos: LibOS, tgid: int | None, tid: int) -> tuple[Process, C
 
 
 def _signal_thread(libos: LibOS, t: Task, tgid: int | None, tid: int, sig: int) -> Result:
-
     if _trivial(t, sig) or tid <= 0:
         return PROCEED
     found = _thread_target(libos, tgid, tid)
@@ -145,7 +143,6 @@ def sys_tgkill(libos: LibOS, t: Task, tgid: int, tid: int, sig: int) -> Result:
 
 
 def sys_rt_sigqueueinfo(libos: LibOS, t: Task, tgid: int, sig: int, info: int) -> Result:
-
     tgid, sig = s32(tgid), s32(sig)
     if _trivial(t, sig) or tgid <= 0:
         return PROCEED

@@ -9,7 +9,8 @@ from occlum.vfs.dirfile import OpenDirectory
 from occlum.vfs.inode import ROOT, Cred, DirEntry, Inode, Stat, StatFs, check_access
 from occlum.vfs.mount import FileSystem, Mount, MountInfo, MountTable
 from occlum.vfs.open import OpenResult, open_path
-from occlum.vfs.path import Location, ParentAndName, check_rename, resolve, resolve_parent
+from occlum.vfs.ops import check_rename
+from occlum.vfs.path import Location, ParentAndName, PathOp, resolve, resolve_parent
 
 __all__ = [
     "ROOT",
@@ -24,6 +25,7 @@ __all__ = [
     "OpenDirectory",
     "OpenResult",
     "ParentAndName",
+    "PathOp",
     "Stat",
     "StatFs",
     "check_access",

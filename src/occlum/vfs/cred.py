@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
-from occlum.abi.fsabi import S_IFDIR, S_IFMT, S_ISGID, S_ISUID, Stat
+from occlum.abi.fsabi import S_IFDIR, S_IFMT, S_ISGID, Stat
 
 if TYPE_CHECKING:
-    from occlum.vfs.inode import Inode
+    pass
 
 MAY_EXEC = 1
 MAY_WRITE = 2
@@ -161,16 +161,3 @@ def new_owner(cred: Cred, dir_st: Stat, mode: int) -> tuple[int, int, int]:
     ):
         mode &= ~S_ISGID
     return mode, cred.fsuid, gid
-
-
-def drop_setid_for_writer(inode: Inode, cred: Cred) -> None:
-    """Linux clears a regular file's set-user-id bit, and its set-group-id bit when group
-    execution is on, at the first write by a writer without CAP_FSETID (file_remove_privs).
-    Writes to LibOS files are native, out of the LibOS's sight, so it clears them when such a
-    writer opens the file for writing: earlier than Linux, never later."""
-    if cred.capable(CAP_FSETID):
-        return
-    mode = inode.getattr().mode
-    kill = S_ISUID | (S_ISGID if mode & 0o010 else 0)
-    if mode & kill:
-        inode.setattr(mode=mode & 0o7777 & ~kill)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
-from occlum.abi.fsabi import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, Stat, StatFs
+from occlum.abi.fsabi import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, SetAttr, Stat, StatFs
 from occlum.vfs.cred import MAY_EXEC, MAY_READ, MAY_WRITE, ROOT, Cred, check_access
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ __all__ = [
     "Cred",
     "DirEntry",
     "Inode",
+    "SetAttr",
     "Stat",
     "StatFs",
     "check_access",
@@ -142,15 +143,7 @@ class Inode:
     def readlink(self) -> bytes:
         raise SyscallError(errno.EINVAL, "not a symbolic link")
 
-    def setattr(
-        self,
-        mode: int | None = None,
-        uid: int | None = None,
-        gid: int | None = None,
-        size: int | None = None,
-        atime_ns: int | None = None,
-        mtime_ns: int | None = None,
-    ) -> None:
+    def setattr(self, attrs: SetAttr) -> None:
         if self.fs.readonly:
             raise SyscallError(errno.EROFS, "setattr on a read-only file system")
         raise SyscallError(errno.EPERM, f"setattr not supported by {self.fs.fstype}")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import StatFs
-from occlum.vfs.path import Location, resolve
+from occlum.vfs.path import Location, PathOp, resolve
 
 if TYPE_CHECKING:
     from occlum.vfs.inode import Inode
@@ -44,6 +44,12 @@ class FileSystem:
 
     def sync(self) -> None:
         """Write back dirty state; nothing to do for file systems without backing storage."""
+
+    def unstored(self, inode: Inode | None = None) -> list[str]:
+        """Why the latest contents of files (of ``inode`` only, if given) could not be stored
+        by the last :meth:`sync` (a full host disk): they are kept in memory and stored by a
+        later sync when they fit.  Empty when everything is stored."""
+        return []
 
 
 @dataclass(slots=True, eq=False)
@@ -118,7 +124,7 @@ class MountTable:
     ) -> Mount:
         """Mount ``fs`` on the directory at absolute path ``target`` (resolved from the root)."""
         root = self.root()
-        where = resolve(root, root, target, follow_final=True)
+        where = resolve(PathOp(root, root, target))
         return self.mount_at(where, fs, source=source, options=options)
 
     def mount_at(

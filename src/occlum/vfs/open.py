@@ -11,13 +11,14 @@ import errno
 import os
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFCHR, S_IFDIR, S_IFREG
-from occlum.vfs.cred import drop_setid_for_writer, new_owner
-from occlum.vfs.inode import MAY_READ, MAY_WRITE, ROOT, Cred, Inode, check_access
-from occlum.vfs.path import Location, resolve, walk_to_parent
+from occlum.vfs.cred import new_owner
+from occlum.vfs.inode import MAY_READ, MAY_WRITE, ROOT, Cred, Inode, SetAttr, check_access
+from occlum.vfs.ops import drop_setid_for_writer
+from occlum.vfs.path import Location, PathOp, resolve, walk_to_parent
 
 __all__ = ["OpenResult", "open_path"]
 
@@ -44,22 +45,23 @@ class OpenResult:
 
 
 def open_path(
-    root: Location,
-    cwd: Location,
-    base: Location | None,
-    path: bytes,
+    op: PathOp,
     flags: int,
     mode: int = 0,
     umask: int = 0o022,
-    cred: Cred = ROOT,
     *,
-    resolve_flags: int = 0,
     running: Callable[[Inode], bool] | None = None,
 ) -> OpenResult:
-    """Open ``path`` like ``openat(base or AT_FDCWD, path, flags, mode)``. ``running`` tells
-    whether a regular file is a running program, which is not opened for writing (ETXTBSY)."""
+    """Open ``op``'s path like ``openat(dirfd, path, flags, mode)``, with ``op.cred``'s rights
+    (None: the LibOS's own, root's); the flags decide whether a final symlink is followed.
+    ``running`` tells whether a regular file is a running program, which is not opened for
+    writing (ETXTBSY)."""
+    if op.cred is None:
+        op = replace(op, cred=ROOT)
+    cred = op.cred
+    assert cred is not None
     if flags & O_TMPFILE == O_TMPFILE:
-        return _open_tmpfile(root, cwd, base, path, flags, mode, umask, cred, resolve_flags)
+        return _open_tmpfile(op, cred, flags, mode, umask)
     if flags & O_PATH:
         flags &= O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     creat = bool(flags & os.O_CREAT)
@@ -68,17 +70,9 @@ def open_path(
     follow = not flags & os.O_NOFOLLOW and not (creat and flags & os.O_EXCL)
     created = False
     if creat:
-        loc, created = _open_creat(root, cwd, base, path, flags, mode, umask, cred, resolve_flags)
+        loc, created = _open_creat(op, cred, flags, mode, umask)
     else:
-        loc = resolve(
-            root,
-            cwd,
-            path,
-            follow_final=follow,
-            dir_fd_base=base,
-            resolve_flags=resolve_flags,
-            cred=cred,
-        )
+        loc = resolve(op if op.follow == follow else replace(op, follow=follow))
     inode = loc.inode
     kind = inode.ftype
     if flags & O_PATH:
@@ -113,7 +107,7 @@ def open_path(
         # O_TRUNC truncates even with O_RDONLY (unspecified by POSIX, done by Linux; the
         # write permission was checked above)
         if flags & os.O_TRUNC and not created:
-            inode.setattr(size=0)
+            inode.setattr(SetAttr(size=0))
         if want & MAY_WRITE and not created:
             drop_setid_for_writer(inode, cred)
         host_fd = inode.open_host_fd(flags)
@@ -122,29 +116,11 @@ def open_path(
     return OpenResult(loc, kind, host_fd, created, flags)
 
 
-def _open_tmpfile(
-    root: Location,
-    cwd: Location,
-    base: Location | None,
-    path: bytes,
-    flags: int,
-    mode: int,
-    umask: int,
-    cred: Cred,
-    resolve_flags: int,
-) -> OpenResult:
+def _open_tmpfile(op: PathOp, cred: Cred, flags: int, mode: int, umask: int) -> OpenResult:
     """``O_TMPFILE``: a new regular file with no name in the directory at ``path``."""
     if flags & (os.O_CREAT | O_PATH) or flags & os.O_ACCMODE not in (os.O_WRONLY, os.O_RDWR):
         raise SyscallError(errno.EINVAL, "O_TMPFILE needs write access, no O_CREAT or O_PATH")
-    loc = resolve(
-        root,
-        cwd,
-        path,
-        follow_final=not flags & os.O_NOFOLLOW,
-        dir_fd_base=base,
-        resolve_flags=resolve_flags,
-        cred=cred,
-    )
+    loc = resolve(replace(op, follow=not flags & os.O_NOFOLLOW))
     d = loc.inode
     if not d.is_dir:
         raise SyscallError(errno.ENOTDIR, "O_TMPFILE names a non-directory")
@@ -160,18 +136,8 @@ def _open_tmpfile(
     return OpenResult(named, S_IFREG, host_fd, True, flags & ~O_TMPFILE | os.O_CREAT)
 
 
-def _open_creat(
-    root: Location,
-    cwd: Location,
-    base: Location | None,
-    path: bytes,
-    flags: int,
-    mode: int,
-    umask: int,
-    cred: Cred,
-    resolve_flags: int,
-) -> tuple[Location, bool]:
-    w, pn = walk_to_parent(root, cwd, path, base, resolve_flags, cred)
+def _open_creat(op: PathOp, cred: Cred, flags: int, mode: int, umask: int) -> tuple[Location, bool]:
+    w, pn = walk_to_parent(op)
     if pn.name in (b".", b".."):
         # a directory that exists: O_EXCL says so first
         if flags & os.O_EXCL:

@@ -1,10 +1,12 @@
 """Path resolution, written once for every system call that names a file.
 
 Owns :class:`Location` (a mount + inode + the parent it was reached from, so ``..`` crosses
-mount points correctly and ``absolute_path()`` answers ``getcwd``) and :func:`resolve` /
+mount points correctly and ``absolute_path()`` answers ``getcwd``), :class:`PathOp` (one path
+a call names, with all its resolution depends on) and :func:`resolve` /
 :func:`resolve_parent`: absolute and relative paths, ``..`` clamped at the process root,
 symlinks with Linux's budget of 40, trailing slashes, ``PATH_MAX``/``NAME_MAX`` and the openat2
-``RESOLVE_*`` flags.  File systems never see a path, only single names.
+``RESOLVE_*`` flags.  File systems never see a path, only single names; what a call does with
+the name it found is :mod:`occlum.vfs.ops`'s.
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import (
     NAME_MAX,
     PATH_MAX,
-    RENAME_EXCHANGE,
-    RENAME_NOREPLACE,
     RESOLVE_BENEATH,
     RESOLVE_IN_ROOT,
     RESOLVE_NO_MAGICLINKS,
@@ -33,7 +33,7 @@ from occlum.vfs.inode import MAY_EXEC, Cred, Inode, check_access
 if TYPE_CHECKING:  # the mount table resolves paths: it imports this module
     from occlum.vfs.mount import Mount
 
-__all__ = ["Location", "ParentAndName", "check_rename", "resolve", "resolve_parent"]
+__all__ = ["Location", "ParentAndName", "PathOp", "resolve", "resolve_parent"]
 
 
 @dataclass(slots=True, eq=False)
@@ -98,53 +98,6 @@ class ParentAndName:
     parent: Location
     name: bytes
     trailing_slash: bool
-
-    def check_new(self, *, want_dir: bool = False) -> None:
-        """The final component names a file to make (mkdir, mknod, link, symlink): ``.`` and
-        ``..`` exist already; a trailing slash asks for a directory, so for anything else it
-        is EEXIST where the name exists and ENOENT where it does not (Linux's
-        ``filename_create``)."""
-        if self.name in (b".", b".."):
-            raise SyscallError(errno.EEXIST, "the name exists")
-        if self.trailing_slash and not want_dir:
-            self.parent.inode.lookup(self.name)  # ENOENT when free
-            raise SyscallError(errno.EEXIST, "the name exists")
-
-
-def check_rename(old: ParentAndName, new: ParentAndName, flags: int) -> None:
-    """rename(2)'s rules on its two final components, in Linux's order, before a file system
-    is asked: EXDEV across mounts; EBUSY for ``.`` or ``..`` (EEXIST as the target with
-    RENAME_NOREPLACE); ENOENT for a missing source; EEXIST for an existing target with
-    RENAME_NOREPLACE, whatever its slashes; ENOTDIR for a trailing slash on a source
-    that is not a directory (a symlink to one included), or on the target when the source is
-    not a directory (or, exchanging, on a target that is not one)."""
-    if old.parent.mount is not new.parent.mount:
-        raise SyscallError(errno.EXDEV, "rename across mounts")
-    if old.name in (b".", b".."):
-        raise SyscallError(errno.EBUSY, "renaming . or ..")
-    if new.name in (b".", b".."):
-        raise SyscallError(
-            errno.EEXIST if flags & RENAME_NOREPLACE else errno.EBUSY, "renaming to . or .."
-        )
-    src_is_dir = old.parent.inode.lookup(old.name).is_dir
-    if flags & RENAME_NOREPLACE:
-        try:
-            new.parent.inode.lookup(new.name)
-        except SyscallError as e:
-            if e.errno != errno.ENOENT:
-                raise
-        else:
-            raise SyscallError(errno.EEXIST, "target exists")
-    if not src_is_dir and (
-        old.trailing_slash or (new.trailing_slash and not flags & RENAME_EXCHANGE)
-    ):
-        raise SyscallError(errno.ENOTDIR, "trailing slash on a non-directory")
-    if (
-        flags & RENAME_EXCHANGE
-        and new.trailing_slash
-        and not new.parent.inode.lookup(new.name).is_dir
-    ):
-        raise SyscallError(errno.ENOTDIR, "trailing slash on a non-directory")
 
 
 def _split(path: bytes) -> list[bytes]:
@@ -247,6 +200,28 @@ class Walker:
         return cur
 
 
+@dataclass(slots=True, frozen=True)
+class PathOp:
+    """One path a system call names, with everything its resolution depends on (gVisor's
+    ``PathOperation``): the process root that ``..`` and absolute paths stop at, the
+    directory a relative path starts from (the cwd, or an ``*at`` call's dirfd), whether a
+    final symlink is followed, the openat2 ``RESOLVE_*`` flags (RESOLVE_BENEATH and
+    RESOLVE_IN_ROOT confine the walk to ``start``) and whose search permission every directory
+    walked needs (None: nobody's, for the LibOS's own lookups)."""
+
+    root: Location
+    start: Location
+    path: bytes
+    follow: bool = True
+    resolve_flags: int = 0
+    cred: Cred | None = None
+
+    def walker(self) -> Walker:
+        _check_path(self.path)
+        scope = self.start if self.resolve_flags & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) else None
+        return Walker(self.root, scope, self.resolve_flags, self.cred)
+
+
 def _check_path(path: bytes) -> None:
     if not path:
         raise SyscallError(errno.ENOENT, "empty path")
@@ -254,72 +229,38 @@ def _check_path(path: bytes) -> None:
         raise SyscallError(errno.ENAMETOOLONG, "path longer than PATH_MAX")
 
 
-def _scope(resolve_flags: int, base: Location) -> Location | None:
-    return base if resolve_flags & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) else None
-
-
-def resolve(
-    root: Location,
-    cwd: Location,
-    path: bytes,
-    *,
-    follow_final: bool = True,
-    dir_fd_base: Location | None = None,
-    resolve_flags: int = 0,
-    cred: Cred | None = None,
-) -> Location:
-    """Resolve ``path`` for a process whose root is ``root`` and cwd is ``cwd``.
-
-    ``dir_fd_base`` is the directory of an ``*at`` call's dirfd (None means AT_FDCWD).  An empty
-    path is ENOENT: the caller handles ``AT_EMPTY_PATH`` by using the dirfd's own location.
-    ``cred`` enables search-permission checks on every directory walked (None: skip them).
-    """
-    _check_path(path)
-    base = dir_fd_base if dir_fd_base is not None else cwd
-    w = Walker(root, _scope(resolve_flags, base), resolve_flags, cred)
+def resolve(op: PathOp) -> Location:
+    """The file ``op`` names. An empty path is ENOENT: the caller handles ``AT_EMPTY_PATH``
+    by using the dirfd's own location."""
+    w = op.walker()
+    path = op.path
     trailing = path.endswith(b"/")
     loc = w.walk(
-        w.start(base, path), deque(_split(path)), follow_final=follow_final, dir_final=trailing
+        w.start(op.start, path), deque(_split(path)), follow_final=op.follow, dir_final=trailing
     )
     if trailing and not loc.inode.is_dir:
         raise SyscallError(errno.ENOTDIR, "trailing slash on a non-directory")
     return loc
 
 
-def resolve_parent(
-    root: Location,
-    cwd: Location,
-    path: bytes,
-    *,
-    dir_fd_base: Location | None = None,
-    resolve_flags: int = 0,
-    cred: Cred | None = None,
-) -> ParentAndName:
-    """Resolve all but the last component of ``path``, for create/unlink/rename/mkdir/link.
+def resolve_parent(op: PathOp) -> ParentAndName:
+    """Resolve all but the last component of ``op``'s path, for create/unlink/rename/mkdir/link.
 
     The final name may be ``.`` or ``..`` (the caller decides: EEXIST, EINVAL or EBUSY as the
     call requires); for ``/`` the name is ``.`` with the root as parent.
     """
-    walker, pn = walk_to_parent(root, cwd, path, dir_fd_base, resolve_flags, cred)
-    del walker
-    return pn
+    return walk_to_parent(op)[1]
 
 
-def walk_to_parent(
-    root: Location,
-    cwd: Location,
-    path: bytes,
-    dir_fd_base: Location | None,
-    resolve_flags: int,
-    cred: Cred | None,
-) -> tuple[Walker, ParentAndName]:
-    _check_path(path)
-    base = dir_fd_base if dir_fd_base is not None else cwd
-    w = Walker(root, _scope(resolve_flags, base), resolve_flags, cred)
+def walk_to_parent(op: PathOp) -> tuple[Walker, ParentAndName]:
+    """:func:`resolve_parent`, with the walker that went there (for a caller that goes on:
+    ``O_CREAT`` through a dangling symlink)."""
+    w = op.walker()
+    path = op.path
     parts = _split(path)
     name = parts.pop() if parts else b"."
     if len(name) > NAME_MAX:
         raise SyscallError(errno.ENAMETOOLONG, "file name longer than NAME_MAX")
-    parent = w.walk(w.start(base, path), deque(parts), follow_final=True, dir_final=True)
+    parent = w.walk(w.start(op.start, path), deque(parts), follow_final=True, dir_final=True)
     w.search(parent)
     return w, ParentAndName(parent, name, path.endswith(b"/"))

@@ -27,11 +27,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from occlum.crypto.aead import IntegrityError
-from occlum.fs.sefs.store import OBJECT_ID_SIZE, PAD, ObjectStore, padded
+from occlum.fs.sefs.store import (
+    JOURNAL_PREFIX,
+    OBJECT_ID_SIZE,
+    PAD,
+    ObjectStore,
+    is_space_error,
+    padded,
+)
 
 __all__ = ["JOURNAL_PREFIX", "Journal", "Record"]
 
-JOURNAL_PREFIX = "journal-"
 _FRAME = struct.Struct("<I16s")  # blob length, record id
 _SEQ = struct.Struct("<Q")
 _LABEL = b"occlum-sefs journal record"
@@ -151,6 +157,8 @@ class Journal:
                 os.ftruncate(self._fd, self.size)
             except OSError:
                 pass  # the torn tail is cut off at the next mount
+            if is_space_error(e):
+                self.store.short = True
             raise self.store.error(f"appending to the journal: {e.strerror}", e.errno)
         rec = self._advance(oid, self.size + _FRAME.size, blob, aad)
         self.size += len(frame)

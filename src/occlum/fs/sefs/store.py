@@ -13,6 +13,10 @@ Owns everything SEFS puts on the host and how it gets there.  The host directory
   wrong key gets its own message) and a sealed body naming the current metadata object (id,
   tag, length) and a generation number.  It is the root of the volume's tree of tags.
 - ``superblock.tmp`` and ``formatting``: transient files of a commit and of the first format.
+- ``reserve``: zeros allocated on the host (:meth:`ObjectStore.make_reserve`) and given back
+  (:meth:`ObjectStore.release_reserve`) when a commit that only shrinks the volume or a
+  checkpoint finds the host file system full, so that a program can always delete its way out
+  of a full disk.  It holds nothing and is never read.
 
 A checkpoint writes new objects under new names and fsyncs them and the directory, then
 replaces the superblock atomically (temporary file, fsync, rename, fsync directory), and only
@@ -29,6 +33,7 @@ by the platform's monotonic counter (:mod:`occlum.enclave.counter`), not here.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -49,13 +54,23 @@ from occlum.crypto.aead import (
 )
 from occlum.crypto.kdf import derive_key
 
-__all__ = ["PAD", "ObjectRef", "ObjectStore", "Superblock"]
+__all__ = ["PAD", "RESERVE", "SPACE_ERRORS", "ObjectRef", "ObjectStore", "StoreUsage", "Superblock"]
 
 PAD = 4096
 OBJECT_ID_SIZE = 16
 SUPERBLOCK = "superblock"
 SUPERBLOCK_TMP = "superblock.tmp"
 FORMATTING = "formatting"
+RESERVE = "reserve"
+JOURNAL_PREFIX = "journal-"
+# The reserve: what a commit of deletes and truncates, and a checkpoint, need beyond a full
+# disk: a journal record (the changed inodes' metadata and at most one chunk of data) and a
+# checkpoint's metadata object and superblock.  Each costs at most the metadata's size, which
+# grows with the volume: 1 MiB plus twice the last checkpoint's metadata object.
+RESERVE_MIN = 1 << 20
+_RELEASE_STEP = 64 * 1024  # what a commit takes of the reserve, at least: block and inode slack
+# what a full host file system gives: the commit may then fall back to the reserve
+SPACE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _OBJECT_NAME = re.compile(r"[0-9a-f]{32}")
 
 _MAGIC = b"OCCLSEFS"
@@ -101,6 +116,33 @@ def padded(n: int) -> int:
     return -(-n // PAD) * PAD
 
 
+def reserve_size(meta_len: int) -> int:
+    """The reserve a volume whose checkpoint metadata is ``meta_len`` bytes keeps."""
+    return RESERVE_MIN + 2 * padded(meta_len)
+
+
+def is_space_error(e: BaseException) -> bool:
+    """Whether ``e`` says the host file system (or the owner's quota) is full."""
+    return isinstance(e, OSError | SyscallError) and e.errno in SPACE_ERRORS
+
+
+@dataclass(slots=True)
+class StoreUsage:
+    """What the storage directory holds, in bytes the host allocated (``st_blocks``)."""
+
+    objects: int = 0  # object files (extents and metadata), named or not
+    object_bytes: int = 0
+    journal_bytes: int = 0  # every journal file
+    reserve_bytes: int = 0
+    other_bytes: int = 0  # superblock, transient files
+    garbage: int = 0  # object and journal files the committed state does not name
+    garbage_bytes: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.object_bytes + self.journal_bytes + self.reserve_bytes + self.other_bytes
+
+
 class ObjectStore:
     """Sealed objects and the superblock in one host directory, reached through a directory fd.
 
@@ -118,6 +160,11 @@ class ObjectStore:
         self.on_step: Callable[[str], None] | None = None
         # ids written since the last commit: garbage if that commit does not name them
         self.written: set[bytes] = set()
+        # a write found the host full, or the reserve is not whole (given back, or no room
+        # for it): commits remove the objects they stop naming at once (:meth:`nearly_full`)
+        self.short = False
+        self.reserve = 0  # the size the reserve was made
+        self.reserve_held = 0  # and how much of it is allocated now
         try:
             root.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._dirfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -150,6 +197,8 @@ class ObjectStore:
             self.on_step(name)
 
     def _write_file(self, name: str, data: bytes | bytearray) -> None:
+        """Write a new file and fsync it; on failure nothing of it stays (a full disk must not
+        keep the part that fitted)."""
         fd = os.open(
             name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=self._dirfd
         )
@@ -158,6 +207,12 @@ class ObjectStore:
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
+        except BaseException as e:
+            if is_space_error(e):
+                self.short = True
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=self._dirfd)
+            raise
         finally:
             os.close(fd)
 
@@ -264,6 +319,131 @@ class ObjectStore:
             except OSError:
                 pass
         self._step("removed")
+
+    def forget(self, oids: Iterable[bytes]) -> None:
+        """Remove objects written since the last commit that no commit will name (a failed
+        commit's, a file that did not fit): they are garbage from the moment they fail."""
+        names = [oid.hex() for oid in oids]
+        self.written.difference_update(bytes.fromhex(n) for n in names)
+        for name in names:
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=self._dirfd)
+
+    def garbage_names(self, keep: set[str]) -> list[str]:
+        """The object and journal files in the directory that are not in ``keep``."""
+        return [
+            n
+            for n in self.listing()
+            if (n.startswith(JOURNAL_PREFIX) or _OBJECT_NAME.fullmatch(n)) and n not in keep
+        ]
+
+    def sweep(self, keep: set[str]) -> int:
+        """Remove every object and journal file not in ``keep``: objects of failed or
+        superseded commits, of a crash between a write and its commit.  Returns how many."""
+        garbage = self.garbage_names(keep)
+        self.remove(garbage)
+        return len(garbage)
+
+    def usage(self, keep: set[str]) -> StoreUsage:
+        """What the directory holds; files outside ``keep`` count as garbage."""
+        u = StoreUsage()
+        for name in self.listing():
+            try:
+                st = os.stat(name, dir_fd=self._dirfd, follow_symlinks=False)
+            except OSError:
+                continue  # removed meanwhile
+            size = st.st_blocks * 512
+            if name == RESERVE:
+                u.reserve_bytes += size
+                continue
+            journal = name.startswith(JOURNAL_PREFIX)
+            obj = bool(_OBJECT_NAME.fullmatch(name))
+            if journal:
+                u.journal_bytes += size
+            elif obj:
+                u.objects += 1
+                u.object_bytes += size
+            else:
+                u.other_bytes += size
+            if (journal or obj) and name not in keep:
+                u.garbage += 1
+                u.garbage_bytes += size
+        return u
+
+    # --- the reserve ------------------------------------------------------------------------------
+
+    def make_reserve(self, size: int) -> bool:
+        """Have ``size`` bytes allocated as the reserve (it never shrinks); False when the
+        host has no room for them (the store is then short of space) or cannot allocate
+        ahead at all (then there is no reserve, and nothing else changes)."""
+        self.reserve = max(self.reserve, size)
+        try:
+            fd = os.open(
+                RESERVE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600,
+                dir_fd=self._dirfd,
+            )  # fmt: skip
+        except OSError as e:
+            self.short = is_space_error(e)
+            return False
+        try:
+            st = os.fstat(fd)
+            self.reserve_held = min(st.st_size, st.st_blocks * 512)
+            if self.reserve_held < self.reserve:
+                os.posix_fallocate(fd, 0, self.reserve)
+                os.fsync(fd)  # the allocation must survive a crash, as the objects it guards
+                self.reserve_held = self.reserve
+        except OSError as e:
+            if not is_space_error(e):
+                self.reserve = self.reserve_held = 0  # no reserve here
+            self.short = is_space_error(e)
+            return False
+        finally:
+            os.close(fd)
+        self.short = False
+        return True
+
+    def spare(self) -> int:
+        """The bytes the host has free beyond what the reserve still lacks: what file data may
+        take while the reserve is not whole (the rest is for deletes)."""
+        try:
+            v = os.fstatvfs(self._dirfd)
+        except OSError:
+            return 0
+        return max(0, v.f_bavail * v.f_frsize - max(0, self.reserve - self.reserve_held))
+
+    def nearly_full(self) -> bool:
+        """Whether the reserve is not whole, or the host has less room left than twice the
+        reserve or 1/20 of its size: commits then remove the objects they stop naming at once."""
+        if self.short:
+            return True
+        try:
+            v = os.fstatvfs(self._dirfd)
+        except OSError:
+            return False
+        return v.f_bavail < max(2 * self.reserve // max(v.f_frsize, 1), v.f_blocks // 20)
+
+    def release_reserve(self, need: int | None = None) -> bool:
+        """Give ``need`` bytes of the reserve (rounded up to 64 KiB; None: all of it) back to
+        the full host file system for the commit under way, keeping the rest for the next
+        ones; False if there was nothing to give."""
+        try:
+            fd = os.open(RESERVE, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=self._dirfd)
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            held = min(st.st_size, st.st_blocks * 512)
+            if held == 0:
+                return False
+            keep = 0 if need is None else max(0, held - -(-need // _RELEASE_STEP) * _RELEASE_STEP)
+            os.ftruncate(fd, keep)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        self.short = True
+        self.reserve_held = keep
+        return True
 
     # --- superblock --------------------------------------------------------------------------------
 

@@ -27,14 +27,16 @@ Not thread-safe: like every LibOS file system, callers serialise operations.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import itertools
 import json
 import os
 import struct
+import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +47,19 @@ from occlum.abi.fsabi import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, Stat, StatFs
 from occlum.fs.ramfs import RamDir, RamFile, RamFs, RamInode, RamSymlink
 from occlum.fs.sefs.closes import CloseWatch
 from occlum.fs.sefs.counters import Counters
-from occlum.fs.sefs.journal import JOURNAL_PREFIX, Journal
-from occlum.fs.sefs.store import FORMATTING, OBJECT_ID_SIZE, ObjectRef, ObjectStore, Superblock
+from occlum.fs.sefs.journal import Journal
+from occlum.fs.sefs.space import NoRoom, fits_reserve, unstored_lines
+from occlum.fs.sefs.store import (
+    FORMATTING,
+    OBJECT_ID_SIZE,
+    PAD,
+    ObjectRef,
+    ObjectStore,
+    Superblock,
+    is_space_error,
+    padded,
+    reserve_size,
+)
 from occlum.platform.fdbudget import lasting
 from occlum.vfs.inode import Inode
 from occlum.vfs.mount import FileSystem
@@ -233,6 +246,11 @@ class SefsFile(RamFile):
         self.content_dirty = True
         return True
 
+    def closed(self, wrote: bool) -> bool:
+        last_writer = wrote and self.writer_closed()
+        super().closed(wrote)
+        return last_writer
+
     def dropped(self) -> None:
         super().dropped()
         self.gone = True
@@ -273,7 +291,7 @@ class SefsFile(RamFile):
             body = b"".join(data for data, _ in run)
             at = commit.keep_inline(body)
             if at is None:
-                fut = commit.writer().submit(commit.store.put, body)
+                fut = commit.writer().submit(commit.put, body)
                 in_flight.append((first, [h for _, h in run], len(body), fut))
                 settle(_IN_FLIGHT)
             else:
@@ -316,14 +334,37 @@ class _Commit:
     extent objects written on a helper thread that lives for this commit only (no thread
     outlives a call into SEFS: the supervisor may fork)."""
 
-    def __init__(self, store: ObjectStore, budget: int) -> None:
+    def __init__(
+        self, store: ObjectStore, budget: int, *, extents: bool = True, room: int | None = None
+    ) -> None:
         self.store = store
         self.record = os.urandom(OBJECT_ID_SIZE)
         self.inline = bytearray()
         self.budget = budget
+        self.extents = extents  # False: a commit made on a full disk writes no extent
+        # bytes of file data the commit may write (None: no limit): on a full host, what the
+        # reserve does not need
+        self.room = room
+        self._room_lock = threading.Lock()  # extents are taken on the writer thread
         self._writer: ThreadPoolExecutor | None = None
         # (file, chunks, size) before this commit flushed it: restored if the commit fails
         self.flushed: list[tuple[SefsFile, list[Chunk | None], int]] = []
+        # files whose contents did not fit on the host (they keep their committed contents)
+        self.unstored: dict[SefsFile, str] = {}
+
+    def _take(self, n: int) -> bool:
+        with self._room_lock:
+            if self.room is None:
+                return True
+            if n > self.room:
+                return False
+            self.room -= n
+            return True
+
+    def put(self, body: bytes) -> ObjectRef:
+        if not self.extents or not self._take(padded(len(body)) + PAD):
+            raise NoRoom(self.store.root)
+        return self.store.put(body)
 
     def keep_inline(self, body: bytes) -> int | None:
         """Where ``body`` (one run of changed chunks) starts in the record's data, or None when
@@ -331,6 +372,8 @@ class _Commit:
         host files), and so does whatever does not fit in the budget."""
         if len(body) > CHUNK or len(self.inline) + len(body) > self.budget:
             return None
+        if not self._take(len(body)):
+            return None  # then it is an extent, which does not fit either
         at = len(self.inline)
         self.inline += body
         return at
@@ -346,10 +389,13 @@ class _Commit:
             self._writer = None
 
     def undo(self) -> None:
-        """The commit failed: its files go back to their committed chunks, still to flush."""
+        """The commit failed: its files go back to their committed chunks, still to flush, and
+        the objects it wrote, which nothing will name, are removed."""
         for f, chunks, size in reversed(self.flushed):
             f.chunks, f.size = chunks, size
             f.content_dirty = True
+        self.close()  # extents still being written (a flush stops at its first error)
+        self.store.forget(set(self.store.written))
 
 
 class SefsDir(RamDir):
@@ -410,11 +456,18 @@ class SefsFs(RamFs):
         self._records: dict[int, str] = {}  # each inode's metadata text as last committed
         self._journal: Journal | None = None  # None: the next commit is a checkpoint
         self._meta: ObjectRef | None = None  # the checkpoint's metadata object
+        self._meta_len = 0
+        # files whose latest contents the last commit could not store (the host is full)
+        self._unstored: dict[SefsFile, str] = {}
+        self._swept = 0  # objects the last commit removed at once (a full host)
+        # says, once per file, that its contents could not be stored (the LibOS's log)
+        self.log_error: Callable[[str], None] | None = None
         try:
             self._mount(mode, uid, gid)
         except BaseException:
             self._close_storage()
             raise
+        self.store.make_reserve(reserve_size(self._meta_len))
 
     # --- mount -------------------------------------------------------------------------------
 
@@ -433,7 +486,7 @@ class SefsFs(RamFs):
             self.store.clear_marker()
             return
         meta = self.store.get(sb.meta, sb.meta_len, "metadata")
-        self._meta = sb.meta
+        self._meta, self._meta_len = sb.meta, sb.meta_len
         doc = self._parse(meta, "metadata")
         inodes = {rec[0]: rec for rec in doc["inodes"]}
         root, generation, fmt = doc["root"], sb.generation, doc["format"]
@@ -563,7 +616,7 @@ class SefsFs(RamFs):
             extra: Any = None
             if isinstance(node, SefsFile):
                 if node.needs_flush():
-                    node.flush(commit)
+                    self._flush(node, commit)
                 extra = _RawJson(node.encoded_chunks(referenced))
             elif isinstance(node, RamDir):
                 extra = [[n.decode("latin-1"), c.ino] for n, c in node.children.items()]
@@ -590,6 +643,27 @@ class SefsFs(RamFs):
                 records[node.ino] = _dumps([*rec, extra])[:-1] + tail + "]"
         return records, referenced
 
+    def _flush(self, f: SefsFile, commit: _Commit) -> None:
+        """Flush ``f`` into ``commit``; if its contents do not fit on the host, the file keeps
+        its committed contents (and stays to flush), the rest of the commit goes on."""
+        if not commit.extents and f.memfd is not None and f._size() >= f.size:
+            # a record made on a full disk takes data only of files that shrink (a truncate)
+            commit.unstored[f] = self._unstored.get(f) or (
+                f"SEFS {self.storage_dir}: inode {f.ino} does not fit (no room on the host)"
+            )
+            return
+        before = set(self.store.written)
+        try:
+            f.flush(commit)
+        except SyscallError as e:
+            if not is_space_error(e):
+                raise
+            commit.close()  # extents still being written (a flush stops at its first error)
+            self.store.forget(self.store.written - before)
+            # the store's reasons start with the volume, said once in the line
+            why = e.why.removeprefix(f"SEFS {self.store.root}: ")
+            commit.unstored[f] = f"SEFS {self.storage_dir}: inode {f.ino} does not fit ({why})"
+
     def sync(self) -> None:
         """Commit the tree and every changed file atomically; nothing to do if nothing changed.
 
@@ -597,26 +671,66 @@ class SefsFs(RamFs):
         grown past :data:`JOURNAL_MAX`, the commit is a checkpoint instead.  On return the new
         state is durable.  A host error raises SyscallError (EIO, ENOSPC...) and leaves the
         last committed state on disk.
+
+        A full host file system (see :mod:`.space`) fails no commit by itself: a file whose
+        contents do not fit keeps its committed contents and is named by :meth:`unstored`;
+        a record that does not fit is made again without file data but at most one chunk
+        and written into the space of the reserve, so that deletes and truncates commit.
         """
         if self.closed:
             return
         journal = self._journal
-        if journal is None or journal.size >= JOURNAL_MAX:
-            self._checkpoint()
-            return
-        commit = _Commit(self.store, INLINE_MAX)
+        # on a full host, a checkpoint is tried only when it fits in the reserve's room
+        if journal is None or (
+            journal.size >= JOURNAL_MAX and (not self.store.short or fits_reserve(self))
+        ):
+            try:
+                self._checkpoint()
+                return
+            except SyscallError as e:
+                if journal is None or not is_space_error(e):
+                    raise
+                # no room for a checkpoint: the journal grows past its bound until one fits
+        for _ in range(2):
+            # while the reserve is not whole, file data may not take the room it lacks
+            room = self.store.spare() if self.store.short else None
+            try:
+                self._append(journal, _Commit(self.store, INLINE_MAX, room=room))
+            except SyscallError as e:
+                if not is_space_error(e):
+                    raise
+                # a record of what takes no room, written in the reserve's room
+                self._append(journal, _Commit(self.store, CHUNK, extents=False))
+            if not (self._unstored and self._swept):
+                break
+            # the commit freed room (deletes) after its files did not fit: once more for them
+
+    def _append(self, journal: Journal, commit: _Commit) -> None:
+        """Commit by appending one record with ``commit``'s changes to ``journal``."""
         try:
             records, _ = self._encode(commit)
             changed = [text for ino, text in records.items() if self._records.get(ino) != text]
             gone = [ino for ino in self._records if ino not in records]
             if not changed and not gone and not commit.inline:
+                self._committed(commit)
                 return
             if self.store.written:  # extent objects: durable, and so must their names be
                 self._sync_dir()
             head = _dumps({"format": _FORMAT, "g": self._generation + 1, "root": self.root.ino})
             text = head[:-1] + ',"gone":' + _dumps(gone) + ',"inodes":[' + ",".join(changed)
             raw = (text + "]}").encode()
-            journal.append(commit.record, _RECORD_HEAD.pack(len(raw)) + raw + commit.inline)
+            payload = _RECORD_HEAD.pack(len(raw)) + raw + commit.inline
+            try:
+                journal.append(commit.record, payload)
+            except SyscallError as e:
+                # only a record of what takes no room may use the reserve: one that deletes,
+                # or changes inodes without adding any (creating files needs room)
+                adds = any(ino not in self._records for ino in records)
+                if commit.extents or not is_space_error(e) or (adds and not gone):
+                    raise
+                if not self.store.release_reserve(len(payload) + PAD):
+                    raise
+                journal.append(commit.record, payload)
         except BaseException:
             commit.undo()
             raise
@@ -627,6 +741,53 @@ class SefsFs(RamFs):
         self._records = records
         if self.counters is not None:
             self.counters.advance(self.volume_id, self._generation)
+        self._committed(commit)
+
+    def _committed(self, commit: _Commit) -> None:
+        """After a commit: say which files it could not store (once each), and on a (nearly)
+        full host remove at once the objects the committed state no longer names, then take
+        the reserve back."""
+        for f, why in commit.unstored.items():
+            if f not in self._unstored and self.log_error is not None:
+                self.log_error(
+                    f"{why}: its latest {f._size()} bytes stay in memory and are stored when "
+                    "there is room; fsync of it returns ENOSPC until then"
+                )
+        self._unstored = commit.unstored
+        self._swept = 0
+        if self.store.nearly_full():
+            self._swept = self.store.sweep(self.committed_names())
+            self.store.make_reserve(reserve_size(self._meta_len))
+
+    def committed_names(self) -> set[str]:
+        """The names of the files the committed state needs: its objects and journal."""
+        keep = {o.hex() for o in self.referenced_objects()}
+        if self._journal is not None:
+            keep.add(self._journal.name)
+        return keep
+
+    def unstored(self, inode: Inode | None = None) -> list[str]:
+        return unstored_lines(self._unstored, inode)
+
+    def compact(self) -> None:
+        """Commit, then checkpoint even if nothing changed: the journal is folded into the
+        metadata and every object and journal the state does not name is removed."""
+        self.sync()
+        self._checkpoint()
+
+    def verify(self) -> list[str]:
+        """Read and verify every file's contents, one file at a time; what failed, by inode."""
+        failed: list[str] = []
+        for f in list(self._files()):
+            if f.memfd is not None:
+                continue  # in use: verified when it was loaded
+            try:
+                f._load()
+            except SyscallError as e:
+                failed.append(e.why)
+            finally:
+                f.close_memfd()
+        return failed
 
     def _sync_dir(self) -> None:
         try:
@@ -637,14 +798,41 @@ class SefsFs(RamFs):
     def _checkpoint(self) -> None:
         """Write the whole metadata as one object, with a new empty journal, and switch the
         superblock to them; then remove every object and journal the new state does not name.
-        Chunks kept in journal records move into objects first (one per file)."""
-        self._move_out_of_journal()
+        Chunks kept in journal records move into objects first (one per file).
+
+        On a full host, a checkpoint that moves no file data out of the journal is made again
+        in the space of the reserve (its metadata object is what the reserve is sized for).
+        """
+        try:
+            self._checkpoint_once()
+        except SyscallError as e:
+            if not is_space_error(e) or not fits_reserve(self) or not self.store.release_reserve():
+                raise
+            self._checkpoint_once()
+
+    def journal_data(self) -> int:
+        """How many bytes of file contents the journal holds (a checkpoint moves them out)."""
+        if self._journal is None or self._journal.empty:
+            return 0
+        return sum(
+            min(CHUNK, f.size - i * CHUNK)
+            for f in self._files()
+            for i, c in enumerate(f.chunks)
+            if c is not None and c.in_journal
+        )
+
+    def _checkpoint_once(self) -> None:
         commit = _Commit(self.store, 0)
         store = self.store
         journal = Journal(store, os.urandom(OBJECT_ID_SIZE))
+        switching = False
         try:
+            self._move_out_of_journal(commit)
             records, referenced = self._encode(commit)
             if records == self._records and self._journal is not None and self._journal.empty:
+                # nothing to commit; what the committed state does not name is still garbage
+                store.sweep(self.committed_names())
+                self._committed(commit)
                 return
             head = _dumps({"format": _FORMAT, "root": self.root.ino})
             meta = (head[:-1] + ',"inodes":[' + ",".join(records.values()) + "]}").encode()
@@ -652,38 +840,59 @@ class SefsFs(RamFs):
             journal.create()
             self._sync_dir()
             generation = self._generation + 1
+            switching = True  # from here on the new superblock may be in place
             store.write_superblock(
                 Superblock(generation, ref, len(meta), journal.jid, self.volume_id)
             )
         except BaseException:
+            if switching and self._superblock_names(ref):
+                # the rename happened, only its fsync failed: the new state is the volume's
+                # now (sweeping with the old one would remove the metadata it names)
+                commit.close()
+                self._switch(journal, generation, records, ref, len(meta))
+                raise
             commit.undo()
             journal.close()
+            with contextlib.suppress(OSError):
+                os.unlink(journal.name, dir_fd=store.dirfd)
             raise
         finally:
             commit.close()
+        self._switch(journal, generation, records, ref, len(meta))
+        store.sweep({o.hex() for o in referenced} | {ref.name, journal.name})
+        self._committed(commit)
+        store.make_reserve(reserve_size(self._meta_len))  # the metadata may have grown
+
+    def _superblock_names(self, ref: ObjectRef) -> bool:
+        try:
+            sb = self.store.read_superblock()
+        except SyscallError:
+            return False
+        return sb is not None and sb.meta == ref
+
+    def _switch(
+        self, journal: Journal, generation: int, records: dict[int, str], ref: ObjectRef, n: int
+    ) -> None:
+        """The superblock names ``ref`` and ``journal``: the volume's state follows."""
+        store = self.store
         old = self._journal
         self._journal = journal
         if old is not None:
             old.close()
         self._generation = generation
         self._records = records
-        self._meta = ref
+        self._meta, self._meta_len = ref, n
         store.written.clear()
         if self.counters is not None:
             self.counters.advance(self.volume_id, generation)
-        keep = {o.hex() for o in referenced} | {ref.name, journal.name}
-        store.remove(
-            n
-            for n in store.listing()
-            if (n.startswith(JOURNAL_PREFIX) or store.object_ids([n])) and n not in keep
-        )
 
-    def _move_out_of_journal(self) -> None:
+    def _move_out_of_journal(self, commit: _Commit) -> None:
         """Give every file chunk kept in a journal record a place in an object of its own."""
         if self._journal is None or self._journal.empty:
             return
         for f in self._files():
             if any(c and c.in_journal for c in f.chunks):
+                commit.flushed.append((f, f.chunks, f.size))  # undone if the commit fails
                 self._move_chunks(f)
 
     def _move_chunks(self, f: SefsFile) -> None:
