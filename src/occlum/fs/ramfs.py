@@ -5,7 +5,7 @@ regular-file contents held in one memfd per file: the page cache.  Every open ge
 file description of that memfd (reopened through ``/proc/self/fd``), so offsets are per open
 while all openers, in every process, share the same pages and ``MAP_SHARED`` stays coherent.
 
-About 540 lines, one room: the inode kinds and the file system share the memfd page cache
+About 570 lines, one room: the inode kinds and the file system share the memfd page cache
 and its accounting.
 """
 

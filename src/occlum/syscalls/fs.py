@@ -5,6 +5,9 @@ Handlers decode arguments (user memory through ``t.mem``, a dirfd and a path int
 :func:`~occlum.vfs.open.open_path`) and copy its result out; the rules are the VFS's. Regular
 files and devices are donated as host descriptors (DESIGN 3.2), directories and O_PATH opens
 as handle descriptors whose identity leads back to the LibOS object.
+
+About 880 lines: some fifty calls, each short (copy in, one VFS operation, copy out); split by
+sub-family (names, attributes, directories) when it grows.
 """
 
 from __future__ import annotations
