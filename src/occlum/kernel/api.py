@@ -23,7 +23,21 @@ class Donate:
     cloexec: bool
 
 
-Result = int | Proceed | Donate
+class Deferred:
+    """Handler result: no answer now. The serving loop sends nothing; whoever deferred the call
+    answers its notification later (``syscalls/net.py``'s waiters, when a socket is ready).
+    ``shown`` is what ``--strace`` prints for it."""
+
+    __slots__ = ("shown",)
+
+    def __init__(self, shown: str) -> None:
+        self.shown = shown
+
+    def __str__(self) -> str:
+        return self.shown
+
+
+Result = int | Proceed | Donate | Deferred
 Handler = Callable[..., Result]
 
 

@@ -282,6 +282,7 @@ class LibOS:
                 os.close(host_fd)
         elif res is PROCEED:
             self.listener.proceed(nid)
+        # else Deferred: answered later by whoever deferred it
         if tracing:
             shown = "(continues in the host kernel)" if res is PROCEED else format_result(res, why)
             self.log.trace(f"[{t.process.pid}] {call} = {shown}")

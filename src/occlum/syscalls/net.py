@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import AT_FDCWD, S_IFMT, S_IFSOCK
-from occlum.kernel.api import PROCEED, Donate, Proceed
+from occlum.kernel.api import PROCEED, Deferred, Donate
 from occlum.platform import native
 from occlum.platform.memory import TaskMemory
 from occlum.platform.seccomp import Listener
@@ -297,15 +297,8 @@ _TIMEVAL = struct.Struct("<qq")
 _STREAM_CHUNK = 1 << 20  # most bytes one served recvfrom of a stream socket returns
 
 
-class _Deferred(Proceed):
-    """Handler result: no answer now. The serving loop sends nothing for a result that is
-    neither a value, a donation nor PROCEED; a _Waiter answers the notification later."""
-
-    def __str__(self) -> str:
-        return "(answered when the socket is ready)"
-
-
-DEFERRED = _Deferred()
+# a _Waiter answers the notification later
+DEFERRED = Deferred("(answered when the socket is ready)")
 
 # What a call done here gives: a value or -errno, or a new descriptor to install
 Outcome = int | Donate
@@ -506,7 +499,7 @@ class _Waiter(threading.Thread):
         sock: socket.socket,
         timeout: float,
         attempt: Callable[[TaskMemory, socket.socket], Outcome],
-    ) -> _Deferred:
+    ) -> Deferred:
         p = t.process
         opened: list[int] = []
         try:
