@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from occlum.abi.errors import UserError
 from occlum.cli.main import cli
+from occlum.errors import UserError
 from occlum.instance.config import (
     DEFAULT_CONFIG,
     build_env,
@@ -24,9 +24,9 @@ from occlum.instance.config import (
     normalized_config_text,
     parse_config,
     plan_mounts,
-    to_run_spec,
 )
 from occlum.instance.layout import Instance, build_instance, new_instance
+from occlum.instance.runspec import to_run_spec
 from occlum.kernel.spec import MountSpec
 
 ROOT = {"target": "/", "type": "unionfs", "options": {"layers": [{"target": "/", "type": "sefs"}]}}

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from occlum.abi.errors import SyscallError, UserError
+from occlum.abi.errors import SyscallError
 from occlum.crypto.merkle import (
     BLOCK_SIZE,
     EMPTY_ROOT,
@@ -24,9 +24,11 @@ from occlum.crypto.merkle import (
     tree_of,
     verify_block,
 )
-from occlum.fs.image_format import IMAGEFS_MAGIC, ImageHeader, LeafCache, build_image
+from occlum.errors import UserError
+from occlum.fs.image_format import IMAGEFS_MAGIC, ImageHeader
 from occlum.fs.imagefs import ImageFs
 from occlum.fs.ramfs import RamFs
+from occlum.instance.image_builder import LeafCache, build_image
 from occlum.vfs.inode import SetAttr
 from occlum.vfs.mount import MountTable
 from occlum.vfs.open import open_path

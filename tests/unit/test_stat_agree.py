@@ -20,11 +20,11 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from occlum.abi.errors import SyscallError
 from occlum.fs.hostfs import HostFs
-from occlum.fs.image_format import build_image
 from occlum.fs.imagefs import ImageFs
 from occlum.fs.ramfs import RamFs
 from occlum.fs.sefs import SefsFs
 from occlum.fs.unionfs import UnionFs
+from occlum.instance.image_builder import build_image
 from occlum.vfs.inode import Inode, SetAttr
 from occlum.vfs.mount import FileSystem
 

@@ -23,11 +23,11 @@ from test_fs_model import PATHS, TARGETS, FsModelWithLinksAndModes, outcome
 
 from occlum.abi.errors import SyscallError
 from occlum.fs.hostfs import HostFs
-from occlum.fs.image_format import build_image
 from occlum.fs.imagefs import ImageFs
 from occlum.fs.ramfs import RamFs
 from occlum.fs.sefs import SefsFs
 from occlum.fs.unionfs import UnionFs
+from occlum.instance.image_builder import build_image
 from occlum.vfs.mount import FileSystem, MountTable
 from occlum.vfs.path import PathOp, resolve, resolve_parent
 
