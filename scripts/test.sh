@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Lint, type-check and run the whole test suite (unit, C behaviour native vs LibOS, security,
+# Lint, type-check, check the import layers and run the whole test suite (unit, C behaviour native vs LibOS, security,
 # real applications, bad input). Exits non-zero on any failure.
 set -uo pipefail
 
@@ -12,6 +12,8 @@ echo "== ruff"
 .venv/bin/ruff check src tests bench || status=1
 echo "== mypy"
 .venv/bin/mypy || status=1
+echo "== import-linter (layers, no import circle: pyproject.toml [tool.importlinter])"
+.venv/bin/lint-imports --no-cache || status=1
 echo "== pytest"
 .venv/bin/pytest -q tests "$@" </dev/null
 rc=$?

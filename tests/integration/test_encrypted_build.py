@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from occlum.abi.errors import UserError
 from occlum.cli.main import cli
 from occlum.enclave.build_seal import read_sigstruct, verify_build
 from occlum.enclave.keys import load_image_key
+from occlum.errors import UserError
 from occlum.fs.imagefs import ImageFs, ImageKeyError, image_is_encrypted
 from occlum.vfs.mount import MountTable
 from occlum.vfs.open import open_path

@@ -23,7 +23,7 @@ NOBODY = 65534
 # everything is imported first, since the interpreter's own files may not be readable by it.
 _DRIVER = """
 import os, sys
-import occlum.kernel.boot, occlum.kernel.libos, occlum.kernel.procinfo, occlum.kernel.strace
+import occlum.boot, occlum.kernel.libos, occlum.kernel.procinfo, occlum.kernel.strace
 import occlum.syscalls.table, occlum.syscalls.exec, occlum.syscalls.fs, occlum.syscalls.info
 from occlum.kernel.spec import MountSpec, RunSpec
 root, share, *argv = sys.argv[1:]
@@ -33,7 +33,7 @@ os.setresuid(65534, 65534, 65534)
 os.chdir("/")
 spec = RunSpec(instance_dir=root, root_dir=root, argv=tuple(argv), env=(("PATH", "/bin"),),
                mounts=(MountSpec("/host", "hostfs", share),), log_level="error")
-sys.exit(occlum.kernel.boot.run(spec))
+sys.exit(occlum.boot.run(spec))
 """
 
 

@@ -14,8 +14,9 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from occlum.abi.errors import UserError
+import libos
 from occlum.cli.main import cli
+from occlum.errors import UserError
 from occlum.instance.config import (
     DEFAULT_CONFIG,
     build_env,
@@ -24,9 +25,9 @@ from occlum.instance.config import (
     normalized_config_text,
     parse_config,
     plan_mounts,
-    to_run_spec,
 )
 from occlum.instance.layout import Instance, build_instance, new_instance
+from occlum.instance.runspec import to_run_spec
 from occlum.kernel.spec import MountSpec
 
 ROOT = {"target": "/", "type": "unionfs", "options": {"layers": [{"target": "/", "type": "sefs"}]}}
@@ -400,7 +401,9 @@ _MOUNTS = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=libos.examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(
     st.lists(st.tuples(st.sampled_from(_value_paths(DEFAULT_CONFIG)), _VALUES), max_size=3),
     st.lists(_MOUNTS, max_size=3),

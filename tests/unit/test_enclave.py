@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from occlum.abi.errors import UserError
 from occlum.cli.main import cli
 from occlum.crypto.sign import generate_signing_key, load_signing_key
 from occlum.enclave import build_seal, keys, measure
@@ -24,6 +23,7 @@ from occlum.enclave.build_seal import (
     verify_build,
 )
 from occlum.enclave.sigstruct import Sigstruct, mrsigner_of, sign_enclave, verify_sigstruct
+from occlum.errors import UserError
 
 CONFIG = b'{"resource_limits": {"user_space_size": "300MB"}}\n'
 IMAGES = {"image": "11" * 32, "initfs": "22" * 32}

@@ -10,20 +10,20 @@ from pathlib import Path
 import pytest
 from test_imagefs import check_round_trip, image_outcome, make_tree, read_all
 
-from occlum.abi.errors import SyscallError, UserError
+from occlum.abi.errors import SyscallError
 from occlum.crypto.aead import IntegrityError
 from occlum.crypto.image_cipher import ImageCipher
 from occlum.crypto.merkle import BLOCK_SIZE
+from occlum.errors import UserError
 from occlum.fs.image_format import (
     VERSION,
     VERSION_ENCRYPTED,
     ImageHeader,
-    LeafCache,
-    build_image,
     decode_inode_table,
     image_is_encrypted,
 )
 from occlum.fs.imagefs import ImageFs, ImageKeyError
+from occlum.instance.image_builder import LeafCache, build_image
 from occlum.vfs.mount import MountTable
 
 KEY = bytes(range(16))

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from occlum.abi.errors import SyscallError, UserError
+import libos
+from occlum.abi.errors import SyscallError
 from occlum.crypto.merkle import (
     BLOCK_SIZE,
     EMPTY_ROOT,
@@ -24,9 +25,11 @@ from occlum.crypto.merkle import (
     tree_of,
     verify_block,
 )
-from occlum.fs.image_format import IMAGEFS_MAGIC, ImageHeader, LeafCache, build_image
+from occlum.errors import UserError
+from occlum.fs.image_format import IMAGEFS_MAGIC, ImageHeader
 from occlum.fs.imagefs import ImageFs
 from occlum.fs.ramfs import RamFs
+from occlum.instance.image_builder import LeafCache, build_image
 from occlum.vfs.inode import SetAttr
 from occlum.vfs.mount import MountTable
 from occlum.vfs.open import open_path
@@ -474,7 +477,9 @@ def materialise(path: Path, node: bytes | dict[str, object], mode_seed: int) -> 
         (path / (first + "~ln")).symlink_to(first)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=libos.examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(tree=st.dictionaries(NAMES, TREES, max_size=5), seed=st.integers(0, 0o377))
 def test_random_trees_round_trip(tree: dict[str, object], seed: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,13 +18,14 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+import libos
 from occlum.abi.errors import SyscallError
 from occlum.fs.hostfs import HostFs
-from occlum.fs.image_format import build_image
 from occlum.fs.imagefs import ImageFs
 from occlum.fs.ramfs import RamFs
 from occlum.fs.sefs import SefsFs
 from occlum.fs.unionfs import UnionFs
+from occlum.instance.image_builder import build_image
 from occlum.vfs.inode import Inode, SetAttr
 from occlum.vfs.mount import FileSystem
 
@@ -188,7 +189,7 @@ class HostAgreement(StatAgreement):
     kind = "host"
 
 
-_settings = settings(max_examples=30, stateful_step_count=20, deadline=None)
+_settings = settings(max_examples=libos.examples(30), stateful_step_count=20, deadline=None)
 TestRamAgreement = RamAgreement.TestCase
 TestRamAgreement.settings = _settings
 TestSefsAgreement = SefsAgreement.TestCase

@@ -15,11 +15,11 @@ import pytest
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import RENAME_EXCHANGE, RENAME_NOREPLACE
 from occlum.fs.hostfs import HostFs
-from occlum.fs.image_format import build_image
 from occlum.fs.imagefs import ImageFs
 from occlum.fs.ramfs import RamFs
 from occlum.fs.sefs import SEFS_MAGIC, SefsFs
 from occlum.fs.unionfs import OPAQUE_MARKER, WH_PREFIX, UnionFs
+from occlum.instance.image_builder import build_image
 from occlum.vfs.inode import Inode, SetAttr
 from occlum.vfs.mount import FileSystem, MountTable
 from occlum.vfs.open import open_path

@@ -21,13 +21,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from test_fs_model import PATHS, TARGETS, FsModelWithLinksAndModes, outcome
 
+import libos
 from occlum.abi.errors import SyscallError
 from occlum.fs.hostfs import HostFs
-from occlum.fs.image_format import build_image
 from occlum.fs.imagefs import ImageFs
 from occlum.fs.ramfs import RamFs
 from occlum.fs.sefs import SefsFs
 from occlum.fs.unionfs import UnionFs
+from occlum.instance.image_builder import build_image
 from occlum.vfs.mount import FileSystem, MountTable
 from occlum.vfs.path import PathOp, resolve, resolve_parent
 
@@ -157,7 +158,7 @@ class SefsUnionModel(UnionModel):
         self._mount(self._sefs())
 
 
-_settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+_settings = settings(max_examples=libos.examples(40), stateful_step_count=25, deadline=None)
 TestUnionRam = UnionModel.TestCase
 TestUnionRam.settings = _settings
 TestUnionSefs = SefsUnionModel.TestCase

@@ -16,11 +16,3 @@ class SyscallError(Exception):
     def __str__(self) -> str:
         name = _errno.errorcode.get(self.errno, str(self.errno))
         return f"{name}: {self.why}" if self.why else name
-
-
-class UserError(Exception):
-    """A user mistake (bad config, missing program, corrupt image): one clear line, non-zero exit."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code

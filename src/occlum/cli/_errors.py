@@ -6,7 +6,7 @@ from typing import IO, Any
 
 import click
 
-from occlum.abi.errors import UserError
+from occlum.errors import UserError
 
 
 class OneLineError(click.ClickException):

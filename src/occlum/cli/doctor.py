@@ -21,8 +21,9 @@ from rich.table import Table
 
 from occlum.cli._terminal import console
 from occlum.instance._validation import FieldProblem, format_size, parse_size
-from occlum.instance.config import USER_ADDRESS_SPACE, to_run_spec
+from occlum.instance.config import USER_ADDRESS_SPACE
 from occlum.instance.layout import Instance
+from occlum.instance.runspec import to_run_spec
 
 if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS
@@ -41,9 +42,9 @@ LEVEL_STYLE = {"full": "green", "partial": "yellow", "refused": "red", "unsuppor
 
 def run_counted(inst: Instance, spec: RunSpec) -> tuple[int, LibOS]:
     """Run ``spec``'s program as ``occlum run`` does, keeping the LibOS for its counts."""
-    from occlum.kernel.libos import LibOS
+    from occlum.boot import new_libos
 
-    libos = LibOS(spec)
+    libos = new_libos(spec)
     with inst.running():
         try:
             code = int(libos.run())
@@ -372,9 +373,9 @@ def doctor(
     if instance_dir is None:
         instance_dir = getattr(ctx.find_root().obj, "instance_dir", ".")
     inst = Instance.at(instance_dir)
-    from occlum.cli.main import _refuse_if_started  # a started instance runs with occlum exec
+    from occlum.instance.wire import refuse_if_started
 
-    _refuse_if_started(inst)
+    refuse_if_started(inst.run_dir)
     key_path = None if image_key is None else inst.path / image_key
     argv = (program, *args)
     spec = to_run_spec(inst, argv, os.environ, image_key=key_path)

@@ -49,7 +49,7 @@ def main() -> None:
 
         full_main()
         return
-    from occlum.abi.errors import UserError
+    from occlum.errors import UserError
     from occlum.instance.client import run_exec
 
     instance_dir, use_tty, argv = plain

@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from occlum.abi.errors import SyscallError, UserError
+from occlum.abi.errors import SyscallError
 from occlum.cli._terminal import console
+from occlum.errors import UserError
 from occlum.instance.layout import Instance
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -27,7 +28,7 @@ class Volume:
 def _volumes(inst: Instance) -> list[Volume]:
     """The persistent SEFS volumes of the built instance, with their keys (as `occlum run`
     derives them: sealed to this enclave under the platform key)."""
-    from occlum.instance.config import to_run_spec
+    from occlum.instance.runspec import to_run_spec
 
     spec = to_run_spec(inst, (), os.environ, service=True)
     out = []

@@ -13,10 +13,9 @@ import click
 from rich.table import Table
 
 from occlum import __version__
-from occlum.abi.errors import UserError
 from occlum.cli._errors import UserErrorGroup, warn
 from occlum.cli._terminal import RichProgress, console
-from occlum.instance.config import to_run_spec
+from occlum.errors import UserError
 from occlum.instance.layout import (
     Instance,
     build_instance,
@@ -25,6 +24,7 @@ from occlum.instance.layout import (
     instance_status,
     new_instance,
 )
+from occlum.instance.runspec import to_run_spec
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 PROGRESS_MIN_BYTES = 32 << 20
@@ -220,7 +220,9 @@ def run(
       occlum run --summary /bin/ls -l /
     """
     inst = _instance(ctx)
-    _refuse_if_started(inst)
+    from occlum.instance.wire import refuse_if_started
+
+    refuse_if_started(inst.run_dir)
     key_path = None if image_key is None else inst.path / image_key
     spec = to_run_spec(
         inst,
@@ -242,23 +244,12 @@ def run(
     ctx.exit(code)
 
 
-def _refuse_if_started(inst: Instance) -> None:
-    from occlum.instance.wire import lock_holder
-
-    holder = lock_holder(inst.run_dir)
-    if holder is not None:
-        raise UserError(
-            f"the instance is started (server pid {holder}): run programs in it with "
-            "occlum exec, or occlum stop it first"
-        )
-
-
 def _import_boot() -> Any:
     try:
-        return importlib.import_module("occlum.kernel.boot")
+        return importlib.import_module("occlum.boot")
     except ImportError as e:
-        if e.name in ("occlum.kernel.boot", "occlum.kernel"):
-            raise UserError("the LibOS kernel (occlum.kernel.boot) is not available in this build")
+        if e.name in ("occlum.boot", "occlum.kernel"):
+            raise UserError("the LibOS kernel (occlum.boot) is not available in this build")
         raise
 
 

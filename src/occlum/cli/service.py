@@ -9,8 +9,8 @@ import time
 import click
 from rich.table import Table
 
-from occlum.abi.errors import UserError
 from occlum.cli._terminal import console
+from occlum.errors import UserError
 from occlum.instance.layout import Instance
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -58,7 +58,7 @@ def start(ctx: click.Context, image_key: str | None) -> None:
       occlum exec /bin/hello_world
       occlum stop
     """
-    from occlum.instance.config import to_run_spec
+    from occlum.instance.runspec import to_run_spec
     from occlum.instance.server import start_server
 
     inst = _instance(ctx)
@@ -70,9 +70,9 @@ def start(ctx: click.Context, image_key: str | None) -> None:
     config = inst.load_built_config().config
 
     def make_libos() -> object:
-        from occlum.kernel.libos import LibOS
+        from occlum.boot import new_libos
 
-        return LibOS(spec)
+        return new_libos(spec)
 
     pid = start_server(inst.run_dir, make_libos, config)
     click.echo(f"occlum: instance started (server pid {pid}; log in run/server.log)", err=True)

@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from occlum.abi.errors import UserError
+from occlum.errors import UserError
 
 KEY_BITS = 3072
 PUBLIC_EXPONENT = 3

@@ -21,10 +21,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from occlum.abi.errors import UserError
 from occlum.crypto.sign import generate_signing_key
 from occlum.enclave.measure import libos_digest, mrenclave
 from occlum.enclave.sigstruct import Measured, Sigstruct, sign_enclave, verify_sigstruct
+from occlum.errors import UserError
 
 SIGSTRUCT_NAME = "sigstruct.json"
 DEV_KEY_NAME = "dev_signing_key.pem"

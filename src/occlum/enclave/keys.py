@@ -22,8 +22,8 @@ import stat
 from pathlib import Path
 from typing import Literal
 
-from occlum.abi.errors import UserError
 from occlum.crypto.kdf import derive_key
+from occlum.errors import UserError
 
 PLATFORM_KEY_ENV = "OCCLUM_PLATFORM_KEY"
 PLATFORM_KEY_BYTES = 32

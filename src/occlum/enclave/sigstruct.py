@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from occlum.abi.errors import UserError
 from occlum.crypto.sign import (
     MODULUS_BYTES,
     PUBLIC_EXPONENT,
@@ -32,6 +31,7 @@ from occlum.crypto.sign import (
     load_signing_key,
     verify_signature,
 )
+from occlum.errors import UserError
 
 FORMAT = "occlum-sigstruct/1"
 SIGNED_TAG = b"OCCLUM-SIGSTRUCT"

@@ -32,11 +32,12 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
-from occlum.abi.errors import SyscallError, UserError
+from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, ST_RDONLY, StatFs, dtype_of_mode
 from occlum.crypto.aead import IntegrityError
 from occlum.crypto.image_cipher import ImageCipher
 from occlum.crypto.merkle import BLOCK_SIZE, HASH_SIZE, block_count, leaves_of, root_of_leaves
+from occlum.errors import UserError
 from occlum.fs.image_format import (
     HEADER_SIZE,
     IMAGEFS_MAGIC,

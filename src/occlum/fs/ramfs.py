@@ -4,6 +4,9 @@ Owns directories, symlinks, hard links, FIFOs and device nodes held in Python ob
 regular-file contents held in one memfd per file: the page cache.  Every open gets a fresh open
 file description of that memfd (reopened through ``/proc/self/fd``), so offsets are per open
 while all openers, in every process, share the same pages and ``MAP_SHARED`` stays coherent.
+
+About 570 lines, one room: the inode kinds and the file system share the memfd page cache
+and its accounting.
 """
 
 from __future__ import annotations

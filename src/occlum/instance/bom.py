@@ -24,6 +24,9 @@ copy_bom (tools/copy_bom):
 
 Differences from Occlum: included BOM files are processed before the file including them (so
 the including file has the final word on a destination), and an include cycle is an error.
+
+About 640 lines, one room: copy_bom's YAML semantics and its copy rules follow Occlum's tool
+as one unit.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from occlum.abi.errors import UserError
+from occlum.errors import UserError
 from occlum.instance._validation import FieldProblem, describe_error, iter_unknown_keys
 from occlum.instance.elfdeps import LibraryResolver, is_elf, linker_script_inputs
 

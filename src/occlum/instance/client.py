@@ -24,7 +24,7 @@ import tty
 from collections.abc import Mapping
 from typing import Any
 
-from occlum.abi.errors import UserError
+from occlum.errors import UserError
 from occlum.instance.wire import LOG_NAME, MAX_MESSAGE, SOCKET_NAME, socket_address
 from occlum.platform.fdpass import send_fds
 

@@ -14,7 +14,7 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
-from occlum.abi.errors import UserError
+from occlum.errors import UserError
 
 __all__ = ["default_init", "install_default_init"]
 

@@ -15,6 +15,9 @@ on run/server.lock for its whole life, so a second ``occlum start`` (or an ``occ
 is refused while it runs, and a server that died leaves no lock behind.
 
 The protocol is one JSON object per SOCK_SEQPACKET message (see :mod:`occlum.instance.client`).
+
+About 570 lines, one room: the server, its clients' protocol and the spawner's channel are
+one conversation.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from occlum.abi.errors import UserError
+from occlum.errors import UserError
 from occlum.instance.wire import (
     LOCK_NAME,
     LOG_NAME,

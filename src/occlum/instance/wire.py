@@ -6,6 +6,8 @@ from __future__ import annotations
 import fcntl
 import os
 
+from occlum.errors import UserError
+
 SOCKET_NAME = "occlum.sock"
 PID_NAME = "server.pid"
 LOG_NAME = "server.log"
@@ -36,6 +38,17 @@ def lock_holder(run_dir: str | os.PathLike[str]) -> int | None:
     finally:
         os.close(fd)
     return None
+
+
+def refuse_if_started(run_dir: str | os.PathLike[str]) -> None:
+    """``occlum run`` and ``occlum doctor`` refuse an instance that is started: its programs run
+    with ``occlum exec``."""
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        raise UserError(
+            f"the instance is started (server pid {holder}): run programs in it with "
+            "occlum exec, or occlum stop it first"
+        )
 
 
 def _read(path: str) -> str:

@@ -7,118 +7,68 @@ handler blocks. Exits of processes arrive as readable pidfds in the same loop.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import resource
 import select
 import selectors
-import shutil
-import signal
 import socket
 import struct
-import tempfile
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable
 
-from occlum.abi.errors import SyscallError, UserError
+from occlum.abi.errors import SyscallError
 from occlum.abi.syscalls import NAME
-from occlum.enclave.counter import platform_counters
-from occlum.fs.devfs import DevFs
-from occlum.fs.devpts import DevPtsFs
-from occlum.fs.hostfs import HostFs
-from occlum.fs.imagefs import ImageFs, ImageKeyError
 from occlum.fs.procfs import ProcessInfo, ProcFs
-from occlum.fs.ramfs import RamFs
-from occlum.fs.sefs import SefsFs
-from occlum.fs.sefs.closes import CloseWatch
-from occlum.fs.unionfs import UnionFs
+from occlum.kernel import procinfo, stages
+from occlum.kernel.api import PROCEED, Donate, Entry, Result
 from occlum.kernel.limits import Limits
 from occlum.kernel.log import Log
-from occlum.kernel.objects import FileRef, ObjectRegistry
+from occlum.kernel.objects import ObjectRegistry
 from occlum.kernel.process import CachedProgram, Process, Task
-from occlum.kernel.procinfo import initial_groups, read_proc
-from occlum.kernel.spec import MountSpec, RunSpec
+from occlum.kernel.proctable import ProcTable
+from occlum.kernel.rootfs import FileSystems
+from occlum.kernel.shadow import Shadow
+from occlum.kernel.spec import RunSpec
 from occlum.kernel.strace import format_call, format_result
 from occlum.kernel.terminal import open_controlling_terminal
-from occlum.platform import launch as launcher
-from occlum.platform import native
-from occlum.platform.faults import FaultLog
 from occlum.platform.seccomp import Listener
 from occlum.platform.stub import build_stub
-from occlum.vfs.cred import ROOT
-from occlum.vfs.inode import Inode
-from occlum.vfs.mount import FileSystem, MountTable
-from occlum.vfs.path import PathOp, resolve
+from occlum.vfs.mount import MountTable
 
-
-class Proceed:
-    """Handler result: let the kernel run the call as made (its arguments are plain values)."""
-
-
-PROCEED = Proceed()
-FIFO_DIR = ".fifos"  # in the shadow root: the host FIFOs that stand for LibOS FIFOs
-
-
-@dataclass(slots=True)
-class Donate:
-    """Handler result: install ``host_fd`` into the caller and return its number."""
-
-    host_fd: int
-    cloexec: bool
-
-
-Result = int | Proceed | Donate
-Handler = Callable[..., Result]
-
-
-@dataclass(slots=True, frozen=True)
-class Entry:
-    name: str
-    handler: Handler
-    kinds: tuple[str, ...]  # how the trace shows each argument; its length is the arity
-    level: str  # "full", "partial", "refused"
-    note: str = ""
-
-
-SIGNAMES = {s.value: s.name for s in signal.Signals}
+# Fails, with one clear line (UserError), when a program cannot be started: (libos, path,
+# which stage's file systems, the image they come from)
+ProgramCheck = Callable[["LibOS", bytes, str, "str | None"], None]
 
 
 class LibOS:
-    def __init__(self, spec: RunSpec) -> None:
-        from occlum.syscalls.table import build_table
+    """``table``: the syscall table (number -> entry), handed in by whoever assembles the LibOS
+    (:mod:`occlum.boot`), so that the kernel never imports a handler module; ``check_program``
+    says why a program cannot be started before its tree is launched."""
 
+    def __init__(self, spec: RunSpec, table: dict[int, Entry], check_program: ProgramCheck) -> None:
         self.spec = spec
+        self.check_program = check_program
         self.log = Log(spec.log_level)
         self.hostname = spec.hostname.encode()
         self.writeback_interval = _writeback_interval()
         self.next_writeback = time.monotonic() + self.writeback_interval
-        self.temporary_dirs: list[str] = []  # storage of temporary SEFS volumes, removed at exit
-        self.temporary_fs: list[FileSystem] = []
-        # the platform's monotonic counters: a persistent volume rolled back is refused
-        self.counters = platform_counters()
-        # SEFS files' last writable close: their volume commits (Occlum commits at close too)
-        self.close_watch = CloseWatch()
         self.limits = Limits(spec, self.log)
         # `occlum run` holds the terminal's foreground: each first program gets it, and it
         # comes back here when that program's tree ends
         self.foreground = _terminal_foreground()
-        # the pseudo-terminals of /dev/ptmx and /dev/pts: each tree brings its devpts instance
-        self.devpts = DevPtsFs()
-        self.mounts = self._init_mounts(spec) if spec.init_image else self._build_mounts(spec)
+        self.current: Task | None = None
+        self.filesystems = FileSystems(spec, self.log, self._procfs, self.controlling_terminal)
+        # the loop's own waits: process exits (pidfds), last closes, crash records, init's report
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.filesystems.close_watch.fd, selectors.EVENT_READ, "closes")
+        self.proctable = ProcTable(spec, self.limits, lambda: self.mounts.root(), self.sel)
         self.objects = ObjectRegistry()
-        self.objects.namer = self._name_pty
-        self.objects.live_keys = self._live_keys
+        self.objects.namer = self.filesystems.name_pty
+        self.objects.live_keys = self.proctable.live_keys
         self.exec_cache: OrderedDict[tuple[int, int], CachedProgram] = OrderedDict()
-        self.procs: dict[int, Process] = {}  # by host tgid
-        # host pid -> (program, LibOS pid), kept after exit for crash reports
-        self.procs_by_host_pid_ever: dict[int, tuple[bytes, int]] = {}
-        self.tasks: dict[int, Task] = {}  # by host tid
-        self.by_pid: dict[int, Process] = {}  # by LibOS pid
-        self.table: dict[int, Entry] = build_table()
+        self.table = table
         # `occlum run --summary` and `occlum doctor` count the calls served: the handlers are
         # wrapped here, once, so that the serving loop pays nothing when counting is off
         self.stats: CallStats | None = None
@@ -130,222 +80,34 @@ class LibOS:
         self.warned: set[int] = set()
         self.noted: set[str] = set()  # deviations already reported (warn_once)
         self.eio_reported: set[str] = set()
-        self.current: Task | None = None
         self._info_cache: tuple[tuple[int, int], ProcessInfo | None] | None = None
         self.stub = build_stub()
-        self.shadow_fd = -1
-        self.shadow_paths: dict[bytes, str] = {}  # path in the shadow root -> what is linked
-        # LibOS FIFOs and socket files (by _identity) -> the host FIFO / bound socket standing
-        # for them in the shadow root
-        self.host_fifos: dict[tuple[FileSystem, int], str] = {}
-        self.host_sockets: dict[tuple[FileSystem, int], str] = {}
-        self.init_pid = 0
+        self.shadow = Shadow()  # the names the host kernel resolves: execve paths, FIFOs, sockets
         self.first_status: int | None = None
         self.exit_committed = True  # the exit-time commit stored everything
-        self.writeback_errors: dict[FileSystem, str] = {}  # the last one logged, per volume
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(self.close_watch.fd, selectors.EVENT_READ, "closes")
-        self.faults = FaultLog()
-        self.reported: set[int] = set()  # host pids whose crash was reported
-        self.first_host_pid = 0
-        self.spawner_pid = 0  # a started instance's spawner, when it is in the memory cgroup
         self.tree_live = False  # a process tree was launched and not yet ended
+        # the current tree's (set when it is launched): its calls, its init's report
+        self.listener: Listener
+        self.control: socket.socket
         # the boot: "init" while the initfs's init runs (it mounts the root with mount_rootfs),
         # then "app"
         self.stage = "init" if spec.init_image is not None or spec.init_hash is not None else "app"
-        self.root_pending: MountTable | None = None  # what mount_rootfs mounted
-        self.boot_error: str | None = None  # why mount_rootfs failed
 
-    # -- file systems -------------------------------------------------------------------
-    def _name_pty(self, st: os.stat_result) -> FileRef | None:
-        """``/dev/pts/N`` for a slave of the instance's devpts that was opened natively."""
-        if st.st_dev != self.devpts.dev or os.major(st.st_rdev) != 136 or self.devpts.fd < 0:
-            return None
-        root = self.mounts.root()
-        try:
-            loc = resolve(PathOp(root, root, b"/dev/pts/%d" % os.minor(st.st_rdev)))
-        except SyscallError:
-            return None
-        return FileRef(loc) if loc.inode.ino == st.st_ino and loc.inode.fs is self.devpts else None
-
-    def new_devfs(self) -> DevFs:
-        """A devfs of this instance: its pseudo-terminals, the caller's /dev/tty."""
-        return DevFs(self.devpts, self.controlling_terminal)
+    # -- file systems (kernel/rootfs.py) ------------------------------------------------------
+    @property
+    def mounts(self) -> MountTable:
+        """The mount table the instance's processes see."""
+        return self.filesystems.mounts
 
     def controlling_terminal(self, flags: int) -> int:
         """``/dev/tty`` of the calling program: a new open of its controlling terminal."""
         if self.current is None:
             raise SyscallError(errno.ENXIO, "no caller")
-        return open_controlling_terminal(self.current.process.host_pid, flags, self.devpts)
-
-    def _init_mounts(self, spec: RunSpec) -> MountTable:
-        """The init stage's file systems: the initfs image as the root, /dev (holding the key
-        file given to ``occlum run --image-key`` as ``/dev/image_key``, if any) and /proc."""
-        if spec.init_image is None or spec.init_hash is None:  # measured: never skipped
-            raise UserError("the init stage is measured but its image or hash is missing")
-        try:
-            root = ImageFs(spec.init_image, spec.init_hash)
-        except SyscallError as exc:
-            raise UserError(
-                f"the initfs image {spec.init_image} cannot be used: {exc.why or exc} "
-                "(corrupted or changed since `occlum build`)"
-            )
-        table = MountTable(root, source=b"initfs")
-        dev = self.new_devfs()
-        if spec.user_image_key is not None:
-            node = dev.root.create(b"image_key", 0o400, 0, 0)
-            fd = node.open_host_fd(os.O_WRONLY)
-            try:
-                os.write(fd, spec.user_image_key)
-            finally:
-                os.close(fd)
-        self._mount(table, dev, "/dev", b"dev", where="initfs/")
-        self._mount(table, self.devpts, "/dev/pts", b"devpts", where="initfs/")
-        self._mount(table, self._procfs(table), "/proc", b"proc", where="initfs/")
-        return table
-
-    def mount_root(self, image_key: bytes | None) -> None:
-        """mount_rootfs: build the instance's own file systems (the root with ``image_key``)
-        for the program that runs after init. Failure: ``boot_error`` says why."""
-        try:
-            self.root_pending = self._build_mounts(self.spec, image_key)
-        except UserError as exc:
-            self.boot_error = str(exc)
-            # no message here: the boot reports it, once, when init has exited
-            raise SyscallError(errno.EKEYREJECTED if isinstance(exc, ImageKeyError) else errno.EIO)
-
-    def _build_mounts(self, spec: RunSpec, image_key: bytes | None = None) -> MountTable:
-        root = self._root_fs(spec, image_key)
-        table = MountTable(root, source=b"unionfs" if isinstance(root, UnionFs) else b"image")
-        have = {m.target for m in spec.mounts}
-        for m in spec.mounts:
-            if m.fs_type == "hostfs":
-                assert m.source is not None
-                fs: FileSystem = HostFs(m.source, readonly=m.readonly)
-                source = b"hostfs"  # the host path itself is not the program's business
-            elif m.fs_type == "sefs":
-                fs, source = self._sefs(m), b"sefs"
-            elif m.fs_type == "ramfs":
-                fs, source = RamFs(kind="ramfs"), b"ramfs"  # statfs says ramfs, as named
-            elif m.fs_type == "devfs":
-                fs, source = self.new_devfs(), b"devfs"
-            elif m.fs_type == "procfs":
-                fs, source = self._procfs(table), b"proc"
-            else:
-                raise UserError(f"mount type {m.fs_type} at {m.target} is not supported")
-            self._mount(table, fs, m.target, source)
-        for target in ("/dev", "/proc", "/tmp"):
-            if target not in have:
-                fs = (
-                    self.new_devfs() if target == "/dev"
-                    else self._procfs(table) if target == "/proc" else RamFs(kind="ramfs")
-                )  # fmt: skip
-                self._mount(table, fs, target, target.strip("/").encode())
-        if "/dev/shm" not in have:
-            self._mount(table, RamFs(), "/dev/shm", b"shm")
-        # the instance's pseudo-terminals, below a /dev of ours
-        if "/dev/pts" not in have and any(
-            m.target == b"/dev" and isinstance(m.fs, DevFs) for m in table.all_mounts()
-        ):
-            self._mount(table, self.devpts, "/dev/pts", b"devpts")
-        return table
-
-    def _root_fs(self, spec: RunSpec, image_key: bytes | None) -> FileSystem:
-        if spec.root_image is None or spec.root_hash is None:
-            return HostFs(spec.root_dir, readonly=True)
-        try:
-            image: FileSystem = ImageFs(spec.root_image, spec.root_hash, image_key)
-        except SyscallError as exc:
-            raise UserError(
-                f"the root image {spec.root_image} cannot be used: {exc.why or exc} "
-                "(corrupted or changed since `occlum build`)"
-            )
-        if spec.root_upper is None or spec.root_upper_key is None:
-            return image
-        upper = self._sefs(MountSpec("/", "sefs", spec.root_upper, key=spec.root_upper_key))
-        return UnionFs(upper, image)
-
-    def _sefs(self, m: MountSpec) -> SefsFs:
-        assert m.source is not None and m.key is not None
-        storage = m.source
-        if m.temporary:
-            os.makedirs(self.spec.instance_dir + "/run", exist_ok=True)
-            storage = tempfile.mkdtemp(prefix="sefs-tmp-", dir=self.spec.instance_dir + "/run")
-            self.temporary_dirs.append(storage)
-        else:
-            try:
-                os.makedirs(storage, mode=0o700, exist_ok=True)
-            except OSError as exc:
-                raise UserError(f"mount {m.target}: cannot create {storage}: {exc.strerror}")
-        try:
-            counters = None if m.temporary else self.counters
-            fs = SefsFs(storage, m.key, mac_only=m.mac_only, counters=counters)
-            fs.close_watch = self.close_watch
-            fs.log_error = self.log.error
-        except SyscallError as exc:
-            if exc.errno == errno.EBUSY:
-                raise UserError(f"mount {m.target}: {exc.why}")
-            raise UserError(
-                f"mount {m.target}: {exc.why or exc} (wrong key, a different enclave, or "
-                "tampered storage)"
-            )
-        if m.temporary:
-            self.temporary_fs.append(fs)
-        return fs
-
-    def _last_closes(self) -> None:
-        """Commit the volumes whose files just lost their last writable descriptor."""
-        for fs in self.close_watch.read():
-            if fs.closed or fs in self.temporary_fs:
-                continue
-            try:
-                fs.sync()
-            except SyscallError as exc:
-                self.log.error(f"cannot commit {fs.fstype} after a close: {exc.why or exc}")
-
-    def _write_back(self) -> None:
-        """Periodic write-back: commit the protected file systems every few seconds of activity,
-        so that a crash loses at most that much of what was not fsync'd. It runs between served
-        calls (the supervisor has no other thread); a volume with no change costs little."""
-        self.sync_file_systems()
-        self.limits.check_threads()
-        self._report_faults()
-        self.limits.check_memory()
-        self.next_writeback = time.monotonic() + self.writeback_interval
-
-    def sync_file_systems(self) -> bool:
-        """Commit every writable protected file system; a failure is logged, never fatal.
-        False if something is not stored (a file that did not fit was logged by its volume)."""
-        stored = True
-        for fs in self.persistent_file_systems():
-            try:
-                fs.sync()
-            except SyscallError as exc:
-                why = f"cannot write back {fs.fstype}: {exc.why or exc}"
-                if self.writeback_errors.get(fs) != why:  # once, not at every write-back
-                    self.log.error(why)
-                self.writeback_errors[fs] = why
-                stored = False
-            else:
-                self.writeback_errors.pop(fs, None)
-                stored = stored and not fs.unstored()
-        return stored
-
-    def persistent_file_systems(self) -> list[FileSystem]:
-        """The mounted file systems whose changes are committed to storage (not temporary)."""
-        seen: list[FileSystem] = []
-        for mount in self.mounts.all_mounts():
-            fs = mount.fs
-            if isinstance(fs, SefsFs | UnionFs) and fs not in self.temporary_fs and fs not in seen:
-                seen.append(fs)  # a union's sync is its writable layer's
-        return seen
-
-    def new_procfs(self) -> ProcFs:
-        return self._procfs(self.mounts)
+        return open_controlling_terminal(
+            self.current.process.host_pid, flags, self.filesystems.devpts
+        )
 
     def _procfs(self, table: MountTable) -> ProcFs:
-        from occlum.kernel import procinfo
-
         return ProcFs(
             self,
             mounts=table.mounts,
@@ -353,17 +115,15 @@ class LibOS:
             net_view=procinfo.net_view(self),
         )
 
-    def _mount(
-        self, table: MountTable, fs: object, target: str, source: bytes, where: str = "image/"
-    ) -> None:
-        if isinstance(fs, RamFs):  # its nameless files are freed at their last close
-            fs.close_watch = self.close_watch
-        try:
-            table.mount(fs, target.encode(), source=source)  # type: ignore[arg-type]
-        except SyscallError as exc:
-            raise UserError(
-                f"cannot mount {source.decode()} at {target}: {exc} (the directory must exist in {where})"
-            )
+    def _write_back(self) -> None:
+        """Periodic write-back: commit the protected file systems every few seconds of activity,
+        so that a crash loses at most that much of what was not fsync'd. It runs between served
+        calls (the supervisor has no other thread); a volume with no change costs little."""
+        self.filesystems.sync()
+        self.limits.check_threads()
+        self.proctable.report_faults()
+        self.limits.check_memory()
+        self.next_writeback = time.monotonic() + self.writeback_interval
 
     # -- the process registry procfs reads --------------------------------------------------
     def current_pid(self) -> int:
@@ -371,8 +131,8 @@ class LibOS:
 
     def pids(self) -> list[int]:
         self._poll_events(0)  # exits not yet handled (the loop polls only every few calls)
-        self.settle_all()
-        return sorted(self.by_pid)
+        self.proctable.settle_all()
+        return sorted(self.proctable.by_pid)
 
     def info(self, pid: int) -> ProcessInfo | None:
         # one path walk through /proc asks several times; a snapshot serves the whole call
@@ -386,180 +146,24 @@ class LibOS:
 
     def _info(self, pid: int) -> ProcessInfo | None:
         self._poll_events(0)
-        p = self.by_pid.get(pid)
+        p = self.proctable.by_pid.get(pid)
         if p is None:
-            self.settle_all()  # a child forked natively that has not called the LibOS yet
-            p = self.by_pid.get(pid)
+            self.proctable.settle_all()  # a child forked natively that has not called the LibOS yet
+            p = self.proctable.by_pid.get(pid)
             if p is None:
                 return None
-        from occlum.kernel.procinfo import process_info
+        return procinfo.process_info(self, p)
 
-        return process_info(self, p)
-
-    # -- running --------------------------------------------------------------------------
+    # -- running (kernel/stages.py: the init stage, the program's tree, the exit status) ----
     def run(self) -> int:
         """Boot: the init stage first (when the instance has an initfs), then the program."""
-        spec = self.spec
-        env = [f"{k}={v}".encode() for k, v in spec.env]
-        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
-        for s in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, self._forward_signal)
-        try:
-            if self.stage == "init":
-                self._run_init(env)
-            argv = [a.encode() for a in spec.argv]
-            self._check_program(argv[0])
-            self._run_tree(argv, env)
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-            self._shutdown()
-        return self._exit_code_after_commit()
-
-    def _run_init(self, env: list[bytes]) -> None:
-        """Run the initfs's init until it exits; it must have mounted the root (mount_rootfs)
-        and exited with status 0. Then the root it mounted replaces the initfs."""
-        argv = [a.encode() for a in self.spec.init_argv]
-        self._check_program(argv[0], stage="the initfs", image=self.spec.init_image)
-        self._run_tree(argv, env)
-        status = self.first_status if self.first_status is not None else 127 << 8
-        self._end_tree()
-        pending, self.root_pending = self.root_pending, None
-        init = self.spec.init_argv[0]
-        if self.boot_error is not None:
-            raise UserError(f"cannot mount the root file system: {self.boot_error}")
-        if os.WIFSIGNALED(status):
-            why = f"was killed by {SIGNAMES.get(os.WTERMSIG(status), os.WTERMSIG(status))}"
-        else:
-            why = f"exited with status {os.WEXITSTATUS(status)}"
-        if pending is None:
-            raise UserError(f"init ({init}) {why} without mounting the root file system")
-        if status != 0:
-            raise UserError(f"init ({init}) mounted the root file system but {why}")
-        self.mounts = pending
-        self.stage = "app"
-        self.exec_cache.clear()  # the initfs's programs are gone with it
+        return stages.run(self)
 
     def serve(self, started: Callable[[int, socket.socket], None]) -> int:
-        """A started instance (``occlum start``): the init stage, then a tree whose first
-        process is the spawner, which runs the programs asked for on its channel (see
-        :mod:`occlum.platform.spawner`) until the channel closes. ``started`` is called with
-        the host pid of the tree's init and the channel once the spawner runs."""
-        env = [f"{k}={v}".encode() for k, v in self.spec.env]
-        self.foreground = False
-        self.log.echo = self._echo_to_caller
-        try:
-            if self.stage == "init":
-                self._run_init(env)
-            self._run_tree([b"/"], env, started=started)
-        finally:
-            self._shutdown()
-        return self._exit_code_after_commit()
+        """A started instance (``occlum start``): see :func:`occlum.kernel.stages.serve`."""
+        return stages.serve(self, started)
 
-    def _echo_to_caller(self, line: bytes) -> None:
-        """A started instance's log line about the calling program goes to its stderr too (the
-        `occlum exec` caller's), when that takes the line without blocking the supervisor."""
-        t = self.current
-        if t is None or t.process.pidfd < 0:
-            return
-        try:
-            fd = native.pidfd_getfd(t.process.pidfd, 2)
-        except OSError:
-            return  # no stderr, or the process is gone
-        try:
-            poller = select.poll()
-            poller.register(fd, select.POLLOUT)
-            if poller.poll(0):  # room for PIPE_BUF bytes: a write of that much never waits
-                os.write(fd, line[: select.PIPE_BUF])
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-    def _run_tree(
-        self,
-        argv: list[bytes],
-        env: list[bytes],
-        *,
-        started: Callable[[int, socket.socket], None] | None = None,
-    ) -> None:
-        """Start a process tree whose first program is ``argv`` (or the spawner) and serve it
-        until it ends."""
-        self.first_status = None
-        self.first_host_pid = 0
-        self.spawner_pid = 0  # a started instance's spawner, when it is in the memory cgroup
-        cgroup_procs = self.limits.start_tree()  # first: it sets limits.program for the tree
-        try:
-            launched = launcher.launch(
-                self.stub,
-                argv[0],
-                argv,
-                env,
-                hostname=self.hostname,
-                network=self.spec.network,
-                cgroup_procs=cgroup_procs,
-                limits=self.limits.program,
-                foreground=self.foreground,
-                spawner=started is not None,
-                every_exit=self.spec.diagnose,
-            )
-        except launcher.LaunchError as exc:  # e.g. fork's EAGAIN: the host's process limit
-            self.limits.end_tree(launched=False)
-            raise UserError(str(exc))
-        self.init_pid = launched.init_pid
-        _raise_fd_limit()  # after the fork: the programs keep the limits they were given
-        self.shadow_fd = launched.shadow_root_fd
-        self.devpts.attach(launched.devpts_fd)
-        self.shadow_paths = {}
-        self.host_fifos = {}
-        self.host_sockets = {}
-        os.mkdir(".handles", 0o700, dir_fd=self.shadow_fd)
-        self.objects.scratch_fd = os.open(
-            ".handles", os.O_RDONLY | os.O_DIRECTORY, dir_fd=self.shadow_fd
-        )
-        self.listener = Listener(launched.listener_fd)
-        self.control = launched.control
-        self.tree_live = True
-        self.sel.register(self.control, selectors.EVENT_READ, "control")
-        if self.faults.fd >= 0 and self.faults.fd not in self.sel.get_map():
-            self.sel.register(self.faults.fd, selectors.EVENT_READ, "faults")
-        if started is not None and launched.spawner is not None:
-            self.spawner_pid = self.limits.find_spawner(self.init_pid)
-            started(self.init_pid, launched.spawner)
-        self._loop()
-
-    def _forward_signal(self, signum: int, _frame: object) -> None:
-        try:
-            os.kill(self.init_pid, signum)
-        except ProcessLookupError:
-            pass
-
-    def _check_program(
-        self, path: bytes, stage: str = "the instance", image: str | None = None
-    ) -> None:
-        """Fail early, with one clear line, when the program cannot be started."""
-        from occlum.syscalls.exec import MissingInterpreter, check_program
-
-        root = self.mounts.root()
-        try:
-            check_program(self, root, path)
-        except SyscallError as exc:
-            name = path.decode(errors="replace")
-            missing = (
-                exc.why.removeprefix(f"{name}: ")
-                if isinstance(exc, MissingInterpreter)
-                else f"no such file in {stage}"
-            )
-            what = {
-                errno.ENOENT: missing,
-                errno.ENOEXEC: exc.why or "not an executable",
-                errno.EACCES: "permission denied (not executable)",
-            }.get(exc.errno, str(exc))
-            if exc.errno == errno.EIO and image is not None:  # the stage's only file system
-                what += f" ({image} is corrupted or changed since `occlum build`)"
-            raise UserError(f"cannot run {name}: {what}", 127)
-
-    def _loop(self) -> None:
+    def loop(self) -> None:
         """Serve until every process of the instance is gone.
 
         The loop blocks in NOTIF_RECV itself, not in epoll: with the sync-wake-up flag the
@@ -582,7 +186,7 @@ class LibOS:
         self._poll_events(0)
         while self.first_status is None and self._poll_events(5.0):
             pass
-        self._report_faults()  # whatever the readiness said: the records are all written
+        self.proctable.report_faults()  # whatever the readiness said: the records are all written
 
     def _listener_hung_up(self) -> bool:
         """True once no process of the instance is left to make a call."""
@@ -596,14 +200,14 @@ class LibOS:
         for key, _ in ready:
             what = key.data
             if what == "faults":
-                self._report_faults()
+                self.proctable.report_faults()
             elif what == "closes":
-                self._last_closes()
+                self.filesystems.last_closes()
             elif what == "control":
                 self._control_message()
             else:
                 assert isinstance(what, Process)
-                self._process_exited(what)
+                self.proctable.process_exited(what)
         return bool(ready)
 
     def _control_message(self) -> None:
@@ -618,112 +222,6 @@ class LibOS:
             if self.first_status is None:
                 self.first_status = 127 << 8
 
-    def _exit_code_after_commit(self) -> int:
-        """The exit status, or 1 for a program that succeeded but whose writes were not all
-        stored at exit (its last writes are lost; the log said why)."""
-        code = self._exit_code()
-        return 1 if code == 0 and not self.exit_committed else code
-
-    def _exit_code(self) -> int:
-        status = self.first_status if self.first_status is not None else (127 << 8)
-        if os.WIFSIGNALED(status):
-            sig = os.WTERMSIG(status)
-            if sig not in (
-                signal.SIGINT,
-                signal.SIGTERM,
-                signal.SIGPIPE,
-                signal.SIGKILL,
-                signal.SIGHUP,
-            ):
-                self._report_faults()  # the kernel's line may still be on its way
-                first = self._known(self.first_host_pid)
-                if self.first_host_pid not in self.reported and first is not None:
-                    self.report_crash(self.first_host_pid, first, sig, None)
-            return 128 + sig
-        return os.WEXITSTATUS(status)
-
-    def _report_faults(self) -> None:
-        for f in self.faults.read():
-            known = self._known(f.host_pid)
-            if known is not None and f.host_pid not in self.reported:
-                self.report_crash(f.host_pid, known, f.signal, f.address)
-        kills, self.faults.oom_kills = self.faults.oom_kills, []
-        mem = self.limits.memory
-        for group, host_pid, comm in kills:
-            if mem is None or os.path.basename(group) != mem.path.name.encode():
-                continue  # another group's limit
-            known = self._known(host_pid)
-            self.limits.oom_victim = (
-                f"{known[0].decode(errors='replace')} (pid {known[1]})"
-                if known is not None
-                else f"a program ({comm.decode(errors='replace')})"  # never served: unknown
-            )
-            self.limits.check_memory(killed=True)
-
-    def _known(self, host_pid: int) -> tuple[bytes, int] | None:
-        p = self.procs.get(host_pid)
-        return (p.exe_path, p.pid) if p is not None else self.procs_by_host_pid_ever.get(host_pid)
-
-    def report_crash(
-        self, host_pid: int, who: tuple[bytes, int], sig: int, addr: int | None
-    ) -> None:
-        """One line, whatever the log level: which program, which pid, which signal, where."""
-        self.reported.add(host_pid)
-        exe, pid = who
-        where = f" at {addr:#x}" if addr is not None else ""
-        name = SIGNAMES.get(sig, str(sig))
-        try:
-            os.write(
-                2,
-                f"occlum: {exe.decode(errors='replace')} (pid {pid}) killed by {name}{where}\n".encode(),
-            )
-        except OSError:
-            pass
-
-    def _end_tree(self) -> None:
-        """Kill what is left of the current process tree and forget its processes."""
-        if self.init_pid:
-            try:
-                os.kill(self.init_pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            try:
-                os.waitpid(self.init_pid, 0)
-            except ChildProcessError:
-                pass
-            self.init_pid = 0
-            if self.foreground:
-                _take_terminal_back()
-        self.limits.end_tree()
-        for p in list(self.procs.values()):
-            self._process_exited(p)
-        self.by_pid.clear()
-        self.tasks.clear()
-        if self.tree_live:
-            self.tree_live = False
-            with contextlib.suppress(KeyError):
-                self.sel.unregister(self.control)
-            self.control.close()
-            self.listener.close()
-        for fd in (self.objects.scratch_fd, self.shadow_fd):
-            if fd >= 0:
-                os.close(fd)
-        self.objects.scratch_fd = self.shadow_fd = -1
-        self.objects.close()  # the tree's processes are gone, and every object with them
-        self.devpts.attach(-1)
-
-    def _shutdown(self) -> None:
-        self._end_tree()
-        self.exit_committed = self.sync_file_systems()
-        if not self.exit_committed:
-            self.log.error(
-                "the exit-time commit failed, the program's last writes are lost: "
-                "occlum run does not exit 0"
-            )
-        self.close_watch.close()
-        for storage in self.temporary_dirs:
-            shutil.rmtree(storage, ignore_errors=True)
-
     # -- serving ---------------------------------------------------------------------------
     def _serve_one(self) -> bool:
         try:
@@ -732,9 +230,9 @@ class LibOS:
             # ENOENT: the caller died meanwhile, or every process is gone (the loop tells
             # which); EINTR: a signal for the supervisor
             return False
-        t = self.tasks.get(tid)
+        t = self.proctable.tasks.get(tid)
         if t is None:
-            t = self._discover(tid)
+            t = self.proctable.discover(tid)
             if t is None:
                 self.listener.respond(nid, 0, -errno.ESRCH)
                 return True
@@ -784,6 +282,7 @@ class LibOS:
                 os.close(host_fd)
         elif res is PROCEED:
             self.listener.proceed(nid)
+        # else Deferred: answered later by whoever deferred it
         if tracing:
             shown = "(continues in the host kernel)" if res is PROCEED else format_result(res, why)
             self.log.trace(f"[{t.process.pid}] {call} = {shown}")
@@ -816,246 +315,11 @@ class LibOS:
             stats.unserved(nr, self._name(nr), time.perf_counter_ns() - start)
         return -errno.ENOSYS
 
-    # -- processes -------------------------------------------------------------------------
-    @staticmethod
-    def _status_ids(tid: int) -> tuple[int, int, int]:
-        """(Tgid, PPid, the innermost NSpid) of a host thread, from /proc/TID/status."""
-        text = read_proc(f"/proc/{tid}/status")
-        tgid = int(text[text.index(b"\nTgid:") + 6 : text.index(b"\n", text.index(b"\nTgid:") + 1)])
-        ppid = int(text[text.index(b"\nPPid:") + 6 : text.index(b"\n", text.index(b"\nPPid:") + 1)])
-        at = text.index(b"\nNSpid:") + 7
-        nspid = int(text[at : text.index(b"\n", at)].split()[-1])
-        return tgid, ppid, nspid
-
-    def _discover(self, tid: int) -> Task | None:
-        """A thread we have not seen: a new thread of a known process, or a new process."""
-        try:
-            tgid, ppid_host, ns_pid = self._status_ids(tid)
-            if tgid != tid:
-                _tgid, ppid_host, ns_pid = self._status_ids(tgid)
-        except (OSError, ValueError):
-            return None
-        p = self.procs.get(tgid)
-        if p is None:
-            p = self._new_process(tgid, ns_pid, ppid_host)
-            if p is None:
-                return None
-        p.tids.add(tid)
-        t = Task(tid, p, cred=p.cred)
-        self.tasks[tid] = t
-        return t
-
-    def _new_process(
-        self, tgid: int, ns_pid: int, ppid_host: int, forker: Task | None = None
-    ) -> Process | None:
-        """``forker``: the parent's thread that forked it, when known (its credentials are the
-        child's; else the parent's latest)."""
-        parent = self.procs.get(ppid_host)
-        root = self.mounts.root()
-        if parent is None:
-            try:
-                cwd = resolve(PathOp(root, root, self.spec.cwd.encode()))
-            except SyscallError:
-                cwd = root
-            p = Process(
-                tgid, ns_pid, 1 if ppid_host == self.init_pid else 0, root, cwd, self.spec.umask
-            )
-            p.cred = replace(ROOT, groups=initial_groups(tgid))
-        else:
-            p = Process(tgid, ns_pid, parent.pid, parent.root, parent.cwd, parent.umask)
-            p.exe_path, p.argv, p.envp = parent.exe_path, parent.argv, parent.envp
-            p.arg_area = parent.arg_area  # a fork's copy of the memory has them at one place
-            p.cred = forker.cred if forker is not None else parent.cred
-            p.exe_id = parent.exe_id
-        try:
-            p.pidfd = os.pidfd_open(tgid)
-        except OSError:
-            return None
-        self.procs[tgid] = p
-        self.by_pid[ns_pid] = p
-        if parent is None and not self.first_host_pid:
-            self.first_host_pid = tgid
-        if ppid_host == self.spawner_pid and self.spawner_pid:
-            self.limits.before_spawner(tgid)
-        self.sel.register(p.pidfd, selectors.EVENT_READ, p)
-        return p
-
-    def settle_children(self, p: Process) -> None:
-        """Before ``p`` changes what children inherit (cwd, root, umask, exe), register every
-        child it forked that the LibOS has not met yet, with the state it was forked with."""
-        for tid in list(p.tids) or [p.host_pid]:
-            try:
-                kids = [
-                    int(x) for x in read_proc(f"/proc/{p.host_pid}/task/{tid}/children").split()
-                ]
-            except OSError:
-                continue
-            for kid in kids:
-                if kid not in self.procs:
-                    try:
-                        ns_pid = self._status_ids(kid)[2]
-                    except (OSError, ValueError):
-                        continue
-                    self._new_process(kid, ns_pid, p.host_pid, self.tasks.get(tid))
-
-    def held(self, programs_only: bool = False) -> Iterator[tuple[Process, str, os.stat_result]]:
-        """(process, descriptor number, host stat) of every descriptor the instance's
-        processes hold; ``programs_only`` skips a process not yet a program (the launcher's or
-        the spawner's child before its execve, which holds the supervisor's own descriptors)."""
-        for p in list(self.procs.values()):
-            if programs_only and not p.exe_path:
-                continue
-            base = f"/proc/{p.host_pid}/fd"
-            try:
-                names = os.listdir(base)
-            except OSError:
-                continue
-            for name in names:
-                try:
-                    yield p, name, os.stat(f"{base}/{name}")
-                except OSError:
-                    continue
-
-    def _live_keys(self) -> set[tuple[int, int]]:
-        """(st_dev, st_ino) of every descriptor every process of the instance holds."""
-        return {(st.st_dev, st.st_ino) for _p, _name, st in self.held()}
-
-    def settle_all(self) -> None:
-        for p in list(self.procs.values()):
-            self.settle_children(p)
-
-    def _process_exited(self, p: Process) -> None:
-        if self.faults.fd < 0:  # else the kernel log's record of a kill says it (_report_faults)
-            self.limits.check_memory()  # was it the out-of-memory killer?
-        self.sel.unregister(p.pidfd)
-        self.procs_by_host_pid_ever[p.host_pid] = (p.exe_path, p.pid)
-        p.release()
-        self.procs.pop(p.host_pid, None)
-        if self.by_pid.get(p.pid) is p:
-            del self.by_pid[p.pid]
-        for tid in p.tids:
-            self.tasks.pop(tid, None)
-
-    def forget_threads(self, p: Process, keep: int) -> None:
-        """After exec only the thread that called it survives (it becomes the leader)."""
-        for tid in list(p.tids):
-            if tid != keep and tid != p.host_pid:
-                self.tasks.pop(tid, None)
-                p.tids.discard(tid)
-
-    # -- the exec shadow tree ----------------------------------------------------------------
     def warn_once(self, key: str, msg: str) -> None:
         """Report a deviation from Linux the first time it happens."""
         if key not in self.noted:
             self.noted.add(key)
             self.log.warn(msg)
-
-    def shadow_stub(self, path: bytes) -> None:
-        """Make the kernel find the stub at ``path`` (as the program wrote it) in the instance's
-        otherwise empty mount namespace, where the kernel resolves execve paths."""
-        self.shadow_link(path, launcher.STUB_NAME)
-
-    def shadow_fifo(self, path: bytes, inode: Inode) -> None:
-        """Make the kernel find the host FIFO that stands for the LibOS FIFO ``inode`` at
-        ``path``, so that the program's own open of it (let through) blocks, is interrupted
-        and fails exactly as on Linux, and the data flows natively."""
-        self.shadow_link(path, self.host_fifo(inode))
-
-    def host_fifo(self, inode: Inode) -> str:
-        """The name, in the shadow root, of the host FIFO for the LibOS FIFO ``inode``."""
-        name = self.host_fifos.get(_identity(inode))
-        if name is None:
-            name = f"{FIFO_DIR}/{len(self.host_fifos)}"
-            try:
-                if not self.host_fifos:
-                    os.mkdir(FIFO_DIR, 0o711, dir_fd=self.shadow_fd)
-                os.mkfifo(name, 0o666, dir_fd=self.shadow_fd)
-                os.chmod(name, 0o666, dir_fd=self.shadow_fd)  # the umask's bits too
-            except OSError as exc:
-                raise SyscallError(exc.errno or errno.EIO, f"cannot make a host FIFO: {exc}")
-            self.host_fifos[_identity(inode)] = name
-        return name
-
-    def shadow_socket(self, path: bytes, inode: Inode) -> None:
-        """Clear ``path`` in the shadow root (and make its directories) so that the program's
-        own bind of a Unix socket there succeeds; ``inode`` is its socket file in the LibOS."""
-        norm = _normalize(path)
-        if not norm:
-            raise SyscallError(errno.EINVAL, "empty socket path")
-        key = b"/".join(norm)
-        dfd = self._shadow_dir(norm[:-1], path)
-        try:
-            os.unlink(norm[-1], dir_fd=dfd)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise SyscallError(exc.errno or errno.EADDRINUSE, f"cannot prepare {path!r}")
-        finally:
-            os.close(dfd)
-        self.shadow_paths[key] = key.decode("latin-1")
-        self.host_sockets[_identity(inode)] = key.decode("latin-1")
-
-    def shadow_socket_link(self, path: bytes, inode: Inode) -> bool:
-        """Make the host socket bound for the LibOS socket file ``inode`` reachable at
-        ``path``; False if no socket of this instance was bound there."""
-        source = self.host_sockets.get(_identity(inode))
-        if source is None:
-            return False
-        self.shadow_link(path, source)
-        return True
-
-    def forget_socket(self, inode: Inode) -> None:
-        """The LibOS socket file ``inode`` is gone: so are its names in the shadow root."""
-        source = self.host_sockets.pop(_identity(inode), None)
-        if source is None:
-            return
-        for key, linked in list(self.shadow_paths.items()):
-            if linked == source:
-                with contextlib.suppress(OSError):
-                    os.unlink(key, dir_fd=self.shadow_fd)
-                del self.shadow_paths[key]
-
-    def _shadow_dir(self, dirs: list[bytes], path: bytes) -> int:
-        """A descriptor of the directory ``dirs`` in the shadow root, made if missing."""
-        dfd = os.dup(self.shadow_fd)
-        try:
-            for comp in dirs:
-                try:
-                    os.mkdir(comp, 0o755, dir_fd=dfd)
-                except FileExistsError:
-                    pass
-                nfd = os.open(comp, os.O_DIRECTORY | os.O_NOFOLLOW | os.O_RDONLY, dir_fd=dfd)
-                os.close(dfd)
-                dfd = nfd
-        except OSError as exc:
-            os.close(dfd)
-            raise SyscallError(exc.errno or errno.ENOENT, f"cannot prepare {path!r}")
-        return dfd
-
-    def shadow_link(self, path: bytes, source: str) -> None:
-        """Hard-link ``source`` (a name in the shadow root) at ``path`` as the program wrote it,
-        relative to the shadow root, which is every program's host root and host cwd; an entry
-        that stands for something else there is replaced."""
-        norm = _normalize(path)
-        key = b"/".join(norm)
-        if not norm or self.shadow_paths.get(key) == source:
-            return
-        dfd = self._shadow_dir(norm[:-1], path)
-        try:
-            if key in self.shadow_paths:  # something else is linked there: swap atomically
-                tmp = f".link-{os.getpid()}"
-                os.link(source, tmp, src_dir_fd=self.shadow_fd, dst_dir_fd=dfd)
-                os.rename(tmp, norm[-1], src_dir_fd=dfd, dst_dir_fd=dfd)
-            else:
-                try:
-                    os.link(source, norm[-1], src_dir_fd=self.shadow_fd, dst_dir_fd=dfd)
-                except FileExistsError:
-                    pass
-        except OSError as exc:
-            raise SyscallError(exc.errno or errno.ENOENT, f"cannot prepare {path!r}")
-        finally:
-            os.close(dfd)
-        self.shadow_paths[key] = source
 
     # -- counting (occlum run --summary, occlum doctor) --------------------------------------
     def _counted_table(self) -> dict[int, Entry]:
@@ -1078,61 +342,9 @@ def _terminal_foreground() -> bool:
         return False
 
 
-def _take_terminal_back() -> None:
-    """Make our process group the terminal's foreground again (we are in the background)."""
-    old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-    try:
-        os.tcsetpgrp(0, os.getpgrp())
-    except OSError:
-        pass
-    finally:
-        signal.signal(signal.SIGTTOU, old)
-
-
-def _identity(inode: Inode) -> tuple[FileSystem, int]:
-    """A LibOS file's identity: its file system and inode number (inode objects may be
-    wrappers made per lookup, as the union's are)."""
-    return inode.fs, inode.ino
-
-
-def _normalize(path: bytes) -> list[bytes]:
-    """``path``'s components as the kernel walks them from the shadow root, which has no
-    symlinks: "." dropped, ".." taking one back (never above the root)."""
-    norm: list[bytes] = []
-    for c in path.split(b"/"):
-        if c == b"..":
-            if norm:
-                norm.pop()
-        elif c and c != b".":
-            norm.append(c)
-    return norm
-
-
 def _writeback_interval() -> float:
     """Seconds between write-backs: $OCCLUM_WRITEBACK_SECONDS, default 5."""
     try:
         return max(0.1, float(os.environ.get("OCCLUM_WRITEBACK_SECONDS", "5")))
     except ValueError:
         return 5.0
-
-
-def _raise_fd_limit() -> None:
-    """The supervisor holds descriptors for many programs (caches, handles, pidfds)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def run(spec: RunSpec) -> int:
-    """Boot a LibOS for ``spec``, run its program, return the exit status ``occlum run`` gives."""
-    libos = LibOS(spec)
-    profile_to = os.environ.get("OCCLUM_PROFILE")
-    if not profile_to:
-        return libos.run()
-    import cProfile  # the supervisor's own profile, for LibOS developers
-
-    prof = cProfile.Profile()
-    try:
-        return prof.runcall(libos.run)
-    finally:
-        prof.dump_stats(profile_to)

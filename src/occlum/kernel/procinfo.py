@@ -186,14 +186,14 @@ def _memory(p: Process, addr: int, size: int) -> bytes:
 
 def leader_cred(libos: LibOS, p: Process) -> Cred:
     """A process's credentials as Linux shows them: its main thread's."""
-    leader = libos.tasks.get(p.host_pid)
+    leader = libos.proctable.tasks.get(p.host_pid)
     return leader.cred if leader is not None else p.cred
 
 
 def _thread_cred(libos: LibOS, p: Process, host_dir: str) -> Cred:
     """The credentials of the thread the host keeps at ``/proc/<host_pid>/<host_dir>``."""
     tid = int(host_dir.split("/")[1]) if host_dir else p.host_pid
-    task = libos.tasks.get(tid)
+    task = libos.proctable.tasks.get(tid)
     return task.cred if task is not None else p.cred
 
 
@@ -333,10 +333,10 @@ def _open_host(p: Process, name: str, flags: int) -> int:
 
 
 def _ns_pid(libos: LibOS, host_pid: int) -> int:
-    p = libos.procs.get(host_pid)
+    p = libos.proctable.procs.get(host_pid)
     if p is not None:
         return p.pid
-    return 1 if host_pid == libos.init_pid else 0
+    return 1 if host_pid == libos.proctable.init_pid else 0
 
 
 def _maps(host_pid: int) -> bytes:

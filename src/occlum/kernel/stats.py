@@ -16,7 +16,8 @@ from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from occlum.kernel.libos import Entry, Handler, LibOS, Result
+    from occlum.kernel.api import Entry, Handler, Result
+    from occlum.kernel.libos import LibOS
     from occlum.kernel.process import Task
 
 UNSUPPORTED = "unsupported"  # the support level of a call the table does not have: ENOSYS

@@ -27,6 +27,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
+from occlum.kernel.api import PROCEED
 from occlum.kernel.process import Task
 from occlum.kernel.procinfo import host_tids, leader_cred, read_proc
 from occlum.syscalls.common import s32
@@ -41,7 +42,8 @@ from occlum.vfs.cred import (
 )
 
 if TYPE_CHECKING:
-    from occlum.kernel.libos import LibOS, Result
+    from occlum.kernel.api import Result
+    from occlum.kernel.libos import LibOS
     from occlum.kernel.process import Process
 
 NGROUPS_MAX = 65536
@@ -58,7 +60,7 @@ def set_cred(libos: LibOS, t: Task, new: Cred) -> None:
     if new == t.cred:
         return
     p = t.process
-    libos.settle_children(p)
+    libos.proctable.settle_children(p)
     # the process's other threads keep what they have: those the LibOS has not met yet are
     # met now, with the credentials they were made with
     try:
@@ -66,9 +68,9 @@ def set_cred(libos: LibOS, t: Task, new: Cred) -> None:
     except OSError:
         tids = []
     for tid in tids:
-        if tid not in libos.tasks:
+        if tid not in libos.proctable.tasks:
             p.tids.add(tid)
-            libos.tasks[tid] = Task(tid, p, cred=t.cred)
+            libos.proctable.tasks[tid] = Task(tid, p, cred=t.cred)
     t.cred = new
     p.cred = new  # what threads made from now on are taken to have
 
@@ -315,10 +317,10 @@ def _cred_of_pid(libos: LibOS, t: Task, pid: int) -> Cred:
 def process_of_pid(libos: LibOS, pid: int) -> Process | None:
     """The instance's process with pid ``pid`` (in the instance's PID namespace), meeting the
     processes forked natively that have made no call yet if need be."""
-    p = libos.by_pid.get(pid)
+    p = libos.proctable.by_pid.get(pid)
     if p is None:
-        libos.settle_all()
-        p = libos.by_pid.get(pid)
+        libos.proctable.settle_all()
+        p = libos.proctable.by_pid.get(pid)
     return p
 
 
@@ -385,7 +387,6 @@ PR_GET_KEEPCAPS, PR_SET_KEEPCAPS, PR_CAPBSET_READ, PR_CAPBSET_DROP = 7, 8, 23, 2
 def sys_prctl(libos: LibOS, t: Task, option: int, arg2: int, *_: int) -> Result:
     """The options that read or change LibOS capabilities: PR_SET_KEEPCAPS (permitted
     capabilities kept when uid 0 is left; cleared by execve) and the bounding set."""
-    from occlum.kernel.libos import PROCEED
 
     option, c = s32(option), t.cred
     if option == PR_GET_KEEPCAPS:
@@ -410,8 +411,8 @@ def sys_prctl(libos: LibOS, t: Task, option: int, arg2: int, *_: int) -> Result:
 # -- priorities -----------------------------------------------------------------------------
 def _targets(libos: LibOS, t: Task, which: int, who: int) -> list[int]:
     """The host thread ids ``setpriority(which, who)`` names inside the instance."""
-    libos.settle_all()  # processes forked natively that have not called the LibOS yet
-    procs = list(libos.procs.values())
+    libos.proctable.settle_all()  # processes forked natively that have not called the LibOS yet
+    procs = list(libos.proctable.procs.values())
     if which == PRIO_PROCESS:
         if who == 0:
             return [t.tid]
@@ -424,7 +425,7 @@ def _targets(libos: LibOS, t: Task, which: int, who: int) -> list[int]:
         if who == 0:
             pgrp = os.getpgid(t.process.host_pid)
         else:
-            leader = libos.by_pid.get(who)
+            leader = libos.proctable.by_pid.get(who)
             if leader is None:
                 return []
             pgrp = leader.host_pid
@@ -445,7 +446,6 @@ def sys_setpriority(libos: LibOS, t: Task, which: int, who: int, prio: int) -> R
     """Raising a priority needs CAP_SYS_NICE, which programs lack: the supervisor does it for
     them, inside the instance only (and as far as its own rights go: EACCES past them). Any
     other request is the kernel's, with its own answer."""
-    from occlum.kernel.libos import PROCEED
 
     which, who = s32(which), s32(who)
     nice = min(max(s32(prio), MIN_NICE), MAX_NICE)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW
+from occlum.kernel.api import PROCEED
 from occlum.kernel.process import Process, Task
 from occlum.loader.plan import AT_EGID, AT_EUID, AT_GID, AT_UID, parse_kernel_auxv, plan_exec
 from occlum.loader.program import (
@@ -26,7 +27,7 @@ from occlum.loader.program import (
     ProgramOpener,
     file_identity,
 )
-from occlum.loader.program import MissingInterpreter as MissingInterpreter  # for the kernel
+from occlum.loader.program import MissingInterpreter as MissingInterpreter  # for occlum.boot
 from occlum.platform import launch as launcher
 from occlum.platform import native
 from occlum.platform.stub import BUFFER_ADDR
@@ -35,7 +36,8 @@ from occlum.syscalls.cred import exec_cred
 from occlum.vfs.path import PathOp
 
 if TYPE_CHECKING:
-    from occlum.kernel.libos import LibOS, Result
+    from occlum.kernel.api import Result
+    from occlum.kernel.libos import LibOS
     from occlum.vfs.inode import Inode
     from occlum.vfs.path import Location
 
@@ -44,7 +46,7 @@ def program_running(libos: LibOS, inode: Inode) -> bool:
     """Whether some process of the instance runs the file ``inode`` (its main program, not its
     interpreter or libraries: Linux denies writing to that one only, ETXTBSY)."""
     ident = file_identity(inode)
-    return any(p.exe_id == ident and _alive(p) for p in libos.procs.values())
+    return any(p.exe_id == ident and _alive(p) for p in libos.proctable.procs.values())
 
 
 def _alive(p: Process) -> bool:
@@ -70,7 +72,7 @@ def _open_for_writing(libos: LibOS, host_fd: int) -> bool:
     key = (st.st_dev, st.st_ino)
     return any(
         (fst.st_dev, fst.st_ino) == key and _writable(p.host_pid, name)
-        for p, name, fst in libos.held(programs_only=True)
+        for p, name, fst in libos.proctable.held(programs_only=True)
     )
 
 
@@ -117,9 +119,7 @@ def _read_argv(t: Task, addr: int) -> list[bytes]:
 
 
 def _accept(libos: LibOS, p: Process, req: ExecRequest) -> Result:
-    from occlum.kernel.libos import PROCEED
-
-    libos.settle_children(p)
+    libos.proctable.settle_children(p)
     if p.pending_exec is not None:
         p.pending_exec.close()
     p.pending_exec = req
@@ -143,7 +143,7 @@ def do_execve(
     first = programs.open(PathOp(p.root, p.cwd, path, follow, cred=t.cred))
     req = programs.prepare(p.root, p.cwd, first, path, path, argv, envp, t.cred)
     try:
-        libos.shadow_stub(path)
+        libos.shadow.stub(path)
     except SyscallError:
         req.close()
         raise
@@ -237,7 +237,7 @@ def _exec_descriptor(libos: LibOS, t: Task, fd: int, argv_ptr: int, envp_ptr: in
     # take the stub's name); a memfd's file name is "memfd:NAME"
     req.comm = os.path.basename(req.exe_path).removesuffix(b" (deleted)")[:15]
     try:
-        stub = os.open(launcher.STUB_NAME, os.O_RDONLY | os.O_CLOEXEC, dir_fd=libos.shadow_fd)
+        stub = os.open(launcher.STUB_NAME, os.O_RDONLY | os.O_CLOEXEC, dir_fd=libos.shadow.fd)
         try:
             _swap_descriptor(libos, t, req, fd, cloexec, stub)
         finally:
@@ -291,8 +291,8 @@ def _execveat(
         t.cred,
     )
     try:
-        libos.shadow_stub(name)
-        _swap_descriptor(libos, t, req, dirfd, cloexec, libos.shadow_fd)
+        libos.shadow.stub(name)
+        _swap_descriptor(libos, t, req, dirfd, cloexec, libos.shadow.fd)
     except BaseException:
         req.close()
         raise
@@ -307,7 +307,7 @@ def sys_stub(libos: LibOS, t: Task, buffer: int, rsp0: int) -> int:
         return libos.missing(t, t.nr)  # not the stub of an accepted exec (the stub exits 127)
     p.pending_exec = None
     p.new_address_space()
-    libos.forget_threads(p, t.tid)
+    libos.proctable.forget_threads(p, t.tid)
     try:
         return _load(libos, t, req, rsp0)
     except SyscallError as exc:

@@ -5,6 +5,9 @@ Handlers decode arguments (user memory through ``t.mem``, a dirfd and a path int
 :func:`~occlum.vfs.open.open_path`) and copy its result out; the rules are the VFS's. Regular
 files and devices are donated as host descriptors (DESIGN 3.2), directories and O_PATH opens
 as handle descriptors whose identity leads back to the LibOS object.
+
+About 880 lines: some fifty calls, each short (copy in, one VFS operation, copy out); split by
+sub-family (names, attributes, directories) when it grows.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from occlum.abi.fsabi import (
     pack_statx,
 )
 from occlum.abi.syscalls import NR
+from occlum.kernel.api import PROCEED, Donate
 from occlum.kernel.objects import FileRef
 from occlum.syscalls.common import (
     fd_file_location,
@@ -64,7 +68,8 @@ from occlum.vfs.xattr import (
 )
 
 if TYPE_CHECKING:
-    from occlum.kernel.libos import LibOS, Result
+    from occlum.kernel.api import Result
+    from occlum.kernel.libos import LibOS
     from occlum.kernel.process import Task
     from occlum.vfs.path import Location, ParentAndName
 
@@ -102,7 +107,6 @@ def parent_at(libos: LibOS, t: Task, dirfd: int, path: bytes) -> ParentAndName:
 def do_open(
     libos: LibOS, t: Task, dirfd: int, path: bytes, flags: int, mode: int, resolve_flags: int = 0
 ) -> Result:
-    from occlum.kernel.libos import Donate
 
     res = open_path(
         path_op(libos, t, dirfd, path, resolve_flags=resolve_flags),
@@ -142,20 +146,19 @@ def _open_fifo(
     on Linux. A path relative to a directory descriptor cannot be found that way: then the
     LibOS opens the host FIFO without blocking (a reader does not wait for a writer, a writer
     without a reader gets ENXIO) and says so once."""
-    from occlum.kernel.libos import PROCEED, Donate
 
     if inode.fs.fstype == "hostfs":
         raise SyscallError(
             errno.ENXIO, "FIFOs on hostfs are not served (make them in ramfs or SEFS)"
         )
     if path.startswith(b"/") or s32(dirfd) == AT_FDCWD:
-        libos.shadow_fifo(path, inode)
+        libos.shadow.fifo(path, inode)
         return PROCEED
-    name = libos.host_fifo(inode)
+    name = libos.shadow.host_fifo(inode)
     libos.warn_once("fifo-dirfd", "a FIFO opened relative to a directory descriptor does not block")
     acc = flags & os.O_ACCMODE
     try:
-        fd = os.open(name, acc | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=libos.shadow_fd)
+        fd = os.open(name, acc | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=libos.shadow.fd)
     except OSError as exc:
         raise SyscallError(exc.errno or errno.ENXIO, "FIFO")
     if not flags & os.O_NONBLOCK:
@@ -221,8 +224,6 @@ def _fd_stat_or_none(libos: LibOS, t: Task, fd: int) -> Stat | None:
 
 
 def sys_fstat(libos: LibOS, t: Task, fd: int, buf: int) -> Result:
-    from occlum.kernel.libos import PROCEED
-
     st = _fd_stat_or_none(libos, t, fd)
     if st is None:
         return PROCEED  # a pipe, socket or other host object
@@ -238,8 +239,6 @@ def _fd_stat(ref: FileRef, host: os.stat_result) -> Stat:
 
 
 def sys_newfstatat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, flags: int) -> Result:
-    from occlum.kernel.libos import PROCEED
-
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT):
         raise SyscallError(errno.EINVAL, "bad flags")
     name = _path(t, path)
@@ -256,7 +255,6 @@ def sys_newfstatat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, flags
 def sys_statx(
     libos: LibOS, t: Task, dirfd: int, path: int, flags: int, mask: int, buf: int
 ) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE) or (
         flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE
@@ -284,8 +282,6 @@ def sys_statfs(libos: LibOS, t: Task, path: int, buf: int) -> int:
 
 
 def sys_fstatfs(libos: LibOS, t: Task, fd: int, buf: int) -> Result:
-    from occlum.kernel.libos import PROCEED
-
     ref = fd_ref(libos, t, s32(fd))
     if ref is None:
         return PROCEED
@@ -414,7 +410,7 @@ def sys_unlinkat(libos: LibOS, t: Task, dirfd: int, path: int, flags: int) -> in
         ops.rmdir_at(op)
     else:
         # a socket file's name is free again, on the host too, when its last name goes
-        ops.unlink_at(op, gone=libos.forget_socket if libos.host_sockets else None)
+        ops.unlink_at(op, gone=libos.shadow.forget_socket if libos.shadow.host_sockets else None)
     return 0
 
 
@@ -477,7 +473,7 @@ def sys_symlink(libos: LibOS, t: Task, target: int, linkpath: int) -> int:
 # -- cwd and root ----------------------------------------------------------------------------
 def _set_cwd(libos: LibOS, t: Task, loc: Location) -> int:
     ops.may_chdir(loc, t.cred)
-    libos.settle_children(t.process)
+    libos.proctable.settle_children(t.process)
     t.process.cwd = loc
     return 0
 
@@ -496,7 +492,7 @@ def sys_fchdir(libos: LibOS, t: Task, fd: int) -> int:
 def sys_chroot(libos: LibOS, t: Task, path: int) -> int:
     loc = _resolve_at(libos, t, AT_FDCWD, _path(t, path), 0)
     ops.may_chroot(loc, t.cred)
-    libos.settle_children(t.process)
+    libos.proctable.settle_children(t.process)
     t.process.root = loc
     return 0
 
@@ -513,7 +509,7 @@ def sys_getcwd(libos: LibOS, t: Task, buf: int, size: int) -> int:
 def sys_umask(libos: LibOS, t: Task, mask: int) -> int:
     p = t.process
     old = p.umask
-    libos.settle_children(p)
+    libos.proctable.settle_children(p)
     p.umask = mask & 0o777
     return old
 
@@ -669,7 +665,6 @@ def sys_fcntl(libos: LibOS, t: Task, fd: int, cmd: int, arg: int) -> Result:
     until the lease holder lets go or the host's lease-break-time passes. So LibOS files
     take no leases (``EINVAL``, as from a Linux file system without them); a program's own
     objects (a memfd it made) and a release proceed."""
-    from occlum.kernel.libos import PROCEED
 
     ref = fd_ref(libos, t, s32(fd))
     if ref is None or s32(arg) == F_UNLCK:
@@ -742,8 +737,6 @@ def sys_getxattr(libos: LibOS, t: Task, path: int, name: int, value: int, size: 
 
 
 def sys_fgetxattr(libos: LibOS, t: Task, fd: int, name: int, value: int, size: int) -> Result:
-    from occlum.kernel.libos import PROCEED
-
     loc = _xattr_fd(libos, t, fd)
     return PROCEED if loc is None else _getxattr(t, loc, name, value, size)
 
@@ -753,8 +746,6 @@ def sys_listxattr(libos: LibOS, t: Task, path: int, buf: int, size: int) -> int:
 
 
 def sys_flistxattr(libos: LibOS, t: Task, fd: int, buf: int, size: int) -> Result:
-    from occlum.kernel.libos import PROCEED
-
     loc = _xattr_fd(libos, t, fd)
     return PROCEED if loc is None else _listxattr(t, loc, buf, size)
 
@@ -769,7 +760,6 @@ def sys_setxattr(
 def sys_fsetxattr(
     libos: LibOS, t: Task, fd: int, name: int, value: int, size: int, flags: int
 ) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     loc = _xattr_fd(libos, t, fd)
     return PROCEED if loc is None else _setxattr(t, loc, name, value, size, s32(flags))
@@ -780,8 +770,6 @@ def sys_removexattr(libos: LibOS, t: Task, path: int, name: int) -> int:
 
 
 def sys_fremovexattr(libos: LibOS, t: Task, fd: int, name: int) -> Result:
-    from occlum.kernel.libos import PROCEED
-
     loc = _xattr_fd(libos, t, fd)
     return PROCEED if loc is None else _removexattr(t, loc, name)
 
@@ -820,7 +808,6 @@ def _xattr_args(t: Task, uargs: int, usize: int) -> tuple[int, int, int]:
 def sys_setxattrat(
     libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int, name: int, uargs: int, usize: int
 ) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     value, size, flags = _xattr_args(t, uargs, usize)
     loc = _xattr_at(libos, t, dirfd, path, at_flags)
@@ -830,7 +817,6 @@ def sys_setxattrat(
 def sys_getxattrat(
     libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int, name: int, uargs: int, usize: int
 ) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     value, size, flags = _xattr_args(t, uargs, usize)
     if flags:
@@ -842,7 +828,6 @@ def sys_getxattrat(
 def sys_listxattrat(
     libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int, buf: int, size: int
 ) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     loc = _xattr_at(libos, t, dirfd, path, at_flags)
     return PROCEED if loc is None else _listxattr(t, loc, buf, size)
@@ -851,7 +836,6 @@ def sys_listxattrat(
 def sys_removexattrat(
     libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int, name: int
 ) -> Result:
-    from occlum.kernel.libos import PROCEED
 
     loc = _xattr_at(libos, t, dirfd, path, at_flags)
     return PROCEED if loc is None else _removexattr(t, loc, name)
@@ -859,10 +843,8 @@ def sys_removexattrat(
 
 # -- write-back ----------------------------------------------------------------------------------
 def _commit_if_protected(libos: LibOS, t: Task, fd: int, *, whole: bool = False) -> Result:
-    from occlum.kernel.libos import PROCEED
-
     ref = fd_file_ref(libos, t, fd)
-    if ref is not None and ref.location.inode.fs in libos.persistent_file_systems():
+    if ref is not None and ref.location.inode.fs in libos.filesystems.persistent():
         # a SEFS file: its volume commits (encrypts and writes) now, atomically
         inode = ref.location.inode
         if whole:
@@ -897,15 +879,12 @@ def sys_msync(libos: LibOS, t: Task, addr: int, length: int, flags: int) -> Resu
     directly, and the next commit takes them; which files the range maps is not known without
     reading /proc/PID/maps, so every protected file system commits (a volume with no change
     costs little). The kernel then checks the range and flags and does its own part."""
-    from occlum.kernel.libos import PROCEED
 
     if flags & MS_SYNC and not flags & MS_ASYNC:
-        libos.sync_file_systems()
+        libos.filesystems.sync()
     return PROCEED
 
 
 def sys_sync(libos: LibOS, t: Task) -> Result:
-    from occlum.kernel.libos import PROCEED
-
-    libos.sync_file_systems()
+    libos.filesystems.sync()
     return PROCEED  # and the host's own sync, for hostfs

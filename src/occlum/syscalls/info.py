@@ -52,7 +52,7 @@ def sys_sysinfo(libos: LibOS, t: Task, buf: int) -> int:
     used = libos.limits.memory_used()  # by all the programs together (memory cgroup)
     if used is not None:
         free = max(0, min(free, total - used))
-    procs = max(len(libos.procs), 1)
+    procs = max(len(libos.proctable.procs), 1)
     data = struct.pack(
         "<q3Q6QH6xQQI",
         uptime,

@@ -15,11 +15,10 @@ from occlum.abi.errors import SyscallError
 from occlum.crypto.kdf import derive_key
 from occlum.fs.ramfs import RamFs
 from occlum.fs.sefs import SefsFs
-from occlum.platform import native
+from occlum.kernel.spec import MountSpec
 from occlum.syscalls.common import s32
 from occlum.vfs import PathOp, resolve
 from occlum.vfs.cred import CAP_SYS_ADMIN
-from occlum.vfs.mount import FileSystem
 
 if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS
@@ -41,7 +40,9 @@ def _options(data: bytes) -> dict[str, str]:
     return opts
 
 
-def _sefs(libos: LibOS, source: bytes, opts: dict[str, str]) -> FileSystem:
+def _sefs(libos: LibOS, target: bytes, source: bytes, opts: dict[str, str]) -> MountSpec:
+    """A SEFS volume a program mounts: its storage a name under the instance's run/mount/, its
+    key given (key=) or sealed like the root's writable layer."""
     base = os.path.realpath(os.path.join(libos.spec.instance_dir, "run", "mount"))
     storage = os.path.realpath(os.path.join(base, source.decode(errors="replace").lstrip("/")))
     if os.path.commonpath([base, storage]) != base or storage == base:
@@ -62,95 +63,19 @@ def _sefs(libos: LibOS, source: bytes, opts: dict[str, str]) -> FileSystem:
         raise SyscallError(errno.EINVAL, "no key= given and no sealing key in this instance")
     os.makedirs(storage, mode=0o700, exist_ok=True)
     mac_only = opts.get("integrity_only") in ("1", "true")
-    fs = SefsFs(storage, key, mac_only=mac_only, counters=libos.counters)
-    fs.close_watch = libos.close_watch
-    fs.log_error = libos.log.error
-    return fs
+    return MountSpec(target.decode(errors="replace"), "sefs", storage, key=key, mac_only=mac_only)
 
 
-def _octal_mode(value: str) -> int:
-    try:
-        return int(value, 8) & 0o7777
-    except ValueError:
-        raise SyscallError(errno.EINVAL, f"mode={value} is not an octal number")
-
-
-def _id(key: str, value: str) -> int:
-    try:
-        n = int(value, 10)
-    except ValueError:
-        n = -1
-    if not 0 <= n < 0xFFFFFFFF:
-        raise SyscallError(errno.EINVAL, f"{key}={value} is not a user or group id")
-    return n
-
-
-def _count(key: str, value: str) -> int:
-    """A number with an optional k, m or g suffix, as Linux's memparse reads it."""
-    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(value[-1:].lower(), 1)
-    digits = value[:-1] if scale > 1 else value
-    try:
-        return int(digits, 0) * scale
-    except ValueError:
-        raise SyscallError(errno.EINVAL, f"{key}={value} is not a number")
-
-
-# tmpfs options sized by the host instance that holds the contents; mode, uid and gid belong
-# to the root directory, which is the LibOS's own
-_TMPFS_HOST_OPTIONS = ("size", "nr_blocks")
-
-
-def _tmpfs(opts: dict[str, str], readonly: bool) -> tuple[RamFs, str]:
-    """A tmpfs as Linux's: its options checked, its regular files' contents on a host tmpfs
-    instance of the same size mounted nowhere, so that the host enforces ``size=``."""
-    mode, uid, gid, inodes = 0o1777, 0, 0, 0
-    host: dict[bytes, bytes] = {}
-    for key, value in opts.items():
-        if key == "mode":
-            mode = _octal_mode(value)
-        elif key == "uid":
-            uid = _id(key, value)
-        elif key == "gid":
-            gid = _id(key, value)
-        elif key == "nr_inodes":
-            # counted by the LibOS: only regular files' contents are on the host instance
-            inodes = _count(key, value)
-        elif key in _TMPFS_HOST_OPTIONS:
-            host[key.encode()] = value.encode()
-        else:
-            raise SyscallError(errno.EINVAL, f"tmpfs option {key!r} is not supported")
-    try:
-        backing: int | None = native.detached_mount(b"tmpfs", host)
-    except OSError as e:
-        if e.errno == errno.EINVAL or host:
-            raise SyscallError(e.errno or errno.EINVAL, f"tmpfs options: {e.strerror}")
-        backing = None  # no host instance for us: contents in memfds, unlimited as ramfs's
-    fs = RamFs(mode=mode, uid=uid, gid=gid, readonly=readonly, backing=backing)
-    fs.max_inodes = inodes
-    # what Linux's /proc/mounts shows: the size only if one was given (in KiB, whole pages)
-    shown = ["ro" if readonly else "rw", "relatime"]
-    if host:
-        st = fs.statfs()
-        shown.append(f"size={st.blocks * st.frsize // 1024}k")
-    if inodes:
-        shown.append(f"nr_inodes={inodes}")
-    if mode != 0o1777:
-        shown.append(f"mode={mode:03o}")
-    if uid:
-        shown.append(f"uid={uid}")
-    if gid:
-        shown.append(f"gid={gid}")
-    return fs, ",".join(shown)
-
-
-def _ramfs(opts: dict[str, str], readonly: bool) -> tuple[RamFs, str]:
-    """Linux's ramfs takes mode= and, by tradition, ignores every other option."""
-    mode = _octal_mode(opts["mode"]) if "mode" in opts else 0o755
-    fs = RamFs(mode=mode, readonly=readonly, kind="ramfs")
-    shown = ["ro" if readonly else "rw", "relatime"]
-    if mode != 0o755:
-        shown.append(f"mode={mode:o}")
-    return fs, ",".join(shown)
+# mount(2)'s type names -> the file system types of the LibOS (kernel/rootfs.py)
+_KINDS = {
+    b"tmpfs": "tmpfs",
+    b"ramfs": "ramfs",
+    b"sefs": "sefs",
+    b"proc": "procfs",
+    b"procfs": "procfs",
+    b"devfs": "devfs",
+    b"devtmpfs": "devfs",
+}
 
 
 def sys_mount(
@@ -168,29 +93,23 @@ def sys_mount(
     src = mem.read_cstring(source) if source else b""
     opts = _options(mem.read_cstring(data, 4096)) if data else {}
     p = t.process
-    where = resolve(PathOp(p.root, p.cwd, mem.read_cstring(target), cred=t.cred))
+    path = mem.read_cstring(target)
+    where = resolve(PathOp(p.root, p.cwd, path, cred=t.cred))
     if not where.inode.is_dir:
         raise SyscallError(errno.ENOTDIR, "mount point is not a directory")
     if where.parent is None and where.mount.mountpoint is None:
         raise SyscallError(errno.EBUSY, "the root is mounted by the LibOS")
-    fs: FileSystem
-    options = ""
-    if kind == b"tmpfs":
-        fs, options = _tmpfs(opts, bool(flags & MS_RDONLY))
-    elif kind == b"ramfs":
-        fs, options = _ramfs(opts, bool(flags & MS_RDONLY))
-    elif kind == b"sefs":
-        fs = _sefs(libos, src, opts)
-    elif kind in (b"proc", b"procfs"):
-        fs = libos.new_procfs()
-    elif kind in (b"devfs", b"devtmpfs"):
-        fs = libos.new_devfs()
-    elif kind == b"hostfs":
+    if kind == b"hostfs":
         raise SyscallError(errno.EPERM, "hostfs mounts come from Occlum.json only")
+    name = _KINDS.get(kind, kind.decode(errors="replace"))  # unknown: make() says ENODEV
+    readonly = bool(flags & MS_RDONLY)
+    if name == "sefs":
+        spec = _sefs(libos, path, src, opts)
     else:
-        raise SyscallError(errno.ENODEV, f"unknown file system type {kind!r}")
+        spec = MountSpec(path.decode(errors="replace"), name, readonly=readonly)
+    fs, options = libos.filesystems.make(name, spec, libos.mounts, opts)
     if isinstance(fs, RamFs):  # its nameless files are freed at their last close
-        fs.close_watch = libos.close_watch
+        fs.close_watch = libos.filesystems.close_watch
     fs.readonly = bool(flags & MS_RDONLY) or fs.readonly
     if not options:
         options = "ro" if fs.readonly else "rw"
@@ -231,7 +150,7 @@ def sys_mount_rootfs(libos: LibOS, t: Task, key: int, key_len: int) -> int:
     ``key`` is 16 or 32 bytes, or NULL with ``key_len`` 0 for an integrity-only image."""
     if libos.stage != "init":
         raise SyscallError(errno.EPERM, "the root file system is mounted only by init")
-    if libos.root_pending is not None:
+    if libos.filesystems.root_pending is not None:
         raise SyscallError(errno.EBUSY, "the root file system is already mounted")
     if not t.cred.capable(CAP_SYS_ADMIN):
         raise SyscallError(errno.EPERM, "only root may mount the root file system")
@@ -243,6 +162,6 @@ def sys_mount_rootfs(libos: LibOS, t: Task, key: int, key_len: int) -> int:
         image_key = t.mem.read(key, key_len)
     else:
         raise SyscallError(errno.EINVAL, "an image key is 16 or 32 bytes")
-    libos.boot_error = None
-    libos.mount_root(image_key)
+    libos.filesystems.boot_error = None
+    libos.filesystems.mount_root(image_key)
     return 0

@@ -29,6 +29,9 @@ listener with a ``sendmsg`` under the filter): the kernel finds a path socket on
 it was bound with (or one a ``connect``/``sendto`` made reachable), and an abstract name
 without the prefix, where the Landlock scope every instance process is in refuses any name the
 host bound. ``recvmsg``/``recvmmsg`` report an abstract sender's name with it.
+
+Over 600 lines: the address rules of every call that names a socket; the threads that wait
+in ``accept``/``recvfrom`` are to go into the loop (issue 13, item 7).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import AT_FDCWD, S_IFMT, S_IFSOCK
-from occlum.kernel.libos import Donate, Proceed
+from occlum.kernel.api import PROCEED, Deferred, Donate
 from occlum.platform import native
 from occlum.platform.memory import TaskMemory
 from occlum.platform.seccomp import Listener
@@ -59,7 +62,8 @@ from occlum.vfs.cred import new_owner
 from occlum.vfs.inode import MAY_WRITE, check_access
 
 if TYPE_CHECKING:
-    from occlum.kernel.libos import LibOS, Result
+    from occlum.kernel.api import Result
+    from occlum.kernel.libos import LibOS
     from occlum.kernel.process import Task
 
 AF_UNIX = 1
@@ -141,8 +145,6 @@ def _path_of(sun_path: bytes) -> bytes:
 
 
 def sys_bind(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Result:
-    from occlum.kernel.libos import PROCEED
-
     sun_path = _unix_address(t, addr, addrlen)
     if sun_path is None or not sun_path:  # another family, or autobind
         return PROCEED
@@ -173,7 +175,7 @@ def sys_bind(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Result:
             raise SyscallError(errno.EADDRINUSE, "the socket path exists")
         raise
     try:
-        libos.shadow_socket(path, node)
+        libos.shadow.socket(path, node)
     except SyscallError:
         pn.parent.inode.unlink(pn.name)
         raise
@@ -191,8 +193,6 @@ def _check_unbound(t: Task, fd: int) -> None:
 
 
 def sys_connect(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Result:
-    from occlum.kernel.libos import PROCEED
-
     sun_path = _unix_address(t, addr, addrlen)
     if sun_path is None or not sun_path:
         return PROCEED
@@ -209,7 +209,7 @@ def sys_connect(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> Resu
     if st.mode & S_IFMT != S_IFSOCK:
         raise SyscallError(errno.ECONNREFUSED, "not a socket")
     check_access(st, t.cred, MAY_WRITE)
-    if not libos.shadow_socket_link(path, where.inode):
+    if not libos.shadow.socket_link(path, where.inode):
         raise SyscallError(errno.ECONNREFUSED, "no socket is bound to that file")
     return PROCEED
 
@@ -219,7 +219,6 @@ def sys_sendto(
 ) -> Result:
     """sendto with an address (the filter lets the others through): an abstract name gets the
     instance's prefix, a path is made reachable at the caller's text, as for connect."""
-    from occlum.kernel.libos import PROCEED
 
     sun_path = _unix_address(t, addr, addrlen)
     if sun_path is None or not sun_path:
@@ -247,13 +246,12 @@ def _make_reachable(libos: LibOS, t: Task, path: bytes) -> None:
     except SyscallError:
         return  # the kernel gives its own error for a name that is not there
     if where.inode.getattr().mode & S_IFMT == S_IFSOCK:
-        libos.shadow_socket_link(path, where.inode)
+        libos.shadow.socket_link(path, where.inode)
 
 
 def _sockname(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int, peer: bool) -> Result:
     """getsockname/getpeername: the kernel's answer, but an abstract name without the
     instance's prefix."""
-    from occlum.kernel.libos import PROCEED
 
     if libos.spec.network != "host" or addr == 0 or addrlen == 0:
         return PROCEED
@@ -299,15 +297,8 @@ _TIMEVAL = struct.Struct("<qq")
 _STREAM_CHUNK = 1 << 20  # most bytes one served recvfrom of a stream socket returns
 
 
-class _Deferred(Proceed):
-    """Handler result: no answer now. The serving loop sends nothing for a result that is
-    neither a value, a donation nor PROCEED; a _Waiter answers the notification later."""
-
-    def __str__(self) -> str:
-        return "(answered when the socket is ready)"
-
-
-DEFERRED = _Deferred()
+# a _Waiter answers the notification later
+DEFERRED = Deferred("(answered when the socket is ready)")
 
 # What a call done here gives: a value or -errno, or a new descriptor to install
 Outcome = int | Donate
@@ -374,7 +365,6 @@ def sys_accept4(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int, flags: 
 def _accept(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int, flags: int) -> Result:
     """accept with an address (the filter lets the others through): on a Unix socket the
     client's name without the instance's prefix."""
-    from occlum.kernel.libos import PROCEED
 
     flags = s32(flags)
     if flags & ~(socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC):
@@ -422,7 +412,6 @@ def sys_recvfrom(
 ) -> Result:
     """recvfrom with a source address (the filter lets the others through): on a Unix socket
     the sender's name without the instance's prefix."""
-    from occlum.kernel.libos import PROCEED
 
     flags = s32(flags)
     dup = _unix_for_names(libos, t, fd)
@@ -510,7 +499,7 @@ class _Waiter(threading.Thread):
         sock: socket.socket,
         timeout: float,
         attempt: Callable[[TaskMemory, socket.socket], Outcome],
-    ) -> _Deferred:
+    ) -> Deferred:
         p = t.process
         opened: list[int] = []
         try:
@@ -652,7 +641,6 @@ NO_ID = 0xFFFFFFFF  # the ids Linux gives for a socket without its peer's creden
 def sys_getsockopt(
     libos: LibOS, t: Task, fd: int, level: int, optname: int, optval: int, optlen: int
 ) -> Result:
-    from occlum.kernel.libos import PROCEED
     from occlum.kernel.procinfo import leader_cred
 
     if s32(level) != SOL_SOCKET or s32(optname) != SO_PEERCRED:
@@ -668,10 +656,11 @@ def sys_getsockopt(
     host_pid = _UCRED.unpack(raw)[0]
     if host_pid <= 0:
         return PROCEED  # no peer (or one outside the instance): the kernel's own answer
-    peer = libos.procs.get(host_pid)
+    table = libos.proctable
+    peer = table.procs.get(host_pid)
     if peer is None:
-        libos.settle_all()  # a child forked natively that has made no served call yet
-        peer = libos.procs.get(host_pid)
+        table.settle_all()  # a child forked natively that has made no served call yet
+        peer = table.procs.get(host_pid)
     if peer is not None:
         cred = leader_cred(libos, peer)
         answer = _UCRED.pack(peer.pid, cred.euid, cred.egid)

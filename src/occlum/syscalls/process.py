@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.syscalls import NAME
+from occlum.kernel.api import PROCEED
 
 if TYPE_CHECKING:
-    from occlum.kernel.libos import LibOS, Result
+    from occlum.kernel.api import Result
+    from occlum.kernel.libos import LibOS
     from occlum.kernel.process import Task
 
 
@@ -23,7 +25,6 @@ def sys_exit_group(libos: LibOS, t: Task, status: int) -> Result:
     to name ``user_space_size`` when the program came close to it (its mmap or malloc may have
     failed with ENOMEM for that reason). The filter sends only a non-zero status here (every
     exit under ``occlum doctor``)."""
-    from occlum.kernel.libos import PROCEED
 
     libos.limits.check_address_space(t)
     return PROCEED
@@ -36,7 +37,6 @@ def sys_mmap(
     kernel makes it, the LibOS names ``user_space_size`` if it will not fit in what is left of
     the process's address space, where the failure happens, for programs (Java, Go, Node)
     that report it in words of their own. The kernel then does the call as made."""
-    from occlum.kernel.libos import PROCEED
 
     if not flags & MAP_FIXED and not _malloc_arena(length, prot, flags):
         libos.limits.check_mapping(t, length)

@@ -22,13 +22,15 @@ import signal
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
+from occlum.kernel.api import PROCEED
 from occlum.kernel.procinfo import host_tids, leader_cred, read_proc
 from occlum.syscalls.common import s32
 from occlum.syscalls.cred import process_of_pid
 from occlum.vfs.cred import CAP_KILL, Cred
 
 if TYPE_CHECKING:
-    from occlum.kernel.libos import LibOS, Result
+    from occlum.kernel.api import Result
+    from occlum.kernel.libos import LibOS
     from occlum.kernel.process import Process, Task
 
 _NSIG = 64
@@ -62,14 +64,14 @@ def _trivial(t: Task, sig: int) -> bool:
 
 def _group(libos: LibOS, t: Task, pid: int) -> list[Process]:
     """The processes ``kill(pid)`` with pid <= 0 names."""
-    libos.settle_all()
-    procs = list(libos.procs.values())
+    libos.proctable.settle_all()
+    procs = list(libos.proctable.procs.values())
     if pid == -1:  # all but init and the caller
         return [p for p in procs if p.pid != 1 and p is not t.process]
     if pid == 0:
         pgrp = os.getpgid(t.process.host_pid)
     else:
-        leader = libos.by_pid.get(-pid)
+        leader = libos.proctable.by_pid.get(-pid)
         if leader is None:
             return []
         pgrp = leader.host_pid
@@ -84,8 +86,6 @@ def _group(libos: LibOS, t: Task, pid: int) -> list[Process]:
 
 
 def sys_kill(libos: LibOS, t: Task, pid: int, sig: int) -> Result:
-    from occlum.kernel.libos import PROCEED
-
     pid, sig = s32(pid), s32(sig)
     if _trivial(t, sig):
         return PROCEED
@@ -116,18 +116,16 @@ def _thread_target(libos: LibOS, tgid: int | None, tid: int) -> tuple[Process, C
         procs = [p] if (p := process_of_pid(libos, tgid)) is not None else []
     else:
         p = process_of_pid(libos, tid)
-        procs = [p] if p is not None else list(libos.procs.values())
+        procs = [p] if p is not None else list(libos.proctable.procs.values())
     for p in procs:
         host_tid = p.host_pid if tid == p.pid else host_tids(p.host_pid).get(tid)
         if host_tid is not None:
-            task = libos.tasks.get(host_tid)
+            task = libos.proctable.tasks.get(host_tid)
             return p, task.cred if task is not None else p.cred
     return None
 
 
 def _signal_thread(libos: LibOS, t: Task, tgid: int | None, tid: int, sig: int) -> Result:
-    from occlum.kernel.libos import PROCEED
-
     if _trivial(t, sig) or tid <= 0:
         return PROCEED
     found = _thread_target(libos, tgid, tid)
@@ -145,8 +143,6 @@ def sys_tgkill(libos: LibOS, t: Task, tgid: int, tid: int, sig: int) -> Result:
 
 
 def sys_rt_sigqueueinfo(libos: LibOS, t: Task, tgid: int, sig: int, info: int) -> Result:
-    from occlum.kernel.libos import PROCEED
-
     tgid, sig = s32(tgid), s32(sig)
     if _trivial(t, sig) or tgid <= 0:
         return PROCEED
@@ -167,7 +163,6 @@ def sys_pidfd_send_signal(
 ) -> Result:
     """The target is the process the descriptor refers to (its host pid, from the caller's
     fdinfo of it)."""
-    from occlum.kernel.libos import PROCEED
 
     sig = s32(sig)
     if _trivial(t, sig):
@@ -178,10 +173,10 @@ def sys_pidfd_send_signal(
         host_pid = int(text[at : text.index(b"\n", at)])
     except (OSError, ValueError):
         return PROCEED  # not a pidfd: the kernel's EBADF
-    target = libos.procs.get(host_pid)
+    target = libos.proctable.procs.get(host_pid)
     if target is None:
-        libos.settle_all()
-        target = libos.procs.get(host_pid)
+        libos.proctable.settle_all()
+        target = libos.proctable.procs.get(host_pid)
     if target is None or _allowed(t, target, leader_cred(libos, target), sig):
         return PROCEED
     raise SyscallError(errno.EPERM, "the target belongs to another user")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 
 from occlum.abi.syscalls import MOUNT_ROOTFS_NR, NR
-from occlum.kernel.libos import Entry, Handler
+from occlum.kernel.api import Entry, Handler
 from occlum.platform.stub import STUB_NR
 from occlum.syscalls import cred, fs, info, net, process
 from occlum.syscalls import exec as ex

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import StatFs
+from occlum.vfs.path import Location, PathOp, resolve
 
 if TYPE_CHECKING:
     from occlum.vfs.inode import Inode
-    from occlum.vfs.path import Location
 
 # Anonymous devices use major 0 like Linux's tmpfs/proc; minors are unique per instance.
 _next_minor = itertools.count(16)
@@ -70,8 +70,6 @@ class Mount:
     options: str
 
     def root_location(self) -> Location:
-        from occlum.vfs.path import Location
-
         return Location(self, self.fs.root, None, b"/")
 
 
@@ -130,8 +128,6 @@ class MountTable:
         self, fs: FileSystem, target: bytes, *, source: bytes = b"none", options: str = ""
     ) -> Mount:
         """Mount ``fs`` on the directory at absolute path ``target`` (resolved from the root)."""
-        from occlum.vfs.path import PathOp, resolve
-
         root = self.root()
         where = resolve(PathOp(root, root, target))
         return self.mount_at(where, fs, source=source, options=options)

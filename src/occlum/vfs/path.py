@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import (
@@ -28,7 +29,9 @@ from occlum.abi.fsabi import (
 )
 from occlum.vfs.cred import CAP_DAC_OVERRIDE
 from occlum.vfs.inode import MAY_EXEC, Cred, Inode, check_access
-from occlum.vfs.mount import Mount
+
+if TYPE_CHECKING:  # the mount table resolves paths: it imports this module
+    from occlum.vfs.mount import Mount
 
 __all__ = ["Location", "ParentAndName", "PathOp", "resolve", "resolve_parent"]
 

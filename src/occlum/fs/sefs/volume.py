@@ -54,9 +54,9 @@ from typing import Any
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, Stat, StatFs
-from occlum.enclave.counter import MonotonicCounters
 from occlum.fs.ramfs import RamDir, RamFile, RamFs, RamInode, RamSymlink
 from occlum.fs.sefs.closes import CloseWatch
+from occlum.fs.sefs.counters import Counters
 from occlum.fs.sefs.journal import Journal
 from occlum.fs.sefs.space import NoRoom, fits_reserve, unstored_lines
 from occlum.fs.sefs.store import (
@@ -524,7 +524,7 @@ class SefsFs(RamFs):
         mode: int = 0o755,
         uid: int = 0,
         gid: int = 0,
-        counters: MonotonicCounters | None = None,
+        counters: Counters | None = None,
     ) -> None:
         # RamFs.__init__ would make a plain ramfs root; ours comes from storage
         FileSystem.__init__(self, readonly=False)
