@@ -5,6 +5,7 @@
 #include "common.h"
 #include <grp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -44,6 +45,13 @@ int main(int argc, char **argv)
     printf("pair: pid is mine %d uid %u gid %u\n", uc.pid == getpid(), uc.uid, uc.gid);
     close(sv[0]), close(sv[1]);
 
+    /* and an abstract name */
+    struct sockaddr_un abs_addr = {.sun_family = AF_UNIX};
+    snprintf(abs_addr.sun_path + 1, sizeof abs_addr.sun_path - 1, "peercred-%d", (int)getpid());
+    socklen_t abs_len = offsetof(struct sockaddr_un, sun_path) + 1 + strlen(abs_addr.sun_path + 1);
+    int abs_srv = OK("abstract socket", socket(AF_UNIX, SOCK_STREAM, 0));
+    OK("abstract bind", bind(abs_srv, (struct sockaddr *)&abs_addr, abs_len));
+    OK("abstract listen", listen(abs_srv, 4));
     int srv = OK("socket", socket(AF_UNIX, SOCK_STREAM, 0));
     OK("bind", bind(srv, (struct sockaddr *)&bound, sizeof bound));
     CHECK(chmod(bound.sun_path, 0777) == 0);
@@ -79,6 +87,11 @@ int main(int argc, char **argv)
         char x;
         if (read(c, &x, 1) != 1) /* until the server has looked */
             _exit(6);
+        int a = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (a < 0 || connect(a, (struct sockaddr *)&abs_addr, abs_len) != 0)
+            _exit(7);
+        if (read(a, &x, 1) != 1)
+            _exit(8);
         _exit(0);
     }
     close(report[1]);
@@ -109,6 +122,13 @@ int main(int argc, char **argv)
     CHECK(sscanf(buf, "%d %u %u", &is_parent, &su, &sg) == 3);
     printf("server seen by the client: pid is the parent %d uid %u gid %u\n", is_parent, su, sg);
     CHECK(write(conn, "x", 1) == 1);
+    int abs_conn = OK("abstract accept", accept(abs_srv, NULL, NULL));
+    OK("abstract client peer", peer(abs_conn, &uc));
+    printf("abstract client: pid is the child %d uid %u gid %u\n", uc.pid == child, uc.uid,
+           uc.gid);
+    CHECK(write(abs_conn, "x", 1) == 1);
+    close(abs_conn);
+    close(abs_srv);
     int status;
     CHECK(waitpid(child, &status, 0) == child);
     printf("child: exit %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);

@@ -63,13 +63,11 @@ DEVIATIONS: tuple[Deviation, ...] = (
     ),
     Deviation(
         ("getsockopt",),
-        "SO_PEERCRED gives the peer's LibOS ids when the call is made, not when it connected; "
-        "a peer that has exited since gives pid 0 and ids -1, and so does a client that "
-        "connected to an abstract socket name (on the host's network)",
+        "SO_PEERCRED gives the peer's LibOS ids when the call is made, not when it connected "
+        "(but for a client of an abstract name, whose ids at its connect are kept); a peer "
+        "that has exited since gives pid 0 and ids -1",
         "the kernel records the peer's host ids, which every process of the instance shares; "
-        "the LibOS asks it which process the peer is and reports that process's ids now; "
-        "the LibOS makes abstract connects itself (to add the instance's prefix), so the "
-        "kernel names the supervisor as that peer",
+        "the LibOS asks it which process the peer is and reports that process's ids now",
     ),
     Deviation(
         ("open", "openat", "mkdir", "mknod", "chown", "fchown"),

@@ -136,6 +136,11 @@ def _on_duplicate(libos: LibOS, t: Task, fd: int, op: str, address: bytes) -> in
                 sock.connect(address)
         except OSError as exc:
             raise SyscallError(exc.errno or errno.EINVAL, f"{op} of an abstract socket")
+        if op == "connect":  # the kernel takes the supervisor for the client (SO_PEERCRED)
+            _ABSTRACT_CLIENTS.pop(ino := os.fstat(sock.fileno()).st_ino, None)
+            _ABSTRACT_CLIENTS[ino] = (t.process.pid, t.cred.euid, t.cred.egid)
+            if len(_ABSTRACT_CLIENTS) > _ABSTRACT_CLIENTS_KEPT:
+                del _ABSTRACT_CLIENTS[next(iter(_ABSTRACT_CLIENTS))]
     return 0
 
 
@@ -636,6 +641,47 @@ class _duplicate:
 SOL_SOCKET, SO_PEERCRED = 1, 17
 _UCRED = struct.Struct("<iII")  # struct ucred: pid, uid, gid
 NO_ID = 0xFFFFFFFF  # the ids Linux gives for a socket without its peer's credentials
+# Client sockets the LibOS connected to an abstract name for a program (the kernel then names
+# the supervisor as their peer), by socket inode: the program's pid and effective ids when it
+# connected, as Linux records them. Bounded as _LONG_NAMES: past the bound the oldest go (their
+# servers then see pid 0 and ids -1).
+_ABSTRACT_CLIENTS: dict[int, tuple[int, int, int]] = {}
+_ABSTRACT_CLIENTS_KEPT = 4096
+# sock_diag (linux/sock_diag.h, unix_diag.h): one Unix socket by inode, with its peer's inode
+NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST = 4, 20, 1
+UDIAG_SHOW_PEER, UNIX_DIAG_PEER = 0x4, 2
+_NLMSGHDR = struct.Struct("<IHHII")
+_UNIX_DIAG_REQ = struct.Struct("<BBHIIIII")
+_UNIX_DIAG_MSG_SIZE = 16
+_NLA = struct.Struct("<HH")
+
+
+def _unix_peer_inode(ino: int) -> int | None:
+    """The inode of the peer of the Unix socket with inode ``ino`` (in the supervisor's
+    network namespace), as the kernel's sock_diag reports it; None if it has none."""
+    req = _UNIX_DIAG_REQ.pack(socket.AF_UNIX, 0, 0, 0xFFFFFFFF, ino, UDIAG_SHOW_PEER,
+                              0xFFFFFFFF, 0xFFFFFFFF)  # fmt: skip
+    msg = _NLMSGHDR.pack(_NLMSGHDR.size + len(req), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0)
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as nl:
+            nl.send(msg + req)
+            reply = nl.recv(8192)
+    except OSError:
+        return None
+    if len(reply) < _NLMSGHDR.size + _UNIX_DIAG_MSG_SIZE:
+        return None
+    length, kind = _NLMSGHDR.unpack_from(reply)[:2]
+    if kind != SOCK_DIAG_BY_FAMILY:
+        return None  # NLMSG_ERROR: no such socket
+    at = _NLMSGHDR.size + _UNIX_DIAG_MSG_SIZE
+    while at + _NLA.size <= min(length, len(reply)):
+        nla_len, nla_type = _NLA.unpack_from(reply, at)
+        if nla_len < _NLA.size:
+            return None
+        if nla_type == UNIX_DIAG_PEER and nla_len >= _NLA.size + 4:
+            return int(struct.unpack_from("<I", reply, at + _NLA.size)[0])
+        at += (nla_len + 3) & ~3
+    return None
 
 
 def sys_getsockopt(
@@ -648,26 +694,31 @@ def sys_getsockopt(
     length = struct.unpack("<i", t.mem.read(optlen, 4))[0]
     if length < 0:
         raise SyscallError(errno.EINVAL, "negative option length")
+    client: tuple[int, int, int] | None = None  # pid, euid, egid
     with _duplicate(t, fd) as sock:
         try:
             raw = sock.getsockopt(SOL_SOCKET, SO_PEERCRED, _UCRED.size)
         except OSError:
             return PROCEED  # not a socket that has a peer: the kernel says why
-    host_pid = _UCRED.unpack(raw)[0]
-    if host_pid <= 0:
+        host_pid = _UCRED.unpack(raw)[0]
+        if host_pid == os.getpid():  # a client whose abstract connect the LibOS made
+            peer_ino = _unix_peer_inode(os.fstat(sock.fileno()).st_ino)
+            client = None if peer_ino is None else _ABSTRACT_CLIENTS.get(peer_ino)
+            host_pid = -1
+    if host_pid == 0:
         return PROCEED  # no peer (or one outside the instance): the kernel's own answer
-    table = libos.proctable
-    peer = table.procs.get(host_pid)
-    if peer is None:
-        table.settle_all()  # a child forked natively that has made no served call yet
+    if host_pid > 0:
+        table = libos.proctable
         peer = table.procs.get(host_pid)
-    if peer is not None:
-        cred = leader_cred(libos, peer)
-        answer = _UCRED.pack(peer.pid, cred.euid, cred.egid)
-    else:
-        # a peer that has exited since: its LibOS ids are gone, and the host's (root's,
-        # inside) would let any process pass for root by connecting and exiting
-        answer = _UCRED.pack(0, NO_ID, NO_ID)
+        if peer is None:
+            table.settle_all()  # a child forked natively that has made no served call yet
+            peer = table.procs.get(host_pid)
+        if peer is not None:
+            cred = leader_cred(libos, peer)
+            client = (peer.pid, cred.euid, cred.egid)
+    # no client known: a peer that has exited since (its LibOS ids are gone, and the host's,
+    # root's inside, would let any process pass for root by connecting and exiting)
+    answer = _UCRED.pack(*(client or (0, NO_ID, NO_ID)))
     length = min(length, _UCRED.size)
     t.mem.write(optval, answer[:length])
     t.mem.write(optlen, struct.pack("<i", length))
