@@ -204,7 +204,7 @@ def _state(libos: LibOS, host_pid: int, host_dir: str) -> str:
     the kernel for the supervisor's answer, uninterruptibly once the call was received (the
     filter's WAIT_KILLABLE_RECV), so the host shows ``D``. Natively the thread would be
     running the call (the one being served right now is the reader of this very file) or
-    sleeping in it (a call a waiter thread finishes later, such as a blocking accept), which
+    sleeping in it (a call the loop finishes later, such as a blocking accept), which
     is ``S``. Until the supervisor receives the call, and again after it was received until
     a signal arrives, the host shows ``S`` itself; the killable wait (``D``) starts when a
     signal interrupts the interruptible one after the call was received."""

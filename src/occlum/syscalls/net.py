@@ -29,9 +29,6 @@ listener with a ``sendmsg`` under the filter): the kernel finds a path socket on
 it was bound with (or one a ``connect``/``sendto`` made reachable), and an abstract name
 without the prefix, where the Landlock scope every instance process is in refuses any name the
 host bound. ``recvmsg``/``recvmmsg`` report an abstract sender's name with it.
-
-Over 600 lines: the address rules of every call that names a socket; the threads that wait
-in ``accept``/``recvfrom`` are to go into the loop (issue 13, item 7).
 """
 
 from __future__ import annotations
@@ -41,20 +38,16 @@ import fcntl
 import functools
 import hashlib
 import os
-import select
 import socket
 import struct
-import threading
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import AT_FDCWD, S_IFMT, S_IFSOCK
-from occlum.kernel.api import PROCEED, Deferred, Donate
+from occlum.kernel.api import PROCEED, Donate
+from occlum.kernel.waits import Outcome
 from occlum.platform import native
 from occlum.platform.memory import TaskMemory
-from occlum.platform.seccomp import Listener
 from occlum.syscalls.common import s32
 from occlum.syscalls.fs import parent_at
 from occlum.vfs import PathOp, resolve
@@ -293,20 +286,12 @@ def sys_getpeername(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> 
 # duplicate of the program's socket and writes the name without it; everything else
 # (TCP, UDP, another network namespace) continues in the kernel.
 #
-# A call that would block cannot be done here: the serving thread must not wait. It is
-# handed to a _Waiter thread, and the notification stays unanswered until the waiter does
-# the call (once the socket is readable) and answers it.
+# A call that would block cannot be done here: the serving loop must not wait in a handler.
+# It waits in the loop's selector (kernel/waits.py), unanswered until its socket is readable;
+# the loop then makes the call, without blocking, and answers it.
 
-ERESTARTSYS = 512  # the kernel's "interrupted: restart if SA_RESTART, else EINTR"
 _TIMEVAL = struct.Struct("<qq")
 _STREAM_CHUNK = 1 << 20  # most bytes one served recvfrom of a stream socket returns
-
-
-# a _Waiter answers the notification later
-DEFERRED = Deferred("(answered when the socket is ready)")
-
-# What a call done here gives: a value or -errno, or a new descriptor to install
-Outcome = int | Donate
 
 
 def _peer_address(libos: LibOS, name: object) -> bytes:
@@ -384,8 +369,8 @@ def _accept(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int, flags: int)
         attempt = functools.partial(_accept_now, libos, addr, addrlen, room, flags)
         if _nonblocking(sock):
             return attempt(t.mem, sock)
-        # a blocking accept: the waiter accepts once a client is queued
-        return _Waiter.start_for(libos, t, sock, _rcvtimeo(sock), attempt)
+        # a blocking accept: the loop accepts once a client is queued
+        return libos.waits.until_readable(t, sock, _rcvtimeo(sock), attempt)
 
 
 def _accept_now(
@@ -432,7 +417,7 @@ def sys_recvfrom(
         res = attempt(t.mem, sock)
         if res != -errno.EAGAIN or flags & socket.MSG_DONTWAIT or _nonblocking(sock):
             return res
-        return _Waiter.start_for(libos, t, sock, _rcvtimeo(sock), attempt)
+        return libos.waits.until_readable(t, sock, _rcvtimeo(sock), attempt)
 
 
 def _recvfrom_now(
@@ -465,141 +450,6 @@ def _recvfrom_now(
 
 
 _PEEK_SIZE = socket.MSG_PEEK | socket.MSG_TRUNC | socket.MSG_DONTWAIT
-
-
-class _Waiter(threading.Thread):
-    """Waits, off the serving thread, until a call served for a program can be made without
-    blocking (its socket is readable), makes it and answers the notification.
-
-    Meanwhile the program's thread sleeps in the kernel where only a fatal signal wakes it
-    (the filter's WAIT_KILLABLE_RECV). So the waiter also watches the thread's pending
-    signals and answers ERESTARTSYS when one arrives that the thread does not block: the
-    kernel then runs the handler and restarts the call (SA_RESTART) or fails it with EINTR,
-    as for a native call. It uses only descriptors of its own (the listener's, the
-    process's pidfd and memory, the socket), never the serving thread's objects."""
-
-    POLL_SECONDS = 0.05  # how soon a signal interrupts the wait
-
-    def __init__(
-        self,
-        listener: Listener,
-        notif_id: int,
-        status_path: str,
-        pidfd: int,
-        mem: TaskMemory,
-        sock: socket.socket,
-        timeout: float,
-        attempt: Callable[[TaskMemory, socket.socket], Outcome],
-    ) -> None:
-        super().__init__(daemon=True, name="occlum-waiter")
-        self.listener, self.notif_id, self.status_path = listener, notif_id, status_path
-        self.pidfd, self.mem, self.sock = pidfd, mem, sock
-        self.timeout, self.attempt = timeout, attempt
-
-    @classmethod
-    def start_for(
-        cls,
-        libos: LibOS,
-        t: Task,
-        sock: socket.socket,
-        timeout: float,
-        attempt: Callable[[TaskMemory, socket.socket], Outcome],
-    ) -> Deferred:
-        p = t.process
-        opened: list[int] = []
-        try:
-            opened.append(os.dup(libos.listener.fd))
-            opened.append(os.dup(p.pidfd))
-            mem = TaskMemory(p.host_pid, opened[1])
-            opened.append(mem.fd)
-            opened.append(os.dup(sock.fileno()))
-        except OSError as exc:
-            for fd in opened:
-                os.close(fd)
-            raise SyscallError(exc.errno or errno.ENOMEM, "cannot wait for the socket")
-        waiter = cls(
-            Listener(opened[0]),
-            t.notif_id,
-            f"/proc/{p.host_pid}/task/{t.tid}/status",
-            opened[1],
-            mem,
-            socket.socket(fileno=opened[3]),
-            timeout,
-            attempt,
-        )
-        waiter.start()
-        return DEFERRED
-
-    def run(self) -> None:
-        try:
-            self._wait_and_answer()
-        finally:
-            self.sock.close()
-            self.mem.close()
-            os.close(self.pidfd)
-            self.listener.close()
-
-    def _wait_and_answer(self) -> None:
-        """Wait, make the call, answer. The waiter's duplicate of the socket is closed before
-        the answer: once the program runs on, it may close the socket and bind its name again,
-        which a reference left here would keep taken (EADDRINUSE, or a connect that succeeds)."""
-        poller = select.poll()
-        poller.register(self.sock.fileno(), select.POLLIN)
-        poller.register(self.pidfd, select.POLLIN)
-        deadline = time.monotonic() + self.timeout if self.timeout > 0 else None
-        while True:
-            ready = {fd for fd, _ in poller.poll(self.POLL_SECONDS * 1000)}
-            if self.pidfd in ready or not self.listener.id_valid(self.notif_id):
-                return  # the process is gone, or its thread was killed
-            if self.sock.fileno() in ready:
-                # if another thread of the program took the client first, a blocking accept
-                # waits here for the next one: this thread waits, as the program would
-                res = self.attempt(self.mem, self.sock)
-                if res != -errno.EAGAIN:
-                    self.sock.close()
-                    self._answer(res)
-                    return
-            if _signal_pending(self.status_path):
-                self.sock.close()
-                self.listener.respond(self.notif_id, 0, -ERESTARTSYS)
-                return
-            if deadline is not None and time.monotonic() >= deadline:
-                self.sock.close()
-                self.listener.respond(self.notif_id, 0, -errno.EAGAIN)
-                return
-
-    def _answer(self, res: Outcome) -> None:
-        if isinstance(res, Donate):
-            try:
-                self.listener.add_fd(self.notif_id, res.host_fd, res.cloexec, send=True)
-            except OSError as exc:
-                # EMFILE and the like: the call fails (the client it accepted is closed)
-                self.listener.respond(self.notif_id, 0, -(exc.errno or errno.EMFILE))
-            finally:
-                os.close(res.host_fd)
-        elif res < 0:
-            self.listener.respond(self.notif_id, 0, res)
-        else:
-            self.listener.respond(self.notif_id, res)
-
-
-def _signal_pending(status_path: str) -> bool:
-    """Whether a signal the thread does not block waits for it (or for its process)."""
-    try:
-        fd = os.open(status_path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            text = os.read(fd, 4096)
-        finally:
-            os.close(fd)
-    except OSError:
-        return False
-    fields: dict[bytes, int] = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(b":")
-        if key in (b"SigPnd", b"ShdPnd", b"SigBlk"):
-            fields[key] = int(value, 16)
-    pending = fields.get(b"SigPnd", 0) | fields.get(b"ShdPnd", 0)
-    return bool(pending & ~fields.get(b"SigBlk", 0))
 
 
 class _duplicate:
