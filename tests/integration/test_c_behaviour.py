@@ -32,12 +32,6 @@ KNOWN_LIBOS_FAILURES: dict[str, str] = {
         "filter): the kernel finds a path socket only at the text it was bound with, and an "
         "abstract name without the instance prefix"
     ),
-    "orphan_cred": (
-        "fork is native and the LibOS meets a child at its first served call, taking the "
-        "credentials of the thread that forked it; when that parent has exited first, the "
-        "child (reparented) has no known parent and starts with root's: a user's process can "
-        "gain root by forking and exiting"
-    ),
     "epoll_opath": (
         "epoll_ctl is native and an O_PATH descriptor inside is a host memfd opened without "
         "access (SECCOMP_ADDFD cannot install a real O_PATH descriptor): the kernel says EPERM "

@@ -66,6 +66,7 @@ class LibOS:
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.filesystems.close_watch.fd, selectors.EVENT_READ, "closes")
         self.proctable = ProcTable(spec, self.limits, lambda: self.mounts.root(), self.sel)
+        self.proctable.warn = self.warn_once
         # calls answered once their socket is ready (a blocking accept or recvfrom), also here
         self.waits = Waits(self.sel, self.answer, lambda nid: self.listener.id_valid(nid))
         self.objects = ObjectRegistry()
