@@ -107,6 +107,12 @@ class Stat:
     mtime_ns: int = 0
     ctime_ns: int = 0
 
+    def relabeled(self, dev: int, ino: int) -> Stat:
+        """A copy with another device and inode number (a stacked file system's view of a
+        layer's file): several times cheaper than ``dataclasses.replace``, on a hot path."""
+        return Stat(dev, ino, self.mode, self.nlink, self.uid, self.gid, self.rdev, self.size,
+                    self.blksize, self.blocks, self.atime_ns, self.mtime_ns, self.ctime_ns)  # fmt: skip
+
 
 @dataclass(slots=True, frozen=True)
 class SetAttr:

@@ -53,7 +53,6 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-from dataclasses import replace
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import (
@@ -67,6 +66,7 @@ from occlum.abi.fsabi import (
     Stat,
     StatFs,
 )
+from occlum.fs.ramfs import RamDir
 from occlum.vfs.inode import DirEntry, Inode, SetAttr
 from occlum.vfs.mount import FileSystem
 from occlum.vfs.xattr import XATTR_CREATE, XATTR_REPLACE
@@ -146,12 +146,12 @@ class UnionInode(Inode):
 
     def getattr(self) -> Stat:
         # a fresh Stat: layers may hand out their own
-        return replace(self._layer().getattr(), dev=self.fs.dev, ino=self.ino)
+        return self._layer().getattr().relabeled(self.fs.dev, self.ino)
 
     def fgetattr(self, host: os.stat_result) -> Stat:
         if not self.is_regular:
             return self.getattr()  # a directory's merged link count
-        return replace(self._layer().fgetattr(host), dev=self.fs.dev, ino=self.ino)
+        return self._layer().fgetattr(host).relabeled(self.fs.dev, self.ino)
 
     def readlink(self) -> bytes:
         return self._layer().readlink()
@@ -306,7 +306,10 @@ class UnionDir(UnionInode):
             # epoch), a copy-up (a new upper directory).  A file created or removed that the
             # lower layer does not have changes none of them, so making many files in a merged
             # directory does not recount it each time.
-            key = (self.upper, self.upper.getattr().nlink, self.fs.shadow_epoch)
+            upper = self.upper
+            # (a ramfs or SEFS directory keeps its link count; others are asked)
+            nlink = upper.nlink if isinstance(upper, RamDir) else upper.getattr().nlink
+            key = (upper, nlink, self.fs.shadow_epoch)
             cached = self._nlink
             if cached is None or cached[0] != key:
                 cached = self._nlink = (
