@@ -45,9 +45,16 @@ ProgramCheck = Callable[["LibOS", bytes, str, "str | None"], None]
 class LibOS:
     """``table``: the syscall table (number -> entry), handed in by whoever assembles the LibOS
     (:mod:`occlum.boot`), so that the kernel never imports a handler module; ``check_program``
-    says why a program cannot be started before its tree is launched."""
+    says why a program cannot be started before its tree is launched; ``filter_program``: the
+    seccomp filter (classic BPF) made from the same table, for every process tree."""
 
-    def __init__(self, spec: RunSpec, table: dict[int, Entry], check_program: ProgramCheck) -> None:
+    def __init__(
+        self,
+        spec: RunSpec,
+        table: dict[int, Entry],
+        check_program: ProgramCheck,
+        filter_program: bytes,
+    ) -> None:
         self.spec = spec
         self.check_program = check_program
         self.log = Log(spec.log_level)
@@ -69,6 +76,7 @@ class LibOS:
         self.objects.live_keys = self.proctable.live_keys
         self.exec_cache: OrderedDict[tuple[int, int], CachedProgram] = OrderedDict()
         self.table = table
+        self.filter_program = filter_program
         # `occlum run --summary` and `occlum doctor` count the calls served: the handlers are
         # wrapped here, once, so that the serving loop pays nothing when counting is off
         self.stats: CallStats | None = None

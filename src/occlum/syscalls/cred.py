@@ -380,7 +380,7 @@ def sys_capset(libos: LibOS, t: Task, hdr: int, data: int) -> int:
     return 0
 
 
-# prctl options the filter sends here (seccomp.PRCTL_SERVED; the others run natively)
+# prctl options the filter sends here (native.PRCTL_SERVED; the others run natively)
 PR_GET_KEEPCAPS, PR_SET_KEEPCAPS, PR_CAPBSET_READ, PR_CAPBSET_DROP = 7, 8, 23, 24
 
 

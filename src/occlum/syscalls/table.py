@@ -1,20 +1,32 @@
-"""The system call table: number → name, handler, argument count, support level and note.
+"""The system call table, the single source of what becomes of each x86-64 system call: one
+row per number, served (``SERVED``: handler, argument kinds, support level, note), native
+(``native.NATIVE``), native or served by an argument rule (``native.RULES``) or refused with
+the reason (``refused.REFUSED``).
 
-Calls not listed here and not let through by the filter are unknown to the LibOS: they return
-``ENOSYS`` and are named once in the log (``LibOS.missing``).
+From the rows come the serving table the kernel is handed (``build_table``: what ``--strace``
+and ``--summary`` show), the seccomp filter (``filter_program``) and ``docs/syscalls.md``
+(``catalogue.py``). A number in no class or in two is an error at start and in the unit tests.
+A number above the last one the rows know goes to the supervisor, which answers ``ENOSYS`` and
+names it once in the log (``LibOS.missing``).
 """
 
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
 
 from occlum.abi.syscalls import MOUNT_ROOTFS_NR, NR
 from occlum.kernel.api import Entry, Handler
+from occlum.platform import seccomp
+from occlum.platform.seccomp import Rule
 from occlum.platform.stub import STUB_NR
 from occlum.syscalls import cred, fs, info, net, process
 from occlum.syscalls import exec as ex
 from occlum.syscalls import mount as mnt
 from occlum.syscalls import signal as sig
+from occlum.syscalls.native import NATIVE, RULES
 from occlum.syscalls.refused import REFUSED as REFUSED_REASONS
 
 FULL, PARTIAL, REFUSED = "full", "partial", "refused"
@@ -190,18 +202,71 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     ),
 }
 
-# name: errno; the reasons are in syscalls/refused.py
-REFUSED_CALLS: dict[str, int] = {name: err for name, (err, _) in REFUSED_REASONS.items()}
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One x86-64 system call number and what becomes of it."""
+
+    nr: int
+    name: str
+    kind: str  # "native", "native or served", "served full", "served partial", "refused EPERM", ...
+    note: str
+    entry: Entry | None  # what the supervisor does when the call reaches it; None: native
+    rule: Rule | None  # how the filter decides by the arguments, if it does
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(filter(None, notes))
+
+
+@cache
+def rows() -> dict[int, Row]:
+    """Every number of ``NR``, in order, from the lists of this package."""
+    return make_rows(NATIVE, SERVED, REFUSED_REASONS, RULES)
+
+
+def make_rows(
+    native_names: Iterable[str],
+    served: Mapping[str, tuple[Handler, str, str, str]],
+    refused: Mapping[str, tuple[int, str]],
+    rules: Mapping[str, tuple[Rule, str]],
+) -> dict[int, Row]:
+    """One row per number of ``NR``; ``ValueError`` for a name in no class or in two, a name
+    that is no system call, or a rule that sends to the supervisor a call it does not serve."""
+    native = set(native_names)
+    classes = (("native", native), ("served", served), ("refused", refused))
+    for what, names in (*classes, ("argument rules", rules)):
+        unknown = set(names) - set(NR)
+        if unknown:
+            raise ValueError(f"{what}: not x86-64 system calls: {', '.join(sorted(unknown))}")
+    out: dict[int, Row] = {}
+    for name, nr in sorted(NR.items(), key=lambda item: item[1]):
+        where = [what for what, names in classes if name in names]
+        if len(where) != 1:
+            raise ValueError(f"system call {name} ({nr}): {', '.join(where) or 'no class'}")
+        rule, rule_note = rules.get(name, (None, ""))
+        if rule is not None and rule.notifies and name not in served:
+            raise ValueError(f"system call {name} ({nr}): its rule sends it, nothing serves it")
+        if name in native:
+            out[nr] = Row(nr, name, "native", rule_note, None, rule)
+        elif name in served:
+            handler, kinds, level, note = served[name]
+            kind = "native or served" if rule is not None else f"served {level}"
+            entry = Entry(name, handler, tuple(kinds.split()), level, note)
+            out[nr] = Row(nr, name, kind, _join(rule_note, note), entry, rule)
+        else:
+            err, why = refused[name]
+            shown = f"{errno.errorcode[err]}: {why}"
+            entry = Entry(name, process.refuse(err, shown), (), REFUSED, shown)
+            kind = f"refused {errno.errorcode[err]}"
+            out[nr] = Row(nr, name, kind, _join(rule_note, why), entry, rule)
+    return out
 
 
 def build_table() -> dict[int, Entry]:
-    table: dict[int, Entry] = {}
-    for name, (handler, kinds, level, note) in SERVED.items():
-        table[NR[name]] = Entry(name, handler, tuple(kinds.split()), level, note)
-    for name, err in REFUSED_CALLS.items():
-        if name in NR:
-            note = f"{errno.errorcode[err]}: {REFUSED_REASONS[name][1]}"
-            table[NR[name]] = Entry(name, process.refuse(err, note), (), REFUSED, note)
+    """The serving table the kernel is handed: number -> entry, for every call the filter can
+    send to the supervisor (served and refused rows, and Occlum's own two calls)."""
+    table = {nr: row.entry for nr, row in rows().items() if row.entry is not None}
     table[MOUNT_ROOTFS_NR] = Entry(
         "mount_rootfs", mnt.sys_mount_rootfs, ("ptr", "int"), FULL, "Occlum's, for init only"
     )
@@ -209,3 +274,19 @@ def build_table() -> dict[int, Entry]:
         "stub", ex.sys_stub, ("ptr", "ptr"), FULL, "the loader stub asks for its plan"
     )
     return table
+
+
+def filter_program(*, every_exit: bool = False) -> bytes:
+    """The seccomp filter of the rows: their rules in the order of ``native.RULES``, then the
+    native numbers. With ``every_exit`` (``occlum doctor`` measures every process), every
+    ``exit_group`` goes to the supervisor, successful ones too."""
+    table = rows()
+    native = [nr for nr, row in table.items() if row.kind == "native"]
+    rules: list[tuple[int, Rule]] = []
+    for name in RULES:
+        rule = table[NR[name]].rule
+        assert rule is not None
+        if name == "exit_group" and every_exit:
+            rule = seccomp.served_unless_zero(0, always=True)
+        rules.append((NR[name], rule))
+    return seccomp.build_filter(native, rules)
