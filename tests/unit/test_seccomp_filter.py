@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import itertools
 import struct
 
 import pytest
@@ -140,25 +139,3 @@ def test_rows_refuse_a_number_in_two_classes_or_none() -> None:
     rules = {**RULES, "getpid": (seccomp.served_unless_zero(0), "")}
     with pytest.raises(ValueError, match=r"getpid .*nothing serves it"):
         make_rows(NATIVE, SERVED, REFUSED, rules)
-
-
-# argument values the rules look at, and their neighbours
-_VALUES = (0, 1, 7, 8, 15, 16, 23, 24, 0x5412, 0x541C, 1024, 1028, (64 << 20) - 1, 64 << 20,
-           1 << 32, 0x20000000, 0x00010000, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF)  # fmt: skip
-
-
-def test_same_decisions_as_the_filter_before_the_table() -> None:
-    """The filter made from the rows is the program the old seccomp.build_filter made: the same
-    bytes, and the same verdict for every number and argument the rules look at."""
-    import old_seccomp_filter as old  # the module as it was, kept for this comparison
-
-    for every_exit in (False, True):
-        new_prog = filter_program(every_exit=every_exit)
-        old_prog = old.build_filter(every_exit=every_exit)
-        assert new_prog == old_prog
-        for nr in range(max(NR.values()) + 64):
-            for arg_index, value in itertools.product(range(6), _VALUES):
-                args = tuple(value if i == arg_index else 0 for i in range(6))
-                assert run(new_prog, nr, args) == run(old_prog, nr, args)
-            for a0, a2 in ((AF_NETLINK, 0), (AF_NETLINK, 4), (AF_INET, 4)):
-                assert run(new_prog, nr, (a0, 3, a2)) == run(old_prog, nr, (a0, 3, a2))
