@@ -55,3 +55,21 @@ def test_deviations_name_real_calls_and_are_listed() -> None:
     # the ones the issue named: a program's own seccomp filter, setting the clock
     named = {c for d in DEVIATIONS for c in d.calls}
     assert {"seccomp", "clock_settime"} <= named
+
+
+def test_descriptor_arguments_are_decoded_as_c_ints() -> None:
+    """The serving loop hands handlers fd and dirfd arguments as Linux reads them: the low 32
+    bits, signed; other kinds keep the register's value."""
+    table = build_table()
+    openat = table[NR["openat"]]
+    assert openat.signed == (0,)
+    assert openat.decode((0xFFFFFFFFFFFFFF9C, 1 << 40, 0x1_0000_0002, 0o644)) == (
+        -100,
+        1 << 40,
+        0x1_0000_0002,
+        0o644,
+    )
+    assert table[NR["renameat"]].signed == (0, 2)
+    assert table[NR["fstat"]].decode((0x5A5A_0000_0000_0003, 0)) == (3, 0)
+    assert table[NR["mmap"]].signed == (4,)
+    assert table[NR["getuid"]].signed == ()

@@ -4,8 +4,8 @@ LibOS, so that both can import it without a circle."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 
 class Proceed:
@@ -41,10 +41,31 @@ Result = int | Proceed | Donate | Deferred
 Handler = Callable[..., Result]
 
 
+# Argument kinds the serving loop decodes before a handler sees them: a descriptor is a C int,
+# of which Linux reads the low 32 bits, sign included (AT_FDCWD is -100, whatever the upper
+# half of the register holds). Every other kind reaches the handler as the register's value.
+SIGNED32_KINDS = frozenset({"fd", "dirfd"})
+
+
 @dataclass(slots=True, frozen=True)
 class Entry:
     name: str
     handler: Handler
-    kinds: tuple[str, ...]  # how the trace shows each argument; its length is the arity
+    kinds: tuple[str, ...]  # each argument's kind, for the decoding and the trace; the arity
     level: str  # "full", "partial", "refused"
     note: str = ""
+    # the positions of the arguments decoded as signed 32-bit values (SIGNED32_KINDS)
+    signed: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        signed = tuple(i for i, kind in enumerate(self.kinds) if kind in SIGNED32_KINDS)
+        object.__setattr__(self, "signed", signed)
+
+    def decode(self, args: Sequence[int]) -> tuple[int, ...]:
+        """The handler's arguments from the call's registers, by kind (``args`` is as long as
+        ``kinds``)."""
+        out = list(args)
+        for i in self.signed:
+            v = out[i] & 0xFFFFFFFF
+            out[i] = v - (1 << 32) if v & 0x80000000 else v
+        return tuple(out)

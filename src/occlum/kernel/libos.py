@@ -256,7 +256,10 @@ class LibOS:
             if entry is None:
                 res: Result = self.missing(t, nr)
             else:
-                res = entry.handler(self, t, *args[: len(entry.kinds)])
+                call_args = args[: len(entry.kinds)]
+                if entry.signed:  # decoded by kind: handlers get descriptors as C ints
+                    call_args = entry.decode(call_args)
+                res = entry.handler(self, t, *call_args)
         except SyscallError as exc:
             res = -exc.errno
             why = exc.why

@@ -602,7 +602,7 @@ class _duplicate:
 
     def __init__(self, t: Task, fd: int) -> None:
         try:
-            self._fd = native.pidfd_getfd(t.process.pidfd, s32(fd))
+            self._fd = native.pidfd_getfd(t.process.pidfd, fd)
         except OSError as exc:
             raise SyscallError(exc.errno or errno.EBADF, "not a descriptor of the caller")
         try:

@@ -168,7 +168,7 @@ def sys_pidfd_send_signal(
     if _trivial(t, sig):
         return PROCEED
     try:
-        text = read_proc(f"/proc/{t.process.host_pid}/fdinfo/{s32(pidfd)}")
+        text = read_proc(f"/proc/{t.process.host_pid}/fdinfo/{pidfd}")
         at = text.index(b"\nPid:") + 5
         host_pid = int(text[at : text.index(b"\n", at)])
     except (OSError, ValueError):
