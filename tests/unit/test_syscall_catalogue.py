@@ -58,18 +58,20 @@ def test_deviations_name_real_calls_and_are_listed() -> None:
 
 
 def test_descriptor_arguments_are_decoded_as_c_ints() -> None:
-    """The serving loop hands handlers fd and dirfd arguments as Linux reads them: the low 32
-    bits, signed; other kinds keep the register's value."""
+    """The serving loop hands handlers fd and dirfd arguments as Linux reads them, the low 32
+    bits signed, and atflags unsigned; other kinds keep the register's value."""
     table = build_table()
     openat = table[NR["openat"]]
-    assert openat.signed == (0,)
+    assert openat.int32 == ((0, True),)
     assert openat.decode((0xFFFFFFFFFFFFFF9C, 1 << 40, 0x1_0000_0002, 0o644)) == (
         -100,
         1 << 40,
         0x1_0000_0002,
         0o644,
     )
-    assert table[NR["renameat"]].signed == (0, 2)
+    assert table[NR["renameat"]].int32 == ((0, True), (2, True))
     assert table[NR["fstat"]].decode((0x5A5A_0000_0000_0003, 0)) == (3, 0)
-    assert table[NR["mmap"]].signed == (4,)
-    assert table[NR["getuid"]].signed == ()
+    assert table[NR["mmap"]].int32 == ((4, True),)
+    assert table[NR["getuid"]].int32 == ()
+    unlinkat = table[NR["unlinkat"]]
+    assert unlinkat.decode((0xFFFFFF9C, 7, 0x5A5A_0000_8000_0200)) == (-100, 7, 0x8000_0200)

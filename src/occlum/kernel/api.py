@@ -41,10 +41,12 @@ Result = int | Proceed | Donate | Deferred
 Handler = Callable[..., Result]
 
 
-# Argument kinds the serving loop decodes before a handler sees them: a descriptor is a C int,
-# of which Linux reads the low 32 bits, sign included (AT_FDCWD is -100, whatever the upper
-# half of the register holds). Every other kind reaches the handler as the register's value.
+# Argument kinds the serving loop decodes before a handler sees them: Linux reads these as C
+# ints, the low 32 bits of the register, whatever its upper half holds. A descriptor is signed
+# (AT_FDCWD is -100); a set of AT_* flags is taken unsigned, so that an unknown bit is one of
+# the 32. Every other kind reaches the handler as the register's value.
 SIGNED32_KINDS = frozenset({"fd", "dirfd"})
+UNSIGNED32_KINDS = frozenset({"atflags"})
 
 
 @dataclass(slots=True, frozen=True)
@@ -54,18 +56,22 @@ class Entry:
     kinds: tuple[str, ...]  # each argument's kind, for the decoding and the trace; the arity
     level: str  # "full", "partial", "refused"
     note: str = ""
-    # the positions of the arguments decoded as signed 32-bit values (SIGNED32_KINDS)
-    signed: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    # the positions of the arguments decoded as 32-bit values, each with whether it is signed
+    int32: tuple[tuple[int, bool], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        signed = tuple(i for i, kind in enumerate(self.kinds) if kind in SIGNED32_KINDS)
-        object.__setattr__(self, "signed", signed)
+        int32 = tuple(
+            (i, kind in SIGNED32_KINDS)
+            for i, kind in enumerate(self.kinds)
+            if kind in SIGNED32_KINDS or kind in UNSIGNED32_KINDS
+        )
+        object.__setattr__(self, "int32", int32)
 
     def decode(self, args: Sequence[int]) -> tuple[int, ...]:
         """The handler's arguments from the call's registers, by kind (``args`` is as long as
         ``kinds``)."""
         out = list(args)
-        for i in self.signed:
+        for i, signed in self.int32:
             v = out[i] & 0xFFFFFFFF
-            out[i] = v - (1 << 32) if v & 0x80000000 else v
+            out[i] = v - (1 << 32) if signed and v & 0x80000000 else v
         return tuple(out)

@@ -257,7 +257,7 @@ class LibOS:
                 res: Result = self.missing(t, nr)
             else:
                 call_args = args[: len(entry.kinds)]
-                if entry.signed:  # decoded by kind: handlers get descriptors as C ints
+                if entry.int32:  # decoded by kind: descriptors and AT_* flags as C ints
                     call_args = entry.decode(call_args)
                 res = entry.handler(self, t, *call_args)
         except SyscallError as exc:

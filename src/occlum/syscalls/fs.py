@@ -781,7 +781,6 @@ _PAGE = 4096
 
 def _xattr_at(libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int) -> Location | None:
     """The file a *xattrat call names; None for a host object named by its descriptor."""
-    at_flags = s32(at_flags)
     if at_flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         raise SyscallError(errno.EINVAL, "unknown AT_ flags")
     name = _path(t, path) if path or not at_flags & AT_EMPTY_PATH else b""
