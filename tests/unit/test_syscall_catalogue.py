@@ -58,20 +58,24 @@ def test_deviations_name_real_calls_and_are_listed() -> None:
 
 
 def test_descriptor_arguments_are_decoded_as_c_ints() -> None:
-    """The serving loop hands handlers fd and dirfd arguments as Linux reads them, the low 32
-    bits signed, and atflags unsigned; other kinds keep the register's value."""
+    """The serving loop hands handlers fd, dirfd, oflags and s32 arguments as Linux reads
+    them, the low 32 bits signed, and atflags unsigned; other kinds keep the register's
+    value."""
     table = build_table()
     openat = table[NR["openat"]]
-    assert openat.int32 == ((0, True),)
+    assert openat.int32 == ((0, True), (2, True))  # the dirfd and open(2)'s flags
     assert openat.decode((0xFFFFFFFFFFFFFF9C, 1 << 40, 0x1_0000_0002, 0o644)) == (
         -100,
-        1 << 40,
-        0x1_0000_0002,
+        1 << 40,  # a pointer keeps the register's value
+        2,
         0o644,
     )
     assert table[NR["renameat"]].int32 == ((0, True), (2, True))
     assert table[NR["fstat"]].decode((0x5A5A_0000_0000_0003, 0)) == (3, 0)
     assert table[NR["mmap"]].int32 == ((4, True),)
     assert table[NR["getuid"]].int32 == ()
+    kill = table[NR["kill"]]  # a pid and a signal: C ints
+    assert kill.decode((0x5A5A_0000_FFFF_FFFF, 0x1_0000_0009)) == (-1, 9)
+    assert table[NR["truncate"]].int32 == ()  # "int" is a long there: the register's value
     unlinkat = table[NR["unlinkat"]]
     assert unlinkat.decode((0xFFFFFF9C, 7, 0x5A5A_0000_8000_0200)) == (-100, 7, 0x8000_0200)

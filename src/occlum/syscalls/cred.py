@@ -30,7 +30,6 @@ from occlum.abi.errors import SyscallError
 from occlum.kernel.api import PROCEED
 from occlum.kernel.process import Task
 from occlum.kernel.procinfo import host_tids, leader_cred, read_proc
-from occlum.syscalls.common import s32
 from occlum.vfs.cred import (
     CAP_LAST_CAP,
     CAP_SETGID,
@@ -265,7 +264,7 @@ def exec_cred(old: Cred) -> Cred:
 
 # -- supplementary groups -------------------------------------------------------------------
 def sys_setgroups(libos: LibOS, t: Task, size: int, addr: int) -> int:
-    n = s32(size)
+    n = size
     if not 0 <= n <= NGROUPS_MAX:
         raise SyscallError(errno.EINVAL, "bad group count")
     if not t.cred.capable(CAP_SETGID):
@@ -277,7 +276,7 @@ def sys_setgroups(libos: LibOS, t: Task, size: int, addr: int) -> int:
 
 
 def sys_getgroups(libos: LibOS, t: Task, size: int, addr: int) -> int:
-    n = s32(size)
+    n = size
     if n < 0:
         raise SyscallError(errno.EINVAL, "negative size")
     groups = t.cred.groups
@@ -388,7 +387,7 @@ def sys_prctl(libos: LibOS, t: Task, option: int, arg2: int, *_: int) -> Result:
     """The options that read or change LibOS capabilities: PR_SET_KEEPCAPS (permitted
     capabilities kept when uid 0 is left; cleared by execve) and the bounding set."""
 
-    option, c = s32(option), t.cred
+    c = t.cred
     if option == PR_GET_KEEPCAPS:
         return int(c.keepcaps)
     if option == PR_SET_KEEPCAPS:
@@ -447,8 +446,7 @@ def sys_setpriority(libos: LibOS, t: Task, which: int, who: int, prio: int) -> R
     them, inside the instance only (and as far as its own rights go: EACCES past them). Any
     other request is the kernel's, with its own answer."""
 
-    which, who = s32(which), s32(who)
-    nice = min(max(s32(prio), MIN_NICE), MAX_NICE)
+    nice = min(max(prio, MIN_NICE), MAX_NICE)
     if which not in (PRIO_PROCESS, PRIO_PGRP, PRIO_USER) or who < 0:
         return PROCEED
     if not t.cred.capable(CAP_SYS_NICE):

@@ -167,7 +167,7 @@ def _open_fifo(
 
 
 def sys_open(libos: LibOS, t: Task, path: int, flags: int, mode: int) -> Result:
-    return do_open(libos, t, AT_FDCWD, _path(t, path), s32(flags), mode)
+    return do_open(libos, t, AT_FDCWD, _path(t, path), flags, mode)
 
 
 def sys_creat(libos: LibOS, t: Task, path: int, mode: int) -> Result:
@@ -175,7 +175,7 @@ def sys_creat(libos: LibOS, t: Task, path: int, mode: int) -> Result:
 
 
 def sys_openat(libos: LibOS, t: Task, dirfd: int, path: int, flags: int, mode: int) -> Result:
-    return do_open(libos, t, dirfd, _path(t, path), s32(flags), mode)
+    return do_open(libos, t, dirfd, _path(t, path), flags, mode)
 
 
 def sys_openat2(libos: LibOS, t: Task, dirfd: int, path: int, how: int, size: int) -> Result:
@@ -312,7 +312,7 @@ def sys_faccessat2(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flag
 
 
 def _readlink(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, size: int) -> int:
-    if s32(size) <= 0:
+    if size <= 0:
         raise SyscallError(errno.EINVAL, "bad buffer size")
     name = _path(t, path)
     loc = _resolve_at(libos, t, dirfd, name, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, follow=False)
