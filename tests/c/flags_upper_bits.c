@@ -1,8 +1,11 @@
-/* The AT_* flags of the *at calls are a C int (unsigned for some): Linux reads the low 32 bits
- * and ignores the upper half of the register, so no unknown flag is seen there; the LibOS
- * decodes atflags arguments by kind, the same way. */
+/* The AT_* flags of the *at calls, and the flags of renameat2, recvfrom and accept4, are a C
+ * int (unsigned for some): Linux reads the low 32 bits and ignores the upper half of the
+ * register, so no unknown flag is seen there; the LibOS decodes flag arguments by kind, the
+ * same way. */
 #include "common.h"
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 
 #ifndef SYS_fchmodat2
 #define SYS_fchmodat2 452
@@ -42,6 +45,20 @@ int main(int argc, char **argv)
     OK("unlinkat file", syscall(SYS_unlinkat, AT_FDCWD, "g", flagarg(0)));
     OK("unlinkat dir", syscall(SYS_unlinkat, AT_FDCWD, "d", flagarg(AT_REMOVEDIR)));
     ERR("unlinkat gone", syscall(SYS_unlinkat, AT_FDCWD, "d", flagarg(AT_REMOVEDIR)), ENOENT);
+    OK("renameat2", syscall(SYS_renameat2, AT_FDCWD, "f", AT_FDCWD, "h", flagarg(0)));
+    OK("renameat2 noreplace",
+       syscall(SYS_renameat2, AT_FDCWD, "h", AT_FDCWD, "f", flagarg(RENAME_NOREPLACE)));
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) == 0);
+    CHECK(write(sv[0], "x", 1) == 1);
+    char c = 0;
+    struct sockaddr_un from;
+    socklen_t fromlen = sizeof from;
+    OK("recvfrom", syscall(SYS_recvfrom, sv[1], &c, 1, flagarg(MSG_DONTWAIT),
+                           (struct sockaddr *)&from, &fromlen));
+    printf("got: %c\n", c);
+    ERR("recvfrom empty", syscall(SYS_recvfrom, sv[1], &c, 1, flagarg(MSG_DONTWAIT),
+                                  (struct sockaddr *)&from, &fromlen), EAGAIN);
     /* a bit of the low word the call does not know is still refused */
     ERR("unlinkat unknown", syscall(SYS_unlinkat, AT_FDCWD, "f", flagarg(0x40000000)), EINVAL);
     return t_finish();

@@ -63,6 +63,8 @@ def format_arg(t: Task, kind: str, v: int) -> str:
         return _flags(v, _ATFLAGS, "")
     if kind == "mode":
         return oct(v)
+    if kind == "flags":
+        return hex(v & 0xFFFFFFFF)
     if kind == "int":
         return str(v if v < 1 << 63 else v - (1 << 64))
     return hex(v)  # ptr, hex, argv, envp

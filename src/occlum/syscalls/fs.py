@@ -753,7 +753,7 @@ def sys_setxattr(
     libos: LibOS, t: Task, path: int, name: int, value: int, size: int, flags: int
 ) -> int:
     loc = _xattr_target(libos, t, path, t.nr != NR["lsetxattr"])
-    return _setxattr(t, loc, name, value, size, s32(flags))
+    return _setxattr(t, loc, name, value, size, flags)
 
 
 def sys_fsetxattr(
@@ -761,7 +761,7 @@ def sys_fsetxattr(
 ) -> Result:
 
     loc = _xattr_fd(libos, t, fd)
-    return PROCEED if loc is None else _setxattr(t, loc, name, value, size, s32(flags))
+    return PROCEED if loc is None else _setxattr(t, loc, name, value, size, flags)
 
 
 def sys_removexattr(libos: LibOS, t: Task, path: int, name: int) -> int:

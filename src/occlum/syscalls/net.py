@@ -366,7 +366,6 @@ def _accept(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int, flags: int)
     """accept with an address (the filter lets the others through): on a Unix socket the
     client's name without the instance's prefix."""
 
-    flags = s32(flags)
     if flags & ~(socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC):
         return PROCEED  # EINVAL from the kernel
     dup = _unix_for_names(libos, t, fd)
@@ -413,7 +412,6 @@ def sys_recvfrom(
     """recvfrom with a source address (the filter lets the others through): on a Unix socket
     the sender's name without the instance's prefix."""
 
-    flags = s32(flags)
     dup = _unix_for_names(libos, t, fd)
     if dup is None:
         return PROCEED
