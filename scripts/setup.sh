@@ -35,6 +35,9 @@ declare -A PKG_FILES=(
     [wrk]=/usr/bin/wrk
     [apache2-utils]=/usr/bin/ab
     [umoci]=/usr/bin/umoci
+    # the server (postgresql-NN, whose binaries are in /usr/lib/postgresql/NN/bin) and psql
+    [postgresql]=/usr/bin/pg_ctlcluster
+    [postgresql-client]=/usr/bin/psql
 )
 # packages whose absence does not fail the setup (benchmark peers and helpers)
 OPTIONAL=" proot hyperfine "

@@ -23,9 +23,13 @@ from libos import (
 )
 
 # The machines are shared and loaded: a property test's example may take seconds, which says
-# nothing about the property. Timing lives in bench/.
-settings.register_profile("loaded", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("loaded")
+# nothing about the property. Timing lives in bench/. Two profiles: "ci" (the default, what
+# scripts/test.sh runs: every property test's full example count) and "dev" (scripts/quick.sh,
+# HYPOTHESIS_PROFILE=dev: an eighth of it, for the quick loop); tests name their counts with
+# libos.examples(N), which the profile scales.
+for _name in ("ci", "dev"):
+    settings.register_profile(_name, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -375,3 +375,9 @@ class HostShare:
 
     share: Path
     secret: Path
+
+
+def examples(n: int) -> int:
+    """A property test's example count under the Hypothesis profile in use: ``n`` for "ci"
+    (scripts/test.sh), an eighth of it (at least 3) for "dev" (scripts/quick.sh)."""
+    return max(3, n // 8) if os.environ.get("HYPOTHESIS_PROFILE") == "dev" else n

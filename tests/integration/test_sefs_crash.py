@@ -173,12 +173,16 @@ def test_sigkill_during_writes_loses_nothing_synced(inst: Instance) -> None:
     rng = random.Random(seed)
     storage = inst.path / "run" / "mount" / "data"
     names: Names = {}
+    # files left incomplete by the kill that interrupted their writing: the writer never
+    # touches them again, so they stay as the trial's check saw them
+    incomplete: set[str] = set()
     began = time.monotonic()
     stats = {"steps": 0, "pending_done": 0, "pending_not_done": 0, "no_step": 0}
     for trial in range(TRIALS):
         if trial % 5 == 0:  # a fresh volume: the kill may land in its format or first commit
             shutil.rmtree(storage, ignore_errors=True)
             names = {}
+            incomplete = set()
         lines, how = _trial(inst, rng, trial)
         pending = _replay(lines, names)
         where = f"seed {seed}, trial {trial} ({how}); log tail {lines[-4:]}"
@@ -187,8 +191,12 @@ def test_sigkill_during_writes_loses_nothing_synced(inst: Instance) -> None:
         # held at the last commit (a periodic or last-close one): absent, empty or partly
         # written, as on ext4 after a power cut; every other file must be exact
         in_flight = pending[1] if pending is not None and pending[0] == "write" else None
-        bad = {n: v for n, v in seen.items() if v[1] != "ok" and n != in_flight}
+        bad = {
+            n: v for n, v in seen.items() if v[1] != "ok" and n != in_flight and n not in incomplete
+        }
         assert not bad, f"files with wrong contents {bad}; {where}"
+        if in_flight is not None and seen.get(in_flight, (0, "ok"))[1] != "ok":
+            incomplete.add(in_flight)
         without, with_ = set(names), set(_after(pending, names))
         if set(seen) == with_:
             names = _after(pending, names)

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import libos
 from occlum.cli.main import cli
 from occlum.errors import UserError
 from occlum.instance.config import (
@@ -400,7 +401,9 @@ _MOUNTS = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=libos.examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(
     st.lists(st.tuples(st.sampled_from(_value_paths(DEFAULT_CONFIG)), _VALUES), max_size=3),
     st.lists(_MOUNTS, max_size=3),

@@ -13,6 +13,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+import libos
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import parse_dirents64
 from occlum.fs.hostfs import HostFs
@@ -241,7 +242,7 @@ class HostFsModel(FsModel):
     make_fs = staticmethod(lambda d: HostFs(d))  # type: ignore[assignment]
 
 
-_settings = settings(max_examples=40, stateful_step_count=20, deadline=None)
+_settings = settings(max_examples=libos.examples(40), stateful_step_count=20, deadline=None)
 TestRamFs = RamFsModel.TestCase
 TestRamFs.settings = _settings
 TestHostFs = HostFsModel.TestCase

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import libos
 from occlum.abi.errors import SyscallError
 from occlum.crypto.merkle import (
     BLOCK_SIZE,
@@ -476,7 +477,9 @@ def materialise(path: Path, node: bytes | dict[str, object], mode_seed: int) -> 
         (path / (first + "~ln")).symlink_to(first)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=libos.examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(tree=st.dictionaries(NAMES, TREES, max_size=5), seed=st.integers(0, 0o377))
 def test_random_trees_round_trip(tree: dict[str, object], seed: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:

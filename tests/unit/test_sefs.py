@@ -847,3 +847,41 @@ def test_stat_reports_ids_unsigned_even_if_stored_negative() -> None:
     # volumes written before ids were decoded as unsigned hold negative ones
     raw = pack_stat(Stat(dev=1, ino=2, mode=0o100644, uid=-(2**31), gid=-2))
     assert struct.unpack_from("<II", raw, 28) == (2**31, 2**32 - 2)
+
+
+def test_fsync_of_a_file_reads_back_no_other_file_open_for_writing(
+    tmp_path: Path, mounts: list[SefsFs], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server keeps files open for writing (PostgreSQL: its WAL segment, relation files);
+    fsync of one of them commits it and the tree, and leaves the others' contents as last
+    committed until their own fsync or a sync, as Linux makes only the file itself durable."""
+    vol = tmp_path / "vol"
+    fs = mount(mounts, vol)
+    a = fs.root.create(b"a", 0o644, 0, 0)
+    b = fs.root.create(b"b", 0o644, 0, 0)
+    assert isinstance(a, SefsFile) and isinstance(b, SefsFile)
+    fa, fb = a.open_host_fd(os.O_RDWR), b.open_host_fd(os.O_RDWR)
+    os.pwrite(fa, b"a, first", 0)
+    os.pwrite(fb, b"b, first", 0)
+    fs.sync()
+    os.pwrite(fa, b"a, second", 0)
+    os.pwrite(fb, b"b, second", 0)
+    fs.root.create(b"c", 0o644, 0, 0)  # the tree's changes go with it
+    flushed: list[SefsFile] = []
+    real = SefsFile.flush
+    monkeypatch.setattr(SefsFile, "flush", lambda f, c: (flushed.append(f), real(f, c))[1])
+    fs.sync_file(a)
+    assert a in flushed and b not in flushed  # (and c, new and closed)
+    flushed.clear()
+
+    def as_on_disk(name: str) -> dict[bytes, bytes]:
+        shutil.copytree(vol, tmp_path / name)  # what a crash now would leave
+        copy = mount(mounts, tmp_path / name)
+        return {n: read(copy.root.lookup(n)) for n in (b"a", b"b", b"c")}
+
+    assert as_on_disk("after-fsync") == {b"a": b"a, second", b"b": b"b, first", b"c": b""}
+    fs.sync()
+    assert b in flushed  # sync reads back every file open for writing
+    assert as_on_disk("after-sync") == {b"a": b"a, second", b"b": b"b, second", b"c": b""}
+    os.close(fa)
+    os.close(fb)

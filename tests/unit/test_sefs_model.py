@@ -17,6 +17,7 @@ from hypothesis import settings
 from hypothesis.stateful import rule
 from test_fs_model import FsModelWithLinksAndModes
 
+import libos
 from occlum.fs.sefs import SefsFs
 from occlum.vfs.mount import FileSystem, MountTable
 
@@ -74,4 +75,4 @@ class SefsModel(FsModelWithLinksAndModes):
 
 
 TestSefs = SefsModel.TestCase
-TestSefs.settings = settings(max_examples=80, stateful_step_count=30, deadline=None)
+TestSefs.settings = settings(max_examples=libos.examples(80), stateful_step_count=30, deadline=None)

@@ -18,6 +18,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+import libos
 from occlum.abi.errors import SyscallError
 from occlum.fs.hostfs import HostFs
 from occlum.fs.imagefs import ImageFs
@@ -188,7 +189,7 @@ class HostAgreement(StatAgreement):
     kind = "host"
 
 
-_settings = settings(max_examples=30, stateful_step_count=20, deadline=None)
+_settings = settings(max_examples=libos.examples(30), stateful_step_count=20, deadline=None)
 TestRamAgreement = RamAgreement.TestCase
 TestRamAgreement.settings = _settings
 TestSefsAgreement = SefsAgreement.TestCase

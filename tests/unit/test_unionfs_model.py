@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from test_fs_model import PATHS, TARGETS, FsModelWithLinksAndModes, outcome
 
+import libos
 from occlum.abi.errors import SyscallError
 from occlum.fs.hostfs import HostFs
 from occlum.fs.imagefs import ImageFs
@@ -157,7 +158,7 @@ class SefsUnionModel(UnionModel):
         self._mount(self._sefs())
 
 
-_settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+_settings = settings(max_examples=libos.examples(40), stateful_step_count=25, deadline=None)
 TestUnionRam = UnionModel.TestCase
 TestUnionRam.settings = _settings
 TestUnionSefs = SefsUnionModel.TestCase

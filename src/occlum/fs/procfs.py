@@ -55,6 +55,10 @@ class ProcessInfo:
     comm: bytes = b""
     cmdline: bytes = b""
     environ: bytes = b""
+    # the process's own memory, read when the file is (see ``cmdline_text``); without it
+    # ``cmdline`` and ``environ`` as the program was started
+    memory: Callable[[int, int], bytes] | None = None
+    arg_area: tuple[int, int, int, int] | None = None  # arg_start, arg_end, env_start, env_end
     exe: bytes = b""
     cwd: bytes = b"/"
     root: bytes = b"/"
@@ -114,6 +118,37 @@ _STATE_NAMES = {
     "R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped", "t": "tracing stop",
     "X": "dead", "Z": "zombie", "P": "parked", "I": "idle",
 }  # fmt: skip
+
+
+_PAGE = 4096
+
+
+def cmdline_text(info: ProcessInfo) -> bytes:
+    """``/proc/PID/cmdline`` as Linux's ``get_mm_cmdline`` reads it from the process's memory:
+    the argument strings as they are now (a program may overwrite them with a title of its
+    own, as PostgreSQL's processes and setproctitle(3) do). When the last byte of the
+    arguments is no longer a NUL, the title may run on into the environment: it is then read
+    up to its first NUL (included), within a page of the start and the environment's end."""
+    if info.memory is None or info.arg_area is None:
+        return info.cmdline
+    arg_start, arg_end, env_start, env_end = info.arg_area
+    if arg_start >= arg_end:
+        return b""
+    if env_start != arg_end or env_end < env_start:
+        env_end = arg_end
+    if info.memory(arg_end - 1, 1) in (b"", b"\0"):
+        return info.memory(arg_start, arg_end - arg_start)
+    page = info.memory(arg_start, _PAGE)
+    nul = page.find(b"\0")
+    return page[: min(len(page) if nul < 0 else nul + 1, env_end - arg_start)]
+
+
+def environ_text(info: ProcessInfo) -> bytes:
+    """``/proc/PID/environ``: the environment strings' area of the process's memory now."""
+    if info.memory is None or info.arg_area is None:
+        return info.environ
+    _, _, env_start, env_end = info.arg_area
+    return info.memory(env_start, env_end - env_start) if env_end > env_start else b""
 
 
 def _host_read(path: str) -> bytes:
@@ -513,9 +548,9 @@ class ProcFs(FileSystem):
             b"exe": link("exe", lambda i: i.exe),
             b"cwd": link("cwd", lambda i: i.cwd),
             b"root": link("root", lambda i: i.root),
-            b"cmdline": f("cmdline", lambda i: i.cmdline),
+            b"cmdline": f("cmdline", cmdline_text),
             b"comm": comm,
-            b"environ": f("environ", lambda i: i.environ),
+            b"environ": f("environ", environ_text),
             b"stat": f("stat", lambda i: _stat_text(i, where)),
             b"status": f("status", lambda i: _status_text(i, where)),
             b"statm": f(

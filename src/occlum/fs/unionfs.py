@@ -628,6 +628,13 @@ class UnionFs(FileSystem):
     def sync(self) -> None:
         self.upper.sync()
 
+    def sync_file(self, inode: Inode) -> None:
+        upper = inode.upper if isinstance(inode, UnionInode) else None
+        if upper is None:
+            self.upper.sync()
+        else:
+            self.upper.sync_file(upper)
+
     def unstored(self, inode: Inode | None = None) -> list[str]:
         if inode is None:
             return self.upper.unstored()

@@ -24,9 +24,10 @@ class Donate:
 
 
 class Deferred:
-    """Handler result: no answer now. The serving loop sends nothing; whoever deferred the call
-    answers its notification later (``syscalls/net.py``'s waiters, when a socket is ready).
-    ``shown`` is what ``--strace`` prints for it."""
+    """Handler result: no answer now. The handler has registered what the call waits for with
+    the serving loop (``kernel/waits.py``: a socket, for ``syscalls/net.py``'s blocking
+    ``accept`` and ``recvfrom``), which answers it once the wait is over. ``shown`` is what
+    ``--strace`` prints for it."""
 
     __slots__ = ("shown",)
 

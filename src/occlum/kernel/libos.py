@@ -2,7 +2,8 @@
 
 Everything runs on one thread. A notification is received, its task found (or discovered: a
 new process is known by its first served call), its handler run, and the answer sent; no
-handler blocks. Exits of processes arrive as readable pidfds in the same loop.
+handler blocks. Exits of processes arrive as readable pidfds in the same loop, and so do the
+sockets of calls that wait (``kernel/waits.py``), which the loop answers when they are ready.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from occlum.kernel.shadow import Shadow
 from occlum.kernel.spec import RunSpec
 from occlum.kernel.strace import format_call, format_result
 from occlum.kernel.terminal import open_controlling_terminal
+from occlum.kernel.waits import Wait, Waits
 from occlum.platform.seccomp import Listener
 from occlum.platform.stub import build_stub
 from occlum.vfs.mount import MountTable
@@ -71,6 +73,9 @@ class LibOS:
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.filesystems.close_watch.fd, selectors.EVENT_READ, "closes")
         self.proctable = ProcTable(spec, self.limits, lambda: self.mounts.root(), self.sel)
+        self.proctable.warn = self.warn_once
+        # calls answered once their socket is ready (a blocking accept or recvfrom), also here
+        self.waits = Waits(self.sel, self.answer, lambda nid: self.listener.id_valid(nid))
         self.objects = ObjectRegistry()
         self.objects.namer = self.filesystems.name_pty
         self.objects.live_keys = self.proctable.live_keys
@@ -177,10 +182,13 @@ class LibOS:
         The loop blocks in NOTIF_RECV itself, not in epoll: with the sync-wake-up flag the
         kernel then wakes the supervisor on the caller's CPU (12 µs against 17 µs a round trip
         on our machines). Process exits, crash records and init's report are picked up without
-        blocking every few calls, and once more at the end.
+        blocking every few calls, and once more at the end. While a call waits
+        (``kernel/waits.py``), the loop blocks in poll instead, on the listener and the selector.
         """
         served = 0
         while True:
+            if self.waits.pending and not self._await_call():
+                continue
             if not self._serve_one():
                 if self._listener_hung_up():
                     break
@@ -195,6 +203,20 @@ class LibOS:
         while self.first_status is None and self._poll_events(5.0):
             pass
         self.proctable.report_faults()  # whatever the readiness said: the records are all written
+        self.waits.close_all()  # any left waited for a process that is gone
+
+    def _await_call(self) -> bool:
+        """Wait for a call, or until a waiting call's socket, its process's end or the waits'
+        timer is due, and handle those; True once a call is there to receive (or every process
+        is gone). Calls that wait are rare: only then does the loop give up the sync wake-up
+        of blocking in NOTIF_RECV."""
+        poller = select.poll()
+        poller.register(self.listener.fd, select.POLLIN)
+        poller.register(self.sel.fileno(), select.POLLIN)
+        ready = poller.poll(self.waits.timeout() * 1000)
+        self._poll_events(0)
+        self.waits.tick()
+        return any(fd == self.listener.fd for fd, _ in ready)
 
     def _listener_hung_up(self) -> bool:
         """True once no process of the instance is left to make a call."""
@@ -213,6 +235,8 @@ class LibOS:
                 self.filesystems.last_closes()
             elif what == "control":
                 self._control_message()
+            elif isinstance(what, Wait):
+                self.waits.ready(what, key.fd)
             else:
                 assert isinstance(what, Process)
                 self.proctable.process_exited(what)
@@ -276,6 +300,17 @@ class LibOS:
             res = -errno.EIO
             why = "internal error"
             self._internal_error(t, nr, exc)
+        res = self.answer(nid, res)
+        if tracing:
+            shown = "(continues in the host kernel)" if res is PROCEED else format_result(res, why)
+            self.log.trace(f"[{t.process.pid}] {call} = {shown}")
+        self.current = None
+        return True
+
+    def answer(self, nid: int, res: Result) -> Result:
+        """Answer notification ``nid`` with a handler's result; what the program got (the
+        descriptor's number for a Donate). The answer path of every served call, also of one
+        answered after its wait (``kernel/waits.py``)."""
         if type(res) is int:
             if res < 0:
                 self.listener.respond(nid, 0, res)
@@ -293,12 +328,8 @@ class LibOS:
                 os.close(host_fd)
         elif res is PROCEED:
             self.listener.proceed(nid)
-        # else Deferred: answered later by whoever deferred it
-        if tracing:
-            shown = "(continues in the host kernel)" if res is PROCEED else format_result(res, why)
-            self.log.trace(f"[{t.process.pid}] {call} = {shown}")
-        self.current = None
-        return True
+        # else Deferred: the loop answers it when its wait is over (kernel/waits.py)
+        return res
 
     def _internal_error(self, t: Task, nr: int, exc: Exception) -> None:
         self.log.error(

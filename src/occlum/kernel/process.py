@@ -18,6 +18,7 @@ from occlum.platform.memory import TaskMemory
 from occlum.vfs.cred import ROOT, Cred
 
 if TYPE_CHECKING:
+    from occlum.loader.plan import ArgArea
     from occlum.vfs.path import Location
 
 
@@ -33,6 +34,8 @@ class Process:
     exe_id: FileIdentity | None = None  # the file exe_path named when it was executed
     argv: list[bytes] = field(default_factory=list)
     envp: list[bytes] = field(default_factory=list)
+    # where the LibOS put argv and envp in the program's memory (None: not loaded by it)
+    arg_area: ArgArea | None = None
     pidfd: int = -1
     _mem: TaskMemory | None = None
     pending_exec: ExecRequest | None = None

@@ -154,6 +154,8 @@ def process_info(libos: LibOS, p: Process) -> ProcessInfo:
         comm=p.comm,
         cmdline=b"".join(a + b"\0" for a in p.argv),
         environ=b"".join(e + b"\0" for e in p.envp),
+        memory=functools.partial(_memory, p),
+        arg_area=p.arg_area,
         exe=p.exe_path,
         cwd=p.cwd.absolute_path(p.root),
         root=p.root.absolute_path(),
@@ -171,6 +173,15 @@ def process_info(libos: LibOS, p: Process) -> ProcessInfo:
         open_host=functools.partial(_open_host, p),
         state_of=functools.partial(_state, libos, p.host_pid),
     )
+
+
+def _memory(p: Process, addr: int, size: int) -> bytes:
+    """Up to ``size`` bytes of the process's memory at ``addr`` (short at an unmapped page,
+    empty once it has exited), as the kernel's ``access_remote_vm`` reads them for procfs."""
+    try:
+        return p.mem.read_some(addr, size)
+    except OSError:
+        return b""
 
 
 def leader_cred(libos: LibOS, p: Process) -> Cred:
@@ -193,7 +204,7 @@ def _state(libos: LibOS, host_pid: int, host_dir: str) -> str:
     the kernel for the supervisor's answer, uninterruptibly once the call was received (the
     filter's WAIT_KILLABLE_RECV), so the host shows ``D``. Natively the thread would be
     running the call (the one being served right now is the reader of this very file) or
-    sleeping in it (a call a waiter thread finishes later, such as a blocking accept), which
+    sleeping in it (a call the loop finishes later, such as a blocking accept), which
     is ``S``. Until the supervisor receives the call, and again after it was received until
     a signal arrives, the host shows ``S`` itself; the killable wait (``D``) starts when a
     signal interrupts the interruptible one after the call was received."""

@@ -16,11 +16,14 @@ from occlum.kernel.limits import Limits
 from occlum.kernel.process import Process, Task
 from occlum.kernel.procinfo import initial_groups, read_proc
 from occlum.kernel.spec import RunSpec
+from occlum.platform.credmarks import CredMarks
 from occlum.platform.faults import FaultLog
-from occlum.vfs.cred import ROOT
+from occlum.vfs.cred import ROOT, Cred
 from occlum.vfs.path import Location, PathOp, resolve
 
 SIGNAMES = {s.value: s.name for s in signal.Signals}
+# what an orphan whose credentials cannot be known gets (credentials/marks unavailable)
+NOBODY = Cred.user(65534, 65534)
 
 
 class ProcTable:
@@ -49,6 +52,13 @@ class ProcTable:
         self.spawner_pid = 0  # a started instance's spawner, when it is in the memory cgroup
         self.faults = FaultLog()
         self.reported: set[int] = set()  # host pids whose crash was reported
+        # credentials the kernel remembers across fork (platform/credmarks.py): each distinct
+        # Cred a thread took gets a key, the thread a cgroup of that key
+        self.marks = CredMarks()
+        self.creds_changed = False  # did any thread take credentials other than the first?
+        self._cred_keys: dict[Cred, int] = {}
+        self._creds: list[Cred] = [ROOT]  # by key; key 0 is never used
+        self.warn: Callable[[str, str], None] = lambda key, msg: None
 
     @staticmethod
     def _status_ids(tid: int) -> tuple[int, int, int]:
@@ -59,6 +69,36 @@ class ProcTable:
         at = text.index(b"\nNSpid:") + 7
         nspid = int(text[at : text.index(b"\n", at)].split()[-1])
         return tgid, ppid, nspid
+
+    def mark(self, tid: int, cred: Cred) -> None:
+        """Thread ``tid`` now has ``cred``: mark it so that the children it forks are known to
+        have it even when it exits before they meet the LibOS."""
+        if not self.creds_changed:
+            self.creds_changed = True
+            self.marks.open()
+        key = self._cred_keys.get(cred)
+        if key is None:
+            key = self._cred_keys[cred] = len(self._creds)
+            self._creds.append(cred)
+        try:
+            self.marks.mark(tid, key)
+        except OSError:
+            self.marks.close()  # the safe guess for orphans from now on
+
+    def _marked(self, tid: int) -> Cred | None:
+        """The credentials the kernel's mark of ``tid`` names: None when marks are off (or
+        nothing was ever changed), the first credentials when it carries none."""
+        if not self.creds_changed or not self.marks.base:
+            return None
+        key = self.marks.key_of(tid)
+        return self._creds[key] if key is not None else replace(ROOT, groups=initial_groups(tid))
+
+    def end_marks(self) -> None:
+        """The tree ended: its marks go (a next tree starts with the first credentials)."""
+        self.marks.close()
+        self.creds_changed = False
+        self._cred_keys.clear()
+        del self._creds[1:]
 
     def discover(self, tid: int) -> Task | None:
         """A thread we have not seen: a new thread of a known process, or a new process."""
@@ -74,16 +114,23 @@ class ProcTable:
             if p is None:
                 return None
         p.tids.add(tid)
-        t = Task(tid, p, cred=p.cred)
+        marked = self._marked(tid) if tid != tgid else None
+        t = Task(tid, p, cred=marked or p.cred)
         self.tasks[tid] = t
         return t
 
     def new_process(
-        self, tgid: int, ns_pid: int, ppid_host: int, forker: Task | None = None
+        self, tgid: int, ns_pid: int, ppid_host: int, forker: Task | None = None, depth: int = 0
     ) -> Process | None:
         """``forker``: the parent's thread that forked it, when known (its credentials are the
-        child's; else the parent's latest)."""
+        child's; else the parent's latest). A parent alive but not met yet is met first."""
         parent = self.procs.get(ppid_host)
+        if parent is None and ppid_host not in (0, self.init_pid, self.spawner_pid) and depth < 16:
+            try:
+                _tgid, grand, parent_ns_pid = self._status_ids(ppid_host)
+                parent = self.new_process(ppid_host, parent_ns_pid, grand, None, depth + 1)
+            except (OSError, ValueError):
+                parent = None
         root = self._root()
         if parent is None:
             try:
@@ -93,11 +140,12 @@ class ProcTable:
             p = Process(
                 tgid, ns_pid, 1 if ppid_host == self.init_pid else 0, root, cwd, self.spec.umask
             )
-            p.cred = replace(ROOT, groups=initial_groups(tgid))
+            p.cred = self._marked(tgid) or self._unknown_lineage(tgid, ppid_host)
         else:
             p = Process(tgid, ns_pid, parent.pid, parent.root, parent.cwd, parent.umask)
             p.exe_path, p.argv, p.envp = parent.exe_path, parent.argv, parent.envp
-            p.cred = forker.cred if forker is not None else parent.cred
+            p.arg_area = parent.arg_area  # a fork's copy of the memory has them at one place
+            p.cred = self._marked(tgid) or (forker.cred if forker is not None else parent.cred)
             p.exe_id = parent.exe_id
         try:
             p.pidfd = os.pidfd_open(tgid)
@@ -111,6 +159,23 @@ class ProcTable:
             self.limits.before_spawner(tgid)
         self.sel.register(p.pidfd, selectors.EVENT_READ, p)
         return p
+
+    def _unknown_lineage(self, tgid: int, ppid_host: int) -> Cred:
+        """Credentials of a process whose parent is not known, without the kernel's marks: the
+        first credentials for a tree's first program, a started instance's programs and every
+        process of a tree where none ever changed; else (an orphan whose parent exited before
+        it met the LibOS) nobody's, since which ones it inherited cannot be known."""
+        first = replace(ROOT, groups=initial_groups(tgid))
+        if not self.creds_changed or not self.first_host_pid:
+            return first
+        if self.spawner_pid and ppid_host == self.spawner_pid:
+            return first
+        self.warn(
+            "orphan-cred",
+            f"pid {tgid}: a process whose parent exited before it called the LibOS runs as "
+            "nobody (65534): the credentials it inherited cannot be known here",
+        )
+        return NOBODY
 
     def settle_children(self, p: Process) -> None:
         """Before ``p`` changes what children inherit (cwd, root, umask, exe), register every

@@ -208,6 +208,7 @@ def end_tree(libos: LibOS) -> None:
             _take_terminal_back()
     libos.limits.end_tree()
     libos.proctable.forget_all()
+    libos.proctable.end_marks()
     if libos.tree_live:
         libos.tree_live = False
         with contextlib.suppress(KeyError):

@@ -8,7 +8,7 @@ import errno
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.syscalls import NR
@@ -118,10 +118,23 @@ def _map_image(plan: LoadPlan, image: ElfImage, fd: int, bias: int) -> None:
                              MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1 & 0xFFFFFFFFFFFFFFFF, 0)  # fmt: skip
 
 
+class ArgArea(NamedTuple):
+    """Where the argument and environment strings lie on a program's first stack, as the
+    kernel keeps them (``mm->arg_start`` ...): ``/proc/PID/cmdline`` and ``environ`` read the
+    process's memory there, so a program that rewrites its argv strings (a process title) is
+    seen under its new name."""
+
+    arg_start: int
+    arg_end: int
+    env_start: int
+    env_end: int
+
+
 def build_stack(
     top: int, argv: list[bytes], envp: list[bytes], auxv: list[tuple[int, int]], execfn: bytes
-) -> tuple[int, bytes]:
-    """The initial process stack laid out below ``top``: returns (rsp, bytes to write at rsp)."""
+) -> tuple[int, bytes, ArgArea]:
+    """The initial process stack laid out below ``top``: returns (rsp, bytes to write at rsp,
+    where its argument and environment strings are)."""
     strings = bytearray()
     offsets: list[int] = []  # offset of each string from the start of the string area
 
@@ -148,7 +161,10 @@ def build_stack(
     table = struct.pack(f"<{len(words)}Q", *words)
     rsp = (strings_start - len(table)) & ~0xF
     blob = table + b"\0" * (strings_start - rsp - len(table)) + bytes(strings)
-    return rsp, blob
+    # the strings as the kernel lays them: the arguments, then the environment right after
+    env_start = strings_start + offsets[env_idx[0] if env_idx else execfn_idx]
+    area = ArgArea(strings_start, env_start, env_start, strings_start + offsets[execfn_idx])
+    return rsp, blob, area
 
 
 def parse_kernel_auxv(stack: bytes) -> dict[int, int] | None:
@@ -181,6 +197,7 @@ class StubStart:
     comm_at: int
     buffer: bytes
     commands: int
+    args: ArgArea  # where the argument and environment strings are
 
 
 def plan_exec(
@@ -221,7 +238,7 @@ def plan_exec(
         (AT_SECURE, 0),
     ]
     top = (rsp0 - 256) & ~0xF
-    rsp, stack = build_stack(top, req.argv, req.envp, aux, req.execfn)
+    rsp, stack, args = build_stack(top, req.argv, req.envp, aux, req.execfn)
     if top - rsp > STACK_LIMIT:
         raise SyscallError(errno.E2BIG, "arguments and environment too large for the stack")
     if req.comm is not None:  # in the gap between the new stack's top and the stub's
@@ -234,4 +251,4 @@ def plan_exec(
         words.extend(a & MASK64 for a in cmd)
         words.append(0)
     buffer = struct.pack(f"<{len(words)}Q", *words)
-    return StubStart(rsp, stack, top, buffer, len(plan.commands))
+    return StubStart(rsp, stack, top, buffer, len(plan.commands), args)

@@ -158,6 +158,22 @@ def served_for_values(arg: int, values: Sequence[int]) -> Rule:
     )
 
 
+def served_for_pair(first: tuple[int, int], second: tuple[int, int]) -> Rule:
+    """``first`` and ``second`` are (argument, value): sent to the supervisor when the low
+    words of both arguments are their values, allowed otherwise."""
+    (arg1, value1), (arg2, value2) = first, second
+    return Rule(
+        (
+            _stmt(_LD_W_ABS, _low(arg1)),
+            _jump(_JEQ_K, value1, 0, 3),
+            _stmt(_LD_W_ABS, _low(arg2)),
+            _jump(_JEQ_K, value2, 0, 1),
+            _RET_NOTIFY,
+            _RET_ALLOW,
+        )
+    )
+
+
 def served_with_pointer(arg: int) -> Rule:
     """Allowed when the pointer argument ``arg`` is NULL (both words), sent to the supervisor
     otherwise."""

@@ -72,6 +72,7 @@ def set_cred(libos: LibOS, t: Task, new: Cred) -> None:
             libos.proctable.tasks[tid] = Task(tid, p, cred=t.cred)
     t.cred = new
     p.cred = new  # what threads made from now on are taken to have
+    libos.proctable.mark(t.tid, new)  # and what the children it forks have, whatever comes
 
 
 def _id(value: int) -> int:

@@ -62,6 +62,14 @@ DEVIATIONS: tuple[Deviation, ...] = (
         "outside the instance is reachable",
     ),
     Deviation(
+        ("getsockopt",),
+        "SO_PEERCRED gives the peer's LibOS ids when the call is made, not when it connected "
+        "(but for a client of an abstract name, whose ids at its connect are kept); a peer "
+        "that has exited since gives pid 0 and ids -1",
+        "the kernel records the peer's host ids, which every process of the instance shares; "
+        "the LibOS asks it which process the peer is and reports that process's ids now",
+    ),
+    Deviation(
         ("open", "openat", "mkdir", "mknod", "chown", "fchown"),
         "on a hostfs mount, a file a user inside creates belongs to the host user running "
         "occlum, and chown cannot give a host file to another owner (EPERM)",

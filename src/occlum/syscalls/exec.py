@@ -335,6 +335,8 @@ def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
     # the new program's credentials (execve recomputes capabilities, the saved ids follow
     # the effective ones) are the LibOS's, and so are the ids the auxiliary vector tells it
     cred = exec_cred(t.cred)
+    if cred != t.cred:
+        libos.proctable.mark(t.tid, cred)
     t.cred = p.cred = cred
     ids = {AT_UID: cred.uid, AT_EUID: cred.euid, AT_GID: cred.gid, AT_EGID: cred.egid}
     start = plan_exec(req, prog_fd, interp_fd, kernel_aux, ids, rsp0)
@@ -346,4 +348,5 @@ def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
     p.exe_id = req.exe_id
     p.argv = req.argv
     p.envp = req.envp
+    p.arg_area = start.args
     return start.commands

@@ -845,7 +845,10 @@ def _commit_if_protected(libos: LibOS, t: Task, fd: int, *, whole: bool = False)
     if ref is not None and ref.location.inode.fs in libos.filesystems.persistent():
         # a SEFS file: its volume commits (encrypts and writes) now, atomically
         inode = ref.location.inode
-        inode.fs.sync()
+        if whole:
+            inode.fs.sync()
+        else:
+            inode.fs.sync_file(inode)  # fsync, fdatasync: that file's contents, and the tree
         # a full host: the commit went through, but this file's (for syncfs: some file's)
         # contents did not fit
         for why in inode.fs.unstored(None if whole else inode):

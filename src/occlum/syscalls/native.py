@@ -42,7 +42,7 @@ NATIVE: tuple[str, ...] = (
     "set_tid_address", "arch_prctl", "rseq", "personality", "getrandom",
     "getrusage", "getrlimit", "setrlimit", "prlimit64", "seccomp", "restart_syscall",
     "socketpair", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg",
-    "socket", "shutdown", "listen", "getsockopt", "setsockopt",
+    "socket", "shutdown", "listen", "setsockopt",
     "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
     # System V IPC: the instance has an IPC namespace of its own
     "shmget", "shmat", "shmdt", "shmctl", "semget", "semop", "semtimedop", "semctl",
@@ -65,6 +65,7 @@ F_CREATED_QUERY = 1028  # F_LINUX_SPECIFIC_BASE + 4, Linux 6.12
 # fcntl(F_SETLEASE) is shown to the supervisor: a lease on a LibOS file would make the
 # supervisor's own open of that file for another program wait for the lease's break
 F_SETLEASE = 1024
+SOL_SOCKET, SO_PEERCRED = 1, 17
 # prctl options shown to the supervisor: they read or change the capabilities the LibOS keeps
 # (PR_GET_KEEPCAPS, PR_SET_KEEPCAPS, PR_CAPBSET_READ, PR_CAPBSET_DROP)
 PRCTL_SERVED = (7, 8, 23, 24)
@@ -138,6 +139,12 @@ RULES: dict[str, tuple[Rule, str]] = {
             ),
         ),
         "F_CREATED_QUERY: EINVAL in the filter (as before Linux 6.12); F_SETLEASE served",
+    ),
+    # getsockopt: native, but SO_PEERCRED, whose ids the kernel took from the peer's host
+    # process (the one host user of the instance): the supervisor gives its LibOS ids
+    "getsockopt": (
+        seccomp.served_for_pair((1, SOL_SOCKET), (2, SO_PEERCRED)),
+        "served for SOL_SOCKET SO_PEERCRED",
     ),
     # prctl: native, but for the options that read or change the LibOS's capabilities
     "prctl": (

@@ -29,9 +29,6 @@ listener with a ``sendmsg`` under the filter): the kernel finds a path socket on
 it was bound with (or one a ``connect``/``sendto`` made reachable), and an abstract name
 without the prefix, where the Landlock scope every instance process is in refuses any name the
 host bound. ``recvmsg``/``recvmmsg`` report an abstract sender's name with it.
-
-Over 600 lines: the address rules of every call that names a socket; the threads that wait
-in ``accept``/``recvfrom`` are to go into the loop (issue 13, item 7).
 """
 
 from __future__ import annotations
@@ -41,20 +38,16 @@ import fcntl
 import functools
 import hashlib
 import os
-import select
 import socket
 import struct
-import threading
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import AT_FDCWD, S_IFMT, S_IFSOCK
-from occlum.kernel.api import PROCEED, Deferred, Donate
+from occlum.kernel.api import PROCEED, Donate
+from occlum.kernel.waits import Outcome
 from occlum.platform import native
 from occlum.platform.memory import TaskMemory
-from occlum.platform.seccomp import Listener
 from occlum.syscalls.common import s32
 from occlum.syscalls.fs import parent_at
 from occlum.vfs import PathOp, resolve
@@ -136,6 +129,11 @@ def _on_duplicate(libos: LibOS, t: Task, fd: int, op: str, address: bytes) -> in
                 sock.connect(address)
         except OSError as exc:
             raise SyscallError(exc.errno or errno.EINVAL, f"{op} of an abstract socket")
+        if op == "connect":  # the kernel takes the supervisor for the client (SO_PEERCRED)
+            _ABSTRACT_CLIENTS.pop(ino := os.fstat(sock.fileno()).st_ino, None)
+            _ABSTRACT_CLIENTS[ino] = (t.process.pid, t.cred.euid, t.cred.egid)
+            if len(_ABSTRACT_CLIENTS) > _ABSTRACT_CLIENTS_KEPT:
+                del _ABSTRACT_CLIENTS[next(iter(_ABSTRACT_CLIENTS))]
     return 0
 
 
@@ -288,20 +286,12 @@ def sys_getpeername(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int) -> 
 # duplicate of the program's socket and writes the name without it; everything else
 # (TCP, UDP, another network namespace) continues in the kernel.
 #
-# A call that would block cannot be done here: the serving thread must not wait. It is
-# handed to a _Waiter thread, and the notification stays unanswered until the waiter does
-# the call (once the socket is readable) and answers it.
+# A call that would block cannot be done here: the serving loop must not wait in a handler.
+# It waits in the loop's selector (kernel/waits.py), unanswered until its socket is readable;
+# the loop then makes the call, without blocking, and answers it.
 
-ERESTARTSYS = 512  # the kernel's "interrupted: restart if SA_RESTART, else EINTR"
 _TIMEVAL = struct.Struct("<qq")
 _STREAM_CHUNK = 1 << 20  # most bytes one served recvfrom of a stream socket returns
-
-
-# a _Waiter answers the notification later
-DEFERRED = Deferred("(answered when the socket is ready)")
-
-# What a call done here gives: a value or -errno, or a new descriptor to install
-Outcome = int | Donate
 
 
 def _peer_address(libos: LibOS, name: object) -> bytes:
@@ -378,8 +368,8 @@ def _accept(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int, flags: int)
         attempt = functools.partial(_accept_now, libos, addr, addrlen, room, flags)
         if _nonblocking(sock):
             return attempt(t.mem, sock)
-        # a blocking accept: the waiter accepts once a client is queued
-        return _Waiter.start_for(libos, t, sock, _rcvtimeo(sock), attempt)
+        # a blocking accept: the loop accepts once a client is queued
+        return libos.waits.until_readable(t, sock, _rcvtimeo(sock), attempt)
 
 
 def _accept_now(
@@ -425,7 +415,7 @@ def sys_recvfrom(
         res = attempt(t.mem, sock)
         if res != -errno.EAGAIN or flags & socket.MSG_DONTWAIT or _nonblocking(sock):
             return res
-        return _Waiter.start_for(libos, t, sock, _rcvtimeo(sock), attempt)
+        return libos.waits.until_readable(t, sock, _rcvtimeo(sock), attempt)
 
 
 def _recvfrom_now(
@@ -460,141 +450,6 @@ def _recvfrom_now(
 _PEEK_SIZE = socket.MSG_PEEK | socket.MSG_TRUNC | socket.MSG_DONTWAIT
 
 
-class _Waiter(threading.Thread):
-    """Waits, off the serving thread, until a call served for a program can be made without
-    blocking (its socket is readable), makes it and answers the notification.
-
-    Meanwhile the program's thread sleeps in the kernel where only a fatal signal wakes it
-    (the filter's WAIT_KILLABLE_RECV). So the waiter also watches the thread's pending
-    signals and answers ERESTARTSYS when one arrives that the thread does not block: the
-    kernel then runs the handler and restarts the call (SA_RESTART) or fails it with EINTR,
-    as for a native call. It uses only descriptors of its own (the listener's, the
-    process's pidfd and memory, the socket), never the serving thread's objects."""
-
-    POLL_SECONDS = 0.05  # how soon a signal interrupts the wait
-
-    def __init__(
-        self,
-        listener: Listener,
-        notif_id: int,
-        status_path: str,
-        pidfd: int,
-        mem: TaskMemory,
-        sock: socket.socket,
-        timeout: float,
-        attempt: Callable[[TaskMemory, socket.socket], Outcome],
-    ) -> None:
-        super().__init__(daemon=True, name="occlum-waiter")
-        self.listener, self.notif_id, self.status_path = listener, notif_id, status_path
-        self.pidfd, self.mem, self.sock = pidfd, mem, sock
-        self.timeout, self.attempt = timeout, attempt
-
-    @classmethod
-    def start_for(
-        cls,
-        libos: LibOS,
-        t: Task,
-        sock: socket.socket,
-        timeout: float,
-        attempt: Callable[[TaskMemory, socket.socket], Outcome],
-    ) -> Deferred:
-        p = t.process
-        opened: list[int] = []
-        try:
-            opened.append(os.dup(libos.listener.fd))
-            opened.append(os.dup(p.pidfd))
-            mem = TaskMemory(p.host_pid, opened[1])
-            opened.append(mem.fd)
-            opened.append(os.dup(sock.fileno()))
-        except OSError as exc:
-            for fd in opened:
-                os.close(fd)
-            raise SyscallError(exc.errno or errno.ENOMEM, "cannot wait for the socket")
-        waiter = cls(
-            Listener(opened[0]),
-            t.notif_id,
-            f"/proc/{p.host_pid}/task/{t.tid}/status",
-            opened[1],
-            mem,
-            socket.socket(fileno=opened[3]),
-            timeout,
-            attempt,
-        )
-        waiter.start()
-        return DEFERRED
-
-    def run(self) -> None:
-        try:
-            self._wait_and_answer()
-        finally:
-            self.sock.close()
-            self.mem.close()
-            os.close(self.pidfd)
-            self.listener.close()
-
-    def _wait_and_answer(self) -> None:
-        """Wait, make the call, answer. The waiter's duplicate of the socket is closed before
-        the answer: once the program runs on, it may close the socket and bind its name again,
-        which a reference left here would keep taken (EADDRINUSE, or a connect that succeeds)."""
-        poller = select.poll()
-        poller.register(self.sock.fileno(), select.POLLIN)
-        poller.register(self.pidfd, select.POLLIN)
-        deadline = time.monotonic() + self.timeout if self.timeout > 0 else None
-        while True:
-            ready = {fd for fd, _ in poller.poll(self.POLL_SECONDS * 1000)}
-            if self.pidfd in ready or not self.listener.id_valid(self.notif_id):
-                return  # the process is gone, or its thread was killed
-            if self.sock.fileno() in ready:
-                # if another thread of the program took the client first, a blocking accept
-                # waits here for the next one: this thread waits, as the program would
-                res = self.attempt(self.mem, self.sock)
-                if res != -errno.EAGAIN:
-                    self.sock.close()
-                    self._answer(res)
-                    return
-            if _signal_pending(self.status_path):
-                self.sock.close()
-                self.listener.respond(self.notif_id, 0, -ERESTARTSYS)
-                return
-            if deadline is not None and time.monotonic() >= deadline:
-                self.sock.close()
-                self.listener.respond(self.notif_id, 0, -errno.EAGAIN)
-                return
-
-    def _answer(self, res: Outcome) -> None:
-        if isinstance(res, Donate):
-            try:
-                self.listener.add_fd(self.notif_id, res.host_fd, res.cloexec, send=True)
-            except OSError as exc:
-                # EMFILE and the like: the call fails (the client it accepted is closed)
-                self.listener.respond(self.notif_id, 0, -(exc.errno or errno.EMFILE))
-            finally:
-                os.close(res.host_fd)
-        elif res < 0:
-            self.listener.respond(self.notif_id, 0, res)
-        else:
-            self.listener.respond(self.notif_id, res)
-
-
-def _signal_pending(status_path: str) -> bool:
-    """Whether a signal the thread does not block waits for it (or for its process)."""
-    try:
-        fd = os.open(status_path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            text = os.read(fd, 4096)
-        finally:
-            os.close(fd)
-    except OSError:
-        return False
-    fields: dict[bytes, int] = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(b":")
-        if key in (b"SigPnd", b"ShdPnd", b"SigBlk"):
-            fields[key] = int(value, 16)
-    pending = fields.get(b"SigPnd", 0) | fields.get(b"ShdPnd", 0)
-    return bool(pending & ~fields.get(b"SigBlk", 0))
-
-
 class _duplicate:
     """The program's socket ``fd``, duplicated into the supervisor for the duration."""
 
@@ -620,3 +475,99 @@ class _duplicate:
             self.sock.detach()
             os.close(self._fd)
             self._fd = -1
+
+
+# --- SO_PEERCRED -----------------------------------------------------------------------------
+#
+# The kernel records the ids of a Unix socket's peer when it connects (or listens), and those
+# are its host ids: every process of the instance shares one host user, whatever user it is
+# inside. The filter sends getsockopt(SOL_SOCKET, SO_PEERCRED) here (every other getsockopt is
+# native); the LibOS asks the kernel which process the peer is and answers with that
+# process's LibOS pid and credentials, as a server doing peer authentication (PostgreSQL's
+# `peer`, D-Bus, systemd-style services) needs to see them.
+
+SOL_SOCKET, SO_PEERCRED = 1, 17
+_UCRED = struct.Struct("<iII")  # struct ucred: pid, uid, gid
+NO_ID = 0xFFFFFFFF  # the ids Linux gives for a socket without its peer's credentials
+# Client sockets the LibOS connected to an abstract name for a program (the kernel then names
+# the supervisor as their peer), by socket inode: the program's pid and effective ids when it
+# connected, as Linux records them. Bounded as _LONG_NAMES: past the bound the oldest go (their
+# servers then see pid 0 and ids -1).
+_ABSTRACT_CLIENTS: dict[int, tuple[int, int, int]] = {}
+_ABSTRACT_CLIENTS_KEPT = 4096
+# sock_diag (linux/sock_diag.h, unix_diag.h): one Unix socket by inode, with its peer's inode
+NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST = 4, 20, 1
+UDIAG_SHOW_PEER, UNIX_DIAG_PEER = 0x4, 2
+_NLMSGHDR = struct.Struct("<IHHII")
+_UNIX_DIAG_REQ = struct.Struct("<BBHIIIII")
+_UNIX_DIAG_MSG_SIZE = 16
+_NLA = struct.Struct("<HH")
+
+
+def _unix_peer_inode(ino: int) -> int | None:
+    """The inode of the peer of the Unix socket with inode ``ino`` (in the supervisor's
+    network namespace), as the kernel's sock_diag reports it; None if it has none."""
+    req = _UNIX_DIAG_REQ.pack(socket.AF_UNIX, 0, 0, 0xFFFFFFFF, ino, UDIAG_SHOW_PEER,
+                              0xFFFFFFFF, 0xFFFFFFFF)  # fmt: skip
+    msg = _NLMSGHDR.pack(_NLMSGHDR.size + len(req), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0)
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as nl:
+            nl.send(msg + req)
+            reply = nl.recv(8192)
+    except OSError:
+        return None
+    if len(reply) < _NLMSGHDR.size + _UNIX_DIAG_MSG_SIZE:
+        return None
+    length, kind = _NLMSGHDR.unpack_from(reply)[:2]
+    if kind != SOCK_DIAG_BY_FAMILY:
+        return None  # NLMSG_ERROR: no such socket
+    at = _NLMSGHDR.size + _UNIX_DIAG_MSG_SIZE
+    while at + _NLA.size <= min(length, len(reply)):
+        nla_len, nla_type = _NLA.unpack_from(reply, at)
+        if nla_len < _NLA.size:
+            return None
+        if nla_type == UNIX_DIAG_PEER and nla_len >= _NLA.size + 4:
+            return int(struct.unpack_from("<I", reply, at + _NLA.size)[0])
+        at += (nla_len + 3) & ~3
+    return None
+
+
+def sys_getsockopt(
+    libos: LibOS, t: Task, fd: int, level: int, optname: int, optval: int, optlen: int
+) -> Result:
+    from occlum.kernel.procinfo import leader_cred
+
+    if s32(level) != SOL_SOCKET or s32(optname) != SO_PEERCRED:
+        return PROCEED
+    length = struct.unpack("<i", t.mem.read(optlen, 4))[0]
+    if length < 0:
+        raise SyscallError(errno.EINVAL, "negative option length")
+    client: tuple[int, int, int] | None = None  # pid, euid, egid
+    with _duplicate(t, fd) as sock:
+        try:
+            raw = sock.getsockopt(SOL_SOCKET, SO_PEERCRED, _UCRED.size)
+        except OSError:
+            return PROCEED  # not a socket that has a peer: the kernel says why
+        host_pid = _UCRED.unpack(raw)[0]
+        if host_pid == os.getpid():  # a client whose abstract connect the LibOS made
+            peer_ino = _unix_peer_inode(os.fstat(sock.fileno()).st_ino)
+            client = None if peer_ino is None else _ABSTRACT_CLIENTS.get(peer_ino)
+            host_pid = -1
+    if host_pid == 0:
+        return PROCEED  # no peer (or one outside the instance): the kernel's own answer
+    if host_pid > 0:
+        table = libos.proctable
+        peer = table.procs.get(host_pid)
+        if peer is None:
+            table.settle_all()  # a child forked natively that has made no served call yet
+            peer = table.procs.get(host_pid)
+        if peer is not None:
+            cred = leader_cred(libos, peer)
+            client = (peer.pid, cred.euid, cred.egid)
+    # no client known: a peer that has exited since (its LibOS ids are gone, and the host's,
+    # root's inside, would let any process pass for root by connecting and exiting)
+    answer = _UCRED.pack(*(client or (0, NO_ID, NO_ID)))
+    length = min(length, _UCRED.size)
+    t.mem.write(optval, answer[:length])
+    t.mem.write(optlen, struct.pack("<i", length))
+    return 0

@@ -139,6 +139,12 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     ),
     "getsockname": (net.sys_getsockname, "fd ptr ptr", FULL, "abstract names unprefixed"),
     "getpeername": (net.sys_getpeername, "fd ptr ptr", FULL, "abstract names unprefixed"),
+    "getsockopt": (
+        net.sys_getsockopt,
+        "fd int int ptr ptr",
+        FULL,
+        "the peer's LibOS pid and effective ids",
+    ),
     "msync": (fs.sys_msync, "ptr int flags", FULL, "MS_SYNC commits the protected file systems"),
     "mmap": (
         process.sys_mmap,

@@ -45,6 +45,11 @@ class FileSystem:
     def sync(self) -> None:
         """Write back dirty state; nothing to do for file systems without backing storage."""
 
+    def sync_file(self, inode: Inode) -> None:
+        """fsync of ``inode``: write back at least its contents and the tree (a file system
+        may leave other files' contents to a later sync, as Linux does)."""
+        self.sync()
+
     def unstored(self, inode: Inode | None = None) -> list[str]:
         """Why the latest contents of files (of ``inode`` only, if given) could not be stored
         by the last :meth:`sync` (a full host disk): they are kept in memory and stored by a

@@ -434,6 +434,9 @@ class _Commit:
         self.flushed: list[tuple[SefsFile, dict[int, Chunk], int]] = []
         # files whose contents did not fit on the host (they keep their committed contents)
         self.unstored: dict[SefsFile, str] = {}
+        # fsync of one file: the only file still open for writing whose contents this commit
+        # reads back (None: every one, as sync and syncfs want)
+        self.only: SefsFile | None = None
 
     def _take(self, n: int) -> bool:
         with self._room_lock:
@@ -835,7 +838,10 @@ class SefsFs(RamFs):
         dirty = self._dirty
         for f in list(self._unflushed):
             if f.needs_flush():
-                self._flush(f, commit)
+                if commit.only is None or f is commit.only or not f.writers:
+                    self._flush(f, commit)
+                elif f in self._unstored:  # left for a later commit, still unstored
+                    commit.unstored[f] = self._unstored[f]
             if not f.gone:
                 dirty[f.ino] = f  # its size and times come from the memfd
         changed: dict[int, str] = {}
@@ -888,7 +894,19 @@ class SefsFs(RamFs):
         self._unflushed = {f for f in self._unflushed if f.needs_flush()}
         self.store.written.clear()
 
+    def sync_file(self, inode: Inode) -> None:
+        """fsync of ``inode``: commit as :meth:`sync` does, but of the other files still open
+        for writing leave the contents as last committed. Those are read back whole to find
+        what changed (a database's WAL segment and the relation files its server keeps
+        open), which made every fsync cost as much as reading all of them; Linux makes only
+        the file itself durable. They are committed by their own fsync, their last close,
+        sync, syncfs and the periodic write-back."""
+        self._sync(inode if isinstance(inode, SefsFile) else None)
+
     def sync(self) -> None:
+        self._sync(None)
+
+    def _sync(self, only: SefsFile | None) -> None:
         """Commit what changed since the last commit atomically; nothing to do if nothing did.
 
         A commit appends one record to the journal, holding the changed inodes and directory
@@ -925,13 +943,17 @@ class SefsFs(RamFs):
         for _ in range(2):
             # while the reserve is not whole, file data may not take the room it lacks
             room = self.store.spare() if self.store.short else None
+            commit = _Commit(self.store, INLINE_MAX, room=room)
+            commit.only = only
             try:
-                self._append(journal, _Commit(self.store, INLINE_MAX, room=room))
+                self._append(journal, commit)
             except SyscallError as e:
                 if not is_space_error(e):
                     raise
                 # a record of what takes no room, written in the reserve's room
-                self._append(journal, _Commit(self.store, CHUNK, extents=False))
+                commit = _Commit(self.store, CHUNK, extents=False)
+                commit.only = only
+                self._append(journal, commit)
             if not (self._unstored and self._swept):
                 break
             # the commit freed room (deletes) after its files did not fit: once more for them
