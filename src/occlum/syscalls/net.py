@@ -537,7 +537,7 @@ def sys_getsockopt(
 ) -> Result:
     from occlum.kernel.procinfo import leader_cred
 
-    if s32(level) != SOL_SOCKET or s32(optname) != SO_PEERCRED:
+    if level != SOL_SOCKET or optname != SO_PEERCRED:
         return PROCEED
     length = struct.unpack("<i", t.mem.read(optlen, 4))[0]
     if length < 0:

@@ -141,7 +141,7 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "getpeername": (net.sys_getpeername, "fd ptr ptr", FULL, "abstract names unprefixed"),
     "getsockopt": (
         net.sys_getsockopt,
-        "fd int int ptr ptr",
+        "fd s32 s32 ptr ptr",
         FULL,
         "the peer's LibOS pid and effective ids",
     ),
