@@ -1,6 +1,6 @@
-/* Arguments that are a C int (a pid, a signal, a size counted in an int, an option) are the
- * low 32 bits of their register: Linux ignores the upper half, and so does the LibOS, which
- * decodes them by kind ("s32") before its handlers see them. */
+/* Arguments that are a C int (a pid, a signal, a size counted in an int, an option, a mode)
+ * are the low 32 bits of their register: Linux ignores the upper half, and so does the LibOS,
+ * which decodes them by kind ("s32", "mode") before its handlers see them. */
 #include "common.h"
 #include <signal.h>
 #include <sys/prctl.h>
@@ -34,5 +34,22 @@ int main(int argc, char **argv)
     SHOW("prctl PR_GET_KEEPCAPS", syscall(SYS_prctl, intarg(PR_GET_KEEPCAPS), 0, 0, 0, 0));
     OK("setpriority", syscall(SYS_setpriority, intarg(PRIO_PROCESS), intarg(0),
                               intarg(getpriority(PRIO_PROCESS, 0))));
+    umask(022);
+    CHECK(write_file("f", "x") == 0);
+    OK("access", syscall(SYS_access, "f", intarg(R_OK)));
+    OK("faccessat", syscall(SYS_faccessat, AT_FDCWD, "f", intarg(R_OK)));
+    ERR("access bad mode", syscall(SYS_access, "f", intarg(8)), EINVAL);
+    OK("chmod", syscall(SYS_chmod, "f", intarg(0600)));
+    struct stat st;
+    CHECK(stat("f", &st) == 0);
+    printf("chmod mode: %o\n", st.st_mode & 07777);
+    OK("mkdir", syscall(SYS_mkdir, "d", intarg(0750)));
+    CHECK(stat("d", &st) == 0);
+    printf("mkdir mode: %o\n", st.st_mode & 07777);
+    long fd = OK("open create", syscall(SYS_open, "g", O_CREAT | O_WRONLY, intarg(0640)));
+    if (fd >= 0)
+        close((int)fd);
+    CHECK(stat("g", &st) == 0);
+    printf("open mode: %o\n", st.st_mode & 07777);
     return t_finish();
 }
