@@ -51,5 +51,11 @@ int main(int argc, char **argv)
         close((int)fd);
     CHECK(stat("g", &st) == 0);
     printf("open mode: %o\n", st.st_mode & 07777);
+    /* ids are uid_t, 32 bits: (uid_t)-1 leaves one unchanged */
+    OK("chown", syscall(SYS_chown, "g", intarg(getuid()), intarg(-1)));
+    OK("setresuid unchanged", syscall(SYS_setresuid, intarg(-1), intarg(-1), intarg(-1)));
+    OK("setuid own", syscall(SYS_setuid, intarg(getuid())));
+    OK("setgid own", syscall(SYS_setgid, intarg(getgid())));
+    printf("same ids: %d\n", getuid() == geteuid());
     return t_finish();
 }

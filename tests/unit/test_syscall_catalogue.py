@@ -77,6 +77,7 @@ def test_descriptor_arguments_are_decoded_as_c_ints() -> None:
     kill = table[NR["kill"]]  # a pid and a signal: C ints
     assert kill.decode((0x5A5A_0000_FFFF_FFFF, 0x1_0000_0009)) == (-1, 9)
     assert table[NR["truncate"]].int32 == ()  # "int" is a long there: the register's value
+    assert table[NR["setresuid"]].decode((0xFFFF_FFFF_FFFF_FFFF,) * 3) == (0xFFFFFFFF,) * 3
     assert table[NR["access"]].decode((0x1000, 0x5A5A_0000_0000_0004)) == (0x1000, 4)
     unlinkat = table[NR["unlinkat"]]
     assert unlinkat.decode((0xFFFFFF9C, 7, 0x5A5A_0000_8000_0200)) == (-100, 7, 0x8000_0200)

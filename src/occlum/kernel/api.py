@@ -45,12 +45,12 @@ Handler = Callable[..., Result]
 # Argument kinds the serving loop decodes before a handler sees them: Linux reads these as C
 # ints, the low 32 bits of the register, whatever its upper half holds. A descriptor is signed
 # (AT_FDCWD is -100), as are open(2)'s flags, any other "flags" the kernel declares an int or
-# unsigned int, and any "s32" (a pid, a signal, an int size or option); a set of AT_* flags and
-# a mode (umode_t, or access(2)'s int) are taken unsigned, so that an unknown bit is one of the
-# 32. Every other kind ("int" is a long, a uid or a size the handler reads itself, "ptr",
+# unsigned int, and any "s32" (a pid, a signal, an int size or option); a set of AT_* flags,
+# a mode (umode_t, or access(2)'s int) and a "uid" (uid_t or gid_t: (uid_t)-1 is 0xFFFFFFFF)
+# are taken unsigned, so that an unknown bit is one of the 32. Every other kind ("int" is a long, a uid or a size the handler reads itself, "ptr",
 # "path", "hex") reaches the handler as the register's value.
 SIGNED32_KINDS = frozenset({"fd", "dirfd", "oflags", "flags", "s32"})
-UNSIGNED32_KINDS = frozenset({"atflags", "mode"})
+UNSIGNED32_KINDS = frozenset({"atflags", "mode", "uid"})
 
 
 @dataclass(slots=True, frozen=True)

@@ -65,7 +65,7 @@ def format_arg(t: Task, kind: str, v: int) -> str:
         return oct(v)
     if kind == "flags":
         return hex(v & 0xFFFFFFFF)
-    if kind == "int":
+    if kind in ("int", "uid"):
         return str(v if v < 1 << 63 else v - (1 << 64))
     return hex(v)  # ptr, hex, argv, envp
 

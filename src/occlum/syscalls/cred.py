@@ -75,10 +75,6 @@ def set_cred(libos: LibOS, t: Task, new: Cred) -> None:
     libos.proctable.mark(t.tid, new)  # and what the children it forks have, whatever comes
 
 
-def _id(value: int) -> int:
-    return value & 0xFFFFFFFF
-
-
 def _fix_caps(old: Cred, new: Cred) -> Cred:
     """Linux's cap_emulate_setxuid for a change of user ids (not of the fsuid alone):
     leaving uid 0 in all of real, effective and saved drops every capability (the permitted
@@ -107,7 +103,7 @@ def _fix_fs_caps(old: Cred, new: Cred) -> Cred:
 
 
 def sys_setuid(libos: LibOS, t: Task, uid: int) -> int:
-    old, uid = t.cred, _id(uid)
+    old = t.cred
     if uid == UNCHANGED:
         raise SyscallError(errno.EINVAL, "not a valid user id")
     if old.capable(CAP_SETUID):
@@ -121,7 +117,7 @@ def sys_setuid(libos: LibOS, t: Task, uid: int) -> int:
 
 
 def sys_setgid(libos: LibOS, t: Task, gid: int) -> int:
-    old, gid = t.cred, _id(gid)
+    old = t.cred
     if gid == UNCHANGED:
         raise SyscallError(errno.EINVAL, "not a valid group id")
     if old.capable(CAP_SETGID):
@@ -152,14 +148,14 @@ def _setre(old: tuple[int, int, int], real: int, eff: int, privileged: bool) -> 
 
 def sys_setreuid(libos: LibOS, t: Task, ruid: int, euid: int) -> int:
     old = t.cred
-    r, e, s = _setre((old.uid, old.euid, old.suid), _id(ruid), _id(euid), old.capable(CAP_SETUID))
+    r, e, s = _setre((old.uid, old.euid, old.suid), ruid, euid, old.capable(CAP_SETUID))
     set_cred(libos, t, _fix_caps(old, replace(old, uid=r, euid=e, suid=s, fsuid=e)))
     return 0
 
 
 def sys_setregid(libos: LibOS, t: Task, rgid: int, egid: int) -> int:
     old = t.cred
-    r, e, s = _setre((old.gid, old.egid, old.sgid), _id(rgid), _id(egid), old.capable(CAP_SETGID))
+    r, e, s = _setre((old.gid, old.egid, old.sgid), rgid, egid, old.capable(CAP_SETGID))
     set_cred(libos, t, replace(old, gid=r, egid=e, sgid=s, fsgid=e))
     return 0
 
@@ -176,7 +172,7 @@ def _setres(
 
 def sys_setresuid(libos: LibOS, t: Task, ruid: int, euid: int, suid: int) -> int:
     old = t.cred
-    asked = (_id(ruid), _id(euid), _id(suid))
+    asked = (ruid, euid, suid)
     r, e, s = _setres((old.uid, old.euid, old.suid), asked, old.capable(CAP_SETUID))
     set_cred(libos, t, _fix_caps(old, replace(old, uid=r, euid=e, suid=s, fsuid=e)))
     return 0
@@ -184,7 +180,7 @@ def sys_setresuid(libos: LibOS, t: Task, ruid: int, euid: int, suid: int) -> int
 
 def sys_setresgid(libos: LibOS, t: Task, rgid: int, egid: int, sgid: int) -> int:
     old = t.cred
-    asked = (_id(rgid), _id(egid), _id(sgid))
+    asked = (rgid, egid, sgid)
     r, e, s = _setres((old.gid, old.egid, old.sgid), asked, old.capable(CAP_SETGID))
     set_cred(libos, t, replace(old, gid=r, egid=e, sgid=s, fsgid=e))
     return 0
@@ -192,7 +188,7 @@ def sys_setresgid(libos: LibOS, t: Task, rgid: int, egid: int, sgid: int) -> int
 
 def sys_setfsuid(libos: LibOS, t: Task, fsuid: int) -> int:
     """Returns the old fsuid whether or not it changed (Linux's contract)."""
-    old, fsuid = t.cred, _id(fsuid)
+    old = t.cred
     if fsuid != UNCHANGED and (
         fsuid in (old.uid, old.euid, old.suid, old.fsuid) or old.capable(CAP_SETUID)
     ):
@@ -201,7 +197,7 @@ def sys_setfsuid(libos: LibOS, t: Task, fsuid: int) -> int:
 
 
 def sys_setfsgid(libos: LibOS, t: Task, fsgid: int) -> int:
-    old, fsgid = t.cred, _id(fsgid)
+    old = t.cred
     if fsgid != UNCHANGED and (
         fsgid in (old.gid, old.egid, old.sgid, old.fsgid) or old.capable(CAP_SETGID)
     ):

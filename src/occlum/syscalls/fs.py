@@ -541,8 +541,8 @@ def sys_fchmodat2(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flags
 
 
 def _chown(t: Task, loc: Location, uid: int, gid: int) -> int:
-    # ids are unsigned 32-bit (up to 2^32-2); 0xffffffff (-1) leaves one unchanged
-    uid, gid = uid & ID_UNCHANGED, gid & ID_UNCHANGED
+    # ids are unsigned 32-bit (up to 2^32-2, decoded by kind); 0xffffffff (-1) leaves one
+    # unchanged
     ops.chown(
         loc, t.cred, None if uid == ID_UNCHANGED else uid, None if gid == ID_UNCHANGED else gid
     )
