@@ -1,7 +1,7 @@
 """Assemble a LibOS and boot it: the entry point the CLI calls (``run(spec) -> exit status``).
 
 This is the one place that knows both the kernel and the syscall handlers: it hands the kernel
-the syscall table and the exec check, so that imports only point down (``syscalls/`` uses the
+the syscall table, the seccomp filter made from it and the exec check, so that imports only point down (``syscalls/`` uses the
 kernel's services; ``kernel/`` never imports a handler module).
 """
 
@@ -16,14 +16,15 @@ from occlum.kernel.libos import LibOS
 from occlum.kernel.spec import RunSpec
 from occlum.syscalls.exec import MissingInterpreter
 from occlum.syscalls.exec import check_program as check_exec
-from occlum.syscalls.table import build_table
+from occlum.syscalls.table import build_table, filter_program
 
 __all__ = ["new_libos", "run"]
 
 
 def new_libos(spec: RunSpec) -> LibOS:
     """A LibOS for ``spec``, not yet running."""
-    return LibOS(spec, build_table(), check_program)
+    program = filter_program(every_exit=spec.diagnose)  # `occlum doctor` measures every exit
+    return LibOS(spec, build_table(), check_program, program)
 
 
 def run(spec: RunSpec) -> int:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from occlum.abi.syscalls import NR
-from occlum.platform.seccomp import ARGUMENT_RULES, NATIVE_SYSCALLS
 from occlum.syscalls.catalogue import catalogue, markdown
 from occlum.syscalls.deviations import DEVIATIONS
+from occlum.syscalls.native import NATIVE, RULES
 from occlum.syscalls.refused import REFUSED
 from occlum.syscalls.table import SERVED, build_table
 
@@ -22,9 +22,8 @@ def test_every_number_has_one_class() -> None:
 
 
 def test_every_listed_name_is_a_system_call() -> None:
-    for names in (NATIVE_SYSCALLS, SERVED, REFUSED, ARGUMENT_RULES):
+    for names in (NATIVE, SERVED, REFUSED, RULES):
         assert not set(names) - set(NR)
-    assert set(ARGUMENT_RULES) <= set(NATIVE_SYSCALLS) | set(SERVED)
 
 
 def test_every_refusal_has_a_reason_the_table_shows() -> None:
@@ -43,7 +42,7 @@ def test_docs_page_is_current() -> None:
 def test_legacy_calls_still_in_use_are_served() -> None:
     assert "getdents" in SERVED and "futimesat" in SERVED
     # a call taking a path is never native
-    assert "inotify_add_watch" not in NATIVE_SYSCALLS
+    assert "inotify_add_watch" not in NATIVE
 
 
 def test_deviations_name_real_calls_and_are_listed() -> None:
@@ -56,3 +55,29 @@ def test_deviations_name_real_calls_and_are_listed() -> None:
     # the ones the issue named: a program's own seccomp filter, setting the clock
     named = {c for d in DEVIATIONS for c in d.calls}
     assert {"seccomp", "clock_settime"} <= named
+
+
+def test_descriptor_arguments_are_decoded_as_c_ints() -> None:
+    """The serving loop hands handlers fd, dirfd, oflags and s32 arguments as Linux reads
+    them, the low 32 bits signed, and atflags unsigned; other kinds keep the register's
+    value."""
+    table = build_table()
+    openat = table[NR["openat"]]
+    assert openat.int32 == ((0, True), (2, True), (3, False))  # dirfd, flags, mode
+    assert openat.decode((0xFFFFFFFFFFFFFF9C, 1 << 40, 0x1_0000_0002, 0o644)) == (
+        -100,
+        1 << 40,  # a pointer keeps the register's value
+        2,
+        0o644,
+    )
+    assert table[NR["renameat"]].int32 == ((0, True), (2, True))
+    assert table[NR["fstat"]].decode((0x5A5A_0000_0000_0003, 0)) == (3, 0)
+    assert table[NR["mmap"]].int32 == ((4, True),)
+    assert table[NR["getuid"]].int32 == ()
+    kill = table[NR["kill"]]  # a pid and a signal: C ints
+    assert kill.decode((0x5A5A_0000_FFFF_FFFF, 0x1_0000_0009)) == (-1, 9)
+    assert table[NR["truncate"]].int32 == ()  # "int" is a long there: the register's value
+    assert table[NR["setresuid"]].decode((0xFFFF_FFFF_FFFF_FFFF,) * 3) == (0xFFFFFFFF,) * 3
+    assert table[NR["access"]].decode((0x1000, 0x5A5A_0000_0000_0004)) == (0x1000, 4)
+    unlinkat = table[NR["unlinkat"]]
+    assert unlinkat.decode((0xFFFFFF9C, 7, 0x5A5A_0000_8000_0200)) == (-100, 7, 0x8000_0200)

@@ -47,9 +47,16 @@ ProgramCheck = Callable[["LibOS", bytes, str, "str | None"], None]
 class LibOS:
     """``table``: the syscall table (number -> entry), handed in by whoever assembles the LibOS
     (:mod:`occlum.boot`), so that the kernel never imports a handler module; ``check_program``
-    says why a program cannot be started before its tree is launched."""
+    says why a program cannot be started before its tree is launched; ``filter_program``: the
+    seccomp filter (classic BPF) made from the same table, for every process tree."""
 
-    def __init__(self, spec: RunSpec, table: dict[int, Entry], check_program: ProgramCheck) -> None:
+    def __init__(
+        self,
+        spec: RunSpec,
+        table: dict[int, Entry],
+        check_program: ProgramCheck,
+        filter_program: bytes,
+    ) -> None:
         self.spec = spec
         self.check_program = check_program
         self.log = Log(spec.log_level)
@@ -74,6 +81,7 @@ class LibOS:
         self.objects.live_keys = self.proctable.live_keys
         self.exec_cache: OrderedDict[tuple[int, int], CachedProgram] = OrderedDict()
         self.table = table
+        self.filter_program = filter_program
         # `occlum run --summary` and `occlum doctor` count the calls served: the handlers are
         # wrapped here, once, so that the serving loop pays nothing when counting is off
         self.stats: CallStats | None = None
@@ -272,7 +280,10 @@ class LibOS:
             if entry is None:
                 res: Result = self.missing(t, nr)
             else:
-                res = entry.handler(self, t, *args[: len(entry.kinds)])
+                call_args = args[: len(entry.kinds)]
+                if entry.int32:  # decoded by kind: descriptors and AT_* flags as C ints
+                    call_args = entry.decode(call_args)
+                res = entry.handler(self, t, *call_args)
         except SyscallError as exc:
             res = -exc.errno
             why = exc.why

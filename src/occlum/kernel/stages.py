@@ -136,7 +136,7 @@ def run_tree(
             limits=libos.limits.program,
             foreground=libos.foreground,
             spawner=started is not None,
-            every_exit=libos.spec.diagnose,
+            filter_prog=libos.filter_program,
         )
     except launcher.LaunchError as exc:  # e.g. fork's EAGAIN: the host's process limit
         libos.limits.end_tree(launched=False)

@@ -55,7 +55,7 @@ def format_arg(t: Task, kind: str, v: int) -> str:
         return _string(t, v)
     if kind == "dirfd":
         return "AT_FDCWD" if _signed(v) == -100 else str(_signed(v))
-    if kind == "fd":
+    if kind in ("fd", "s32"):
         return str(_signed(v))
     if kind == "oflags":
         return _flags(v, _OFLAGS, "" if v & 3 else "O_RDONLY")
@@ -63,7 +63,9 @@ def format_arg(t: Task, kind: str, v: int) -> str:
         return _flags(v, _ATFLAGS, "")
     if kind == "mode":
         return oct(v)
-    if kind == "int":
+    if kind == "flags":
+        return hex(v & 0xFFFFFFFF)
+    if kind in ("int", "uid"):
         return str(v if v < 1 << 63 else v - (1 << 64))
     return hex(v)  # ptr, hex, argv, envp
 

@@ -31,7 +31,6 @@ from occlum.platform.limits import ProgramLimits, open_memory_cgroup
 from occlum.platform.seccomp import (
     SECCOMP_FILTER_FLAG_NEW_LISTENER,
     SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
-    build_filter,
 )
 from occlum.platform.spawner import exec_program, serve_requests
 
@@ -88,6 +87,7 @@ def launch(
     argv: list[bytes],
     env: list[bytes],
     *,
+    filter_prog: bytes,
     hostname: bytes,
     network: str,
     stdio: tuple[int, int, int] = (0, 1, 2),
@@ -95,9 +95,10 @@ def launch(
     limits: ProgramLimits | None = None,
     foreground: bool = False,
     spawner: bool = False,
-    every_exit: bool = False,
 ) -> Launched:
     """Start the tree; the first program's ``execve(exec_path)`` is the first notification.
+    ``filter_prog`` is the seccomp filter every program of the tree runs under (made from the
+    syscall table, see ``seccomp.build_filter``).
 
     With ``spawner``, the tree's first process is no program but the spawner of a started
     instance (see :mod:`occlum.platform.spawner`): it runs each program asked for on the
@@ -108,7 +109,6 @@ def launch(
         socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) if spawner else (None, None)
     )
     native.prctl(native.PR_SET_CHILD_SUBREAPER, 1)
-    filter_prog = build_filter(every_exit=every_exit)
     sys.stdout.flush()
     sys.stderr.flush()
     try:

@@ -1,53 +1,17 @@
-"""What becomes of each x86-64 system call inside the LibOS: native, served or refused, from
-the three lists that decide it (``seccomp.NATIVE_SYSCALLS`` and ``ARGUMENT_RULES``,
-``table.SERVED``, ``refused.REFUSED``). ``python -m occlum.syscalls.catalogue`` prints
-``docs/syscalls.md``; a unit test checks that file and that no number is left out.
+"""What becomes of each x86-64 system call inside the LibOS, as the syscall table's rows say
+(``table.rows()``: native, native or served, served or refused). ``python -m
+occlum.syscalls.catalogue`` prints ``docs/syscalls.md``; a unit test checks that file.
 """
 
 from __future__ import annotations
 
-import errno
-from dataclasses import dataclass
-
-from occlum.abi.syscalls import NR
-from occlum.platform.seccomp import ARGUMENT_RULES, NATIVE_SYSCALLS
 from occlum.syscalls.deviations import DEVIATIONS
-from occlum.syscalls.refused import REFUSED
-from occlum.syscalls.table import SERVED
+from occlum.syscalls.table import Row, rows
 
 
-@dataclass(frozen=True, slots=True)
-class Fate:
-    nr: int
-    name: str
-    kind: str  # "native", "served full", "served partial", "refused EPERM", ...
-    note: str
-
-
-def catalogue() -> list[Fate]:
+def catalogue() -> list[Row]:
     """Every number of ``NR`` in order; ``ValueError`` for one in no class or in two."""
-    native = set(NATIVE_SYSCALLS)
-    out: list[Fate] = []
-    for name, nr in sorted(NR.items(), key=lambda item: item[1]):
-        kinds: list[Fate] = []
-        rule = ARGUMENT_RULES.get(name, "")
-        if name in native:
-            kinds.append(Fate(nr, name, "native", rule))
-        if name in SERVED:
-            _, _, level, note = SERVED[name]
-            if rule:
-                both = "; ".join(filter(None, (rule, note)))
-                kinds.append(Fate(nr, name, "native or served", both))
-            else:
-                kinds.append(Fate(nr, name, f"served {level}", note))
-        if name in REFUSED:
-            err, why = REFUSED[name]
-            kinds.append(Fate(nr, name, f"refused {errno.errorcode[err]}", why))
-        if len(kinds) != 1:
-            where = ", ".join(f.kind for f in kinds) or "no class"
-            raise ValueError(f"system call {name} ({nr}): {where}")
-        out.append(kinds[0])
-    return out
+    return list(rows().values())
 
 
 _HEAD = """\

@@ -36,7 +36,6 @@ def fd_ref(libos: LibOS, t: Task, fd: int) -> FileRef | None:
 
 
 def dirfd_base(libos: LibOS, t: Task, dirfd: int) -> Location:
-    dirfd = s32(dirfd)
     if dirfd == AT_FDCWD:
         return t.process.cwd
     ref = fd_ref(libos, t, dirfd)
@@ -60,9 +59,9 @@ def path_op(
 
 def fd_location(libos: LibOS, t: Task, fd: int) -> Location:
     """The location behind ``fd`` for AT_EMPTY_PATH and f* calls; EBADF/EINVAL otherwise."""
-    if s32(fd) == AT_FDCWD:
+    if fd == AT_FDCWD:
         return t.process.cwd
-    ref = fd_ref(libos, t, s32(fd))
+    ref = fd_ref(libos, t, fd)
     if ref is None:
         raise SyscallError(
             errno.EOPNOTSUPP, "not a LibOS file (a pipe, socket or other host object)"
@@ -74,7 +73,7 @@ def fd_file_ref(libos: LibOS, t: Task, fd: int) -> FileRef | None:
     """The object behind ``fd`` for calls that act on an open file (fchmod, fchown, futimens,
     the f*xattr calls, fsync): EBADF for a negative number (AT_FDCWD too) and for an O_PATH
     descriptor, which only names a file; None for host-only objects."""
-    ref = fd_ref(libos, t, s32(fd))
+    ref = fd_ref(libos, t, fd)
     if ref is not None and ref.path_only:
         raise SyscallError(errno.EBADF, "an O_PATH descriptor only names a file")
     return ref

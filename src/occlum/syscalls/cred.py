@@ -30,7 +30,6 @@ from occlum.abi.errors import SyscallError
 from occlum.kernel.api import PROCEED
 from occlum.kernel.process import Task
 from occlum.kernel.procinfo import host_tids, leader_cred, read_proc
-from occlum.syscalls.common import s32
 from occlum.vfs.cred import (
     CAP_LAST_CAP,
     CAP_SETGID,
@@ -76,10 +75,6 @@ def set_cred(libos: LibOS, t: Task, new: Cred) -> None:
     libos.proctable.mark(t.tid, new)  # and what the children it forks have, whatever comes
 
 
-def _id(value: int) -> int:
-    return value & 0xFFFFFFFF
-
-
 def _fix_caps(old: Cred, new: Cred) -> Cred:
     """Linux's cap_emulate_setxuid for a change of user ids (not of the fsuid alone):
     leaving uid 0 in all of real, effective and saved drops every capability (the permitted
@@ -108,7 +103,7 @@ def _fix_fs_caps(old: Cred, new: Cred) -> Cred:
 
 
 def sys_setuid(libos: LibOS, t: Task, uid: int) -> int:
-    old, uid = t.cred, _id(uid)
+    old = t.cred
     if uid == UNCHANGED:
         raise SyscallError(errno.EINVAL, "not a valid user id")
     if old.capable(CAP_SETUID):
@@ -122,7 +117,7 @@ def sys_setuid(libos: LibOS, t: Task, uid: int) -> int:
 
 
 def sys_setgid(libos: LibOS, t: Task, gid: int) -> int:
-    old, gid = t.cred, _id(gid)
+    old = t.cred
     if gid == UNCHANGED:
         raise SyscallError(errno.EINVAL, "not a valid group id")
     if old.capable(CAP_SETGID):
@@ -153,14 +148,14 @@ def _setre(old: tuple[int, int, int], real: int, eff: int, privileged: bool) -> 
 
 def sys_setreuid(libos: LibOS, t: Task, ruid: int, euid: int) -> int:
     old = t.cred
-    r, e, s = _setre((old.uid, old.euid, old.suid), _id(ruid), _id(euid), old.capable(CAP_SETUID))
+    r, e, s = _setre((old.uid, old.euid, old.suid), ruid, euid, old.capable(CAP_SETUID))
     set_cred(libos, t, _fix_caps(old, replace(old, uid=r, euid=e, suid=s, fsuid=e)))
     return 0
 
 
 def sys_setregid(libos: LibOS, t: Task, rgid: int, egid: int) -> int:
     old = t.cred
-    r, e, s = _setre((old.gid, old.egid, old.sgid), _id(rgid), _id(egid), old.capable(CAP_SETGID))
+    r, e, s = _setre((old.gid, old.egid, old.sgid), rgid, egid, old.capable(CAP_SETGID))
     set_cred(libos, t, replace(old, gid=r, egid=e, sgid=s, fsgid=e))
     return 0
 
@@ -177,7 +172,7 @@ def _setres(
 
 def sys_setresuid(libos: LibOS, t: Task, ruid: int, euid: int, suid: int) -> int:
     old = t.cred
-    asked = (_id(ruid), _id(euid), _id(suid))
+    asked = (ruid, euid, suid)
     r, e, s = _setres((old.uid, old.euid, old.suid), asked, old.capable(CAP_SETUID))
     set_cred(libos, t, _fix_caps(old, replace(old, uid=r, euid=e, suid=s, fsuid=e)))
     return 0
@@ -185,7 +180,7 @@ def sys_setresuid(libos: LibOS, t: Task, ruid: int, euid: int, suid: int) -> int
 
 def sys_setresgid(libos: LibOS, t: Task, rgid: int, egid: int, sgid: int) -> int:
     old = t.cred
-    asked = (_id(rgid), _id(egid), _id(sgid))
+    asked = (rgid, egid, sgid)
     r, e, s = _setres((old.gid, old.egid, old.sgid), asked, old.capable(CAP_SETGID))
     set_cred(libos, t, replace(old, gid=r, egid=e, sgid=s, fsgid=e))
     return 0
@@ -193,7 +188,7 @@ def sys_setresgid(libos: LibOS, t: Task, rgid: int, egid: int, sgid: int) -> int
 
 def sys_setfsuid(libos: LibOS, t: Task, fsuid: int) -> int:
     """Returns the old fsuid whether or not it changed (Linux's contract)."""
-    old, fsuid = t.cred, _id(fsuid)
+    old = t.cred
     if fsuid != UNCHANGED and (
         fsuid in (old.uid, old.euid, old.suid, old.fsuid) or old.capable(CAP_SETUID)
     ):
@@ -202,7 +197,7 @@ def sys_setfsuid(libos: LibOS, t: Task, fsuid: int) -> int:
 
 
 def sys_setfsgid(libos: LibOS, t: Task, fsgid: int) -> int:
-    old, fsgid = t.cred, _id(fsgid)
+    old = t.cred
     if fsgid != UNCHANGED and (
         fsgid in (old.gid, old.egid, old.sgid, old.fsgid) or old.capable(CAP_SETGID)
     ):
@@ -266,7 +261,7 @@ def exec_cred(old: Cred) -> Cred:
 
 # -- supplementary groups -------------------------------------------------------------------
 def sys_setgroups(libos: LibOS, t: Task, size: int, addr: int) -> int:
-    n = s32(size)
+    n = size
     if not 0 <= n <= NGROUPS_MAX:
         raise SyscallError(errno.EINVAL, "bad group count")
     if not t.cred.capable(CAP_SETGID):
@@ -278,7 +273,7 @@ def sys_setgroups(libos: LibOS, t: Task, size: int, addr: int) -> int:
 
 
 def sys_getgroups(libos: LibOS, t: Task, size: int, addr: int) -> int:
-    n = s32(size)
+    n = size
     if n < 0:
         raise SyscallError(errno.EINVAL, "negative size")
     groups = t.cred.groups
@@ -381,7 +376,7 @@ def sys_capset(libos: LibOS, t: Task, hdr: int, data: int) -> int:
     return 0
 
 
-# prctl options the filter sends here (seccomp.PRCTL_SERVED; the others run natively)
+# prctl options the filter sends here (native.PRCTL_SERVED; the others run natively)
 PR_GET_KEEPCAPS, PR_SET_KEEPCAPS, PR_CAPBSET_READ, PR_CAPBSET_DROP = 7, 8, 23, 24
 
 
@@ -389,7 +384,7 @@ def sys_prctl(libos: LibOS, t: Task, option: int, arg2: int, *_: int) -> Result:
     """The options that read or change LibOS capabilities: PR_SET_KEEPCAPS (permitted
     capabilities kept when uid 0 is left; cleared by execve) and the bounding set."""
 
-    option, c = s32(option), t.cred
+    c = t.cred
     if option == PR_GET_KEEPCAPS:
         return int(c.keepcaps)
     if option == PR_SET_KEEPCAPS:
@@ -448,8 +443,7 @@ def sys_setpriority(libos: LibOS, t: Task, which: int, who: int, prio: int) -> R
     them, inside the instance only (and as far as its own rights go: EACCES past them). Any
     other request is the kernel's, with its own answer."""
 
-    which, who = s32(which), s32(who)
-    nice = min(max(s32(prio), MIN_NICE), MAX_NICE)
+    nice = min(max(prio, MIN_NICE), MAX_NICE)
     if which not in (PRIO_PROCESS, PRIO_PGRP, PRIO_USER) or who < 0:
         return PROCEED
     if not t.cred.capable(CAP_SYS_NICE):

@@ -31,7 +31,7 @@ from occlum.loader.program import MissingInterpreter as MissingInterpreter  # fo
 from occlum.platform import launch as launcher
 from occlum.platform import native
 from occlum.platform.stub import BUFFER_ADDR
-from occlum.syscalls.common import path_op, s32
+from occlum.syscalls.common import path_op
 from occlum.syscalls.cred import exec_cred
 from occlum.vfs.path import PathOp
 
@@ -252,7 +252,7 @@ def sys_execveat(
     libos: LibOS, t: Task, dirfd: int, path: int, argv: int, envp: int, flags: int
 ) -> Result:
     try:
-        return _execveat(libos, t, s32(dirfd), path, argv, envp, flags)
+        return _execveat(libos, t, dirfd, path, argv, envp, flags)
     except MissingInterpreter as exc:
         _report_missing(libos, t, exc)
         raise

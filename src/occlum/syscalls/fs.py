@@ -151,7 +151,7 @@ def _open_fifo(
         raise SyscallError(
             errno.ENXIO, "FIFOs on hostfs are not served (make them in ramfs or SEFS)"
         )
-    if path.startswith(b"/") or s32(dirfd) == AT_FDCWD:
+    if path.startswith(b"/") or dirfd == AT_FDCWD:
         libos.shadow.fifo(path, inode)
         return PROCEED
     name = libos.shadow.host_fifo(inode)
@@ -167,7 +167,7 @@ def _open_fifo(
 
 
 def sys_open(libos: LibOS, t: Task, path: int, flags: int, mode: int) -> Result:
-    return do_open(libos, t, AT_FDCWD, _path(t, path), s32(flags), mode)
+    return do_open(libos, t, AT_FDCWD, _path(t, path), flags, mode)
 
 
 def sys_creat(libos: LibOS, t: Task, path: int, mode: int) -> Result:
@@ -175,7 +175,7 @@ def sys_creat(libos: LibOS, t: Task, path: int, mode: int) -> Result:
 
 
 def sys_openat(libos: LibOS, t: Task, dirfd: int, path: int, flags: int, mode: int) -> Result:
-    return do_open(libos, t, s32(dirfd), _path(t, path), s32(flags), mode)
+    return do_open(libos, t, dirfd, _path(t, path), flags, mode)
 
 
 def sys_openat2(libos: LibOS, t: Task, dirfd: int, path: int, how: int, size: int) -> Result:
@@ -191,7 +191,7 @@ def sys_openat2(libos: LibOS, t: Task, dirfd: int, path: int, how: int, size: in
         raise SyscallError(errno.EINVAL, "RESOLVE_BENEATH with RESOLVE_IN_ROOT")
     if mode and not flags & (os.O_CREAT | os.O_TMPFILE):
         raise SyscallError(errno.EINVAL, "mode without O_CREAT")
-    return do_open(libos, t, s32(dirfd), _path(t, path), flags, mode, rflags)
+    return do_open(libos, t, dirfd, _path(t, path), flags, mode, rflags)
 
 
 # -- stat ------------------------------------------------------------------------------------
@@ -213,7 +213,6 @@ def sys_lstat(libos: LibOS, t: Task, path: int, buf: int) -> int:
 
 def _fd_stat_or_none(libos: LibOS, t: Task, fd: int) -> Stat | None:
     """The stat of descriptor ``fd``; None for host objects (the kernel's answer is right)."""
-    fd = s32(fd)
     if fd < 0:
         raise SyscallError(errno.EBADF, "negative descriptor")
     try:
@@ -242,7 +241,7 @@ def sys_newfstatat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, flags
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT):
         raise SyscallError(errno.EINVAL, "bad flags")
     name = _path(t, path)
-    if not name and flags & AT_EMPTY_PATH and s32(dirfd) != AT_FDCWD:
+    if not name and flags & AT_EMPTY_PATH and dirfd != AT_FDCWD:
         st = _fd_stat_or_none(libos, t, dirfd)
         if st is None:
             return PROCEED
@@ -263,7 +262,7 @@ def sys_statx(
     if mask & 0x80000000:
         raise SyscallError(errno.EINVAL, "reserved statx mask bit")
     name = _path(t, path)
-    if not name and flags & AT_EMPTY_PATH and s32(dirfd) != AT_FDCWD:
+    if not name and flags & AT_EMPTY_PATH and dirfd != AT_FDCWD:
         st = _fd_stat_or_none(libos, t, dirfd)
         if st is None:
             return PROCEED
@@ -282,7 +281,7 @@ def sys_statfs(libos: LibOS, t: Task, path: int, buf: int) -> int:
 
 
 def sys_fstatfs(libos: LibOS, t: Task, fd: int, buf: int) -> Result:
-    ref = fd_ref(libos, t, s32(fd))
+    ref = fd_ref(libos, t, fd)
     if ref is None:
         return PROCEED
     t.mem.write(buf, pack_statfs(ref.location.inode.fs.statfs()))
@@ -313,7 +312,7 @@ def sys_faccessat2(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flag
 
 
 def _readlink(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, size: int) -> int:
-    if s32(size) <= 0:
+    if size <= 0:
         raise SyscallError(errno.EINVAL, "bad buffer size")
     name = _path(t, path)
     loc = _resolve_at(libos, t, dirfd, name, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, follow=False)
@@ -363,7 +362,7 @@ def sys_getdents(libos: LibOS, t: Task, fd: int, buf: int, count: int) -> int:
 def _dirents64(libos: LibOS, t: Task, fd: int, count: int) -> bytes:
     """The next ``linux_dirent64`` records of the program's directory ``fd``, at most
     ``count`` bytes of them."""
-    ref = fd_ref(libos, t, s32(fd))
+    ref = fd_ref(libos, t, fd)
     if ref is None or ref.path_only:
         raise SyscallError(errno.EBADF if ref else errno.ENOTDIR, "not a directory descriptor")
     od = ref.directory
@@ -373,7 +372,7 @@ def _dirents64(libos: LibOS, t: Task, fd: int, count: int) -> bytes:
     # calls) and dup'd descriptors behave as on Linux.
     from occlum.platform import native
 
-    copy = native.pidfd_getfd(t.process.pidfd, s32(fd))
+    copy = native.pidfd_getfd(t.process.pidfd, fd)
     try:
         od.pos = os.lseek(copy, 0, os.SEEK_CUR)
         data = od.getdents64(min(count, 1 << 20))
@@ -483,7 +482,7 @@ def sys_chdir(libos: LibOS, t: Task, path: int) -> int:
 
 
 def sys_fchdir(libos: LibOS, t: Task, fd: int) -> int:
-    ref = fd_ref(libos, t, s32(fd))
+    ref = fd_ref(libos, t, fd)
     if ref is None:
         raise SyscallError(errno.ENOTDIR, "not a directory")
     return _set_cwd(libos, t, ref.location)
@@ -542,8 +541,8 @@ def sys_fchmodat2(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flags
 
 
 def _chown(t: Task, loc: Location, uid: int, gid: int) -> int:
-    # ids are unsigned 32-bit (up to 2^32-2); 0xffffffff (-1) leaves one unchanged
-    uid, gid = uid & ID_UNCHANGED, gid & ID_UNCHANGED
+    # ids are unsigned 32-bit (up to 2^32-2, decoded by kind); 0xffffffff (-1) leaves one
+    # unchanged
     ops.chown(
         loc, t.cred, None if uid == ID_UNCHANGED else uid, None if gid == ID_UNCHANGED else gid
     )
@@ -592,7 +591,7 @@ def sys_utimensat(libos: LibOS, t: Task, dirfd: int, path: int, times: int, flag
 
     now = time.time_ns()
     stamps = None if times == 0 else struct.unpack("<qqqq", t.mem.read(times, 32))
-    if path == 0 and s32(dirfd) != AT_FDCWD:
+    if path == 0 and dirfd != AT_FDCWD:
         # futimens: the descriptor's own file; no flag applies to it
         if flags:
             raise SyscallError(errno.EINVAL, "flags with a NULL path")
@@ -621,7 +620,7 @@ def sys_futimesat(libos: LibOS, t: Task, dirfd: int, path: int, times: int) -> i
         a_s, a_us, m_s, m_us = struct.unpack("<qqqq", t.mem.read(times, 32))
         if not (0 <= a_us < 1_000_000 and 0 <= m_us < 1_000_000):
             raise SyscallError(errno.EINVAL, "microseconds out of range")
-    if path == 0 and s32(dirfd) != AT_FDCWD:
+    if path == 0 and dirfd != AT_FDCWD:
         loc = fd_location(libos, t, dirfd)
     else:
         loc = _resolve_at(libos, t, dirfd, _path(t, path), 0)
@@ -666,7 +665,7 @@ def sys_fcntl(libos: LibOS, t: Task, fd: int, cmd: int, arg: int) -> Result:
     take no leases (``EINVAL``, as from a Linux file system without them); a program's own
     objects (a memfd it made) and a release proceed."""
 
-    ref = fd_ref(libos, t, s32(fd))
+    ref = fd_ref(libos, t, fd)
     if ref is None or s32(arg) == F_UNLCK:
         return PROCEED
     raise SyscallError(errno.EINVAL, "no leases on LibOS files (a break would hold the LibOS)")
@@ -754,7 +753,7 @@ def sys_setxattr(
     libos: LibOS, t: Task, path: int, name: int, value: int, size: int, flags: int
 ) -> int:
     loc = _xattr_target(libos, t, path, t.nr != NR["lsetxattr"])
-    return _setxattr(t, loc, name, value, size, s32(flags))
+    return _setxattr(t, loc, name, value, size, flags)
 
 
 def sys_fsetxattr(
@@ -762,7 +761,7 @@ def sys_fsetxattr(
 ) -> Result:
 
     loc = _xattr_fd(libos, t, fd)
-    return PROCEED if loc is None else _setxattr(t, loc, name, value, size, s32(flags))
+    return PROCEED if loc is None else _setxattr(t, loc, name, value, size, flags)
 
 
 def sys_removexattr(libos: LibOS, t: Task, path: int, name: int) -> int:
@@ -782,13 +781,12 @@ _PAGE = 4096
 
 def _xattr_at(libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int) -> Location | None:
     """The file a *xattrat call names; None for a host object named by its descriptor."""
-    at_flags = s32(at_flags)
     if at_flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         raise SyscallError(errno.EINVAL, "unknown AT_ flags")
     name = _path(t, path) if path or not at_flags & AT_EMPTY_PATH else b""
     if name or not at_flags & AT_EMPTY_PATH:
         return _resolve_at(libos, t, dirfd, name, at_flags)
-    if s32(dirfd) == AT_FDCWD:
+    if dirfd == AT_FDCWD:
         raise SyscallError(errno.EBADF, "AT_EMPTY_PATH with AT_FDCWD")
     return _xattr_fd(libos, t, dirfd)
 

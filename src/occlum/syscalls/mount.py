@@ -16,7 +16,6 @@ from occlum.crypto.kdf import derive_key
 from occlum.fs.ramfs import RamFs
 from occlum.fs.sefs import SefsFs
 from occlum.kernel.spec import MountSpec
-from occlum.syscalls.common import s32
 from occlum.vfs import PathOp, resolve
 from occlum.vfs.cred import CAP_SYS_ADMIN
 
@@ -119,7 +118,6 @@ def sys_mount(
 
 
 def sys_umount2(libos: LibOS, t: Task, target: int, flags: int) -> int:
-    flags = s32(flags)
     if flags & ~(MNT_FORCE | MNT_DETACH | UMOUNT_NOFOLLOW):
         raise SyscallError(errno.EINVAL, "unsupported umount flags")
     if not t.cred.capable(CAP_SYS_ADMIN):

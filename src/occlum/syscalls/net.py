@@ -356,7 +356,6 @@ def _accept(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int, flags: int)
     """accept with an address (the filter lets the others through): on a Unix socket the
     client's name without the instance's prefix."""
 
-    flags = s32(flags)
     if flags & ~(socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC):
         return PROCEED  # EINVAL from the kernel
     dup = _unix_for_names(libos, t, fd)
@@ -403,7 +402,6 @@ def sys_recvfrom(
     """recvfrom with a source address (the filter lets the others through): on a Unix socket
     the sender's name without the instance's prefix."""
 
-    flags = s32(flags)
     dup = _unix_for_names(libos, t, fd)
     if dup is None:
         return PROCEED
@@ -457,7 +455,7 @@ class _duplicate:
 
     def __init__(self, t: Task, fd: int) -> None:
         try:
-            self._fd = native.pidfd_getfd(t.process.pidfd, s32(fd))
+            self._fd = native.pidfd_getfd(t.process.pidfd, fd)
         except OSError as exc:
             raise SyscallError(exc.errno or errno.EBADF, "not a descriptor of the caller")
         try:
@@ -539,7 +537,7 @@ def sys_getsockopt(
 ) -> Result:
     from occlum.kernel.procinfo import leader_cred
 
-    if s32(level) != SOL_SOCKET or s32(optname) != SO_PEERCRED:
+    if level != SOL_SOCKET or optname != SO_PEERCRED:
         return PROCEED
     length = struct.unpack("<i", t.mem.read(optlen, 4))[0]
     if length < 0:

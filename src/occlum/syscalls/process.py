@@ -33,7 +33,7 @@ def sys_exit_group(libos: LibOS, t: Task, status: int) -> Result:
 def sys_mmap(
     libos: LibOS, t: Task, addr: int, length: int, prot: int, flags: int, fd: int, offset: int
 ) -> Result:
-    """A large mapping (the filter sends only those, see ``seccomp.LARGE_MMAP``): before the
+    """A large mapping (the filter sends only those, see ``native.LARGE_MMAP``): before the
     kernel makes it, the LibOS names ``user_space_size`` if it will not fit in what is left of
     the process's address space, where the failure happens, for programs (Java, Go, Node)
     that report it in words of their own. The kernel then does the call as made."""

@@ -1,8 +1,8 @@
 """The calls the LibOS refuses, each with the errno it gives and the reason.
 
-Every x86-64 number is served (``table.SERVED``), native (``seccomp.NATIVE_SYSCALLS``) or listed
-here; ``docs/syscalls.md`` is made from the three (``python -m occlum.syscalls.catalogue``) and a
-unit test fails when a number is in none. The reason is what ``--strace``, the warning a program
+Every x86-64 number is served (``table.SERVED``), native (``native.NATIVE``) or listed here;
+``table.rows()`` makes one row of each, from which come the filter and ``docs/syscalls.md``
+(``python -m occlum.syscalls.catalogue``), and a number in none is an error. The reason is what ``--strace``, the warning a program
 gets once per call and ``occlum run --summary`` show.
 
 ENOSYS where Linux itself may lack the call (removed, never implemented, or a configuration

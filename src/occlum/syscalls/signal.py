@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from occlum.abi.errors import SyscallError
 from occlum.kernel.api import PROCEED
 from occlum.kernel.procinfo import host_tids, leader_cred, read_proc
-from occlum.syscalls.common import s32
 from occlum.syscalls.cred import process_of_pid
 from occlum.vfs.cred import CAP_KILL, Cred
 
@@ -86,7 +85,6 @@ def _group(libos: LibOS, t: Task, pid: int) -> list[Process]:
 
 
 def sys_kill(libos: LibOS, t: Task, pid: int, sig: int) -> Result:
-    pid, sig = s32(pid), s32(sig)
     if _trivial(t, sig):
         return PROCEED
     if pid > 0:
@@ -135,15 +133,14 @@ def _signal_thread(libos: LibOS, t: Task, tgid: int | None, tid: int, sig: int) 
 
 
 def sys_tkill(libos: LibOS, t: Task, tid: int, sig: int) -> Result:
-    return _signal_thread(libos, t, None, s32(tid), s32(sig))
+    return _signal_thread(libos, t, None, tid, sig)
 
 
 def sys_tgkill(libos: LibOS, t: Task, tgid: int, tid: int, sig: int) -> Result:
-    return _signal_thread(libos, t, s32(tgid), s32(tid), s32(sig))
+    return _signal_thread(libos, t, tgid, tid, sig)
 
 
 def sys_rt_sigqueueinfo(libos: LibOS, t: Task, tgid: int, sig: int, info: int) -> Result:
-    tgid, sig = s32(tgid), s32(sig)
     if _trivial(t, sig) or tgid <= 0:
         return PROCEED
     target = process_of_pid(libos, tgid)
@@ -155,7 +152,7 @@ def sys_rt_sigqueueinfo(libos: LibOS, t: Task, tgid: int, sig: int, info: int) -
 def sys_rt_tgsigqueueinfo(
     libos: LibOS, t: Task, tgid: int, tid: int, sig: int, info: int
 ) -> Result:
-    return _signal_thread(libos, t, s32(tgid), s32(tid), s32(sig))
+    return _signal_thread(libos, t, tgid, tid, sig)
 
 
 def sys_pidfd_send_signal(
@@ -164,11 +161,10 @@ def sys_pidfd_send_signal(
     """The target is the process the descriptor refers to (its host pid, from the caller's
     fdinfo of it)."""
 
-    sig = s32(sig)
     if _trivial(t, sig):
         return PROCEED
     try:
-        text = read_proc(f"/proc/{t.process.host_pid}/fdinfo/{s32(pidfd)}")
+        text = read_proc(f"/proc/{t.process.host_pid}/fdinfo/{pidfd}")
         at = text.index(b"\nPid:") + 5
         host_pid = int(text[at : text.index(b"\n", at)])
     except (OSError, ValueError):

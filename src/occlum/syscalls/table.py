@@ -1,20 +1,32 @@
-"""The system call table: number → name, handler, argument count, support level and note.
+"""The system call table, the single source of what becomes of each x86-64 system call: one
+row per number, served (``SERVED``: handler, argument kinds, support level, note), native
+(``native.NATIVE``), native or served by an argument rule (``native.RULES``) or refused with
+the reason (``refused.REFUSED``).
 
-Calls not listed here and not let through by the filter are unknown to the LibOS: they return
-``ENOSYS`` and are named once in the log (``LibOS.missing``).
+From the rows come the serving table the kernel is handed (``build_table``: what ``--strace``
+and ``--summary`` show), the seccomp filter (``filter_program``) and ``docs/syscalls.md``
+(``catalogue.py``). A number in no class or in two is an error at start and in the unit tests.
+A number above the last one the rows know goes to the supervisor, which answers ``ENOSYS`` and
+names it once in the log (``LibOS.missing``).
 """
 
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
 
 from occlum.abi.syscalls import MOUNT_ROOTFS_NR, NR
 from occlum.kernel.api import Entry, Handler
+from occlum.platform import seccomp
+from occlum.platform.seccomp import Rule
 from occlum.platform.stub import STUB_NR
 from occlum.syscalls import cred, fs, info, net, process
 from occlum.syscalls import exec as ex
 from occlum.syscalls import mount as mnt
 from occlum.syscalls import signal as sig
+from occlum.syscalls.native import NATIVE, RULES
 from occlum.syscalls.refused import REFUSED as REFUSED_REASONS
 
 FULL, PARTIAL, REFUSED = "full", "partial", "refused"
@@ -38,8 +50,8 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "access": (fs.sys_access, "path mode", FULL, ""),
     "faccessat": (fs.sys_faccessat, "dirfd path mode", FULL, ""),
     "faccessat2": (fs.sys_faccessat2, "dirfd path mode atflags", FULL, ""),
-    "readlink": (fs.sys_readlink, "path ptr int", FULL, ""),
-    "readlinkat": (fs.sys_readlinkat, "dirfd path ptr int", FULL, ""),
+    "readlink": (fs.sys_readlink, "path ptr s32", FULL, ""),
+    "readlinkat": (fs.sys_readlinkat, "dirfd path ptr s32", FULL, ""),
     "getdents64": (fs.sys_getdents64, "fd ptr int", FULL, ""),
     "getdents": (fs.sys_getdents, "fd ptr int", FULL, "the old linux_dirent layout"),
     "mkdir": (fs.sys_mkdir, "path mode", FULL, ""),
@@ -56,7 +68,7 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "unlinkat": (fs.sys_unlinkat, "dirfd path atflags", FULL, ""),
     "rename": (fs.sys_rename, "path path", FULL, ""),
     "renameat": (fs.sys_renameat, "dirfd path dirfd path", FULL, ""),
-    "renameat2": (fs.sys_renameat2, "dirfd path dirfd path hex", PARTIAL, "no RENAME_WHITEOUT"),
+    "renameat2": (fs.sys_renameat2, "dirfd path dirfd path flags", PARTIAL, "no RENAME_WHITEOUT"),
     "link": (fs.sys_link, "path path", FULL, ""),
     "linkat": (fs.sys_linkat, "dirfd path dirfd path atflags", FULL, ""),
     "symlink": (fs.sys_symlink, "path path", FULL, ""),
@@ -70,10 +82,10 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "fchmod": (fs.sys_fchmod, "fd mode", FULL, ""),
     "fchmodat": (fs.sys_fchmodat, "dirfd path mode", FULL, ""),
     "fchmodat2": (fs.sys_fchmodat2, "dirfd path mode atflags", FULL, ""),
-    "chown": (fs.sys_chown, "path int int", FULL, ""),
-    "lchown": (fs.sys_lchown, "path int int", FULL, ""),
-    "fchown": (fs.sys_fchown, "fd int int", FULL, ""),
-    "fchownat": (fs.sys_fchownat, "dirfd path int int atflags", FULL, ""),
+    "chown": (fs.sys_chown, "path uid uid", FULL, ""),
+    "lchown": (fs.sys_lchown, "path uid uid", FULL, ""),
+    "fchown": (fs.sys_fchown, "fd uid uid", FULL, ""),
+    "fchownat": (fs.sys_fchownat, "dirfd path uid uid atflags", FULL, ""),
     "utimensat": (fs.sys_utimensat, "dirfd path ptr atflags", FULL, ""),
     "utimes": (fs.sys_utimes, "path ptr", FULL, ""),
     "futimesat": (fs.sys_futimesat, "dirfd path ptr", FULL, ""),
@@ -89,9 +101,9 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "listxattr": (fs.sys_listxattr, "path ptr int", PARTIAL, _XATTRS),
     "llistxattr": (fs.sys_listxattr, "path ptr int", PARTIAL, _XATTRS),
     "flistxattr": (fs.sys_flistxattr, "fd ptr int", PARTIAL, _XATTRS),
-    "setxattr": (fs.sys_setxattr, "path str ptr int hex", PARTIAL, _XATTRS),
-    "lsetxattr": (fs.sys_setxattr, "path str ptr int hex", PARTIAL, _XATTRS),
-    "fsetxattr": (fs.sys_fsetxattr, "fd str ptr int hex", PARTIAL, _XATTRS),
+    "setxattr": (fs.sys_setxattr, "path str ptr int flags", PARTIAL, _XATTRS),
+    "lsetxattr": (fs.sys_setxattr, "path str ptr int flags", PARTIAL, _XATTRS),
+    "fsetxattr": (fs.sys_fsetxattr, "fd str ptr int flags", PARTIAL, _XATTRS),
     "removexattr": (fs.sys_removexattr, "path str", PARTIAL, _XATTRS),
     "lremovexattr": (fs.sys_removexattr, "path str", PARTIAL, _XATTRS),
     "fremovexattr": (fs.sys_fremovexattr, "fd str", PARTIAL, _XATTRS),
@@ -106,10 +118,10 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
         FULL,
         "Unix socket paths in the LibOS; others native",
     ),
-    "sendto": (net.sys_sendto, "fd ptr int hex ptr int", FULL, "served only with an address"),
+    "sendto": (net.sys_sendto, "fd ptr int flags ptr int", FULL, "served only with an address"),
     "recvfrom": (
         net.sys_recvfrom,
-        "fd ptr int hex ptr ptr",
+        "fd ptr int flags ptr ptr",
         FULL,
         "served only with an address; Unix sockets' sender names unprefixed",
     ),
@@ -121,7 +133,7 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     ),
     "accept4": (
         net.sys_accept4,
-        "fd ptr ptr hex",
+        "fd ptr ptr flags",
         FULL,
         "served only with an address; Unix sockets' client names unprefixed",
     ),
@@ -129,11 +141,11 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     "getpeername": (net.sys_getpeername, "fd ptr ptr", FULL, "abstract names unprefixed"),
     "getsockopt": (
         net.sys_getsockopt,
-        "fd int int ptr ptr",
+        "fd s32 s32 ptr ptr",
         FULL,
         "the peer's LibOS pid and effective ids",
     ),
-    "msync": (fs.sys_msync, "ptr int hex", FULL, "MS_SYNC commits the protected file systems"),
+    "msync": (fs.sys_msync, "ptr int flags", FULL, "MS_SYNC commits the protected file systems"),
     "mmap": (
         process.sys_mmap,
         "ptr int hex hex fd int",
@@ -146,44 +158,44 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
         PARTIAL,
         "tmpfs (size= by the host), ramfs, sefs (under run/mount/), procfs, devfs; no remount/bind/move",
     ),
-    "umount2": (mnt.sys_umount2, "path hex", FULL, ""),
+    "umount2": (mnt.sys_umount2, "path flags", FULL, ""),
     "fcntl": (fs.sys_fcntl, "fd int int", PARTIAL, "no leases on LibOS files (EINVAL)"),
     "uname": (info.sys_uname, "ptr", FULL, ""),
     "sethostname": (info.sys_sethostname, "ptr int", FULL, "the instance's own name"),
     "sysinfo": (info.sys_sysinfo, "ptr", FULL, "memory: user_space_size, less what programs use"),
-    "setgroups": (cred.sys_setgroups, "int ptr", FULL, "LibOS credentials, per thread"),
-    "getgroups": (cred.sys_getgroups, "int ptr", FULL, ""),
+    "setgroups": (cred.sys_setgroups, "s32 ptr", FULL, "LibOS credentials, per thread"),
+    "getgroups": (cred.sys_getgroups, "s32 ptr", FULL, ""),
     "getuid": (cred.sys_getuid, "", FULL, "LibOS credentials, per thread"),
     "geteuid": (cred.sys_geteuid, "", FULL, "LibOS credentials, per thread"),
     "getgid": (cred.sys_getgid, "", FULL, "LibOS credentials, per thread"),
     "getegid": (cred.sys_getegid, "", FULL, "LibOS credentials, per thread"),
     "getresuid": (cred.sys_getresuid, "ptr ptr ptr", FULL, "LibOS credentials, per thread"),
     "getresgid": (cred.sys_getresgid, "ptr ptr ptr", FULL, "LibOS credentials, per thread"),
-    "setuid": (cred.sys_setuid, "int", FULL, "LibOS credentials, per thread"),
-    "setgid": (cred.sys_setgid, "int", FULL, "LibOS credentials, per thread"),
-    "setreuid": (cred.sys_setreuid, "int int", FULL, "LibOS credentials, per thread"),
-    "setregid": (cred.sys_setregid, "int int", FULL, "LibOS credentials, per thread"),
-    "setresuid": (cred.sys_setresuid, "int int int", FULL, "LibOS credentials, per thread"),
-    "setresgid": (cred.sys_setresgid, "int int int", FULL, "LibOS credentials, per thread"),
-    "setfsuid": (cred.sys_setfsuid, "int", FULL, "LibOS credentials, per thread"),
-    "setfsgid": (cred.sys_setfsgid, "int", FULL, "LibOS credentials, per thread"),
+    "setuid": (cred.sys_setuid, "uid", FULL, "LibOS credentials, per thread"),
+    "setgid": (cred.sys_setgid, "uid", FULL, "LibOS credentials, per thread"),
+    "setreuid": (cred.sys_setreuid, "uid uid", FULL, "LibOS credentials, per thread"),
+    "setregid": (cred.sys_setregid, "uid uid", FULL, "LibOS credentials, per thread"),
+    "setresuid": (cred.sys_setresuid, "uid uid uid", FULL, "LibOS credentials, per thread"),
+    "setresgid": (cred.sys_setresgid, "uid uid uid", FULL, "LibOS credentials, per thread"),
+    "setfsuid": (cred.sys_setfsuid, "uid", FULL, "LibOS credentials, per thread"),
+    "setfsgid": (cred.sys_setfsgid, "uid", FULL, "LibOS credentials, per thread"),
     "capget": (cred.sys_capget, "ptr ptr", FULL, "the LibOS's capabilities (LIBOS_CAPS)"),
     "capset": (cred.sys_capset, "ptr ptr", FULL, "the LibOS's capabilities (LIBOS_CAPS)"),
     "prctl": (
         cred.sys_prctl,
-        "int hex",
+        "s32 hex",
         FULL,
         "native but for KEEPCAPS and the bounding set, which the LibOS keeps",
     ),
-    "kill": (sig.sys_kill, "int int", FULL, "permission by LibOS credentials, then native"),
-    "tkill": (sig.sys_tkill, "int int", FULL, "permission by LibOS credentials, then native"),
-    "tgkill": (sig.sys_tgkill, "int int int", FULL, "as kill"),
-    "rt_sigqueueinfo": (sig.sys_rt_sigqueueinfo, "int int ptr", FULL, "as kill"),
-    "rt_tgsigqueueinfo": (sig.sys_rt_tgsigqueueinfo, "int int int ptr", FULL, "as kill"),
-    "pidfd_send_signal": (sig.sys_pidfd_send_signal, "fd int ptr hex", FULL, "as kill"),
+    "kill": (sig.sys_kill, "s32 s32", FULL, "permission by LibOS credentials, then native"),
+    "tkill": (sig.sys_tkill, "s32 s32", FULL, "permission by LibOS credentials, then native"),
+    "tgkill": (sig.sys_tgkill, "s32 s32 s32", FULL, "as kill"),
+    "rt_sigqueueinfo": (sig.sys_rt_sigqueueinfo, "s32 s32 ptr", FULL, "as kill"),
+    "rt_tgsigqueueinfo": (sig.sys_rt_tgsigqueueinfo, "s32 s32 s32 ptr", FULL, "as kill"),
+    "pidfd_send_signal": (sig.sys_pidfd_send_signal, "fd s32 ptr flags", FULL, "as kill"),
     "setpriority": (
         cred.sys_setpriority,
-        "int int int",
+        "s32 s32 s32",
         FULL,
         "raising: by the LibOS, in the instance only",
     ),
@@ -196,18 +208,71 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     ),
 }
 
-# name: errno; the reasons are in syscalls/refused.py
-REFUSED_CALLS: dict[str, int] = {name: err for name, (err, _) in REFUSED_REASONS.items()}
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One x86-64 system call number and what becomes of it."""
+
+    nr: int
+    name: str
+    kind: str  # "native", "native or served", "served full", "served partial", "refused EPERM", ...
+    note: str
+    entry: Entry | None  # what the supervisor does when the call reaches it; None: native
+    rule: Rule | None  # how the filter decides by the arguments, if it does
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(filter(None, notes))
+
+
+@cache
+def rows() -> dict[int, Row]:
+    """Every number of ``NR``, in order, from the lists of this package."""
+    return make_rows(NATIVE, SERVED, REFUSED_REASONS, RULES)
+
+
+def make_rows(
+    native_names: Iterable[str],
+    served: Mapping[str, tuple[Handler, str, str, str]],
+    refused: Mapping[str, tuple[int, str]],
+    rules: Mapping[str, tuple[Rule, str]],
+) -> dict[int, Row]:
+    """One row per number of ``NR``; ``ValueError`` for a name in no class or in two, a name
+    that is no system call, or a rule that sends to the supervisor a call it does not serve."""
+    native = set(native_names)
+    classes = (("native", native), ("served", served), ("refused", refused))
+    for what, names in (*classes, ("argument rules", rules)):
+        unknown = set(names) - set(NR)
+        if unknown:
+            raise ValueError(f"{what}: not x86-64 system calls: {', '.join(sorted(unknown))}")
+    out: dict[int, Row] = {}
+    for name, nr in sorted(NR.items(), key=lambda item: item[1]):
+        where = [what for what, names in classes if name in names]
+        if len(where) != 1:
+            raise ValueError(f"system call {name} ({nr}): {', '.join(where) or 'no class'}")
+        rule, rule_note = rules.get(name, (None, ""))
+        if rule is not None and rule.notifies and name not in served:
+            raise ValueError(f"system call {name} ({nr}): its rule sends it, nothing serves it")
+        if name in native:
+            out[nr] = Row(nr, name, "native", rule_note, None, rule)
+        elif name in served:
+            handler, kinds, level, note = served[name]
+            kind = "native or served" if rule is not None else f"served {level}"
+            entry = Entry(name, handler, tuple(kinds.split()), level, note)
+            out[nr] = Row(nr, name, kind, _join(rule_note, note), entry, rule)
+        else:
+            err, why = refused[name]
+            shown = f"{errno.errorcode[err]}: {why}"
+            entry = Entry(name, process.refuse(err, shown), (), REFUSED, shown)
+            kind = f"refused {errno.errorcode[err]}"
+            out[nr] = Row(nr, name, kind, _join(rule_note, why), entry, rule)
+    return out
 
 
 def build_table() -> dict[int, Entry]:
-    table: dict[int, Entry] = {}
-    for name, (handler, kinds, level, note) in SERVED.items():
-        table[NR[name]] = Entry(name, handler, tuple(kinds.split()), level, note)
-    for name, err in REFUSED_CALLS.items():
-        if name in NR:
-            note = f"{errno.errorcode[err]}: {REFUSED_REASONS[name][1]}"
-            table[NR[name]] = Entry(name, process.refuse(err, note), (), REFUSED, note)
+    """The serving table the kernel is handed: number -> entry, for every call the filter can
+    send to the supervisor (served and refused rows, and Occlum's own two calls)."""
+    table = {nr: row.entry for nr, row in rows().items() if row.entry is not None}
     table[MOUNT_ROOTFS_NR] = Entry(
         "mount_rootfs", mnt.sys_mount_rootfs, ("ptr", "int"), FULL, "Occlum's, for init only"
     )
@@ -215,3 +280,19 @@ def build_table() -> dict[int, Entry]:
         "stub", ex.sys_stub, ("ptr", "ptr"), FULL, "the loader stub asks for its plan"
     )
     return table
+
+
+def filter_program(*, every_exit: bool = False) -> bytes:
+    """The seccomp filter of the rows: their rules in the order of ``native.RULES``, then the
+    native numbers. With ``every_exit`` (``occlum doctor`` measures every process), every
+    ``exit_group`` goes to the supervisor, successful ones too."""
+    table = rows()
+    native = [nr for nr, row in table.items() if row.kind == "native"]
+    rules: list[tuple[int, Rule]] = []
+    for name in RULES:
+        rule = table[NR[name]].rule
+        assert rule is not None
+        if name == "exit_group" and every_exit:
+            rule = seccomp.served_unless_zero(0, always=True)
+        rules.append((NR[name], rule))
+    return seccomp.build_filter(native, rules)
