@@ -320,6 +320,26 @@ def process_of_pid(libos: LibOS, pid: int) -> Process | None:
     return p
 
 
+def group_members(libos: LibOS, t: Task, pgid: int) -> list[Process]:
+    """The instance's processes in process group ``pgid`` (0: the caller's), in the
+    instance's PID namespace."""
+    if pgid == 0:
+        pgrp = os.getpgid(t.process.host_pid)
+    else:
+        leader = libos.proctable.by_pid.get(pgid)
+        if leader is None:
+            return []
+        pgrp = leader.host_pid
+    members = []
+    for p in list(libos.proctable.procs.values()):
+        try:
+            if os.getpgid(p.host_pid) == pgrp:
+                members.append(p)
+        except OSError:
+            continue  # it has just exited
+    return members
+
+
 def ns_tid(t: Task) -> int:
     """The calling thread's id in the instance's PID namespace."""
     if t.tid == t.process.host_pid:
@@ -418,20 +438,7 @@ def _targets(libos: LibOS, t: Task, which: int, who: int) -> list[int]:
                 return [tid]
         return []
     if which == PRIO_PGRP:
-        if who == 0:
-            pgrp = os.getpgid(t.process.host_pid)
-        else:
-            leader = libos.proctable.by_pid.get(who)
-            if leader is None:
-                return []
-            pgrp = leader.host_pid
-        members = []
-        for p in procs:
-            try:
-                if os.getpgid(p.host_pid) == pgrp:
-                    members.append(p)
-            except OSError:
-                continue  # it has just exited
+        members = group_members(libos, t, who)
         return [tid for p in members for tid in host_tids(p.host_pid).values()]
     # PRIO_USER: the processes whose real uid is ``who`` (0: the caller's)
     uid = who or t.cred.uid

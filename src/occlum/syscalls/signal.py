@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from occlum.abi.errors import SyscallError
 from occlum.kernel.api import PROCEED
 from occlum.kernel.procinfo import host_tids, leader_cred, read_proc
-from occlum.syscalls.cred import process_of_pid
+from occlum.syscalls.cred import group_members, process_of_pid
 from occlum.vfs.cred import CAP_KILL, Cred
 
 if TYPE_CHECKING:
@@ -67,21 +67,7 @@ def _group(libos: LibOS, t: Task, pid: int) -> list[Process]:
     procs = list(libos.proctable.procs.values())
     if pid == -1:  # all but init and the caller
         return [p for p in procs if p.pid != 1 and p is not t.process]
-    if pid == 0:
-        pgrp = os.getpgid(t.process.host_pid)
-    else:
-        leader = libos.proctable.by_pid.get(-pid)
-        if leader is None:
-            return []
-        pgrp = leader.host_pid
-    members = []
-    for p in procs:
-        try:
-            if os.getpgid(p.host_pid) == pgrp:
-                members.append(p)
-        except OSError:
-            continue  # it has just exited
-    return members
+    return group_members(libos, t, -pid)
 
 
 def sys_kill(libos: LibOS, t: Task, pid: int, sig: int) -> Result:
