@@ -9,7 +9,7 @@ import random
 import shutil
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,20 +28,6 @@ KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
 
 Snapshot = dict[bytes, tuple[object, ...]]
-
-
-@pytest.fixture
-def vol(tmp_path: Path) -> Path:
-    return tmp_path / "vol"
-
-
-@pytest.fixture
-def mounts() -> Iterator[list[SefsFs]]:
-    """Every volume a test mounts, closed (without committing) at the end."""
-    opened: list[SefsFs] = []
-    yield opened
-    for fs in opened:
-        fs.close(commit=False)
 
 
 def mount(opened: list[SefsFs], d: Path, key: bytes = KEY, **kw: bool) -> SefsFs:

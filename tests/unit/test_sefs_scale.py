@@ -8,7 +8,6 @@ import mmap
 import os
 import resource
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,21 +21,6 @@ from occlum.fs.sefs.volume import SefsFile
 from occlum.vfs.inode import Inode, SetAttr
 
 KEY = bytes(range(32))
-
-
-@pytest.fixture
-def vol(tmp_path: Path) -> Path:
-    return tmp_path / "vol"
-
-
-@pytest.fixture
-def mounts() -> Iterator[list[SefsFs]]:
-    opened: list[SefsFs] = []
-    yield opened
-    for fs in opened:
-        fs.close(commit=False)
-        if fs.close_watch is not None:
-            fs.close_watch.close()
 
 
 def mount(opened: list[SefsFs], d: Path, *, watch: bool = True) -> SefsFs:

@@ -35,14 +35,6 @@ def disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(d)], check=True)
 
 
-@pytest.fixture
-def volumes() -> Iterator[list[SefsFs]]:
-    opened: list[SefsFs] = []
-    yield opened
-    for fs in opened:
-        fs.close(commit=False)
-
-
 def mount(opened: list[SefsFs], d: Path) -> SefsFs:
     fs = SefsFs(d, KEY)
     opened.append(fs)
@@ -98,10 +90,10 @@ def garbage(fs: SefsFs) -> int:
 
 
 def test_a_file_that_does_not_fit_keeps_its_committed_contents(
-    disk: Path, volumes: list[SefsFs]
+    disk: Path, mounts: list[SefsFs]
 ) -> None:
     vol = disk / "vol"
-    fs = mount(volumes, vol)
+    fs = mount(mounts, vol)
     last = fill(fs)
     assert last >= 4
     f = fs.root.lookup(b"f%d" % last)
@@ -111,17 +103,17 @@ def test_a_file_that_does_not_fit_keeps_its_committed_contents(
     # nothing of it reached the host: no partial object, no garbage
     assert garbage(fs) == 0
     fs.close(commit=False)
-    again = mount(volumes, vol)
+    again = mount(mounts, vol)
     for n in range(last):
         assert read(again.root.lookup(b"f%d" % n)) == content(n)
     assert read(again.root.lookup(b"f%d" % last)) == b""  # its name was committed, not its data
 
 
 def test_deletes_and_truncates_commit_on_a_full_disk_and_give_the_room_back(
-    disk: Path, volumes: list[SefsFs]
+    disk: Path, mounts: list[SefsFs]
 ) -> None:
     vol = disk / "vol"
-    fs = mount(volumes, vol)
+    fs = mount(mounts, vol)
     last = fill(fs)
     eat_the_rest(disk)  # not even a journal record fits now, but for the reserve
     for n in range(3):
@@ -138,7 +130,7 @@ def test_deletes_and_truncates_commit_on_a_full_disk_and_give_the_room_back(
     fs.sync()
     assert fs.unstored() == []
     fs.close(commit=False)
-    again = mount(volumes, vol)
+    again = mount(mounts, vol)
     names = sorted(e.name for e in again.root.readdir())
     assert names == sorted([b"g", *(b"f%d" % n for n in range(3, last + 1))])
     assert read(again.root.lookup(b"f3")) == content(3)[:1000]
@@ -148,11 +140,11 @@ def test_deletes_and_truncates_commit_on_a_full_disk_and_give_the_room_back(
 
 
 def test_without_the_reserve_a_delete_on_a_full_disk_cannot_commit(
-    disk: Path, volumes: list[SefsFs], monkeypatch: pytest.MonkeyPatch
+    disk: Path, mounts: list[SefsFs], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the control for the test above: what the reserve is for
     monkeypatch.setattr(ObjectStore, "make_reserve", lambda self, size: False)
-    fs = mount(volumes, disk / "vol")
+    fs = mount(mounts, disk / "vol")
     fill(fs)
     eat_the_rest(disk)
     fs.root.unlink(b"f0")
@@ -161,9 +153,9 @@ def test_without_the_reserve_a_delete_on_a_full_disk_cannot_commit(
     assert getattr(e.value, "errno", None) == errno.ENOSPC
 
 
-def test_a_checkpoint_on_a_full_disk_uses_the_reserve(disk: Path, volumes: list[SefsFs]) -> None:
+def test_a_checkpoint_on_a_full_disk_uses_the_reserve(disk: Path, mounts: list[SefsFs]) -> None:
     vol = disk / "vol"
-    fs = mount(volumes, vol)
+    fs = mount(mounts, vol)
     last = fill(fs)
     eat_the_rest(disk)
     fs.root.unlink(b"f%d" % last)  # the file that did not fit: nothing left to store
@@ -171,9 +163,9 @@ def test_a_checkpoint_on_a_full_disk_uses_the_reserve(disk: Path, volumes: list[
     assert fs.unstored() == [] and volume_usage(fs).store.journal_bytes == 0
 
 
-def test_the_next_checkpoint_removes_garbage(tmp_path: Path, volumes: list[SefsFs]) -> None:
+def test_the_next_checkpoint_removes_garbage(tmp_path: Path, mounts: list[SefsFs]) -> None:
     vol = tmp_path / "vol"
-    fs = mount(volumes, vol)
+    fs = mount(mounts, vol)
     write(fs.root.create(b"f", 0o644, 0, 0), content(1, 3 * MIB))
     fs.sync()
     # what a crash between an object's write and its commit leaves, or a version of SEFS that
@@ -188,13 +180,13 @@ def test_the_next_checkpoint_removes_garbage(tmp_path: Path, volumes: list[SefsF
     after = volume_usage(fs)
     assert after.store.garbage == 0 and after.store.object_bytes < 64 * 1024
     fs.close(commit=False)
-    assert sorted(os.listdir(vol)) == sorted(mount(volumes, vol).committed_names() | {
+    assert sorted(os.listdir(vol)) == sorted(mount(mounts, vol).committed_names() | {
         "superblock", RESERVE
     })  # fmt: skip
 
 
-def test_live_and_stored_bytes(tmp_path: Path, volumes: list[SefsFs]) -> None:
-    fs = mount(volumes, tmp_path / "vol")
+def test_live_and_stored_bytes(tmp_path: Path, mounts: list[SefsFs]) -> None:
+    fs = mount(mounts, tmp_path / "vol")
     write(fs.root.create(b"a", 0o644, 0, 0), content(1, 2 * MIB))
     sparse = fs.root.create(b"sparse", 0o644, 0, 0)
     sparse.setattr(SetAttr(size=64 * MIB))  # a hole: not live data, not stored
@@ -258,10 +250,10 @@ def test_sweep_removes_what_no_state_names_and_usage_counts_it(tmp_path: Path) -
 
 
 def test_a_checkpoint_whose_rename_is_not_made_durable_still_switches(
-    tmp_path: Path, volumes: list[SefsFs], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, mounts: list[SefsFs], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     vol = tmp_path / "vol"
-    fs = mount(volumes, vol)
+    fs = mount(mounts, vol)
     write(fs.root.create(b"f", 0o644, 0, 0), content(1))
     fs.sync()
     real = fs.store.sync_dir
@@ -286,18 +278,18 @@ def test_a_checkpoint_whose_rename_is_not_made_durable_still_switches(
     assert sb is not None and {sb.meta.name, "journal-" + sb.journal.hex()} <= fs.committed_names()
     fs.store.sweep(fs.committed_names())
     fs.close(commit=False)
-    again = mount(volumes, vol)
+    again = mount(mounts, vol)
     assert read(again.root.lookup(b"f")) == content(1)
     assert read(again.root.lookup(b"g")) == content(2)
 
 
 def test_a_full_journal_on_a_full_disk_still_takes_deletes_until_a_checkpoint_fits(
-    disk: Path, volumes: list[SefsFs], monkeypatch: pytest.MonkeyPatch
+    disk: Path, mounts: list[SefsFs], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # small files live in the journal; a checkpoint must move them out, which needs room
     monkeypatch.setattr(volume, "JOURNAL_MAX", 512 * 1024)
     vol = disk / "vol"
-    fs = mount(volumes, vol)
+    fs = mount(mounts, vol)
     n = 0
     while not fs.unstored():
         write(fs.root.create(b"s%d" % n, 0o644, 0, 0), content(n, 100 * 1024))
@@ -312,14 +304,14 @@ def test_a_full_journal_on_a_full_disk_still_takes_deletes_until_a_checkpoint_fi
     u = volume_usage(fs)
     assert u.files == 0 and u.store.garbage == 0 and u.store.journal_bytes == 0
     fs.close(commit=False)
-    assert mount(volumes, vol).root.readdir() == []
+    assert mount(mounts, vol).root.readdir() == []
 
 
 def test_creating_files_on_a_full_disk_cannot_eat_the_reserve(
-    disk: Path, volumes: list[SefsFs]
+    disk: Path, mounts: list[SefsFs]
 ) -> None:
     vol = disk / "vol"
-    fs = mount(volumes, vol)
+    fs = mount(mounts, vol)
     last = fill(fs)
     eat_the_rest(disk)
     refused = 0
@@ -335,6 +327,6 @@ def test_creating_files_on_a_full_disk_cannot_eat_the_reserve(
     fs.root.unlink(b"f0")  # and the delete still commits, with them
     fs.sync()
     fs.close(commit=False)
-    again = mount(volumes, vol)
+    again = mount(mounts, vol)
     names = {e.name for e in again.root.readdir()}
     assert b"f0" not in names and b"f1" in names and b"f%d" % last in names
