@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from inode_io import read, write
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFIFO, S_IFMT, Stat, pack_stat
 from occlum.enclave.counter import MonotonicCounters
@@ -34,25 +35,6 @@ def mount(opened: list[SefsFs], d: Path, key: bytes = KEY, **kw: bool) -> SefsFs
     fs = SefsFs(d, key, **kw)
     opened.append(fs)
     return fs
-
-
-def write(inode: Inode, data: bytes | bytearray, off: int = 0) -> None:
-    fd = inode.open_host_fd(os.O_RDWR)
-    try:
-        os.pwrite(fd, data, off)
-    finally:
-        os.close(fd)
-
-
-def read(inode: Inode) -> bytes:
-    fd = inode.open_host_fd(os.O_RDONLY)
-    try:
-        out = b""
-        while chunk := os.read(fd, 1 << 20):
-            out += chunk
-        return out
-    finally:
-        os.close(fd)
 
 
 def snapshot(fs: SefsFs, *, contents: bool = True) -> Snapshot:

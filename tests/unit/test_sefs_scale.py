@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from inode_io import read, write
 from occlum.abi.fsabi import S_IFDIR, S_IFREG
 from occlum.fs.sefs import CHUNK, SefsFs, volume
 from occlum.fs.sefs.closes import CloseWatch
 from occlum.fs.sefs.journal import Journal
 from occlum.fs.sefs.store import OBJECT_ID_SIZE, RESERVE, ObjectStore, Superblock
 from occlum.fs.sefs.volume import SefsFile
-from occlum.vfs.inode import Inode, SetAttr
+from occlum.vfs.inode import SetAttr
 
 KEY = bytes(range(32))
 
@@ -36,22 +37,6 @@ def settle(fs: SefsFs) -> None:
     assert fs.close_watch is not None
     for v in fs.close_watch.read():
         v.sync()
-
-
-def write(inode: Inode, data: bytes, off: int = 0) -> None:
-    fd = inode.open_host_fd(os.O_RDWR)
-    try:
-        os.pwrite(fd, data, off)
-    finally:
-        os.close(fd)
-
-
-def read(inode: Inode) -> bytes:
-    fd = inode.open_host_fd(os.O_RDONLY)
-    try:
-        return os.pread(fd, 1 << 20, 0)
-    finally:
-        os.close(fd)
 
 
 def stored_bytes(d: Path) -> int:

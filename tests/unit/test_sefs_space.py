@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from inode_io import read, write
 from occlum.abi.errors import SyscallError
 from occlum.fs.sefs import SefsFs, volume
 from occlum.fs.sefs.space import volume_usage
 from occlum.fs.sefs.store import RESERVE, ObjectStore
-from occlum.vfs.inode import Inode, SetAttr
+from occlum.vfs.inode import SetAttr
 
 KEY = bytes(range(32))
 MIB = 1 << 20
@@ -43,22 +44,6 @@ def mount(opened: list[SefsFs], d: Path) -> SefsFs:
 
 def content(n: int, size: int = MIB) -> bytes:
     return (b"%07d" % n) * (size // 7) + bytes(size % 7)
-
-
-def write(inode: Inode, data: bytes) -> None:
-    fd = inode.open_host_fd(os.O_RDWR)
-    try:
-        os.pwrite(fd, data, 0)
-    finally:
-        os.close(fd)
-
-
-def read(inode: Inode) -> bytes:
-    fd = inode.open_host_fd(os.O_RDONLY)
-    try:
-        return os.pread(fd, 1 << 30, 0)
-    finally:
-        os.close(fd)
 
 
 def fill(fs: SefsFs) -> int:

@@ -159,12 +159,9 @@ class LibOS:
 
     def _info(self, pid: int) -> ProcessInfo | None:
         self._poll_events(0)
-        p = self.proctable.by_pid.get(pid)
+        p = self.proctable.find(pid)
         if p is None:
-            self.proctable.settle_all()  # a child forked natively that has not called the LibOS yet
-            p = self.proctable.by_pid.get(pid)
-            if p is None:
-                return None
+            return None
         return procinfo.process_info(self, p)
 
     # -- running (kernel/stages.py: the init stage, the program's tree, the exit status) ----

@@ -221,6 +221,23 @@ class ProcTable:
         for p in list(self.procs.values()):
             self.settle_children(p)
 
+    def find(self, pid: int) -> Process | None:
+        """The process with LibOS pid ``pid``; on a miss, the processes forked natively that
+        have made no served call yet are met first."""
+        p = self.by_pid.get(pid)
+        if p is None:
+            self.settle_all()
+            p = self.by_pid.get(pid)
+        return p
+
+    def find_host(self, host_pid: int) -> Process | None:
+        """As :meth:`find`, by host pid."""
+        p = self.procs.get(host_pid)
+        if p is None:
+            self.settle_all()
+            p = self.procs.get(host_pid)
+        return p
+
     def process_exited(self, p: Process) -> None:
         if self.faults.fd < 0:  # else the kernel log's record of a kill says it (_report_faults)
             self.limits.check_memory()  # was it the out-of-memory killer?

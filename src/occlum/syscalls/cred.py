@@ -304,20 +304,10 @@ def _cred_of_pid(libos: LibOS, t: Task, pid: int) -> Cred:
         return t.cred
     if pid < 0:
         raise SyscallError(errno.EINVAL, "negative pid")
-    target = process_of_pid(libos, pid)
+    target = libos.proctable.find(pid)
     if target is None:
         raise SyscallError(errno.ESRCH, "no such process")
     return leader_cred(libos, target)
-
-
-def process_of_pid(libos: LibOS, pid: int) -> Process | None:
-    """The instance's process with pid ``pid`` (in the instance's PID namespace), meeting the
-    processes forked natively that have made no call yet if need be."""
-    p = libos.proctable.by_pid.get(pid)
-    if p is None:
-        libos.proctable.settle_all()
-        p = libos.proctable.by_pid.get(pid)
-    return p
 
 
 def group_members(libos: LibOS, t: Task, pgid: int) -> list[Process]:

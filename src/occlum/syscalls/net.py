@@ -556,11 +556,7 @@ def sys_getsockopt(
     if host_pid == 0:
         return PROCEED  # no peer (or one outside the instance): the kernel's own answer
     if host_pid > 0:
-        table = libos.proctable
-        peer = table.procs.get(host_pid)
-        if peer is None:
-            table.settle_all()  # a child forked natively that has made no served call yet
-            peer = table.procs.get(host_pid)
+        peer = libos.proctable.find_host(host_pid)  # (met first if it has made no call)
         if peer is not None:
             cred = leader_cred(libos, peer)
             client = (peer.pid, cred.euid, cred.egid)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from occlum.abi.errors import SyscallError
 from occlum.kernel.api import PROCEED
 from occlum.kernel.procinfo import host_tids, leader_cred, read_proc
-from occlum.syscalls.cred import group_members, process_of_pid
+from occlum.syscalls.cred import group_members
 from occlum.vfs.cred import CAP_KILL, Cred
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def sys_kill(libos: LibOS, t: Task, pid: int, sig: int) -> Result:
     if _trivial(t, sig):
         return PROCEED
     if pid > 0:
-        target = process_of_pid(libos, pid)
+        target = libos.proctable.find(pid)
         if target is None or _allowed(t, target, leader_cred(libos, target), sig):
             return PROCEED  # (no such process: the kernel's ESRCH)
         raise SyscallError(errno.EPERM, "the target belongs to another user")
@@ -97,9 +97,9 @@ def _thread_target(libos: LibOS, tgid: int | None, tid: int) -> tuple[Process, C
     """The process holding LibOS thread ``tid`` (of process ``tgid`` when given) and the
     thread's credentials."""
     if tgid is not None:
-        procs = [p] if (p := process_of_pid(libos, tgid)) is not None else []
+        procs = [p] if (p := libos.proctable.find(tgid)) is not None else []
     else:
-        p = process_of_pid(libos, tid)
+        p = libos.proctable.find(tid)
         procs = [p] if p is not None else list(libos.proctable.procs.values())
     for p in procs:
         host_tid = p.host_pid if tid == p.pid else host_tids(p.host_pid).get(tid)
@@ -129,7 +129,7 @@ def sys_tgkill(libos: LibOS, t: Task, tgid: int, tid: int, sig: int) -> Result:
 def sys_rt_sigqueueinfo(libos: LibOS, t: Task, tgid: int, sig: int, info: int) -> Result:
     if _trivial(t, sig) or tgid <= 0:
         return PROCEED
-    target = process_of_pid(libos, tgid)
+    target = libos.proctable.find(tgid)
     if target is None or _allowed(t, target, leader_cred(libos, target), sig):
         return PROCEED
     raise SyscallError(errno.EPERM, "the target belongs to another user")
@@ -155,10 +155,7 @@ def sys_pidfd_send_signal(
         host_pid = int(text[at : text.index(b"\n", at)])
     except (OSError, ValueError):
         return PROCEED  # not a pidfd: the kernel's EBADF
-    target = libos.proctable.procs.get(host_pid)
-    if target is None:
-        libos.proctable.settle_all()
-        target = libos.proctable.procs.get(host_pid)
+    target = libos.proctable.find_host(host_pid)
     if target is None or _allowed(t, target, leader_cred(libos, target), sig):
         return PROCEED
     raise SyscallError(errno.EPERM, "the target belongs to another user")
