@@ -57,3 +57,16 @@ def opened_elsewhere(fd: int) -> bool:
         return True
     finally:
         os.close(probe)
+
+
+def opened_besides(fd: int) -> bool:
+    """Like :func:`opened_elsewhere`, for a file whose own descriptor ``fd`` is a read-only
+    open file description (a file of a host tmpfs instance: made writable by ``O_TMPFILE``,
+    then kept through a read-only reopen): that description counts, so the lease is taken on
+    ``fd`` itself, which allows it only when there is no other, and released at once."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+    except OSError:
+        return True
+    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    return False
