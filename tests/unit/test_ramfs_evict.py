@@ -203,3 +203,21 @@ def test_out_of_descriptors_the_unheld_files_go_first(fs: RamFs) -> None:
         assert read(fs.root.lookup(b"f3")) == b"3"
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_supervisor_keeps_only_so_much_of_the_programs_data() -> None:
+    fs = RamFs(kind="ramfs")
+    fs.let_go_max = 3 * PAGE
+    small, big = (ramfile(fs.root.create(n, 0o644, 0, 0)) for n in (b"small", b"big"))
+    write(small, b"s" * PAGE)
+    write(big, b"b" * 4 * PAGE)
+    assert fs.cache is not None
+    fs.cache.evict(0)
+    assert small.memfd is None and fs.let_go_bytes == PAGE
+    assert big.memfd is not None  # its pages stay where they were written, and charged
+    assert read(small) == b"s" * PAGE
+    assert fs.let_go_bytes == 0
+    fs.root.unlink(b"big")
+    fs.cache.evict(0)
+    fs.root.unlink(b"small")
+    assert fs.let_go_bytes == 0

@@ -185,6 +185,8 @@ class RamInode(Inode):
 
 # A memfd's data extents are kept as pieces of at most this many bytes while it is let go
 _PIECE = 4 << 20
+# The data of files let go that the supervisor keeps, per file system, at most
+LET_GO_MAX = 256 << 20
 
 
 @dataclass(slots=True)
@@ -196,6 +198,7 @@ class _LetGo:
     size: int
     blocks: int
     extents: list[tuple[int, bytes]]
+    kept: int  # bytes of data in extents
 
 
 def _data_extents(fd: int, size: int) -> Iterator[tuple[int, bytes]]:
@@ -347,7 +350,13 @@ class RamFile(RamInode):
         fd = self.memfd
         if fd is None or self.nlink == 0:
             return False
-        return not (opened_elsewhere(fd) if self.fs.backing is None else opened_besides(fd))
+        fs = self.fs
+        if fs.backing is not None:
+            return not opened_besides(fd)
+        # the supervisor's memory is not the programs': it keeps only so much of theirs
+        if fs.let_go_bytes + os.fstat(fd).st_blocks * 512 > fs.let_go_max:
+            return False
+        return not opened_elsewhere(fd)
 
     def evict(self) -> None:
         """Let the memfd of an :meth:`evictable` file go: its times go into the inode, its
@@ -371,7 +380,9 @@ class RamFile(RamInode):
         self.mtime_ns = host.st_mtime_ns
         if (host.st_ctime_ns, host.st_mtime_ns) != self._remade:
             self.ctime_ns = max(self.ctime_ns, host.st_ctime_ns)
-        self._let_go = _LetGo(host.st_size, host.st_blocks, extents)
+        kept = sum(len(data) for _, data in extents)
+        self.fs.let_go_bytes += kept
+        self._let_go = _LetGo(host.st_size, host.st_blocks, extents, kept)
         self.close_memfd()
         self._release = None
 
@@ -407,13 +418,18 @@ class RamFile(RamInode):
         host = os.fstat(fd)
         self._remade = (host.st_ctime_ns, host.st_mtime_ns)
         self._adopt(fd)
-        self._let_go = None
+        self._forget_let_go()
         return fd
+
+    def _forget_let_go(self) -> None:
+        if self._let_go is not None:
+            self.fs.let_go_bytes -= self._let_go.kept
+            self._let_go = None
 
     def dropped(self) -> None:
         # descriptors already donated keep the memfd's file alive in the host kernel
         self.close_memfd()
-        self._let_go = None
+        self._forget_let_go()
         if self._host_name is not None and self.fs.backing is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self._host_name, dir_fd=self.fs.backing)
@@ -717,6 +733,11 @@ class RamFs(FileSystem):
     used_inodes = 0
     # the files whose contents hold a descriptor now (None: a subclass keeps its own)
     cache: FileCache[RamFile] | None = None
+    # bytes of the files let go that the supervisor keeps (files of a host tmpfs instance
+    # keep theirs there), and how many it may: past that, files keep their memfd, whose pages
+    # stay charged to the programs that wrote them (see docs/internals.md)
+    let_go_bytes = 0
+    let_go_max = LET_GO_MAX
 
     def claim_inode(self) -> None:
         if self.max_inodes and self.used_inodes >= self.max_inodes:
