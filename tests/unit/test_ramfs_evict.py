@@ -114,6 +114,23 @@ def test_a_write_after_remaking_moves_the_times(fs: RamFs) -> None:
     assert read(f) == b"two"
 
 
+def test_attributes_set_while_let_go_hold(fs: RamFs) -> None:
+    f = ramfile(fs.root.create(b"f", 0o644, 0, 0))
+    write(f, b"abc")
+    assert fs.cache is not None
+    fs.cache.evict(0)
+    f.setattr(SetAttr(mtime_ns=7_000_000_000, mode=0o600))
+    st = f.getattr()
+    assert (st.mtime_ns, st.mode & 0o7777, st.size) == (7_000_000_000, 0o600, 3)
+    assert f.memfd is None
+    assert read(f) == b"abc"
+    assert f.getattr().mtime_ns == 7_000_000_000  # the remade file's own time, set
+    fs.cache.evict(0)
+    f.setattr(SetAttr(size=1))  # a truncate makes it again
+    assert read(f) == b"a"
+    assert f.getattr().size == 1
+
+
 def test_a_file_a_program_holds_is_never_let_go(fs: RamFs) -> None:
     root = fs.root
     held = ramfile(root.create(b"held", 0o644, 0, 0))

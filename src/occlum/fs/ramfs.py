@@ -400,6 +400,11 @@ class RamFile(RamInode):
                 fd = cache.descriptor(
                     lambda: os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=backing)
                 )
+                try:  # the times a setattr gave while it was let go (for a memfd: below)
+                    os.utime(fd, ns=(self.atime_ns, self.mtime_ns))
+                except BaseException:
+                    os.close(fd)
+                    raise
             else:
                 fd = cache.descriptor(lambda: os.memfd_create(f"ramfs:{self.ino}", os.MFD_CLOEXEC))
                 try:
