@@ -4,6 +4,7 @@ supervisor's descriptors."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import mmap
 import os
@@ -238,3 +239,22 @@ def test_the_supervisor_keeps_only_so_much_of_the_programs_data() -> None:
     fs.cache.evict(0)
     fs.root.unlink(b"small")
     assert fs.let_go_bytes == 0
+
+
+def test_pages_past_the_end_keep_the_memfd() -> None:
+    """Pages allocated past the end (fallocate with FALLOC_FL_KEEP_SIZE) count in st_blocks
+    but no SEEK_DATA finds them: such a file keeps its memfd, so st_blocks stays true."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+    fs = RamFs(kind="ramfs")
+    f = ramfile(fs.root.create(b"f", 0o644, 0, 0))
+    write(f, b"x")
+    fd = f.open_host_fd(os.O_RDWR)
+    assert libc.fallocate(fd, 1, 0, 4 * PAGE) == 0  # FALLOC_FL_KEEP_SIZE
+    os.close(fd)
+    before = fields(f.getattr())
+    assert f.getattr().blocks == 4 * PAGE // 512
+    assert fs.cache is not None
+    fs.cache.evict(0)
+    assert f.memfd is not None
+    assert fields(f.getattr()) == before

@@ -226,6 +226,23 @@ def _data_extents(fd: int, size: int) -> Iterator[tuple[int, bytes]]:
         pos = end
 
 
+def _pages(st: os.stat_result) -> int:
+    """The bytes of the pages that hold a memfd's ``st_size`` bytes (its block size is a
+    page)."""
+    return -(-st.st_size // st.st_blksize) * st.st_blksize
+
+
+def _data_of(fd: int, st: os.stat_result) -> list[tuple[int, bytes]]:
+    """:func:`_data_extents` of the memfd ``fd`` whose stat is ``st``; a file whose every
+    page holds data (a small file written once, the common case) or none is read at once."""
+    if st.st_blocks == 0:
+        return []
+    if st.st_blocks * 512 == _pages(st) and st.st_size <= _PIECE:
+        data = os.pread(fd, st.st_size, 0)
+        return [(0, data)] if data else []
+    return list(_data_extents(fd, st.st_size))
+
+
 class RamFile(RamInode):
     """A regular file whose pages live in a memfd owned by this inode while it is used."""
 
@@ -353,8 +370,12 @@ class RamFile(RamInode):
         fs = self.fs
         if fs.backing is not None:
             return not opened_besides(fd)
+        st = os.fstat(fd)
+        held = st.st_blocks * 512
+        if held > _pages(st):
+            return False  # pages past the end (fallocate KEEP_SIZE), which SEEK_DATA misses
         # the supervisor's memory is not the programs': it keeps only so much of theirs
-        if fs.let_go_bytes + os.fstat(fd).st_blocks * 512 > fs.let_go_max:
+        if fs.let_go_bytes + held > fs.let_go_max:
             return False
         return not opened_elsewhere(fd)
 
@@ -367,7 +388,7 @@ class RamFile(RamInode):
         host = os.fstat(fd)
         backing = self.fs.backing
         if backing is None:
-            extents = list(_data_extents(fd, host.st_size))
+            extents = _data_of(fd, host)
         else:
             extents = []
             if self._host_name is None:
@@ -380,7 +401,9 @@ class RamFile(RamInode):
         self.mtime_ns = host.st_mtime_ns
         if (host.st_ctime_ns, host.st_mtime_ns) != self._remade:
             self.ctime_ns = max(self.ctime_ns, host.st_ctime_ns)
-        kept = sum(len(data) for _, data in extents)
+        kept = 0
+        for _, data in extents:
+            kept += len(data)
         self.fs.let_go_bytes += kept
         self._let_go = _LetGo(host.st_size, host.st_blocks, extents, kept)
         self.close_memfd()
