@@ -2,11 +2,12 @@
  * reopened and read back; the directory listed; all deleted. Then 25 000 in a tmpfs mounted
  * at run time, whose statfs counts their pages.
  *
- * The program never holds more than two descriptors. The LibOS once kept a host descriptor
+ * The program holds a handful of descriptors at most. The LibOS once kept a host descriptor
  * (a memfd, or a file of the tmpfs mount's host instance) for every file for the file's whole
  * life, so creation stopped near the descriptor limit (about 20 000 files) with EMFILE; now a
- * file nobody holds lets it go. Also: a held file (open, and mapped) keeps its contents and is
- * seen by later opens while thousands of others come and go; a sparse file keeps its holes.
+ * file nobody holds lets it go. Also: a held file (open, and mapped; open in another process)
+ * keeps its contents and is seen by later opens while thousands of others come and go; a
+ * sparse file keeps its holes.
  *
  * Natively the tmpfs is mounted in a private mount namespace of the test's own; inside the
  * LibOS unshare is refused and the mount is the LibOS's own (as in mount_tmpfs.c).
@@ -144,8 +145,39 @@ int main(int argc, char **argv)
     CHECK(pwrite(sp, "tail", 4, 1 << 20) == 4);
     close(sp);
 
+    /* a file another process holds open while the files come and go */
+    int go[2], back[2];
+    OK("pipe", pipe(go));
+    OK("pipe", pipe(back));
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        int fd = open("shared", O_RDWR | O_CREAT | O_EXCL, 0644);
+        char c = 'x', buf[16] = "";
+        if (fd < 0 || write(fd, "from child", 10) != 10)
+            _exit(3);
+        if (write(back[1], &c, 1) != 1 || read(go[0], &c, 1) != 1) /* the parent's turn */
+            _exit(4);
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        printf("child sees: %.*s\n", (int)(n > 0 ? n : 0), buf);
+        fflush(stdout);
+        _exit(0);
+    }
+    char c;
+    CHECK(read(back[0], &c, 1) == 1);
+
     long made = make_files(FILES);
     long bad = read_back(made);
+
+    const char *sh = read_file("shared");
+    printf("parent sees: %s\n", sh ? sh : errname(errno));
+    int so = OK("open shared", open("shared", O_WRONLY));
+    CHECK(pwrite(so, "from parent", 11, 0) == 11);
+    close(so);
+    fflush(stdout); /* the child's line comes after these */
+    CHECK(write(go[1], "g", 1) == 1);
+    printf("child: %d\n", wait_child(child));
+    OK("unlink shared", unlink("shared"));
 
     struct stat st;
     if (made > 12345) {

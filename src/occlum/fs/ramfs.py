@@ -14,7 +14,7 @@ instance's host file system gets a name there and its descriptor is closed.  The
 makes the memfd again, or reopens the name, with the same size, times, holes and pages, so
 the number of files is not bounded by the supervisor's descriptors.
 
-About 700 lines, one room: the inode kinds and the file system share the memfd page cache
+About 820 lines, one room: the inode kinds and the file system share the memfd page cache
 and its accounting.
 """
 
