@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import errno
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 from occlum.abi.errors import SyscallError
@@ -54,9 +54,6 @@ class FileCache(Generic[F]):
 
     def __len__(self) -> int:
         return len(self._files)
-
-    def __iter__(self) -> Iterator[F]:
-        return iter(list(self._files))
 
     def __contains__(self, f: object) -> bool:
         return f in self._files
