@@ -278,7 +278,7 @@ class LibOS:
                 res: Result = self.missing(t, nr)
             else:
                 call_args = args[: len(entry.kinds)]
-                if entry.int32:  # decoded by kind: descriptors and AT_* flags as C ints
+                if entry.steps:  # decoded by kind: C ints, flag sets (EINVAL for a bit refused)
                     call_args = entry.decode(call_args)
                 res = entry.handler(self, t, *call_args)
         except SyscallError as exc:
