@@ -18,6 +18,7 @@ from occlum.fs.sefs import SefsFs
 from occlum.kernel.spec import MountSpec
 from occlum.vfs import PathOp, resolve
 from occlum.vfs.cred import CAP_SYS_ADMIN
+from occlum.vfs.mount import MountTable
 
 if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS
@@ -113,7 +114,9 @@ def sys_mount(
     if not options:
         options = "ro" if fs.readonly else "rw"
     # a mount without a source shows "none", as Linux's does
-    where.mount.table.mount_at(where, fs, source=src or b"none", options=options)
+    table = where.mount.table
+    assert isinstance(table, MountTable)  # the only kind of table there is
+    table.mount_at(where, fs, source=src or b"none", options=options)
     return 0
 
 
@@ -131,7 +134,9 @@ def sys_umount2(libos: LibOS, t: Task, target: int, flags: int) -> int:
     if where.mount.mountpoint is None:
         raise SyscallError(errno.EBUSY, "the root is mounted by the LibOS")
     fs = where.mount.fs
-    where.mount.table.umount(where)  # syncs it
+    table = where.mount.table
+    assert isinstance(table, MountTable)
+    table.umount(where)  # syncs it
     if isinstance(fs, SefsFs):
         fs.close()
     return 0
