@@ -76,6 +76,12 @@ int main(int argc, char **argv)
     ERR("openat2 unknown", syscall(SYS_openat2, AT_FDCWD, "f", &how, sizeof how), EINVAL);
     how.flags = O_RDONLY | (1ULL << 40);
     ERR("openat2 high", syscall(SYS_openat2, AT_FDCWD, "f", &how, sizeof how), EINVAL);
+    /* with O_PATH, open(2) keeps only the flags O_PATH takes; openat2 refuses the others */
+    how.flags = O_PATH | O_RDWR;
+    ERR("openat2 O_PATH|O_RDWR", syscall(SYS_openat2, AT_FDCWD, "f", &how, sizeof how), EINVAL);
+    fd = OK("openat O_PATH|O_RDWR", syscall(SYS_openat, AT_FDCWD, "f", O_PATH | O_RDWR));
+    ERR("O_PATH write", write(fd, "x", 1), EBADF);
+    close(fd);
     how.flags = O_WRONLY | O_CREAT;
     how.mode = 010644; /* a mode bit beyond 07777 */
     ERR("openat2 mode", syscall(SYS_openat2, AT_FDCWD, "c", &how, sizeof how), EINVAL);

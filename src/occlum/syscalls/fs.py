@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 
 O_CLOEXEC = os.O_CLOEXEC
 O_PATH = os.O_PATH
+_O_PATH_FLAGS = os.O_DIRECTORY | os.O_NOFOLLOW | O_PATH | O_CLOEXEC  # Linux's O_PATH_FLAGS
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
 ID_UNCHANGED = 0xFFFFFFFF  # (uid_t)-1
@@ -185,6 +186,8 @@ def sys_openat2(libos: LibOS, t: Task, dirfd: int, path: int, how: int, size: in
             raise SyscallError(errno.EINVAL, "mode beyond 07777")
     elif mode:
         raise SyscallError(errno.EINVAL, "mode without O_CREAT")
+    if flags & O_PATH and flags & ~_O_PATH_FLAGS:  # open(2) drops them (vfs/open.py)
+        raise SyscallError(errno.EINVAL, "O_PATH with flags it does not take")
     return do_open(libos, t, dirfd, _path(t, path), flags, mode, rflags)
 
 
