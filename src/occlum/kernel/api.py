@@ -56,6 +56,7 @@ Handler = Callable[..., Result]
 # - a name of ``abi.flagsets.FLAG_SETS``: that set's width, its unknown bits refused (EINVAL
 #   before the handler runs), cleared or passed on as the set says.
 S32, U32, S64 = 1, 2, 3
+ID_UNCHANGED = 0xFFFFFFFF  # a "uid" of -1: the calls that take it leave that id as it is
 RAW_KINDS = frozenset({"size", "hex", "ptr", "path", "str", "argv", "envp"})
 CODED_KINDS = {"fd": S32, "dirfd": S32, "s32": S32, "u32": U32, "mode": U32, "uid": U32,
                "int": S64}  # fmt: skip

@@ -37,7 +37,7 @@ from occlum.abi.fsabi import (
     pack_statx,
 )
 from occlum.abi.syscalls import NR
-from occlum.kernel.api import PROCEED, Donate
+from occlum.kernel.api import ID_UNCHANGED, PROCEED, Donate
 from occlum.kernel.objects import FileRef
 from occlum.syscalls.common import (
     fd_file_location,
@@ -70,7 +70,6 @@ O_PATH = os.O_PATH
 _O_PATH_FLAGS = os.O_DIRECTORY | os.O_NOFOLLOW | O_PATH | O_CLOEXEC  # Linux's O_PATH_FLAGS
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
-ID_UNCHANGED = 0xFFFFFFFF  # (uid_t)-1
 
 
 def _path(t: Task, addr: int) -> bytes:
