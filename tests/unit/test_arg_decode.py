@@ -117,3 +117,9 @@ def test_names_for_the_trace() -> None:
     assert FLAG_SETS["map"].format(0x22) == "MAP_PRIVATE|MAP_ANONYMOUS"
     assert FLAG_SETS["rename"].format(0) == "0"
     assert FlagSet("t", ((1, "A"),), "refuse").refused == 0xFFFF_FFFE
+
+
+def test_mount_flags_are_the_low_32_bits() -> None:
+    mount = build_table()[NR["mount"]]
+    assert mount.decode((1, 2, 3, 1 << 40 | 0xC0ED0001, 4))[3] == 0xC0ED0001
+    assert FLAG_SETS["mount"].format(0xC0ED0001) == "MS_MGC_VAL|MS_RDONLY"

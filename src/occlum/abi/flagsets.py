@@ -163,6 +163,19 @@ PIDFD_SIGNAL = _set(
     (4, "PIDFD_SIGNAL_PROCESS_GROUP"),
     exclusive=(3, 5, 6),
 )  # fmt: skip
+# mount: an unsigned long, of which Linux reads the low 32 bits (the upper half is ignored);
+# the handler refuses what it does not serve
+MOUNT = _set(
+    "MS_",
+    IGNORE,
+    (0xC0ED0000, "MS_MGC_VAL"), (1, "MS_RDONLY"), (2, "MS_NOSUID"), (4, "MS_NODEV"),
+    (8, "MS_NOEXEC"), (16, "MS_SYNCHRONOUS"), (32, "MS_REMOUNT"), (64, "MS_MANDLOCK"),
+    (128, "MS_DIRSYNC"), (256, "MS_NOSYMFOLLOW"), (1024, "MS_NOATIME"), (2048, "MS_NODIRATIME"),
+    (4096, "MS_BIND"), (8192, "MS_MOVE"), (16384, "MS_REC"), (32768, "MS_SILENT"),
+    (1 << 16, "MS_POSIXACL"), (1 << 17, "MS_UNBINDABLE"), (1 << 18, "MS_PRIVATE"),
+    (1 << 19, "MS_SLAVE"), (1 << 20, "MS_SHARED"), (1 << 21, "MS_RELATIME"),
+    (1 << 23, "MS_I_VERSION"), (1 << 24, "MS_STRICTATIME"), (1 << 25, "MS_LAZYTIME"),
+)  # fmt: skip
 # mmap (served from 64 MiB, then the kernel runs it and judges every bit): names only
 PROT = _set(
     "PROT_",
@@ -201,6 +214,7 @@ FLAG_SETS: dict[str, FlagSet] = {
     "accept4": ACCEPT4,
     "msync": MSYNC,
     "umount": UMOUNT,
+    "mount": MOUNT,
     "pidfd_signal": PIDFD_SIGNAL,
     "prot": PROT,
     "map": MAP,

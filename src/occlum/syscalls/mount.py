@@ -81,7 +81,6 @@ _KINDS = {
 def sys_mount(
     libos: LibOS, t: Task, source: int, target: int, fstype: int, flags: int, data: int
 ) -> int:
-    flags &= 0xFFFFFFFF
     if flags & (MS_REMOUNT | MS_BIND | MS_MOVE):
         raise SyscallError(errno.EINVAL, "only new mounts are supported (no remount, bind or move)")
     if flags & ~(_HARMLESS | MS_RDONLY):

@@ -154,7 +154,7 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
     ),
     "mount": (
         mnt.sys_mount,
-        "str path str hex str",
+        "str path str mount str",
         PARTIAL,
         "tmpfs (size= by the host), ramfs, sefs (under run/mount/), procfs, devfs; no remount/bind/move",
     ),
