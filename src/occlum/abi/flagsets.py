@@ -75,8 +75,17 @@ class FlagSet:
         return "|".join(names) or "0"
 
 
-def _set(name: str, unknown: str, *bits: tuple[int, str], **kw: object) -> FlagSet:
-    return FlagSet(name, bits, unknown, **kw)  # type: ignore[arg-type]
+def _set(
+    name: str,
+    unknown: str,
+    *bits: tuple[int, str],
+    exclusive: tuple[int, ...] = (),
+    reserved: int = 0,
+    zero: tuple[int, str] | None = None,
+    width: int = 32,
+    signed: bool = False,
+) -> FlagSet:
+    return FlagSet(name, bits, unknown, exclusive, reserved, zero, width, signed)
 
 
 _O_BITS = (

@@ -1,6 +1,7 @@
-"""What a syscall handler returns and how the table describes it: the vocabulary shared by the
-serving loop (``kernel/libos.py``) and the handlers (``syscalls/``). It imports nothing of the
-LibOS, so that both can import it without a circle."""
+"""What a syscall handler returns and how the table describes it (an ``Entry``, which decodes
+the call's arguments by kind): the vocabulary shared by the serving loop (``kernel/libos.py``)
+and the handlers (``syscalls/``). It imports nothing of the LibOS (only ``abi/``'s flag sets),
+so that both can import it without a circle."""
 
 from __future__ import annotations
 
