@@ -28,7 +28,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import (
@@ -52,10 +52,15 @@ from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, SetAttr, Stat
 from occlum.vfs.mount import FileSystem
 from occlum.vfs.xattr import XattrStore
 
-if TYPE_CHECKING:
-    from occlum.fs.sefs.closes import CloseWatch
-
 __all__ = ["RamFs"]
+
+
+class CloseWatcher(Protocol):
+    """What a nameless file asks of the last-close watch (``fs/sefs/closes.py``'s
+    ``CloseWatch``, which imports this module): a word when a description of it is closed."""
+
+    def watch(self, f: RamFile, memfd: int, *, every_close: bool = False) -> None: ...
+
 
 # Character devices a ramfs/devfs node may stand for, and the harmless host device behind
 # each: opening the node opens the host device, never anything else.
@@ -756,7 +761,7 @@ class RamFs(FileSystem):
     backing: int | None = None
     # the LibOS's watch of closes: nameless files are freed at their last close (without it,
     # when their inode object is)
-    close_watch: CloseWatch | None = None
+    close_watch: CloseWatcher | None = None
     max_inodes = 0  # nr_inodes=: 0 is no limit
     used_inodes = 0
     # the files whose contents hold a descriptor now (None: a subclass keeps its own)

@@ -553,7 +553,9 @@ def _server_main(
         signal.signal(signal.SIGTERM, lambda _s, _f: server.request_stop())
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        code = libos.serve(started)
+        from occlum.kernel import stages  # in the server process only, as the LibOS is
+
+        code = stages.serve(libos, started)
     except UserError as exc:
         tell(f"error {exc}")
         print(f"occlum server: {exc}", file=sys.stderr, flush=True)
