@@ -137,6 +137,35 @@ def test_occlum_start_puts_the_native_client_in_run(started: Instance) -> None:
     assert (code, out) == (0, b"in\n")
 
 
+def test_the_child_forked_ahead_is_no_program(instance: Instance) -> None:
+    """The spawner forks the child of the next `occlum exec` ahead of the request: until it
+    runs a program it is not in `occlum ps`, `occlum kill` does not reach it, and `occlum stop`
+    does not wait for it (it ignores SIGTERM, as the spawner does)."""
+    _call([OCCLUM, "stop", "-t", "1"], instance.path)
+    assert _call([OCCLUM, "start"], instance.path)[0] == 0
+    try:
+        client = instance.path / "run" / "occlum-exec"
+        code, out, _ = _call([client, "/bin/sh", "-c", 'echo "$$"'], instance.path)
+        assert code == 0
+        time.sleep(0.5)  # the child ahead is forked once the spawner is idle
+        ahead = int(out) + 1  # the next pid of the instance's namespace
+        code, out, _ = _call([OCCLUM, "ps"], instance.path)
+        assert code == 0 and b"occlum" not in out and b"python" not in out, out
+        code, _, err = _call([OCCLUM, "kill", str(ahead)], instance.path)
+        assert (code, err) == (
+            1,
+            f"occlum: error: no process {ahead} in the instance (see occlum ps)\n".encode(),
+        )
+        # the child ahead starts the next program
+        code, out, _ = _call([client, "/bin/sh", "-c", 'echo "$$"'], instance.path)
+        assert (code, int(out)) == (0, ahead)
+    finally:
+        began = time.monotonic()
+        code, _, err = _call([OCCLUM, "stop", "-t", "5"], instance.path)
+    assert code == 0, err
+    assert time.monotonic() - began < 4, "stop waited for the child forked ahead"
+
+
 def test_errors_before_anything_runs_are_one_line_from_both_clients(
     instance: Instance, tmp_path: Path
 ) -> None:
