@@ -4,7 +4,9 @@ the Python client does: same outputs, exit codes, error lines and signal relay."
 from __future__ import annotations
 
 import os
+import pty
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -76,6 +78,8 @@ CASES: list[tuple[list[str | bytes], bytes]] = [
     (["/bin/sh", "-c", "kill -SEGV $$"], b""),
     (["/bin/sh", "-c", "kill -ABRT $$"], b""),
     (["/bin/sh", "-c", "kill -TERM $$"], b""),
+    (["/bin/sh", "-c", "kill -40 $$"], b""),  # a real-time signal, which Python cannot name
+    (["/bin/sh", "-c", "kill -34 $$"], b""),
     (["/bin/nope"], b""),
     (["/etc/passwd"], b""),
     (["bin/sh"], b""),
@@ -125,6 +129,42 @@ def test_ctrl_c_on_the_native_client_reaches_the_whole_pipeline(started: Instanc
     assert native == _interrupt(PYTHON_CLIENT, started.path)
     code, out, _ = _call([OCCLUM, "ps"], started.path)
     assert code == 0 and b"sleep" not in out, out
+
+
+def _under_a_terminal(cmd: Sequence[str | Path], cwd: Path) -> tuple[int, bytes]:
+    """Run ``cmd`` with a terminal as its stdin, stdout and stderr; its exit code and what
+    it wrote there."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [*cmd, "/bin/sh", "-c", "test -t 0 && test -t 1 && echo tty-$((6*7)); read x; echo got-$x; exit 4"],
+        cwd=cwd, env=ENV, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 30
+        while b"tty-42" not in seen and time.monotonic() < deadline:
+            if select.select([master], [], [], 1)[0]:
+                seen += os.read(master, 4096)
+        os.write(master, b"typed\r")
+        code = proc.wait(timeout=30)
+        while select.select([master], [], [], 0.2)[0]:
+            try:
+                seen += os.read(master, 4096)
+            except OSError:
+                break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    return code, seen
+
+
+def test_both_clients_give_the_program_a_terminal(started: Instance) -> None:
+    for cmd in ([started.path / "run" / "occlum-exec"], PYTHON_CLIENT):
+        code, seen = _under_a_terminal(cmd, started.path)
+        assert code == 4, (cmd, seen)
+        assert b"tty-42" in seen and b"got-typed" in seen, (cmd, seen)
 
 
 def test_occlum_start_puts_the_native_client_in_run(started: Instance) -> None:
