@@ -206,6 +206,34 @@ def test_the_child_forked_ahead_is_no_program(instance: Instance) -> None:
     assert time.monotonic() - began < 4, "stop waited for the child forked ahead"
 
 
+def test_the_spawner_asks_the_libos_nothing_to_start_a_program(instance: Instance) -> None:
+    """Between requests the spawner forks the next child ahead; neither it nor that child
+    makes a served call (socket.socketpair would: getsockname) before the program's execve."""
+    _call([OCCLUM, "stop", "-t", "1"], instance.path)
+    log = instance.path / "run" / "server.log"
+    log.unlink(missing_ok=True)
+    env = {**ENV, "OCCLUM_LOG_LEVEL": "trace"}
+    assert _call([OCCLUM, "start"], instance.path, env=env)[0] == 0
+    try:
+        client = instance.path / "run" / "occlum-exec"
+        for _ in range(3):
+            assert _call([client, "/bin/sh", "-c", "exit 0"], instance.path)[0] == 0
+            time.sleep(0.3)  # the spawner forks the next child ahead once idle
+    finally:
+        _call([OCCLUM, "stop", "-t", "1"], instance.path)
+    text = log.read_text()
+    lines = text.splitlines()
+    # from the first program on (the init stage and the boot come before it)
+    first = next(i for i, line in enumerate(lines) if 'execve("/bin/sh"' in line)
+    first_call: dict[str, str] = {}
+    for line in lines[first:]:
+        if line.startswith("[occlum trace] ["):
+            pid, call = line.split("] ", 2)[1:]
+            first_call.setdefault(pid, call)
+    assert len(first_call) == 3, text
+    assert all(call.startswith('execve("/bin/sh"') for call in first_call.values()), text
+
+
 def test_errors_before_anything_runs_are_one_line_from_both_clients(
     instance: Instance, tmp_path: Path
 ) -> None:

@@ -17,7 +17,6 @@ a terminal).
 from __future__ import annotations
 
 import _socket
-import array
 import errno
 import json
 import os
@@ -25,6 +24,7 @@ import signal
 
 from occlum.errors import UserError
 from occlum.instance.wire import LOG_NAME, MAX_MESSAGE, SOCKET_NAME, socket_address
+from occlum.platform.fdpass import send_fds
 
 TYPE_CHECKING = False  # typing's own import costs a few milliseconds of every exec
 if TYPE_CHECKING:
@@ -72,13 +72,8 @@ def connect(run_dir: str | os.PathLike[str]) -> _socket.socket:
 
 
 def _send(sock: _socket.socket, obj: dict[str, Any], fds: list[int] | None = None) -> None:
-    data = json.dumps(obj).encode()
     try:
-        if fds:  # as occlum.platform.fdpass.send_fds, which would import socket
-            rights = array.array("i", fds)
-            sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
-        else:
-            sock.send(data)
+        send_fds(sock, json.dumps(obj).encode(), fds)
     except OSError as exc:
         if exc.errno == errno.EMSGSIZE:
             raise UserError("the arguments and environment are too large to send to the server")

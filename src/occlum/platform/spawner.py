@@ -27,6 +27,7 @@ by ``max_num_of_threads``) a request forks as it comes.
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import errno
 import fcntl
@@ -150,12 +151,13 @@ class _Ready:
     """A child forked ahead of the next request (see the module's doc)."""
 
     pid: int
-    orders: socket.socket  # the spawner's end of the child's socket
+    orders: _socket.socket  # the spawner's end of the child's socket
 
 
 def _fork_ready(limits: ProgramLimits | None) -> _Ready:
     """Fork a child that waits for its order; ``OSError`` if the fork fails."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    # _socket's pair: socket.socketpair would ask the LibOS each socket's name (fdpass.py)
+    ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     try:
         pid = os.fork()
     except OSError:
@@ -171,7 +173,7 @@ def _fork_ready(limits: ProgramLimits | None) -> _Ready:
     return _Ready(pid, ours)
 
 
-def _await_order(orders: socket.socket, limits: ProgramLimits | None) -> NoReturn:
+def _await_order(orders: _socket.socket, limits: ProgramLimits | None) -> NoReturn:
     """In a ready child: all of a program's start that does not depend on the request, then
     wait for the order and start it. A spawner gone (or dropping this child) ends it."""
     signal.set_wakeup_fd(-1)
