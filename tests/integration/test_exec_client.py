@@ -33,7 +33,10 @@ ENV = {**os.environ, "OCCLUM_LOG_LEVEL": "error", "OCCLUM_TEST": "from the host"
 
 
 def _call(
-    cmd: Sequence[str | bytes], cwd: Path, stdin: bytes = b"", env: dict[str, str] | None = None
+    cmd: Sequence[str | bytes | Path],
+    cwd: Path,
+    stdin: bytes = b"",
+    env: dict[str, str] | None = None,
 ) -> tuple[int, bytes, bytes]:
     proc = subprocess.run(
         cmd, cwd=cwd, input=stdin, capture_output=True, timeout=60, env=env or ENV, check=False
@@ -96,6 +99,18 @@ def test_the_native_client_answers_as_the_python_client(
     assert b"Traceback" not in native[2]
     # the console script hands a plain `occlum exec` to the native client
     assert _call([OCCLUM, "exec", *argv], started.path, stdin) == native
+
+
+def test_an_environment_of_any_bytes_reaches_the_program_from_both_clients(
+    started: Instance,
+) -> None:
+    env = {**os.environb, b"OCCLUM_TEST": b'caf\xc3\xa9 \xff\xfe \\ " \n end'}
+    argv = ["/bin/sh", "-c", 'printf "%s" "$OCCLUM_TEST"']
+    for cmd in ([started.path / "run" / "occlum-exec"], PYTHON_CLIENT):
+        proc = subprocess.run(
+            [*cmd, *argv], cwd=started.path, env=env, capture_output=True, timeout=60, check=False
+        )
+        assert (proc.returncode, proc.stdout) == (0, env[b"OCCLUM_TEST"]), (cmd, proc)
 
 
 def test_the_native_client_reports_the_programs_own_words(started: Instance) -> None:
