@@ -15,19 +15,17 @@ supervisor, a SOCK_SEQPACKET socket carrying one JSON object per message:
 
 The channel closing (the instance stops) ends the spawner.
 
-A child is forked ahead of each request: it waits on a socket of its own for its order (the
-request and its three descriptors), so that an ``occlum exec`` pays no ``fork`` of the
-spawner's 30 MB and none of the Python work a fresh child does (its first touches of the
-copied memory, its signal dispositions): only the order's hand-over and the ``execve``. Until
-its ``execve`` such a child still runs the spawner's executable, by which the supervisor tells
-it from the programs (``occlum ps``, ``occlum kill``, what ``occlum stop`` waits for). A ready
-child killed meanwhile (``kill -9 -1`` from a program) is replaced; without one (a fork refused
-by ``max_num_of_threads``) a request forks as it comes.
+A program without a terminal is started with ``posix_spawn`` (a vfork): the child shares the
+spawner's memory until its ``execve``, so no copy of the spawner's 60 MB of address space is
+made, and none torn down again at the exec (a fork's child paid about 2 ms for both). Such a
+child cannot set the instance's ``RLIMIT_AS`` and ``RLIMIT_STACK`` itself: the supervisor sets
+them when it meets the child, at its ``execve`` (``Limits.limit_spawned``), before the exec goes
+on. A program under a terminal is forked as before: it must take the terminal as its
+controlling one (``TIOCSCTTY``), which ``posix_spawn`` cannot do.
 """
 
 from __future__ import annotations
 
-import _socket
 import contextlib
 import errno
 import fcntl
@@ -37,15 +35,12 @@ import select
 import signal
 import socket
 import termios
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import NoReturn
 
-from occlum.platform.fdpass import recv_fds, send_fds
+from occlum.platform.fdpass import recv_fds
 from occlum.platform.limits import ProgramLimits, apply_program_limits
 
 MAX_MESSAGE = 1 << 20
-REFILL_AFTER = 0.005  # seconds of idleness after which the child ahead is forked anyway
 
 
 def _send(channel: socket.socket, obj: dict[str, object]) -> None:
@@ -54,11 +49,7 @@ def _send(channel: socket.socket, obj: dict[str, object]) -> None:
 
 
 def exec_program(
-    path: bytes,
-    argv: list[bytes],
-    env: list[bytes],
-    limits: ProgramLimits | None,
-    signals: Iterable[int] = range(1, signal.NSIG),
+    path: bytes, argv: list[bytes], env: list[bytes], limits: ProgramLimits | None
 ) -> NoReturn:
     """The last steps of every program's start (the first program of `occlum run` and each one
     the spawner starts): default signal dispositions, nothing blocked, the instance's limits,
@@ -70,12 +61,13 @@ def exec_program(
     ``PATH`` (as a shell's search would pass it); otherwise the path itself. Programs find
     their own file through argv[0] and ``PATH`` (Python's ``sys.executable``, which
     ``subprocess`` and ``multiprocessing`` run): a bare name off ``PATH`` leaves them none.
-    ``path`` is what is executed; ``signals`` are the ones whose disposition may not be the
-    default yet."""
+    ``path`` is what is executed."""
     argv = [program_name(path, env), *argv[1:]]
     try:
         signal.set_wakeup_fd(-1)
-        _default_dispositions(signals)
+        for sig in range(1, signal.NSIG):
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         if limits is not None:
             apply_program_limits(limits)
@@ -86,12 +78,6 @@ def exec_program(
     except OSError as exc:
         _cannot_start(path, exc)
     os._exit(127)
-
-
-def _default_dispositions(signals: Iterable[int]) -> None:
-    for sig in signals:
-        with contextlib.suppress(OSError, ValueError):
-            signal.signal(sig, signal.SIG_DFL)
 
 
 def program_name(path: bytes, env: list[bytes]) -> bytes:
@@ -113,12 +99,7 @@ def _cannot_start(path: bytes, exc: OSError) -> None:
         )
 
 
-def _child(
-    req: dict[str, object],
-    fds: list[int],
-    limits: ProgramLimits | None,
-    signals: Iterable[int] = range(1, signal.NSIG),
-) -> NoReturn:
+def _child(req: dict[str, object], fds: list[int], limits: ProgramLimits | None) -> NoReturn:
     """In the forked child: become the program's process (group or session), then exec it."""
     argv = [os.fsencode(a) for a in req["argv"]]  # type: ignore[attr-defined]
     env = [os.fsencode(e) for e in req["env"]]  # type: ignore[attr-defined]
@@ -138,68 +119,17 @@ def _child(
     except OSError as exc:
         _cannot_start(argv[0], exc)
         os._exit(127)
-    exec_program(argv[0], argv, env, limits, signals)
-
-
-# the spawner's own dispositions (launch._spawner_process) that a ready child keeps while it
-# waits: a program's `kill -TERM -1` must not end it either
-_IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE)
-
-
-@dataclass(slots=True)
-class _Ready:
-    """A child forked ahead of the next request (see the module's doc)."""
-
-    pid: int
-    orders: _socket.socket  # the spawner's end of the child's socket
-
-
-def _fork_ready(limits: ProgramLimits | None) -> _Ready:
-    """Fork a child that waits for its order; ``OSError`` if the fork fails."""
-    # _socket's pair: socket.socketpair would ask the LibOS each socket's name (fdpass.py)
-    ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
-    try:
-        pid = os.fork()
-    except OSError:
-        ours.close()
-        theirs.close()
-        raise
-    if pid == 0:
-        try:
-            _await_order(theirs, limits)
-        finally:
-            os._exit(127)  # never back into the spawner's loop
-    theirs.close()
-    return _Ready(pid, ours)
-
-
-def _await_order(orders: _socket.socket, limits: ProgramLimits | None) -> NoReturn:
-    """In a ready child: all of a program's start that does not depend on the request, then
-    wait for the order and start it. A spawner gone (or dropping this child) ends it."""
-    signal.set_wakeup_fd(-1)
-    # nothing of the spawner's stays open in here: its channel, its other ready children
-    keep = orders.fileno()
-    os.closerange(3, keep)
-    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
-    _default_dispositions(s for s in range(1, signal.NSIG) if s not in _IGNORED)
-    try:
-        msg, fds = recv_fds(orders, MAX_MESSAGE, 3)
-    except OSError:
-        os._exit(0)
-    if not msg:
-        os._exit(0)
-    _child(json.loads(msg), fds, limits, _IGNORED)
+    exec_program(argv[0], argv, env, limits)
 
 
 def serve_requests(channel: socket.socket, limits: ProgramLimits | None) -> int:
     """Start programs on request until the channel closes; return the spawner's exit code."""
     running: dict[int, int] = {}  # pid -> request id
-    spawn = _Spawn(limits)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda _s, _f: None)
     while True:
-        while True:  # report every program that ended
+        while running:  # report every program that ended
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -209,19 +139,9 @@ def serve_requests(channel: socket.socket, limits: ProgramLimits | None) -> int:
             rid = running.pop(pid, None)
             if rid is not None:
                 _send(channel, {"id": rid, "status": status})
-            elif spawn.ready is not None and pid == spawn.ready.pid:
-                spawn.drop()  # killed while it waited: another one comes
-        # the child ahead is forked while no program runs, or once the spawner has been idle a
-        # moment: its fork and first steps then take no CPU from a program's start
-        if not running:
-            spawn.refill()
-        idle = None if spawn.ready is not None or spawn.refused else REFILL_AFTER
         try:
-            ready, _, _ = select.select([channel.fileno(), wake_r], [], [], idle)
+            ready, _, _ = select.select([channel.fileno(), wake_r], [], [])
         except InterruptedError:
-            continue
-        if not ready:
-            spawn.refill()
             continue
         if wake_r in ready:
             with contextlib.suppress(BlockingIOError):
@@ -238,7 +158,7 @@ def serve_requests(channel: socket.socket, limits: ProgramLimits | None) -> int:
             return 0
         try:
             req = json.loads(msg)
-            _handle(channel, msg, req, fds, running, spawn)
+            _handle(channel, req, fds, running, limits)
         except (ValueError, KeyError, TypeError) as exc:
             _send(channel, {"id": -1, "error": f"bad request: {exc}"})
         finally:
@@ -247,52 +167,47 @@ def serve_requests(channel: socket.socket, limits: ProgramLimits | None) -> int:
                     os.close(fd)
 
 
-class _Spawn:
-    """The spawner's ready child, and the hand-over of an order to it."""
+# every signal a program starts with the default disposition of (KILL and STOP always have it)
+_ALL_SIGNALS = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
 
-    def __init__(self, limits: ProgramLimits | None) -> None:
-        self.limits = limits
-        self.ready: _Ready | None = None
-        self.refused = False  # the last fork failed: wait for a request to try again
 
-    def refill(self) -> None:
-        if self.ready is not None or self.refused:
-            return
-        try:
-            self.ready = _fork_ready(self.limits)
-        except OSError:  # EAGAIN: max_num_of_threads reached; a request forks as it comes
-            self.refused = True
-
-    def drop(self) -> None:
-        if self.ready is not None:
-            self.ready.orders.close()  # a child still waiting ends on its closed socket
-            self.ready = None
-
-    def start(self, order: bytes, fds: list[int]) -> int:
-        """Hand ``order`` to the ready child (forked now if there is none); its pid."""
-        self.refused = False
-        for _ in range(2):  # a ready child that died meanwhile: one fresh try
-            if self.ready is None:
-                self.ready = _fork_ready(self.limits)
-            ready = self.ready
-            try:
-                send_fds(ready.orders, order, fds)
-            except OSError:
-                self.drop()
-                continue
-            self.ready = None
-            ready.orders.close()
-            return ready.pid
-        raise OSError(errno.ECHILD, "the child forked for the program ended before its start")
+def _spawn(req: dict[str, object], fds: list[int]) -> int:
+    """Start a program without a terminal with ``posix_spawn``: a process group of its own, the
+    client's stdin, stdout and stderr and no other descriptor (the spawner's own are
+    close-on-exec, the received ones are closed), default signal dispositions, nothing
+    blocked. Its pid; 0 if it cannot start (said on its stderr, as exec_program does)."""
+    argv = [os.fsencode(a) for a in req["argv"]]  # type: ignore[attr-defined]
+    env = [os.fsencode(e) for e in req["env"]]  # type: ignore[attr-defined]
+    path = argv[0]
+    actions: list[tuple[int, ...]] = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(fds)]
+    actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in fds]
+    try:
+        return os.posix_spawn(
+            path,
+            [program_name(path, env), *argv[1:]],
+            dict(e.split(b"=", 1) for e in env if b"=" in e),  # type: ignore[misc]
+            file_actions=actions,
+            setpgroup=0,  # Ctrl-C on the client reaches the whole pipeline
+            setsigdef=_ALL_SIGNALS,
+            setsigmask=(),
+        )
+    except OSError as exc:
+        if exc.errno == errno.EAGAIN:
+            raise  # the process limit: no program, as for a fork refused
+        with contextlib.suppress(OSError):
+            os.write(
+                fds[2],
+                f"occlum: cannot start {path.decode(errors='replace')}: {exc.strerror}\n".encode(),
+            )
+        return 0
 
 
 def _handle(
     channel: socket.socket,
-    msg: bytes,
     req: dict[str, object],
     fds: list[int],
     running: dict[int, int],
-    spawn: _Spawn,
+    limits: ProgramLimits | None,
 ) -> None:
     rid = int(req["id"])  # type: ignore[call-overload]
     if req["op"] == "exec":
@@ -300,9 +215,18 @@ def _handle(
             _send(channel, {"id": rid, "error": "stdin, stdout and stderr were not passed"})
             return
         try:
-            pid = spawn.start(msg, fds)
+            if not req.get("tty") and min(fds) > 2:
+                pid = _spawn(req, fds)
+            else:
+                pid = os.fork()
+                if pid == 0:
+                    _child(req, fds, limits)
         except OSError as exc:  # EAGAIN: max_num_of_threads reached
             _send(channel, {"id": rid, "error": f"cannot start a process: {exc.strerror}"})
+            return
+        if pid == 0:  # it could not start: its stderr has the reason, 127 as a shell gives
+            _send(channel, {"id": rid, "pid": 0})
+            _send(channel, {"id": rid, "status": 127 << 8})
             return
         running[pid] = rid
         _send(channel, {"id": rid, "pid": pid})
