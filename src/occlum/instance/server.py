@@ -330,7 +330,7 @@ class Server:
     def programs(self) -> list[ProcRow]:
         """The processes of the instance that are programs: not its init, its spawner or a
         child of the spawner that has not executed its program yet (it still runs the
-        spawner's executable: the one it forks ahead of the next request, say)."""
+        spawner's executable, and may still hold what the spawner holds)."""
         spawner_exe = _file_id(f"/proc/{self.spawner_pid}/exe") if self.spawner_pid else None
         return [
             r
