@@ -76,14 +76,6 @@ def _status_fields(host_pid: int) -> dict[str, str]:
     return out
 
 
-def _file_id(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 def instance_processes(init_pid: int) -> list[ProcRow]:
     """Every process of the instance's PID namespace, init included, with LibOS pids."""
     try:
@@ -316,8 +308,9 @@ class Server:
 
     def _kill(self, conn: socket.socket, req: dict[str, Any], _fds: list[int]) -> None:
         pid, sig = int(req.get("pid", 0)), int(req.get("sig", signal.SIGTERM))
-        row = {r.pid: r for r in self.programs()}.get(pid)
-        if row is None:
+        rows = {r.pid: r for r in instance_processes(self.init_pid)}
+        row = rows.get(pid)
+        if row is None or row.host_pid in (self.init_pid, self.spawner_pid):
             self._reply(conn, {"error": f"no process {pid} in the instance (see occlum ps)"})
             return
         try:
@@ -328,15 +321,11 @@ class Server:
         self._reply(conn, {"ok": True})
 
     def programs(self) -> list[ProcRow]:
-        """The processes of the instance that are programs: not its init, its spawner or a
-        child of the spawner that has not executed its program yet (it still runs the
-        spawner's executable, and may still hold what the spawner holds)."""
-        spawner_exe = _file_id(f"/proc/{self.spawner_pid}/exe") if self.spawner_pid else None
+        """The processes of the instance that are programs (not its init or spawner)."""
         return [
             r
             for r in instance_processes(self.init_pid)
             if r.host_pid not in (self.init_pid, self.spawner_pid)
-            and (spawner_exe is None or _file_id(f"/proc/{r.host_pid}/exe") != spawner_exe)
         ]
 
     def _ps(self, conn: socket.socket, _req: dict[str, Any], _fds: list[int]) -> None:

@@ -1,9 +1,7 @@
 """Messages with descriptors (SCM_RIGHTS) over a Unix socket: the one way the supervisor, the
 launcher, the spawner and the `occlum exec` client pass descriptors to each other. Only
-``_socket`` is used, the base of ``socket``: the Python exec client imports this module and not
-``socket`` (which brings ``enum`` and ``selectors``), and the spawner makes its pairs with
-``_socket.socketpair``, since ``socket.socketpair`` asks each socket's name (``getsockname``, a
-call the LibOS serves) to make its wrapper."""
+``_socket`` is used, the base of ``socket``: the Python exec client imports this module, and
+``socket`` would cost it ``enum`` and ``selectors``."""
 
 from __future__ import annotations
 
