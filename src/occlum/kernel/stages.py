@@ -122,6 +122,7 @@ def run_tree(
     procs = libos.proctable
     procs.first_host_pid = 0
     procs.spawner_pid = 0  # a started instance's spawner, when it is in the memory cgroup
+    procs.spawned_by = 0
     cgroup_procs = libos.limits.start_tree()  # first: it sets limits.program for the tree
     try:
         launched = launcher.launch(
@@ -157,6 +158,9 @@ def run_tree(
         libos.sel.register(faults.fd, selectors.EVENT_READ, "faults")
     if started is not None and launched.spawner is not None:
         procs.spawner_pid = libos.limits.find_spawner(procs.init_pid)
+        procs.spawned_by = procs.spawner_pid or libos.limits.find_spawner(
+            procs.init_pid, always=True
+        )
         started(procs.init_pid, launched.spawner)
     libos.loop()
 
