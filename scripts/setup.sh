@@ -38,9 +38,13 @@ declare -A PKG_FILES=(
     # the server (postgresql-NN, whose binaries are in /usr/lib/postgresql/NN/bin) and psql
     [postgresql]=/usr/bin/pg_ctlcluster
     [postgresql-client]=/usr/bin/psql
+    # the applications of bench/apps.py (java -version, node -e 0, python3 -c "import numpy")
+    [openjdk-17-jre-headless]=/usr/lib/jvm/java-17-openjdk-amd64/bin/java
+    [nodejs]=/usr/bin/node
+    [python3-numpy]=/usr/lib/python3/dist-packages/numpy/__init__.py
 )
 # packages whose absence does not fail the setup (benchmark peers and helpers)
-OPTIONAL=" proot hyperfine "
+OPTIONAL=" proot hyperfine openjdk-17-jre-headless nodejs python3-numpy "
 
 missing=()
 for pkg in "${!PKG_FILES[@]}"; do
