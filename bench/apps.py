@@ -203,7 +203,7 @@ def _apps() -> list[App]:
             [JDK / "bin" / "java"],
             _place_java,
             note="java -version",
-            memory="2GB",
+            memory="4GB",  # the JVM maps its heap and 1 GB of class space at start
         ),
         App(
             "node",
@@ -355,7 +355,7 @@ def _measure(app: App, modes: list[str], repeat: int, base: Path, console: Conso
     row.cells["native"] = _native(app, repeat)
     try:
         inst = _instance(app, base)
-    except RuntimeError as exc:
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
         row.skipped = f"instance not built: {str(exc).splitlines()[0]}"
         return row
     if "run" in modes:
