@@ -67,6 +67,7 @@ class App:
     setup: Callable[[Path], None] = lambda _work: None  # writes its files into WORK/<name>
     note: str = ""
     memory: str = "300MB"  # resource_limits.user_space_size (V8 and the JVM reserve a lot)
+    packages: str = ""  # the Debian packages that install ``needs`` (scripts/setup.sh)
 
     @property
     def work(self) -> Path:
@@ -183,6 +184,7 @@ def _apps() -> list[App]:
         lambda _im: None,
         _setup_hello,
         note="gcc -c hello.c",
+        packages="gcc libc6-dev",
     )
     gcc.place = _place_toolchain(gcc)
     make = App(
@@ -192,17 +194,25 @@ def _apps() -> list[App]:
         lambda _im: None,
         _setup_project,
         note=f"make -B -j2: {N_MODULES + 1} .c files, a link, in WORK",
+        packages="make gcc libc6-dev",
         memory="1GB",
     )
     make.place = _place_toolchain(make)
     return [
-        App("true", ["/bin/true"], [Path("/bin/true")], lambda im: _bins(im, "/bin/true")),
+        App(
+            "true",
+            ["/bin/true"],
+            [Path("/bin/true")],
+            lambda im: _bins(im, "/bin/true"),
+            packages="coreutils",
+        ),
         App(
             "java",
             ["/usr/bin/java", "-version"],
             [JDK / "bin" / "java"],
             _place_java,
             note="java -version",
+            packages="openjdk-17-jre-headless",
             memory="4GB",  # the JVM maps its heap and 1 GB of class space at start
         ),
         App(
@@ -211,6 +221,7 @@ def _apps() -> list[App]:
             [Path("/usr/bin/node")],
             lambda im: _bins(im, "/usr/bin/node"),
             note="node -e 0",
+            packages="nodejs",
             memory="2GB",
         ),
         App(
@@ -219,6 +230,7 @@ def _apps() -> list[App]:
             [Path("/usr/bin/python3"), PY_LIB],
             _place_python,
             note="import json, sqlite3 (the same .pyc files)",
+            packages="python3",
         ),
         App(
             "numpy",
@@ -226,6 +238,7 @@ def _apps() -> list[App]:
             [NUMPY],
             lambda im: _place_python(im, numpy=True),
             note="import numpy",
+            packages="python3-numpy",
             memory="1GB",
         ),
         gcc,
@@ -237,6 +250,7 @@ def _apps() -> list[App]:
             lambda im: _bins(im, "/usr/bin/sqlite3"),
             _setup_sqlite,
             note="200 transactions in WORK: persistent root (SEFS) / host disk",
+            packages="sqlite3",
         ),
     ]
 
@@ -346,7 +360,7 @@ def _measure(app: App, modes: list[str], repeat: int, base: Path, console: Conso
     row = Row(app.name, app.note)
     missing = [str(p) for p in app.needs if not p.exists()]
     if missing:
-        row.skipped = f"not installed: {', '.join(missing)}"
+        row.skipped = f"not installed: {', '.join(missing)} (Debian: {app.packages})"
         console.print(f"[yellow]{app.name}: skipped ({row.skipped})")
         return row
     console.print(f"{app.name}: native, then building its instance")

@@ -3,10 +3,12 @@ every column, with figures that agree with each other (so the bench cannot silen
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -59,3 +61,32 @@ def test_apps_bench_refuses_bad_arguments_in_one_line(args: list[str]) -> None:
     )
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def _bench_module(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_apps", APPS)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_apps_bench_skips_a_missing_application_and_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = _bench_module(monkeypatch)
+    real_apps = bench._apps
+
+    def only_node_not_installed() -> list[object]:
+        [node] = [a for a in real_apps() if a.name == "node"]
+        node.needs = [tmp_path / "no-node-here"]
+        return [node]
+
+    monkeypatch.setattr(bench, "_apps", only_node_not_installed)
+    monkeypatch.setattr(sys, "argv", ["apps.py", "--repeat", "1", "--out", str(tmp_path)])
+    assert bench.main() == 0
+    [row] = json.loads((tmp_path / "apps.json").read_text())["results"]
+    assert row["skipped"] == f"not installed: {tmp_path / 'no-node-here'} (Debian: nodejs)"
+    assert row["native_warm_ms"] is None and row["run_warm_ms"] is None
+    assert "node: skipped (not installed" in capsys.readouterr().out
