@@ -5,9 +5,10 @@ the shell's fork to the exit (for the LibOS: the `occlum` command itself, its bo
 init stage included). For each side the first run is reported apart (`first`: the first
 `occlum run` after `occlum build`, the first `occlum exec` into a freshly started instance,
 natively a run with whatever the host's caches held) and the `warm` figure is the median of
-``--repeat`` runs after it. Ratios are warm against native warm; for `occlum run` the
-difference warm - native is shown too (the targets: warm `occlum run` <= native + 100 ms, warm
-`occlum exec` <= 1.5x native).
+``--repeat`` runs after it. The warm runs alternate with native ones, so that both sides see
+the same load; native warm is the median of those. Ratios are warm against native warm; for
+`occlum run` the difference warm - native is shown too (the targets: warm `occlum run` <=
+native + 100 ms, warm `occlum exec` <= 1.5x native).
 
 The files an application works on (sources, the sqlite database) live in WORK, the same path
 on both sides: natively a host directory on disk, inside the instance's persistent root (the
@@ -292,7 +293,9 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1e3, 2)
 
 
-def _timed(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> float:
+def _timed(
+    side: str, argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> float:
     start = time.perf_counter()
     proc = subprocess.run(
         argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=600,
@@ -301,26 +304,32 @@ def _timed(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None 
     took = time.perf_counter() - start
     if proc.returncode != 0:
         err = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise RuntimeError(f"exit {proc.returncode}: {err[-1] if err else '(no output)'}")
+        raise RuntimeError(f"{side}: exit {proc.returncode}: {err[-1] if err else '(no output)'}")
     return took
 
 
-def _series(run: Callable[[], float], repeat: int) -> Cell:
-    """The first run, then the median of ``repeat`` more."""
+FAILURES = (RuntimeError, subprocess.TimeoutExpired)
+
+
+def _series(
+    run: Callable[[], float], repeat: int, native: Callable[[], float], samples: list[float]
+) -> Cell:
+    """The first run, then ``repeat`` more, each after a native run whose time goes to
+    ``samples``: interleaved, both sides see the same load of the machine (which drifts over
+    a bench of several minutes)."""
     try:
         first = run()
-        return Cell(first, statistics.median(run() for _ in range(repeat)))
-    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        times = []
+        for _ in range(repeat):
+            samples.append(native())
+            times.append(run())
+    except FAILURES as exc:
         return Cell(error=str(exc).splitlines()[0])
+    return Cell(first, statistics.median(times))
 
 
 def _occlum(*args: str) -> list[str]:
     return [str(REPO / ".venv" / "bin" / "occlum"), *args]
-
-
-def _native(app: App, repeat: int) -> Cell:
-    # the environment the instance gives its programs (Occlum.json env.default)
-    return _series(lambda: _timed(app.argv, env=dict(libos.TEST_ENV)), repeat)
 
 
 def _instance(app: App, base: Path) -> libos.Instance:
@@ -339,11 +348,16 @@ def _instance(app: App, base: Path) -> libos.Instance:
     return inst
 
 
-def _run_mode(inst: libos.Instance, app: App, repeat: int) -> Cell:
-    return _series(lambda: _timed(_occlum("run", *app.argv), inst.path), repeat)
+def _run_mode(
+    inst: libos.Instance, app: App, repeat: int, native: Callable[[], float], samples: list[float]
+) -> Cell:
+    run = _occlum("run", *app.argv)
+    return _series(lambda: _timed("occlum run", run, inst.path), repeat, native, samples)
 
 
-def _exec_mode(inst: libos.Instance, app: App, repeat: int) -> Cell:
+def _exec_mode(
+    inst: libos.Instance, app: App, repeat: int, native: Callable[[], float], samples: list[float]
+) -> Cell:
     try:
         subprocess.run(
             _occlum("start"), cwd=inst.path, check=True, capture_output=True, timeout=120
@@ -351,7 +365,8 @@ def _exec_mode(inst: libos.Instance, app: App, repeat: int) -> Cell:
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         return Cell(error=f"occlum start failed: {exc}")
     try:
-        return _series(lambda: _timed(_occlum("exec", *app.argv), inst.path), repeat)
+        run = _occlum("exec", *app.argv)
+        return _series(lambda: _timed("occlum exec", run, inst.path), repeat, native, samples)
     finally:
         subprocess.run(_occlum("stop"), cwd=inst.path, capture_output=True, timeout=120)
 
@@ -366,17 +381,34 @@ def _measure(app: App, modes: list[str], repeat: int, base: Path, console: Conso
     console.print(f"{app.name}: native, then building its instance")
     app.work.mkdir(parents=True)
     app.setup(app.work)
-    row.cells["native"] = _native(app, repeat)
+
+    def native() -> float:
+        # the environment the instance gives its programs (Occlum.json env.default)
+        return _timed("native", app.argv, env=dict(libos.TEST_ENV))
+
+    try:
+        first = native()
+    except FAILURES as exc:
+        row.cells["native"] = Cell(error=str(exc).splitlines()[0])
+        return row
+    samples: list[float] = []
     try:
         inst = _instance(app, base)
     except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
         row.skipped = f"instance not built: {str(exc).splitlines()[0]}"
         return row
     if "run" in modes:
-        row.cells["run"] = _run_mode(inst, app, repeat)
+        row.cells["run"] = _run_mode(inst, app, repeat, native, samples)
     if "exec" in modes:
-        row.cells["exec"] = _exec_mode(inst, app, repeat)
+        row.cells["exec"] = _exec_mode(inst, app, repeat, native, samples)
     shutil.rmtree(inst.path, ignore_errors=True)
+    try:
+        while len(samples) < repeat:  # every mode failed before its warm runs
+            samples.append(native())
+    except FAILURES as exc:
+        row.cells["native"] = Cell(first, error=str(exc).splitlines()[0])
+        return row
+    row.cells["native"] = Cell(first, statistics.median(samples))
     return row
 
 
