@@ -2,12 +2,19 @@
 
 Each application starts as a user would start it: the wall time of the whole command, from
 the shell's fork to the exit (for the LibOS: the `occlum` command itself, its boot and its
-init stage included). Every cell is the median of ``--repeat`` runs after one first run, which
-is reported apart (`first`): the first `occlum run` after `occlum build`, the first
-`occlum exec` into a freshly started instance. Ratios are against the native median.
+init stage included). For each side the first run is reported apart (`first`: the first
+`occlum run` after `occlum build`, the first `occlum exec` into a freshly started instance,
+natively a run with whatever the host's caches held) and the `warm` figure is the median of
+``--repeat`` runs after it. The warm runs alternate with native ones, so that both sides see
+the same load; native warm is the median of those. Ratios are warm against native warm; for
+`occlum run` the difference warm - native is shown too (the targets: warm `occlum run` <=
+native + 100 ms, warm `occlum exec` <= 1.5x native).
 
-Applications come from Debian packages that `scripts/setup.sh` installs; one whose files
-are missing is skipped, and the table says so.
+The files an application works on (sources, the sqlite database) live in WORK, the same path
+on both sides: natively a host directory on disk, inside the instance's persistent root (the
+encrypted SEFS layer of the union root over the image). Applications come from Debian packages
+that `scripts/setup.sh` installs (some as optional ones); one whose files are missing is
+skipped, and the table says so.
 
     .venv/bin/python bench/apps.py [--repeat N] [--only true,java,...] [--modes run,exec]
 """
@@ -24,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -38,9 +45,16 @@ sys.path.insert(0, str(REPO / "tests"))
 import libos  # noqa: E402  (the test harness: instances, placing host files)
 
 JDK = Path("/usr/lib/jvm/java-17-openjdk-amd64")
-GCC_LIB = Path("/usr/lib/gcc/x86_64-linux-gnu/12")
 PY_LIB = Path("/usr/lib/python3.11")
 NUMPY = Path("/usr/lib/python3/dist-packages/numpy")
+LD_SO = "/lib64/ld-linux-x86-64.so.2"
+# The applications' files: a host directory on disk natively (not tmpfs), the same path on the
+# instance's persistent root inside (not /tmp, which is a ramfs in the instance).
+WORK = Path(f"/var/tmp/occlum-apps-{os.getpid()}")
+RUN_TARGET_MS = 100.0  # warm `occlum run` <= native + this
+EXEC_TARGET = 1.5  # warm `occlum exec` <= this x native
+MODES = ("run", "exec")
+
 HELLO_C = '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n'
 SQL_TX = "".join(f"BEGIN; INSERT INTO t VALUES ({i}, 'row {i}'); COMMIT;\n" for i in range(200))
 
@@ -50,10 +64,15 @@ class App:
     name: str
     argv: list[str]  # the same paths natively and inside
     needs: list[Path]  # host files or directories that must exist
-    place: Callable[[Path], None]  # puts what it needs into an image
-    setup: Callable[[Path], None] = lambda _root: None  # per-run inputs, natively at root /
+    place: Callable[[Path], None]  # puts the programs it runs into an image
+    setup: Callable[[Path], None] = lambda _work: None  # writes its files into WORK/<name>
     note: str = ""
     memory: str = "300MB"  # resource_limits.user_space_size (V8 and the JVM reserve a lot)
+    packages: str = ""  # the Debian packages that install ``needs`` (scripts/setup.sh)
+
+    @property
+    def work(self) -> Path:
+        return WORK / self.name
 
 
 def _tree(image: Path, src: Path, skip: tuple[str, ...] = ()) -> None:
@@ -62,9 +81,6 @@ def _tree(image: Path, src: Path, skip: tuple[str, ...] = ()) -> None:
     shutil.copytree(
         src, dest, symlinks=True, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*skip)
     )
-
-
-LD_SO = "/lib64/ld-linux-x86-64.so.2"
 
 
 def _libs_of(image: Path, objects: list[Path]) -> None:
@@ -97,8 +113,10 @@ def _place_java(image: Path) -> None:
 
 
 def _place_python(image: Path, numpy: bool = False) -> None:
+    """python3 and its standard library, compiled modules (__pycache__) included: the same
+    files as natively, so neither side compiles anything."""
     _bins(image, "/usr/bin/python3")
-    _tree(image, PY_LIB, skip=("__pycache__", "test", "idlelib", "tkinter", "ensurepip"))
+    _tree(image, PY_LIB, skip=("test", "idlelib", "tkinter", "ensurepip"))
     _libs_of(image, sorted((PY_LIB / "lib-dynload").glob("*.so")))
     if numpy:
         _tree(image, NUMPY)
@@ -109,116 +127,209 @@ def _place_python(image: Path, numpy: bool = False) -> None:
                 _tree(image, libs / blas)
 
 
-def _place_gcc(image: Path) -> None:
-    tools = ["/usr/bin/gcc", "/usr/bin/as", str(GCC_LIB / "cc1")]
-    _bins(image, *tools)
-    link = image / "usr/bin/x86_64-linux-gnu-as"
-    link.unlink(missing_ok=True)
-    link.symlink_to("as")
-    _tree(image, GCC_LIB / "include")
-    for header in ("stdio.h",):
-        deps = subprocess.run(
-            ["gcc", "-M", "-x", "c", "-"], input=f"#include <{header}>\n",
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-        for word in deps.replace("\\", " ").split():
-            if word.startswith("/") and Path(word).is_file():
-                libos.place(image, Path(word), os.path.normpath(word))
+def _place_toolchain(app: App) -> Callable[[Path], None]:
+    """make, gcc and what building the app's sources reads (found by building a scratch copy
+    of them natively)."""
+
+    def place(image: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="occlum-apps-gcc-") as scratch:
+            project = Path(scratch) / "project"
+            project.mkdir()
+            app.setup(project)
+            libos.place_gcc_toolchain(image, project, Path(scratch) / "native")
+
+    return place
 
 
-def _setup_gcc(root: Path) -> None:
-    (root / "tmp").mkdir(parents=True, exist_ok=True)
-    (root / "tmp" / "hello.c").write_text(HELLO_C)
+def _setup_hello(work: Path) -> None:
+    (work / "hello.c").write_text(HELLO_C)
 
 
-def _setup_sqlite(root: Path) -> None:
-    (root / "tmp").mkdir(parents=True, exist_ok=True)
-    (root / "tmp" / "tx.sql").write_text(
+N_MODULES = 4  # make's project: main.c and these, one header
+
+
+def _setup_project(work: Path) -> None:
+    """A small C project for `make -j2`: N_MODULES modules, a main, a header, a Makefile whose
+    rules need no shell (make runs gcc directly)."""
+    names = [f"mod{i}" for i in range(N_MODULES)]
+    (work / "mods.h").write_text("".join(f"long {n}(long x);\n" for n in names))
+    for i, n in enumerate(names):
+        (work / f"{n}.c").write_text(
+            '#include <string.h>\n#include "mods.h"\n'
+            f'static long step(long x) {{ return x * {i + 3} + (long)strlen("{n}"); }}\n'
+            f"long {n}(long x) {{ for (int k = 0; k < 10; k++) x = step(x) % 1000003; "
+            "return x; }\n"
+        )
+    calls = " + ".join(f"{n}({i})" for i, n in enumerate(names))
+    (work / "main.c").write_text(
+        '#include <stdio.h>\n#include "mods.h"\n'
+        f'int main(void) {{ printf("%ld\\n", {calls}); return 0; }}\n'
+    )
+    objs = " ".join(f"{n}.o" for n in ["main", *names])
+    (work / "Makefile").write_text(
+        f"prog: {objs}\n\tgcc -o $@ {objs}\n%.o: %.c mods.h\n\tgcc -O2 -c -o $@ $<\n"
+    )
+
+
+def _setup_sqlite(work: Path) -> None:
+    (work / "tx.sql").write_text(
         "DROP TABLE IF EXISTS t; CREATE TABLE t (a INTEGER, b TEXT);\n" + SQL_TX
     )
 
 
-APPS = [
-    App("true", ["/bin/true"], [Path("/bin/true")], lambda im: _bins(im, "/bin/true")),
-    App(
-        "java",
-        ["/usr/bin/java", "-version"],
-        [JDK / "bin" / "java"],
-        _place_java,
-        note="OpenJDK 17 (openjdk-17-jre-headless)",
-        memory="2GB",
-    ),
-    App(
-        "node",
-        ["/usr/bin/node", "-e", "0"],
-        [Path("/usr/bin/node")],
-        lambda im: _bins(im, "/usr/bin/node"),
-        note="nodejs",
-        memory="2GB",
-    ),
-    App(
-        "python",
-        ["/usr/bin/python3", "-c", "import json, sqlite3"],
-        [Path("/usr/bin/python3"), PY_LIB],
-        _place_python,
-    ),
-    App(
-        "numpy",
-        ["/usr/bin/python3", "-c", "import numpy"],
-        [NUMPY],
-        lambda im: _place_python(im, numpy=True),
-        note="python3-numpy",
-        memory="1GB",
-    ),
-    App(
+def _apps() -> list[App]:
+    gcc = App(
         "gcc",
-        ["/usr/bin/gcc", "-c", "/tmp/hello.c", "-o", "/tmp/hello.o"],
-        [GCC_LIB / "cc1"],
-        _place_gcc,
-        _setup_gcc,
+        ["/usr/bin/gcc", "-c", str(WORK / "gcc" / "hello.c"), "-o", str(WORK / "gcc" / "hello.o")],
+        [libos.GCC_LIB / "cc1"],
+        lambda _im: None,
+        _setup_hello,
         note="gcc -c hello.c",
-    ),
-    App(
-        "sqlite",
-        ["/usr/bin/sqlite3", "/tmp/bench.db", ".read /tmp/tx.sql"],
-        [Path("/usr/bin/sqlite3")],
-        lambda im: _bins(im, "/usr/bin/sqlite3"),
-        _setup_sqlite,
-        note="200 transactions, on /tmp",
-    ),
-]
+        packages="gcc libc6-dev",
+    )
+    gcc.place = _place_toolchain(gcc)
+    make = App(
+        "make",
+        ["/usr/bin/make", "-B", "-j2", "-C", str(WORK / "make")],
+        [libos.GCC_LIB / "cc1", Path("/usr/bin/make")],
+        lambda _im: None,
+        _setup_project,
+        note=f"make -B -j2: {N_MODULES + 1} .c files, a link, in WORK",
+        packages="make gcc libc6-dev",
+        memory="1GB",
+    )
+    make.place = _place_toolchain(make)
+    return [
+        App(
+            "true",
+            ["/bin/true"],
+            [Path("/bin/true")],
+            lambda im: _bins(im, "/bin/true"),
+            packages="coreutils",
+        ),
+        App(
+            "java",
+            ["/usr/bin/java", "-version"],
+            [JDK / "bin" / "java"],
+            _place_java,
+            note="java -version",
+            packages="openjdk-17-jre-headless",
+            memory="4GB",  # the JVM maps its heap and 1 GB of class space at start
+        ),
+        App(
+            "node",
+            ["/usr/bin/node", "-e", "0"],
+            [Path("/usr/bin/node")],
+            lambda im: _bins(im, "/usr/bin/node"),
+            note="node -e 0",
+            packages="nodejs",
+            memory="2GB",
+        ),
+        App(
+            "python",
+            ["/usr/bin/python3", "-c", "import json, sqlite3"],
+            [Path("/usr/bin/python3"), PY_LIB],
+            _place_python,
+            note="import json, sqlite3 (the same .pyc files)",
+            packages="python3",
+        ),
+        App(
+            "numpy",
+            ["/usr/bin/python3", "-c", "import numpy"],
+            [NUMPY],
+            lambda im: _place_python(im, numpy=True),
+            note="import numpy",
+            packages="python3-numpy",
+            memory="1GB",
+        ),
+        gcc,
+        make,
+        App(
+            "sqlite",
+            ["/usr/bin/sqlite3", str(WORK / "sqlite" / "bench.db"), f".read {WORK}/sqlite/tx.sql"],
+            [Path("/usr/bin/sqlite3")],
+            lambda im: _bins(im, "/usr/bin/sqlite3"),
+            _setup_sqlite,
+            note="200 transactions in WORK: persistent root (SEFS) / host disk",
+            packages="sqlite3",
+        ),
+    ]
+
+
+@dataclass
+class Cell:
+    """One side's figures in seconds; ``error`` instead when a run failed."""
+
+    first: float | None = None
+    warm: float | None = None
+    error: str = ""
 
 
 @dataclass
 class Row:
     app: str
     note: str
-    native: float | None = None
-    cells: dict[str, dict[str, float]] = field(default_factory=dict)  # mode -> first, median
     skipped: str = ""
+    cells: dict[str, Cell] = field(default_factory=dict)  # "native", "run", "exec"
+
+    def record(self) -> dict[str, object]:
+        """The JSON row: flat columns, milliseconds, None where there is no figure."""
+        rec: dict[str, object] = {"app": self.app, "note": self.note, "skipped": self.skipped}
+        base = self.cells.get("native", Cell()).warm
+        for side in ("native", *MODES):
+            c = self.cells.get(side, Cell())
+            rec[f"{side}_first_ms"] = _ms(c.first)
+            rec[f"{side}_warm_ms"] = _ms(c.warm)
+            rec[f"{side}_error"] = c.error
+            if side == "native":
+                continue
+            rec[f"{side}_ratio"] = round(c.warm / base, 3) if c.warm and base else None
+            if side == "run":
+                rec["run_minus_native_ms"] = _ms(c.warm - base) if c.warm and base else None
+        return rec
 
 
-def _timed(argv: list[str], cwd: Path | None = None) -> float:
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1e3, 2)
+
+
+def _timed(
+    side: str, argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> float:
     start = time.perf_counter()
     proc = subprocess.run(
-        argv, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, timeout=600, check=False
-    )
+        argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=600,
+        check=False,
+    )  # fmt: skip
     took = time.perf_counter() - start
     if proc.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.decode(errors='replace')}"
-        )
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise RuntimeError(f"{side}: exit {proc.returncode}: {err[-1] if err else '(no output)'}")
     return took
+
+
+FAILURES = (RuntimeError, subprocess.TimeoutExpired)
+
+
+def _series(
+    run: Callable[[], float], repeat: int, native: Callable[[], float], samples: list[float]
+) -> Cell:
+    """The first run, then ``repeat`` more, each after a native run whose time goes to
+    ``samples``: interleaved, both sides see the same load of the machine (which drifts over
+    a bench of several minutes)."""
+    try:
+        first = run()
+        times = []
+        for _ in range(repeat):
+            samples.append(native())
+            times.append(run())
+    except FAILURES as exc:
+        return Cell(error=str(exc).splitlines()[0])
+    return Cell(first, statistics.median(times))
 
 
 def _occlum(*args: str) -> list[str]:
     return [str(REPO / ".venv" / "bin" / "occlum"), *args]
-
-
-def _native(app: App, repeat: int) -> float:
-    app.setup(Path("/"))
-    _timed(app.argv)  # warm the host's caches as a first run inside would not be
-    return statistics.median(_timed(app.argv) for _ in range(repeat))
 
 
 def _instance(app: App, base: Path) -> libos.Instance:
@@ -230,88 +341,179 @@ def _instance(app: App, base: Path) -> libos.Instance:
     limits["user_space_size"] = app.memory
     inst.write_config(cfg)
     app.place(inst.image)
-    app.setup(inst.image)
+    work = inst.image / str(app.work).lstrip("/")
+    work.mkdir(parents=True, exist_ok=True)
+    app.setup(work)
     inst.build()
     return inst
 
 
-def _run_mode(inst: libos.Instance, app: App, repeat: int) -> dict[str, float]:
-    argv = _occlum("run", *app.argv)
-    first = _timed(argv, inst.path)
-    return {"first": first, "median": statistics.median(_timed(argv, inst.path)
-                                                        for _ in range(repeat))}  # fmt: skip
+def _run_mode(
+    inst: libos.Instance, app: App, repeat: int, native: Callable[[], float], samples: list[float]
+) -> Cell:
+    run = _occlum("run", *app.argv)
+    return _series(lambda: _timed("occlum run", run, inst.path), repeat, native, samples)
 
 
-def _exec_mode(inst: libos.Instance, app: App, repeat: int) -> dict[str, float]:
-    subprocess.run(_occlum("start"), cwd=inst.path, check=True, capture_output=True, timeout=120)
+def _exec_mode(
+    inst: libos.Instance, app: App, repeat: int, native: Callable[[], float], samples: list[float]
+) -> Cell:
     try:
-        argv = _occlum("exec", *app.argv)
-        first = _timed(argv, inst.path)
-        times = [_timed(argv, inst.path) for _ in range(repeat)]
+        subprocess.run(
+            _occlum("start"), cwd=inst.path, check=True, capture_output=True, timeout=120
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        return Cell(error=f"occlum start failed: {exc}")
+    try:
+        run = _occlum("exec", *app.argv)
+        return _series(lambda: _timed("occlum exec", run, inst.path), repeat, native, samples)
     finally:
         subprocess.run(_occlum("stop"), cwd=inst.path, capture_output=True, timeout=120)
-    return {"first": first, "median": statistics.median(times)}
+
+
+def _measure(app: App, modes: list[str], repeat: int, base: Path, console: Console) -> Row:
+    row = Row(app.name, app.note)
+    missing = [str(p) for p in app.needs if not p.exists()]
+    if missing:
+        row.skipped = f"not installed: {', '.join(missing)} (Debian: {app.packages})"
+        console.print(f"[yellow]{app.name}: skipped ({row.skipped})")
+        return row
+    console.print(f"{app.name}: native, then building its instance")
+    app.work.mkdir(parents=True)
+    app.setup(app.work)
+
+    def native() -> float:
+        # the environment the instance gives its programs (Occlum.json env.default)
+        return _timed("native", app.argv, env=dict(libos.TEST_ENV))
+
+    try:
+        first = native()
+    except FAILURES as exc:
+        row.cells["native"] = Cell(error=str(exc).splitlines()[0])
+        return row
+    samples: list[float] = []
+    try:
+        inst = _instance(app, base)
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        row.skipped = f"instance not built: {str(exc).splitlines()[0]}"
+        return row
+    if "run" in modes:
+        row.cells["run"] = _run_mode(inst, app, repeat, native, samples)
+    if "exec" in modes:
+        row.cells["exec"] = _exec_mode(inst, app, repeat, native, samples)
+    shutil.rmtree(inst.path, ignore_errors=True)
+    try:
+        while len(samples) < repeat:  # every mode failed before its warm runs
+            samples.append(native())
+    except FAILURES as exc:
+        row.cells["native"] = Cell(first, error=str(exc).splitlines()[0])
+        return row
+    row.cells["native"] = Cell(first, statistics.median(samples))
+    return row
 
 
 def main() -> int:
+    apps = _apps()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=5, help="warm runs per cell (default 5)")
     ap.add_argument("--only", default="", help="comma-separated application names")
     ap.add_argument("--modes", default="run,exec", help="run, exec or both")
+    ap.add_argument("--out", type=Path, default=OUT, help="directory of the JSON results")
     args = ap.parse_args()
-    only = {n for n in args.only.split(",") if n}
+    only = [n for n in args.only.split(",") if n]
     modes = [m for m in args.modes.split(",") if m]
+    names = [a.name for a in apps]
+    unknown = [n for n in only if n not in names] + [m for m in modes if m not in MODES]
+    if unknown or not modes or args.repeat < 1:
+        what = f"unknown {', '.join(unknown)}" if unknown else "nothing to measure"
+        print(
+            f"apps.py: {what} (applications: {', '.join(names)}; modes: run, exec; "
+            "--repeat at least 1)",
+            file=sys.stderr,
+        )
+        return 2
+    # wide enough for every column when the output goes to a file
+    console = Console(width=None if sys.stdout.isatty() else 170)
+    load = os.getloadavg()
     rows: list[Row] = []
-    console = Console()
-    with tempfile.TemporaryDirectory(prefix="occlum-apps-") as tmp:
-        for app in APPS:
-            if only and app.name not in only:
-                continue
-            row = Row(app.name, app.note)
-            rows.append(row)
-            missing = [str(p) for p in app.needs if not p.exists()]
-            if missing:
-                row.skipped = f"not installed: {', '.join(missing)}"
-                console.print(f"[yellow]{app.name}: skipped ({row.skipped})")
-                continue
-            console.print(f"{app.name}: native, then building its instance")
-            row.native = _native(app, args.repeat)
-            inst = _instance(app, Path(tmp))
-            if "run" in modes:
-                row.cells["occlum run"] = _run_mode(inst, app, args.repeat)
-            if "exec" in modes:
-                row.cells["occlum exec"] = _exec_mode(inst, app, args.repeat)
-            shutil.rmtree(inst.path, ignore_errors=True)
-    _show(console, rows, modes)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "apps.json").write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+    try:
+        with tempfile.TemporaryDirectory(prefix="occlum-apps-") as tmp:
+            for app in apps:
+                if not only or app.name in only:
+                    rows.append(_measure(app, modes, args.repeat, Path(tmp), console))
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
+    _show(console, rows, modes, args.repeat, load)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    doc = {
+        "time": stamp,
+        "repeat": args.repeat,
+        "modes": modes,
+        "nproc": os.cpu_count(),
+        "loadavg_before": load,
+        "loadavg_after": os.getloadavg(),
+        "work": str(WORK),
+        "targets": {"run_minus_native_ms": RUN_TARGET_MS, "exec_ratio": EXEC_TARGET},
+        "results": [r.record() for r in rows],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in (f"apps-{stamp}.json", "apps.json"):
+        (args.out / name).write_text(json.dumps(doc, indent=2) + "\n")
+    console.print(f"results: {args.out / f'apps-{stamp}.json'}")
     return 0
 
 
-def _show(console: Console, rows: list[Row], modes: list[str]) -> None:
-    table = Table(title="Applications, whole commands (medians; first run apart)")
+def _show(
+    console: Console, rows: list[Row], modes: list[str], repeat: int, load: tuple[float, ...]
+) -> None:
+    table = Table(
+        title=f"Applications, whole commands, ms (first run; warm: median of {repeat} after it)",
+        caption=f"targets: warm run <= native + {RUN_TARGET_MS:.0f} ms, warm exec <= "
+        f"{EXEC_TARGET}x native.  WORK = {WORK}.  load average at start "
+        f"{load[0]:.2f} ({os.cpu_count()} CPUs), at end {os.getloadavg()[0]:.2f}",
+    )
     table.add_column("app")
-    table.add_column("native ms", justify="right")
-    names = [m for m in ("occlum run", "occlum exec") if m.split()[1] in modes]
-    for name in names:
-        table.add_column(f"{name} first ms", justify="right")
-        table.add_column(f"{name} ms", justify="right")
-        table.add_column("ratio", justify="right")
+    table.add_column("native first", justify="right")
+    table.add_column("native warm", justify="right")
+    for mode in modes:
+        table.add_column(f"{mode} first", justify="right")
+        table.add_column(f"{mode} warm", justify="right")
+        table.add_column(f"{mode} ratio", justify="right")
+        if mode == "run":
+            table.add_column("run - native", justify="right")
     table.add_column("note")
     for r in rows:
-        if r.skipped or r.native is None:
-            table.add_row(r.app, "", *([""] * 3 * len(names)), r.skipped)
+        rec = r.record()
+        if r.skipped:
+            table.add_row(r.app, *[""] * (2 + sum(4 if m == "run" else 3 for m in modes)),
+                          f"[yellow]skipped: {r.skipped}")  # fmt: skip
             continue
-        cells: list[str] = []
-        for name in names:
-            c = r.cells.get(name)
-            if c is None:
-                cells += ["", "", ""]
-                continue
-            cells += [f"{c['first'] * 1e3:.0f}", f"{c['median'] * 1e3:.0f}",
-                      f"{c['median'] / r.native:.1f}x"]  # fmt: skip
-        table.add_row(r.app, f"{r.native * 1e3:.1f}", *cells, r.note)
+        cells = [_fmt(rec["native_first_ms"]), _fmt(rec["native_warm_ms"])]
+        errors = [f"native: {rec['native_error']}"] if rec["native_error"] else []
+        for mode in modes:
+            ratio, delta = rec[f"{mode}_ratio"], rec.get("run_minus_native_ms")
+            cells += [_fmt(rec[f"{mode}_first_ms"]), _fmt(rec[f"{mode}_warm_ms"])]
+            if isinstance(ratio, float):
+                ok = mode == "run" or ratio <= EXEC_TARGET
+                cells.append(f"[{'green' if ok else 'red'}]{ratio:.2f}x")
+            else:
+                cells.append("")
+            if mode == "run":
+                ok = isinstance(delta, float) and delta <= RUN_TARGET_MS
+                cells.append(
+                    f"[{'green' if ok else 'red'}]{delta:+.0f}" if delta is not None else ""
+                )
+            if rec[f"{mode}_error"]:
+                errors.append(f"{mode}: {rec[f'{mode}_error']}")
+        note = r.note + "".join(f"\n[red]{e}" for e in errors)
+        table.add_row(r.app, *cells, note)
     console.print(table)
+
+
+def _fmt(ms: object) -> str:
+    if not isinstance(ms, float):
+        return ""
+    return f"{ms:.1f}" if ms < 100 else f"{ms:.0f}"
 
 
 if __name__ == "__main__":

@@ -38,9 +38,13 @@ declare -A PKG_FILES=(
     # the server (postgresql-NN, whose binaries are in /usr/lib/postgresql/NN/bin) and psql
     [postgresql]=/usr/bin/pg_ctlcluster
     [postgresql-client]=/usr/bin/psql
+    # the applications of bench/apps.py (java -version, node -e 0, python3 -c "import numpy")
+    [openjdk-17-jre-headless]=/usr/lib/jvm/java-17-openjdk-amd64/bin/java
+    [nodejs]=/usr/bin/node
+    [python3-numpy]=/usr/lib/python3/dist-packages/numpy/__init__.py
 )
 # packages whose absence does not fail the setup (benchmark peers and helpers)
-OPTIONAL=" proot hyperfine "
+OPTIONAL=" proot hyperfine openjdk-17-jre-headless nodejs python3-numpy "
 
 missing=()
 for pkg in "${!PKG_FILES[@]}"; do
@@ -51,21 +55,40 @@ if [[ -x /usr/bin/python3 ]] && ! /usr/bin/python3 -c 'import ensurepip' 2>/dev/
     missing+=(python3-venv)
 fi
 
-if ((${#missing[@]})); then
-    if [[ $(id -u) -ne 0 ]] && ! command -v sudo >/dev/null; then
-        echo "setup: missing system packages (${missing[*]}) and not root: install them by hand" >&2
-        exit 1
-    fi
-    SUDO=()
-    [[ $(id -u) -eq 0 ]] || SUDO=(sudo)
-    echo "setup: installing ${missing[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    "${SUDO[@]}" apt-get update -qq
-    required=()
+required=()
+optional=()
+for pkg in "${missing[@]}"; do
+    if [[ "$OPTIONAL" == *" $pkg "* ]]; then optional+=("$pkg"); else required+=("$pkg"); fi
+done
+# An optional package that cannot be installed (not root, no network, not in the distribution)
+# is reported and skipped; only a missing required one fails the setup.
+skip_optional() {
+    echo "setup: optional packages ${optional[*]} not installed ($1; benchmarks skip them)" >&2
     optional=()
-    for pkg in "${missing[@]}"; do
-        if [[ "$OPTIONAL" == *" $pkg "* ]]; then optional+=("$pkg"); else required+=("$pkg"); fi
-    done
+}
+if ((${#missing[@]})); then
+    SUDO=()
+    if [[ $(id -u) -ne 0 ]]; then
+        if command -v sudo >/dev/null; then
+            SUDO=(sudo)
+        elif ((${#required[@]})); then
+            echo "setup: missing system packages (${missing[*]}) and not root: install them by hand" >&2
+            exit 1
+        else
+            skip_optional "not root"
+        fi
+    fi
+fi
+if ((${#required[@]} + ${#optional[@]})); then
+    echo "setup: installing ${required[*]} ${optional[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    if ! "${SUDO[@]}" apt-get update -qq; then
+        if ((${#required[@]})); then
+            echo "setup: apt-get update failed: cannot install ${required[*]}" >&2
+            exit 1
+        fi
+        skip_optional "apt-get update failed"
+    fi
     if ((${#required[@]})); then
         "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${required[@]}" </dev/null
     fi

@@ -211,6 +211,63 @@ def place_with_dependencies(image: Path, binaries: Mapping[str, Path]) -> None:
         place(image, Path(lib), lib)
 
 
+GCC_LIB = Path("/usr/lib/gcc/x86_64-linux-gnu/12")
+# make, the shell of its recipes, and the programs the gcc driver runs (inside path -> host)
+GCC_TOOLS = {
+    "/usr/bin/gcc": "/usr/bin/gcc",
+    "/usr/bin/make": "/usr/bin/make",
+    "/bin/sh": "/bin/dash",
+    "/bin/rm": "/bin/rm",
+    "/usr/bin/as": "/usr/bin/as",
+    "/usr/bin/x86_64-linux-gnu-as": "/usr/bin/as",
+    "/usr/bin/ld": "/usr/bin/ld",
+    "/usr/bin/x86_64-linux-gnu-ld": "/usr/bin/ld",
+    str(GCC_LIB / "cc1"): str(GCC_LIB / "cc1"),
+    str(GCC_LIB / "collect2"): str(GCC_LIB / "collect2"),
+    str(GCC_LIB / "lto-wrapper"): str(GCC_LIB / "lto-wrapper"),
+    str(GCC_LIB / "liblto_plugin.so"): str(GCC_LIB / "liblto_plugin.so"),
+}
+
+
+def _gcc_inputs(work: Path) -> set[str]:
+    """The headers the C files in ``work`` include and the files the linker reads, found by
+    building them natively once in ``work`` (`gcc -M`, `ld -t`)."""
+    sources = [str(p) for p in sorted(work.glob("*.c"))]
+    files: set[str] = set()
+    for flags in ([], ["-O2"]):  # optimization pulls in more of glibc's headers
+        deps = subprocess.run(
+            ["gcc", *flags, "-M", *sources], cwd=work, capture_output=True, text=True, check=True
+        ).stdout
+        files |= {w for w in deps.replace("\\", " ").split() if w.startswith("/")}
+    objs = []
+    for src in sources:
+        obj = src[:-2] + ".o"
+        subprocess.run(["gcc", "-c", "-o", obj, src], cwd=work, check=True)
+        objs.append(obj)
+    trace = subprocess.run(
+        ["gcc", "-o", str(work / "prog"), *objs, "-Wl,-t"],
+        cwd=work, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    files |= {
+        os.path.normpath(w)
+        for w in (trace.stdout + trace.stderr).split()
+        if w.startswith("/") and not w.startswith(str(work))
+    }
+    return files
+
+
+def place_gcc_toolchain(image: Path, project: Path, scratch: Path) -> None:
+    """Place make, gcc and everything building the C files of ``project`` reads (found by
+    building a copy of it natively in ``scratch``), with gcc's own headers."""
+    shutil.copytree(project, scratch)
+    place_with_dependencies(image, {k: Path(v) for k, v in GCC_TOOLS.items()})
+    for f in sorted(_gcc_inputs(scratch)):
+        place(image, Path(f), f)
+    # gcc's own headers (stddef.h, stdarg.h, ...) for whatever the sources include
+    shutil.copytree(GCC_LIB / "include", image / str(GCC_LIB / "include").lstrip("/"),
+                    dirs_exist_ok=True)  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------
 # instances
 
