@@ -216,7 +216,8 @@ def _fd_stat_or_none(libos: LibOS, t: Task, fd: int) -> Stat | None:
     if fd < 0:
         raise SyscallError(errno.EBADF, "negative descriptor")
     try:
-        ref, host = libos.objects.lookup_stat(t.process.host_pid, fd)
+        p = t.process
+        ref, host = libos.objects.lookup_stat(p.host_pid, fd, p.fd_dir)
     except OSError:
         raise SyscallError(errno.EBADF, f"descriptor {fd} is not open")
     return None if ref is None else _fd_stat(ref, host)
