@@ -543,6 +543,7 @@ class UnionFs(FileSystem):
         super().__init__(readonly=False)
         self.upper = upper
         self.lower = lower
+        self.changed_by_calls_only = upper.changed_by_calls_only and lower.changed_by_calls_only
         self._inos = itertools.count(1)
         # the union's inode number for each layer inode handed out, so that hard links share
         # one and a copy-up keeps its original's

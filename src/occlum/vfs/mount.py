@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import StatFs
-from occlum.vfs.path import Location, PathOp, resolve
+from occlum.vfs.path import Location, PathOp, names_changed, resolve
 
 if TYPE_CHECKING:
     from occlum.vfs.inode import Inode
@@ -34,6 +34,11 @@ class FileSystem:
 
     fstype: str = "none"
     root: Inode
+    # Its names, and the attributes a path walk looks at, change only through the LibOS's
+    # own calls, the same for every caller: no host program changes it (hostfs), no name
+    # means something else for each caller (procfs's self, devfs's tty). A resolution that
+    # stays in such file systems is remembered until a call may change something (resolve).
+    changed_by_calls_only: bool = False
 
     def __init__(self, *, readonly: bool = False) -> None:
         self.readonly = readonly
@@ -120,6 +125,9 @@ class MountTable:
             self, next(self._ids), root_fs, None, source, b"/", options or _opts(root_fs)
         )
         self._mounts: list[Mount] = [self.root_mount]
+        # resolutions remembered by vfs.path.resolve, as of names epoch resolved_epoch
+        self.resolved: dict[tuple[object, ...], Location | tuple[int, str]] = {}
+        self.resolved_epoch = -1
 
     def root(self) -> Location:
         return self.root_mount.root_location()
@@ -142,6 +150,7 @@ class MountTable:
         )
         self._covering[(where.mount.mount_id, where.inode.ino)] = m
         self._mounts.append(m)
+        names_changed()
         return m
 
     def umount(self, target: Location) -> None:
@@ -154,6 +163,7 @@ class MountTable:
         mp = m.mountpoint
         del self._covering[(mp.mount.mount_id, mp.inode.ino)]
         self._mounts.remove(m)
+        names_changed()
         m.fs.sync()
 
     def covering(self, mount: Mount, ino: int) -> Mount | None:
