@@ -1,5 +1,6 @@
-"""vfs.path.resolve remembers resolutions (and ENOENT) in the mount table: every change that
-can make a path name something else must make it resolve again."""
+"""What the VFS remembers to answer faster: resolutions (and ENOENT) in the mount table, which
+every change that can make a path name something else must make resolve again; a union
+name's packed stat while only the read-only lower layer has it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from occlum.abi.errors import SyscallError
+from occlum.abi.fsabi import pack_stat
 from occlum.fs.hostfs import HostFs
 from occlum.fs.ramfs import RamFs
 from occlum.fs.unionfs import UnionFs
@@ -114,3 +116,17 @@ def test_hostfs_is_never_remembered(tmp_path: Path) -> None:
         assert errno_of(root, b"/host/f") == errno.ENOENT
     finally:
         fs.close()
+
+
+def test_union_stat_of_a_lower_name_follows_its_copy_up() -> None:
+    lower = RamFs()
+    lower.root.create(b"f", 0o644, 0, 0)
+    lower.readonly = True  # as the image is
+    mt = MountTable(UnionFs(RamFs(), lower))
+    root = mt.root()
+    f = resolve(PathOp(root, root, b"/f")).inode
+    first = f.packed_stat()
+    assert first == pack_stat(f.getattr())
+    assert f.packed_stat() is first  # packed once
+    f.setattr(SetAttr(mode=0o600))  # copies f up
+    assert f.packed_stat() == pack_stat(f.getattr()) != first

@@ -65,6 +65,7 @@ from occlum.abi.fsabi import (
     S_IFREG,
     Stat,
     StatFs,
+    pack_stat,
 )
 from occlum.fs.ramfs import RamDir
 from occlum.vfs.inode import DirEntry, Inode, SetAttr
@@ -147,6 +148,25 @@ class UnionInode(Inode):
     def getattr(self) -> Stat:
         # a fresh Stat: layers may hand out their own
         return self._layer().getattr().relabeled(self.fs.dev, self.ino)
+
+    _packed: bytes | None = None
+
+    def packed_stat(self) -> bytes:
+        # a name only the lower layer has: its attributes are a read-only file system's (the
+        # image's), fixed, so the stat is packed once (an interpreter stats each module's
+        # source file twice at every import); a copy-up makes an upper, which is asked
+        lower = self.lower
+        if (
+            self.upper is None
+            and lower is not None
+            and lower.fs.readonly
+            and lower.fs.changed_by_calls_only
+        ):
+            packed = self._packed
+            if packed is None:
+                packed = self._packed = pack_stat(self.getattr())
+            return packed
+        return pack_stat(self.getattr())
 
     def fgetattr(self, host: os.stat_result) -> Stat:
         if not self.is_regular:

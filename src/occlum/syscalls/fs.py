@@ -196,7 +196,7 @@ def sys_openat2(libos: LibOS, t: Task, dirfd: int, path: int, how: int, size: in
 
 # -- stat ------------------------------------------------------------------------------------
 def _stat_loc(loc: Location) -> bytes:
-    return pack_stat(loc.inode.getattr())
+    return loc.inode.packed_stat()
 
 
 def sys_stat(libos: LibOS, t: Task, path: int, buf: int) -> int:

@@ -12,7 +12,16 @@ import os
 from typing import TYPE_CHECKING, NamedTuple
 
 from occlum.abi.errors import SyscallError
-from occlum.abi.fsabi import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, SetAttr, Stat, StatFs
+from occlum.abi.fsabi import (
+    S_IFDIR,
+    S_IFLNK,
+    S_IFMT,
+    S_IFREG,
+    SetAttr,
+    Stat,
+    StatFs,
+    pack_stat,
+)
 from occlum.vfs.cred import MAY_EXEC, MAY_READ, MAY_WRITE, ROOT, Cred, check_access
 
 if TYPE_CHECKING:
@@ -92,6 +101,11 @@ class Inode:
 
     def getattr(self) -> Stat:
         raise NotImplementedError
+
+    def packed_stat(self) -> bytes:
+        """:meth:`getattr` as ``struct stat`` (a file system whose attributes never change may
+        keep it)."""
+        return pack_stat(self.getattr())
 
     def fgetattr(self, host: os.stat_result) -> Stat:
         """The stat seen through an open descriptor of this file, whose host object (a
