@@ -75,6 +75,18 @@ class ObjectRegistry:
         the caller), before that descriptor reaches any program."""
         st = os.fstat(host_fd)
         key = (st.st_dev, st.st_ino)
+        known = self._by_key.get(key)
+        if (
+            known is not None
+            and known.location.inode is ref.location.inode
+            and self._watch[key] >= 0
+        ):
+            # a new open of a page-cache file: the same memfd as at an earlier open, watched
+            # then, and alive since (the cache or a program holds it: a memfd made again for
+            # the file gets a new inode number, so a new key); only the reference changes.
+            # inotify_add_watch through /proc/self/fd cost as much as the rest of the open.
+            self._by_key[key] = ref
+            return
         wd = -1
         if st.st_nlink == 0:  # see the class's docstring: a linked file's watch never goes
             if self._inotify < 0:
