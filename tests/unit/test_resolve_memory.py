@@ -122,11 +122,23 @@ def test_union_stat_of_a_lower_name_follows_its_copy_up() -> None:
     lower = RamFs()
     lower.root.create(b"f", 0o644, 0, 0)
     lower.readonly = True  # as the image is
+    lower.fixed_attributes = True
     mt = MountTable(UnionFs(RamFs(), lower))
     root = mt.root()
     f = resolve(PathOp(root, root, b"/f")).inode
     first = f.packed_stat()
     assert first == pack_stat(f.getattr())
     assert f.packed_stat() is first  # packed once
+    held = f.open_host_fd(os.O_RDONLY)
+    try:
+        assert f.packed_fstat(os.fstat(held)) is first  # its descriptors show the same
+    finally:
+        os.close(held)
     f.setattr(SetAttr(mode=0o600))  # copies f up
     assert f.packed_stat() == pack_stat(f.getattr()) != first
+    held = f.open_host_fd(os.O_RDONLY)
+    try:
+        host = os.fstat(held)
+        assert f.packed_fstat(host) == pack_stat(f.fgetattr(host)) != first
+    finally:
+        os.close(held)

@@ -152,21 +152,23 @@ class UnionInode(Inode):
     _packed: bytes | None = None
 
     def packed_stat(self) -> bytes:
-        # a name only the lower layer has: its attributes are a read-only file system's (the
-        # image's), fixed, so the stat is packed once (an interpreter stats each module's
-        # source file twice at every import); a copy-up makes an upper, which is asked
+        # a name only the lower layer has, when that layer is the image: its attributes are
+        # fixed (the union never writes the lower layer), so the stat is packed once (an
+        # interpreter stats each module's source twice, and fstats what it opens); a copy-up
+        # gives the name an upper layer, which is asked every time
         lower = self.lower
-        if (
-            self.upper is None
-            and lower is not None
-            and lower.fs.readonly
-            and lower.fs.changed_by_calls_only
-        ):
+        if self.upper is None and lower is not None and lower.fs.fixed_attributes:
             packed = self._packed
             if packed is None:
                 packed = self._packed = pack_stat(self.getattr())
             return packed
         return pack_stat(self.getattr())
+
+    def packed_fstat(self, host: os.stat_result) -> bytes:
+        lower = self.lower
+        if self.upper is None and lower is not None and lower.fs.fixed_attributes:
+            return self.packed_stat()  # what its descriptors show too
+        return pack_stat(self.fgetattr(host))
 
     def fgetattr(self, host: os.stat_result) -> Stat:
         if not self.is_regular:

@@ -199,6 +199,7 @@ class FileSystems:
                 "(corrupted or changed since `occlum build`)"
             )
         image.changed_by_calls_only = True  # read-only, and its names are measured
+        image.fixed_attributes = True
         if spec.root_upper is None or spec.root_upper_key is None:
             return image
         upper = self._boot_sefs(MountSpec("/", "sefs", spec.root_upper, key=spec.root_upper_key))

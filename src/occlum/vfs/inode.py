@@ -107,6 +107,10 @@ class Inode:
         keep it)."""
         return pack_stat(self.getattr())
 
+    def packed_fstat(self, host: os.stat_result) -> bytes:
+        """:meth:`fgetattr` as ``struct stat``."""
+        return pack_stat(self.fgetattr(host))
+
     def fgetattr(self, host: os.stat_result) -> Stat:
         """The stat seen through an open descriptor of this file, whose host object (a
         page-cache memfd, a host file, a handle) reports ``host``. It must agree with

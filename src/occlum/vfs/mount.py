@@ -39,6 +39,10 @@ class FileSystem:
     # means something else for each caller (procfs's self, devfs's tty). A resolution that
     # stays in such file systems is remembered until a call may change something (resolve).
     changed_by_calls_only: bool = False
+    # Its inodes' attributes never change, through a name or a descriptor alike (the image:
+    # read-only, verified, and its descriptors show the inode's attributes): a stacked file
+    # system may keep them packed.
+    fixed_attributes: bool = False
 
     def __init__(self, *, readonly: bool = False) -> None:
         self.readonly = readonly
