@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from occlum.abi.errors import SyscallError
-from occlum.abi.fsabi import pack_stat
+from occlum.abi.fsabi import RESOLVE_IN_ROOT, pack_stat
 from occlum.fs.hostfs import HostFs
 from occlum.fs.ramfs import RamFs
 from occlum.fs.unionfs import UnionFs
@@ -142,3 +142,18 @@ def test_union_stat_of_a_lower_name_follows_its_copy_up() -> None:
         assert f.packed_fstat(host) == pack_stat(f.fgetattr(host)) != first
     finally:
         os.close(held)
+
+
+def test_in_root_resolutions_keep_their_root(ram: tuple[MountTable, Location]) -> None:
+    """An absolute path under RESOLVE_IN_ROOT starts at the directory given, not at /."""
+    _, root = ram
+    d = resolve(PathOp(root, root, b"/d"))
+    d.inode.create(b"only-in-d", 0o644, 0, 0)
+    root.inode.create(b"only-at-root", 0o644, 0, 0)
+    for start, found, missing in ((d, b"/only-in-d", b"/only-at-root"),
+                                  (root, b"/only-at-root", b"/only-in-d")):  # fmt: skip
+        op = PathOp(root, start, found, resolve_flags=RESOLVE_IN_ROOT)
+        assert resolve(op).name == found[1:]
+        with pytest.raises(SyscallError) as e:
+            resolve(PathOp(root, start, missing, resolve_flags=RESOLVE_IN_ROOT))
+        assert e.value.errno == errno.ENOENT

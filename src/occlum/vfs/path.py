@@ -271,7 +271,8 @@ def resolve(op: PathOp) -> Location:
     if table.resolved_epoch != _names_epoch:
         resolved.clear()
         table.resolved_epoch = _names_epoch
-    base = None if absolute else op.start
+    # the start counts for a relative path, and for any path RESOLVE_IN_ROOT/BENEATH confine
+    base = None if absolute and not op.resolve_flags else op.start
     key = (op.root, base, path, op.follow, op.resolve_flags, op.cred)
     known = resolved.get(key)
     if known is not None:
