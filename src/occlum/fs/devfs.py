@@ -76,6 +76,7 @@ class DevFs(RamFs):
     controlling terminal for ``/dev/tty``."""
 
     fstype = "devtmpfs"
+    changed_by_calls_only = False  # links into /proc/self, the caller's terminal
 
     def __init__(
         self, ptys: DevPtsFs | None = None, ctty: Callable[[int], int] | None = None

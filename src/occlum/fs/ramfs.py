@@ -50,6 +50,7 @@ from occlum.fs.filecache import FileCache
 from occlum.platform.fdbudget import opened_besides, opened_elsewhere
 from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, SetAttr, Stat
 from occlum.vfs.mount import FileSystem
+from occlum.vfs.path import names_changed
 from occlum.vfs.xattr import XattrStore
 
 __all__ = ["RamFs"]
@@ -127,6 +128,8 @@ class RamInode(Inode):
         if attrs.size is not None:
             self._truncate(attrs.size)
             self.mtime_ns = time.time_ns()
+        if attrs.mode is not None or attrs.uid is not None or attrs.gid is not None:
+            names_changed()  # who may search a directory
         if attrs.mode is not None:
             self.mode = (self.mode & S_IFMT) | (attrs.mode & 0o7777)
         if attrs.uid is not None:
@@ -554,10 +557,12 @@ class RamDir(RamInode):
     def _set_entry(self, name: bytes, inode: RamInode) -> None:
         self.children[name] = inode
         self.fs.entry_changed(self, name, inode)
+        names_changed()
 
     def _del_entry(self, name: bytes) -> None:
         del self.children[name]
         self.fs.entry_changed(self, name, None)
+        names_changed()
 
     changes = 0  # bumped at every change of the entries (stacked file systems cache on it)
 
@@ -758,6 +763,7 @@ class RamFs(FileSystem):
 
     fstype = "tmpfs"
     root: RamDir
+    changed_by_calls_only = True  # its names live in the LibOS's memory only (names_changed)
     backing: int | None = None
     # the LibOS's watch of closes: nameless files are freed at their last close (without it,
     # when their inode object is)

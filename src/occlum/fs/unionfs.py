@@ -65,6 +65,7 @@ from occlum.abi.fsabi import (
     S_IFREG,
     Stat,
     StatFs,
+    pack_stat,
 )
 from occlum.fs.ramfs import RamDir
 from occlum.vfs.inode import DirEntry, Inode, SetAttr
@@ -147,6 +148,27 @@ class UnionInode(Inode):
     def getattr(self) -> Stat:
         # a fresh Stat: layers may hand out their own
         return self._layer().getattr().relabeled(self.fs.dev, self.ino)
+
+    _packed: bytes | None = None
+
+    def packed_stat(self) -> bytes:
+        # a name only the lower layer has, when that layer is the image: its attributes are
+        # fixed (the union never writes the lower layer), so the stat is packed once (an
+        # interpreter stats each module's source twice, and fstats what it opens); a copy-up
+        # gives the name an upper layer, which is asked every time
+        lower = self.lower
+        if self.upper is None and lower is not None and lower.fs.fixed_attributes:
+            packed = self._packed
+            if packed is None:
+                packed = self._packed = pack_stat(self.getattr())
+            return packed
+        return pack_stat(self.getattr())
+
+    def packed_fstat(self, host: os.stat_result) -> bytes:
+        lower = self.lower
+        if self.upper is None and lower is not None and lower.fs.fixed_attributes:
+            return self.packed_stat()  # what its descriptors show too
+        return pack_stat(self.fgetattr(host))
 
     def fgetattr(self, host: os.stat_result) -> Stat:
         if not self.is_regular:
@@ -543,6 +565,7 @@ class UnionFs(FileSystem):
         super().__init__(readonly=False)
         self.upper = upper
         self.lower = lower
+        self.changed_by_calls_only = upper.changed_by_calls_only and lower.changed_by_calls_only
         self._inos = itertools.count(1)
         # the union's inode number for each layer inode handed out, so that hard links share
         # one and a copy-up keeps its original's

@@ -75,6 +75,18 @@ class ObjectRegistry:
         the caller), before that descriptor reaches any program."""
         st = os.fstat(host_fd)
         key = (st.st_dev, st.st_ino)
+        known = self._by_key.get(key)
+        if (
+            known is not None
+            and known.location.inode is ref.location.inode
+            and self._watch[key] >= 0
+        ):
+            # a new open of a page-cache file: the same memfd as at an earlier open, watched
+            # then, and alive since (the cache or a program holds it: a memfd made again for
+            # the file gets a new inode number, so a new key); only the reference changes.
+            # inotify_add_watch through /proc/self/fd cost as much as the rest of the open.
+            self._by_key[key] = ref
+            return
         wd = -1
         if st.st_nlink == 0:  # see the class's docstring: a linked file's watch never goes
             if self._inotify < 0:
@@ -130,15 +142,21 @@ class ObjectRegistry:
         self._by_key.clear()
         self._watch.clear()
 
-    def lookup(self, host_pid: int, fd: int) -> FileRef | None:
+    def lookup(self, host_pid: int, fd: int, fd_dir: int = -1) -> FileRef | None:
         """The LibOS object behind descriptor ``fd`` of a process, or None for host-only objects
-        (pipes, sockets, eventfds). Raises OSError if ``fd`` is not open."""
-        return self.lookup_stat(host_pid, fd)[0]
+        (pipes, sockets, eventfds). Raises OSError if ``fd`` is not open. ``fd_dir``: the
+        process's ``/proc/PID/fd`` when the caller holds it open (one name to look up)."""
+        return self.lookup_stat(host_pid, fd, fd_dir)[0]
 
-    def lookup_stat(self, host_pid: int, fd: int) -> tuple[FileRef | None, os.stat_result]:
+    def lookup_stat(
+        self, host_pid: int, fd: int, fd_dir: int = -1
+    ) -> tuple[FileRef | None, os.stat_result]:
         """Like :meth:`lookup`, also giving the host object's own stat (sizes and times of
         page-cache memfds and hostfs files change by native writes)."""
-        st = os.stat(f"/proc/{host_pid}/fd/{fd}")
+        if fd_dir >= 0:
+            st = os.stat(str(fd), dir_fd=fd_dir)
+        else:
+            st = os.stat(f"/proc/{host_pid}/fd/{fd}")
         key = (st.st_dev, st.st_ino)
         ref = self._by_key.get(key)
         if ref is None and self.namer is not None:

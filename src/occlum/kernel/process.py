@@ -38,6 +38,7 @@ class Process:
     arg_area: ArgArea | None = None
     pidfd: int = -1
     _mem: TaskMemory | None = None
+    _fd_dir: int = -1
     pending_exec: ExecRequest | None = None
     tids: set[int] = field(default_factory=set)
     cred: Cred = ROOT  # what a thread of this process not met yet has (the latest set)
@@ -48,6 +49,19 @@ class Process:
         if m is None:
             m = self._mem = TaskMemory(self.host_pid, self.pidfd)
         return m
+
+    @property
+    def fd_dir(self) -> int:
+        """Its ``/proc/PID/fd`` directory, opened once: a descriptor's object is found by a
+        lookup of one name in it (``fstat`` and every call on a descriptor ask), not by a walk
+        of the whole path each time. The directory stays the process's own: once it is gone,
+        a lookup fails, whoever has the pid by then."""
+        d = self._fd_dir
+        if d < 0:
+            d = self._fd_dir = os.open(
+                f"/proc/{self.host_pid}/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+            )
+        return d
 
     def new_address_space(self) -> None:
         """After exec the old ``/proc/PID/mem`` handle reads a dead address space."""
@@ -69,6 +83,9 @@ class Process:
         if self.pidfd >= 0:
             os.close(self.pidfd)
             self.pidfd = -1
+        if self._fd_dir >= 0:
+            os.close(self._fd_dir)
+            self._fd_dir = -1
 
 
 @dataclass(slots=True, eq=False)

@@ -198,6 +198,8 @@ class FileSystems:
                 f"the root image {spec.root_image} cannot be used: {exc.why or exc} "
                 "(corrupted or changed since `occlum build`)"
             )
+        image.changed_by_calls_only = True  # read-only, and its names are measured
+        image.fixed_attributes = True
         if spec.root_upper is None or spec.root_upper_key is None:
             return image
         upper = self._boot_sefs(MountSpec("/", "sefs", spec.root_upper, key=spec.root_upper_key))

@@ -3,10 +3,11 @@
 The supervisor holds a host descriptor for every LibOS file whose contents it keeps in the
 page cache now (a memfd per ramfs or SEFS file in use, per cached image file; a file no
 program holds lets its own go, see ``fs/filecache.py``), and needs a few more for the work
-of every call: a pidfd and a ``/proc/PID/mem`` handle for each new process, a status file
-read at discovery, the descriptor it reopens to donate at an open. All come from one table,
-with the same RLIMIT_NOFILE as the programs (a supervisor without CAP_SYS_RESOURCE cannot go
-above it). A program holding thousands of distinct LibOS files would otherwise fill the
+of every call: a pidfd, a ``/proc/PID/mem`` handle and a ``/proc/PID/fd`` directory for each
+new process, a status file read at discovery, the descriptor it reopens to donate at an open.
+All come from one table, with the same RLIMIT_NOFILE as the programs (a supervisor without
+CAP_SYS_RESOURCE cannot go above it). A program holding thousands of distinct LibOS files
+would otherwise fill the
 supervisor's table with their memfds, and a child it forks would find no descriptor left for
 its discovery (its every call failed).
 

@@ -22,7 +22,8 @@ def fd_ref(libos: LibOS, t: Task, fd: int) -> FileRef | None:
     if fd < 0:
         raise SyscallError(errno.EBADF, "negative descriptor")
     try:
-        return libos.objects.lookup(t.process.host_pid, fd)
+        p = t.process
+        return libos.objects.lookup(p.host_pid, fd, p.fd_dir)
     except OSError:
         raise SyscallError(errno.EBADF, f"descriptor {fd} is not open")
 

@@ -32,7 +32,6 @@ from occlum.abi.fsabi import (
     S_IFIFO,
     S_IFSOCK,
     Stat,
-    pack_stat,
     pack_statfs,
     pack_statx,
 )
@@ -192,7 +191,7 @@ def sys_openat2(libos: LibOS, t: Task, dirfd: int, path: int, how: int, size: in
 
 # -- stat ------------------------------------------------------------------------------------
 def _stat_loc(loc: Location) -> bytes:
-    return pack_stat(loc.inode.getattr())
+    return loc.inode.packed_stat()
 
 
 def sys_stat(libos: LibOS, t: Task, path: int, buf: int) -> int:
@@ -207,22 +206,35 @@ def sys_lstat(libos: LibOS, t: Task, path: int, buf: int) -> int:
     return 0
 
 
-def _fd_stat_or_none(libos: LibOS, t: Task, fd: int) -> Stat | None:
-    """The stat of descriptor ``fd``; None for host objects (the kernel's answer is right)."""
+def _fd_object(libos: LibOS, t: Task, fd: int) -> tuple[FileRef | None, os.stat_result]:
+    """The LibOS object behind descriptor ``fd`` (None for a host object) and the host's
+    stat of it; EBADF if it is not open."""
     if fd < 0:
         raise SyscallError(errno.EBADF, "negative descriptor")
     try:
-        ref, host = libos.objects.lookup_stat(t.process.host_pid, fd)
+        p = t.process
+        return libos.objects.lookup_stat(p.host_pid, fd, p.fd_dir)
     except OSError:
         raise SyscallError(errno.EBADF, f"descriptor {fd} is not open")
+
+
+def _fd_stat_or_none(libos: LibOS, t: Task, fd: int) -> Stat | None:
+    """The stat of descriptor ``fd``; None for host objects (the kernel's answer is right)."""
+    ref, host = _fd_object(libos, t, fd)
     return None if ref is None else _fd_stat(ref, host)
 
 
+def _fd_packed_stat_or_none(libos: LibOS, t: Task, fd: int) -> bytes | None:
+    """:func:`_fd_stat_or_none` as ``struct stat``."""
+    ref, host = _fd_object(libos, t, fd)
+    return None if ref is None else ref.location.inode.packed_fstat(host)
+
+
 def sys_fstat(libos: LibOS, t: Task, fd: int, buf: int) -> Result:
-    st = _fd_stat_or_none(libos, t, fd)
-    if st is None:
+    packed = _fd_packed_stat_or_none(libos, t, fd)
+    if packed is None:
         return PROCEED  # a pipe, socket or other host object
-    t.mem.write(buf, pack_stat(st))
+    t.mem.write(buf, packed)
     return 0
 
 
@@ -236,10 +248,10 @@ def _fd_stat(ref: FileRef, host: os.stat_result) -> Stat:
 def sys_newfstatat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, flags: int) -> Result:
     name = _path(t, path)
     if not name and flags & AT_EMPTY_PATH and dirfd != AT_FDCWD:
-        st = _fd_stat_or_none(libos, t, dirfd)
-        if st is None:
+        packed = _fd_packed_stat_or_none(libos, t, dirfd)
+        if packed is None:
             return PROCEED
-        t.mem.write(buf, pack_stat(st))
+        t.mem.write(buf, packed)
         return 0
     t.mem.write(buf, _stat_loc(_resolve_at(libos, t, dirfd, name, flags)))
     return 0

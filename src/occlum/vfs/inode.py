@@ -15,7 +15,16 @@ import os
 from typing import NamedTuple
 
 from occlum.abi.errors import SyscallError
-from occlum.abi.fsabi import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, SetAttr, Stat, StatFs
+from occlum.abi.fsabi import (
+    S_IFDIR,
+    S_IFLNK,
+    S_IFMT,
+    S_IFREG,
+    SetAttr,
+    Stat,
+    StatFs,
+    pack_stat,
+)
 from occlum.vfs.cred import MAY_EXEC, MAY_READ, MAY_WRITE, ROOT, Cred, check_access
 
 __all__ = [
@@ -93,6 +102,15 @@ class Inode:
 
     def getattr(self) -> Stat:
         raise NotImplementedError
+
+    def packed_stat(self) -> bytes:
+        """:meth:`getattr` as ``struct stat`` (a file system whose attributes never change may
+        keep it)."""
+        return pack_stat(self.getattr())
+
+    def packed_fstat(self, host: os.stat_result) -> bytes:
+        """:meth:`fgetattr` as ``struct stat``."""
+        return pack_stat(self.fgetattr(host))
 
     def fgetattr(self, host: os.stat_result) -> Stat:
         """The stat seen through an open descriptor of this file, whose host object (a
@@ -196,6 +214,15 @@ class FileSystem:
 
     fstype: str = "none"
     root: Inode
+    # Its names, and the attributes a path walk looks at, change only through the LibOS's
+    # own calls, the same for every caller: no host program changes it (hostfs), no name
+    # means something else for each caller (procfs's self, devfs's tty). A resolution that
+    # stays in such file systems is remembered until a call may change something (resolve).
+    changed_by_calls_only: bool = False
+    # Its inodes' attributes never change, through a name or a descriptor alike (the image:
+    # read-only, verified, and its descriptors show the inode's attributes): a stacked file
+    # system may keep them packed.
+    fixed_attributes: bool = False
 
     def __init__(self, *, readonly: bool = False) -> None:
         self.readonly = readonly

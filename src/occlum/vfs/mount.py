@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from occlum.abi.errors import SyscallError
 from occlum.vfs.inode import FileSystem, allocate_dev
-from occlum.vfs.path import Location, Mount, PathOp, resolve
+from occlum.vfs.path import Location, Mount, PathOp, names_changed, resolve
 
 __all__ = ["FileSystem", "Mount", "MountInfo", "MountTable", "allocate_dev"]
 
@@ -68,6 +68,9 @@ class MountTable:
             self, next(self._ids), root_fs, None, source, b"/", options or _opts(root_fs)
         )
         self._mounts: list[Mount] = [self.root_mount]
+        # resolutions remembered by vfs.path.resolve, as of names epoch resolved_epoch
+        self.resolved: dict[tuple[object, ...], Location | tuple[int, str]] = {}
+        self.resolved_epoch = -1
 
     def root(self) -> Location:
         return self.root_mount.root_location()
@@ -90,6 +93,7 @@ class MountTable:
         )
         self._covering[(where.mount.mount_id, where.inode.ino)] = m
         self._mounts.append(m)
+        names_changed()
         return m
 
     def umount(self, target: Location) -> None:
@@ -102,6 +106,7 @@ class MountTable:
         mp = m.mountpoint
         del self._covering[(mp.mount.mount_id, mp.inode.ino)]
         self._mounts.remove(m)
+        names_changed()
         m.fs.sync()
 
     def covering(self, mount: Mount, ino: int) -> Mount | None:

@@ -39,6 +39,7 @@ __all__ = [
     "Mount",
     "ParentAndName",
     "PathOp",
+    "names_changed",
     "resolve",
     "resolve_parent",
 ]
@@ -47,6 +48,10 @@ __all__ = [
 class Covering(Protocol):
     """What a walk needs of the table a mount belongs to (``vfs/mount.py``'s ``MountTable``):
     which mount is stacked on a directory."""
+
+    # resolutions remembered by resolve, as of names epoch resolved_epoch
+    resolved: dict[tuple[object, ...], Location | tuple[int, str]]
+    resolved_epoch: int
 
     def covering(self, mount: Mount, ino: int) -> Mount | None: ...
 
@@ -147,7 +152,7 @@ def _split(path: bytes) -> list[bytes]:
 class Walker:
     """One resolution: its root, its scope (for RESOLVE_BENEATH/IN_ROOT) and symlink budget."""
 
-    __slots__ = ("budget", "cred", "flags", "root", "scope")
+    __slots__ = ("budget", "cred", "flags", "root", "scope", "volatile")
 
     def __init__(self, root: Location, scope: Location | None, flags: int, cred: Cred | None):
         self.root = root
@@ -156,6 +161,9 @@ class Walker:
         self.flags = flags
         self.cred = cred
         self.budget = SYMLINK_BUDGET
+        # the walk went through a file system that changes by other means than the LibOS's
+        # calls, or through a magic link: its result is not remembered
+        self.volatile = False
 
     def start(self, base: Location, path: bytes) -> Location:
         if not path.startswith(b"/"):
@@ -176,8 +184,11 @@ class Walker:
         if cur.same(self.root):
             return cur
         up = cur.up()
-        if self.flags & RESOLVE_NO_XDEV and up.mount is not cur.mount:
-            raise SyscallError(errno.EXDEV, "'..' crosses a mount")
+        if up.mount is not cur.mount:
+            if self.flags & RESOLVE_NO_XDEV:
+                raise SyscallError(errno.EXDEV, "'..' crosses a mount")
+            if not up.mount.fs.changed_by_calls_only:
+                self.volatile = True
         return up
 
     def search(self, cur: Location) -> None:
@@ -191,8 +202,11 @@ class Walker:
             raise SyscallError(errno.ENAMETOOLONG, "file name longer than NAME_MAX")
         self.search(cur)
         nxt = cur.child(name)
-        if self.flags & RESOLVE_NO_XDEV and nxt.mount is not cur.mount:
-            raise SyscallError(errno.EXDEV, "path crosses a mount")
+        if nxt.mount is not cur.mount:
+            if self.flags & RESOLVE_NO_XDEV:
+                raise SyscallError(errno.EXDEV, "path crosses a mount")
+            if not nxt.mount.fs.changed_by_calls_only:
+                self.volatile = True
         return nxt
 
     def follow(self, cur: Location, link: Location, queue: deque[bytes]) -> Location:
@@ -204,6 +218,7 @@ class Walker:
             raise SyscallError(errno.ELOOP, "too many levels of symbolic links")
         inode = link.inode
         if inode.is_magic_link:
+            self.volatile = True
             if self.flags & RESOLVE_NO_MAGICLINKS:
                 raise SyscallError(errno.ELOOP, "magic link with RESOLVE_NO_MAGICLINKS")
             if self.scope is not None:
@@ -269,18 +284,92 @@ def _check_path(path: bytes) -> None:
         raise SyscallError(errno.ENAMETOOLONG, "path longer than PATH_MAX")
 
 
+# Bumped at every change of a name, or of a mode or owner a walk checks, in a file system
+# whose resolutions are remembered (names_changed), and at every mount and unmount.
+_names_epoch = 0
+
+
+def names_changed() -> None:
+    """A name (or a directory's mode or owner) changed: every remembered resolution is
+    forgotten, in every mount table (a file system may be mounted in more than one)."""
+    global _names_epoch
+    _names_epoch += 1
+
+
 def resolve(op: PathOp) -> Location:
     """The file ``op`` names. An empty path is ENOENT: the caller handles ``AT_EMPTY_PATH``
-    by using the dirfd's own location."""
-    w = op.walker()
+    by using the dirfd's own location.
+
+    Programs name the same directories again and again (an interpreter's imports stat each
+    directory of their search path for every module, and most of the names they try do not
+    exist), so a resolution that stayed in file systems only the LibOS's calls change
+    (``FileSystem.changed_by_calls_only``) is remembered in the mount table, its ENOENT and
+    ENOTDIR too, and so is the directory that holds its last name: a new name in a known
+    directory is one step. They are kept until a name, a mode or an owner changes in such a
+    file system, or a mount (:func:`names_changed`); the credentials and the root and start
+    directories are part of what is remembered. The walk is the same either way: the
+    directory part first, then the last name, as one walk goes."""
     path = op.path
+    absolute = path.startswith(b"/")
+    table = op.root.mount.table
+    resolved = table.resolved
+    if table.resolved_epoch != _names_epoch:
+        resolved.clear()
+        table.resolved_epoch = _names_epoch
+    # the start counts for a relative path, and for any path RESOLVE_IN_ROOT/BENEATH confine
+    base = None if absolute and not op.resolve_flags else op.start
+    key = (op.root, base, path, op.follow, op.resolve_flags, op.cred)
+    known = resolved.get(key)
+    if known is not None:
+        if type(known) is tuple:
+            raise SyscallError(*known)
+        return known  # type: ignore[return-value]
+    w = op.walker()
+    start = w.start(op.start, path)
+    if not start.mount.fs.changed_by_calls_only:
+        w.volatile = True
     trailing = path.endswith(b"/")
-    loc = w.walk(
-        w.start(op.start, path), deque(_split(path)), follow_final=op.follow, dir_final=trailing
-    )
-    if trailing and not loc.inode.is_dir:
-        raise SyscallError(errno.ENOTDIR, "trailing slash on a non-directory")
+    names = _split(path)
+    dir_key: tuple[object, ...] | None = None
+    try:
+        if not op.resolve_flags and len(names) > (0 if absolute else 1):
+            # the directory part, as a path of its own (symlinks in it followed, as a walk does)
+            dir_key = (op.root, base, (b"/" if absolute else b"") + b"/".join(names[:-1]))
+            dir_key += (True, 0, op.cred)
+            known = resolved.get(dir_key)
+            if known is None:
+                start = w.walk(start, deque(names[:-1]), follow_final=True, dir_final=True)
+                # (a directory part that used symlinks is not kept: the budget is per walk)
+                if not w.volatile and w.budget == SYMLINK_BUDGET:
+                    _remember(resolved, dir_key, start)
+            elif type(known) is tuple:
+                raise SyscallError(*known)
+            else:
+                start = known  # type: ignore[assignment]
+            dir_key = None  # from here on, errors are the last name's
+            names = names[-1:]
+        loc = w.walk(start, deque(names), follow_final=op.follow, dir_final=trailing)
+        if trailing and not loc.inode.is_dir:
+            raise SyscallError(errno.ENOTDIR, "trailing slash on a non-directory")
+    except SyscallError as exc:
+        if not w.volatile and exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            if dir_key is not None:
+                _remember(resolved, dir_key, (exc.errno, exc.why))
+            _remember(resolved, key, (exc.errno, exc.why))
+        raise
+    if not w.volatile:
+        _remember(resolved, key, loc)
     return loc
+
+
+def _remember(
+    resolved: dict[tuple[object, ...], Location | tuple[int, str]],
+    key: tuple[object, ...],
+    result: Location | tuple[int, str],
+) -> None:
+    if len(resolved) >= 4096:
+        resolved.clear()
+    resolved[key] = result
 
 
 def resolve_parent(op: PathOp) -> ParentAndName:
