@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import warnings
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import cmac, hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
 __all__ = [
@@ -35,6 +37,14 @@ __all__ = [
 ]
 
 _CURVE = ec.SECP256R1()
+# what the X.509 parser raises on a damaged certificate, at load or when a field is first read
+_PARSE_ERRORS = (
+    ValueError,
+    TypeError,
+    x509.InvalidVersion,
+    UnsupportedAlgorithm,
+    CryptographyDeprecationWarning,
+)
 _ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
@@ -160,8 +170,12 @@ def make_chain(root_key: EcKey, pck_key: EcKey, platform_id: str) -> tuple[bytes
 
 def _load_pems(data: bytes) -> list[x509.Certificate]:
     try:
-        return x509.load_pem_x509_certificates(data)
-    except ValueError:
+        # what the parser only warns of (a serial number that is not positive) is refused:
+        # no certificate we make has it
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CryptographyDeprecationWarning)
+            return x509.load_pem_x509_certificates(data)
+    except _PARSE_ERRORS:
         raise AttestCryptoError("the certificate chain is not PEM certificates")
 
 
@@ -177,6 +191,14 @@ def verify_chain(chain_pem: bytes, trusted_root_pem: bytes) -> bytes:
         raise AttestCryptoError("the certificate chain has fewer than two certificates")
     if chain[-1] != roots[0]:
         raise AttestCryptoError("the chain's root is not the trusted platform root")
+    try:
+        return _check_links(chain)
+    except _PARSE_ERRORS:
+        # the parser reads a certificate's fields when they are first asked for
+        raise AttestCryptoError("a certificate of the chain is malformed")
+
+
+def _check_links(chain: list[x509.Certificate]) -> bytes:
     now = datetime.datetime.now(datetime.UTC)
     for i, cert in enumerate(chain):
         issuer = chain[min(i + 1, len(chain) - 1)]
@@ -193,7 +215,7 @@ def verify_chain(chain_pem: bytes, trusted_root_pem: bytes) -> bytes:
             raise AttestCryptoError(f"certificate {i} of the chain is not issued by the next")
         try:
             cert.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature):
+        except (TypeError, InvalidSignature):
             raise AttestCryptoError(f"certificate {i} of the chain has a bad signature")
     public = chain[0].public_key()
     if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != _CURVE.name:
@@ -207,7 +229,10 @@ def certificate_key(cert_pem: bytes) -> bytes:
     certs = _load_pems(cert_pem)
     if len(certs) != 1:
         raise AttestCryptoError("expected exactly one certificate")
-    public = certs[0].public_key()
+    try:
+        public = certs[0].public_key()
+    except _PARSE_ERRORS:
+        raise AttestCryptoError("the certificate's key is malformed")
     if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != _CURVE.name:
         raise AttestCryptoError("the certificate's key is not ECDSA P-256")
     numbers = public.public_numbers()

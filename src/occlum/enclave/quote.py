@@ -81,6 +81,7 @@ class QuotePolicy:
 @dataclass(slots=True, frozen=True)
 class ParsedQuote:
     header: bytes
+    raw_body: bytes  # as received: the signature covers its reserved bytes too
     body: ReportBody
     signature: bytes
     attest_pub_key: bytes
@@ -92,7 +93,7 @@ class ParsedQuote:
 
     @property
     def signed(self) -> bytes:
-        return self.header + self.body.pack()
+        return self.header + self.raw_body
 
 
 def quote_size(platform: AttestationPlatform) -> int:
@@ -179,6 +180,7 @@ def parse_quote(quote: bytes) -> ParsedQuote:
         )
     return ParsedQuote(
         header=quote[:HEADER_SIZE],
+        raw_body=quote[HEADER_SIZE : HEADER_SIZE + REPORT_BODY_SIZE],
         body=ReportBody.unpack(quote[HEADER_SIZE : HEADER_SIZE + REPORT_BODY_SIZE]),
         signature=sig_data[0:64],
         attest_pub_key=sig_data[64:128],
