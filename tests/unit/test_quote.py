@@ -239,3 +239,51 @@ def test_report_body_round_trip() -> None:
     body = ReportBody(b"e" * 32, b"s" * 32, 1, 2, 7, report_data=b"d" * 64)
     assert ReportBody.unpack(body.pack()) == body
     assert len(body.pack()) == 384
+
+
+def test_every_byte_flipped_is_refused(
+    platforms: tuple[AttestationPlatform, ...], quote: bytes
+) -> None:
+    """The deterministic sweep beside the property: each byte, its low and high bit."""
+    policy = QuotePolicy(platforms[0].root_pem)
+    for offset in range(len(quote)):
+        for mask in (0x01, 0x80):
+            altered = bytearray(quote)
+            altered[offset] ^= mask
+            with pytest.raises(QuoteError):
+                verify_quote(bytes(altered), policy)
+
+
+def test_verify_quote_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from occlum.cli.main import cli
+
+    monkeypatch.setenv("OCCLUM_PLATFORM_KEY", str(tmp_path / "pk" / "platform.key"))
+    runner = CliRunner()
+    missing = runner.invoke(cli, ["verify-quote", str(tmp_path / "q.bin")])
+    assert missing.exit_code == 1 and "platform key" in missing.output  # none is created
+    root = runner.invoke(cli, ["print", "platform-root"])
+    assert root.exit_code == 0 and root.output.startswith("-----BEGIN CERTIFICATE-----")
+    platform = load_attestation_platform()
+    assert root.output.encode() == platform.root_pem
+    quote = tmp_path / "q.bin"
+    quote.write_bytes(make_quote(platform, IDENTITY.body(DATA)))
+    ok = runner.invoke(cli, ["verify-quote", str(quote), "--mrenclave", IDENTITY.mrenclave.hex()])
+    assert ok.exit_code == 0, ok.output
+    assert f"MRENCLAVE   {IDENTITY.mrenclave.hex()}\n" in ok.output
+    assert "ISVPRODID   7\n" in ok.output and "DEBUG       no\n" in ok.output
+    other = _platform(tmp_path, "other")
+    (tmp_path / "other.pem").write_bytes(other.root_pem)
+    for options, message in (
+        (["--root-cert", str(tmp_path / "other.pem")], "not the trusted platform root"),
+        (["--mrsigner", "00" * 32], "MRSIGNER"),
+        (["--min-isv-svn", "9"], "ISVSVN 3 is below the minimum 9"),
+        (["--report-data", "ff"], "report data"),
+        (["--mrenclave", "zz"], "is not hex"),
+        (["--mrenclave", "00"], "must be 32 bytes"),
+        (["--root-cert", str(tmp_path)], "is a directory"),
+    ):
+        res = runner.invoke(cli, ["verify-quote", str(quote), *options])
+        assert res.exit_code == 1, (options, res.output)
+        assert message in res.output and len(res.output.strip().splitlines()) == 1, res.output

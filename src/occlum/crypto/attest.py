@@ -9,9 +9,11 @@ enclave layer sees bytes only; every failure is one ``AttestCryptoError`` saying
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import warnings
+from collections.abc import Iterator
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -22,7 +24,6 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 from cryptography.hazmat.primitives.ciphers import algorithms
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
 __all__ = [
@@ -43,7 +44,7 @@ _PARSE_ERRORS = (
     TypeError,
     x509.InvalidVersion,
     UnsupportedAlgorithm,
-    CryptographyDeprecationWarning,
+    Warning,  # what the parser only warns of, made an error (see _strict)
 )
 _ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
@@ -168,12 +169,18 @@ def make_chain(root_key: EcKey, pck_key: EcKey, platform_id: str) -> tuple[bytes
     return leaf.public_bytes(pem), root.public_bytes(pem)
 
 
+@contextlib.contextmanager
+def _strict() -> Iterator[None]:
+    """What the X.509 parser only warns of (a serial number that is not positive, a country
+    name that is not two letters) is an error: no certificate we make has it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
 def _load_pems(data: bytes) -> list[x509.Certificate]:
     try:
-        # what the parser only warns of (a serial number that is not positive) is refused:
-        # no certificate we make has it
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", CryptographyDeprecationWarning)
+        with _strict():
             return x509.load_pem_x509_certificates(data)
     except _PARSE_ERRORS:
         raise AttestCryptoError("the certificate chain is not PEM certificates")
@@ -192,7 +199,8 @@ def verify_chain(chain_pem: bytes, trusted_root_pem: bytes) -> bytes:
     if chain[-1] != roots[0]:
         raise AttestCryptoError("the chain's root is not the trusted platform root")
     try:
-        return _check_links(chain)
+        with _strict():
+            return _check_links(chain)
     except _PARSE_ERRORS:
         # the parser reads a certificate's fields when they are first asked for
         raise AttestCryptoError("a certificate of the chain is malformed")
