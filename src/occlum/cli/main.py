@@ -323,7 +323,7 @@ def _server_state(inst: Instance) -> str:
 
 
 @cli.command("print", context_settings=CONTEXT, short_help="Print MRENCLAVE or MRSIGNER.")
-@click.argument("what", type=click.Choice(["mrenclave", "mrsigner"]))
+@click.argument("what", type=click.Choice(["mrenclave", "mrsigner", "platform-root"]))
 @click.pass_context
 def print_(ctx: click.Context, what: str) -> None:
     """Print the built enclave's MRENCLAVE or MRSIGNER in hex.
@@ -336,7 +336,16 @@ def print_(ctx: click.Context, what: str) -> None:
     Example:
       occlum print mrenclave
       occlum print mrsigner
+      occlum print platform-root > root.pem   # for `occlum verify-quote --root-cert`
+
+    platform-root is the simulated platform's root certificate (PEM), which quotes made on
+    this machine chain to (docs/attestation.md); it needs no instance.
     """
+    if what == "platform-root":
+        from occlum.enclave.platform_attest import load_attestation_platform
+
+        click.echo(load_attestation_platform().root_pem.decode(), nl=False)
+        return
     from occlum.enclave.build_seal import read_measurement  # `cryptography` loads in 50 ms
 
     inst = _instance(ctx)
@@ -378,12 +387,14 @@ for _command in SERVICE_COMMANDS:
     cli.add_command(_command)
 
 
+from occlum.cli.attest import verify_quote  # noqa: E402
 from occlum.cli.completion import completion  # noqa: E402
 from occlum.cli.doctor import doctor  # noqa: E402 - a command of its own module
 from occlum.cli.fsck import fsck  # noqa: E402
 
 cli.add_command(doctor)
 cli.add_command(fsck)
+cli.add_command(verify_quote)
 cli.add_command(completion)
 
 

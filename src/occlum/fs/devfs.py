@@ -4,7 +4,8 @@ Owns the standard device nodes and links.  It is a ramfs populated at mount time
 may add nodes and FIFOs as on a devtmpfs; a character node opens the matching harmless host
 device (``/dev/null``, ``/dev/zero``, ``/dev/full``, ``/dev/random``, ``/dev/urandom``,
 ``/dev/tty``) and nothing else; ``/dev/ptmx`` opens a new master of the instance's own
-pseudo-terminals (``fs/devpts.py``).  The kernel mounts a separate ramfs on ``/dev/shm`` and
+pseudo-terminals (``fs/devpts.py``); ``/dev/sgx`` is Occlum's SGX device (its ioctls are
+served in ``syscalls/sgx.py``).  The kernel mounts a separate ramfs on ``/dev/shm`` and
 the devpts on ``/dev/pts``.
 """
 
@@ -19,7 +20,7 @@ from occlum.abi.fsabi import S_IFCHR
 from occlum.fs.devpts import DevPtsFs
 from occlum.fs.ramfs import RamDir, RamFs, RamInode
 
-__all__ = ["DevFs"]
+__all__ = ["DevFs", "SgxNode"]
 
 DEVICES: tuple[tuple[bytes, int, int, int], ...] = (
     (b"null", 1, 3, 0o666),
@@ -70,6 +71,22 @@ class PtmxNode(RamInode):
         return self.ptys.open_master(flags)
 
 
+class SgxNode(RamInode):
+    """``/dev/sgx``: Occlum's SGX device. Its ioctls are served by ``syscalls/sgx.py`` (the
+    filter sends the ``'s'`` requests to the supervisor); an open gives an ioctl-only handle
+    (access mode 3), so ``read`` and ``write`` fail (EBADF) as Occlum's device refuses them."""
+
+    def __init__(self, fs: DevFs) -> None:
+        super().__init__(fs, S_IFCHR | 0o666, 0, 0, 0)  # Occlum's device has rdev 0
+
+    def open_host_fd(self, flags: int) -> int:
+        mfd = os.memfd_create("occlum-dev-sgx", os.MFD_CLOEXEC)
+        try:
+            return os.open(f"/proc/self/fd/{mfd}", os.O_ACCMODE | os.O_CLOEXEC)
+        finally:
+            os.close(mfd)
+
+
 class DevFs(RamFs):
     """``/dev``: device nodes, the stdio links, and empty ``shm/`` and ``pts/`` directories;
     ``ptys`` is the instance's devpts, which ``/dev/ptmx`` opens; ``ctty`` opens the caller's
@@ -87,6 +104,7 @@ class DevFs(RamFs):
             root.mknod(name, S_IFCHR | perm, os.makedev(major, minor), 0, 0)
         root._add(b"tty", TtyNode(self, ctty))
         root._add(b"ptmx", PtmxNode(self, ptys))
+        root._add(b"sgx", SgxNode(self))
         for name, target in LINKS:
             root.symlink(name, target, 0, 0)
         root.mkdir(b"shm", 0o1777, 0, 0)  # the kernel mounts a ramfs here

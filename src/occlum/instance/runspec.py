@@ -18,7 +18,7 @@ from occlum.instance.config import (
     plan_mounts,
 )
 from occlum.instance.layout import Instance
-from occlum.kernel.spec import MountSpec, RunSpec
+from occlum.kernel.spec import EnclaveSpec, MountSpec, RunSpec
 
 
 def to_run_spec(
@@ -90,6 +90,23 @@ def to_run_spec(
         init_image=str(init_image) if init_hash is not None else None,
         init_hash=init_hash,
         user_image_key=user_key,
+        enclave=_enclave_spec(inst),
+    )
+
+
+def _enclave_spec(inst: Instance) -> EnclaveSpec:
+    """The identity ``/dev/sgx`` reports: the signed (and just verified) SIGSTRUCT's."""
+    from occlum.enclave.build_seal import read_sigstruct
+    from occlum.enclave.keys import platform_key_path
+
+    sig = read_sigstruct(inst.build_dir)
+    return EnclaveSpec(
+        mrenclave=sig.mrenclave,
+        mrsigner=sig.mrsigner,
+        isv_prod_id=sig.isv_prod_id,
+        isv_svn=sig.isv_svn,
+        debuggable=sig.debuggable,
+        platform_key_path=str(platform_key_path()),
     )
 
 

@@ -24,6 +24,19 @@ class MountSpec:
 
 
 @dataclass(slots=True, frozen=True)
+class EnclaveSpec:
+    """The running enclave's identity, from its verified SIGSTRUCT, and the platform key it
+    runs on: what ``/dev/sgx`` reports, derives keys from and quotes."""
+
+    mrenclave: bytes
+    mrsigner: bytes
+    isv_prod_id: int
+    isv_svn: int
+    debuggable: bool
+    platform_key_path: str
+
+
+@dataclass(slots=True, frozen=True)
 class RunSpec:
     """Everything ``occlum run`` needs: the built root, the mounts, the program and its environment."""
 
@@ -66,3 +79,6 @@ class RunSpec:
     diagnose: bool = False
     raised_address_space: int = 0
     raised_threads: int = 0
+    # None: no measured enclave (a LibOS booted by tests without `occlum build`): /dev/sgx
+    # answers ENODEV
+    enclave: EnclaveSpec | None = None

@@ -13,12 +13,13 @@ import errno
 
 from occlum.platform import seccomp
 from occlum.platform.seccomp import SECCOMP_RET_ERRNO, SECCOMP_RET_USER_NOTIF, Rule
+from occlum.syscalls.sgx import REQUESTS as SGX_REQUESTS
 
 # (mmap is native below LARGE_MMAP; the socket calls of ADDRESS_ARGUMENTS without an address:
 # both are served, see RULES)
 NATIVE: tuple[str, ...] = (
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2",
-    "pwritev2", "lseek", "close", "dup", "dup2", "dup3", "flock", "ioctl",
+    "pwritev2", "lseek", "close", "dup", "dup2", "dup3", "flock",
     "mprotect", "munmap", "mremap", "madvise", "mincore", "mlock", "mlock2",
     "munlock", "mlockall", "munlockall", "brk", "membarrier", "memfd_create", "pkey_alloc",
     "pkey_free", "pkey_mprotect", "get_mempolicy", "set_mempolicy", "mbind",
@@ -115,13 +116,15 @@ RULES: dict[str, tuple[Rule, str]] = {
     ),
     # ioctl: native, but for the two requests that put bytes into a terminal's input
     # (docs/internals.md, "Terminals"); the kernel reads the request as an unsigned int, so
-    # the low word is all of it. EIO for TIOCSTI as Linux with legacy_tiocsti=0
+    # the low word is all of it. EIO for TIOCSTI as Linux with legacy_tiocsti=0. Occlum's
+    # /dev/sgx requests go to the supervisor (syscalls/sgx.py)
     "ioctl": (
         seccomp.answered_by_value(
             1,
             (
                 (TIOCSTI, SECCOMP_RET_ERRNO | errno.EIO),
                 (TIOCLINUX, SECCOMP_RET_ERRNO | errno.EPERM),
+                *((request, SECCOMP_RET_USER_NOTIF) for request in SGX_REQUESTS),
             ),
         ),
         "TIOCSTI: EIO, TIOCLINUX: EPERM in the filter",

@@ -22,7 +22,7 @@ from occlum.kernel.api import Entry, Handler
 from occlum.platform import seccomp
 from occlum.platform.seccomp import Rule
 from occlum.platform.stub import STUB_NR
-from occlum.syscalls import cred, fs, info, net, process
+from occlum.syscalls import cred, fs, info, net, process, sgx
 from occlum.syscalls import exec as ex
 from occlum.syscalls import mount as mnt
 from occlum.syscalls import signal as sig
@@ -159,6 +159,12 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
         "tmpfs (size= by the host), ramfs, sefs (under run/mount/), procfs, devfs; no remount/bind/move",
     ),
     "umount2": (mnt.sys_umount2, "path umount", FULL, ""),
+    "ioctl": (
+        sgx.sys_ioctl,
+        "fd hex ptr",
+        FULL,
+        "/dev/sgx: Occlum's SGX requests (docs/attestation.md)",
+    ),
     "fcntl": (fs.sys_fcntl, "fd u32 s32", PARTIAL, "no leases on LibOS files (EINVAL)"),
     "uname": (info.sys_uname, "ptr", FULL, ""),
     "sethostname": (info.sys_sethostname, "ptr s32", FULL, "the instance's own name"),
