@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from occlum.abi.errors import SyscallError
 from occlum.fs.ramfs import RamDir
-from occlum.fs.sefs.commit import Commit
+from occlum.fs.sefs.commit import STEP, Commit
 from occlum.fs.sefs.files import SefsFile
 from occlum.fs.sefs.journal import Journal
 from occlum.fs.sefs.layout import CHUNK, FORMAT, MOVED_OBJECT, Chunk, dumps
@@ -28,28 +30,39 @@ __all__ = ["checkpoint"]
 
 
 def checkpoint(fs: SefsFs) -> None:
+    """:func:`checkpoint_steps` at once."""
+    for _ in checkpoint_steps(fs):
+        pass
+
+
+def checkpoint_steps(fs: SefsFs) -> Iterator[None]:
     """Write the whole metadata as one object, with a new empty journal, and switch the
     superblock to them; then remove every object and journal the new state does not name.
     Chunks kept in journal records move into objects first (shared by many files).
 
     On a full host, a checkpoint that moves no file data out of the journal is made again
     in the space of the reserve (its metadata object is what the reserve is sized for).
+
+    Yields between slices of work: while chunks move out of the journal and files are
+    flushed.  The metadata object, the new journal and the superblock are written in one
+    slice, whose cost grows with the number of inodes (not with file data).
     """
     try:
-        _checkpoint_once(fs)
+        yield from _checkpoint_once(fs)
     except SyscallError as e:
         if not is_space_error(e) or not fits_reserve(fs) or not fs.store.release_reserve():
             raise
-        _checkpoint_once(fs)
+        yield from _checkpoint_once(fs)
 
 
-def _checkpoint_once(fs: SefsFs) -> None:
+def _checkpoint_once(fs: SefsFs) -> Iterator[None]:
     commit = Commit(fs.store, 0)
     store = fs.store
     journal = Journal(store, os.urandom(OBJECT_ID_SIZE))
     switching = False
     try:
-        _move_out_of_journal(fs, commit)
+        yield from _move_out_of_journal(fs, commit)
+        yield from fs.flush_files(commit)
         changed, gone, dirents = fs._delta(commit)
         unchanged = not changed and not gone and not dirents
         if unchanged and not fs._upgrade and fs._journal is not None and fs._journal.empty:
@@ -127,10 +140,11 @@ def _all_dirents(fs: SefsFs) -> list[Any]:
     ]
 
 
-def _move_out_of_journal(fs: SefsFs, commit: Commit) -> None:
+def _move_out_of_journal(fs: SefsFs, commit: Commit) -> Iterator[None]:
     """Give every file chunk kept in a journal record a place in an extent object.  The
     chunks of many files share an object (up to :data:`MOVED_OBJECT` bytes): thousands of
-    small files written one commit each cost a few host files here, not one each."""
+    small files written one commit each cost a few host files here, not one each.  Yields
+    between objects once a slice's time is up; a file deleted meanwhile is left out."""
     if fs._journal is None or fs._journal.empty:
         return
     moved: dict[SefsFile, dict[int, Chunk]] = {}
@@ -151,22 +165,31 @@ def _move_out_of_journal(fs: SefsFs, commit: Commit) -> None:
         parts.clear()
         at = 0
 
-    for f in fs._files():
-        for i in sorted(f.chunks):
-            c = f.chunks[i]
+    due = time.monotonic() + STEP
+    for f in list(fs._files()):
+        if f.gone:
+            continue
+        chunks, size = f.chunks, f.size  # as they are now: a yield may come between
+        for i in sorted(chunks):
+            c = chunks[i]
             if not c.in_journal:
                 continue
             if record[0] != c.ref.oid:
                 record = (c.ref.oid, fs.object_data(c, f"contents of inode {f.ino}"))
-            length = min(CHUNK, f.size - i * CHUNK)
+            length = min(CHUNK, size - i * CHUNK)
             parts.append(record[1][c.offset : c.offset + length])
             batch.append((f, i, at, c.phash))
             at += length
             if at >= MOVED_OBJECT:
                 put()
+                if time.monotonic() >= due:
+                    yield
+                    due = time.monotonic() + STEP
     put()
     # only once every object is written: a failure leaves the files as they were
     for f, chunks in moved.items():
+        if f.gone:
+            continue  # deleted while its chunks moved: its old map went with it
         commit.flushed.append((f, f.chunks, f.size))  # undone if the commit fails
         f.chunks = chunks  # a new map: its metadata text is encoded afresh
         fs.changed(f)

@@ -21,14 +21,22 @@ from occlum.fs.sefs.store import OBJECT_ID_SIZE, PAD, ObjectRef, ObjectStore, pa
 if TYPE_CHECKING:
     from occlum.fs.sefs.files import SefsFile
 
-__all__ = ["Commit"]
+__all__ = ["IO_WAIT", "STEP", "Commit"]
+
+# A commit made in steps (SefsFs.start_commit) yields once a slice of its work has taken this
+# long: about 2.5 MiB read, hashed, sealed and written here; the serving loop serves calls
+# between slices.
+STEP = 0.01
+# ... and once it has waited this long for the writer thread (extents are fsync'd one by one)
+IO_WAIT = 0.005
 
 
 class Commit:
     """What one commit writes besides metadata: changed chunks kept in its journal record (up
     to ``budget`` bytes: a database page costs one append, not a host file) and, past that,
-    extent objects written on a helper thread that lives for this commit only (no thread
-    outlives a call into SEFS: the supervisor may fork)."""
+    extent objects written on a helper thread that lives for this commit only.  A commit made
+    in slices keeps it between slices: the serving loop finishes every commit before it
+    ends, and the supervisor forks only outside the loop (to launch a process tree)."""
 
     def __init__(
         self, store: ObjectStore, budget: int, *, extents: bool = True, room: int | None = None

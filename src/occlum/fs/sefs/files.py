@@ -11,13 +11,17 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import time
 from collections import deque
+from collections.abc import Iterator
+from concurrent import futures
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFREG, Stat
 from occlum.fs.ramfs import RamDir, RamFile, RamInode
+from occlum.fs.sefs.commit import IO_WAIT, STEP
 from occlum.fs.sefs.layout import (
     CHUNK,
     EXTENT_CHUNKS,
@@ -197,6 +201,7 @@ class SefsFile(RamFile):
             and self.nlink > 0
             and not self.writers
             and not self.content_dirty
+            and not self.fs.committing  # a commit that fails puts its files back to flush
             and not opened_elsewhere(self.memfd)
         )
 
@@ -214,7 +219,7 @@ class SefsFile(RamFile):
         self._release = None
         self.watched = False  # the watch went with the memfd's inode
 
-    def flush(self, commit: Commit) -> None:
+    def flush(self, commit: Commit) -> Iterator[None]:
         """Bring ``chunks`` up to date with the memfd, writing changed chunks only: into the
         commit's journal record while it has room, else as extent objects.  Only the memfd's
         data is read (SEEK_DATA/SEEK_HOLE): holes are skipped, and an all-zero chunk is a
@@ -222,24 +227,44 @@ class SefsFile(RamFile):
 
         Extents are sealed and written on the commit's writer thread while this thread reads
         and hashes the next ones (both release the GIL), with a few extents in flight at most.
+
+        Yields once a slice of the work has taken :data:`.commit.STEP` seconds, and while it
+        waits for the writer thread more than :data:`.commit.IO_WAIT` (a 4 MiB extent's fsync
+        takes tens of milliseconds here): the serving loop serves calls meanwhile, the writer
+        goes on (it lives as long as the commit; the loop ends no commit unfinished).  Between
+        slices the file may be written, truncated or freed: the flush reads its own duplicate
+        of the memfd, and a change made meanwhile marks the file to flush again.
         """
         if self.memfd is None or not (self.writers or self.content_dirty):
             return
-        fd = self.memfd
+        fd = os.dup(self.memfd)
+        # from here on a truncate marks the file again, for the next commit
+        self.content_dirty = False
+        committed = self.chunks
         chunks: dict[int, Chunk] = {}
         run: list[tuple[int, bytes, bytes]] = []  # changed chunks not yet written
         # (chunk index, offset in the extent, hash) of each chunk, the extent's length, and
         # the write under way
         in_flight: deque[tuple[list[tuple[int, int, bytes]], int, Future[ObjectRef]]] = deque()
+        due = time.monotonic() + STEP
 
-        def settle(limit: int) -> None:
+        def settle(limit: int) -> Iterator[None]:
+            """Take the written extents until at most ``limit`` are under way."""
+            nonlocal due
             while len(in_flight) > limit:
-                placed, length, fut = in_flight.popleft()
+                placed, length, fut = in_flight[0]
+                if not fut.done():
+                    futures.wait([fut], IO_WAIT)
+                    if not fut.done():
+                        yield  # calls are served while the write goes on
+                        due = time.monotonic() + STEP
+                        continue
+                in_flight.popleft()
                 ref = fut.result()
                 for i, at, h in placed:
                     chunks[i] = Chunk(ref, length, at, h)
 
-        def write_extent() -> None:
+        def write_extent() -> Iterator[None]:
             if not run:
                 return
             placed: list[tuple[int, int, bytes]] = []
@@ -248,19 +273,19 @@ class SefsFile(RamFile):
                 placed.append((i, at, h))
                 at += len(data)
             body = b"".join(data for _, data, _ in run)
+            run.clear()
             start = commit.keep_inline(body)
             if start is None:
                 fut = commit.writer().submit(commit.put, body)
                 in_flight.append((placed, len(body), fut))
-                settle(IN_FLIGHT)
+                yield from settle(IN_FLIGHT)
             else:
                 ref = ObjectRef(commit.record, b"")
                 for i, at, h in placed:
                     chunks[i] = Chunk(ref, 0, start + at, h)
-            run.clear()
 
-        size = os.fstat(fd).st_size
         try:
+            size = os.fstat(fd).st_size
             for i in data_chunks(fd, size):
                 data = os.pread(fd, min(CHUNK, size - i * CHUNK), i * CHUNK)
                 if not data:
@@ -268,19 +293,29 @@ class SefsFile(RamFile):
                 if data == (ZERO if len(data) == CHUNK else bytes(len(data))):
                     continue
                 h = hashlib.sha256(data).digest()
-                old = self.chunks.get(i)
+                old = committed.get(i)
                 if old is not None and old.phash == h:
                     chunks[i] = old
-                    continue
-                run.append((i, data, h))
-                if len(run) == EXTENT_CHUNKS:
-                    write_extent()
-            write_extent()
+                else:
+                    run.append((i, data, h))
+                    if len(run) == EXTENT_CHUNKS:
+                        yield from write_extent()
+                if time.monotonic() >= due:
+                    yield
+                    due = time.monotonic() + STEP
+            yield from write_extent()
+            yield from settle(0)
+        except BaseException:
+            self.content_dirty = True  # still to flush
+            # on an error, wait for the writes under way before reporting it
+            futures.wait([fut for _, _, fut in in_flight])
+            raise
         finally:
-            settle(0)  # on an error, wait for the writes under way before reporting it
-        commit.flushed.append((self, self.chunks, self.size))
+            os.close(fd)
+        if self.gone:
+            return  # freed meanwhile: nothing names what was written (a checkpoint sweeps it)
+        commit.flushed.append((self, committed, self.size))
         self.chunks, self.size = chunks, size
-        self.content_dirty = False
 
 
 class SefsDir(RamDir):

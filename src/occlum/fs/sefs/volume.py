@@ -53,7 +53,7 @@ from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import StatFs
 from occlum.fs.ramfs import RamDir, RamFs, RamInode, RamSymlink
 from occlum.fs.sefs.cache import FileCache
-from occlum.fs.sefs.checkpoint import checkpoint
+from occlum.fs.sefs.checkpoint import checkpoint, checkpoint_steps
 from occlum.fs.sefs.closes import CloseWatch
 from occlum.fs.sefs.commit import Commit
 from occlum.fs.sefs.counters import Counters
@@ -78,7 +78,7 @@ from occlum.fs.sefs.store import (
     reserve_size,
 )
 from occlum.vfs.inode import Inode
-from occlum.vfs.mount import FileSystem
+from occlum.vfs.mount import CommitRun, FileSystem
 
 __all__ = ["CHUNK", "JOURNAL_MAX", "SEFS_MAGIC", "SefsFile", "SefsFs"]
 
@@ -137,6 +137,7 @@ class SefsFs(RamFs):
         self._dirty: dict[int, RamInode] = {}
         self._dirents: dict[int, dict[bytes, int | None]] = {}
         self._unflushed: set[SefsFile] = set()
+        self._running: CommitRun | None = None  # the commit under way in slices, if any
         # files whose contents are loaded, least recently used first (see evict)
         self.cache = FileCache()
         # files whose latest contents the last commit could not store (the host is full)
@@ -207,17 +208,24 @@ class SefsFs(RamFs):
             return dumps(rec)[:-1] + "," + node.encoded_chunks() + tail + "]"
         return dumps([*rec, extra])[:-1] + tail + "]"
 
-    def _delta(self, commit: Commit) -> tuple[dict[int, str], list[int], list[Any]]:
-        """What changed since the last commit, flushing changed file contents into ``commit``
-        first: the changed inodes' records, the inodes gone, the directory entries changed.
-        Costs what changed: the dirty inodes are those :meth:`changed` was told of."""
-        dirty = self._dirty
+    def flush_files(self, commit: Commit) -> Iterator[None]:
+        """Flush the changed contents of files into ``commit``, yielding between slices of
+        work (:data:`.commit.STEP`).  Files that change meanwhile (a write, a truncate, a
+        new writer) stay to flush: the commit takes the contents it read, the next one the
+        rest."""
         for f in list(self._unflushed):
             if f.needs_flush():
                 if commit.only is None or f is commit.only or not f.writers:
-                    self._flush(f, commit)
+                    yield from self._flush(f, commit)
                 elif f in self._unstored:  # left for a later commit, still unstored
                     commit.unstored[f] = self._unstored[f]
+
+    def _delta(self, commit: Commit) -> tuple[dict[int, str], list[int], list[Any]]:
+        """What changed since the last commit (its files flushed by :meth:`flush_files`): the
+        changed inodes' records, the inodes gone, the directory entries changed.  Costs what
+        changed: the dirty inodes are those :meth:`changed` was told of."""
+        dirty = self._dirty
+        for f in list(self._unflushed):
             if not f.gone:
                 dirty[f.ino] = f  # its size and times come from the memfd
         changed: dict[int, str] = {}
@@ -239,7 +247,7 @@ class SefsFs(RamFs):
         ]
         return changed, gone, dirents
 
-    def _flush(self, f: SefsFile, commit: Commit) -> None:
+    def _flush(self, f: SefsFile, commit: Commit) -> Iterator[None]:
         """Flush ``f`` into ``commit``; if its contents do not fit on the host, the file keeps
         its committed contents (and stays to flush), the rest of the commit goes on."""
         if not commit.extents and f.memfd is not None and f._size() >= f.size:
@@ -250,7 +258,7 @@ class SefsFs(RamFs):
             return
         before = set(self.store.written)
         try:
-            f.flush(commit)
+            yield from f.flush(commit)
         except SyscallError as e:
             if not is_space_error(e):
                 raise
@@ -282,8 +290,38 @@ class SefsFs(RamFs):
     def sync(self) -> None:
         self._sync(None)
 
+    def start_commit(self, inode: Inode | None) -> CommitRun:
+        """The commit :meth:`sync_file` (of ``inode``) or :meth:`sync` (``None``) makes, in
+        slices of a few milliseconds (:mod:`occlum.kernel.commits` serves calls between
+        them).  Between slices the tree may change: the commit holds the file contents it
+        read and the metadata as of its last slice, which does all the metadata work and the
+        append at once, so the state it commits is whole.  One commit runs at a time: one
+        still under way is finished first."""
+        self._finish_running()
+        only = inode if isinstance(inode, SefsFile) else None
+        run = CommitRun(self._commit_steps(only))
+        self._running = run
+        return run
+
+    @property
+    def committing(self) -> bool:
+        """A commit is under way (its files must not be let go: a failure puts them back)."""
+        return self._running is not None and not self._running.done
+
+    def _finish_running(self) -> None:
+        """Finish the commit under way, if any: whoever waits for it learns how it ended."""
+        running, self._running = self._running, None
+        if running is not None:
+            running.finish()
+
     def _sync(self, only: SefsFile | None) -> None:
+        self._finish_running()
+        for _ in self._commit_steps(only):
+            pass
+
+    def _commit_steps(self, only: SefsFile | None) -> Iterator[None]:
         """Commit what changed since the last commit atomically; nothing to do if nothing did.
+        Yields between slices of work (see :meth:`start_commit`).
 
         A commit appends one record to the journal, holding the changed inodes and directory
         entries and the changed chunks of small writes.  When there is no journal yet, or it
@@ -310,7 +348,7 @@ class SefsFs(RamFs):
             )
         ):
             try:
-                checkpoint(self)
+                yield from checkpoint_steps(self)
                 return
             except SyscallError as e:
                 if journal is None or self._upgrade or not is_space_error(e):
@@ -322,22 +360,24 @@ class SefsFs(RamFs):
             commit = Commit(self.store, INLINE_MAX, room=room)
             commit.only = only
             try:
-                self._append(journal, commit)
+                yield from self._append(journal, commit)
             except SyscallError as e:
                 if not is_space_error(e):
                     raise
                 # a record of what takes no room, written in the reserve's room
                 commit = Commit(self.store, CHUNK, extents=False)
                 commit.only = only
-                self._append(journal, commit)
+                yield from self._append(journal, commit)
             if not (self._unstored and self._swept):
                 break
             # the commit freed room (deletes) after its files did not fit: once more for them
         self._evict_after_commit()
 
-    def _append(self, journal: Journal, commit: Commit) -> None:
-        """Commit by appending one record with ``commit``'s changes to ``journal``."""
+    def _append(self, journal: Journal, commit: Commit) -> Iterator[None]:
+        """Commit by appending one record with ``commit``'s changes to ``journal``: its files
+        flushed in slices, then the metadata and the append in one."""
         try:
+            yield from self.flush_files(commit)
             changed, gone, dirents = self._delta(commit)
             if not changed and not gone and not dirents and not commit.inline:
                 self._advance(changed, gone)
@@ -483,6 +523,7 @@ class SefsFs(RamFs):
         if self.closed:
             return
         try:
+            self._finish_running()
             if commit:
                 self.sync()
                 if self._journal is not None and not self._journal.empty:
