@@ -51,6 +51,8 @@ class CommitRun:
             self.error = exc
         except OSError as exc:  # a host operation the file system did not name
             self.error = SyscallError(exc.errno or errno.EIO, f"host: {exc.strerror}")
+        except Exception as exc:  # a LibOS bug: the commit fails, the serving loop lives on
+            self.error = SyscallError(errno.EIO, f"internal error in a commit: {exc!r}")
         self.done = True
         return True
 
