@@ -48,7 +48,6 @@ from occlum.kernel.api import PROCEED, Donate
 from occlum.kernel.waits import Outcome
 from occlum.platform import native
 from occlum.platform.memory import TaskMemory
-from occlum.syscalls.common import s32
 from occlum.syscalls.fs import parent_at
 from occlum.vfs import PathOp, resolve
 from occlum.vfs.cred import new_owner
@@ -67,7 +66,6 @@ _FAMILY = struct.Struct("<H")
 def _unix_address(t: Task, addr: int, addrlen: int) -> bytes | None:
     """The sun_path bytes of an AF_UNIX address, or None for another family (or a bad one,
     which the kernel then rejects itself)."""
-    addrlen = s32(addrlen)
     if addr == 0 or addrlen < _FAMILY.size or addrlen > _FAMILY.size + _SUN_PATH:
         return None
     raw = t.mem.read(addr, addrlen)
@@ -228,7 +226,7 @@ def sys_sendto(
         target = _abstract_name(libos, sun_path[1:])
         with _duplicate(t, fd) as sock:
             try:
-                return sock.sendto(data, flags & 0xFFFFFFFF | socket.MSG_DONTWAIT, target)
+                return sock.sendto(data, flags | socket.MSG_DONTWAIT, target)
             except OSError as exc:
                 raise SyscallError(exc.errno or errno.EINVAL, "sendto an abstract socket")
     _make_reachable(libos, t, _path_of(sun_path))
@@ -356,8 +354,6 @@ def _accept(libos: LibOS, t: Task, fd: int, addr: int, addrlen: int, flags: int)
     """accept with an address (the filter lets the others through): on a Unix socket the
     client's name without the instance's prefix."""
 
-    if flags & ~(socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC):
-        return PROCEED  # EINVAL from the kernel
     dup = _unix_for_names(libos, t, fd)
     if dup is None:
         return PROCEED
@@ -409,9 +405,7 @@ def sys_recvfrom(
         if sock.type == socket.SOCK_STREAM and flags & socket.MSG_WAITALL:
             return PROCEED  # a stream's sender is its one peer: the kernel's name it is
         room = _room(t, addrlen)
-        attempt = functools.partial(
-            _recvfrom_now, libos, buf, length & 0xFFFFFFFFFFFFFFFF, flags, addr, addrlen, room
-        )
+        attempt = functools.partial(_recvfrom_now, libos, buf, length, flags, addr, addrlen, room)
         res = attempt(t.mem, sock)
         if res != -errno.EAGAIN or flags & socket.MSG_DONTWAIT or _nonblocking(sock):
             return res

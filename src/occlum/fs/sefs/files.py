@@ -88,14 +88,14 @@ class SefsFile(RamFile):
     def _fd(self) -> int:
         fd = self.memfd
         if fd is not None:
-            self.fs.cache.used(self)
+            self.fs.page_cache.used(self)
             return fd
         if self.gone:
             raise SyscallError(errno.ESTALE, "file contents already freed")
         return self._load()
 
     def _load(self) -> int:
-        fd = self.fs.cache.new_memfd(f"sefs:{self.ino}")
+        fd = self.fs.page_cache.new_memfd(f"sefs:{self.ino}")
         what = f"contents of inode {self.ino}"
         extent: tuple[bytes, bytes] = (b"", b"")  # (id, plaintext): a file's chunks of one
         try:  # extent are consecutive, so one at a time suffices
@@ -116,7 +116,7 @@ class SefsFile(RamFile):
             os.close(fd)
             raise
         self._adopt(fd)
-        self.fs.cache.loaded(self)
+        self.fs.page_cache.loaded(self)
         return fd
 
     def _size(self) -> int:

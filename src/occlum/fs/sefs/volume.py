@@ -139,7 +139,7 @@ class SefsFs(RamFs):
         self._unflushed: set[SefsFile] = set()
         self._running: CommitRun | None = None  # the commit under way in slices, if any
         # files whose contents are loaded, least recently used first (see evict)
-        self.cache = FileCache()
+        self.page_cache = FileCache()
         # files whose latest contents the last commit could not store (the host is full)
         self._unstored: dict[SefsFile, str] = {}
         self._swept = 0  # objects the last commit removed at once (a full host)
@@ -165,12 +165,12 @@ class SefsFs(RamFs):
         self._unflushed.add(f)
 
     def unloaded(self, f: SefsFile) -> None:
-        self.cache.forget(f)
+        self.page_cache.forget(f)
         self._unflushed.discard(f)
 
     def evict(self, target: int) -> None:
         """Let go of loaded files down to ``target`` (see :meth:`.cache.FileCache.evict`)."""
-        self.cache.evict(target)
+        self.page_cache.evict(target)
 
     def object_data(self, c: Chunk, what: str) -> bytes:
         """The plaintext of the object (or journal record data) that holds chunk ``c``."""
@@ -458,11 +458,11 @@ class SefsFs(RamFs):
                 failed.append(e.why)
             finally:
                 f.close_memfd()
-                self.cache.forget(f)
+                self.page_cache.forget(f)
         return failed
 
     def _evict_after_commit(self) -> None:
-        self.cache.after_commit()
+        self.page_cache.after_commit()
 
     def _sync_dir(self) -> None:
         try:
@@ -514,7 +514,7 @@ class SefsFs(RamFs):
     @property
     def loaded_files(self) -> int:
         """How many files' contents are in memfds now."""
-        return len(self.cache)
+        return len(self.page_cache)
 
     def close(self, *, commit: bool = True) -> None:
         """Unmount: commit and checkpoint, then free the page cache and the storage directory
@@ -530,11 +530,11 @@ class SefsFs(RamFs):
                     checkpoint(self)
         finally:
             self.closed = True
-            for f in self.cache:
+            for f in self.page_cache:
                 f.unload()
             for f in self._unflushed:  # unnamed files are in no cache list
                 f.unload()
-            self.cache.clear()
+            self.page_cache.clear()
             self._close_storage()
 
     def _close_storage(self) -> None:
