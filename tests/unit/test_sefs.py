@@ -20,9 +20,10 @@ from occlum.abi.fsabi import S_IFIFO, S_IFMT, Stat, pack_stat
 from occlum.enclave.counter import MonotonicCounters
 from occlum.fs.sefs import CHUNK, SEFS_MAGIC, SefsFs, volume
 from occlum.fs.sefs.closes import CloseWatch
+from occlum.fs.sefs.files import SefsFile
 from occlum.fs.sefs.journal import JOURNAL_PREFIX
+from occlum.fs.sefs.layout import EXTENT_CHUNKS
 from occlum.fs.sefs.store import PAD, RESERVE, SUPERBLOCK
-from occlum.fs.sefs.volume import EXTENT_CHUNKS, SefsFile
 from occlum.vfs.inode import Inode, SetAttr
 
 KEY = bytes(range(32))

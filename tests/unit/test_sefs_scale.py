@@ -3,6 +3,7 @@ host descriptor each (a cache that lets go of committed files no program holds).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
 import os
@@ -14,11 +15,12 @@ import pytest
 
 from inode_io import read, write
 from occlum.abi.fsabi import S_IFDIR, S_IFREG
-from occlum.fs.sefs import CHUNK, SefsFs, volume
+from occlum.fs.sefs import CHUNK, SefsFs, cache
 from occlum.fs.sefs.closes import CloseWatch
+from occlum.fs.sefs.files import SefsFile
 from occlum.fs.sefs.journal import Journal
+from occlum.fs.sefs.layout import RECORD_HEAD
 from occlum.fs.sefs.store import OBJECT_ID_SIZE, RESERVE, ObjectStore, Superblock
-from occlum.fs.sefs.volume import SefsFile
 from occlum.vfs.inode import SetAttr
 
 KEY = bytes(range(32))
@@ -154,7 +156,7 @@ def test_files_are_not_a_host_descriptor_each(
     # fewer descriptors than files: each file keeping its memfd would run out (EMFILE)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     used = len(os.listdir("/proc/self/fd"))
-    monkeypatch.setattr(volume, "CACHED_FILES", 50, raising=False)
+    monkeypatch.setattr(cache, "CACHED_FILES", 50)
     resource.setrlimit(resource.RLIMIT_NOFILE, (used + 300, hard))
     try:
         fs = mount(mounts, vol)
@@ -218,7 +220,7 @@ def _format_2_volume(d: Path) -> None:
         ext.tag.hex(),
         CHUNK,
         0,
-        volume.hashlib.sha256(data[:CHUNK]).hexdigest(),
+        hashlib.sha256(data[:CHUNK]).hexdigest(),
     ]
     t = 1_700_000_000_000_000_000
     root = [1, S_IFDIR | 0o755, 0, 0, 0, 3, t, t, t, [["f", 2], ["sub", 3]]]
@@ -233,7 +235,7 @@ def _format_2_volume(d: Path) -> None:
     new = [4, S_IFREG | 0o600, 0, 0, 0, 1, t, t, t, [0, []]]
     delta = json.dumps({"format": 2, "g": 2, "root": 1, "gone": [], "inodes": [sub2, new]})
     raw = delta.encode()
-    journal.append(os.urandom(OBJECT_ID_SIZE), volume._RECORD_HEAD.pack(len(raw)) + raw)
+    journal.append(os.urandom(OBJECT_ID_SIZE), RECORD_HEAD.pack(len(raw)) + raw)
     store.sync_dir()
     store.write_superblock(Superblock(1, ref, len(meta), journal.jid, os.urandom(16)))
     journal.close()

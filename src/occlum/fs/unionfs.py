@@ -69,7 +69,7 @@ from occlum.abi.fsabi import (
 )
 from occlum.fs.ramfs import RamDir
 from occlum.vfs.inode import DirEntry, Inode, SetAttr
-from occlum.vfs.mount import FileSystem
+from occlum.vfs.mount import CommitRun, FileSystem
 from occlum.vfs.xattr import XATTR_CREATE, XATTR_REPLACE
 
 __all__ = ["OPAQUE_MARKER", "WH_PREFIX", "UnionFs", "is_reserved_name"]
@@ -660,6 +660,10 @@ class UnionFs(FileSystem):
             self.upper.sync()
         else:
             self.upper.sync_file(upper)
+
+    def start_commit(self, inode: Inode | None) -> CommitRun:
+        upper = inode.upper if isinstance(inode, UnionInode) else None
+        return self.upper.start_commit(upper)  # no upper inode: the whole layer, as sync
 
     def unstored(self, inode: Inode | None = None) -> list[str]:
         if inode is None:

@@ -24,6 +24,7 @@ from occlum.abi.syscalls import NAME
 from occlum.fs.procfs import ProcessInfo, ProcFs
 from occlum.kernel import procinfo
 from occlum.kernel.api import PROCEED, Donate, Entry, Result
+from occlum.kernel.commits import Commits
 from occlum.kernel.limits import Limits
 from occlum.kernel.log import Log
 from occlum.kernel.objects import ObjectRegistry
@@ -76,6 +77,8 @@ class LibOS:
         self.proctable.warn = self.warn_once
         # calls answered once their socket is ready (a blocking accept or recvfrom), also here
         self.waits = Waits(self.sel, self.answer, lambda nid: self.listener.id_valid(nid))
+        # commits of the protected volumes, made in slices between served calls
+        self.commits = Commits(self.answer, self.filesystems.written_back)
         self.objects = ObjectRegistry()
         self.objects.namer = self.filesystems.name_pty
         self.objects.live_keys = self.proctable.live_keys
@@ -131,8 +134,9 @@ class LibOS:
     def _write_back(self) -> None:
         """Periodic write-back: commit the protected file systems every few seconds of activity,
         so that a crash loses at most that much of what was not fsync'd. It runs between served
-        calls (the supervisor has no other thread); a volume with no change costs little."""
-        self.filesystems.sync()
+        calls, in slices (``kernel/commits.py``); a volume with no change costs little."""
+        for fs in self.filesystems.persistent():
+            self.commits.background(fs)
         self.limits.check_threads()
         self.proctable.report_faults()
         self.limits.check_memory()
@@ -176,7 +180,10 @@ class LibOS:
         """
         served = 0
         while True:
-            if self.waits.pending and not self._await_call():
+            if self.commits.active:
+                if not self._commit_turn():
+                    continue
+            elif self.waits.pending and not self._await_call():
                 continue
             if not self._serve_one():
                 if self._listener_hung_up():
@@ -193,6 +200,7 @@ class LibOS:
             pass
         self.proctable.report_faults()  # whatever the readiness said: the records are all written
         self.waits.close_all()  # any left waited for a process that is gone
+        self.commits.finish()  # nobody is left to wait for them
 
     def _await_call(self) -> bool:
         """Wait for a call, or until a waiting call's socket, its process's end or the waits'
@@ -206,6 +214,18 @@ class LibOS:
         self._poll_events(0)
         self.waits.tick()
         return any(fd == self.listener.fd for fd, _ in ready)
+
+    def _commit_turn(self) -> bool:
+        """One slice of the commits under way, and what else is ready; True if a call is
+        there to receive (or every process is gone). A commit thus never holds up a call for
+        more than a slice (``kernel/commits.py``), and uses the time no call needs."""
+        self.commits.step()
+        self._poll_events(0)
+        if self.waits.pending:
+            self.waits.tick()
+        poller = select.poll()
+        poller.register(self.listener.fd, select.POLLIN)
+        return bool(poller.poll(0))
 
     def _listener_hung_up(self) -> bool:
         """True once no process of the instance is left to make a call."""
@@ -221,7 +241,7 @@ class LibOS:
             if what == "faults":
                 self.proctable.report_faults()
             elif what == "closes":
-                self.filesystems.last_closes()
+                self.filesystems.last_closes(self.commits.background)
             elif what == "control":
                 self._control_message()
             elif isinstance(what, Wait):

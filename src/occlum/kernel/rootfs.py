@@ -229,15 +229,13 @@ class FileSystems:
                 "tampered storage)"
             )
 
-    def last_closes(self) -> None:
-        """Commit the volumes whose files just lost their last writable descriptor."""
+    def last_closes(self, commit: Callable[[FileSystem], None]) -> None:
+        """Have ``commit`` commit the volumes whose files just lost their last writable
+        descriptor (the serving loop makes it in slices, ``kernel/commits.py``)."""
         for fs in self.close_watch.read():
             if fs.closed or self._temporary(fs):
                 continue
-            try:
-                fs.sync()
-            except SyscallError as exc:
-                self.log.error(f"cannot commit {fs.fstype} after a close: {exc.why or exc}")
+            commit(fs)
 
     def _temporary(self, fs: object) -> bool:
         return any(fs is tmp for tmp in self.temporary_fs)
@@ -250,15 +248,23 @@ class FileSystems:
             try:
                 fs.sync()
             except SyscallError as exc:
-                why = f"cannot write back {fs.fstype}: {exc.why or exc}"
-                if self.writeback_errors.get(fs) != why:  # once, not at every write-back
-                    self.log.error(why)
-                self.writeback_errors[fs] = why
+                self.written_back(fs, exc)
                 stored = False
             else:
-                self.writeback_errors.pop(fs, None)
+                self.written_back(fs, None)
                 stored = stored and not fs.unstored()
         return stored
+
+    def written_back(self, fs: FileSystem, exc: SyscallError | None) -> None:
+        """A write-back of ``fs`` ended (``exc``: how it failed); a failure is logged once,
+        not at every write-back."""
+        if exc is None:
+            self.writeback_errors.pop(fs, None)
+            return
+        why = f"cannot write back {fs.fstype}: {exc.why or exc}"
+        if self.writeback_errors.get(fs) != why:
+            self.log.error(why)
+        self.writeback_errors[fs] = why
 
     def persistent(self) -> list[FileSystem]:
         """The mounted file systems whose changes are committed to storage (not temporary)."""

@@ -824,17 +824,12 @@ def sys_removexattrat(
 def _commit_if_protected(libos: LibOS, t: Task, fd: int, *, whole: bool = False) -> Result:
     ref = fd_file_ref(libos, t, fd)
     if ref is not None and ref.location.inode.fs in libos.filesystems.persistent():
-        # a SEFS file: its volume commits (encrypts and writes) now, atomically
+        # a SEFS file: its volume commits (encrypts and writes) atomically, and the call
+        # returns once that is durable; fsync, fdatasync: that file's contents, and the tree.
+        # ENOSPC on a full host: the commit went through, but this file's (for syncfs: some
+        # file's) contents did not fit
         inode = ref.location.inode
-        if whole:
-            inode.fs.sync()
-        else:
-            inode.fs.sync_file(inode)  # fsync, fdatasync: that file's contents, and the tree
-        # a full host: the commit went through, but this file's (for syncfs: some file's)
-        # contents did not fit
-        for why in inode.fs.unstored(None if whole else inode):
-            raise SyscallError(errno.ENOSPC, why)
-        return 0
+        return libos.commits.wait(t.notif_id, [inode.fs], None if whole else inode)
     return PROCEED  # host files and host objects: the kernel's own fsync
 
 
@@ -859,11 +854,13 @@ def sys_msync(libos: LibOS, t: Task, addr: int, length: int, flags: int) -> Resu
     reading /proc/PID/maps, so every protected file system commits (a volume with no change
     costs little). The kernel then checks the range and flags and does its own part."""
 
-    if flags & MS_SYNC and not flags & MS_ASYNC:
-        libos.filesystems.sync()
+    if flags & MS_SYNC and not flags & MS_ASYNC:  # a failure is logged as a write-back's
+        persistent = libos.filesystems.persistent()
+        return libos.commits.wait(t.notif_id, persistent, None, done=PROCEED, report=False)
     return PROCEED
 
 
 def sys_sync(libos: LibOS, t: Task) -> Result:
-    libos.filesystems.sync()
-    return PROCEED  # and the host's own sync, for hostfs
+    # and the host's own sync, for hostfs, once the volumes are committed
+    persistent = libos.filesystems.persistent()
+    return libos.commits.wait(t.notif_id, persistent, None, done=PROCEED, report=False)

@@ -9,7 +9,6 @@ SEEK_SET)``), and ``d_off`` is the index of the next entry in that snapshot, so 
 from __future__ import annotations
 
 import errno
-import itertools
 import os
 import struct
 from collections.abc import Callable
@@ -63,7 +62,10 @@ class OpenDirectory:
         packers = _PACKERS
         # one precompiled record layout per name length: a listing of many names costs a
         # struct.pack each, not the arithmetic of pack_dirent64
-        for name, ino, dtype in itertools.islice(entries, pos, None):
+        # by index: skipping to ``pos`` with islice walked every entry before it at each
+        # call, so a listing of N entries cost N*N/entries-per-call (100 000: 0.35 s)
+        for k in range(pos, len(entries)):
+            name, ino, dtype = entries[k]
             layout = packers.get(len(name))
             if layout is None:
                 layout = packers[len(name)] = _layout(len(name))

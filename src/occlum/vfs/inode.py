@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from occlum.abi.errors import SyscallError
@@ -33,6 +34,7 @@ __all__ = [
     "MAY_READ",
     "MAY_WRITE",
     "ROOT",
+    "CommitRun",
     "Cred",
     "DirEntry",
     "FileSystem",
@@ -209,6 +211,49 @@ def allocate_dev() -> int:
     return os.makedev(0, next(_next_minor))
 
 
+class CommitRun:
+    """A commit made in bounded steps: each :meth:`step` does a slice of it (a file system that
+    writes its state back, SEFS, sizes a slice to a few milliseconds of work), so that the
+    serving loop can serve other calls between slices.  The steps come from a generator that
+    yields between slices; what it raises is the commit's outcome, kept in :attr:`error`."""
+
+    __slots__ = ("_steps", "done", "error")
+
+    def __init__(self, steps: Iterator[None]) -> None:
+        self._steps = steps
+        self.done = False
+        self.error: SyscallError | None = None
+
+    def step(self) -> bool:
+        """Do the next slice; True once the commit is over (durable, or failed: ``error``)."""
+        if self.done:
+            return True
+        try:
+            next(self._steps)
+            return False
+        except StopIteration:
+            pass
+        except SyscallError as exc:
+            self.error = exc
+        except OSError as exc:  # a host operation the file system did not name
+            self.error = SyscallError(exc.errno or errno.EIO, f"host: {exc.strerror}")
+        except Exception as exc:  # a LibOS bug: the commit fails, the serving loop lives on
+            self.error = SyscallError(errno.EIO, f"internal error in a commit: {exc!r}")
+        self.done = True
+        return True
+
+    def finish(self) -> None:
+        """Do every slice left now."""
+        while not self.step():
+            pass
+
+
+def _whole(run: Callable[[], None]) -> Iterator[None]:
+    """A commit of one slice: ``run()`` commits everything at once."""
+    run()
+    yield from ()
+
+
 class FileSystem:
     """One instance of a file system type; subclasses set ``root`` in ``__init__``."""
 
@@ -238,6 +283,13 @@ class FileSystem:
         """fsync of ``inode``: write back at least its contents and the tree (a file system
         may leave other files' contents to a later sync, as Linux does)."""
         self.sync()
+
+    def start_commit(self, inode: Inode | None) -> CommitRun:
+        """Begin what :meth:`sync_file` (of ``inode``) or :meth:`sync` (``None``) does, to be
+        done in steps; one slice by default."""
+        if inode is None:
+            return CommitRun(_whole(self.sync))
+        return CommitRun(_whole(lambda: self.sync_file(inode)))
 
     def unstored(self, inode: Inode | None = None) -> list[str]:
         """Why the latest contents of files (of ``inode`` only, if given) could not be stored

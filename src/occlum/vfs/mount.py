@@ -15,10 +15,10 @@ import os
 from dataclasses import dataclass
 
 from occlum.abi.errors import SyscallError
-from occlum.vfs.inode import FileSystem, allocate_dev
+from occlum.vfs.inode import CommitRun, FileSystem, allocate_dev
 from occlum.vfs.path import Location, Mount, PathOp, names_changed, resolve
 
-__all__ = ["FileSystem", "Mount", "MountInfo", "MountTable", "allocate_dev"]
+__all__ = ["CommitRun", "FileSystem", "Mount", "MountInfo", "MountTable", "allocate_dev"]
 
 
 @dataclass(slots=True, frozen=True)

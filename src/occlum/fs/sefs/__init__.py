@@ -1,7 +1,7 @@
 """SEFS: the writable encrypted (or integrity-only) file system of Occlum.
 
-The mounted tree and its commit are in :mod:`.volume`; what reaches the host, sealed, and the
-atomic superblock switch are in :mod:`.store`.
+The mounted volume and its commit are in :mod:`.volume` (which names the other rooms); what
+reaches the host, sealed, and the atomic superblock switch are in :mod:`.store`.
 """
 
 from __future__ import annotations

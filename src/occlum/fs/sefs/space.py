@@ -33,10 +33,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
+from occlum.fs.sefs.layout import CHUNK
 from occlum.fs.sefs.store import RESERVE_MIN, StoreUsage
 
 if TYPE_CHECKING:
-    from occlum.fs.sefs.volume import SefsFile, SefsFs
+    from occlum.fs.sefs.files import SefsFile
+    from occlum.fs.sefs.volume import SefsFs
     from occlum.vfs.inode import Inode
 
 __all__ = ["NoRoom", "VolumeUsage", "fits_reserve", "unstored_lines", "volume_usage"]
@@ -81,8 +83,6 @@ class VolumeUsage:
 
 def volume_usage(fs: SefsFs) -> VolumeUsage:
     """What ``fs`` holds as committed, against what its storage directory holds."""
-    from occlum.fs.sefs.volume import CHUNK
-
     files = live = 0
     for f in fs._files():
         files += 1
