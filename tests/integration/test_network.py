@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -97,3 +98,27 @@ def test_proc_sys_net_is_the_instances_network(tmp_path: Path, network: str) -> 
     else:
         expected = ["all", "default", "lo"]
     assert res.stdout.split() == expected, res.describe()
+
+
+def test_a_server_accepts_and_receives_natively(tmp_path: Path) -> None:
+    """accept, accept4, recvfrom and recvmsg with an address buffer never reach the LibOS on
+    the host's network: `--summary` counts served calls only, and shows none of them (the
+    sockets themselves are made by the supervisor, there)."""
+    prog = libos.compile_c(DIAG / "tcp_accepts.c", tmp_path / "tcp_accepts")
+    inst = Instance.new(tmp_path / "instance")
+    inst.configure()
+    libos.place_with_dependencies(inst.image, {"/bin/tcp_accepts": prog})
+    inst.build()
+    res = libos.run_killable(
+        [*libos._tool("occlum"), "run", "--summary", "/bin/tcp_accepts"],
+        cwd=inst.path,
+        stdin=None,
+        env={**os.environ, "OCCLUM_LOG_LEVEL": "warn"},
+        timeout=libos.RUN_TIMEOUT,
+    )
+    assert res.code == 0, res.describe()
+    assert res.stdout == "accepted 20, received 5\n", res.describe()
+    served = dict(re.findall(r"│\s*([a-z_0-9]+)\s*│\s*(\d+)\s*│", res.stderr))
+    assert served.get("socket") == "23", res.describe()  # 1 listener, 20 clients, 2 UDP
+    for call in ("accept", "accept4", "recvfrom", "recvmsg", "getsockname", "getpeername"):
+        assert call not in served, res.describe()

@@ -97,6 +97,12 @@ def pidfd_getfd(pidfd: int, fd: int) -> int:
     return syscall(NR["pidfd_getfd"], pidfd, fd, 0)
 
 
+def socket_fd(family: int, type_: int, protocol: int) -> int:
+    """socket(2) with the arguments as the kernel takes them (Python's ``socket()`` reads a
+    family, type or protocol of -1 as "the default")."""
+    return syscall(NR["socket"], family, type_, protocol)
+
+
 class _IoVec(ctypes.Structure):
     _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
 

@@ -226,6 +226,30 @@ def refused_unless_pair(first: tuple[int, int], second: tuple[int, int], err: in
     )
 
 
+def served_for_values_or_pair(
+    arg: int, values: Sequence[int], first: int, second: tuple[int, int], err: int
+) -> Rule:
+    """Sent to the supervisor when the low word of argument ``arg`` is one of ``values``, or is
+    ``first`` while that of the ``second`` (argument, value) pair's argument is its value;
+    fails with ``err`` when it is ``first`` and the other is not; allowed otherwise
+    (``socket(family, ..., protocol)``: some families served, one served for one protocol
+    only)."""
+    arg2, value2 = second
+    n = len(values)
+    body = [_stmt(_LD_W_ABS, _low(arg))]
+    # each value jumps over the rest of its comparisons, the pair's four and the ALLOW
+    body += [_jump(_JEQ_K, value, n - i + 4, 0) for i, value in enumerate(values)]
+    body += [
+        _jump(_JEQ_K, first, 0, 3),
+        _stmt(_LD_W_ABS, _low(arg2)),
+        _jump(_JEQ_K, value2, 2, 0),
+        _stmt(_RET_K, SECCOMP_RET_ERRNO | err),
+        _RET_ALLOW,
+        _RET_NOTIFY,
+    ]
+    return Rule(tuple(body))
+
+
 def build_filter(native: Iterable[int], rules: Iterable[tuple[int, Rule]]) -> bytes:
     """Assemble the classic-BPF program from plain data, the syscall table's: the arch check,
     the x32 refusal, each call's argument ``rules`` in order, then the ``native`` numbers

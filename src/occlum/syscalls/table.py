@@ -119,26 +119,12 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
         "Unix socket paths in the LibOS; others native",
     ),
     "sendto": (net.sys_sendto, "fd ptr int flags ptr int", FULL, "served only with an address"),
-    "recvfrom": (
-        net.sys_recvfrom,
-        "fd ptr int flags ptr ptr",
+    "socket": (
+        net.sys_socket,
+        "s32 hex s32",
         FULL,
-        "served only with an address; Unix sockets' sender names unprefixed",
+        "made by the supervisor on the host's network (\"network\": \"host\")",
     ),
-    "accept": (
-        net.sys_accept,
-        "fd ptr ptr",
-        FULL,
-        "served only with an address; Unix sockets' client names unprefixed",
-    ),
-    "accept4": (
-        net.sys_accept4,
-        "fd ptr ptr flags",
-        FULL,
-        "served only with an address; Unix sockets' client names unprefixed",
-    ),
-    "getsockname": (net.sys_getsockname, "fd ptr ptr", FULL, "abstract names unprefixed"),
-    "getpeername": (net.sys_getpeername, "fd ptr ptr", FULL, "abstract names unprefixed"),
     "getsockopt": (
         net.sys_getsockopt,
         "fd s32 s32 ptr ptr",
