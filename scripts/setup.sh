@@ -33,6 +33,9 @@ declare -A PKG_FILES=(
     [redis-server]=/usr/bin/redis-server
     [lighttpd]=/usr/sbin/lighttpd
     [wrk]=/usr/bin/wrk
+    # bench/run.py's Go and Java web servers (built by the benchmark; optional)
+    [golang-go]=/usr/bin/go
+    [openjdk-17-jdk-headless]=/usr/lib/jvm/java-17-openjdk-amd64/bin/javac
     [apache2-utils]=/usr/bin/ab
     [umoci]=/usr/bin/umoci
     # the server (postgresql-NN, whose binaries are in /usr/lib/postgresql/NN/bin) and psql
@@ -40,7 +43,7 @@ declare -A PKG_FILES=(
     [postgresql-client]=/usr/bin/psql
 )
 # packages whose absence does not fail the setup (benchmark peers and helpers)
-OPTIONAL=" proot hyperfine "
+OPTIONAL=" proot hyperfine golang-go openjdk-17-jdk-headless "
 
 missing=()
 for pkg in "${!PKG_FILES[@]}"; do
