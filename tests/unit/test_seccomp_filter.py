@@ -119,6 +119,11 @@ def test_argument_rules_decide() -> None:
     assert verdict(prog, "ioctl", 0, 0x5412) == SECCOMP_RET_ERRNO | errno.EIO
     assert verdict(prog, "ioctl", 0, 0x541C) == SECCOMP_RET_ERRNO | errno.EPERM
     assert verdict(prog, "ioctl", 0, 0x5401) == SECCOMP_RET_ALLOW
+    # the network device requests, SIOCGIFNAME .. SIOCGIFMAP, are served; the rest native
+    for request in (0x8910, 0x8933, 0x8970, 0x8912 | 1 << 32):
+        assert verdict(prog, "ioctl", 0, request) == SECCOMP_RET_USER_NOTIF, hex(request)
+    for request in (0x890F, 0x8971, 0x541B, 0x8906):
+        assert verdict(prog, "ioctl", 0, request) == SECCOMP_RET_ALLOW, hex(request)
     assert verdict(prog, "fcntl", 0, 1028) == SECCOMP_RET_ERRNO | errno.EINVAL
     assert verdict(prog, "fcntl", 0, 1024) == SECCOMP_RET_USER_NOTIF
     assert verdict(prog, "fcntl", 0, 1) == SECCOMP_RET_ALLOW

@@ -134,13 +134,19 @@ def served_unless_zero(arg: int, *, always: bool = False) -> Rule:
     )
 
 
-def answered_by_value(arg: int, answers: Sequence[tuple[int, int]]) -> Rule:
+def answered_by_value(
+    arg: int, answers: Sequence[tuple[int, int]], served: tuple[int, int] | None = None
+) -> Rule:
     """The low word of argument ``arg`` (an int the kernel reads as 32 bits) is compared to
     each value of ``answers``: the filter returns its answer (a ``SECCOMP_RET_*`` value) on a
-    match, and allows the call otherwise."""
+    match; a value in the range ``served`` (low included, high excluded) is sent to the
+    supervisor; the call is allowed otherwise."""
     body = [_stmt(_LD_W_ABS, _low(arg))]
     for value, answer in answers:
         body += [_jump(_JEQ_K, value, 0, 1), _stmt(_RET_K, answer)]
+    if served is not None:
+        low, high = served
+        body += [_jump(_JGE_K, low, 0, 2), _jump(_JGE_K, high, 1, 0), _RET_NOTIFY]
     return Rule((*body, _RET_ALLOW))
 
 

@@ -111,13 +111,14 @@ DEVIATIONS: tuple[Deviation, ...] = (
     ),
     Deviation(
         ("ioctl",),
-        "with \"network\": \"host\", the network device requests (SIOCGIFINDEX, SIOCGIFNAME, "
-        "SIOCGIFCONF...) made on a Unix socket see the instance's own network namespace, "
-        "which holds only a loopback interface that is down; made on an IPv4 or IPv6 socket "
-        "they see the host's interfaces. glibc's if_nametoindex and if_indextoname use a "
-        "Unix socket; getifaddrs and if_nameindex use NETLINK_ROUTE and see the host's",
+        "with \"network\": \"host\", the network device requests made on a Unix socket "
+        "that pass a pointer on (SIOCETHTOOL, SIOCGMIIPHY, the bridge and bonding ones) see "
+        "the instance's own network namespace, which holds only a loopback interface that "
+        "is down; the ones that read a device's state through a struct ifreq (SIOCGIFINDEX, "
+        "SIOCGIFNAME, SIOCGIFFLAGS, ...) and SIOCGIFCONF see the host's, as on an IPv4 socket",
         "a socket's requests act on the namespace it was made in, and programs make their "
-        "Unix sockets in the instance's own, where their abstract names are private",
+        "Unix sockets in the instance's own, where their abstract names are private; the "
+        "supervisor makes the reading requests again on a Unix socket of the host's",
     ),
     Deviation(
         ("bind", "connect", "sendto"),

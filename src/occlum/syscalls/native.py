@@ -18,7 +18,7 @@ from occlum.platform.seccomp import SECCOMP_RET_ERRNO, SECCOMP_RET_USER_NOTIF, R
 # instance's own network namespace does not hold: all three are served otherwise, see RULES)
 NATIVE: tuple[str, ...] = (
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2",
-    "pwritev2", "lseek", "close", "dup", "dup2", "dup3", "flock", "ioctl",
+    "pwritev2", "lseek", "close", "dup", "dup2", "dup3", "flock",
     "mprotect", "munmap", "mremap", "madvise", "mincore", "mlock", "mlock2",
     "munlock", "mlockall", "munlockall", "brk", "membarrier", "memfd_create", "pkey_alloc",
     "pkey_free", "pkey_mprotect", "get_mempolicy", "set_mempolicy", "mbind",
@@ -62,6 +62,10 @@ NATIVE: tuple[str, ...] = (
 # (`occlum run` from a shell) either would type commands for the user's shell once occlum exits
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
+# the network device requests (SIOCGIFNAME .. SIOCGIFMAP, linux/sockios.h): they act on the
+# namespace of the socket they are made on, and the filter sends them to the supervisor, which
+# answers those made on a program's Unix socket as on the host's network (syscalls/net.py)
+SIOC_DEVICE_REQUESTS = (0x8910, 0x8971)
 F_CREATED_QUERY = 1028  # F_LINUX_SPECIFIC_BASE + 4, Linux 6.12
 # fcntl(F_SETLEASE) is shown to the supervisor: a lease on a LibOS file would make the
 # supervisor's own open of that file for another program wait for the lease's break
@@ -113,8 +117,9 @@ RULES: dict[str, tuple[Rule, str]] = {
                 (TIOCSTI, SECCOMP_RET_ERRNO | errno.EIO),
                 (TIOCLINUX, SECCOMP_RET_ERRNO | errno.EPERM),
             ),
+            SIOC_DEVICE_REQUESTS,
         ),
-        "TIOCSTI: EIO, TIOCLINUX: EPERM in the filter",
+        "TIOCSTI: EIO, TIOCLINUX: EPERM in the filter; network device requests served",
     ),
     # fcntl: native, but F_CREATED_QUERY would ask the host object, which the LibOS made
     # itself (a memfd, a reopened descriptor), never "created by this open": EINVAL, the answer

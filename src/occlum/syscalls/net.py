@@ -28,6 +28,7 @@ only at the text it was bound with, or one a ``connect``/``sendto`` made reachab
 from __future__ import annotations
 
 import errno
+import fcntl
 import functools
 import os
 import socket
@@ -73,6 +74,59 @@ def sys_socket(libos: LibOS, t: Task, family: int, type_: int, protocol: int) ->
     except OSError as exc:
         raise SyscallError(exc.errno or errno.EINVAL, "socket on the host's network")
     return Donate(fd, bool(type_ & SOCK_CLOEXEC))
+
+
+# The network device requests that read a device's state through a struct ifreq (40 bytes, no
+# pointer inside), by number (linux/sockios.h): NAME, FLAGS, ADDR, DSTADDR, BRDADDR, NETMASK,
+# METRIC, MTU, HWADDR, INDEX, TXQLEN, MAP. The ones that change a device need CAP_NET_ADMIN,
+# which programs never have: the kernel refuses them, where the program's socket is.
+_IFREQ = 40
+_IFREQ_READS = frozenset(
+    (0x8910, 0x8913, 0x8915, 0x8917, 0x8919, 0x891B, 0x891D, 0x8921, 0x8927, 0x8933, 0x8942,
+     0x8970)
+)  # fmt: skip
+_IFCONF = struct.Struct("<i4xQ")  # struct ifconf: ifc_len, ifc_buf
+
+
+def sys_ioctl(libos: LibOS, t: Task, fd: int, request: int, arg: int) -> Result:
+    """ioctl with a network device request (the filter sends no other): one that reads a
+    device's state on a program's Unix socket is made on a Unix socket of the host's network,
+    whose devices the program's IPv4 and IPv6 sockets see too (glibc's if_nametoindex and
+    if_indextoname ask through a Unix socket). Every other continues in the kernel."""
+    request &= 0xFFFFFFFF  # the kernel reads an unsigned int
+    if libos.spec.network != "host" or (
+        request not in _IFREQ_READS and request != native.SIOCGIFCONF
+    ):
+        return PROCEED
+    try:
+        dup = _duplicate(t, fd)
+    except SyscallError:
+        return PROCEED  # not a socket: the kernel's own answer (ENOTTY, EBADF)
+    with dup as sock:
+        if sock.family != AF_UNIX or _netns_cookie(sock) in (None, _host_netns_cookie()):
+            return PROCEED
+    host = _host_unix_socket()
+    try:
+        if request == native.SIOCGIFCONF:
+            length, buf = _IFCONF.unpack(t.mem.read(arg, _IFCONF.size))
+            got, data = native.ifconf(host.fileno(), length, ask=buf == 0)
+            if data:
+                t.mem.write(buf, data)
+            t.mem.write(arg, struct.pack("<i", got))
+            return 0
+        ifr = bytearray(t.mem.read(arg, _IFREQ))
+        fcntl.ioctl(host.fileno(), request, ifr, True)
+    except OSError as exc:
+        raise SyscallError(exc.errno or errno.EINVAL, "a network device request")
+    t.mem.write(arg, bytes(ifr))
+    return 0
+
+
+@functools.cache
+def _host_unix_socket() -> socket.socket:
+    """A Unix socket of the supervisor's network namespace (the host's), kept for the
+    network device requests."""
+    return socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 
 
 def _unix_address(t: Task, addr: int, addrlen: int) -> bytes | None:

@@ -125,6 +125,12 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
         FULL,
         "made by the supervisor on the host's network (\"network\": \"host\")",
     ),
+    "ioctl": (
+        net.sys_ioctl,
+        "fd hex ptr",
+        FULL,
+        "on a Unix socket, the host's network devices (\"network\": \"host\")",
+    ),
     "getsockopt": (
         net.sys_getsockopt,
         "fd s32 s32 ptr ptr",
