@@ -111,7 +111,7 @@ DEVIATIONS: tuple[Deviation, ...] = (
     ),
     Deviation(
         ("ioctl",),
-        "with \"network\": \"host\", the network device requests made on a Unix socket "
+        'with "network": "host", the network device requests made on a Unix socket '
         "that pass a pointer on (SIOCETHTOOL, SIOCGMIIPHY, the bridge and bonding ones) see "
         "the instance's own network namespace, which holds only a loopback interface that "
         "is down; the ones that read a device's state through a struct ifreq (SIOCGIFINDEX, "

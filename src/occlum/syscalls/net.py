@@ -50,9 +50,9 @@ if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS
     from occlum.kernel.process import Task
 
-AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
+AF_UNIX = 1
 SOCK_RAW, SOCK_PACKET, SOCK_TYPE_MASK = 3, 10, 0xF
-SOCK_CLOEXEC = 0o2000000
+SOCK_CLOEXEC, SOCK_NONBLOCK = 0o2000000, 0o4000
 SO_NETNS_COOKIE = 71  # Linux 5.14
 _SUN_PATH = 108
 _FAMILY = struct.Struct("<H")
@@ -65,6 +65,10 @@ def sys_socket(libos: LibOS, t: Task, family: int, type_: int, protocol: int) ->
     if libos.spec.network != "host":
         return PROCEED
     type_ &= 0xFFFFFFFF  # an int to the kernel
+    if type_ & ~(SOCK_TYPE_MASK | SOCK_CLOEXEC | SOCK_NONBLOCK):
+        raise SyscallError(errno.EINVAL, "unknown socket type flags")  # before any other
+    if family != socket.AF_NETLINK and type_ & SOCK_TYPE_MASK == SOCK_RAW and protocol == 0:
+        raise SyscallError(errno.EPROTONOSUPPORT, "a raw socket names its protocol")
     if family != socket.AF_NETLINK and type_ & SOCK_TYPE_MASK in (SOCK_RAW, SOCK_PACKET):
         # programs have no capabilities, the supervisor may: what the kernel tells a process
         # without CAP_NET_RAW (a packet socket, which AF_INET SOCK_PACKET still makes, too)

@@ -123,13 +123,13 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
         net.sys_socket,
         "s32 hex s32",
         FULL,
-        "made by the supervisor on the host's network (\"network\": \"host\")",
+        'made by the supervisor on the host\'s network ("network": "host")',
     ),
     "ioctl": (
         net.sys_ioctl,
         "fd hex ptr",
         FULL,
-        "on a Unix socket, the host's network devices (\"network\": \"host\")",
+        'on a Unix socket, the host\'s network devices ("network": "host")',
     ),
     "getsockopt": (
         net.sys_getsockopt,
