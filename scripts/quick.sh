@@ -11,6 +11,9 @@ cd "$ROOT"
 status=0
 .venv/bin/ruff check src tests bench || status=1
 .venv/bin/mypy || status=1
-.venv/bin/lint-imports --no-cache >/dev/null || { .venv/bin/lint-imports --no-cache; status=1; }
+for config in pyproject.toml scripts/importlinter-typing.toml; do
+    .venv/bin/lint-imports --no-cache "$config" >/dev/null ||
+        { .venv/bin/lint-imports --no-cache "$config"; status=1; }
+done
 HYPOTHESIS_PROFILE=dev .venv/bin/pytest -q -p no:cacheprovider tests/unit "$@" </dev/null || status=1
 exit $status

@@ -12,8 +12,9 @@ echo "== ruff"
 .venv/bin/ruff check src tests bench || status=1
 echo "== mypy"
 .venv/bin/mypy || status=1
-echo "== import-linter (layers, no import circle: pyproject.toml [tool.importlinter])"
+echo "== import-linter (layers, no import circle: pyproject.toml [tool.importlinter]; typing imports counted: scripts/importlinter-typing.toml)"
 .venv/bin/lint-imports --no-cache || status=1
+.venv/bin/lint-imports --no-cache scripts/importlinter-typing.toml || status=1
 echo "== pytest"
 .venv/bin/pytest -q tests "$@" </dev/null
 rc=$?

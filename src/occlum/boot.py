@@ -12,6 +12,7 @@ import os
 
 from occlum.abi.errors import SyscallError
 from occlum.errors import UserError
+from occlum.kernel import stages
 from occlum.kernel.libos import LibOS
 from occlum.kernel.spec import RunSpec
 from occlum.syscalls.exec import MissingInterpreter
@@ -32,12 +33,12 @@ def run(spec: RunSpec) -> int:
     libos = new_libos(spec)
     profile_to = os.environ.get("OCCLUM_PROFILE")
     if not profile_to:
-        return libos.run()
+        return stages.run(libos)
     import cProfile  # the supervisor's own profile, for LibOS developers
 
     prof = cProfile.Profile()
     try:
-        return prof.runcall(libos.run)
+        return prof.runcall(stages.run, libos)
     finally:
         prof.dump_stats(profile_to)
 

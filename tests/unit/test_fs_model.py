@@ -238,6 +238,16 @@ class RamFsModel(FsModel):
     make_fs = staticmethod(lambda _d: RamFs())  # type: ignore[assignment]
 
 
+class RamFsLettingGoModel(RamFsModel):
+    """The same, with every file nobody holds letting its memfd go at any step (the contents
+    move into the supervisor and come back at the next use: fs/filecache.py)."""
+
+    @rule()
+    def let_go(self) -> None:
+        assert isinstance(self.fs, RamFs) and self.fs.cache is not None
+        self.fs.cache.evict(0)
+
+
 class HostFsModel(FsModel):
     make_fs = staticmethod(lambda d: HostFs(d))  # type: ignore[assignment]
 
@@ -245,5 +255,7 @@ class HostFsModel(FsModel):
 _settings = settings(max_examples=libos.examples(40), stateful_step_count=20, deadline=None)
 TestRamFs = RamFsModel.TestCase
 TestRamFs.settings = _settings
+TestRamFsLettingGo = RamFsLettingGoModel.TestCase
+TestRamFsLettingGo.settings = _settings
 TestHostFs = HostFsModel.TestCase
 TestHostFs.settings = _settings

@@ -43,11 +43,12 @@ LEVEL_STYLE = {"full": "green", "partial": "yellow", "refused": "red", "unsuppor
 def run_counted(inst: Instance, spec: RunSpec) -> tuple[int, LibOS]:
     """Run ``spec``'s program as ``occlum run`` does, keeping the LibOS for its counts."""
     from occlum.boot import new_libos
+    from occlum.kernel import stages
 
     libos = new_libos(spec)
     with inst.running():
         try:
-            code = int(libos.run())
+            code = int(stages.run(libos))
         except KeyboardInterrupt:
             code = 130
     return code, libos

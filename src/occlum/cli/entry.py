@@ -2,8 +2,10 @@
 
 ``occlum exec`` is the one command whose start-up time users feel on every call (it is the
 ``docker exec`` of a started instance), so a plain ``occlum [--instance-dir DIR] exec
-[--tty|--no-tty] PROGRAM [ARGS...]`` goes straight to the small client, without loading the
-command-line framework, the configuration schema and the LibOS (about 0.5 s of imports).
+[--tty|--no-tty] PROGRAM [ARGS...]`` goes straight to a client, without loading the
+command-line framework, the configuration schema and the LibOS (about 0.5 s of imports):
+the native one that ``occlum start`` put at ``run/occlum-exec`` (this process becomes it,
+see :mod:`occlum.instance.exec_native`), else the Python one.
 Everything else, ``--help`` and the shell's completion requests (``_OCCLUM_COMPLETE`` set)
 included, goes to the full command line of :mod:`occlum.cli.main`.
 """
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import os
 import sys
+
+from occlum.instance.wire import NATIVE_CLIENT_NAME
 
 
 def _plain_exec(args: list[str]) -> tuple[str, bool | None, list[str]] | None:
@@ -49,10 +53,22 @@ def main() -> None:
 
         full_main()
         return
+    instance_dir, use_tty, argv = plain
+    native = os.path.join(instance_dir, "run", NATIVE_CLIENT_NAME)
+    if os.access(native, os.X_OK):
+        tty_flag = [] if use_tty is None else ["--tty" if use_tty else "--no-tty"]
+        try:
+            os.execv(native, [native, "--instance-dir", instance_dir, *tty_flag, "--", *argv])
+        except OSError:
+            pass  # it cannot run: the Python client does the work
+    sys.exit(python_exec(instance_dir, use_tty, argv))
+
+
+def python_exec(instance_dir: str, use_tty: bool | None, argv: list[str]) -> int:
+    """``occlum exec`` by the Python client; the exit code."""
     from occlum.errors import UserError
     from occlum.instance.client import run_exec
 
-    instance_dir, use_tty, argv = plain
     try:
         if not os.path.isfile(os.path.join(instance_dir, "Occlum.json")):
             raise UserError(
@@ -66,4 +82,4 @@ def main() -> None:
         code = e.exit_code
     except KeyboardInterrupt:
         code = 130
-    sys.exit(code)
+    return code

@@ -24,16 +24,14 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import PROC_SUPER_MAGIC, S_IFDIR, S_IFLNK, S_IFREG, StatFs, dtype_of_mode
 from occlum.vfs.cred import ROOT, Cred
 from occlum.vfs.inode import DirEntry, Inode, SetAttr, Stat
 from occlum.vfs.mount import FileSystem, MountInfo
-
-if TYPE_CHECKING:
-    from occlum.vfs.path import Location
+from occlum.vfs.path import Location, MagicLink
 
 __all__ = ["ProcFs", "ProcessInfo", "ProcessRegistry"]
 
@@ -273,7 +271,7 @@ class ProcHostFile(ProcInode):
             raise SyscallError(errno.EPERM, "proc file attributes are fixed")
 
 
-class ProcLink(ProcInode):
+class ProcLink(ProcInode, MagicLink):
     def __init__(
         self,
         fs: ProcFs,

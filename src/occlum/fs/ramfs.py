@@ -1,22 +1,34 @@
 """ramfs: the in-memory file system of ``/tmp`` and ``/dev/shm``.
 
 Owns directories, symlinks, hard links, FIFOs and device nodes held in Python objects, and
-regular-file contents held in one memfd per file: the page cache.  Every open gets a fresh open
-file description of that memfd (reopened through ``/proc/self/fd``), so offsets are per open
-while all openers, in every process, share the same pages and ``MAP_SHARED`` stays coherent.
+regular-file contents held in a memfd per file in use: the page cache.  Every open gets a fresh
+open file description of that memfd (reopened through ``/proc/self/fd``), so offsets are per
+open while all openers, in every process, share the same pages and ``MAP_SHARED`` stays
+coherent.
 
-About 570 lines, one room: the inode kinds and the file system share the memfd page cache
+A file no program holds (no descriptor, no mapping) need not keep its memfd: past
+:data:`.filecache.CACHED_FILES` files, the least recently used unheld ones are let go
+(:meth:`RamFile.evict`).  A memfd's contents move into the supervisor as the bytes of its data
+extents (found with SEEK_DATA/SEEK_HOLE: holes stay holes and cost nothing); a file of a tmpfs
+instance's host file system gets a name there and its descriptor is closed.  The next use
+makes the memfd again, or reopens the name, with the same size, times, holes and pages, so
+the number of files is not bounded by the supervisor's descriptors.
+
+About 820 lines, one room: the inode kinds and the file system share the memfd page cache
 and its accounting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
 import time
 import weakref
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import (
@@ -34,15 +46,21 @@ from occlum.abi.fsabi import (
     StatFs,
     dtype_of_mode,
 )
-from occlum.platform.fdbudget import lasting
+from occlum.fs.filecache import FileCache
+from occlum.platform.fdbudget import opened_besides, opened_elsewhere
 from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, SetAttr, Stat
 from occlum.vfs.mount import FileSystem
 from occlum.vfs.xattr import XattrStore
 
-if TYPE_CHECKING:
-    from occlum.fs.sefs.closes import CloseWatch
-
 __all__ = ["RamFs"]
+
+
+class CloseWatcher(Protocol):
+    """What a nameless file asks of the last-close watch (``fs/sefs/closes.py``'s
+    ``CloseWatch``, which imports this module): a word when a description of it is closed."""
+
+    def watch(self, f: RamFile, memfd: int, *, every_close: bool = False) -> None: ...
+
 
 # Character devices a ramfs/devfs node may stand for, and the harmless host device behind
 # each: opening the node opens the host device, never anything else.
@@ -170,26 +188,104 @@ class RamInode(Inode):
         return super().open_host_fd(flags)
 
 
+# A memfd's data extents are kept as pieces of at most this many bytes while it is let go
+_PIECE = 4 << 20
+# The data of files let go that the supervisor keeps, per file system, at most
+LET_GO_MAX = 256 << 20
+
+
+@dataclass(slots=True)
+class _LetGo:
+    """What a file let go of its descriptor keeps (:meth:`RamFile.evict`): what that
+    descriptor said, and a memfd's data extents (offset, bytes) in file order (a file of a
+    host tmpfs instance keeps its contents there, by name)."""
+
+    size: int
+    blocks: int
+    extents: list[tuple[int, bytes]]
+    kept: int  # bytes of data in extents
+
+
+def _data_extents(fd: int, size: int) -> Iterator[tuple[int, bytes]]:
+    """The data of ``fd``'s first ``size`` bytes, in pieces of at most :data:`_PIECE` bytes,
+    found with SEEK_DATA/SEEK_HOLE: a hole (never written, truncated up, punched) is read
+    never and kept not at all.  A memfd answers per page, so writing the pieces back gives
+    the same pages, and the same holes."""
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:  # no data past pos
+                return
+            raise
+        if start >= size:
+            return
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        while start < end:
+            piece = os.pread(fd, min(end - start, _PIECE), start)
+            if not piece:  # truncated meanwhile: cannot happen, nobody holds the file
+                return
+            yield start, piece
+            start += len(piece)
+        pos = end
+
+
+def _pages(st: os.stat_result) -> int:
+    """The bytes of the pages that hold a memfd's ``st_size`` bytes (its block size is a
+    page)."""
+    return -(-st.st_size // st.st_blksize) * st.st_blksize
+
+
+def _data_of(fd: int, st: os.stat_result) -> list[tuple[int, bytes]]:
+    """:func:`_data_extents` of the memfd ``fd`` whose stat is ``st``; a file whose every
+    page holds data (a small file written once, the common case) or none is read at once."""
+    if st.st_blocks == 0:
+        return []
+    if st.st_blocks * 512 == _pages(st) and st.st_size <= _PIECE:
+        data = os.pread(fd, st.st_size, 0)
+        return [(0, data)] if data else []
+    return list(_data_extents(fd, st.st_size))
+
+
 class RamFile(RamInode):
-    """A regular file whose pages live in a memfd owned by this inode."""
+    """A regular file whose pages live in a memfd owned by this inode while it is used."""
 
     # (st_dev, st_ino) of the memfd, kept after it is closed: descriptors donated from it
     # still show this file
     memfd_id: tuple[int, int] | None = None
+    # while the memfd is let go: what it held (None: loaded, or freed)
+    _let_go: _LetGo | None = None
+    # of a file of a host tmpfs instance let go once: its name in that instance's root
+    _host_name: str | None = None
+    # (st_ctime_ns, st_mtime_ns) of the memfd just after it was made again: a change time
+    # still equal to it is the remaking's, not a change of the file's
+    _remade: tuple[int, int] | None = None
 
     def __init__(self, fs: RamFs, mode: int, uid: int, gid: int) -> None:
         super().__init__(fs, mode, uid, gid)
         self.memfd: int | None = None
+        cache = fs.cache
+        assert cache is not None  # a RamFs's files (SEFS makes its own)
         if fs.backing is None:
-            self._adopt(lasting(os.memfd_create(f"ramfs:{self.ino}", os.MFD_CLOEXEC)))
-            return
-        # a nameless file of the mount's own host tmpfs instance: the host kernel counts its
-        # pages against size= and answers a native write past it with ENOSPC
-        try:
-            fd = os.open(".", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600, dir_fd=fs.backing)
-        except OSError as e:
-            raise SyscallError(e.errno or errno.ENOSPC, f"tmpfs: {e.strerror}")
-        self._adopt(lasting(fd))
+            self._adopt(
+                cache.descriptor(lambda: os.memfd_create(f"ramfs:{self.ino}", os.MFD_CLOEXEC))
+            )
+        else:
+            # a nameless file of the mount's own host tmpfs instance: the host kernel counts
+            # its pages against size= and answers a native write past it with ENOSPC
+            backing = fs.backing
+            try:
+                made = os.open(".", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600, dir_fd=backing)
+            except OSError as e:
+                raise SyscallError(e.errno or errno.ENOSPC, f"tmpfs: {e.strerror}")
+            try:
+                # kept read-only: a writable description of our own would hide whether a
+                # program holds one (see evictable)
+                self._adopt(cache.descriptor(lambda: _reopen_readonly(made)))
+            finally:
+                os.close(made)
+        cache.used(self)
 
     def _adopt(self, memfd: int) -> None:
         self.memfd = memfd
@@ -197,17 +293,27 @@ class RamFile(RamInode):
         self.memfd_id = (st.st_dev, st.st_ino)
 
     def _fd(self) -> int:
-        if self.memfd is None:
-            raise SyscallError(errno.ESTALE, "file contents already freed")
-        return self.memfd
+        fd = self.memfd
+        if fd is None:
+            if self._let_go is None:
+                raise SyscallError(errno.ESTALE, "file contents already freed")
+            fd = self._remake()
+        cache = self.fs.cache
+        if cache is not None and self.nlink:  # a nameless file's memfd is all it has
+            cache.used(self)
+        return fd
 
     def _size(self) -> int:
-        return os.fstat(self._fd()).st_size if self.memfd is not None else 0
+        if self.memfd is not None:
+            return os.fstat(self.memfd).st_size
+        return self._let_go.size if self._let_go is not None else 0
 
     def getattr(self) -> Stat:
         st = super().getattr()
         if self.memfd is not None:
             self._with_contents(st, os.fstat(self.memfd))
+        elif self._let_go is not None:
+            st.blocks = self._let_go.blocks  # the pages its memfd held: holes take none
         return st
 
     def fgetattr(self, host: os.stat_result) -> Stat:
@@ -222,7 +328,8 @@ class RamFile(RamInode):
         st.size = host.st_size
         st.blocks = host.st_blocks  # the pages it holds: a sparse file's holes take none
         st.mtime_ns = host.st_mtime_ns
-        st.ctime_ns = max(self.ctime_ns, host.st_ctime_ns)
+        if (host.st_ctime_ns, host.st_mtime_ns) != self._remade:
+            st.ctime_ns = max(self.ctime_ns, host.st_ctime_ns)
         return st
 
     def setattr(self, attrs: SetAttr) -> None:
@@ -235,7 +342,11 @@ class RamFile(RamInode):
     def _truncate(self, size: int) -> None:
         if size < 0:
             raise SyscallError(errno.EINVAL, "negative size")
-        os.ftruncate(self._fd(), size)
+        fd = self._fd()
+        if self.fs.backing is None:
+            os.ftruncate(fd, size)
+        else:  # our descriptor of a host tmpfs file is read-only
+            os.truncate(f"/proc/self/fd/{fd}", size)
 
     def open_host_fd(self, flags: int) -> int:
         fd = self._fd()
@@ -253,9 +364,111 @@ class RamFile(RamInode):
                 pass  # unwatched, it stays allocated until the instance ends, as before
         return host_fd
 
+    # --- letting the memfd go, and making it again ---------------------------------------
+
+    def evictable(self) -> bool:
+        """Whether the memfd may be let go now: the file has a name (a nameless O_TMPFILE
+        file is its memfd) and no program holds it, by a descriptor or a mapping."""
+        fd = self.memfd
+        if fd is None or self.nlink == 0:
+            return False
+        fs = self.fs
+        if fs.backing is not None:
+            return not opened_besides(fd)
+        st = os.fstat(fd)
+        held = st.st_blocks * 512
+        if held > _pages(st):
+            return False  # pages past the end (fallocate KEEP_SIZE), which SEEK_DATA misses
+        # the supervisor's memory is not the programs': it keeps only so much of theirs
+        if fs.let_go_bytes + held > fs.let_go_max:
+            return False
+        return not opened_elsewhere(fd)
+
+    def evict(self) -> None:
+        """Let the memfd of an :meth:`evictable` file go: its times go into the inode, its
+        data extents into :class:`_LetGo` (a host tmpfs file instead gets a name in its
+        instance, keeping its pages, and the instance's count of them, where they are)."""
+        fd = self.memfd
+        assert fd is not None
+        host = os.fstat(fd)
+        backing = self.fs.backing
+        if backing is None:
+            extents = _data_of(fd, host)
+        else:
+            extents = []
+            if self._host_name is None:
+                # linking the nameless host file (made without O_EXCL, so linkable); it
+                # keeps the name while the file lives: once unnamed again, Linux would not
+                # let it be linked a second time
+                name = f"{self.ino}"
+                os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=backing, follow_symlinks=True)
+                self._host_name = name
+        self.mtime_ns = host.st_mtime_ns
+        if (host.st_ctime_ns, host.st_mtime_ns) != self._remade:
+            self.ctime_ns = max(self.ctime_ns, host.st_ctime_ns)
+        kept = 0
+        for _, data in extents:
+            kept += len(data)
+        self.fs.let_go_bytes += kept
+        self._let_go = _LetGo(host.st_size, host.st_blocks, extents, kept)
+        self.close_memfd()
+        self._release = None
+
+    def _remake(self) -> int:
+        """The memfd of a file let go, made again with the same size, times and pages."""
+        let_go = self._let_go
+        assert let_go is not None
+        cache = self.fs.cache
+        assert cache is not None
+        backing = self.fs.backing
+        try:
+            if backing is not None:
+                assert self._host_name is not None
+                name = self._host_name
+                fd = cache.descriptor(
+                    lambda: os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=backing)
+                )
+                try:  # the times a setattr gave while it was let go (for a memfd: below)
+                    os.utime(fd, ns=(self.atime_ns, self.mtime_ns))
+                except BaseException:
+                    os.close(fd)
+                    raise
+            else:
+                fd = cache.descriptor(lambda: os.memfd_create(f"ramfs:{self.ino}", os.MFD_CLOEXEC))
+                try:
+                    os.ftruncate(fd, let_go.size)
+                    for off, data in let_go.extents:
+                        view = memoryview(data)
+                        while view:
+                            n = os.pwrite(fd, view, off)
+                            view, off = view[n:], off + n
+                    os.utime(fd, ns=(self.atime_ns, self.mtime_ns))
+                except BaseException:
+                    os.close(fd)
+                    raise
+        except OSError as e:
+            raise SyscallError(e.errno or errno.EIO, f"ramfs: contents: {e.strerror}")
+        host = os.fstat(fd)
+        self._remade = (host.st_ctime_ns, host.st_mtime_ns)
+        self._adopt(fd)
+        self._forget_let_go()
+        return fd
+
+    def _forget_let_go(self) -> None:
+        if self._let_go is not None:
+            self.fs.let_go_bytes -= self._let_go.kept
+            self._let_go = None
+
     def dropped(self) -> None:
         # descriptors already donated keep the memfd's file alive in the host kernel
         self.close_memfd()
+        self._forget_let_go()
+        if self._host_name is not None and self.fs.backing is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._host_name, dir_fd=self.fs.backing)
+            self._host_name = None
+        if self.fs.cache is not None:
+            self.fs.cache.discard(self)
 
     # frees an O_TMPFILE file never named (its memfd, its inode) when the inode is freed
     _release: weakref.finalize[[int, RamFs], RamFile] | None = None
@@ -295,8 +508,14 @@ class RamFile(RamInode):
         opens it again) until it is named and unlinked, or until nothing holds the inode."""
         self.nlink = 0
         self.linkable = linkable
+        if self.fs.cache is not None:
+            self.fs.cache.discard(self)  # its memfd is all it has, and the cache would keep it
         fd = self._fd()
         self._release = weakref.finalize(self, _free_unnamed, fd, self.fs)
+
+
+def _reopen_readonly(fd: int) -> int:
+    return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
 
 
 def _free_unnamed(memfd: int, fs: RamFs) -> None:
@@ -414,6 +633,9 @@ class RamDir(RamInode):
             self.fs.claim_inode()  # as Linux's tmpfs, each further name costs an inode
         target.linkable = False  # as Linux's I_LINKABLE: named once, an O_TMPFILE is a file
         target.nlink += 1
+        cache = self.fs.cache
+        if cache is not None and isinstance(target, RamFile) and target.memfd is not None:
+            cache.used(target)  # named, a former O_TMPFILE file may be let go too
         target.ctime_ns = time.time_ns()
         self._add(name, target)
 
@@ -539,9 +761,16 @@ class RamFs(FileSystem):
     backing: int | None = None
     # the LibOS's watch of closes: nameless files are freed at their last close (without it,
     # when their inode object is)
-    close_watch: CloseWatch | None = None
+    close_watch: CloseWatcher | None = None
     max_inodes = 0  # nr_inodes=: 0 is no limit
     used_inodes = 0
+    # the files whose contents hold a descriptor now (None: a subclass keeps its own)
+    cache: FileCache[RamFile] | None = None
+    # bytes of the files let go that the supervisor keeps (files of a host tmpfs instance
+    # keep theirs there), and how many it may: past that, files keep their memfd, whose pages
+    # stay charged to the programs that wrote them (see docs/internals.md)
+    let_go_bytes = 0
+    let_go_max = LET_GO_MAX
 
     def claim_inode(self) -> None:
         if self.max_inodes and self.used_inodes >= self.max_inodes:
@@ -577,6 +806,7 @@ class RamFs(FileSystem):
             # after an unmount too, as on Linux; files already open hold the instance anyway
             weakref.finalize(self, os.close, backing)
         self.inos = itertools.count(1)
+        self.cache = FileCache()
         self.root = RamDir(self, mode, uid, gid)
 
     def statfs(self) -> StatFs:

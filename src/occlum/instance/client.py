@@ -6,27 +6,30 @@ caller's stdin and stdout are a terminal, the program gets a pseudo-terminal of 
 (as ``docker exec -it``): the client puts its terminal in raw mode and copies bytes both ways,
 so Ctrl-C, Ctrl-Z and job control act inside; window size changes follow. Otherwise Ctrl-C
 (and SIGTERM, SIGHUP, SIGQUIT) on the client are sent to the program's process group.
+
+This is the Python client, which the ``occlum`` console script runs for ``occlum exec`` when
+the native one (:mod:`occlum.instance.exec_native`) is not there: it imports as little as it
+can, since its imports are most of its start-up (``_socket`` rather than ``socket``, which
+brings ``enum`` and ``selectors``; no ``typing`` at run time; the terminal's modules only for
+a terminal).
 """
 
 from __future__ import annotations
 
-import contextlib
+import _socket
 import errno
-import fcntl
 import json
 import os
-import select
 import signal
-import socket
-import struct
-import termios
-import tty
-from collections.abc import Mapping
-from typing import Any
 
 from occlum.errors import UserError
 from occlum.instance.wire import LOG_NAME, MAX_MESSAGE, SOCKET_NAME, socket_address
 from occlum.platform.fdpass import send_fds
+
+TYPE_CHECKING = False  # typing's own import costs a few milliseconds of every exec
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 REPLY_TIMEOUT = 30.0
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -41,13 +44,13 @@ class ServerSilent(ServerGone):
     """The server did not answer in time."""
 
 
-def connect(run_dir: str | os.PathLike[str]) -> socket.socket:
+def connect(run_dir: str | os.PathLike[str]) -> _socket.socket:
     """A connection to the instance's server, or a one-line ``UserError`` saying why not."""
     run_dir = os.fspath(run_dir)
     sock_path = os.path.join(run_dir, SOCKET_NAME)
     if not os.path.exists(sock_path):
         raise UserError("the instance is not started (occlum start starts it)")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
     try:
         address, dirfd = socket_address(run_dir)
     except OSError as exc:
@@ -68,7 +71,7 @@ def connect(run_dir: str | os.PathLike[str]) -> socket.socket:
     return sock
 
 
-def _send(sock: socket.socket, obj: dict[str, Any], fds: list[int] | None = None) -> None:
+def _send(sock: _socket.socket, obj: dict[str, Any], fds: list[int] | None = None) -> None:
     try:
         send_fds(sock, json.dumps(obj).encode(), fds)
     except OSError as exc:
@@ -77,7 +80,7 @@ def _send(sock: socket.socket, obj: dict[str, Any], fds: list[int] | None = None
         raise ServerGone(f"the instance's server closed the connection: {exc.strerror}")
 
 
-def _receive(sock: socket.socket) -> dict[str, Any]:
+def _receive(sock: _socket.socket) -> dict[str, Any]:
     try:
         msg = sock.recv(MAX_MESSAGE)
     except TimeoutError:
@@ -96,15 +99,19 @@ def request(
     run_dir: str | os.PathLike[str], obj: dict[str, Any], timeout: float = REPLY_TIMEOUT
 ) -> dict[str, Any]:
     """One request, one answer (ps, kill, status)."""
-    with connect(run_dir) as sock:
+    sock = connect(run_dir)
+    try:
         sock.settimeout(timeout)
         _send(sock, obj)
         return _receive(sock)
+    finally:
+        sock.close()
 
 
 def stop(run_dir: str | os.PathLike[str], timeout: float) -> None:
     """Stop the server gracefully; return once it is gone (every file system written back)."""
-    with connect(run_dir) as sock:
+    sock = connect(run_dir)
+    try:
         sock.settimeout(timeout + REPLY_TIMEOUT)
         _send(sock, {"op": "stop", "timeout": timeout})
         try:
@@ -113,6 +120,8 @@ def stop(run_dir: str | os.PathLike[str], timeout: float) -> None:
             raise
         except ServerGone:
             pass  # it ended before answering: stopped all the same
+    finally:
+        sock.close()
 
 
 def exit_code(status: int) -> int:
@@ -132,35 +141,48 @@ def run_exec(
     if use_tty is None:
         use_tty = os.isatty(0) and os.isatty(1)
     sock = connect(run_dir)
-    with sock:
+    try:
         if use_tty:
             return _exec_tty(sock, argv, env)
         return _exec_plain(sock, argv, env)
+    finally:
+        sock.close()
 
 
-def _started(sock: socket.socket) -> int:
+def _started(sock: _socket.socket) -> int:
     sock.settimeout(REPLY_TIMEOUT)
     pid = int(_receive(sock)["pid"])
     sock.settimeout(None)
     return pid
 
 
+def signal_name(sig: int) -> str:
+    """SIGSEGV for 11; a real-time signal Python has no name for as SIGRTMIN+N (as the native
+    client names it)."""
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"SIGRTMIN+{sig - signal.SIGRTMIN}"
+
+
 def _ended(status: int, argv: list[str], pid: int) -> int:
     """The exit code for the program's wait status; a fatal signal is named in one line."""
     if os.WIFSIGNALED(status) and os.WTERMSIG(status) not in FATAL_QUIET:
-        name = signal.Signals(os.WTERMSIG(status)).name
+        name = signal_name(os.WTERMSIG(status))
         os.write(2, f"occlum: {argv[0]} (pid {pid}) killed by {name}\n".encode())
     return exit_code(status)
 
 
-def _exec_plain(sock: socket.socket, argv: list[str], env: Mapping[str, str]) -> int:
+def _exec_plain(sock: _socket.socket, argv: list[str], env: Mapping[str, str]) -> int:
     _send(sock, {"op": "exec", "argv": argv, "env": dict(env), "tty": False}, [0, 1, 2])
     pid = _started(sock)
     old = {}
 
     def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(OSError):
+        try:
             sock.send(json.dumps({"op": "signal", "sig": signum}).encode())
+        except OSError:
+            pass
 
     for sig in FORWARDED:
         old[sig] = signal.signal(sig, forward)
@@ -173,10 +195,19 @@ def _exec_plain(sock: socket.socket, argv: list[str], env: Mapping[str, str]) ->
 
 
 def _winsize(fd: int) -> bytes:
+    import fcntl
+    import struct
+    import termios
+
     return fcntl.ioctl(fd, termios.TIOCGWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
 
 
-def _exec_tty(sock: socket.socket, argv: list[str], env: Mapping[str, str]) -> int:
+def _exec_tty(sock: _socket.socket, argv: list[str], env: Mapping[str, str]) -> int:
+    import contextlib
+    import fcntl
+    import termios
+    import tty
+
     master, slave = os.openpty()
     with contextlib.suppress(OSError):
         termios.tcsetattr(slave, termios.TCSANOW, termios.tcgetattr(0))
@@ -212,8 +243,13 @@ def _write_all(fd: int, data: bytes) -> None:
             continue
 
 
-def _pump(sock: socket.socket, master: int, wake_r: int) -> int:
+def _pump(sock: _socket.socket, master: int, wake_r: int) -> int:
     """Copy the terminal to the program's pseudo-terminal and back until the program ends."""
+    import contextlib
+    import fcntl
+    import select
+    import termios
+
     watch = [0, master, sock.fileno(), wake_r]
     status: int | None = None
     while True:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from occlum.errors import UserError
+from occlum.instance.exec_native import install_native_client
 from occlum.instance.wire import (
     LOCK_NAME,
     LOG_NAME,
@@ -449,6 +450,9 @@ def start_server(run_dir: Path, make_libos: Callable[[], Any], config: Any) -> i
         raise UserError(
             f"the instance is already started (server pid {holder}); occlum stop stops it"
         )
+    why = install_native_client(run_dir)
+    if why is not None:
+        print(f"occlum: note: {why}; occlum exec uses its Python client", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
@@ -553,7 +557,9 @@ def _server_main(
         signal.signal(signal.SIGTERM, lambda _s, _f: server.request_stop())
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        code = libos.serve(started)
+        from occlum.kernel import stages  # in the server process only, as the LibOS is
+
+        code = stages.serve(libos, started)
     except UserError as exc:
         tell(f"error {exc}")
         print(f"occlum server: {exc}", file=sys.stderr, flush=True)

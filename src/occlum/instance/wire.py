@@ -12,6 +12,7 @@ SOCKET_NAME = "occlum.sock"
 PID_NAME = "server.pid"
 LOG_NAME = "server.log"
 LOCK_NAME = "server.lock"
+NATIVE_CLIENT_NAME = "occlum-exec"  # the native `occlum exec` client (instance/exec_native.py)
 MAX_MESSAGE = 1 << 20
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from occlum.abi.errors import SyscallError
 from occlum.abi.syscalls import NAME
 from occlum.fs.procfs import ProcessInfo, ProcFs
-from occlum.kernel import procinfo, stages
+from occlum.kernel import procinfo
 from occlum.kernel.api import PROCEED, Donate, Entry, Result
 from occlum.kernel.limits import Limits
 from occlum.kernel.log import Log
@@ -164,15 +164,7 @@ class LibOS:
             return None
         return procinfo.process_info(self, p)
 
-    # -- running (kernel/stages.py: the init stage, the program's tree, the exit status) ----
-    def run(self) -> int:
-        """Boot: the init stage first (when the instance has an initfs), then the program."""
-        return stages.run(self)
-
-    def serve(self, started: Callable[[int, socket.socket], None]) -> int:
-        """A started instance (``occlum start``): see :func:`occlum.kernel.stages.serve`."""
-        return stages.serve(self, started)
-
+    # -- serving (kernel/stages.py runs the stages: init, the program's tree, the exit) ------
     def loop(self) -> None:
         """Serve until every process of the instance is gone.
 
@@ -278,7 +270,7 @@ class LibOS:
                 res: Result = self.missing(t, nr)
             else:
                 call_args = args[: len(entry.kinds)]
-                if entry.int32:  # decoded by kind: descriptors and AT_* flags as C ints
+                if entry.steps:  # decoded by kind: C ints, flag sets (EINVAL for a bit refused)
                     call_args = entry.decode(call_args)
                 res = entry.handler(self, t, *call_args)
         except SyscallError as exc:

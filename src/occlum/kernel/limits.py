@@ -4,13 +4,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from occlum.platform.limits import MemoryCgroup, PidsCgroup, ProgramLimits, set_oom_score_adj
+from occlum.platform.limits import (
+    MemoryCgroup,
+    PidsCgroup,
+    ProgramLimits,
+    limit_process,
+    set_oom_score_adj,
+)
 
 if TYPE_CHECKING:
     from occlum.kernel.log import Log
@@ -132,10 +140,10 @@ class Limits:
             self.program, memory_procs=mem.procs if mem is not None else ""
         )
 
-    def find_spawner(self, init_pid: int) -> int:
+    def find_spawner(self, init_pid: int, *, always: bool = False) -> int:
         """The host pid of a started instance's spawner when it is in the programs' memory
-        cgroup (so that each program it forks is, from its fork), else 0."""
-        if self.memory is None:
+        cgroup (so that each program it forks is, from its fork), or ``always``; else 0."""
+        if self.memory is None and not always:
             return 0
         children = f"/proc/{init_pid}/task/{init_pid}/children"
         for _ in range(2000):  # init forks it at once
@@ -157,6 +165,23 @@ class Limits:
         CAP_SYS_RESOURCE, which the supervisor may lack); Kubernetes gives its best-effort
         containers the same 1000."""
         set_oom_score_adj(pid, 1000)
+
+    def limit_spawned(self, pid: int) -> None:
+        """A program the spawner started, met at its first call (its ``execve``, held until
+        this returns): the programs' RLIMIT_AS and RLIMIT_STACK, which a child of
+        ``posix_spawn`` cannot set itself (see :mod:`occlum.platform.spawner`). If they cannot
+        be set, the program does not run unbounded: it is killed, and the log says why."""
+        try:
+            limit_process(pid, self.program)
+        except ProcessLookupError:
+            return
+        except OSError as exc:
+            self.log.error(
+                f"host pid {pid}: cannot set the programs' resource limits on it "
+                f"({exc.strerror}): it is killed"
+            )
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
     def memory_used(self) -> int | None:
         """What the programs of the current tree use of user_space_size, or None (no cgroup)."""

@@ -7,7 +7,7 @@ import functools
 import os
 import select
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFCHR, Stat
@@ -17,12 +17,42 @@ from occlum.vfs.mount import FileSystem
 from occlum.vfs.path import Location
 
 if TYPE_CHECKING:
-    from occlum.kernel.libos import LibOS
-    from occlum.kernel.process import Process
+    from occlum.kernel.objects import ObjectRegistry
+    from occlum.kernel.process import Process, Task
+    from occlum.kernel.spec import RunSpec
     from occlum.vfs.cred import Cred
+    from occlum.vfs.mount import MountTable
 
 
-def _fd_texts(libos: LibOS, p: Process) -> dict[int, bytes]:
+class Processes(Protocol):
+    """What ``/proc`` reads of the process table (``kernel/proctable.py``, which imports this
+    module for ``read_proc``)."""
+
+    @property
+    def procs(self) -> dict[int, Process]: ...
+    @property
+    def tasks(self) -> dict[int, Task]: ...
+    @property
+    def init_pid(self) -> int: ...
+
+
+class Kernel(Protocol):
+    """What ``/proc`` reads of the LibOS (``kernel/libos.py``, which asks this module for a
+    process's ``ProcessInfo``): a protocol, so that neither imports the other."""
+
+    @property
+    def current(self) -> Task | None: ...
+    @property
+    def mounts(self) -> MountTable: ...
+    @property
+    def objects(self) -> ObjectRegistry: ...
+    @property
+    def proctable(self) -> Processes: ...
+    @property
+    def spec(self) -> RunSpec: ...
+
+
+def _fd_texts(libos: Kernel, p: Process) -> dict[int, bytes]:
     out: dict[int, bytes] = {}
     try:
         names = os.listdir(f"/proc/{p.host_pid}/fd")
@@ -93,7 +123,7 @@ class _LazyFds(Mapping[int, bytes]):
     """The fd table of a process, read only when /proc/<pid>/fd (or status) is listed: most
     procfs lookups (``/proc/self/exe``) never need it."""
 
-    def __init__(self, libos: LibOS, p: Process) -> None:
+    def __init__(self, libos: Kernel, p: Process) -> None:
         self._libos, self._p = libos, p
         self._table: dict[int, bytes] | None = None
 
@@ -112,7 +142,7 @@ class _LazyFds(Mapping[int, bytes]):
         return len(self._get())
 
 
-def _fd_location(libos: LibOS, p: Process):  # type: ignore[no-untyped-def]
+def _fd_location(libos: Kernel, p: Process):  # type: ignore[no-untyped-def]
     def get(fd: int) -> Location | None:
         global _HOST_OBJECTS
         try:
@@ -142,7 +172,7 @@ def _host_stat_fields(host_pid: int) -> tuple[int, int, int]:
         return 0, 0, 1
 
 
-def process_info(libos: LibOS, p: Process) -> ProcessInfo:
+def process_info(libos: Kernel, p: Process) -> ProcessInfo:
     def ids() -> tuple[int, int, int]:
         pgrp_host, sid_host, threads = _host_stat_fields(p.host_pid)
         return _ns_pid(libos, pgrp_host), _ns_pid(libos, sid_host), threads
@@ -184,20 +214,20 @@ def _memory(p: Process, addr: int, size: int) -> bytes:
         return b""
 
 
-def leader_cred(libos: LibOS, p: Process) -> Cred:
+def leader_cred(libos: Kernel, p: Process) -> Cred:
     """A process's credentials as Linux shows them: its main thread's."""
     leader = libos.proctable.tasks.get(p.host_pid)
     return leader.cred if leader is not None else p.cred
 
 
-def _thread_cred(libos: LibOS, p: Process, host_dir: str) -> Cred:
+def _thread_cred(libos: Kernel, p: Process, host_dir: str) -> Cred:
     """The credentials of the thread the host keeps at ``/proc/<host_pid>/<host_dir>``."""
     tid = int(host_dir.split("/")[1]) if host_dir else p.host_pid
     task = libos.proctable.tasks.get(tid)
     return task.cred if task is not None else p.cred
 
 
-def _state(libos: LibOS, host_pid: int, host_dir: str) -> str:
+def _state(libos: Kernel, host_pid: int, host_dir: str) -> str:
     """The state Linux would show of a thread the host keeps at ``/proc/<host_pid>/<host_dir>``.
 
     The host's own letter, except for a call the LibOS is serving: the thread then waits in
@@ -241,7 +271,7 @@ def _wchan(base: str) -> bytes:
 _T = TypeVar("_T")
 
 
-def net_view(libos: LibOS) -> NetView:
+def net_view(libos: Kernel) -> NetView:
     """How ``/proc/sys/net`` is looked at for the program reading it: on the host's network
     the supervisor's own view is the program's; an instance with a network of its own is
     looked at from the reader's network namespace (OSError, so nothing shown, if the
@@ -332,7 +362,7 @@ def _open_host(p: Process, name: str, flags: int) -> int:
     return fd
 
 
-def _ns_pid(libos: LibOS, host_pid: int) -> int:
+def _ns_pid(libos: Kernel, host_pid: int) -> int:
     p = libos.proctable.procs.get(host_pid)
     if p is not None:
         return p.pid

@@ -50,6 +50,7 @@ class ProcTable:
         self.init_pid = 0  # the host pid of the current tree's init
         self.first_host_pid = 0  # the current tree's first program
         self.spawner_pid = 0  # a started instance's spawner, when it is in the memory cgroup
+        self.spawned_by = 0  # a started instance's spawner, always (its children get limits)
         self.faults = FaultLog()
         self.reported: set[int] = set()  # host pids whose crash was reported
         # credentials the kernel remembers across fork (platform/credmarks.py): each distinct
@@ -157,6 +158,8 @@ class ProcTable:
             self.first_host_pid = tgid
         if ppid_host == self.spawner_pid and self.spawner_pid:
             self.limits.before_spawner(tgid)
+        if ppid_host == self.spawned_by and self.spawned_by:
+            self.limits.limit_spawned(tgid)
         self.sel.register(p.pidfd, selectors.EVENT_READ, p)
         return p
 

@@ -1,6 +1,8 @@
 """The stages of an instance's life: the init stage (the initfs's init mounts the root), the
 program's process tree (or, for a started instance, the spawner's), the end of a tree, and the
-exit status ``occlum run`` gives. The loop that serves a tree is :meth:`LibOS.loop`.
+exit status ``occlum run`` gives. The loop that serves a tree is :meth:`LibOS.loop`; this
+module drives it (``run`` for ``occlum run``, ``serve`` for ``occlum start``), so it imports the
+LibOS and the LibOS never imports it.
 """
 
 from __future__ import annotations
@@ -14,16 +16,13 @@ import selectors
 import signal
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from occlum.errors import UserError
+from occlum.kernel.libos import LibOS
 from occlum.kernel.proctable import SIGNAMES
 from occlum.platform import launch as launcher
 from occlum.platform import native
 from occlum.platform.seccomp import Listener
-
-if TYPE_CHECKING:
-    from occlum.kernel.libos import LibOS
 
 
 def run(libos: LibOS) -> int:
@@ -123,6 +122,7 @@ def run_tree(
     procs = libos.proctable
     procs.first_host_pid = 0
     procs.spawner_pid = 0  # a started instance's spawner, when it is in the memory cgroup
+    procs.spawned_by = 0
     cgroup_procs = libos.limits.start_tree()  # first: it sets limits.program for the tree
     try:
         launched = launcher.launch(
@@ -158,6 +158,9 @@ def run_tree(
         libos.sel.register(faults.fd, selectors.EVENT_READ, "faults")
     if started is not None and launched.spawner is not None:
         procs.spawner_pid = libos.limits.find_spawner(procs.init_pid)
+        procs.spawned_by = procs.spawner_pid or libos.limits.find_spawner(
+            procs.init_pid, always=True
+        )
         started(procs.init_pid, launched.spawner)
     libos.loop()
 

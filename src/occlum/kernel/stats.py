@@ -13,12 +13,20 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from time import perf_counter_ns
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from occlum.kernel.api import Entry, Handler, Result
-    from occlum.kernel.libos import LibOS
     from occlum.kernel.process import Task
+
+
+class Staged(Protocol):
+    """What counting needs of the LibOS (``kernel/libos.py``, which makes the counts): whether
+    the program's tree runs yet (calls of the init stage are not the program's)."""
+
+    @property
+    def stage(self) -> str: ...
+
 
 UNSUPPORTED = "unsupported"  # the support level of a call the table does not have: ENOSYS
 Hook = Callable[["Task"], None]
@@ -82,7 +90,7 @@ class CallStats:
 
 
 def _counting(handler: Handler, row: CallCount, hook: Hook | None) -> Handler:
-    def counted(libos: LibOS, t: Task, *args: int) -> Result:
+    def counted(libos: Staged, t: Task, *args: int) -> Result:
         if libos.stage != "app":
             return handler(libos, t, *args)
         if hook is not None:

@@ -10,30 +10,10 @@ import os
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
+from occlum.abi.flagsets import FLAG_SETS
 
 if TYPE_CHECKING:
     from occlum.kernel.process import Task
-
-_OFLAGS = [
-    (os.O_WRONLY, "O_WRONLY"), (os.O_RDWR, "O_RDWR"), (os.O_CREAT, "O_CREAT"), (os.O_EXCL, "O_EXCL"),
-    (os.O_NOCTTY, "O_NOCTTY"), (os.O_TRUNC, "O_TRUNC"), (os.O_APPEND, "O_APPEND"),
-    (os.O_NONBLOCK, "O_NONBLOCK"), (os.O_DIRECTORY, "O_DIRECTORY"), (os.O_NOFOLLOW, "O_NOFOLLOW"),
-    (os.O_CLOEXEC, "O_CLOEXEC"), (os.O_PATH, "O_PATH"), (os.O_TMPFILE & ~os.O_DIRECTORY, "__O_TMPFILE"),
-]  # fmt: skip
-_ATFLAGS = [(0x100, "AT_SYMLINK_NOFOLLOW"), (0x200, "AT_REMOVEDIR|AT_EACCESS"), (0x400, "AT_SYMLINK_FOLLOW"),
-            (0x800, "AT_NO_AUTOMOUNT"), (0x1000, "AT_EMPTY_PATH")]  # fmt: skip
-
-
-def _flags(v: int, table: list[tuple[int, str]], base: str) -> str:
-    names = [base] if base else []
-    rest = v
-    for bit, name in table:
-        if v & bit:
-            names.append(name)
-            rest &= ~bit
-    if rest:
-        names.append(hex(rest))
-    return "|".join(names) or "0"
 
 
 def _signed(v: int) -> int:
@@ -57,14 +37,15 @@ def format_arg(t: Task, kind: str, v: int) -> str:
         return "AT_FDCWD" if _signed(v) == -100 else str(_signed(v))
     if kind in ("fd", "s32"):
         return str(_signed(v))
-    if kind == "oflags":
-        return _flags(v, _OFLAGS, "" if v & 3 else "O_RDONLY")
-    if kind == "atflags":
-        return _flags(v, _ATFLAGS, "")
+    flags = FLAG_SETS.get(kind)
+    if flags is not None:  # by name, as the serving loop checks them
+        return flags.format(v)
     if kind == "mode":
         return oct(v)
-    if kind == "flags":
-        return hex(v & 0xFFFFFFFF)
+    if kind == "u32":
+        return str(v & 0xFFFFFFFF)
+    if kind == "size":
+        return str(v)
     if kind in ("int", "uid"):
         return str(v if v < 1 << 63 else v - (1 << 64))
     return hex(v)  # ptr, hex, argv, envp

@@ -1,11 +1,12 @@
 """The supervisor's descriptors: a share kept for its own work.
 
-The supervisor holds a host descriptor for every LibOS file whose contents it keeps (a memfd
-per ramfs or SEFS file, per cached image file), and needs a few more for the work of every
-call: a pidfd and a ``/proc/PID/mem`` handle for each new process, a status file read at
-discovery, the descriptor it reopens to donate at an open. All come from one table, with the
-same RLIMIT_NOFILE as the programs (a supervisor without CAP_SYS_RESOURCE cannot go above
-it). A program holding thousands of distinct LibOS files would otherwise fill the
+The supervisor holds a host descriptor for every LibOS file whose contents it keeps in the
+page cache now (a memfd per ramfs or SEFS file in use, per cached image file; a file no
+program holds lets its own go, see ``fs/filecache.py``), and needs a few more for the work
+of every call: a pidfd and a ``/proc/PID/mem`` handle for each new process, a status file
+read at discovery, the descriptor it reopens to donate at an open. All come from one table,
+with the same RLIMIT_NOFILE as the programs (a supervisor without CAP_SYS_RESOURCE cannot go
+above it). A program holding thousands of distinct LibOS files would otherwise fill the
 supervisor's table with their memfds, and a child it forks would find no descriptor left for
 its discovery (its every call failed).
 
@@ -57,3 +58,16 @@ def opened_elsewhere(fd: int) -> bool:
         return True
     finally:
         os.close(probe)
+
+
+def opened_besides(fd: int) -> bool:
+    """Like :func:`opened_elsewhere`, for a file whose own descriptor ``fd`` is a read-only
+    open file description (a file of a host tmpfs instance: made writable by ``O_TMPFILE``,
+    then kept through a read-only reopen): that description counts, so the lease is taken on
+    ``fd`` itself, which allows it only when there is no other, and released at once."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+    except OSError:
+        return True
+    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    return False

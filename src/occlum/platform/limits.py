@@ -43,6 +43,7 @@ __all__ = [
     "PidsCgroup",
     "ProgramLimits",
     "apply_program_limits",
+    "limit_process",
     "open_memory_cgroup",
     "pids_parent",
     "remove_stale",
@@ -82,6 +83,18 @@ def apply_program_limits(limits: ProgramLimits) -> None:
         _soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
         if hard == resource.RLIM_INFINITY or limits.stack <= hard:
             resource.setrlimit(resource.RLIMIT_STACK, (limits.stack, hard))
+
+
+def limit_process(pid: int, limits: ProgramLimits) -> None:
+    """``apply_program_limits``' resource limits, set on process ``pid`` from outside: for a
+    program a started instance's spawner starts with ``posix_spawn``, whose vfork child cannot
+    set its own. ``OSError`` (ESRCH: it is gone)."""
+    if limits.address_space:
+        resource.prlimit(pid, resource.RLIMIT_AS, (limits.address_space, limits.address_space))
+    if limits.stack:
+        _soft, hard = resource.prlimit(pid, resource.RLIMIT_STACK)
+        if hard == resource.RLIM_INFINITY or limits.stack <= hard:
+            resource.prlimit(pid, resource.RLIMIT_STACK, (limits.stack, hard))
 
 
 def set_oom_score_adj(pid: int, value: int) -> None:

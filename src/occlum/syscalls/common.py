@@ -1,4 +1,5 @@
-"""Argument decoding shared by the syscall families: signed ints, dirfds, paths."""
+"""What the syscall families share once the serving loop has decoded the arguments by kind
+(``kernel/api.py``): descriptors to LibOS objects, a dirfd and a path to a ``PathOp``."""
 
 from __future__ import annotations
 
@@ -14,15 +15,6 @@ if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS
     from occlum.kernel.process import Task
     from occlum.vfs.path import Location
-
-
-def s32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v & 0x80000000 else v
-
-
-def s64(v: int) -> int:
-    return v - (1 << 64) if v & (1 << 63) else v
 
 
 def fd_ref(libos: LibOS, t: Task, fd: int) -> FileRef | None:

@@ -27,7 +27,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
-from occlum.kernel.api import PROCEED
+from occlum.kernel.api import ID_UNCHANGED, PROCEED
 from occlum.kernel.process import Task
 from occlum.kernel.procinfo import host_tids, leader_cred, read_proc
 from occlum.vfs.cred import (
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 NGROUPS_MAX = 65536
 PRIO_PROCESS, PRIO_PGRP, PRIO_USER = 0, 1, 2
 MIN_NICE, MAX_NICE = -20, 19
-UNCHANGED = 0xFFFFFFFF  # (uid_t) -1: "leave this id as it is"; never a valid id
+UNCHANGED = ID_UNCHANGED  # (uid_t) -1: "leave this id as it is"; never a valid id
 # capget/capset header versions (linux/capability.h): v1 has one 32-bit word per set,
 # v2 and v3 two
 CAP_V1, CAP_V2, CAP_V3 = 0x19980330, 0x20071026, 0x20080522

@@ -261,8 +261,6 @@ def sys_execveat(
 def _execveat(
     libos: LibOS, t: Task, dirfd: int, path: int, argv: int, envp: int, flags: int
 ) -> Result:
-    if flags & ~(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW):
-        raise SyscallError(errno.EINVAL, f"unknown execveat flags {flags:#x}")
     name = t.mem.read_cstring(path)
     follow = not flags & AT_SYMLINK_NOFOLLOW
     if not name and flags & AT_EMPTY_PATH:

@@ -20,18 +20,14 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
+from occlum.abi.flagsets import OPENAT2, RESOLVE, XATTR
 from occlum.abi.fsabi import (
     AT_EACCESS,
     AT_EMPTY_PATH,
     AT_FDCWD,
-    AT_NO_AUTOMOUNT,
     AT_REMOVEDIR,
-    AT_STATX_SYNC_TYPE,
     AT_SYMLINK_FOLLOW,
     AT_SYMLINK_NOFOLLOW,
-    RESOLVE_ALL,
-    RESOLVE_BENEATH,
-    RESOLVE_IN_ROOT,
     S_IFDIR,
     S_IFIFO,
     S_IFSOCK,
@@ -41,7 +37,7 @@ from occlum.abi.fsabi import (
     pack_statx,
 )
 from occlum.abi.syscalls import NR
-from occlum.kernel.api import PROCEED, Donate
+from occlum.kernel.api import ID_UNCHANGED, PROCEED, Donate
 from occlum.kernel.objects import FileRef
 from occlum.syscalls.common import (
     fd_file_location,
@@ -49,8 +45,6 @@ from occlum.syscalls.common import (
     fd_location,
     fd_ref,
     path_op,
-    s32,
-    s64,
 )
 from occlum.syscalls.exec import program_running
 from occlum.vfs import (
@@ -61,9 +55,7 @@ from occlum.vfs import (
 )
 from occlum.vfs.inode import Inode
 from occlum.vfs.xattr import (
-    XATTR_CREATE,
     XATTR_NAME_MAX,
-    XATTR_REPLACE,
     XATTR_SIZE_MAX,
 )
 
@@ -75,9 +67,9 @@ if TYPE_CHECKING:
 
 O_CLOEXEC = os.O_CLOEXEC
 O_PATH = os.O_PATH
+_O_PATH_FLAGS = os.O_DIRECTORY | os.O_NOFOLLOW | O_PATH | O_CLOEXEC  # Linux's O_PATH_FLAGS
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
-ID_UNCHANGED = 0xFFFFFFFF  # (uid_t)-1
 
 
 def _path(t: Task, addr: int) -> bytes:
@@ -185,12 +177,16 @@ def sys_openat2(libos: LibOS, t: Task, dirfd: int, path: int, how: int, size: in
     flags, mode, rflags = struct.unpack_from("<QQQ", raw)
     if any(raw[24:]):
         raise SyscallError(errno.E2BIG, "unknown open_how fields")
-    if rflags & ~RESOLVE_ALL or flags >> 32:
-        raise SyscallError(errno.EINVAL, "unknown flags")
-    if rflags & RESOLVE_BENEATH and rflags & RESOLVE_IN_ROOT:
-        raise SyscallError(errno.EINVAL, "RESOLVE_BENEATH with RESOLVE_IN_ROOT")
-    if mode and not flags & (os.O_CREAT | os.O_TMPFILE):
+    # the sets of open(2)'s flags and RESOLVE_*, refused here since they are not registers
+    flags = OPENAT2.check(flags)
+    rflags = RESOLVE.check(rflags)
+    if flags & (os.O_CREAT | os.O_TMPFILE):
+        if mode & ~0o7777:
+            raise SyscallError(errno.EINVAL, "mode beyond 07777")
+    elif mode:
         raise SyscallError(errno.EINVAL, "mode without O_CREAT")
+    if flags & O_PATH and flags & ~_O_PATH_FLAGS:  # open(2) drops them (vfs/open.py)
+        raise SyscallError(errno.EINVAL, "O_PATH with flags it does not take")
     return do_open(libos, t, dirfd, _path(t, path), flags, mode, rflags)
 
 
@@ -238,8 +234,6 @@ def _fd_stat(ref: FileRef, host: os.stat_result) -> Stat:
 
 
 def sys_newfstatat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, flags: int) -> Result:
-    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT):
-        raise SyscallError(errno.EINVAL, "bad flags")
     name = _path(t, path)
     if not name and flags & AT_EMPTY_PATH and dirfd != AT_FDCWD:
         st = _fd_stat_or_none(libos, t, dirfd)
@@ -254,13 +248,6 @@ def sys_newfstatat(libos: LibOS, t: Task, dirfd: int, path: int, buf: int, flags
 def sys_statx(
     libos: LibOS, t: Task, dirfd: int, path: int, flags: int, mask: int, buf: int
 ) -> Result:
-
-    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE) or (
-        flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE
-    ):
-        raise SyscallError(errno.EINVAL, "bad flags")
-    if mask & 0x80000000:
-        raise SyscallError(errno.EINVAL, "reserved statx mask bit")
     name = _path(t, path)
     if not name and flags & AT_EMPTY_PATH and dirfd != AT_FDCWD:
         st = _fd_stat_or_none(libos, t, dirfd)
@@ -290,10 +277,6 @@ def sys_fstatfs(libos: LibOS, t: Task, fd: int, buf: int) -> Result:
 
 # -- access, readlink --------------------------------------------------------------------------
 def _access(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flags: int) -> int:
-    if flags & ~(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
-        raise SyscallError(errno.EINVAL, "bad flags")
-    if mode & ~7:
-        raise SyscallError(errno.EINVAL, "bad access mode")
     loc = _resolve_at(libos, t, dirfd, _path(t, path), flags & ~AT_EACCESS)
     ops.access(loc, t.cred, mode, effective=bool(flags & AT_EACCESS))
     return 0
@@ -402,8 +385,6 @@ def sys_mknod(libos: LibOS, t: Task, path: int, mode: int, dev: int) -> int:
 
 
 def sys_unlinkat(libos: LibOS, t: Task, dirfd: int, path: int, flags: int) -> int:
-    if flags & ~AT_REMOVEDIR:
-        raise SyscallError(errno.EINVAL, "bad flags")
     op = path_op(libos, t, dirfd, _path(t, path))
     if flags & AT_REMOVEDIR:
         ops.rmdir_at(op)
@@ -445,8 +426,6 @@ def sys_rename(libos: LibOS, t: Task, oldpath: int, newpath: int) -> int:
 def sys_linkat(
     libos: LibOS, t: Task, olddirfd: int, oldpath: int, newdirfd: int, newpath: int, flags: int
 ) -> int:
-    if flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH):
-        raise SyscallError(errno.EINVAL, "bad flags")
     src = _resolve_at(libos, t, olddirfd, _path(t, oldpath), flags & AT_EMPTY_PATH,
                       follow=bool(flags & AT_SYMLINK_FOLLOW))  # fmt: skip
     ops.link_at(src, path_op(libos, t, newdirfd, _path(t, newpath)))
@@ -532,8 +511,6 @@ def sys_fchmodat(libos: LibOS, t: Task, dirfd: int, path: int, mode: int) -> int
 
 
 def sys_fchmodat2(libos: LibOS, t: Task, dirfd: int, path: int, mode: int, flags: int) -> int:
-    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
-        raise SyscallError(errno.EINVAL, "bad flags")
     loc = _resolve_at(libos, t, dirfd, _path(t, path), flags)
     if loc.inode.is_symlink:
         raise SyscallError(errno.EOPNOTSUPP, "cannot chmod a symlink")
@@ -564,8 +541,6 @@ def sys_fchown(libos: LibOS, t: Task, fd: int, uid: int, gid: int) -> int:
 def sys_fchownat(
     libos: LibOS, t: Task, dirfd: int, path: int, uid: int, gid: int, flags: int
 ) -> int:
-    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
-        raise SyscallError(errno.EINVAL, "bad flags")
     return _chown(t, _resolve_at(libos, t, dirfd, _path(t, path), flags), uid, gid)
 
 
@@ -597,8 +572,6 @@ def sys_utimensat(libos: LibOS, t: Task, dirfd: int, path: int, times: int, flag
             raise SyscallError(errno.EINVAL, "flags with a NULL path")
         loc = fd_file_location(libos, t, dirfd)
     else:
-        if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
-            raise SyscallError(errno.EINVAL, "bad flags")
         if path == 0:
             raise SyscallError(errno.EFAULT, "NULL path")
         loc = _resolve_at(libos, t, dirfd, _path(t, path), flags)
@@ -642,7 +615,6 @@ def sys_utime(libos: LibOS, t: Task, path: int, times: int) -> int:
 
 
 def sys_truncate(libos: LibOS, t: Task, path: int, length: int) -> int:
-    length = s64(length)
     if length < 0:  # before the path is read, as Linux
         raise SyscallError(errno.EINVAL, "negative length")
     op = path_op(libos, t, AT_FDCWD, _path(t, path))
@@ -666,7 +638,7 @@ def sys_fcntl(libos: LibOS, t: Task, fd: int, cmd: int, arg: int) -> Result:
     objects (a memfd it made) and a release proceed."""
 
     ref = fd_ref(libos, t, fd)
-    if ref is None or s32(arg) == F_UNLCK:
+    if ref is None or arg == F_UNLCK:
         return PROCEED
     raise SyscallError(errno.EINVAL, "no leases on LibOS files (a break would hold the LibOS)")
 
@@ -716,8 +688,6 @@ def _listxattr(t: Task, loc: Location, buf: int, size: int) -> int:
 
 
 def _setxattr(t: Task, loc: Location, name: int, value: int, size: int, flags: int) -> int:
-    if flags & ~(XATTR_CREATE | XATTR_REPLACE):
-        raise SyscallError(errno.EINVAL, "bad flags")
     key = _xattr_name(t, name)
     if size > XATTR_SIZE_MAX:
         raise SyscallError(errno.E2BIG, "attribute value larger than 64 KiB")
@@ -781,8 +751,6 @@ _PAGE = 4096
 
 def _xattr_at(libos: LibOS, t: Task, dirfd: int, path: int, at_flags: int) -> Location | None:
     """The file a *xattrat call names; None for a host object named by its descriptor."""
-    if at_flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
-        raise SyscallError(errno.EINVAL, "unknown AT_ flags")
     name = _path(t, path) if path or not at_flags & AT_EMPTY_PATH else b""
     if name or not at_flags & AT_EMPTY_PATH:
         return _resolve_at(libos, t, dirfd, name, at_flags)
@@ -808,6 +776,7 @@ def sys_setxattrat(
 ) -> Result:
 
     value, size, flags = _xattr_args(t, uargs, usize)
+    flags = XATTR.check(flags)  # not a register: the set is checked here
     loc = _xattr_at(libos, t, dirfd, path, at_flags)
     return PROCEED if loc is None else _setxattr(t, loc, name, value, size, flags)
 

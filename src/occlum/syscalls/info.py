@@ -34,7 +34,7 @@ def sys_uname(libos: LibOS, t: Task, buf: int) -> int:
 
 
 def sys_sethostname(libos: LibOS, t: Task, name: int, length: int) -> int:
-    if length > 64:
+    if not 0 <= length <= 64:
         raise SyscallError(errno.EINVAL, "name too long")
     if not t.cred.capable(CAP_SYS_ADMIN):
         raise SyscallError(errno.EPERM, "setting the host name needs CAP_SYS_ADMIN")

@@ -18,6 +18,7 @@ from occlum.fs.sefs import SefsFs
 from occlum.kernel.spec import MountSpec
 from occlum.vfs import PathOp, resolve
 from occlum.vfs.cred import CAP_SYS_ADMIN
+from occlum.vfs.mount import MountTable
 
 if TYPE_CHECKING:
     from occlum.kernel.libos import LibOS
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 MS_RDONLY = 1
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_SILENT = 2, 4, 8, 0x8000
 MS_REMOUNT, MS_BIND, MS_MOVE = 0x20, 0x1000, 0x2000
-MNT_FORCE, MNT_DETACH, UMOUNT_NOFOLLOW = 1, 2, 8
+MNT_EXPIRE, UMOUNT_NOFOLLOW = 4, 8
 _HARMLESS = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_SILENT | 0xC0ED0000  # + the old magic
 
 
@@ -80,7 +81,6 @@ _KINDS = {
 def sys_mount(
     libos: LibOS, t: Task, source: int, target: int, fstype: int, flags: int, data: int
 ) -> int:
-    flags &= 0xFFFFFFFF
     if flags & (MS_REMOUNT | MS_BIND | MS_MOVE):
         raise SyscallError(errno.EINVAL, "only new mounts are supported (no remount, bind or move)")
     if flags & ~(_HARMLESS | MS_RDONLY):
@@ -113,13 +113,15 @@ def sys_mount(
     if not options:
         options = "ro" if fs.readonly else "rw"
     # a mount without a source shows "none", as Linux's does
-    where.mount.table.mount_at(where, fs, source=src or b"none", options=options)
+    table = where.mount.table
+    assert isinstance(table, MountTable)  # the only kind of table there is
+    table.mount_at(where, fs, source=src or b"none", options=options)
     return 0
 
 
 def sys_umount2(libos: LibOS, t: Task, target: int, flags: int) -> int:
-    if flags & ~(MNT_FORCE | MNT_DETACH | UMOUNT_NOFOLLOW):
-        raise SyscallError(errno.EINVAL, "unsupported umount flags")
+    if flags & MNT_EXPIRE:  # a bit of the row's set, but not served
+        raise SyscallError(errno.EINVAL, "MNT_EXPIRE is not supported")
     if not t.cred.capable(CAP_SYS_ADMIN):
         raise SyscallError(errno.EPERM, "only root may unmount")
     p = t.process
@@ -131,7 +133,9 @@ def sys_umount2(libos: LibOS, t: Task, target: int, flags: int) -> int:
     if where.mount.mountpoint is None:
         raise SyscallError(errno.EBUSY, "the root is mounted by the LibOS")
     fs = where.mount.fs
-    where.mount.table.umount(where)  # syncs it
+    table = where.mount.table
+    assert isinstance(table, MountTable)
+    table.umount(where)  # syncs it
     if isinstance(fs, SefsFs):
         fs.close()
     return 0

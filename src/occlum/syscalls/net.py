@@ -39,7 +39,6 @@ from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import AT_FDCWD, S_IFMT, S_IFSOCK
 from occlum.kernel.api import PROCEED, Donate
 from occlum.platform import native
-from occlum.syscalls.common import s32
 from occlum.syscalls.fs import parent_at
 from occlum.vfs import PathOp, resolve
 from occlum.vfs.cred import new_owner
@@ -136,7 +135,6 @@ def _host_unix_socket() -> socket.socket:
 def _unix_address(t: Task, addr: int, addrlen: int) -> bytes | None:
     """The sun_path bytes of an AF_UNIX address, or None for another family (or a bad one,
     which the kernel then rejects itself)."""
-    addrlen = s32(addrlen)
     if addr == 0 or addrlen < _FAMILY.size or addrlen > _FAMILY.size + _SUN_PATH:
         return None
     raw = t.mem.read(addr, addrlen)

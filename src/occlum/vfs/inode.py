@@ -1,23 +1,22 @@
-"""The inode interface every LibOS file system implements, with errno-correct defaults.
+"""The interfaces every LibOS file system implements, with errno-correct defaults.
 
-Owns :class:`Inode` (the per-file operations the VFS calls); the credentials and permission
-rules it re-exports live in :mod:`occlum.vfs.cred`.  A file system overrides only what it supports;
+Owns :class:`Inode` (the per-file operations the VFS calls) and :class:`FileSystem` (one
+instance of a type: its root, statfs, write-back); they name each other, so they live together,
+below the paths and mounts that use them (``vfs/path.py``, ``vfs/mount.py``), and import neither.
+The credentials and permission rules it re-exports live in :mod:`occlum.vfs.cred`.  A file system overrides only what it supports;
 everything else raises what Linux would raise for that kind of file.
 """
 
 from __future__ import annotations
 
 import errno
+import itertools
 import os
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, SetAttr, Stat, StatFs
 from occlum.vfs.cred import MAY_EXEC, MAY_READ, MAY_WRITE, ROOT, Cred, check_access
-
-if TYPE_CHECKING:
-    from occlum.vfs.mount import FileSystem
-    from occlum.vfs.path import Location
 
 __all__ = [
     "HOST_OPEN_MASK",
@@ -27,10 +26,12 @@ __all__ = [
     "ROOT",
     "Cred",
     "DirEntry",
+    "FileSystem",
     "Inode",
     "SetAttr",
     "Stat",
     "StatFs",
+    "allocate_dev",
     "check_access",
 ]
 
@@ -180,6 +181,39 @@ class Inode:
         if this file is one or is served unchanged from one; caches may key on it."""
         return self if self.fs.readonly else None
 
-    def magic_target(self) -> Location | None:
-        """For a magic link: the location it jumps to, or None to resolve its text instead."""
-        return None
+
+# Anonymous devices use major 0 like Linux's tmpfs/proc; minors are unique per instance.
+_next_minor = itertools.count(16)
+
+
+def allocate_dev() -> int:
+    """A fresh ``st_dev`` value for a new file-system instance."""
+    return os.makedev(0, next(_next_minor))
+
+
+class FileSystem:
+    """One instance of a file system type; subclasses set ``root`` in ``__init__``."""
+
+    fstype: str = "none"
+    root: Inode
+
+    def __init__(self, *, readonly: bool = False) -> None:
+        self.readonly = readonly
+        self.dev = allocate_dev()
+
+    def statfs(self) -> StatFs:
+        return StatFs(f_type=0, flags=1 if self.readonly else 0)
+
+    def sync(self) -> None:
+        """Write back dirty state; nothing to do for file systems without backing storage."""
+
+    def sync_file(self, inode: Inode) -> None:
+        """fsync of ``inode``: write back at least its contents and the tree (a file system
+        may leave other files' contents to a later sync, as Linux does)."""
+        self.sync()
+
+    def unstored(self, inode: Inode | None = None) -> list[str]:
+        """Why the latest contents of files (of ``inode`` only, if given) could not be stored
+        by the last :meth:`sync` (a full host disk): they are kept in memory and stored by a
+        later sync when they fit.  Empty when everything is stored."""
+        return []

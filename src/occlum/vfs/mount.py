@@ -1,8 +1,10 @@
-"""File systems as mounted objects: the :class:`FileSystem` base and the :class:`MountTable`.
+"""The :class:`MountTable`: which file system is visible where.
 
-Owns which file system is visible where: the root file system, the mounts over it (``/tmp``,
-``/proc``, ``/dev``, ``/host``...), which directories they cover, and the listing behind
-``/proc/mounts``.  Path resolution (``vfs/path.py``) asks the table when it crosses a mount.
+Owns the root file system, the mounts over it (``/tmp``, ``/proc``, ``/dev``, ``/host``...),
+which directories they cover, and the listing behind ``/proc/mounts``. Path resolution
+(``vfs/path.py``, which holds :class:`Mount` beside :class:`Location`) asks the table when it
+crosses a mount; the table resolves its mount points with it. :class:`FileSystem` lives with
+the inode interface (``vfs/inode.py``) and is re-exported here.
 """
 
 from __future__ import annotations
@@ -11,66 +13,12 @@ import errno
 import itertools
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
-from occlum.abi.fsabi import StatFs
-from occlum.vfs.path import Location, PathOp, resolve
+from occlum.vfs.inode import FileSystem, allocate_dev
+from occlum.vfs.path import Location, Mount, PathOp, resolve
 
-if TYPE_CHECKING:
-    from occlum.vfs.inode import Inode
-
-# Anonymous devices use major 0 like Linux's tmpfs/proc; minors are unique per instance.
-_next_minor = itertools.count(16)
-
-
-def allocate_dev() -> int:
-    """A fresh ``st_dev`` value for a new file-system instance."""
-    return os.makedev(0, next(_next_minor))
-
-
-class FileSystem:
-    """One instance of a file system type; subclasses set ``root`` in ``__init__``."""
-
-    fstype: str = "none"
-    root: Inode
-
-    def __init__(self, *, readonly: bool = False) -> None:
-        self.readonly = readonly
-        self.dev = allocate_dev()
-
-    def statfs(self) -> StatFs:
-        return StatFs(f_type=0, flags=1 if self.readonly else 0)
-
-    def sync(self) -> None:
-        """Write back dirty state; nothing to do for file systems without backing storage."""
-
-    def sync_file(self, inode: Inode) -> None:
-        """fsync of ``inode``: write back at least its contents and the tree (a file system
-        may leave other files' contents to a later sync, as Linux does)."""
-        self.sync()
-
-    def unstored(self, inode: Inode | None = None) -> list[str]:
-        """Why the latest contents of files (of ``inode`` only, if given) could not be stored
-        by the last :meth:`sync` (a full host disk): they are kept in memory and stored by a
-        later sync when they fit.  Empty when everything is stored."""
-        return []
-
-
-@dataclass(slots=True, eq=False)
-class Mount:
-    """One mounted file system; ``mountpoint`` is None only for the root mount."""
-
-    table: MountTable
-    mount_id: int
-    fs: FileSystem
-    mountpoint: Location | None
-    source: bytes
-    target: bytes
-    options: str
-
-    def root_location(self) -> Location:
-        return Location(self, self.fs.root, None, b"/")
+__all__ = ["FileSystem", "Mount", "MountInfo", "MountTable", "allocate_dev"]
 
 
 @dataclass(slots=True, frozen=True)

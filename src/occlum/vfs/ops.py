@@ -243,12 +243,9 @@ def rmdir_at(op: PathOp) -> None:
 
 
 def rename_flags(flags: int) -> None:
-    """renameat2's flags, checked before either name: RENAME_NOREPLACE or RENAME_EXCHANGE
-    (RENAME_WHITEOUT, for overlay file systems, is refused)."""
-    if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT) or (
-        flags & RENAME_EXCHANGE and flags & (RENAME_NOREPLACE | RENAME_WHITEOUT)
-    ):
-        raise SyscallError(errno.EINVAL, "bad rename flags")
+    """renameat2's flags, checked before either name. Unknown bits and RENAME_EXCHANGE with
+    another flag are refused before the handler runs (the row's ``rename`` flag set);
+    RENAME_WHITEOUT, for overlay file systems, is not served."""
     if flags & RENAME_WHITEOUT:
         raise SyscallError(errno.EINVAL, "RENAME_WHITEOUT is not supported")
 

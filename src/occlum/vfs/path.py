@@ -1,7 +1,9 @@
 """Path resolution, written once for every system call that names a file.
 
 Owns :class:`Location` (a mount + inode + the parent it was reached from, so ``..`` crosses
-mount points correctly and ``absolute_path()`` answers ``getcwd``), :class:`PathOp` (one path
+mount points correctly and ``absolute_path()`` answers ``getcwd``) and :class:`Mount` (they
+name each other; the table of mounts, ``vfs/mount.py``, is above and is seen here only as
+:class:`Covering`), :class:`MagicLink` (a procfs link that jumps to a location), :class:`PathOp` (one path
 a call names, with all its resolution depends on) and :func:`resolve` /
 :func:`resolve_parent`: absolute and relative paths, ``..`` clamped at the process root,
 symlinks with Linux's budget of 40, trailing slashes, ``PATH_MAX``/``NAME_MAX`` and the openat2
@@ -14,7 +16,7 @@ from __future__ import annotations
 import errno
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import (
@@ -28,12 +30,41 @@ from occlum.abi.fsabi import (
     SYMLINK_BUDGET,
 )
 from occlum.vfs.cred import CAP_DAC_OVERRIDE
-from occlum.vfs.inode import MAY_EXEC, Cred, Inode, check_access
+from occlum.vfs.inode import MAY_EXEC, Cred, FileSystem, Inode, check_access
 
-if TYPE_CHECKING:  # the mount table resolves paths: it imports this module
-    from occlum.vfs.mount import Mount
+__all__ = [
+    "Covering",
+    "Location",
+    "MagicLink",
+    "Mount",
+    "ParentAndName",
+    "PathOp",
+    "resolve",
+    "resolve_parent",
+]
 
-__all__ = ["Location", "ParentAndName", "PathOp", "resolve", "resolve_parent"]
+
+class Covering(Protocol):
+    """What a walk needs of the table a mount belongs to (``vfs/mount.py``'s ``MountTable``):
+    which mount is stacked on a directory."""
+
+    def covering(self, mount: Mount, ino: int) -> Mount | None: ...
+
+
+@dataclass(slots=True, eq=False)
+class Mount:
+    """One mounted file system; ``mountpoint`` is None only for the root mount."""
+
+    table: Covering
+    mount_id: int
+    fs: FileSystem
+    mountpoint: Location | None
+    source: bytes
+    target: bytes
+    options: str
+
+    def root_location(self) -> Location:
+        return Location(self, self.fs.root, None, b"/")
 
 
 @dataclass(slots=True, eq=False)
@@ -89,6 +120,15 @@ def cross_mounts(loc: Location) -> Location:
     while (m := table.covering(loc.mount, loc.inode.ino)) is not None:
         loc = m.root_location()
     return loc
+
+
+class MagicLink(Inode):
+    """A link whose target is an object, not a path (procfs's ``/proc/PID/cwd``, ``fd/N``):
+    ``magic_target`` is where it jumps, or None to resolve its text instead. A file system
+    sets ``is_magic_link`` on the ones that jump (openat2's ``RESOLVE_NO_MAGICLINKS``)."""
+
+    def magic_target(self) -> Location | None:
+        return None
 
 
 @dataclass(slots=True)
@@ -168,7 +208,7 @@ class Walker:
                 raise SyscallError(errno.ELOOP, "magic link with RESOLVE_NO_MAGICLINKS")
             if self.scope is not None:
                 raise SyscallError(errno.EXDEV, "magic link in a scoped lookup")
-            target_loc = inode.magic_target()
+            target_loc = inode.magic_target() if isinstance(inode, MagicLink) else None
             if target_loc is not None:
                 if self.flags & RESOLVE_NO_XDEV and target_loc.mount is not cur.mount:
                     raise SyscallError(errno.EXDEV, "magic link crosses a mount")
