@@ -36,6 +36,20 @@ sys.path.insert(0, str(REPO / "tests"))
 import libos  # noqa: E402  (the test harness: compile, instances, copy_bom)
 
 PYTHON = "/usr/bin/python3"
+JDK = Path("/usr/lib/jvm/java-17-openjdk-amd64")  # openjdk-17-jdk-headless (javac too)
+GO_SERVER = "go_http"  # bench/go/httpserver.go, built static into BIN when `go` is there
+JAVA_SERVER = "HttpBench"  # bench/java/HttpBench.java, compiled into SHARE when javac is there
+# the same JVM natively and inside: a bounded heap (the JVM sizes it from the host's memory
+# otherwise), and TCP_NODELAY, without which HttpServer's keep-alive replies (headers and body
+# written apart) wait for the client's delayed ACK: 40 ms a request
+JAVA = [
+    "{java}",
+    "-Xmx256m",
+    "-XX:CompressedClassSpaceSize=128m",
+    "-Dsun.net.httpserver.nodelay=true",
+]
+WRK = ["wrk", "-t2", "-c16", "-d5s"]
+WEB_URL = "http://127.0.0.1:{port}/"
 PY_STDLIB = "/usr/lib/python3.11"
 SQLITE3 = "/usr/bin/sqlite3"
 
@@ -198,7 +212,47 @@ WORKLOADS = [
         0.8,
         kind="server",
         only_modes=("native", "libos"),
-        client=["wrk", "-t2", "-c16", "-d5s", "http://127.0.0.1:{port}/"],
+        client=[*WRK, WEB_URL],
+    ),
+    Workload(
+        "web: Go net/http, 1 KiB page, keep-alive (wrk -t2 -c16)",
+        "req/s",
+        True,
+        ["{goserver}", "{port}"],
+        0.9,
+        kind="server",
+        only_modes=("native", "libos"),
+        client=[*WRK, WEB_URL],
+    ),
+    Workload(
+        "web: Go net/http, 1 KiB page, Connection: close (wrk -t2 -c16)",
+        "req/s",
+        True,
+        ["{goserver}", "{port}"],
+        0.9,
+        kind="server",
+        only_modes=("native", "libos"),
+        client=[*WRK, "-H", "Connection: close", WEB_URL],
+    ),
+    Workload(
+        "web: Java HttpServer, 1 KiB page, keep-alive (wrk -t2 -c16)",
+        "req/s",
+        True,
+        [*JAVA, "-cp", "{share}", JAVA_SERVER, "{port}"],
+        0.9,
+        kind="server",
+        only_modes=("native", "libos"),
+        client=[*WRK, WEB_URL],
+    ),
+    Workload(
+        "web: Java HttpServer, 1 KiB page, Connection: close (wrk -t2 -c16)",
+        "req/s",
+        True,
+        [*JAVA, "-cp", "{share}", JAVA_SERVER, "{port}"],
+        0.9,
+        kind="server",
+        only_modes=("native", "libos"),
+        client=[*WRK, "-H", "Connection: close", WEB_URL],
     ),
     Workload(
         "SEFS seq write 256 MiB + fsync",
@@ -313,6 +367,27 @@ def build_programs() -> None:
     libos.compile_c(
         HERE / "c" / "true.c", BIN / "true_static", libos.Variant("s", "gcc", (*flags, "-static"))
     )
+    build_web_servers()
+
+
+def build_web_servers() -> None:
+    """The Go and Java web servers, each only where its toolchain is installed (golang-go,
+    openjdk-17-jdk-headless: scripts/setup.sh's optional packages); a server that could not be
+    built is skipped by its rows, which say so."""
+    go = shutil.which("go")
+    if go is not None:
+        cache = OUT / "go-cache"
+        env = dict(os.environ, CGO_ENABLED="0", GOCACHE=str(cache), GOPATH=str(cache / "path"))
+        subprocess.run(
+            [go, "build", "-o", str(BIN / GO_SERVER), str(HERE / "go" / "httpserver.go")],
+            env=env, cwd=OUT, capture_output=True, check=False,
+        )  # fmt: skip
+    javac = JDK / "bin" / "javac"
+    if javac.exists():
+        subprocess.run(
+            [str(javac), "-d", str(SHARE), str(HERE / "java" / f"{JAVA_SERVER}.java")],
+            capture_output=True, check=False,
+        )  # fmt: skip
 
 
 PYTHON_BOM = [
@@ -349,6 +424,36 @@ def build_instance() -> libos.Instance:
     servers = {inside: Path(host) for inside, host in SERVERS.items() if Path(host).exists()}
     libos.place_with_dependencies(inst.image, servers)
     write_www(inst.image / "www", inst.image / "etc" / "lighttpd.conf", "/www", "/tmp")
+    inst.build()
+    return inst
+
+
+WEB_INSTANCE = OUT / "web-instance"
+
+
+def uses_web_instance(w: Workload) -> bool:
+    """The Go and Java servers run in an instance of their own (the JDK is large, and the
+    JVM reserves more memory than the main instance allows)."""
+    return w.kind == "server" and w.argv[0] in ("{goserver}", JAVA[0])
+
+
+def build_web_instance() -> libos.Instance:
+    from apps import _place_java  # the JDK as bench/apps.py places it
+
+    if WEB_INSTANCE.exists():
+        shutil.rmtree(WEB_INSTANCE)
+    inst = libos.Instance.new(WEB_INSTANCE)
+    inst.configure(entry_points=["/"])
+    cfg = inst.config()
+    limits = cfg.setdefault("resource_limits", {})
+    assert isinstance(limits, dict)
+    limits["user_space_size"] = "3GB"
+    inst.write_config(cfg)
+    if (BIN / GO_SERVER).exists():
+        libos.place(inst.image, BIN / GO_SERVER, f"/bin/{GO_SERVER}")
+    if (SHARE / f"{JAVA_SERVER}.class").exists():
+        _place_java(inst.image)
+        libos.place(inst.image, SHARE / f"{JAVA_SERVER}.class", f"/bench/{JAVA_SERVER}.class")
     inst.build()
     return inst
 
@@ -443,6 +548,33 @@ def client_figure(out: str) -> float:
     raise ValueError("no requests per second in the client's output")
 
 
+def server_places(inside: bool) -> dict[str, str]:
+    """Where each server is, inside the LibOS or natively."""
+    return {
+        "{redis}": "/bin/redis-server" if inside else SERVERS["/bin/redis-server"],
+        "{lighttpd}": "/bin/lighttpd" if inside else SERVERS["/bin/lighttpd"],
+        "{goserver}": f"/bin/{GO_SERVER}" if inside else str(BIN / GO_SERVER),
+        "{java}": str(JDK / "bin" / "java"),
+        "{share}": "/bench" if inside else str(SHARE),
+    }
+
+
+def server_missing(w: Workload) -> str | None:
+    """Why the server or its client cannot run here (a missing package), or None."""
+    assert w.client is not None
+    places = server_places(inside=False)
+    tool = substitute(w.argv[0], places)
+    if shutil.which(w.client[0]) is None:
+        return f"{w.client[0]} missing (scripts/setup.sh installs it)"
+    if w.argv[0] == "{goserver}" and not Path(tool).exists():
+        return "no Go server: golang-go missing (scripts/setup.sh's optional packages)"
+    if w.argv[0] == "{java}" and not (SHARE / f"{JAVA_SERVER}.class").exists():
+        return "no Java server: openjdk-17-jdk-headless missing (setup.sh's optional packages)"
+    if shutil.which(tool) is None:
+        return f"{tool} missing (scripts/setup.sh installs it)"
+    return None
+
+
 def measure_server(w: Workload, mode: str, repeat: int, inst: libos.Instance | None) -> Measurement:
     """Start the server (natively or in the LibOS), drive it from outside, stop it."""
     m = Measurement(w.name, mode)
@@ -454,23 +586,20 @@ def measure_server(w: Workload, mode: str, repeat: int, inst: libos.Instance | N
     native_conf = OUT / "lighttpd-native.conf"
     if not inside:
         write_www(OUT / "www", native_conf, str(OUT / "www"), "/tmp")
-    for tool in (w.client[0], *([] if inside else [w.argv[0]])):
-        name = tool.replace("{redis}", SERVERS["/bin/redis-server"])
-        name = name.replace("{lighttpd}", SERVERS["/bin/lighttpd"])
-        if shutil.which(name) is None:
-            m.error = f"{name} missing (scripts/setup.sh installs it)"
-            return m
+    missing = server_missing(w)
+    if missing:
+        m.error = missing
+        return m
     for _ in range(repeat):
         port = free_port()
         conf = inst.image / "etc" / "lighttpd.conf" if inside and inst else native_conf
-        text = conf.read_text()
         places = {
-            "{redis}": "/bin/redis-server" if inside else SERVERS["/bin/redis-server"],
-            "{lighttpd}": "/bin/lighttpd" if inside else SERVERS["/bin/lighttpd"],
+            **server_places(inside),
             "{conf}": "/etc/lighttpd.conf" if inside else str(native_conf),
             "{port}": str(port),
         }
         if "{lighttpd}" in w.argv[0]:
+            text = conf.read_text()
             conf.write_text(re.sub(r"server.port = \S+", f"server.port = {port}", text))
             if inside and inst is not None:
                 subprocess.run(
@@ -489,6 +618,9 @@ def measure_server(w: Workload, mode: str, repeat: int, inst: libos.Instance | N
         try:
             wait_for_port(port, server)
             client = [substitute(a, places) for a in w.client]
+            if client[0] == "wrk":  # untimed: the server's first requests (a JIT's warm-up)
+                warm = [a if a != WRK[-1] else "-d2s" for a in client]
+                subprocess.run(warm, capture_output=True, timeout=300, check=False)
             out = subprocess.run(client, capture_output=True, text=True, timeout=300)
             m.samples.append(client_figure(out.stdout))
         except (OSError, ValueError, subprocess.TimeoutExpired) as e:
@@ -502,6 +634,29 @@ def measure_server(w: Workload, mode: str, repeat: int, inst: libos.Instance | N
                 server.kill()
                 server.wait()
     return m
+
+
+def measure_servers_in_turn(
+    w: Workload,
+    modes: list[str],
+    repeat: int,
+    web_inst: libos.Instance | None,
+    inst: libos.Instance | None,
+) -> list[Measurement]:
+    """A server row's modes one run each in turn, ``repeat`` times: on a machine whose load
+    changes over minutes, each mode meets the same load, where mode after mode would not."""
+    where = web_inst if uses_web_instance(w) else inst
+    ours = [m for m in modes if w.only_modes is None or m in w.only_modes]
+    got = {m: Measurement(w.name, m) for m in ours}
+    for _ in range(repeat):
+        for mode in ours:
+            if got[mode].error:
+                continue
+            print(f"{w.name} / {mode}", flush=True)
+            one = measure_server(w, mode, 1, where)
+            got[mode].samples += one.samples
+            got[mode].error = one.error
+    return list(got.values())
 
 
 def _whole_commands(
@@ -700,6 +855,14 @@ def main() -> int:
             instance_error = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
             console.print(f"[red]LibOS instance could not be built:[/red] {instance_error}")
 
+    web_inst: libos.Instance | None = None
+    web_rows = [w for w in workloads if uses_web_instance(w) and server_missing(w) is None]
+    if "libos" in modes and web_rows:
+        try:
+            web_inst = build_web_instance()
+        except Exception as e:
+            console.print(f"[red]Go/Java web instance could not be built:[/red] {e}")
+
     build_inst: libos.Instance | None = None
     if "libos" in modes and any(w.kind.startswith("build") for w in workloads):
         try:
@@ -709,14 +872,14 @@ def main() -> int:
 
     results: list[Measurement] = []
     for w in workloads:
+        if w.kind == "server":
+            results += measure_servers_in_turn(w, modes, min(args.repeat, 3), web_inst, inst)
         for mode in modes:
             if w.only_modes is not None and mode not in w.only_modes:
                 results.append(Measurement(w.name, mode, error="—"))
                 continue
             if w.kind == "server":
-                console.print(f"[dim]{w.name} / {mode}[/dim]")
-                results.append(measure_server(w, mode, min(args.repeat, 3), inst))
-                continue
+                continue  # below: native and the LibOS take turns
             if w.kind.startswith("service"):
                 console.print(f"[dim]{w.name} / {mode}[/dim]")
                 results.append(measure_service(w, mode, min(args.repeat, 3), inst))

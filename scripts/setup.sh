@@ -33,6 +33,9 @@ declare -A PKG_FILES=(
     [redis-server]=/usr/bin/redis-server
     [lighttpd]=/usr/sbin/lighttpd
     [wrk]=/usr/bin/wrk
+    # bench/run.py's Go and Java web servers (built by the benchmark; optional)
+    [golang-go]=/usr/bin/go
+    [openjdk-17-jdk-headless]=/usr/lib/jvm/java-17-openjdk-amd64/bin/javac
     [apache2-utils]=/usr/bin/ab
     [umoci]=/usr/bin/umoci
     # the server (postgresql-NN, whose binaries are in /usr/lib/postgresql/NN/bin) and psql
@@ -44,7 +47,7 @@ declare -A PKG_FILES=(
     [python3-numpy]=/usr/lib/python3/dist-packages/numpy/__init__.py
 )
 # packages whose absence does not fail the setup (benchmark peers and helpers)
-OPTIONAL=" proot hyperfine openjdk-17-jre-headless nodejs python3-numpy "
+OPTIONAL=" proot hyperfine openjdk-17-jre-headless nodejs python3-numpy golang-go openjdk-17-jdk-headless "
 
 missing=()
 for pkg in "${!PKG_FILES[@]}"; do

@@ -29,8 +29,7 @@ KNOWN_LIBOS_FAILURES: dict[str, str] = {
     "unix_sendmsg": (
         "sendmsg runs natively (its msg_name is inside the message header, where the filter "
         "cannot look, and the launcher hands the listener over with a sendmsg made under the "
-        "filter): the kernel finds a path socket only at the text it was bound with, and an "
-        "abstract name without the instance prefix"
+        "filter): the kernel finds a path socket only at the text it was bound with"
     ),
     "epoll_opath": (
         "epoll_ctl is native and an O_PATH descriptor inside is a host memfd opened without "

@@ -115,3 +115,31 @@ def test_unprivileged_user_runs_programs_confined(open_tmp: Path) -> None:
     assert "setpriority lower nice: setpriority(PRIO_PROCESS, 0, base - 7) failed with EACCES" in (
         proc.stdout
     )
+
+
+def test_unprivileged_user_has_the_hosts_network_and_private_abstract_names(
+    open_tmp: Path,
+) -> None:
+    """Without root, too, programs live in a network namespace of the instance's own (made in
+    its user namespace): TCP and UDP sockets, made by the unprivileged supervisor, are on the
+    host's loopback, and abstract Unix names work between programs and read back as bound."""
+    tmp_path = open_tmp
+    inst = Instance.new(tmp_path / "instance")
+    inst.configure()
+    prog = libos.compile_c(libos.C_DIR / "peer_address.c", tmp_path / "peer_address")
+    libos.place_with_dependencies(inst.image, {"/bin/peer_address": prog})
+    inst.build()
+    for p in (tmp_path, inst.path):
+        os.chmod(p, 0o755)
+    subprocess.run(["chmod", "-R", "a+rX", str(inst.path / "build")], check=True)
+    native = subprocess.run(
+        [str(prog), str(tmp_path / "native-scratch")], capture_output=True, text=True, check=False
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", _DRIVER, str(inst.path / "build" / "image"), str(tmp_path),
+         "/bin/peer_address", "/tmp/pa"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout == native.stdout and proc.stdout.endswith("PASS\n"), proc.stdout

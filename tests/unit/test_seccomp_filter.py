@@ -21,7 +21,7 @@ from occlum.syscalls.refused import REFUSED
 from occlum.syscalls.table import SERVED, filter_program, make_rows, rows
 
 ENOSYS, EPROTONOSUPPORT = 38, 93
-AF_UNIX, AF_INET, AF_NETLINK = 1, 2, 16
+AF_UNIX, AF_INET, AF_INET6, AF_NETLINK, AF_ALG = 1, 2, 10, 16, 38
 AUDIT_ARCH_I386 = 0x40000003
 
 
@@ -56,7 +56,7 @@ def verdict(prog: bytes, name: str, *args: int) -> int:
 
 def test_netlink_families_other_than_route_are_refused() -> None:
     prog = filter_program()
-    assert verdict(prog, "socket", AF_NETLINK, 3, 0) == SECCOMP_RET_ALLOW  # NETLINK_ROUTE
+    assert verdict(prog, "socket", AF_NETLINK, 3, 0) == SECCOMP_RET_USER_NOTIF  # NETLINK_ROUTE
     for family in (4, 9, 11, 15, 16, 31, 32):  # SOCK_DIAG, AUDIT, CONNECTOR, UEVENT, GENERIC
         assert verdict(prog, "socket", AF_NETLINK, 3, family) == (
             SECCOMP_RET_ERRNO | EPROTONOSUPPORT
@@ -65,8 +65,12 @@ def test_netlink_families_other_than_route_are_refused() -> None:
     assert verdict(prog, "socket", AF_NETLINK | 1 << 32, 3, 4) == (
         SECCOMP_RET_ERRNO | EPROTONOSUPPORT
     )
-    assert verdict(prog, "socket", AF_INET, 1, 6) == SECCOMP_RET_ALLOW
+    # IPv4 and IPv6 are made by the supervisor (on the host's network); Unix and the rest
+    # natively, in the instance's own network namespace
+    assert verdict(prog, "socket", AF_INET, 1, 6) == SECCOMP_RET_USER_NOTIF
+    assert verdict(prog, "socket", AF_INET6 | 1 << 32, 2, 0) == SECCOMP_RET_USER_NOTIF
     assert verdict(prog, "socket", AF_UNIX, 1, 4) == SECCOMP_RET_ALLOW
+    assert verdict(prog, "socket", AF_ALG, 5, 0) == SECCOMP_RET_ALLOW
 
 
 def test_calls_keep_their_class() -> None:
@@ -115,14 +119,21 @@ def test_argument_rules_decide() -> None:
     assert verdict(prog, "ioctl", 0, 0x5412) == SECCOMP_RET_ERRNO | errno.EIO
     assert verdict(prog, "ioctl", 0, 0x541C) == SECCOMP_RET_ERRNO | errno.EPERM
     assert verdict(prog, "ioctl", 0, 0x5401) == SECCOMP_RET_ALLOW
+    # the network device requests, SIOCGIFNAME .. SIOCGIFMAP, are served; the rest native
+    for request in (0x8910, 0x8933, 0x8970, 0x8912 | 1 << 32):
+        assert verdict(prog, "ioctl", 0, request) == SECCOMP_RET_USER_NOTIF, hex(request)
+    for request in (0x890F, 0x8971, 0x541B, 0x8906):
+        assert verdict(prog, "ioctl", 0, request) == SECCOMP_RET_ALLOW, hex(request)
     assert verdict(prog, "fcntl", 0, 1028) == SECCOMP_RET_ERRNO | errno.EINVAL
     assert verdict(prog, "fcntl", 0, 1024) == SECCOMP_RET_USER_NOTIF
     assert verdict(prog, "fcntl", 0, 1) == SECCOMP_RET_ALLOW
     for option in (7, 8, 23, 24):
         assert verdict(prog, "prctl", option) == SECCOMP_RET_USER_NOTIF
     assert verdict(prog, "prctl", 15) == SECCOMP_RET_ALLOW  # PR_SET_NAME
-    assert verdict(prog, "accept4", 3, 1 << 32) == SECCOMP_RET_USER_NOTIF  # high word only
-    assert verdict(prog, "recvfrom", 3, 0, 0, 0, 0, 0) == SECCOMP_RET_ALLOW
+    assert verdict(prog, "sendto", 3, 0, 0, 0, 1 << 32) == SECCOMP_RET_USER_NOTIF  # high word
+    # a server's data path: native with an address buffer too
+    for name in ("accept", "accept4", "recvfrom", "recvmsg", "getsockname", "getpeername"):
+        assert verdict(prog, name, 3, 0x1000, 0x2000, 0, 0x3000, 0x4000) == SECCOMP_RET_ALLOW
     assert verdict(prog, "mmap", 0, 1 << 32) == SECCOMP_RET_USER_NOTIF
     assert verdict(prog, "mmap", 0, (64 << 20) - 1) == SECCOMP_RET_ALLOW
 

@@ -709,6 +709,9 @@ class RamDir(RamInode):
         dst = new_dir.children.get(newname)
         if isinstance(src, RamDir) and src._is_ancestor_of(new_dir):
             raise SyscallError(errno.EINVAL, "moving a directory below itself")
+        if not flags & RENAME_EXCHANGE and isinstance(dst, RamDir) and dst._is_ancestor_of(self):
+            # Linux looks for this before the kinds of source and target (lock_rename's trap)
+            raise SyscallError(errno.ENOTEMPTY, "target is a directory above the source")
         if flags & RENAME_EXCHANGE:
             if dst is None:
                 raise SyscallError(errno.ENOENT, "exchange target does not exist")

@@ -1,6 +1,6 @@
 """Starting an instance's process tree: namespaces, the empty root, the filter, the listener.
 
-    supervisor ──fork──► setup child: unshare(mnt, pid, uts, ipc[, net]); tmpfs root; pivot_root
+    supervisor ──fork──► setup child: unshare(mnt, pid, uts, ipc, net); tmpfs root; pivot_root
                               └──fork──► init (pid 1 of the instance): reaps, forwards signals
                                              └──fork──► first program (pid 2): no capabilities,
                                                         no_new_privs, seccomp filter with a
@@ -190,9 +190,14 @@ def _setup_child(
             _write(cgroup_procs.encode(), str(os.getpid()).encode())
         if limits is not None:  # the programs (or the spawner) join the memory cgroup; init not
             limits = open_memory_cgroup(limits)
-        flags = native.CLONE_NEWNS | native.CLONE_NEWPID | native.CLONE_NEWUTS | native.CLONE_NEWIPC
-        if network != "host":  # "loopback": its own loopback only; "none": not even that
-            flags |= native.CLONE_NEWNET
+        # a network namespace of the tree's own, whatever the network: there the programs'
+        # abstract Unix socket names are theirs alone ("host": the supervisor makes their
+        # IPv4, IPv6 and NETLINK_ROUTE sockets on the host's network, syscalls/net.py;
+        # "loopback": its own loopback only; "none": not even that)
+        flags = (
+            native.CLONE_NEWNS | native.CLONE_NEWPID | native.CLONE_NEWUTS | native.CLONE_NEWIPC
+            | native.CLONE_NEWNET
+        )  # fmt: skip
         uid, gid = os.geteuid(), os.getegid()
         if uid != 0:
             # /proc/self/{uid,gid}_map and the supervisor's /proc/PID/mem need a dumpable

@@ -97,6 +97,33 @@ def pidfd_getfd(pidfd: int, fd: int) -> int:
     return syscall(NR["pidfd_getfd"], pidfd, fd, 0)
 
 
+def socket_fd(family: int, type_: int, protocol: int) -> int:
+    """socket(2) with the arguments as the kernel takes them (Python's ``socket()`` reads a
+    family, type or protocol of -1 as "the default")."""
+    return syscall(NR["socket"], family, type_, protocol)
+
+
+class _IfConf(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_int), ("buf", ctypes.c_void_p)]
+
+
+SIOCGIFCONF = 0x8912
+_IFCONF_MOST = 1 << 20
+
+
+def ifconf(fd: int, length: int, ask: bool) -> tuple[int, bytes]:
+    """``ioctl(fd, SIOCGIFCONF)`` with a buffer of ``length`` bytes (at most 1 MiB), or with
+    none when ``ask`` (the kernel then says how much it needs): (``ifc_len``, the bytes)."""
+    size = max(0, min(length, _IFCONF_MOST))
+    buf = ctypes.create_string_buffer(max(size, 1))
+    req = _IfConf(length if length < 0 else size, None if ask else ctypes.addressof(buf))
+    if _libc.ioctl(ctypes.c_int(fd), ctypes.c_ulong(SIOCGIFCONF), ctypes.byref(req)) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    got = int(req.len)
+    return got, b"" if ask else buf.raw[: max(0, min(got, size))]
+
+
 class _IoVec(ctypes.Structure):
     _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
 

@@ -134,13 +134,19 @@ def served_unless_zero(arg: int, *, always: bool = False) -> Rule:
     )
 
 
-def answered_by_value(arg: int, answers: Sequence[tuple[int, int]]) -> Rule:
+def answered_by_value(
+    arg: int, answers: Sequence[tuple[int, int]], served: tuple[int, int] | None = None
+) -> Rule:
     """The low word of argument ``arg`` (an int the kernel reads as 32 bits) is compared to
     each value of ``answers``: the filter returns its answer (a ``SECCOMP_RET_*`` value) on a
-    match, and allows the call otherwise."""
+    match; a value in the range ``served`` (low included, high excluded) is sent to the
+    supervisor; the call is allowed otherwise."""
     body = [_stmt(_LD_W_ABS, _low(arg))]
     for value, answer in answers:
         body += [_jump(_JEQ_K, value, 0, 1), _stmt(_RET_K, answer)]
+    if served is not None:
+        low, high = served
+        body += [_jump(_JGE_K, low, 0, 2), _jump(_JGE_K, high, 1, 0), _RET_NOTIFY]
     return Rule((*body, _RET_ALLOW))
 
 
@@ -224,6 +230,30 @@ def refused_unless_pair(first: tuple[int, int], second: tuple[int, int], err: in
         ),
         reload=True,
     )
+
+
+def served_for_values_or_pair(
+    arg: int, values: Sequence[int], first: int, second: tuple[int, int], err: int
+) -> Rule:
+    """Sent to the supervisor when the low word of argument ``arg`` is one of ``values``, or is
+    ``first`` while that of the ``second`` (argument, value) pair's argument is its value;
+    fails with ``err`` when it is ``first`` and the other is not; allowed otherwise
+    (``socket(family, ..., protocol)``: some families served, one served for one protocol
+    only)."""
+    arg2, value2 = second
+    n = len(values)
+    body = [_stmt(_LD_W_ABS, _low(arg))]
+    # each value jumps over the rest of its comparisons, the pair's four and the ALLOW
+    body += [_jump(_JEQ_K, value, n - i + 4, 0) for i, value in enumerate(values)]
+    body += [
+        _jump(_JEQ_K, first, 0, 3),
+        _stmt(_LD_W_ABS, _low(arg2)),
+        _jump(_JEQ_K, value2, 2, 0),
+        _stmt(_RET_K, SECCOMP_RET_ERRNO | err),
+        _RET_ALLOW,
+        _RET_NOTIFY,
+    ]
+    return Rule(tuple(body))
 
 
 def build_filter(native: Iterable[int], rules: Iterable[tuple[int, Rule]]) -> bytes:

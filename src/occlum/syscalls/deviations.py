@@ -63,9 +63,8 @@ DEVIATIONS: tuple[Deviation, ...] = (
     ),
     Deviation(
         ("getsockopt",),
-        "SO_PEERCRED gives the peer's LibOS ids when the call is made, not when it connected "
-        "(but for a client of an abstract name, whose ids at its connect are kept); a peer "
-        "that has exited since gives pid 0 and ids -1",
+        "SO_PEERCRED gives the peer's LibOS ids when the call is made, not when it connected; "
+        "a peer that has exited since gives pid 0 and ids -1",
         "the kernel records the peer's host ids, which every process of the instance shares; "
         "the LibOS asks it which process the peer is and reports that process's ids now",
     ),
@@ -106,9 +105,27 @@ DEVIATIONS: tuple[Deviation, ...] = (
     ),
     Deviation(
         ("sendmsg", "sendmmsg"),
-        "a destination address naming a Unix socket path or an abstract name inside the "
-        "instance is not translated",
+        "a destination address naming a Unix socket path is not resolved in the LibOS: it "
+        "reaches a socket bound at that same text, or one a connect or sendto made reachable",
         "the address is inside the message header, out of the filter's sight; they stay native",
+    ),
+    Deviation(
+        ("ioctl",),
+        'with "network": "host", the network device requests made on a Unix socket '
+        "that pass a pointer on (SIOCETHTOOL, SIOCGMIIPHY, the bridge and bonding ones) see "
+        "the instance's own network namespace, which holds only a loopback interface that "
+        "is down; the ones that read a device's state through a struct ifreq (SIOCGIFINDEX, "
+        "SIOCGIFNAME, SIOCGIFFLAGS, ...) and SIOCGIFCONF see the host's, as on an IPv4 socket",
+        "a socket's requests act on the namespace it was made in, and programs make their "
+        "Unix sockets in the instance's own, where their abstract names are private; the "
+        "supervisor makes the reading requests again on a Unix socket of the host's",
+    ),
+    Deviation(
+        ("bind", "connect", "sendto"),
+        "an abstract name given with a Unix socket made outside the instance (inherited from "
+        "occlum run's caller, or passed in by a host program) fails with EPERM",
+        "such a socket belongs to the host's network namespace, whose abstract names are the "
+        "host's; the instance's are in its own",
     ),
     Deviation(
         ("epoll_ctl",),

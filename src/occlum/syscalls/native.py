@@ -15,8 +15,8 @@ from occlum.platform import seccomp
 from occlum.platform.seccomp import SECCOMP_RET_ERRNO, SECCOMP_RET_USER_NOTIF, Rule
 from occlum.syscalls.sgx import REQUESTS as SGX_REQUESTS
 
-# (mmap is native below LARGE_MMAP; the socket calls of ADDRESS_ARGUMENTS without an address:
-# both are served, see RULES)
+# (mmap is native below LARGE_MMAP, sendto without an address, socket for the families the
+# instance's own network namespace does not hold: all three are served otherwise, see RULES)
 NATIVE: tuple[str, ...] = (
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2",
     "pwritev2", "lseek", "close", "dup", "dup2", "dup3", "flock",
@@ -43,7 +43,8 @@ NATIVE: tuple[str, ...] = (
     "set_tid_address", "arch_prctl", "rseq", "personality", "getrandom",
     "getrusage", "getrlimit", "setrlimit", "prlimit64", "seccomp", "restart_syscall",
     "socketpair", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg",
-    "socket", "shutdown", "listen", "setsockopt",
+    "shutdown", "listen", "setsockopt", "accept", "accept4", "recvfrom", "getsockname",
+    "getpeername",
     "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
     # System V IPC: the instance has an IPC namespace of its own
     "shmget", "shmat", "shmdt", "shmctl", "semget", "semop", "semtimedop", "semctl",
@@ -62,6 +63,10 @@ NATIVE: tuple[str, ...] = (
 # (`occlum run` from a shell) either would type commands for the user's shell once occlum exits
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
+# the network device requests (SIOCGIFNAME .. SIOCGIFMAP, linux/sockios.h): they act on the
+# namespace of the socket they are made on, and the filter sends them to the supervisor, which
+# answers those made on a program's Unix socket as on the host's network (syscalls/net.py)
+SIOC_DEVICE_REQUESTS = (0x8910, 0x8971)
 F_CREATED_QUERY = 1028  # F_LINUX_SPECIFIC_BASE + 4, Linux 6.12
 # fcntl(F_SETLEASE) is shown to the supervisor: a lease on a LibOS file would make the
 # supervisor's own open of that file for another program wait for the lease's break
@@ -81,19 +86,8 @@ CLONE_NAMESPACE_FLAGS = (
 # them; smaller ones, the hot path, stay native
 LARGE_MMAP = 64 << 20
 
-AF_NETLINK = 16
+AF_INET, AF_INET6, AF_NETLINK = 2, 10, 16
 NETLINK_ROUTE = 0
-
-# (call, index of its address argument, note): native when that pointer is NULL, served
-# otherwise. send() and recv() on a connected socket, accept() of a server that does not ask who
-# called: the data path; with an address, it may name a Unix socket, which the supervisor
-# resolves or reports
-ADDRESS_ARGUMENTS: tuple[tuple[str, int, str], ...] = (
-    ("sendto", 4, "native without a destination address"),  # dest_addr
-    ("recvfrom", 4, "native without a source address buffer"),  # src_addr
-    ("accept", 1, "native without an address buffer"),  # addr
-    ("accept4", 1, "native without an address buffer"),  # addr
-)
 
 # name: (the filter's rule, what it means; "" where the call's own row says it). The filter
 # checks them in this order, before the native numbers.
@@ -126,8 +120,9 @@ RULES: dict[str, tuple[Rule, str]] = {
                 (TIOCLINUX, SECCOMP_RET_ERRNO | errno.EPERM),
                 *((request, SECCOMP_RET_USER_NOTIF) for request in SGX_REQUESTS),
             ),
+            SIOC_DEVICE_REQUESTS,
         ),
-        "TIOCSTI: EIO, TIOCLINUX: EPERM in the filter",
+        "TIOCSTI: EIO, TIOCLINUX: EPERM in the filter; network device requests served",
     ),
     # fcntl: native, but F_CREATED_QUERY would ask the host object, which the LibOS made
     # itself (a memfd, a reopened descriptor), never "created by this open": EINVAL, the answer
@@ -154,17 +149,26 @@ RULES: dict[str, tuple[Rule, str]] = {
         seccomp.served_for_values(0, PRCTL_SERVED),
         "served for PR_[GS]ET_KEEPCAPS and PR_CAPBSET_{READ,DROP} (LibOS capabilities)",
     ),
-    **{name: (seccomp.served_with_pointer(arg), note) for name, arg, note in ADDRESS_ARGUMENTS},
-    # socket(AF_NETLINK, type, protocol): native for NETLINK_ROUTE (the interfaces, addresses
-    # and routes any program on the instance's network sees), EPROTONOSUPPORT for every other
-    # family, as from a kernel built without it. On the host's network the others show host
-    # state no container there would see: every host Unix socket and its path (SOCK_DIAG),
-    # device events (KOBJECT_UEVENT), audit, process events and taskstats of host processes
-    # (CONNECTOR, GENERIC), firewall, IPsec, SELinux... socketpair(AF_NETLINK) fails in the
-    # kernel, and no other call makes a netlink socket.
+    # sendto with a destination address may name a Unix socket path, which the supervisor
+    # makes reachable; without one (send() on a connected socket) it is the data path.
+    # accept, accept4, recvfrom and recvmsg are native with or without an address buffer: the
+    # names the kernel reports are the program's own (docs/internals.md, "Network")
+    "sendto": (seccomp.served_with_pointer(4), "native without a destination address"),
+    # socket(): programs live in a network namespace of the instance's own, where their Unix
+    # sockets' abstract names are private (docs/internals.md, "Network"); an IPv4, IPv6 or
+    # NETLINK_ROUTE socket is made by the supervisor, on the network Occlum.json names (the
+    # host's), and the others natively. Every other netlink family: EPROTONOSUPPORT, as from a
+    # kernel built without it. On the host's network they show host state no container there
+    # would see: every host Unix socket and its path (SOCK_DIAG), device events
+    # (KOBJECT_UEVENT), audit, process events and taskstats of host processes (CONNECTOR,
+    # GENERIC), firewall, IPsec, SELinux... socketpair(AF_NETLINK) and socketpair(AF_INET)
+    # fail in the kernel, and no other call makes such a socket.
     "socket": (
-        seccomp.refused_unless_pair((0, AF_NETLINK), (2, NETLINK_ROUTE), errno.EPROTONOSUPPORT),
-        "AF_NETLINK other than NETLINK_ROUTE: EPROTONOSUPPORT in the filter",
+        seccomp.served_for_values_or_pair(
+            0, (AF_INET, AF_INET6), AF_NETLINK, (2, NETLINK_ROUTE), errno.EPROTONOSUPPORT
+        ),
+        "AF_INET, AF_INET6, NETLINK_ROUTE served; other AF_NETLINK: EPROTONOSUPPORT in the "
+        "filter; the rest native",
     ),
     "mmap": (seccomp.served_when_large(1, LARGE_MMAP), "native below LARGE_MMAP (64 MiB)"),
 }

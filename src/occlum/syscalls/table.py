@@ -22,7 +22,7 @@ from occlum.kernel.api import Entry, Handler
 from occlum.platform import seccomp
 from occlum.platform.seccomp import Rule
 from occlum.platform.stub import STUB_NR
-from occlum.syscalls import cred, fs, info, net, process, sgx
+from occlum.syscalls import cred, fs, info, ioctl, net, process
 from occlum.syscalls import exec as ex
 from occlum.syscalls import mount as mnt
 from occlum.syscalls import signal as sig
@@ -119,26 +119,19 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
         "Unix socket paths in the LibOS; others native",
     ),
     "sendto": (net.sys_sendto, "fd ptr size msg ptr s32", FULL, "served only with an address"),
-    "recvfrom": (
-        net.sys_recvfrom,
-        "fd ptr size msg ptr ptr",
+    "socket": (
+        net.sys_socket,
+        "s32 u32 s32",
         FULL,
-        "served only with an address; Unix sockets' sender names unprefixed",
+        'made by the supervisor on the host\'s network ("network": "host")',
     ),
-    "accept": (
-        net.sys_accept,
-        "fd ptr ptr",
+    "ioctl": (
+        ioctl.sys_ioctl,
+        "fd u32 ptr",
         FULL,
-        "served only with an address; Unix sockets' client names unprefixed",
+        "/dev/sgx: Occlum's SGX requests (docs/attestation.md); on a Unix socket, the host's"
+        ' network devices ("network": "host")',
     ),
-    "accept4": (
-        net.sys_accept4,
-        "fd ptr ptr accept4",
-        FULL,
-        "served only with an address; Unix sockets' client names unprefixed",
-    ),
-    "getsockname": (net.sys_getsockname, "fd ptr ptr", FULL, "abstract names unprefixed"),
-    "getpeername": (net.sys_getpeername, "fd ptr ptr", FULL, "abstract names unprefixed"),
     "getsockopt": (
         net.sys_getsockopt,
         "fd s32 s32 ptr ptr",
@@ -159,12 +152,6 @@ SERVED: dict[str, tuple[Handler, str, str, str]] = {
         "tmpfs (size= by the host), ramfs, sefs (under run/mount/), procfs, devfs; no remount/bind/move",
     ),
     "umount2": (mnt.sys_umount2, "path umount", FULL, ""),
-    "ioctl": (
-        sgx.sys_ioctl,
-        "fd hex ptr",
-        FULL,
-        "/dev/sgx: Occlum's SGX requests (docs/attestation.md)",
-    ),
     "fcntl": (fs.sys_fcntl, "fd u32 s32", PARTIAL, "no leases on LibOS files (EINVAL)"),
     "uname": (info.sys_uname, "ptr", FULL, ""),
     "sethostname": (info.sys_sethostname, "ptr s32", FULL, "the instance's own name"),

@@ -1,6 +1,9 @@
 /* Abstract Unix sockets the host bound are out of reach, whichever call names them: the
  * test harness (HOSTPID) binds "occlum-sec-dgram-<pid>" (datagram) and
- * "occlum-sec-stream-<pid>" (stream, listening) in the host's abstract namespace. */
+ * "occlum-sec-stream-<pid>" (stream, listening) in the host's abstract namespace. And the
+ * program's abstract names are not the host's: binding the host's name gives it a socket of
+ * its own (no EADDRINUSE), so it can neither take the name of a host service before that
+ * service binds it nor be reached by host clients. */
 #include "sec.h"
 #include <stddef.h>
 #include <sys/socket.h>
@@ -61,6 +64,21 @@ static long by_connect_stream(void)
     return connect(s, (struct sockaddr *)&a, len);
 }
 
+static void bind_host_name(void)
+{
+    const char *label = "bind the name a host socket holds";
+    struct sockaddr_un a;
+    socklen_t len = host_name(&a, "stream");
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (bind(s, (struct sockaddr *)&a, len) == 0)
+        printf("%s: contained\n", label); /* a namespace of its own */
+    else if (errno == EADDRINUSE)
+        escape(label, "the host's abstract names are the program's");
+    else
+        printf("%s: refused %s\n", label, errname(errno));
+    close(s);
+}
+
 int main(int argc, char **argv)
 {
     sec_init(argc, argv);
@@ -69,5 +87,6 @@ int main(int argc, char **argv)
     PROBE("sendto a host abstract name", by_sendto);
     PROBE("connect+send to a host abstract datagram name", by_connect_dgram);
     PROBE("connect to a host abstract stream name", by_connect_stream);
+    bind_host_name();
     return sec_finish();
 }
