@@ -4,6 +4,9 @@
 ``docker exec`` of a started instance), so a plain ``occlum [--instance-dir DIR] exec
 [--tty|--no-tty] PROGRAM [ARGS...]`` goes straight to the small client, without loading the
 command-line framework, the configuration schema and the LibOS (about 0.5 s of imports).
+An ``occlum [--instance-dir DIR] run ...`` goes to the user's zygote (:mod:`occlum.cli.fastrun`),
+a process that has the LibOS imported and forks the run; when the zygote cannot serve it
+exactly as this process would (see docs/internals.md), the run takes the direct path.
 Everything else, ``--help`` and the shell's completion requests (``_OCCLUM_COMPLETE`` set)
 included, goes to the full command line of :mod:`occlum.cli.main`.
 """
@@ -44,6 +47,13 @@ def main() -> None:
     # a shell asking for completions (occlum completion) names its words in the environment
     completing = bool(os.environ.get("_OCCLUM_COMPLETE"))
     plain = None if completing else _plain_exec(sys.argv[1:])
+    if plain is None and not completing:
+        from occlum.cli.fastrun import is_run, run_via_zygote
+
+        if is_run(sys.argv[1:]):
+            code = run_via_zygote(sys.argv[1:])
+            if code is not None:
+                sys.exit(code)
     if plain is None:
         from occlum.cli.main import main as full_main
 
