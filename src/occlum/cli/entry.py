@@ -43,17 +43,31 @@ def _plain_exec(args: list[str]) -> tuple[str, bool | None, list[str]] | None:
     return instance_dir, use_tty, rest
 
 
+def _exit_now(code: int) -> None:
+    """Exit without tearing the interpreter down: a run has closed and committed everything
+    it opened, and freeing the LibOS's objects one by one took longer than the run itself."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code & 0xFF)
+
+
 def main() -> None:
     # a shell asking for completions (occlum completion) names its words in the environment
     completing = bool(os.environ.get("_OCCLUM_COMPLETE"))
     plain = None if completing else _plain_exec(sys.argv[1:])
     if plain is None and not completing:
-        from occlum.cli.fastrun import is_run, run_via_zygote
+        from occlum.cli import fastrun
 
-        if is_run(sys.argv[1:]):
-            code = run_via_zygote(sys.argv[1:])
+        if fastrun.is_run(sys.argv[1:]):
+            code = fastrun.run_via_zygote(sys.argv[1:])
+            direct = fastrun.plain_run(sys.argv[1:]) if code is None else None
+            if direct is not None:
+                code = fastrun.run_direct(*direct)
             if code is not None:
-                sys.exit(code)
+                _exit_now(code)
     if plain is None:
         from occlum.cli.main import main as full_main
 

@@ -42,6 +42,55 @@ def is_run(args: list[str]) -> bool:
     return False
 
 
+def plain_run(args: list[str]) -> tuple[str, list[str]] | None:
+    """(instance dir, argv) of ``[--instance-dir DIR] run PROGRAM [ARGS...]`` with no option of
+    ``run`` and an instance directory that is a directory; None for anything else."""
+    instance_dir = "."
+    i = 0
+    while i < len(args) and args[i] != "run":
+        if args[i] == "--instance-dir" and i + 1 < len(args):
+            instance_dir = args[i + 1]
+            i += 2
+        elif args[i].startswith("--instance-dir="):
+            instance_dir = args[i].split("=", 1)[1]
+            i += 1
+        else:
+            return None
+    rest = args[i + 1 :]
+    if not rest or rest[0].startswith("-") or not os.path.isdir(instance_dir):
+        return None  # options, --help, a missing program: the full command line
+    return instance_dir, rest
+
+
+def run_direct(instance_dir: str, argv: list[str]) -> int:
+    """``occlum run`` as the full command line runs it, without loading the command-line
+    framework (click, rich): the exit status, or 1 with one line for a ``UserError``."""
+    from occlum.errors import UserError
+
+    try:
+        from occlum.instance.layout import Instance
+        from occlum.instance.runspec import to_run_spec
+        from occlum.instance.wire import refuse_if_started
+
+        inst = Instance.at(instance_dir)
+        refuse_if_started(inst.run_dir)
+        spec = to_run_spec(inst, argv, os.environ)
+        try:
+            import occlum.boot as boot
+        except ImportError as e:
+            if e.name in ("occlum.boot", "occlum.kernel"):
+                raise UserError("the LibOS kernel (occlum.boot) is not available in this build")
+            raise
+        with inst.running():
+            return int(boot.run(spec))
+    except UserError as e:
+        print(f"occlum: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)
+        return 130
+
+
 def _usable_stdio() -> bool:
     for fd in (0, 1, 2):
         try:
