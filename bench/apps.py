@@ -5,11 +5,14 @@ the shell's fork to the exit (for the LibOS: the `occlum` command itself, its bo
 init stage included). Every cell is the median of ``--repeat`` runs after one first run, which
 is reported apart (`first`): the first `occlum run` after `occlum build`, the first
 `occlum exec` into a freshly started instance. Ratios are against the native median.
+`occlum run` goes through the user's zygote (see docs/internals.md), whose first run of a
+new build verifies the image files it reads and keeps them; `direct` is `occlum run` with
+``OCCLUM_NO_ZYGOTE=1``, the whole command in one process.
 
 Applications come from Debian packages that `scripts/setup.sh` installs; one whose files
 are missing is skipped, and the table says so.
 
-    .venv/bin/python bench/apps.py [--repeat N] [--only true,java,...] [--modes run,exec]
+    .venv/bin/python bench/apps.py [--repeat N] [--only true,java,...] [--modes run,direct,exec]
 """
 
 from __future__ import annotations
@@ -235,8 +238,12 @@ def _instance(app: App, base: Path) -> libos.Instance:
     return inst
 
 
-def _run_mode(inst: libos.Instance, app: App, repeat: int) -> dict[str, float]:
+def _run_mode(
+    inst: libos.Instance, app: App, repeat: int, direct: bool = False
+) -> dict[str, float]:
     argv = _occlum("run", *app.argv)
+    if direct:
+        argv = ["env", "OCCLUM_NO_ZYGOTE=1", *argv]
     first = _timed(argv, inst.path)
     return {"first": first, "median": statistics.median(_timed(argv, inst.path)
                                                         for _ in range(repeat))}  # fmt: skip
@@ -257,7 +264,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--only", default="", help="comma-separated application names")
-    ap.add_argument("--modes", default="run,exec", help="run, exec or both")
+    ap.add_argument("--modes", default="run,direct,exec", help="run, direct, exec (any of)")
     args = ap.parse_args()
     only = {n for n in args.only.split(",") if n}
     modes = [m for m in args.modes.split(",") if m]
@@ -279,6 +286,8 @@ def main() -> int:
             inst = _instance(app, Path(tmp))
             if "run" in modes:
                 row.cells["occlum run"] = _run_mode(inst, app, args.repeat)
+            if "direct" in modes:
+                row.cells["occlum direct"] = _run_mode(inst, app, args.repeat, direct=True)
             if "exec" in modes:
                 row.cells["occlum exec"] = _exec_mode(inst, app, args.repeat)
             shutil.rmtree(inst.path, ignore_errors=True)
@@ -292,7 +301,7 @@ def _show(console: Console, rows: list[Row], modes: list[str]) -> None:
     table = Table(title="Applications, whole commands (medians; first run apart)")
     table.add_column("app")
     table.add_column("native ms", justify="right")
-    names = [m for m in ("occlum run", "occlum exec") if m.split()[1] in modes]
+    names = [m for m in ("occlum run", "occlum direct", "occlum exec") if m.split()[1] in modes]
     for name in names:
         table.add_column(f"{name} first ms", justify="right")
         table.add_column(f"{name} ms", justify="right")
