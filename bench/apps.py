@@ -149,7 +149,7 @@ APPS = [
         [JDK / "bin" / "java"],
         _place_java,
         note="OpenJDK 17 (openjdk-17-jre-headless)",
-        memory="2GB",
+        memory="4GB",  # the JVM reserves 1 GiB of class space beside its heap
     ),
     App(
         "node",
