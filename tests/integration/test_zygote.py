@@ -274,3 +274,50 @@ def test_verified_image_files_are_kept_and_a_changed_image_is_not_served_from_th
         res = occlum(inst, zdir, "run", "/bin/cat", "/etc/data.txt")
         assert (res.returncode, res.stdout) == (0, b"second build\n"), res.stderr
     assert zygote_pid(zdir) == zpid  # all through the one zygote
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def test_a_killed_client_takes_its_run_with_it(inst: Instance, zdir: Path) -> None:
+    occlum(inst, zdir, "run", "/bin/sh", "-c", "true")  # a zygote, warm
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(zdir), "OCCLUM_LOG_LEVEL": "error"}
+    env.pop("OCCLUM_NO_ZYGOTE", None)
+    pids = inst.path / "run" / "pids"
+    before = set(os.listdir(pids)) if pids.exists() else set()
+    proc = subprocess.Popen(
+        [OCCLUM, "run", "/bin/sh", "-c", "echo up; read x"], cwd=inst.path, env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        assert proc.stdout.readline() == b"up\n"
+        supervisor = int((set(os.listdir(pids)) - before).pop())
+        run = {supervisor} | _descendants(supervisor)
+        assert len(run) >= 3  # the supervisor, the tree's init, the program
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in run):
+        time.sleep(0.05)
+    assert not [p for p in run if os.path.exists(f"/proc/{p}")]
+    proc.stdin.close()
+    proc.stdout.close()
+    assert zygote_pid(zdir) is not None  # the zygote itself lives on
