@@ -118,16 +118,17 @@ def test_the_fingerprint_changes_with_any_file_but_bytecode(tmp_path: Path) -> N
 def zygote(tmp_path: Path) -> Iterator[Zygote]:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     kept_r, kept_w = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    closer, closer_peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     z = Zygote(
         sock_path=str(tmp_path / "z.sock"), package=str(tmp_path), fingerprint=[],
         startup_env={}, listener=listener, lock_fd=os.open("/dev/null", os.O_RDONLY),
-        kept_r=kept_r, kept_w=kept_w, cache_bytes=10_000, idle=1.0,
+        kept_r=kept_r, kept_w=kept_w, closer=closer, cache_bytes=10_000, idle=1.0,
     )  # fmt: skip
     yield z
     for name in list(z.kept):
         imagefs.VERIFIED.files.pop(name, None)
         os.close(z.kept[name][0])
-    for s in (listener, kept_r, kept_w):
+    for s in (listener, kept_r, kept_w, closer, closer_peer):
         s.close()
     os.close(z.lock_fd)
 
@@ -204,3 +205,24 @@ def test_an_image_uses_what_an_earlier_mount_verified_and_only_for_the_same_imag
         for name, fd in published.items():
             imagefs.VERIFIED.files.pop(name, None)
             os.close(fd)
+
+
+def test_a_slow_close_is_handed_over_first(zygote: Zygote, monkeypatch: pytest.MonkeyPatch) -> None:
+    from occlum.platform import fdbudget
+    from occlum.platform.fdpass import recv_fds
+
+    ours, closer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    monkeypatch.setattr(zygote, "closer", ours)
+    monkeypatch.setattr(fdbudget, "hand_off", zygote.hand_to_closer)
+    r, w = os.pipe()
+    fdbudget.close_slow(r)
+    with pytest.raises(OSError):
+        os.fstat(r)  # closed here, but the closer holds it now
+    _msg, fds = recv_fds(closer, 16, 4)
+    assert len(fds) == 1
+    os.write(w, b"x")
+    assert os.read(fds[0], 1) == b"x"
+    for fd in (fds[0], w):
+        os.close(fd)
+    ours.close()
+    closer.close()

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 import occlum
 from occlum.cli import zygote_wire as wire
 from occlum.fs import imagefs
-from occlum.platform import native
+from occlum.platform import fdbudget, native
 from occlum.platform.fdpass import recv_fds
 
 _NAMESPACES = ("mnt", "net", "pid", "uts", "ipc", "user", "cgroup", "time")
@@ -155,6 +155,7 @@ class Zygote:
     lock_fd: int
     kept_r: socket.socket
     kept_w: socket.socket
+    closer: socket.socket  # to the closer process (see _start_closer)
     cache_bytes: int
     idle: float
     sel: selectors.DefaultSelector = field(default_factory=selectors.DefaultSelector)
@@ -368,12 +369,20 @@ class Zygote:
                 conn.sendall(wire.DECLINED)
             return 0
         imagefs.VERIFIED.publish = self.offer_kept
+        fdbudget.hand_off = self.hand_to_closer
         try:
             conn.sendall(wire.STARTED)
         except OSError:
             return 1
         conn.close()
         return _run_command(argv)
+
+    def hand_to_closer(self, fd: int) -> None:
+        """In a child: let the closer drop the last reference of a slow-closing descriptor."""
+        self.closer.sendmsg(
+            [b"c"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))],
+            socket.MSG_DONTWAIT,
+        )  # fmt: skip
 
     def offer_kept(self, name: str, memfd: int, size: int) -> None:
         """In a child: hand a verified memfd to the zygote (best effort: it is a cache)."""
@@ -480,6 +489,35 @@ class Zygote:
                     self.reap(int(key.fd))
                 elif key.data == "client":
                     self.client_message(key.fileobj)  # type: ignore[arg-type]
+
+
+def _start_closer(keep_open: list[int]) -> socket.socket:
+    """A process that closes the descriptors sent to it: the last close of an inotify instance
+    waits for an SRCU grace period (10-20 ms), which a run would pay at each tree's end and at
+    its exit; a child hands such descriptors over (``fdbudget.hand_off``) and the closer pays
+    instead. It ends when no one can send to it any more."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid:
+        theirs.close()
+        return ours
+    try:
+        ours.close()
+        for fd in keep_open:
+            os.close(fd)
+        while True:
+            msg, anc, _flags, _addr = theirs.recvmsg(
+                16, socket.CMSG_LEN(64 * 4), socket.MSG_CMSG_CLOEXEC
+            )
+            for level, typ, data in anc:
+                if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                    for i in range(0, len(data) - len(data) % 4, 4):
+                        with contextlib.suppress(OSError):
+                            os.close(struct.unpack_from("i", data, i)[0])
+            if not msg and not anc:
+                break
+    finally:
+        os._exit(0)
 
 
 def _recv_exact(conn: socket.socket, size: int) -> bytes:
@@ -625,6 +663,7 @@ def main(argv: list[str]) -> int:
         idle = float(os.environ.get(wire.IDLE_ENV, wire.DEFAULT_IDLE))
     except ValueError:
         idle = wire.DEFAULT_IDLE
+    closer = _start_closer([lock_fd, listener.fileno(), kept_r.fileno(), kept_w.fileno(), ready_fd])
     zygote = Zygote(
         sock_path=sock_path,
         package=package,
@@ -634,6 +673,7 @@ def main(argv: list[str]) -> int:
         lock_fd=lock_fd,
         kept_r=kept_r,
         kept_w=kept_w,
+        closer=closer,
         cache_bytes=max(0, cache_bytes),
         idle=idle,
     )
