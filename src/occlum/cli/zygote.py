@@ -480,15 +480,21 @@ class Zygote:
                 self.stop_listening()
                 break
             for key, _mask in events:
-                if key.data == "accept":
-                    self.accept()
-                elif key.data == "kept":
-                    self.take_kept()
-                elif key.data == "exit":
-                    self.take_kept()  # what the run verified, before its client returns
-                    self.reap(int(key.fd))
-                elif key.data == "client":
-                    self.client_message(key.fileobj)  # type: ignore[arg-type]
+                try:
+                    self.event(key)
+                except Exception:  # a bug here must not end the runs under way: logged
+                    traceback.print_exc()
+
+    def event(self, key: selectors.SelectorKey) -> None:
+        if key.data == "accept":
+            self.accept()
+        elif key.data == "kept":
+            self.take_kept()
+        elif key.data == "exit":
+            self.take_kept()  # what the run verified, before its client returns
+            self.reap(int(key.fd))
+        elif key.data == "client":
+            self.client_message(key.fileobj)  # type: ignore[arg-type]
 
 
 def _start_closer(keep_open: list[int]) -> socket.socket:
