@@ -321,3 +321,14 @@ def test_a_killed_client_takes_its_run_with_it(inst: Instance, zdir: Path) -> No
     proc.stdin.close()
     proc.stdout.close()
     assert zygote_pid(zdir) is not None  # the zygote itself lives on
+
+
+@pytest.mark.parametrize("option", ["--strace", "--summary"])
+def test_run_options_work_through_the_zygote(inst: Instance, zdir: Path, option: str) -> None:
+    results = []
+    for direct in (True, False, False):
+        res = occlum(inst, zdir, "run", option, "/bin/cat", "/etc/data.txt", direct=direct)
+        results.append((res.returncode, res.stdout, b"openat" in res.stderr))
+    assert results[0] == (0, DATA, True)
+    assert results[0] == results[1] == results[2]
+    assert zygote_pid(zdir) is not None
