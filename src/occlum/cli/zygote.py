@@ -64,15 +64,16 @@ _KEPT_FD_BASE = 1 << 15  # kept memfds live above every soft limit a run is like
 _MAX_KEPT_FILES = 4096
 
 
-def fingerprint(root: str) -> list[tuple[str, int, int, int]]:
-    """Every file and directory of the package (but bytecode) by path, inode, size and mtime:
-    what changes when the LibOS source that a run would measure and import changes."""
-    out: list[tuple[str, int, int, int]] = []
+def fingerprint(root: str) -> list[tuple[str, int, int, int, int]]:
+    """Every file and directory of the package (but bytecode) by path, inode, size, mtime and
+    ctime (which no one can set back): what changes when the LibOS source that a run would
+    measure and import changes."""
+    out: list[tuple[str, int, int, int, int]] = []
     todo = [root]
     while todo:
         d = todo.pop()
         st = os.stat(d)
-        out.append((d, st.st_ino, st.st_size, st.st_mtime_ns))
+        out.append((d, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
         with os.scandir(d) as it:
             for e in it:
                 if e.is_dir(follow_symlinks=False):
@@ -80,7 +81,7 @@ def fingerprint(root: str) -> list[tuple[str, int, int, int]]:
                         todo.append(e.path)
                 elif not e.name.endswith((".pyc", ".pyo")):
                     s = e.stat(follow_symlinks=False)
-                    out.append((e.path, s.st_ino, s.st_size, s.st_mtime_ns))
+                    out.append((e.path, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns))
     out.sort()
     return out
 
@@ -149,7 +150,7 @@ class Run:
 class Zygote:
     sock_path: str
     package: str
-    fingerprint: list[tuple[str, int, int, int]]
+    fingerprint: list[tuple[str, int, int, int, int]]
     startup_env: dict[bytes, bytes]
     listener: socket.socket
     lock_fd: int
