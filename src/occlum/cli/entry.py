@@ -6,6 +6,9 @@
 command-line framework, the configuration schema and the LibOS (about 0.5 s of imports):
 the native one that ``occlum start`` put at ``run/occlum-exec`` (this process becomes it,
 see :mod:`occlum.instance.exec_native`), else the Python one.
+An ``occlum [--instance-dir DIR] run ...`` goes to the user's zygote (:mod:`occlum.cli.fastrun`),
+a process that has the LibOS imported and forks the run; when the zygote cannot serve it
+exactly as this process would (see docs/internals.md), the run takes the direct path.
 Everything else, ``--help`` and the shell's completion requests (``_OCCLUM_COMPLETE`` set)
 included, goes to the full command line of :mod:`occlum.cli.main`.
 """
@@ -44,10 +47,31 @@ def _plain_exec(args: list[str]) -> tuple[str, bool | None, list[str]] | None:
     return instance_dir, use_tty, rest
 
 
+def _exit_now(code: int) -> None:
+    """Exit without tearing the interpreter down: a run has closed and committed everything
+    it opened, and freeing the LibOS's objects one by one took longer than the run itself."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code & 0xFF)
+
+
 def main() -> None:
     # a shell asking for completions (occlum completion) names its words in the environment
     completing = bool(os.environ.get("_OCCLUM_COMPLETE"))
     plain = None if completing else _plain_exec(sys.argv[1:])
+    if plain is None and not completing:
+        from occlum.cli import fastrun
+
+        if fastrun.is_run(sys.argv[1:]):
+            code = fastrun.run_via_zygote(sys.argv[1:])
+            direct = fastrun.plain_run(sys.argv[1:]) if code is None else None
+            if direct is not None:
+                code = fastrun.run_direct(*direct)
+            if code is not None:
+                _exit_now(code)
     if plain is None:
         from occlum.cli.main import main as full_main
 

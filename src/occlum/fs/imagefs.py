@@ -21,15 +21,28 @@ one, the LibOS included, can change verified pages afterwards.  Every open gets 
 description of that memfd (reopened through ``/proc/self/fd``), as ramfs does.  The memfds
 are kept in a cache bounded by total bytes; an evicted memfd is closed here, while programs
 that opened it keep its pages alive in the host kernel.
+
+Verified memfds may outlive the mount: :data:`VERIFIED` holds those a long-lived process
+(the zygote of ``occlum run``, :mod:`occlum.cli.zygote`) kept from earlier runs and handed
+down by ``fork``.  An entry's name says which bytes it holds: the image file as it was
+opened (device, inode, size, modification and change times), the root hash it was mounted
+with, the image key's digest, and the inode number, which the verified table maps to one
+Merkle root.  A rebuilt image has another root hash; an image changed in place has other
+times (the change time cannot be set back); either way no entry matches, and its files are
+verified again from the image, where damage is ``EIO``.  The memfds are sealed, so nobody can
+change an entry's pages.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import hmac
 import os
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from occlum.abi.errors import SyscallError
@@ -51,7 +64,14 @@ from occlum.platform.fdbudget import lasting
 from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, Stat
 from occlum.vfs.mount import FileSystem
 
-__all__ = ["DEFAULT_CACHE_BYTES", "ImageFs", "ImageKeyError", "image_is_encrypted"]
+__all__ = [
+    "DEFAULT_CACHE_BYTES",
+    "VERIFIED",
+    "ImageFs",
+    "ImageKeyError",
+    "VerifiedFiles",
+    "image_is_encrypted",
+]
 
 DEFAULT_CACHE_BYTES = 256 << 20
 _VERIFY_CHUNK = 1 << 20  # bytes read and checked at a time; a multiple of BLOCK_SIZE
@@ -60,6 +80,20 @@ _SEALS = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_
 
 def _eio(why: str) -> SyscallError:
     return SyscallError(errno.EIO, why)
+
+
+@dataclass(slots=True)
+class VerifiedFiles:
+    """Sealed memfds of verified image files kept beyond one mount (see the module's text):
+    ``files`` maps an entry's name to its memfd, owned by whoever put it there; ``publish``,
+    when set, is told of each file this process verifies (its name, memfd and size), to keep
+    it for later runs if it will (the callee takes no ownership: it passes the memfd on)."""
+
+    files: dict[str, int] = field(default_factory=dict)
+    publish: Callable[[str, int, int], None] | None = None
+
+
+VERIFIED = VerifiedFiles()
 
 
 class ImageKeyError(UserError):
@@ -172,6 +206,13 @@ class ImageFs(FileSystem):
         except BaseException:
             os.close(self.fd)
             raise
+        st = os.fstat(self.fd)
+        key_digest = hashlib.sha256(key).hexdigest()[:32] if key is not None else "-"
+        # the name of this image's files in VERIFIED, but for the inode number
+        self.verified_name = (
+            f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:"
+            f"{root_hash.lower()}:{key_digest}:"
+        )
         self._inodes: list[ImageInode | None] = [None] * len(self.records)
         self.paths = self._first_paths()
         self.root = self.inode(1)
@@ -270,7 +311,7 @@ class ImageFs(FileSystem):
         if hit is not None:
             self._cache.move_to_end(rec.ino)
             return hit[0], True
-        memfd = self._fill(rec)
+        memfd = self._kept_or_fill(rec)
         if rec.size > self.cache_bytes:
             return memfd, False
         while self._cached_bytes + rec.size > self.cache_bytes and self._cache:
@@ -280,6 +321,21 @@ class ImageFs(FileSystem):
         self._cache[rec.ino] = (memfd, rec.size)
         self._cached_bytes += rec.size
         return memfd, True
+
+    def _kept_or_fill(self, rec: InodeRecord) -> int:
+        """A memfd of our own of ``rec``'s verified contents: a copy of the descriptor an
+        earlier run verified (VERIFIED), else a new one, filled from the image and verified."""
+        name = f"{self.verified_name}{rec.ino}"
+        kept = VERIFIED.files.get(name)
+        if kept is not None:
+            try:
+                return lasting(fcntl.fcntl(kept, fcntl.F_DUPFD_CLOEXEC, 0))
+            except OSError as e:
+                raise SyscallError(e.errno or errno.EMFILE, "cannot copy a page-cache descriptor")
+        memfd = self._fill(rec)
+        if VERIFIED.publish is not None:
+            VERIFIED.publish(name, memfd, rec.size)
+        return memfd
 
     def _fill(self, rec: InodeRecord) -> int:
         path = os.fsdecode(self.paths.get(rec.ino, b"?"))

@@ -9,11 +9,12 @@ and what is allowed, e.g. ``resource_limits.user_space_size: "12XB" is not a siz
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+
+from occlum.instance.builtconf import SIZE_FACTORS, size_bytes
 
 
 class FieldProblem(ValueError):
@@ -30,18 +31,17 @@ class FieldProblem(ValueError):
         self.subpath = subpath
 
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*(TB|GB|MB|KB|B)\s*$", re.IGNORECASE)
-_FACTORS = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
+_FACTORS = SIZE_FACTORS
 
 
 def parse_size(value: object) -> int:
     """Parse an Occlum memory size (``"256MB"``, ``"4KB"``, ``"1GB"``, ``"512B"``) into bytes."""
     if isinstance(value, bool) or not isinstance(value, str):
         raise FieldProblem('is not a size (use a string such as "256MB")')
-    m = _SIZE_RE.match(value)
-    if m is None:
+    size = size_bytes(value)
+    if size is None:
         raise FieldProblem('is not a size (use e.g. "256MB")')
-    return int(m.group(1)) * _FACTORS[m.group(2).upper()]
+    return size
 
 
 def format_size(n: int) -> str:

@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from occlum.errors import UserError
+from occlum.instance import builtconf
 from occlum.instance._validation import (
     FieldProblem,
     describe_error,
@@ -39,9 +40,11 @@ from occlum.instance._validation import (
     iter_unknown_keys,
     parse_size,
 )
+from occlum.instance.builtconf import CONFIG_NAME as CONFIG_NAME
+from occlum.instance.builtconf import LOG_LEVELS as LOG_LEVELS
+from occlum.instance.builtconf import log_level_from_env as log_level_from_env
 from occlum.kernel.spec import MountSpec
 
-CONFIG_NAME = "Occlum.json"
 MB = 1 << 20
 
 Size = Annotated[int, BeforeValidator(parse_size), PlainSerializer(format_size, return_type=str)]
@@ -382,12 +385,11 @@ def normalized_config_text(config: OcclumConfig) -> str:
     return json.dumps(config.model_dump(mode="json", exclude_none=True), indent=4) + "\n"
 
 
-# --- from configuration to a RunSpec ------------------------------------------------------
+# --- from configuration to a RunSpec (the rules: builtconf.py, shared with `occlum run`) ---
 
-LOG_LEVELS = ("off", "error", "warn", "info", "debug", "trace")
-_SUPPORTED_MOUNTS = ("hostfs", "sefs", "ramfs", "devfs", "procfs")
-# Occlum mounts these itself in the application stage (gen_internal_conf adds them).
-_IMPLICIT_MOUNTS = (MountSpec("/proc", "procfs"), MountSpec("/dev", "devfs"))
+
+def _mount_dicts(config: OcclumConfig) -> list[dict[str, Any]]:
+    return [m.model_dump(mode="json", exclude_none=True) for m in config.mount]
 
 
 def plan_mounts(
@@ -397,70 +399,14 @@ def plan_mounts(
 
     Raises ``UserError`` for a mount our kernel cannot provide yet.
     """
-    base = Path(instance_dir).resolve()
-    specs: list[MountSpec] = []
-    for m in config.mount:
-        if m.target == "/":
-            if m.type not in ("sefs", "unionfs"):
-                raise UserError(
-                    f'mount type {m.type} at "/" is not supported (the root must be unionfs or sefs)'
-                )
-            continue
-        if m.type not in _SUPPORTED_MOUNTS:
-            raise UserError(f"mount type {m.type} at {m.target} is not supported yet")
-        source = None
-        if m.type == "hostfs":
-            assert m.source is not None  # checked by Mount._per_type
-            source = str((base / os.path.expandvars(m.source)).resolve())
-        elif m.type == "sefs":
-            default = "./run/mount/" + (m.target.strip("/").replace("/", "_") or "__ROOT")
-            source = str((base / os.path.expandvars(m.source or default)).resolve())
-        specs.append(
-            MountSpec(
-                m.target, m.type, source, m.options.readonly,
-                temporary=m.options.temporary,
-                mac_only=bool(m.options.integrity_only) or m.options.MAC is not None,
-            )
-        )  # fmt: skip
-    targets = {s.target for s in specs}
-    implicit = [s for s in _IMPLICIT_MOUNTS if s.target not in targets]
-    return (*implicit, *specs)
+    return builtconf.plan_mounts(_mount_dicts(config), instance_dir)
 
 
 def check_entry_point(config: OcclumConfig, path: str) -> str:
     """The normalized program path, if it lies under an entry point; else ``UserError``."""
-    if not path.startswith("/"):
-        raise UserError(f"program path must be absolute inside the LibOS: {path} (e.g. /{path})")
-    norm = posixpath.normpath(path).replace("//", "/")
-    for ep in config.entry_points:
-        if ep == "/" or norm == ep or norm.startswith(ep.rstrip("/") + "/"):
-            return norm
-    eps = ", ".join(config.entry_points) or "none configured"
-    raise UserError(
-        f"{path} is not under any entry point ({eps}); see entry_points in {CONFIG_NAME}"
-    )
+    return builtconf.check_entry_point(config.entry_points, path)
 
 
 def build_env(config: OcclumConfig, host_env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """``env.default``, then the host values of the names in ``env.untrusted`` (they win)."""
-    env: dict[str, str] = {}
-    for item in config.env.default:
-        name, _, value = item.partition("=")
-        env[name] = value
-    for name in config.env.untrusted:
-        if name in host_env:
-            env[name] = host_env[name]
-    return tuple(env.items())
-
-
-def log_level_from_env(host_env: Mapping[str, str], default: str = "warn") -> str:
-    level = host_env.get("OCCLUM_LOG_LEVEL", "").strip().lower()
-    if not level:
-        return default
-    if level == "warning":
-        level = "warn"
-    if level not in LOG_LEVELS:
-        raise UserError(
-            f"OCCLUM_LOG_LEVEL={level!r} is not a log level (use one of {', '.join(LOG_LEVELS)})"
-        )
-    return level
+    return builtconf.build_env(config.env.default, config.env.untrusted, host_env)

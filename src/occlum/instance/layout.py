@@ -37,18 +37,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from occlum.errors import UserError
-from occlum.instance.config import (
-    CONFIG_NAME,
-    LoadedConfig,
-    default_config_text,
-    load_config,
-    normalized_config_text,
-    plan_mounts,
-)
+from occlum.instance.builtconf import CONFIG_NAME
 from occlum.instance.initprog import install_default_init
+
+if TYPE_CHECKING:
+    from occlum.instance.config import LoadedConfig
 
 STATUS_FILE = ".__occlum_status"
 # build/image_hashes.json: besides each image's root hash, what the root image is
@@ -134,6 +130,8 @@ class Instance:
             )
 
     def load_config(self) -> LoadedConfig:
+        from occlum.instance.config import load_config  # pydantic: not on `occlum run`'s path
+
         self.require()
         return load_config(self.config_path)
 
@@ -163,6 +161,8 @@ class Instance:
                     "`occlum build`"
                 )
             raise UserError("instance not built: run `occlum build` first")
+        from occlum.instance.config import load_config
+
         return load_config(self.built_config_path, label=f"build/{CONFIG_NAME}.built")
 
     def running_pids(self) -> list[int]:
@@ -238,6 +238,8 @@ def init_instance(path: str | os.PathLike[str]) -> Instance:
 
 
 def _populate(inst: Instance) -> None:
+    from occlum.instance.config import default_config_text
+
     try:
         for d in IMAGE_DIRS:
             (inst.image_dir / d).mkdir(parents=True, exist_ok=True)
@@ -307,6 +309,8 @@ def build_instance(
     ``build/image_hashes.json`` records ``"image_type"``: ``"encrypted"`` or
     ``"integrity-only"``; it is measured with the root hashes.
     """
+    from occlum.instance.config import normalized_config_text, plan_mounts
+
     if buildin_image_key and image_key is None:
         raise UserError("--buildin-image-key needs --image-key FILE: there is no key to build in")
     key: bytes | None = None
@@ -604,6 +608,8 @@ class Status:
 
 
 def instance_status(inst: Instance) -> Status:
+    from occlum.instance.config import normalized_config_text
+
     inst.require()
     problem = ""
     changed = False

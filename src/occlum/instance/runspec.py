@@ -1,5 +1,8 @@
 """``occlum run``'s translation of a built instance into the ``RunSpec`` the kernel boots: the
-built configuration, the verified measurement, the SEFS keys and the mounts."""
+built configuration, the verified measurement, the SEFS keys and the mounts.
+
+The built configuration is read as :mod:`occlum.instance.builtconf` reads it (validated by
+``occlum build``, its bytes measured), so a run imports no schema library."""
 
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from occlum.errors import UserError
-from occlum.instance.config import (
-    OcclumConfig,
+from occlum.instance.builtconf import (
+    CONFIG_NAME,
+    BuiltConfig,
     build_env,
     check_entry_point,
     log_level_from_env,
@@ -40,11 +44,18 @@ def to_run_spec(
     if not argv and not service:
         raise UserError("no program given (e.g. occlum run /bin/hello)")
     inst.require_run_files()
-    loaded = inst.load_built_config()
-    config = loaded.config
+    if not inst.built_image_dir.is_dir():
+        raise UserError(
+            f"{inst.built_image_dir} is missing: the build is incomplete, run `occlum build`"
+        )
+    try:
+        config_bytes = inst.built_config_path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read {e.filename}: {e.strerror}: run `occlum build`")
+    config = BuiltConfig.from_bytes(config_bytes, f"build/{CONFIG_NAME}.built")
     # a started instance (service) runs the programs `occlum exec` names, checked then
-    program = check_entry_point(config, argv[0]) if argv else ""
-    root_image, root_hash, hashes = _verified_root(inst)
+    program = check_entry_point(config.entry_points, argv[0]) if argv else ""
+    root_image, root_hash, hashes = _verified_root(inst, config_bytes)
     init_image = inst.build_dir / "initfs.img"
     init_hash = hashes.get("initfs")
     user_key = None
@@ -52,35 +63,36 @@ def to_run_spec(
         from occlum.enclave.keys import format_image_key, load_image_key
 
         user_key = format_image_key(load_image_key(image_key)).encode()
-    mounts = plan_mounts(config, inst.path)
+    mounts = plan_mounts(config.mounts, inst.path)
     for m in mounts:
         if m.fs_type == "hostfs" and m.source is not None and not os.path.isdir(m.source):
             raise UserError(f"mount {m.target}: host directory {m.source} does not exist")
-    mounts = tuple(_with_sefs_key(inst, config, m) for m in mounts)
-    root_upper = _root_upper_layer(config, inst.path)
-    root_upper_key = None
-    if root_upper is not None:
-        root_upper_key = _with_sefs_key(inst, config, MountSpec("/", "sefs", root_upper)).key
-    rl = config.resource_limits
+    policies = {m.target: config.mount_options(m.target).get("autokey_policy") for m in mounts}
+    mounts = tuple(_with_sefs_key(inst, policies.get(m.target), m) for m in mounts)
+    upper = config.root_upper_layer(inst.path)
+    root_upper = root_upper_key = None
+    if upper is not None:
+        root_upper = upper[0]
+        root_upper_key = _with_sefs_key(inst, upper[1], MountSpec("/", "sefs", root_upper)).key
     extra = {
         "config": str(inst.built_config_path),
-        "kernel_space_heap_size": str(rl.kernel_space_heap_size),
-        "default_mmap_size": str(config.process.default_mmap_size),
+        "kernel_space_heap_size": str(config.kernel_space_heap_size),
+        "default_mmap_size": str(config.default_mmap_size),
     }
-    if rl.user_space_max_size is not None:
-        extra["user_space_max_size"] = str(rl.user_space_max_size)
+    if config.user_space_max_size is not None:
+        extra["user_space_max_size"] = str(config.user_space_max_size)
     return RunSpec(
         instance_dir=str(inst.path),
         root_dir=str(inst.built_image_dir),
         argv=(program, *argv[1:]) if argv else (),
-        env=build_env(config, host_env),
+        env=build_env(config.env_default, config.env_untrusted, host_env),
         mounts=mounts,
-        max_threads=rl.max_num_of_threads,
-        user_space_size=rl.user_space_size,
-        default_stack_size=config.process.default_stack_size,
-        default_heap_size=config.process.default_heap_size,
+        max_threads=config.max_threads,
+        user_space_size=config.user_space_size,
+        default_stack_size=config.default_stack_size,
+        default_heap_size=config.default_heap_size,
         log_level=log_level or log_level_from_env(host_env),
-        network=config.feature.network,
+        network=config.network,
         extra=extra,
         root_image=root_image,
         root_hash=root_hash,
@@ -110,20 +122,7 @@ def _enclave_spec(inst: Instance) -> EnclaveSpec:
     )
 
 
-def _root_upper_layer(config: OcclumConfig, instance_dir: Path) -> str | None:
-    """The storage of the root's writable layer: the unionfs layer that is not the image (the
-    one without ``MAC``), Occlum's ``./run/mount/__ROOT``; None if the root has no such layer."""
-    root = next((m for m in config.mount if m.target == "/"), None)
-    if root is None or root.type != "unionfs" or not root.options.layers:
-        return None
-    writable = [layer for layer in root.options.layers if layer.options.MAC is None]
-    if not writable:
-        return None
-    source = writable[-1].source or "./run/mount/__ROOT"
-    return str((Path(instance_dir) / os.path.expandvars(source)).resolve())
-
-
-def _with_sefs_key(inst: Instance, config: OcclumConfig, m: MountSpec) -> MountSpec:
+def _with_sefs_key(inst: Instance, policy: int | None, m: MountSpec) -> MountSpec:
     """A SEFS mount gets its volume key: a fresh random one for a temporary volume, else the
     sealing key of this enclave under the simulated platform key, one per mount target:
     ``autokey_policy`` 0 seals to this very build (MRENCLAVE); otherwise to the signer
@@ -143,11 +142,6 @@ def _with_sefs_key(inst: Instance, config: OcclumConfig, m: MountSpec) -> MountS
             f"{key_path}, which is missing (restore it, or remove the volume to start empty)"
         )
     sig = read_sigstruct(inst.build_dir)
-    policy = next((o.options.autokey_policy for o in config.mount if o.target == m.target), None)
-    if m.target == "/":  # the root's writable layer carries its own options
-        root = next((o for o in config.mount if o.target == "/"), None)
-        layers = (root.options.layers or []) if root is not None else []
-        policy = next((la.options.autokey_policy for la in layers if la.options.MAC is None), None)
     key = sealing_key(
         load_platform_key(),
         "MRENCLAVE" if policy == 0 else "MRSIGNER",
@@ -159,7 +153,7 @@ def _with_sefs_key(inst: Instance, config: OcclumConfig, m: MountSpec) -> MountS
     return dataclasses.replace(m, key=key)
 
 
-def _verified_root(inst: Instance) -> tuple[str, str, dict[str, str]]:
+def _verified_root(inst: Instance, config_bytes: bytes) -> tuple[str, str, dict[str, str]]:
     """The root image and its hash, after checking that the build's measurement still holds:
     the LibOS, the built configuration and the image hashes give the MRENCLAVE that was
     signed at ``occlum build`` (a tampered hash file or configuration stops here; a tampered
@@ -168,7 +162,6 @@ def _verified_root(inst: Instance) -> tuple[str, str, dict[str, str]]:
 
     try:
         hashes = json.loads(inst.image_hashes_path.read_text())
-        config_bytes = inst.built_config_path.read_bytes()
     except OSError as e:
         raise UserError(f"cannot read {e.filename}: {e.strerror}: run `occlum build`")
     except (ValueError, RecursionError):  # RecursionError: brackets nested too deep

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from occlum.platform import native
+from occlum.platform.fdbudget import close_slow
 from occlum.vfs.dirfile import OpenDirectory
 from occlum.vfs.path import Location
 
@@ -137,7 +138,7 @@ class ObjectRegistry:
 
     def close(self) -> None:
         if self._inotify >= 0:
-            os.close(self._inotify)
+            close_slow(self._inotify)
             self._inotify = -1
         self._by_key.clear()
         self._watch.clear()

@@ -23,6 +23,7 @@ import errno
 import fcntl
 import os
 import resource
+from collections.abc import Callable
 
 from occlum.abi.errors import SyscallError
 
@@ -72,3 +73,21 @@ def opened_besides(fd: int) -> bool:
         return True
     fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
     return False
+
+
+# Called with a descriptor whose last close is slow, before it is closed here; a process that
+# can hand the descriptor to a helper sets it (the zygote's children: the helper then drops
+# the last reference, off the run's path). It must not block.
+hand_off: Callable[[int], None] | None = None
+
+
+def close_slow(fd: int) -> None:
+    """Close ``fd``, an inotify instance: its last close waits for the kernel's SRCU grace
+    period (10-20 ms here, paid at every tree's end and again at exit), so it is handed to
+    :data:`hand_off` first when one is set."""
+    if hand_off is not None:
+        try:
+            hand_off(fd)
+        except OSError:
+            pass
+    os.close(fd)

@@ -25,6 +25,7 @@ import struct
 from typing import TYPE_CHECKING, cast
 
 from occlum.platform import native
+from occlum.platform.fdbudget import close_slow
 
 if TYPE_CHECKING:
     from occlum.fs.ramfs import RamFile
@@ -73,6 +74,6 @@ class CloseWatch:
 
     def close(self) -> None:
         if self.fd >= 0:
-            os.close(self.fd)
+            close_slow(self.fd)
             self.fd = -1
         self._files.clear()
