@@ -38,6 +38,10 @@ declare -A PKG_FILES=(
     # the server (postgresql-NN, whose binaries are in /usr/lib/postgresql/NN/bin) and psql
     [postgresql]=/usr/bin/pg_ctlcluster
     [postgresql-client]=/usr/bin/psql
+    # occlum mount: FUSE (fusermount3), and what the pyfuse3 binding builds against
+    [fuse3]=/usr/bin/fusermount3
+    [libfuse3-dev]=/usr/include/fuse3/fuse.h
+    [pkg-config]=/usr/bin/pkg-config
 )
 # packages whose absence does not fail the setup (benchmark peers and helpers)
 OPTIONAL=" proot hyperfine "
@@ -81,8 +85,8 @@ if [[ ! -x .venv/bin/python ]]; then
     "$PY" -m venv .venv
 fi
 stamp=.venv/.occlum-setup-stamp
-if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]] || ! .venv/bin/python -c "import occlum, pytest, ruff, mypy" 2>/dev/null; then
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]] || ! .venv/bin/python -c "import occlum, pytest, ruff, mypy, pyfuse3" 2>/dev/null; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,mount]'
     touch "$stamp"
 fi
 # Byte-compile the LibOS: every `occlum` command imports it afresh, and with

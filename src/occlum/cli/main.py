@@ -223,6 +223,9 @@ def run(
     from occlum.instance.wire import refuse_if_started
 
     refuse_if_started(inst.run_dir)
+    from occlum.instance.fusemount import refuse_if_mounted
+
+    refuse_if_mounted(inst)
     key_path = None if image_key is None else inst.path / image_key
     spec = to_run_spec(
         inst,
@@ -381,9 +384,12 @@ for _command in SERVICE_COMMANDS:
 from occlum.cli.completion import completion  # noqa: E402
 from occlum.cli.doctor import doctor  # noqa: E402 - a command of its own module
 from occlum.cli.fsck import fsck  # noqa: E402
+from occlum.cli.mount import mount, umount  # noqa: E402
 
 cli.add_command(doctor)
 cli.add_command(fsck)
+cli.add_command(mount)
+cli.add_command(umount)
 cli.add_command(completion)
 
 
