@@ -42,6 +42,7 @@ declare -A PKG_FILES=(
     [fuse3]=/usr/bin/fusermount3
     [libfuse3-dev]=/usr/include/fuse3/fuse.h
     [pkg-config]=/usr/bin/pkg-config
+    [python3-dev]=/usr/bin/python3-config
 )
 # packages whose absence does not fail the setup (benchmark peers and helpers)
 OPTIONAL=" proot hyperfine "
