@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -199,3 +201,17 @@ def test_tampered_object_gives_eio(inst: Path, mnt: Path) -> None:
     mount(inst, mnt)
     assert (mnt / "big").read_bytes() == big
     umount(inst, mnt)
+
+
+def test_sigterm_to_the_server_unmounts_and_commits(inst: Path, mnt: Path) -> None:
+    mount(inst, mnt)
+    (mnt / "by-signal").write_text("committed\n")
+    (pid,) = (int(p.name) for p in (inst / "run" / "mounts").iterdir() if p.name.isdigit())
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while (inst / "run" / "mounts" / str(pid)).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.ismount(mnt)
+    res = occlum(inst, "run", "/bin/cat", "/by-signal")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "committed\n"
