@@ -108,6 +108,17 @@ def test_written_inside_read_on_host_and_back(inst: Path, mnt: Path) -> None:
     (mnt / "work" / "gone").write_text("x")
     os.unlink(mnt / "work" / "gone")
     os.symlink("new/b", mnt / "work" / "link")
+    # a listing holds "." and ".." as on Linux, ".." naming the parent, after a move too
+    (mnt / "moved").mkdir()
+    (mnt / "moved" / "sub").mkdir()
+    os.rename(mnt / "moved" / "sub", mnt / "work" / "sub")
+    listing = subprocess.run(
+        ["ls", "-ai", str(mnt / "work" / "sub")], capture_output=True, text=True
+    )
+    inos = {line.split()[1]: int(line.split()[0]) for line in listing.stdout.splitlines()}
+    assert inos == {".": os.stat(mnt / "work" / "sub").st_ino, "..": os.stat(mnt / "work").st_ino}
+    os.rmdir(mnt / "work" / "sub")
+    os.rmdir(mnt / "moved")
     with open(mnt / "work" / "a", "r+") as f:
         f.seek(5)
         f.write("X")

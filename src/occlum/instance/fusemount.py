@@ -179,7 +179,9 @@ def make_operations(fs: SefsFs, pyfuse3: Any) -> Any:
             super().__init__()
             self.inodes: dict[int, Inode] = {ROOT_INODE: fs.root}
             self.files: dict[int, tuple[int, Inode, bool]] = {}  # fh -> (host fd, inode, wrote)
-            self.dirs: dict[int, list[tuple[bytes, Inode]]] = {}
+            self.dirs: dict[int, tuple[int, list[tuple[bytes, Inode]]]] = {}  # fh -> dir, names
+            # a directory's parent, for its ".." (a directory has one name, so one parent)
+            self.parents: dict[int, int] = {ROOT_INODE: ROOT_INODE}
             self.next_fh = 1
 
         # --- inodes and their attributes ---
@@ -222,7 +224,15 @@ def make_operations(fs: SefsFs, pyfuse3: Any) -> Any:
             d = self.inode(parent)
             if name == b".":
                 return self.attrs(d)
-            return self.attrs(d.lookup(name))
+            if name == b"..":
+                return self.attrs(self.inode(self.parents.get(parent, ROOT_INODE)))
+            return self.child(parent, d.lookup(name))
+
+        def child(self, parent: int, inode: Inode) -> Any:
+            a = self.attrs(inode)
+            if inode.is_dir:
+                self.parents[a.st_ino] = parent
+            return a
 
         @guard
         def getattr(self, n: int, ctx: Any) -> Any:
@@ -257,7 +267,7 @@ def make_operations(fs: SefsFs, pyfuse3: Any) -> Any:
         @guard
         def mkdir(self, parent: int, name: bytes, mode: int, ctx: Any) -> Any:
             node = self.inode(parent).mkdir(name, mode & 0o7777, ctx.uid, ctx.gid)
-            return self.attrs(node)
+            return self.child(parent, node)
 
         @guard
         def unlink(self, parent: int, name: bytes, ctx: Any) -> None:
@@ -275,7 +285,15 @@ def make_operations(fs: SefsFs, pyfuse3: Any) -> Any:
         def rename(
             self, old_parent: int, old: bytes, new_parent: int, new: bytes, flags: int, ctx: Any
         ) -> None:
-            self.inode(old_parent).rename(old, self.inode(new_parent), new, flags)
+            d = self.inode(old_parent)
+            moved = d.lookup(old)
+            other = self.inode(new_parent)
+            swapped = other.lookup(new) if flags & pyfuse3.RENAME_EXCHANGE else None
+            d.rename(old, other, new, flags)
+            if moved.is_dir:
+                self.parents[self.fuse_ino(moved)] = new_parent
+            if swapped is not None and swapped.is_dir:
+                self.parents[self.fuse_ino(swapped)] = old_parent
 
         @guard
         def link(self, n: int, new_parent: int, new: bytes, ctx: Any) -> Any:
@@ -334,18 +352,21 @@ def make_operations(fs: SefsFs, pyfuse3: Any) -> Any:
         @guard
         def opendir(self, n: int, ctx: Any) -> int:
             d = self.inode(n)
-            entries = [(e.name, d.lookup(e.name)) for e in d.readdir()]
+            up = self.inode(self.parents.get(n, ROOT_INODE))
+            entries = [(b".", d), (b"..", up)]
+            entries += [(e.name, d.lookup(e.name)) for e in d.readdir()]
             fh = self.next_fh
             self.next_fh += 1
-            self.dirs[fh] = entries
+            self.dirs[fh] = (n, entries)
             return fh
 
         @guard
         def readdir(self, fh: int, start: int, token: Any) -> None:
-            entries = self.dirs.get(fh, [])
+            n, entries = self.dirs.get(fh, (ROOT_INODE, []))
             for i in range(start, len(entries)):
                 name, inode = entries[i]
-                if not pyfuse3.readdir_reply(token, name, self.attrs(inode), i + 1):
+                attrs = self.attrs(inode) if i < 2 else self.child(n, inode)
+                if not pyfuse3.readdir_reply(token, name, attrs, i + 1):
                     break
 
         @guard
