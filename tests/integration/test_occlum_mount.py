@@ -161,6 +161,8 @@ def test_refused_while_started_and_twice(inst: Path, mnt: Path) -> None:
     assert "already mounted" in err
     err = one_line_error(occlum(inst, "start"))
     assert "occlum umount" in err
+    status = occlum(inst, "status", env={"COLUMNS": "200"})
+    assert f"/ at {os.path.realpath(mnt)} (occlum mount, pid" in status.stdout, status.stdout
     umount(inst, mnt)
 
 

@@ -298,6 +298,11 @@ def status(ctx: click.Context) -> None:
     running = ", ".join(f"pid {p}" for p in st.running_pids) if st.running_pids else "no"
     table.add_row("running", running)
     table.add_row("started", _server_state(_instance(ctx)))
+    from occlum.instance.fusemount import mount_markers
+
+    mounts = mount_markers(_instance(ctx))
+    shown = [f"{m.target} at {m.mountpoint} (occlum mount, pid {m.pid})" for m in mounts]
+    table.add_row("mounted", "\n".join(shown) if shown else "no")
     out.print(table)
 
 
