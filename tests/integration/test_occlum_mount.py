@@ -228,3 +228,23 @@ def test_sigterm_to_the_server_unmounts_and_commits(inst: Path, mnt: Path) -> No
     res = occlum(inst, "run", "/bin/cat", "/by-signal")
     assert res.returncode == 0, res.stderr
     assert res.stdout == "committed\n"
+
+
+def test_refused_while_running(inst: Path, mnt: Path) -> None:
+    run = subprocess.Popen(
+        [OCCLUM, "run", "/bin/sh", "-c", "read line"], cwd=inst, stdin=subprocess.PIPE,
+        env={**os.environ, "OCCLUM_LOG_LEVEL": "error"},
+    )  # fmt: skip
+    assert run.stdin is not None
+    try:
+        deadline = time.monotonic() + 60
+        pids = inst / "run" / "pids"
+        while not (pids.is_dir() and any(pids.iterdir())) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        err = one_line_error(occlum(inst, "mount", str(mnt)))
+        assert "running" in err
+        assert not os.path.ismount(mnt)
+    finally:
+        run.stdin.write(b"go\n")
+        run.stdin.close()
+        assert run.wait(timeout=60) == 0
