@@ -15,6 +15,7 @@ from occlum.instance.layout import Instance
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 READY = "occlum-mount-ready "
+LOG_NAME = "mount.log"  # the background servers' errors
 UMOUNT_WAIT = 120.0  # seconds for the server's commit after the unmount
 
 
@@ -115,16 +116,21 @@ def _server_main(instance_dir: str, target: str, mountpoint: str) -> None:
     """The background server: tells its parent when it serves, then lets go of the pipes."""
     from occlum.instance.fusemount import serve
 
+    inst = Instance.at(instance_dir)
+
     def ready(mp: str) -> None:
         sys.stdout.write(f"{READY}{mp}\n")
         sys.stdout.flush()
+        # the parent is gone from here on: what the server has to say goes to run/mount.log
         null = os.open(os.devnull, os.O_RDWR)
+        log = os.open(inst.run_dir / LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(null, 1)
-        os.dup2(null, 2)
+        os.dup2(log, 2)
         os.close(null)
+        os.close(log)
 
     try:
-        serve(Instance.at(instance_dir), target, mountpoint, ready)
+        serve(inst, target, mountpoint, ready)
     except UserError as e:
         print(f"occlum: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +171,13 @@ def make_operations(fs: SefsFs, pyfuse3: Any) -> Any:
                 raise fuse_error(e.errno)
             except OSError as e:
                 raise fuse_error(e.errno or errno.EIO)
+            except fuse_error:
+                raise
+            except Exception as e:
+                # a fault of ours fails this request, not the mount: the volume is still
+                # committed at unmount (pyfuse3 would end its main loop, leaving the mount dead)
+                print(f"occlum mount: {fn.__name__}: {type(e).__name__}: {e}", file=sys.stderr)
+                raise fuse_error(errno.EIO)
 
         handler.__name__ = fn.__name__
         return handler
@@ -339,8 +347,9 @@ def make_operations(fs: SefsFs, pyfuse3: Any) -> Any:
 
         @guard
         def release(self, fh: int) -> None:
-            fd, _inode, _wrote = self.files.pop(fh)
-            os.close(fd)
+            entry = self.files.pop(fh, None)
+            if entry is not None:
+                os.close(entry[0])
 
         @guard
         def fsync(self, fh: int, datasync: bool) -> None:
