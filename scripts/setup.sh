@@ -45,6 +45,11 @@ declare -A PKG_FILES=(
     [openjdk-17-jre-headless]=/usr/lib/jvm/java-17-openjdk-amd64/bin/java
     [nodejs]=/usr/bin/node
     [python3-numpy]=/usr/lib/python3/dist-packages/numpy/__init__.py
+    # occlum mount: FUSE (fusermount3), and what the pyfuse3 binding builds against
+    [fuse3]=/usr/bin/fusermount3
+    [libfuse3-dev]=/usr/include/fuse3/fuse.h
+    [pkg-config]=/usr/bin/pkg-config
+    [python3-dev]=/usr/bin/python3-config
 )
 # packages whose absence does not fail the setup (benchmark peers and helpers)
 OPTIONAL=" proot hyperfine openjdk-17-jre-headless nodejs python3-numpy golang-go openjdk-17-jdk-headless "
@@ -107,8 +112,8 @@ if [[ ! -x .venv/bin/python ]]; then
     "$PY" -m venv .venv
 fi
 stamp=.venv/.occlum-setup-stamp
-if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]] || ! .venv/bin/python -c "import occlum, pytest, ruff, mypy" 2>/dev/null; then
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]] || ! .venv/bin/python -c "import occlum, pytest, ruff, mypy, pyfuse3" 2>/dev/null; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,mount]'
     touch "$stamp"
 fi
 # Byte-compile the LibOS: every `occlum` command imports it afresh, and with

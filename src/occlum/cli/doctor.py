@@ -377,6 +377,9 @@ def doctor(
     from occlum.instance.wire import refuse_if_started
 
     refuse_if_started(inst.run_dir)
+    from occlum.instance.fusemount import refuse_if_mounted
+
+    refuse_if_mounted(inst)
     key_path = None if image_key is None else inst.path / image_key
     argv = (program, *args)
     spec = to_run_spec(inst, argv, os.environ, image_key=key_path)

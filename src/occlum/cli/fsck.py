@@ -49,6 +49,9 @@ def _refuse_if_in_use(inst: Instance) -> None:
     pids = inst.running_pids()
     if pids:
         raise UserError(f"the instance is running (occlum run, pid {pids[0]}): wait for it to exit")
+    from occlum.instance.fusemount import refuse_if_mounted
+
+    refuse_if_mounted(inst)
 
 
 def _size(n: int) -> str:

@@ -223,6 +223,9 @@ def run(
     from occlum.instance.wire import refuse_if_started
 
     refuse_if_started(inst.run_dir)
+    from occlum.instance.fusemount import refuse_if_mounted
+
+    refuse_if_mounted(inst)
     key_path = None if image_key is None else inst.path / image_key
     spec = to_run_spec(
         inst,
@@ -295,6 +298,11 @@ def status(ctx: click.Context) -> None:
     running = ", ".join(f"pid {p}" for p in st.running_pids) if st.running_pids else "no"
     table.add_row("running", running)
     table.add_row("started", _server_state(_instance(ctx)))
+    from occlum.instance.fusemount import mount_markers
+
+    mounts = mount_markers(_instance(ctx))
+    shown = [f"{m.target} at {m.mountpoint} (occlum mount, pid {m.pid})" for m in mounts]
+    table.add_row("mounted", "\n".join(shown) if shown else "no")
     out.print(table)
 
 
@@ -391,10 +399,13 @@ from occlum.cli.attest import verify_quote  # noqa: E402
 from occlum.cli.completion import completion  # noqa: E402
 from occlum.cli.doctor import doctor  # noqa: E402 - a command of its own module
 from occlum.cli.fsck import fsck  # noqa: E402
+from occlum.cli.mount import mount, umount  # noqa: E402
 
 cli.add_command(doctor)
 cli.add_command(fsck)
 cli.add_command(verify_quote)
+cli.add_command(mount)
+cli.add_command(umount)
 cli.add_command(completion)
 
 

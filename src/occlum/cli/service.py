@@ -62,6 +62,9 @@ def start(ctx: click.Context, image_key: str | None) -> None:
     from occlum.instance.server import start_server
 
     inst = _instance(ctx)
+    from occlum.instance.fusemount import refuse_if_mounted
+
+    refuse_if_mounted(inst)
     if inst.running_pids():
         pids = ", ".join(str(p) for p in inst.running_pids())
         raise UserError(f"the instance is running with occlum run (pid {pids}); wait for it to end")
