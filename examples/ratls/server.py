@@ -15,7 +15,7 @@ from __future__ import annotations
 import http.server
 import sys
 
-from occlum.attest.ratls import server_context
+from occlum.attest.ratls import RatlsError, server_context
 
 MESSAGE = b"hello from inside the enclave\n"
 
@@ -35,7 +35,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 def main() -> None:
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8443
     requests = int(sys.argv[2]) if len(sys.argv) > 2 else None
-    ctx = server_context()
+    try:
+        ctx = server_context()
+    except RatlsError as e:
+        sys.exit(f"server: {e}")
     httpd = http.server.HTTPServer(("0.0.0.0", port), Handler)
     httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
     print(f"RA-TLS server listening on port {port}", flush=True)

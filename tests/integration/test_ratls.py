@@ -31,7 +31,7 @@ OCCLUM = str(Path(sys.executable).parent / "occlum")
 SRC = REPO / "src" / "occlum"
 MESSAGE = "hello from inside the enclave\n"
 
-pytestmark = [pytest.mark.slow, pytest.mark.needs_root]
+pytestmark = pytest.mark.needs_root
 
 
 @dataclass

@@ -4,12 +4,14 @@ each with its own line, when any part does not hold."""
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from occlum.attest.ratls import RatlsError, dcap_quote
 from occlum.attest.verify import RatlsVerifyError, verify_certificate
 from occlum.crypto.ratls import (
     RATLS_QUOTE_OID,
@@ -158,3 +160,13 @@ def test_a_garbage_quote_is_malformed(platforms: tuple[AttestationPlatform, ...]
     cert = certificate_with_quote(new_key(), b"\x03\x00\x02\x00garbage")
     with pytest.raises(RatlsVerifyError, match="RA-TLS quote refused: malformed quote"):
         verify_certificate(cert.cert_der, QuotePolicy(platforms[0].root_pem))
+
+
+def test_quote_outside_an_instance_is_one_clear_error(tmp_path: Path) -> None:
+    """No /dev/sgx (not inside an instance), or a device that is not Occlum's."""
+    with pytest.raises(RatlsError, match=r"^cannot open .*/none \(No such file or directory\)"):
+        dcap_quote(b"data", str(tmp_path / "none"))
+    with pytest.raises(RatlsError, match=r"^SGXIOC_GET_DCAP_QUOTE_SIZE failed \("):
+        dcap_quote(b"data", "/dev/null")
+    with pytest.raises(ValueError, match="at most 64"):
+        dcap_quote(bytes(65), "/dev/null")
