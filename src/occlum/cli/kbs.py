@@ -15,7 +15,14 @@ from occlum.errors import UserError
 @click.group("kbs", context_settings=CONTEXT, short_help="The key broker: serve secrets.")
 def kbs() -> None:
     """A key broker: secrets stored encrypted in a store directory, each with a policy, and
-    released over HTTP only against a fresh quote that meets it."""
+    released over HTTP only against a fresh quote that meets it (API: docs/attestation.md).
+
+    \b
+    Example:
+      occlum kbs add-secret --store kbs db --from-file pw.txt --mrenclave $(occlum print mrenclave)
+      occlum print platform-root > root.pem
+      occlum kbs serve --store kbs --listen 0.0.0.0:8443 --root-cert root.pem
+    """
 
 
 def _listen(value: str) -> tuple[str, int]:
