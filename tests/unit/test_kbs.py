@@ -250,3 +250,31 @@ def test_malformed_requests_are_refused(
 ) -> None:
     got, answer = _post(setup.url + path, body)
     assert got == status and expected in answer["error"], answer
+
+
+def test_occlum_kbs_serve_answers_and_stops_on_sigterm(setup: Setup, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    root = tmp_path / "root.pem"
+    root.write_bytes(setup.platform.root_pem)
+    store = tmp_path / "store"
+    SecretStore(store, create=True).add("db", SECRET, POLICY)
+    occlum = str(Path(sys.executable).parent / "occlum")
+    proc = subprocess.Popen(
+        [occlum, "kbs", "serve", "--store", str(store), "--listen", "127.0.0.1:0",
+         "--root-cert", str(root)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("listening on http://127.0.0.1:"), first
+        url = first.split()[-1]
+        assert fetch_secret(url, "db", quoter(setup.platform)) == SECRET
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "released 'db'" in out and out.endswith("stopped\n") and SECRET.decode() not in out

@@ -3,6 +3,7 @@ HTTP to enclaves whose fresh quote meets it (API: docs/attestation.md)."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -65,11 +66,16 @@ def serve(store_dir: Path, listen: str, roots: tuple[Path, ...]) -> None:
         server = KbsServer((host, port), broker, log)
     except OSError as e:
         raise UserError(f"cannot listen on {listen}: {e.strerror}")
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # leaves serve_forever in this (the main) thread
+
+    signal.signal(signal.SIGTERM, stop)
     log(f"listening on http://{host}:{server.server_port}")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        pass
+        log("stopped")
     finally:
         server.server_close()
 

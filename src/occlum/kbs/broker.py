@@ -139,6 +139,7 @@ def _field(req: dict[str, Any], key: str, size: int | None = None) -> bytes:
 class _Handler(BaseHTTPRequestHandler):
     server: KbsServer
     protocol_version = "HTTP/1.1"
+    timeout = 30  # a client that stalls mid-request gives its thread back
 
     def _send(self, status: int, obj: dict[str, Any]) -> None:
         data = json.dumps(obj).encode() + b"\n"
