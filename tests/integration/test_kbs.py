@@ -9,6 +9,8 @@ check, with nothing of the secret in the program's output or the broker's log.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import libos
+import occlum as occlum_package
 from libos import Instance, Result
 
 ATTEST = Path(__file__).resolve().parent.parent / "c" / "attest"
@@ -209,3 +212,71 @@ def test_bad_input_is_one_line(kbs: Kbs, tmp_path: Path) -> None:
         res = occlum(["kbs", *args], kbs.env)
         assert res.code != 0 and "Traceback" not in res.stderr, res.describe()
         assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+PY_FETCH = """
+import sys
+sys.path.insert(0, "/opt/occlum-py")
+from occlum.kbs.client import KbsError, dev_sgx_quote, fetch_secret
+try:
+    print("secret:", fetch_secret(sys.argv[1], sys.argv[2], dev_sgx_quote).decode())
+except KbsError as e:
+    print("refused:", e)
+    sys.exit(1)
+"""
+# the package's modules the client needs inside, and what they import
+CLIENT_MODULES = ["__init__.py", "errors.py", "crypto/__init__.py", "crypto/envelope.py",
+                  "kbs/__init__.py", "kbs/client.py"]  # fmt: skip
+
+
+def _shared_object_dependencies(objects: list[Path]) -> set[str]:
+    """What the shared objects load (place_with_dependencies follows executables only)."""
+    libs: set[str] = set()
+    for obj in objects:
+        out = subprocess.run(["ldd", str(obj)], capture_output=True, text=True, check=False)
+        libs.update(m.group(1) for m in re.finditer(r"=> (/\S+)", out.stdout))
+    return libs
+
+
+@pytest.mark.slow
+def test_the_python_client_inside_gets_the_secret_through_dev_sgx(kbs: Kbs, tmp_path: Path) -> None:
+    import cryptography
+
+    inst = Instance.new(tmp_path / "instance")
+    inst.configure(entry_points=["/usr/bin"])
+    stdlib = Path("/usr/lib/python3.11")
+    shutil.copytree(stdlib, inst.image / stdlib.relative_to("/"), symlinks=False,
+                    ignore=shutil.ignore_patterns("test", "idlelib", "tkinter", "ensurepip"))  # fmt: skip
+    site = Path(cryptography.__file__).parent.parent
+    for package in ("cryptography", "cffi", "pycparser"):
+        if (site / package).is_dir():
+            shutil.copytree(site / package, inst.image / "opt/occlum-py" / package)
+    package = Path(occlum_package.__file__).parent
+    for module in CLIENT_MODULES:
+        libos.place(inst.image, package / module, f"/opt/occlum-py/occlum/{module}")
+    natives = {"/usr/bin/python3": Path("/usr/bin/python3")}
+    for so in [*site.glob("_cffi_backend*.so"), *(site / "cryptography").rglob("*.so")]:
+        natives[f"/opt/occlum-py/{so.relative_to(site)}"] = so
+    for so in stdlib.glob("lib-dynload/*.so"):
+        natives[str(so)] = so
+    libos.place_with_dependencies(inst.image, natives)
+    for lib in _shared_object_dependencies([p for p in natives.values() if p.suffix == ".so"]):
+        libos.place(inst.image, Path(lib), lib)
+    (inst.image / "opt/kbs_fetch.py").write_text(PY_FETCH)
+    inst.build()
+    mrenclave = occlum(["print", "mrenclave"], kbs.env, inst.path).stdout.strip()
+    (tmp_path / "secret.txt").write_text(SECRET)
+    for name, options in (("py", ["--allow-debug"]), ("py-no-debug", [])):
+        added = occlum(["kbs", "add-secret", "--store", str(kbs.store), name, "--from-file",
+                        str(tmp_path / "secret.txt"), "--mrenclave", mrenclave, *options],
+                       kbs.env)  # fmt: skip
+        assert added.code == 0, added.describe()
+    url = f"http://127.0.0.1:{kbs.broker.port}"
+    res = inst.run(["/usr/bin/python3", "/opt/kbs_fetch.py", url, "py"], extra_env=kbs.env)
+    assert (res.code, res.stdout) == (0, f"secret: {SECRET}\n"), res.describe()
+    res = inst.run(["/usr/bin/python3", "/opt/kbs_fetch.py", url, "py-no-debug"],
+                   extra_env=kbs.env)  # fmt: skip
+    assert res.code == 1, res.describe()
+    assert res.stdout.startswith("refused: key broker refused (403): policy of 'py-no-debug' "
+                                 "refused: the enclave is debuggable"), res.stdout  # fmt: skip
+    assert SECRET not in res.stdout + res.stderr
