@@ -278,3 +278,11 @@ def test_occlum_kbs_serve_answers_and_stops_on_sigterm(setup: Setup, tmp_path: P
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "released 'db'" in out and out.endswith("stopped\n") and SECRET.decode() not in out
+
+
+def test_outstanding_challenges_are_bounded(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    import occlum.kbs.broker as broker_module
+
+    monkeypatch.setattr(broker_module, "MAX_NONCES", 0)
+    status, answer = _post(f"{setup.url}/v1/challenge", {})
+    assert (status, answer) == (503, {"error": "too many outstanding challenges; try again later"})
