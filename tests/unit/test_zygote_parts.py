@@ -226,3 +226,48 @@ def test_a_slow_close_is_handed_over_first(zygote: Zygote, monkeypatch: pytest.M
         os.close(fd)
     ours.close()
     closer.close()
+
+
+def test_a_run_short_of_descriptors_lets_the_kept_image_files_go() -> None:
+    # a run of the zygote inherits the kept files of every image; when its descriptors run
+    # short, they go, and the descriptor that found the shortage is moved below the reserve
+    import resource
+
+    from occlum.cli import zygote
+    from occlum.platform import fdbudget
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = max(int(n) for n in os.listdir("/proc/self/fd")) + 128  # above what tests hold
+    held: list[int] = []
+    saved = dict(imagefs.VERIFIED.files)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+        while True:
+            fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+            if fd >= limit - fdbudget.RESERVE - 8:
+                os.close(fd)
+                break
+            held.append(fd)
+        imagefs.VERIFIED.files.clear()
+        for i in range(8):  # the kept files, low in the table as on a host with a small limit
+            imagefs.VERIFIED.files[f"x:{i}"] = held.pop()
+        top = [os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC) for _ in range(8)]
+        held.extend(top)
+        fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        fdbudget.on_short = None
+        with pytest.raises(SyscallError) as e:
+            fdbudget.lasting(fd)
+        assert e.value.errno == errno.EMFILE
+        fdbudget.on_short = zygote._let_kept_go
+        fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        got = fdbudget.lasting(fd)
+        held.append(got)
+        assert got < limit - fdbudget.RESERVE
+        assert imagefs.VERIFIED.files == {}
+    finally:
+        fdbudget.on_short = None
+        for fd in held:
+            os.close(fd)
+        imagefs.VERIFIED.files.clear()
+        imagefs.VERIFIED.files.update(saved)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -371,6 +371,7 @@ class Zygote:
             return 0
         imagefs.VERIFIED.publish = self.offer_kept
         fdbudget.hand_off = self.hand_to_closer
+        fdbudget.on_short = _let_kept_go
         try:
             conn.sendall(wire.STARTED)
         except OSError:
@@ -568,6 +569,19 @@ def _cgroup_mount(mounts: list[str], v2: bool, controllers: str) -> str | None:
         if not v2 and fstype == "cgroup" and want <= set(options.split(",")):
             return fields[4]
     return None
+
+
+def _let_kept_go() -> bool:
+    """In a run: close the kept image files it inherited (every image's, up to
+    ``_MAX_KEPT_FILES``) when its descriptors run short; they only spare it verifications,
+    and its own page cache holds copies of those it uses."""
+    kept = imagefs.VERIFIED.files
+    for fd in kept.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    let_go = bool(kept)
+    kept.clear()
+    return let_go
 
 
 def _become(peer: Peer, fds: list[int], umask: int, env: dict[bytes, bytes]) -> None:

@@ -19,6 +19,7 @@ commits nobody waits for: a failure is logged once (``FileSystems.written_back``
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Callable
 
 from occlum.abi.errors import SyscallError
@@ -26,7 +27,7 @@ from occlum.kernel.api import Deferred, Result
 from occlum.vfs.inode import Inode
 from occlum.vfs.mount import CommitRun, FileSystem
 
-__all__ = ["Commits"]
+__all__ = ["Commits", "writeback_interval"]
 
 DEFERRED = Deferred("(answered when the commit is durable)")
 
@@ -169,3 +170,11 @@ class Commits:
             self.answer(w.nid, -w.error.errno)
         else:
             self.answer(w.nid, w.done)
+
+
+def writeback_interval() -> float:
+    """Seconds between write-backs: $OCCLUM_WRITEBACK_SECONDS, default 5."""
+    try:
+        return max(0.1, float(os.environ.get("OCCLUM_WRITEBACK_SECONDS", "5")))
+    except ValueError:
+        return 5.0

@@ -24,7 +24,7 @@ from occlum.abi.syscalls import NAME
 from occlum.fs.procfs import ProcessInfo, ProcFs
 from occlum.kernel import procinfo
 from occlum.kernel.api import PROCEED, Donate, Entry, Result
-from occlum.kernel.commits import Commits
+from occlum.kernel.commits import Commits, writeback_interval
 from occlum.kernel.limits import Limits
 from occlum.kernel.log import Log
 from occlum.kernel.objects import ObjectRegistry
@@ -34,7 +34,7 @@ from occlum.kernel.rootfs import FileSystems
 from occlum.kernel.shadow import Shadow
 from occlum.kernel.spec import RunSpec
 from occlum.kernel.strace import format_call, format_result
-from occlum.kernel.terminal import open_controlling_terminal
+from occlum.kernel.terminal import open_controlling_terminal, terminal_foreground
 from occlum.kernel.waits import Wait, Waits
 from occlum.platform.seccomp import Listener
 from occlum.platform.stub import build_stub
@@ -62,12 +62,12 @@ class LibOS:
         self.check_program = check_program
         self.log = Log(spec.log_level)
         self.hostname = spec.hostname.encode()
-        self.writeback_interval = _writeback_interval()
+        self.writeback_interval = writeback_interval()
         self.next_writeback = time.monotonic() + self.writeback_interval
         self.limits = Limits(spec, self.log)
         # `occlum run` holds the terminal's foreground: each first program gets it, and it
         # comes back here when that program's tree ends
-        self.foreground = _terminal_foreground()
+        self.foreground = terminal_foreground()
         self.current: Task | None = None
         self.filesystems = FileSystems(spec, self.log, self._procfs, self.controlling_terminal)
         # the loop's own waits: process exits (pidfds), last closes, crash records, init's report
@@ -384,18 +384,3 @@ class LibOS:
         at_exit: Callable[[Task], None] = lambda t: limits.measure(t, ending=True)  # noqa: E731
         hooks = {"execve": at_exec, "execveat": at_exec, "exit_group": at_exit}
         return stats.instrument(self.table, hooks, every=limits.seen)
-
-
-def _terminal_foreground() -> bool:
-    try:
-        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
-    except OSError:
-        return False
-
-
-def _writeback_interval() -> float:
-    """Seconds between write-backs: $OCCLUM_WRITEBACK_SECONDS, default 5."""
-    try:
-        return max(0.1, float(os.environ.get("OCCLUM_WRITEBACK_SECONDS", "5")))
-    except ValueError:
-        return 5.0

@@ -20,7 +20,7 @@ from occlum.abi.errors import SyscallError
 from occlum.fs.devpts import DevPtsFs
 from occlum.vfs.inode import HOST_OPEN_MASK
 
-__all__ = ["open_controlling_terminal"]
+__all__ = ["open_controlling_terminal", "terminal_foreground"]
 
 
 def _session_and_tty(host_pid: int) -> tuple[int, int]:
@@ -82,3 +82,11 @@ def open_controlling_terminal(host_pid: int, flags: int, ptys: DevPtsFs) -> int:
         except SyscallError:
             pass
     raise SyscallError(errno.ENXIO, "the caller's controlling terminal is held by no process")
+
+
+def terminal_foreground() -> bool:
+    """Whether this process is the foreground process group of a terminal on its stdin."""
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False

@@ -30,14 +30,32 @@ from occlum.abi.errors import SyscallError
 RESERVE = 64
 
 
+# Called when the supervisor's descriptors run short, before an EMFILE: a process holding
+# descriptors it can do without (a run forked by the zygote: the verified image files the
+# zygote keeps, inherited, which only spare it a verification) lets them go and says whether
+# it let any go. It must not raise.
+on_short: Callable[[], bool] | None = None
+
+
 def lasting(fd: int) -> int:
-    """``fd``, to be kept for as long as a file lives; closed and EMFILE when it took one of the
-    descriptors kept for the supervisor's work."""
+    """``fd``, to be kept for as long as a file lives; when it took one of the descriptors kept
+    for the supervisor's work, moved below them if :data:`on_short` frees some, else closed and
+    EMFILE."""
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if soft != resource.RLIM_INFINITY and fd >= soft - RESERVE:
-        os.close(fd)
-        raise SyscallError(errno.EMFILE, "the supervisor's descriptors are nearly all in use")
-    return fd
+    if soft == resource.RLIM_INFINITY or fd < soft - RESERVE:
+        return fd
+    if on_short is not None and on_short():
+        try:
+            low = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 0)
+        except OSError:
+            low = -1
+        if 0 <= low < soft - RESERVE:
+            os.close(fd)
+            return low
+        if low >= 0:
+            os.close(low)
+    os.close(fd)
+    raise SyscallError(errno.EMFILE, "the supervisor's descriptors are nearly all in use")
 
 
 def opened_elsewhere(fd: int) -> bool:
