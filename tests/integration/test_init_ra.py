@@ -35,6 +35,13 @@ def occlum(args: list[str], env: dict[str, str], cwd: Path | None = None) -> Res
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+def add_secret(env: dict[str, str], store: Path, key_file: Path, mrenclave: str) -> None:
+    """The image key under SECRET_NAME, released to ``mrenclave`` (debuggable allowed)."""
+    res = occlum(["kbs", "add-secret", "--store", str(store), SECRET_NAME, "--from-file",
+                  str(key_file), "--mrenclave", mrenclave, "--allow-debug"], env)  # fmt: skip
+    assert res.code == 0, res.describe()
+
+
 @dataclass
 class Boot:
     inst: Instance
@@ -43,12 +50,18 @@ class Boot:
     key_file: Path
     broker: subprocess.Popen[str]
     mrenclave: str
+    url: str = ""
+
+    def build(self, init_ra: str) -> str:
+        """Build with ``--init-ra init_ra``; the new MRENCLAVE."""
+        built = occlum(["build", "--image-key", str(self.key_file), "--init-ra", init_ra],
+                       self.env, self.inst.path)  # fmt: skip
+        assert built.code == 0, built.describe()
+        printed = occlum(["print", "mrenclave"], self.env, self.inst.path)
+        return str(printed.stdout).strip()
 
     def add_secret(self, mrenclave: str) -> None:
-        res = occlum(["kbs", "add-secret", "--store", str(self.store), SECRET_NAME,
-                      "--from-file", str(self.key_file), "--mrenclave", mrenclave,
-                      "--allow-debug"], self.env)  # fmt: skip
-        assert res.code == 0, res.describe()
+        add_secret(self.env, self.store, self.key_file, mrenclave)
 
     def run(self) -> Result:
         return self.inst.run(["/bin/cat", "/etc/greeting"], extra_env=self.env, timeout=300)
@@ -66,8 +79,7 @@ def boot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Boot]:
     key_file = work / "image_key"  # outside the instance, as the user keeps it
     assert occlum(["gen-image-key", str(key_file)], env).code == 0
     # the store exists before the broker serves it; the policy is set by each test
-    boot0 = Boot(Instance(work), env, store, key_file, None, "")  # type: ignore[arg-type]
-    boot0.add_secret("ab" * 32)
+    add_secret(env, store, key_file, "ab" * 32)
     broker = subprocess.Popen(
         [OCCLUM, "kbs", "serve", "--store", str(store), "--listen", "127.0.0.1:0",
          "--root-cert", str(root)],
@@ -82,12 +94,10 @@ def boot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Boot]:
         inst.configure()
         (inst.image / "etc" / "greeting").write_text(GREETING)
         libos.place_with_dependencies(inst.image, {"/bin/cat": Path("/bin/cat")})
-        built = occlum(["build", "--image-key", str(key_file), "--init-ra",
-                        f"{url}#{SECRET_NAME}"], env, inst.path)  # fmt: skip
-        assert built.code == 0, built.describe()
-        mrenclave = occlum(["print", "mrenclave"], env, inst.path).stdout.strip()
-        assert len(mrenclave) == 64
-        yield Boot(inst, env, store, key_file, broker, mrenclave)
+        boot = Boot(inst, env, store, key_file, broker, "", url)
+        boot.mrenclave = boot.build(f"{url}#{SECRET_NAME}")
+        assert len(boot.mrenclave) == 64
+        yield boot
     finally:
         if broker.poll() is None:
             broker.terminate()
@@ -134,6 +144,14 @@ def test_bad_init_ra_options_are_one_line(boot: Boot) -> None:
         res = occlum(["build", *args], boot.env, boot.inst.path)
         assert res.code != 0 and "Traceback" not in res.stderr, res.describe()
         assert len(res.stderr.splitlines()) == 1 and expected in res.stderr, res.describe()
+
+
+def test_the_url_and_the_secret_name_are_measured(boot: Boot) -> None:
+    try:
+        assert boot.build(f"{boot.url}#other-name") != boot.mrenclave
+        assert boot.build(f"{boot.url.rsplit(':', 1)[0]}:1#{SECRET_NAME}") != boot.mrenclave
+    finally:
+        assert boot.build(f"{boot.url}#{SECRET_NAME}") == boot.mrenclave
 
 
 def test_fails_when_the_broker_is_unreachable(boot: Boot) -> None:
