@@ -12,13 +12,15 @@ from occlum.errors import UserError
 class OneLineError(click.ClickException):
     """``<prog>: error: <message>`` on stderr, never a traceback."""
 
-    def __init__(self, prog: str, message: str, exit_code: int = 1) -> None:
+    def __init__(self, prog: str, message: str, exit_code: int = 1, shown: bool = False) -> None:
         super().__init__(message)
         self.prog = prog
         self.exit_code = exit_code  # type: ignore[misc]  # ClassVar in click, per error here
+        self.shown = shown  # already said in one line by the program that failed
 
     def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"{self.prog}: error: {self.message}", err=True)
+        if not self.shown:
+            click.echo(f"{self.prog}: error: {self.message}", err=True)
 
 
 def warn(prog: str, message: str) -> None:
@@ -32,7 +34,7 @@ class UserErrorGroup(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as e:
-            raise OneLineError("occlum", str(e), e.exit_code)
+            raise OneLineError("occlum", str(e), e.exit_code, e.shown)
         except KeyboardInterrupt:
             click.echo("", err=True)
             ctx.exit(130)

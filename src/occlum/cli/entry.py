@@ -102,7 +102,8 @@ def python_exec(instance_dir: str, use_tty: bool | None, argv: list[str]) -> int
         run_dir = os.path.join(instance_dir, "run")
         code = run_exec(run_dir, argv, dict(os.environ), use_tty=use_tty)
     except UserError as e:
-        print(f"occlum: error: {e}", file=sys.stderr)
+        if not e.shown:
+            print(f"occlum: error: {e}", file=sys.stderr)
         code = e.exit_code
     except KeyboardInterrupt:
         code = 130

@@ -84,7 +84,8 @@ def run_direct(instance_dir: str, argv: list[str]) -> int:
         with inst.running():
             return int(boot.run(spec))
     except UserError as e:
-        print(f"occlum: error: {e}", file=sys.stderr)
+        if not e.shown:
+            print(f"occlum: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("", file=sys.stderr)

@@ -119,6 +119,13 @@ def init(ctx: click.Context) -> None:
     is_flag=True,
     help="Put the --image-key key into the initfs image as /etc/image_key.",
 )
+@click.option(
+    "--init-ra",
+    metavar="URL[#SECRET]",
+    default=None,
+    help="Attested boot: init fetches the --image-key key (secret SECRET, default image_key) "
+    "from the key broker at URL (http://IPV4:PORT) after attesting; the key is not built in.",
+)
 @click.pass_context
 def build(
     ctx: click.Context,
@@ -126,6 +133,7 @@ def build(
     sign_key: Path | None,
     image_key: Path | None,
     buildin_image_key: bool,
+    init_ra: str | None,
 ) -> None:
     """Validate Occlum.json, build image/ and initfs/ into images, and measure and sign the
     enclave (MRENCLAVE covers the LibOS, the configuration and every byte of the images;
@@ -134,7 +142,11 @@ def build(
     The images are integrity-only; with --image-key the root image is also encrypted (file
     contents, names, sizes, modes and symlink targets), deterministically: the same image/
     and key give the same MRENCLAVE. The initfs image is never encrypted; --buildin-image-key
-    puts the key in it (initfs/ itself is left alone).
+    puts the key in it (initfs/ itself is left alone). --init-ra URL[#SECRET] builds the
+    attested boot instead: the initfs image gets an init that attests to the key broker at URL
+    (`occlum kbs serve`) and receives the key from it; URL and SECRET are measured, and the
+    broker must hold the key file under that name (`occlum kbs add-secret SECRET --from-file
+    KEYFILE --mrenclave $(occlum print mrenclave)`).
 
     Unchanged files (same size, mtime and mode) are not copied or hashed again unless --force
     is given. A failed build leaves the previous build intact.
@@ -144,6 +156,7 @@ def build(
       occlum build
       occlum build -f --sign-key release-key.pem
       occlum gen-image-key image_key && occlum build --image-key image_key
+      occlum build --image-key ../image_key --init-ra http://10.0.0.5:8700#myapp-key
     """
     inst = _instance(ctx)
     key_path = inst.path / image_key if image_key is not None else None
@@ -153,7 +166,7 @@ def build(
     try:
         report = build_instance(
             inst, force=force, progress=progress, sign_key=sign_key,
-            image_key=key_path, buildin_image_key=buildin_image_key,
+            image_key=key_path, buildin_image_key=buildin_image_key, init_ra=init_ra,
         )  # fmt: skip
     finally:
         progress.stop()

@@ -26,13 +26,19 @@ def cache_dir() -> Path:
 
 
 def compiled(
-    source_name: str, stem: str, flags: tuple[str, ...], what: str, no_cc: str = "install gcc"
+    source_name: str,
+    stem: str,
+    flags: tuple[str, ...],
+    what: str,
+    no_cc: str = "install gcc",
+    libs: tuple[str, ...] = (),
 ) -> Path:
     """The binary of the package's ``source_name`` (e.g. ``init/init.c``), compiled now with
     ``flags`` if the cache lacks this version; a ``UserError`` naming ``what`` otherwise
-    (``no_cc`` says what to do without a compiler)."""
+    (``no_cc`` says what to do without a compiler). ``libs`` (``-lcrypto``) come after the
+    source, where a static link needs them."""
     source = resources.files("occlum").joinpath(source_name).read_bytes()
-    digest = hashlib.sha256(source + " ".join(flags).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(source + " ".join(flags + libs).encode()).hexdigest()[:16]
     binary = cache_dir() / f"{stem}-{digest}"
     if binary.is_file():
         return binary
@@ -50,7 +56,7 @@ def compiled(
         src.write_bytes(source)
         try:
             done = subprocess.run(
-                [cc, *flags, "-o", str(tmp), str(src)],
+                [cc, *flags, "-o", str(tmp), str(src), *libs],
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
         except OSError as e:  # the fork or exec of the compiler (EAGAIN: the process limit)

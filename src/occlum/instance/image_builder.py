@@ -14,7 +14,7 @@ import stat as pystat
 import struct
 import tempfile
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,14 +74,18 @@ def _show(path: bytes) -> str:
     return os.fsdecode(path)
 
 
-def _added_stat(root: os.stat_result, size: int) -> os.stat_result:
-    """What an added file is recorded with: mode 0600, the tree root's owner, mtime 0."""
+def _added_stat(root: os.stat_result, size: int, executable: bool) -> os.stat_result:
+    """What an added file is recorded with: mode 0600 (0700 if ``executable``), the tree
+    root's owner, mtime 0."""
     times = {"st_atime_ns": 0, "st_mtime_ns": 0, "st_ctime_ns": 0}
-    fields = (pystat.S_IFREG | 0o600, 0, 0, 1, root.st_uid, root.st_gid, size, 0, 0, 0)
+    mode = pystat.S_IFREG | (0o700 if executable else 0o600)
+    fields = (mode, 0, 0, 1, root.st_uid, root.st_gid, size, 0, 0, 0)
     return os.stat_result(fields, times)
 
 
-def _collect(src: bytes, added: Mapping[bytes, bytes]) -> list[_Node]:
+def _collect(
+    src: bytes, added: Mapping[bytes, bytes], executables: frozenset[bytes] = frozenset()
+) -> list[_Node]:
     """Every inode under ``src`` plus the ``added`` files (image path -> contents), numbered
     breadth-first in name-byte order (root first)."""
     try:
@@ -112,7 +116,8 @@ def _collect(src: bytes, added: Mapping[bytes, bytes]) -> list[_Node]:
             inner = d.name.rstrip(b"/") + b"/" + name
             if name in extra:
                 data = extra[name]
-                node = _Node(len(nodes) + 1, path, inner, _added_stat(root_st, len(data)))
+                st = _added_stat(root_st, len(data), inner in executables)
+                node = _Node(len(nodes) + 1, path, inner, st)
                 node.data = data
                 nodes.append(node)
                 d.entries.append((name, node.ino))
@@ -438,6 +443,7 @@ def build_image(
     cache: LeafCache | None = None,
     key: bytes | None = None,
     add_files: Mapping[str, bytes] | None = None,
+    executables: Collection[str] = (),
 ) -> str:
     """Write the image of the tree at ``src_dir`` to ``out_path``; return its hex root hash.
 
@@ -450,13 +456,16 @@ def build_image(
     With ``key`` (an image key, 16 or 32 bytes) the image is encrypted (version 2), else
     integrity-only.  ``add_files`` maps absolute paths in the image (``"/etc/image_key"``) to
     contents: each becomes a regular file of mode 0600 owned as the tree's root and with mtime
-    0, in place of whatever the tree has there; its directory must be in the tree.  Nothing is
-    written to ``src_dir``.
+    0, in place of whatever the tree has there; its directory must be in the tree.  Those of
+    them named in ``executables`` get mode 0700 (an init program).  Nothing is written to
+    ``src_dir``.
     """
     cipher = ImageCipher(key) if key is not None else None
     scheme = cipher.key_check if cipher is not None else b""
     added = {os.fsencode(name): data for name, data in (add_files or {}).items()}
-    nodes = _collect(os.fsencode(src_dir), added)
+    nodes = _collect(
+        os.fsencode(src_dir), added, frozenset(os.fsencode(name) for name in executables)
+    )
     files = [n for n in nodes if pystat.S_ISREG(n.st.st_mode)]
     total = sum(n.st.st_size for n in files)
     fresh = LeafCache(scheme) if cache is not None else None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from occlum.instance.ccache import compiled
 
-__all__ = ["default_init", "install_default_init"]
+__all__ = ["default_init", "init_ra_program", "install_default_init"]
 
 _FLAGS = ("-static", "-Os", "-s", "-Wall")
 
@@ -22,6 +22,15 @@ def default_init() -> Path:
     return compiled(
         "init/init.c", "init", _FLAGS, "the default init",
         no_cc="install gcc, or put your own init program at initfs/bin/init",
+    )  # fmt: skip
+
+
+def init_ra_program() -> Path:
+    """The compiled attested-boot init (``occlum/init/init_ra.c``, linked statically with
+    OpenSSL's libcrypto), which ``occlum build --init-ra`` puts in the initfs image."""
+    return compiled(
+        "init/init_ra.c", "init_ra", _FLAGS, "the attested-boot init (init_ra)",
+        no_cc="install gcc and libssl-dev", libs=("-lcrypto",),
     )  # fmt: skip
 
 

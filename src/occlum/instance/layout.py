@@ -53,6 +53,10 @@ IMAGE_TYPE_ENCRYPTED = "encrypted"
 IMAGE_TYPE_INTEGRITY_ONLY = "integrity-only"
 # where --buildin-image-key puts the key in the initfs image (Occlum's path)
 BUILDIN_IMAGE_KEY_PATH = "/etc/image_key"
+# where --init-ra puts the broker's URL and the secret's name in the initfs image
+INIT_RA_CONF_PATH = "/etc/init_ra.conf"
+# the secret that --init-ra URL asks for unless the URL names one (URL#NAME)
+INIT_RA_DEFAULT_SECRET = "image_key"
 IMAGE_DIRS = ("bin", "lib", "lib64", "etc", "tmp", "proc", "dev", "host", "root", "sbin")
 INITFS_DIRS = ("bin", "lib", "dev", "proc", "etc")
 # build/ outputs that `occlum run` reads: each is measured into MRENCLAVE or is its signature
@@ -295,6 +299,7 @@ def build_instance(
     sign_key: Path | None = None,
     image_key: Path | None = None,
     buildin_image_key: bool = False,
+    init_ra: str | None = None,
 ) -> BuildReport:
     """``occlum build``: validate the config, stage ``image/`` into ``build/image/``, turn it
     and ``initfs/`` into images, and measure and sign the result.
@@ -308,11 +313,17 @@ def build_instance(
     the key file's format, at ``/etc/image_key`` (``initfs/`` itself is not changed).
     ``build/image_hashes.json`` records ``"image_type"``: ``"encrypted"`` or
     ``"integrity-only"``; it is measured with the root hashes.
+
+    With ``init_ra`` (``http://IPV4:PORT[#SECRET]``, the attested boot) the initfs image gets
+    the attested-boot init as ``/bin/init`` and the broker's URL and the secret's name at
+    ``/etc/init_ra.conf``, so MRENCLAVE covers both; the key is never written anywhere in the
+    instance, and the broker must hold it (``occlum kbs add-secret``).
     """
     from occlum.instance.config import normalized_config_text, plan_mounts
 
     if buildin_image_key and image_key is None:
         raise UserError("--buildin-image-key needs --image-key FILE: there is no key to build in")
+    ra_conf = None if init_ra is None else _init_ra_conf(init_ra, image_key, buildin_image_key)
     key: bytes | None = None
     if image_key is not None:  # before anything in build/ changes: a bad key file is harmless
         from occlum.enclave.keys import load_image_key
@@ -342,7 +353,7 @@ def build_instance(
         _swap_into_place(tmp, inst.built_image_dir)
         config_text = normalized_config_text(loaded.config)
         _ensure_init(inst, report)
-        hashes = _build_images(inst, force, key, buildin_image_key)
+        hashes = _build_images(inst, force, key, buildin_image_key, ra_conf)
         key_pem = _read_sign_key(sign_key)
         metadata = loaded.config.metadata.model_dump()
         _write_atomically(inst.built_config_path, config_text)
@@ -364,11 +375,33 @@ def build_instance(
     return report
 
 
+def _init_ra_conf(init_ra: str, image_key: Path | None, buildin_image_key: bool) -> bytes:
+    """The text of ``/etc/init_ra.conf`` for ``--init-ra URL[#SECRET]``: the URL, then the
+    secret's name, one a line (what the attested-boot init reads)."""
+    import re
+
+    if image_key is None:
+        raise UserError("--init-ra needs --image-key FILE: the attested boot fetches the key "
+                        "of an encrypted image")  # fmt: skip
+    if buildin_image_key:
+        raise UserError("--init-ra and --buildin-image-key exclude each other: with --init-ra "
+                        "the key stays with the key broker")  # fmt: skip
+    url, _, secret = init_ra.partition("#")
+    secret = secret or INIT_RA_DEFAULT_SECRET
+    m = re.fullmatch(r"http://(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})/?", url)
+    if m is None or not 0 < int(m.group(2)) < 65536:
+        raise UserError(f"--init-ra {init_ra}: the broker's URL is http://IPV4:PORT[#SECRET]")
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,127}", secret):
+        raise UserError(f"--init-ra {init_ra}: the secret's name is [A-Za-z0-9._-]+")
+    return f"http://{m.group(1)}:{m.group(2)}\n{secret}\n".encode()
+
+
 def _build_images(
-    inst: Instance, force: bool, key: bytes | None, buildin_key: bool
+    inst: Instance, force: bool, key: bytes | None, buildin_key: bool, ra_conf: bytes | None
 ) -> dict[str, str]:
     """The images of the staged root (encrypted with ``key``) and of ``initfs/`` (integrity-
-    only, holding the key if ``buildin_key``): name -> root hash, plus the image type.
+    only, holding the key if ``buildin_key``, or the attested-boot init and its ``ra_conf``):
+    name -> root hash, plus the image type.
 
     Incremental builds work for both kinds (see ``LeafCache``); a cache made for another key
     or without one is not used.
@@ -380,6 +413,13 @@ def _build_images(
         from occlum.enclave.keys import format_image_key
 
         add[BUILDIN_IMAGE_KEY_PATH] = format_image_key(key).encode()
+    executables: list[str] = []
+    if ra_conf is not None:  # in place of initfs/bin/init, which stays as it is
+        from occlum.instance.initprog import init_ra_program
+
+        add["/bin/init"] = init_ra_program().read_bytes()
+        add[INIT_RA_CONF_PATH] = ra_conf
+        executables.append("/bin/init")
     hashes: dict[str, str] = {}
     for name, tree in (("image", inst.built_image_dir), ("initfs", inst.initfs_dir)):
         leaves_path = inst.build_dir / f"{name}.leaves"
@@ -388,7 +428,9 @@ def _build_images(
         if name == "image":
             hashes[name] = build_image(tree, out, cache=cache, key=key)
         elif tree.is_dir():
-            hashes[name] = build_image(tree, out, cache=cache, add_files=add)
+            hashes[name] = build_image(
+                tree, out, cache=cache, add_files=add, executables=executables
+            )
         else:  # an instance without initfs/ gets an empty one
             with tempfile.TemporaryDirectory() as empty:
                 for d in {os.path.dirname(p) for p in add if os.path.dirname(p) != "/"}:
@@ -397,7 +439,9 @@ def _build_images(
                     os.utime(empty + d, ns=(0, 0))
                 os.chmod(empty, 0o755)
                 os.utime(empty, ns=(0, 0))  # the same empty image every time
-                hashes[name] = build_image(Path(empty), out, cache=cache, add_files=add)
+                hashes[name] = build_image(
+                    Path(empty), out, cache=cache, add_files=add, executables=executables
+                )
         try:
             cache.save(leaves_path)
         except UserError:

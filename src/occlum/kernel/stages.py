@@ -45,6 +45,11 @@ def run(libos: LibOS) -> int:
     return exit_code_after_commit(libos)
 
 
+# An init that exits with this status has said why on stderr in one line (the attested-boot
+# init: the broker refused, or could not be reached); the LibOS then adds no line of its own.
+INIT_SAID_WHY_STATUS = 3
+
+
 def run_init(libos: LibOS, env: list[bytes]) -> None:
     """Run the initfs's init until it exits; it must have mounted the root (mount_rootfs)
     and exited with status 0. Then the root it mounted replaces the initfs."""
@@ -63,7 +68,8 @@ def run_init(libos: LibOS, env: list[bytes]) -> None:
     else:
         why = f"exited with status {os.WEXITSTATUS(status)}"
     if pending is None:
-        raise UserError(f"init ({init}) {why} without mounting the root file system")
+        said = os.WIFEXITED(status) and os.WEXITSTATUS(status) == INIT_SAID_WHY_STATUS
+        raise UserError(f"init ({init}) {why} without mounting the root file system", shown=said)
     if status != 0:
         raise UserError(f"init ({init}) mounted the root file system but {why}")
     fsys.mounts = pending
