@@ -50,6 +50,8 @@ declare -A PKG_FILES=(
     [libfuse3-dev]=/usr/include/fuse3/fuse.h
     [pkg-config]=/usr/bin/pkg-config
     [python3-dev]=/usr/bin/python3-config
+    # libcrypto (headers and the static library) for the attested-boot init and tests/c/attest
+    [libssl-dev]=/usr/include/openssl/evp.h
 )
 # packages whose absence does not fail the setup (benchmark peers and helpers)
 OPTIONAL=" proot hyperfine openjdk-17-jre-headless nodejs python3-numpy golang-go openjdk-17-jdk-headless "
