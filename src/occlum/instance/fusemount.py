@@ -35,6 +35,7 @@ from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import SetAttr, Stat
 from occlum.errors import UserError
 from occlum.instance.layout import Instance
+from occlum.instance.runspec import Volume, volumes
 
 if TYPE_CHECKING:
     from occlum.fs.sefs import SefsFs
@@ -47,35 +48,10 @@ _OPEN_KEEP = os.O_ACCMODE | os.O_APPEND
 
 
 @dataclass(slots=True, frozen=True)
-class Volume:
-    """A persistent SEFS volume of a built instance and the key a run derives for it."""
-
-    target: str  # "/" for the root's writable layer
-    storage: Path
-    key: bytes
-    mac_only: bool
-
-
-@dataclass(slots=True, frozen=True)
 class MountMarker:
     pid: int
     target: str
     mountpoint: str
-
-
-def volumes(inst: Instance) -> list[Volume]:
-    """The persistent SEFS volumes of the built instance, keyed as ``occlum run`` keys them:
-    sealed to this enclave under the platform key."""
-    from occlum.instance.runspec import to_run_spec
-
-    spec = to_run_spec(inst, (), os.environ, service=True)
-    out = []
-    if spec.root_upper is not None and spec.root_upper_key is not None:
-        out.append(Volume("/", Path(spec.root_upper), spec.root_upper_key, False))
-    for m in spec.mounts:
-        if m.fs_type == "sefs" and not m.temporary and m.source is not None and m.key is not None:
-            out.append(Volume(m.target, Path(m.source), m.key, m.mac_only))
-    return out
 
 
 # --- the markers of live mounts --------------------------------------------------------------
