@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import SetAttr, Stat
 from occlum.errors import UserError
-from occlum.instance.layout import Instance
+from occlum.instance.layout import Instance, pid_alive
 from occlum.instance.runspec import Volume, volumes
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def mount_markers(inst: Instance) -> list[MountMarker]:
             target, mountpoint = (d / name).read_text().rstrip("\n").split("\t", 1)
         except (OSError, ValueError):
             continue
-        if _alive(pid):
+        if pid_alive(pid):
             out.append(MountMarker(pid, target, mountpoint))
         else:
             with contextlib.suppress(OSError):
@@ -88,16 +88,6 @@ def refuse_if_mounted(inst: Instance) -> None:
             f"the instance's SEFS volume {m.target} is mounted on the host at {m.mountpoint} "
             f"(occlum mount, pid {m.pid}): occlum umount {m.mountpoint} first"
         )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextlib.contextmanager
