@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from pathlib import Path
-
 import click
 from rich.table import Table
 
@@ -13,42 +9,15 @@ from occlum.abi.errors import SyscallError
 from occlum.cli._terminal import console
 from occlum.errors import UserError
 from occlum.instance.layout import Instance
+from occlum.instance.runspec import volumes
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
-@dataclass(slots=True, frozen=True)
-class Volume:
-    target: str
-    storage: Path
-    key: bytes
-    mac_only: bool
-
-
-def _volumes(inst: Instance) -> list[Volume]:
-    """The persistent SEFS volumes of the built instance, with their keys (as `occlum run`
-    derives them: sealed to this enclave under the platform key)."""
-    from occlum.instance.runspec import to_run_spec
-
-    spec = to_run_spec(inst, (), os.environ, service=True)
-    out = []
-    if spec.root_upper is not None and spec.root_upper_key is not None:
-        out.append(Volume("/", Path(spec.root_upper), spec.root_upper_key, False))
-    for m in spec.mounts:
-        if m.fs_type == "sefs" and not m.temporary and m.source is not None and m.key is not None:
-            out.append(Volume(m.target, Path(m.source), m.key, m.mac_only))
-    return out
-
-
 def _refuse_if_in_use(inst: Instance) -> None:
-    from occlum.instance.wire import lock_holder
+    from occlum.instance.wire import refuse_if_in_use
 
-    holder = lock_holder(inst.run_dir)
-    if holder is not None:
-        raise UserError(f"the instance is started (server pid {holder}): occlum stop it first")
-    pids = inst.running_pids()
-    if pids:
-        raise UserError(f"the instance is running (occlum run, pid {pids[0]}): wait for it to exit")
+    refuse_if_in_use(inst)
     from occlum.instance.fusemount import refuse_if_mounted
 
     refuse_if_mounted(inst)
@@ -97,13 +66,13 @@ def fsck(ctx: click.Context, compact: bool, verify: bool) -> None:
     inst = Instance.at(getattr(ctx.find_root().obj, "instance_dir", "."))
     inst.require()
     _refuse_if_in_use(inst)
-    volumes = _volumes(inst)
+    vols = volumes(inst)
     out = console()
     table = Table(title="SEFS volumes", show_edge=out.width >= 100)
     for col in ("mount", "files", "live", "stored", "garbage", "journal", "reserve", "state"):
         table.add_column(col, justify="left" if col in ("mount", "state") else "right")
     failed = False
-    for v in volumes:
+    for v in vols:
         if not (v.storage / SUPERBLOCK).exists():
             table.add_row(v.target, "", "", "", "", "", "", "not created yet")
             continue
@@ -135,7 +104,7 @@ def fsck(ctx: click.Context, compact: bool, verify: bool) -> None:
             failed = True
         finally:
             fs.close(commit=False)
-    if not volumes:
+    if not vols:
         raise UserError("the instance has no persistent SEFS volume")
     out.print(table)
     ctx.exit(1 if failed else 0)

@@ -24,14 +24,9 @@ def _inst(ctx: click.Context) -> Instance:
 
 
 def _refuse_if_in_use(inst: Instance) -> None:
-    from occlum.instance.wire import lock_holder
+    from occlum.instance.wire import refuse_if_in_use
 
-    holder = lock_holder(inst.run_dir)
-    if holder is not None:
-        raise UserError(f"the instance is started (server pid {holder}): occlum stop it first")
-    pids = inst.running_pids()
-    if pids:
-        raise UserError(f"the instance is running (occlum run, pid {pids[0]}): wait for it to exit")
+    refuse_if_in_use(inst)
 
 
 @click.command(

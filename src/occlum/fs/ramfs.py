@@ -48,6 +48,7 @@ from occlum.abi.fsabi import (
 )
 from occlum.fs.filecache import FileCache
 from occlum.platform.fdbudget import opened_besides, opened_elsewhere
+from occlum.platform.holes import data_ranges
 from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, SetAttr, Stat
 from occlum.vfs.mount import FileSystem
 from occlum.vfs.path import names_changed
@@ -214,24 +215,13 @@ def _data_extents(fd: int, size: int) -> Iterator[tuple[int, bytes]]:
     found with SEEK_DATA/SEEK_HOLE: a hole (never written, truncated up, punched) is read
     never and kept not at all.  A memfd answers per page, so writing the pieces back gives
     the same pages, and the same holes."""
-    pos = 0
-    while pos < size:
-        try:
-            start = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError as e:
-            if e.errno == errno.ENXIO:  # no data past pos
-                return
-            raise
-        if start >= size:
-            return
-        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+    for start, end in data_ranges(fd, size):
         while start < end:
             piece = os.pread(fd, min(end - start, _PIECE), start)
             if not piece:  # truncated meanwhile: cannot happen, nobody holds the file
                 return
             yield start, piece
             start += len(piece)
-        pos = end
 
 
 def _pages(st: os.stat_result) -> int:

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import SetAttr, Stat
 from occlum.errors import UserError
-from occlum.instance.layout import Instance
+from occlum.instance.layout import Instance, pid_alive
+from occlum.instance.runspec import Volume, volumes
 
 if TYPE_CHECKING:
     from occlum.fs.sefs import SefsFs
@@ -47,35 +48,10 @@ _OPEN_KEEP = os.O_ACCMODE | os.O_APPEND
 
 
 @dataclass(slots=True, frozen=True)
-class Volume:
-    """A persistent SEFS volume of a built instance and the key a run derives for it."""
-
-    target: str  # "/" for the root's writable layer
-    storage: Path
-    key: bytes
-    mac_only: bool
-
-
-@dataclass(slots=True, frozen=True)
 class MountMarker:
     pid: int
     target: str
     mountpoint: str
-
-
-def volumes(inst: Instance) -> list[Volume]:
-    """The persistent SEFS volumes of the built instance, keyed as ``occlum run`` keys them:
-    sealed to this enclave under the platform key."""
-    from occlum.instance.runspec import to_run_spec
-
-    spec = to_run_spec(inst, (), os.environ, service=True)
-    out = []
-    if spec.root_upper is not None and spec.root_upper_key is not None:
-        out.append(Volume("/", Path(spec.root_upper), spec.root_upper_key, False))
-    for m in spec.mounts:
-        if m.fs_type == "sefs" and not m.temporary and m.source is not None and m.key is not None:
-            out.append(Volume(m.target, Path(m.source), m.key, m.mac_only))
-    return out
 
 
 # --- the markers of live mounts --------------------------------------------------------------
@@ -97,7 +73,7 @@ def mount_markers(inst: Instance) -> list[MountMarker]:
             target, mountpoint = (d / name).read_text().rstrip("\n").split("\t", 1)
         except (OSError, ValueError):
             continue
-        if _alive(pid):
+        if pid_alive(pid):
             out.append(MountMarker(pid, target, mountpoint))
         else:
             with contextlib.suppress(OSError):
@@ -112,16 +88,6 @@ def refuse_if_mounted(inst: Instance) -> None:
             f"the instance's SEFS volume {m.target} is mounted on the host at {m.mountpoint} "
             f"(occlum mount, pid {m.pid}): occlum umount {m.mountpoint} first"
         )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextlib.contextmanager

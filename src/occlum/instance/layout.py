@@ -180,7 +180,7 @@ class Instance:
             if not name.isdigit():
                 continue
             pid = int(name)
-            if _alive(pid):
+            if pid_alive(pid):
                 pids.append(pid)
             else:
                 with contextlib.suppress(OSError):
@@ -204,7 +204,8 @@ class Instance:
                     pid_file.unlink()
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this pid exists (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -503,7 +504,7 @@ def _remove_leftovers(build_dir: Path) -> None:
     for p in build_dir.iterdir():
         if p.name.startswith((".image.tmp-", ".image.old-")):
             pid = p.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
                 raise UserError(f"another `occlum build` (pid {pid}) is running in this instance")
             _rmtree(p)
 

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from occlum.errors import UserError
@@ -23,6 +24,29 @@ from occlum.instance.builtconf import (
 )
 from occlum.instance.layout import Instance
 from occlum.kernel.spec import EnclaveSpec, MountSpec, RunSpec
+
+
+@dataclass(slots=True, frozen=True)
+class Volume:
+    """A persistent SEFS volume of a built instance and the key a run derives for it."""
+
+    target: str  # "/" for the root's writable layer
+    storage: Path
+    key: bytes
+    mac_only: bool
+
+
+def volumes(inst: Instance) -> list[Volume]:
+    """The persistent SEFS volumes of the built instance, keyed as ``occlum run`` keys them:
+    sealed to this enclave under the platform key (``occlum fsck``, ``occlum mount``)."""
+    spec = to_run_spec(inst, (), os.environ, service=True)
+    out = []
+    if spec.root_upper is not None and spec.root_upper_key is not None:
+        out.append(Volume("/", Path(spec.root_upper), spec.root_upper_key, False))
+    for m in spec.mounts:
+        if m.fs_type == "sefs" and not m.temporary and m.source is not None and m.key is not None:
+            out.append(Volume(m.target, Path(m.source), m.key, m.mac_only))
+    return out
 
 
 def to_run_spec(

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+from typing import TYPE_CHECKING
 
 from occlum.errors import UserError
+
+if TYPE_CHECKING:  # not imported at run time: occlum exec loads this module
+    from occlum.instance.layout import Instance
 
 SOCKET_NAME = "occlum.sock"
 PID_NAME = "server.pid"
@@ -55,3 +59,13 @@ def refuse_if_started(run_dir: str | os.PathLike[str]) -> None:
 def _read(path: str) -> str:
     with open(path) as f:
         return f.read()
+
+
+def refuse_if_in_use(inst: Instance) -> None:
+    """Refuse, in one line, while the instance is started or an ``occlum run`` of it runs."""
+    holder = lock_holder(inst.run_dir)
+    if holder is not None:
+        raise UserError(f"the instance is started (server pid {holder}): occlum stop it first")
+    pids = inst.running_pids()
+    if pids:
+        raise UserError(f"the instance is running (occlum run, pid {pids[0]}): wait for it to exit")

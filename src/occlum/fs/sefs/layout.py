@@ -8,7 +8,6 @@ checkpoint, a journal record) are compact JSON (:func:`dumps`), in format :data:
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import struct
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from occlum.fs.sefs.store import ObjectRef
+from occlum.platform.holes import data_ranges
 
 __all__ = [
     "CHUNK",
@@ -85,21 +85,11 @@ class Chunk:
 def data_chunks(fd: int, size: int) -> Iterator[int]:
     """The indices of the chunks of ``fd``'s first ``size`` bytes that hold data, found with
     SEEK_DATA/SEEK_HOLE: a hole (never written, truncated up, punched) costs nothing."""
-    pos, last = 0, -1
-    while pos < size:
-        try:
-            start = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError as e:
-            if e.errno == errno.ENXIO:  # no data past pos
-                return
-            raise
-        if start >= size:
-            return
-        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+    last = -1
+    for start, end in data_ranges(fd, size):
         first = max(start // CHUNK, last + 1)
         last = (end - 1) // CHUNK
         yield from range(first, last + 1)
-        pos = end
 
 
 def write_data(fd: int, data: memoryview, off: int) -> None:
