@@ -58,6 +58,52 @@ class Result:
         return f"exit {self.code}\n--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
 
 
+# the occlum command of this environment, for tests that drive the CLI with their own env
+OCCLUM_CLI = str(Path(sys.executable).parent / "occlum")
+
+
+def occlum_cli(
+    args: Sequence[str],
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+    timeout: float = 120,
+) -> Result:
+    """``occlum ARGS`` with ``env`` (e.g. a platform key of the test's own), captured."""
+    proc = subprocess.run(
+        [OCCLUM_CLI, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout,
+        check=False,
+    )  # fmt: skip
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+class KbsServer:
+    """``occlum kbs serve`` on a free port of 127.0.0.1, its log kept at ``log``."""
+
+    def __init__(self, store: Path, root: Path, env: Mapping[str, str], log: Path) -> None:
+        self.log_path = log
+        self.log = log.open("w")
+        self.proc = subprocess.Popen(
+            [OCCLUM_CLI, "kbs", "serve", "--store", str(store), "--listen", "127.0.0.1:0",
+             "--root-cert", str(root)],
+            stdout=subprocess.PIPE, stderr=self.log, text=True, env=env,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        first = self.proc.stdout.readline()
+        assert first.startswith("listening on http://127.0.0.1:"), first
+        self.url = first.split()[-1]
+        self.port = int(first.rsplit(":", 1)[1])
+
+    def stop(self) -> str:
+        """Stop it (a second call only reads the log); what it printed and logged."""
+        out = ""
+        if not self.log.closed:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+            out, _ = self.proc.communicate(timeout=30)
+            self.log.close()
+        return out + self.log_path.read_text()
+
+
 def run_native(
     argv: Sequence[str],
     *,

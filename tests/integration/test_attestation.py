@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,6 @@ import libos
 from libos import Instance, Result
 
 ATTEST = Path(__file__).resolve().parent.parent / "c" / "attest"
-OCCLUM = str(Path(sys.executable).parent / "occlum")
 PRODUCT_ID, VERSION = 7, 3
 
 pytestmark = pytest.mark.needs_root
@@ -38,12 +35,7 @@ class Attested:
     second: Result
 
 
-def occlum(args: list[str], env: dict[str, str], cwd: Path | None = None) -> Result:
-    proc = subprocess.run(
-        [OCCLUM, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120,
-        check=False,
-    )  # fmt: skip
-    return Result(proc.returncode, proc.stdout, proc.stderr)
+occlum = libos.occlum_cli
 
 
 @pytest.fixture(scope="module")

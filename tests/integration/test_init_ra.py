@@ -8,9 +8,8 @@ instance directory.
 
 from __future__ import annotations
 
+import functools
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,19 +19,13 @@ import pytest
 import libos
 from libos import Instance, Result
 
-OCCLUM = str(Path(sys.executable).parent / "occlum")
 SECRET_NAME = "app-image-key"
 GREETING = "attested root mounted\n"
 
 pytestmark = pytest.mark.needs_root
 
 
-def occlum(args: list[str], env: dict[str, str], cwd: Path | None = None) -> Result:
-    proc = subprocess.run(
-        [OCCLUM, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600,
-        check=False,
-    )  # fmt: skip
-    return Result(proc.returncode, proc.stdout, proc.stderr)
+occlum = functools.partial(libos.occlum_cli, timeout=600)
 
 
 def add_secret(env: dict[str, str], store: Path, key_file: Path, mrenclave: str) -> None:
@@ -48,7 +41,7 @@ class Boot:
     env: dict[str, str]
     store: Path
     key_file: Path
-    broker: subprocess.Popen[str]
+    broker: libos.KbsServer
     mrenclave: str
     url: str = ""
 
@@ -80,16 +73,9 @@ def boot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Boot]:
     assert occlum(["gen-image-key", str(key_file)], env).code == 0
     # the store exists before the broker serves it; the policy is set by each test
     add_secret(env, store, key_file, "ab" * 32)
-    broker = subprocess.Popen(
-        [OCCLUM, "kbs", "serve", "--store", str(store), "--listen", "127.0.0.1:0",
-         "--root-cert", str(root)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-    )  # fmt: skip
+    broker = libos.KbsServer(store, root, env, work / "broker.log")
     try:
-        assert broker.stdout is not None
-        first = broker.stdout.readline()
-        assert first.startswith("listening on http://127.0.0.1:"), first
-        url = first.split()[-1]
+        url = broker.url
         inst = Instance.new(work / "instance")
         inst.configure()
         (inst.image / "etc" / "greeting").write_text(GREETING)
@@ -99,9 +85,7 @@ def boot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Boot]:
         assert len(boot.mrenclave) == 64
         yield boot
     finally:
-        if broker.poll() is None:
-            broker.terminate()
-            broker.communicate(timeout=30)
+        broker.stop()
 
 
 def one_line_failure(res: Result, expected: str) -> None:
@@ -156,6 +140,5 @@ def test_the_url_and_the_secret_name_are_measured(boot: Boot) -> None:
 
 def test_fails_when_the_broker_is_unreachable(boot: Boot) -> None:
     boot.add_secret(boot.mrenclave)
-    boot.broker.terminate()
-    boot.broker.communicate(timeout=30)
+    boot.broker.stop()
     one_line_failure(boot.run(), "cannot reach the key broker at http://127.0.0.1:")

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,45 +20,16 @@ import pytest
 
 import libos
 import occlum as occlum_package
-from libos import Instance, Result
+from libos import Instance, KbsServer, Result
 
 ATTEST = Path(__file__).resolve().parent.parent / "c" / "attest"
-OCCLUM = str(Path(sys.executable).parent / "occlum")
 PRODUCT_ID, VERSION = 7, 3
 SECRET = "s3cret-image-key-0123456789abcdef"
 
 pytestmark = pytest.mark.needs_root
 
 
-def occlum(args: list[str], env: dict[str, str], cwd: Path | None = None) -> Result:
-    proc = subprocess.run(
-        [OCCLUM, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120,
-        check=False,
-    )  # fmt: skip
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-class Server:
-    """``occlum kbs serve`` on a free port of 127.0.0.1, its log kept."""
-
-    def __init__(self, store: Path, root: Path, env: dict[str, str], log: Path) -> None:
-        self.log_path = log
-        self.log = log.open("w")
-        self.proc = subprocess.Popen(
-            [OCCLUM, "kbs", "serve", "--store", str(store), "--listen", "127.0.0.1:0",
-             "--root-cert", str(root)],
-            stdout=subprocess.PIPE, stderr=self.log, text=True, env=env,
-        )  # fmt: skip
-        assert self.proc.stdout is not None
-        first = self.proc.stdout.readline()
-        assert first.startswith("listening on http://127.0.0.1:"), first
-        self.port = int(first.rsplit(":", 1)[1])
-
-    def stop(self) -> str:
-        self.proc.terminate()
-        out, _ = self.proc.communicate(timeout=30)
-        self.log.close()
-        return out + self.log_path.read_text()
+occlum = libos.occlum_cli
 
 
 @dataclass
@@ -67,8 +37,8 @@ class Kbs:
     inst: Instance
     env: dict[str, str]
     store: Path
-    broker: Server
-    stranger: Server  # trusts another platform's root only
+    broker: KbsServer
+    stranger: KbsServer  # trusts another platform's root only
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +48,7 @@ def kbs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kbs]:
     other = dict(os.environ, OCCLUM_PLATFORM_KEY=str(work / "other" / "platform.key"))
     saved = os.environ.get("OCCLUM_PLATFORM_KEY")
     os.environ["OCCLUM_PLATFORM_KEY"] = env["OCCLUM_PLATFORM_KEY"]  # for Instance.build
-    servers: list[Server] = []
+    servers: list[KbsServer] = []
     try:
         binary = work / "kbs_fetch"
         cmd = ["gcc", *libos.GLIBC.flags, "-Wall", "-o", str(binary), str(ATTEST / "kbs_fetch.c"),
@@ -123,8 +93,8 @@ def kbs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kbs]:
             assert printed.code == 0, printed.describe()
             roots[label] = work / f"{label}.pem"
             roots[label].write_text(printed.stdout)
-        servers.append(Server(store, roots["root"], env, work / "broker.log"))
-        servers.append(Server(store, roots["other-root"], env, work / "stranger.log"))
+        servers.append(KbsServer(store, roots["root"], env, work / "broker.log"))
+        servers.append(KbsServer(store, roots["other-root"], env, work / "stranger.log"))
         yield Kbs(inst, env, store, servers[0], servers[1])
     finally:
         for server in servers:
@@ -136,7 +106,7 @@ def kbs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kbs]:
             os.environ["OCCLUM_PLATFORM_KEY"] = saved
 
 
-def fetch(kbs: Kbs, name: str, *mode: str, server: Server | None = None) -> Result:
+def fetch(kbs: Kbs, name: str, *mode: str, server: KbsServer | None = None) -> Result:
     port = (server or kbs.broker).port
     return kbs.inst.run(["/bin/kbs_fetch", "127.0.0.1", str(port), name, *mode],
                         extra_env=kbs.env)  # fmt: skip
