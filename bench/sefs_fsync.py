@@ -23,11 +23,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests"))
 
+from sefs_scale import phases  # noqa: E402  (the phase lines of bench/c programs)
+
 import libos  # noqa: E402  (the test harness: compile, instances)
-
-
-def phases(out: str) -> dict[str, float]:
-    return {k: float(v) for k, v in (line.split() for line in out.splitlines() if line)}
 
 
 def main() -> None:

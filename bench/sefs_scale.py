@@ -33,11 +33,13 @@ OCCLUM = str(Path(sys.executable).parent / "occlum")
 
 
 def phases(out: str) -> dict[str, float]:
+    """The "phase seconds" lines a bench program prints (bench/c/manyfiles.c, bigfsync.c)."""
     return {k: float(v) for k, v in (line.split() for line in out.splitlines() if line)}
 
 
-def native(prog: Path, n: int, mode: str) -> dict[str, float]:
-    d = Path(tempfile.mkdtemp(prefix="sefs-scale-", dir="/var/tmp"))
+def native(prog: Path, n: int, mode: str, under: str = "/var/tmp") -> dict[str, float]:
+    """manyfiles on the host, in a fresh directory under ``under`` (host disk by default)."""
+    d = Path(tempfile.mkdtemp(prefix="manyfiles-", dir=under))
     try:
         res = subprocess.run([str(prog), str(d), str(n), mode], capture_output=True, text=True)
         if res.returncode != 0:
@@ -47,8 +49,11 @@ def native(prog: Path, n: int, mode: str) -> dict[str, float]:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def inside(inst: libos.Instance, n: int, mode: str, tag: str) -> dict[str, float]:
-    script = f"mkdir /root/{tag} && /bin/manyfiles /root/{tag} {n} {mode}"
+def inside(
+    inst: libos.Instance, n: int, mode: str, tag: str, under: str = "/root"
+) -> dict[str, float]:
+    """manyfiles inside, in ``under``/``tag`` (the persistent root by default)."""
+    script = f"mkdir {under}/{tag} && /bin/manyfiles {under}/{tag} {n} {mode}"
     res = inst.run(["/bin/sh", "-c", script], timeout=3600)
     if res.code != 0:
         raise SystemExit(f"manyfiles inside failed ({res.code}): {res.stderr.strip()}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,32 +23,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests"))
 
+from sefs_scale import inside, native  # noqa: E402  (manyfiles on the host and inside)
+
 import libos  # noqa: E402  (the test harness: compile, instances)
 
 PHASES = ("create", "list", "delete")
-
-
-def phases(out: str) -> dict[str, float]:
-    return {k: float(v) for k, v in (line.split() for line in out.splitlines() if line)}
-
-
-def native(prog: Path, n: int, under: str) -> dict[str, float]:
-    d = Path(tempfile.mkdtemp(prefix="tmp-scale-", dir=under))
-    try:
-        res = subprocess.run([str(prog), str(d), str(n), "nofsync"], capture_output=True, text=True)
-        if res.returncode != 0:
-            raise SystemExit(f"native manyfiles failed: {res.stderr.strip()}")
-        return phases(res.stdout)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def inside(inst: libos.Instance, n: int, tag: str) -> dict[str, float]:
-    script = f"mkdir /tmp/{tag} && /bin/manyfiles /tmp/{tag} {n} nofsync"
-    res = inst.run(["/bin/sh", "-c", script], timeout=3600)
-    if res.code != 0:
-        raise SystemExit(f"manyfiles inside failed ({res.code}): {res.stderr.strip()}")
-    return phases(res.stdout)
 
 
 def main() -> None:
@@ -73,9 +51,9 @@ def main() -> None:
         inst.build()
         runs: dict[str, list[dict[str, float]]] = {"tmpfs": [], "ext4": [], "libos": []}
         for i in range(args.repeat):
-            runs["tmpfs"].append(native(prog, args.files, "/dev/shm"))
-            runs["ext4"].append(native(prog, args.files, "/var/tmp"))
-            runs["libos"].append(inside(inst, args.files, f"r{i}"))
+            runs["tmpfs"].append(native(prog, args.files, "nofsync", "/dev/shm"))
+            runs["ext4"].append(native(prog, args.files, "nofsync", "/var/tmp"))
+            runs["libos"].append(inside(inst, args.files, "nofsync", f"r{i}", "/tmp"))
         print(f"{args.files} files, medians of {args.repeat}")
         head = (
             f"{'phase':<8} {'tmpfs s':>9} {'ext4 s':>9} {'libos s':>9} {'/tmpfs':>7} {'/ext4':>7}"
