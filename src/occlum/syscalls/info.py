@@ -45,23 +45,24 @@ def sys_sethostname(libos: LibOS, t: Task, name: int, length: int) -> int:
 _meminfo_fd = -1  # /proc/meminfo, kept open: each pread at 0 makes it afresh
 
 
-def _meminfo(field: bytes) -> int:
-    """A /proc/meminfo field, in bytes (0 if absent). Java asks sysinfo for the memory left
-    whenever it weighs another compiler thread: found in the bytes, not parsed whole (4 us
-    against 110)."""
+def _meminfo(*fields: bytes) -> list[int]:
+    """/proc/meminfo fields, in bytes (0 if absent), from one read. Java asks sysinfo for the
+    memory left whenever it weighs another compiler thread: found in the bytes, not parsed
+    whole (4 us against 110)."""
     global _meminfo_fd
     if _meminfo_fd < 0:
         _meminfo_fd = os.open("/proc/meminfo", os.O_RDONLY | os.O_CLOEXEC)
     raw = b"\n" + os.pread(_meminfo_fd, 8192, 0)
-    at = raw.find(b"\n" + field + b":")
-    if at < 0:
-        return 0
-    start = at + len(field) + 2
-    return int(raw[start : raw.index(b"k", start)]) * 1024
+    out = []
+    for field in fields:
+        at = raw.find(b"\n" + field + b":")
+        start = at + len(field) + 2
+        out.append(0 if at < 0 else int(raw[start : raw.index(b"k", start)]) * 1024)
+    return out
 
 
 def sys_sysinfo(libos: LibOS, t: Task, buf: int) -> int:
-    mem_total, available = _meminfo(b"MemTotal"), _meminfo(b"MemAvailable")
+    mem_total, available = _meminfo(b"MemTotal", b"MemAvailable")
     uptime = int(time.clock_gettime(time.CLOCK_BOOTTIME))  # /proc/uptime's first field
     loads = os.getloadavg()
     total = min(mem_total, libos.spec.user_space_size) or mem_total
