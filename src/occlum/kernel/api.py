@@ -27,9 +27,8 @@ class Donate:
 
 
 class Deferred:
-    """Handler result: no answer now. The handler has registered what the call waits for with
-    the serving loop (``kernel/waits.py``: a socket, for ``syscalls/net.py``'s blocking
-    ``accept`` and ``recvfrom``), which answers it once the wait is over. ``shown`` is what
+    """Handler result: no answer now. The handler has handed the call to what answers it later
+    (``kernel/commits.py``: a durability call, once its commit is durable). ``shown`` is what
     ``--strace`` prints for it."""
 
     __slots__ = ("shown",)

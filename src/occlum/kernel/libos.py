@@ -2,8 +2,8 @@
 
 Everything runs on one thread. A notification is received, its task found (or discovered: a
 new process is known by its first served call), its handler run, and the answer sent; no
-handler blocks. Exits of processes arrive as readable pidfds in the same loop, and so do the
-sockets of calls that wait (``kernel/waits.py``), which the loop answers when they are ready.
+handler blocks. Exits of processes arrive as readable pidfds in the same loop; calls that
+wait for a commit are answered by it when the commit is durable (``kernel/commits.py``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from occlum.kernel.shadow import Shadow
 from occlum.kernel.spec import RunSpec
 from occlum.kernel.strace import format_call, format_result
 from occlum.kernel.terminal import open_controlling_terminal, terminal_foreground
-from occlum.kernel.waits import Wait, Waits
 from occlum.platform.seccomp import Listener
 from occlum.platform.stub import build_stub
 from occlum.vfs.mount import MountTable
@@ -76,7 +75,6 @@ class LibOS:
         self.proctable = ProcTable(spec, self.limits, lambda: self.mounts.root(), self.sel)
         self.proctable.warn = self.warn_once
         # calls answered once their socket is ready (a blocking accept or recvfrom), also here
-        self.waits = Waits(self.sel, self.answer, lambda nid: self.listener.id_valid(nid))
         # commits of the protected volumes, made in slices between served calls
         self.commits = Commits(self.answer, self.filesystems.written_back)
         self.objects = ObjectRegistry()
@@ -175,15 +173,12 @@ class LibOS:
         The loop blocks in NOTIF_RECV itself, not in epoll: with the sync-wake-up flag the
         kernel then wakes the supervisor on the caller's CPU (12 µs against 17 µs a round trip
         on our machines). Process exits, crash records and init's report are picked up without
-        blocking every few calls, and once more at the end. While a call waits
-        (``kernel/waits.py``), the loop blocks in poll instead, on the listener and the selector.
+        blocking every few calls, and once more at the end. While a commit is under way, the
+        loop makes a slice of it between calls (``_commit_turn``).
         """
         served = 0
         while True:
-            if self.commits.active:
-                if not self._commit_turn():
-                    continue
-            elif self.waits.pending and not self._await_call():
+            if self.commits.active and not self._commit_turn():
                 continue
             if not self._serve_one():
                 if self._listener_hung_up():
@@ -199,21 +194,7 @@ class LibOS:
         while self.first_status is None and self._poll_events(5.0):
             pass
         self.proctable.report_faults()  # whatever the readiness said: the records are all written
-        self.waits.close_all()  # any left waited for a process that is gone
         self.commits.finish()  # nobody is left to wait for them
-
-    def _await_call(self) -> bool:
-        """Wait for a call, or until a waiting call's socket, its process's end or the waits'
-        timer is due, and handle those; True once a call is there to receive (or every process
-        is gone). Calls that wait are rare: only then does the loop give up the sync wake-up
-        of blocking in NOTIF_RECV."""
-        poller = select.poll()
-        poller.register(self.listener.fd, select.POLLIN)
-        poller.register(self.sel.fileno(), select.POLLIN)
-        ready = poller.poll(self.waits.timeout() * 1000)
-        self._poll_events(0)
-        self.waits.tick()
-        return any(fd == self.listener.fd for fd, _ in ready)
 
     def _commit_turn(self) -> bool:
         """One slice of the commits under way, and what else is ready; True if a call is
@@ -221,8 +202,6 @@ class LibOS:
         more than a slice (``kernel/commits.py``), and uses the time no call needs."""
         self.commits.step()
         self._poll_events(0)
-        if self.waits.pending:
-            self.waits.tick()
         poller = select.poll()
         poller.register(self.listener.fd, select.POLLIN)
         return bool(poller.poll(0))
@@ -244,8 +223,6 @@ class LibOS:
                 self.filesystems.last_closes(self.commits.background)
             elif what == "control":
                 self._control_message()
-            elif isinstance(what, Wait):
-                self.waits.ready(what, key.fd)
             else:
                 assert isinstance(what, Process)
                 self.proctable.process_exited(what)
@@ -319,7 +296,7 @@ class LibOS:
     def answer(self, nid: int, res: Result) -> Result:
         """Answer notification ``nid`` with a handler's result; what the program got (the
         descriptor's number for a Donate). The answer path of every served call, also of one
-        answered after its wait (``kernel/waits.py``)."""
+        answered once its commit is durable (``kernel/commits.py``)."""
         if type(res) is int:
             if res < 0:
                 self.listener.respond(nid, 0, res)
@@ -337,7 +314,7 @@ class LibOS:
                 os.close(host_fd)
         elif res is PROCEED:
             self.listener.proceed(nid)
-        # else Deferred: the loop answers it when its wait is over (kernel/waits.py)
+        # else Deferred: answered when its commit is durable (kernel/commits.py)
         return res
 
     def _internal_error(self, t: Task, nr: int, exc: Exception) -> None:
