@@ -30,8 +30,8 @@ STEP = 0.01
 # ... and once it has waited this long for the writer thread (extents are fsync'd one by one)
 IO_WAIT = 0.005
 # Threads that read and hash a big file's chunks for a flush (files.scan): reading a memfd is
-# bound by memory copies, about 6 GB/s per thread here
-SCANNERS = 2
+# bound by memory copies, about 6 GB/s per thread here, and two share the memory bandwidth
+SCANNERS = min(2, os.cpu_count() or 1)
 
 
 class Commit:
