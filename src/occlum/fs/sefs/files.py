@@ -106,12 +106,10 @@ def scan(
         if old is not None and k is not None and k[0] == old.phash and k[1] == f:
             out.append((i, old.phash, f, b""))
             continue
-        if f == (_ZERO_HASH if length == CHUNK else fast_hash(ZERO[:length])):
-            data = bytes(view)
-            if data == ZERO[:length]:
-                continue  # all zeros: a hole
-        else:
-            data = bytes(view)
+        data = bytes(view)
+        zero_hash = _ZERO_HASH if length == CHUNK else fast_hash(ZERO[:length])
+        if f == zero_hash and data == ZERO[:length]:
+            continue  # all zeros: a hole
         h = hashlib.sha256(data).digest()
         if old is not None and old.phash == h:
             out.append((i, h, f, b""))  # the same contents, whose fast hash was not known
@@ -178,8 +176,9 @@ class SefsFile(RamFile):
         fd = self.fs.page_cache.new_memfd(f"sefs:{self.ino}")
         what = f"contents of inode {self.ino}"
         extent: tuple[bytes, bytes] = (b"", b"")  # (id, plaintext): a file's chunks of one
-        known: dict[int, tuple[bytes, bytes]] = {}  # extent are consecutive, so one at a time
-        try:  # suffices
+        # extent are consecutive, so one at a time suffices
+        known: dict[int, tuple[bytes, bytes]] = {}
+        try:
             os.ftruncate(fd, self.size)
             for i in sorted(self.chunks):
                 c = self.chunks[i]
