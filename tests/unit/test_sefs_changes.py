@@ -9,7 +9,7 @@ import ctypes
 import hashlib
 import mmap
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +169,34 @@ def test_a_big_file_is_scanned_by_threads_and_a_small_change_found(
     again = SefsFs(vol, KEY)
     mounts.append(again)
     assert read(again.root.lookup(b"f")) == data
+
+
+def test_a_file_truncated_while_its_flush_reads_it_still_loads(
+    vol: Path, mounts: list[SefsFs], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A program may shrink the file (a native ftruncate) after the flush took its size: what
+    the flush reads past the new end is zeros, so every chunk it records is as long as the
+    size it records, and a kill right after the commit leaves a file that loads."""
+    fs = SefsFs(vol, KEY)
+    mounts.append(fs)
+    data = os.urandom(3 * CHUNK)
+    f = fs.root.create(b"f", 0o644, 0, 0)
+    assert isinstance(f, SefsFile)
+    fd = f.open_host_fd(os.O_RDWR)
+    os.pwrite(fd, data, 0)
+    real_data_chunks = sefs_files.data_chunks
+
+    def data_chunks_after_a_truncate(fd_: int, size: int) -> Iterator[int]:
+        os.ftruncate(fd, CHUNK + 1000)  # between the flush's fstat and its reads
+        return real_data_chunks(fd_, size)
+
+    monkeypatch.setattr(sefs_files, "data_chunks", data_chunks_after_a_truncate)
+    try:
+        fs.sync_file(f)
+    finally:
+        os.close(fd)
+    monkeypatch.undo()
+    fs.close(commit=False)  # killed before another commit
+    again = SefsFs(vol, KEY)
+    mounts.append(again)
+    assert read(again.root.lookup(b"f")) == data[: CHUNK + 1000] + bytes(2 * CHUNK - 1000)
