@@ -47,6 +47,12 @@ PROGRESS_MIN_FILES = 2000
     help="With --oci: put the instance's layer on top of this OCI image (one that has "
     "`occlum` on PATH).",
 )
+@click.option(
+    "--no-runtime",
+    is_flag=True,
+    help="With --oci and no --base: the instance's layer only, no Python and no LibOS (for a "
+    "base image of your own).",
+)
 @click.pass_context
 def package(
     ctx: click.Context,
@@ -56,6 +62,7 @@ def package(
     tag: str,
     cmd: str | None,
     base: str | None,
+    no_runtime: bool,
 ) -> None:
     """Package a built instance to run on another machine: NAME (default: the instance
     directory's name + .tar.gz, in the current directory; .tar.gz is added if missing) holds
@@ -67,24 +74,33 @@ def package(
     The instance must be built from its current Occlum.json. A debuggable enclave (the
     default of Occlum.json) is refused unless --debug is given.
 
-    With --oci DIR, write an OCI image layout instead: one layer with the instance at
-    /occlum_instance, Entrypoint `occlum --instance-dir /occlum_instance run`, Cmd the
-    program. The layer has no Python and no LibOS: use --base, or run it on top of an image
-    that has `occlum` of the same version on PATH.
+    With --oci DIR, write an OCI image layout instead, that a container engine runs as it is
+    (`podman load -i DIR`, no registry needed): a runtime layer (this Python, its libraries
+    and the LibOS, reproducible and shared by every image of one LibOS) under one layer with
+    the instance at /occlum_instance; Entrypoint `occlum-container`, Cmd the program. The
+    platform key comes from the host's mount at /var/lib/occlum/platform. See docs/deploy.md.
+    --no-runtime writes the instance's layer alone (Entrypoint `occlum --instance-dir
+    /occlum_instance run`), for a base image that has `occlum` of the same version on PATH;
+    --base puts it on such a base from another OCI layout.
 
     \b
     Example:
       occlum package                       # ./myapp.tar.gz
       tar xzf myapp.tar.gz && cd myapp && occlum run /bin/hello
       occlum package --oci oci --cmd /bin/hello
-      umoci unpack --image oci:latest bundle
+      podman load -i oci     # then: podman run --privileged -v ... IMAGE (docs/deploy.md)
     """
     if oci_dir is None:
-        for option, value in (("--tag", tag != "latest"), ("--cmd", cmd), ("--base", base)):
+        for option, value in (
+            ("--tag", tag != "latest"), ("--cmd", cmd), ("--base", base),
+            ("--no-runtime", no_runtime),
+        ):  # fmt: skip
             if value:
                 raise click.UsageError(f"{option} only applies to --oci DIR")
     elif name is not None:
         raise click.UsageError("give either NAME or --oci DIR, not both")
+    elif base is not None and no_runtime:
+        raise click.UsageError("--no-runtime and --base exclude each other (a base has no runtime)")
     root = ctx.find_root()
     inst = Instance.at(root.params.get("instance_dir") or ".")
     progress = RichProgress("packaging", min_bytes=PROGRESS_MIN_BYTES, min_files=PROGRESS_MIN_FILES)
@@ -93,8 +109,9 @@ def package(
             report = write_package(inst, name, debug=debug, progress=progress)
         else:
             report = write_oci_layout(
-                inst, oci_dir, tag=tag, cmd=cmd, base=base, debug=debug, progress=progress
-            )
+                inst, oci_dir, tag=tag, cmd=cmd, base=base, runtime=not no_runtime,
+                debug=debug, progress=progress,
+            )  # fmt: skip
     finally:
         progress.stop()
     for w in report.warnings:

@@ -33,11 +33,13 @@ mtime for every entry (``$SOURCE_DATE_EPOCH``, else the time of the build), and 
 without a name or time. The same build packaged twice gives the same bytes. It is written to a
 temporary file beside the destination and renamed into place only when complete.
 
-An OCI image layout (``--oci DIR``) holds one image whose single layer is the same tree under
-``/occlum_instance``, and whose configuration runs ``occlum --instance-dir /occlum_instance
-run`` with the program as its command. The layer holds no Python and no LibOS: it goes on top
-of a base image that provides ``occlum`` on ``PATH`` (``--base`` takes that image's layers and
-settings from another OCI layout).
+An OCI image layout (``--oci DIR``) holds one image whose top layer is the same tree under
+``/occlum_instance``. Below it goes the runtime layer (:mod:`.runtime`: a Python and the
+LibOS), and the image's entrypoint is ``occlum-container`` (:mod:`occlum.cli.container`) with
+the program as its command: the image runs on a host that has only a container engine. With
+``--no-runtime`` or ``--base`` the instance's layer goes alone or on a base image that provides
+``occlum`` on ``PATH`` (``--base`` takes that image's layers and settings from another OCI
+layout), and the configuration runs ``occlum --instance-dir /occlum_instance run``.
 
 About 650 lines, one room: the archive and the OCI image are two writers of one package
 layout and its checks.
@@ -54,6 +56,7 @@ import re
 import shlex
 import shutil
 import stat
+import sys
 import tarfile
 import tempfile
 import time
@@ -109,6 +112,7 @@ class PackageReport:
     manifest_digest: str = ""
     entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
+    runtime: bool = False  # the image carries the runtime layer
 
 
 @dataclass(slots=True, frozen=True)
@@ -407,13 +411,15 @@ def write_oci_layout(
     tag: str = "latest",
     cmd: str | None = None,
     base: str | None = None,
+    runtime: bool = True,
     debug: bool = False,
     progress: BuildProgress | None = None,
 ) -> PackageReport:
     """``occlum package --oci DIR``: an OCI image layout at ``out_dir`` (new, or an empty
     directory) holding the image ``tag``; ``cmd`` (a shell-quoted command line) is its Cmd,
     by default the first entry point that is a program; ``base`` (``LAYOUT[:TAG]``) an OCI
-    layout whose image goes under the instance's layer."""
+    layout whose image goes under the instance's layer; without it, and unless ``runtime``
+    is false, the runtime layer (:mod:`.runtime`: a Python and the LibOS) does."""
     if not _TAG_RE.fullmatch(tag):
         raise UserError(
             f"--tag {tag!r}: a tag is letters, digits, '_', '.' and '-' (not first), "
@@ -441,6 +447,24 @@ def write_oci_layout(
         diff_ids: list[str] = []
         history: list[dict[str, Any]] = []
         image_config: dict[str, Any] = {}
+        entrypoint = ["occlum", "--instance-dir", OCI_INSTANCE_DIR, "run"]
+        if base_image is None and runtime:
+            from occlum.instance import runtime as rt
+
+            rt_layer = rt.build_runtime_layer()
+            _copy_cached_blob(rt_layer.blob, blobs / rt_layer.digest.removeprefix("sha256:"))
+            layers.append(
+                {"mediaType": MEDIA_LAYER_GZIP, "digest": rt_layer.digest, "size": rt_layer.size}
+            )
+            diff_ids.append(rt_layer.diff_id)
+            history.append({
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rt.runtime_mtime())),
+                "created_by": "occlum package --oci",
+                "comment": f"the runtime: Python {sys.version.split()[0]} and the LibOS",
+            })  # fmt: skip
+            image_config["Env"] = rt.environment()
+            entrypoint = [rt.CONTAINER_BIN]
+            report.runtime = True
         if base_image is not None:
             for desc in base_image.layers:
                 _copy_blob(base_image.layout, desc, blobs)
@@ -452,7 +476,6 @@ def write_oci_layout(
         layers.append(layer)
         diff_ids.append(diff_id)
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(checked.mtime))
-        entrypoint = ["occlum", "--instance-dir", OCI_INSTANCE_DIR, "run"]
         image_config["Entrypoint"] = entrypoint
         if argv:
             image_config["Cmd"] = argv
@@ -505,6 +528,13 @@ def write_oci_layout(
     report.manifest_digest = manifest_desc["digest"]
     report.entrypoint = entrypoint
     return report
+
+
+def _copy_cached_blob(src: Path, dst: Path) -> None:
+    """A blob of the cache in the layout: a copy (a hard link would let a change to one
+    layout corrupt the cache, and with it every later image)."""
+    shutil.copyfile(src, dst)
+    os.chmod(dst, 0o644)
 
 
 def _oci_cmd(inst: Instance, checked: _Checked, cmd: str | None) -> list[str]:
