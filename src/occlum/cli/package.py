@@ -53,6 +53,14 @@ PROGRESS_MIN_FILES = 2000
     help="With --oci and no --base: the instance's layer only, no Python and no LibOS (for a "
     "base image of your own).",
 )
+@click.option(
+    "--seccomp-profile",
+    "seccomp_file",
+    metavar="FILE",
+    type=click.Path(path_type=Path),
+    help="With --oci: also write the container's seccomp profile to FILE (podman run "
+    "--security-opt seccomp=FILE; see docs/deploy.md).",
+)
 @click.pass_context
 def package(
     ctx: click.Context,
@@ -63,6 +71,7 @@ def package(
     cmd: str | None,
     base: str | None,
     no_runtime: bool,
+    seccomp_file: Path | None,
 ) -> None:
     """Package a built instance to run on another machine: NAME (default: the instance
     directory's name + .tar.gz, in the current directory; .tar.gz is added if missing) holds
@@ -93,7 +102,7 @@ def package(
     if oci_dir is None:
         for option, value in (
             ("--tag", tag != "latest"), ("--cmd", cmd), ("--base", base),
-            ("--no-runtime", no_runtime),
+            ("--no-runtime", no_runtime), ("--seccomp-profile", seccomp_file),
         ):  # fmt: skip
             if value:
                 raise click.UsageError(f"{option} only applies to --oci DIR")
@@ -114,6 +123,10 @@ def package(
             )  # fmt: skip
     finally:
         progress.stop()
+    if seccomp_file is not None:
+        from occlum.instance.deploy import write_seccomp_profile
+
+        write_seccomp_profile(seccomp_file)
     for w in report.warnings:
         warn("occlum", w)
     if report.debuggable:
@@ -131,4 +144,6 @@ def package(
             click.echo(f"Cmd: {shlex.join(report.cmd)}")
         else:
             click.echo("Cmd: none (give the program when running the image, or use --cmd)")
+        if seccomp_file is not None:
+            click.echo(f"Seccomp profile: {seccomp_file}")
     click.echo(f"MRENCLAVE {report.mrenclave}")
