@@ -57,6 +57,11 @@ class Image:
     profile: Path
     names: list[str]  # containers to remove at the end
 
+    @property
+    def least(self) -> list[str]:
+        """The least privilege docs/deploy.md names: no capability, occlum's profile."""
+        return ["--user", UID, "--security-opt", f"seccomp={self.profile}"]
+
     def podman_cmd(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [self.podman, *args], capture_output=True, text=True, timeout=timeout, check=False
@@ -69,7 +74,7 @@ class Image:
         replaces it; the platform directory; the SEFS volumes' directory if ``data``."""
         platform.mkdir(exist_ok=True)
         if privileges is None:
-            privileges = ["--user", UID, "--security-opt", f"seccomp={self.profile}"]
+            privileges = self.least
         args = ["--runtime", "runc", *_limits(), "--pids-limit", "256", "--memory", "1g"]
         args += [*privileges, "-v", f"{platform}:/var/lib/occlum/platform:U"]
         args += ["--tmpfs", "/occlum_instance/run:rw,mode=1777"]
@@ -152,6 +157,11 @@ def test_podman_runs_the_configured_program_or_the_one_given(image: Image, tmp_p
     assert (res.returncode, res.stdout) == (0, "given args\n"), res.stderr
     # no warning at start: this container grants everything the LibOS asks for
     assert "occlum-container: warning" not in res.stderr, res.stderr
+    # the short path: occlum run as the container's main process, the same program and status
+    res = image.run(
+        tmp_path / "platform", privileges=[*image.least, "-e", "OCCLUM_CONTAINER_MODE=run"]
+    )
+    assert (res.returncode, res.stdout) == (3, GREETING), res.stderr
 
 
 def test_sigterm_stops_the_instance_and_exec_enters_it(image: Image, tmp_path: Path) -> None:
