@@ -77,7 +77,6 @@ class Image:
             privileges = self.least
         args = ["--runtime", "runc", *_limits(), "--pids-limit", "256", "--memory", "1g"]
         args += [*privileges, "-v", f"{platform}:/var/lib/occlum/platform:U"]
-        args += ["--tmpfs", "/occlum_instance/run:rw,mode=1777"]
         if data is not None:
             data.mkdir(exist_ok=True)
             args += ["-v", f"{data}:/occlum_instance/run/mount:U"]

@@ -435,6 +435,10 @@ def write_oci_layout(
         dest, mrenclave=checked.mrenclave, debuggable=checked.debuggable, tag=tag, cmd=argv
     )
     members = _members(inst, checked, report.warnings)
+    if base_image is None and runtime:
+        # run/ (the server's socket, pid files, the SEFS volumes) writable by whichever user
+        # the container runs as: the least privilege is a user that is not root (deploy.md)
+        members = sorted([*members, Member("run", None, 0o1777)], key=lambda m: m.name)
     _start(progress, members)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
@@ -678,3 +682,48 @@ def _copy_blob(layout: Path, desc: dict[str, Any], blobs: Path) -> None:
         raise UserError(f"--base {layout}: the blob {src.name} is missing")
     if h.hexdigest() != src.name or size != desc.get("size"):
         raise UserError(f"--base {layout}: the blob {src.name} does not match its digest or size")
+
+
+# --- occlum package --k8s FILE ----------------------------------------------------------------
+
+
+def k8s_name(inst: Instance) -> str:
+    """The instance directory's name as a Kubernetes object name (RFC 1123 label)."""
+    name = re.sub(r"[^a-z0-9-]+", "-", inst.path.name.lower()).strip("-")[:50].strip("-")
+    return name or "occlum"
+
+
+def write_k8s_manifest(
+    inst: Instance,
+    out: Path,
+    *,
+    image: str | None = None,
+    tag: str = "latest",
+    cmd: str | None = None,
+    port: int | None = None,
+    platform_dir: str = "/var/lib/occlum/platform",
+    debug: bool = False,
+) -> PackageReport:
+    """``occlum package --k8s FILE``: a Deployment running the image ``image`` (default ``localhost/<name>:<tag>``) of this instance; ``cmd`` becomes the
+    container's ``args`` (else the image's Cmd runs); ``port`` is served and probed."""
+    from occlum.instance.deploy import k8s_manifest
+
+    checked = _check_packable(inst, debug=debug)
+    args = _oci_cmd(inst, checked, cmd) if cmd is not None else []
+    name = k8s_name(inst)
+    ref = image or f"localhost/{name}:{tag}"
+    if port is not None and not 0 < port < 65536:
+        raise UserError(f"--port {port}: not a TCP port (1 to 65535)")
+    if not platform_dir.startswith("/"):
+        raise UserError(f"--platform-dir {platform_dir}: must be an absolute path on the node")
+    text = k8s_manifest(
+        name=name, image=ref, config=checked.config.config, args=args, port=port,
+        platform_dir=platform_dir, mrenclave=checked.mrenclave,
+    )  # fmt: skip
+    dest = Path(os.path.abspath(out))
+    with _atomic_file(dest) as f:
+        f.write(text.encode())
+    report = PackageReport(dest, mrenclave=checked.mrenclave, debuggable=checked.debuggable)
+    report.tag = ref
+    report.cmd = args
+    return report

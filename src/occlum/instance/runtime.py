@@ -20,7 +20,8 @@ host's programs:
 - bytecode for every module, compiled with hash-based invalidation (no source mtimes in it),
   so that no command in a fresh container compiles the standard library first;
 - ``/usr/bin/occlum`` and ``/usr/bin/occlum-container`` (the image's entrypoint,
-  :mod:`occlum.cli.container`), ``/etc/passwd`` and ``/etc/group`` with root only, ``/tmp``,
+  :mod:`occlum.cli.container`), ``/usr/bin/sh`` (the host's dash, for the engines' health
+  checks), ``/etc/passwd`` and ``/etc/group`` with root only, ``/tmp``,
   ``/root``, the empty mount point of the platform directory, and the native ``occlum exec``
   client compiled for the cache the LibOS looks in.
 
@@ -291,6 +292,13 @@ def runtime_entries() -> list[RuntimeEntry]:
     py = f"{PYTHON_PREFIX}/bin/python3"
     out[py] = RuntimeEntry(py, 0o755, source=interp)
     objects = [interp, *_stdlib(out), *_site_packages(out)]
+    # a POSIX shell for the engine's health checks: podman runs a pod's exec probe as
+    # `/bin/sh -c "COMMAND || exit 1"`; Debian's dash needs only the C library
+    dash = shutil.which("dash")
+    if dash is not None:
+        sh = Path(os.path.realpath(dash))
+        out["usr/bin/sh"] = RuntimeEntry("usr/bin/sh", 0o755, source=sh)
+        objects.append(sh)
     _libraries(out, objects)
     for name, link in (("lib", "usr/lib"), ("lib64", "usr/lib64"), ("bin", "usr/bin")):
         out[name] = RuntimeEntry(name, 0o777, link=link)
