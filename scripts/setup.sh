@@ -56,9 +56,11 @@ declare -A PKG_FILES=(
     # podman, with runc as its runtime (crun refuses hosts whose cgroups are in hybrid mode)
     [podman]=/usr/bin/podman
     [runc]=/usr/sbin/runc
+    # the pause process of the pods of `podman kube play` (built locally: no registry)
+    [catatonit]=/usr/bin/catatonit
 )
 # packages whose absence does not fail the setup (benchmark peers and helpers)
-OPTIONAL=" proot hyperfine openjdk-17-jre-headless nodejs python3-numpy golang-go openjdk-17-jdk-headless podman runc "
+OPTIONAL=" proot hyperfine openjdk-17-jre-headless nodejs python3-numpy golang-go openjdk-17-jdk-headless podman runc catatonit "
 
 missing=()
 for pkg in "${!PKG_FILES[@]}"; do

@@ -26,9 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from occlum.errors import UserError
+from occlum.instance.config import OcclumConfig
 from occlum.syscalls.refused import REFUSED
 
-__all__ = ["SUPERVISOR_CALLS", "seccomp_profile", "seccomp_profile_text", "write_seccomp_profile"]
+__all__ = [
+    "SUPERVISOR_CALLS",
+    "k8s_manifest",
+    "seccomp_profile",
+    "seccomp_profile_text",
+    "write_seccomp_profile",
+]
 
 # calls the LibOS refuses to programs but makes itself (platform/: the namespaces and the empty
 # root of an instance, its devpts mount, descriptors taken from a program, file-change
@@ -72,3 +79,118 @@ def write_seccomp_profile(path: Path) -> None:
         path.write_text(seccomp_profile_text())
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror}")
+
+
+# --- a Kubernetes manifest ---------------------------------------------------------------------
+
+PROFILE_NAME = (
+    "occlum-seccomp.json"  # under the kubelet's seccomp root (podman: --seccomp-profile-root)
+)
+RUN_AS = (
+    1000  # the pod's user: not root, so the LibOS makes a user namespace and needs no capability
+)
+# the LibOS itself beside the programs' memory: the interpreter, the page cache of the image
+LIBOS_MEMORY = 256 << 20
+MIB = 1 << 20
+
+
+def _mebibytes(n: int) -> str:
+    return f"{-(-n // MIB)}Mi"
+
+
+def k8s_manifest(
+    *,
+    name: str,
+    image: str,
+    config: OcclumConfig,
+    args: list[str],
+    port: int | None,
+    platform_dir: str,
+    mrenclave: str,
+    storage: str = "1Gi",
+) -> str:
+    """A Deployment of one pod running the image with the least privilege (docs/deploy.md),
+    as YAML. Its SEFS volumes are on the claim ``NAME-data``, which podman creates on first
+    use (owned by the pod's user) and a cluster needs made once (docs/deploy.md): podman's
+    ``kube play`` refuses a manifest whose claim exists already, so the claim is not in it."""
+    import yaml
+
+    limits = config.resource_limits
+    user = max(limits.user_space_size, limits.user_space_max_size or 0)
+    heap = max(limits.kernel_space_heap_size, limits.kernel_space_heap_max_size or 0)
+    memory = _mebibytes(user + heap + LIBOS_MEMORY)
+    claim = f"{name}-data"
+    # the instance is up when its server answers (occlum ps); ready when its port accepts
+    alive: dict[str, Any] = {"exec": {"command": ["occlum", "ps"]}}
+    ready: dict[str, Any] = {"tcpSocket": {"port": port}} if port is not None else alive
+    container: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "workingDir": "/occlum_instance",
+        "securityContext": {
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "resources": {
+            # user_space_size and the kernel heap of Occlum.json, and the LibOS itself
+            "requests": {"memory": memory},
+            "limits": {"memory": memory},
+        },
+        "volumeMounts": [
+            {"name": "occlum-platform", "mountPath": "/var/lib/occlum/platform"},
+            {"name": "data", "mountPath": "/occlum_instance/run/mount"},
+        ],
+        "livenessProbe": {**alive, "initialDelaySeconds": 5, "periodSeconds": 10,
+                          "timeoutSeconds": 5, "failureThreshold": 3},
+        "readinessProbe": {**ready, "initialDelaySeconds": 2, "periodSeconds": 5,
+                           "timeoutSeconds": 5},
+    }  # fmt: skip
+    if args:
+        container["args"] = args
+    if port is not None:
+        container["ports"] = [{"containerPort": port, "hostPort": port, "protocol": "TCP"}]
+    if limits.num_of_cpus:
+        container["resources"]["limits"]["cpu"] = str(limits.num_of_cpus)
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": 1,
+            # one pod at a time: the SEFS volumes are used by one running LibOS at a time
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {
+                    "labels": {"app": name},
+                    "annotations": {
+                        "occlum.mrenclave": mrenclave,
+                        # max_num_of_threads is the node's pod pids limit (kubelet podPidsLimit)
+                        "occlum.max_num_of_threads": str(limits.max_num_of_threads),
+                        # podman kube play reads the profile from this annotation
+                        "seccomp.security.alpha.kubernetes.io/pod": f"localhost/{PROFILE_NAME}",
+                    },
+                },
+                "spec": {
+                    "securityContext": {
+                        "runAsUser": RUN_AS,
+                        "runAsGroup": RUN_AS,
+                        "fsGroup": RUN_AS,
+                        "seccompProfile": {"type": "Localhost", "localhostProfile": PROFILE_NAME},
+                    },
+                    "terminationGracePeriodSeconds": 10,
+                    "containers": [container],
+                    "volumes": [
+                        {
+                            "name": "occlum-platform",
+                            "hostPath": {"path": platform_dir, "type": "DirectoryOrCreate"},
+                        },
+                        {"name": "data", "persistentVolumeClaim": {"claimName": claim}},
+                    ],
+                },
+            },
+        },
+    }
+    return yaml.safe_dump(deployment, sort_keys=False)
