@@ -30,3 +30,30 @@ def test_the_profile_refuses_only_what_the_libos_refuses_with_the_same_errno() -
     for name in ("unshare", "pivot_root", "setns", "pidfd_getfd", "landlock_restrict_self"):
         assert name not in refused
     assert json.loads(seccomp_profile_text()) == profile
+
+
+def test_replicas_are_instances_of_their_own_each_with_its_volume_and_port() -> None:
+    import yaml
+
+    from occlum.instance.config import default_config_text, parse_config
+    from occlum.instance.deploy import k8s_manifest
+
+    config = parse_config(default_config_text()).config
+    text = k8s_manifest(
+        name="web", image="localhost/web:1", config=config, args=[], port=8080,
+        platform_dir="/var/lib/occlum/platform", mrenclave="00", replicas=3,
+    )  # fmt: skip
+    docs = list(yaml.safe_load_all(text))
+    assert [d["metadata"]["name"] for d in docs] == ["web-0", "web-1", "web-2"]
+    claims, ports = [], []
+    for d in docs:
+        assert d["spec"]["replicas"] == 1  # one LibOS per volume
+        pod = d["spec"]["template"]["spec"]
+        claims += [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]
+                   if "persistentVolumeClaim" in v]  # fmt: skip
+        [container] = pod["containers"]
+        [p] = container["ports"]
+        assert p["containerPort"] == 8080
+        ports.append(p["hostPort"])
+    assert claims == ["web-0-data", "web-1-data", "web-2-data"]
+    assert ports == [8080, 8081, 8082]

@@ -93,6 +93,15 @@ DEFAULT_PLATFORM_DIR = "/var/lib/occlum/platform"
     show_default=True,
     help="With --k8s: the node's platform directory (key and counters), mounted into the pod.",
 )
+@click.option(
+    "--replicas",
+    type=int,
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="With --k8s: N instances, each a Deployment with its own volume (NAME-0 ...) and "
+    "its port published as PORT+i.",
+)
 @click.pass_context
 def package(
     ctx: click.Context,
@@ -108,6 +117,7 @@ def package(
     image: str | None,
     port: int | None,
     platform_dir: str,
+    replicas: int,
 ) -> None:
     """Package a built instance to run on another machine: NAME (default: the instance
     directory's name + .tar.gz, in the current directory; .tar.gz is added if missing) holds
@@ -141,7 +151,7 @@ def package(
       occlum package --k8s app.yaml --port 8080 --image localhost/app:1.0
     """
     _check_usage(name, oci_dir, k8s_file, tag, cmd, base, no_runtime, seccomp_file, image, port,
-                 platform_dir)  # fmt: skip
+                 platform_dir, replicas)  # fmt: skip
     root = ctx.find_root()
     inst = Instance.at(root.params.get("instance_dir") or ".")
     if oci_dir is not None or k8s_file is None:
@@ -162,7 +172,7 @@ def package(
     if k8s_file is not None:
         manifest = write_k8s_manifest(
             inst, k8s_file, image=image, tag=tag, cmd=cmd, port=port,
-            platform_dir=platform_dir, debug=debug,
+            platform_dir=platform_dir, replicas=replicas, debug=debug,
         )  # fmt: skip
         if oci_dir is None:
             for w in manifest.warnings:
@@ -181,7 +191,7 @@ def package(
 def _check_usage(
     name: Path | None, oci_dir: Path | None, k8s_file: Path | None, tag: str, cmd: str | None,
     base: str | None, no_runtime: bool, seccomp_file: Path | None, image: str | None,
-    port: int | None, platform_dir: str,
+    port: int | None, platform_dir: str, replicas: int,
 ) -> None:  # fmt: skip
     if name is not None and (oci_dir is not None or k8s_file is not None):
         raise click.UsageError("give either NAME or --oci DIR / --k8s FILE, not both")
@@ -190,7 +200,7 @@ def _check_usage(
             raise click.UsageError(f"{option} only applies to --oci DIR")
     for option, given in (
         ("--image", image is not None), ("--port", port is not None),
-        ("--platform-dir", platform_dir != DEFAULT_PLATFORM_DIR),
+        ("--platform-dir", platform_dir != DEFAULT_PLATFORM_DIR), ("--replicas", replicas != 1),
     ):  # fmt: skip
         if given and k8s_file is None:
             raise click.UsageError(f"{option} only applies to --k8s FILE")

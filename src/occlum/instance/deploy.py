@@ -107,14 +107,29 @@ def k8s_manifest(
     port: int | None,
     platform_dir: str,
     mrenclave: str,
-    storage: str = "1Gi",
+    replicas: int = 1,
 ) -> str:
-    """A Deployment of one pod running the image with the least privilege (docs/deploy.md),
-    as YAML. Its SEFS volumes are on the claim ``NAME-data``, which podman creates on first
-    use (owned by the pod's user) and a cluster needs made once (docs/deploy.md): podman's
-    ``kube play`` refuses a manifest whose claim exists already, so the claim is not in it."""
+    """Deployments of one pod each running the image with the least privilege
+    (docs/deploy.md), as YAML: ``NAME``, or ``NAME-0`` ... ``NAME-<replicas-1>``, each an
+    instance of its own with its SEFS volumes on the claim ``<its name>-data`` (a volume is
+    used by one running LibOS at a time) and its port published on the node as ``port + i``.
+    Claims are not in the manifest: podman creates the volume of a claim on first use (owned
+    by the pod's user) and its ``kube play`` refuses a manifest whose claim exists already; a
+    cluster needs them made once (docs/deploy.md)."""
     import yaml
 
+    docs = []
+    for i in range(replicas):
+        one = name if replicas == 1 else f"{name}-{i}"
+        host_port = None if port is None else port + i
+        docs.append(_deployment(one, image, config, args, port, host_port, platform_dir, mrenclave))
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def _deployment(
+    name: str, image: str, config: OcclumConfig, args: list[str], port: int | None,
+    host_port: int | None, platform_dir: str, mrenclave: str,
+) -> dict[str, Any]:  # fmt: skip
     limits = config.resource_limits
     user = max(limits.user_space_size, limits.user_space_max_size or 0)
     heap = max(limits.kernel_space_heap_size, limits.kernel_space_heap_max_size or 0)
@@ -150,7 +165,7 @@ def k8s_manifest(
     if args:
         container["args"] = args
     if port is not None:
-        container["ports"] = [{"containerPort": port, "hostPort": port, "protocol": "TCP"}]
+        container["ports"] = [{"containerPort": port, "hostPort": host_port, "protocol": "TCP"}]
     if limits.num_of_cpus:
         container["resources"]["limits"]["cpu"] = str(limits.num_of_cpus)
     deployment = {
@@ -193,4 +208,4 @@ def k8s_manifest(
             },
         },
     }
-    return yaml.safe_dump(deployment, sort_keys=False)
+    return deployment

@@ -702,9 +702,10 @@ def write_k8s_manifest(
     cmd: str | None = None,
     port: int | None = None,
     platform_dir: str = "/var/lib/occlum/platform",
+    replicas: int = 1,
     debug: bool = False,
 ) -> PackageReport:
-    """``occlum package --k8s FILE``: a Deployment running the image ``image`` (default ``localhost/<name>:<tag>``) of this instance; ``cmd`` becomes the
+    """``occlum package --k8s FILE``: ``replicas`` Deployments running the image ``image`` (default ``localhost/<name>:<tag>``) of this instance; ``cmd`` becomes the
     container's ``args`` (else the image's Cmd runs); ``port`` is served and probed."""
     from occlum.instance.deploy import k8s_manifest
 
@@ -714,11 +715,17 @@ def write_k8s_manifest(
     ref = image or f"localhost/{name}:{tag}"
     if port is not None and not 0 < port < 65536:
         raise UserError(f"--port {port}: not a TCP port (1 to 65535)")
+    if not 1 <= replicas <= 100:
+        raise UserError(f"--replicas {replicas}: from 1 to 100")
+    if port is not None and port + replicas - 1 > 65535:
+        raise UserError(
+            f"--port {port}: the replicas' ports {port}..{port + replicas - 1} pass 65535"
+        )
     if not platform_dir.startswith("/"):
         raise UserError(f"--platform-dir {platform_dir}: must be an absolute path on the node")
     text = k8s_manifest(
         name=name, image=ref, config=checked.config.config, args=args, port=port,
-        platform_dir=platform_dir, mrenclave=checked.mrenclave,
+        platform_dir=platform_dir, mrenclave=checked.mrenclave, replicas=replicas,
     )  # fmt: skip
     dest = Path(os.path.abspath(out))
     with _atomic_file(dest) as f:
