@@ -271,14 +271,23 @@ def _exec_client() -> Path | None:
         return None  # the Python client serves in the container
 
 
+# the site directory named outright: an interpreter patched as Debian's looks in dist-packages
 _OCCLUM_SCRIPT = """#!/{prefix}/bin/python3 -sE
 # the occlum command of the image (the runtime layer of occlum package --oci)
+import sys
+
+if "/{site}" not in sys.path:
+    sys.path.append("/{site}")
 from occlum.cli.entry import main
 
 main()
 """
 _CONTAINER_SCRIPT = """#!/{prefix}/bin/python3 -sE
 # the entrypoint of the image: see docs/deploy.md
+import sys
+
+if "/{site}" not in sys.path:
+    sys.path.append("/{site}")
 from occlum.cli.container import main
 
 main()
@@ -308,7 +317,9 @@ def runtime_entries() -> list[RuntimeEntry]:
     for name, text in (
         ("usr/bin/occlum", _OCCLUM_SCRIPT), (CONTAINER_BIN.lstrip("/"), _CONTAINER_SCRIPT)
     ):  # fmt: skip
-        out[name] = RuntimeEntry(name, 0o755, data=text.format(prefix=PYTHON_PREFIX).encode())
+        site = f"{PYTHON_PREFIX}/lib/{_python_version()}/site-packages"
+        script = text.format(prefix=PYTHON_PREFIX, site=site)
+        out[name] = RuntimeEntry(name, 0o755, data=script.encode())
     out["etc/passwd"] = RuntimeEntry(
         "etc/passwd", 0o644, data=b"root:x:0:0:root:/root:/bin/false\n"
     )
