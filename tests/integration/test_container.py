@@ -9,6 +9,7 @@ containers' rlimits are kept below this host's hard limits (podman's defaults ex
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -233,6 +234,21 @@ def test_a_missing_privilege_is_named_in_one_line(image: Image, tmp_path: Path) 
     # root without CAP_SYS_ADMIN may not make namespaces (it makes no user namespace)
     as_root = image.run_args(platform, privileges=["--security-opt", f"seccomp={image.profile}"])
     refused(as_root, "may not create namespaces")
+    # a profile that refuses Landlock: the instance runs, and says once what it lacks
+    no_landlock = tmp_path / "no-landlock.json"
+    profile = json.loads(image.profile.read_text())
+    profile["syscalls"].append({
+        "names": ["landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self"],
+        "action": "SCMP_ACT_ERRNO", "errnoRet": 38,
+    })  # fmt: skip
+    no_landlock.write_text(json.dumps(profile))
+    res = image.run(
+        platform, "/bin/echo", "ran", privileges=["--user", UID, "--security-opt",
+                                                  f"seccomp={no_landlock}"],
+    )  # fmt: skip
+    assert (res.returncode, res.stdout) == (0, "ran\n"), res.stderr
+    warnings = [line for line in res.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "Landlock scopes are not available" in warnings[0], warnings
     # root with CAP_SYS_ADMIN and the profile runs
     root = ["--cap-add", "SYS_ADMIN", "--security-opt", f"seccomp={image.profile}"]
     res = image.run(platform, "/bin/echo", "as root", privileges=root)
