@@ -9,8 +9,11 @@ Each replica is lighttpd serving a 1 KiB page from the root's SEFS layer (each r
 program copies it there from the image when it starts: every replica serves its own volume).
 "One" is wrk against replica 0 alone (the others idle) with ``--connections``; "one, N times the
 load" the same replica with N times the connections; "combined" one wrk per replica at once,
-each with ``--connections``, their rates summed. Needs root, podman with runc, catatonit and
-wrk (``scripts/setup.sh``). The results are printed and written to bench/out/scale_out.json.
+each with ``--connections``, their rates summed. With ``--attest`` the root image is encrypted
+and each replica boots attested (``occlum build --init-ra``): its init gets the image key from
+``occlum kbs serve`` on the host against a quote of the node's platform, and the broker's log
+counts the releases. Needs root, podman with runc, catatonit and wrk (``scripts/setup.sh``).
+The results are printed and written to bench/out/scale_out.json.
 """
 
 from __future__ import annotations
@@ -99,7 +102,54 @@ def rate(proc: subprocess.Popen[str]) -> float:
     raise SystemExit(f"wrk: no rate in its output: {out}{err}")
 
 
-def build(work: Path) -> libos.Instance:
+def podman_gateway() -> str:
+    """An address of the host on a podman bridge, which the pods reach (the init of attested
+    boot resolves no names: the URL holds an IPv4 address)."""
+    out = run("podman", "network", "inspect", "podman",
+              "--format", "{{range .Subnets}}{{.Gateway}}{{end}}")  # fmt: skip
+    return out.strip()
+
+
+class Broker:
+    """``occlum kbs serve`` for the replicas: the image key of the instance, released to its
+    MRENCLAVE against a quote of the node's platform (whose key the pods mount)."""
+
+    def __init__(self, work: Path, env: dict[str, str]) -> None:
+        self.env = env
+        self.store = work / "kbs-store"
+        self.root = work / "platform-root.pem"
+        self.key = work / "image_key"
+        self.root.write_text(run(OCCLUM, "print", "platform-root", env=env))
+        run(OCCLUM, "gen-image-key", str(self.key), env=env)
+        self.port = free_base_port(1)
+        self.log = (work / "kbs.log").open("w")
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, mrenclave: str) -> None:
+        run(OCCLUM, "kbs", "add-secret", "--store", str(self.store), "scale", "--from-file",
+            str(self.key), "--mrenclave", mrenclave, env=self.env)  # fmt: skip
+        # on every address: the pods reach the host at podman's gateway
+        self.proc = subprocess.Popen(
+            [OCCLUM, "kbs", "serve", "--store", str(self.store), "--listen",
+             f"0.0.0.0:{self.port}", "--root-cert", str(self.root)],
+            stdout=self.log, stderr=self.log, text=True, env=self.env,
+        )  # fmt: skip
+        # it logs one line per decision on its stdout, the first when it listens
+        deadline = time.monotonic() + 60
+        while "listening on" not in Path(self.log.name).read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"occlum kbs serve failed: {Path(self.log.name).read_text()}")
+            time.sleep(0.2)
+
+    def stop(self) -> str:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        self.log.close()
+        return Path(self.log.name).read_text()
+
+
+def build(work: Path, attest: Broker | None = None) -> libos.Instance:
     inst = libos.Instance.new(work / NAME)
     inst.configure()
     cfg = inst.config()
@@ -117,7 +167,15 @@ def build(work: Path) -> libos.Instance:
     (inst.image / "www" / "index.html").write_text("<html>" + "x" * 1011 + "</html>\n")
     (inst.image / "etc").mkdir(exist_ok=True)
     (inst.image / "etc" / "lighttpd.conf").write_text(CONF.format(port=PORT))
-    inst.build()
+    if attest is None:
+        inst.build()
+        return inst
+    # attested boot: the root image encrypted, its key only with the broker (docs/attestation.md)
+    url = f"http://{podman_gateway()}:{attest.port}#scale"
+    run(OCCLUM, "--instance-dir", str(inst.path), "build", "--image-key", str(attest.key),
+        "--init-ra", url, env=attest.env)  # fmt: skip
+    mrenclave = run(OCCLUM, "--instance-dir", str(inst.path), "print", "mrenclave").strip()
+    attest.start(mrenclave)
     return inst
 
 
@@ -126,6 +184,10 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument(
+        "--attest", action="store_true",
+        help="attested boot: each replica gets its image key from the key broker",
+    )  # fmt: skip
     opts = ap.parse_args()
     for tool in ("podman", "runc", "catatonit", "wrk"):
         if shutil.which(tool) is None:
@@ -138,11 +200,16 @@ def main() -> None:
         shutil.rmtree(work)
     work.mkdir(parents=True)
     print(f"building and packaging the instance in {work} ...", flush=True)
-    inst = build(work)
-    base = free_base_port(n)
     platform = work / "platform"
     platform.mkdir(mode=0o700)
-    os.chown(platform, 1000, 1000)
+    broker = None
+    if opts.attest:
+        env = {**os.environ, "OCCLUM_PLATFORM_KEY": str(platform / "platform.key")}
+        broker = Broker(work, env)
+    inst = build(work, broker)
+    base = free_base_port(n)
+    for path in [platform, *platform.rglob("*")]:  # the node's platform, the pods' user's
+        os.chown(path, 1000, 1000)
     seccomp_root = work / "seccomp"
     seccomp_root.mkdir()
     manifest = work / "scale.yaml"
@@ -182,6 +249,9 @@ def main() -> None:
         procs = [wrk(base + i, opts.seconds, opts.connections) for i in range(n)]
         each = [rate(p) for p in procs]
     finally:
+        if broker is not None:
+            released = broker.stop().count("released")
+            print(f"the key broker released the image key {released} times", flush=True)
         subprocess.run(["podman", "kube", "down", str(manifest)], env=env, capture_output=True)
         subprocess.run(["podman", "volume", "rm", "-f", *volumes], env=env, capture_output=True)
         subprocess.run(["podman", "rmi", "-f", image_id], env=env, capture_output=True)
