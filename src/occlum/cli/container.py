@@ -229,22 +229,29 @@ def _occlum(*args: str) -> list[str]:
 
 def _serve(argv: list[str]) -> int:
     stop_timeout = os.environ.get("OCCLUM_STOP_TIMEOUT", "8")
+    # the handler only notes the signal: the loop below starts `occlum stop` (a process
+    # started from a signal handler could interrupt the start of another one)
+    requested: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda s, _f: requested.append(s))
     started = subprocess.run(_occlum("start"), stdout=subprocess.DEVNULL, check=False)
     if started.returncode != 0:
         return started.returncode
-    stopping: list[subprocess.Popen[bytes]] = []
-
-    def stop(_sig: int, _frame: object) -> None:
-        if not stopping:
-            stopping.append(subprocess.Popen(_occlum("stop", "-t", stop_timeout)))
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    if requested:  # asked to stop while the instance started: run nothing
+        subprocess.run(_occlum("stop", "-t", stop_timeout), check=False)
+        return 128 + requested[0]
+    stopping: subprocess.Popen[bytes] | None = None
     program = subprocess.Popen(_occlum("exec", *argv))
-    status = program.wait()
-    if not stopping:
-        stopping.append(subprocess.Popen(_occlum("stop", "-t", stop_timeout)))
-    stopped = stopping[0].wait()
+    while True:
+        try:
+            status = program.wait(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            if requested and stopping is None:
+                stopping = subprocess.Popen(_occlum("stop", "-t", stop_timeout))
+    if stopping is None:
+        stopping = subprocess.Popen(_occlum("stop", "-t", stop_timeout))
+    stopped = stopping.wait()
     if stopped != 0:
         _say("error", f"occlum stop exited with status {stopped}")
         return status or stopped
