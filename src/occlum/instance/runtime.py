@@ -185,7 +185,13 @@ def _required_distributions() -> list[metadata.Distribution]:
     requirement under an environment marker is taken when it is installed: one more package
     than needed does no harm, one missing would fail an import in the container."""
     seen: dict[str, metadata.Distribution] = {}
-    todo = [str(r) for r in (metadata.requires("occlum") or [])]
+    try:
+        todo = [str(r) for r in (metadata.requires("occlum") or [])]
+    except metadata.PackageNotFoundError:
+        raise UserError(
+            "occlum is not installed as a Python distribution (pip install it, or "
+            "scripts/setup.sh): the runtime layer takes its dependencies from its metadata"
+        )
     while todo:
         req = todo.pop()
         if "extra ==" in req.replace("extra==", "extra =="):
