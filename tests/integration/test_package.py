@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 import libos
 from libos import Instance
@@ -473,3 +474,28 @@ def test_a_self_contained_image_carries_python_and_the_libos_reproducibly(
     # no key travels in the image
     assert not [p for p in root.rglob("*") if p.name == "platform.key"]
     assert os.listdir(root / "var/lib/occlum/platform") == []
+
+
+def test_deploy_options_out_of_place_or_out_of_range_are_one_line(
+    release: Instance, tmp_path: Path
+) -> None:
+    for args in (
+        ["--port", "80"], ["--replicas", "2"], ["--image", "x"], ["--no-runtime"],
+        ["--seccomp-profile", str(tmp_path / "p.json")],
+        ["--k8s", str(tmp_path / "a.yaml"), str(tmp_path / "x.tar.gz")],
+    ):  # fmt: skip
+        res = occlum(release.path, "package", *args)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, (args, res.stderr)
+    k8s = ("package", "--k8s", str(tmp_path / "a.yaml"))
+    assert "not a TCP port" in one_error_line(occlum(release.path, *k8s, "--port", "70000"))
+    assert "from 1 to 100" in one_error_line(occlum(release.path, *k8s, "--replicas", "0"))
+    line = one_error_line(occlum(release.path, *k8s, "--platform-dir", "relative/dir"))
+    assert "absolute path" in line
+    assert not (tmp_path / "a.yaml").exists()
+    # a manifest alone (no image written), with the program as the container's args
+    res = occlum(release.path, *k8s, "--cmd", "/bin/cat /etc/greeting", "--tag", "2")
+    assert res.returncode == 0, res.stderr
+    doc = yaml.safe_load((tmp_path / "a.yaml").read_text())
+    [container] = doc["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "localhost/myapp:2"
+    assert container["args"] == ["/bin/cat", "/etc/greeting"]
