@@ -36,6 +36,18 @@ class EnclaveSpec:
     platform_key_path: str
 
 
+@dataclass(slots=True)
+class DebugStop:
+    """``occlum gdb``: every exec of the program's tree tells the kernel the auxv its program
+    was given (for the debugger's view), and the first program waits before its first
+    instruction, reading one byte from ``gate_fd`` (a pipe the debugger writes to once it
+    has attached); its host pid is written to ``pid_fd`` (and kept in ``host_pid``)."""
+
+    pid_fd: int
+    gate_fd: int
+    host_pid: int = 0
+
+
 @dataclass(slots=True, frozen=True)
 class RunSpec:
     """Everything ``occlum run`` needs: the built root, the mounts, the program and its environment."""
@@ -82,3 +94,4 @@ class RunSpec:
     # None: no measured enclave (a LibOS booted by tests without `occlum build`): /dev/sgx
     # answers ENODEV
     enclave: EnclaveSpec | None = None
+    debug: DebugStop | None = None

@@ -1,0 +1,260 @@
+"""``occlum gdb``: a program of the instance under the host's GDB, as Occlum's ``occlum gdb``.
+
+This process boots the LibOS as ``occlum run`` does, with ``RunSpec.debug`` set: every exec of
+the program's tree tells the kernel the auxiliary vector its program was given, and the first
+program stops (SIGSTOP) in the loader stub right before it jumps to its entry; the supervisor
+then writes its host pid to a pipe (:mod:`occlum.loader.debug`). A forked *debugger* process
+copies the program's files out of the verified image into a private sysroot
+(:mod:`occlum.instance.sysroot`), waits for that stop, and runs GDB attached to the program
+(``set sysroot``, ``file``, ``attach``); GDB's own shared-library support reads the dynamic
+loader's link map from there on. When GDB ends, a program it left stopped is killed, as GDB
+kills a program it ran; the exit status is GDB's.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from occlum.errors import UserError
+from occlum.instance.layout import Instance
+from occlum.instance.runspec import to_run_spec
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+STOP_TIMEOUT = 30.0  # seconds from the supervisor's word to the program's stop
+
+
+def _gdb_path() -> str:
+    found = shutil.which("gdb")
+    if found is None:
+        raise UserError("occlum gdb needs the host's gdb (apt-get install gdb)")
+    return found
+
+
+def gdb_script(sysroot: Path, program: Path, host_pid: int) -> str:
+    """The commands that hand GDB the program: its files, then the process."""
+    return "\n".join(
+        (
+            "set debuginfod enabled off",
+            # the kernel ran the loader stub: /proc/PID/exe names it, not the program
+            "set exec-file-mismatch off",
+            f"set sysroot {sysroot}",
+            f"file {program}",
+            f"attach {host_pid}",
+            "",
+        )
+    )
+
+
+def _status(host_pid: int) -> dict[str, str] | None:
+    """The fields of ``/proc/PID/status`` (None: the process is gone)."""
+    try:
+        with open(f"/proc/{host_pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return None
+    return {k: v.strip() for k, v in fields.items()}
+
+
+def _waiting_at_gate(host_pid: int) -> bool | None:
+    """Whether the program waits in the stub's read of the gate (None: it is gone)."""
+    try:
+        with open(f"/proc/{host_pid}/syscall") as f:
+            call = f.read().split()
+    except OSError:
+        return None
+    return bool(call) and call[0] == "0"
+
+
+def _attached(host_pid: int) -> bool | None:
+    """Whether a tracer has attached and taken its SIGSTOP (None: the process is gone)."""
+    status = _status(host_pid)
+    if status is None or status.get("State", "Z").startswith(("Z", "X")):
+        return None
+    if status.get("TracerPid", "0") == "0":
+        return False
+    pending = int(status.get("SigPnd", "0"), 16) | int(status.get("ShdPnd", "0"), 16)
+    return not pending & (1 << (signal.SIGSTOP - 1))
+
+
+def _read_pid(fd: int) -> int | None:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 64)
+        if not chunk:
+            return None
+        data += chunk
+    return int(data)
+
+
+def _debugger(
+    pid_r: int,
+    gate_w: int,
+    image: str,
+    root_hash: str,
+    program: str,
+    gdb: str,
+    gdb_args: list[str],
+) -> int:
+    """The debugger process: the sysroot, the waiting program, GDB; GDB's exit status."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is GDB's
+    from occlum.instance.sysroot import build_sysroot
+
+    with tempfile.TemporaryDirectory(prefix="occlum-gdb-") as tmp:
+        sysroot = Path(tmp) / "root"
+        try:
+            copy = build_sysroot(image, root_hash, program, sysroot)
+        except UserError as exc:
+            print(f"occlum gdb: {exc}", file=sys.stderr)
+            return 1
+        host_pid = _read_pid(pid_r)
+        os.close(pid_r)
+        if host_pid is None:  # the program did not start: the supervisor said why
+            return 1
+        pidfd = os.pidfd_open(host_pid)
+        try:
+            return _attach(gdb, gdb_args, Path(tmp), sysroot, copy, host_pid, pidfd, gate_w)
+        finally:
+            try:  # a program GDB left behind (it quit without running it to its end)
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.close(pidfd)
+
+
+def _attach(
+    gdb: str,
+    gdb_args: list[str],
+    tmp: Path,
+    sysroot: Path,
+    copy: Path,
+    host_pid: int,
+    pidfd: int,
+    gate_w: int,
+) -> int:
+    """GDB attached to the program waiting at the gate; the gate opened once it has."""
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while not (state := _waiting_at_gate(host_pid)) and time.monotonic() < deadline:
+        if state is None:
+            return 1
+        time.sleep(0.002)
+    if not state:
+        print(f"occlum gdb: {copy.name} did not reach its entry", file=sys.stderr)
+        return 1
+    script = tmp / "attach.gdb"
+    script.write_text(gdb_script(sysroot, copy, host_pid))
+    child = os.fork()
+    if child == 0:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        try:
+            os.execv(gdb, [gdb, "-q", "-x", str(script), *gdb_args])
+        finally:
+            os._exit(127)
+    while gate_w >= 0:
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done:
+            return _exit_code(status)
+        if _attached(host_pid) is not False:  # attached, or gone
+            os.write(gate_w, b"g")
+            os.close(gate_w)
+            gate_w = -1
+        else:
+            time.sleep(0.002)
+    _, status = os.waitpid(child, 0)
+    return _exit_code(status)
+
+
+def _exit_code(status: int) -> int:
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1
+
+
+@click.command(
+    "gdb",
+    context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_interspersed_args": False},
+    short_help="Debug a program of the instance with GDB.",
+)
+@click.option(
+    "--ex", "commands", multiple=True, metavar="CMD",
+    help="A GDB command run once GDB has attached (as gdb -ex); repeatable.",
+)  # fmt: skip
+@click.option("--batch", is_flag=True, help="Exit once the commands have run (as gdb -batch).")
+@click.argument("program")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def gdb(
+    ctx: click.Context, commands: tuple[str, ...], batch: bool, program: str, args: tuple[str, ...]
+) -> None:
+    """Run PROGRAM with ARGS in the built instance, as occlum run does, under the host's GDB.
+
+    The program stops before its first instruction (in the LibOS's loader stub) and GDB
+    attaches to it with its symbols and its shared libraries, copied from the verified image:
+    set breakpoints, then continue. The instance must be debuggable (metadata.debuggable in
+    Occlum.json, the default). The exit status is GDB's.
+
+    \b
+    Example:
+      occlum gdb /bin/hello_world
+      occlum gdb --batch --ex 'break main' --ex continue --ex bt --ex continue /bin/hello
+    """
+    inst = Instance.at(getattr(ctx.find_root().obj, "instance_dir", "."))
+    from occlum.instance.wire import refuse_if_started
+
+    refuse_if_started(inst.run_dir)
+    from occlum.instance.fusemount import refuse_if_mounted
+
+    refuse_if_mounted(inst)
+    spec = to_run_spec(inst, (program, *args), os.environ)
+    if spec.enclave is None or not spec.enclave.debuggable:
+        raise UserError(
+            "the instance is not debuggable (metadata.debuggable is false in Occlum.json): "
+            "occlum gdb refuses it"
+        )
+    if spec.root_image is None or spec.root_hash is None:
+        raise UserError("occlum gdb needs a built root image (run `occlum build`)")
+    gdb_bin = _gdb_path()
+    gdb_args = [*(["-batch"] if batch else []), *(a for c in commands for a in ("-ex", c))]
+    from occlum.kernel.spec import DebugStop
+
+    pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
+    gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
+    debugger = os.fork()
+    if debugger == 0:
+        os.close(pid_w)
+        os.close(gate_r)
+        code = 1
+        try:
+            code = _debugger(
+                pid_r, gate_w, spec.root_image, spec.root_hash, program, gdb_bin, gdb_args
+            )
+        finally:
+            os._exit(code)
+    os.close(pid_r)
+    os.close(gate_w)
+    code = 1
+    try:
+        code = _run(inst, replace(spec, debug=DebugStop(pid_w, gate_r)))
+    finally:
+        os.close(pid_w)
+        os.close(gate_r)
+        _, status = os.waitpid(debugger, 0)
+    ctx.exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else code)
+
+
+def _run(inst: Instance, spec: object) -> int:
+    from occlum.boot import new_libos
+    from occlum.kernel import stages
+    from occlum.kernel.spec import RunSpec
+
+    assert isinstance(spec, RunSpec)
+    libos = new_libos(spec)
+    libos.foreground = False  # the terminal is GDB's (the LibOS ignores SIGINT while it runs)
+    with inst.running():
+        return int(stages.run(libos))
