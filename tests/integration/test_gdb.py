@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,17 @@ SRC = Path(__file__).resolve().parent.parent / "c" / "gdb" / "debugee.c"
 PTRACE_PROBE = Path(__file__).resolve().parent.parent / "c" / "security" / "ptrace.c"
 DEBUG_GLIBC = libos.Variant("gdb-glibc", "gcc", ("-g", "-O0"))
 DEBUG_MUSL = libos.Variant("gdb-musl", "musl-gcc", ("-g", "-O0", "-static"))
-CRASH_LINE = next(
-    n for n, line in enumerate(SRC.read_text().splitlines(), 1) if "CRASH LINE" in line
-)
+
+
+def line_of(text: str) -> int:
+    return next(n for n, line in enumerate(SRC.read_text().splitlines(), 1) if text in line)
+
+
+CRASH_LINE = line_of("CRASH LINE")
+MAIN_LINE = line_of("int answer = 21;")  # main's first line
+COUNTED_LINE = line_of("int letters")  # counted's first line
+CALL_LINE = line_of('answer = counted("seven")')
+PUTS_LINE = line_of('puts("debugee says hello")')
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +68,8 @@ def instances(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instances]:
     )
 
 
-def gdb(inst: Instance, commands: list[str], argv: list[str]) -> Result:
-    args = ["gdb", "--batch"]
+def gdb(inst: Instance, commands: list[str], argv: list[str], pid: int | None = None) -> Result:
+    args = ["gdb", "--batch", *(["--pid", str(pid)] if pid is not None else [])]
     for c in commands:
         args += ["--ex", c]
     env = dict(os.environ, OCCLUM_LOG_LEVEL="error")
@@ -79,12 +88,14 @@ def test_dynamic_glibc_program(instances: Instances) -> None:
     out = res.stdout
     assert "Traceback" not in res.stderr, res.describe()
     # main, found in the PIE at the bias the LibOS chose
-    assert re.search(r"Breakpoint 1, main \(argc=1, argv=0x[0-9a-f]+\) at \S*debugee\.c:14", out)
+    assert re.search(
+        rf"Breakpoint 1, main \(argc=1, argv=0x[0-9a-f]+\) at \S*debugee\.c:{MAIN_LINE}", out
+    )
     assert "$1 = 21" in out, res.describe()
     # the C library's puts, found through the dynamic loader's link map, and the frames below
     assert re.search(r"Breakpoint 2, \S*puts \(str=0x[0-9a-f]+ \"debugee says hello\"\)", out)
     assert re.search(r"#0  \S*puts \(.*\) at \S+\.c:\d+", out), res.describe()
-    assert re.search(r"#1  0x[0-9a-f]+ in main \(.*\) at \S*debugee\.c:20", out)
+    assert re.search(rf"#1  0x[0-9a-f]+ in main \(.*\) at \S*debugee\.c:{PUTS_LINE}", out)
     assert re.search(r"Yes\s+\S+/lib/x86_64-linux-gnu/libc\.so\.6", out), res.describe()
     assert "debugee says hello" in out
     assert re.search(r"\[Inferior 1 \(process \d+\) exited with code 03\]", out), res.describe()
@@ -100,13 +111,17 @@ def test_static_musl_program(instances: Instances) -> None:
     )  # fmt: skip
     out = res.stdout
     assert re.search(
-        r"Breakpoint 1, counted \(word=0x[0-9a-f]+ \"seven\"\) at \S*debugee\.c:9", out
+        rf"Breakpoint 1, counted \(word=0x[0-9a-f]+ \"seven\"\) at \S*debugee\.c:{COUNTED_LINE}", out
     )
-    assert re.search(r"#1  0x[0-9a-f]+ in main \(.*\) at \S*debugee\.c:19", out), res.describe()
+    assert re.search(rf"#1  0x[0-9a-f]+ in main \(.*\) at \S*debugee\.c:{CALL_LINE}", out), (
+        res.describe()
+    )
     assert "Value returned is $1 = 10" in out, res.describe()
     assert "$2 = 21" in out, res.describe()
     assert re.search(r"Breakpoint 2, 0x[0-9a-f]+ in puts \(\)", out), res.describe()
-    assert re.search(r"#1  0x[0-9a-f]+ in main \(.*\) at \S*debugee\.c:20", out), res.describe()
+    assert re.search(rf"#1  0x[0-9a-f]+ in main \(.*\) at \S*debugee\.c:{PUTS_LINE}", out), (
+        res.describe()
+    )
     assert re.search(r"\[Inferior 1 \(process \d+\) exited with code 03\]", out), res.describe()
 
 
@@ -140,3 +155,36 @@ def test_non_debuggable_instance_refuses(instances: Instances) -> None:
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "not debuggable" in lines[0], res.describe()
     assert "debugee says hello" not in res.stdout
+
+
+def test_attach_to_a_process_of_a_started_instance(instances: Instances) -> None:
+    inst = instances.debuggable
+    cli = [*libos._tool("occlum"), "--instance-dir", str(inst.path)]
+    assert subprocess.run([*cli, "start"], capture_output=True, check=False).returncode == 0
+    try:
+        waiter = subprocess.Popen(
+            [*cli, "exec", "/bin/debugee", "wait"], stdout=subprocess.PIPE, text=True
+        )
+        assert waiter.stdout is not None and waiter.stdout.readline() == "waiting\n"
+        ps = subprocess.run([*cli, "ps"], capture_output=True, text=True, check=False).stdout
+        pid = next(int(m[1]) for m in re.finditer(r"(\d+) .* debugee wait", ps))
+        res = gdb(
+            inst,
+            ["bt", "print waiting", "set var waiting = 0", "break puts", "continue", "bt",
+             "continue"],
+            [],
+            pid=pid,
+        )  # fmt: skip
+        out = res.stdout
+        assert re.search(r"#\d+  0x[0-9a-f]+ in main \(argc=2, .*\) at \S*debugee\.c:\d+", out)
+        assert "$1 = 1" in out, res.describe()
+        assert re.search(r"Breakpoint 1, \S*puts \(str=0x[0-9a-f]+ \"debugee says hello\"\)", out)
+        assert re.search(rf"#1  0x[0-9a-f]+ in main \(.*\) at \S*debugee\.c:{PUTS_LINE}", out)
+        assert re.search(r"\[Inferior 1 \(process \d+\) exited with code 03\]", out)
+        # the program's own caller sees it end as it would without the debugger
+        rest, _ = waiter.communicate(timeout=60)
+        assert rest == "debugee says hello\n" and waiter.returncode == 3
+        gone = gdb(inst, ["bt"], [], pid=pid)
+        assert gone.code != 0 and f"no process {pid} in the instance" in gone.stderr
+    finally:
+        subprocess.run([*cli, "stop", "-t", "1"], capture_output=True, check=False)

@@ -149,15 +149,7 @@ def _attach(
     if not state:
         print(f"occlum gdb: {copy.name} did not reach its entry", file=sys.stderr)
         return 1
-    script = tmp / "attach.gdb"
-    script.write_text(gdb_script(sysroot, copy, host_pid))
-    child = os.fork()
-    if child == 0:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        try:
-            os.execv(gdb, [gdb, "-q", "-x", str(script), *gdb_args])
-        finally:
-            os._exit(127)
+    child = _start_gdb(gdb, gdb_args, tmp, sysroot, copy, host_pid)
     while gate_w >= 0:
         done, status = os.waitpid(child, os.WNOHANG)
         if done:
@@ -170,6 +162,47 @@ def _attach(
             time.sleep(0.002)
     _, status = os.waitpid(child, 0)
     return _exit_code(status)
+
+
+def _start_gdb(
+    gdb: str, gdb_args: list[str], tmp: Path, sysroot: Path, copy: Path, host_pid: int
+) -> int:
+    """GDB, started with the script that attaches it; its pid."""
+    script = tmp / "attach.gdb"
+    script.write_text(gdb_script(sysroot, copy, host_pid))
+    child = os.fork()
+    if child == 0:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        try:
+            os.execv(gdb, [gdb, "-q", "-x", str(script), *gdb_args])
+        finally:
+            os._exit(127)
+    return child
+
+
+def _debug_started(inst: Instance, pid: int, gdb: str, gdb_args: list[str]) -> int:
+    """``--pid``: GDB attached to a process of the started instance; it goes on running
+    when GDB detaches."""
+    from occlum.instance.client import request
+    from occlum.instance.sysroot import build_sysroot
+
+    answer = request(inst.run_dir, {"op": "host_pid", "pid": pid})
+    if "error" in answer:
+        raise UserError(str(answer["error"]))
+    host_pid = int(answer["host_pid"])
+    exe = str(answer["exe"]).removesuffix(" (deleted)")
+    spec = to_run_spec(inst, (), os.environ, service=True)
+    assert spec.root_image is not None and spec.root_hash is not None
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is GDB's
+    try:
+        with tempfile.TemporaryDirectory(prefix="occlum-gdb-") as tmp:
+            sysroot = Path(tmp) / "root"
+            copy = build_sysroot(spec.root_image, spec.root_hash, exe, sysroot)
+            child = _start_gdb(gdb, gdb_args, Path(tmp), sysroot, copy, host_pid)
+            _, status = os.waitpid(child, 0)
+            return _exit_code(status)
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _exit_code(status: int) -> int:
@@ -186,25 +219,52 @@ def _exit_code(status: int) -> int:
     help="A GDB command run once GDB has attached (as gdb -ex); repeatable.",
 )  # fmt: skip
 @click.option("--batch", is_flag=True, help="Exit once the commands have run (as gdb -batch).")
-@click.argument("program")
+@click.option(
+    "--pid", type=int, default=None,
+    help="Attach to this process of the started instance (a pid as occlum ps shows it).",
+)  # fmt: skip
+@click.argument("program", required=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def gdb(
-    ctx: click.Context, commands: tuple[str, ...], batch: bool, program: str, args: tuple[str, ...]
+    ctx: click.Context,
+    commands: tuple[str, ...],
+    batch: bool,
+    pid: int | None,
+    program: str | None,
+    args: tuple[str, ...],
 ) -> None:
     """Run PROGRAM with ARGS in the built instance, as occlum run does, under the host's GDB.
 
     The program stops before its first instruction (in the LibOS's loader stub) and GDB
     attaches to it with its symbols and its shared libraries, copied from the verified image:
-    set breakpoints, then continue. The instance must be debuggable (metadata.debuggable in
-    Occlum.json, the default). The exit status is GDB's.
+    set breakpoints, then continue. With --pid, GDB attaches to a process of the started
+    instance instead (it goes on when GDB detaches). The instance must be debuggable
+    (metadata.debuggable in Occlum.json, the default). The exit status is GDB's.
 
     \b
     Example:
       occlum gdb /bin/hello_world
       occlum gdb --batch --ex 'break main' --ex continue --ex bt --ex continue /bin/hello
+      occlum gdb --pid 3
     """
     inst = Instance.at(getattr(ctx.find_root().obj, "instance_dir", "."))
+    inst.require()
+    if (pid is None) == (program is None):
+        raise UserError("occlum gdb takes a PROGRAM to run, or --pid N of a started instance")
+    gdb_args = [*(["-batch"] if batch else []), *(a for c in commands for a in ("-ex", c))]
+    if not inst.load_built_config().config.metadata.debuggable:
+        raise UserError(
+            "the instance is not debuggable (metadata.debuggable is false in Occlum.json): "
+            "occlum gdb refuses it"
+        )
+    if pid is not None:
+        from occlum.instance.wire import lock_holder
+
+        if lock_holder(inst.run_dir) is None:
+            raise UserError("--pid needs a started instance (occlum start)")
+        ctx.exit(_debug_started(inst, pid, _gdb_path(), gdb_args))
+    assert program is not None
     from occlum.instance.wire import refuse_if_started
 
     refuse_if_started(inst.run_dir)
@@ -220,7 +280,6 @@ def gdb(
     if spec.root_image is None or spec.root_hash is None:
         raise UserError("occlum gdb needs a built root image (run `occlum build`)")
     gdb_bin = _gdb_path()
-    gdb_args = [*(["-batch"] if batch else []), *(a for c in commands for a in ("-ex", c))]
     from occlum.kernel.spec import DebugStop
 
     pid_r, pid_w = os.pipe2(os.O_CLOEXEC)

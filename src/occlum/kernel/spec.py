@@ -38,13 +38,14 @@ class EnclaveSpec:
 
 @dataclass(slots=True)
 class DebugStop:
-    """``occlum gdb``: every exec of the program's tree tells the kernel the auxv its program
-    was given (for the debugger's view), and the first program waits before its first
-    instruction, reading one byte from ``gate_fd`` (a pipe the debugger writes to once it
-    has attached); its host pid is written to ``pid_fd`` (and kept in ``host_pid``)."""
+    """A debuggable LibOS: every exec of a program tells the kernel the auxv its program was
+    given, for a debugger's view of it (``occlum gdb``, also ``--pid`` in a started instance).
+    With a ``gate_fd`` (``occlum gdb PROGRAM``), the first program waits before its first
+    instruction, reading one byte from that pipe (the debugger writes it once it has
+    attached), and its host pid is written to ``pid_fd`` (and kept in ``host_pid``)."""
 
-    pid_fd: int
-    gate_fd: int
+    pid_fd: int = -1
+    gate_fd: int = -1
     host_pid: int = 0
 
 

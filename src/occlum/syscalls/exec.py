@@ -368,6 +368,6 @@ def _debug_exec(libos: LibOS, t: Task) -> DebugExec | None:
     except (OSError, ValueError, IndexError):
         raise SyscallError(errno.ESRCH, "the process is gone")
     gate = None
-    if not stop.host_pid and p.host_pid == libos.proctable.first_host_pid:
+    if stop.gate_fd >= 0 and not stop.host_pid and p.host_pid == libos.proctable.first_host_pid:
         gate = libos.listener.add_fd(t.notif_id, stop.gate_fd, True, send=False)
     return DebugExec(mm, gate)
