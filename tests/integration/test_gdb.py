@@ -15,6 +15,7 @@ import pytest
 
 import libos
 from libos import Instance, Result
+from occlum.instance.client import request
 
 pytestmark = pytest.mark.needs_root
 
@@ -111,7 +112,8 @@ def test_static_musl_program(instances: Instances) -> None:
     )  # fmt: skip
     out = res.stdout
     assert re.search(
-        rf"Breakpoint 1, counted \(word=0x[0-9a-f]+ \"seven\"\) at \S*debugee\.c:{COUNTED_LINE}", out
+        rf"Breakpoint 1, counted \(word=0x[0-9a-f]+ \"seven\"\) at \S*debugee\.c:{COUNTED_LINE}",
+        out,
     )
     assert re.search(rf"#1  0x[0-9a-f]+ in main \(.*\) at \S*debugee\.c:{CALL_LINE}", out), (
         res.describe()
@@ -168,6 +170,17 @@ def test_attach_to_a_process_of_a_started_instance(instances: Instances) -> None
         assert waiter.stdout is not None and waiter.stdout.readline() == "waiting\n"
         ps = subprocess.run([*cli, "ps"], capture_output=True, text=True, check=False).stdout
         pid = next(int(m[1]) for m in re.finditer(r"(\d+) .* debugee wait", ps))
+        # another host user cannot attach to it (nor to anything of the instance)
+        host_pid = request(inst.path / "run", {"op": "host_pid", "pid": pid})["host_pid"]
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        other = subprocess.run(
+            [*nobody, "gdb", "-q", "-batch", "-p", str(host_pid)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert "ptrace: Operation not permitted" in other.stdout + other.stderr
+        # the LibOS's own init is no program of the instance
+        init = gdb(inst, ["bt"], [], pid=1)
+        assert init.code != 0 and "no process 1 in the instance" in init.stderr, init.describe()
         res = gdb(
             inst,
             ["bt", "print waiting", "set var waiting = 0", "break puts", "continue", "bt",
