@@ -82,8 +82,8 @@ def gdb(inst: Instance, commands: list[str], argv: list[str], pid: int | None = 
 def test_dynamic_glibc_program(instances: Instances) -> None:
     res = gdb(
         instances.debuggable,
-        ["break main", "break puts", "continue", "next", "print answer", "continue", "bt",
-         "info sharedlibrary", "continue"],
+        ["break main", "break puts", "continue", "next", "print answer", "watch answer",
+         "continue", "continue", "bt", "info sharedlibrary", "continue", "continue"],
         ["/bin/debugee"],
     )  # fmt: skip
     out = res.stdout
@@ -93,6 +93,9 @@ def test_dynamic_glibc_program(instances: Instances) -> None:
         rf"Breakpoint 1, main \(argc=1, argv=0x[0-9a-f]+\) at \S*debugee\.c:{MAIN_LINE}", out
     )
     assert "$1 = 21" in out, res.describe()
+    assert re.search(r"atchpoint 3: answer\n\nOld value = 21\nNew value = 23\n", out), (
+        res.describe()
+    )
     # the C library's puts, found through the dynamic loader's link map, and the frames below
     assert re.search(r"Breakpoint 2, \S*puts \(str=0x[0-9a-f]+ \"debugee says hello\"\)", out)
     assert re.search(r"#0  \S*puts \(.*\) at \S+\.c:\d+", out), res.describe()
@@ -119,7 +122,7 @@ def test_static_musl_program(instances: Instances) -> None:
         res.describe()
     )
     assert "Value returned is $1 = 10" in out, res.describe()
-    assert "$2 = 21" in out, res.describe()
+    assert "$2 = 23" in out, res.describe()
     assert re.search(r"Breakpoint 2, 0x[0-9a-f]+ in puts \(\)", out), res.describe()
     assert re.search(rf"#1  0x[0-9a-f]+ in main \(.*\) at \S*debugee\.c:{PUTS_LINE}", out), (
         res.describe()
@@ -201,3 +204,19 @@ def test_attach_to_a_process_of_a_started_instance(instances: Instances) -> None
         assert gone.code != 0 and f"no process {pid} in the instance" in gone.stderr
     finally:
         subprocess.run([*cli, "stop", "-t", "1"], capture_output=True, check=False)
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        ([], "occlum gdb takes a PROGRAM to run, or --pid N of a started instance"),
+        (["--pid", "3", "/bin/debugee"], "occlum gdb takes a PROGRAM to run, or --pid N"),
+        (["--pid", "3"], "--pid needs a started instance (occlum start)"),
+        (["/bin/nope"], "cannot run /bin/nope: no such file in the instance"),
+    ],
+)
+def test_bad_invocations_say_one_line(instances: Instances, argv: list[str], says: str) -> None:
+    res = gdb(instances.debuggable, [], argv)
+    assert res.code != 0, res.describe()
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], res.describe()

@@ -110,17 +110,20 @@ def _debugger(
 
     with tempfile.TemporaryDirectory(prefix="occlum-gdb-") as tmp:
         sysroot = Path(tmp) / "root"
-        try:
+        failed: UserError | None = None
+        try:  # while the LibOS boots
             copy = build_sysroot(image, root_hash, program, sysroot)
         except UserError as exc:
-            print(f"occlum gdb: {exc}", file=sys.stderr)
-            return 1
+            failed = exc
         host_pid = _read_pid(pid_r)
         os.close(pid_r)
         if host_pid is None:  # the program did not start: the supervisor said why
             return 1
         pidfd = os.pidfd_open(host_pid)
         try:
+            if failed is not None:
+                print(f"occlum gdb: {failed}", file=sys.stderr)
+                return 1
             return _attach(gdb, gdb_args, Path(tmp), sysroot, copy, host_pid, pidfd, gate_w)
         finally:
             try:  # a program GDB left behind (it quit without running it to its end)

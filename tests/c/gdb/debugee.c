@@ -26,7 +26,7 @@ int main(int argc, char **argv) {
         while (waiting)
             usleep(10000);
     }
-    answer = counted("seven") + 11;
+    answer = counted("seven") + 13;
     puts("debugee says hello");
-    return answer - 18;
+    return answer - 20;
 }
