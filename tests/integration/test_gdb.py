@@ -4,9 +4,13 @@ non-debuggable instance refused; ptrace still refused to the program it debugs."
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
 import re
+import select
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,3 +224,49 @@ def test_bad_invocations_say_one_line(instances: Instances, argv: list[str], say
     assert res.code != 0, res.describe()
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], res.describe()
+
+
+def test_interactive_session_on_a_terminal(instances: Instances) -> None:
+    """GDB's prompt on the terminal; Ctrl-C stops the running program, as natively."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(instances.debuggable.path)
+        os.environ["OCCLUM_LOG_LEVEL"] = "error"
+        os.execv(libos._tool("occlum")[0], ["occlum", "gdb", "--ex", "set style enabled off",
+                                            "/bin/debugee", "wait"])  # fmt: skip
+    seen = bytearray()
+
+    def expect(text: bytes) -> None:
+        deadline = time.monotonic() + 60
+        while text not in seen:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready, f"no {text!r} in:\n{seen.decode(errors='replace')}"
+            try:
+                seen.extend(os.read(fd, 4096))
+            except OSError:  # the terminal closed
+                assert text in seen, seen.decode(errors="replace")
+        del seen[: seen.index(text) + len(text)]
+
+    try:
+        for send, answer in [
+            (b"", b"(gdb) "),
+            (b"continue\n", b"waiting"),
+            (b"\x03", b"Program received signal SIGINT"),
+            (b"", b"(gdb) "),
+            (b"bt\n", b"in main (argc=2"),
+            (b"set var waiting = 0\n", b"(gdb) "),
+            (b"continue\n", b"debugee says hello"),
+            (b"", b"exited with code 03]"),
+            (b"quit\n", b""),
+        ]:
+            if send == b"\x03":
+                time.sleep(0.3)  # the program in its loop
+            os.write(fd, send)
+            expect(answer)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        os.close(fd)
