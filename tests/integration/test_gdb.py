@@ -27,6 +27,7 @@ SRC = Path(__file__).resolve().parent.parent / "c" / "gdb" / "debugee.c"
 PTRACE_PROBE = Path(__file__).resolve().parent.parent / "c" / "security" / "ptrace.c"
 DEBUG_GLIBC = libos.Variant("gdb-glibc", "gcc", ("-g", "-O0"))
 DEBUG_MUSL = libos.Variant("gdb-musl", "musl-gcc", ("-g", "-O0", "-static"))
+DEBUG_MUSL_DYNAMIC = libos.Variant("gdb-musl-dyn", "musl-gcc", ("-g", "-O0"))
 
 
 def line_of(text: str) -> int:
@@ -65,6 +66,9 @@ def instances(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instances]:
     binaries = {
         "/bin/debugee": libos.compile_c(SRC, work / "debugee", DEBUG_GLIBC),
         "/bin/debugee-musl": libos.compile_c(SRC, work / "debugee-musl", DEBUG_MUSL),
+        "/bin/debugee-musl-dyn": libos.compile_c(
+            SRC, work / "debugee-musl-dyn", DEBUG_MUSL_DYNAMIC
+        ),
         "/bin/sec-ptrace": libos.compile_c(PTRACE_PROBE, work / "sec-ptrace", DEBUG_GLIBC),
     }
     yield Instances(
@@ -131,6 +135,23 @@ def test_static_musl_program(instances: Instances) -> None:
     assert re.search(rf"#1  0x[0-9a-f]+ in main \(.*\) at \S*debugee\.c:{PUTS_LINE}", out), (
         res.describe()
     )
+    assert re.search(r"\[Inferior 1 \(process \d+\) exited with code 03\]", out), res.describe()
+
+
+def test_dynamic_musl_program(instances: Instances) -> None:
+    """musl's dynamic loader is its C library: GDB finds it by AT_BASE and its link map."""
+    res = gdb(
+        instances.debuggable,
+        ["break main", "break puts", "continue", "continue", "bt", "info sharedlibrary",
+         "continue"],
+        ["/bin/debugee-musl-dyn"],
+    )  # fmt: skip
+    out = res.stdout
+    assert re.search(rf"Breakpoint 1, main \(argc=1, .*\) at \S*debugee\.c:{MAIN_LINE}", out)
+    assert re.search(
+        r"Breakpoint 2, 0x[0-9a-f]+ in puts \(\) from \S+/lib/ld-musl-x86_64\.so\.1", out
+    )
+    assert re.search(rf"#1  0x[0-9a-f]+ in main \(.*\) at \S*debugee\.c:{PUTS_LINE}", out)
     assert re.search(r"\[Inferior 1 \(process \d+\) exited with code 03\]", out), res.describe()
 
 
