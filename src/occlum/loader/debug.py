@@ -17,8 +17,11 @@ GDB resumes the program, returns the byte (or 0 if the debugger went away).
 
 from __future__ import annotations
 
+import errno
 import struct
 from dataclasses import dataclass
+
+from occlum.abi.errors import SyscallError
 
 PR_SET_MM = 35
 PR_SET_MM_MAP = 14
@@ -68,6 +71,15 @@ def mm_fields_from_stat(stat: bytes) -> MmFields:
         env_start=field(50),
         env_end=field(51),
     )
+
+
+def read_mm_fields(host_pid: int) -> MmFields:
+    """The fields of the stub's process ``host_pid``, as it trapped."""
+    try:
+        with open(f"/proc/{host_pid}/stat", "rb") as f:
+            return mm_fields_from_stat(f.read())
+    except (OSError, ValueError, IndexError):
+        raise SyscallError(errno.ESRCH, "the process is gone")
 
 
 @dataclass(slots=True, frozen=True)

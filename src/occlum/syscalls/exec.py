@@ -20,7 +20,7 @@ from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW
 from occlum.kernel.api import PROCEED
 from occlum.kernel.process import Process, Task
-from occlum.loader.debug import DebugExec, mm_fields_from_stat
+from occlum.loader.debug import DebugExec, read_mm_fields
 from occlum.loader.plan import AT_EGID, AT_EUID, AT_GID, AT_UID, parse_kernel_auxv, plan_exec
 from occlum.loader.program import (
     ExecRequest,
@@ -362,12 +362,7 @@ def _debug_exec(libos: LibOS, t: Task) -> DebugExec | None:
     stop = libos.spec.debug
     if stop is None or libos.stage != "app":
         return None
-    try:
-        with open(f"/proc/{p.host_pid}/stat", "rb") as f:
-            mm = mm_fields_from_stat(f.read())
-    except (OSError, ValueError, IndexError):
-        raise SyscallError(errno.ESRCH, "the process is gone")
     gate = None
     if stop.gate_fd >= 0 and not stop.host_pid and p.host_pid == libos.proctable.first_host_pid:
         gate = libos.listener.add_fd(t.notif_id, stop.gate_fd, True, send=False)
-    return DebugExec(mm, gate)
+    return DebugExec(read_mm_fields(p.host_pid), gate)
