@@ -9,7 +9,10 @@ import os
 import pty
 import re
 import select
+import shutil
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -219,7 +222,9 @@ def test_attach_to_a_process_of_a_started_instance(instances: Instances) -> None
         out = res.stdout
         assert re.search(r"#\d+  0x[0-9a-f]+ in main \(argc=2, .*\) at \S*debugee\.c:\d+", out)
         assert "$1 = 1" in out, res.describe()
-        assert re.search(r"Breakpoint 1, \S*puts \(str=0x[0-9a-f]+ \"debugee says hello\"\)", out)
+        assert re.search(
+            r"Breakpoint 1, \S*puts \(str=0x[0-9a-f]+ \"debugee says hello\"\)", out
+        ), res.describe()
         assert re.search(rf"#1  0x[0-9a-f]+ in main \(.*\) at \S*debugee\.c:{PUTS_LINE}", out)
         assert re.search(r"\[Inferior 1 \(process \d+\) exited with code 03\]", out)
         # the program's own caller sees it end as it would without the debugger
@@ -291,3 +296,72 @@ def test_interactive_session_on_a_terminal(instances: Instances) -> None:
             os.kill(pid, 9)
             os.waitpid(pid, 0)
         os.close(fd)
+
+
+# An unprivileged user's LibOS (in a user namespace of its own) under that user's GDB: the
+# PR_SET_MM_MAP needs no privilege, and the owner of the namespace may attach. The driver
+# drops to nobody before booting, as tests/integration/test_nonroot.py does, and plays the
+# debugger's part of `occlum gdb` (which needs a built instance nobody cannot read).
+_NONROOT_DRIVER = """
+import os, subprocess, sys, time
+from pathlib import Path
+import occlum.boot, occlum.kernel.libos, occlum.kernel.procinfo, occlum.kernel.strace
+import occlum.syscalls.table, occlum.syscalls.exec, occlum.syscalls.fs, occlum.syscalls.info
+from occlum.cli.gdb import _attached, _waiting_at_gate, gdb_script
+from occlum.kernel.spec import DebugStop, RunSpec
+root, work = sys.argv[1:]
+os.setgroups([])
+os.setresgid(65534, 65534, 65534)
+os.setresuid(65534, 65534, 65534)
+os.chdir("/")
+pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
+gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
+libos = os.fork()
+if libos == 0:
+    os.close(pid_r)
+    os.close(gate_w)
+    spec = RunSpec(instance_dir=root, root_dir=root, argv=("/bin/debugee",),
+                   env=(("PATH", "/bin"),), log_level="error", debug=DebugStop(pid_w, gate_r))
+    os._exit(occlum.boot.run(spec))
+os.close(pid_w)
+os.close(gate_r)
+host_pid = int(os.read(pid_r, 64))
+while not _waiting_at_gate(host_pid):
+    time.sleep(0.002)
+script = Path(work, "attach.gdb")
+script.write_text(gdb_script(Path(root), Path(root, "bin/debugee"), host_pid))
+gdb = subprocess.Popen(["gdb", "-q", "-batch", "-x", str(script), "-ex", "break puts",
+                        "-ex", "continue", "-ex", "bt", "-ex", "continue"])
+while not _attached(host_pid):
+    time.sleep(0.002)
+os.write(gate_w, b"g")
+gdb.wait()
+_, status = os.waitpid(libos, 0)
+print("libos", os.waitstatus_to_exitcode(status), "gdb", gdb.returncode)
+"""
+
+
+def test_unprivileged_user_debugs_its_own_libos(tmp_path_factory: pytest.TempPathFactory) -> None:
+    work = Path(tempfile.mkdtemp(prefix="occlum-gdb-nonroot-", dir="/tmp"))
+    try:
+        os.chmod(work, 0o777)
+        root = work / "root"
+        binaries = {"/bin/debugee": libos.compile_c(SRC, work / "debugee", DEBUG_GLIBC)}
+        libos.place_with_dependencies(root, binaries)
+        for d in ("dev", "proc", "tmp", "sys"):  # where the LibOS mounts its own
+            (root / d).mkdir(exist_ok=True)
+        for d, _, files in os.walk(work):
+            for name in (d, *(os.path.join(d, f) for f in files)):
+                os.chmod(name, os.stat(name).st_mode | 0o755)
+        proc = subprocess.run(
+            [sys.executable, "-c", _NONROOT_DRIVER, str(root), str(work)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        out = proc.stdout
+        assert re.search(
+            r"Breakpoint 1, \S*puts \(str=0x[0-9a-f]+ \"debugee says hello\"\)", out
+        ), proc.stdout + proc.stderr
+        assert re.search(rf"#1  0x[0-9a-f]+ in main \(.*\) at \S*debugee\.c:{PUTS_LINE}", out)
+        assert "exited with code 03]" in out and "libos 3 gdb 0" in out, proc.stdout + proc.stderr
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
