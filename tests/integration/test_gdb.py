@@ -365,3 +365,24 @@ def test_unprivileged_user_debugs_its_own_libos(tmp_path_factory: pytest.TempPat
         assert "exited with code 03]" in out and "libos 3 gdb 0" in out, proc.stdout + proc.stderr
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_encrypted_image_with_its_key(instances: Instances, tmp_path: Path) -> None:
+    inst = Instance.new(tmp_path / "encrypted")
+    inst.configure()
+    libos.place_with_dependencies(
+        inst.image, {"/bin/debugee": instances.debuggable.image / "bin/debugee"}
+    )
+    cli = [*libos._tool("occlum"), "--instance-dir", str(inst.path)]
+    subprocess.run([*cli, "gen-image-key", "image_key"], check=True, capture_output=True)
+    subprocess.run([*cli, "build", "--image-key", "image_key"], check=True, capture_output=True)
+    res = gdb(
+        inst,
+        ["break puts", "continue", "bt", "continue"],
+        ["--image-key", "image_key", "/bin/debugee"],
+    )
+    assert re.search(rf"#1  0x[0-9a-f]+ in main \(.*\) at \S*debugee\.c:{PUTS_LINE}", res.stdout)
+    assert "exited with code 03]" in res.stdout, res.describe()
+    without = gdb(inst, ["continue"], ["/bin/debugee"])
+    lines = without.stderr.strip().splitlines()
+    assert without.code != 0 and len(lines) == 1 and "image key" in lines[0], without.describe()

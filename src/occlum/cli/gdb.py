@@ -103,6 +103,7 @@ def _debugger(
     program: str,
     gdb: str,
     gdb_args: list[str],
+    key: bytes | None,
 ) -> int:
     """The debugger process: the sysroot, the waiting program, GDB; GDB's exit status."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is GDB's
@@ -112,7 +113,7 @@ def _debugger(
         sysroot = Path(tmp) / "root"
         failed: UserError | None = None
         try:  # while the LibOS boots
-            copy = build_sysroot(image, root_hash, program, sysroot)
+            copy = build_sysroot(image, root_hash, program, sysroot, key)
         except UserError as exc:
             failed = exc
         host_pid = _read_pid(pid_r)
@@ -183,7 +184,9 @@ def _start_gdb(
     return child
 
 
-def _debug_started(inst: Instance, pid: int, gdb: str, gdb_args: list[str]) -> int:
+def _debug_started(
+    inst: Instance, pid: int, gdb: str, gdb_args: list[str], key_path: Path | None
+) -> int:
     """``--pid``: GDB attached to a process of the started instance; it goes on running
     when GDB detaches."""
     from occlum.instance.client import request
@@ -196,16 +199,26 @@ def _debug_started(inst: Instance, pid: int, gdb: str, gdb_args: list[str]) -> i
     exe = str(answer["exe"]).removesuffix(" (deleted)")
     spec = to_run_spec(inst, (), os.environ, service=True)
     assert spec.root_image is not None and spec.root_hash is not None
+    key = _image_key(key_path)
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is GDB's
     try:
         with tempfile.TemporaryDirectory(prefix="occlum-gdb-") as tmp:
             sysroot = Path(tmp) / "root"
-            copy = build_sysroot(spec.root_image, spec.root_hash, exe, sysroot)
+            copy = build_sysroot(spec.root_image, spec.root_hash, exe, sysroot, key)
             child = _start_gdb(gdb, gdb_args, Path(tmp), sysroot, copy, host_pid)
             _, status = os.waitpid(child, 0)
             return _exit_code(status)
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+def _image_key(path: Path | None) -> bytes | None:
+    """The image key of ``--image-key`` (the sysroot's files are read from the image)."""
+    if path is None:
+        return None
+    from occlum.enclave.keys import load_image_key
+
+    return load_image_key(path)
 
 
 def _exit_code(status: int) -> int:
@@ -223,6 +236,10 @@ def _exit_code(status: int) -> int:
 )  # fmt: skip
 @click.option("--batch", is_flag=True, help="Exit once the commands have run (as gdb -batch).")
 @click.option(
+    "--image-key", metavar="FILE",
+    help="The key of an encrypted image (as for occlum run); relative to the instance directory.",
+)  # fmt: skip
+@click.option(
     "--pid", type=int, default=None,
     help="Attach to this process of the started instance (a pid as occlum ps shows it).",
 )  # fmt: skip
@@ -233,6 +250,7 @@ def gdb(
     ctx: click.Context,
     commands: tuple[str, ...],
     batch: bool,
+    image_key: str | None,
     pid: int | None,
     program: str | None,
     args: tuple[str, ...],
@@ -256,6 +274,7 @@ def gdb(
     if (pid is None) == (program is None):
         raise UserError("occlum gdb takes a PROGRAM to run, or --pid N of a started instance")
     gdb_args = [*(["-batch"] if batch else []), *(a for c in commands for a in ("-ex", c))]
+    key_path = None if image_key is None else inst.path / image_key
     if not inst.load_built_config().config.metadata.debuggable:
         raise UserError(
             "the instance is not debuggable (metadata.debuggable is false in Occlum.json): "
@@ -266,7 +285,7 @@ def gdb(
 
         if lock_holder(inst.run_dir) is None:
             raise UserError("--pid needs a started instance (occlum start)")
-        ctx.exit(_debug_started(inst, pid, _gdb_path(), gdb_args))
+        ctx.exit(_debug_started(inst, pid, _gdb_path(), gdb_args, key_path))
     assert program is not None
     from occlum.instance.wire import refuse_if_started
 
@@ -274,7 +293,7 @@ def gdb(
     from occlum.instance.fusemount import refuse_if_mounted
 
     refuse_if_mounted(inst)
-    spec = to_run_spec(inst, (program, *args), os.environ)
+    spec = to_run_spec(inst, (program, *args), os.environ, image_key=key_path)
     if spec.enclave is None or not spec.enclave.debuggable:
         raise UserError(
             "the instance is not debuggable (metadata.debuggable is false in Occlum.json): "
@@ -283,6 +302,7 @@ def gdb(
     if spec.root_image is None or spec.root_hash is None:
         raise UserError("occlum gdb needs a built root image (run `occlum build`)")
     gdb_bin = _gdb_path()
+    key = _image_key(key_path)
     from occlum.kernel.spec import DebugStop
 
     pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
@@ -294,7 +314,7 @@ def gdb(
         code = 1
         try:
             code = _debugger(
-                pid_r, gate_w, spec.root_image, spec.root_hash, program, gdb_bin, gdb_args
+                pid_r, gate_w, spec.root_image, spec.root_hash, program, gdb_bin, gdb_args, key
             )
         finally:
             os._exit(code)

@@ -117,11 +117,13 @@ class _ImageResolver(LibraryResolver):
         )
 
 
-def build_sysroot(image: str, root_hash: str, program: str, dest: Path) -> Path:
+def build_sysroot(
+    image: str, root_hash: str, program: str, dest: Path, key: bytes | None = None
+) -> Path:
     """Fill ``dest`` with the verified files ``program`` (a path inside the image) needs to be
-    debugged; returns the program's copy."""
+    debugged; returns the program's copy. ``key``: the key of an encrypted image."""
     try:
-        fs = ImageFs(image, root_hash)
+        fs = ImageFs(image, root_hash, key)
     except SyscallError as exc:
         raise UserError(
             f"the root image {image} cannot be read: {exc.why or exc} "
