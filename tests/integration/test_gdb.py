@@ -27,6 +27,7 @@ from occlum.instance.client import request
 pytestmark = pytest.mark.needs_root
 
 SRC = Path(__file__).resolve().parent.parent / "c" / "gdb" / "debugee.c"
+FORKER = Path(__file__).resolve().parent.parent / "c" / "gdb" / "forker.c"
 PTRACE_PROBE = Path(__file__).resolve().parent.parent / "c" / "security" / "ptrace.c"
 DEBUG_GLIBC = libos.Variant("gdb-glibc", "gcc", ("-g", "-O0"))
 DEBUG_MUSL = libos.Variant("gdb-musl", "musl-gcc", ("-g", "-O0", "-static"))
@@ -72,6 +73,7 @@ def instances(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instances]:
         "/bin/debugee-musl-dyn": libos.compile_c(
             SRC, work / "debugee-musl-dyn", DEBUG_MUSL_DYNAMIC
         ),
+        "/bin/forker": libos.compile_c(FORKER, work / "forker", DEBUG_GLIBC),
         "/bin/sec-ptrace": libos.compile_c(PTRACE_PROBE, work / "sec-ptrace", DEBUG_GLIBC),
     }
     yield Instances(
@@ -170,6 +172,25 @@ def test_crash_stops_at_the_faulting_line(instances: Instances) -> None:
     assert "*nowhere = answer; /* CRASH LINE */" in out, res.describe()
     assert "$1 = 21" in out, res.describe()
     assert "Program terminated with signal SIGSEGV" in out, res.describe()
+
+
+def test_signals_and_following_a_fork(instances: Instances) -> None:
+    res = gdb(
+        instances.debuggable,
+        ["set follow-fork-mode child", "break child_work", "continue", "continue", "bt",
+         "continue"],
+        ["/bin/forker"],
+    )  # fmt: skip
+    out = res.stdout
+    assert "Program received signal SIGUSR1, User defined signal 1." in out, res.describe()
+    assert re.search(r"\[Attaching after .* fork to child process \d+\]", out), res.describe()
+    child_line = next(
+        n for n, line in enumerate(FORKER.read_text().splitlines(), 1) if "CHILD LINE" in line
+    )
+    assert re.search(rf"hit Breakpoint 1, child_work \(n=2\) at \S*forker\.c:{child_line}", out)
+    assert re.search(r"#1  0x[0-9a-f]+ in main \(\) at \S*forker\.c:\d+", out), res.describe()
+    assert "got SIGUSR1" in out and "child exited with 5" in out, res.describe()
+    assert re.search(r"\[Inferior 2 \(process \d+\) exited with code 05\]", out), res.describe()
 
 
 def test_ptrace_still_refused_to_the_debugged_program(instances: Instances) -> None:
