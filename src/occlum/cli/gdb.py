@@ -2,13 +2,14 @@
 
 This process boots the LibOS as ``occlum run`` does, with ``RunSpec.debug`` set: every exec of
 the program's tree tells the kernel the auxiliary vector its program was given, and the first
-program stops (SIGSTOP) in the loader stub right before it jumps to its entry; the supervisor
-then writes its host pid to a pipe (:mod:`occlum.loader.debug`). A forked *debugger* process
-copies the program's files out of the verified image into a private sysroot
-(:mod:`occlum.instance.sysroot`), waits for that stop, and runs GDB attached to the program
-(``set sysroot``, ``file``, ``attach``); GDB's own shared-library support reads the dynamic
-loader's link map from there on. When GDB ends, a program it left stopped is killed, as GDB
-kills a program it ran; the exit status is GDB's.
+program waits in the loader stub, right before it jumps to its entry, reading a pipe (the
+*gate*); the supervisor writes its host pid to another (:mod:`occlum.loader.debug`). A forked
+*debugger* process copies the program's files out of the verified image into a private
+sysroot (:mod:`occlum.instance.sysroot`) meanwhile, waits for the program to reach the gate,
+runs GDB attached to it (``set sysroot``, ``file``, ``attach``) and opens the gate once GDB
+has attached; GDB's own shared-library support reads the dynamic loader's link map from
+there on. When GDB ends, the program is killed if it still runs, as GDB kills a program it
+ran; the exit status is GDB's. ``--pid`` attaches GDB to a program of a started instance.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -28,8 +30,15 @@ from occlum.errors import UserError
 from occlum.instance.layout import Instance
 from occlum.instance.runspec import to_run_spec
 
+if TYPE_CHECKING:
+    from occlum.kernel.spec import RunSpec
+
 CONTEXT = {"help_option_names": ["-h", "--help"]}
-STOP_TIMEOUT = 30.0  # seconds from the supervisor's word to the program's stop
+GATE_TIMEOUT = 30.0  # seconds from the supervisor's word to the program's wait at the gate
+NOT_DEBUGGABLE = (
+    "the instance is not debuggable (metadata.debuggable is false in Occlum.json): "
+    "occlum gdb refuses it"
+)
 
 
 def _gdb_path() -> str:
@@ -125,7 +134,7 @@ def _debugger(
             if failed is not None:
                 print(f"occlum gdb: {failed}", file=sys.stderr)
                 return 1
-            return _attach(gdb, gdb_args, Path(tmp), sysroot, copy, host_pid, pidfd, gate_w)
+            return _attach(gdb, gdb_args, Path(tmp), sysroot, copy, host_pid, gate_w)
         finally:
             try:  # a program GDB left behind (it quit without running it to its end)
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
@@ -141,11 +150,10 @@ def _attach(
     sysroot: Path,
     copy: Path,
     host_pid: int,
-    pidfd: int,
     gate_w: int,
 ) -> int:
     """GDB attached to the program waiting at the gate; the gate opened once it has."""
-    deadline = time.monotonic() + STOP_TIMEOUT
+    deadline = time.monotonic() + GATE_TIMEOUT
     while not (state := _waiting_at_gate(host_pid)) and time.monotonic() < deadline:
         if state is None:
             return 1
@@ -276,10 +284,7 @@ def gdb(
     gdb_args = [*(["-batch"] if batch else []), *(a for c in commands for a in ("-ex", c))]
     key_path = None if image_key is None else inst.path / image_key
     if not inst.load_built_config().config.metadata.debuggable:
-        raise UserError(
-            "the instance is not debuggable (metadata.debuggable is false in Occlum.json): "
-            "occlum gdb refuses it"
-        )
+        raise UserError(NOT_DEBUGGABLE)
     if pid is not None:
         from occlum.instance.wire import lock_holder
 
@@ -295,10 +300,7 @@ def gdb(
     refuse_if_mounted(inst)
     spec = to_run_spec(inst, (program, *args), os.environ, image_key=key_path)
     if spec.enclave is None or not spec.enclave.debuggable:
-        raise UserError(
-            "the instance is not debuggable (metadata.debuggable is false in Occlum.json): "
-            "occlum gdb refuses it"
-        )
+        raise UserError(NOT_DEBUGGABLE)
     if spec.root_image is None or spec.root_hash is None:
         raise UserError("occlum gdb needs a built root image (run `occlum build`)")
     gdb_bin = _gdb_path()
@@ -330,12 +332,10 @@ def gdb(
     ctx.exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else code)
 
 
-def _run(inst: Instance, spec: object) -> int:
+def _run(inst: Instance, spec: RunSpec) -> int:
     from occlum.boot import new_libos
     from occlum.kernel import stages
-    from occlum.kernel.spec import RunSpec
 
-    assert isinstance(spec, RunSpec)
     libos = new_libos(spec)
     libos.foreground = False  # the terminal is GDB's (the LibOS ignores SIGINT while it runs)
     with inst.running():
