@@ -53,6 +53,9 @@ class Instances:
 
 def _instance(path: Path, binaries: dict[str, Path], debuggable: bool) -> Instance:
     inst = Instance.new(path)
+    script = inst.image / "bin/crash-script"
+    script.write_text("#!/bin/debugee crash\n")
+    script.chmod(0o755)
     inst.configure()
     cfg = inst.config()
     metadata = cfg.setdefault("metadata", {})
@@ -191,6 +194,15 @@ def test_signals_and_following_a_fork(instances: Instances) -> None:
     assert re.search(r"#1  0x[0-9a-f]+ in main \(\) at \S*forker\.c:\d+", out), res.describe()
     assert "got SIGUSR1" in out and "child exited with 5" in out, res.describe()
     assert re.search(r"\[Inferior 2 \(process \d+\) exited with code 05\]", out), res.describe()
+
+
+def test_a_script_is_debugged_as_its_interpreter(instances: Instances) -> None:
+    res = gdb(instances.debuggable, ["continue", "bt", "continue"], ["/bin/crash-script"])
+    out = res.stdout
+    assert "Program received signal SIGSEGV, Segmentation fault." in out, res.describe()
+    assert re.search(rf"in main \(argc=3, .*\) at \S*debugee\.c:{CRASH_LINE}\n", out), (
+        res.describe()
+    )
 
 
 def test_ptrace_still_refused_to_the_debugged_program(instances: Instances) -> None:

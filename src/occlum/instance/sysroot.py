@@ -35,6 +35,7 @@ from occlum.vfs.inode import Inode
 __all__ = ["build_sysroot"]
 
 SYMLINK_BUDGET = 40  # as Linux's path walk
+SCRIPT_DEPTH = 4  # #! interpreters followed, as Linux's binfmt_script recursion limit
 
 
 class _ImageFiles:
@@ -117,6 +118,21 @@ class _ImageResolver(LibraryResolver):
         )
 
 
+def _executable(files: _ImageFiles, program: str) -> str:
+    """The ELF file the kernel would run for ``program``: a script's ``#!`` interpreter,
+    followed (GDB debugs the interpreter, as natively)."""
+    program = os.path.normpath("/" + program)
+    for _ in range(SCRIPT_DEPTH):
+        if not files.copy(program):
+            raise UserError(f"cannot debug {program}: no such file in the image")
+        with open(files.dest / program.lstrip("/"), "rb") as f:
+            first = f.readline(256)
+        if not first.startswith(b"#!") or not first[2:].split():
+            return program
+        program = os.fsdecode(first[2:].split()[0])
+    raise UserError(f"cannot debug {program}: too many #! interpreters")
+
+
 def build_sysroot(
     image: str, root_hash: str, program: str, dest: Path, key: bytes | None = None
 ) -> Path:
@@ -132,14 +148,13 @@ def build_sysroot(
     try:
         files = _ImageFiles(fs, dest)
         try:
-            if not files.copy(program):
-                raise UserError(f"cannot debug {program}: no such file in the image")
+            program = _executable(files, program)
             deps = _ImageResolver(files).find_dependencies(program)
             for found in deps.paths:  # every default directory's copy of each library too
                 for d in DEFAULT_DIRS:
                     files.copy(f"{d}/{os.path.basename(found)}")
         except SyscallError as exc:
             raise UserError(f"cannot read {program}'s files from the image: {exc.why or exc}")
-        return dest / os.path.normpath("/" + program).lstrip("/")
+        return dest / program.lstrip("/")
     finally:
         fs.close()
