@@ -162,11 +162,15 @@ def _attach(
         print(f"occlum gdb: {copy.name} did not reach its entry", file=sys.stderr)
         return 1
     child = _start_gdb(gdb, gdb_args, tmp, sysroot, copy, host_pid)
+    # attached on two looks in a row: the kernel links the tracer just before it queues the
+    # SIGSTOP, and a byte read before that stop would let the program run past the gate
+    seen = 0
     while gate_w >= 0:
         done, status = os.waitpid(child, os.WNOHANG)
         if done:
             return _exit_code(status)
-        if _attached(host_pid) is not False:  # attached, or gone
+        seen = seen + 1 if _attached(host_pid) is not False else 0  # attached, or gone
+        if seen >= 2:
             os.write(gate_w, b"g")
             os.close(gate_w)
             gate_w = -1
