@@ -52,8 +52,10 @@ declare -A PKG_FILES=(
     [python3-dev]=/usr/bin/python3-config
     # libcrypto (headers and the static library) for the attested-boot init and tests/c/attest
     [libssl-dev]=/usr/include/openssl/evp.h
-    # occlum gdb: the host's debugger, attached to a program inside
+    # occlum gdb: the host's debugger, attached to a program inside, and the C library's
+    # separate debug information (its frames' file and line in tests/integration/test_gdb.py)
     [gdb]=/usr/bin/gdb
+    [libc6-dbg]=/usr/share/doc/libc6-dbg/copyright
 )
 # packages whose absence does not fail the setup (benchmark peers and helpers)
 OPTIONAL=" proot hyperfine openjdk-17-jre-headless nodejs python3-numpy golang-go openjdk-17-jdk-headless "
