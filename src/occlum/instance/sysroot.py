@@ -38,6 +38,11 @@ SYMLINK_BUDGET = 40  # as Linux's path walk
 SCRIPT_DEPTH = 4  # #! interpreters followed, as Linux's binfmt_script recursion limit
 
 
+def _absolute(path: str) -> str:
+    """``path`` from the image's root, normalized (and never ``//``, which POSIX keeps)."""
+    return os.path.normpath("/" + path.lstrip("/"))
+
+
 class _ImageFiles:
     """Paths of the image looked up (symlinks followed inside it) and copied under ``dest``."""
 
@@ -78,7 +83,7 @@ class _ImageFiles:
 
     def copy(self, path: str) -> bool:
         """Copy the regular file the image has at ``path`` to ``dest`` + ``path``."""
-        path = os.path.normpath("/" + path)
+        path = _absolute(path)
         done = self.copied.get(path)
         if done is not None:
             return done
@@ -121,7 +126,7 @@ class _ImageResolver(LibraryResolver):
 def _executable(files: _ImageFiles, program: str) -> str:
     """The ELF file the kernel would run for ``program``: a script's ``#!`` interpreter,
     followed (GDB debugs the interpreter, as natively)."""
-    program = os.path.normpath("/" + program)
+    program = _absolute(program)
     for _ in range(SCRIPT_DEPTH):
         if not files.copy(program):
             raise UserError(f"cannot debug {program}: no such file in the image")
