@@ -27,10 +27,12 @@ from occlum.instance.client import request
 pytestmark = pytest.mark.needs_root
 
 SRC = Path(__file__).resolve().parent.parent / "c" / "gdb" / "debugee.c"
+THREADS = Path(__file__).resolve().parent.parent / "c" / "gdb" / "threads.c"
 FORKER = Path(__file__).resolve().parent.parent / "c" / "gdb" / "forker.c"
 PTRACE_PROBE = Path(__file__).resolve().parent.parent / "c" / "security" / "ptrace.c"
 DEBUG_GLIBC = libos.Variant("gdb-glibc", "gcc", ("-g", "-O0"))
 DEBUG_MUSL = libos.Variant("gdb-musl", "musl-gcc", ("-g", "-O0", "-static"))
+DEBUG_GLIBC_STATIC = libos.Variant("gdb-static", "gcc", ("-g", "-O0", "-static", "-pthread"))
 DEBUG_MUSL_DYNAMIC = libos.Variant("gdb-musl-dyn", "musl-gcc", ("-g", "-O0"))
 
 
@@ -76,6 +78,7 @@ def instances(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instances]:
         "/bin/debugee-musl-dyn": libos.compile_c(
             SRC, work / "debugee-musl-dyn", DEBUG_MUSL_DYNAMIC
         ),
+        "/bin/threads": libos.compile_c(THREADS, work / "threads", DEBUG_GLIBC_STATIC),
         "/bin/forker": libos.compile_c(FORKER, work / "forker", DEBUG_GLIBC),
         "/bin/sec-ptrace": libos.compile_c(PTRACE_PROBE, work / "sec-ptrace", DEBUG_GLIBC),
     }
@@ -203,6 +206,26 @@ def test_a_script_is_debugged_as_its_interpreter(instances: Instances) -> None:
     assert re.search(rf"in main \(argc=3, .*\) at \S*debugee\.c:{CRASH_LINE}\n", out), (
         res.describe()
     )
+
+
+def test_threads_of_a_static_glibc_program(instances: Instances) -> None:
+    worker_line = next(
+        n for n, line in enumerate(THREADS.read_text().splitlines(), 1) if "WORKER LINE" in line
+    )
+    res = gdb(
+        instances.debuggable,
+        [f"break threads.c:{worker_line}", "continue", "info threads", "print mine",
+         "continue", "continue"],
+        ["/bin/threads"],
+    )  # fmt: skip
+    out = res.stdout
+    assert re.search(
+        rf"hit Breakpoint 1, worker \(arg=0x[0-9a-f]+\) at \S*threads\.c:{worker_line}", out
+    )
+    assert re.search(r"\n  1    Thread 0x[0-9a-f]+ \(LWP \d+\)", out), res.describe()  # main's
+    assert re.search(r"\$1 = [34]\n", out), res.describe()
+    assert "shared 7" in out, res.describe()
+    assert re.search(r"\[Inferior 1 \(process \d+\) exited normally\]", out), res.describe()
 
 
 def test_ptrace_still_refused_to_the_debugged_program(instances: Instances) -> None:
