@@ -1,5 +1,5 @@
 """What an exec does for a debugger on the host (``occlum gdb``): the kernel's view of the
-program, and a stop before its first instruction.
+program, and a wait before its first instruction.
 
 The kernel executed the loader stub, so what it keeps of the exec describes the stub: its
 saved auxiliary vector (``/proc/PID/auxv``: ``AT_ENTRY`` the stub's, ``AT_BASE`` 0, no
