@@ -199,6 +199,14 @@ def test_signals_and_following_a_fork(instances: Instances) -> None:
     assert re.search(r"\[Inferior 2 \(process \d+\) exited with code 05\]", out), res.describe()
 
 
+def test_gdb_ending_kills_the_program_it_holds(instances: Instances) -> None:
+    """As GDB kills a program it ran when it exits (it would detach from an attached one)."""
+    res = gdb(instances.debuggable, ["break counted", "continue"], ["/bin/debugee"])
+    assert "Breakpoint 1, counted" in res.stdout, res.describe()
+    assert "debugee says hello" not in res.stdout, res.describe()
+    assert res.code == 0, res.describe()
+
+
 def test_a_script_is_debugged_as_its_interpreter(instances: Instances) -> None:
     res = gdb(instances.debuggable, ["continue", "bt", "continue"], ["/bin/crash-script"])
     out = res.stdout

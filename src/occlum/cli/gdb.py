@@ -8,12 +8,13 @@ program waits in the loader stub, right before it jumps to its entry, reading a 
 sysroot (:mod:`occlum.instance.sysroot`) meanwhile, waits for the program to reach the gate,
 runs GDB attached to it (``set sysroot``, ``file``, ``attach``) and opens the gate once GDB
 has attached; GDB's own shared-library support reads the dynamic loader's link map from
-there on. When GDB ends, the program is killed if it still runs, as GDB kills a program it
-ran; the exit status is GDB's. ``--pid`` attaches GDB to a program of a started instance.
+there on. When GDB exits it kills the program if it still has it, as GDB kills a program it
+ran (a program GDB never attached to is killed too); the exit status is GDB's. ``--pid`` attaches GDB to a program of a started instance.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -48,7 +49,19 @@ def _gdb_path() -> str:
     return found
 
 
-def gdb_script(sysroot: Path, program: Path, host_pid: int) -> str:
+# GDB detaches from the processes it attached to when it exits, and kills those it ran: the
+# program `occlum gdb` started (and the children GDB followed into) count as run by it
+KILL_AT_EXIT = """python
+def _occlum_gdb_exiting(_event):
+    for inferior in gdb.inferiors():
+        if inferior.pid:
+            gdb.execute(f"inferior {inferior.num}", to_string=True)
+            gdb.execute("kill", to_string=True)
+gdb.events.gdb_exiting.connect(_occlum_gdb_exiting)
+end"""
+
+
+def gdb_script(sysroot: Path, program: Path, host_pid: int, kill_at_exit: bool = False) -> str:
     """The commands that hand GDB the program: its files, then the process."""
     return "\n".join(
         (
@@ -58,6 +71,7 @@ def gdb_script(sysroot: Path, program: Path, host_pid: int) -> str:
             f"set sysroot {sysroot}",
             f"file {program}",
             f"attach {host_pid}",
+            *((KILL_AT_EXIT,) if kill_at_exit else ()),
             "",
         )
     )
@@ -134,12 +148,12 @@ def _debugger(
             if failed is not None:
                 print(f"occlum gdb: {failed}", file=sys.stderr)
                 return 1
-            return _attach(gdb, gdb_args, Path(tmp), sysroot, copy, host_pid, gate_w)
+            opened = [False]
+            return _attach(gdb, gdb_args, Path(tmp), sysroot, copy, host_pid, gate_w, opened)
         finally:
-            try:  # a program GDB left behind (it quit without running it to its end)
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            if not opened[0]:  # GDB never had it: it must not run undebugged
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             os.close(pidfd)
 
 
@@ -151,8 +165,10 @@ def _attach(
     copy: Path,
     host_pid: int,
     gate_w: int,
+    opened: list[bool],
 ) -> int:
-    """GDB attached to the program waiting at the gate; the gate opened once it has."""
+    """GDB attached to the program waiting at the gate; the gate opened once it has (then
+    ``opened[0]`` is true)."""
     deadline = time.monotonic() + GATE_TIMEOUT
     while not (state := _waiting_at_gate(host_pid)) and time.monotonic() < deadline:
         if state is None:
@@ -161,7 +177,7 @@ def _attach(
     if not state:
         print(f"occlum gdb: {copy.name} did not reach its entry", file=sys.stderr)
         return 1
-    child = _start_gdb(gdb, gdb_args, tmp, sysroot, copy, host_pid)
+    child = _start_gdb(gdb, gdb_args, tmp, sysroot, copy, host_pid, kill_at_exit=True)
     # attached on two looks in a row: the kernel links the tracer just before it queues the
     # SIGSTOP, and a byte read before that stop would let the program run past the gate
     seen = 0
@@ -174,6 +190,7 @@ def _attach(
             os.write(gate_w, b"g")
             os.close(gate_w)
             gate_w = -1
+            opened[0] = True
         else:
             time.sleep(0.002)
     _, status = os.waitpid(child, 0)
@@ -181,11 +198,17 @@ def _attach(
 
 
 def _start_gdb(
-    gdb: str, gdb_args: list[str], tmp: Path, sysroot: Path, copy: Path, host_pid: int
+    gdb: str,
+    gdb_args: list[str],
+    tmp: Path,
+    sysroot: Path,
+    copy: Path,
+    host_pid: int,
+    kill_at_exit: bool = False,
 ) -> int:
     """GDB, started with the script that attaches it; its pid."""
     script = tmp / "attach.gdb"
-    script.write_text(gdb_script(sysroot, copy, host_pid))
+    script.write_text(gdb_script(sysroot, copy, host_pid, kill_at_exit))
     child = os.fork()
     if child == 0:
         signal.signal(signal.SIGINT, signal.SIG_DFL)

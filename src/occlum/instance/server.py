@@ -333,7 +333,8 @@ class Server:
         """``occlum gdb --pid``: the host pid of a program, and the path it was executed by
         (where the stub is linked in the instance's mount namespace: the program's path)."""
         pid = int(req.get("pid", 0))
-        row = next((r for r in self.programs() if r.pid == pid), None)
+        # (a zombie has no memory left to debug)
+        row = next((r for r in self.programs() if r.pid == pid and r.state != "Z"), None)
         if row is None:
             self._reply(conn, {"error": f"no process {pid} in the instance (see occlum ps)"})
             return
