@@ -58,6 +58,10 @@ declare -A PKG_FILES=(
     [runc]=/usr/sbin/runc
     # the pause process of the pods of `podman kube play` (built locally: no registry)
     [catatonit]=/usr/bin/catatonit
+    # occlum gdb: the host's debugger, attached to a program inside, and the C library's
+    # separate debug information (its frames' file and line in tests/integration/test_gdb.py)
+    [gdb]=/usr/bin/gdb
+    [libc6-dbg]=/usr/share/doc/libc6-dbg/copyright
 )
 # packages whose absence does not fail the setup (benchmark peers and helpers)
 OPTIONAL=" proot hyperfine openjdk-17-jre-headless nodejs python3-numpy golang-go openjdk-17-jdk-headless podman runc catatonit "

@@ -3,6 +3,7 @@ without a process: the program opened once, `#!` lines, ELF interpreters, the lo
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import struct
@@ -15,6 +16,7 @@ import pytest
 from occlum.abi.errors import SyscallError
 from occlum.abi.syscalls import NR
 from occlum.fs.ramfs import RamFs
+from occlum.loader.debug import MM_MAP, PR_SET_MM, PR_SET_MM_MAP, DebugExec, mm_fields_from_stat
 from occlum.loader.plan import AT_UID, plan_exec
 from occlum.loader.program import (
     CachedProgram,
@@ -22,7 +24,7 @@ from occlum.loader.program import (
     MissingInterpreter,
     ProgramOpener,
 )
-from occlum.platform.stub import COMMANDS_OFFSET
+from occlum.platform.stub import BUFFER_ADDR, COMMAND_SIZE, COMMANDS_OFFSET
 from occlum.vfs.inode import Cred, Inode
 from occlum.vfs.mount import MountTable
 from occlum.vfs.path import Location, PathOp, resolve
@@ -145,5 +147,36 @@ def test_plan_exec(root: Location) -> None:
         assert nr[-1] == NR["prctl"]  # PR_SET_NAME last, for the comm name
         req.argv = [b"x" * 200_000]
         assert errno_of(lambda: plan_exec(req, 3, 4, {}, {}, rsp0)) == errno.E2BIG
+    finally:
+        req.close()
+
+
+def test_plan_exec_for_a_debugger(root: Location) -> None:
+    """occlum gdb: the batch ends with PR_SET_MM_MAP (a struct after the commands, naming the
+    auxv on the new stack) and, for the program that waits, a read of the gate and its close."""
+    _with_interp(root)
+    req = prepare(root, b"/bin/prog")
+    stat = b"42 (a) b) (c) R " + b" ".join(b"%d" % n for n in range(4, 53)) + b"\n"
+    mm = mm_fields_from_stat(stat)
+    assert (mm.start_code, mm.end_code, mm.start_stack) == (26, 27, 28)
+    assert (mm.start_data, mm.start_brk, mm.brk, mm.env_end) == (45, 47, 47, 51)
+    try:
+        rsp0 = 0x7FFF_0000_1000
+        start = plan_exec(req, 3, 4, {}, {}, rsp0, DebugExec(mm, gate=9))
+        words = struct.unpack(f"<{len(start.buffer) // 8}Q", start.buffer)
+        cmds = [words[i : i + 8] for i in range(8, 8 + start.commands * 8, 8)]
+        prctl, read, close = cmds[-3:]
+        after = BUFFER_ADDR + COMMANDS_OFFSET + start.commands * COMMAND_SIZE
+        assert prctl[:5] == (NR["prctl"], PR_SET_MM, PR_SET_MM_MAP, after, MM_MAP.size)
+        assert read[:4] == (NR["read"], 9, after + MM_MAP.size, 1)
+        assert close[:2] == (NR["close"], 9)
+        fields = MM_MAP.unpack_from(start.buffer, after - BUFFER_ADDR)
+        assert fields[:11] == dataclasses.astuple(mm)
+        # the auxv it names: the pairs the stack holds after argc, argv, envp, up to AT_NULL
+        auxv_at, size = fields[11] - start.rsp, fields[12]
+        pairs = struct.unpack_from(f"<{size // 8}Q", start.stack, auxv_at)
+        assert pairs[-2:] == (0, 0) and pairs[0::2].count(9) == 1  # AT_ENTRY once
+        without_gate = plan_exec(req, 3, 4, {}, {}, rsp0, DebugExec(mm))
+        assert without_gate.commands == start.commands - 2
     finally:
         req.close()

@@ -412,11 +412,13 @@ from occlum.cli.attest import verify_quote  # noqa: E402
 from occlum.cli.completion import completion  # noqa: E402
 from occlum.cli.doctor import doctor  # noqa: E402 - a command of its own module
 from occlum.cli.fsck import fsck  # noqa: E402
+from occlum.cli.gdb import gdb  # noqa: E402
 from occlum.cli.kbs import kbs  # noqa: E402
 from occlum.cli.mount import mount, umount  # noqa: E402
 
 cli.add_command(doctor)
 cli.add_command(fsck)
+cli.add_command(gdb)
 cli.add_command(verify_quote)
 cli.add_command(mount)
 cli.add_command(umount)

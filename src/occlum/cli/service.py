@@ -70,6 +70,12 @@ def start(ctx: click.Context, image_key: str | None) -> None:
         raise UserError(f"the instance is running with occlum run (pid {pids}); wait for it to end")
     key_path = None if image_key is None else inst.path / image_key
     spec = to_run_spec(inst, (), os.environ, image_key=key_path, service=True)
+    if spec.enclave is not None and spec.enclave.debuggable:  # `occlum gdb --pid` may attach
+        from dataclasses import replace
+
+        from occlum.kernel.spec import DebugStop
+
+        spec = replace(spec, debug=DebugStop())
     config = inst.load_built_config().config
 
     def make_libos() -> object:

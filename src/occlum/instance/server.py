@@ -263,6 +263,7 @@ class Server:
                 "signal": self._signal,
                 "kill": self._kill,
                 "ps": self._ps,
+                "host_pid": self._host_pid,
                 "status": self._status,
                 "stop": self._stop,
             }.get(op)
@@ -327,6 +328,22 @@ class Server:
             for r in instance_processes(self.init_pid)
             if r.host_pid not in (self.init_pid, self.spawner_pid)
         ]
+
+    def _host_pid(self, conn: socket.socket, req: dict[str, Any], _fds: list[int]) -> None:
+        """``occlum gdb --pid``: the host pid of a program, and the path it was executed by
+        (where the stub is linked in the instance's mount namespace: the program's path)."""
+        pid = int(req.get("pid", 0))
+        # (a zombie has no memory left to debug)
+        row = next((r for r in self.programs() if r.pid == pid and r.state != "Z"), None)
+        if row is None:
+            self._reply(conn, {"error": f"no process {pid} in the instance (see occlum ps)"})
+            return
+        try:
+            exe = os.readlink(f"/proc/{row.host_pid}/exe")
+        except OSError as exc:
+            self._reply(conn, {"error": f"process {pid}: {exc.strerror}"})
+            return
+        self._reply(conn, {"host_pid": row.host_pid, "exe": exe})
 
     def _ps(self, conn: socket.socket, _req: dict[str, Any], _fds: list[int]) -> None:
         rows = [

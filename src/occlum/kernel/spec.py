@@ -36,6 +36,19 @@ class EnclaveSpec:
     platform_key_path: str
 
 
+@dataclass(slots=True)
+class DebugStop:
+    """A debuggable LibOS: every exec of a program tells the kernel the auxv its program was
+    given, for a debugger's view of it (``occlum gdb``, also ``--pid`` in a started instance).
+    With a ``gate_fd`` (``occlum gdb PROGRAM``), the first program waits before its first
+    instruction, reading one byte from that pipe (the debugger writes it once it has
+    attached), and its host pid is written to ``pid_fd`` (and kept in ``host_pid``)."""
+
+    pid_fd: int = -1
+    gate_fd: int = -1
+    host_pid: int = 0
+
+
 @dataclass(slots=True, frozen=True)
 class RunSpec:
     """Everything ``occlum run`` needs: the built root, the mounts, the program and its environment."""
@@ -82,3 +95,4 @@ class RunSpec:
     # None: no measured enclave (a LibOS booted by tests without `occlum build`): /dev/sgx
     # answers ENODEV
     enclave: EnclaveSpec | None = None
+    debug: DebugStop | None = None

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.syscalls import NR
+from occlum.loader.debug import PR_SET_MM, PR_SET_MM_MAP, DebugExec, mm_map
 from occlum.loader.elf import PROT_WRITE, ElfImage
-from occlum.platform.stub import COMMANDS_OFFSET, MAX_COMMANDS
+from occlum.platform.stub import BUFFER_ADDR, COMMAND_SIZE, COMMANDS_OFFSET, MAX_COMMANDS
 
 if TYPE_CHECKING:
     from occlum.loader.program import ExecRequest
@@ -207,11 +208,12 @@ def plan_exec(
     kernel_aux: dict[int, int],
     ids: dict[int, int],
     rsp0: int,
+    debug: DebugExec | None = None,
 ) -> StubStart:
     """The mappings, stack and start of ``req``'s program, with its descriptor ``prog_fd``
     (and its interpreter's, ``interp_fd``) as numbers in the process. ``kernel_aux`` is the
     auxv the kernel gave the stub (its stack at ``rsp0``); ``ids`` the AT_UID..AT_EGID the
-    program is told."""
+    program is told; ``debug`` what the exec does for a debugger (:mod:`occlum.loader.debug`)."""
     plan = LoadPlan()
     prog = req.prog
     bias = random_bias(PIE_BASE) if prog.is_pie else 0
@@ -243,6 +245,18 @@ def plan_exec(
         raise SyscallError(errno.E2BIG, "arguments and environment too large for the stack")
     if req.comm is not None:  # in the gap between the new stack's top and the stub's
         plan.syscall("prctl", PR_SET_NAME, top)
+    tail = b""
+    if debug is not None:
+        # the struct goes in the command buffer, after the commands (then the gate's byte);
+        # the auxv it names is the one on the new stack, after argc, argv, envp and NULLs
+        ncmds = len(plan.commands) + 1 + 2 * (debug.gate is not None)
+        after = BUFFER_ADDR + COMMANDS_OFFSET + ncmds * COMMAND_SIZE
+        auxv_addr = rsp + 8 * (3 + len(req.argv) + len(req.envp))
+        tail = mm_map(debug.mm, auxv_addr, 16 * (len(aux) + 4))
+        plan.syscall("prctl", PR_SET_MM, PR_SET_MM_MAP, after, len(tail))
+        if debug.gate is not None:
+            plan.syscall("read", debug.gate, after + len(tail), 1)
+            plan.syscall("close", debug.gate)
     if len(plan.commands) > MAX_COMMANDS:
         raise SyscallError(errno.ENOEXEC, "too many segments")
     words: list[int] = [0, start, rsp, 0, 0, 0, 0, 0]
@@ -250,5 +264,5 @@ def plan_exec(
     for cmd in plan.commands:
         words.extend(a & MASK64 for a in cmd)
         words.append(0)
-    buffer = struct.pack(f"<{len(words)}Q", *words)
+    buffer = struct.pack(f"<{len(words)}Q", *words) + tail
     return StubStart(rsp, stack, top, buffer, len(plan.commands), args)

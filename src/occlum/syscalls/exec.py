@@ -20,6 +20,7 @@ from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW
 from occlum.kernel.api import PROCEED
 from occlum.kernel.process import Process, Task
+from occlum.loader.debug import DebugExec, read_mm_fields
 from occlum.loader.plan import AT_EGID, AT_EUID, AT_GID, AT_UID, parse_kernel_auxv, plan_exec
 from occlum.loader.program import (
     ExecRequest,
@@ -337,7 +338,8 @@ def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
         libos.proctable.mark(t.tid, cred)
     t.cred = p.cred = cred
     ids = {AT_UID: cred.uid, AT_EUID: cred.euid, AT_GID: cred.gid, AT_EGID: cred.egid}
-    start = plan_exec(req, prog_fd, interp_fd, kernel_aux, ids, rsp0)
+    debug = _debug_exec(libos, t)
+    start = plan_exec(req, prog_fd, interp_fd, kernel_aux, ids, rsp0, debug)
     mem.write_forced(start.rsp, start.stack)
     if req.comm is not None:
         mem.write_forced(start.comm_at, req.comm + b"\0")
@@ -347,4 +349,20 @@ def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
     p.argv = req.argv
     p.envp = req.envp
     p.arg_area = start.args
+    if debug is not None and debug.gate is not None and libos.spec.debug is not None:
+        libos.spec.debug.host_pid = p.host_pid
+        os.write(libos.spec.debug.pid_fd, b"%d\n" % p.host_pid)
     return start.commands
+
+
+def _debug_exec(libos: LibOS, t: Task) -> DebugExec | None:
+    """``occlum gdb``: what the program's exec does for the debugger (the init stage's are
+    not debugged); the first program waits for it before its entry."""
+    p = t.process
+    stop = libos.spec.debug
+    if stop is None or libos.stage != "app":
+        return None
+    gate = None
+    if stop.gate_fd >= 0 and not stop.host_pid and p.host_pid == libos.proctable.first_host_pid:
+        gate = libos.listener.add_fd(t.notif_id, stop.gate_fd, True, send=False)
+    return DebugExec(read_mm_fields(p.host_pid), gate)
