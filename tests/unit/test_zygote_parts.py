@@ -3,6 +3,7 @@ keeps, and imagefs's use of kept files (no LibOS instance is started)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -271,3 +272,31 @@ def test_a_run_short_of_descriptors_lets_the_kept_image_files_go() -> None:
         imagefs.VERIFIED.files.clear()
         imagefs.VERIFIED.files.update(saved)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_closer_primes_the_cgroup_lock_while_a_run_starts() -> None:
+    # told that a run starts, the closer moves itself into its own cgroup (writes "0" to the
+    # cgroup.procs it was given) again and again for a moment, then stops; a pipe stands in
+    # for cgroup.procs here
+    from occlum.cli import zygote
+
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    closer = zygote._start_closer([], w)
+    try:
+        time.sleep(0.05)
+        with pytest.raises(BlockingIOError):
+            os.read(r, 64)  # nothing before a run
+        closer.send(zygote.PRIME)
+        time.sleep(zygote.PRIME_WINDOW / 2)
+        moves = os.read(r, 4096)
+        assert set(moves) == {ord("0")} and len(moves) >= 3
+        time.sleep(zygote.PRIME_WINDOW)
+        with contextlib.suppress(BlockingIOError):
+            os.read(r, 4096)
+        time.sleep(0.05)
+        with pytest.raises(BlockingIOError):
+            os.read(r, 64)  # and nothing once the window is over
+    finally:
+        closer.close()
+        os.close(r)
