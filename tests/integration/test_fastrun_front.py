@@ -1,0 +1,151 @@
+"""The native front of ``occlum`` (``cli/native/front.c``, installed by scripts/setup.sh):
+``occlum run`` through a warm zygote and ``occlum exec`` start no Python, and every command
+line gives what the Python console script gives (output, errors, exit status, signals).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import libos
+from libos import Instance
+
+pytestmark = pytest.mark.needs_root
+
+FRONT = str(Path(sys.executable).parent / "occlum")
+# what the console script runs, without the front
+PYTHON_CLI = [
+    sys.executable,
+    "-c",
+    "import sys; from occlum.cli.entry import main; sys.exit(main())",
+]
+
+
+def _is_front(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"\x7fELF"
+
+
+@pytest.fixture(scope="module")
+def inst(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
+    if not _is_front(FRONT):
+        pytest.fail(f"{FRONT} is not the native front: run scripts/setup.sh")
+    inst = Instance.new(tmp_path_factory.mktemp("front") / "instance")
+    inst.configure()
+    libos.place_with_dependencies(inst.image, {"/bin/sh": Path("/bin/dash")})
+    inst.build()
+    yield inst
+
+
+@pytest.fixture
+def zdir() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="of", dir="/tmp"))
+    yield d
+    for pid_file in (d / "occlum").glob("*.pid"):
+        try:
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        except (ValueError, OSError):
+            pass
+    subprocess.run(["rm", "-rf", str(d)], check=False)
+
+
+def _env(zdir: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(zdir), "OCCLUM_LOG_LEVEL": "error", **extra}
+    env.pop("OCCLUM_NO_ZYGOTE", None)
+    return env
+
+
+def _run(cmd: list[str], inst: Instance, env: dict[str, str]) -> tuple[int, bytes, bytes]:
+    res = subprocess.run(
+        cmd, cwd=inst.path, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    return res.returncode, res.stdout, res.stderr
+
+
+def test_the_client_of_a_warm_run_is_not_python(inst: Instance, zdir: Path) -> None:
+    env = _env(zdir)
+    assert _run([FRONT, "run", "/bin/sh", "-c", "true"], inst, env)[0] == 0  # starts the zygote
+    proc = subprocess.Popen(
+        [FRONT, "run", "/bin/sh", "-c", "echo up; read x"], cwd=inst.path, env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"up\n"
+        exe = os.readlink(f"/proc/{proc.pid}/exe")
+    finally:
+        _out, err = proc.communicate(b"\n", timeout=60)
+    assert proc.returncode == 0, err
+    assert exe == os.path.realpath(FRONT), f"the client runs {exe}"
+
+
+COMMAND_LINES = [
+    ["run", "/bin/sh", "-c", "echo out; echo err >&2; exit 7"],
+    ["run", "/bin/nope"],
+    ["run", "/bin/sh", "-c", "kill -TERM $$"],
+    ["run"],
+    ["run", "--no-such-option", "/bin/sh"],
+    ["--instance-dir", "/nonexistent", "run", "/bin/sh", "-c", "true"],
+    ["--instance-dir=.", "run", "/bin/sh", "-c", "echo $0 $1", "a b"],
+    ["exec", "/bin/sh", "-c", "true"],  # not started
+    ["exec"],
+    ["--version"],
+]
+
+
+@pytest.mark.parametrize("args", COMMAND_LINES, ids=lambda a: " ".join(a))
+def test_the_front_gives_what_the_console_script_gives(
+    inst: Instance, zdir: Path, args: list[str]
+) -> None:
+    env = _env(zdir)
+    _run([FRONT, "run", "/bin/sh", "-c", "true"], inst, env)  # a warm zygote
+    front = _run([FRONT, *args], inst, env)
+    script = _run([*PYTHON_CLI, *args], inst, env)
+    assert front == script
+
+
+def test_a_run_the_zygote_declines_takes_the_direct_path(inst: Instance, zdir: Path) -> None:
+    # a variable the interpreter reads at start makes the zygote decline: the front hands the
+    # run to Python, which runs it directly
+    _run([FRONT, "run", "/bin/sh", "-c", "true"], inst, _env(zdir))
+    env = _env(zdir, PYTHONWARNINGS="default")
+    res = _run([FRONT, "run", "/bin/sh", "-c", "echo direct; exit 3"], inst, env)
+    assert res == (3, b"direct\n", b"")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_a_signal_to_the_front_is_relayed_as_by_the_console_script(
+    inst: Instance, zdir: Path, sig: int
+) -> None:
+    # SIGTERM reaches the program (its trap runs); SIGUSR1 ends the LibOS's process, as it
+    # ends `occlum run` itself on the direct path, and the client dies of it too
+    env = _env(zdir)
+    _run([FRONT, "run", "/bin/sh", "-c", "true"], inst, env)
+    script = "trap 'echo got it; exit 9' TERM USR1; echo up; while :; do :; done"
+    outcomes = []
+    for cmd in ([FRONT], PYTHON_CLI):
+        proc = subprocess.Popen(
+            [*cmd, "run", "/bin/sh", "-c", script], cwd=inst.path, env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"up\n"
+        if cmd == [FRONT]:
+            assert os.readlink(f"/proc/{proc.pid}/exe") == os.path.realpath(FRONT)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+        outcomes.append((proc.returncode, out, err))
+    assert outcomes[0] == outcomes[1]
+    if sig == signal.SIGTERM:
+        assert outcomes[0] == (9, b"got it\n", b"")
+    else:
+        assert outcomes[0][0] == -sig
