@@ -58,9 +58,9 @@ def zdir() -> Iterator[Path]:
 
 
 def _env(zdir: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(zdir), "OCCLUM_LOG_LEVEL": "error", **extra}
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(zdir), "OCCLUM_LOG_LEVEL": "error"}
     env.pop("OCCLUM_NO_ZYGOTE", None)
-    return env
+    return {**env, **extra}
 
 
 def _run(cmd: list[str], inst: Instance, env: dict[str, str]) -> tuple[int, bytes, bytes]:
@@ -149,3 +149,33 @@ def test_a_signal_to_the_front_is_relayed_as_by_the_console_script(
         assert outcomes[0] == (9, b"got it\n", b"")
     else:
         assert outcomes[0][0] == -sig
+
+
+def test_every_path_refuses_a_run_while_occlum_mount_serves_a_volume(
+    inst: Instance, zdir: Path
+) -> None:
+    # what `occlum mount` leaves in run/mounts while it serves (its pid, target, mountpoint);
+    # the direct path of a plain run (a terminal, OCCLUM_NO_ZYGOTE=1) refuses it as well
+    server = subprocess.Popen(["sleep", "60"])
+    marker = inst.path / "run" / "mounts" / str(server.pid)
+    marker.parent.mkdir(exist_ok=True)
+    marker.write_text("/\t/mnt/served\n")
+    try:
+        program = ["/bin/sh", "-c", "echo ran"]
+        outcomes = {
+            name: _run([FRONT, *args, *program], inst, _env(zdir, **env))
+            for name, args, env in (
+                ("zygote", ["run"], {}),
+                ("direct", ["run"], {"OCCLUM_NO_ZYGOTE": "1"}),
+                ("full command line", ["run", "--strace"], {"OCCLUM_NO_ZYGOTE": "1"}),
+            )
+        }
+    finally:
+        server.kill()
+        server.wait()
+        marker.unlink()
+    line = (
+        f"occlum: error: the instance's SEFS volume / is mounted on the host at /mnt/served "
+        f"(occlum mount, pid {server.pid}): occlum umount /mnt/served first\n"
+    ).encode()
+    assert outcomes == dict.fromkeys(outcomes, (1, b"", line))

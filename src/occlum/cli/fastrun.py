@@ -68,12 +68,14 @@ def run_direct(instance_dir: str, argv: list[str]) -> int:
     from occlum.errors import UserError
 
     try:
+        from occlum.instance.fusemount import refuse_if_mounted
         from occlum.instance.layout import Instance
         from occlum.instance.runspec import to_run_spec
         from occlum.instance.wire import refuse_if_started
 
         inst = Instance.at(instance_dir)
         refuse_if_started(inst.run_dir)
+        refuse_if_mounted(inst)  # a volume `occlum mount` serves is not the LibOS's to write
         spec = to_run_spec(inst, argv, os.environ)
         try:
             import occlum.boot as boot
