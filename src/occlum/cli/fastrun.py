@@ -84,7 +84,10 @@ def run_direct(instance_dir: str, argv: list[str]) -> int:
                 raise UserError("the LibOS kernel (occlum.boot) is not available in this build")
             raise
         with inst.running():
-            return int(boot.run(spec))
+            try:
+                return int(boot.run(spec))
+            except KeyboardInterrupt:  # as the full command line's run: no line of its own
+                return 130
     except UserError as e:
         if not e.shown:
             print(f"occlum: error: {e}", file=sys.stderr)
