@@ -504,7 +504,7 @@ class Zygote:
 
 
 PRIME = b"p"  # to the closer: a run is starting (see _start_closer)
-PRIME_WINDOW = 0.25  # seconds the closer keeps the cgroup lock primed after a run's request
+PRIME_WINDOW = 1.0  # seconds the closer keeps the cgroup lock primed after a run's request
 PRIME_EVERY = 0.004  # well inside the ~10 ms after which a migration waits for a grace period
 
 
