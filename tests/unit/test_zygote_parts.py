@@ -300,3 +300,22 @@ def test_the_closer_primes_the_cgroup_lock_while_a_run_starts() -> None:
     finally:
         closer.close()
         os.close(r)
+
+
+def test_the_seccomp_filter_is_made_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the zygote makes it before forking its runs (boot.prepare); every LibOS of the process
+    # gets those bytes
+    from occlum import boot
+
+    made: list[bool] = []
+
+    def counted(*, every_exit: bool = False) -> bytes:
+        made.append(every_exit)
+        return b"filter %d" % every_exit
+
+    monkeypatch.setattr(boot, "filter_program", counted)
+    monkeypatch.setattr(boot, "_FILTERS", {})
+    boot.prepare()
+    assert boot._filter(False) == b"filter 0" and boot._filter(False) == b"filter 0"
+    assert boot._filter(True) == b"filter 1" and boot._filter(True) == b"filter 1"
+    assert made == [False, True]

@@ -96,11 +96,13 @@ def _warm_up() -> None:
             continue
         with contextlib.suppress(Exception):
             importlib.import_module(mod.name)
+    import occlum.boot as boot
     from occlum.enclave import measure
     from occlum.syscalls import table
 
     measure.libos_digest()
     table.rows()
+    boot.prepare()
     # what is imported now stays: no collection of the children walks (and so copies) it
     gc.freeze()
 
