@@ -63,9 +63,11 @@ def _env(zdir: Path, **extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def _run(cmd: list[str], inst: Instance, env: dict[str, str]) -> tuple[int, bytes, bytes]:
+def _run(
+    cmd: list[str], inst: Instance, env: dict[str, str], cwd: Path | None = None
+) -> tuple[int, bytes, bytes]:
     res = subprocess.run(
-        cmd, cwd=inst.path, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+        cmd, cwd=cwd or inst.path, env=env, stdin=subprocess.DEVNULL, capture_output=True,
         timeout=120, check=False,
     )  # fmt: skip
     return res.returncode, res.stdout, res.stderr
@@ -179,3 +181,19 @@ def test_every_path_refuses_a_run_while_occlum_mount_serves_a_volume(
         f"(occlum mount, pid {server.pid}): occlum umount /mnt/served first\n"
     ).encode()
     assert outcomes == dict.fromkeys(outcomes, (1, b"", line))
+
+
+def test_the_zygote_imports_nothing_from_the_callers_directory(
+    inst: Instance, zdir: Path, tmp_path: Path
+) -> None:
+    # the zygote starts in the caller's working directory; a file there named like a module
+    # it imports (here one of the standard library) must not be what it imports
+    (tmp_path / "selectors.py").write_text("raise SystemExit('the caller directory')\n")
+    res = _run(
+        [FRONT, "--instance-dir", str(inst.path), "run", "/bin/sh", "-c", "echo ran"],
+        inst, _env(zdir), cwd=tmp_path,
+    )  # fmt: skip
+    assert res == (0, b"ran\n", b"")
+    pids = list((zdir / "occlum").glob("*.pid"))
+    assert len(pids) == 1, "no zygote started"
+    os.kill(int(pids[0].read_text()), 0)

@@ -145,7 +145,11 @@ def _start_zygote(path: str) -> bool:
             os.dup2(null, 1)
             os.dup2(log, 2)
             os.set_inheritable(w, True)
-            os.execv(sys.executable, [sys.executable, "-m", "occlum.cli.zygote", path, str(w)])
+            # -P: the caller's working directory is not put on the module path (a file there
+            # named like a module the zygote imports would be imported instead)
+            os.execv(
+                sys.executable, [sys.executable, "-P", "-m", "occlum.cli.zygote", path, str(w)]
+            )
         finally:
             os._exit(127)
     os.close(w)
