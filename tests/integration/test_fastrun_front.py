@@ -6,6 +6,7 @@ line gives what the Python console script gives (output, errors, exit status, si
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -197,3 +198,36 @@ def test_the_zygote_imports_nothing_from_the_callers_directory(
     pids = list((zdir / "occlum").glob("*.pid"))
     assert len(pids) == 1, "no zygote started"
     os.kill(int(pids[0].read_text()), 0)
+
+
+@pytest.mark.parametrize("dir_args", [[], ["--instance-dir="], ["--instance-dir", "."]])
+def test_exec_becomes_the_native_client(inst: Instance, zdir: Path, dir_args: list[str]) -> None:
+    # an empty --instance-dir is the working directory, as os.path.join makes it
+    env = _env(zdir)
+    assert _run([FRONT, "start"], inst, env)[0] == 0
+    try:
+        proc = subprocess.Popen(
+            [FRONT, *dir_args, "exec", "/bin/sh", "-c", "echo up; read x; exit 4"],
+            cwd=inst.path, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == b"up\n"
+            exe = os.readlink(f"/proc/{proc.pid}/exe")
+        finally:
+            _out, err = proc.communicate(b"\n", timeout=60)
+        assert (proc.returncode, err) == (4, b"")
+        assert exe == os.path.realpath(inst.path / "run" / "occlum-exec")
+        if shutil.which("strace"):  # and no Python on the way there
+            log = inst.path / "run" / "execs.log"
+            res = _run(
+                ["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(log),
+                 FRONT, *dir_args, "exec", "/bin/sh", "-c", "exit 5"],
+                inst, env,
+            )  # fmt: skip
+            assert res[0] == 5, res
+            programs = [line.split('"')[1] for line in log.read_text().splitlines()]
+            assert [os.path.basename(p) for p in programs] == ["occlum", "occlum-exec"]
+    finally:
+        _run([FRONT, "stop"], inst, env)

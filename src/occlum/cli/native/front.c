@@ -107,7 +107,8 @@ static void plain_exec(int argc, char **argv) {
     char **args = calloc((size_t)(argc - rest) + 6, sizeof *args);
     if (native == NULL || args == NULL)
         return;
-    snprintf(native, len, "%s/run/%s", dir, NATIVE_CLIENT_NAME);
+    /* os.path.join(dir, "run", NAME): an empty DIR is the working directory */
+    snprintf(native, len, "%s%srun/%s", dir, dir[0] != '\0' ? "/" : "", NATIVE_CLIENT_NAME);
     if (access(native, X_OK) != 0)
         return; /* no native client: the Python one */
     int n = 0;
