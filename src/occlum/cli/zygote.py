@@ -566,16 +566,19 @@ def _start_closer(keep_open: list[int], prime_fd: int = -1) -> socket.socket:
 
 
 def _cgroup_prime_fd() -> int:
-    """``cgroup.procs`` of this process's own pids cgroup (v1; the hierarchy of the trees'
-    pids cgroups), open for writing, or -1 (no such hierarchy, or not ours to write)."""
+    """``cgroup.procs`` of this process's own cgroup, open for writing, or -1 (none ours to
+    write): of the v1 pids hierarchy, where the trees' pids cgroups are made, else of the v2
+    one. Either primes the lock, which is one for every hierarchy."""
     try:
         mounts = _read("/proc/self/mountinfo").splitlines()
-        for line in _read("/proc/self/cgroup").splitlines():
-            hier, controllers, path = line.split(":", 2)
-            if hier != "0" and "pids" in controllers.split(","):
-                base = _cgroup_mount(mounts, False, controllers)
-                if base is None:
-                    return -1
+        lines = [line.split(":", 2) for line in _read("/proc/self/cgroup").splitlines()]
+        v1 = [(c, p) for h, c, p in lines if h != "0" and "pids" in c.split(",")]
+        v2 = [("", p) for h, _c, p in lines if h == "0"]
+        for (controllers, path), is_v2 in [*((x, False) for x in v1), *((x, True) for x in v2)]:
+            base = _cgroup_mount(mounts, is_v2, controllers)
+            if base is None:
+                continue
+            with contextlib.suppress(OSError):
                 procs = os.path.join(base, path.lstrip("/"), "cgroup.procs")
                 return os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
     except (OSError, ValueError, IndexError):
