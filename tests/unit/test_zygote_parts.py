@@ -319,3 +319,31 @@ def test_the_seccomp_filter_is_made_once_per_process(monkeypatch: pytest.MonkeyP
     assert boot._filter(False) == b"filter 0" and boot._filter(False) == b"filter 0"
     assert boot._filter(True) == b"filter 1" and boot._filter(True) == b"filter 1"
     assert made == [False, True]
+
+
+def test_a_spare_forked_before_a_file_was_kept_is_let_go(zygote: Zygote) -> None:
+    # the spare inherited the kept files of its fork: once the zygote keeps another, a run
+    # must not get the spare (it would verify that file again), and the spare ends
+    import selectors
+    import subprocess
+
+    from occlum.cli.zygote import Peer, Spare
+
+    proc = subprocess.Popen(["sleep", "60"])
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn, client = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        zygote.spare = Spare(proc.pid, os.pidfd_open(proc.pid), ours, zygote.kept_gen)
+        zygote.sel.register(zygote.spare.pidfd, selectors.EVENT_READ, "spare")
+        zygote.keep("imagefs:kept-after-the-spare", 5, memfd(b"12345"))
+        peer = Peer(os.getpid(), [], 0, set(), "0", 0, 0, [])
+        assert zygote.hand_to_spare(conn, peer, [b"run"], {}, 0o22, []) is None
+        assert zygote.spare is None
+        with pytest.raises(ProcessLookupError):  # killed and reaped
+            os.kill(proc.pid, 0)
+        assert theirs.recv(16) == b""  # nothing was handed to it
+    finally:
+        proc.kill()
+        proc.wait()
+        for s in (theirs, conn, client):
+            s.close()

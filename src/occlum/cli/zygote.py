@@ -20,6 +20,12 @@ limit, the environment the interpreter itself reads at start (``PYTHON*``, ``LD_
 ``GLIBC_TUNABLES``, ``MALLOC_*``) - and every request once a file of the LibOS package
 changed since it started (it then stops listening, and the next run starts a new zygote).
 
+A run's child is forked ahead (the *spare*): when a run starts and when one ends, the zygote
+forks the next run's child, which leaves the zygote's state and waits; a request is handed to
+it (its descriptors, and the rest pickled, over a socket pair of their own), so that no run
+waits for a fork of the zygote. A spare forked before the zygote kept another image file is
+let go, never used.
+
 It also keeps the image files its runs verified (``imagefs.VERIFIED``): a child hands each
 sealed memfd it fills to the zygote, which keeps up to ``OCCLUM_ZYGOTE_CACHE_BYTES`` of them
 (least recently kept first out); every later child inherits them.
@@ -34,6 +40,7 @@ import gc
 import importlib
 import json
 import os
+import pickle
 import pkgutil
 import resource
 import select
@@ -52,7 +59,7 @@ from occlum.cli import fastrun
 from occlum.cli import zygote_wire as wire
 from occlum.fs import imagefs
 from occlum.platform import fdbudget, native
-from occlum.platform.fdpass import recv_fds
+from occlum.platform.fdpass import recv_fds, send_fds
 
 _NAMESPACES = ("mnt", "net", "pid", "uts", "ipc", "user", "cgroup", "time")
 _SAME_STATUS = (
@@ -151,6 +158,16 @@ class Run:
 
 
 @dataclass(slots=True)
+class Spare:
+    """A child forked ahead of the next run, waiting on ``sock`` for it (see ``make_spare``)."""
+
+    pid: int
+    pidfd: int
+    sock: socket.socket  # the zygote's end
+    kept_gen: int  # the kept files it inherited: ``Zygote.kept_gen`` when it was forked
+
+
+@dataclass(slots=True)
 class Zygote:
     sock_path: str
     package: str
@@ -168,6 +185,8 @@ class Zygote:
     by_conn: dict[int, Run] = field(default_factory=dict)  # by the connection's descriptor
     kept: OrderedDict[str, tuple[int, int]] = field(default_factory=OrderedDict)
     kept_bytes: int = 0
+    kept_gen: int = 0  # counts the changes of ``kept``
+    spare: Spare | None = None
     listening: bool = True
     last_active: float = field(default_factory=time.monotonic)
     pid: int = field(default_factory=os.getpid)
@@ -288,6 +307,13 @@ class Zygote:
         umask: int,
         fds: list[int],
     ) -> None:
+        pid = self.hand_to_spare(conn, peer, argv, env, umask, fds)
+        if pid is not None:
+            for fd in fds:
+                os.close(fd)
+            self.add_run(conn, pid)
+            self.make_spare()  # the next one, while this run boots
+            return
         sys.stdout.flush()
         sys.stderr.flush()
         try:
@@ -307,12 +333,114 @@ class Zygote:
                 os._exit(code)
         for fd in fds:
             os.close(fd)
+        self.add_run(conn, pid)
+        self.make_spare()
+
+    def add_run(self, conn: socket.socket, pid: int) -> None:
         pidfd = os.pidfd_open(pid)
         run = Run(conn, pid, pidfd)
         self.runs[pidfd] = run
         self.by_conn[conn.fileno()] = run
         self.sel.register(pidfd, selectors.EVENT_READ, "exit")
         self.sel.register(conn, selectors.EVENT_READ, "client")
+
+    # --- the spare -----------------------------------------------------------------------
+
+    def make_spare(self) -> None:
+        """Fork the child of the next run now, off any run's path (a fork of the zygote is
+        2-5 ms): when a run starts (it boots meanwhile) and when one ended. It inherits the
+        kept files of this moment: a spare forked before ``kept`` changed is let go, never
+        used (a run gets every file kept before its request)."""
+        if self.spare is not None and self.spare.kept_gen != self.kept_gen:
+            self.dismiss_spare()
+        if self.spare is not None or not self.listening:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            return
+        if pid == 0:
+            code = 1
+            try:
+                ours.close()
+                code = self.spare_main(theirs)
+            finally:
+                os._exit(code)
+        theirs.close()
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            ours.close()
+            return
+        self.spare = Spare(pid, pidfd, ours, self.kept_gen)
+        self.sel.register(pidfd, selectors.EVENT_READ, "spare")
+
+    def dismiss_spare(self) -> None:
+        """End the spare (also when it ended by itself: its pidfd is readable)."""
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(spare.pidfd)
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(spare.pidfd, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(spare.pid, 0)
+        os.close(spare.pidfd)
+        spare.sock.close()
+
+    def hand_to_spare(
+        self,
+        conn: socket.socket,
+        peer: Peer,
+        argv: list[bytes],
+        env: dict[bytes, bytes],
+        umask: int,
+        fds: list[int],
+    ) -> int | None:
+        """Give the run to the spare; its pid, or None (no spare that can take it)."""
+        spare = self.spare
+        if spare is None or spare.kept_gen != self.kept_gen:
+            self.dismiss_spare()
+            return None
+        data = pickle.dumps((peer, argv, env, umask), pickle.HIGHEST_PROTOCOL)
+        try:
+            send_fds(spare.sock, struct.pack("<I", len(data)), [conn.fileno(), *fds])
+            spare.sock.sendall(data)
+        except OSError:  # it died meanwhile
+            self.dismiss_spare()
+            return None
+        self.spare = None
+        self.sel.unregister(spare.pidfd)
+        os.close(spare.pidfd)  # the run's pidfd is opened anew in add_run
+        spare.sock.close()
+        return spare.pid
+
+    def spare_main(self, sock: socket.socket) -> int:
+        """In the spare: leave the zygote's state, wait for a run and become its child."""
+        try:
+            if not self.leave():
+                return 1
+            head, fds = recv_fds(sock, 4, 1 + wire.REQUEST_FDS)
+        except KeyboardInterrupt:
+            return 0
+        if len(head) < 4 or len(fds) != 1 + wire.REQUEST_FDS:
+            return 0  # dismissed (or a zygote that died)
+        try:
+            (size,) = struct.unpack("<I", head)
+            peer, argv, env, umask = pickle.loads(_recv_exact(sock, size))
+        except (OSError, ValueError, pickle.UnpicklingError):
+            return 1
+        sock.close()
+        conn = socket.socket(fileno=fds[0])
+        return self.child(conn, peer, argv, env, umask, fds[1:], left=True)
 
     def client_message(self, conn: socket.socket) -> None:
         run = self.by_conn.get(conn.fileno())
@@ -333,7 +461,9 @@ class Zygote:
                     signal.pidfd_send_signal(run.pidfd, data[i + 1])
 
     def reap(self, pidfd: int) -> None:
-        run = self.runs.pop(pidfd)
+        run = self.runs.pop(pidfd, None)
+        if run is None:  # not a run's
+            return
         self.sel.unregister(pidfd)
         os.close(pidfd)
         _, status = os.waitpid(run.pid, 0)
@@ -344,6 +474,7 @@ class Zygote:
             run.conn.sendall(wire.EXITED + struct.pack("<i", status))
         run.conn.close()
         self.last_active = time.monotonic()
+        self.make_spare()  # anew if the run kept files (the client has its answer first)
 
     # --- the child ---------------------------------------------------------------------
 
@@ -355,19 +486,14 @@ class Zygote:
         env: dict[bytes, bytes],
         umask: int,
         fds: list[int],
+        *,
+        left: bool = False,
     ) -> int:
-        """Become the client's ``occlum`` process and run its command line; the exit code."""
+        """Become the client's ``occlum`` process and run its command line; the exit code.
+        ``left``: a spare, which has left the zygote's state already."""
         try:
-            native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != self.pid:
-                return 1  # the zygote died before PDEATHSIG held
-            self.sel.close()
-            self.listener.close()
-            self.kept_r.close()
-            os.close(self.lock_fd)
-            for run in self.runs.values():
-                os.close(run.pidfd)
-                run.conn.close()
+            if not left and not self.leave():
+                return 1
             _become(peer, fds, umask, env)
         except KeyboardInterrupt:  # a relayed SIGINT: what the direct path's start-up does
             return 130
@@ -384,6 +510,25 @@ class Zygote:
             return 1
         conn.close()
         return _run_command(argv)
+
+    def leave(self) -> bool:
+        """In a child: die with the zygote, and close what is the zygote's; False if the
+        zygote is gone already."""
+        native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != self.pid:
+            return False  # the zygote died before PDEATHSIG held
+        self.sel.close()
+        if self.listening:
+            self.listener.close()
+        self.kept_r.close()
+        os.close(self.lock_fd)
+        for run in self.runs.values():
+            os.close(run.pidfd)
+            run.conn.close()
+        if self.spare is not None:
+            os.close(self.spare.pidfd)
+            self.spare.sock.close()
+        return True
 
     def hand_to_closer(self, fd: int) -> None:
         """In a child: let the closer drop the last reference of a slow-closing descriptor."""
@@ -454,6 +599,7 @@ class Zygote:
             self.kept_bytes -= old_size
         self.kept[name] = (high, size)
         self.kept_bytes += size
+        self.kept_gen += 1
         imagefs.VERIFIED.files[name] = high
 
     # --- life ----------------------------------------------------------------------------
@@ -469,6 +615,7 @@ class Zygote:
         if not self.listening:
             return
         self.listening = False
+        self.dismiss_spare()
         with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(self.listener)
         with contextlib.suppress(OSError):
@@ -481,6 +628,7 @@ class Zygote:
     def serve(self) -> None:
         self.sel.register(self.listener, selectors.EVENT_READ, "accept")
         self.sel.register(self.kept_r, selectors.EVENT_READ, "kept")
+        self.make_spare()
         while self.listening or self.runs:
             timeout = max(0.0, self.last_active + self.idle - time.monotonic())
             events = self.sel.select(timeout if not self.runs else None)
@@ -503,6 +651,8 @@ class Zygote:
             self.reap(int(key.fd))
         elif key.data == "client":
             self.client_message(key.fileobj)  # type: ignore[arg-type]
+        elif key.data == "spare":  # it ended before a run came
+            self.dismiss_spare()
 
 
 PRIME = b"p"  # to the closer: a run is starting (see _start_closer)
