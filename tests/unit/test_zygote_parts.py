@@ -347,3 +347,27 @@ def test_a_spare_forked_before_a_file_was_kept_is_let_go(zygote: Zygote) -> None
         proc.wait()
         for s in (theirs, conn, client):
             s.close()
+
+
+def test_a_spare_that_cannot_read_its_request_declines_it(zygote: Zygote) -> None:
+    # nothing ran: the client must hear "declined" (and run directly), not an exit status
+    import struct
+
+    from occlum.platform.fdpass import send_fds
+
+    zygote.make_spare()
+    spare = zygote.spare
+    assert spare is not None
+    conn, client = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    fds = [os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC) for _ in range(wire.REQUEST_FDS)]
+    try:
+        send_fds(spare.sock, struct.pack("<I", 5), [conn.fileno(), *fds])
+        spare.sock.sendall(b"bogus")
+        conn.close()
+        client.settimeout(30)
+        assert client.recv(1) == wire.DECLINED
+    finally:
+        zygote.dismiss_spare()
+        client.close()
+        for fd in fds:
+            os.close(fd)

@@ -431,12 +431,17 @@ class Zygote:
             head, fds = recv_fds(sock, 4, 1 + wire.REQUEST_FDS)
         except KeyboardInterrupt:
             return 0
-        if len(head) < 4 or len(fds) != 1 + wire.REQUEST_FDS:
+        if not head and not fds:
             return 0  # dismissed (or a zygote that died)
         try:
+            if len(head) < 4 or len(fds) != 1 + wire.REQUEST_FDS:
+                raise ValueError("a request without its descriptors")
             (size,) = struct.unpack("<I", head)
             peer, argv, env, umask = pickle.loads(_recv_exact(sock, size))
         except (OSError, ValueError, pickle.UnpicklingError):
+            if fds:  # nothing ran: the client runs directly, as for a fork that failed
+                with contextlib.suppress(OSError):
+                    os.write(fds[0], wire.DECLINED)
             return 1
         sock.close()
         conn = socket.socket(fileno=fds[0])
