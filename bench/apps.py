@@ -69,6 +69,9 @@ class App:
     note: str = ""
     memory: str = "300MB"  # resource_limits.user_space_size (V8 and the JVM reserve a lot)
     packages: str = ""  # the Debian packages that install ``needs`` (scripts/setup.sh)
+    # absolute targets for the warm whole command, ms (the `occlum` command's own cost)
+    run_max_ms: float | None = None
+    exec_max_ms: float | None = None
 
     @property
     def work(self) -> Path:
@@ -205,7 +208,10 @@ def _apps() -> list[App]:
             ["/bin/true"],
             [Path("/bin/true")],
             lambda im: _bins(im, "/bin/true"),
+            note="the command's own cost (targets: warm run <= 50 ms, warm exec <= 10 ms)",
             packages="coreutils",
+            run_max_ms=50.0,
+            exec_max_ms=10.0,
         ),
         App(
             "java",
@@ -271,6 +277,7 @@ class Row:
     note: str
     skipped: str = ""
     cells: dict[str, Cell] = field(default_factory=dict)  # "native", "run", "exec"
+    max_ms: dict[str, float] = field(default_factory=dict)  # absolute targets by mode
 
     def record(self) -> dict[str, object]:
         """The JSON row: flat columns, milliseconds, None where there is no figure."""
@@ -286,6 +293,9 @@ class Row:
             rec[f"{side}_ratio"] = round(c.warm / base, 3) if c.warm and base else None
             if side == "run":
                 rec["run_minus_native_ms"] = _ms(c.warm - base) if c.warm and base else None
+            if side in self.max_ms:
+                rec[f"{side}_max_ms"] = self.max_ms[side]
+                rec[f"{side}_meets_max"] = c.warm is not None and c.warm * 1e3 <= self.max_ms[side]
         return rec
 
 
@@ -373,6 +383,9 @@ def _exec_mode(
 
 def _measure(app: App, modes: list[str], repeat: int, base: Path, console: Console) -> Row:
     row = Row(app.name, app.note)
+    for mode, limit in (("run", app.run_max_ms), ("exec", app.exec_max_ms)):
+        if limit is not None:
+            row.max_ms[mode] = limit
     missing = [str(p) for p in app.needs if not p.exists()]
     if missing:
         row.skipped = f"not installed: {', '.join(missing)} (Debian: {app.packages})"
@@ -492,7 +505,10 @@ def _show(
         errors = [f"native: {rec['native_error']}"] if rec["native_error"] else []
         for mode in modes:
             ratio, delta = rec[f"{mode}_ratio"], rec.get("run_minus_native_ms")
-            cells += [_fmt(rec[f"{mode}_first_ms"]), _fmt(rec[f"{mode}_warm_ms"])]
+            warm = _fmt(rec[f"{mode}_warm_ms"])
+            if f"{mode}_meets_max" in rec and warm:
+                warm = f"[{'green' if rec[f'{mode}_meets_max'] else 'red'}]{warm}"
+            cells += [_fmt(rec[f"{mode}_first_ms"]), warm]
             if isinstance(ratio, float):
                 ok = mode == "run" or ratio <= EXEC_TARGET
                 cells.append(f"[{'green' if ok else 'red'}]{ratio:.2f}x")

@@ -147,3 +147,8 @@ fi
 # PYTHONDONTWRITEBYTECODE set (as on some machines) Python would otherwise compile its
 # sources at every start (~0.4 s). Up-to-date files are skipped.
 .venv/bin/python -m compileall -q -j 0 src/occlum >/dev/null
+# The native front of `occlum` (src/occlum/cli/native/front.c) in place of the console script:
+# `occlum run` through the zygote and `occlum exec` start no Python; every other command line
+# goes on to the console script's code. Without a C compiler the console script stays.
+.venv/bin/python -m occlum.cli.front "$ROOT/.venv/bin/occlum" \
+    || echo "setup: the native occlum front is not installed (occlum run and exec start slower)" >&2

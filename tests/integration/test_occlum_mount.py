@@ -248,3 +248,21 @@ def test_refused_while_running(inst: Path, mnt: Path) -> None:
         run.stdin.write(b"go\n")
         run.stdin.close()
         assert run.wait(timeout=60) == 0
+
+
+def test_the_server_imports_nothing_from_the_callers_directory(
+    inst: Path, mnt: Path, tmp_path: Path
+) -> None:
+    # the server starts in the caller's working directory; a file there named like a module
+    # it imports must not be what it imports
+    caller = tmp_path / "caller"
+    caller.mkdir()
+    (caller / "click.py").write_text("raise SystemExit('the caller directory')\n")
+    res = subprocess.run(
+        [OCCLUM, "--instance-dir", str(inst), "mount", str(mnt)], cwd=caller,
+        capture_output=True, text=True, timeout=180, check=False,
+        env={**os.environ, "OCCLUM_LOG_LEVEL": "error"},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert os.path.ismount(mnt)
+    umount(inst, mnt)

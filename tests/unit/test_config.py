@@ -329,6 +329,37 @@ def test_to_run_spec_uses_the_built_config(tmp_path: Path) -> None:
     )
 
 
+def test_a_run_checks_the_sigstruct_once_and_keys_its_volumes_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the SIGSTRUCT whose MRENCLAVE matched is the one the sealing keys and /dev/sgx use: one
+    # read and one signature check per run (it was one per SEFS volume, plus two)
+    from occlum.enclave import build_seal, sigstruct
+
+    inst = new_instance(tmp_path / "app")
+    inst.config_path.write_text(
+        json.dumps(with_mounts({"target": "/data", "type": "sefs", "source": "./data"}))
+    )
+    build_instance(inst)
+    checks = []
+    real = sigstruct.verify_sigstruct
+
+    def counted(sig: sigstruct.Sigstruct) -> None:
+        checks.append(sig.mrenclave)
+        real(sig)
+
+    monkeypatch.setattr(build_seal, "verify_sigstruct", counted)
+    spec = to_run_spec(inst, ["/bin/x"], {})
+    assert len(checks) == 1
+    assert spec.enclave is not None and spec.enclave.mrenclave == checks[0]
+    assert spec.root_upper_key is not None and all(
+        m.key for m in spec.mounts if m.fs_type == "sefs"
+    )
+    again = to_run_spec(inst, ["/bin/x"], {})  # the same keys from the same build
+    assert again.root_upper_key == spec.root_upper_key
+    assert [m.key for m in again.mounts] == [m.key for m in spec.mounts]
+
+
 def test_missing_hostfs_source_is_reported_at_run(tmp_path: Path) -> None:
     inst = new_instance(tmp_path / "app")
     inst.config_path.write_text(

@@ -3,6 +3,7 @@ keeps, and imagefs's use of kept files (no LibOS instance is started)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -271,3 +272,102 @@ def test_a_run_short_of_descriptors_lets_the_kept_image_files_go() -> None:
         imagefs.VERIFIED.files.clear()
         imagefs.VERIFIED.files.update(saved)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_closer_primes_the_cgroup_lock_while_a_run_starts() -> None:
+    # told that a run starts, the closer moves itself into its own cgroup (writes "0" to the
+    # cgroup.procs it was given) again and again for a moment, then stops; a pipe stands in
+    # for cgroup.procs here
+    from occlum.cli import zygote
+
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    closer = zygote._start_closer([], w)
+    try:
+        time.sleep(0.05)
+        with pytest.raises(BlockingIOError):
+            os.read(r, 64)  # nothing before a run
+        closer.send(zygote.PRIME)
+        time.sleep(zygote.PRIME_WINDOW / 2)
+        moves = os.read(r, 4096)
+        assert set(moves) == {ord("0")} and len(moves) >= 3
+        time.sleep(zygote.PRIME_WINDOW)
+        with contextlib.suppress(BlockingIOError):
+            os.read(r, 4096)
+        time.sleep(0.05)
+        with pytest.raises(BlockingIOError):
+            os.read(r, 64)  # and nothing once the window is over
+    finally:
+        closer.close()
+        os.close(r)
+
+
+def test_the_seccomp_filter_is_made_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the zygote makes it before forking its runs (boot.prepare); every LibOS of the process
+    # gets those bytes
+    from occlum import boot
+
+    made: list[bool] = []
+
+    def counted(*, every_exit: bool = False) -> bytes:
+        made.append(every_exit)
+        return b"filter %d" % every_exit
+
+    monkeypatch.setattr(boot, "filter_program", counted)
+    monkeypatch.setattr(boot, "_FILTERS", {})
+    boot.prepare()
+    assert boot._filter(False) == b"filter 0" and boot._filter(False) == b"filter 0"
+    assert boot._filter(True) == b"filter 1" and boot._filter(True) == b"filter 1"
+    assert made == [False, True]
+
+
+def test_a_spare_forked_before_a_file_was_kept_is_let_go(zygote: Zygote) -> None:
+    # the spare inherited the kept files of its fork: once the zygote keeps another, a run
+    # must not get the spare (it would verify that file again), and the spare ends
+    import selectors
+    import subprocess
+
+    from occlum.cli.zygote import Peer, Spare
+
+    proc = subprocess.Popen(["sleep", "60"])
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn, client = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        zygote.spare = Spare(proc.pid, os.pidfd_open(proc.pid), ours, zygote.kept_gen)
+        zygote.sel.register(zygote.spare.pidfd, selectors.EVENT_READ, "spare")
+        zygote.keep("imagefs:kept-after-the-spare", 5, memfd(b"12345"))
+        peer = Peer(os.getpid(), [], 0, set(), "0", 0, 0, [])
+        assert zygote.hand_to_spare(conn, peer, [b"run"], {}, 0o22, []) is None
+        assert zygote.spare is None
+        with pytest.raises(ProcessLookupError):  # killed and reaped
+            os.kill(proc.pid, 0)
+        assert theirs.recv(16) == b""  # nothing was handed to it
+    finally:
+        proc.kill()
+        proc.wait()
+        for s in (theirs, conn, client):
+            s.close()
+
+
+def test_a_spare_that_cannot_read_its_request_declines_it(zygote: Zygote) -> None:
+    # nothing ran: the client must hear "declined" (and run directly), not an exit status
+    import struct
+
+    from occlum.platform.fdpass import send_fds
+
+    zygote.make_spare()
+    spare = zygote.spare
+    assert spare is not None
+    conn, client = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    fds = [os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC) for _ in range(wire.REQUEST_FDS)]
+    try:
+        send_fds(spare.sock, struct.pack("<I", 5), [conn.fileno(), *fds])
+        spare.sock.sendall(b"bogus")
+        conn.close()
+        client.settimeout(30)
+        assert client.recv(1) == wire.DECLINED
+    finally:
+        zygote.dismiss_spare()
+        client.close()
+        for fd in fds:
+            os.close(fd)

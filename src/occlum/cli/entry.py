@@ -58,7 +58,9 @@ def _exit_now(code: int) -> None:
     os._exit(code & 0xFF)
 
 
-def main() -> None:
+def main(zygote: bool = True) -> None:
+    """The command line of ``sys.argv``; ``zygote=False`` when the native front (``cli/front.py``)
+    was declined by the zygote already: a run then takes the direct path without asking again."""
     # a shell asking for completions (occlum completion) names its words in the environment
     completing = bool(os.environ.get("_OCCLUM_COMPLETE"))
     plain = None if completing else _plain_exec(sys.argv[1:])
@@ -66,7 +68,7 @@ def main() -> None:
         from occlum.cli import fastrun
 
         if fastrun.is_run(sys.argv[1:]):
-            code = fastrun.run_via_zygote(sys.argv[1:])
+            code = fastrun.run_via_zygote(sys.argv[1:]) if zygote else None
             direct = fastrun.plain_run(sys.argv[1:]) if code is None else None
             if direct is not None:
                 code = fastrun.run_direct(*direct)

@@ -68,12 +68,14 @@ def run_direct(instance_dir: str, argv: list[str]) -> int:
     from occlum.errors import UserError
 
     try:
+        from occlum.instance.fusemount import refuse_if_mounted
         from occlum.instance.layout import Instance
         from occlum.instance.runspec import to_run_spec
         from occlum.instance.wire import refuse_if_started
 
         inst = Instance.at(instance_dir)
         refuse_if_started(inst.run_dir)
+        refuse_if_mounted(inst)  # a volume `occlum mount` serves is not the LibOS's to write
         spec = to_run_spec(inst, argv, os.environ)
         try:
             import occlum.boot as boot
@@ -82,7 +84,10 @@ def run_direct(instance_dir: str, argv: list[str]) -> int:
                 raise UserError("the LibOS kernel (occlum.boot) is not available in this build")
             raise
         with inst.running():
-            return int(boot.run(spec))
+            try:
+                return int(boot.run(spec))
+            except KeyboardInterrupt:  # as the full command line's run: no line of its own
+                return 130
     except UserError as e:
         if not e.shown:
             print(f"occlum: error: {e}", file=sys.stderr)
@@ -140,7 +145,11 @@ def _start_zygote(path: str) -> bool:
             os.dup2(null, 1)
             os.dup2(log, 2)
             os.set_inheritable(w, True)
-            os.execv(sys.executable, [sys.executable, "-m", "occlum.cli.zygote", path, str(w)])
+            # -P: the caller's working directory is not put on the module path (a file there
+            # named like a module the zygote imports would be imported instead)
+            os.execv(
+                sys.executable, [sys.executable, "-P", "-m", "occlum.cli.zygote", path, str(w)]
+            )
         finally:
             os._exit(127)
     os.close(w)

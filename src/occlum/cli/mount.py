@@ -87,7 +87,8 @@ def mount(ctx: click.Context, target: str, foreground: bool, mountpoint: str) ->
 def _background(inst: Instance, target: str, mountpoint: str) -> None:
     """Start the server as a process of its own session; return once it serves (or say why
     it could not, in its own one line)."""
-    argv = [sys.executable, "-m", "occlum.cli.mount", str(inst.path), target, mountpoint]
+    # -P: nothing of the working directory on the module path
+    argv = [sys.executable, "-P", "-m", "occlum.cli.mount", str(inst.path), target, mountpoint]
     child = subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         start_new_session=True, text=True,

@@ -20,6 +20,12 @@ limit, the environment the interpreter itself reads at start (``PYTHON*``, ``LD_
 ``GLIBC_TUNABLES``, ``MALLOC_*``) - and every request once a file of the LibOS package
 changed since it started (it then stops listening, and the next run starts a new zygote).
 
+A run's child is forked ahead (the *spare*): when a run starts and when one ends, the zygote
+forks the next run's child, which leaves the zygote's state and waits; a request is handed to
+it (its descriptors, and the rest pickled, over a socket pair of their own), so that no run
+waits for a fork of the zygote. A spare forked before the zygote kept another image file is
+let go, never used.
+
 It also keeps the image files its runs verified (``imagefs.VERIFIED``): a child hands each
 sealed memfd it fills to the zygote, which keeps up to ``OCCLUM_ZYGOTE_CACHE_BYTES`` of them
 (least recently kept first out); every later child inherits them.
@@ -34,8 +40,10 @@ import gc
 import importlib
 import json
 import os
+import pickle
 import pkgutil
 import resource
+import select
 import selectors
 import signal
 import socket
@@ -47,10 +55,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import occlum
+from occlum.cli import fastrun
 from occlum.cli import zygote_wire as wire
 from occlum.fs import imagefs
 from occlum.platform import fdbudget, native
-from occlum.platform.fdpass import recv_fds
+from occlum.platform.fdpass import recv_fds, send_fds
 
 _NAMESPACES = ("mnt", "net", "pid", "uts", "ipc", "user", "cgroup", "time")
 _SAME_STATUS = (
@@ -94,11 +103,13 @@ def _warm_up() -> None:
             continue
         with contextlib.suppress(Exception):
             importlib.import_module(mod.name)
+    import occlum.boot as boot
     from occlum.enclave import measure
     from occlum.syscalls import table
 
     measure.libos_digest()
     table.rows()
+    boot.prepare()
     # what is imported now stays: no collection of the children walks (and so copies) it
     gc.freeze()
 
@@ -147,6 +158,16 @@ class Run:
 
 
 @dataclass(slots=True)
+class Spare:
+    """A child forked ahead of the next run, waiting on ``sock`` for it (see ``make_spare``)."""
+
+    pid: int
+    pidfd: int
+    sock: socket.socket  # the zygote's end
+    kept_gen: int  # the kept files it inherited: ``Zygote.kept_gen`` when it was forked
+
+
+@dataclass(slots=True)
 class Zygote:
     sock_path: str
     package: str
@@ -164,6 +185,8 @@ class Zygote:
     by_conn: dict[int, Run] = field(default_factory=dict)  # by the connection's descriptor
     kept: OrderedDict[str, tuple[int, int]] = field(default_factory=OrderedDict)
     kept_bytes: int = 0
+    kept_gen: int = 0  # counts the changes of ``kept``
+    spare: Spare | None = None
     listening: bool = True
     last_active: float = field(default_factory=time.monotonic)
     pid: int = field(default_factory=os.getpid)
@@ -226,6 +249,8 @@ class Zygote:
         except OSError:
             return
         self.last_active = time.monotonic()
+        with contextlib.suppress(OSError):  # first: the grace period goes by beside the run
+            self.closer.send(PRIME, socket.MSG_DONTWAIT)
         fds: list[int] = []
         try:
             conn.settimeout(10.0)
@@ -282,6 +307,13 @@ class Zygote:
         umask: int,
         fds: list[int],
     ) -> None:
+        pid = self.hand_to_spare(conn, peer, argv, env, umask, fds)
+        if pid is not None:
+            for fd in fds:
+                os.close(fd)
+            self.add_run(conn, pid)
+            self.make_spare()  # the next one, while this run boots
+            return
         sys.stdout.flush()
         sys.stderr.flush()
         try:
@@ -301,12 +333,119 @@ class Zygote:
                 os._exit(code)
         for fd in fds:
             os.close(fd)
+        self.add_run(conn, pid)
+        self.make_spare()
+
+    def add_run(self, conn: socket.socket, pid: int) -> None:
         pidfd = os.pidfd_open(pid)
         run = Run(conn, pid, pidfd)
         self.runs[pidfd] = run
         self.by_conn[conn.fileno()] = run
         self.sel.register(pidfd, selectors.EVENT_READ, "exit")
         self.sel.register(conn, selectors.EVENT_READ, "client")
+
+    # --- the spare -----------------------------------------------------------------------
+
+    def make_spare(self) -> None:
+        """Fork the child of the next run now, off any run's path (a fork of the zygote is
+        2-5 ms): when a run starts (it boots meanwhile) and when one ended. It inherits the
+        kept files of this moment: a spare forked before ``kept`` changed is let go, never
+        used (a run gets every file kept before its request)."""
+        if self.spare is not None and self.spare.kept_gen != self.kept_gen:
+            self.dismiss_spare()
+        if self.spare is not None or not self.listening:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            return
+        if pid == 0:
+            code = 1
+            try:
+                ours.close()
+                code = self.spare_main(theirs)
+            finally:
+                os._exit(code)
+        theirs.close()
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            ours.close()
+            return
+        self.spare = Spare(pid, pidfd, ours, self.kept_gen)
+        self.sel.register(pidfd, selectors.EVENT_READ, "spare")
+
+    def dismiss_spare(self) -> None:
+        """End the spare (also when it ended by itself: its pidfd is readable)."""
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(spare.pidfd)
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(spare.pidfd, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(spare.pid, 0)
+        os.close(spare.pidfd)
+        spare.sock.close()
+
+    def hand_to_spare(
+        self,
+        conn: socket.socket,
+        peer: Peer,
+        argv: list[bytes],
+        env: dict[bytes, bytes],
+        umask: int,
+        fds: list[int],
+    ) -> int | None:
+        """Give the run to the spare; its pid, or None (no spare that can take it)."""
+        spare = self.spare
+        if spare is None or spare.kept_gen != self.kept_gen:
+            self.dismiss_spare()
+            return None
+        data = pickle.dumps((peer, argv, env, umask), pickle.HIGHEST_PROTOCOL)
+        try:
+            send_fds(spare.sock, struct.pack("<I", len(data)), [conn.fileno(), *fds])
+            spare.sock.sendall(data)
+        except OSError:  # it died meanwhile
+            self.dismiss_spare()
+            return None
+        self.spare = None
+        self.sel.unregister(spare.pidfd)
+        os.close(spare.pidfd)  # the run's pidfd is opened anew in add_run
+        spare.sock.close()
+        return spare.pid
+
+    def spare_main(self, sock: socket.socket) -> int:
+        """In the spare: leave the zygote's state, wait for a run and become its child."""
+        try:
+            if not self.leave():
+                return 1
+            head, fds = recv_fds(sock, 4, 1 + wire.REQUEST_FDS)
+        except KeyboardInterrupt:
+            return 0
+        if not head and not fds:
+            return 0  # dismissed (or a zygote that died)
+        try:
+            if len(head) < 4 or len(fds) != 1 + wire.REQUEST_FDS:
+                raise ValueError("a request without its descriptors")
+            (size,) = struct.unpack("<I", head)
+            peer, argv, env, umask = pickle.loads(_recv_exact(sock, size))
+        except (OSError, ValueError, pickle.UnpicklingError):
+            if fds:  # nothing ran: the client runs directly, as for a fork that failed
+                with contextlib.suppress(OSError):
+                    os.write(fds[0], wire.DECLINED)
+            return 1
+        sock.close()
+        conn = socket.socket(fileno=fds[0])
+        return self.child(conn, peer, argv, env, umask, fds[1:], left=True)
 
     def client_message(self, conn: socket.socket) -> None:
         run = self.by_conn.get(conn.fileno())
@@ -327,7 +466,9 @@ class Zygote:
                     signal.pidfd_send_signal(run.pidfd, data[i + 1])
 
     def reap(self, pidfd: int) -> None:
-        run = self.runs.pop(pidfd)
+        run = self.runs.pop(pidfd, None)
+        if run is None:  # not a run's
+            return
         self.sel.unregister(pidfd)
         os.close(pidfd)
         _, status = os.waitpid(run.pid, 0)
@@ -338,6 +479,7 @@ class Zygote:
             run.conn.sendall(wire.EXITED + struct.pack("<i", status))
         run.conn.close()
         self.last_active = time.monotonic()
+        self.make_spare()  # anew if the run kept files (the client has its answer first)
 
     # --- the child ---------------------------------------------------------------------
 
@@ -349,19 +491,14 @@ class Zygote:
         env: dict[bytes, bytes],
         umask: int,
         fds: list[int],
+        *,
+        left: bool = False,
     ) -> int:
-        """Become the client's ``occlum`` process and run its command line; the exit code."""
+        """Become the client's ``occlum`` process and run its command line; the exit code.
+        ``left``: a spare, which has left the zygote's state already."""
         try:
-            native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != self.pid:
-                return 1  # the zygote died before PDEATHSIG held
-            self.sel.close()
-            self.listener.close()
-            self.kept_r.close()
-            os.close(self.lock_fd)
-            for run in self.runs.values():
-                os.close(run.pidfd)
-                run.conn.close()
+            if not left and not self.leave():
+                return 1
             _become(peer, fds, umask, env)
         except KeyboardInterrupt:  # a relayed SIGINT: what the direct path's start-up does
             return 130
@@ -378,6 +515,25 @@ class Zygote:
             return 1
         conn.close()
         return _run_command(argv)
+
+    def leave(self) -> bool:
+        """In a child: die with the zygote, and close what is the zygote's; False if the
+        zygote is gone already."""
+        native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != self.pid:
+            return False  # the zygote died before PDEATHSIG held
+        self.sel.close()
+        if self.listening:
+            self.listener.close()
+        self.kept_r.close()
+        os.close(self.lock_fd)
+        for run in self.runs.values():
+            os.close(run.pidfd)
+            run.conn.close()
+        if self.spare is not None:
+            os.close(self.spare.pidfd)
+            self.spare.sock.close()
+        return True
 
     def hand_to_closer(self, fd: int) -> None:
         """In a child: let the closer drop the last reference of a slow-closing descriptor."""
@@ -448,6 +604,7 @@ class Zygote:
             self.kept_bytes -= old_size
         self.kept[name] = (high, size)
         self.kept_bytes += size
+        self.kept_gen += 1
         imagefs.VERIFIED.files[name] = high
 
     # --- life ----------------------------------------------------------------------------
@@ -463,6 +620,7 @@ class Zygote:
         if not self.listening:
             return
         self.listening = False
+        self.dismiss_spare()
         with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(self.listener)
         with contextlib.suppress(OSError):
@@ -475,6 +633,7 @@ class Zygote:
     def serve(self) -> None:
         self.sel.register(self.listener, selectors.EVENT_READ, "accept")
         self.sel.register(self.kept_r, selectors.EVENT_READ, "kept")
+        self.make_spare()
         while self.listening or self.runs:
             timeout = max(0.0, self.last_active + self.idle - time.monotonic())
             events = self.sel.select(timeout if not self.runs else None)
@@ -497,23 +656,54 @@ class Zygote:
             self.reap(int(key.fd))
         elif key.data == "client":
             self.client_message(key.fileobj)  # type: ignore[arg-type]
+        elif key.data == "spare":  # it ended before a run came
+            self.dismiss_spare()
 
 
-def _start_closer(keep_open: list[int]) -> socket.socket:
+PRIME = b"p"  # to the closer: a run is starting (see _start_closer)
+PRIME_WINDOW = 1.0  # seconds the closer keeps the cgroup lock primed after a run's request
+PRIME_EVERY = 0.004  # well inside the ~10 ms after which a migration waits for a grace period
+
+
+def _start_closer(keep_open: list[int], prime_fd: int = -1) -> socket.socket:
     """A process that closes the descriptors sent to it: the last close of an inotify instance
     waits for an SRCU grace period (10-20 ms), which a run would pay at each tree's end and at
     its exit; a child hands such descriptors over (``fdbudget.hand_off``) and the closer pays
-    instead. It ends when no one can send to it any more."""
+    instead. It ends when no one can send to it any more.
+
+    It also primes the cgroup lock (``prime_fd``: a ``cgroup.procs`` of its own cgroup, or -1):
+    every move of a process into a cgroup takes the kernel's ``cgroup_threadgroup_rwsem`` for
+    writing, and the first writer after a quiet spell waits for an RCU grace period to switch
+    the lock's readers to their slow path (``rcu_sync``): 6-17 ms here, paid by the first
+    tree's setup process as it joins the tree's pids cgroup, while a writer that follows within
+    ~10 ms of another waits for nothing. Told ``PRIME`` (the zygote accepted a run), the
+    closer moves itself into the cgroup it is already in every ``PRIME_EVERY`` for
+    ``PRIME_WINDOW``, so that the grace period is waited for beside the run's start-up, not
+    in it (each move is a no-op for the closer and costs ~50 us)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid:
         theirs.close()
+        if prime_fd >= 0:
+            os.close(prime_fd)
         return ours
     try:
         ours.close()
         for fd in keep_open:
             os.close(fd)
+        prime_until = 0.0
         while True:
+            timeout = None
+            if prime_fd >= 0 and prime_until:
+                now = time.monotonic()
+                if now < prime_until:
+                    with contextlib.suppress(OSError):
+                        os.write(prime_fd, b"0")
+                    timeout = PRIME_EVERY
+                else:
+                    prime_until = 0.0
+            if timeout is not None and not select.select([theirs], [], [], timeout)[0]:
+                continue
             msg, anc, _flags, _addr = theirs.recvmsg(
                 16, socket.CMSG_LEN(64 * 4), socket.MSG_CMSG_CLOEXEC
             )
@@ -524,8 +714,31 @@ def _start_closer(keep_open: list[int]) -> socket.socket:
                             os.close(struct.unpack_from("i", data, i)[0])
             if not msg and not anc:
                 break
+            if msg == PRIME:
+                prime_until = time.monotonic() + PRIME_WINDOW
     finally:
         os._exit(0)
+
+
+def _cgroup_prime_fd() -> int:
+    """``cgroup.procs`` of this process's own cgroup, open for writing, or -1 (none ours to
+    write): of the v1 pids hierarchy, where the trees' pids cgroups are made, else of the v2
+    one. Either primes the lock, which is one for every hierarchy."""
+    try:
+        mounts = _read("/proc/self/mountinfo").splitlines()
+        lines = [line.split(":", 2) for line in _read("/proc/self/cgroup").splitlines()]
+        v1 = [(c, p) for h, c, p in lines if h != "0" and "pids" in c.split(",")]
+        v2 = [("", p) for h, _c, p in lines if h == "0"]
+        for (controllers, path), is_v2 in [*((x, False) for x in v1), *((x, True) for x in v2)]:
+            base = _cgroup_mount(mounts, is_v2, controllers)
+            if base is None:
+                continue
+            with contextlib.suppress(OSError):
+                procs = os.path.join(base, path.lstrip("/"), "cgroup.procs")
+                return os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+    except (OSError, ValueError, IndexError):
+        pass
+    return -1
 
 
 def _recv_exact(conn: socket.socket, size: int) -> bytes:
@@ -621,9 +834,15 @@ def _run_command(args: list[bytes]) -> int:
     sys.argv = ["occlum", *argv]
     code = 0
     try:
-        from occlum.cli.main import main
+        # a plain run without click's parsing (3-4 ms in a child, whose every page touched
+        # is a copy): the code of the direct path, which gives what the full command line does
+        plain = fastrun.plain_run(argv)
+        if plain is not None:
+            code = fastrun.run_direct(*plain)
+        else:
+            from occlum.cli.main import main
 
-        main(argv)
+            main(argv)
     except SystemExit as e:
         if e.code is None:
             code = 0
@@ -684,7 +903,10 @@ def main(argv: list[str]) -> int:
         idle = float(os.environ.get(wire.IDLE_ENV, wire.DEFAULT_IDLE))
     except ValueError:
         idle = wire.DEFAULT_IDLE
-    closer = _start_closer([lock_fd, listener.fileno(), kept_r.fileno(), kept_w.fileno(), ready_fd])
+    closer = _start_closer(
+        [lock_fd, listener.fileno(), kept_r.fileno(), kept_w.fileno(), ready_fd],
+        _cgroup_prime_fd(),
+    )
     zygote = Zygote(
         sock_path=sock_path,
         package=package,

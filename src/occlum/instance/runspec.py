@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from occlum.errors import UserError
 from occlum.instance.builtconf import (
@@ -24,6 +25,9 @@ from occlum.instance.builtconf import (
 )
 from occlum.instance.layout import Instance
 from occlum.kernel.spec import EnclaveSpec, MountSpec, RunSpec
+
+if TYPE_CHECKING:  # imported where used: a run that fails early loads no signature code
+    from occlum.enclave.sigstruct import Sigstruct
 
 
 @dataclass(slots=True, frozen=True)
@@ -79,7 +83,9 @@ def to_run_spec(
     config = BuiltConfig.from_bytes(config_bytes, f"build/{CONFIG_NAME}.built")
     # a started instance (service) runs the programs `occlum exec` names, checked then
     program = check_entry_point(config.entry_points, argv[0]) if argv else ""
-    root_image, root_hash, hashes = _verified_root(inst, config_bytes)
+    # the SIGSTRUCT is read and its signature checked once: the one that matched the
+    # measurement is the one /dev/sgx reports and the sealing keys derive from
+    root_image, root_hash, hashes, sig = _verified_root(inst, config_bytes)
     init_image = inst.build_dir / "initfs.img"
     init_hash = hashes.get("initfs")
     user_key = None
@@ -92,12 +98,12 @@ def to_run_spec(
         if m.fs_type == "hostfs" and m.source is not None and not os.path.isdir(m.source):
             raise UserError(f"mount {m.target}: host directory {m.source} does not exist")
     policies = {m.target: config.mount_options(m.target).get("autokey_policy") for m in mounts}
-    mounts = tuple(_with_sefs_key(inst, policies.get(m.target), m) for m in mounts)
+    mounts = tuple(_with_sefs_key(sig, policies.get(m.target), m) for m in mounts)
     upper = config.root_upper_layer(inst.path)
     root_upper = root_upper_key = None
     if upper is not None:
         root_upper = upper[0]
-        root_upper_key = _with_sefs_key(inst, upper[1], MountSpec("/", "sefs", root_upper)).key
+        root_upper_key = _with_sefs_key(sig, upper[1], MountSpec("/", "sefs", root_upper)).key
     extra = {
         "config": str(inst.built_config_path),
         "kernel_space_heap_size": str(config.kernel_space_heap_size),
@@ -126,16 +132,14 @@ def to_run_spec(
         init_image=str(init_image) if init_hash is not None else None,
         init_hash=init_hash,
         user_image_key=user_key,
-        enclave=_enclave_spec(inst),
+        enclave=_enclave_spec(sig),
     )
 
 
-def _enclave_spec(inst: Instance) -> EnclaveSpec:
+def _enclave_spec(sig: Sigstruct) -> EnclaveSpec:
     """The identity ``/dev/sgx`` reports: the signed (and just verified) SIGSTRUCT's."""
-    from occlum.enclave.build_seal import read_sigstruct
     from occlum.enclave.keys import platform_key_path
 
-    sig = read_sigstruct(inst.build_dir)
     return EnclaveSpec(
         mrenclave=sig.mrenclave,
         mrsigner=sig.mrsigner,
@@ -146,7 +150,7 @@ def _enclave_spec(inst: Instance) -> EnclaveSpec:
     )
 
 
-def _with_sefs_key(inst: Instance, policy: int | None, m: MountSpec) -> MountSpec:
+def _with_sefs_key(sig: Sigstruct, policy: int | None, m: MountSpec) -> MountSpec:
     """A SEFS mount gets its volume key: a fresh random one for a temporary volume, else the
     sealing key of this enclave under the simulated platform key, one per mount target:
     ``autokey_policy`` 0 seals to this very build (MRENCLAVE); otherwise to the signer
@@ -155,7 +159,6 @@ def _with_sefs_key(inst: Instance, policy: int | None, m: MountSpec) -> MountSpe
         return m
     if m.temporary:
         return dataclasses.replace(m, key=os.urandom(32))
-    from occlum.enclave.build_seal import read_sigstruct
     from occlum.enclave.keys import load_platform_key, platform_key_path, sealing_key
 
     key_path = platform_key_path()
@@ -165,7 +168,6 @@ def _with_sefs_key(inst: Instance, policy: int | None, m: MountSpec) -> MountSpe
             f"mount {m.target}: the volume in {m.source} is sealed with the platform key "
             f"{key_path}, which is missing (restore it, or remove the volume to start empty)"
         )
-    sig = read_sigstruct(inst.build_dir)
     key = sealing_key(
         load_platform_key(),
         "MRENCLAVE" if policy == 0 else "MRSIGNER",
@@ -177,11 +179,13 @@ def _with_sefs_key(inst: Instance, policy: int | None, m: MountSpec) -> MountSpe
     return dataclasses.replace(m, key=key)
 
 
-def _verified_root(inst: Instance, config_bytes: bytes) -> tuple[str, str, dict[str, str]]:
+def _verified_root(
+    inst: Instance, config_bytes: bytes
+) -> tuple[str, str, dict[str, str], Sigstruct]:
     """The root image and its hash, after checking that the build's measurement still holds:
     the LibOS, the built configuration and the image hashes give the MRENCLAVE that was
     signed at ``occlum build`` (a tampered hash file or configuration stops here; a tampered
-    image stops when it is mounted)."""
+    image stops when it is mounted); and the SIGSTRUCT that was checked."""
     from occlum.enclave.build_seal import verify_build
 
     try:
@@ -192,7 +196,7 @@ def _verified_root(inst: Instance, config_bytes: bytes) -> tuple[str, str, dict[
         raise UserError(f"{inst.image_hashes_path}: malformed; run `occlum build`")
     if not isinstance(hashes, dict) or not all(isinstance(v, str) for v in hashes.values()):
         raise UserError(f"{inst.image_hashes_path}: malformed; run `occlum build`")
-    verify_build(inst.build_dir, config_bytes, hashes)
+    sig = verify_build(inst.build_dir, config_bytes, hashes)
     if "image" not in hashes or not inst.root_image_path.is_file():
         raise UserError(f"{inst.root_image_path} is missing: run `occlum build`")
-    return str(inst.root_image_path), hashes["image"], hashes
+    return str(inst.root_image_path), hashes["image"], hashes, sig
