@@ -52,9 +52,15 @@ declare -A PKG_FILES=(
     [python3-dev]=/usr/bin/python3-config
     # libcrypto (headers and the static library) for the attested-boot init and tests/c/attest
     [libssl-dev]=/usr/include/openssl/evp.h
+    # a container engine for packaged images (docs/deploy.md, tests/integration/test_container.py):
+    # podman, with runc as its runtime (crun refuses hosts whose cgroups are in hybrid mode)
+    [podman]=/usr/bin/podman
+    [runc]=/usr/sbin/runc
+    # the pause process of the pods of `podman kube play` (built locally: no registry)
+    [catatonit]=/usr/bin/catatonit
 )
 # packages whose absence does not fail the setup (benchmark peers and helpers)
-OPTIONAL=" proot hyperfine openjdk-17-jre-headless nodejs python3-numpy golang-go openjdk-17-jdk-headless "
+OPTIONAL=" proot hyperfine openjdk-17-jre-headless nodejs python3-numpy golang-go openjdk-17-jdk-headless podman runc catatonit "
 
 missing=()
 for pkg in "${!PKG_FILES[@]}"; do
@@ -89,10 +95,20 @@ if ((${#missing[@]})); then
         fi
     fi
 fi
+# Others may run apt-get at the same time (another worktree's setup): a held dpkg or apt lock
+# makes apt-get fail at once, so wait for it and try again.
+apt_retry() {
+    local try
+    for try in 1 2 3 4 5 6; do
+        "$@" && return 0
+        ((try < 6)) && { echo "setup: apt-get failed (a lock held by another?), retrying" >&2; sleep 10; }
+    done
+    return 1
+}
 if ((${#required[@]} + ${#optional[@]})); then
     echo "setup: installing ${required[*]} ${optional[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
-    if ! "${SUDO[@]}" apt-get update -qq; then
+    if ! apt_retry "${SUDO[@]}" apt-get update -qq; then
         if ((${#required[@]})); then
             echo "setup: apt-get update failed: cannot install ${required[*]}" >&2
             exit 1
@@ -100,10 +116,15 @@ if ((${#required[@]} + ${#optional[@]})); then
         skip_optional "apt-get update failed"
     fi
     if ((${#required[@]})); then
-        "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${required[@]}" </dev/null
+        apt_retry "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${required[@]}" </dev/null
     fi
     for pkg in "${optional[@]}"; do
-        "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "$pkg" </dev/null \
+        # podman alone would bring crun (its first choice of runtime); with runc in the same
+        # call, runc satisfies it
+        [[ $pkg == podman ]] && pkg="podman runc"
+        [[ $pkg == runc && " ${optional[*]} " == *" podman "* ]] && continue
+        # shellcheck disable=SC2086  # "podman runc" is two packages
+        apt_retry "${SUDO[@]}" apt-get install -y -qq --no-install-recommends $pkg </dev/null \
             || echo "setup: optional package $pkg not installed (benchmarks skip it)" >&2
     done
 fi

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 import libos
 from libos import Instance
@@ -324,7 +325,8 @@ def test_an_oci_layout_with_the_instance_and_its_entrypoint(
 ) -> None:
     layout = tmp_path / "oci"
     cmd = "/bin/sh -c 'cat /etc/greeting; exit 3'"
-    res = occlum(release.path, "package", "--oci", str(layout), "--tag", "v1", "--cmd", cmd)
+    args = ("package", "--no-runtime", "--oci")
+    res = occlum(release.path, *args, str(layout), "--tag", "v1", "--cmd", cmd)
     assert res.returncode == 0, res.stderr
     manifest, config, layer = read_layout(layout, "v1")
     assert len(manifest["layers"]) == 1
@@ -339,7 +341,7 @@ def test_an_oci_layout_with_the_instance_and_its_entrypoint(
     assert {n.removeprefix("occlum_instance") for n in names} == ARCHIVE_ENTRIES
     # the same build gives the same image
     again = tmp_path / "again"
-    res = occlum(release.path, "package", "--oci", str(again), "--tag", "v1", "--cmd", cmd)
+    res = occlum(release.path, *args, str(again), "--tag", "v1", "--cmd", cmd)
     assert res.returncode == 0, res.stderr
     assert (again / "index.json").read_bytes() == (layout / "index.json").read_bytes()
     # a program outside the entry points is refused before anything is written
@@ -359,7 +361,10 @@ def test_umoci_unpacks_the_oci_image_and_its_instance_runs(
     release: Instance, tmp_path: Path
 ) -> None:
     layout = tmp_path / "oci"
-    res = occlum(release.path, "package", "--oci", str(layout), "--cmd", f"/bin/sh -c '{SCRIPT}'")
+    res = occlum(
+        release.path, "package", "--no-runtime", "--oci", str(layout),
+        "--cmd", f"/bin/sh -c '{SCRIPT}'",
+    )  # fmt: skip
     assert res.returncode == 0, res.stderr
     tool = umoci()
     stat = subprocess.run(
@@ -415,3 +420,82 @@ def test_an_oci_image_on_a_base_image(release: Instance, tmp_path: Path) -> None
         occlum(release.path, "package", "--oci", str(tmp_path / "x"), "--base", f"{base}:nope")
     )
     assert "no image tagged 'nope'" in line
+
+
+# --- the self-contained image: the runtime layer ----------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_self_contained_image_carries_python_and_the_libos_reproducibly(
+    release: Instance, tmp_path: Path
+) -> None:
+    from occlum.enclave.measure import compute_libos_digest, libos_digest
+
+    layouts = []
+    for i in range(2):  # each with a cache of its own: the runtime layer is made twice
+        layout = tmp_path / f"oci{i}"
+        res = occlum(
+            release.path, "package", "--oci", str(layout), "--cmd", "/bin/cat /etc/greeting",
+            env={"XDG_CACHE_HOME": str(tmp_path / f"cache{i}")},
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        layouts.append(layout)
+    # same inputs, same image
+    assert (layouts[0] / "index.json").read_bytes() == (layouts[1] / "index.json").read_bytes()
+    manifest, config, _ = read_layout(layouts[0], "latest")
+    assert len(manifest["layers"]) == 2
+    assert config["config"]["Entrypoint"] == ["/usr/bin/occlum-container"]
+    assert config["config"]["Cmd"] == ["/bin/cat", "/etc/greeting"]
+    env = config["config"]["Env"]
+    assert "OCCLUM_PLATFORM_KEY=/var/lib/occlum/platform/platform.key" in env
+    runtime_desc = manifest["layers"][0]
+    assert runtime_desc["size"] < 64 << 20  # small: no test suites, no debugging sections
+    blob = layouts[0] / "blobs" / "sha256" / runtime_desc["digest"].split(":")[1]
+    root = tmp_path / "rootfs"
+    with tarfile.open(blob) as tar:
+        members = tar.getmembers()
+        assert {(m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, "", "")}
+        assert len({m.mtime for m in members}) == 1
+        assert [m.name for m in members] == sorted(m.name for m in members)
+        tar.extractall(root, filter="tar")
+    site = root / "usr/lib/occlum/python/lib/python3.11/site-packages"
+    for name in (
+        "usr/lib/occlum/python/bin/python3", "usr/lib/occlum/python/lib/python3.11/os.py",
+        "usr/lib64/ld-linux-x86-64.so.2", "usr/lib/x86_64-linux-gnu/libc.so.6",
+        "usr/bin/occlum", "usr/bin/occlum-container",
+    ):  # fmt: skip
+        assert (root / name).is_file(), name
+    assert os.readlink(root / "lib64") == "usr/lib64"
+    assert (site / "cryptography").is_dir() and (site / "pydantic_core").is_dir()
+    assert (site / "occlum" / "__pycache__" / "__init__.cpython-311.pyc").is_file()
+    assert not (root / "usr/lib/occlum/python/lib/python3.11/test").exists()
+    # the LibOS in the image is the one that built the instance: the same MRENCLAVE there
+    assert compute_libos_digest(site / "occlum") == libos_digest()
+    # no key travels in the image
+    assert not [p for p in root.rglob("*") if p.name == "platform.key"]
+    assert os.listdir(root / "var/lib/occlum/platform") == []
+
+
+def test_deploy_options_out_of_place_or_out_of_range_are_one_line(
+    release: Instance, tmp_path: Path
+) -> None:
+    for args in (
+        ["--port", "80"], ["--replicas", "2"], ["--image", "x"], ["--no-runtime"],
+        ["--seccomp-profile", str(tmp_path / "p.json")],
+        ["--k8s", str(tmp_path / "a.yaml"), str(tmp_path / "x.tar.gz")],
+    ):  # fmt: skip
+        res = occlum(release.path, "package", *args)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, (args, res.stderr)
+    k8s = ("package", "--k8s", str(tmp_path / "a.yaml"))
+    assert "not a TCP port" in one_error_line(occlum(release.path, *k8s, "--port", "70000"))
+    assert "from 1 to 100" in one_error_line(occlum(release.path, *k8s, "--replicas", "0"))
+    line = one_error_line(occlum(release.path, *k8s, "--platform-dir", "relative/dir"))
+    assert "absolute path" in line
+    assert not (tmp_path / "a.yaml").exists()
+    # a manifest alone (no image written), with the program as the container's args
+    res = occlum(release.path, *k8s, "--cmd", "/bin/cat /etc/greeting", "--tag", "2")
+    assert res.returncode == 0, res.stderr
+    doc = yaml.safe_load((tmp_path / "a.yaml").read_text())
+    [container] = doc["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "localhost/myapp:2"
+    assert container["args"] == ["/bin/cat", "/etc/greeting"]

@@ -33,11 +33,13 @@ mtime for every entry (``$SOURCE_DATE_EPOCH``, else the time of the build), and 
 without a name or time. The same build packaged twice gives the same bytes. It is written to a
 temporary file beside the destination and renamed into place only when complete.
 
-An OCI image layout (``--oci DIR``) holds one image whose single layer is the same tree under
-``/occlum_instance``, and whose configuration runs ``occlum --instance-dir /occlum_instance
-run`` with the program as its command. The layer holds no Python and no LibOS: it goes on top
-of a base image that provides ``occlum`` on ``PATH`` (``--base`` takes that image's layers and
-settings from another OCI layout).
+An OCI image layout (``--oci DIR``) holds one image whose top layer is the same tree under
+``/occlum_instance``. Below it goes the runtime layer (:mod:`.runtime`: a Python and the
+LibOS), and the image's entrypoint is ``occlum-container`` (:mod:`occlum.cli.container`) with
+the program as its command: the image runs on a host that has only a container engine. With
+``--no-runtime`` or ``--base`` the instance's layer goes alone or on a base image that provides
+``occlum`` on ``PATH`` (``--base`` takes that image's layers and settings from another OCI
+layout), and the configuration runs ``occlum --instance-dir /occlum_instance run``.
 
 About 650 lines, one room: the archive and the OCI image are two writers of one package
 layout and its checks.
@@ -54,6 +56,7 @@ import re
 import shlex
 import shutil
 import stat
+import sys
 import tarfile
 import tempfile
 import time
@@ -109,6 +112,7 @@ class PackageReport:
     manifest_digest: str = ""
     entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
+    runtime: bool = False  # the image carries the runtime layer
 
 
 @dataclass(slots=True, frozen=True)
@@ -407,13 +411,15 @@ def write_oci_layout(
     tag: str = "latest",
     cmd: str | None = None,
     base: str | None = None,
+    runtime: bool = True,
     debug: bool = False,
     progress: BuildProgress | None = None,
 ) -> PackageReport:
     """``occlum package --oci DIR``: an OCI image layout at ``out_dir`` (new, or an empty
     directory) holding the image ``tag``; ``cmd`` (a shell-quoted command line) is its Cmd,
     by default the first entry point that is a program; ``base`` (``LAYOUT[:TAG]``) an OCI
-    layout whose image goes under the instance's layer."""
+    layout whose image goes under the instance's layer; without it, and unless ``runtime``
+    is false, the runtime layer (:mod:`.runtime`: a Python and the LibOS) does."""
     if not _TAG_RE.fullmatch(tag):
         raise UserError(
             f"--tag {tag!r}: a tag is letters, digits, '_', '.' and '-' (not first), "
@@ -429,6 +435,10 @@ def write_oci_layout(
         dest, mrenclave=checked.mrenclave, debuggable=checked.debuggable, tag=tag, cmd=argv
     )
     members = _members(inst, checked, report.warnings)
+    if base_image is None and runtime:
+        # run/ (the server's socket, pid files, the SEFS volumes) writable by whichever user
+        # the container runs as: the least privilege is a user that is not root (deploy.md)
+        members = sorted([*members, Member("run", None, 0o1777)], key=lambda m: m.name)
     _start(progress, members)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
@@ -441,6 +451,24 @@ def write_oci_layout(
         diff_ids: list[str] = []
         history: list[dict[str, Any]] = []
         image_config: dict[str, Any] = {}
+        entrypoint = ["occlum", "--instance-dir", OCI_INSTANCE_DIR, "run"]
+        if base_image is None and runtime:
+            from occlum.instance import runtime as rt
+
+            rt_layer = rt.build_runtime_layer()
+            _copy_cached_blob(rt_layer.blob, blobs / rt_layer.digest.removeprefix("sha256:"))
+            layers.append(
+                {"mediaType": MEDIA_LAYER_GZIP, "digest": rt_layer.digest, "size": rt_layer.size}
+            )
+            diff_ids.append(rt_layer.diff_id)
+            history.append({
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rt.runtime_mtime())),
+                "created_by": "occlum package --oci",
+                "comment": f"the runtime: Python {sys.version.split()[0]} and the LibOS",
+            })  # fmt: skip
+            image_config["Env"] = rt.environment()
+            entrypoint = [rt.CONTAINER_BIN]
+            report.runtime = True
         if base_image is not None:
             for desc in base_image.layers:
                 _copy_blob(base_image.layout, desc, blobs)
@@ -452,7 +480,6 @@ def write_oci_layout(
         layers.append(layer)
         diff_ids.append(diff_id)
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(checked.mtime))
-        entrypoint = ["occlum", "--instance-dir", OCI_INSTANCE_DIR, "run"]
         image_config["Entrypoint"] = entrypoint
         if argv:
             image_config["Cmd"] = argv
@@ -505,6 +532,13 @@ def write_oci_layout(
     report.manifest_digest = manifest_desc["digest"]
     report.entrypoint = entrypoint
     return report
+
+
+def _copy_cached_blob(src: Path, dst: Path) -> None:
+    """A blob of the cache in the layout: a copy (a hard link would let a change to one
+    layout corrupt the cache, and with it every later image)."""
+    shutil.copyfile(src, dst)
+    os.chmod(dst, 0o644)
 
 
 def _oci_cmd(inst: Instance, checked: _Checked, cmd: str | None) -> list[str]:
@@ -648,3 +682,55 @@ def _copy_blob(layout: Path, desc: dict[str, Any], blobs: Path) -> None:
         raise UserError(f"--base {layout}: the blob {src.name} is missing")
     if h.hexdigest() != src.name or size != desc.get("size"):
         raise UserError(f"--base {layout}: the blob {src.name} does not match its digest or size")
+
+
+# --- occlum package --k8s FILE ----------------------------------------------------------------
+
+
+def k8s_name(inst: Instance) -> str:
+    """The instance directory's name as a Kubernetes object name (RFC 1123 label)."""
+    name = re.sub(r"[^a-z0-9-]+", "-", inst.path.name.lower()).strip("-")[:50].strip("-")
+    return name or "occlum"
+
+
+def write_k8s_manifest(
+    inst: Instance,
+    out: Path,
+    *,
+    image: str | None = None,
+    tag: str = "latest",
+    cmd: str | None = None,
+    port: int | None = None,
+    platform_dir: str = "/var/lib/occlum/platform",
+    replicas: int = 1,
+    debug: bool = False,
+) -> PackageReport:
+    """``occlum package --k8s FILE``: ``replicas`` Deployments running the image ``image`` (default ``localhost/<name>:<tag>``) of this instance; ``cmd`` becomes the
+    container's ``args`` (else the image's Cmd runs); ``port`` is served and probed."""
+    from occlum.instance.deploy import k8s_manifest
+
+    checked = _check_packable(inst, debug=debug)
+    args = _oci_cmd(inst, checked, cmd) if cmd is not None else []
+    name = k8s_name(inst)
+    ref = image or f"localhost/{name}:{tag}"
+    if port is not None and not 0 < port < 65536:
+        raise UserError(f"--port {port}: not a TCP port (1 to 65535)")
+    if not 1 <= replicas <= 100:
+        raise UserError(f"--replicas {replicas}: from 1 to 100")
+    if port is not None and port + replicas - 1 > 65535:
+        raise UserError(
+            f"--port {port}: the replicas' ports {port}..{port + replicas - 1} pass 65535"
+        )
+    if not platform_dir.startswith("/"):
+        raise UserError(f"--platform-dir {platform_dir}: must be an absolute path on the node")
+    text = k8s_manifest(
+        name=name, image=ref, config=checked.config.config, args=args, port=port,
+        platform_dir=platform_dir, mrenclave=checked.mrenclave, replicas=replicas,
+    )  # fmt: skip
+    dest = Path(os.path.abspath(out))
+    with _atomic_file(dest) as f:
+        f.write(text.encode())
+    report = PackageReport(dest, mrenclave=checked.mrenclave, debuggable=checked.debuggable)
+    report.tag = ref
+    report.cmd = args
+    return report

@@ -29,14 +29,18 @@ __all__ = ["IO_WAIT", "STEP", "Commit"]
 STEP = 0.01
 # ... and once it has waited this long for the writer thread (extents are fsync'd one by one)
 IO_WAIT = 0.005
+# Threads that read and hash a big file's chunks for a flush (files.scan): reading a memfd is
+# bound by memory copies, about 6 GB/s per thread here, and two share the memory bandwidth
+SCANNERS = min(2, os.cpu_count() or 1)
 
 
 class Commit:
     """What one commit writes besides metadata: changed chunks kept in its journal record (up
     to ``budget`` bytes: a database page costs one append, not a host file) and, past that,
-    extent objects written on a helper thread that lives for this commit only.  A commit made
-    in slices keeps it between slices: the serving loop finishes every commit before it
-    ends, and the supervisor forks only outside the loop (to launch a process tree)."""
+    extent objects written on a helper thread that lives for this commit only (as do the
+    threads that scan big files).  A commit made in slices keeps them between slices: the
+    serving loop finishes every commit before it ends, and the supervisor forks only outside
+    the loop (to launch a process tree)."""
 
     def __init__(
         self, store: ObjectStore, budget: int, *, extents: bool = True, room: int | None = None
@@ -51,6 +55,7 @@ class Commit:
         self.room = room
         self._room_lock = threading.Lock()  # extents are taken on the writer thread
         self._writer: ThreadPoolExecutor | None = None
+        self._scanner: ThreadPoolExecutor | None = None
         # (file, chunks, size) before this commit flushed it: restored if the commit fails
         self.flushed: list[tuple[SefsFile, dict[int, Chunk], int]] = []
         # files whose contents did not fit on the host (they keep their committed contents)
@@ -90,10 +95,20 @@ class Commit:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="sefs")
         return self._writer
 
+    def scanner(self) -> Executor:
+        """Threads for reading and hashing big files (started at the first big flush, as the
+        writer: a commit of small files starts none)."""
+        if self._scanner is None:
+            self._scanner = ThreadPoolExecutor(SCANNERS, thread_name_prefix="sefs-scan")
+        return self._scanner
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.shutdown()
             self._writer = None
+        if self._scanner is not None:
+            self._scanner.shutdown()
+            self._scanner = None
 
     def undo(self) -> None:
         """The commit failed: its files go back to their committed chunks, still to flush, and

@@ -4,6 +4,14 @@ A :class:`SefsFile`'s memfd is filled from its chunks when the file is used (ver
 way), and let go again once its contents are committed and no program holds it
 (:class:`.cache.FileCache`).  :meth:`SefsFile.flush` brings the chunk map up to date with the
 memfd, writing only chunks whose contents changed.
+
+Finding what changed means reading the whole memfd: programs write it natively (``write``,
+stores through a shared mapping) and no kernel interface tells the LibOS where.  So the read
+is made as cheap as memory allows: each chunk is compared by a fast non-cryptographic hash
+(XXH3-128, :func:`fast_hash`, tens of GB/s) with the one kept in memory for its committed
+contents (:attr:`SefsFile.known`), and only a chunk that differs gets its SHA-256 (the
+``phash`` of the format) and is written.  Big files are scanned by a few threads
+(:func:`scan`: ``preadv`` and both hashes release the GIL) while the serving loop serves calls.
 """
 
 from __future__ import annotations
@@ -13,10 +21,13 @@ import hashlib
 import os
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent import futures
 from concurrent.futures import Future
+from itertools import islice
 from typing import TYPE_CHECKING
+
+import xxhash
 
 from occlum.abi.errors import SyscallError
 from occlum.abi.fsabi import S_IFREG, Stat
@@ -40,7 +51,71 @@ if TYPE_CHECKING:
     from occlum.fs.sefs.commit import Commit
     from occlum.fs.sefs.volume import SefsFs
 
-__all__ = ["SefsDir", "SefsFile"]
+__all__ = ["SefsDir", "SefsFile", "fast_hash", "scan"]
+
+# The seed of the fast hashes, secret and new at each start of the LibOS: the hashes never leave
+# memory, and a program cannot choose contents that collide with what it wrote before to make
+# a change go unnoticed (XXH3 is no MAC, but it is keyed; 128 bits leave chance collisions out)
+_SEED = int.from_bytes(os.urandom(8), "little")
+# A flush reads chunks in batches of this many: one batch is scanned inline (a small file
+# costs no thread), more go to the commit's scanners, a few batches ahead of the loop
+SCAN_BATCH = 32  # 8 MiB
+SCANS_IN_FLIGHT = 3
+
+
+def fast_hash(data: bytes | bytearray | memoryview) -> bytes:
+    """XXH3-128 of ``data``, keyed with this run's secret seed: the change detector."""
+    return xxhash.xxh3_128_digest(data, _SEED)
+
+
+_ZERO_HASH = fast_hash(ZERO)
+
+# what :func:`scan` tells of one chunk: (index, SHA-256, fast hash, its contents if they changed
+# since the committed chunk, else b"")
+Scanned = tuple[int, bytes, bytes, bytes]
+
+
+def scan(
+    fd: int,
+    indices: list[int],
+    size: int,
+    committed: Mapping[int, Chunk],
+    known: Mapping[int, tuple[bytes, bytes]],
+) -> list[Scanned]:
+    """Read the chunks ``indices`` of ``fd`` (a file of ``size`` bytes) and tell which differ
+    from ``committed``; all-zero chunks are holes and left out.
+
+    ``known[i]`` is (SHA-256, fast hash) of one contents of chunk ``i``: when the SHA-256 is
+    the committed chunk's and the fast hash the one read now, the chunk is unchanged, and
+    only the fast hash was computed.  A chunk read is copied only when it changed (its bytes go
+    to the commit).  Bytes past the end of a file truncated meanwhile read as zeros.  Runs on
+    a scanner thread: it touches only its arguments, which the flush does not change.
+    """
+    buf = bytearray(CHUNK)
+    whole = memoryview(buf)
+    out: list[Scanned] = []
+    for i in indices:
+        length = min(CHUNK, size - i * CHUNK)
+        view = whole[:length]
+        n = os.preadv(fd, [view], i * CHUNK)
+        if n < length:  # truncated meanwhile
+            view[n:] = ZERO[: length - n]
+        f = fast_hash(view)
+        old = committed.get(i)
+        k = known.get(i)
+        if old is not None and k is not None and k[0] == old.phash and k[1] == f:
+            out.append((i, old.phash, f, b""))
+            continue
+        data = bytes(view)
+        zero_hash = _ZERO_HASH if length == CHUNK else fast_hash(ZERO[:length])
+        if f == zero_hash and data == ZERO[:length]:
+            continue  # all zeros: a hole
+        h = hashlib.sha256(data).digest()
+        if old is not None and old.phash == h:
+            out.append((i, h, f, b""))  # the same contents, whose fast hash was not known
+        else:
+            out.append((i, h, f, data))
+    return out
 
 
 class SefsFile(RamFile):
@@ -81,6 +156,9 @@ class SefsFile(RamFile):
         self._blocks = -1  # st_blocks of the memfd when it was let go (-1: never loaded)
         self.memfd = None
         self.content_dirty = False  # the memfd holds changes not yet in ``chunks``
+        # index -> (SHA-256, fast hash) of one contents of the chunk, from the last load or
+        # flush: it tells an unchanged chunk from its fast hash alone (see :func:`scan`)
+        self.known: dict[int, tuple[bytes, bytes]] = {}
         # index -> chunk, for the chunks that hold data: a missing index is a hole
         self.chunks: dict[int, Chunk]
         self.size, self.chunks = stored if stored is not None else (0, {})
@@ -98,7 +176,9 @@ class SefsFile(RamFile):
         fd = self.fs.page_cache.new_memfd(f"sefs:{self.ino}")
         what = f"contents of inode {self.ino}"
         extent: tuple[bytes, bytes] = (b"", b"")  # (id, plaintext): a file's chunks of one
-        try:  # extent are consecutive, so one at a time suffices
+        # extent are consecutive, so one at a time suffices
+        known: dict[int, tuple[bytes, bytes]] = {}
+        try:
             os.ftruncate(fd, self.size)
             for i in sorted(self.chunks):
                 c = self.chunks[i]
@@ -109,13 +189,17 @@ class SefsFile(RamFile):
                 end = start + min(CHUNK, self.size - off)
                 if end > len(extent[1]):
                     raise self.fs.store.error(f"{what}: object {c.ref.name} is too short")
-                write_data(fd, memoryview(extent[1])[start:end], off)
+                data = memoryview(extent[1])[start:end]
+                write_data(fd, data, off)
+                # the first flush after a load finds the unchanged chunks by their fast hash
+                known[i] = (c.phash, fast_hash(data))
             os.utime(fd, ns=(self.atime_ns, self.mtime_ns))
             self._loaded_ctime = os.fstat(fd).st_ctime_ns
         except BaseException:
             os.close(fd)
             raise
         self._adopt(fd)
+        self.known = known
         self.fs.page_cache.loaded(self)
         return fd
 
@@ -183,11 +267,13 @@ class SefsFile(RamFile):
         super().dropped()
         self.gone = True
         self.size, self.chunks = 0, {}
+        self.known = {}
         self.fs.unloaded(self)
 
     def unload(self) -> None:
         """Close the memfd at unmount (donated descriptors keep their own reference)."""
         self.close_memfd()
+        self.known = {}
         self.gone = True
 
     def needs_flush(self) -> bool:
@@ -216,6 +302,7 @@ class SefsFile(RamFile):
         self.size = host.st_size
         self._blocks = host.st_blocks
         self.close_memfd()
+        self.known = {}  # the next load computes them again
         self._release = None
         self.watched = False  # the watch went with the memfd's inode
 
@@ -225,8 +312,11 @@ class SefsFile(RamFile):
         data is read (SEEK_DATA/SEEK_HOLE): holes are skipped, and an all-zero chunk is a
         hole too.
 
-        Extents are sealed and written on the commit's writer thread while this thread reads
-        and hashes the next ones (both release the GIL), with a few extents in flight at most.
+        Chunks are read in batches (:func:`scan`): a chunk whose fast hash is the one known
+        for its committed contents costs no SHA-256 and no copy.  A file of more than one
+        batch is scanned by the commit's scanner threads, a few batches ahead; extents are
+        sealed and written on its writer thread meanwhile (reading, hashing and sealing
+        release the GIL), with a few extents in flight at most.
 
         Yields once a slice of the work has taken :data:`.commit.STEP` seconds, and while it
         waits for the writer thread more than :data:`.commit.IO_WAIT` (a 4 MiB extent's fsync
@@ -241,6 +331,8 @@ class SefsFile(RamFile):
         # from here on a truncate marks the file again, for the next commit
         self.content_dirty = False
         committed = self.chunks
+        known_before = self.known
+        known: dict[int, tuple[bytes, bytes]] = {}
         chunks: dict[int, Chunk] = {}
         run: list[tuple[int, bytes, bytes]] = []  # changed chunks not yet written
         # (chunk index, offset in the extent, hash) of each chunk, the extent's length, and
@@ -284,22 +376,37 @@ class SefsFile(RamFile):
                 for i, at, h in placed:
                     chunks[i] = Chunk(ref, 0, start + at, h)
 
+        def take(scanned: list[Scanned]) -> Iterator[None]:
+            for i, h, f, data in scanned:
+                known[i] = (h, f)
+                if not data:
+                    chunks[i] = committed[i]
+                    continue
+                run.append((i, data, h))
+                if len(run) == EXTENT_CHUNKS:
+                    yield from write_extent()
+
+        scans: deque[Future[list[Scanned]]] = deque()  # batches being scanned, in order
         try:
             size = os.fstat(fd).st_size
-            for i in data_chunks(fd, size):
-                data = os.pread(fd, min(CHUNK, size - i * CHUNK), i * CHUNK)
-                if not data:
-                    break  # truncated meanwhile
-                if data == (ZERO if len(data) == CHUNK else bytes(len(data))):
+            indices = data_chunks(fd, size)
+            batch = list(islice(indices, SCAN_BATCH))
+            if len(batch) < SCAN_BATCH:  # one batch: no thread
+                yield from take(scan(fd, batch, size, committed, known_before))
+                batch = []
+            while batch or scans:
+                if batch and len(scans) < SCANS_IN_FLIGHT:
+                    scanner = commit.scanner()
+                    scans.append(scanner.submit(scan, fd, batch, size, committed, known_before))
+                    batch = list(islice(indices, SCAN_BATCH))
                     continue
-                h = hashlib.sha256(data).digest()
-                old = committed.get(i)
-                if old is not None and old.phash == h:
-                    chunks[i] = old
-                else:
-                    run.append((i, data, h))
-                    if len(run) == EXTENT_CHUNKS:
-                        yield from write_extent()
+                if not scans[0].done():
+                    futures.wait([scans[0]], IO_WAIT)
+                    if not scans[0].done():
+                        yield  # calls are served while the scanners read
+                        due = time.monotonic() + STEP
+                        continue
+                yield from take(scans.popleft().result())
                 if time.monotonic() >= due:
                     yield
                     due = time.monotonic() + STEP
@@ -307,7 +414,8 @@ class SefsFile(RamFile):
             yield from settle(0)
         except BaseException:
             self.content_dirty = True  # still to flush
-            # on an error, wait for the writes under way before reporting it
+            # on an error, wait for the reads and writes under way before reporting it
+            futures.wait(scans)
             futures.wait([fut for _, _, fut in in_flight])
             raise
         finally:
@@ -316,6 +424,7 @@ class SefsFile(RamFile):
             return  # freed meanwhile: nothing names what was written (a checkpoint sweeps it)
         commit.flushed.append((self, committed, self.size))
         self.chunks, self.size = chunks, size
+        self.known = known
 
 
 class SefsDir(RamDir):
