@@ -28,7 +28,13 @@ def shell_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instanc
     inst = Instance.new(tmp_path_factory.mktemp("term") / "instance")
     inst.configure()
     libos.place_with_dependencies(
-        inst.image, {"/bin/sh": Path("/bin/dash"), "/bin/cat": Path("/bin/cat")}
+        inst.image,
+        {
+            "/bin/sh": Path("/bin/dash"),
+            "/bin/cat": Path("/bin/cat"),
+            "/bin/tty": Path("/usr/bin/tty"),
+            "/bin/ls": Path("/bin/ls"),
+        },
     )
     inst.build()
     yield inst
@@ -78,6 +84,33 @@ def test_terminal_passes_through(shell_instance: Instance) -> None:
     assert "on a tty" in text
     assert "got [typed text]" in text
     assert "to-tty" in text
+
+
+def test_ttyname_finds_the_terminal_of_occlum_run(shell_instance: Instance) -> None:
+    """ttyname(0) inside names the host terminal occlum run was started on, as natively: its
+    /proc/self/fd/0 name stats as that terminal (the instance's devpts has no such slave)."""
+    master, slave = pty.openpty()
+    name = os.ttyname(slave)
+    script = "tty; ls /dev/pts; echo written > $(tty); echo ready"
+    proc = subprocess.Popen(
+        [OCCLUM, "run", "/bin/sh", "-c", script], cwd=shell_instance.path, stdin=slave,
+        stdout=slave, stderr=slave, env={**os.environ, "OCCLUM_LOG_LEVEL": "error"},
+    )  # fmt: skip
+    os.close(slave)
+    out = b""
+    while b"ready" not in out:
+        ready, _, _ = select.select([master], [], [], 60)
+        assert ready, out
+        try:
+            out += os.read(master, 4096)
+        except OSError:
+            break
+    assert proc.wait(timeout=30) == 0, out
+    os.close(master)
+    lines = out.decode(errors="replace").replace("\r\n", "\n").splitlines()
+    assert lines[0] == name, lines
+    assert os.path.basename(name) in lines[1].split(), lines
+    assert "written" in lines, lines
 
 
 def test_pipes_pass_through(shell_instance: Instance) -> None:

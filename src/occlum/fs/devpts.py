@@ -8,6 +8,14 @@ instance only); ``/dev/pts/N`` opens slave N there. Everything after the open (r
 ``TIOCGPTN``, ``TIOCSPTLCK``, ``TIOCGPTPEER``, termios, ``TIOCSCTTY``) is the kernel's, on
 descriptors the program holds. Names, inode numbers and devices are the host instance's, so
 ``stat`` of a name and ``fstat`` of an open slave agree, as ``ttyname`` checks.
+
+The terminal ``occlum run`` was started on (the supervisor's stdin, stdout or stderr, a slave
+of the host's devpts) is the program's too: its descriptors 0-2 are that terminal. So that
+``ttyname`` (``tty``, ``ps``, Python's ``os.ttyname``) finds it under the name
+``/proc/self/fd/0`` gives, ``/dev/pts/N`` also shows that one terminal of the host's devpts
+when the instance's own has no slave N: its host attributes, and an open is a new open of
+the terminal the supervisor holds (the program holds it already). No other host terminal is
+reachable by name.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ class DevPtsFs(FileSystem):
         super().__init__()
         self.fd = -1
         self.root = DevPtsDir(self)
+        # the host terminal occlum run was started on: (its name in /dev/pts, our descriptor)
+        self.outer: tuple[bytes, int] | None = _outer_terminal()
 
     def attach(self, fd: int) -> None:
         """Serve the devpts instance whose root directory is ``fd`` (owned from now on), or
@@ -57,6 +67,16 @@ class DevPtsFs(FileSystem):
         except OSError as exc:
             raise SyscallError(exc.errno or errno.ENOENT, "no such pseudo-terminal")
 
+    def outer_stat(self, name: bytes) -> os.stat_result | None:
+        """The attributes of the outer terminal if ``name`` is its name, else None."""
+        outer = self.outer
+        if outer is None or outer[0] != name:
+            return None
+        try:
+            return os.fstat(outer[1])
+        except OSError:
+            return None
+
     def open_host(self, name: bytes, flags: int) -> int:
         """A new open of ``name`` (``ptmx``: a new master). ``O_NOCTTY``: the opener here is
         the supervisor, whose controlling terminal must not change."""
@@ -74,6 +94,21 @@ class DevPtsFs(FileSystem):
 
     def statfs(self) -> StatFs:
         return StatFs(f_type=DEVPTS_SUPER_MAGIC, namelen=255, flags=2 | 8)  # nosuid, noexec
+
+
+def _outer_terminal() -> tuple[bytes, int] | None:
+    """The first of our descriptors 0-2 that is a slave of the host's devpts, with its name."""
+    for fd in (0, 1, 2):
+        try:
+            if not os.isatty(fd):
+                continue
+            path = os.ttyname(fd)
+        except OSError:
+            continue
+        head, _, name = path.rpartition("/")
+        if head == "/dev/pts" and name.isdigit():
+            return os.fsencode(name), fd
+    return None
 
 
 def _stat(st: os.stat_result) -> Stat:
@@ -103,7 +138,13 @@ class DevPtsDir(Inode):
         return _stat(os.fstat(self.fs.fd))
 
     def lookup(self, name: bytes) -> Inode:
-        st = self.fs.host_stat(name)
+        try:
+            st = self.fs.host_stat(name)
+        except SyscallError as exc:
+            outer = self.fs.outer_stat(name) if exc.errno == errno.ENOENT else None
+            if outer is None:
+                raise
+            return OuterPtsNode(self.fs, name, outer)
         if (st.st_mode & S_IFMT) == S_IFDIR:  # "." and ".." never get here; nothing else is one
             raise SyscallError(errno.ENOENT, "no such pseudo-terminal")
         return DevPtsNode(self.fs, name, st)
@@ -114,6 +155,11 @@ class DevPtsDir(Inode):
             for e in it:
                 st = e.stat(follow_symlinks=False)
                 out.append(DirEntry(os.fsencode(e.name), st.st_ino, dtype_of_mode(st.st_mode)))
+        outer = self.fs.outer
+        if outer is not None and all(e.name != outer[0] for e in out):
+            ost = self.fs.outer_stat(outer[0])
+            if ost is not None:
+                out.append(DirEntry(outer[0], ost.st_ino, dtype_of_mode(ost.st_mode)))
         return out
 
     def create(self, name: bytes, mode: int, uid: int, gid: int) -> Inode:
@@ -160,3 +206,28 @@ class DevPtsNode(Inode):
 
     def open_host_fd(self, flags: int) -> int:
         return self.fs.open_host(self.name, flags)
+
+
+class OuterPtsNode(DevPtsNode):
+    """The host terminal ``occlum run`` was started on, under its host name (see above)."""
+
+    def getattr(self) -> Stat:
+        st = self.fs.outer_stat(self.name)
+        if st is not None:
+            self.last = st
+        return _stat(self.last)
+
+    def setattr(self, attrs: SetAttr) -> None:
+        raise SyscallError(errno.EPERM, "the terminal of occlum run belongs to the host")
+
+    def open_host_fd(self, flags: int) -> int:
+        outer = self.fs.outer
+        if outer is None or outer[0] != self.name:
+            raise SyscallError(errno.ENOENT, "no such pseudo-terminal")
+        try:
+            return os.open(
+                f"/proc/self/fd/{outer[1]}",
+                (flags & HOST_OPEN_MASK) | os.O_CLOEXEC | os.O_NOCTTY,
+            )
+        except OSError as exc:
+            raise SyscallError(exc.errno or errno.EIO, "the terminal of occlum run")
