@@ -51,6 +51,8 @@ def test_new_creates_an_occlum_instance(inst: Path) -> None:
     for d in ("initfs", "build", "run"):
         assert (inst / d).is_dir()
     assert "localhost" in (inst / "image/etc/hosts").read_text()
+    assert (inst / "image/etc/passwd").read_text().startswith("root:x:0:0:root:/root:")
+    assert (inst / "image/etc/group").read_text().startswith("root:x:0:")
     json.loads((inst / "Occlum.json").read_text())
 
 

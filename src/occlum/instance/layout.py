@@ -255,6 +255,17 @@ def _populate(inst: Instance) -> None:
         hosts = inst.image_dir / "etc" / "hosts"
         if not hosts.exists():
             hosts.write_text("127.0.0.1   localhost\n::1         localhost\n")
+        # root's entries, as every base image has them: getpwuid(0), ~ and whoami work, and
+        # tar, shutil and initgroups find the names of uid and gid 0 (a program's own users
+        # are added by whoever builds the image, e.g. copying the host's files with copy_bom)
+        for name, text in (
+            ("passwd", "root:x:0:0:root:/root:/bin/sh\n"
+                       "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"),
+            ("group", "root:x:0:\nnogroup:x:65534:\n"),
+        ):  # fmt: skip
+            target = inst.image_dir / "etc" / name
+            if not os.path.lexists(target):
+                target.write_text(text)
         resolv = Path("/etc/resolv.conf")
         target = inst.image_dir / "etc" / "resolv.conf"
         if resolv.exists() and not os.path.lexists(target):
