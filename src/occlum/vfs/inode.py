@@ -27,6 +27,7 @@ from occlum.abi.fsabi import (
     pack_stat,
 )
 from occlum.vfs.cred import MAY_EXEC, MAY_READ, MAY_WRITE, ROOT, Cred, check_access
+from occlum.vfs.dirstream import DirStream
 
 __all__ = [
     "HOST_OPEN_MASK",
@@ -129,6 +130,12 @@ class Inode:
 
     def readdir(self) -> list[DirEntry]:
         raise SyscallError(errno.ENOTDIR, "readdir of a non-directory")
+
+    def dirents(self) -> DirStream:
+        """:meth:`readdir` packed for ``getdents64``.  A file system may keep the stream and
+        hand it out again: it then appends a name made, and makes a new stream after any
+        other change (:mod:`occlum.vfs.dirstream`)."""
+        return DirStream.of(self.readdir())
 
     def create(self, name: bytes, mode: int, uid: int, gid: int) -> Inode:
         raise self._dir_op("create")
