@@ -235,6 +235,8 @@ class SefsFs(RamFs):
         if node.nlink == 0 or (isinstance(node, SefsFile) and node.gone):
             delta.changed.pop(ino, None)
             delta.dead.add(ino)
+            if self._nodes.get(ino) is node:
+                del self._nodes[ino]  # named again (an O_TMPFILE's link): reported again
             if ino in self._records:
                 delta.gone.add(ino)
             return
