@@ -373,7 +373,7 @@ def _many(kind: str) -> tuple[Location, Inode]:
     """A directory to fill: of a ramfs, made by a union, or a union's merged directory."""
     if kind == "ramfs":
         fs: FileSystem = RamFs()
-        d = fs.root.mkdir(b"many", 0o755, 0, 0)
+        fs.root.mkdir(b"many", 0o755, 0, 0)
     else:
         lower = RamFs()
         m = lower.root.mkdir(b"many", 0o755, 0, 0)

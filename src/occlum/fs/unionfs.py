@@ -719,6 +719,9 @@ class UnionFs(FileSystem):
         upper = inode.upper if isinstance(inode, UnionInode) else None
         return self.upper.start_commit(upper)  # no upper inode: the whole layer, as sync
 
+    def start_writeback(self) -> CommitRun:
+        return self.upper.start_writeback()
+
     def unstored(self, inode: Inode | None = None) -> list[str]:
         if inode is None:
             return self.upper.unstored()

@@ -298,6 +298,12 @@ class FileSystem:
             return CommitRun(_whole(self.sync))
         return CommitRun(_whole(lambda: self.sync_file(inode)))
 
+    def start_writeback(self) -> CommitRun:
+        """A commit of everything that nobody waits for (after last closes), which may leave
+        its durability to the next durable commit (:meth:`start_commit`, :meth:`sync`, the
+        periodic write-back); by default the same as ``start_commit(None)``."""
+        return self.start_commit(None)
+
     def unstored(self, inode: Inode | None = None) -> list[str]:
         """Why the latest contents of files (of ``inode`` only, if given) could not be stored
         by the last :meth:`sync` (a full host disk): they are kept in memory and stored by a

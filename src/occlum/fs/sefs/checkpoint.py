@@ -305,6 +305,7 @@ def _switch(
     if old is not None:
         old.close()
     fs._generation = generation
+    fs._lagging = False  # the superblock's switch made everything durable
     fs._records = records
     fs._unflushed = {f for f in fs._unflushed if f.needs_flush()}
     fs.store.written.clear()

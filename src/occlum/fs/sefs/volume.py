@@ -350,6 +350,17 @@ class SefsFs(RamFs):
         self._running = run
         return run
 
+    def start_writeback(self) -> CommitRun:
+        """A write-back nobody waits for (after last closes): as :meth:`start_commit` of
+        everything, but its journal record is not made durable on its own; the next durable
+        commit (an fsync, sync, the periodic write-back, unmount) makes it durable with its
+        own, in one ``fdatasync``, and only then raises the rollback counter past it.  Files
+        made one by one without fsync cost a commit each, whose ``fdatasync`` was most of it."""
+        self._finish_running()
+        run = CommitRun(self._commit_steps(None, durable=False))
+        self._running = run
+        return run
+
     @property
     def committing(self) -> bool:
         """A commit is under way (its files must not be let go: a failure puts them back)."""
@@ -366,7 +377,7 @@ class SefsFs(RamFs):
         for _ in self._commit_steps(only):
             pass
 
-    def _commit_steps(self, only: SefsFile | None) -> Iterator[None]:
+    def _commit_steps(self, only: SefsFile | None, *, durable: bool = True) -> Iterator[None]:
         """Commit what changed since the last commit atomically; nothing to do if nothing did.
         Yields between slices of work (see :meth:`start_commit`).
 
@@ -381,6 +392,9 @@ class SefsFs(RamFs):
         contents do not fit keeps its committed contents and is named by :meth:`unstored`;
         a record that does not fit is made again without file data but at most one chunk
         and written into the space of the reserve, so that deletes and truncates commit.
+
+        With ``durable`` off (:meth:`start_writeback`) a journal record is appended without
+        ``fdatasync`` and the rollback counter stays behind it until a durable commit.
         """
         if self.closed:
             return
@@ -407,28 +421,31 @@ class SefsFs(RamFs):
             commit = Commit(self.store, INLINE_MAX, room=room)
             commit.only = only
             try:
-                yield from self._append(journal, commit)
+                yield from self._append(journal, commit, durable)
             except SyscallError as e:
                 if not is_space_error(e):
                     raise
                 # a record of what takes no room, written in the reserve's room
                 commit = Commit(self.store, CHUNK, extents=False)
                 commit.only = only
-                yield from self._append(journal, commit)
+                yield from self._append(journal, commit, durable)
             if not (self._unstored and self._swept):
                 break
             # the commit freed room (deletes) after its files did not fit: once more for them
         self._evict_after_commit()
 
-    def _append(self, journal: Journal, commit: Commit) -> Iterator[None]:
+    def _append(self, journal: Journal, commit: Commit, durable: bool = True) -> Iterator[None]:
         """Commit by appending one record with ``commit``'s changes to ``journal``: its files
-        flushed in slices, then the metadata and the append in one."""
+        flushed in slices, then the metadata and the append in one (made durable, with the
+        records appended before it, unless ``durable`` is off)."""
         delta = Delta()
         try:
             yield from self.flush_files(commit)
             yield from self.encode_ahead(delta)
             changed, gone, dirents = self._delta(commit, delta)
             if not changed and not gone and not dirents and not commit.inline:
+                if durable:
+                    self._make_durable()  # what write-backs appended before
                 self._advance(changed, gone)
                 self._committed(commit)
                 return
@@ -442,7 +459,7 @@ class SefsFs(RamFs):
             raw = text.encode()
             payload = RECORD_HEAD.pack(len(raw)) + raw + commit.inline
             try:
-                journal.append(commit.record, payload)
+                journal.append(commit.record, payload, durable=durable)
             except SyscallError as e:
                 # only a record of what takes no room may use the reserve: one that deletes,
                 # or changes inodes without adding any (creating files needs room)
@@ -451,7 +468,7 @@ class SefsFs(RamFs):
                     raise
                 if not self.store.release_reserve(len(payload) + PAD):
                     raise
-                journal.append(commit.record, payload)
+                journal.append(commit.record, payload, durable=durable)
         except BaseException:
             commit.undo()
             self.give_back(delta)
@@ -460,9 +477,22 @@ class SefsFs(RamFs):
             commit.close()
         self._advance(changed, gone)
         self._generation += 1
-        if self.counters is not None:
+        self._lagging = not durable
+        if durable and self.counters is not None:
             self.counters.advance(self.volume_id, self._generation)
         self._committed(commit)
+
+    # records appended without fdatasync since the last durable commit (start_writeback)
+    _lagging = False
+
+    def _make_durable(self) -> None:
+        """Make the records write-backs appended durable, and only then count them."""
+        if not self._lagging or self._journal is None:
+            return
+        self._journal.sync()
+        self._lagging = False
+        if self.counters is not None:
+            self.counters.advance(self.volume_id, self._generation)
 
     def _committed(self, commit: Commit) -> None:
         """After a commit: say which files it could not store (once each), and on a (nearly)
