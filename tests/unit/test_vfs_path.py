@@ -464,3 +464,21 @@ def test_struct_sizes() -> None:
     raw = pack_stat(st)
     assert int.from_bytes(raw[8:16], "little") == st.ino
     assert int.from_bytes(raw[24:28], "little") == st.mode
+
+
+def test_a_union_lists_a_host_lower_directory_afresh(tmp_path: Path) -> None:
+    """A lower layer whose names may change behind the union (a host directory mounted
+    writable; a read-only one is an image, which never changes) is listed anew each time;
+    only layers changed through calls keep their listing."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a").write_bytes(b"")
+    lower = HostFs(str(tmp_path))
+    try:
+        fs = UnionFs(RamFs(), lower)
+        root = MountTable(fs).root()
+        loc = resolve(PathOp(root, root, b"/d"))
+        assert [n for *_, n in _listing(loc)[2:]] == [b"a"]
+        (tmp_path / "d" / "b").write_bytes(b"")
+        assert sorted(n for *_, n in _listing(loc)[2:]) == [b"a", b"b"]
+    finally:
+        lower.close()

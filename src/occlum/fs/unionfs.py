@@ -308,7 +308,10 @@ class UnionDir(UnionInode):
 
     def _listing_key(self) -> tuple[object, int] | None:
         """What the listing depends on besides the lower layer; None: not known (an upper
-        layer that counts no changes), so never kept."""
+        layer that counts no changes, or a lower one whose names may change behind the
+        union's back, as a host directory's), so never kept."""
+        if self.lower is not None and not self.lower.fs.changed_by_calls_only:
+            return None
         upper = self.upper
         if upper is None:
             return (None, 0)
