@@ -23,12 +23,14 @@ from test_fs_model import PATHS, TARGETS, FsModelWithLinksAndModes, outcome
 
 import libos
 from occlum.abi.errors import SyscallError
+from occlum.abi.fsabi import parse_dirents64
 from occlum.fs.hostfs import HostFs
 from occlum.fs.imagefs import ImageFs
 from occlum.fs.ramfs import RamFs
 from occlum.fs.sefs import SefsFs
 from occlum.fs.unionfs import UnionFs
 from occlum.instance.image_builder import build_image
+from occlum.vfs.dirfile import OpenDirectory
 from occlum.vfs.mount import FileSystem, MountTable
 from occlum.vfs.path import PathOp, resolve, resolve_parent
 
@@ -145,6 +147,13 @@ class UnionModel(FsModelWithLinksAndModes):
             except SyscallError:
                 raise AssertionError(f"{e.name!r} listed but not found")
             assert loc.inode.ino == e.ino
+        # the listing getdents64 hands out (kept, appended to, made anew) is readdir's
+        d = OpenDirectory(root)
+        listed: list[tuple[bytes, int, int]] = []
+        while chunk := d.getdents64(200):
+            listed += [(n, i, t) for i, _, t, n in parse_dirents64(chunk)]
+        want = [(e.name, e.ino, e.dtype) for e in root.inode.readdir()]
+        assert sorted(listed[2:]) == sorted(want)
 
 
 class SefsUnionModel(UnionModel):

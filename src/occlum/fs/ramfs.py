@@ -49,6 +49,7 @@ from occlum.abi.fsabi import (
 from occlum.fs.filecache import FileCache
 from occlum.platform.fdbudget import opened_besides, opened_elsewhere
 from occlum.platform.holes import data_ranges
+from occlum.vfs.dirstream import DirStream
 from occlum.vfs.inode import HOST_OPEN_MASK, DirEntry, Inode, SetAttr, Stat
 from occlum.vfs.mount import FileSystem
 from occlum.vfs.path import names_changed
@@ -544,13 +545,24 @@ class RamDir(RamInode):
         self.changes += 1
         self.fs.changed(self)
 
+    # the listing as getdents64 hands it out, once a program listed the directory: a name
+    # made is appended, any other change of the entries drops it (see vfs/dirstream.py)
+    _stream: DirStream | None = None
+
     def _set_entry(self, name: bytes, inode: RamInode) -> None:
+        stream = self._stream
+        if stream is not None:
+            if name in self.children:
+                self._stream = None  # a name now naming another inode: listed anew
+            else:
+                stream.add(name, inode.ino, dtype_of_mode(inode.mode))
         self.children[name] = inode
         self.fs.entry_changed(self, name, inode)
         names_changed()
 
     def _del_entry(self, name: bytes) -> None:
         del self.children[name]
+        self._stream = None
         self.fs.entry_changed(self, name, None)
         names_changed()
 
@@ -565,6 +577,14 @@ class RamDir(RamInode):
     def readdir(self) -> list[DirEntry]:
         make = DirEntry._make  # builds the tuple in C; the class call costs twice as much
         return [make((n, i.ino, dtype_of_mode(i.mode))) for n, i in self.children.items()]
+
+    def dirents(self) -> DirStream:
+        stream = self._stream
+        if stream is None:
+            stream = self._stream = DirStream.of(
+                (n, i.ino, dtype_of_mode(i.mode)) for n, i in self.children.items()
+            )
+        return stream
 
     def _writable(self, name: bytes) -> None:
         if self.fs.readonly:

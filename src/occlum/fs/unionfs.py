@@ -65,9 +65,11 @@ from occlum.abi.fsabi import (
     S_IFREG,
     Stat,
     StatFs,
+    dtype_of_mode,
     pack_stat,
 )
 from occlum.fs.ramfs import RamDir
+from occlum.vfs.dirstream import DirStream
 from occlum.vfs.inode import DirEntry, Inode, SetAttr
 from occlum.vfs.mount import CommitRun, FileSystem
 from occlum.vfs.xattr import XATTR_CREATE, XATTR_REPLACE
@@ -295,6 +297,44 @@ class UnionDir(UnionInode):
         self.children[name] = node
         return node
 
+    # --- the listing getdents64 hands out --------------------------------------------------
+    # Kept with the upper directory's change count it is true for (the lower layer never
+    # changes): a name the union makes is appended to it; any other change of the upper
+    # directory (a removal, a rename, a whiteout, a copy-up's new upper directory) makes the
+    # counts differ, and the next listing merges the layers again.
+
+    _stream: DirStream | None = None
+    _stream_key: tuple[object, int] | None = None
+
+    def _listing_key(self) -> tuple[object, int] | None:
+        """What the listing depends on besides the lower layer; None: not known (an upper
+        layer that counts no changes, or a lower one whose names may change behind the
+        union's back, as a host directory's), so never kept."""
+        if self.lower is not None and not self.lower.fs.changed_by_calls_only:
+            return None
+        upper = self.upper
+        if upper is None:
+            return (None, 0)
+        return (upper, upper.changes) if isinstance(upper, RamDir) else None
+
+    def dirents(self) -> DirStream:
+        if self.removed:
+            return DirStream()
+        key = self._listing_key()
+        stream = self._stream
+        if stream is None or key is None or key != self._stream_key:
+            stream = DirStream.of(self.readdir())
+            self._stream, self._stream_key = (stream, key) if key is not None else (None, None)
+        return stream
+
+    def _listed(self, name: bytes, node: UnionInode, before: tuple[object, int] | None) -> None:
+        """The union made ``name`` (``node``); ``before``: the listing key when it began."""
+        if self._stream is None or before is None or before != self._stream_key:
+            self._stream = None
+            return
+        self._stream.add(name, node.ino, dtype_of_mode(node.ftype))
+        self._stream_key = self._listing_key()
+
     def readdir(self) -> list[DirEntry]:
         if self.removed:
             return []
@@ -360,34 +400,50 @@ class UnionDir(UnionInode):
 
     def create(self, name: bytes, mode: int, uid: int, gid: int) -> Inode:
         self._check_free(name)
+        before = self._listing_key()
         up = self.fs.copy_up(self)
         inode = up.create(name, mode, uid, gid)
         self._unwhiteout(up, name)
-        return self._attach(name, inode, None)
+        node = self._attach(name, inode, None)
+        self._listed(name, node, before)
+        return node
 
     def mknod(self, name: bytes, mode: int, rdev: int, uid: int, gid: int) -> Inode:
         self._check_free(name)
+        before = self._listing_key()
         up = self.fs.copy_up(self)
         inode = up.mknod(name, mode, rdev, uid, gid)
         self._unwhiteout(up, name)
-        return self._attach(name, inode, None)
+        node = self._attach(name, inode, None)
+        self._listed(name, node, before)
+        return node
 
     def symlink(self, name: bytes, target: bytes, uid: int, gid: int) -> Inode:
         self._check_free(name)
+        before = self._listing_key()
         up = self.fs.copy_up(self)
         inode = up.symlink(name, target, uid, gid)
         self._unwhiteout(up, name)
-        return self._attach(name, inode, None)
+        node = self._attach(name, inode, None)
+        self._listed(name, node, before)
+        return node
 
     def mkdir(self, name: bytes, mode: int, uid: int, gid: int) -> Inode:
         self._check_free(name)
+        before = self._listing_key()
         up = self.fs.copy_up(self)
         inode = up.mkdir(name, mode, uid, gid)
         if self._lower_entry(name) is not None:
             # the name is free, so the lower entry is whited out: it must stay hidden
             _make_marker(inode, OPAQUE_MARKER)
         self._unwhiteout(up, name)
-        return self._attach(name, inode, None)
+        node = self._attach(name, inode, None)
+        self._listed(name, node, before)
+        assert isinstance(node, UnionDir)
+        # a new directory lists nothing yet (its marker, if any, is hidden): its listing is
+        # kept from the start, and grows name by name
+        node._stream, node._stream_key = DirStream(), node._listing_key()
+        return node
 
     def tmpfile(self, mode: int, uid: int, gid: int, *, linkable: bool = True) -> Inode:
         if self.removed:
@@ -404,11 +460,12 @@ class UnionDir(UnionInode):
             raise SyscallError(errno.EPERM, "hard link to a directory")
         if target.removed and target.upper is None:
             raise SyscallError(errno.ENOENT, "linking a removed file")
+        before = self._listing_key()
         src = self.fs.copy_up(target)
         up = self.fs.copy_up(self)
         up.link(name, src)
         self._unwhiteout(up, name)
-        self._attach(name, src, None)
+        self._listed(name, self._attach(name, src, None), before)
 
     def unlink(self, name: bytes) -> None:
         node = self.child(name)
@@ -664,6 +721,9 @@ class UnionFs(FileSystem):
     def start_commit(self, inode: Inode | None) -> CommitRun:
         upper = inode.upper if isinstance(inode, UnionInode) else None
         return self.upper.start_commit(upper)  # no upper inode: the whole layer, as sync
+
+    def start_writeback(self) -> CommitRun:
+        return self.upper.start_writeback()
 
     def unstored(self, inode: Inode | None = None) -> list[str]:
         if inode is None:

@@ -47,7 +47,7 @@ class _Waiter:
 class _Volume:
     """The commit under way on one volume, who waits for it, and who waits for the next."""
 
-    __slots__ = ("again", "background", "next", "run", "waiters")
+    __slots__ = ("again", "again_durable", "background", "next", "run", "waiters")
 
     def __init__(self, run: CommitRun, waiters: list[_Waiter], background: bool) -> None:
         self.run = run
@@ -55,6 +55,7 @@ class _Volume:
         self.background = background  # a write-back asked for it: its failure is logged
         self.next: list[_Waiter] = []
         self.again = False  # a write-back asked while it ran: one more commit after it
+        self.again_durable = False  # ... and one that is to be durable (not only after closes)
 
 
 class Commits:
@@ -107,17 +108,24 @@ class Commits:
             raise w.error
         return done
 
-    def background(self, fs: FileSystem) -> None:
-        """Commit ``fs`` with nobody waiting (write-back); after the one under way, if any."""
+    def background(self, fs: FileSystem, *, durable: bool = True) -> None:
+        """Commit ``fs`` with nobody waiting (write-back); after the one under way, if any.
+        Not ``durable`` (after last closes): the volume may leave its durability to the next
+        durable commit (:meth:`FileSystem.start_writeback`); the periodic write-back is."""
         v = self._volumes.get(fs)
         if v is not None:
             v.again = True
+            v.again_durable = v.again_durable or durable
             return
-        run = fs.start_commit(None)
+        run = fs.start_commit(None) if durable else fs.start_writeback()
         if run.step():
             self.written_back(fs, run.error)
         else:
             self._volumes[fs] = _Volume(run, [], background=True)
+
+    def written_after_close(self, fs: FileSystem) -> None:
+        """:meth:`background`, not durable: the commit after a file's last close."""
+        self.background(fs, durable=False)
 
     def step(self) -> None:
         """One slice of each commit under way; the calls waiting for one that ended are
@@ -149,9 +157,12 @@ class Commits:
         # same file, else of everything
         inodes = {id(w.inode): w.inode for w in v.next}
         only = next(iter(inodes.values())) if len(inodes) == 1 and not v.again else None
-        v.run = fs.start_commit(only)
+        if v.next or v.again_durable:
+            v.run = fs.start_commit(only)
+        else:
+            v.run = fs.start_writeback()
         v.waiters, v.next = v.next, []
-        v.background, v.again = v.again, False
+        v.background, v.again, v.again_durable = v.again, False, False
 
     def _outcome(self, w: _Waiter, fs: FileSystem, run: CommitRun) -> None:
         if not w.report:  # sync, msync: the caller learns nothing, the log does

@@ -220,7 +220,7 @@ class LibOS:
             if what == "faults":
                 self.proctable.report_faults()
             elif what == "closes":
-                self.filesystems.last_closes(self.commits.background)
+                self.filesystems.last_closes(self.commits.written_after_close)
             elif what == "control":
                 self._control_message()
             else:

@@ -1,85 +1,73 @@
 """Open directories: the LibOS side of a directory descriptor and ``getdents64``.
 
 Owns the directory position and the ``linux_dirent64`` stream (with ``.`` and ``..``).  The
-listing is snapshotted when reading starts at position 0 (as after open or ``lseek(fd, 0,
-SEEK_SET)``), and ``d_off`` is the index of the next entry in that snapshot, so a program may
-``lseek`` to any ``d_off`` it was given and resume there.
+listing is taken when reading starts at position 0 (as after open or ``lseek(fd, 0,
+SEEK_SET)``): the directory's :class:`~occlum.vfs.dirstream.DirStream`, which a file system
+that keeps one only ever appends to, so an entry made during the listing may show at its end
+and no entry is seen twice or missed.  ``d_off`` is the position of the next entry in that
+listing, so a program may ``lseek`` to any ``d_off`` it was given and resume there.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import struct
-from collections.abc import Callable
 
 from occlum.abi.errors import SyscallError
-from occlum.abi.fsabi import DT_DIR, dirent64_reclen
-from occlum.vfs.inode import DirEntry
+from occlum.abi.fsabi import DT_DIR
+from occlum.vfs.dirstream import FIRST_CHILD, DirStream, pack_record
 from occlum.vfs.path import Location
 
 __all__ = ["OpenDirectory"]
-
-# name length -> (pack(ino, off, reclen, dtype, name), reclen) of a linux_dirent64: u64 d_ino,
-# s64 d_off, u16 d_reclen, u8 d_type, the name, its NUL and the padding to 8 bytes
-_PACKERS: dict[int, tuple[Callable[..., bytes], int]] = {}
-
-
-def _layout(name_len: int) -> tuple[Callable[..., bytes], int]:
-    reclen = dirent64_reclen(name_len)
-    return struct.Struct(f"<QqHB{name_len}s{reclen - 19 - name_len}x").pack, reclen
 
 
 class OpenDirectory:
     """A directory opened by a program: a location and a resumable position."""
 
-    __slots__ = ("_entries", "location", "pos")
+    __slots__ = ("_dots", "_stream", "location", "pos")
 
     def __init__(self, location: Location) -> None:
         if not location.inode.is_dir:
             raise SyscallError(errno.ENOTDIR, "not a directory")
         self.location = location
         self.pos = 0
-        self._entries: list[DirEntry] | None = None
+        self._stream: DirStream | None = None
+        self._dots: tuple[bytes, ...] = ()  # the records of "." and "..", as the listing started
 
-    def _snapshot(self) -> list[DirEntry]:
+    def _start(self) -> DirStream:
         loc = self.location
-        entries = [
-            DirEntry(b".", loc.inode.ino, DT_DIR),
-            DirEntry(b"..", loc.up().inode.ino, DT_DIR),
-        ]
-        entries.extend(loc.inode.readdir())
-        return entries
+        stream = self._stream = loc.inode.dirents()
+        self._dots = (
+            pack_record(b".", loc.inode.ino, DT_DIR, 1),
+            pack_record(b"..", loc.up().inode.ino, DT_DIR, FIRST_CHILD),
+        )
+        return stream
 
     def getdents64(self, bufsize: int) -> bytes:
         """Up to ``bufsize`` bytes of ``linux_dirent64`` records; b"" at the end."""
-        if self._entries is None or self.pos == 0:
-            self._entries = self._snapshot()
-        entries = self._entries
-        out: list[bytes] = []
-        used = 0
+        stream = self._stream
+        if stream is None or self.pos == 0:
+            stream = self._start()
         pos = self.pos
-        packers = _PACKERS
-        # one precompiled record layout per name length: a listing of many names costs a
-        # struct.pack each, not the arithmetic of pack_dirent64
-        # by index: skipping to ``pos`` with islice walked every entry before it at each
-        # call, so a listing of N entries cost N*N/entries-per-call (100 000: 0.35 s)
-        for k in range(pos, len(entries)):
-            name, ino, dtype = entries[k]
-            layout = packers.get(len(name))
-            if layout is None:
-                layout = packers[len(name)] = _layout(len(name))
-            packer, reclen = layout
-            if used + reclen > bufsize:
-                if not out:
-                    raise SyscallError(errno.EINVAL, "buffer too small for one entry")
+        out: list[bytes] = []
+        room = bufsize
+        for rec in self._dots[pos:FIRST_CHILD]:
+            if len(rec) > room:
                 break
+            out.append(rec)
+            room -= len(rec)
             pos += 1
-            out.append(packer(ino, pos, reclen, dtype, name))
-            used += reclen
+        if pos >= FIRST_CHILD:
+            body, k = stream.read(pos - FIRST_CHILD, room)
+            if body:
+                out.append(body)
+                pos = FIRST_CHILD + k
+            elif not out and k < len(stream):
+                raise SyscallError(errno.EINVAL, "buffer too small for one entry")
+        elif not out:
+            raise SyscallError(errno.EINVAL, "buffer too small for one entry")
+        # kept at the end too: a seekdir back to a telldir value still finds its entry
         self.pos = pos
-        if not out:
-            self._entries = None  # at the end: let the listing go (rewinding re-reads anyway)
         return b"".join(out)
 
     def seek(self, offset: int, whence: int) -> int:

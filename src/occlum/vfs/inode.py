@@ -27,6 +27,7 @@ from occlum.abi.fsabi import (
     pack_stat,
 )
 from occlum.vfs.cred import MAY_EXEC, MAY_READ, MAY_WRITE, ROOT, Cred, check_access
+from occlum.vfs.dirstream import DirStream
 
 __all__ = [
     "HOST_OPEN_MASK",
@@ -129,6 +130,12 @@ class Inode:
 
     def readdir(self) -> list[DirEntry]:
         raise SyscallError(errno.ENOTDIR, "readdir of a non-directory")
+
+    def dirents(self) -> DirStream:
+        """:meth:`readdir` packed for ``getdents64``.  A file system may keep the stream and
+        hand it out again: it then appends a name made, and makes a new stream after any
+        other change (:mod:`occlum.vfs.dirstream`)."""
+        return DirStream.of(self.readdir())
 
     def create(self, name: bytes, mode: int, uid: int, gid: int) -> Inode:
         raise self._dir_op("create")
@@ -290,6 +297,12 @@ class FileSystem:
         if inode is None:
             return CommitRun(_whole(self.sync))
         return CommitRun(_whole(lambda: self.sync_file(inode)))
+
+    def start_writeback(self) -> CommitRun:
+        """A commit of everything that nobody waits for (after last closes), which may leave
+        its durability to the next durable commit (:meth:`start_commit`, :meth:`sync`, the
+        periodic write-back); by default the same as ``start_commit(None)``."""
+        return self.start_commit(None)
 
     def unstored(self, inode: Inode | None = None) -> list[str]:
         """Why the latest contents of files (of ``inode`` only, if given) could not be stored

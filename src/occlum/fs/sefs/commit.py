@@ -19,9 +19,10 @@ from occlum.fs.sefs.space import NoRoom
 from occlum.fs.sefs.store import OBJECT_ID_SIZE, PAD, ObjectRef, ObjectStore, padded
 
 if TYPE_CHECKING:
+    from occlum.fs.ramfs import RamInode
     from occlum.fs.sefs.files import SefsFile
 
-__all__ = ["IO_WAIT", "STEP", "Commit"]
+__all__ = ["IO_WAIT", "STEP", "Commit", "Delta"]
 
 # A commit made in steps (SefsFs.start_commit) yields once a slice of its work has taken this
 # long: about 2.5 MiB read, hashed, sealed and written here; the serving loop serves calls
@@ -119,3 +120,18 @@ class Commit:
             f.fs.may_differ(f)
         self.close()  # extents still being written (a flush stops at its first error)
         self.store.forget(set(self.store.written))
+
+
+class Delta:
+    """What a commit writes of the metadata: the records of the inodes that changed (their
+    text), the inodes gone, and the directories among them (their entry changes are moot).
+    Built in slices (``SefsFs.encode_ahead``) and finished in the commit's last one;
+    ``taken`` keeps the change sets encoded ahead, given back if the commit fails."""
+
+    __slots__ = ("changed", "dead", "gone", "taken")
+
+    def __init__(self) -> None:
+        self.changed: dict[int, str] = {}
+        self.gone: set[int] = set()
+        self.dead: set[int] = set()
+        self.taken: list[dict[int, RamInode]] = []

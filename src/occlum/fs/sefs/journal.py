@@ -137,9 +137,10 @@ class Journal:
     def _key(self, oid: bytes) -> bytes:
         return self.store.derive(_LABEL, self.jid + oid)
 
-    def append(self, oid: bytes, payload: bytes | bytearray) -> Record:
-        """Seal ``payload`` as the next record and make it durable; on failure the journal is
-        cut back to what it was and the error raised."""
+    def append(self, oid: bytes, payload: bytes | bytearray, *, durable: bool = True) -> Record:
+        """Seal ``payload`` as the next record and make it durable (with ``durable`` off, the
+        next :meth:`sync` or durable append does); on failure the journal is cut back to what
+        it was and the error raised."""
         if len(oid) != OBJECT_ID_SIZE:
             raise ValueError("record ids are 16 bytes")
         n = len(payload)
@@ -151,7 +152,8 @@ class Journal:
             written = 0
             while written < len(frame):
                 written += os.pwrite(self._fd, frame[written:], self.size + written)
-            os.fdatasync(self._fd)
+            if durable:
+                os.fdatasync(self._fd)
         except OSError as e:
             try:
                 os.ftruncate(self._fd, self.size)
@@ -164,6 +166,13 @@ class Journal:
         self.size += len(frame)
         self.store.step("journal-appended")
         return rec
+
+    def sync(self) -> None:
+        """Make the records appended so far durable."""
+        try:
+            os.fdatasync(self._fd)
+        except OSError as e:
+            raise self.store.error(f"syncing the journal: {e.strerror}", e.errno)
 
     def read(self, oid: bytes, what: str) -> bytes:
         """The payload of the verified record ``oid``, checked again (the file may have changed

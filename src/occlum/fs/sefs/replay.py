@@ -103,6 +103,10 @@ def _check_rollback(fs: SefsFs) -> None:
             f"the volume was rolled back: it holds commit {fs._generation}, but this "
             f"platform saw commit {seen} (an older copy of the storage directory?)"
         )
+    if fs._generation > seen and fs._journal is not None:
+        # records appended without fdatasync (write-backs) may be in the host's page cache
+        # only: the counter must not count them before they are durable
+        fs._journal.sync()
     fs.counters.advance(fs.volume_id, fs._generation)
 
 

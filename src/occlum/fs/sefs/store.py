@@ -329,11 +329,12 @@ class ObjectStore:
             with contextlib.suppress(OSError):
                 os.unlink(name, dir_fd=self._dirfd)
 
-    def garbage_names(self, keep: set[str]) -> list[str]:
-        """The object and journal files in the directory that are not in ``keep``."""
+    def garbage_names(self, keep: set[str], names: Iterable[str] | None = None) -> list[str]:
+        """The object and journal files in the directory (of ``names``, some of its
+        :meth:`listing`) that are not in ``keep``."""
         return [
             n
-            for n in self.listing()
+            for n in (self.listing() if names is None else names)
             if (n.startswith(JOURNAL_PREFIX) or _OBJECT_NAME.fullmatch(n)) and n not in keep
         ]
 

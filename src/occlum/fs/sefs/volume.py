@@ -45,6 +45,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ from occlum.fs.ramfs import RamDir, RamFs, RamInode, RamSymlink
 from occlum.fs.sefs.cache import FileCache
 from occlum.fs.sefs.checkpoint import checkpoint, checkpoint_steps
 from occlum.fs.sefs.closes import CloseWatch
-from occlum.fs.sefs.commit import Commit
+from occlum.fs.sefs.commit import STEP, Commit, Delta
 from occlum.fs.sefs.counters import Counters
 from occlum.fs.sefs.files import SefsDir, SefsFile
 from occlum.fs.sefs.journal import Journal
@@ -85,6 +86,9 @@ __all__ = ["CHUNK", "JOURNAL_MAX", "SEFS_MAGIC", "SefsFile", "SefsFs"]
 # The journal is folded into a checkpoint once it holds JOURNAL_MAX bytes (and four times the
 # checkpoint's metadata).
 JOURNAL_MAX = 16 * 1024 * 1024
+# A commit with more changed inodes than this encodes their records in slices ahead of its
+# last slice (which then encodes only what changed meanwhile)
+AHEAD_MIN = 512
 
 
 class SefsFs(RamFs):
@@ -137,6 +141,10 @@ class SefsFs(RamFs):
         self._dirty: dict[int, RamInode] = {}
         self._dirents: dict[int, dict[bytes, int | None]] = {}
         self._unflushed: set[SefsFile] = set()
+        # every inode a program could reach, by number (and some no longer reachable, until
+        # a checkpoint drops them): what a checkpoint reads in slices, where a walk of the
+        # tree could miss a subtree moved meanwhile
+        self._nodes: dict[int, RamInode] = {}
         self._running: CommitRun | None = None  # the commit under way in slices, if any
         # files whose contents are loaded, least recently used first (see evict)
         self.page_cache = FileCache()
@@ -150,12 +158,14 @@ class SefsFs(RamFs):
         except BaseException:
             self._close_storage()
             raise
+        self._nodes = {n.ino: n for n in self._inodes()}
         self.store.make_reserve(reserve_size(self._meta_len))
 
     # --- what changed ------------------------------------------------------------------------
 
     def changed(self, inode: RamInode) -> None:
-        self._dirty[inode.ino] = inode
+        # every inode made, named (a link, an O_TMPFILE's) or moved is reported here
+        self._dirty[inode.ino] = self._nodes[inode.ino] = inode
 
     def entry_changed(self, d: RamDir, name: bytes, inode: RamInode | None) -> None:
         self._dirents.setdefault(d.ino, {})[name] = None if inode is None else inode.ino
@@ -220,32 +230,69 @@ class SefsFs(RamFs):
                 elif f in self._unstored:  # left for a later commit, still unstored
                     commit.unstored[f] = self._unstored[f]
 
-    def _delta(self, commit: Commit) -> tuple[dict[int, str], list[int], list[Any]]:
+    def _encode(self, delta: Delta, ino: int, node: RamInode) -> None:
+        """Put ``node``'s record as it is now into ``delta``."""
+        if node.nlink == 0 or (isinstance(node, SefsFile) and node.gone):
+            delta.changed.pop(ino, None)
+            delta.dead.add(ino)
+            if self._nodes.get(ino) is node:
+                del self._nodes[ino]  # named again (an O_TMPFILE's link): reported again
+            if ino in self._records:
+                delta.gone.add(ino)
+            return
+        delta.dead.discard(ino)
+        delta.gone.discard(ino)
+        text = self._record(node)
+        if self._records.get(ino) != text:
+            delta.changed[ino] = text
+        else:
+            delta.changed.pop(ino, None)
+
+    def encode_ahead(self, delta: Delta) -> Iterator[None]:
+        """Encode the records of the inodes changed so far into ``delta``, yielding between
+        slices (:data:`.commit.STEP`): a checkpoint after data moved out of the journal, or a
+        ``chmod -R``, changes every inode.  What changes meanwhile is reported again and
+        encoded by :meth:`_delta`.  Few changes are left to :meth:`_delta` at once."""
+        if len(self._dirty) < AHEAD_MIN:
+            return
+        taken, self._dirty = self._dirty, {}
+        delta.taken.append(taken)
+        due = time.monotonic() + STEP
+        for k, (ino, node) in enumerate(taken.items()):
+            self._encode(delta, ino, node)
+            if k & 127 == 127 and time.monotonic() >= due:
+                yield
+                due = time.monotonic() + STEP
+
+    def give_back(self, delta: Delta) -> None:
+        """The commit failed: the changes encoded ahead are still to commit."""
+        for taken in delta.taken:
+            for ino, node in taken.items():
+                self._dirty.setdefault(ino, node)
+        delta.taken.clear()
+
+    def _delta(
+        self, commit: Commit, delta: Delta | None = None
+    ) -> tuple[dict[int, str], list[int], list[Any]]:
         """What changed since the last commit (its files flushed by :meth:`flush_files`): the
         changed inodes' records, the inodes gone, the directory entries changed.  Costs what
-        changed: the dirty inodes are those :meth:`changed` was told of."""
+        changed: the dirty inodes are those :meth:`changed` was told of (and of those, the
+        ones :meth:`encode_ahead` put into ``delta``, only what changed again)."""
+        if delta is None:
+            delta = Delta()
         dirty = self._dirty
         for f in list(self._unflushed):
             if not f.gone:
                 dirty[f.ino] = f  # its size and times come from the memfd
-        changed: dict[int, str] = {}
-        gone: list[int] = []
-        dead: set[int] = set()
         for ino, node in dirty.items():
-            if node.nlink == 0 or (isinstance(node, SefsFile) and node.gone):
-                dead.add(ino)
-                if ino in self._records:
-                    gone.append(ino)
-                continue
-            text = self._record(node)
-            if self._records.get(ino) != text:
-                changed[ino] = text
+            self._encode(delta, ino, node)
+        dead = delta.dead
         dirents = [
             [dino, [[n.decode("latin-1"), c] for n, c in names.items()]]
             for dino, names in self._dirents.items()
             if dino not in dead
         ]
-        return changed, gone, dirents
+        return delta.changed, list(delta.gone), dirents
 
     def _flush(self, f: SefsFile, commit: Commit) -> Iterator[None]:
         """Flush ``f`` into ``commit``; if its contents do not fit on the host, the file keeps
@@ -303,6 +350,17 @@ class SefsFs(RamFs):
         self._running = run
         return run
 
+    def start_writeback(self) -> CommitRun:
+        """A write-back nobody waits for (after last closes): as :meth:`start_commit` of
+        everything, but its journal record is not made durable on its own; the next durable
+        commit (an fsync, sync, the periodic write-back, unmount) makes it durable with its
+        own, in one ``fdatasync``, and only then raises the rollback counter past it.  Files
+        made one by one without fsync cost a commit each, whose ``fdatasync`` was most of it."""
+        self._finish_running()
+        run = CommitRun(self._commit_steps(None, durable=False))
+        self._running = run
+        return run
+
     @property
     def committing(self) -> bool:
         """A commit is under way (its files must not be let go: a failure puts them back)."""
@@ -319,7 +377,7 @@ class SefsFs(RamFs):
         for _ in self._commit_steps(only):
             pass
 
-    def _commit_steps(self, only: SefsFile | None) -> Iterator[None]:
+    def _commit_steps(self, only: SefsFile | None, *, durable: bool = True) -> Iterator[None]:
         """Commit what changed since the last commit atomically; nothing to do if nothing did.
         Yields between slices of work (see :meth:`start_commit`).
 
@@ -334,6 +392,9 @@ class SefsFs(RamFs):
         contents do not fit keeps its committed contents and is named by :meth:`unstored`;
         a record that does not fit is made again without file data but at most one chunk
         and written into the space of the reserve, so that deletes and truncates commit.
+
+        With ``durable`` off (:meth:`start_writeback`) a journal record is appended without
+        ``fdatasync`` and the rollback counter stays behind it until a durable commit.
         """
         if self.closed:
             return
@@ -360,26 +421,31 @@ class SefsFs(RamFs):
             commit = Commit(self.store, INLINE_MAX, room=room)
             commit.only = only
             try:
-                yield from self._append(journal, commit)
+                yield from self._append(journal, commit, durable)
             except SyscallError as e:
                 if not is_space_error(e):
                     raise
                 # a record of what takes no room, written in the reserve's room
                 commit = Commit(self.store, CHUNK, extents=False)
                 commit.only = only
-                yield from self._append(journal, commit)
+                yield from self._append(journal, commit, durable)
             if not (self._unstored and self._swept):
                 break
             # the commit freed room (deletes) after its files did not fit: once more for them
         self._evict_after_commit()
 
-    def _append(self, journal: Journal, commit: Commit) -> Iterator[None]:
+    def _append(self, journal: Journal, commit: Commit, durable: bool = True) -> Iterator[None]:
         """Commit by appending one record with ``commit``'s changes to ``journal``: its files
-        flushed in slices, then the metadata and the append in one."""
+        flushed in slices, then the metadata and the append in one (made durable, with the
+        records appended before it, unless ``durable`` is off)."""
+        delta = Delta()
         try:
             yield from self.flush_files(commit)
-            changed, gone, dirents = self._delta(commit)
+            yield from self.encode_ahead(delta)
+            changed, gone, dirents = self._delta(commit, delta)
             if not changed and not gone and not dirents and not commit.inline:
+                if durable:
+                    self._make_durable()  # what write-backs appended before
                 self._advance(changed, gone)
                 self._committed(commit)
                 return
@@ -393,7 +459,7 @@ class SefsFs(RamFs):
             raw = text.encode()
             payload = RECORD_HEAD.pack(len(raw)) + raw + commit.inline
             try:
-                journal.append(commit.record, payload)
+                journal.append(commit.record, payload, durable=durable)
             except SyscallError as e:
                 # only a record of what takes no room may use the reserve: one that deletes,
                 # or changes inodes without adding any (creating files needs room)
@@ -402,17 +468,31 @@ class SefsFs(RamFs):
                     raise
                 if not self.store.release_reserve(len(payload) + PAD):
                     raise
-                journal.append(commit.record, payload)
+                journal.append(commit.record, payload, durable=durable)
         except BaseException:
             commit.undo()
+            self.give_back(delta)
             raise
         finally:
             commit.close()
         self._advance(changed, gone)
         self._generation += 1
-        if self.counters is not None:
+        self._lagging = not durable
+        if durable and self.counters is not None:
             self.counters.advance(self.volume_id, self._generation)
         self._committed(commit)
+
+    # records appended without fdatasync since the last durable commit (start_writeback)
+    _lagging = False
+
+    def _make_durable(self) -> None:
+        """Make the records write-backs appended durable, and only then count them."""
+        if not self._lagging or self._journal is None:
+            return
+        self._journal.sync()
+        self._lagging = False
+        if self.counters is not None:
+            self.counters.advance(self.volume_id, self._generation)
 
     def _committed(self, commit: Commit) -> None:
         """After a commit: say which files it could not store (once each), and on a (nearly)
