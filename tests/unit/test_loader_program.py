@@ -180,3 +180,15 @@ def test_plan_exec_for_a_debugger(root: Location) -> None:
         assert without_gate.commands == start.commands - 2
     finally:
         req.close()
+
+
+def test_parse_kernel_auxv() -> None:
+    """The auxv the kernel put on the stub's stack: after argc, argv and envp; None when the
+    block read ends before its AT_NULL."""
+    from occlum.loader.plan import parse_kernel_auxv
+
+    words = [2, 0x1000, 0x1008, 0, 0x2000, 0, 33, 0x7FFF0000, 6, 4096, 0, 0, 0xDEAD]
+    block = struct.pack(f"<{len(words)}Q", *words) + b"\1\2\3"  # not a whole word at the end
+    assert parse_kernel_auxv(block) == {33: 0x7FFF0000, 6: 4096}
+    assert parse_kernel_auxv(block[: 9 * 8]) is None  # ends inside the auxv
+    assert parse_kernel_auxv(b"") is None

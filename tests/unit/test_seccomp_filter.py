@@ -150,3 +150,32 @@ def test_rows_refuse_a_number_in_two_classes_or_none() -> None:
     rules = {**RULES, "getpid": (seccomp.served_unless_zero(0), "")}
     with pytest.raises(ValueError, match=r"getpid .*nothing serves it"):
         make_rows(NATIVE, SERVED, REFUSED, rules)
+
+
+def test_large_mmaps_the_supervisor_only_lets_through_stay_native() -> None:
+    """sys_mmap looks at a large mapping only when it is neither MAP_FIXED nor one of
+    malloc's arena reservations: the filter keeps those native, and sends the rest."""
+    prog = filter_program()
+    mib = 1 << 20
+    private_anon, noreserve, fixed = 0x22, 0x4000, 0x10
+    for size in (64 * mib, 128 * mib):  # new_heap: PROT_NONE, MAP_NORESERVE
+        assert verdict(prog, "mmap", 0, size, 0, private_anon | noreserve) == SECCOMP_RET_ALLOW
+        assert verdict(prog, "mmap", 0, size, 1, private_anon | noreserve) == (
+            SECCOMP_RET_USER_NOTIF
+        )
+        assert verdict(prog, "mmap", 0, size, 1 << 32, private_anon | noreserve) == (
+            SECCOMP_RET_USER_NOTIF
+        )
+        assert verdict(prog, "mmap", 0, size, 0, private_anon) == SECCOMP_RET_USER_NOTIF
+    for size in (96 * mib, 256 * mib, 1 << 30):  # another size: a JVM's, Go's reservation
+        assert verdict(prog, "mmap", 0, size, 0, private_anon | noreserve) == (
+            SECCOMP_RET_USER_NOTIF
+        )
+    for size in (64 * mib, 1 << 30, 5 << 30):
+        assert verdict(prog, "mmap", 0xC0000000, size, 3, private_anon | fixed) == (
+            SECCOMP_RET_ALLOW
+        )
+    assert verdict(prog, "mmap", 0, 5 << 30, 0, private_anon | noreserve) == (
+        SECCOMP_RET_USER_NOTIF
+    )
+    assert verdict(prog, "mmap", 0, 4096, 3, private_anon) == SECCOMP_RET_ALLOW

@@ -508,6 +508,24 @@ def test_inode_numbers_are_stable_per_name(env: Env) -> None:
     assert {p: env.inode(p, follow=False).ino for p in inos} == inos
 
 
+def test_a_lower_only_directory_lists_the_numbers_its_names_have(env: Env) -> None:
+    """A directory only the lower layer has is listed by its own path (no upper to merge):
+    the same names, types and union inode numbers as lookups give, before any lookup and
+    after, and after the directory is copied up."""
+    d = env.inode("d")
+    assert d.upper is None  # type: ignore[attr-defined]
+    first = sorted(d.readdir())
+    assert [(e.name, e.dtype) for e in first] == [
+        (b"sub", stat.S_IFDIR >> 12), (b"x", stat.S_IFREG >> 12), (b"y", stat.S_IFREG >> 12)
+    ]  # fmt: skip
+    looked = {e.name: env.inode("d/" + e.name.decode(), follow=False).ino for e in first}
+    assert {e.name: e.ino for e in first} == looked
+    assert sorted(d.readdir()) == first
+    env.write("d/new", b"upper\n", os.O_CREAT | os.O_WRONLY)  # d is copied up
+    merged = {e.name: e.ino for e in env.inode("d").readdir()}
+    assert merged == {**looked, b"new": env.inode("d/new").ino}
+
+
 def test_removed_directory_refuses_new_entries(env: Env) -> None:
     empty = env.inode("empty")
     env.inode("").rmdir(b"empty")

@@ -339,6 +339,8 @@ class UnionDir(UnionInode):
         if self.removed:
             return []
         fs = self.fs
+        if self.upper is None and self.lower is not None:
+            return self._lower_readdir(self.lower)
         out: dict[bytes, DirEntry] = {}
         hidden: set[bytes] = set()
         if self.upper is not None:
@@ -357,6 +359,26 @@ class UnionDir(UnionInode):
                 ino = cached.ino if cached is not None else fs.ino_for(None, e.ino)
                 out[e.name] = e if e.ino == ino else e._replace(ino=ino)
         return list(out.values())
+
+    def _lower_readdir(self, lower: Inode) -> list[DirEntry]:
+        """The listing of a directory only the lower layer has (most of an image: a
+        program's libraries, an interpreter's modules). It has no whiteouts, and none of its
+        entries has an upper inode (a name made or copied up here would have made the
+        directory's first), so each one's union number is its lower inode's, as ``ino_for``
+        gives it: looked up directly, and the entry built as a tuple, not ``_replace``d (a
+        directory of 200 names: a few microseconds a name less)."""
+        fs = self.fs
+        by_lower = fs._by_lower
+        out: list[DirEntry] = []
+        for e in lower.readdir():
+            name, lower_ino, dtype = e
+            if name.startswith(WH_PREFIX):
+                continue
+            ino = by_lower.get(lower_ino)
+            if ino is None:
+                ino = fs.ino_for(None, lower_ino)
+            out.append(e if ino == lower_ino else DirEntry(name, ino, dtype))
+        return out
 
     def getattr(self) -> Stat:
         st = super().getattr()

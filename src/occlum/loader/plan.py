@@ -171,7 +171,9 @@ def build_stack(
 def parse_kernel_auxv(stack: bytes) -> dict[int, int] | None:
     """The auxv the kernel placed on the stub's stack (``stack`` read from its initial rsp);
     None if ``stack`` ends before the auxv does."""
-    words = struct.unpack_from(f"<{len(stack) // 8}Q", stack)
+    # a view, not a tuple of every word of the block read (a page or two): only the
+    # pointers up to the auxv's end are looked at
+    words = memoryview(stack)[: len(stack) // 8 * 8].cast("Q")
     if not words:
         return None
     i = 1 + words[0] + 1

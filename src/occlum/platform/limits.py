@@ -249,6 +249,7 @@ class MemoryCgroup:
         self.limit = limit
         self.v2 = v2
         self.kills_seen = 0
+        self._usage_fd = -1  # its usage file, opened at the first sysinfo
 
     @classmethod
     def create(cls, name: str, limit: int) -> MemoryCgroup | None:
@@ -283,10 +284,14 @@ class MemoryCgroup:
         return str(self.path / "cgroup.procs")
 
     def usage(self) -> int | None:
-        """Bytes charged to the group now (its programs' memory and file pages), or None."""
-        name = "memory.current" if self.v2 else "memory.usage_in_bytes"
+        """Bytes charged to the group now (its programs' memory and file pages), or None.
+        ``sysinfo`` asks at each call (java: four times at start): the file stays open, one
+        ``pread`` a call (opening it by path cost 200-350 us of a 250-400 us sysinfo)."""
         try:
-            return int((self.path / name).read_text())
+            if self._usage_fd < 0:
+                name = "memory.current" if self.v2 else "memory.usage_in_bytes"
+                self._usage_fd = os.open(self.path / name, os.O_RDONLY | os.O_CLOEXEC)
+            return int(os.pread(self._usage_fd, 64, 0))
         except (OSError, ValueError):
             return None
 
@@ -307,4 +312,7 @@ class MemoryCgroup:
     def remove(self) -> None:
         """Remove the group once its processes are gone; pages still charged to it (files
         left in ramfs) stay counted in its parent, as the kernel does for any removed group."""
+        if self._usage_fd >= 0:
+            os.close(self._usage_fd)
+            self._usage_fd = -1
         _remove_group(self.path)

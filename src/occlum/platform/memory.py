@@ -22,6 +22,7 @@ from occlum.abi.errors import SyscallError
 from occlum.platform.native import process_vm_read, process_vm_write
 
 PAGE = 4096
+FIRST_READ = 256
 
 
 class TaskMemory:
@@ -114,15 +115,31 @@ class TaskMemory:
         return bytes(out)
 
     def read_cstring(self, addr: int, limit: int = 4096) -> bytes:
-        """A NUL-terminated string; ENAMETOOLONG past ``limit``, EFAULT on a bad pointer."""
+        """A NUL-terminated string; ENAMETOOLONG past ``limit``, EFAULT on a bad pointer.
+
+        Most strings (paths, arguments) are short: the first read takes at most
+        ``FIRST_READ`` bytes (to the page's end), which copies less of the caller's page into
+        the supervisor's caches than a read of the whole page, and such a string is returned
+        from it as it is; a longer one is read on, a page at a time."""
         if addr == 0:
             raise SyscallError(errno.EFAULT, "NULL string pointer")
-        out = bytearray()
-        pos = addr
+        try:
+            data = os.pread(self.fd, min(FIRST_READ, PAGE - addr % PAGE), addr)
+        except (OSError, OverflowError):
+            data = b""
+        nul = data.find(b"\0")
+        if nul > 0:
+            return data[:nul] if nul <= limit else self._too_long()
+        if not data:
+            raise SyscallError(errno.EFAULT, f"bad string pointer {addr:#x}")
+        if nul == 0:
+            self._check_readable(addr)
+            return b""
+        out = bytearray(data)
+        pos = addr + len(data)
         while len(out) <= limit:
-            chunk = PAGE - pos % PAGE
             try:
-                data = os.pread(self.fd, chunk, pos)
+                data = os.pread(self.fd, PAGE - pos % PAGE, pos)
             except (OSError, OverflowError):
                 data = b""
             if not data:
@@ -130,14 +147,16 @@ class TaskMemory:
             nul = data.find(b"\0")
             if nul >= 0:
                 out += data[:nul]
-                if not out:
-                    self._check_readable(addr)
                 break
             out += data
             pos += len(data)
         if len(out) > limit:
-            raise SyscallError(errno.ENAMETOOLONG, "string too long")
+            self._too_long()
         return bytes(out)
+
+    @staticmethod
+    def _too_long() -> bytes:
+        raise SyscallError(errno.ENAMETOOLONG, "string too long")
 
     def read_cstrings(self, ptrs: list[int], limit: int = 1 << 17) -> list[bytes]:
         """Many NUL-terminated strings (argv, envp), reading each page once: they usually

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import struct
 
 from occlum.abi.syscalls import NR
 
@@ -171,6 +172,18 @@ def process_vm_write(pid: int, addr: int, data: bytes) -> int:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     return n
+
+
+_SYSINFO = struct.Struct("<q3Q")  # the head of struct sysinfo: uptime, loads[3]
+
+
+def uptime_and_loads() -> tuple[int, tuple[int, int, int]]:
+    """The host's sysinfo(2) uptime and load averages, as Linux gives them to a program: the
+    boot-time clock's seconds rounded up, and the averages in 1/65536ths."""
+    buf = ctypes.create_string_buffer(112)
+    syscall(NR["sysinfo"], buf)
+    uptime, *loads = _SYSINFO.unpack_from(buf.raw)
+    return uptime, (loads[0], loads[1], loads[2])
 
 
 def sethostname(name: bytes) -> None:

@@ -214,6 +214,39 @@ def served_when_large(arg: int, least: int) -> Rule:
     )
 
 
+def served_when_large_unless(
+    arg: int, least: int, flags_arg: int, native_flags: int, quiet: tuple[int, int, Sequence[int]]
+) -> Rule:
+    """Like :func:`served_when_large` (argument ``arg`` from ``least``), but allowed when the
+    low word of argument ``flags_arg`` has a bit of ``native_flags``, and when ``quiet`` =
+    (argument, flag bits, sizes) holds: that argument is 0 (both words), the flags have a bit
+    of those and ``arg`` is one of the sizes (each below 4 GiB, at least ``least``): calls the
+    supervisor would only let through."""
+    zero_arg, quiet_flags, sizes = quiet
+    n = len(sizes)
+    low, flags, zero = _low(arg), _low(flags_arg), _low(zero_arg)
+    # ALLOW and NOTIFY end the block: each jump says how many instructions it skips
+    body = [
+        _stmt(_LD_W_ABS, flags),
+        _jump(_JSET_K, native_flags, 10 + n, 0),  # to ALLOW
+        _stmt(_LD_W_ABS, low + 4),
+        _jump(_JEQ_K, 0, 0, 9 + n),  # 4 GiB or more: to NOTIFY
+        _stmt(_LD_W_ABS, low),
+        _jump(_JGE_K, least, 0, 6 + n),  # below least: to ALLOW
+        # each size to the quiet test; the last, unmatched, to NOTIFY
+        *(_jump(_JEQ_K, size, n - 1 - i, 7 if i == n - 1 else 0) for i, size in enumerate(sizes)),
+        _stmt(_LD_W_ABS, zero),
+        _jump(_JEQ_K, 0, 0, 5),  # to NOTIFY
+        _stmt(_LD_W_ABS, zero + 4),
+        _jump(_JEQ_K, 0, 0, 3),  # to NOTIFY
+        _stmt(_LD_W_ABS, flags),
+        _jump(_JSET_K, quiet_flags, 0, 1),
+        _RET_ALLOW,
+        _RET_NOTIFY,
+    ]
+    return Rule(tuple(body), reload=True)
+
+
 def refused_unless_pair(first: tuple[int, int], second: tuple[int, int], err: int) -> Rule:
     """``first`` and ``second`` are (argument, value): the call fails with ``err`` when the low
     word of the first argument is its value and that of the second is not, and is allowed

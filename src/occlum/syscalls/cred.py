@@ -247,6 +247,14 @@ def exec_cred(old: Cred) -> Cred:
         eff = perm if old.euid == 0 else 0
     else:
         perm = eff = 0
+    if (
+        old.suid == old.fsuid == old.euid
+        and old.sgid == old.fsgid == old.egid
+        and old.cap_permitted == perm
+        and old.cap_effective == eff
+        and not old.keepcaps
+    ):
+        return old  # the usual exec changes nothing: no copy (dataclasses.replace is slow)
     return replace(
         old,
         suid=old.euid,

@@ -334,7 +334,7 @@ def _load(libos: LibOS, t: Task, req: ExecRequest, rsp0: int) -> int:
     # the new program's credentials (execve recomputes capabilities, the saved ids follow
     # the effective ones) are the LibOS's, and so are the ids the auxiliary vector tells it
     cred = exec_cred(t.cred)
-    if cred != t.cred:
+    if cred is not t.cred and cred != t.cred:
         libos.proctable.mark(t.tid, cred)
     t.cred = p.cred = cred
     ids = {AT_UID: cred.uid, AT_EUID: cred.euid, AT_GID: cred.gid, AT_EGID: cred.egid}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import errno
 import os
 import struct
-import time
 from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
+from occlum.platform import native
 from occlum.vfs.cred import CAP_SYS_ADMIN
 
 if TYPE_CHECKING:
@@ -63,8 +63,10 @@ def _meminfo(*fields: bytes) -> list[int]:
 
 def sys_sysinfo(libos: LibOS, t: Task, buf: int) -> int:
     mem_total, available = _meminfo(b"MemTotal", b"MemAvailable")
-    uptime = int(time.clock_gettime(time.CLOCK_BOOTTIME))  # /proc/uptime's first field
-    loads = os.getloadavg()
+    # the instance shares the host's boot time and load: the host's own figures, as Linux
+    # makes them (the uptime rounded up: int(CLOCK_BOOTTIME) was a second short but at a
+    # whole second; loads in 1/65536ths), from one call instead of a clock and getloadavg
+    uptime, loads = native.uptime_and_loads()
     total = min(mem_total, libos.spec.user_space_size) or mem_total
     free = min(available, total)
     used = libos.limits.memory_used()  # by all the programs together (memory cgroup)
@@ -74,7 +76,7 @@ def sys_sysinfo(libos: LibOS, t: Task, buf: int) -> int:
     data = struct.pack(
         "<q3Q6QH6xQQI",
         uptime,
-        *(int(x * 65536) for x in loads),
+        *loads,
         total,
         free,
         0,

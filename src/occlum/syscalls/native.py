@@ -85,6 +85,10 @@ CLONE_NAMESPACE_FLAGS = (
 # reservation this large is how Java, Go and V8 start, and where an address-space limit stops
 # them; smaller ones, the hot path, stay native
 LARGE_MMAP = 64 << 20
+MAP_FIXED, MAP_NORESERVE = 0x10, 0x4000
+# glibc's new_heap reserves twice HEAP_MAX_SIZE (64 MiB on x86-64), then HEAP_MAX_SIZE,
+# PROT_NONE and MAP_NORESERVE: a refusal only makes a thread share an arena, never named
+MALLOC_ARENA_SIZES = (128 << 20, 64 << 20)
 
 AF_INET, AF_INET6, AF_NETLINK = 2, 10, 16
 NETLINK_ROUTE = 0
@@ -170,5 +174,13 @@ RULES: dict[str, tuple[Rule, str]] = {
         "AF_INET, AF_INET6, NETLINK_ROUTE served; other AF_NETLINK: EPROTONOSUPPORT in the "
         "filter; the rest native",
     ),
-    "mmap": (seccomp.served_when_large(1, LARGE_MMAP), "native below LARGE_MMAP (64 MiB)"),
+    # the calls sys_mmap lets through unlooked-at stay native too: MAP_FIXED (within what is
+    # mapped already) and glibc's malloc reserving a thread's arena (java -version made 21
+    # mmaps this large, 13 of them these)
+    "mmap": (
+        seccomp.served_when_large_unless(
+            1, LARGE_MMAP, 3, MAP_FIXED, (2, MAP_NORESERVE, MALLOC_ARENA_SIZES)
+        ),
+        "native below LARGE_MMAP (64 MiB), with MAP_FIXED, and for malloc's arenas",
+    ),
 }

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from occlum.abi.errors import SyscallError
 from occlum.abi.syscalls import NAME
 from occlum.kernel.api import PROCEED
+from occlum.syscalls.native import MALLOC_ARENA_SIZES, MAP_FIXED, MAP_NORESERVE
 
 if TYPE_CHECKING:
     from occlum.kernel.api import Result
@@ -33,20 +34,18 @@ def sys_exit_group(libos: LibOS, t: Task, status: int) -> Result:
 def sys_mmap(
     libos: LibOS, t: Task, addr: int, length: int, prot: int, flags: int, fd: int, offset: int
 ) -> Result:
-    """A large mapping (the filter sends only those, see ``native.LARGE_MMAP``): before the
-    kernel makes it, the LibOS names ``user_space_size`` if it will not fit in what is left of
-    the process's address space, where the failure happens, for programs (Java, Go, Node)
-    that report it in words of their own. The kernel then does the call as made."""
+    """A large mapping (the filter sends only those, see ``native.LARGE_MMAP``; it keeps
+    MAP_FIXED and malloc's arenas native, which this lets through too): before the kernel
+    makes it, the LibOS names ``user_space_size`` if it will not fit in what is left of the
+    process's address space, where the failure happens, for programs (Java, Go, Node) that
+    report it in words of their own. The kernel then does the call as made."""
 
     if not flags & MAP_FIXED and not _malloc_arena(length, prot, flags):
         libos.limits.check_mapping(t, length)
     return PROCEED
 
 
-MAP_FIXED = 0x10
-MAP_NORESERVE = 0x4000
 PROT_NONE = 0
-MiB = 1 << 20
 
 
 def _malloc_arena(length: int, prot: int, flags: int) -> bool:
@@ -54,7 +53,7 @@ def _malloc_arena(length: int, prot: int, flags: int) -> bool:
     (128 MiB on x86-64), then for HEAP_MAX_SIZE, inaccessible and unreserved, and when both
     fail the thread shares an existing arena. Programs cope with that refusal, so it is not
     named: under the default size every program with a few threads would print the line."""
-    return prot == PROT_NONE and bool(flags & MAP_NORESERVE) and length in (64 * MiB, 128 * MiB)
+    return prot == PROT_NONE and bool(flags & MAP_NORESERVE) and length in MALLOC_ARENA_SIZES
 
 
 def refuse(err: int, note: str = ""):  # type: ignore[no-untyped-def]
