@@ -150,18 +150,7 @@ class Broker:
 
 
 def build(work: Path, attest: Broker | None = None) -> libos.Instance:
-    inst = libos.Instance.new(work / NAME)
-    inst.configure()
-    cfg = inst.config()
-    metadata = cfg["metadata"]
-    assert isinstance(metadata, dict)
-    metadata["debuggable"] = False
-    inst.write_config(cfg)
-    bin_dir = inst.image / "bin"
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy("/bin/busybox", bin_dir / "busybox")
-    for applet in ("sh", "mkdir", "cp"):
-        (bin_dir / applet).symlink_to("busybox")
+    inst = libos.Instance.with_busybox(work / NAME, ("sh", "mkdir", "cp"))
     libos.place_with_dependencies(inst.image, {"/bin/lighttpd": Path("/usr/sbin/lighttpd")})
     (inst.image / "www").mkdir(parents=True, exist_ok=True)
     (inst.image / "www" / "index.html").write_text("<html>" + "x" * 1011 + "</html>\n")

@@ -373,6 +373,23 @@ class Instance:
             cfg["entry_points"] = list(entry_points)
         self.write_config(cfg)
 
+    @classmethod
+    def with_busybox(cls, path: Path, applets: Iterable[str]) -> Instance:
+        """A new, configured, non-debuggable instance (as a packaged one is) whose /bin holds
+        the host's busybox and ``applets`` linked to it; not built."""
+        inst = cls.new(path)
+        inst.configure()
+        cfg = inst.config()
+        metadata = cfg["metadata"]
+        assert isinstance(metadata, dict)
+        metadata["debuggable"] = False
+        inst.write_config(cfg)
+        bin_dir = inst.image / "bin"
+        shutil.copy("/bin/busybox", bin_dir / "busybox")
+        for applet in applets:
+            (bin_dir / applet).symlink_to("busybox")
+        return inst
+
     def copy_bom(self, bom: Mapping[str, object], include_dirs: Iterable[str] = ()) -> None:
         bom_file = self.path / "bom.yaml"
         bom_file.write_text(yaml.safe_dump(dict(bom), sort_keys=False))

@@ -27,7 +27,6 @@ from libos import Instance
 pytestmark = [pytest.mark.needs_root, pytest.mark.slow]
 
 OCCLUM = str(Path(sys.executable).parent / "occlum")
-BUSYBOX = Path("/bin/busybox")
 GREETING = "greetings from the container\n"
 # the image's Cmd: the image's file on stdout, a line on stderr, a status of its own
 CMD = "/bin/sh -c 'cat /etc/greeting; echo to-stderr >&2; exit 3'"
@@ -113,18 +112,7 @@ class Image:
 def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
     podman = _podman()
     work = tmp_path_factory.mktemp("container")
-    inst = Instance.new(work / "boxapp")
-    inst.configure()
-    cfg = inst.config()
-    metadata = cfg["metadata"]
-    assert isinstance(metadata, dict)
-    metadata["debuggable"] = False
-    inst.write_config(cfg)
-    bin_dir = inst.image / "bin"
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(BUSYBOX, bin_dir / "busybox")
-    for applet in ("sh", "cat", "echo", "sleep", "ls"):
-        (bin_dir / applet).symlink_to("busybox")
+    inst = Instance.with_busybox(work / "boxapp", ("sh", "cat", "echo", "sleep", "ls"))
     (inst.image / "etc").mkdir(exist_ok=True)
     (inst.image / "etc" / "greeting").write_text(GREETING)
     built = inst.build()

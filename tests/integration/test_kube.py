@@ -84,18 +84,7 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
     if shutil.which("catatonit") is None:
         pytest.skip("podman kube play needs catatonit for its pods: scripts/setup.sh installs it")
     work = tmp_path_factory.mktemp("kube")
-    inst = Instance.new(work / NAME)
-    inst.configure()
-    cfg = inst.config()
-    metadata = cfg["metadata"]
-    assert isinstance(metadata, dict)
-    metadata["debuggable"] = False
-    inst.write_config(cfg)
-    bin_dir = inst.image / "bin"
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy("/bin/busybox", bin_dir / "busybox")
-    for applet in ("sh", "cat", "echo", "mkdir", "httpd"):
-        (bin_dir / applet).symlink_to("busybox")
+    inst = Instance.with_busybox(work / NAME, ("sh", "cat", "echo", "mkdir", "httpd"))
     inst.build()
     port = _free_port()
     seccomp_root = work / "seccomp"

@@ -48,7 +48,6 @@ layout and its checks.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import json
 import os
@@ -63,9 +62,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 from occlum.errors import UserError
+from occlum.instance.blobs import HashingWriter, reproducible_gzip
 from occlum.instance.config import (
     CONFIG_NAME,
     LoadedConfig,
@@ -231,38 +231,6 @@ def _file_member(base: Path, name: str) -> Member:
 # --- writing a tar stream -------------------------------------------------------------------
 
 
-class _Sink(Protocol):
-    def write(self, data: bytes, /) -> int: ...
-    def flush(self) -> None: ...
-
-
-class _HashingWriter:
-    """A write-only file that hashes and counts what goes through it to ``sink`` (if any)."""
-
-    def __init__(self, sink: _Sink | None) -> None:
-        self.sink = sink
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.sha256.update(data)
-        self.size += len(data)
-        if self.sink is not None:
-            self.sink.write(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.size
-
-    def flush(self) -> None:
-        if self.sink is not None:
-            self.sink.flush()
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + self.sha256.hexdigest()
-
-
 class _ProgressReader:
     def __init__(self, f: IO[bytes], progress: BuildProgress | None) -> None:
         self.f = f
@@ -307,11 +275,6 @@ def _write_tar(
                     raise
 
 
-def _gzip(sink: Any) -> gzip.GzipFile:
-    # no name and no time in the gzip header: the same input gives the same bytes
-    return gzip.GzipFile(filename="", mode="wb", fileobj=sink, compresslevel=6, mtime=0)
-
-
 def _start(progress: BuildProgress | None, members: list[Member]) -> None:
     if progress is not None:
         files = [m for m in members if m.source is not None]
@@ -346,7 +309,7 @@ def write_package(
     members = _members(inst, checked, report.warnings)
     _start(progress, members)
     with _atomic_file(dest) as raw:
-        gz = _gzip(raw)
+        gz = reproducible_gzip(raw)
         with gz:
             _write_tar(gz, inst.path.name, members, checked.mtime, progress)
     report.files = sum(1 for m in members if m.source is not None)
@@ -570,10 +533,10 @@ def _write_layer(
     of the uncompressed tar)."""
     fd, tmp = tempfile.mkstemp(dir=blobs, prefix=".layer.")
     with os.fdopen(fd, "wb") as raw:
-        compressed = _HashingWriter(raw)
-        gz = _gzip(compressed)
+        compressed = HashingWriter(raw)
+        gz = reproducible_gzip(compressed)
         with gz:
-            uncompressed = _HashingWriter(gz)
+            uncompressed = HashingWriter(gz)
             _write_tar(uncompressed, OCI_INSTANCE_DIR.strip("/"), members, mtime, progress)
     os.chmod(tmp, 0o644)
     os.rename(tmp, blobs / compressed.sha256.hexdigest())

@@ -35,7 +35,6 @@ every source file).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -52,9 +51,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import IO
 
 from occlum.errors import UserError
+from occlum.instance.blobs import HashingWriter, reproducible_gzip
 
 __all__ = [
     "CONTAINER_BIN",
@@ -455,36 +454,12 @@ def runtime_mtime() -> int:
     return 0
 
 
-class _Hashing:
-    """A write-only file that hashes and counts what goes through it to ``sink``."""
-
-    def __init__(self, sink: IO[bytes] | gzip.GzipFile) -> None:
-        self.sink = sink
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.sha256.update(data)
-        self.size += len(data)
-        self.sink.write(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.size
-
-    def flush(self) -> None:
-        self.sink.flush()
-
-
 def _write_layer(path: Path, entries: list[RuntimeEntry], mtime: int) -> tuple[str, int, str]:
     """``entries`` as a gzip'd tar at ``path``: (digest, size, diff_id)."""
     with open(path, "wb") as raw:
-        compressed = _Hashing(raw)
-        # no name and no time in the gzip header: the same entries give the same bytes
-        with gzip.GzipFile(
-            filename="", mode="wb", fileobj=compressed, compresslevel=6, mtime=0
-        ) as gz:  # type: ignore[arg-type]
-            plain = _Hashing(gz)
+        compressed = HashingWriter(raw)
+        with reproducible_gzip(compressed) as gz:
+            plain = HashingWriter(gz)
             with tarfile.TarFile(fileobj=plain, mode="w", format=tarfile.GNU_FORMAT) as tar:  # type: ignore[arg-type]
                 for e in entries:
                     info = tarfile.TarInfo(e.name)
