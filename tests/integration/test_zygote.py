@@ -276,6 +276,31 @@ def test_verified_image_files_are_kept_and_a_changed_image_is_not_served_from_th
     assert zygote_pid(zdir) == zpid  # all through the one zygote
 
 
+def test_runs_go_on_when_the_zygote_holds_over_a_thousand_files(tmp_path: Path, zdir: Path) -> None:
+    # the kept image files take the zygote's descriptors past 1024 (FD_SETSIZE): nothing a
+    # run does may wait with select(), which refuses such numbers (a run failed with a
+    # traceback once python3's standard library had been read)
+    inst = Instance.new(tmp_path / "instance")
+    inst.configure()
+    libos.place_with_dependencies(
+        inst.image, {"/bin/sh": Path("/bin/dash"), "/bin/cat": Path("/bin/cat")}
+    )
+    data = inst.image / "data"
+    data.mkdir()
+    for i in range(1100):
+        (data / f"f{i}").write_text(f"{i}\n")
+    inst.build()
+    first = occlum(inst, zdir, "run", "/bin/sh", "-c", "cat /data/* > /dev/null; cat /data/f7")
+    assert first.returncode == 0, first.stderr
+    zpid = zygote_pid(zdir)
+    assert zpid is not None
+    assert len(_kept_image_files(zpid)) > 1024
+    for _ in range(2):
+        again = occlum(inst, zdir, "run", "/bin/cat", "/data/f1099")
+        assert (again.returncode, again.stdout, again.stderr) == (0, b"1099\n", b"")
+    assert zygote_pid(zdir) == zpid
+
+
 def _descendants(pid: int) -> set[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):

@@ -20,6 +20,7 @@ import signal
 import sys
 
 from occlum.cli import zygote_wire as wire
+from occlum.platform.readiness import readable
 
 RELAYED = (
     signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH,
@@ -159,7 +160,7 @@ def _start_zygote(path: str) -> bool:
     except ChildProcessError:
         pass
     try:
-        ready, _, _ = select.select([r], [], [], START_TIMEOUT)
+        ready = readable([r], START_TIMEOUT)
         answer = os.read(r, 16) if ready else b""
     finally:
         os.close(r)

@@ -43,7 +43,6 @@ import os
 import pickle
 import pkgutil
 import resource
-import select
 import selectors
 import signal
 import socket
@@ -60,6 +59,7 @@ from occlum.cli import zygote_wire as wire
 from occlum.fs import imagefs
 from occlum.platform import fdbudget, native
 from occlum.platform.fdpass import recv_fds, send_fds
+from occlum.platform.readiness import readable
 
 _NAMESPACES = ("mnt", "net", "pid", "uts", "ipc", "user", "cgroup", "time")
 _SAME_STATUS = (
@@ -702,7 +702,7 @@ def _start_closer(keep_open: list[int], prime_fd: int = -1) -> socket.socket:
                     timeout = PRIME_EVERY
                 else:
                     prime_until = 0.0
-            if timeout is not None and not select.select([theirs], [], [], timeout)[0]:
+            if timeout is not None and not readable([theirs.fileno()], timeout):
                 continue
             msg, anc, _flags, _addr = theirs.recvmsg(
                 16, socket.CMSG_LEN(64 * 4), socket.MSG_CMSG_CLOEXEC

@@ -25,6 +25,7 @@ import signal
 from occlum.errors import UserError
 from occlum.instance.wire import LOG_NAME, MAX_MESSAGE, SOCKET_NAME, socket_address
 from occlum.platform.fdpass import send_fds
+from occlum.platform.readiness import readable
 
 TYPE_CHECKING = False  # typing's own import costs a few milliseconds of every exec
 if TYPE_CHECKING:
@@ -247,14 +248,13 @@ def _pump(sock: _socket.socket, master: int, wake_r: int) -> int:
     """Copy the terminal to the program's pseudo-terminal and back until the program ends."""
     import contextlib
     import fcntl
-    import select
     import termios
 
     watch = [0, master, sock.fileno(), wake_r]
     status: int | None = None
     while True:
         try:
-            ready, _, _ = select.select(watch, [], [], 0.05 if status is not None else None)
+            ready = readable(watch, 0.05 if status is not None else None)
         except InterruptedError:
             continue
         if status is not None and master not in ready:

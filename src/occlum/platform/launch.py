@@ -18,7 +18,6 @@ import dataclasses
 import errno
 import fcntl
 import os
-import select
 import signal
 import socket
 import struct
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from occlum.platform import native
 from occlum.platform.fdpass import recv_fds, send_fds
 from occlum.platform.limits import ProgramLimits, open_memory_cgroup
+from occlum.platform.readiness import readable
 from occlum.platform.seccomp import (
     SECCOMP_FILTER_FLAG_NEW_LISTENER,
     SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
@@ -331,7 +331,7 @@ def _init(
                 first_status = status
         if first_status is not None:
             break
-        ready, _, _ = select.select([sock.fileno(), wake_r], [], [])
+        ready = readable([sock.fileno(), wake_r])
         if sock.fileno() in ready:
             try:
                 gone = not sock.recv(16, socket.MSG_DONTWAIT)

@@ -31,7 +31,6 @@ import errno
 import fcntl
 import json
 import os
-import select
 import signal
 import socket
 import termios
@@ -39,6 +38,7 @@ from typing import NoReturn
 
 from occlum.platform.fdpass import recv_fds
 from occlum.platform.limits import ProgramLimits, apply_program_limits
+from occlum.platform.readiness import readable
 
 MAX_MESSAGE = 1 << 20
 
@@ -140,7 +140,7 @@ def serve_requests(channel: socket.socket, limits: ProgramLimits | None) -> int:
             if rid is not None:
                 _send(channel, {"id": rid, "status": status})
         try:
-            ready, _, _ = select.select([channel.fileno(), wake_r], [], [])
+            ready = readable([channel.fileno(), wake_r])
         except InterruptedError:
             continue
         if wake_r in ready:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import stat
 from functools import partial
 from typing import TYPE_CHECKING
@@ -31,6 +30,7 @@ from occlum.loader.program import (
 from occlum.loader.program import MissingInterpreter as MissingInterpreter  # for occlum.boot
 from occlum.platform import launch as launcher
 from occlum.platform import native
+from occlum.platform.readiness import readable
 from occlum.platform.stub import BUFFER_ADDR
 from occlum.syscalls.common import path_op
 from occlum.syscalls.cred import exec_cred
@@ -54,7 +54,7 @@ def _alive(p: Process) -> bool:
     """Not exited, though the serving loop may not have read its exit yet (its pidfd is
     readable from the exit on): the caller may have waited for it already."""
     try:
-        return not select.select([p.pidfd], [], [], 0)[0]
+        return not readable([p.pidfd], 0)
     except (OSError, ValueError):
         return False
 
