@@ -1,8 +1,10 @@
 """Benchmarks: native vs the LibOS (and proot as a peer), pinned and unpinned, in one run.
 
-Each workload is a small C program that measures itself (so LibOS boot time is not counted),
-run R times per mode; the table shows medians and ratios against native with the targets of
-DESIGN.md section 4. Results are also written as JSON under bench/out/.  The file system rows
+Each workload is a small C program that measures itself (so LibOS boot time is not counted).
+A row runs R repetitions; each runs every mode once, back to back, in ABBA order (native,
+libos, ..., then reversed), so that a mode and native meet the same load of the machine.  The
+table shows each mode's median and its ratio against native: the median of the R paired
+ratios (one per repetition), with their min-max, against the targets of DESIGN.md section 4. Results are also written as JSON under bench/out/.  The file system rows
 run on a SEFS mount (/data) in the LibOS and on a host tmp directory natively; the `occlum build`
 rows are timed here, as whole commands (see bench/README.md for every method).
 
@@ -953,12 +955,20 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--quick", action="store_true", help="smaller iteration counts")
-    ap.add_argument("--repeat", type=int, default=5, help="runs per workload and mode (median)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=5,
+        help="repetitions per workload, each running every mode once (medians; at most 3 for "
+        "servers and whole commands)",
+    )
     ap.add_argument("--modes", default=",".join(MODES), help=f"comma list of {MODES}")
     ap.add_argument(
         "--only", default="", help="comma list of substrings: run only workloads named so"
     )
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error(f"--repeat must be at least 1, not {args.repeat}")
     only = [o.strip().lower() for o in args.only.split(",") if o.strip()]
     workloads = [w for w in WORKLOADS if not only or any(o in w.name.lower() for o in only)]
     modes = [m for m in args.modes.split(",") if m]
