@@ -1,8 +1,10 @@
 """Benchmarks: native vs the LibOS (and proot as a peer), pinned and unpinned, in one run.
 
-Each workload is a small C program that measures itself (so LibOS boot time is not counted),
-run R times per mode; the table shows medians and ratios against native with the targets of
-DESIGN.md section 4. Results are also written as JSON under bench/out/.  The file system rows
+Each workload is a small C program that measures itself (so LibOS boot time is not counted).
+A row runs R repetitions; each runs every mode once, back to back, in ABBA order (native,
+libos, ..., then reversed), so that a mode and native meet the same load of the machine.  The
+table shows each mode's median and its ratio against native: the median of the R paired
+ratios (one per repetition), with their min-max, against the targets of DESIGN.md section 4. Results are also written as JSON under bench/out/.  The file system rows
 run on a SEFS mount (/data) in the LibOS and on a host tmp directory natively; the `occlum build`
 rows are timed here, as whole commands (see bench/README.md for every method).
 
@@ -21,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -323,10 +326,115 @@ class Measurement:
     mode: str
     samples: list[float] = field(default_factory=list)
     error: str | None = None
+    # this mode's figure over its base's (native, or native-pinned for a pinned mode) in each
+    # repetition where both gave one, the two run back to back (see run_paired)
+    ratios: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float | None:
         return statistics.median(self.samples) if self.samples else None
+
+    @property
+    def ratio(self) -> float | None:
+        """The median of the paired ratios."""
+        return statistics.median(self.ratios) if self.ratios else None
+
+    @property
+    def ratio_iqr(self) -> tuple[float, float] | None:
+        """First and third quartiles of the paired ratios (inclusive method: within min-max)."""
+        if len(self.ratios) < 2:
+            return None
+        q1, _, q3 = statistics.quantiles(self.ratios, n=4, method="inclusive")
+        return q1, q3
+
+
+class SampleError(Exception):
+    """One repetition of one mode failed; the message is its one-line reason."""
+
+
+def _no_op() -> None:
+    pass
+
+
+@dataclass
+class Side:
+    """How one mode of a row gives one figure per repetition: ``start`` and ``stop`` are
+    untimed set-up and tear-down around all of the row's repetitions (a started instance),
+    ``sample`` runs one repetition.  Each raises SampleError when it fails."""
+
+    sample: Callable[[], float]
+    start: Callable[[], None] = _no_op
+    stop: Callable[[], None] = _no_op
+
+
+def failing(reason: str) -> Side:
+    """A side that cannot run at all (no instance, ...): its start fails with ``reason``."""
+
+    def start() -> None:
+        raise SampleError(reason)
+
+    return Side(sample=lambda: 0.0, start=start)
+
+
+def base_of(mode: str) -> str | None:
+    """The mode a mode's ratio is taken against (None for the native modes themselves)."""
+    if mode in ("native", "native-pinned"):
+        return None
+    return "native-pinned" if mode.endswith("pinned") else "native"
+
+
+def abba(modes: list[str], rep: int) -> list[str]:
+    """The order of the modes in repetition ``rep``: as given, then reversed, and so on (ABBA),
+    so that no mode always runs first (after a pause, with caches cold) or always second."""
+    return list(modes) if rep % 2 == 0 else list(reversed(modes))
+
+
+def run_paired(
+    workload: str,
+    sides: dict[str, Side],
+    repeat: int,
+    announce: Callable[[str, int], None] = lambda mode, rep: None,
+) -> list[Measurement]:
+    """Run every mode of a row once per repetition, back to back in ABBA order, and pair each
+    mode's figure with its base's of the same repetition.  On a machine whose load changes
+    over minutes, the two runs of a pair meet the same load, where all native repetitions
+    and then all LibOS ones would not (one row gave 0.77x and 1.82x in two such runs).  A
+    mode that fails keeps its figures so far and its error and is not run again; the others
+    go on."""
+    got = {mode: Measurement(workload, mode) for mode in sides}
+    started: list[str] = []
+    try:
+        for mode, side in sides.items():
+            try:
+                side.start()
+                started.append(mode)
+            except SampleError as e:
+                got[mode].error = str(e)
+        for rep in range(repeat):
+            this: dict[str, float] = {}
+            for mode in abba(list(sides), rep):
+                m = got[mode]
+                if m.error is not None:
+                    continue
+                announce(mode, rep)
+                try:
+                    value = sides[mode].sample()
+                except SampleError as e:
+                    m.error = str(e)
+                    continue
+                m.samples.append(value)
+                this[mode] = value
+            for mode, value in this.items():
+                base = base_of(mode)
+                if base is not None and this.get(base):
+                    got[mode].ratios.append(value / this[base])
+    finally:
+        for mode in reversed(started):
+            try:
+                sides[mode].stop()
+            except SampleError:
+                pass  # the figures are taken; a failed tear-down does not undo them
+    return list(got.values())
 
 
 SHARE = OUT / "share"
@@ -636,54 +744,40 @@ def measure_server(w: Workload, mode: str, repeat: int, inst: libos.Instance | N
     return m
 
 
-def measure_servers_in_turn(
-    w: Workload,
-    modes: list[str],
-    repeat: int,
-    web_inst: libos.Instance | None,
-    inst: libos.Instance | None,
-) -> list[Measurement]:
-    """A server row's modes one run each in turn, ``repeat`` times: on a machine whose load
-    changes over minutes, each mode meets the same load, where mode after mode would not."""
-    where = web_inst if uses_web_instance(w) else inst
-    ours = [m for m in modes if w.only_modes is None or m in w.only_modes]
-    got = {m: Measurement(w.name, m) for m in ours}
-    for _ in range(repeat):
-        for mode in ours:
-            if got[mode].error:
-                continue
-            print(f"{w.name} / {mode}", flush=True)
-            one = measure_server(w, mode, 1, where)
-            got[mode].samples += one.samples
-            got[mode].error = one.error
-    return list(got.values())
+def server_side(w: Workload, mode: str, inst: libos.Instance | None) -> Side:
+    """One start of the server, one client run against it, its stop: one figure."""
+
+    def sample() -> float:
+        one = measure_server(w, mode, 1, inst)
+        if one.error is not None or not one.samples:
+            raise SampleError(one.error or "no figure")
+        return one.samples[0]
+
+    return Side(sample)
 
 
 def _whole_commands(
     w: Workload, mode: str, inst: libos.Instance | None
-) -> tuple[Measurement, bool, list[str], dict[str, str]]:
-    """For workloads timed as whole commands: (the measurement to fill, whether it runs in
-    the LibOS, the program's argv with its places filled in, the environment)."""
-    m = Measurement(w.name, mode)
+) -> tuple[bool, list[str], dict[str, str]]:
+    """For workloads timed as whole commands: (whether it runs in the LibOS, the program's
+    argv with its places filled in, the environment)."""
     inside = mode.startswith("libos")
-    if inside and inst is None:
-        m.error = "no instance"
     places = LIBOS_PLACES if inside else native_places()
     argv = [substitute(a, places) for a in w.argv]
-    return m, inside, argv, dict(os.environ, OCCLUM_LOG_LEVEL="error")
+    return inside, argv, dict(os.environ, OCCLUM_LOG_LEVEL="error")
 
 
-def measure_per_instance(
-    w: Workload, mode: str, repeat: int, inst: libos.Instance | None, count: int = 20
-) -> Measurement:
+def per_instance_side(w: Workload, mode: str, inst: libos.Instance | None, count: int = 20) -> Side:
     """Spawning a program that exits at once, each in an instance of its own (`occlum run`
-    per process, the design sharing one instance is compared against) or natively."""
-    m, inside, argv, env = _whole_commands(w, mode, inst)
-    if m.error:
-        return m
+    per process, the design sharing one instance is compared against) or natively: the mean
+    over ``count`` spawns is one figure."""
+    inside, argv, env = _whole_commands(w, mode, inst)
+    if inside and inst is None:
+        return failing("no instance")
     if inside:
         argv = [*libos._tool("occlum"), "run", *argv]
-    for _ in range(repeat):
+
+    def sample() -> float:
         a = time.monotonic()
         for _ in range(count):
             proc = subprocess.run(
@@ -691,71 +785,70 @@ def measure_per_instance(
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             if proc.returncode != 0:
-                m.error = f"exit {proc.returncode}"
-                return m
-        m.samples.append((time.monotonic() - a) / count * 1e6)
-    return m
+                raise SampleError(f"exit {proc.returncode}")
+        return (time.monotonic() - a) / count * 1e6
+
+    return Side(sample)
 
 
-def measure_service(
-    w: Workload, mode: str, repeat: int, inst: libos.Instance | None, count: int = 20
-) -> Measurement:
-    """A started instance: `occlum start` until the first `occlum exec` returned, or the round
-    trip of one `occlum exec` (client start, request, spawn, exit status back); natively, the
-    same program run as a process of its own (the comparison the interface is judged by)."""
-    m, inside, prog, env = _whole_commands(w, mode, inst)
-    if m.error:
-        return m
+def service_side(w: Workload, mode: str, inst: libos.Instance | None, count: int = 20) -> Side:
+    """A started instance: `occlum start` until the first `occlum exec` returned (one figure
+    per start), or the round trip of one `occlum exec` (client start, request, spawn, exit
+    status back; the median of ``count`` is one figure, the instance started once for the
+    row); natively, the same program run as a process of its own (the comparison the
+    interface is judged by), as many times per figure."""
+    inside, prog, env = _whole_commands(w, mode, inst)
+    if inside and inst is None:
+        return failing("no instance")
     occlum = libos._tool("occlum")
+    cwd = inst.path if inside and inst else None
+    batch = 1 if w.kind == "service-start" else count
 
     def call(argv: list[str]) -> None:
         proc = subprocess.run(
-            argv, cwd=inst.path if inside and inst else None, env=env, check=False,
+            argv, cwd=cwd, env=env, check=False,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         if proc.returncode != 0:
-            raise RuntimeError(
+            raise SampleError(
                 f"{' '.join(argv[:3])}: exit {proc.returncode}: {proc.stderr[-200:]!r}"
             )
 
-    try:
-        if not inside:
-            times = []
-            for _ in range(repeat * (1 if w.kind == "service-start" else count)):
-                a = time.monotonic()
-                call(prog)
-                times.append(time.monotonic() - a)
-            m.samples = [statistics.median(times) * 1e3]
-            return m
-        if w.kind == "service-start":
-            for _ in range(repeat):
-                a = time.monotonic()
-                call([*occlum, "start"])
+    def timed_batch(argv: list[str]) -> float:
+        times = []
+        for _ in range(batch):
+            a = time.monotonic()
+            call(argv)
+            times.append(time.monotonic() - a)
+        return statistics.median(times) * 1e3
+
+    if not inside:
+        return Side(lambda: timed_batch(prog))
+
+    def stop() -> None:
+        subprocess.run([*occlum, "stop", "-t", "1"], cwd=cwd, env=env, check=False,
+                       capture_output=True)  # fmt: skip
+
+    if w.kind == "service-start":
+
+        def start_to_first_output() -> float:
+            a = time.monotonic()
+            call([*occlum, "start"])
+            try:
                 call([*occlum, "exec", *prog])
-                m.samples.append((time.monotonic() - a) * 1e3)
-                call([*occlum, "stop", "-t", "1"])
-            return m
-        call([*occlum, "start"])
-        # the console script, or the native client that `occlum start` put in run/
-        client = (
-            [str(inst.path / "run" / "occlum-exec")]
-            if w.kind == "service-exec-native" and inst
-            else [*occlum, "exec"]
-        )
-        try:
-            for _ in range(repeat):
-                times = []
-                for _ in range(count):
-                    a = time.monotonic()
-                    call([*client, *prog])
-                    times.append(time.monotonic() - a)
-                m.samples.append(statistics.median(times) * 1e3)
-        finally:
-            subprocess.run([*occlum, "stop", "-t", "1"], cwd=inst.path if inst else None,
-                           env=env, check=False, capture_output=True)  # fmt: skip
-    except RuntimeError as e:
-        m.error = str(e)
-    return m
+                return (time.monotonic() - a) * 1e3
+            finally:
+                stop()
+
+        return Side(start_to_first_output)
+    # the console script, or the native client that `occlum start` put in run/
+    client = (
+        [str(inst.path / "run" / "occlum-exec")]
+        if w.kind == "service-exec-native" and inst
+        else [*occlum, "exec"]
+    )
+    return Side(lambda: timed_batch([*client, *prog]), start=lambda: call([*occlum, "start"]),
+                stop=stop)  # fmt: skip
 
 
 def substitute(arg: str, places: dict[str, str]) -> str:
@@ -778,41 +871,71 @@ def command(w: Workload, mode: str, quick: bool, inst: libos.Instance | None) ->
     return args
 
 
-def measure(
-    w: Workload, mode: str, repeat: int, quick: bool, inst: libos.Instance | None
-) -> Measurement:
-    m = Measurement(w.name, mode)
+def program_side(w: Workload, mode: str, quick: bool, inst: libos.Instance | None) -> Side:
+    """One run of a program that measures itself and prints its figure last."""
     argv = command(w, mode, quick, inst)
     env = dict(os.environ, OCCLUM_LOG_LEVEL="error")
-    for _ in range(repeat):
+    cwd = inst.path if inst and mode.startswith("libos") else None
+
+    def sample() -> float:
         try:
             proc = subprocess.run(
-                argv,
-                cwd=inst.path if inst and mode.startswith("libos") else None,
-                capture_output=True,
-                text=True,
-                timeout=600,
-                env=env,
+                argv, cwd=cwd, capture_output=True, text=True, timeout=600, env=env,
                 check=False,
-            )
+            )  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as e:
-            m.error = str(e).splitlines()[0]
-            break
+            raise SampleError(str(e).splitlines()[0]) from None
         try:
             if proc.returncode != 0:
                 raise ValueError
-            m.samples.append(float(proc.stdout.strip().splitlines()[-1]))
+            return float(proc.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
             lines = (proc.stderr or proc.stdout).strip().splitlines()
-            m.error = f"exit {proc.returncode}: {lines[-1] if lines else 'no output'}"[:120]
-            break
-    return m
+            why = f"exit {proc.returncode}: {lines[-1] if lines else 'no output'}"[:120]
+            raise SampleError(why) from None
+
+    return Side(sample)
 
 
-def ratio(w: Workload, native: Measurement | None, other: Measurement) -> float | None:
+def row_sides(
+    w: Workload,
+    modes: list[str],
+    quick: bool,
+    inst: libos.Instance | None,
+    web_inst: libos.Instance | None,
+    instance_error: str | None,
+) -> dict[str, Side]:
+    """A (non-build) row's modes, each as the Side that measures it."""
+    sides: dict[str, Side] = {}
+    for mode in modes:
+        if w.kind == "server":
+            sides[mode] = server_side(w, mode, web_inst if uses_web_instance(w) else inst)
+        elif w.kind.startswith("service"):
+            sides[mode] = service_side(w, mode, inst)
+        elif w.kind == "per-instance":
+            sides[mode] = per_instance_side(w, mode, inst)
+        elif mode.startswith("libos") and inst is None:
+            sides[mode] = failing(f"no instance: {instance_error}")
+        else:
+            sides[mode] = program_side(w, mode, quick, inst)
+    return sides
+
+
+def ratio_of_medians(native: Measurement | None, other: Measurement) -> float | None:
+    """The ratio the bench gave before runs were paired, kept in the JSON for comparison."""
     if native is None or native.median is None or other.median is None or native.median == 0:
         return None
     return other.median / native.median
+
+
+def ratio_cell(m: Measurement) -> str:
+    """The paired median ratio and, from two pairs on, the range of the pairs' ratios."""
+    r = m.ratio
+    if r is None:
+        return ""
+    if len(m.ratios) < 2:
+        return f"{r:.2f}x"
+    return f"{r:.2f}x ({min(m.ratios):.2f}-{max(m.ratios):.2f})"
 
 
 def verdict(w: Workload, r: float | None, libos_median: float | None = None) -> str:
@@ -832,12 +955,20 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--quick", action="store_true", help="smaller iteration counts")
-    ap.add_argument("--repeat", type=int, default=5, help="runs per workload and mode (median)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=5,
+        help="repetitions per workload, each running every mode once (medians; at most 3 for "
+        "servers and whole commands)",
+    )
     ap.add_argument("--modes", default=",".join(MODES), help=f"comma list of {MODES}")
     ap.add_argument(
         "--only", default="", help="comma list of substrings: run only workloads named so"
     )
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error(f"--repeat must be at least 1, not {args.repeat}")
     only = [o.strip().lower() for o in args.only.split(",") if o.strip()]
     workloads = [w for w in WORKLOADS if not only or any(o in w.name.lower() for o in only)]
     modes = [m for m in args.modes.split(",") if m]
@@ -871,34 +1002,31 @@ def main() -> int:
             console.print(f"[red]python3 build instance could not be made:[/red] {e}")
 
     results: list[Measurement] = []
+    load_start = os.getloadavg()
     for w in workloads:
-        if w.kind == "server":
-            results += measure_servers_in_turn(w, modes, min(args.repeat, 3), web_inst, inst)
-        for mode in modes:
-            if w.only_modes is not None and mode not in w.only_modes:
-                results.append(Measurement(w.name, mode, error="—"))
-                continue
-            if w.kind == "server":
-                continue  # below: native and the LibOS take turns
-            if w.kind.startswith("service"):
-                console.print(f"[dim]{w.name} / {mode}[/dim]")
-                results.append(measure_service(w, mode, min(args.repeat, 3), inst))
-                continue
-            if w.kind == "per-instance":
-                console.print(f"[dim]{w.name} / {mode}[/dim]")
-                results.append(measure_per_instance(w, mode, min(args.repeat, 3), inst))
-                continue
-            if w.kind != "program":
-                console.print(f"[dim]{w.name} / {mode}[/dim]")
+        ours = [m for m in modes if w.only_modes is None or m in w.only_modes]
+        results += [Measurement(w.name, m, error="—") for m in modes if m not in ours]
+        if w.kind.startswith("build"):  # the LibOS alone: nothing to pair with
+            if "libos" in ours:
+                console.print(f"[dim]{w.name} / libos[/dim]")
                 results.append(measure_build(w, args.repeat, build_inst))
-                continue
-            if mode.startswith("libos") and inst is None:
-                results.append(Measurement(w.name, mode, error=f"no instance: {instance_error}"))
-                continue
-            console.print(f"[dim]{w.name} / {mode}[/dim]")
-            results.append(measure(w, mode, args.repeat, args.quick, inst))
+            continue
+        # whole commands and servers take longer: at most three repetitions
+        repeat = args.repeat if w.kind == "program" else min(args.repeat, 3)
+        sides = row_sides(w, ours, args.quick, inst, web_inst, instance_error)
 
-    table = Table(title="Occlum for Python: benchmarks (medians)")
+        def announce(mode: str, rep: int, w: Workload = w, repeat: int = repeat) -> None:
+            console.print(f"[dim]{w.name} / {mode} ({rep + 1}/{repeat})[/dim]")
+
+        results += run_paired(w.name, sides, repeat, announce)
+    load_end = os.getloadavg()
+
+    table = Table(
+        title="Occlum for Python: benchmarks (medians; ratio: the median of the per-repetition "
+        "ratios of back-to-back runs, min-max in brackets)",
+        caption=f"load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end "
+        f"({os.cpu_count()} CPUs): on a loaded machine the figures say little",
+    )
     table.add_column("workload")
     table.add_column("unit")
     for mode in modes:
@@ -921,19 +1049,29 @@ def main() -> int:
         libos_ratio = libos_median = None
         for mode in modes:
             m = by[(w.name, mode)]
-            base = by.get((w.name, "native-pinned" if mode.endswith("pinned") else "native"))
-            r = ratio(w, base, m)
+            base_mode = base_of(mode)
+            base = by.get((w.name, base_mode)) if base_mode else None
+            r = m.ratio
             if m.median is not None:
                 cells.append(f"{m.median:.2f}" if w.unit == "s" else f"{m.median:.1f}")
             elif m.error == "—":
                 cells.append("—")
             else:
                 cells.append(f"[red]{m.error or 'n/a'}[/red]")
-            if mode not in ("native", "native-pinned"):
-                cells.append(f"{r:.2f}x" if r is not None else "")
+            if base_mode is not None:
+                cells.append(ratio_cell(m))
             if mode == "libos":
                 libos_ratio, libos_median = r, m.median
-            row["modes"][mode] = {**asdict(m), "median": m.median, "ratio": r}  # type: ignore[index]
+            iqr = m.ratio_iqr
+            row["modes"][mode] = {  # type: ignore[index]
+                **asdict(m),
+                "median": m.median,
+                "ratio": r,
+                "ratio_min": min(m.ratios) if m.ratios else None,
+                "ratio_max": max(m.ratios) if m.ratios else None,
+                "ratio_iqr": list(iqr) if iqr else None,
+                "ratio_of_medians": ratio_of_medians(base, m),
+            }
         if w.abs_target is not None:
             t = f"≥ {w.abs_target:g} {w.unit} ({w.abs_note})"
             row["abs_target"] = w.abs_target
@@ -959,6 +1097,8 @@ def main() -> int:
         "quick": args.quick,
         "repeat": args.repeat,
         "modes": modes,
+        "pairing": "abba",
+        "loadavg": {"start": list(load_start), "end": list(load_end)},
         "nproc": os.cpu_count(),
         "uname": " ".join(os.uname()),
         "results": rows,
