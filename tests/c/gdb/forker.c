@@ -24,6 +24,8 @@ int main(void) {
         exit(child_work(2));
     int status = 0;
     waitpid(child, &status, 0);
-    printf("child exited with %d\n", WEXITSTATUS(status));
+    /* on stderr: GDB reports the child's exit on stdout at the same moment, and two writers of
+     * one pipe may interleave */
+    fprintf(stderr, "child exited with %d\n", WEXITSTATUS(status));
     return 0;
 }
