@@ -46,7 +46,7 @@ STEP_EVERY = 4
 class Collector:
     """The collector's settings while the supervisor serves, and its steps."""
 
-    __slots__ = ("base", "longest", "planned", "saved", "steps")
+    __slots__ = ("_began", "base", "longest", "longest_young", "planned", "saved", "steps")
 
     def __init__(self) -> None:
         self.saved: tuple[int, int, int] | None = None  # the thresholds before start()
@@ -54,6 +54,8 @@ class Collector:
         self.longest = 0.0  # seconds, the longest step
         self.base = 0  # full collections made before start()
         self.planned = 0  # full collections made here since (settle() and steps)
+        self.longest_young = 0.0  # seconds, the longest automatic young collection
+        self._began = 0.0
 
     def start(self) -> None:
         """Serving begins: what exists now lives as long as the instance (frozen), and the
@@ -62,7 +64,17 @@ class Collector:
             self.saved = gc.get_threshold()
             gc.set_threshold(*THRESHOLDS)
             self.base = _full_collections()
+            gc.callbacks.append(self._timed)
         self.settle()
+
+    def _timed(self, phase: str, info: dict[str, int]) -> None:
+        """Times the young collections (the steps are timed in step())."""
+        if phase == "start":
+            self._began = time.perf_counter()
+        elif info["generation"] < 2:
+            took = time.perf_counter() - self._began
+            if took > self.longest_young:
+                self.longest_young = took
 
     def settle(self) -> None:
         """Collect everything not frozen and freeze what survives: after the boot, after the
@@ -91,12 +103,13 @@ class Collector:
         the supervisor exits; unfreezing would only make the next collection walk them)."""
         if self.saved is not None:
             gc.set_threshold(*self.saved)
+            gc.callbacks.remove(self._timed)
             self.saved = None
 
     def summary(self) -> str:
         """For the debug log: the steps made, full collections made elsewhere (by an
-        allocation, or a ``gc.collect`` of someone else: none is expected), the longest step,
-        what is frozen, the supervisor's memory."""
+        allocation, or a ``gc.collect`` of someone else: none is expected), the longest step
+        and young collection, what is frozen, the supervisor's memory."""
         unplanned = _full_collections() - self.base - self.planned
         memory = ""
         try:
@@ -107,7 +120,8 @@ class Collector:
             pass
         return (
             f"collector: {self.steps} steps, {unplanned} unplanned full collections, "
-            f"longest {self.longest * 1e3:.1f} ms, "
+            f"longest {self.longest * 1e3:.1f} ms (young collections: "
+            f"{self.longest_young * 1e3:.1f} ms), "
             f"{gc.get_freeze_count()} objects frozen{memory}"
         )
 
