@@ -2,10 +2,10 @@
 a call waits.
 
 CPython collects in three generations.  A young collection walks only the objects made since
-the last ones (bounded by its thresholds: a few thousand objects, well under a millisecond); a
-*full* collection walks every object the collector tracks, wherever an allocation happens to
-trigger it, in the middle of any served call.  The supervisor's heap grows with what it serves
-(a SEFS volume keeps about six objects a file: 600 000 at 100 000 files), so a full collection stopped
+the last ones (bounded by its thresholds: a few thousand objects, a few milliseconds); a *full*
+collection walks every object the collector tracks, wherever an allocation happens to trigger
+it, in the middle of any served call.  The supervisor's heap grows with what it serves (a SEFS
+volume keeps about six objects a file: 600 000 at 100 000 files), so a full collection stopped
 the serving loop for 264-400 ms at 100 000 files (92-127 ms at 20 000), every process of the
 instance waiting.
 
@@ -38,8 +38,9 @@ __all__ = ["STEP_EVERY", "THRESHOLDS", "Collector"]
 # the oldest generation's is out of reach, so that only a step collects it.
 THRESHOLDS = (700, 10, 1 << 30)
 # Young collections of the middle generation between two steps: each promotes about 7 000
-# objects at most (700 x 10, net of those freed), so a step walks some 30 000 at most (10-25 ms
-# on a loaded machine; 10 young collections made steps of 30-45 ms, 76 ms at 100 000 files).
+# objects (700 x 10, net of those freed), so a step walks some 30 000 (measured on a loaded
+# machine: 8-16 ms at 20 000 files, 32-79 ms at 100 000, where a commit's slices keep more
+# alive; with 10 young collections a step took 30-45 ms at 20 000 files).
 STEP_EVERY = 4
 
 
