@@ -24,6 +24,7 @@ from occlum.abi.syscalls import NAME
 from occlum.fs.procfs import ProcessInfo, ProcFs
 from occlum.kernel import procinfo
 from occlum.kernel.api import PROCEED, Donate, Entry, Result
+from occlum.kernel.collector import Collector
 from occlum.kernel.commits import Commits, writeback_interval
 from occlum.kernel.limits import Limits
 from occlum.kernel.log import Log
@@ -77,6 +78,9 @@ class LibOS:
         # calls answered once their socket is ready (a blocking accept or recvfrom), also here
         # commits of the protected volumes, made in slices between served calls
         self.commits = Commits(self.answer, self.filesystems.written_back)
+        # full collections in bounded steps between calls (kernel/collector.py; started by
+        # kernel/stages.py once the file systems are mounted)
+        self.collector = Collector()
         self.objects = ObjectRegistry()
         self.objects.namer = self.filesystems.name_pty
         self.objects.live_keys = self.proctable.live_keys
@@ -174,7 +178,8 @@ class LibOS:
         kernel then wakes the supervisor on the caller's CPU (12 µs against 17 µs a round trip
         on our machines). Process exits, crash records and init's report are picked up without
         blocking every few calls, and once more at the end. While a commit is under way, the
-        loop makes a slice of it between calls (``_commit_turn``).
+        loop makes a slice of it between calls (``_commit_turn``). The garbage collector's full
+        collections are steps made here too (``kernel/collector.py``).
         """
         served = 0
         while True:
@@ -187,6 +192,8 @@ class LibOS:
             served += 1
             if not served & 7:
                 self._poll_events(0)
+                if self.collector.due():
+                    self.collector.step()
                 if time.monotonic() >= self.next_writeback:
                     self._write_back()
         # init reports how the first program ended just before the namespace goes away
@@ -201,6 +208,8 @@ class LibOS:
         there to receive (or every process is gone). A commit thus never holds up a call for
         more than a slice (``kernel/commits.py``), and uses the time no call needs."""
         self.commits.step()
+        if self.collector.due():  # a long commit makes garbage while no call is served
+            self.collector.step()
         self._poll_events(0)
         poller = select.poll()
         poller.register(self.listener.fd, select.POLLIN)

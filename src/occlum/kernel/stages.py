@@ -32,6 +32,7 @@ def run(libos: LibOS) -> int:
     old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, functools.partial(forward_signal, libos))
+    libos.collector.start()  # the file systems are mounted: they live as long as the instance
     try:
         if libos.stage == "init":
             run_init(libos, env)
@@ -75,6 +76,7 @@ def run_init(libos: LibOS, env: list[bytes]) -> None:
     fsys.mounts = pending
     libos.stage = "app"
     libos.exec_cache.clear()  # the initfs's programs are gone with it
+    libos.collector.settle()  # the initfs's tree is gone; the root lives as long as the instance
 
 
 def serve(libos: LibOS, started: Callable[[int, socket.socket], None]) -> int:
@@ -85,6 +87,7 @@ def serve(libos: LibOS, started: Callable[[int, socket.socket], None]) -> int:
     env = [f"{k}={v}".encode() for k, v in libos.spec.env]
     libos.foreground = False
     libos.log.echo = functools.partial(echo_to_caller, libos)
+    libos.collector.start()
     try:
         if libos.stage == "init":
             run_init(libos, env)
@@ -236,6 +239,8 @@ def end_tree(libos: LibOS) -> None:
 def shutdown(libos: LibOS) -> None:
     end_tree(libos)
     libos.exit_committed = libos.filesystems.close()
+    libos.collector.stop()
+    libos.log.debug(libos.collector.summary())
 
 
 def _take_terminal_back() -> None:
