@@ -58,9 +58,31 @@ def _exit_now(code: int) -> None:
     os._exit(code & 0xFF)
 
 
+def internal_error(exc: BaseException) -> int:
+    """A bug of the command or the LibOS (no bad input: that is a ``UserError``, said in one
+    line where it is found): one line naming it, the traceback only when the log level asks
+    for it; the exit code."""
+    if os.environ.get("OCCLUM_LOG_LEVEL", "").lower() in ("debug", "trace"):
+        import traceback
+
+        traceback.print_exception(exc)
+        hint = ""
+    else:
+        hint = " (OCCLUM_LOG_LEVEL=debug prints where)"
+    print(f"occlum: error: internal error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
+    return 1
+
+
 def main(zygote: bool = True) -> None:
     """The command line of ``sys.argv``; ``zygote=False`` when the native front (``cli/front.py``)
     was declined by the zygote already: a run then takes the direct path without asking again."""
+    try:
+        _main(zygote)
+    except Exception as exc:
+        sys.exit(internal_error(exc))
+
+
+def _main(zygote: bool) -> None:
     # a shell asking for completions (occlum completion) names its words in the environment
     completing = bool(os.environ.get("_OCCLUM_COMPLETE"))
     plain = None if completing else _plain_exec(sys.argv[1:])

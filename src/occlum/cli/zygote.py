@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 import occlum
 from occlum.cli import fastrun
 from occlum.cli import zygote_wire as wire
+from occlum.cli.entry import internal_error
 from occlum.fs import imagefs
 from occlum.platform import fdbudget, native
 from occlum.platform.fdpass import recv_fds, send_fds
@@ -853,9 +854,8 @@ def _run_command(args: list[bytes]) -> int:
             code = 1
     except KeyboardInterrupt:
         code = 130
-    except BaseException:
-        traceback.print_exc()
-        code = 1
+    except Exception as exc:  # said as the console script says it
+        code = internal_error(exc)
     with contextlib.suppress(Exception):
         sys.stdout.flush()
     with contextlib.suppress(Exception):
