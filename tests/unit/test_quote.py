@@ -218,7 +218,7 @@ def test_seal_keys_follow_their_policy(pkey: bytes) -> None:
 
 
 def test_report_key_checks_reports_and_bad_requests_are_refused(pkey: bytes) -> None:
-    from occlum.crypto.attest import aes_cmac
+    from occlum.crypto.cmac import aes_cmac
 
     kid = report_key_id(b"boot")
     report = create_report(pkey, IDENTITY, None, None, kid)

@@ -17,19 +17,17 @@ from collections.abc import Iterator
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import cmac, hashes, serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
-from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.x509.oid import NameOID
 
 __all__ = [
     "AttestCryptoError",
     "EcKey",
-    "aes_cmac",
     "canonical_pem",
     "certificate_key",
     "make_chain",
@@ -104,13 +102,6 @@ def verify_raw(public_raw: bytes, message: bytes, signature: bytes) -> bool:
     except InvalidSignature:
         return False
     return True
-
-
-def aes_cmac(key: bytes, data: bytes) -> bytes:
-    """AES-CMAC (16 bytes) of ``data``: the MAC of an SGX report, under a 16-byte report key."""
-    c = cmac.CMAC(algorithms.AES(key))
-    c.update(data)
-    return c.finalize()
 
 
 # -- the platform's certificate chain ---------------------------------------------------------

@@ -30,7 +30,7 @@ import hmac
 import struct
 from dataclasses import dataclass
 
-from occlum.crypto.attest import aes_cmac
+from occlum.crypto.cmac import aes_cmac
 from occlum.crypto.kdf import derive_key
 
 REPORT_BODY_SIZE = 384

@@ -30,15 +30,6 @@ from typing import TYPE_CHECKING
 
 from occlum.abi.errors import SyscallError
 from occlum.enclave.keys import load_platform_key
-from occlum.enclave.platform_attest import AttestationPlatform, load_attestation_platform
-from occlum.enclave.quote import (
-    MalformedQuote,
-    QuoteError,
-    QuotePolicy,
-    make_quote,
-    quote_size,
-    verify_quote,
-)
 from occlum.enclave.report import (
     KEY_REQUEST_SIZE,
     REPORT_DATA_SIZE,
@@ -58,6 +49,7 @@ from occlum.kernel.api import PROCEED
 from occlum.syscalls.common import fd_ref
 
 if TYPE_CHECKING:
+    from occlum.enclave.platform_attest import AttestationPlatform
     from occlum.kernel.api import Result
     from occlum.kernel.libos import LibOS
     from occlum.kernel.process import Task
@@ -109,6 +101,9 @@ class _Device:
 
 @functools.cache
 def _device(spec: EnclaveSpec) -> _Device:
+    # the quoting side (X.509, ECDSA) is imported at the first request, not at every start
+    from occlum.enclave.platform_attest import load_attestation_platform
+
     path = Path(spec.platform_key_path)
     try:
         platform_key = load_platform_key(path, create=False)
@@ -161,6 +156,8 @@ def sys_ioctl(libos: LibOS, t: Task, fd: int, request: int, arg: int) -> Result:
 
 
 def _serve(dev: _Device, t: Task, request: int, arg: int) -> int:
+    from occlum.enclave.quote import make_quote, quote_size  # loaded with the device
+
     if request == SGXIOC_SELF_TARGET:
         t.mem.write(arg, self_target(dev.identity))
     elif request == SGXIOC_CREATE_REPORT:
@@ -198,6 +195,8 @@ def _serve(dev: _Device, t: Task, request: int, arg: int) -> int:
 
 
 def _ver_dcap_quote(dev: _Device, t: Task, arg: int) -> None:
+    from occlum.enclave.quote import MalformedQuote, QuoteError, QuotePolicy, verify_quote
+
     quote_p, size, status_p, result_p, supp_size, supp_p = struct.unpack(
         "<QI4xQQI4xQ", t.mem.read(arg, 48)
     )
