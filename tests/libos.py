@@ -15,7 +15,8 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -501,3 +502,19 @@ def examples(n: int) -> int:
     """A property test's example count under the Hypothesis profile in use: ``n`` for "ci"
     (scripts/test.sh), an eighth of it (at least 3) for "dev" (scripts/quick.sh)."""
     return max(3, n // 8) if os.environ.get("HYPOTHESIS_PROFILE") == "dev" else n
+
+
+@contextlib.contextmanager
+def zygote_runtime_dir(prefix: str) -> Iterator[Path]:
+    """A runtime directory of its own (``XDG_RUNTIME_DIR``: the zygote a test talks to is one
+    it started; short, for the socket's path to fit sun_path); its zygotes ended after."""
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        yield d
+    finally:
+        for pid_file in (d / "occlum").glob("*.pid"):
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+            except (ValueError, OSError):
+                pass
+        subprocess.run(["rm", "-rf", str(d)], check=False)

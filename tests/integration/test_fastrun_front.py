@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,14 +47,8 @@ def inst(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
 
 @pytest.fixture
 def zdir() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="of", dir="/tmp"))
-    yield d
-    for pid_file in (d / "occlum").glob("*.pid"):
-        try:
-            os.kill(int(pid_file.read_text()), signal.SIGKILL)
-        except (ValueError, OSError):
-            pass
-    subprocess.run(["rm", "-rf", str(d)], check=False)
+    with libos.zygote_runtime_dir("of") as d:
+        yield d
 
 
 def _env(zdir: Path, **extra: str) -> dict[str, str]:

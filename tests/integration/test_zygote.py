@@ -11,7 +11,6 @@ import resource
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,14 +49,8 @@ def inst(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
 @pytest.fixture
 def zdir() -> Iterator[Path]:
     """A runtime directory of its own (short: the socket's path must fit sun_path)."""
-    d = Path(tempfile.mkdtemp(prefix="oz", dir="/tmp"))
-    yield d
-    for pid_file in (d / "occlum").glob("*.pid"):
-        try:
-            os.kill(int(pid_file.read_text()), signal.SIGKILL)
-        except (ValueError, OSError):
-            pass
-    subprocess.run(["rm", "-rf", str(d)], check=False)
+    with libos.zygote_runtime_dir("oz") as d:
+        yield d
 
 
 def occlum(
