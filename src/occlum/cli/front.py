@@ -18,11 +18,9 @@ from pathlib import Path
 import occlum
 from occlum.cli import zygote_wire
 from occlum.errors import UserError
-from occlum.instance.ccache import NoCompiler, compiled
+from occlum.instance.ccache import NoCompiler, install_static
 
 __all__ = ["c_string", "install"]
-
-_FLAGS = ("-static", "-O2", "-s", "-Wall")
 
 
 def c_string(value: str) -> str:
@@ -41,22 +39,12 @@ def install(target: Path) -> str | None:
         f"-DOCCLUM_PACKAGE={c_string(zygote_wire.package_dir())}",
         f"-DOCCLUM_VERSION={c_string(occlum.__version__)}",
     )
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
-        binary = compiled(
-            "cli/native/front.c", "front", (*_FLAGS, *defines), "the native occlum front"
-        )
-        tmp.write_bytes(binary.read_bytes())
-        tmp.chmod(0o755)
-        os.replace(tmp, target)
+        install_static("cli/native/front.c", "front", "the native occlum front", target, defines)
     except NoCompiler as exc:
         return f"{exc} (the Python console script stays)"
     except UserError as exc:
         return str(exc)
-    except OSError as exc:
-        return f"cannot install the native occlum front at {target}: {exc.strerror}"
-    finally:
-        tmp.unlink(missing_ok=True)
     return None
 
 

@@ -13,7 +13,10 @@ from pathlib import Path
 
 from occlum.errors import UserError
 
-__all__ = ["NoCompiler", "cache_dir", "compiled"]
+__all__ = ["STATIC_FLAGS", "NoCompiler", "cache_dir", "compiled", "install_static"]
+
+# a helper run at every command: static (no dynamic loader, no libraries to map at each start)
+STATIC_FLAGS = ("-static", "-O2", "-s", "-Wall")
 
 
 class NoCompiler(UserError):
@@ -69,3 +72,21 @@ def compiled(
         for p in (src, tmp):
             p.unlink(missing_ok=True)
     return binary
+
+
+def install_static(
+    source_name: str, stem: str, what: str, target: Path, defines: tuple[str, ...] = ()
+) -> None:
+    """Compile ``source_name`` statically (cached, see :func:`compiled`) and put it at
+    ``target`` atomically, executable. ``NoCompiler`` without a compiler, a ``UserError``
+    naming ``what`` for any other failure."""
+    binary = compiled(source_name, stem, (*STATIC_FLAGS, *defines), what)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        shutil.copyfile(binary, tmp)
+        tmp.chmod(0o755)
+        os.replace(tmp, target)
+    except OSError as e:
+        raise UserError(f"cannot install {what} at {target}: {e.strerror}")
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -12,18 +12,13 @@ fastest way in. Without a compiler the Python client does the same work, slower.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 from pathlib import Path
 
 from occlum.errors import UserError
-from occlum.instance.ccache import NoCompiler, compiled
+from occlum.instance.ccache import NoCompiler, install_static
 from occlum.instance.wire import NATIVE_CLIENT_NAME
 
 __all__ = ["install_native_client"]
-
-# static: no dynamic loader, no libraries to map at each start
-_FLAGS = ("-static", "-O2", "-s", "-Wall")
 
 
 def install_native_client(run_dir: Path) -> str | None:
@@ -34,20 +29,12 @@ def install_native_client(run_dir: Path) -> str | None:
     target = run_dir / NATIVE_CLIENT_NAME
     with contextlib.suppress(FileNotFoundError):
         target.unlink()
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
-        binary = compiled(
-            "instance/native/exec_client.c", "exec-client", _FLAGS, "the native exec client"
+        install_static(
+            "instance/native/exec_client.c", "exec-client", "the native exec client", target
         )
-        shutil.copyfile(binary, tmp)
-        tmp.chmod(0o755)
-        os.replace(tmp, target)
     except NoCompiler:
         return None  # nothing to say: the Python client serves
     except UserError as exc:
         return str(exc)
-    except OSError as exc:
-        return f"cannot install the native exec client at {target}: {exc.strerror}"
-    finally:
-        tmp.unlink(missing_ok=True)
     return None

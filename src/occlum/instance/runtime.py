@@ -263,14 +263,12 @@ def _libraries(out: dict[str, RuntimeEntry], objects: list[Path]) -> None:
 
 def _exec_client() -> Path | None:
     """The native ``occlum exec`` client, compiled as the LibOS's cache holds it."""
-    from occlum.instance.ccache import NoCompiler, compiled
-
     # the flags are part of the cached binary's name: the ones `occlum start` compiles with
-    from occlum.instance.exec_native import _FLAGS
+    from occlum.instance.ccache import STATIC_FLAGS, NoCompiler, compiled
 
     try:
         return compiled(
-            "instance/native/exec_client.c", "exec-client", _FLAGS, "the native exec client"
+            "instance/native/exec_client.c", "exec-client", STATIC_FLAGS, "the native exec client"
         )
     except NoCompiler:
         return None  # the Python client serves in the container
